@@ -1,0 +1,37 @@
+"""The one-screen summary `segpipe build` prints after a build."""
+
+import dagster as dg
+import polars as pl
+
+from segpipe.local_build import BuildOutcome
+
+
+def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.DagsterInstance) -> str:
+    lines = [f"batches: {len(outcome.batches)} ({', '.join(outcome.batches)})"]
+    if not outcome.success:
+        lines.append("RELEASE BLOCKED" + (f" by failed checks: {', '.join(outcome.failed_checks)}" if outcome.failed_checks else ""))
+        lines.append("open the Dagster UI (make dev) to see the failing items")
+        return "\n".join(lines)
+    meta = outcome.release_metadata
+    counts = meta["counts"]
+    lines += [
+        f"release version: {meta['version']}{'' if meta['newly_published'] else ' (already published, unchanged)'}",
+        f"release: {meta['release']}",
+        f"archive: {meta['archive']}",
+        (f"entries: {counts['input']} in = {counts['released']} released + {counts['filtered']} filtered"
+         f" + {counts['quarantined']} quarantined"),
+        f"splits (images): {meta['splits']}",
+    ]
+    qa = defs.load_asset_value("qa_report", instance=instance)
+    failed = qa.filter(~pl.col("passed")).group_by("check_id", "severity").len().sort("check_id")
+    lines.append("QA findings: " + (", ".join(f"{c} [{s}] {n}" for c, s, n in failed.iter_rows()) or "none"))
+    consensus = defs.load_asset_value("consensus_masks", instance=instance)
+    fused = consensus.filter(pl.col("mask_source") == "fused")
+    if fused.height:
+        lines.append(
+            f"consensus: {fused.height} multi-annotator images, mean agreement {fused['agreement'].mean():.3f},"
+            f" {consensus.filter(pl.col('status') == 'low_agreement').height} sent to review")
+    scores = defs.load_asset_value("annotator_scores", instance=instance)
+    lines.append("honeypot leaderboard (mean IoU vs gold): " + ", ".join(
+        f"{a} {iou:.3f} on {n}" for a, n, iou, _ in scores.select("annotator", "n_honeypots", "mean_iou", "pixel_accuracy").iter_rows()))
+    return "\n".join(lines)

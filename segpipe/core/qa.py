@@ -1,0 +1,155 @@
+"""QA rules over rasterized masks: each a pure function with an id, a severity and a description.
+
+ERROR rules gate the release (their Dagster checks are blocking); WARN rules report.
+A rule that `excludes_entry` also keeps the failing entry out of consensus and the release,
+so the entry is filtered with the rule's reason instead of shipping a useless mask.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from segpipe.core.schemas import QaResultRecord
+from segpipe.core.settings import QaSettings
+from segpipe.core.taxonomy import Taxonomy
+
+Severity = Literal["ERROR", "WARN"]
+
+
+@dataclass(frozen=True)
+class EntryEvidence:
+    """What the rules look at for one entry: its decoded mask and its image record."""
+
+    mask: np.ndarray
+    width: int
+    height: int
+    unmapped_labels: tuple[str, ...]
+    duplicate_of: str | None
+
+
+RuleCheck = Callable[[EntryEvidence, Taxonomy, QaSettings], str | None]
+
+
+@dataclass(frozen=True)
+class QaRule:
+    """`check` returns the reason an entry fails, or None when it passes."""
+
+    id: str
+    severity: Severity
+    description: str
+    excludes_entry: bool
+    check: RuleCheck
+
+
+def _size_matches(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    h, w = e.mask.shape
+    return None if (w, h) == (e.width, e.height) else f"mask is {w}x{h}, image is {e.width}x{e.height}"
+
+
+def _ids_in_taxonomy(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    stray = sorted(set(np.unique(e.mask).tolist()) - taxonomy.class_ids - {taxonomy.ignore_index})
+    return None if not stray else f"mask contains ids {stray} that are not taxonomy classes"
+
+
+def _not_empty(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    return None if bool((e.mask != taxonomy.ignore_index).any()) else "no pixel is labelled"
+
+
+def _unlabeled_fraction(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    fraction = float((e.mask == taxonomy.ignore_index).mean())
+    limit = settings.max_unlabeled_fraction
+    return None if fraction <= limit else f"{fraction:.1%} of pixels are unlabelled (limit {limit:.1%})"
+
+
+def _labels_mapped(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    return None if not e.unmapped_labels else f"unmapped labels {list(e.unmapped_labels)}"
+
+
+def _not_duplicate(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    return None if e.duplicate_of is None else f"same image and annotator as {e.duplicate_of}"
+
+
+QA_RULES: tuple[QaRule, ...] = (
+    QaRule("mask_matches_image_size", "ERROR", "The mask has the same width and height as its image.", True, _size_matches),
+    QaRule("mask_ids_in_taxonomy", "ERROR", "Every mask pixel is a taxonomy class id or the ignore index.", True, _ids_in_taxonomy),
+    QaRule("mask_not_empty", "WARN", "The mask labels at least one pixel.", True, _not_empty),
+    QaRule("unlabeled_fraction", "WARN", "At most the configured share of mask pixels is unlabelled.", False, _unlabeled_fraction),
+    QaRule("labels_mapped", "ERROR", (
+        "Every raw label of the entry maps to a taxonomy class "
+        "(a warning when the taxonomy paints unmapped labels as void or ignores them)."), False, _labels_mapped),
+    QaRule("entry_not_duplicate", "WARN", "No earlier entry has the same image content and annotator.", True, _not_duplicate),
+)
+
+
+def rule_severity(rule: QaRule, taxonomy: Taxonomy) -> Severity:
+    """Unmapped labels block only when the taxonomy says they are an error."""
+    if rule.id == "labels_mapped" and taxonomy.unmapped != "error":
+        return "WARN"
+    return rule.severity
+
+
+def evaluate_entries(
+    entries: pl.DataFrame,
+    unmapped: pl.DataFrame,
+    load_mask: Callable[[str], np.ndarray],
+    taxonomy: Taxonomy,
+    settings: QaSettings,
+) -> pl.DataFrame:
+    """Run every rule on every entry (rows of masks joined with images); one result row per pair."""
+    duplicates = duplicate_entries(entries)
+    unmapped_by_entry = {
+        eid: tuple(labels) for eid, labels in unmapped.group_by("entry_id").agg(pl.col("raw_label").unique().sort()).iter_rows()
+    }
+    rows = []
+    for entry in entries.sort("batch_id", "file_name").iter_rows(named=True):
+        evidence = EntryEvidence(
+            mask=load_mask(entry["mask_key"]),
+            width=entry["width"],
+            height=entry["height"],
+            unmapped_labels=unmapped_by_entry.get(entry["entry_id"], ()),
+            duplicate_of=duplicates.get(entry["entry_id"]),
+        )
+        for rule in QA_RULES:
+            reason = rule.check(evidence, taxonomy, settings)
+            rows.append({
+                "entry_id": entry["entry_id"], "batch_id": entry["batch_id"], "file_name": entry["file_name"],
+                "check_id": rule.id, "severity": rule_severity(rule, taxonomy), "passed": reason is None,
+                "excludes_entry": rule.excludes_entry and reason is not None, "reason": reason,
+            })
+    schema = {"entry_id": pl.String, "batch_id": pl.String, "file_name": pl.String, "check_id": pl.String,
+              "severity": pl.String, "passed": pl.Boolean, "excludes_entry": pl.Boolean, "reason": pl.String}
+    return QaResultRecord.validate(pl.DataFrame(rows, schema=schema))
+
+
+def duplicate_entries(entries: pl.DataFrame) -> dict[str, str]:
+    """Entries repeating an earlier (image content, annotator) pair, mapped to the entry they repeat."""
+    first: dict[tuple[str, str], str] = {}
+    duplicates: dict[str, str] = {}
+    for eid, batch_id, file_name, image_id, annotator in (
+        entries.sort("batch_id", "file_name").select("entry_id", "batch_id", "file_name", "image_id", "annotator").iter_rows()
+    ):
+        key = (image_id, annotator)
+        if key in first:
+            duplicates[eid] = first[key]
+        else:
+            first[key] = f"{batch_id}/{file_name}"
+    return duplicates
+
+
+def excluded_entries(results: pl.DataFrame) -> pl.DataFrame:
+    """Entries that a failed excluding rule keeps out of the release, with the first such reason."""
+    return (
+        results.filter(pl.col("excludes_entry"))
+        .sort("entry_id", "check_id")
+        .group_by("entry_id", maintain_order=True)
+        .agg(pl.format("{}: {}", pl.col("check_id"), pl.col("reason")).first().alias("reason"))
+    )
+
+
+def summarize_rule(results: pl.DataFrame, rule_id: str, limit: int = 20) -> tuple[int, pl.DataFrame]:
+    """Failure count of one rule and its first failing entries, for check metadata."""
+    failing = results.filter((pl.col("check_id") == rule_id) & ~pl.col("passed"))
+    return failing.height, failing.select("batch_id", "file_name", "reason").sort("batch_id", "file_name").head(limit)

@@ -1,0 +1,161 @@
+"""Building a release archive: images, masks, COCO JSON, index.csv and meta.json in one ZIP.
+
+The archive is deterministic (sorted entries, fixed timestamps), and its version is a hash
+of what it contains, so rebuilding the same data gives the same version and the same bytes.
+"""
+
+import csv
+import hashlib
+import io
+import re
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+import orjson
+import polars as pl
+
+from segpipe.core.raster import decode_mask_png
+from segpipe.core.rle import encode_rle
+from segpipe.core.schemas import ManifestRecord
+from segpipe.core.taxonomy import Taxonomy
+
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+MANIFEST_COLUMNS = list(ManifestRecord.to_schema().columns)
+METADATA_COLUMNS = ("camera", "city", "time_of_day", "weather", "sequence_id")
+
+
+@dataclass(frozen=True)
+class ReleaseContents:
+    version: str
+    manifest: pl.DataFrame
+    meta: dict
+
+
+def release_stem(file_name: str, image_id: str) -> str:
+    """A safe, unique archive name: the original stem for humans, the content hash for uniqueness."""
+    stem = file_name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', stem)[:80]}_{image_id[:12]}"
+
+
+def write_release_archive(
+    out: BinaryIO,
+    items: pl.DataFrame,
+    read_image: Callable[[str], bytes],
+    read_mask: Callable[[str], bytes],
+    taxonomy: Taxonomy,
+    dataset_name: str,
+    mask_encoding: str,
+    counts: dict[str, int],
+) -> ReleaseContents:
+    """Write the ZIP for `items` (one row per released image) and return its manifest and meta."""
+    rows, annotations, coco_images = [], [], []
+    with zipfile.ZipFile(out, "w") as archive:
+        for n, item in enumerate(items.sort("split", "image_id").iter_rows(named=True), start=1):
+            stem = release_stem(item["file_name"], item["image_id"])
+            suffix = item["file_name"].rsplit(".", 1)[-1].lower()
+            image_path, mask_path = f"images/{item['split']}/{stem}.{suffix}", f"masks/{item['split']}/{stem}.png"
+            image_bytes, mask_bytes = read_image(item["source_uri"]), read_mask(item["mask_key"])
+            _add(archive, image_path, image_bytes, compress=False)
+            _add(archive, mask_path, mask_bytes, compress=False)
+            rows.append({
+                "image_id": item["image_id"], "split": item["split"], "image_path": image_path, "mask_path": mask_path,
+                "width": item["width"], "height": item["height"], "original_file_name": item["file_name"],
+                "source_batches": item["source_batches"], "annotators": item["annotators"],
+                "mask_source": item["mask_source"], "agreement": item["agreement"],
+                **{c: item[c] for c in METADATA_COLUMNS},
+                "image_sha256": hashlib.sha256(image_bytes).hexdigest(), "mask_sha256": hashlib.sha256(mask_bytes).hexdigest(),
+            })
+            coco_images.append({"id": n, "file_name": image_path, "width": item["width"], "height": item["height"]})
+            annotations.extend(_coco_annotations(decode_mask_png(mask_bytes), n, taxonomy, len(annotations)))
+        manifest = ManifestRecord.validate(pl.DataFrame(rows, schema=_manifest_schema()))
+        version = release_version(manifest, taxonomy, dataset_name, mask_encoding)
+        meta = _meta(manifest, taxonomy, dataset_name, version, mask_encoding, counts)
+        coco = {"info": {"description": dataset_name, "version": version}, "licenses": [], "images": coco_images,
+                "categories": [{"id": c.id, "name": c.name, "supercategory": ""} for c in taxonomy.classes],
+                "annotations": annotations}
+        _add(archive, "coco/coco.json", orjson.dumps(coco))
+        _add(archive, "index.csv", _index_csv(manifest))
+        _add(archive, "meta.json", orjson.dumps(meta, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    return ReleaseContents(version, manifest, meta)
+
+
+def release_version(manifest: pl.DataFrame, taxonomy: Taxonomy, dataset_name: str, mask_encoding: str) -> str:
+    """Content hash of what the release holds: same data, same version."""
+    digest = hashlib.sha256()
+    digest.update(f"{dataset_name}\0{taxonomy.taxonomy_version}\0{mask_encoding}\0".encode())
+    digest.update(manifest.sort("image_id").write_csv().encode())
+    return digest.hexdigest()[:12]
+
+
+def _manifest_schema() -> dict:
+    types = {"width": pl.Int64, "height": pl.Int64, "agreement": pl.Float64}
+    return {c: types.get(c, pl.String) for c in MANIFEST_COLUMNS}
+
+
+def _coco_annotations(mask: np.ndarray, image_number: int, taxonomy: Taxonomy, first_id: int) -> list[dict]:
+    """One COCO-Stuff style annotation per class present: an RLE of that class's pixels."""
+    annotations = []
+    for class_id in sorted(set(np.unique(mask).tolist()) & taxonomy.class_ids):
+        binary = mask == class_id
+        ys, xs = np.nonzero(binary)
+        annotations.append({
+            "id": first_id + len(annotations) + 1, "image_id": image_number, "category_id": class_id,
+            "segmentation": encode_rle(binary), "area": int(binary.sum()), "iscrowd": 0,
+            "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
+        })
+    return annotations
+
+
+def _meta(manifest: pl.DataFrame, taxonomy: Taxonomy, dataset_name: str, version: str, mask_encoding: str, counts: dict) -> dict:
+    sizes = manifest.group_by("width", "height").len().sort("width", "height")
+    return {
+        "dataset": dataset_name,
+        "version": version,
+        "task": "semantic_segmentation",
+        "taxonomy_version": taxonomy.taxonomy_version,
+        "mask_encoding": mask_encoding,
+        "mask_format": "PNG, 8-bit, one class id per pixel",
+        "ignore_index": taxonomy.ignore_index,
+        "classes": [{"id": c.id, "name": c.name, "color": list(c.color)} for c in taxonomy.classes],
+        "image_sizes": [{"width": w, "height": h, "count": n} for w, h, n in sizes.iter_rows()],
+        "splits": dict(manifest.group_by("split").len().sort("split").iter_rows()),
+        "counts": counts,
+    }
+
+
+def _index_csv(manifest: pl.DataFrame) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(MANIFEST_COLUMNS)
+    writer.writerows(manifest.select(MANIFEST_COLUMNS).iter_rows())
+    return buffer.getvalue().encode()
+
+
+def _add(archive: zipfile.ZipFile, name: str, data: bytes, compress: bool = True) -> None:
+    info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+    info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16
+    archive.writestr(info, data)
+
+
+def release_items(splits: pl.DataFrame, consensus: pl.DataFrame, images: pl.DataFrame) -> pl.DataFrame:
+    """One row per image to release: its split, released mask, a source file and merged metadata.
+
+    An image delivered in several batches is one item; its metadata takes the first
+    non-empty value across its entries, in batch order.
+    """
+    per_image = (
+        images.sort("batch_id", "file_name")
+        .group_by("image_id", maintain_order=True)
+        .agg(
+            pl.col("source_uri").first(), pl.col("file_name").first(), pl.col("width").first(), pl.col("height").first(),
+            pl.col("batch_id").unique().sort().str.join(";").alias("source_batches"),
+            pl.col("annotator").unique().sort().str.join(";").alias("annotators"),
+            *[pl.col(c).drop_nulls().first().alias(c) for c in METADATA_COLUMNS],
+        )
+    )
+    accepted = consensus.filter(pl.col("status") == "accepted").select("image_id", "mask_key", "mask_source", "agreement")
+    return splits.select("image_id", "split").join(accepted, on="image_id").join(per_image, on="image_id").sort("image_id")

@@ -1,0 +1,186 @@
+"""Pandera schemas of every table segpipe passes between stages.
+
+The manifest schema is the public contract of a release (documented in the README);
+the others are internal but validated at each stage boundary so a bad table fails
+where it is made, not three stages later.
+"""
+
+import pandera.polars as pa
+import polars as pl
+
+
+class ImageRecord(pa.DataFrameModel):
+    """One accepted input entry: an image file of a batch with its annotation."""
+
+    entry_id: str = pa.Field(unique=True)
+    batch_id: str
+    file_name: str
+    source_uri: str
+    image_id: str = pa.Field(str_length={"min_value": 64, "max_value": 64})
+    annotator: str
+    source: str
+    is_gold: bool
+    width: int = pa.Field(gt=0)
+    height: int = pa.Field(gt=0)
+    camera: str = pa.Field(nullable=True)
+    city: str = pa.Field(nullable=True)
+    time_of_day: str = pa.Field(nullable=True)
+    weather: str = pa.Field(nullable=True)
+    sequence_id: str = pa.Field(nullable=True)
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class ShapeRecord(pa.DataFrameModel):
+    """One polygon of an accepted entry, in source-label space."""
+
+    entry_id: str
+    shape_index: int = pa.Field(ge=0)
+    raw_label: str
+    z_order: int
+    rings: pl.List(pl.List(pl.Float64))
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class QuarantineRecord(pa.DataFrameModel):
+    """An input entry that could not be used, and why."""
+
+    batch_id: str
+    file_name: str
+    stage: str
+    rule: str
+    message: str
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class MappedShapeRecord(ShapeRecord):
+    """A shape with its taxonomy class; class_id is null when the label is unmapped."""
+
+    class_id: int = pa.Field(nullable=True, ge=0, le=255)
+    mapping: str = pa.Field(isin=["mapped", "unmapped_void", "unmapped_ignore", "unmapped_error"])
+
+
+class MaskRecord(pa.DataFrameModel):
+    """A rasterized annotation: one mask per input entry."""
+
+    entry_id: str = pa.Field(unique=True)
+    image_id: str
+    annotator: str
+    is_gold: bool
+    mask_key: str
+    width: int = pa.Field(gt=0)
+    height: int = pa.Field(gt=0)
+    taxonomy_version: str
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class QaResultRecord(pa.DataFrameModel):
+    """The outcome of one QA rule on one entry."""
+
+    entry_id: str
+    batch_id: str
+    file_name: str
+    check_id: str
+    severity: str = pa.Field(isin=["ERROR", "WARN"])
+    passed: bool
+    excludes_entry: bool
+    reason: str = pa.Field(nullable=True)
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class ConsensusRecord(pa.DataFrameModel):
+    """One image after consensus: which mask it releases, and how well annotators agreed."""
+
+    image_id: str = pa.Field(unique=True)
+    n_annotators: int = pa.Field(ge=0)
+    annotators: pl.List(pl.String)
+    agreement: float = pa.Field(nullable=True, ge=0.0, le=1.0)
+    mask_source: str = pa.Field(isin=["gold", "single", "fused"])
+    mask_key: str
+    status: str = pa.Field(isin=["accepted", "low_agreement"])
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class AnnotatorScoreRecord(pa.DataFrameModel):
+    """Honeypot score of an annotator: agreement with gold annotations."""
+
+    annotator: str = pa.Field(unique=True)
+    n_honeypots: int = pa.Field(gt=0)
+    mean_iou: float = pa.Field(ge=0.0, le=1.0)
+    pixel_accuracy: float = pa.Field(ge=0.0, le=1.0)
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class SplitRecord(pa.DataFrameModel):
+    """The split an accepted image is assigned to."""
+
+    image_id: str = pa.Field(unique=True)
+    split: str = pa.Field(isin=["train", "val", "test"])
+    group_key: str
+    stratum: str
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class ManifestRecord(pa.DataFrameModel):
+    """A released image: the public contract of manifest.parquet and index.csv."""
+
+    image_id: str = pa.Field(unique=True)
+    split: str = pa.Field(isin=["train", "val", "test"])
+    image_path: str = pa.Field(unique=True)
+    mask_path: str = pa.Field(unique=True)
+    width: int = pa.Field(gt=0)
+    height: int = pa.Field(gt=0)
+    original_file_name: str
+    source_batches: str
+    annotators: str
+    mask_source: str = pa.Field(isin=["gold", "single", "fused"])
+    agreement: float = pa.Field(nullable=True, ge=0.0, le=1.0)
+    camera: str = pa.Field(nullable=True)
+    city: str = pa.Field(nullable=True)
+    time_of_day: str = pa.Field(nullable=True)
+    weather: str = pa.Field(nullable=True)
+    sequence_id: str = pa.Field(nullable=True)
+    image_sha256: str
+    mask_sha256: str
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class LedgerRecord(pa.DataFrameModel):
+    """Where every input entry ended up; released + filtered + quarantined = input."""
+
+    batch_id: str
+    file_name: str
+    image_id: str = pa.Field(nullable=True)
+    outcome: str = pa.Field(isin=["released", "filtered", "quarantined"])
+    stage: str
+    reason: str = pa.Field(nullable=True)
+
+    class Config:
+        strict = True
+        coerce = True

@@ -1,0 +1,116 @@
+"""Pipeline settings (pipeline.yaml): validated on load, so a typo fails before any work."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from segpipe.core.errors import ConfigError
+
+MaskEncoding = Literal["grayscale", "palette"]
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class QaSettings:
+    max_unlabeled_fraction: float
+    max_error_failures: int
+
+
+@dataclass(frozen=True)
+class ConsensusSettings:
+    quorum: float
+    min_agreement: float
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    seed: int
+    stratify_by: str
+    group_by: str
+    splits: dict[str, float]
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    dataset_name: str
+    mask_encoding: MaskEncoding
+    qa: QaSettings
+    consensus: ConsensusSettings
+    sampling: SamplingSettings
+
+
+def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{origin}: not valid YAML: {exc}") from exc
+    top = _section(doc, origin, {"dataset_name", "mask_encoding", "qa", "consensus", "sampling"})
+    name = top["dataset_name"]
+    if not isinstance(name, str) or not name or not all(ch.isalnum() or ch in "-_." for ch in name):
+        raise ConfigError(f"{origin}: dataset_name must be letters, digits, '-', '_' or '.', got {name!r}")
+    encoding = top["mask_encoding"]
+    if encoding not in ("grayscale", "palette"):
+        raise ConfigError(f"{origin}: mask_encoding must be 'grayscale' or 'palette', got {encoding!r}")
+    qa = _section(top["qa"], f"{origin}: qa", {"max_unlabeled_fraction", "max_error_failures"})
+    consensus = _section(top["consensus"], f"{origin}: consensus", {"quorum", "min_agreement"})
+    sampling = _section(top["sampling"], f"{origin}: sampling", {"seed", "stratify_by", "group_by", "splits"})
+    splits = sampling["splits"]
+    if not isinstance(splits, dict) or set(splits) != set(SPLITS):
+        raise ConfigError(f"{origin}: sampling.splits must give exactly {list(SPLITS)}, got {splits!r}")
+    for split, share in splits.items():
+        _fraction(share, f"{origin}: sampling.splits.{split}")
+    if abs(sum(splits.values()) - 1.0) > 1e-6:
+        raise ConfigError(f"{origin}: sampling.splits must add up to 1, they add up to {sum(splits.values())}")
+    return PipelineSettings(
+        dataset_name=name,
+        mask_encoding=encoding,
+        qa=QaSettings(
+            max_unlabeled_fraction=_fraction(qa["max_unlabeled_fraction"], f"{origin}: qa.max_unlabeled_fraction"),
+            max_error_failures=_count(qa["max_error_failures"], f"{origin}: qa.max_error_failures"),
+        ),
+        consensus=ConsensusSettings(
+            quorum=_fraction(consensus["quorum"], f"{origin}: consensus.quorum"),
+            min_agreement=_fraction(consensus["min_agreement"], f"{origin}: consensus.min_agreement"),
+        ),
+        sampling=SamplingSettings(
+            seed=_count(sampling["seed"], f"{origin}: sampling.seed"),
+            stratify_by=_name(sampling["stratify_by"], f"{origin}: sampling.stratify_by"),
+            group_by=_name(sampling["group_by"], f"{origin}: sampling.group_by"),
+            splits={s: float(splits[s]) for s in SPLITS},
+        ),
+    )
+
+
+def load_pipeline_settings(path: Path) -> PipelineSettings:
+    return parse_pipeline_settings(path.read_text(encoding="utf-8"), str(path))
+
+
+def _section(doc: Any, where: str, keys: set[str]) -> dict:
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: expected a mapping with keys {sorted(keys)}")
+    missing, unknown = keys - set(doc), set(doc) - keys
+    if missing:
+        raise ConfigError(f"{where}: missing keys {sorted(missing)}")
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    return doc
+
+
+def _fraction(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{where}: must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _count(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}: must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: must be a column name, got {value!r}")
+    return value

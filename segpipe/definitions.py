@@ -1,0 +1,13 @@
+"""The single entry point: every stage folder under defs/ contributes its own definitions."""
+
+from pathlib import Path
+
+import dagster as dg
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions.merge(
+        dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
+        dg.Definitions(executor=dg.multiprocess_executor.configured({"max_concurrent": 2})),
+    )

@@ -1,0 +1,47 @@
+import dagster as dg
+import polars as pl
+
+from segpipe.core.consensus import build_consensus
+from segpipe.core.png import encode_mask_png
+from segpipe.core.qa import excluded_entries
+from segpipe.core.raster import decode_mask_png
+from segpipe.defs.metadata import markdown_table
+from segpipe.io.object_store import ObjectStore
+from segpipe.io.pipeline_config import PipelineConfig
+
+
+@dg.multi_asset(
+    outs={
+        "consensus_masks": dg.AssetOut(kinds={"polars"}, description="Per image: released mask (gold, single or fused) and annotator agreement."),
+        "annotator_scores": dg.AssetOut(kinds={"polars"}, description="Honeypot leaderboard: each annotator against gold annotations."),
+    },
+    group_name="consensus",
+)
+def consensus(
+    context: dg.AssetExecutionContext,
+    pipeline_config: PipelineConfig,
+    object_store: ObjectStore,
+    annotation_masks: pl.DataFrame,
+    qa_report: pl.DataFrame,
+):
+    """Fuse annotators pixel by pixel where several labelled an image, and score them on honeypots.
+    Entries a QA rule excluded take no part."""
+    taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
+    palette = taxonomy.palette() if settings.mask_encoding == "palette" else None
+    usable = annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti")
+
+    def save_fused(image_id: str, mask) -> str:
+        return object_store.write_bytes(
+            f"masks/{taxonomy.taxonomy_version}/fused/{image_id}.png", encode_mask_png(mask, palette))
+
+    images, scores = build_consensus(
+        usable, lambda key: decode_mask_png(object_store.read_bytes(key)), save_fused, settings.consensus, taxonomy.ignore_index)
+    review = images.filter(pl.col("status") == "low_agreement").select("image_id", "annotators", "agreement")
+    yield dg.Output(images, output_name="consensus_masks", metadata={
+        "images": images.height,
+        "by_mask_source": dg.MetadataValue.json(dict(images.group_by("mask_source").len().sort("mask_source").iter_rows())),
+        "review_queue": dg.MetadataValue.md(markdown_table(review.with_columns(pl.col("annotators").list.join(", ")))),
+    })
+    yield dg.Output(scores, output_name="annotator_scores", metadata={
+        "leaderboard": dg.MetadataValue.md(markdown_table(scores)),
+    })

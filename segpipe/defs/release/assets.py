@@ -1,0 +1,69 @@
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from segpipe.core.ledger import build_ledger, outcome_counts
+from segpipe.core.publish import publish_release, release_prefix
+from segpipe.core.qa import excluded_entries
+from segpipe.core.release import release_items, write_release_archive
+from segpipe.io.object_store import LandingZone, ObjectStore
+from segpipe.io.pipeline_config import PipelineConfig
+
+
+@dg.asset(
+    group_name="release",
+    kinds={"zip", "parquet"},
+    check_specs=[dg.AssetCheckSpec(
+        "ledger_balances", asset="dataset_release",
+        description="Every input entry is released, filtered with a reason, or quarantined: the counts add up.")],
+)
+def dataset_release(
+    context: dg.AssetExecutionContext,
+    pipeline_config: PipelineConfig,
+    object_store: ObjectStore,
+    landing_zone: LandingZone,
+    dataset_split: pl.DataFrame,
+    consensus_masks: pl.DataFrame,
+    batch_images: pl.DataFrame,
+    batch_quarantine: pl.DataFrame,
+    qa_report: pl.DataFrame,
+) -> dg.MaterializeResult:
+    """A versioned ZIP (images, masks, coco.json, index.csv, meta.json) with its Parquet manifest
+    and item ledger, published under a content-hash version that is never overwritten."""
+    taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
+    items = release_items(dataset_split, consensus_masks, batch_images)
+    ledger = build_ledger(batch_images, batch_quarantine, excluded_entries(qa_report), consensus_masks, set(items["image_id"]))
+    counts = outcome_counts(ledger)
+    with tempfile.TemporaryDirectory(prefix="segpipe-release-") as tmp:
+        work = Path(tmp)
+        archive_path = work / "dataset.zip"
+        with archive_path.open("wb") as out:
+            contents = write_release_archive(
+                out, items, landing_zone.read_bytes, object_store.read_bytes, taxonomy,
+                settings.dataset_name, settings.mask_encoding, counts)
+        contents.manifest.write_parquet(work / "manifest.parquet")
+        ledger.write_parquet(work / "ledger.parquet")
+        fs, root = object_store.location()
+        published = publish_release(
+            fs, root, release_prefix(settings.dataset_name, contents.version),
+            {f"{settings.dataset_name}-{contents.version}.zip": archive_path,
+             "manifest.parquet": work / "manifest.parquet", "ledger.parquet": work / "ledger.parquet"},
+            {"dataset": settings.dataset_name, "version": contents.version,
+             "taxonomy_version": taxonomy.taxonomy_version, "counts": counts, "run_id": context.run.run_id},
+        )
+    balanced = counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"]
+    return dg.MaterializeResult(
+        metadata={
+            "version": contents.version,
+            "release": dg.MetadataValue.url(object_store.url(published.prefix)),
+            "archive": dg.MetadataValue.url(object_store.url(f"{published.prefix}/{settings.dataset_name}-{contents.version}.zip")),
+            "newly_published": published.newly_published,
+            "counts": dg.MetadataValue.json(counts),
+            "splits": dg.MetadataValue.json(contents.meta["splits"]),
+            "dagster/row_count": contents.manifest.height,
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name="ledger_balances", passed=balanced, metadata={"counts": dg.MetadataValue.json(counts)})],
+    )

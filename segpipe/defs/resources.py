@@ -1,0 +1,19 @@
+import dagster as dg
+
+from segpipe.environment import current_environment
+from segpipe.io.object_store import LandingZone, ObjectStore
+from segpipe.io.parquet_io_manager import PolarsParquetIOManager
+from segpipe.io.pipeline_config import PipelineConfig
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    env = current_environment()
+    return dg.Definitions(
+        resources={
+            "landing_zone": LandingZone(root=env.landing_root, endpoint_url=env.s3_endpoint_url),
+            "object_store": ObjectStore(root=env.storage_root, endpoint_url=env.s3_endpoint_url),
+            "pipeline_config": PipelineConfig(taxonomy_path=str(env.taxonomy_path), pipeline_path=str(env.pipeline_path)),
+            "io_manager": PolarsParquetIOManager(base_path=f"{env.storage_root}/tables", endpoint_url=env.s3_endpoint_url),
+        }
+    )

@@ -1,0 +1,53 @@
+import hashlib
+
+import dagster as dg
+import polars as pl
+
+from segpipe.core.schemas import MappedShapeRecord
+from segpipe.core.taxonomy import map_labels
+from segpipe.defs.metadata import markdown_table
+from segpipe.defs.partitions import annotation_batches
+from segpipe.environment import current_environment
+from segpipe.io.pipeline_config import PipelineConfig
+
+# The file's hash is the code version, so editing the taxonomy marks this asset Unsynced.
+TAXONOMY_CODE_VERSION = "v1:" + hashlib.sha256(current_environment().taxonomy_path.read_bytes()).hexdigest()[:12]
+
+
+@dg.asset(group_name="taxonomy", code_version=TAXONOMY_CODE_VERSION, kinds={"yaml"})
+def taxonomy_spec(pipeline_config: PipelineConfig) -> dg.MaterializeResult:
+    """The validated taxonomy; its data version is the normalized content hash, so
+    comment-only edits leave downstream assets up to date."""
+    taxonomy = pipeline_config.taxonomy()
+    classes = pl.DataFrame([{"id": c.id, "name": c.name, "color": str(list(c.color))} for c in taxonomy.classes])
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(taxonomy.content_hash),
+        metadata={
+            "taxonomy_version": taxonomy.taxonomy_version,
+            "unmapped_policy": taxonomy.unmapped,
+            "classes": dg.MetadataValue.md(markdown_table(classes, max_rows=256)),
+            "sources": sorted(taxonomy.mappings),
+        },
+    )
+
+
+@dg.asset(
+    group_name="taxonomy",
+    partitions_def=annotation_batches,
+    deps=[taxonomy_spec],
+    kinds={"polars"},
+)
+def mapped_shapes(
+    context: dg.AssetExecutionContext, pipeline_config: PipelineConfig, batch_shapes: pl.DataFrame, batch_images: pl.DataFrame
+) -> pl.DataFrame:
+    """Shapes with their taxonomy class; unmapped labels follow the taxonomy's policy."""
+    taxonomy = pipeline_config.taxonomy()
+    mapped = MappedShapeRecord.validate(map_labels(batch_shapes, batch_images.select("entry_id", "source"), taxonomy))
+    unmapped = (
+        mapped.filter(pl.col("class_id").is_null()).group_by("raw_label").len("shapes").sort("shapes", descending=True)
+    )
+    context.add_output_metadata({
+        "taxonomy_version": taxonomy.taxonomy_version,
+        "unmapped_labels": dg.MetadataValue.md(markdown_table(unmapped)),
+    })
+    return mapped

@@ -1,0 +1,54 @@
+"""Build a release on one machine by launching the Dagster jobs in order, recorded in a Dagster instance.
+
+This is what `make demo` and `segpipe build` run; the same runs appear in the Dagster UI
+afterwards (`make dev`), exactly as if they had been launched there.
+"""
+
+from dataclasses import dataclass
+
+import dagster as dg
+import polars as pl
+
+from segpipe.core.landing import list_ready_batches
+from segpipe.core.settings import load_pipeline_settings
+from segpipe.core.taxonomy import load_taxonomy
+from segpipe.defs.partitions import annotation_batches
+from segpipe.environment import Environment
+from segpipe.io.locations import open_location
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    batches: list[str]
+    success: bool
+    failed_checks: list[str]
+    release_metadata: dict
+
+
+def run_local_build(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment) -> BuildOutcome:
+    load_taxonomy(env.taxonomy_path)
+    load_pipeline_settings(env.pipeline_path)
+    fs, root = open_location(env.landing_root, env.s3_endpoint_url)
+    batches = list_ready_batches(fs, root)
+    if not batches:
+        raise RuntimeError(f"{env.landing_root}: no ready batches (folders with a batch.json); run `segpipe demo` first")
+    known = set(instance.get_dynamic_partitions(annotation_batches.name))
+    instance.add_dynamic_partitions(annotation_batches.name, [b for b in batches if b not in known])
+    defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance)
+    batch_job = defs.resolve_job_def("batch_job")
+    for batch in batches:
+        batch_job.execute_in_process(instance=instance, partition_key=batch)
+    result = defs.resolve_job_def("release_job").execute_in_process(instance=instance, raise_on_error=False)
+    failed = sorted(
+        f"{e.asset_check_key.asset_key.to_user_string()}:{e.check_name}"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+    )
+    release = [m for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey("dataset_release")]
+    metadata = {k: v.value for k, v in release[0].materialization.metadata.items()} if release else {}
+    return BuildOutcome(batches, result.success and bool(release), failed, metadata)
+
+
+def read_table(instance: dg.DagsterInstance, defs: dg.Definitions, asset: str) -> pl.DataFrame:
+    """Load an unpartitioned table asset through its IO manager, for summaries and tests."""
+    return defs.load_asset_value(asset, instance=instance)

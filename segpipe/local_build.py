@@ -25,7 +25,9 @@ class BuildOutcome:
     release_metadata: dict
 
 
-def run_local_build(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment) -> BuildOutcome:
+def run_local_build(
+    defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str = "WARNING"
+) -> BuildOutcome:
     load_taxonomy(env.taxonomy_path)
     load_pipeline_settings(env.pipeline_path)
     fs, root = open_location(env.landing_root, env.s3_endpoint_url)
@@ -34,11 +36,12 @@ def run_local_build(defs: dg.Definitions, instance: dg.DagsterInstance, env: Env
         raise RuntimeError(f"{env.landing_root}: no ready batches (folders with a batch.json); run `segpipe demo` first")
     known = set(instance.get_dynamic_partitions(annotation_batches.name))
     instance.add_dynamic_partitions(annotation_batches.name, [b for b in batches if b not in known])
-    defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance)
+    quiet = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance, run_config=quiet)
     batch_job = defs.resolve_job_def("batch_job")
     for batch in batches:
-        batch_job.execute_in_process(instance=instance, partition_key=batch)
-    result = defs.resolve_job_def("release_job").execute_in_process(instance=instance, raise_on_error=False)
+        batch_job.execute_in_process(instance=instance, partition_key=batch, run_config=quiet)
+    result = defs.resolve_job_def("release_job").execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
     failed = sorted(
         f"{e.asset_check_key.asset_key.to_user_string()}:{e.check_name}"
         for e in result.get_asset_check_evaluations()

@@ -2,7 +2,8 @@
 
 Groups (e.g. a sequence of frames) are the unit of assignment, because near-identical
 frames in train and test inflate every metric. Within each stratum, groups are visited
-in a seeded order and each goes to the split furthest below its target share.
+in a seeded order and each goes to the split furthest below its target, counting both the
+stratum's deficit and the whole dataset's, so small strata still fill every split overall.
 """
 
 import hashlib
@@ -29,13 +30,17 @@ def assign_splits(images: pl.DataFrame, settings: SamplingSettings) -> pl.DataFr
         .sort("group_stratum", "rank")
     )
     assignment: dict[str, str] = {}
+    overall_total = groups["size"].sum()
+    overall = dict.fromkeys(settings.splits, 0)
     for _, stratum_groups in groups.group_by("group_stratum", maintain_order=True):
         total = stratum_groups["size"].sum()
         assigned = dict.fromkeys(settings.splits, 0)
         for group_key, size in stratum_groups.select("group_key", "size").iter_rows():
-            split = max(settings.splits, key=lambda s: (settings.splits[s] * total - assigned[s], settings.splits[s]))
+            split = max(settings.splits, key=lambda s: (
+                settings.splits[s] * total - assigned[s] + settings.splits[s] * overall_total - overall[s], settings.splits[s]))
             assignment[group_key] = split
             assigned[split] += size
+            overall[split] += size
     result = frame.with_columns(pl.col("group_key").replace_strict(assignment, return_dtype=pl.String).alias("split"))
     return SplitRecord.validate(result.select("image_id", "split", "group_key", "stratum").sort("image_id"))
 

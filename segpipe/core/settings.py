@@ -91,10 +91,9 @@ def _section(doc: Any, where: str, keys: set[str]) -> dict:
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: expected a mapping with keys {sorted(keys)}")
     missing, unknown = keys - set(doc), set(doc) - keys
-    if missing:
-        raise ConfigError(f"{where}: missing keys {sorted(missing)}")
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    problems = ([f"missing keys {sorted(missing)}"] if missing else []) + ([f"unknown keys {sorted(unknown)}"] if unknown else [])
+    if problems:
+        raise ConfigError(f"{where}: {'; '.join(problems)}")
     return doc
 
 

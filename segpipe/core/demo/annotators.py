@@ -65,4 +65,4 @@ def _jittered(ring: Ring, sigma: float, rng: np.random.Generator) -> Ring:
     Not clamped to the frame: border vertices may land a few pixels outside, as real ones do.
     """
     offsets = np.clip(rng.normal(0.0, sigma, size=(len(ring), 2)), -2 * sigma, 2 * sigma)
-    return tuple((float(x + dx), float(y + dy)) for (x, y), (dx, dy) in zip(ring, offsets))
+    return tuple((float(x + dx), float(y + dy)) for (x, y), (dx, dy) in zip(ring, offsets, strict=True))

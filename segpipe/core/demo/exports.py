@@ -87,13 +87,9 @@ def coco_instances_json(contributor: str, categories: Sequence[Category], images
     coco_images = []
     annotations = []
     for image_id, image in enumerate(images, start=1):
-        coco_images.append(
-            {"id": image_id, "file_name": image.file_name, "width": image.width, "height": image.height}
-        )
+        coco_images.append({"id": image_id, "file_name": image.file_name, "width": image.width, "height": image.height})
         for shape in image.shapes:
-            annotations.append(
-                _coco_annotation(len(annotations) + 1, image_id, category_ids[shape.label], shape.rings)
-            )
+            annotations.append(_coco_annotation(len(annotations) + 1, image_id, category_ids[shape.label], shape.rings))
     document = {
         "info": {
             "description": f"{contributor} delivery",

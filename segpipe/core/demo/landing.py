@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import shutil
 from dataclasses import asdict, dataclass, replace
@@ -31,7 +32,10 @@ VOCABULARIES: dict[str, dict[str, str]] = {
     source: dict(zip(CLASSES, names, strict=True))
     for source, names in (
         ("vendor_a", ("Road", "Sidewalk", "Building", "Pole", "Traffic Sign", "Vegetation", "Sky", "Person", "Car")),
-        ("vendor_b", ("road surface", "pavement", "building", "pole", "sign", "tree", "sky", "pedestrian", "automobile")),
+        (
+            "vendor_b",
+            ("road surface", "pavement", "building", "pole", "sign", "tree", "sky", "pedestrian", "automobile"),
+        ),
         (
             "vendor_c",
             (
@@ -48,13 +52,17 @@ VOCABULARIES: dict[str, dict[str, str]] = {
         ),
         ("gold", CLASSES),
     )
-}  # fmt: skip
+}
 # Cityscapes colours, as CVAT lists them in <meta>.
 LABEL_COLOURS = dict(
-    zip(CLASSES, ("#804080", "#f423e8", "#464646", "#999999", "#dcdc00", "#6b8e23", "#4682b4", "#dc143c", "#00008e"))
+    zip(
+        CLASSES,
+        ("#804080", "#f423e8", "#464646", "#999999", "#dcdc00", "#6b8e23", "#4682b4", "#dc143c", "#00008e"),
+        strict=True,
+    )
 )
 SUPERCATEGORIES = dict(
-    zip(CLASSES, ("flat", "flat", "construction", "object", "object", "nature", "sky", "human", "vehicle"))
+    zip(CLASSES, ("flat", "flat", "construction", "object", "object", "nature", "sky", "human", "vehicle"), strict=True)
 )
 # Non-contiguous COCO ids so readers cannot confuse a category id with a class index.
 COCO_CATEGORY_IDS = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144)
@@ -159,11 +167,11 @@ def generate_demo(
     truths = [build_scene(i, _stream(seed, _GEOMETRY, i), width, height) for i in range(n_scenes)]
     photos = [
         _jpeg(render_scene(truth, width, height, meta.time_of_day, meta.weather, _stream(seed, _RENDER, i)))
-        for i, (truth, meta) in enumerate(zip(truths, metas))
+        for i, (truth, meta) in enumerate(zip(truths, metas, strict=True))
     ]
     demo = _Demo(seed, width, height, metas, truths, photos, _assign_roles(_stream(seed, _ROLES), n_scenes))
     landing = Path(out_dir) / "landing"
-    files = {}
+    files: dict[str, list[str]] = {}
     for position, spec in enumerate(BATCHES):
         entries = _entries(spec, demo)
         _write_batch(landing / spec.batch_id, spec, entries, demo, _stream(seed, _EXPORT, position))
@@ -232,7 +240,7 @@ def _assign_roles(rng: np.random.Generator, n_scenes: int) -> Roles:
     n_carol = max(3, round(0.20 * n_scenes))
     # One honeypot per stratum spreads them over both halves.
     bounds = np.linspace(0, n_scenes, n_honeypots + 1).round().astype(int)
-    honeypots = sorted(int(rng.integers(lo, hi)) for lo, hi in zip(bounds[:-1], bounds[1:]))
+    honeypots = sorted(int(rng.integers(lo, hi)) for lo, hi in itertools.pairwise(bounds))
     first = [i for i in range(half) if i not in honeypots]
     second = [i for i in range(half, n_scenes) if i not in honeypots]
     alice_bob = _pick(rng, first, n_alice_bob)
@@ -322,7 +330,9 @@ def _shrunk(photo: bytes) -> bytes:
         return _jpeg(image.resize(size, Image.Resampling.BILINEAR))
 
 
-def _write_batch(directory: Path, spec: BatchSpec, entries: list[_Entry], demo: _Demo, rng: np.random.Generator) -> None:
+def _write_batch(
+    directory: Path, spec: BatchSpec, entries: list[_Entry], demo: _Demo, rng: np.random.Generator
+) -> None:
     """Images, annotations and metadata first; batch.json last, as the ready marker."""
     if directory.exists():
         shutil.rmtree(directory)
@@ -364,7 +374,7 @@ def _categories(vocabulary: dict[str, str], entries: list[_Entry], rng: np.rando
     extra = sorted({shape.label for entry in entries for shape in entry.shapes} - known)
     return categories + [
         Category(category_id, label, "object")
-        for category_id, label in zip(COCO_CATEGORY_IDS[len(CLASSES) :], extra)
+        for category_id, label in zip(COCO_CATEGORY_IDS[len(CLASSES) :], extra, strict=False)
     ]
 
 
@@ -380,7 +390,7 @@ def _metadata_csv(entries: list[_Entry]) -> bytes:
 
 def _ground_truth(demo: _Demo, files: dict[str, list[str]]) -> dict:
     roles = demo.roles
-    shared = {}
+    shared: dict[str, list[str]] = {}
     for index in sorted({i for scenes in roles.scenes.values() for i in scenes} - set(roles.honeypots)):
         annotators = [name for name in ("alice", "bob", "carol") if index in roles.scenes[name]]
         if len(annotators) >= 2:

@@ -1,0 +1,28 @@
+from pathlib import Path
+
+import pytest
+
+from segpipe.core.errors import ConfigError
+from segpipe.core.settings import load_pipeline_settings, parse_pipeline_settings
+
+PACKAGED = Path(__file__).parents[2] / "segpipe" / "config" / "pipeline.yaml"
+
+
+def test_packaged_settings_load():
+    settings = load_pipeline_settings(PACKAGED)
+    assert settings.sampling.splits == {"train": 0.7, "val": 0.15, "test": 0.15}
+    assert settings.mask_encoding in ("grayscale", "palette")
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("mask_encoding: grayscale", "mask_encoding: rgb", "mask_encoding must be"),
+    ("quorum: 0.5", "quorum: 1.5", "consensus.quorum: must be a number in"),
+    ("{train: 0.7, val: 0.15, test: 0.15}", "{train: 0.7, val: 0.2, test: 0.15}", "must add up to 1"),
+    ("seed: 7", "seed: seven", "sampling.seed"),
+    ("qa:", "qaa:", "unknown keys"),
+])
+def test_invalid_settings_name_the_key(old, new, message):
+    text = PACKAGED.read_text()
+    assert old in text
+    with pytest.raises(ConfigError, match=message):
+        parse_pipeline_settings(text.replace(old, new), "p.yaml")

@@ -1,0 +1,65 @@
+"""Snapshot of the asset graph: a renamed asset loses its history, so renames must fail a test."""
+
+import dagster as dg
+
+from segpipe.definitions import defs
+
+EXPECTED_ASSETS = {
+    "batch_images": ("ingest", set()),
+    "batch_shapes": ("ingest", set()),
+    "batch_quarantine": ("ingest", set()),
+    "taxonomy_spec": ("taxonomy", set()),
+    "mapped_shapes": ("taxonomy", {"batch_shapes", "batch_images", "taxonomy_spec"}),
+    "annotation_masks": ("rasterize", {"batch_images", "mapped_shapes"}),
+    "qa_report": ("qa", {"annotation_masks", "batch_images", "mapped_shapes"}),
+    "consensus_masks": ("consensus", {"annotation_masks", "qa_report"}),
+    "annotator_scores": ("consensus", {"annotation_masks", "qa_report"}),
+    "dataset_split": ("sampling", {"consensus_masks", "batch_images"}),
+    "dataset_release": ("release", {"dataset_split", "consensus_masks", "batch_images", "batch_quarantine", "qa_report"}),
+}
+
+EXPECTED_CHECKS = {
+    "batch_quarantine:entries_accepted": False,
+    "qa_report:mask_matches_image_size": True,
+    "qa_report:mask_ids_in_taxonomy": True,
+    "qa_report:mask_not_empty": False,
+    "qa_report:unlabeled_fraction": False,
+    "qa_report:labels_mapped": True,
+    "qa_report:entry_not_duplicate": False,
+    "dataset_release:ledger_balances": False,
+}
+
+
+def test_asset_graph_has_every_stage_with_its_dependencies():
+    specs = {s.key.to_user_string(): s for s in defs().resolve_all_asset_specs()}
+    actual = {k: (s.group_name, {d.asset_key.to_user_string() for d in s.deps}) for k, s in specs.items()}
+    assert actual == EXPECTED_ASSETS
+    assert {g for g, _ in actual.values()} == {"ingest", "taxonomy", "rasterize", "qa", "consensus", "sampling", "release"}
+
+
+def test_checks_exist_and_error_rules_are_blocking():
+    graph = defs().resolve_asset_graph()
+    checks = {key.to_user_string(): graph.get_check_spec(key).blocking for key in graph.asset_check_keys}
+    assert checks == EXPECTED_CHECKS
+
+
+def test_batch_stages_are_partitioned_by_annotation_batch_and_the_rest_are_not():
+    graph = defs().resolve_asset_graph()
+    partitioned = {
+        key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).partitions_def is not None
+    }
+    assert partitioned == {"batch_images", "batch_shapes", "batch_quarantine", "mapped_shapes", "annotation_masks"}
+
+
+def test_jobs_schedule_and_sensor_resolve():
+    d = defs()
+    assert {j.name for j in d.jobs} == {"batch_job", "release_job", "taxonomy_job"}
+    assert d.resolve_schedule_def("nightly_release").cron_schedule == "0 2 * * *"
+    assert d.resolve_sensor_def("landing_batches_sensor").job_name == "batch_job"
+    release_keys = {k.to_user_string() for k in d.resolve_job_def("release_job").asset_layer.selected_asset_keys}
+    assert release_keys == {"qa_report", "consensus_masks", "annotator_scores", "dataset_split", "dataset_release"}
+
+
+def test_taxonomy_code_version_is_the_file_hash():
+    spec = next(s for s in defs().resolve_all_asset_specs() if s.key == dg.AssetKey("taxonomy_spec"))
+    assert spec.code_version.startswith("v1:") and len(spec.code_version) == 15

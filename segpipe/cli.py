@@ -37,12 +37,15 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _build() -> int:
+    import logging
+
     import dagster as dg
 
     from segpipe.build_summary import format_summary
     from segpipe.definitions import defs as load_defs
     from segpipe.local_build import run_local_build
 
+    logging.getLogger("dagster").setLevel(logging.WARNING)
     env = current_environment()
     defs = load_defs()
     with dg.DagsterInstance.get() as instance:

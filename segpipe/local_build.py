@@ -7,7 +7,6 @@ afterwards (`make dev`), exactly as if they had been launched there.
 from dataclasses import dataclass
 
 import dagster as dg
-import polars as pl
 
 from segpipe.core.landing import list_ready_batches
 from segpipe.core.settings import load_pipeline_settings
@@ -22,6 +21,7 @@ class BuildOutcome:
     batches: list[str]
     success: bool
     failed_checks: list[str]
+    check_outcomes: dict[str, bool]
     release_metadata: dict
 
 
@@ -42,16 +42,11 @@ def run_local_build(
     for batch in batches:
         batch_job.execute_in_process(instance=instance, partition_key=batch, run_config=quiet)
     result = defs.resolve_job_def("release_job").execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
-    failed = sorted(
-        f"{e.asset_check_key.asset_key.to_user_string()}:{e.check_name}"
-        for e in result.get_asset_check_evaluations()
-        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
-    )
+    evaluations = {
+        f"{e.asset_check_key.asset_key.to_user_string()}:{e.check_name}": e for e in result.get_asset_check_evaluations()
+    }
+    failed = sorted(k for k, e in evaluations.items() if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR)
     release = [m for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey("dataset_release")]
     metadata = {k: v.value for k, v in release[0].materialization.metadata.items()} if release else {}
-    return BuildOutcome(batches, result.success and bool(release), failed, metadata)
-
-
-def read_table(instance: dg.DagsterInstance, defs: dg.Definitions, asset: str) -> pl.DataFrame:
-    """Load an unpartitioned table asset through its IO manager, for summaries and tests."""
-    return defs.load_asset_value(asset, instance=instance)
+    return BuildOutcome(
+        batches, result.success and bool(release), failed, {k: e.passed for k, e in evaluations.items()}, metadata)

@@ -107,7 +107,7 @@ def _s3_config(access_key: str, secret_key: str) -> dict:
 
 def server_command(weed: Path, data_dir: Path, config_path: Path, ports: dict[str, int]) -> list[str]:
     return [
-        str(weed), "server",
+        str(weed), f"-logdir={data_dir / 'logs'}", "server",
         f"-dir={data_dir / 'data'}",
         f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
         f"-master.port={ports['master']}", f"-master.port.grpc={ports['master_grpc']}",
@@ -122,13 +122,14 @@ def server_command(weed: Path, data_dir: Path, config_path: Path, ports: dict[st
     ]  # fmt: skip
 
 
-def _server_env(home: Path) -> dict[str, str]:
+def _server_env(home: Path, tmp: Path) -> dict[str, str]:
     """The caller's environment minus anything that could point weed at other config or hosts."""
     env = {
         k: v for k, v in os.environ.items()
         if not k.startswith(("WEED_", "SENTRY_", "AWS_")) and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
     }  # fmt: skip
     env["HOME"] = str(home)  # weed reads ~/.seaweedfs/*.toml; keep the user's out
+    env["TMPDIR"] = str(tmp)  # weed puts its gRPC unix sockets in the temp dir
     env["NO_PROXY"] = env["no_proxy"] = "*"
     return env
 
@@ -170,7 +171,7 @@ def _wait_until_ready(server: S3Server, process: subprocess.Popen, timeout: floa
                 f"--- tail of {server.log_path} ---\n{_log_tail(server.log_path)}")
         try:
             fs = s3fs.S3FileSystem(
-                skip_instance_cache=True, use_listings_cache=False, retries=1,
+                skip_instance_cache=True, use_listings_cache=False,
                 config_kwargs={"connect_timeout": 2, "read_timeout": 5, "retries": {"max_attempts": 1}},
                 **server.storage_options())  # fmt: skip
             fs.mkdir(probe)
@@ -193,7 +194,8 @@ def run_s3_server(base_dir: Path | None = None, timeout: float = START_TIMEOUT_S
     owns_dir = base_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="segpipe-weed-")) if owns_dir else Path(base_dir)
     (data_dir / "data").mkdir(parents=True, exist_ok=True)
-    (data_dir / "home").mkdir(exist_ok=True)
+    for sub in ("home", "tmp", "logs"):
+        (data_dir / sub).mkdir(exist_ok=True)
     access_key, secret_key = f"segpipe{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
     config_path = data_dir / "s3.json"
     config_path.write_text(json.dumps(_s3_config(access_key, secret_key), indent=2))
@@ -206,7 +208,7 @@ def run_s3_server(base_dir: Path | None = None, timeout: float = START_TIMEOUT_S
         log.write(("$ " + " ".join(command) + "\n").encode())
         log.flush()
         process = subprocess.Popen(
-            command, cwd=data_dir, env=_server_env(data_dir / "home"), stdin=subprocess.DEVNULL,
+            command, cwd=data_dir, env=_server_env(data_dir / "home", data_dir / "tmp"), stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
         _wait_until_ready(server, process, timeout)

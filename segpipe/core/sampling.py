@@ -30,14 +30,17 @@ def assign_splits(images: pl.DataFrame, settings: SamplingSettings) -> pl.DataFr
         .sort("group_stratum", "rank")
     )
     assignment: dict[str, str] = {}
-    overall_total = groups["size"].sum()
     overall = dict.fromkeys(settings.splits, 0)
     for _, stratum_groups in groups.group_by("group_stratum", maintain_order=True):
-        total = stratum_groups["size"].sum()
         assigned = dict.fromkeys(settings.splits, 0)
         for group_key, size in stratum_groups.select("group_key", "size").iter_rows():
-            split = max(settings.splits, key=lambda s: (
-                settings.splits[s] * total - assigned[s] + settings.splits[s] * overall_total - overall[s], settings.splits[s]))
+            stratum_total, overall_total = sum(assigned.values()) + size, sum(overall.values()) + size
+
+            def deficit(split: str) -> tuple[float, float]:
+                share = settings.splits[split]
+                return share * stratum_total - assigned[split] + share * overall_total - overall[split], share
+
+            split = max(settings.splits, key=deficit)
             assignment[group_key] = split
             assigned[split] += size
             overall[split] += size

@@ -1,0 +1,128 @@
+"""Materialize the whole graph in-process on a tiny demo landing zone and open the release."""
+
+import io
+import json
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+from PIL import Image
+
+from segpipe.core.raster import decode_mask_png
+from segpipe.definitions import defs as load_defs
+from segpipe.environment import PACKAGE_CONFIG, current_environment
+from segpipe.local_build import BuildOutcome, run_local_build
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Build:
+    outcome: BuildOutcome
+    qa_report: pl.DataFrame
+    store: Path
+
+
+def build_in(tmp: Path, landing: Path, taxonomy: Path | None = None) -> Build:
+    """Point segpipe at a private landing copy and store with the variables a user sets, and build."""
+    with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
+        work = tmp / "landing"
+        shutil.copytree(landing, work)
+        env.setenv("SEGPIPE_LANDING_ROOT", str(work))
+        env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp / "store"))
+        if taxonomy:
+            env.setenv("SEGPIPE_TAXONOMY", str(taxonomy))
+        defs = load_defs()
+        outcome = run_local_build(defs, instance, current_environment())
+        return Build(outcome, defs.load_asset_value("qa_report", instance=instance), tmp / "store")
+
+
+@pytest.fixture(scope="module")
+def demo_build(tiny_demo, tmp_path_factory) -> Build:
+    return build_in(tmp_path_factory.mktemp("build"), Path(tiny_demo.landing_root))
+
+
+@pytest.fixture(scope="module")
+def ledger(demo_build) -> pl.DataFrame:
+    return pl.read_parquet(Path(demo_build.outcome.release_metadata["release"]) / "ledger.parquet")
+
+
+def test_demo_release_has_the_promised_layout(demo_build):
+    outcome = demo_build.outcome
+    assert outcome.success, outcome.failed_checks
+    archive_path = Path(outcome.release_metadata["archive"])
+    with zipfile.ZipFile(archive_path) as archive:
+        names = set(archive.namelist())
+        index = pl.read_csv(io.BytesIO(archive.read("index.csv")))
+        meta = json.loads(archive.read("meta.json"))
+        coco = json.loads(archive.read("coco/coco.json"))
+        class_ids = {c["id"] for c in meta["classes"]}
+        present: set[int] = set()
+        for row in index.iter_rows(named=True):
+            mask = decode_mask_png(archive.read(row["mask_path"]))
+            with Image.open(io.BytesIO(archive.read(row["image_path"]))) as image:
+                assert image.size == (mask.shape[1], mask.shape[0]) == (row["width"], row["height"])
+            assert row["image_path"].startswith(f"images/{row['split']}/")
+            present |= set(np.unique(mask).tolist())
+    assert names == {"index.csv", "meta.json", "coco/coco.json", *index["image_path"], *index["mask_path"]}
+    assert present <= class_ids | {meta["ignore_index"]} and present & class_ids
+    assert meta["task"] == "semantic_segmentation" and meta["ignore_index"] == 255
+    assert meta["mask_encoding"] == "grayscale" and meta["version"] == outcome.release_metadata["version"]
+    assert sum(s["count"] for s in meta["image_sizes"]) == index.height
+    assert len(coco["images"]) == index.height and {a["category_id"] for a in coco["annotations"]} <= class_ids
+    assert set(index["split"]) <= {"train", "val", "test"}
+    assert index.group_by("sequence_id").agg(pl.col("split").n_unique())["split"].max() == 1
+    manifest = pl.read_parquet(archive_path.parent / "manifest.parquet")
+    assert manifest.sort("image_id").select(index.columns).equals(index.sort("image_id"), null_equal=True)
+
+
+def test_counts_add_up_to_every_input_file(demo_build, ledger, ground_truth):
+    counts = demo_build.outcome.release_metadata["counts"]
+    assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"] == ledger.height
+    expected = {(b["batch_id"], f) for b in ground_truth["batches"] for f in b["files"]}
+    assert set(ledger.select("batch_id", "file_name").iter_rows()) == expected
+    assert ledger.filter(pl.col("outcome") != "released")["reason"].null_count() == 0
+    assert demo_build.outcome.check_outcomes["dataset_release:ledger_balances"]
+
+
+def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_build, ledger, ground_truth):
+    rules = {
+        "corrupt_image": ("quarantined", "image_undecodable"),
+        "size_mismatch": ("quarantined", "size_mismatch"),
+        "non_finite_coordinates": ("quarantined", "non_finite_coordinates"),
+        "duplicate_image": ("filtered", "entry_not_duplicate"),
+    }
+    defects = {d["kind"]: d for d in ground_truth["defects"]}
+    assert set(defects) == {*rules, "unmapped_label"}
+    for kind, (outcome, rule) in rules.items():
+        d = defects[kind]
+        row = ledger.filter((pl.col("batch_id") == d["batch_id"]) & (pl.col("file_name") == d["file_name"]))
+        assert (row["outcome"].to_list(), row["reason"][0].startswith(rule)) == ([outcome], True), row.to_dicts()
+    unmapped = defects["unmapped_label"]
+    flagged = demo_build.qa_report.filter((pl.col("check_id") == "labels_mapped") & ~pl.col("passed"))
+    assert flagged["file_name"].to_list() == [unmapped["file_name"]]
+    assert unmapped["label"] in flagged["reason"][0]
+    checks = demo_build.outcome.check_outcomes
+    assert checks["qa_report:labels_mapped"] is False and checks["qa_report:entry_not_duplicate"] is False
+    assert checks["qa_report:mask_matches_image_size"] and checks["qa_report:mask_ids_in_taxonomy"]
+
+
+def test_rebuilding_the_same_data_publishes_nothing_new(demo_build, tiny_demo, tmp_path):
+    again = build_in(tmp_path, Path(tiny_demo.landing_root))
+    assert again.outcome.release_metadata["version"] == demo_build.outcome.release_metadata["version"]
+    zips = [Path(b.outcome.release_metadata["archive"]).read_bytes() for b in (demo_build, again)]
+    assert zips[0] == zips[1]
+
+
+def test_a_failed_blocking_check_stops_the_release(tiny_demo, tmp_path):
+    strict = tmp_path / "strict.yaml"
+    strict.write_text((PACKAGE_CONFIG / "taxonomy.yaml").read_text().replace("unmapped: void", "unmapped: error"))
+    blocked = build_in(tmp_path, Path(tiny_demo.landing_root), taxonomy=strict)
+    assert not blocked.outcome.success
+    assert blocked.outcome.failed_checks == ["qa_report:labels_mapped"]
+    assert not (blocked.store / "releases").exists()

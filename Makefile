@@ -32,7 +32,7 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: install
-	$(BIN)/python -m segpipe_bench.rasterize
+	$(BIN)/python -m segpipe_tests.bench.rasterize
 
 clean:
 	rm -rf $(SEGPIPE_HOME) $(DAGSTER_HOME)

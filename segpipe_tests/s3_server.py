@@ -25,7 +25,11 @@ from pathlib import Path
 LOOPBACK = "127.0.0.1"
 REGION = "us-east-1"
 START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
+# weed exits cleanly on SIGTERM but takes ~15 s (its filer keeps retrying its own stopped gRPC
+# server); the data is throwaway, so after this grace period the group is SIGKILLed.
+STOP_TIMEOUT_S = 5.0
+GRPC_SOCKET_DIR = Path("/tmp")  # weed 4.48 always puts gRPC unix sockets here (ignores TMPDIR)
+GRPC_SOCKET_KINDS = {"master_grpc": "master", "volume_grpc": "volume", "filer_grpc": "filer", "s3_grpc": "s3"}
 S3_ACTIONS = ["Admin", "Read", "Write", "List", "Tagging"]
 # Telemetry is off (-master.telemetry=false); the URL points at a closed loopback port as a second guard.
 DEAD_TELEMETRY_URL = f"http://{LOOPBACK}:9/telemetry-disabled"
@@ -129,7 +133,7 @@ def _server_env(home: Path, tmp: Path) -> dict[str, str]:
         if not k.startswith(("WEED_", "SENTRY_", "AWS_")) and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
     }  # fmt: skip
     env["HOME"] = str(home)  # weed reads ~/.seaweedfs/*.toml; keep the user's out
-    env["TMPDIR"] = str(tmp)  # weed puts its gRPC unix sockets in the temp dir
+    env["TMPDIR"] = str(tmp)
     env["NO_PROXY"] = env["no_proxy"] = "*"
     return env
 
@@ -155,6 +159,14 @@ def _stop(process: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=timeout)
+
+
+def _remove_grpc_sockets(ports: dict[str, int]) -> None:
+    """Delete the /tmp/seaweedfs-<kind>-grpc-<port>.sock files this server left (only ours, by port)."""
+    for name, kind in GRPC_SOCKET_KINDS.items():
+        path = GRPC_SOCKET_DIR / f"seaweedfs-{kind}-grpc-{ports[name]}.sock"
+        if path.is_socket():
+            path.unlink(missing_ok=True)
 
 
 def _wait_until_ready(server: S3Server, process: subprocess.Popen, timeout: float) -> None:
@@ -215,6 +227,7 @@ def run_s3_server(base_dir: Path | None = None, timeout: float = START_TIMEOUT_S
         yield server
     finally:
         _stop(process)
+        _remove_grpc_sockets(ports)
         if owns_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
 

@@ -1,4 +1,4 @@
-"""The object store resource: every mask, fused mask and release goes through it, local or S3."""
+"""The object store and landing zone resources: every read and write goes through fsspec, local or S3."""
 
 import dagster as dg
 import fsspec
@@ -6,8 +6,8 @@ import fsspec
 from segpipe.io.locations import open_location
 
 
-class ObjectStore(dg.ConfigurableResource):
-    """A folder or bucket prefix for artefacts, addressed by keys like `masks/<taxonomy>/<batch>/<entry>.png`."""
+class FsspecLocation(dg.ConfigurableResource):
+    """A folder or `s3://bucket/prefix`, with an optional endpoint for S3-compatible servers."""
 
     root: str
     endpoint_url: str | None = None
@@ -17,6 +17,10 @@ class ObjectStore(dg.ConfigurableResource):
 
     def url(self, key: str) -> str:
         return f"{self.root.rstrip('/')}/{key}"
+
+
+class ObjectStore(FsspecLocation):
+    """Artefacts addressed by keys like `masks/<taxonomy>/<batch>/<entry>.png` or `releases/<dataset>/<version>/`."""
 
     def write_bytes(self, key: str, data: bytes) -> str:
         fs, root = self.location()
@@ -28,15 +32,10 @@ class ObjectStore(dg.ConfigurableResource):
         return fs.cat_file(f"{root}/{key}")
 
 
-class LandingZone(dg.ConfigurableResource):
+class LandingZone(FsspecLocation):
     """Where annotation batches arrive: one folder per batch, ready once its batch.json exists."""
 
-    root: str
-    endpoint_url: str | None = None
-
-    def location(self) -> tuple[fsspec.AbstractFileSystem, str]:
-        return open_location(self.root, self.endpoint_url)
-
     def read_bytes(self, uri: str) -> bytes:
+        """Read a file by the full path ingestion recorded (`source_uri`)."""
         fs, _ = self.location()
         return fs.cat_file(uri)

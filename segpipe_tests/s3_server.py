@@ -222,13 +222,15 @@ def run_s3_server(base_dir: Path | None = None, timeout: float = START_TIMEOUT_S
         process = subprocess.Popen(
             command, cwd=data_dir, env=_server_env(data_dir / "home", data_dir / "tmp"), stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    started = False
     try:
         _wait_until_ready(server, process, timeout)
+        started = True
         yield server
     finally:
         _stop(process)
         _remove_grpc_sockets(ports)
-        if owns_dir:
+        if owns_dir and started:  # after a failed start, keep the log the error points at
             shutil.rmtree(data_dir, ignore_errors=True)
 
 

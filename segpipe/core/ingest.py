@@ -102,6 +102,21 @@ def _ingest_entries(
     return IngestedBatch(_images_frame(images), _shapes_frame(shapes), _quarantine_frame(quarantine))
 
 
+def image_metadata(images: pl.DataFrame) -> pl.DataFrame:
+    """One row per image_id: an image delivered in several batches takes, per column, the first
+    non-empty value in batch order, plus its first file and the batches and annotators that had it."""
+    return (
+        images.sort("batch_id", "file_name")
+        .group_by("image_id", maintain_order=True)
+        .agg(
+            pl.col("source_uri").first(), pl.col("file_name").first(), pl.col("width").first(), pl.col("height").first(),
+            pl.col("batch_id").unique().sort().str.join(";").alias("source_batches"),
+            pl.col("annotator").unique().sort().str.join(";").alias("annotators"),
+            *[pl.col(c).drop_nulls().first().alias(c) for c in METADATA_COLUMNS],
+        )
+    )
+
+
 def _files_under(fs, root: str, base: str, suffixes: tuple[str, ...] = (), exclude: set[str] = frozenset()) -> list[str]:
     """Paths of files under root, relative to base, so subfolders survive as part of the name."""
     if not fs.exists(root):

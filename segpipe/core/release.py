@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 import polars as pl
 
+from segpipe.core.ingest import METADATA_COLUMNS, image_metadata
 from segpipe.core.raster import decode_mask_png
 from segpipe.core.rle import encode_rle
 from segpipe.core.schemas import ManifestRecord
@@ -24,7 +25,6 @@ from segpipe.core.taxonomy import Taxonomy
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 MANIFEST_COLUMNS = list(ManifestRecord.to_schema().columns)
-METADATA_COLUMNS = ("camera", "city", "time_of_day", "weather", "sequence_id")
 
 
 @dataclass(frozen=True)
@@ -142,20 +142,7 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes, compress: bool = True
 
 
 def release_items(splits: pl.DataFrame, consensus: pl.DataFrame, images: pl.DataFrame) -> pl.DataFrame:
-    """One row per image to release: its split, released mask, a source file and merged metadata.
-
-    An image delivered in several batches is one item; its metadata takes the first
-    non-empty value across its entries, in batch order.
-    """
-    per_image = (
-        images.sort("batch_id", "file_name")
-        .group_by("image_id", maintain_order=True)
-        .agg(
-            pl.col("source_uri").first(), pl.col("file_name").first(), pl.col("width").first(), pl.col("height").first(),
-            pl.col("batch_id").unique().sort().str.join(";").alias("source_batches"),
-            pl.col("annotator").unique().sort().str.join(";").alias("annotators"),
-            *[pl.col(c).drop_nulls().first().alias(c) for c in METADATA_COLUMNS],
-        )
-    )
+    """One row per image to release: its split, released mask, a source file and merged metadata."""
+    per_image = image_metadata(images)
     accepted = consensus.filter(pl.col("status") == "accepted").select("image_id", "mask_key", "mask_source", "agreement")
     return splits.select("image_id", "split").join(accepted, on="image_id").join(per_image, on="image_id").sort("image_id")

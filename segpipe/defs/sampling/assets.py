@@ -1,6 +1,7 @@
 import dagster as dg
 import polars as pl
 
+from segpipe.core.ingest import image_metadata
 from segpipe.core.sampling import assign_splits, split_proportions
 from segpipe.io.pipeline_config import PipelineConfig
 
@@ -12,12 +13,7 @@ def dataset_split(
     """Seeded train/val/test assignment of accepted images, stratified, with no group in two splits."""
     sampling = pipeline_config.settings().sampling
     accepted = consensus_masks.filter(pl.col("status") == "accepted").select("image_id")
-    metadata = (
-        batch_images.sort("batch_id", "file_name")
-        .group_by("image_id", maintain_order=True)
-        .agg(pl.col(sampling.stratify_by).drop_nulls().first(), pl.col(sampling.group_by).drop_nulls().first())
-    )
-    splits = assign_splits(accepted.join(metadata, on="image_id", how="left"), sampling)
+    splits = assign_splits(accepted.join(image_metadata(batch_images), on="image_id", how="left"), sampling)
     by_stratum = splits.group_by("stratum", "split").len().sort("stratum", "split")
     context.add_output_metadata({
         "proportions": dg.MetadataValue.json(split_proportions(splits)),

@@ -18,9 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--height", type=int, default=512)
     demo.add_argument("--seed", type=int, default=0)
     commands.add_parser("build", help="ingest every ready batch and publish a release (uses $DAGSTER_HOME)")
+    check = commands.add_parser("check-source", help="read one export (folder, .zip or URL) as ingestion would, without Dagster")
+    check.add_argument("path", help="a folder, a .zip archive, or a URL such as s3://bucket/prefix")
+    check.add_argument("--format", default=None, help="the export's format (default: batch.json's, else detected)")
+    check.add_argument("--taxonomy", type=Path, default=None, help="a taxonomy YAML; masks are rasterized with it")
+    check.add_argument("--out", type=Path, required=True, help="folder for the tables, the quarantine report and masks")
     args = parser.parse_args(argv)
+    commands_by_name = {"demo": lambda: _demo(args), "build": _build, "check-source": lambda: _check_source(args, parser)}
     try:
-        return _demo(args) if args.command == "demo" else _build()
+        return commands_by_name[args.command]()
     except ConfigError as exc:
         print(f"segpipe: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -52,6 +58,28 @@ def _build() -> int:
         outcome = run_local_build(defs, instance, env)
         print(format_summary(outcome, defs, instance))
     return 0 if outcome.success else 1
+
+
+def _check_source(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from segpipe.core.formats import READERS
+    from segpipe.core.pseudonym import annotator_key
+    from segpipe.core.source_check import check_source, format_source_check
+    from segpipe.core.taxonomy import load_taxonomy
+    from segpipe.io.locations import open_location
+
+    if args.format is not None and args.format not in READERS:
+        parser.error(f"--format {args.format!r} is not one of {sorted(READERS)}")
+    if args.taxonomy is not None and not args.taxonomy.is_file():
+        parser.error(f"--taxonomy {args.taxonomy}: no such file")
+    env = current_environment()
+    taxonomy = load_taxonomy(args.taxonomy) if args.taxonomy is not None else None
+    fs, path = open_location(args.path, env.s3_endpoint_url)
+    if not fs.exists(path):
+        parser.error(f"{args.path}: no such folder, archive or prefix")
+    key = annotator_key(env.pseudonym_key, env.pseudonym_key_path)
+    check = check_source(fs, path, args.out, key, args.format, taxonomy)
+    print(format_source_check(check, args.out))
+    return 0
 
 
 if __name__ == "__main__":

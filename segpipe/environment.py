@@ -14,6 +14,8 @@ class Environment:
     taxonomy_path: Path
     pipeline_path: Path
     s3_endpoint_url: str | None
+    pseudonym_key_path: Path
+    pseudonym_key: str | None
 
 
 def current_environment() -> Environment:
@@ -24,4 +26,6 @@ def current_environment() -> Environment:
         taxonomy_path=Path(os.environ.get("SEGPIPE_TAXONOMY", PACKAGE_CONFIG / "taxonomy.yaml")),
         pipeline_path=Path(os.environ.get("SEGPIPE_PIPELINE_CONFIG", PACKAGE_CONFIG / "pipeline.yaml")),
         s3_endpoint_url=os.environ.get("SEGPIPE_S3_ENDPOINT_URL") or None,
+        pseudonym_key_path=Path(os.environ.get("SEGPIPE_PSEUDONYM_KEY_FILE", f"{home}/pseudonym.key")),
+        pseudonym_key=os.environ.get("SEGPIPE_PSEUDONYM_KEY") or None,
     )

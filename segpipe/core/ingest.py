@@ -1,25 +1,34 @@
-"""Turn one landing batch into canonical tables: accepted images, their shapes, and quarantine.
+"""Turn one landing batch into canonical tables: accepted images, their shapes, quarantine, and files.
 
-Every image file and every annotated image name of the batch ends up in exactly one of
-`images` or `quarantine`; nothing is dropped silently.
+Every image of the batch, annotated or found on disk, ends up in exactly one of `images` or
+`quarantine`; every file of the batch appears in `files` with what it was used as. Nothing is
+dropped silently and no malformed file raises out of here.
 """
 
 import csv
+import dataclasses
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import fsspec
+import orjson
 import polars as pl
 
 from segpipe.core.errors import InputError
-from segpipe.core.formats import READERS, AnnotatedImage
-from segpipe.core.images import decoded_size
+from segpipe.core.formats import AnnotatedImage, FormatReader, ReaderOptions, select_reader
+from segpipe.core.images import annotation_frame, inspect_image, stored_image
 from segpipe.core.landing import BATCH_MANIFEST, BatchManifest, entry_id, parse_batch_manifest
-from segpipe.core.schemas import ImageRecord, QuarantineRecord, ShapeRecord
+from segpipe.core.pseudonym import pseudonymize
+from segpipe.core.schemas import BatchFileRecord, ImageRecord, QuarantineRecord
+from segpipe.core.shape_table import ShapeTableBuilder
+from segpipe.core.sources.source import BatchSource
 
 METADATA_COLUMNS = ("camera", "city", "time_of_day", "weather", "sequence_id")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+HEAD_BYTES = 64 * 1024
+
+ImageWriter = Callable[[str, bytes], None]
 
 
 @dataclass(frozen=True)
@@ -27,79 +36,201 @@ class IngestedBatch:
     images: pl.DataFrame
     shapes: pl.DataFrame
     quarantine: pl.DataFrame
+    files: pl.DataFrame
+    source_format: str | None
 
 
-def ingest_batch(fs: fsspec.AbstractFileSystem, landing_root: str, batch_id: str) -> IngestedBatch:
-    batch_root = f"{landing_root.rstrip('/')}/{batch_id}"
-    manifest_path = f"{batch_root}/{BATCH_MANIFEST}"
-    try:
-        manifest = parse_batch_manifest(fs.cat_file(manifest_path), batch_id, manifest_path)
-    except InputError as exc:
-        return _quarantine_all(batch_id, _files_under(fs, batch_root, batch_root, exclude={BATCH_MANIFEST}), exc)
-    images_root = f"{batch_root}/{manifest.images_dir}"
-    image_files = _files_under(fs, images_root, images_root, suffixes=IMAGE_SUFFIXES)
-    annotation_path = f"{batch_root}/{manifest.annotation_file}"
-    try:
-        annotated = READERS[manifest.format](fs.cat_file(annotation_path), annotation_path)
-    except FileNotFoundError:
-        return _quarantine_all(batch_id, image_files, InputError(
-            "annotations_missing", f"{annotation_path}: the annotation file named in {BATCH_MANIFEST} does not exist"))
-    except InputError as exc:
-        return _quarantine_all(batch_id, image_files, exc)
-    metadata = _read_metadata(fs, batch_root, manifest)
-    return _ingest_entries(fs, images_root, manifest, annotated, image_files, metadata)
-
-
-def _ingest_entries(
-    fs: fsspec.AbstractFileSystem,
-    images_root: str,
-    manifest: BatchManifest,
-    annotated: list[AnnotatedImage],
-    image_files: list[str],
-    metadata: dict[str, dict[str, str]],
+def ingest_batch(
+    source: BatchSource, batch_id: str, annotator_key: bytes, store_image: ImageWriter | None = None,
+    declared_format: str | None = None,
 ) -> IngestedBatch:
-    images, shapes, quarantine = [], [], []
-    by_name: dict[str, AnnotatedImage] = {}
-    for annotation in annotated:
-        if annotation.file_name in by_name:
-            quarantine.append(_quarantine_row(manifest.batch_id, annotation.file_name, InputError(
-                "duplicate_annotation", f"{images_root}: image {annotation.file_name!r} is annotated twice in one file")))
-            continue
-        by_name[annotation.file_name] = annotation
-    files = set(image_files)
-    for name in sorted(files - by_name.keys()):
-        quarantine.append(_quarantine_row(manifest.batch_id, name, InputError(
-            "annotation_missing", f"{images_root}/{name}: image file has no annotation in {manifest.annotation_file}")))
-    for name in sorted(by_name):
-        annotation = by_name[name]
-        uri = f"{images_root}/{name}"
-        try:
-            if name not in files:
-                raise InputError("image_missing", f"{uri}: annotated in {manifest.annotation_file} but the file does not exist")
-            if annotation.error is not None:
-                raise annotation.error
-            data = fs.cat_file(uri)
-            width, height = decoded_size(data, uri)
-            if (width, height) != (annotation.width, annotation.height):
-                raise InputError("size_mismatch", (
-                    f"{uri}: image is {width}x{height} but its annotation says {annotation.width}x{annotation.height}"))
-        except InputError as exc:
-            quarantine.append(_quarantine_row(manifest.batch_id, name, exc))
-            continue
-        eid = entry_id(manifest.batch_id, name)
-        row_metadata = metadata.get(name, {})
-        images.append({
-            "entry_id": eid, "batch_id": manifest.batch_id, "file_name": name, "source_uri": uri,
-            "image_id": hashlib.sha256(data).hexdigest(), "annotator": manifest.annotator,
-            "source": manifest.source, "is_gold": manifest.gold, "width": width, "height": height,
-            **{column: row_metadata.get(column) or None for column in METADATA_COLUMNS},
-        })
-        shapes.extend(
-            {"entry_id": eid, "shape_index": i, "raw_label": s.raw_label, "z_order": s.z_order,
-             "rings": [list(ring) for ring in s.rings]}
-            for i, s in enumerate(annotation.shapes)
+    """Read a batch with the format given, else the one its manifest declares, else the one detected.
+
+    Accepted images are handed to `store_image(key, bytes)` under a content-addressed key, so
+    later stages and releases never read the landing zone again.
+    """
+    names = source.names()
+    try:
+        manifest = _read_manifest(source, batch_id, names)
+        if declared_format is not None:
+            manifest = dataclasses.replace(manifest, format=declared_format)
+        reader, annotation_files = _choose_reader(source, names, manifest)
+        annotated = list(reader.read(source, annotation_files, ReaderOptions(images_dir=manifest.images_dir)))
+    except InputError as exc:
+        return _quarantine_batch(source, batch_id, exc)
+    batch = _BatchIngest(source, manifest, reader, annotation_files, annotator_key, store_image)
+    return batch.run(annotated)
+
+
+def _head(source: BatchSource) -> Callable[[str], bytes]:
+    def head(name: str) -> bytes:
+        with source.open(name) as stream:
+            return stream.read(HEAD_BYTES)
+    return head
+
+
+def _read_manifest(source: BatchSource, batch_id: str, names: list[str]) -> BatchManifest:
+    if BATCH_MANIFEST not in names:
+        return BatchManifest(batch_id)
+    return parse_batch_manifest(source.read(BATCH_MANIFEST), batch_id, source.origin(BATCH_MANIFEST))
+
+
+def _choose_reader(source: BatchSource, names: list[str], manifest: BatchManifest) -> tuple[FormatReader, list[str]]:
+    candidates = [n for n in names if n != BATCH_MANIFEST]
+    if manifest.annotation_file is None:
+        return select_reader(candidates, _head(source), manifest.format, source.uri)
+    if manifest.annotation_file not in names:
+        raise InputError("annotations_missing", (
+            f"{source.origin(manifest.annotation_file)}: the annotation file named in {BATCH_MANIFEST} does not exist"))
+    reader, _ = select_reader([manifest.annotation_file], _head(source), manifest.format, source.uri)
+    return reader, [manifest.annotation_file]
+
+
+class _BatchIngest:
+    """One batch's entries, checked one by one against the files the batch actually holds."""
+
+    def __init__(self, source: BatchSource, manifest: BatchManifest, reader: FormatReader,
+                 annotation_files: list[str], annotator_key: bytes, store_image: ImageWriter | None) -> None:
+        self.source, self.manifest, self.reader = source, manifest, reader
+        self.annotation_files = set(annotation_files)
+        self.annotator_key, self.store_image = annotator_key, store_image
+        self.names = set(source.names())
+        self.rejected = {r.name: r.error for r in source.rejected()}
+        self.metadata = _read_metadata(source, manifest)
+        self.images: list[dict] = []
+        self.shapes = ShapeTableBuilder()
+        self.quarantine: list[dict] = []
+
+    def run(self, annotated: list[AnnotatedImage]) -> IngestedBatch:
+        seen: set[str] = set()
+        for annotation in annotated:
+            if annotation.file_name in seen:
+                self._quarantine(annotation.file_name, InputError("duplicate_annotation", (
+                    f"{self.source.origin(annotation.file_name)}: image is annotated twice in this batch")))
+                continue
+            seen.add(annotation.file_name)
+            try:
+                self._accept(annotation)
+            except InputError as exc:
+                self._quarantine(annotation.file_name, exc)
+        for name in sorted(self._image_files() - seen):
+            error = self.rejected.get(name) or InputError("annotation_missing", (
+                f"{self.source.origin(name)}: image file has no annotation in this {self.reader.name} batch"))
+            self._quarantine(name, error)
+        return IngestedBatch(
+            images=ImageRecord.validate(pl.DataFrame(self.images, schema=IMAGE_SCHEMA)),
+            shapes=self.shapes.frame(),
+            quarantine=_quarantine_frame(self.quarantine),
+            files=_files_frame(self.source, self.manifest, self.annotation_files, seen),
+            source_format=self.reader.name,
         )
-    return IngestedBatch(_images_frame(images), _shapes_frame(shapes), _quarantine_frame(quarantine))
+
+    def _image_files(self) -> set[str]:
+        candidates = self.names | set(self.rejected)
+        return {n for n in candidates if n.lower().endswith(IMAGE_SUFFIXES) and n not in self.annotation_files}
+
+    def _image_bytes(self, annotation: AnnotatedImage) -> bytes:
+        name = annotation.file_name
+        if name in self.rejected:
+            raise self.rejected[name]
+        if name in self.names:
+            return self.source.read(name)
+        if annotation.image_data is not None:
+            return annotation.image_data
+        raise InputError("image_missing", f"{self.source.origin(name)}: annotated but the image file does not exist")
+
+    def _accept(self, annotation: AnnotatedImage) -> None:
+        if annotation.error is not None:
+            raise annotation.error
+        origin = self.source.origin(annotation.file_name)
+        data = self._image_bytes(annotation)
+        decoded = inspect_image(data, origin)
+        frame = annotation_frame(decoded, annotation.width, annotation.height, origin)
+        image_id = hashlib.sha256(data).hexdigest()
+        stored, suffix = stored_image(data, decoded, frame)
+        image_key = f"images/{image_id[:2]}/{image_id}{'' if decoded.orientation == 1 else '-' + frame}{suffix}"
+        if self.store_image is not None:
+            self.store_image(image_key, stored)
+        eid = entry_id(self.manifest.batch_id, annotation.file_name)
+        identity = self.manifest.annotator or annotation.annotator or f"batch:{self.manifest.batch_id}"
+        self.images.append({
+            "entry_id": eid, "batch_id": self.manifest.batch_id, "file_name": annotation.file_name,
+            "source_uri": origin, "image_id": image_id, "image_key": image_key, "source_format": self.reader.name,
+            "annotator": pseudonymize(identity, self.annotator_key),
+            "source": self.manifest.source or self.reader.name, "is_gold": self.manifest.gold,
+            "width": annotation.width, "height": annotation.height, "exif_orientation": decoded.orientation,
+            "image_attributes": orjson.dumps(annotation.attributes, option=orjson.OPT_SORT_KEYS).decode(),
+            **self._metadata_of(annotation.file_name),
+        })
+        self.shapes.add(eid, annotation.shapes)
+
+    def _metadata_of(self, file_name: str) -> dict[str, str | None]:
+        relative = file_name.removeprefix(f"{self.manifest.images_dir}/")
+        row = self.metadata.get(file_name) or self.metadata.get(relative) or {}
+        return {column: row.get(column) or None for column in METADATA_COLUMNS}
+
+    def _quarantine(self, file_name: str, error: InputError) -> None:
+        self.quarantine.append(_quarantine_row(self.manifest.batch_id, file_name, error))
+
+
+def _read_metadata(source: BatchSource, manifest: BatchManifest) -> dict[str, dict[str, str]]:
+    """Per-image metadata from the manifest's CSV, keyed by file_name; a missing file means none."""
+    if manifest.metadata_file is None or manifest.metadata_file not in source.names():
+        return {}
+    text = source.read(manifest.metadata_file).decode("utf-8", errors="replace")
+    return {row["file_name"]: row for row in csv.DictReader(io.StringIO(text)) if row.get("file_name")}
+
+
+def _file_role(name: str, manifest: BatchManifest, annotation_files: set[str], images: set[str]) -> str:
+    if name == BATCH_MANIFEST:
+        return "manifest"
+    if name in annotation_files:
+        return "annotation"
+    if name == manifest.metadata_file:
+        return "metadata"
+    if name in images or name.lower().endswith(IMAGE_SUFFIXES):
+        return "image"
+    return "other"
+
+
+def _files_frame(source: BatchSource, manifest: BatchManifest, annotation_files: set[str], images: set[str]) -> pl.DataFrame:
+    rows = [
+        {"batch_id": manifest.batch_id, "path": rejected.name, "role": _file_role(rejected.name, manifest, annotation_files, images),
+         "outcome": "rejected", "reason": str(rejected.error)}
+        for rejected in source.rejected()
+    ]
+    for name in source.names():
+        role = _file_role(name, manifest, annotation_files, images)
+        used = role != "other"
+        rows.append({"batch_id": manifest.batch_id, "path": name, "role": role, "outcome": "read" if used else "unused",
+                     "reason": None if used else f"{source.origin(name)}: not a file the batch's format reads"})
+    return BatchFileRecord.validate(pl.DataFrame(rows, schema=FILE_SCHEMA).sort("path"))
+
+
+def _quarantine_batch(source: BatchSource, batch_id: str, error: InputError) -> IngestedBatch:
+    """The whole batch is unusable: each of its images is quarantined with the batch's error, and a
+    batch with no image at all still leaves one row, so the failure is counted."""
+    listed = source.names() + [r.name for r in source.rejected()]
+    items = sorted(n for n in listed if n.lower().endswith(IMAGE_SUFFIXES)) or [BATCH_MANIFEST if BATCH_MANIFEST in listed else ""]
+    manifest = BatchManifest(batch_id)
+    return IngestedBatch(
+        images=ImageRecord.validate(pl.DataFrame([], schema=IMAGE_SCHEMA)),
+        shapes=ShapeTableBuilder().frame(),
+        quarantine=_quarantine_frame([_quarantine_row(batch_id, name, error) for name in items]),
+        files=_files_frame(source, manifest, set(), set()),
+        source_format=None,
+    )
+
+
+def quarantine_unreadable_batch(batch_id: str, error: InputError) -> IngestedBatch:
+    """A batch whose source cannot even be listed (an unsafe or corrupt archive): one row for the batch."""
+    return IngestedBatch(
+        images=ImageRecord.validate(pl.DataFrame([], schema=IMAGE_SCHEMA)),
+        shapes=ShapeTableBuilder().frame(),
+        quarantine=_quarantine_frame([_quarantine_row(batch_id, "", error)]),
+        files=BatchFileRecord.validate(pl.DataFrame([], schema=FILE_SCHEMA)),
+        source_format=None,
+    )
 
 
 def image_metadata(images: pl.DataFrame) -> pl.DataFrame:
@@ -109,7 +240,8 @@ def image_metadata(images: pl.DataFrame) -> pl.DataFrame:
         images.sort("batch_id", "file_name")
         .group_by("image_id", maintain_order=True)
         .agg(
-            pl.col("source_uri").first(), pl.col("file_name").first(), pl.col("width").first(), pl.col("height").first(),
+            pl.col("source_uri").first(), pl.col("image_key").first(), pl.col("file_name").first(),
+            pl.col("width").first(), pl.col("height").first(),
             pl.col("batch_id").unique().sort().str.join(";").alias("source_batches"),
             pl.col("annotator").unique().sort().str.join(";").alias("annotators"),
             *[pl.col(c).drop_nulls().first().alias(c) for c in METADATA_COLUMNS],
@@ -117,58 +249,19 @@ def image_metadata(images: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _files_under(fs, root: str, base: str, suffixes: tuple[str, ...] = (), exclude: set[str] = frozenset()) -> list[str]:
-    """Paths of files under root, relative to base, so subfolders survive as part of the name."""
-    if not fs.exists(root):
-        return []
-    prefix = fs._strip_protocol(base).rstrip("/") + "/"
-    names = []
-    for path in fs.find(root):
-        relative = fs._strip_protocol(path)[len(prefix):]
-        if relative in exclude or (suffixes and not relative.lower().endswith(suffixes)):
-            continue
-        names.append(relative)
-    return sorted(names)
-
-
-def _read_metadata(fs, batch_root: str, manifest: BatchManifest) -> dict[str, dict[str, str]]:
-    if manifest.metadata_file is None:
-        return {}
-    path = f"{batch_root}/{manifest.metadata_file}"
-    if not fs.exists(path):
-        return {}
-    reader = csv.DictReader(io.StringIO(fs.cat_file(path).decode("utf-8", errors="replace")))
-    return {row["file_name"]: row for row in reader if row.get("file_name")}
-
-
 def _quarantine_row(batch_id: str, file_name: str, error: InputError) -> dict:
     return {"batch_id": batch_id, "file_name": file_name, "stage": "ingest", "rule": error.rule, "message": str(error)}
 
 
-def _quarantine_all(batch_id: str, file_names: list[str], error: InputError) -> IngestedBatch:
-    rows = [_quarantine_row(batch_id, name, error) for name in file_names]
-    return IngestedBatch(_images_frame([]), _shapes_frame([]), _quarantine_frame(rows))
+def _quarantine_frame(rows: list[dict]) -> pl.DataFrame:
+    return QuarantineRecord.validate(pl.DataFrame(rows, schema=QUARANTINE_SCHEMA))
 
 
 IMAGE_SCHEMA = {
     "entry_id": pl.String, "batch_id": pl.String, "file_name": pl.String, "source_uri": pl.String,
-    "image_id": pl.String, "annotator": pl.String, "source": pl.String, "is_gold": pl.Boolean,
-    "width": pl.Int64, "height": pl.Int64, **{c: pl.String for c in METADATA_COLUMNS},
-}
-SHAPE_SCHEMA = {
-    "entry_id": pl.String, "shape_index": pl.Int64, "raw_label": pl.String, "z_order": pl.Int64,
-    "rings": pl.List(pl.List(pl.Float64)),
+    "image_id": pl.String, "image_key": pl.String, "source_format": pl.String, "annotator": pl.String,
+    "source": pl.String, "is_gold": pl.Boolean, "width": pl.Int64, "height": pl.Int64,
+    "exif_orientation": pl.Int64, "image_attributes": pl.String, **{c: pl.String for c in METADATA_COLUMNS},
 }
 QUARANTINE_SCHEMA = {"batch_id": pl.String, "file_name": pl.String, "stage": pl.String, "rule": pl.String, "message": pl.String}
-
-
-def _images_frame(rows: list[dict]) -> pl.DataFrame:
-    return ImageRecord.validate(pl.DataFrame(rows, schema=IMAGE_SCHEMA))
-
-
-def _shapes_frame(rows: list[dict]) -> pl.DataFrame:
-    return ShapeRecord.validate(pl.DataFrame(rows, schema=SHAPE_SCHEMA))
-
-
-def _quarantine_frame(rows: list[dict]) -> pl.DataFrame:
-    return QuarantineRecord.validate(pl.DataFrame(rows, schema=QUARANTINE_SCHEMA))
+FILE_SCHEMA = {"batch_id": pl.String, "path": pl.String, "role": pl.String, "outcome": pl.String, "reason": pl.String}

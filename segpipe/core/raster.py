@@ -1,10 +1,12 @@
-"""Polygons to label masks, by one documented rule.
+"""Shapes to label masks, by one documented rule.
 
 Rule: shapes are painted in painter's order, by z_order ascending and then by their order
-in the annotation file; a later shape overwrites earlier pixels. A pixel is filled when
-Pillow's polygon scan conversion covers it (the rule cityscapesScripts' json2labelImg
-uses). Pixels no shape covers get the ignore index. Rings of one shape are painted as a
-union; unmapped shapes are painted as ignore (policy "void") or not at all ("ignore").
+in the annotation file; a later shape overwrites earlier pixels. A polygon pixel is filled when
+Pillow's polygon scan conversion covers it (the rule cityscapesScripts' json2labelImg uses);
+a mask shape fills exactly its true pixels, so holes stay holes; a box is painted only when its
+class asks for it (`rasterize_boxes` in the taxonomy); polylines and points are never painted.
+Pixels no shape covers get the ignore index. Rings of one shape are painted as a union;
+unmapped shapes are painted as ignore (policy "void") or not at all ("ignore").
 """
 
 import io
@@ -14,18 +16,29 @@ import numpy as np
 import polars as pl
 from PIL import Image, ImageDraw
 
+from segpipe.core.formats.annotation import BoxMask
 from segpipe.core.png import encode_mask_png
 from segpipe.core.schemas import MaskRecord
 from segpipe.core.taxonomy import Taxonomy
 
 
-def rasterize_polygons(shapes: pl.DataFrame, width: int, height: int, ignore_index: int) -> np.ndarray:
-    """Paint one entry's mapped shapes (columns z_order, shape_index, rings, class_id, mapping) into a mask."""
+def rasterize_shapes(
+    shapes: pl.DataFrame, width: int, height: int, ignore_index: int, box_class_ids: frozenset[int] = frozenset(),
+) -> np.ndarray:
+    """Paint one entry's mapped shapes (ShapeRecord columns plus class_id, mapping) into a mask."""
     canvas = Image.new("L", (width, height), ignore_index)
     draw = ImageDraw.Draw(canvas)
-    ordered = shapes.filter(pl.col("mapping") != "unmapped_ignore").sort("z_order", "shape_index")
-    for class_id, rings in ordered.select("class_id", "rings").iter_rows():
+    painted = (pl.col("kind") == "polygon") | (pl.col("kind") == "mask") | (
+        (pl.col("kind") == "box") & pl.col("class_id").is_in(list(box_class_ids)))
+    ordered = shapes.filter(painted & (pl.col("mapping") != "unmapped_ignore")).sort("z_order", "shape_index")
+    for kind, class_id, rings, box, counts in ordered.select("kind", "class_id", "rings", "mask_box", "mask_counts").iter_rows():
         fill = ignore_index if class_id is None else class_id
+        if kind == "mask":
+            left, top, box_width, box_height = box
+            binary = BoxMask(left, top, box_width, box_height, np.asarray(counts, dtype=np.uint32)).to_array()
+            stencil = Image.fromarray(binary.astype(np.uint8) * 255, mode="L")
+            canvas.paste(fill, (left, top, left + box_width, top + box_height), stencil)
+            continue
         for ring in rings:
             draw.polygon(list(zip(ring[0::2], ring[1::2], strict=True)), fill=fill)
     return np.asarray(canvas, dtype=np.uint8)
@@ -52,12 +65,14 @@ def rasterize_batch(
     the old ones instead of changing files an earlier run produced.
     """
     palette = taxonomy.palette() if mask_encoding == "palette" else None
+    box_class_ids = frozenset(c.id for c in taxonomy.classes if c.rasterize_boxes)
     shapes_by_entry = {key[0]: group for key, group in shapes.group_by("entry_id")}
     no_shapes = shapes.clear()
     rows = []
     for entry in images.iter_rows(named=True):
-        mask = rasterize_polygons(
-            shapes_by_entry.get(entry["entry_id"], no_shapes), entry["width"], entry["height"], taxonomy.ignore_index)
+        mask = rasterize_shapes(
+            shapes_by_entry.get(entry["entry_id"], no_shapes), entry["width"], entry["height"],
+            taxonomy.ignore_index, box_class_ids)
         key = f"masks/{taxonomy.taxonomy_version}/{entry['batch_id']}/{entry['entry_id']}.png"
         write_mask(key, encode_mask_png(mask, palette))
         rows.append({

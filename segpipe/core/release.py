@@ -43,8 +43,7 @@ def release_stem(file_name: str, image_id: str) -> str:
 def write_release_archive(
     out: BinaryIO,
     items: pl.DataFrame,
-    read_image: Callable[[str], bytes],
-    read_mask: Callable[[str], bytes],
+    read_object: Callable[[str], bytes],
     taxonomy: Taxonomy,
     dataset_name: str,
     mask_encoding: str,
@@ -55,9 +54,9 @@ def write_release_archive(
     with zipfile.ZipFile(out, "w") as archive:
         for n, item in enumerate(items.sort("split", "image_id").iter_rows(named=True), start=1):
             stem = release_stem(item["file_name"], item["image_id"])
-            suffix = item["file_name"].rsplit(".", 1)[-1].lower()
+            suffix = item["image_key"].rsplit(".", 1)[-1]
             image_path, mask_path = f"images/{item['split']}/{stem}.{suffix}", f"masks/{item['split']}/{stem}.png"
-            image_bytes, mask_bytes = read_image(item["source_uri"]), read_mask(item["mask_key"])
+            image_bytes, mask_bytes = read_object(item["image_key"]), read_object(item["mask_key"])
             _add(archive, image_path, image_bytes, compress=False)
             _add(archive, mask_path, mask_bytes, compress=False)
             rows.append({

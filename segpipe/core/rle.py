@@ -1,10 +1,17 @@
 """COCO run-length encoding of binary masks (column-major, compressed counts string).
 
-Same encoding as pycocotools' `mask.encode`, so the release's coco.json opens in any COCO
-tool; written here because pycocotools is a heavy build dependency for 30 lines.
+Same encoding as pycocotools' `mask.encode`/`decode`, so the release's coco.json opens in any
+COCO tool and COCO inputs read here as they read there; written here because pycocotools is a
+heavy build dependency for a few dozen lines.
 """
 
 import numpy as np
+
+from segpipe.core.errors import InputError
+
+# Twice Pillow's default MAX_IMAGE_PIXELS: Pillow refuses to open any image larger, so a mask
+# this large cannot belong to an image the pipeline accepts, and decoding it would only waste memory.
+MAX_RLE_PIXELS = 2 * 89_478_485
 
 
 def encode_rle(binary: np.ndarray) -> dict:
@@ -32,3 +39,60 @@ def _counts_to_string(counts: list[int]) -> str:
                 c |= 0x20
             out.append(chr(c + 48))
     return "".join(out)
+
+
+def rle_size(rle: dict, where: str) -> tuple[int, int]:
+    """The (height, width) of a COCO RLE, validated before anything is allocated for it."""
+    size = rle.get("size")
+    if not isinstance(size, list) or len(size) != 2 or not all(type(v) is int and v > 0 for v in size):
+        raise InputError("malformed_mask", f"{where} has an RLE size {size!r}, not [height, width] positive integers")
+    height, width = size
+    if height * width > MAX_RLE_PIXELS:
+        raise InputError("malformed_mask", f"{where} has an RLE of {height}x{width} pixels, over {MAX_RLE_PIXELS}")
+    return height, width
+
+
+def decode_rle(rle: dict, where: str) -> np.ndarray:
+    """The (h, w) boolean mask of a COCO RLE, compressed (counts a string) or not (a list of ints).
+
+    Counts alternate background and foreground runs over the column-major pixels, background
+    first. They must cover the mask exactly: a short or long RLE is corrupt, and pycocotools
+    would silently pad or truncate it.
+    """
+    height, width = rle_size(rle, where)
+    counts = rle.get("counts")
+    if isinstance(counts, str):
+        counts = _string_to_counts(counts, where)
+    elif not isinstance(counts, list) or not all(type(c) is int for c in counts):
+        raise InputError("malformed_mask", f"{where} has RLE counts that are neither a string nor a list of integers")
+    if any(c < 0 for c in counts):
+        raise InputError("malformed_mask", f"{where} has a negative RLE count")
+    if sum(counts) != height * width:
+        raise InputError("malformed_mask", (
+            f"{where} has RLE counts summing to {sum(counts)}, not {height}x{width} = {height * width} pixels"))
+    values = np.zeros(len(counts), dtype=bool)
+    values[1::2] = True
+    return np.repeat(values, counts).reshape((height, width), order="F")
+
+
+def _string_to_counts(text: str, where: str) -> list[int]:
+    """Invert `_counts_to_string` (pycocotools' rleFrString): 5 bits per character with a
+    continuation bit, sign-extended, and counts after the third stored as the difference from
+    the count two before."""
+    counts: list[int] = []
+    value = shift = 0
+    for char in text:
+        code = ord(char) - 48
+        if not 0 <= code < 64:
+            raise InputError("malformed_mask", f"{where} has a compressed RLE with the invalid character {char!r}")
+        value |= (code & 0x1F) << shift
+        shift += 5
+        if code & 0x20:
+            continue
+        if code & 0x10:
+            value |= -1 << shift
+        counts.append(value + counts[-2] if len(counts) > 2 else value)
+        value = shift = 0
+    if shift:
+        raise InputError("malformed_mask", f"{where} has a compressed RLE that ends inside a count")
+    return counts

@@ -17,11 +17,15 @@ class ImageRecord(pa.DataFrameModel):
     file_name: str
     source_uri: str
     image_id: str = pa.Field(str_length={"min_value": 64, "max_value": 64})
-    annotator: str
+    image_key: str
+    source_format: str
+    annotator: str = pa.Field(str_startswith="annotator-")
     source: str
     is_gold: bool
     width: int = pa.Field(gt=0)
     height: int = pa.Field(gt=0)
+    exif_orientation: int = pa.Field(ge=1, le=8)
+    image_attributes: str
     camera: str = pa.Field(nullable=True)
     city: str = pa.Field(nullable=True)
     time_of_day: str = pa.Field(nullable=True)
@@ -34,13 +38,39 @@ class ImageRecord(pa.DataFrameModel):
 
 
 class ShapeRecord(pa.DataFrameModel):
-    """One polygon of an accepted entry, in source-label space."""
+    """One shape of an accepted entry, in source-label space, as the source file has it.
+
+    Polygons keep their rings; boxes are one ring of four corners; masks are row-major run
+    lengths over a tight box (mask_box = [left, top, width, height], first run background);
+    polylines and points are kept so every shape is accounted for, and never drawn.
+    `attributes` is a JSON object of the source's attributes (iscrowd, CVAT attributes, track_id).
+    """
 
     entry_id: str
     shape_index: int = pa.Field(ge=0)
     raw_label: str
+    kind: str = pa.Field(isin=["polygon", "box", "mask", "polyline", "points"])
     z_order: int
     rings: pl.List(pl.List(pl.Float64))
+    mask_box: pl.List(pl.Int64) = pa.Field(nullable=True)
+    mask_counts: pl.List(pl.UInt32) = pa.Field(nullable=True)
+    occluded: bool
+    group_id: int = pa.Field(nullable=True)
+    attributes: str
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class BatchFileRecord(pa.DataFrameModel):
+    """Every file found in a batch, what ingest used it as, and what became of it."""
+
+    batch_id: str
+    path: str
+    role: str = pa.Field(isin=["manifest", "annotation", "image", "metadata", "other"])
+    outcome: str = pa.Field(isin=["read", "rejected", "unused"])
+    reason: str = pa.Field(nullable=True)
 
     class Config:
         strict = True

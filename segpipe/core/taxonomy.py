@@ -24,6 +24,7 @@ class TaxonomyClass:
     id: int
     name: str
     color: tuple[int, int, int]
+    rasterize_boxes: bool = False  # boxes of this class are painted; by default a box is not a segment
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Taxonomy:
             "version": self.version,
             "ignore_index": self.ignore_index,
             "unmapped": self.unmapped,
-            "classes": [[c.id, c.name, list(c.color)] for c in sorted(self.classes, key=lambda c: c.id)],
+            "classes": [[c.id, c.name, list(c.color), c.rasterize_boxes] for c in sorted(self.classes, key=lambda c: c.id)],
             "mappings": {s: dict(sorted(m.items())) for s, m in sorted(self.mappings.items())},
         }
         return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -110,14 +111,19 @@ def _require(doc: dict, key: str, kind: type, origin: str):
     return value
 
 
+CLASS_KEYS = {"id", "name", "color", "rasterize_boxes"}
+
+
 def _parse_classes(entries: list, ignore_index: int, origin: str) -> tuple[TaxonomyClass, ...]:
     classes: list[TaxonomyClass] = []
     seen_ids: set[int] = set()
     seen_names: set[str] = set()
     for i, entry in enumerate(entries):
         where = f"{origin}: classes[{i}]"
-        if not isinstance(entry, dict) or set(entry) != {"id", "name", "color"}:
-            raise ConfigError(f"{where}: expected exactly the keys id, name, color, got {entry!r}")
+        if not isinstance(entry, dict) or not {"id", "name", "color"} <= set(entry) <= CLASS_KEYS:
+            raise ConfigError(f"{where}: expected the keys id, name, color and optionally rasterize_boxes, got {entry!r}")
+        if not isinstance(entry.get("rasterize_boxes", False), bool):
+            raise ConfigError(f"{where}: rasterize_boxes must be true or false, got {entry['rasterize_boxes']!r}")
         cid, cname, color = entry["id"], entry["name"], entry["color"]
         if not isinstance(cid, int) or isinstance(cid, bool) or not 0 <= cid <= 255 or cid == ignore_index:
             raise ConfigError(f"{where}: id must be an integer in 0..255 other than ignore_index {ignore_index}, got {cid!r}")
@@ -131,7 +137,7 @@ def _parse_classes(entries: list, ignore_index: int, origin: str) -> tuple[Taxon
             raise ConfigError(f"{where}: duplicate class name {cname!r}")
         seen_ids.add(cid)
         seen_names.add(cname)
-        classes.append(TaxonomyClass(cid, cname, (color[0], color[1], color[2])))
+        classes.append(TaxonomyClass(cid, cname, (color[0], color[1], color[2]), entry.get("rasterize_boxes", False)))
     if not classes:
         raise ConfigError(f"{origin}: classes must not be empty")
     return tuple(classes)

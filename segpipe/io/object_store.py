@@ -1,8 +1,13 @@
 """The object store and landing zone resources: every read and write goes through fsspec, local or S3."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
 import fsspec
 
+from segpipe.core.landing import list_ready_batches
+from segpipe.core.sources import BatchSource, open_landed_batch
 from segpipe.io.locations import open_location
 
 
@@ -31,11 +36,23 @@ class ObjectStore(FsspecLocation):
         fs, root = self.location()
         return fs.cat_file(f"{root}/{key}")
 
+    def write_content_addressed(self, key: str, data: bytes) -> str:
+        """Write a key named after its content's hash, once: an existing object already holds these bytes."""
+        fs, root = self.location()
+        if not fs.exists(f"{root}/{key}"):
+            fs.pipe_file(f"{root}/{key}", data)
+        return key
+
 
 class LandingZone(FsspecLocation):
-    """Where annotation batches arrive: one folder per batch, ready once its batch.json exists."""
+    """Where annotation batches arrive: a folder with batch.json or a .zip archive per batch."""
 
-    def read_bytes(self, uri: str) -> bytes:
-        """Read a file by the full path ingestion recorded (`source_uri`)."""
-        fs, _ = self.location()
-        return fs.cat_file(uri)
+    def ready_batches(self) -> list[str]:
+        fs, root = self.location()
+        return list_ready_batches(fs, root)
+
+    @contextmanager
+    def open_batch(self, batch_id: str) -> Iterator[BatchSource]:
+        fs, root = self.location()
+        with open_landed_batch(fs, root, batch_id) as source:
+            yield source

@@ -19,7 +19,7 @@ from segpipe.core.demo import generate_demo
 from segpipe.core.ingest import ingest_batch
 from segpipe.core.landing import list_ready_batches
 from segpipe.core.png import encode_mask_png
-from segpipe.core.raster import rasterize_polygons
+from segpipe.core.raster import rasterize_shapes
 from segpipe.core.taxonomy import load_taxonomy, map_labels
 from segpipe.environment import PACKAGE_CONFIG
 
@@ -43,11 +43,11 @@ def main() -> None:
     polygons = mapped.height / len(entries)
 
     def ours(width, height, shapes):
-        return encode_mask_png(rasterize_polygons(shapes, width, height, taxonomy.ignore_index))
+        return encode_mask_png(rasterize_shapes(shapes, width, height, taxonomy.ignore_index))
 
     def pillow(width, height, shapes):
         out = io.BytesIO()
-        Image.fromarray(rasterize_polygons(shapes, width, height, taxonomy.ignore_index)).save(out, format="PNG")
+        Image.fromarray(rasterize_shapes(shapes, width, height, taxonomy.ignore_index)).save(out, format="PNG")
         return out.getvalue()
 
     results = {}

@@ -8,20 +8,29 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
+from segpipe.core.formats.annotation import BoxMask
 from segpipe.core.png import encode_mask_png
-from segpipe.core.raster import decode_mask_png, rasterize_polygons
+from segpipe.core.raster import decode_mask_png, rasterize_shapes
 
 
 def shapes(rows):
-    return pl.DataFrame(rows, schema={"shape_index": pl.Int64, "z_order": pl.Int64, "rings": pl.List(pl.List(pl.Float64)),
-                                      "class_id": pl.Int64, "mapping": pl.String})
+    defaults = {"kind": "polygon", "rings": [], "mask_box": None, "mask_counts": None}
+    return pl.DataFrame([{**defaults, **row} for row in rows], schema={
+        "shape_index": pl.Int64, "z_order": pl.Int64, "kind": pl.String, "rings": pl.List(pl.List(pl.Float64)),
+        "mask_box": pl.List(pl.Int64), "mask_counts": pl.List(pl.UInt32), "class_id": pl.Int64, "mapping": pl.String})
+
+
+def mask_row(index: int, z_order: int, class_id: int, binary: np.ndarray, left: int, top: int) -> dict:
+    box = BoxMask.from_array(binary, left, top)
+    return {"shape_index": index, "z_order": z_order, "kind": "mask", "class_id": class_id, "mapping": "mapped",
+            "mask_box": [box.left, box.top, box.width, box.height], "mask_counts": box.counts.tolist()}
 
 
 SQUARE = [[2.0, 2.0, 7.0, 2.0, 7.0, 7.0, 2.0, 7.0]]
 
 
 def test_painters_order_is_z_order_then_document_order():
-    mask = rasterize_polygons(shapes([
+    mask = rasterize_shapes(shapes([
         {"shape_index": 0, "z_order": 5, "rings": SQUARE, "class_id": 1, "mapping": "mapped"},
         {"shape_index": 1, "z_order": 0, "rings": SQUARE, "class_id": 2, "mapping": "mapped"},
         {"shape_index": 2, "z_order": 5, "rings": [[4.0, 4.0, 9.0, 4.0, 9.0, 9.0, 4.0, 9.0]], "class_id": 3, "mapping": "mapped"},
@@ -36,14 +45,35 @@ def test_unmapped_shapes_paint_void_or_are_skipped():
     base = {"shape_index": 0, "z_order": 0, "rings": SQUARE, "class_id": 4, "mapping": "mapped"}
     void = {"shape_index": 1, "z_order": 1, "rings": SQUARE, "class_id": None, "mapping": "unmapped_void"}
     skipped = {**void, "mapping": "unmapped_ignore"}
-    assert rasterize_polygons(shapes([base, void]), 10, 10, 255)[4, 4] == 255
-    assert rasterize_polygons(shapes([base, skipped]), 10, 10, 255)[4, 4] == 4
+    assert rasterize_shapes(shapes([base, void]), 10, 10, 255)[4, 4] == 255
+    assert rasterize_shapes(shapes([base, skipped]), 10, 10, 255)[4, 4] == 4
 
 
 def test_multi_ring_shapes_paint_the_union():
-    mask = rasterize_polygons(shapes([{"shape_index": 0, "z_order": 0, "class_id": 6, "mapping": "mapped",
+    mask = rasterize_shapes(shapes([{"shape_index": 0, "z_order": 0, "class_id": 6, "mapping": "mapped",
                                        "rings": [[0.0, 0, 2, 0, 2, 2, 0, 2], [6.0, 6, 8, 6, 8, 8, 6, 8]]}]), 10, 10, 255)
     assert mask[1, 1] == 6 and mask[7, 7] == 6 and mask[4, 4] == 255
+
+
+def test_masks_fill_exactly_their_pixels_holes_included_in_painters_order():
+    ring = np.ones((5, 5), dtype=bool)
+    ring[2, 2] = False  # a hole
+    background = {"shape_index": 0, "z_order": 0, "rings": [[0.0, 0, 11, 0, 11, 9, 0, 9]], "class_id": 1, "mapping": "mapped"}
+    over = {"shape_index": 2, "z_order": 0, "rings": [[6.0, 6, 8, 6, 8, 8, 6, 8]], "class_id": 3, "mapping": "mapped"}
+    mask = rasterize_shapes(shapes([background, mask_row(1, 0, 2, ring, 3, 3), over]), 12, 10, 255)
+    expected = np.full((10, 12), 1, dtype=np.uint8)
+    expected[3:8, 3:8][ring] = 2
+    expected[6:9, 6:9] = 3
+    assert np.array_equal(mask, expected)
+    assert mask[5, 5] == 1  # the hole shows what lies below
+
+
+def test_boxes_are_painted_only_for_classes_that_ask_and_lines_never():
+    box = {"shape_index": 0, "z_order": 0, "kind": "box", "rings": [[1.0, 1, 4, 1, 4, 4, 1, 4]], "class_id": 7, "mapping": "mapped"}
+    line = {"shape_index": 1, "z_order": 0, "kind": "polyline", "rings": [[0.0, 0, 9, 9]], "class_id": 8, "mapping": "mapped"}
+    assert (rasterize_shapes(shapes([box, line]), 10, 10, 255) == 255).all()
+    painted = rasterize_shapes(shapes([box, line]), 10, 10, 255, box_class_ids=frozenset({7}))
+    assert painted[2, 2] == 7 and (painted != 8).all()
 
 
 @settings(max_examples=40, deadline=None)

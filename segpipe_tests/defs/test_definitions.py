@@ -8,6 +8,7 @@ EXPECTED_ASSETS = {
     "batch_images": ("ingest", set()),
     "batch_shapes": ("ingest", set()),
     "batch_quarantine": ("ingest", set()),
+    "batch_files": ("ingest", set()),
     "taxonomy_spec": ("taxonomy", set()),
     "mapped_shapes": ("taxonomy", {"batch_shapes", "batch_images", "taxonomy_spec"}),
     "annotation_masks": ("rasterize", {"batch_images", "mapped_shapes"}),
@@ -48,7 +49,7 @@ def test_batch_stages_are_partitioned_by_annotation_batch_and_the_rest_are_not()
     partitioned = {
         key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).partitions_def is not None
     }
-    assert partitioned == {"batch_images", "batch_shapes", "batch_quarantine", "mapped_shapes", "annotation_masks"}
+    assert partitioned == {"batch_images", "batch_shapes", "batch_quarantine", "batch_files", "mapped_shapes", "annotation_masks"}
 
 
 def test_jobs_schedule_and_sensor_resolve():

@@ -85,7 +85,7 @@ def test_counts_add_up_to_every_input_file(demo_build, ledger, ground_truth):
     counts = demo_build.outcome.release_metadata["counts"]
     assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"] == ledger.height
     expected = {(b["batch_id"], f) for b in ground_truth["batches"] for f in b["files"]}
-    assert set(ledger.select("batch_id", "file_name").iter_rows()) == expected
+    assert set(ledger.select("batch_id", "file_name").iter_rows()) == {(b, f"images/{f}") for b, f in expected}
     assert ledger.filter(pl.col("outcome") != "released")["reason"].null_count() == 0
     assert demo_build.outcome.check_outcomes["dataset_release:ledger_balances"]
 
@@ -101,11 +101,11 @@ def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_b
     assert set(defects) == {*rules, "unmapped_label"}
     for kind, (outcome, rule) in rules.items():
         d = defects[kind]
-        row = ledger.filter((pl.col("batch_id") == d["batch_id"]) & (pl.col("file_name") == d["file_name"]))
+        row = ledger.filter((pl.col("batch_id") == d["batch_id"]) & (pl.col("file_name") == f"images/{d['file_name']}"))
         assert (row["outcome"].to_list(), row["reason"][0].startswith(rule)) == ([outcome], True), row.to_dicts()
     unmapped = defects["unmapped_label"]
     flagged = demo_build.qa_report.filter((pl.col("check_id") == "labels_mapped") & ~pl.col("passed"))
-    assert flagged["file_name"].to_list() == [unmapped["file_name"]]
+    assert flagged["file_name"].to_list() == [f"images/{unmapped['file_name']}"]
     assert unmapped["label"] in flagged["reason"][0]
     checks = demo_build.outcome.check_outcomes
     assert checks["qa_report:labels_mapped"] is False and checks["qa_report:entry_not_duplicate"] is False

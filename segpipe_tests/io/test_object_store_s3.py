@@ -12,10 +12,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from segpipe.core.ingest import ingest_batch
-from segpipe.core.landing import BATCH_MANIFEST, list_ready_batches
 from segpipe.core.publish import RELEASE_MARKER, ReleaseConflictError, publish_release, release_prefix
-from segpipe.io.object_store import LandingZone, ObjectStore
+from segpipe.io.object_store import ObjectStore
 from segpipe.io.parquet_io_manager import PolarsParquetIOManager
 from segpipe_tests.s3_server import S3Server
 
@@ -200,30 +198,6 @@ def test_racing_publisher_with_other_content_is_refused_without_touching_the_rel
     assert independent.cat_file(f"{root}/{PREFIX}/demo-v1.zip") == archive
 
 
-# --- landing zone ---------------------------------------------------------------------------------
-
-
-def test_only_batches_with_their_manifest_are_ready(s3_server: S3Server, s3_bucket: str) -> None:
-    landing = LandingZone(root=f"{s3_bucket}/landing", endpoint_url=s3_server.endpoint_url)
-    fs, root = landing.location()
-    assert list_ready_batches(fs, root) == []  # nothing uploaded yet: the prefix does not exist
-    manifest = orjson.dumps({"format": "coco_instances", "annotation_file": "annotations.json",
-                             "annotator": "alice", "source": "vendor_a"})  # fmt: skip
-    fs.pipe({
-        f"{root}/b001_ready/images/scene_00001.jpg": b"\xff\xd8 jpeg",
-        f"{root}/b001_ready/annotations.json": b"{}",
-        f"{root}/b001_ready/{BATCH_MANIFEST}": manifest,
-        f"{root}/b002_uploading/images/scene_00002.jpg": b"\xff\xd8 jpeg",
-        f"{root}/b002_uploading/annotations.json": b"{}",
-    })  # fmt: skip
-
-    assert list_ready_batches(fs, root) == ["b001_ready"]
-    assert landing.read_bytes(f"{root}/b001_ready/{BATCH_MANIFEST}") == manifest
-
-    fs.pipe_file(f"{root}/b002_uploading/{BATCH_MANIFEST}", manifest)  # the upload finishes
-    assert list_ready_batches(fs, root) == ["b001_ready", "b002_uploading"]
-
-
 # --- Parquet IO manager ---------------------------------------------------------------------------
 
 
@@ -256,46 +230,3 @@ def test_polars_parquet_io_manager_stores_tables_in_the_bucket(s3_server: S3Serv
                            check_dtypes=False)  # fmt: skip
     materialization = result.asset_materializations_for_node("s3_frame")[0]
     assert materialization.metadata["dagster/row_count"].value == 3
-
-
-# --- ingestion from an S3 landing zone ------------------------------------------------------------
-
-
-def _image_files(batch_dir: Path) -> list[str]:
-    images = batch_dir / "images"
-    return sorted(p.relative_to(images).as_posix() for p in images.rglob("*") if p.is_file())
-
-
-def test_ingest_batches_from_s3(s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> None:
-    from segpipe.core.demo import generate_demo
-
-    demo = generate_demo(tmp_path, n_scenes=16, width=128, height=64, seed=1)
-    truth = orjson.loads(demo.ground_truth_path.read_bytes())
-    landing = LandingZone(root=f"{s3_bucket}/landing", endpoint_url=s3_server.endpoint_url)
-    fs, root = landing.location()
-    fs.put(str(demo.landing_root), root, recursive=True)
-
-    batch_ids = list_ready_batches(fs, root)
-    assert batch_ids == demo.batch_ids
-    local = fsspec.filesystem("file")
-    (corrupt,) = [d for d in truth["defects"] if d["kind"] == "corrupt_image"]
-    for batch_id in batch_ids:
-        ingested = ingest_batch(fs, root, batch_id)
-        files = _image_files(demo.landing_root / batch_id)
-        accepted, quarantined = ingested.images["file_name"].to_list(), ingested.quarantine["file_name"].to_list()
-        # every image file ends up exactly once in images or quarantine
-        assert len(accepted) + len(quarantined) == len(files), batch_id
-        assert sorted(accepted + quarantined) == files, batch_id
-        # and the images really came from the bucket: their ids hash the bytes stored there
-        for row in ingested.images.iter_rows(named=True):
-            assert row["source_uri"] == f"{root}/{batch_id}/images/{row['file_name']}"
-            assert hashlib.sha256(landing.read_bytes(row["source_uri"])).hexdigest() == row["image_id"]
-        # S3 and a local folder give the same tables (up to where the files live)
-        from_disk = ingest_batch(local, str(demo.landing_root), batch_id)
-        assert_frame_equal(ingested.images.drop("source_uri"), from_disk.images.drop("source_uri"))
-        assert_frame_equal(ingested.shapes, from_disk.shapes)
-        assert_frame_equal(ingested.quarantine.drop("message"), from_disk.quarantine.drop("message"))
-
-    quarantine = ingest_batch(fs, root, corrupt["batch_id"]).quarantine
-    rules = dict(zip(quarantine["file_name"], quarantine["rule"], strict=True))
-    assert rules[corrupt["file_name"]] == "image_undecodable"

@@ -1,38 +1,137 @@
-"""The reader-neutral form every annotation format is parsed into."""
+"""The reader-neutral form every annotation format is parsed into.
+
+Readers validate coordinates before anything is drawn: a shape with a non-finite vertex, fewer
+than three vertices or a vertex absurdly far outside its image is an error on its image, naming
+the file, the image and the shape. Shapes that are not segmentation (polylines, points) are kept
+with their kind, so every shape of a file is accounted for, and never drawn.
+"""
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
 
 from segpipe.core.errors import InputError
 
+ShapeKind = Literal["polygon", "box", "mask", "polyline", "points"]
+SEGMENTATION_KINDS: frozenset[str] = frozenset({"polygon", "box", "mask"})
+SHAPE_KINDS: tuple[str, ...] = ("polygon", "box", "mask", "polyline", "points")
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, eq=False)
+class BoxMask:
+    """A binary mask as CVAT stores it: row-major run lengths over a tight box, first run background.
+
+    Every mask input (CVAT RLE, COCO RLE, LabelMe PNG, rendered mask folders) is converted to this
+    one form, so rasterization has one mask path and holes survive exactly.
+    """
+
+    left: int
+    top: int
+    width: int
+    height: int
+    counts: np.ndarray  # uint32 run lengths, alternating background/foreground, starting with background
+
+    def to_array(self) -> np.ndarray:
+        """The (height, width) boolean mask over the box."""
+        values = np.zeros(len(self.counts), dtype=bool)
+        values[1::2] = True
+        return np.repeat(values, self.counts).reshape(self.height, self.width)
+
+    @classmethod
+    def from_array(cls, binary: np.ndarray, left: int = 0, top: int = 0) -> "BoxMask | None":
+        """The tight box around the true pixels of a 2-D array placed at (left, top); None when empty."""
+        rows = np.flatnonzero(binary.any(axis=1))
+        if rows.size == 0:
+            return None
+        cols = np.flatnonzero(binary.any(axis=0))
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        flat = np.ascontiguousarray(binary[y0:y1, x0:x1], dtype=bool).ravel()
+        changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+        counts = np.diff(np.concatenate(([0], changes, [flat.size])))
+        if flat[0]:
+            counts = np.concatenate(([0], counts))
+        return cls(left + x0, top + y0, x1 - x0, y1 - y0, counts.astype(np.uint32))
+
+
+@dataclass(frozen=True, eq=False)
 class Shape:
-    """A polygon in source-label space; several rings are one shape drawn as their union."""
+    """One annotated object in source-label space.
+
+    `rings` holds flat float64 [x1, y1, x2, y2, ...] arrays: several rings of a polygon are drawn
+    as their union; a box is one ring of its four corners; polylines and points keep their
+    vertices. `mask` is set only for kind "mask".
+    """
 
     raw_label: str
-    z_order: int
-    rings: tuple[tuple[float, ...], ...]
+    kind: ShapeKind
+    z_order: int = 0
+    rings: tuple[np.ndarray, ...] = ()
+    mask: BoxMask | None = None
+    occluded: bool = False
+    group_id: int | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class AnnotatedImage:
-    """The annotation of one image, or the error that makes it unusable."""
+    """The annotation of one image, or the error that makes it unusable.
+
+    `file_name` is the image's path relative to the batch root. `annotator` is an identity found
+    in the file (a CVAT job assignee, say); ingest pseudonymizes it before it is stored.
+    `image_data` carries an image embedded in the annotation (LabelMe's imageData).
+    """
 
     file_name: str
     width: int
     height: int
     shapes: list[Shape] = field(default_factory=list)
     error: InputError | None = None
+    annotator: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    image_data: bytes | None = None
 
 
-def parse_ring(coords: list[float], origin: str, file_name: str, index: int, label: str) -> tuple[float, ...]:
-    """Validate a flat [x1, y1, x2, y2, ...] ring: finite vertices, at least three of them."""
-    where = f"{origin}: image {file_name!r}: shape #{index} ({label!r})"
+def shape_origin(origin: str, file_name: str, index: int, label: str) -> str:
+    """How messages name a shape: the annotation file, the image and the shape's position."""
+    return f"{origin}: image {file_name!r}: shape #{index} ({label!r})"
+
+
+def parse_ring(
+    coords: list[float], where: str, width: int, height: int, min_vertices: int = 3,
+) -> np.ndarray:
+    """Validate a flat [x1, y1, x2, y2, ...] ring before anything draws it.
+
+    Vertices must be finite and lie within one image size of the frame: annotation tools let
+    a vertex overshoot the border a little, but a vertex at 1e300 is corrupt data, and Pillow
+    would happily draw it.
+    """
     if len(coords) % 2:
         raise InputError("malformed_polygon", f"{where} has an odd number of coordinates ({len(coords)})")
-    if not all(math.isfinite(v) for v in coords):
-        raise InputError("non_finite_coordinates", f"{where} has a non-finite vertex (NaN or infinity)")
-    if len(coords) < 6:
-        raise InputError("degenerate_polygon", f"{where} has fewer than 3 vertices")
-    return tuple(coords)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in coords):
+        raise InputError("malformed_polygon", f"{where} has a coordinate that is not a number")
+    try:
+        finite = all(math.isfinite(v) for v in coords)
+    except OverflowError:  # a JSON integer hundreds of digits long does not fit a double
+        finite = False
+    if not finite:
+        raise InputError("non_finite_coordinates", f"{where} has a non-finite vertex (NaN, infinity or overflowing)")
+    if len(coords) < 2 * min_vertices:
+        raise InputError("degenerate_polygon", f"{where} has fewer than {min_vertices} vertices")
+    ring = np.asarray(coords, dtype=np.float64)
+    xs, ys = ring[0::2], ring[1::2]
+    if xs.min() < -width or xs.max() > 2 * width or ys.min() < -height or ys.max() > 2 * height:
+        raise InputError("coordinates_out_of_frame", (
+            f"{where} has a vertex more than one image size outside the {width}x{height} frame "
+            f"(x {xs.min():g}..{xs.max():g}, y {ys.min():g}..{ys.max():g})"))
+    return ring
+
+
+def box_ring(x1: float, y1: float, x2: float, y2: float, where: str, width: int, height: int) -> np.ndarray:
+    """A box as the ring of its four corners, validated like any ring."""
+    ring = parse_ring([x1, y1, x2, y1, x2, y2, x1, y2], where, width, height)
+    if x2 <= x1 or y2 <= y1:
+        raise InputError("degenerate_box", f"{where} has an empty box ({x1:g},{y1:g})-({x2:g},{y2:g})")
+    return ring

@@ -8,7 +8,7 @@ from segpipe.core.ledger import build_ledger, outcome_counts
 from segpipe.core.publish import publish_release, release_prefix
 from segpipe.core.qa import excluded_entries
 from segpipe.core.release import release_items, write_release_archive
-from segpipe.io.object_store import LandingZone, ObjectStore
+from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
 
@@ -23,7 +23,6 @@ def dataset_release(
     context: dg.AssetExecutionContext,
     pipeline_config: PipelineConfig,
     object_store: ObjectStore,
-    landing_zone: LandingZone,
     dataset_split: pl.DataFrame,
     consensus_masks: pl.DataFrame,
     batch_images: pl.DataFrame,
@@ -41,7 +40,7 @@ def dataset_release(
         archive_path = work / "dataset.zip"
         with archive_path.open("wb") as out:
             contents = write_release_archive(
-                out, items, landing_zone.read_bytes, object_store.read_bytes, taxonomy,
+                out, items, object_store.read_bytes, taxonomy,
                 settings.dataset_name, settings.mask_encoding, counts)
         contents.manifest.write_parquet(work / "manifest.parquet")
         ledger.write_parquet(work / "ledger.parquet")

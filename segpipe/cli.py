@@ -23,8 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--format", default=None, help="the export's format (default: batch.json's, else detected)")
     check.add_argument("--taxonomy", type=Path, default=None, help="a taxonomy YAML; masks are rasterized with it")
     check.add_argument("--out", type=Path, required=True, help="folder for the tables, the quarantine report and masks")
+    pseudonym = commands.add_parser("pseudonym", help="print the pseudonym tables and releases use for an annotator")
+    pseudonym.add_argument("identity", nargs="+", help="a user name or email, as in batch.json or the CVAT export")
     args = parser.parse_args(argv)
-    commands_by_name = {"demo": lambda: _demo(args), "build": _build, "check-source": lambda: _check_source(args, parser)}
+    commands_by_name = {
+        "demo": lambda: _demo(args), "build": _build, "check-source": lambda: _check_source(args, parser),
+        "pseudonym": lambda: _pseudonym(args),
+    }
     try:
         return commands_by_name[args.command]()
     except ConfigError as exc:
@@ -58,6 +63,16 @@ def _build() -> int:
         outcome = run_local_build(defs, instance, env)
         print(format_summary(outcome, defs, instance))
     return 0 if outcome.success else 1
+
+
+def _pseudonym(args: argparse.Namespace) -> int:
+    from segpipe.core.pseudonym import annotator_key, pseudonymize
+
+    env = current_environment()
+    key = annotator_key(env.pseudonym_key, env.pseudonym_key_path)
+    for identity in args.identity:
+        print(f"{identity}\t{pseudonymize(identity, key)}")
+    return 0
 
 
 def _check_source(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

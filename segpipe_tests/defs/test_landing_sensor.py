@@ -1,4 +1,6 @@
+import os
 import shutil
+import zipfile
 
 import dagster as dg
 
@@ -6,21 +8,44 @@ from segpipe.defs.ingest.sensors import landing_batches_sensor
 from segpipe.io.object_store import LandingZone
 
 
-def test_first_tick_runs_only_the_newest_batch_then_each_new_one(tiny_demo, tmp_path):
+def tick(instance: dg.DagsterInstance, zone: LandingZone, cursor: str | None = None) -> dg.SensorResult:
+    return landing_batches_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"landing_zone": zone}))
+
+
+def test_first_tick_over_many_batches_runs_only_the_most_recently_landed(tmp_path):
+    landing = tmp_path / "landing"
+    for n in range(30):
+        batch = landing / f"b{n:03d}"
+        batch.mkdir(parents=True)
+        (batch / "batch.json").write_text("{}")
+        landed_at = 1_700_000_000 + (n if n != 7 else 10_000)  # b007 landed last although its name sorts early
+        os.utime(batch / "batch.json", (landed_at, landed_at))
+    zone = LandingZone(root=str(landing))
+    with dg.instance_for_test() as instance:
+        first = tick(instance, zone)
+        assert [r.partition_key for r in first.run_requests] == ["b007"]
+        assert first.dynamic_partitions_requests[0].partition_keys == [f"b{n:03d}" for n in range(30) if n != 7] + ["b007"]
+
+
+def test_later_ticks_run_each_new_batch_once_its_marker_or_archive_is_complete(tiny_demo, tmp_path):
     landing = tmp_path / "landing"
     shutil.copytree(tiny_demo.landing_root, landing)
     zone = LandingZone(root=str(landing))
     with dg.instance_for_test() as instance:
-        first = landing_batches_sensor(dg.build_sensor_context(instance=instance, resources={"landing_zone": zone}))
-        assert [r.partition_key for r in first.run_requests] == ["b003_vendor_c_carol"]
-        assert first.dynamic_partitions_requests[0].partition_keys == sorted(tiny_demo.batch_ids)
+        first = tick(instance, zone)
+        assert len(first.run_requests) == 1
         instance.add_dynamic_partitions("annotation_batches", sorted(tiny_demo.batch_ids))
 
         shutil.copytree(landing / "b001_vendor_a_alice", landing / "b004_redelivery")
-        (landing / "b004_redelivery" / "batch.json").unlink()
-        context = dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"landing_zone": zone})
-        assert landing_batches_sensor(context).run_requests == []
+        (landing / "b004_redelivery" / "batch.json").unlink()  # still uploading: no marker yet
+        with zipfile.ZipFile(landing / "b005_archive.zip.part", "w") as archive:  # an archive being copied in
+            archive.writestr("images/a.jpg", b"x")
+        assert tick(instance, zone, first.cursor).run_requests == []
 
-        shutil.copy(landing / "b001_vendor_a_alice" / "batch.json", landing / "b004_redelivery" / "batch.json")
-        ready = landing_batches_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"landing_zone": zone}))
-        assert [r.partition_key for r in ready.run_requests] == ["b004_redelivery"]
+        (landing / "b004_redelivery" / "batch.json").write_text("{}")
+        (landing / "b005_archive.zip.part").rename(landing / "b005_archive.zip")
+        ready = tick(instance, zone, first.cursor)
+        assert sorted(r.partition_key for r in ready.run_requests) == ["b004_redelivery", "b005_archive"]
+        assert {r.run_key for r in ready.run_requests} == {"b004_redelivery", "b005_archive"}
+        instance.add_dynamic_partitions("annotation_batches", ["b004_redelivery", "b005_archive"])
+        assert tick(instance, zone, ready.cursor).run_requests == []

@@ -1,0 +1,72 @@
+import shutil
+import zipfile
+
+import dagster as dg
+import polars as pl
+
+from segpipe.defs.ingest.assets import ingest_annotation_batch
+from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
+from segpipe.io.object_store import LandingZone, ObjectStore
+from segpipe.io.parquet_io_manager import PolarsParquetIOManager
+
+
+def materialize_batch(tmp_path, landing, batch_id: str) -> dg.ExecuteInProcessResult:
+    store = tmp_path / "store"
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("annotation_batches", [batch_id])
+        return dg.materialize(
+            [ingest_annotation_batch], partition_key=batch_id, instance=instance,
+            resources={
+                "landing_zone": LandingZone(root=str(landing)),
+                "object_store": ObjectStore(root=str(store)),
+                "annotator_pseudonyms": AnnotatorPseudonyms(key_file=str(tmp_path / "pseudonym.key")),
+                "io_manager": PolarsParquetIOManager(base_path=str(store / "tables")),
+            },
+        )
+
+
+def test_a_zip_batch_is_ingested_and_its_images_copied_into_the_store(tiny_demo, tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    folder = tiny_demo.landing_root / "b002_vendor_b_bob"
+    with zipfile.ZipFile(landing / "b002.zip", "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.name != "batch.json":
+                archive.write(path, path.relative_to(folder).as_posix())
+        archive.writestr("batch.json", (folder / "batch.json").read_text().replace("b002_vendor_b_bob", "b002"))
+    result = materialize_batch(tmp_path, landing, "b002")
+    assert result.success
+    images = result.output_for_node("ingest_annotation_batch", "batch_images")
+    files = result.output_for_node("ingest_annotation_batch", "batch_files")
+    assert images.height > 0 and (files["outcome"] == "read").all()
+    for key in images["image_key"]:
+        assert (tmp_path / "store" / key).is_file()
+    quarantine = result.output_for_node("ingest_annotation_batch", "batch_quarantine")
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed == quarantine.is_empty() and check.metadata["quarantined"].value == quarantine.height
+
+
+def test_an_unsafe_archive_quarantines_without_failing_the_run(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    with zipfile.ZipFile(landing / "evil.zip", "w") as archive:
+        archive.writestr("images/a.jpg", b"x")
+        archive.writestr("../../../etc/cron.d/evil", b"* * * * * root rm -rf /")
+    result = materialize_batch(tmp_path, landing, "evil")
+    assert result.success
+    quarantine = result.output_for_node("ingest_annotation_batch", "batch_quarantine")
+    assert quarantine["rule"].to_list() == ["unsafe_archive_path"]
+    assert "evil.zip" in quarantine["message"][0] and "cron.d" in quarantine["message"][0]
+    assert not (tmp_path / "etc").exists()
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and check.metadata["quarantined"].value == 1
+
+
+def test_the_pseudonym_key_is_created_once_and_reused_across_runs(tiny_demo, tmp_path):
+    landing = tmp_path / "landing"
+    shutil.copytree(tiny_demo.landing_root / "b001_vendor_a_alice", landing / "b001_vendor_a_alice")
+    first = materialize_batch(tmp_path, landing, "b001_vendor_a_alice")
+    second = materialize_batch(tmp_path, landing, "b001_vendor_a_alice")
+    names = [r.output_for_node("ingest_annotation_batch", "batch_images")["annotator"].unique().to_list() for r in (first, second)]
+    assert names[0] == names[1] and len(names[0]) == 1 and names[0][0].startswith("annotator-")
+    assert pl.Series(names[0]).str.contains("alice").sum() == 0

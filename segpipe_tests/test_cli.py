@@ -1,0 +1,63 @@
+import zipfile
+
+import polars as pl
+import pytest
+
+from segpipe.cli import main
+from segpipe.core.raster import decode_mask_png
+from segpipe.core.release import release_stem
+from segpipe.environment import PACKAGE_CONFIG
+
+
+@pytest.fixture()
+def pseudonym_key(monkeypatch, tmp_path):
+    monkeypatch.setenv("SEGPIPE_PSEUDONYM_KEY_FILE", str(tmp_path / "key"))
+
+
+def test_check_source_writes_tables_report_and_masks_named_as_in_a_release(tiny_demo, tmp_path, capsys, pseudonym_key):
+    batch = tiny_demo.landing_root / "b001_vendor_a_alice"
+    out = tmp_path / "out"
+    code = main(["check-source", str(batch), "--taxonomy", str(PACKAGE_CONFIG / "taxonomy.yaml"), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    images, quarantine = pl.read_parquet(out / "images.parquet"), pl.read_parquet(out / "quarantine.parquet")
+    shapes, files = pl.read_parquet(out / "shapes.parquet"), pl.read_parquet(out / "files.parquet")
+    assert shapes.height > 0 and set(files["path"]) >= {"batch.json", "metadata.csv"}
+    assert (out / "quarantine.csv").read_text().count("\n") == quarantine.height + 1
+    masks = sorted(p.name for p in (out / "masks").iterdir())
+    assert masks == sorted(f"{release_stem(f, i)}.png" for f, i in images.select("file_name", "image_id").iter_rows())
+    first = images.row(0, named=True)
+    mask = decode_mask_png((out / "masks" / f"{release_stem(first['file_name'], first['image_id'])}.png").read_bytes())
+    assert mask.shape == (first["height"], first["width"])
+    assert f"items: {images.height + quarantine.height} ({images.height} accepted, {quarantine.height} quarantined)" in printed
+    assert "labels found:" in printed and "unmapped labels:" in printed
+    for rule in quarantine["rule"].unique():
+        assert f"x {rule}:" in printed
+
+
+def test_check_source_reads_a_zip_and_reports_unsafe_archives_without_failing(tmp_path, capsys, pseudonym_key):
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("/etc/passwd", b"root:x:0:0")
+    assert main(["check-source", str(archive), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "format: unreadable" in printed and "unsafe_archive_path" in printed
+
+
+@pytest.mark.parametrize("args", [
+    ["check-source", "/no/such/export", "--out", "x"],
+    ["check-source", ".", "--format", "labelbox", "--out", "x"],
+    ["check-source", ".", "--taxonomy", "/no/such.yaml", "--out", "x"],
+])
+def test_check_source_exits_non_zero_only_for_usage_errors(args, capsys, pseudonym_key):
+    with pytest.raises(SystemExit) as caught:
+        main(args)
+    assert caught.value.code == 2
+
+
+def test_pseudonym_prints_what_tables_use_for_a_name(tiny_demo, tmp_path, capsys, pseudonym_key):
+    assert main(["pseudonym", "alice"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    name, pseudonym = line.split("\t")
+    main(["check-source", str(tiny_demo.landing_root / "b001_vendor_a_alice"), "--out", str(tmp_path / "out")])
+    assert name == "alice" and pl.read_parquet(tmp_path / "out" / "images.parquet")["annotator"].unique().to_list() == [pseudonym]

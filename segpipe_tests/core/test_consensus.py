@@ -5,23 +5,23 @@ import pytest
 from segpipe.core.consensus import agreement, build_consensus, fuse_masks, mean_iou, pixel_accuracy
 from segpipe.core.settings import ConsensusSettings
 
-I = 255
+IGNORE = 255
 
 
 def test_plurality_wins_and_ties_become_ignore():
     a = np.array([[1, 1, 2, 3]], dtype=np.uint8)
     b = np.array([[1, 2, 2, 4]], dtype=np.uint8)
     c = np.array([[1, 2, 5, 6]], dtype=np.uint8)
-    assert fuse_masks([a, b, c], 0.5, I).tolist() == [[1, 2, 2, I]]
-    assert fuse_masks([a, b], 0.5, I).tolist() == [[1, I, 2, I]]
+    assert fuse_masks([a, b, c], 0.5, IGNORE).tolist() == [[1, 2, 2, IGNORE]]
+    assert fuse_masks([a, b], 0.5, IGNORE).tolist() == [[1, IGNORE, 2, IGNORE]]
 
 
 def test_quorum_requires_enough_annotators_and_ignore_votes_abstain():
-    a = np.array([[1, I]], dtype=np.uint8)
-    b = np.array([[I, I]], dtype=np.uint8)
-    c = np.array([[I, I]], dtype=np.uint8)
-    assert fuse_masks([a, b, c], 0.3, I).tolist() == [[1, I]]
-    assert fuse_masks([a, b, c], 0.5, I).tolist() == [[I, I]]
+    a = np.array([[1, IGNORE]], dtype=np.uint8)
+    b = np.array([[IGNORE, IGNORE]], dtype=np.uint8)
+    c = np.array([[IGNORE, IGNORE]], dtype=np.uint8)
+    assert fuse_masks([a, b, c], 0.3, IGNORE).tolist() == [[1, IGNORE]]
+    assert fuse_masks([a, b, c], 0.5, IGNORE).tolist() == [[IGNORE, IGNORE]]
 
 
 def test_iou_is_one_for_identical_masks_and_symmetric():
@@ -29,15 +29,15 @@ def test_iou_is_one_for_identical_masks_and_symmetric():
     a = rng.integers(0, 4, (20, 20), dtype=np.uint8)
     b = a.copy()
     b[:5] = 3
-    assert mean_iou(a, a, I) == 1.0
-    assert mean_iou(a, b, I) == pytest.approx(mean_iou(b, a, I))
-    assert 0 < mean_iou(a, b, I) < 1
-    assert agreement([a, a, a], I) == 1.0
+    assert mean_iou(a, a, IGNORE) == 1.0
+    assert mean_iou(a, b, IGNORE) == pytest.approx(mean_iou(b, a, IGNORE))
+    assert 0 < mean_iou(a, b, IGNORE) < 1
+    assert agreement([a, a, a], IGNORE) == 1.0
 
 
 def test_pixel_accuracy_counts_gold_labelled_pixels_only():
-    gold = np.array([[1, 1, I, I]], dtype=np.uint8)
-    assert pixel_accuracy(np.array([[1, 2, 3, 3]], dtype=np.uint8), gold, I) == 0.5
+    gold = np.array([[1, 1, IGNORE, IGNORE]], dtype=np.uint8)
+    assert pixel_accuracy(np.array([[1, 2, 3, 3]], dtype=np.uint8), gold, IGNORE) == 0.5
 
 
 def test_build_consensus_prefers_gold_fuses_several_and_sends_disagreement_to_review():
@@ -58,11 +58,11 @@ def test_build_consensus_prefers_gold_fuses_several_and_sends_disagreement_to_re
         saved[image_id] = mask
         return f"fused/{image_id}"
 
-    images, scores = build_consensus(entries, masks.__getitem__, save, ConsensusSettings(0.5, 0.6), I)
+    images, scores = build_consensus(entries, masks.__getitem__, save, ConsensusSettings(0.5, 0.6), IGNORE)
     by_id = {r["image_id"]: r for r in images.iter_rows(named=True)}
     assert (by_id["g"]["mask_source"], by_id["g"]["mask_key"]) == ("gold", "gold")
     assert (by_id["agree"]["mask_source"], by_id["agree"]["status"], by_id["agree"]["agreement"]) == ("fused", "accepted", 1.0)
     assert by_id["clash"]["status"] == "low_agreement"
     assert (by_id["one"]["mask_source"], by_id["one"]["mask_key"]) == ("single", "solo")
-    assert set(saved) == {"agree", "clash"} and (saved["clash"] == I).all()
+    assert set(saved) == {"agree", "clash"} and (saved["clash"] == IGNORE).all()
     assert scores.to_dicts() == [{"annotator": "alice", "n_honeypots": 1, "mean_iou": 1.0, "pixel_accuracy": 1.0}]

@@ -1,6 +1,5 @@
 import dagster as dg
 
-
 # Across batches: QA, consensus, sampling, release. Blocking QA checks stop it before the release.
 release_job = dg.define_asset_job(
     "release_job",

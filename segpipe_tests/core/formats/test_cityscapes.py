@@ -1,44 +1,16 @@
-import io
 import json
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from segpipe.core.errors import InputError
 from segpipe.core.formats.cityscapes import CITYSCAPES
 from segpipe.core.formats.reader import ReaderOptions
-from segpipe.core.sources.source import RejectedFile
+from segpipe_tests.core.formats.memory_source import MemorySource
 
 FINE = "gtFine/train/aachen/aachen_000000_000019_gtFine_polygons.json"
 FINE_IMAGE = "leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png"
 W, H = 40, 20
-
-
-class MemorySource:
-    """A batch held in a dict: name -> bytes."""
-
-    uri = "mem://batch"
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.files = files
-
-    def names(self) -> list[str]:
-        return sorted(self.files)
-
-    def rejected(self) -> list[RejectedFile]:
-        return []
-
-    def read(self, name: str) -> bytes:
-        if name not in self.files:
-            raise InputError("file_missing", f"{self.origin(name)}: no such file in the batch")
-        return self.files[name]
-
-    def open(self, name: str) -> io.BytesIO:
-        return io.BytesIO(self.read(name))
-
-    def origin(self, name: str) -> str:
-        return f"{self.uri}/{name}"
 
 
 def obj(label: str, polygon: list, **extra) -> dict:

@@ -11,33 +11,9 @@ from segpipe.core.formats.cvat import CVAT_IMAGES
 from segpipe.core.formats.cvat_rle import encode_cvat_rle
 from segpipe.core.formats.cvat_video import CVAT_VIDEO
 from segpipe.core.formats.reader import ReaderOptions
-from segpipe.core.sources.source import RejectedFile
+from segpipe_tests.core.formats.memory_source import MemorySource
 
 ORIGIN = "mem://batch/annotations.xml"
-
-
-class MemorySource:
-    """A batch held in a dict: name -> bytes."""
-
-    uri = "mem://batch"
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.files = files
-
-    def names(self) -> list[str]:
-        return sorted(self.files)
-
-    def rejected(self) -> list[RejectedFile]:
-        return []
-
-    def read(self, name: str) -> bytes:
-        return self.files[name]
-
-    def open(self, name: str) -> io.BytesIO:
-        return io.BytesIO(self.files[name])
-
-    def origin(self, name: str) -> str:
-        return f"{self.uri}/{name}"
 
 
 def people(assignee: str = "alice", owner: str = "olivia") -> str:
@@ -387,7 +363,7 @@ def test_a_bad_track_shape_is_an_error_on_its_frame_only():
     f2, f4, f6, f8 = read(export(VIDEO_META, track), reader=CVAT_VIDEO)
     assert f2.error is None and f6.error is None
     assert f4.error.rule == "non_finite_coordinates"
-    assert f"image 'images/frame_000004.PNG': shape #0 ('car') of track '4'" in str(f4.error)
+    assert "image 'images/frame_000004.PNG': shape #0 ('car') of track '4'" in str(f4.error)
     assert f8.error.rule == "malformed_annotation" and "second shape" in str(f8.error)
 
 

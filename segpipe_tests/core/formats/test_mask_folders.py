@@ -11,33 +11,7 @@ from segpipe.core.errors import InputError
 from segpipe.core.formats.annotation import AnnotatedImage
 from segpipe.core.formats.mask_folders import ADE20K, IMAGE_MASK_FOLDERS, VOC_SEGMENTATION, voc_colour
 from segpipe.core.formats.reader import FormatReader, ReaderOptions
-from segpipe.core.sources.source import RejectedFile
-
-
-class MemorySource:
-    """A batch held in a dict: name -> bytes."""
-
-    uri = "mem://batch"
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.files = files
-
-    def names(self) -> list[str]:
-        return sorted(self.files)
-
-    def rejected(self) -> list[RejectedFile]:
-        return []
-
-    def read(self, name: str) -> bytes:
-        if name not in self.files:
-            raise InputError("file_missing", f"{self.origin(name)}: no such file in the batch")
-        return self.files[name]
-
-    def open(self, name: str) -> io.BytesIO:
-        return io.BytesIO(self.read(name))
-
-    def origin(self, name: str) -> str:
-        return f"{self.uri}/{name}"
+from segpipe_tests.core.formats.memory_source import MemorySource
 
 
 def png(pixels: np.ndarray, mode: str, palette: list[int] | None = None) -> bytes:

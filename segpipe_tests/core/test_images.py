@@ -1,5 +1,4 @@
 import io
-import zlib
 
 import pytest
 from PIL import Image
@@ -51,18 +50,11 @@ def test_a_size_matching_neither_frame_names_both():
     assert caught.value.rule == "size_mismatch"
 
 
-def png_header(width: int, height: int) -> bytes:
-    body = b"IHDR" + width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
-
-
-@pytest.mark.parametrize("make", [
-    lambda: jpeg(16, 16)[:200],                       # truncated JPEG
-    lambda: b"GIF89a" + b"\0" * 20,                     # a format we do not accept
-    lambda: png_header(50000, 50000),                   # a decompression bomb: 2.5 gigapixels declared
-    lambda: png_header(12000, 12000),                   # in Pillow's warning zone, promoted to an error
+@pytest.mark.parametrize(("data", "detail"), [
+    (jpeg(16, 16)[:200], "OSError"),                     # truncated JPEG
+    (b"GIF89a" + b"\0" * 20, "cannot identify"),          # a format we do not accept
 ])
-def test_truncated_foreign_and_bomb_images_are_refused(make):
+def test_truncated_and_foreign_images_are_refused(data, detail):
     with pytest.raises(InputError) as caught:
-        inspect_image(make(), "bad.png")
-    assert caught.value.rule == "image_undecodable" and "bad.png" in str(caught.value)
+        inspect_image(data, "bad.png")
+    assert caught.value.rule == "image_undecodable" and "bad.png" in str(caught.value) and detail in str(caught.value)

@@ -33,6 +33,7 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 
 bench: install
 	$(BIN)/python -m segpipe_tests.bench.rasterize
+	$(BIN)/python -m segpipe_tests.bench.ingest
 
 clean:
 	rm -rf $(SEGPIPE_HOME) $(DAGSTER_HOME)

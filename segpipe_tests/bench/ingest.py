@@ -151,7 +151,9 @@ def run_child(run: str, batch: Path, fmt: str) -> dict:
 
 
 def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    if value is None:
+        return "-".rjust(int(spec.split(".")[0]))
+    return format(value, spec)
 
 
 def print_table(results: list[dict], sizes: list[int], batches: dict) -> None:
@@ -160,13 +162,13 @@ def print_table(results: list[dict], sizes: list[int], batches: dict) -> None:
         for n in sizes:
             batch = batches[fmt, n]
             print(f"  {fmt}-{n}: {folder_bytes(batch) / MIB:,.0f} MiB on disk")
-    header = (f"{'format':11s} {'images':>6s} {'run':28s} {'wall s':>7s} {'images/s':>9s} {'ms/image':>9s} "
+    header = (f"{'format':11s} {'images':>6s} {'run':30s} {'wall s':>7s} {'images/s':>9s} {'ms/image':>9s} "
               f"{'peak MiB':>9s} {'growth MiB':>10s} {'tables MiB':>10s}")
     print("\n" + header)
     print("-" * len(header))
     for r in results:
         name = PEERS[r["format"]] if r["run"] == "peer" else f"segpipe {r['run']}"
-        print(f"{r['format']:11s} {r['n']:6d} {name:28s} {r['wall_s']:7.2f} {_fmt(r['images_per_s'], '9.1f')} "
+        print(f"{r['format']:11s} {r['n']:6d} {name:30s} {r['wall_s']:7.2f} {_fmt(r['images_per_s'], '9.1f')} "
               f"{1000 * r['wall_s'] / r['images']:9.2f} {r['peak_rss_mib']:9.0f} {r['growth_mib']:10.0f} "
               f"{_fmt(r.get('tables_mib'), '10.1f')}")
     if _complete(results, sizes):

@@ -6,7 +6,6 @@ the file, the image and the shape. Shapes that are not segmentation (polylines, 
 with their kind, so every shape of a file is accounted for, and never drawn.
 """
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -18,6 +17,7 @@ from segpipe.core.errors import InputError
 ShapeKind = Literal["polygon", "box", "mask", "polyline", "points"]
 SEGMENTATION_KINDS: frozenset[str] = frozenset({"polygon", "box", "mask"})
 SHAPE_KINDS: tuple[str, ...] = ("polygon", "box", "mask", "polyline", "points")
+NUMBER_TYPES: frozenset[type] = frozenset({int, float, np.float64})
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,17 +110,16 @@ def parse_ring(
     """
     if len(coords) % 2:
         raise InputError("malformed_polygon", f"{where} has an odd number of coordinates ({len(coords)})")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in coords):
+    if not set(map(type, coords)) <= NUMBER_TYPES:  # bools and numeric strings would convert silently
         raise InputError("malformed_polygon", f"{where} has a coordinate that is not a number")
     try:
-        finite = all(math.isfinite(v) for v in coords)
+        ring = np.asarray(coords, dtype=np.float64)
     except OverflowError:  # a JSON integer hundreds of digits long does not fit a double
-        finite = False
-    if not finite:
+        ring = np.array([np.inf])
+    if not np.isfinite(ring).all():
         raise InputError("non_finite_coordinates", f"{where} has a non-finite vertex (NaN, infinity or overflowing)")
     if len(coords) < 2 * min_vertices:
         raise InputError("degenerate_polygon", f"{where} has fewer than {min_vertices} vertices")
-    ring = np.asarray(coords, dtype=np.float64)
     xs, ys = ring[0::2], ring[1::2]
     if xs.min() < -width or xs.max() > 2 * width or ys.min() < -height or ys.max() > 2 * height:
         raise InputError("coordinates_out_of_frame", (

@@ -30,6 +30,7 @@ reported, never dropped: each such id yields an AnnotatedImage named
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from types import MappingProxyType
 from typing import Any, BinaryIO
 
 import ijson
@@ -46,6 +47,8 @@ COCO_KEYS = (b'"images"', b'"annotations"', b'"categories"')
 OTHER_FORMAT_KEYS = (b'"shapes"', b'"objects"', b'"imgHeight"')  # LabelMe, Cityscapes
 UTF8_BOM = b"\xef\xbb\xbf"
 MAX_LISTED_IDS = 10
+# Shared, read-only: one dict per shape would cost ~90 MB over 500,000 shapes.
+CROWD_ATTRIBUTES = {value: MappingProxyType({"iscrowd": str(value)}) for value in (0, 1)}
 
 
 def coco_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
@@ -59,6 +62,7 @@ def coco_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
 
 
 def _looks_like_coco(data: bytes) -> bool:
+    """A plain byte search: the head is cut at 64 KiB, mid-document, so it cannot be parsed."""
     return any(key in data for key in COCO_KEYS) and not any(key in data for key in OTHER_FORMAT_KEYS)
 
 
@@ -72,7 +76,8 @@ def _read_file(source: BatchSource, name: str, options: ReaderOptions) -> list[A
     origin = source.origin(name)
     image_docs = _top_level_list(source, name, "images", origin)
     categories = _categories(_top_level_list(source, name, "categories", origin), origin)
-    table = _ImageTable(name, origin, [_image(doc, index, name, origin, options) for index, doc in enumerate(image_docs)])
+    entries = [_image(doc, index, name, origin, options) for index, doc in enumerate(image_docs)]
+    table = _ImageTable(name, origin, entries)
     annotated = False
     for index, doc in enumerate(_stream(source, name, "annotations.item", origin)):
         table.add(doc, index, categories)
@@ -135,7 +140,8 @@ def _require_annotations_array(source: BatchSource, name: str, origin: str) -> N
                 if next(events)[1] == "start_array":
                     return
                 break
-    raise InputError("unparseable_annotations", f"{origin}: not a COCO instances file: `annotations` is missing or not a list")
+    raise InputError(
+        "unparseable_annotations", f"{origin}: not a COCO instances file: `annotations` is missing or not a list")
 
 
 def _categories(docs: list, origin: str) -> dict[int, str]:
@@ -153,6 +159,7 @@ def _categories(docs: list, origin: str) -> dict[int, str]:
 
 
 def _short(value: Any) -> str:
+    """A value as messages quote it, cut short: a wrong value may be a whole nested object."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -168,11 +175,12 @@ def _image(doc: Any, index: int, name: str, origin: str, options: ReaderOptions)
         file_name = resolve_batch_path(options.images_dir, doc["file_name"], origin)
     except InputError as exc:
         return doc.get("id"), AnnotatedImage(doc["file_name"], 0, 0, error=exc)
-    for key in ("id", "width", "height"):
+    for key, positive in (("id", False), ("width", True), ("height", True)):
         value = doc.get(key)
-        if type(value) is not int or (key != "id" and value <= 0):
-            return doc.get("id"), AnnotatedImage(file_name, 0, 0, error=InputError("malformed_annotation", (
-                f"{origin}: image {file_name!r}: {key} is {_short(value)}, not a{' positive' if key != 'id' else 'n'} integer")))
+        if type(value) is not int or (positive and value <= 0):
+            wanted = "a positive integer" if positive else "an integer"
+            return doc.get("id"), AnnotatedImage(file_name, 0, 0, error=InputError(
+                "malformed_annotation", f"{origin}: image {file_name!r}: {key} is {_short(value)}, not {wanted}"))
     return doc["id"], AnnotatedImage(file_name, doc["width"], doc["height"])
 
 
@@ -235,13 +243,13 @@ def _shape(doc: dict, index: int, image: AnnotatedImage, categories: dict[int, s
     if type(category_id) is not int:
         raise InputError("malformed_annotation", f"{where} has category_id {_short(category_id)}, not an integer")
     if category_id not in categories:
-        raise InputError("unknown_category", f"{where} has category_id {_short(category_id)}, which is not in categories")
+        raise InputError("unknown_category", f"{where} has category_id {category_id}, which is not in categories")
     label = categories[category_id]
     where = f"{where} ({label!r})"
     iscrowd = doc.get("iscrowd", 0)
     if type(iscrowd) is not int or iscrowd not in (0, 1):
         raise InputError("malformed_annotation", f"{where} has iscrowd {_short(iscrowd)}, not 0 or 1")
-    attributes = {"iscrowd": str(iscrowd)}
+    attributes = CROWD_ATTRIBUTES[iscrowd]
     segmentation = doc.get("segmentation")
     if segmentation is None or segmentation == []:
         return Shape(label, "box", rings=(_bbox_ring(doc.get("bbox"), where, image),), attributes=attributes)
@@ -249,18 +257,21 @@ def _shape(doc: dict, index: int, image: AnnotatedImage, categories: dict[int, s
         return Shape(label, "polygon", rings=_polygon_rings(segmentation, where, image), attributes=attributes)
     if isinstance(segmentation, dict):
         return Shape(label, "mask", mask=_rle_mask(segmentation, where, image), attributes=attributes)
-    raise InputError("malformed_annotation", f"{where} has a segmentation that is neither a list of rings nor an RLE object")
+    raise InputError(
+        "malformed_annotation", f"{where} has a segmentation that is neither a list of rings nor an RLE object")
 
 
 def _bbox_ring(bbox: Any, where: str, image: AnnotatedImage) -> np.ndarray:
     """A bbox-only annotation's [x, y, w, h] as the ring of its corners."""
     if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
-        raise InputError("malformed_annotation", f"{where} has no segmentation and bbox {_short(bbox)} is not [x, y, w, h]")
+        raise InputError(
+            "malformed_annotation", f"{where} has no segmentation and bbox {_short(bbox)} is not [x, y, w, h]")
     x, y, w, h = bbox
     return box_ring(x, y, x + w, y + h, where, image.width, image.height)
 
 
 def _is_number(value: Any) -> bool:
+    """int or float but not bool, which Python counts as an int and JSON does not."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -269,7 +280,8 @@ def _polygon_rings(segmentation: list, where: str, image: AnnotatedImage) -> tup
     rings = []
     for part, ring in enumerate(segmentation):
         if not isinstance(ring, list):
-            raise InputError("malformed_polygon", f"{where}: segmentation part #{part} is {_short(ring)}, not a list of coordinates")
+            raise InputError(
+                "malformed_polygon", f"{where}: segmentation part #{part} is {_short(ring)}, not a list of coordinates")
         rings.append(parse_ring(ring, f"{where} part #{part}", image.width, image.height))
     return tuple(rings)
 

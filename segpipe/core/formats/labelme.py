@@ -60,6 +60,7 @@ def labelme_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[st
 
 
 def _looks_like_labelme(data: bytes) -> bool:
+    """A plain byte search: the head is cut at 64 KiB, mid-document, so it cannot be parsed."""
     return b'"shapes"' in data and (b'"imagePath"' in data or b'"points"' in data)
 
 
@@ -84,6 +85,7 @@ def resolve_batch_path(folder: str, relative: str, where: str) -> str:
 
 
 def _images_by_stem(names: list[str]) -> dict[str, list[str]]:
+    """Non-JSON files by path without suffix, to name the image a file too broken to say it annotates."""
     by_stem: dict[str, list[str]] = defaultdict(list)
     for name in names:
         stem, suffix = posixpath.splitext(name)
@@ -106,6 +108,7 @@ def _read_file(source: BatchSource, name: str, images_by_stem: dict[str, list[st
 
 
 def _image_path(doc: Any, name: str, origin: str) -> str:
+    """The annotated image's path in the batch, read first so every later error lands on that image."""
     if not isinstance(doc, dict):
         raise InputError("malformed_annotation", f"{origin}: the document is not a JSON object")
     path = doc.get("imagePath")
@@ -130,6 +133,7 @@ def _parse_document(doc: dict, file_name: str, origin: str) -> AnnotatedImage:
 
 
 def _dimension(doc: dict, key: str, where: str) -> int:
+    """imageWidth/imageHeight: required, since ingest checks the image against them and shapes are validated in them."""
     value = doc.get(key)
     if type(value) is not int or value <= 0:
         raise InputError("malformed_annotation", f"{where}: {key} is {value!r}, not a positive integer")
@@ -165,12 +169,14 @@ def _parse_shape(doc: Any, index: int, image: AnnotatedImage, origin: str) -> Sh
         raise InputError("malformed_annotation", f"{where} is not an object with a label string")
     shape_type = doc.get("shape_type") or "polygon"
     if not isinstance(shape_type, str) or shape_type not in POINT_COUNTS:
-        raise InputError("unsupported_shape", f"{where} has shape_type {shape_type!r}, not one of {sorted(POINT_COUNTS)}")
+        raise InputError(
+            "unsupported_shape", f"{where} has shape_type {shape_type!r}, not one of {sorted(POINT_COUNTS)}")
     ring = _points(doc.get("points"), shape_type, where, image)
     group_id = doc.get("group_id")
     if group_id is not None and type(group_id) is not int:
         raise InputError("malformed_annotation", f"{where} has group_id {group_id!r}, not an integer")
-    return Shape(label, group_id=group_id, attributes=_shape_attributes(doc, where), **_geometry(shape_type, ring, doc, where, image))
+    geometry = _geometry(shape_type, ring, doc, where, image)
+    return Shape(label, group_id=group_id, attributes=_shape_attributes(doc, where), **geometry)
 
 
 def _points(points: Any, shape_type: str, where: str, image: AnnotatedImage) -> np.ndarray:
@@ -189,6 +195,7 @@ def _points(points: Any, shape_type: str, where: str, image: AnnotatedImage) -> 
 
 
 def _shape_attributes(doc: dict, where: str) -> dict[str, str]:
+    """A shape's flags and description, the only free-form data labelme keeps per shape."""
     attributes = _flag_attributes(doc.get("flags"), where)
     description = doc.get("description")
     if description is not None and not isinstance(description, str):
@@ -204,7 +211,8 @@ def _geometry(shape_type: str, ring: np.ndarray, doc: dict, where: str, image: A
         return {"kind": "polygon", "rings": (ring,)}
     if shape_type == "rectangle":
         xs, ys = ring[0::2], ring[1::2]
-        return {"kind": "polygon", "rings": (box_ring(xs.min(), ys.min(), xs.max(), ys.max(), where, image.width, image.height),)}
+        corners = box_ring(xs.min(), ys.min(), xs.max(), ys.max(), where, image.width, image.height)
+        return {"kind": "polygon", "rings": (corners,)}
     if shape_type == "circle":
         return {"kind": "mask", "mask": _disc(ring, where, image)}
     if shape_type == "mask":
@@ -234,7 +242,7 @@ def _png_mask(ring: np.ndarray, data: Any, where: str, image: AnnotatedImage) ->
     x1, y1, x2, y2 = (int(v) for v in ring)
     if not (0 <= x1 <= x2 < image.width and 0 <= y1 <= y2 < image.height):
         raise InputError("coordinates_out_of_frame", (
-            f"{where} has a mask box ({x1},{y1})-({x2},{y2}) that is not inside the {image.width}x{image.height} frame"))
+            f"{where} has a mask box ({x1},{y1})-({x2},{y2}) outside the {image.width}x{image.height} frame"))
     if not isinstance(data, str):
         raise InputError("malformed_mask", f"{where} has no base64 PNG in `mask`")
     binary = _decode_png(data, (x2 - x1 + 1, y2 - y1 + 1), where)
@@ -250,7 +258,8 @@ def _decode_png(data: str, size: tuple[int, int], where: str) -> np.ndarray:
         raise InputError("malformed_mask", f"{where} has a mask that is not a base64 PNG ({exc})") from exc
     with png:
         if png.size != size:
-            raise InputError("size_mismatch", f"{where} has a {png.size[0]}x{png.size[1]} mask PNG for a {size[0]}x{size[1]} box")
+            raise InputError(
+                "size_mismatch", f"{where} has a {png.size[0]}x{png.size[1]} mask PNG for a {size[0]}x{size[1]} box")
         try:
             pixels = np.asarray(png)
         except (OSError, ValueError) as exc:
@@ -261,6 +270,7 @@ def _decode_png(data: str, size: tuple[int, int], where: str) -> np.ndarray:
 
 
 def _non_empty(mask: BoxMask | None, where: str) -> BoxMask:
+    """A mask shape must cover a pixel: an empty one would be a shape that paints nothing, silently."""
     if mask is None:
         raise InputError("empty_mask", f"{where} covers no pixel of the frame")
     return mask

@@ -1,6 +1,5 @@
 """COCO instances: streamed, every annotation kind, and every fault reported where it belongs."""
 
-import io
 import json
 
 import numpy as np
@@ -11,6 +10,7 @@ from segpipe.core.errors import InputError
 from segpipe.core.formats.annotation import AnnotatedImage, BoxMask
 from segpipe.core.formats.coco import COCO_INSTANCES
 from segpipe.core.formats.reader import ReaderOptions
+from segpipe_tests.core.formats.memory_source import MemorySource
 
 CATEGORIES = [{"id": 0, "name": "road"}, {"id": 5, "name": "car"}, {"id": 90, "name": "tree", "supercategory": "plant"}]
 IMAGES = [
@@ -19,37 +19,13 @@ IMAGES = [
 ]
 
 
-class MemorySource:
-    """A batch held in memory. COCO files are streamed, so reading one whole is a test failure."""
-
-    uri = "mem://batch"
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.files = files
-
-    def names(self) -> list[str]:
-        return sorted(self.files)
-
-    def rejected(self) -> list:
-        return []
-
-    def read(self, name: str) -> bytes:
-        raise AssertionError(f"{name} was read whole instead of streamed")
-
-    def open(self, name: str) -> io.BytesIO:
-        return io.BytesIO(self.files[name])
-
-    def origin(self, name: str) -> str:
-        return f"{self.uri}/{name}"
-
-
 def coco(annotations: list, images: list = IMAGES, categories: list = CATEGORIES) -> bytes:
     return json.dumps({"info": {}, "images": images, "annotations": annotations, "categories": categories}).encode()
 
 
 def read(*documents: bytes, images_dir: str = "images") -> list[AnnotatedImage]:
     files = {f"annotations/part{i}.json": doc for i, doc in enumerate(documents)}
-    return list(COCO_INSTANCES.read(MemorySource(files), sorted(files), ReaderOptions(images_dir=images_dir)))
+    return list(COCO_INSTANCES.read(MemorySource(files, streamed_only=True), sorted(files), ReaderOptions(images_dir=images_dir)))
 
 
 def by_name(images: list[AnnotatedImage]) -> dict[str, AnnotatedImage]:
@@ -230,8 +206,8 @@ def test_duplicate_image_ids_are_an_error_on_both_images():
     (b"[]", "`images` is missing"),
     (b'{"annotations": [], "categories": []}', "`images` is missing"),
     (b'{"images": [], "annotations": []}', "`categories` is missing"),
-    (b'{"images": [], "categories": []}', "`annotations` is not a list"),
-    (b'{"images": [], "categories": [], "annotations": {}}', "`annotations` is not a list"),
+    (b'{"images": [], "categories": []}', "`annotations` is missing or not a list"),
+    (b'{"images": [], "categories": [], "annotations": {}}', "`annotations` is missing or not a list"),
     (b'{"images": {}, "categories": [], "annotations": []}', "`images` is a dict"),
     (b'{"images": [], "images": [], "categories": [], "annotations": []}', "`images` is repeated"),
     (b'{"images": [], "categories": [{"id": "1", "name": "car"}], "annotations": []}', "categories[0]"),

@@ -14,6 +14,7 @@ import polars as pl
 import yaml
 
 from segpipe.core.errors import ConfigError
+from segpipe.core.formats.annotation import SEGMENTATION_KINDS
 
 UnmappedPolicy = Literal["error", "ignore", "void"]
 UNMAPPED_POLICIES: tuple[str, ...] = ("error", "ignore", "void")
@@ -190,3 +191,10 @@ def map_labels(shapes: pl.DataFrame, sources: pl.DataFrame, taxonomy: Taxonomy) 
         .drop("source", "label_key")
         .sort("entry_id", "shape_index")
     )
+
+
+def unmapped_segments(mapped: pl.DataFrame) -> pl.DataFrame:
+    """(entry_id, raw_label) of segmentation shapes with no class. Polylines and points are never
+    drawn, so their labels cannot leave a pixel unaccounted for and do not count."""
+    return mapped.filter(pl.col("class_id").is_null() & pl.col("kind").is_in(sorted(SEGMENTATION_KINDS))).select(
+        "entry_id", "raw_label")

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from segpipe.core.errors import ConfigError
-from segpipe.core.taxonomy import load_taxonomy, map_labels, normalize_label, parse_taxonomy
+from segpipe.core.taxonomy import load_taxonomy, map_labels, normalize_label, parse_taxonomy, unmapped_segments
 
 BASE = """
 name: t
@@ -75,3 +75,20 @@ def test_labels_of_another_source_do_not_map():
                            "rings": [[[0.0, 0, 1, 0, 1, 1]]]})
     mapped = map_labels(shapes, pl.DataFrame({"entry_id": ["e1"], "source": ["other"]}), taxonomy())
     assert mapped["class_id"].to_list() == [None]
+
+
+def test_only_unmapped_segmentation_shapes_count_as_unmapped():
+    mapped = pl.DataFrame({
+        "entry_id": ["e1", "e1", "e1", "e2"], "raw_label": ["car", "lane", "sign", "blob"],
+        "kind": ["polygon", "polyline", "points", "mask"], "class_id": [3, None, None, None],
+    })
+    assert unmapped_segments(mapped).rows() == [("e2", "blob")]
+
+
+def test_a_class_may_ask_for_its_boxes_to_be_painted_and_that_changes_the_version():
+    car = "{{id: 7, name: car, color: [4, 5, 6]}}"
+    boxed = parse_taxonomy(BASE.replace(car, car[:-2] + ", rasterize_boxes: true}}").format(policy="void"), "t.yaml")
+    assert [c.rasterize_boxes for c in boxed.classes] == [False, True]
+    assert boxed.taxonomy_version != taxonomy().taxonomy_version
+    with pytest.raises(ConfigError, match="rasterize_boxes must be true or false"):
+        parse_taxonomy(BASE.replace(car, car[:-2] + ", rasterize_boxes: 1}}").format(policy="void"), "t.yaml")

@@ -3,6 +3,7 @@ import polars as pl
 
 from segpipe.core.qa import evaluate_entries
 from segpipe.core.raster import decode_mask_png
+from segpipe.core.taxonomy import unmapped_segments
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
@@ -21,7 +22,7 @@ def qa_report(
     taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
     entries = annotation_masks.join(
         batch_images.select("entry_id", "batch_id", "file_name"), on="entry_id", how="left", validate="1:1")
-    unmapped = mapped_shapes.filter(pl.col("class_id").is_null()).select("entry_id", "raw_label")
+    unmapped = unmapped_segments(mapped_shapes)
     results = evaluate_entries(
         entries, unmapped, lambda key: decode_mask_png(object_store.read_bytes(key)), taxonomy, settings.qa)
     failed = results.filter(~pl.col("passed"))

@@ -15,7 +15,8 @@ so peak RSS belongs to that run alone:
 Timings are one run each, measured inside the child around the work only (interpreter start
 and imports excluded). Peak RSS is the child's VmHWM; "growth" is VmHWM minus the RSS after
 imports. Data (see ingest_data.py) is generated once into $SEGPIPE_HOME/bench/cache (about
-2.3 GB for 5,000 images, removed by `make clean`). Results go to $SEGPIPE_HOME/bench/ingest.json.
+2.3 GB for 5,000 images, 1.5 min on 2 cores; removed by `make clean`). Results go to
+$SEGPIPE_HOME/bench/ingest.json (ingest-quick.json with --quick).
 """
 
 import argparse
@@ -80,8 +81,12 @@ def _child_parse(batch: Path, fmt: str, held: bool) -> dict:
     import fsspec
 
     from segpipe.core.formats import READERS, ReaderOptions
-    from segpipe.core.ingest import _head
+    from segpipe.core.ingest import HEAD_BYTES
     from segpipe.core.sources import open_source
+
+    def head(name: str) -> bytes:  # what ingest's format detection reads of a file
+        with source.open(name) as stream:
+            return stream.read(HEAD_BYTES)
 
     reader = READERS[FORMATS[fmt]]
     fs = fsspec.filesystem("file")
@@ -90,7 +95,7 @@ def _child_parse(batch: Path, fmt: str, held: bool) -> dict:
     images = shapes = errors = 0
     kept = []
     with open_source(fs, str(batch)) as source:
-        files = reader.annotation_files(source.names(), _head(source))
+        files = reader.annotation_files(source.names(), head)
         for annotated in reader.read(source, files, ReaderOptions()):
             images += 1
             shapes += len(annotated.shapes)
@@ -217,6 +222,14 @@ def summary_lines(results: list[dict], sizes: list[int]) -> list[str]:
     return lines
 
 
+def code_version() -> dict:
+    """The commit measured and whether segpipe/ had uncommitted changes: the figures belong to that code."""
+    def git(*command: str) -> str:
+        done = subprocess.run(["git", *command], capture_output=True, text=True, check=False, cwd=Path(__file__).parent)
+        return done.stdout.strip() if done.returncode == 0 else ""
+    return {"commit": git("rev-parse", "HEAD") or None, "segpipe_dirty": bool(git("status", "--porcelain", "--", "../../segpipe"))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200 and 1,000 images instead of 1,000 and 5,000")
@@ -224,7 +237,7 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS))
     home = Path(os.environ.get("SEGPIPE_HOME", Path.cwd() / ".segpipe"))
     parser.add_argument("--cache", type=Path, default=home / "bench" / "cache")
-    parser.add_argument("--out", type=Path, default=home / "bench" / "ingest.json")
+    parser.add_argument("--out", type=Path, help="default $SEGPIPE_HOME/bench/ingest.json (ingest-quick.json with --quick)")
     parser.add_argument("--child", choices=RUNS, help=argparse.SUPPRESS)
     parser.add_argument("--format", choices=FORMATS, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=Path, help=argparse.SUPPRESS)
@@ -232,7 +245,10 @@ def main() -> None:
     if args.child:
         child_main(args.child, args.batch, args.format)
         return
+    code = code_version()
+    print(f"measuring segpipe at {code}")
     sizes = sorted(args.sizes or ([200, 1000] if args.quick else [1000, 5000]))
+    out = args.out or home / "bench" / ("ingest-quick.json" if args.quick else "ingest.json")
     started = time.perf_counter()
     batches = ensure_batches(args.cache, sizes)
     generated = time.perf_counter() - started
@@ -248,6 +264,7 @@ def main() -> None:
                 results.append(result)
     print_table(results, sizes, batches)
     report = {
+        "code": code,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "data": {"width": WIDTH, "height": HEIGHT, "sizes": sizes, "cache": str(args.cache),
                  "batch_mib": {f"{f}-{n}": folder_bytes(b) / MIB for (f, n), b in batches.items()}},
@@ -255,9 +272,12 @@ def main() -> None:
         "results": results,
         "summary": summary(results, sizes) if _complete(results, sizes) else None,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
-    print(f"\nwrote {args.out} (total {report['total_s']:.0f} s, data generation {generated:.0f} s)")
+    if code_version() != code:
+        report["code_changed_during_run"] = code_version()
+        print("WARNING: segpipe/ changed while the benchmark ran; the figures mix two versions of the code")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    print(f"\nwrote {out} (total {report['total_s']:.0f} s, data generation {generated:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -99,6 +99,18 @@ def shape_origin(origin: str, file_name: str, index: int, label: str) -> str:
     return f"{origin}: image {file_name!r}: shape #{index} ({label!r})"
 
 
+def flatten_points(points: object, key: str, where: str) -> list:
+    """`[[x, y], ...]` (Cityscapes, LabelMe) as a flat [x, y, ...] list for parse_ring."""
+    if not isinstance(points, list):
+        raise InputError("malformed_polygon", f"{where} has no `{key}` list")
+    coords: list = []
+    for number, point in enumerate(points):
+        if not isinstance(point, list) or len(point) != 2:
+            raise InputError("malformed_polygon", f"{where}: point #{number} is {point!r}, not an [x, y] pair")
+        coords.extend(point)
+    return coords
+
+
 def parse_ring(
     coords: list[float], where: str, width: int, height: int, min_vertices: int = 3,
 ) -> np.ndarray:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from segpipe.core.errors import InputError
-from segpipe.core.formats.annotation import AnnotatedImage, Shape, parse_ring, shape_origin
+from segpipe.core.formats.annotation import AnnotatedImage, Shape, flatten_points, parse_ring, shape_origin
 from segpipe.core.formats.reader import FormatReader, ReaderOptions
 from segpipe.core.formats.strict_json import load_json
 from segpipe.core.sources.source import BatchSource
@@ -127,14 +127,7 @@ def _parse_object(obj: dict, where: str, width: int, height: int) -> Shape:
     label, points = obj.get("label"), obj.get("polygon")
     if not isinstance(label, str) or not label:
         raise InputError("malformed_annotation", f"{where} has no label string")
-    if not isinstance(points, list):
-        raise InputError("malformed_polygon", f"{where} has no `polygon` list")
-    coords: list[float] = []
-    for number, point in enumerate(points):
-        if not isinstance(point, list) or len(point) != 2:
-            raise InputError("malformed_polygon", f"{where}: point #{number} is {point!r}, not an [x, y] pair")
-        coords.extend(point)
-    ring = parse_ring(coords, where, width, height)
+    ring = parse_ring(flatten_points(points, "polygon", where), where, width, height)
     return Shape(label, "polygon", rings=(ring,), attributes=_group_attributes(label))
 
 

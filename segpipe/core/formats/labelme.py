@@ -41,7 +41,15 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from segpipe.core.errors import InputError
-from segpipe.core.formats.annotation import AnnotatedImage, BoxMask, Shape, box_ring, parse_ring, shape_origin
+from segpipe.core.formats.annotation import (
+    AnnotatedImage,
+    BoxMask,
+    Shape,
+    box_ring,
+    flatten_points,
+    parse_ring,
+    shape_origin,
+)
 from segpipe.core.formats.reader import FormatReader, ReaderOptions
 from segpipe.core.formats.strict_json import load_json
 from segpipe.core.sources.source import BatchSource
@@ -181,13 +189,7 @@ def _parse_shape(doc: Any, index: int, image: AnnotatedImage, origin: str) -> Sh
 
 def _points(points: Any, shape_type: str, where: str, image: AnnotatedImage) -> np.ndarray:
     """`[[x, y], ...]` flattened and validated by parse_ring, with the point count labelme requires."""
-    if not isinstance(points, list):
-        raise InputError("malformed_polygon", f"{where} has no `points` list")
-    coords: list[float] = []
-    for number, point in enumerate(points):
-        if not isinstance(point, list) or len(point) != 2:
-            raise InputError("malformed_polygon", f"{where}: point #{number} is {point!r}, not an [x, y] pair")
-        coords.extend(point)
+    coords = flatten_points(points, "points", where)
     fewest, most = POINT_COUNTS[shape_type]
     if most is not None and len(points) > most:
         raise InputError("malformed_polygon", f"{where} is a {shape_type} with {len(points)} points, not {most}")

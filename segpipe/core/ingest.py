@@ -9,7 +9,7 @@ import csv
 import dataclasses
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import orjson
@@ -55,11 +55,12 @@ def ingest_batch(
         if declared_format is not None:
             manifest = dataclasses.replace(manifest, format=declared_format)
         reader, annotation_files = _choose_reader(source, names, manifest)
-        annotated = list(reader.read(source, annotation_files, ReaderOptions(images_dir=manifest.images_dir)))
-    except InputError as exc:
+        batch = _BatchIngest(source, manifest, reader, annotation_files, annotator_key, store_image)
+        # Streamed: an image's annotation is checked and turned into table rows as it is read, so
+        # memory holds the tables, not every parsed file as well.
+        return batch.run(reader.read(source, annotation_files, ReaderOptions(images_dir=manifest.images_dir)))
+    except InputError as exc:  # the manifest, or a file that annotates many images, is unusable
         return _quarantine_batch(source, batch_id, exc)
-    batch = _BatchIngest(source, manifest, reader, annotation_files, annotator_key, store_image)
-    return batch.run(annotated)
 
 
 def _head(source: BatchSource) -> Callable[[str], bytes]:
@@ -101,7 +102,8 @@ class _BatchIngest:
         self.shapes = ShapeTableBuilder()
         self.quarantine: list[dict] = []
 
-    def run(self, annotated: list[AnnotatedImage]) -> IngestedBatch:
+    def run(self, annotated: Iterator[AnnotatedImage]) -> IngestedBatch:
+        """Raises InputError only when the reader does, for a file that concerns the whole batch."""
         seen: set[str] = set()
         for annotation in annotated:
             if annotation.file_name in seen:

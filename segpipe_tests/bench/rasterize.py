@@ -20,8 +20,11 @@ from segpipe.core.ingest import ingest_batch
 from segpipe.core.landing import list_ready_batches
 from segpipe.core.png import encode_mask_png
 from segpipe.core.raster import rasterize_shapes
+from segpipe.core.sources import open_source
 from segpipe.core.taxonomy import load_taxonomy, map_labels
 from segpipe.environment import PACKAGE_CONFIG
+
+BENCH_KEY = b"rasterize-bench-key"
 
 
 def main() -> None:
@@ -35,7 +38,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         demo = generate_demo(Path(tmp), n_scenes=args.scenes, width=args.width, height=args.height, seed=0)
         fs = fsspec.filesystem("file")
-        batches = [ingest_batch(fs, str(demo.landing_root), b) for b in list_ready_batches(fs, str(demo.landing_root))]
+        batches = []
+        for batch_id in list_ready_batches(fs, str(demo.landing_root)):
+            with open_source(fs, f"{demo.landing_root}/{batch_id}") as source:
+                batches.append(ingest_batch(source, batch_id, BENCH_KEY))
     images = pl.concat([b.images for b in batches])
     mapped = map_labels(pl.concat([b.shapes for b in batches]), images.select("entry_id", "source"), taxonomy)
     entries = [(row["width"], row["height"], mapped.filter(pl.col("entry_id") == row["entry_id"]))

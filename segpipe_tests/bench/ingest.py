@@ -8,7 +8,8 @@ so peak RSS belongs to that run alone:
   decoded and hashed, no image store), reporting the size of the images + shapes tables;
 - `parse`: the format's reader alone (`READERS[...].read`), each AnnotatedImage dropped as it
   is yielded, no image touched: where the annotation time goes;
-- `parse_held`: the same, but kept in a list, as ingest_batch does before it builds the tables;
+- `parse_held`: the same, but kept in a list: what holding every parsed file would cost
+  (ingest_batch streams instead, turning each image into table rows as it is read);
 - `peer`: pycocotools `COCO(instances.json)` (json.load + index) or cityscapesscripts
   `Annotation().fromJsonFile` over every polygon file, on the same files.
 

@@ -72,19 +72,19 @@ def read_coco_instances(source: BatchSource, files: list[str], options: ReaderOp
         yield from _read_file(source, name, options)
 
 
-def _read_file(source: BatchSource, name: str, options: ReaderOptions) -> list[AnnotatedImage]:
+def _read_file(source: BatchSource, name: str, options: ReaderOptions) -> Iterator[AnnotatedImage]:
     origin = source.origin(name)
     image_docs = _top_level_list(source, name, "images", origin)
     categories = _categories(_top_level_list(source, name, "categories", origin), origin)
-    entries = [_image(doc, index, name, origin, options) for index, doc in enumerate(image_docs)]
-    table = _ImageTable(name, origin, entries)
+    table = _ImageTable(name, origin, [_image(doc, index, name, origin, options) for index, doc in enumerate(image_docs)])
+    del image_docs
     annotated = False
     for index, doc in enumerate(_stream(source, name, "annotations.item", origin)):
         table.add(doc, index, categories)
         annotated = True
     if not annotated:
         _require_annotations_array(source, name, origin)
-    return table.results()
+    yield from table.drain()
 
 
 class _Utf8Stream:
@@ -216,9 +216,16 @@ class _ImageTable:
             except InputError as exc:
                 image.error, image.shapes = exc, []
 
-    def results(self) -> list[AnnotatedImage]:
-        """The images in file order, then one error entry per image id that annotations name but `images` lacks."""
-        return self.images + [
+    def drain(self) -> Iterator[AnnotatedImage]:
+        """The images in file order, each forgotten once handed over (so the caller's tables replace
+        the parsed file in memory instead of adding to it), then one error entry per image id that
+        annotations name but `images` lacks."""
+        images, self.images = self.images, []
+        self.by_id.clear()
+        images.reverse()
+        while images:
+            yield images.pop()
+        yield from [
             AnnotatedImage(f"{self.name}#image_id={image_id}", 0, 0, error=InputError("image_missing", (
                 f"{self.origin}: {len(names)} annotation(s) ({', '.join(names[:MAX_LISTED_IDS])}"
                 f"{', ...' if len(names) > MAX_LISTED_IDS else ''}) reference image id {image_id}, "

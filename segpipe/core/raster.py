@@ -6,7 +6,8 @@ Pillow's polygon scan conversion covers it (the rule cityscapesScripts' json2lab
 a mask shape fills exactly its true pixels, so holes stay holes; a box is painted only when its
 class asks for it (`rasterize_boxes` in the taxonomy); polylines and points are never painted.
 Pixels no shape covers get the ignore index. Rings of one shape are painted as a union;
-unmapped shapes are painted as ignore (policy "void") or not at all ("ignore").
+shapes mapped to `void` and unmapped shapes under policy "void" are painted as ignore;
+shapes mapped to `skip` and unmapped shapes under policy "ignore" are not painted at all.
 """
 
 import io
@@ -30,7 +31,7 @@ def rasterize_shapes(
     draw = ImageDraw.Draw(canvas)
     painted = (pl.col("kind") == "polygon") | (pl.col("kind") == "mask") | (
         (pl.col("kind") == "box") & pl.col("class_id").is_in(list(box_class_ids)))
-    ordered = shapes.filter(painted & (pl.col("mapping") != "unmapped_ignore")).sort("z_order", "shape_index")
+    ordered = shapes.filter(painted & ~pl.col("mapping").is_in(["unmapped_ignore", "skip"])).sort("z_order", "shape_index")
     for kind, class_id, rings, box, counts in ordered.select("kind", "class_id", "rings", "mask_box", "mask_counts").iter_rows():
         fill = ignore_index if class_id is None else class_id
         if kind == "mask":

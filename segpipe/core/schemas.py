@@ -95,7 +95,7 @@ class MappedShapeRecord(ShapeRecord):
     """A shape with its taxonomy class; class_id is null when the label is unmapped."""
 
     class_id: int = pa.Field(nullable=True, ge=0, le=255)
-    mapping: str = pa.Field(isin=["mapped", "unmapped_void", "unmapped_ignore", "unmapped_error"])
+    mapping: str = pa.Field(isin=["mapped", "void", "skip", "unmapped_void", "unmapped_ignore", "unmapped_error"])
 
 
 class MaskRecord(pa.DataFrameModel):

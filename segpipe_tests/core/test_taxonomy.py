@@ -47,7 +47,7 @@ def test_version_names_the_content_and_ignores_comments():
     (lambda s: s.replace("unmapped: void", "unmapped: drop"), "unmapped must be one of"),
     (lambda s: s.replace("color: [4, 5, 6]", "color: [4, 5]"), "color must be [r, g, b]"),
     (lambda s: s + "extra: 1\n", "unknown keys ['extra']"),
-    (lambda s: s.replace("    Road: road", "    Road: road\n    ' road ': car"), "clashes"),
+    (lambda s: s.replace("    Road: road", "    Road: road\n    ' road ': car"), "line 11: label 'road' is already mapped to 'road' at line 10"),
 ])
 def test_invalid_taxonomy_fails_with_a_message_naming_the_rule(edit, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
@@ -59,28 +59,85 @@ def test_normalize_label_ignores_case_and_whitespace():
     assert normalize_label("  Traffic \t SIGN ") == normalize_label("traffic sign")
 
 
+def shapes_frame(labels: list[str], attributes: list[str] | None = None, kinds: list[str] | None = None) -> pl.DataFrame:
+    n = len(labels)
+    return pl.DataFrame({
+        "entry_id": [f"e{i}" for i in range(n)], "shape_index": [0] * n, "raw_label": labels,
+        "kind": kinds or ["polygon"] * n, "z_order": [0] * n, "rings": [[[0.0, 0, 1, 0, 1, 1]]] * n,
+        "attributes": attributes or ["{}"] * n,
+    })
+
+
+def sources_frame(n: int, source: str = "src") -> pl.DataFrame:
+    return pl.DataFrame({"entry_id": [f"e{i}" for i in range(n)], "source": [source] * n})
+
+
 @pytest.mark.parametrize("policy", ["void", "ignore", "error"])
 def test_map_labels_maps_by_source_and_marks_unmapped_by_policy(policy):
-    shapes = pl.DataFrame({"entry_id": ["e1", "e1", "e2"], "shape_index": [0, 1, 0],
-                           "raw_label": ["ROAD", "fire hydrant", "vehicle.car"], "z_order": [0, 0, 0],
-                           "rings": [[[0.0, 0, 1, 0, 1, 1]]] * 3})
-    sources = pl.DataFrame({"entry_id": ["e1", "e2"], "source": ["src", "src"]})
-    mapped = map_labels(shapes, sources, taxonomy(policy))
+    mapped = map_labels(shapes_frame(["ROAD", "fire hydrant", "vehicle.car"]), sources_frame(3), taxonomy(policy))
     assert mapped["class_id"].to_list() == [0, None, 7]
     assert mapped["mapping"].to_list() == ["mapped", f"unmapped_{policy}", "mapped"]
 
 
 def test_labels_of_another_source_do_not_map():
-    shapes = pl.DataFrame({"entry_id": ["e1"], "shape_index": [0], "raw_label": ["Road"], "z_order": [0],
-                           "rings": [[[0.0, 0, 1, 0, 1, 1]]]})
-    mapped = map_labels(shapes, pl.DataFrame({"entry_id": ["e1"], "source": ["other"]}), taxonomy())
+    mapped = map_labels(shapes_frame(["Road"]), sources_frame(1, "other"), taxonomy())
     assert mapped["class_id"].to_list() == [None]
+
+
+RULES = """
+name: t
+version: 1
+unmapped: error
+classes:
+  - {id: 0, name: road, color: [1, 2, 3]}
+  - {id: 7, name: car, color: [4, 5, 6], category: vehicle, has_instances: true}
+mappings:
+  src:
+    - {label: car, when: {iscrowd: "1"}, to: void}
+    - {labels: [Car, automobile], to: car}
+    - {glob: "vehicle.*", to: car}
+    - {regex: "^lane( marking)?$", to: skip}
+    - {regex: '^road(_\\d+)?$', to: road}
+"""
+
+
+def test_rules_match_aliases_globs_regexes_and_attributes_first_match_wins():
+    rules = parse_taxonomy(RULES, "rules.yaml")
+    labels = ["CAR", "car", "automobile", "vehicle.truck", "Lane Marking", "road_12", "bicycle"]
+    attributes = ['{"iscrowd":"1"}', '{"iscrowd":"0"}', "{}", "{}", "{}", "{}", "{}"]
+    mapped = map_labels(shapes_frame(labels, attributes), sources_frame(len(labels)), rules)
+    assert mapped["class_id"].to_list() == [None, 7, 7, 7, None, 0, None]
+    assert mapped["mapping"].to_list() == ["void", "mapped", "mapped", "mapped", "skip", "mapped", "unmapped_error"]
+    assert rules.class_by_name()["car"].has_instances and rules.class_by_name()["car"].category == "vehicle"
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda s: s.replace("{glob: \"vehicle.*\", to: car}", "{glob: \"vehicle.*\", to: truck}"),
+     "rules.yaml: mappings.src[2] (line 12): target 'truck' is not a class"),
+    (lambda s: s.replace("{labels: [Car, automobile], to: car}", "{labels: [Car], glob: x, to: car}"),
+     "mappings.src[1] (line 11): a rule needs exactly one of"),
+    (lambda s: s.replace("^lane( marking)?$", "^lane(("), "mappings.src[3] (line 13): regex '^lane((' does not compile"),
+    (lambda s: s.replace("{iscrowd: \"1\"}", "[iscrowd]"), "mappings.src[0] (line 10): when must map attribute names"),
+    (lambda s: s.replace("name: road,", "name: void,"), "class names ['void'] are reserved"),
+])
+def test_rule_errors_name_the_file_the_rule_and_its_line(edit, message):
+    with pytest.raises(ConfigError) as info:
+        parse_taxonomy(edit(RULES), "rules.yaml")
+    assert message in str(info.value)
+
+
+def test_content_hash_ignores_layout_but_not_rule_order():
+    rules = parse_taxonomy(RULES, "a.yaml")
+    assert parse_taxonomy(RULES.replace("classes:", "# a comment\nclasses:"), "b.yaml").content_hash == rules.content_hash
+    swapped = RULES.replace('    - {label: car, when: {iscrowd: "1"}, to: void}\n', "") + '    - {label: car, when: {iscrowd: "1"}, to: void}\n'
+    assert parse_taxonomy(swapped, "c.yaml").content_hash != rules.content_hash
 
 
 def test_only_unmapped_segmentation_shapes_count_as_unmapped():
     mapped = pl.DataFrame({
-        "entry_id": ["e1", "e1", "e1", "e2"], "raw_label": ["car", "lane", "sign", "blob"],
-        "kind": ["polygon", "polyline", "points", "mask"], "class_id": [3, None, None, None],
+        "entry_id": ["e1", "e1", "e1", "e2", "e3"], "raw_label": ["car", "lane", "sign", "blob", "crowd"],
+        "kind": ["polygon", "polyline", "points", "mask", "polygon"], "class_id": [3, None, None, None, None],
+        "mapping": ["mapped", "unmapped_void", "unmapped_void", "unmapped_void", "void"],
     })
     assert unmapped_segments(mapped).rows() == [("e2", "blob")]
 

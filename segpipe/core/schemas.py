@@ -98,6 +98,27 @@ class MappedShapeRecord(ShapeRecord):
     mapping: str = pa.Field(isin=["mapped", "void", "skip", "unmapped_void", "unmapped_ignore", "unmapped_error"])
 
 
+class LabelMaskRecord(pa.DataFrameModel):
+    """A mask in source-label space, drawn once per annotation and reused by every taxonomy.
+
+    Pixel value k (1..n) is the k-th distinct (raw label, attributes) of the entry's drawable
+    shapes, listed in key_labels / key_attributes; 0 is unlabeled. label_mask_key is null when an
+    entry has more than 255 distinct labels, and its class mask is always drawn from the shapes.
+    """
+
+    entry_id: str = pa.Field(unique=True)
+    batch_id: str
+    label_mask_key: str = pa.Field(nullable=True)
+    key_labels: pl.List(pl.String)
+    key_attributes: pl.List(pl.String)
+    width: int = pa.Field(gt=0)
+    height: int = pa.Field(gt=0)
+
+    class Config:
+        strict = True
+        coerce = True
+
+
 class MaskRecord(pa.DataFrameModel):
     """A rasterized annotation: one mask per input entry."""
 
@@ -109,6 +130,7 @@ class MaskRecord(pa.DataFrameModel):
     width: int = pa.Field(gt=0)
     height: int = pa.Field(gt=0)
     taxonomy_version: str
+    rendered_by: str = pa.Field(isin=["lookup", "redraw"])
 
     class Config:
         strict = True

@@ -11,7 +11,8 @@ EXPECTED_ASSETS = {
     "batch_files": ("ingest", set()),
     "taxonomy_spec": ("taxonomy", set()),
     "mapped_shapes": ("taxonomy", {"batch_shapes", "batch_images", "taxonomy_spec"}),
-    "annotation_masks": ("rasterize", {"batch_images", "mapped_shapes"}),
+    "label_masks": ("rasterize", {"batch_images", "batch_shapes"}),
+    "annotation_masks": ("rasterize", {"batch_images", "label_masks", "mapped_shapes"}),
     "qa_report": ("qa", {"annotation_masks", "batch_images", "mapped_shapes"}),
     "consensus_masks": ("consensus", {"annotation_masks", "qa_report"}),
     "annotator_scores": ("consensus", {"annotation_masks", "qa_report"}),
@@ -49,7 +50,7 @@ def test_batch_stages_are_partitioned_by_annotation_batch_and_the_rest_are_not()
     partitioned = {
         key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).partitions_def is not None
     }
-    assert partitioned == {"batch_images", "batch_shapes", "batch_quarantine", "batch_files", "mapped_shapes", "annotation_masks"}
+    assert partitioned == {"batch_images", "batch_shapes", "batch_quarantine", "batch_files", "mapped_shapes", "label_masks", "annotation_masks"}
 
 
 def test_jobs_schedule_and_sensor_resolve():

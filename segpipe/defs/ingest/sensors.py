@@ -7,7 +7,7 @@ from segpipe.io.object_store import LandingZone
 # Per batch: ingest, map, rasterize. Launched by the landing sensor, one run per new batch.
 batch_job = dg.define_asset_job(
     "batch_job",
-    selection=dg.AssetSelection.groups("ingest") | dg.AssetSelection.assets("mapped_shapes", "annotation_masks"),
+    selection=dg.AssetSelection.groups("ingest") | dg.AssetSelection.assets("mapped_shapes", "label_masks", "annotation_masks"),
     description="Ingest, map and rasterize one annotation batch.",
 )
 

@@ -1,10 +1,27 @@
 import dagster as dg
 import polars as pl
 
-from segpipe.core.raster import rasterize_batch
+from segpipe.core.label_masks import rasterize_label_masks, render_class_masks
 from segpipe.defs.partitions import annotation_batches
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
+
+
+@dg.asset(group_name="rasterize", partitions_def=annotation_batches, kinds={"polars", "png"})
+def label_masks(
+    context: dg.AssetExecutionContext,
+    object_store: ObjectStore,
+    batch_images: pl.DataFrame,
+    batch_shapes: pl.DataFrame,
+) -> pl.DataFrame:
+    """Each entry drawn once in source-label space. It does not depend on the taxonomy, so a taxonomy
+    change leaves it fresh and a backfill only remaps it (see annotation_masks)."""
+    masks = rasterize_label_masks(batch_images, batch_shapes, object_store.write_bytes)
+    context.add_output_metadata({
+        "masks_written": masks["label_mask_key"].drop_nulls().len(),
+        "location": object_store.url(f"label-masks/{context.partition_key}"),
+    })
+    return masks
 
 
 @dg.asset(group_name="rasterize", partitions_def=annotation_batches, kinds={"polars", "png"})
@@ -13,13 +30,19 @@ def annotation_masks(
     pipeline_config: PipelineConfig,
     object_store: ObjectStore,
     batch_images: pl.DataFrame,
+    label_masks: pl.DataFrame,
     mapped_shapes: pl.DataFrame,
 ) -> pl.DataFrame:
-    """One indexed PNG mask per accepted entry (painter's order by z_order, ignore index for unlabelled pixels)."""
+    """One indexed PNG mask per accepted entry in taxonomy classes: the label mask through the
+    taxonomy's lookup table, or redrawn from the shapes where a lookup cannot be exact."""
     taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
-    masks = rasterize_batch(batch_images, mapped_shapes, taxonomy, settings.mask_encoding, object_store.write_bytes)
+    masks = render_class_masks(label_masks, mapped_shapes, batch_images, taxonomy, settings.mask_encoding,
+                               object_store.read_bytes, object_store.write_bytes)
+    counts = dict(masks.group_by("rendered_by").len().iter_rows())
     context.add_output_metadata({
         "masks_written": masks.height,
+        "by_lookup": counts.get("lookup", 0),
+        "redrawn": counts.get("redraw", 0),
         "mask_encoding": settings.mask_encoding,
         "location": object_store.url(f"masks/{taxonomy.taxonomy_version}/{context.partition_key}"),
     })

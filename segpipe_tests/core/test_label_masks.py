@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import polars as pl
+import pytest
+
+from segpipe.core import label_masks as label_masks_module
+from segpipe.core.ingest import ingest_batch
+from segpipe.core.label_masks import rasterize_label_masks, render_class_masks
+from segpipe.core.raster import decode_mask_png, rasterize_shapes
+from segpipe.core.sources import open_source
+from segpipe.core.taxonomy import load_taxonomy, map_labels, parse_taxonomy
+from segpipe.environment import PACKAGE_CONFIG
+
+KEY = b"label-mask-test-key"
+
+
+@pytest.fixture(scope="module")
+def demo_batch(tiny_demo):
+    with open_source(fsspec.filesystem("file"), str(Path(tiny_demo.landing_root) / "b002_vendor_b_bob")) as source:
+        return ingest_batch(source, "b002_vendor_b_bob", KEY)
+
+
+def render(batch, taxonomy, store):
+    labels = rasterize_label_masks(batch.images, batch.shapes, store.__setitem__)
+    mapped = map_labels(batch.shapes, batch.images.select("entry_id", "source"), taxonomy)
+    masks = render_class_masks(labels, mapped, batch.images, taxonomy, "grayscale", store.__getitem__, store.__setitem__)
+    return masks, mapped
+
+
+def direct(batch, mapped, taxonomy, entry_id):
+    row = batch.images.filter(pl.col("entry_id") == entry_id).row(0, named=True)
+    box_ids = frozenset(c.id for c in taxonomy.classes if c.rasterize_boxes)
+    return rasterize_shapes(mapped.filter(pl.col("entry_id") == entry_id), row["width"], row["height"],
+                            taxonomy.ignore_index, box_ids)
+
+
+def test_lookup_masks_equal_masks_drawn_directly(demo_batch):
+    taxonomy, store = load_taxonomy(PACKAGE_CONFIG / "taxonomy.yaml"), {}
+    masks, mapped = render(demo_batch, taxonomy, store)
+    assert set(masks["rendered_by"]) == {"lookup"} and masks.height == demo_batch.images.height
+    for entry_id, key in masks.select("entry_id", "mask_key").iter_rows():
+        assert np.array_equal(decode_mask_png(store[key]), direct(demo_batch, mapped, taxonomy, entry_id))
+
+
+def test_a_mapping_change_remaps_without_redrawing(demo_batch):
+    before = load_taxonomy(PACKAGE_CONFIG / "taxonomy.yaml")
+    text = (PACKAGE_CONFIG / "taxonomy.yaml").read_text()
+    after = parse_taxonomy(text.replace("    automobile: car", "    automobile: road"), "edited.yaml")
+    store: dict[str, bytes] = {}
+    labels = rasterize_label_masks(demo_batch.images, demo_batch.shapes, store.__setitem__)
+    drawn = dict(store)
+    mapped_after = map_labels(demo_batch.shapes, demo_batch.images.select("entry_id", "source"), after)
+    writes: list[str] = []
+
+    def write(key: str, data: bytes) -> None:
+        writes.append(key)
+        store[key] = data
+
+    masks = render_class_masks(labels, mapped_after, demo_batch.images, after, "palette", store.__getitem__, write)
+    assert before.taxonomy_version != after.taxonomy_version
+    assert set(masks["rendered_by"]) == {"lookup"}
+    assert all(key.startswith(f"masks/{after.taxonomy_version}/") for key in writes)
+    assert {k: v for k, v in store.items() if k.startswith("label-masks/")} == drawn
+    car_ids = {c.id for c in after.classes if c.name == "car"}
+    for entry_id, key in masks.select("entry_id", "mask_key").iter_rows():
+        mask = decode_mask_png(store[key])
+        assert np.array_equal(mask, direct(demo_batch, mapped_after, after, entry_id))
+        assert not car_ids & set(np.unique(mask).tolist())  # vendor_b's only car label now means road
+
+
+@pytest.mark.parametrize("edit", [
+    lambda t: t.replace("    automobile: car", "    automobile: skip"),
+    lambda t: t.replace("unmapped: void", "unmapped: ignore").replace("    automobile: car\n", ""),
+])
+def test_entries_with_shapes_that_must_not_paint_are_redrawn_exactly(demo_batch, edit):
+    taxonomy = parse_taxonomy(edit((PACKAGE_CONFIG / "taxonomy.yaml").read_text()), "edited.yaml")
+    store: dict[str, bytes] = {}
+    masks, mapped = render(demo_batch, taxonomy, store)
+    with_cars = set(mapped.filter(pl.col("raw_label") == "automobile")["entry_id"])
+    assert with_cars and set(masks.filter(pl.col("rendered_by") == "redraw")["entry_id"]) == with_cars
+    for entry_id, key in masks.select("entry_id", "mask_key").iter_rows():
+        assert np.array_equal(decode_mask_png(store[key]), direct(demo_batch, mapped, taxonomy, entry_id))
+
+
+def test_an_entry_with_more_labels_than_a_byte_holds_is_drawn_from_shapes(demo_batch, monkeypatch):
+    monkeypatch.setattr(label_masks_module, "MAX_LABEL_KEYS", 2)
+    taxonomy, store = load_taxonomy(PACKAGE_CONFIG / "taxonomy.yaml"), {}
+    labels = rasterize_label_masks(demo_batch.images, demo_batch.shapes, store.__setitem__)
+    assert labels["label_mask_key"].null_count() == labels.height
+    mapped = map_labels(demo_batch.shapes, demo_batch.images.select("entry_id", "source"), taxonomy)
+    masks = render_class_masks(labels, mapped, demo_batch.images, taxonomy, "grayscale", store.__getitem__, store.__setitem__)
+    assert set(masks["rendered_by"]) == {"redraw"}

@@ -323,3 +323,18 @@ def unmapped_segments(mapped: pl.DataFrame) -> pl.DataFrame:
     drawn, so their labels cannot leave a pixel unaccounted for and do not count."""
     return mapped.filter(pl.col("mapping").str.starts_with("unmapped_") & pl.col("kind").is_in(sorted(SEGMENTATION_KINDS))).select(
         "entry_id", "raw_label")
+
+
+def unmapped_label_report(unmapped: pl.DataFrame, images: pl.DataFrame, examples: int = 3) -> pl.DataFrame:
+    """One row per unmapped label: how many shapes and entries carry it, and a few example files,
+    so whoever fixes the taxonomy sees what each label is and where to look."""
+    located = unmapped.join(images.select("entry_id", "batch_id", "file_name"), on="entry_id", how="left")
+    return (
+        located.group_by("raw_label")
+        .agg(
+            pl.len().alias("shapes"),
+            pl.col("entry_id").n_unique().alias("entries"),
+            (pl.col("batch_id") + "/" + pl.col("file_name")).unique().sort().head(examples).str.join(", ").alias("examples"),
+        )
+        .sort(["shapes", "raw_label"], descending=[True, False])
+    )

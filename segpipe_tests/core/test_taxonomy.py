@@ -4,7 +4,14 @@ import polars as pl
 import pytest
 
 from segpipe.core.errors import ConfigError
-from segpipe.core.taxonomy import load_taxonomy, map_labels, normalize_label, parse_taxonomy, unmapped_segments
+from segpipe.core.taxonomy import (
+    load_taxonomy,
+    map_labels,
+    normalize_label,
+    parse_taxonomy,
+    unmapped_label_report,
+    unmapped_segments,
+)
 
 BASE = """
 name: t
@@ -149,3 +156,11 @@ def test_a_class_may_ask_for_its_boxes_to_be_painted_and_that_changes_the_versio
     assert boxed.taxonomy_version != taxonomy().taxonomy_version
     with pytest.raises(ConfigError, match="rasterize_boxes must be true or false"):
         parse_taxonomy(BASE.replace(car, car[:-2] + ", rasterize_boxes: 1}}").format(policy="void"), "t.yaml")
+
+
+def test_unmapped_label_report_lists_each_label_with_counts_and_examples():
+    unmapped = pl.DataFrame({"entry_id": ["e1", "e1", "e2", "e3"], "raw_label": ["hydrant", "hydrant", "hydrant", "bollard"]})
+    images = pl.DataFrame({"entry_id": ["e1", "e2", "e3"], "batch_id": ["b1", "b1", "b2"],
+                           "file_name": ["images/a.jpg", "images/b.jpg", "images/c.jpg"]})
+    report = unmapped_label_report(unmapped, images, examples=1)
+    assert report.rows() == [("hydrant", 3, 2, "b1/images/a.jpg"), ("bollard", 1, 1, "b2/images/c.jpg")]

@@ -27,6 +27,7 @@ EXPECTED_CHECKS = {
     "qa_report:mask_not_empty": False,
     "qa_report:unlabeled_fraction": False,
     "qa_report:labels_mapped": True,
+    "qa_report:unmapped_labels": True,
     "qa_report:entry_not_duplicate": False,
     "dataset_release:ledger_balances": False,
 }

@@ -109,6 +109,7 @@ def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_b
     assert unmapped["label"] in flagged["reason"][0]
     checks = demo_build.outcome.check_outcomes
     assert checks["qa_report:labels_mapped"] is False and checks["qa_report:entry_not_duplicate"] is False
+    assert checks["qa_report:unmapped_labels"] is False
     assert checks["qa_report:mask_matches_image_size"] and checks["qa_report:mask_ids_in_taxonomy"]
 
 
@@ -124,5 +125,5 @@ def test_a_failed_blocking_check_stops_the_release(tiny_demo, tmp_path):
     strict.write_text((PACKAGE_CONFIG / "taxonomy.yaml").read_text().replace("unmapped: void", "unmapped: error"))
     blocked = build_in(tmp_path, Path(tiny_demo.landing_root), taxonomy=strict)
     assert not blocked.outcome.success
-    assert blocked.outcome.failed_checks == ["qa_report:labels_mapped"]
+    assert blocked.outcome.failed_checks == ["qa_report:labels_mapped", "qa_report:unmapped_labels"]
     assert not (blocked.store / "releases").exists()

@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--height", type=int, default=512)
     demo.add_argument("--seed", type=int, default=0)
     commands.add_parser("build", help="ingest every ready batch and publish a release (uses $DAGSTER_HOME)")
+    commands.add_parser("backfill", help="after a taxonomy edit: remap every ingested batch and publish a release")
     check = commands.add_parser("check-source", help="read one export (folder, .zip or URL) as ingestion would, without Dagster")
     check.add_argument("path", help="a folder, a .zip archive, or a URL such as s3://bucket/prefix")
     check.add_argument("--format", default=None, help="the export's format (default: batch.json's, else detected)")
@@ -27,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     pseudonym.add_argument("identity", nargs="+", help="a user name or email, as in batch.json or the CVAT export")
     args = parser.parse_args(argv)
     commands_by_name = {
-        "demo": lambda: _demo(args), "build": _build, "check-source": lambda: _check_source(args, parser),
+        "demo": lambda: _demo(args), "build": lambda: _build(backfill=False),
+        "backfill": lambda: _build(backfill=True), "check-source": lambda: _check_source(args, parser),
         "pseudonym": lambda: _pseudonym(args),
     }
     try:
@@ -47,20 +49,20 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build() -> int:
+def _build(backfill: bool) -> int:
     import logging
 
     import dagster as dg
 
     from segpipe.build_summary import format_summary
     from segpipe.definitions import defs as load_defs
-    from segpipe.local_build import run_local_build
+    from segpipe.local_build import run_local_build, run_taxonomy_backfill
 
     logging.getLogger("dagster").setLevel(logging.WARNING)
     env = current_environment()
     defs = load_defs()
     with dg.DagsterInstance.get() as instance:
-        outcome = run_local_build(defs, instance, env)
+        outcome = (run_taxonomy_backfill if backfill else run_local_build)(defs, instance, env)
         print(format_summary(outcome, defs, instance))
     return 0 if outcome.success else 1
 

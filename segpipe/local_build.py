@@ -28,19 +28,43 @@ class BuildOutcome:
 def run_local_build(
     defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str = "WARNING"
 ) -> BuildOutcome:
+    """Cold build: ingest, map and draw every ready batch, then QA, consensus, sampling and release."""
+    batches = _register_batches(instance, env)
+    return _build(defs, instance, batches, "batch_job", log_level)
+
+
+def run_taxonomy_backfill(
+    defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str = "WARNING"
+) -> BuildOutcome:
+    """After a taxonomy edit: remap every known batch with the current taxonomy (its label masks are
+    reused as drawn), then QA, consensus, sampling and release."""
+    load_taxonomy(env.taxonomy_path)
+    batches = sorted(instance.get_dynamic_partitions(annotation_batches.name))
+    if not batches:
+        raise RuntimeError("no batches have been ingested yet; run `segpipe build` first")
+    return _build(defs, instance, batches, "taxonomy_backfill_job", log_level)
+
+
+def _register_batches(instance: dg.DagsterInstance, env: Environment) -> list[str]:
     load_taxonomy(env.taxonomy_path)
     load_pipeline_settings(env.pipeline_path)
     fs, root = open_location(env.landing_root, env.s3_endpoint_url)
     batches = list_ready_batches(fs, root)
     if not batches:
-        raise RuntimeError(f"{env.landing_root}: no ready batches (folders with a batch.json); run `segpipe demo` first")
+        raise RuntimeError(f"{env.landing_root}: no ready batches (folders with a batch.json, or .zip archives); "
+                           "run `segpipe demo` first")
     known = set(instance.get_dynamic_partitions(annotation_batches.name))
     instance.add_dynamic_partitions(annotation_batches.name, [b for b in batches if b not in known])
+    return batches
+
+
+def _build(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[str], per_batch_job: str,
+           log_level: str) -> BuildOutcome:
     quiet = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance, run_config=quiet)
-    batch_job = defs.resolve_job_def("batch_job")
+    job = defs.resolve_job_def(per_batch_job)
     for batch in batches:
-        batch_job.execute_in_process(instance=instance, partition_key=batch, run_config=quiet)
+        job.execute_in_process(instance=instance, partition_key=batch, run_config=quiet)
     result = defs.resolve_job_def("release_job").execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
     evaluations = {
         f"{e.asset_check_key.asset_key.to_user_string()}:{e.check_name}": e for e in result.get_asset_check_evaluations()

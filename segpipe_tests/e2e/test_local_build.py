@@ -16,7 +16,7 @@ from PIL import Image
 from segpipe.core.raster import decode_mask_png
 from segpipe.definitions import defs as load_defs
 from segpipe.environment import PACKAGE_CONFIG, current_environment
-from segpipe.local_build import BuildOutcome, run_local_build
+from segpipe.local_build import BuildOutcome, run_local_build, run_taxonomy_backfill
 
 pytestmark = pytest.mark.slow
 
@@ -127,3 +127,31 @@ def test_a_failed_blocking_check_stops_the_release(tiny_demo, tmp_path):
     assert not blocked.outcome.success
     assert blocked.outcome.failed_checks == ["qa_report:labels_mapped", "qa_report:unmapped_labels"]
     assert not (blocked.store / "releases").exists()
+
+
+def test_an_alias_change_is_backfilled_into_a_new_release_without_redrawing(tiny_demo, tmp_path):
+    taxonomy = tmp_path / "taxonomy.yaml"
+    taxonomy.write_text((PACKAGE_CONFIG / "taxonomy.yaml").read_text())
+    with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
+        work = tmp_path / "landing"
+        shutil.copytree(Path(tiny_demo.landing_root), work)
+        env.setenv("SEGPIPE_LANDING_ROOT", str(work))
+        env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp_path / "store"))
+        env.setenv("SEGPIPE_TAXONOMY", str(taxonomy))
+        cold = run_local_build(load_defs(), instance, current_environment())
+        label_masks_before = {p: p.stat().st_mtime_ns for p in (tmp_path / "store" / "label-masks").rglob("*.png")}
+
+        taxonomy.write_text(taxonomy.read_text().replace("    automobile: car", "    automobile: road"))
+        defs = load_defs()
+        backfilled = run_taxonomy_backfill(defs, instance, current_environment())
+        masks = defs.load_asset_value("annotation_masks", instance=instance, partition_key="b002_vendor_b_bob")
+
+    assert backfilled.success
+    assert backfilled.release_metadata["version"] != cold.release_metadata["version"]
+    old_meta, new_meta = (
+        json.loads(zipfile.ZipFile(o.release_metadata["archive"]).read("meta.json")) for o in (cold, backfilled))
+    assert old_meta["taxonomy_version"] != new_meta["taxonomy_version"]
+    assert new_meta["taxonomy_version"].startswith("street-v1-")
+    assert set(masks["rendered_by"]) == {"lookup"}
+    assert masks["taxonomy_version"].unique().to_list() == [new_meta["taxonomy_version"]]
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "store" / "label-masks").rglob("*.png")} == label_masks_before

@@ -56,7 +56,9 @@ def test_batch_stages_are_partitioned_by_annotation_batch_and_the_rest_are_not()
 
 def test_jobs_schedule_and_sensor_resolve():
     d = defs()
-    assert {j.name for j in d.jobs} == {"batch_job", "release_job", "taxonomy_job"}
+    assert {j.name for j in d.jobs} == {"batch_job", "release_job", "taxonomy_job", "taxonomy_backfill_job"}
+    backfill_keys = {k.to_user_string() for k in d.resolve_job_def("taxonomy_backfill_job").asset_layer.selected_asset_keys}
+    assert backfill_keys == {"mapped_shapes", "annotation_masks"}  # label masks are reused, never redrawn
     assert d.resolve_schedule_def("nightly_release").cron_schedule == "0 2 * * *"
     assert d.resolve_sensor_def("landing_batches_sensor").job_name == "batch_job"
     release_keys = {k.to_user_string() for k in d.resolve_job_def("release_job").asset_layer.selected_asset_keys}

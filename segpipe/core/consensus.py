@@ -3,46 +3,60 @@
 Fusion is a per-pixel plurality vote: a pixel keeps the class most annotators chose if
 that class has a unique plurality and at least `quorum` of the annotators chose it;
 otherwise it becomes ignore, because a disputed pixel is worse for training than none.
+
+Each image's outcome (fused mask, agreement, honeypot scores) is remembered in the object store
+under a digest of its masks' content-derived keys and the settings, so a rerun after a taxonomy
+edit decodes and fuses only the images whose masks the edit changed.
 """
 
-from collections.abc import Callable
 from itertools import combinations
 
 import numpy as np
+import orjson
 import polars as pl
 
+from segpipe.core.artefact_keys import ArtefactStore, content_digest
+from segpipe.core.png import encode_mask_png
+from segpipe.core.raster import decode_mask_png
 from segpipe.core.schemas import AnnotatorScoreRecord, ConsensusRecord
 from segpipe.core.settings import ConsensusSettings
 
+CLASS_VALUES = 256
+
 
 def fuse_masks(masks: list[np.ndarray], quorum: float, ignore_index: int) -> np.ndarray:
-    """Plurality vote over masks of one image; ignore-index votes abstain."""
+    """Plurality vote over masks of one image; ignore-index votes abstain.
+
+    Votes are counted per annotator rather than per class: votes[i] is how many annotators chose
+    the class annotator i chose, so the cost grows with annotators squared, not with classes."""
     stack = np.stack(masks)
-    classes = [c for c in np.unique(stack).tolist() if c != ignore_index]
-    if not classes:
-        return np.full(masks[0].shape, ignore_index, dtype=np.uint8)
-    votes = np.stack([(stack == c).sum(axis=0, dtype=np.uint16) for c in classes])
-    order = np.argsort(votes, axis=0)
-    best = np.take_along_axis(votes, order[-1:], axis=0)[0]
-    runner_up = np.take_along_axis(votes, order[-2:-1], axis=0)[0] if len(classes) > 1 else np.zeros_like(best)
-    winner = np.asarray(classes, dtype=np.uint8)[order[-1]]
+    valid = stack != ignore_index
+    votes = np.zeros(stack.shape, dtype=np.uint16)
+    for i, j in np.ndindex(len(masks), len(masks)):
+        votes[i] += (stack[i] == stack[j]) & valid[j]
+    votes[~valid] = 0
+    leader = votes.argmax(axis=0)[None]
+    best = np.take_along_axis(votes, leader, axis=0)[0]
+    winner = np.take_along_axis(stack, leader, axis=0)[0]
+    contested = ((votes == best) & (stack != winner) & valid).any(axis=0)
     needed = max(1, int(np.ceil(quorum * len(masks))))
-    accepted = (best >= needed) & (best > runner_up)
-    return np.where(accepted, winner, np.uint8(ignore_index)).astype(np.uint8)
+    return np.where((best >= needed) & ~contested, winner, np.uint8(ignore_index)).astype(np.uint8)
+
+
+def confusion(a: np.ndarray, b: np.ndarray, ignore_index: int) -> np.ndarray:
+    """256x256 pixel counts of (class in a, class in b) over pixels both masks label."""
+    both = (a != ignore_index) & (b != ignore_index)
+    pairs = a[both].astype(np.int32) * CLASS_VALUES + b[both]
+    return np.bincount(pairs, minlength=CLASS_VALUES * CLASS_VALUES).reshape(CLASS_VALUES, CLASS_VALUES)
 
 
 def mean_iou(a: np.ndarray, b: np.ndarray, ignore_index: int) -> float:
     """Mean IoU over the classes either mask uses, on pixels both masks label."""
-    both = (a != ignore_index) & (b != ignore_index)
-    a_valid, b_valid = a[both], b[both]
-    classes = np.union1d(np.unique(a_valid), np.unique(b_valid))
-    if classes.size == 0:
-        return 0.0
-    ious = []
-    for c in classes:
-        in_a, in_b = a_valid == c, b_valid == c
-        ious.append(np.logical_and(in_a, in_b).sum() / np.logical_or(in_a, in_b).sum())
-    return float(np.mean(ious))
+    counts = confusion(a, b, ignore_index)
+    intersection = np.diag(counts)
+    union = counts.sum(axis=0) + counts.sum(axis=1) - intersection
+    used = union > 0
+    return float((intersection[used] / union[used]).mean()) if used.any() else 0.0
 
 
 def pixel_accuracy(mask: np.ndarray, gold: np.ndarray, ignore_index: int) -> float:
@@ -58,41 +72,71 @@ def agreement(masks: list[np.ndarray], ignore_index: int) -> float:
     return float(np.mean([mean_iou(a, b, ignore_index) for a, b in combinations(masks, 2)]))
 
 
+def _image_outcome(
+    image_id: str, gold_key: str | None, workers: list[tuple[str, str]], store: ArtefactStore,
+    settings: ConsensusSettings, ignore_index: int, palette: list[tuple[int, int, int]] | None,
+) -> dict:
+    """Honeypot scores against gold, or the fused mask and agreement of several annotators; a
+    single annotator's mask needs neither."""
+    def load(key: str) -> np.ndarray:
+        return decode_mask_png(store.read(key))
+
+    if gold_key is not None:
+        gold = load(gold_key)
+        scores = []
+        for annotator, key in workers:
+            mask = load(key)
+            scores.append({"annotator": annotator, "iou": mean_iou(mask, gold, ignore_index),
+                           "accuracy": pixel_accuracy(mask, gold, ignore_index)})
+        return {"scores": scores, "agreement": None, "fused_key": None}
+    masks = [load(key) for _, key in workers]
+    png = encode_mask_png(fuse_masks(masks, settings.quorum, ignore_index), palette)
+    fused_key = f"masks/fused/{image_id}-{content_digest(png)}.png"
+    store.write_once(fused_key, png)
+    return {"scores": [], "agreement": agreement(masks, ignore_index), "fused_key": fused_key}
+
+
 def build_consensus(
     entries: pl.DataFrame,
-    load_mask: Callable[[str], np.ndarray],
-    save_fused: Callable[[str, np.ndarray], str],
+    store: ArtefactStore,
     settings: ConsensusSettings,
     ignore_index: int,
+    palette: list[tuple[int, int, int]] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Decide each image's released mask and score annotators on honeypots.
 
     `entries` are usable masks (columns image_id, annotator, is_gold, mask_key). Gold wins
-    where it exists; otherwise two or more annotators are fused, one is released as is.
+    where it exists; otherwise two or more annotators are fused, one is released as is. Fused
+    masks are encoded with `palette` when given (palette PNG), else as grayscale.
     """
+    encoding = bytes(v for rgb in palette for v in rgb) if palette else b"grayscale"
+    settings_key = orjson.dumps([settings.quorum, ignore_index])
     images, scores = [], []
     for image_id, group in entries.sort("image_id", "annotator", "mask_key").group_by("image_id", maintain_order=True):
         image_id = image_id[0]
-        gold = group.filter(pl.col("is_gold"))
-        workers = group.filter(~pl.col("is_gold"))
-        annotators = workers["annotator"].to_list()
-        row = {"image_id": image_id, "n_annotators": len(annotators), "annotators": annotators, "agreement": None}
-        if gold.height:
-            gold_mask = load_mask(gold["mask_key"][0])
-            for annotator, key in workers.select("annotator", "mask_key").iter_rows():
-                mask = load_mask(key)
-                scores.append({"annotator": annotator, "image_id": image_id,
-                               "iou": mean_iou(mask, gold_mask, ignore_index),
-                               "accuracy": pixel_accuracy(mask, gold_mask, ignore_index)})
-            images.append({**row, "mask_source": "gold", "mask_key": gold["mask_key"][0], "status": "accepted"})
-        elif workers.height == 1:
-            images.append({**row, "mask_source": "single", "mask_key": workers["mask_key"][0], "status": "accepted"})
+        gold = group.filter(pl.col("is_gold"))["mask_key"].to_list()
+        workers = list(group.filter(~pl.col("is_gold")).select("annotator", "mask_key").iter_rows())
+        row = {"image_id": image_id, "n_annotators": len(workers), "annotators": [a for a, _ in workers],
+               "agreement": None}
+        gold_key = gold[0] if gold else None
+        if gold_key is None and len(workers) == 1:
+            images.append({**row, "mask_source": "single", "mask_key": workers[0][1], "status": "accepted"})
+            continue
+        if gold_key is not None and not workers:
+            images.append({**row, "mask_source": "gold", "mask_key": gold_key, "status": "accepted"})
+            continue
+        memo = f"consensus/{image_id}-{content_digest(orjson.dumps([gold_key, workers]), settings_key, encoding)}.json"
+        outcome = store.recall(memo)
+        if outcome is None:
+            outcome = _image_outcome(image_id, gold_key, workers, store, settings, ignore_index, palette)
+            store.remember(memo, outcome)
+        scores.extend({**score, "image_id": image_id} for score in outcome["scores"])
+        if gold_key is not None:
+            images.append({**row, "mask_source": "gold", "mask_key": gold_key, "status": "accepted"})
         else:
-            masks = [load_mask(key) for key in workers["mask_key"]]
-            score = agreement(masks, ignore_index)
-            status = "accepted" if score >= settings.min_agreement else "low_agreement"
-            key = save_fused(image_id, fuse_masks(masks, settings.quorum, ignore_index))
-            images.append({**row, "agreement": score, "mask_source": "fused", "mask_key": key, "status": status})
+            status = "accepted" if outcome["agreement"] >= settings.min_agreement else "low_agreement"
+            images.append({**row, "agreement": outcome["agreement"], "mask_source": "fused",
+                           "mask_key": outcome["fused_key"], "status": status})
     consensus_schema = {"image_id": pl.String, "n_annotators": pl.Int64, "annotators": pl.List(pl.String),
                         "agreement": pl.Float64, "mask_source": pl.String, "mask_key": pl.String, "status": pl.String}
     consensus = ConsensusRecord.validate(pl.DataFrame(images, schema=consensus_schema))

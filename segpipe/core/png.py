@@ -1,9 +1,10 @@
-"""A minimal 8-bit PNG writer for label masks.
+"""A minimal PNG writer for label masks (8-bit) and instance masks (16-bit grayscale).
 
 Masks are long runs of one value, so filter "Up" on every row plus deflate's Z_RLE
 strategy gives level-9 sizes at a fraction of Pillow's encode time (see
 shared/reference/performance.md). zlib-ng does the deflate; the output is a standard PNG
-that Pillow, OpenCV and browsers read.
+that Pillow, OpenCV and browsers read. Filters work on bytes, so a 16-bit mask is filtered as
+its big-endian byte rows (PNG's sample order): a row equal to the one above still becomes zeros.
 """
 
 import struct
@@ -20,21 +21,33 @@ def encode_mask_png(mask: np.ndarray, palette: list[tuple[int, int, int]] | None
     """Encode a 2-D uint8 mask as grayscale PNG, or as a palette PNG when a 256-colour palette is given."""
     if mask.dtype != np.uint8 or mask.ndim != 2:
         raise ValueError(f"mask must be a 2-D uint8 array, got {mask.dtype} with shape {mask.shape}")
+    if palette is None:
+        return _encode(mask, mask.shape[1], 8, 0, level)
+    if len(palette) != 256:
+        raise ValueError(f"palette must have 256 entries, got {len(palette)}")
+    return _encode(mask, mask.shape[1], 8, 3, level, _chunk(b"PLTE", bytes(v for rgb in palette for v in rgb)))
+
+
+def encode_instance_png(mask: np.ndarray, level: int = 6) -> bytes:
+    """Encode a 2-D uint16 instance mask as 16-bit grayscale PNG (the Cityscapes instanceIds format)."""
+    if mask.dtype != np.uint16 or mask.ndim != 2:
+        raise ValueError(f"instance mask must be a 2-D uint16 array, got {mask.dtype} with shape {mask.shape}")
     height, width = mask.shape
-    color_type = 3 if palette is not None else 0
-    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    filtered = np.empty((height, width + 1), dtype=np.uint8)
+    big_endian = np.ascontiguousarray(mask, dtype=">u2").view(np.uint8).reshape(height, 2 * width)
+    return _encode(big_endian, width, 16, 0, level)
+
+
+def _encode(rows: np.ndarray, width: int, bit_depth: int, color_type: int, level: int, palette_chunk: bytes = b"") -> bytes:
+    """The PNG of uint8 scanline bytes (one row per image row), each row Up-filtered, deflated with Z_RLE."""
+    height = rows.shape[0]
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    filtered = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
     filtered[:, 0] = FILTER_UP
-    filtered[0, 1:] = mask[0]
-    np.subtract(mask[1:], mask[:-1], out=filtered[1:, 1:])
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
     compressor = zlib_ng.compressobj(level, zlib_ng.DEFLATED, zlib_ng.MAX_WBITS, 9, zlib_ng.Z_RLE)
     idat = compressor.compress(filtered.tobytes()) + compressor.flush()
-    chunks = [_chunk(b"IHDR", header)]
-    if palette is not None:
-        if len(palette) != 256:
-            raise ValueError(f"palette must have 256 entries, got {len(palette)}")
-        chunks.append(_chunk(b"PLTE", bytes(v for rgb in palette for v in rgb)))
-    chunks += [_chunk(b"IDAT", idat), _chunk(b"IEND", b"")]
+    chunks = [_chunk(b"IHDR", header), palette_chunk, _chunk(b"IDAT", idat), _chunk(b"IEND", b"")]
     return PNG_SIGNATURE + b"".join(chunks)
 
 

@@ -1,5 +1,8 @@
 """QA rules over rasterized masks: each a pure function with an id, a severity and a description.
 
+Rules judge a mask by its pixel count per value (class_pixels, counted when the mask was made),
+so QA costs nothing per pixel and a rerun after a taxonomy edit decodes no mask.
+
 ERROR rules gate the release (their Dagster checks are blocking); WARN rules report.
 A rule that `excludes_entry` also keeps the failing entry out of consensus and the release,
 so the entry is filtered with the rule's reason instead of shipping a useless mask.
@@ -21,9 +24,9 @@ Severity = Literal["ERROR", "WARN"]
 
 @dataclass(frozen=True)
 class EntryEvidence:
-    """What the rules look at for one entry: its decoded mask and its image record."""
+    """What the rules look at for one entry: its mask's pixels per value and its image record."""
 
-    mask: np.ndarray
+    class_pixels: np.ndarray
     width: int
     height: int
     unmapped_labels: tuple[str, ...]
@@ -45,21 +48,23 @@ class QaRule:
 
 
 def _size_matches(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
-    h, w = e.mask.shape
-    return None if (w, h) == (e.width, e.height) else f"mask is {w}x{h}, image is {e.width}x{e.height}"
+    pixels = int(e.class_pixels.sum())
+    expected = e.width * e.height
+    return None if pixels == expected else f"mask has {pixels} pixels, image is {e.width}x{e.height} ({expected})"
 
 
 def _ids_in_taxonomy(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
-    stray = sorted(set(np.unique(e.mask).tolist()) - taxonomy.class_ids - {taxonomy.ignore_index})
+    stray = sorted(set(np.flatnonzero(e.class_pixels).tolist()) - taxonomy.class_ids - {taxonomy.ignore_index})
     return None if not stray else f"mask contains ids {stray} that are not taxonomy classes"
 
 
 def _not_empty(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
-    return None if bool((e.mask != taxonomy.ignore_index).any()) else "no pixel is labelled"
+    labelled = int(e.class_pixels.sum()) - int(e.class_pixels[taxonomy.ignore_index])
+    return None if labelled > 0 else "no pixel is labelled"
 
 
 def _unlabeled_fraction(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
-    fraction = float((e.mask == taxonomy.ignore_index).mean())
+    fraction = float(e.class_pixels[taxonomy.ignore_index] / max(1, int(e.class_pixels.sum())))
     limit = settings.max_unlabeled_fraction
     return None if fraction <= limit else f"{fraction:.1%} of pixels are unlabelled (limit {limit:.1%})"
 
@@ -94,11 +99,11 @@ def rule_severity(rule: QaRule, taxonomy: Taxonomy) -> Severity:
 def evaluate_entries(
     entries: pl.DataFrame,
     unmapped: pl.DataFrame,
-    load_mask: Callable[[str], np.ndarray],
     taxonomy: Taxonomy,
     settings: QaSettings,
 ) -> pl.DataFrame:
-    """Run every rule on every entry (rows of masks joined with images); one result row per pair."""
+    """Run every rule on every entry (rows of masks, with class_pixels, joined with images); one
+    result row per pair."""
     duplicates = duplicate_entries(entries)
     unmapped_by_entry = {
         eid: tuple(labels) for eid, labels in unmapped.group_by("entry_id").agg(pl.col("raw_label").unique().sort()).iter_rows()
@@ -106,7 +111,7 @@ def evaluate_entries(
     rows = []
     for entry in entries.sort("batch_id", "file_name").iter_rows(named=True):
         evidence = EntryEvidence(
-            mask=load_mask(entry["mask_key"]),
+            class_pixels=np.asarray(entry["class_pixels"], dtype=np.int64),
             width=entry["width"],
             height=entry["height"],
             unmapped_labels=unmapped_by_entry.get(entry["entry_id"], ()),

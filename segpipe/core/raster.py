@@ -11,6 +11,7 @@ shapes mapped to `skip` and unmapped shapes under policy "ignore" are not painte
 """
 
 import io
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -23,17 +24,23 @@ def rasterize_shapes(
     shapes: pl.DataFrame, width: int, height: int, ignore_index: int, box_class_ids: frozenset[int] = frozenset(),
 ) -> np.ndarray:
     """Paint one entry's mapped shapes (ShapeRecord columns plus class_id, mapping) into a mask."""
-    painted = (pl.col("kind") == "polygon") | (pl.col("kind") == "mask") | (
-        (pl.col("kind") == "box") & pl.col("class_id").is_in(list(box_class_ids)))
-    ordered = shapes.filter(painted & ~pl.col("mapping").is_in(["unmapped_ignore", "skip"])).sort("z_order", "shape_index")
+    ordered = painted_in_order(shapes, box_class_ids)
     fills = ordered["class_id"].fill_null(ignore_index)
     return paint_in_order(ordered.with_columns(fills.alias("fill")), width, height, ignore_index)
 
 
-def paint_in_order(ordered: pl.DataFrame, width: int, height: int, background: int) -> np.ndarray:
+def painted_in_order(shapes: pl.DataFrame, box_class_ids: frozenset[int]) -> pl.DataFrame:
+    """The mapped shapes the rule paints, in painter's order; every mask of an entry is painted from this."""
+    painted = (pl.col("kind") == "polygon") | (pl.col("kind") == "mask") | (
+        (pl.col("kind") == "box") & pl.col("class_id").is_in(list(box_class_ids)))
+    return shapes.filter(painted & ~pl.col("mapping").is_in(["unmapped_ignore", "skip"])).sort("z_order", "shape_index")
+
+
+def paint_in_order(ordered: pl.DataFrame, width: int, height: int, background: int, mode: Literal["L", "I"] = "L") -> np.ndarray:
     """Paint shapes (kind, fill, rings, mask_box, mask_counts), already in painter's order, onto a
-    background: polygons by Pillow's scan conversion, masks by their exact pixels."""
-    canvas = Image.new("L", (width, height), background)
+    background: polygons by Pillow's scan conversion, masks by their exact pixels. Mode "L" gives a
+    uint8 mask; mode "I" an int32 one, for fills above 255 (instance ids)."""
+    canvas = Image.new(mode, (width, height), background)
     draw = ImageDraw.Draw(canvas)
     for kind, fill, rings, box, counts in ordered.select("kind", "fill", "rings", "mask_box", "mask_counts").iter_rows():
         if kind == "mask":
@@ -44,7 +51,7 @@ def paint_in_order(ordered: pl.DataFrame, width: int, height: int, background: i
             continue
         for ring in rings:
             draw.polygon(list(zip(ring[0::2], ring[1::2], strict=True)), fill=fill)
-    return np.asarray(canvas, dtype=np.uint8)
+    return np.asarray(canvas)
 
 
 def decode_mask_png(data: bytes) -> np.ndarray:

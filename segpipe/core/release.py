@@ -9,7 +9,6 @@ import hashlib
 import io
 import re
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -17,6 +16,7 @@ import numpy as np
 import orjson
 import polars as pl
 
+from segpipe.core.artefact_keys import ArtefactStore
 from segpipe.core.ingest import METADATA_COLUMNS, image_metadata
 from segpipe.core.raster import decode_mask_png
 from segpipe.core.rle import encode_rle
@@ -43,7 +43,7 @@ def release_stem(file_name: str, image_id: str) -> str:
 def write_release_archive(
     out: BinaryIO,
     items: pl.DataFrame,
-    read_object: Callable[[str], bytes],
+    store: ArtefactStore,
     taxonomy: Taxonomy,
     dataset_name: str,
     mask_encoding: str,
@@ -56,7 +56,7 @@ def write_release_archive(
             stem = release_stem(item["file_name"], item["image_id"])
             suffix = item["image_key"].rsplit(".", 1)[-1]
             image_path, mask_path = f"images/{item['split']}/{stem}.{suffix}", f"masks/{item['split']}/{stem}.png"
-            image_bytes, mask_bytes = read_object(item["image_key"]), read_object(item["mask_key"])
+            image_bytes, mask_bytes = store.read(item["image_key"]), store.read(item["mask_key"])
             _add(archive, image_path, image_bytes, compress=False)
             _add(archive, mask_path, mask_bytes, compress=False)
             rows.append({
@@ -68,7 +68,12 @@ def write_release_archive(
                 "image_sha256": hashlib.sha256(image_bytes).hexdigest(), "mask_sha256": hashlib.sha256(mask_bytes).hexdigest(),
             })
             coco_images.append({"id": n, "file_name": image_path, "width": item["width"], "height": item["height"]})
-            annotations.extend(_coco_annotations(decode_mask_png(mask_bytes), n, taxonomy, len(annotations)))
+            for found in _class_annotations(item["mask_key"], mask_bytes, store):
+                if found["category_id"] in taxonomy.class_ids:
+                    annotations.append({
+                        "id": len(annotations) + 1, "image_id": n, "category_id": found["category_id"],
+                        "segmentation": {"size": found["segmentation"]["size"], "counts": found["segmentation"]["counts"]},
+                        "area": found["area"], "iscrowd": 0, "bbox": found["bbox"]})
         manifest = ManifestRecord.validate(pl.DataFrame(rows, schema=_manifest_schema()))
         version = release_version(manifest, taxonomy, dataset_name, mask_encoding)
         meta = _meta(manifest, taxonomy, dataset_name, version, mask_encoding, counts)
@@ -94,17 +99,24 @@ def _manifest_schema() -> dict:
     return {c: types.get(c, pl.String) for c in MANIFEST_COLUMNS}
 
 
-def _coco_annotations(mask: np.ndarray, image_number: int, taxonomy: Taxonomy, first_id: int) -> list[dict]:
-    """One COCO-Stuff style annotation per class present: an RLE of that class's pixels."""
+def _class_annotations(mask_key: str, mask_bytes: bytes, store: ArtefactStore) -> list[dict]:
+    """COCO-Stuff style annotations of one mask, one per value present: an RLE of its pixels.
+    Mask keys are content-derived, so the result is remembered beside the mask and a release
+    that ships the mask again does not decode it."""
+    memo = f"coco-annotations/{mask_key.removesuffix('.png')}.json"
+    remembered = store.recall(memo)
+    if remembered is not None:
+        return remembered
+    mask = decode_mask_png(mask_bytes)
     annotations = []
-    for class_id in sorted(set(np.unique(mask).tolist()) & taxonomy.class_ids):
+    for class_id in np.flatnonzero(np.bincount(mask.ravel(), minlength=256)).tolist():
         binary = mask == class_id
-        ys, xs = np.nonzero(binary)
+        rows, columns = np.flatnonzero(binary.any(axis=1)), np.flatnonzero(binary.any(axis=0))
         annotations.append({
-            "id": first_id + len(annotations) + 1, "image_id": image_number, "category_id": class_id,
-            "segmentation": encode_rle(binary), "area": int(binary.sum()), "iscrowd": 0,
-            "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
+            "category_id": class_id, "segmentation": encode_rle(binary), "area": int(binary.sum()),
+            "bbox": [int(columns[0]), int(rows[0]), int(columns[-1] - columns[0] + 1), int(rows[-1] - rows[0] + 1)],
         })
+    store.remember(memo, annotations)
     return annotations
 
 

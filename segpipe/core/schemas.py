@@ -92,18 +92,22 @@ class QuarantineRecord(pa.DataFrameModel):
 
 
 class MappedShapeRecord(ShapeRecord):
-    """A shape with its taxonomy class; class_id is null when the label is unmapped."""
+    """A shape with its taxonomy class; class_id is null when the label is unmapped. is_crowd marks a
+    region of several objects (a `crowd: true` rule or iscrowd "1"), which instance masks do not number."""
 
     class_id: int = pa.Field(nullable=True, ge=0, le=255)
     mapping: str = pa.Field(isin=["mapped", "void", "skip", "unmapped_void", "unmapped_ignore", "unmapped_error"])
+    is_crowd: bool
 
 
 class LabelMaskRecord(pa.DataFrameModel):
     """A mask in source-label space, drawn once per annotation and reused by every taxonomy.
 
     Pixel value k (1..n) is the k-th distinct (raw label, attributes) of the entry's drawable
-    shapes, listed in key_labels / key_attributes; 0 is unlabeled. label_mask_key is null when an
-    entry has more than 255 distinct labels, and its class mask is always drawn from the shapes.
+    shapes, listed in key_labels / key_attributes; 0 is unlabeled. key_pixels[k] counts the pixels
+    of value k, so a class mask's histogram is known from its lookup table without decoding it.
+    label_mask_key (named after the PNG's content) and key_pixels are null when an entry has more
+    than 255 distinct labels, and its class mask is always drawn from the shapes.
     """
 
     entry_id: str = pa.Field(unique=True)
@@ -111,6 +115,7 @@ class LabelMaskRecord(pa.DataFrameModel):
     label_mask_key: str = pa.Field(nullable=True)
     key_labels: pl.List(pl.String)
     key_attributes: pl.List(pl.String)
+    key_pixels: pl.List(pl.Int64) = pa.Field(nullable=True)
     width: int = pa.Field(gt=0)
     height: int = pa.Field(gt=0)
 
@@ -120,7 +125,10 @@ class LabelMaskRecord(pa.DataFrameModel):
 
 
 class MaskRecord(pa.DataFrameModel):
-    """A rasterized annotation: one mask per input entry."""
+    """A rasterized annotation: one mask per input entry. mask_key names the PNG after what it is
+    made of (label mask and lookup table, or its own bytes when redrawn), so an unchanged mask keeps
+    its key across taxonomy versions and downstream results cached under it stay valid.
+    class_pixels[v] counts the pixels of value v (256 entries), which the QA rules read."""
 
     entry_id: str = pa.Field(unique=True)
     image_id: str
@@ -131,6 +139,7 @@ class MaskRecord(pa.DataFrameModel):
     height: int = pa.Field(gt=0)
     taxonomy_version: str
     rendered_by: str = pa.Field(isin=["lookup", "redraw"])
+    class_pixels: pl.List(pl.Int64)
 
     class Config:
         strict = True

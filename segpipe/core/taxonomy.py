@@ -11,6 +11,10 @@ insensitive), and optionally only when shape attributes have given values (`when
 `{iscrowd: "1"}` or a CVAT attribute). A rule maps to a class name, to `void` (painted as the
 ignore index) or to `skip` (not painted). A plain `{raw label: class}` mapping is a list of
 exact rules. Labels no rule maps follow the `unmapped` policy: error, void or ignore.
+
+A rule may say `crowd: true`: its shapes are crowds (a region of several objects no annotator
+separated, Cityscapes' `cargroup`), painted in instance masks with the bare class id and no
+instance number. A shape whose attribute `iscrowd` is "1" (COCO) is a crowd whatever its rule.
 """
 
 import fnmatch
@@ -58,6 +62,7 @@ class MappingRule:
     target: str
     when: tuple[tuple[str, str], ...] = ()
     line: int | None = None
+    crowd: bool = False
 
     def matches(self, label_key: str, attributes: Mapping[str, str]) -> bool:
         if any(attributes.get(name) != value for name, value in self.when):
@@ -69,7 +74,9 @@ class MappingRule:
         return label_key in self.patterns
 
     def fingerprint(self) -> list:
-        return [self.matcher, list(self.patterns), self.target, [list(pair) for pair in self.when]]
+        """What the rule means, for the content hash; `crowd` only when set, so older taxonomies keep their hash."""
+        meaning = [self.matcher, list(self.patterns), self.target, [list(pair) for pair in self.when]]
+        return [*meaning, "crowd"] if self.crowd else meaning
 
 
 @dataclass(frozen=True)
@@ -116,13 +123,20 @@ class Taxonomy:
     def resolve(self, source: str, raw_label: str, attributes: Mapping[str, str]) -> tuple[int | None, str]:
         """(class_id, mapping outcome) of one label: the first matching rule of its source, else the
         unmapped policy. Outcomes: mapped, void, skip, unmapped_void, unmapped_ignore, unmapped_error."""
+        return self.outcome(self.match(source, raw_label, attributes))
+
+    def match(self, source: str, raw_label: str, attributes: Mapping[str, str]) -> MappingRule | None:
+        """The first rule of the source that matches the label and attributes; None when no rule does."""
         key = normalize_label(raw_label)
-        for rule in self.mappings.get(source, ()):
-            if rule.matches(key, attributes):
-                if rule.target in SPECIAL_TARGETS:
-                    return None, rule.target
-                return self.class_by_name()[rule.target].id, "mapped"
-        return None, f"unmapped_{self.unmapped}"
+        return next((rule for rule in self.mappings.get(source, ()) if rule.matches(key, attributes)), None)
+
+    def outcome(self, rule: MappingRule | None) -> tuple[int | None, str]:
+        """(class_id, mapping outcome) of a matched rule, or of the unmapped policy when none matched."""
+        if rule is None:
+            return None, f"unmapped_{self.unmapped}"
+        if rule.target in SPECIAL_TARGETS:
+            return None, rule.target
+        return self.class_by_name()[rule.target].id, "mapped"
 
 
 def normalize_label(label: str) -> str:
@@ -249,9 +263,10 @@ def _parse_rules(rules: object, class_names: set[str], where: str, at: str) -> t
         if rule.matcher in ("label", "labels"):
             for pattern in rule.patterns:
                 earlier = seen.get((pattern, rule.when))
-                if earlier is not None and earlier.target != rule.target:
+                if earlier is not None and (earlier.target, earlier.crowd) != (rule.target, rule.crowd):
+                    crowd = "" if earlier.crowd == rule.crowd else ", as a crowd," if earlier.crowd else ", not as a crowd,"
                     raise ConfigError(
-                        f"{where} line {rule.line}: label {pattern!r} is already mapped to {earlier.target!r} "
+                        f"{where} line {rule.line}: label {pattern!r} is already mapped to {earlier.target!r}{crowd} "
                         f"at line {earlier.line}; the earlier rule would always win")
                 seen.setdefault((pattern, rule.when), rule)
     return tuple(parsed)
@@ -264,9 +279,9 @@ def _parse_rule(rule: object, index: int, class_names: set[str], where: str) -> 
     here = f"{where}[{index}] (line {line})"
     keys = set(_fields(rule))
     matchers = sorted(keys & set(MATCHERS))
-    if len(matchers) != 1 or not keys <= {*MATCHERS, "to", "when"} or "to" not in keys:
-        raise ConfigError(f"{here}: a rule needs exactly one of {list(MATCHERS)}, a `to`, and optionally `when`; "
-                          f"got {sorted(keys)}")
+    if len(matchers) != 1 or not keys <= {*MATCHERS, "to", "when", "crowd"} or "to" not in keys:
+        raise ConfigError(f"{here}: a rule needs exactly one of {list(MATCHERS)}, a `to`, and optionally `when` "
+                          f"and `crowd`; got {sorted(keys)}")
     matcher, target = matchers[0], rule["to"]
     if target not in class_names and target not in SPECIAL_TARGETS:
         raise ConfigError(f"{here}: target {target!r} is not a class of this taxonomy, nor one of {list(SPECIAL_TARGETS)}")
@@ -285,7 +300,10 @@ def _parse_rule(rule: object, index: int, class_names: set[str], where: str) -> 
     if conditions_doc is None or any(not isinstance(v, str | int | bool) for v in conditions_doc.values()):
         raise ConfigError(f"{here}: when must map attribute names to values, e.g. {{iscrowd: \"1\"}}")
     conditions = tuple(sorted((str(k), _attribute_text(v)) for k, v in conditions_doc.items()))
-    return MappingRule(matcher, normalized, target, conditions, line)
+    crowd = rule.get("crowd", False)
+    if not isinstance(crowd, bool):
+        raise ConfigError(f"{here}: crowd must be true or false, got {crowd!r}")
+    return MappingRule(matcher, normalized, target, conditions, line, crowd)
 
 
 def _attribute_text(value: str | int | bool) -> str:
@@ -296,20 +314,24 @@ def _attribute_text(value: str | int | bool) -> str:
 
 
 def map_labels(shapes: pl.DataFrame, sources: pl.DataFrame, taxonomy: Taxonomy) -> pl.DataFrame:
-    """Attach class_id and a mapping outcome to each shape.
+    """Attach class_id, a mapping outcome and is_crowd to each shape.
 
     `sources` maps entry_id to the batch's source name, whose rules apply. Rules are resolved once
     per distinct (source, label, attributes), not per shape. Unmapped labels follow the
-    taxonomy's policy and stay visible in the `mapping` column.
+    taxonomy's policy and stay visible in the `mapping` column. A shape is a crowd when its rule
+    says `crowd: true` or its attribute `iscrowd` is "1".
     """
     keyed = shapes.join(sources.select("entry_id", "source"), on="entry_id", how="left")
     distinct = keyed.select("source", "raw_label", "attributes").unique()
-    resolved = [
-        (source, raw_label, attributes, *taxonomy.resolve(source or "", raw_label, orjson.loads(attributes)))
-        for source, raw_label, attributes in distinct.iter_rows()
-    ]
+    resolved = []
+    for source, raw_label, attributes in distinct.iter_rows():
+        values = orjson.loads(attributes)
+        rule = taxonomy.match(source or "", raw_label, values)
+        crowd = (rule is not None and rule.crowd) or values.get("iscrowd") == "1"
+        resolved.append((source, raw_label, attributes, *taxonomy.outcome(rule), crowd))
     lookup = pl.DataFrame(resolved, schema={
         "source": pl.String, "raw_label": pl.String, "attributes": pl.String, "class_id": pl.Int64, "mapping": pl.String,
+        "is_crowd": pl.Boolean,
     }, orient="row")
     return (
         keyed.join(lookup, on=["source", "raw_label", "attributes"], how="left", nulls_equal=True)

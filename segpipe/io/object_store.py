@@ -6,6 +6,7 @@ from contextlib import contextmanager
 import dagster as dg
 import fsspec
 
+from segpipe.core.artefact_keys import ArtefactStore
 from segpipe.core.landing import list_ready_batches
 from segpipe.core.sources import BatchSource, open_landed_batch
 from segpipe.io.locations import open_location
@@ -25,7 +26,7 @@ class FsspecLocation(dg.ConfigurableResource):
 
 
 class ObjectStore(FsspecLocation):
-    """Artefacts addressed by keys like `masks/<taxonomy>/<batch>/<entry>.png` or `releases/<dataset>/<version>/`."""
+    """Artefacts addressed by keys like `masks/<batch>/<entry>-<digest>.png` or `releases/<dataset>/<version>/`."""
 
     def write_bytes(self, key: str, data: bytes) -> str:
         fs, root = self.location()
@@ -36,11 +37,18 @@ class ObjectStore(FsspecLocation):
         fs, root = self.location()
         return fs.cat_file(f"{root}/{key}")
 
+    def exists(self, key: str) -> bool:
+        fs, root = self.location()
+        return fs.exists(f"{root}/{key}")
+
+    def artefacts(self) -> ArtefactStore:
+        """This store as core's derived-artefact interface."""
+        return ArtefactStore(self.read_bytes, self.write_bytes, self.exists)
+
     def write_content_addressed(self, key: str, data: bytes) -> str:
         """Write a key named after its content's hash, once: an existing object already holds these bytes."""
-        fs, root = self.location()
-        if not fs.exists(f"{root}/{key}"):
-            fs.pipe_file(f"{root}/{key}", data)
+        if not self.exists(key):
+            self.write_bytes(key, data)
         return key
 
 

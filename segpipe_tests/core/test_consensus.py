@@ -2,7 +2,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from segpipe.core.artefact_keys import ArtefactStore
 from segpipe.core.consensus import agreement, build_consensus, fuse_masks, mean_iou, pixel_accuracy
+from segpipe.core.png import encode_mask_png
+from segpipe.core.raster import decode_mask_png
 from segpipe.core.settings import ConsensusSettings
 
 IGNORE = 255
@@ -40,7 +43,7 @@ def test_pixel_accuracy_counts_gold_labelled_pixels_only():
     assert pixel_accuracy(np.array([[1, 2, 3, 3]], dtype=np.uint8), gold, IGNORE) == 0.5
 
 
-def test_build_consensus_prefers_gold_fuses_several_and_sends_disagreement_to_review():
+def consensus_inputs() -> tuple[pl.DataFrame, dict[str, bytes]]:
     masks = {
         "gold": np.zeros((4, 4), np.uint8), "x1": np.zeros((4, 4), np.uint8),
         "a": np.ones((4, 4), np.uint8), "b": np.ones((4, 4), np.uint8),
@@ -52,17 +55,54 @@ def test_build_consensus_prefers_gold_fuses_several_and_sends_disagreement_to_re
         "is_gold": [True, False, False, False, False, False, False],
         "mask_key": ["gold", "x1", "a", "b", "c", "d", "solo"],
     })
-    saved = {}
+    return entries, {key: encode_mask_png(mask) for key, mask in masks.items()}
 
-    def save(image_id, mask):
-        saved[image_id] = mask
-        return f"fused/{image_id}"
 
-    images, scores = build_consensus(entries, masks.__getitem__, save, ConsensusSettings(0.5, 0.6), IGNORE)
+def test_build_consensus_prefers_gold_fuses_several_and_sends_disagreement_to_review():
+    entries, objects = consensus_inputs()
+    images, scores = build_consensus(entries, ArtefactStore.in_memory(objects), ConsensusSettings(0.5, 0.6), IGNORE)
     by_id = {r["image_id"]: r for r in images.iter_rows(named=True)}
     assert (by_id["g"]["mask_source"], by_id["g"]["mask_key"]) == ("gold", "gold")
     assert (by_id["agree"]["mask_source"], by_id["agree"]["status"], by_id["agree"]["agreement"]) == ("fused", "accepted", 1.0)
     assert by_id["clash"]["status"] == "low_agreement"
     assert (by_id["one"]["mask_source"], by_id["one"]["mask_key"]) == ("single", "solo")
-    assert set(saved) == {"agree", "clash"} and (saved["clash"] == IGNORE).all()
+    fused = {image_id: decode_mask_png(objects[by_id[image_id]["mask_key"]]) for image_id in ("agree", "clash")}
+    assert (fused["agree"] == 1).all() and (fused["clash"] == IGNORE).all()
     assert scores.to_dicts() == [{"annotator": "alice", "n_honeypots": 1, "mean_iou": 1.0, "pixel_accuracy": 1.0}]
+
+
+def test_a_rerun_on_unchanged_masks_reuses_each_outcome_and_a_changed_mask_is_fused_again():
+    entries, objects = consensus_inputs()
+    settings = ConsensusSettings(0.5, 0.6)
+    first = build_consensus(entries, ArtefactStore.in_memory(objects), settings, IGNORE)
+    reads: list[str] = []
+
+    def read(key: str) -> bytes:
+        reads.append(key)
+        return objects[key]
+
+    store = ArtefactStore(read, objects.__setitem__, objects.__contains__)
+    again = build_consensus(entries, store, settings, IGNORE)
+    assert all(frame.equals(other) for frame, other in zip(first, again, strict=True))
+    assert reads and all(key.startswith("consensus/") for key in reads)  # outcomes only: no mask decoded
+
+    objects["d2"] = encode_mask_png(np.full((4, 4), 2, np.uint8))  # now agrees with "c"
+    reads.clear()
+    changed = entries.with_columns(pl.col("mask_key").replace({"d": "d2"}))
+    images, _ = build_consensus(changed, store, settings, IGNORE)
+    clash = images.filter(pl.col("image_id") == "clash").row(0, named=True)
+    assert (clash["status"], clash["agreement"]) == ("accepted", 1.0)
+    assert {"c", "d2"} <= set(reads) and not {"a", "b", "gold", "x1"} & set(reads)
+
+
+def test_fast_vote_equals_a_per_class_count():
+    rng = np.random.default_rng(1)
+    masks = [rng.choice([0, 1, 2, IGNORE], size=(30, 40)).astype(np.uint8) for _ in range(4)]
+    stack = np.stack(masks)
+    for quorum in (0.25, 0.5, 0.75):
+        expected = np.full(stack.shape[1:], IGNORE, np.uint8)
+        for y, x in np.ndindex(*stack.shape[1:]):
+            votes = sorted(((int((stack[:, y, x] == c).sum()), c) for c in (0, 1, 2)), reverse=True)
+            if votes[0][0] >= max(1, int(np.ceil(quorum * 4))) and votes[0][0] > votes[1][0]:
+                expected[y, x] = votes[0][1]
+        assert np.array_equal(fuse_masks(masks, quorum, IGNORE), expected)

@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 from segpipe.core import label_masks as label_masks_module
+from segpipe.core.artefact_keys import ArtefactStore
 from segpipe.core.ingest import ingest_batch
 from segpipe.core.label_masks import rasterize_label_masks, render_class_masks
 from segpipe.core.raster import decode_mask_png, rasterize_shapes
@@ -23,9 +24,9 @@ def demo_batch(tiny_demo):
 
 
 def render(batch, taxonomy, store):
-    labels = rasterize_label_masks(batch.images, batch.shapes, store.__setitem__)
+    labels = rasterize_label_masks(batch.images, batch.shapes, ArtefactStore.in_memory(store))
     mapped = map_labels(batch.shapes, batch.images.select("entry_id", "source"), taxonomy)
-    masks = render_class_masks(labels, mapped, batch.images, taxonomy, "grayscale", store.__getitem__, store.__setitem__)
+    masks = render_class_masks(labels, mapped, batch.images, taxonomy, "grayscale", ArtefactStore.in_memory(store))
     return masks, mapped
 
 
@@ -40,8 +41,10 @@ def test_lookup_masks_equal_masks_drawn_directly(demo_batch):
     taxonomy, store = load_taxonomy(PACKAGE_CONFIG / "taxonomy.yaml"), {}
     masks, mapped = render(demo_batch, taxonomy, store)
     assert set(masks["rendered_by"]) == {"lookup"} and masks.height == demo_batch.images.height
-    for entry_id, key in masks.select("entry_id", "mask_key").iter_rows():
-        assert np.array_equal(decode_mask_png(store[key]), direct(demo_batch, mapped, taxonomy, entry_id))
+    for entry_id, key, pixels in masks.select("entry_id", "mask_key", "class_pixels").iter_rows():
+        drawn = direct(demo_batch, mapped, taxonomy, entry_id)
+        assert np.array_equal(decode_mask_png(store[key]), drawn)
+        assert pixels == np.bincount(drawn.ravel(), minlength=256).tolist()  # known without decoding
 
 
 def test_a_mapping_change_remaps_without_redrawing(demo_batch):
@@ -49,8 +52,11 @@ def test_a_mapping_change_remaps_without_redrawing(demo_batch):
     text = (PACKAGE_CONFIG / "taxonomy.yaml").read_text()
     after = parse_taxonomy(text.replace("    automobile: car", "    automobile: road"), "edited.yaml")
     store: dict[str, bytes] = {}
-    labels = rasterize_label_masks(demo_batch.images, demo_batch.shapes, store.__setitem__)
+    labels = rasterize_label_masks(demo_batch.images, demo_batch.shapes, ArtefactStore.in_memory(store))
     drawn = dict(store)
+    mapped_before = map_labels(demo_batch.shapes, demo_batch.images.select("entry_id", "source"), before)
+    masks_before = render_class_masks(
+        labels, mapped_before, demo_batch.images, before, "grayscale", ArtefactStore.in_memory(store))
     mapped_after = map_labels(demo_batch.shapes, demo_batch.images.select("entry_id", "source"), after)
     writes: list[str] = []
 
@@ -58,11 +64,21 @@ def test_a_mapping_change_remaps_without_redrawing(demo_batch):
         writes.append(key)
         store[key] = data
 
-    masks = render_class_masks(labels, mapped_after, demo_batch.images, after, "palette", store.__getitem__, write)
+    store_view = ArtefactStore(store.__getitem__, write, store.__contains__)
+    masks = render_class_masks(labels, mapped_after, demo_batch.images, after, "grayscale", store_view)
     assert before.taxonomy_version != after.taxonomy_version
     assert set(masks["rendered_by"]) == {"lookup"}
-    assert all(key.startswith(f"masks/{after.taxonomy_version}/") for key in writes)
     assert {k: v for k, v in store.items() if k.startswith("label-masks/")} == drawn
+    # Only the entries the edit touches get a new mask (in this vendor's batch: every entry has a car).
+    with_automobile = set(mapped_after.filter(pl.col("raw_label") == "automobile")["entry_id"])
+    keys_before = dict(masks_before.select("entry_id", "mask_key").iter_rows())
+    changed = {e for e, key in masks.select("entry_id", "mask_key").iter_rows() if key != keys_before[e]}
+    assert with_automobile and changed == with_automobile and len(writes) == len(changed)
+    again = render_class_masks(labels, mapped_after, demo_batch.images, after, "grayscale", store_view)
+    assert again.equals(masks) and len(writes) == len(changed)  # a rerun finds every mask and writes none
+    # The same edit in palette encoding names different masks: the encoding is part of the name.
+    palette = render_class_masks(labels, mapped_after, demo_batch.images, after, "palette", ArtefactStore.in_memory(store))
+    assert set(palette["mask_key"]).isdisjoint(masks["mask_key"])
     car_ids = {c.id for c in after.classes if c.name == "car"}
     for entry_id, key in masks.select("entry_id", "mask_key").iter_rows():
         mask = decode_mask_png(store[key])
@@ -87,8 +103,8 @@ def test_entries_with_shapes_that_must_not_paint_are_redrawn_exactly(demo_batch,
 def test_an_entry_with_more_labels_than_a_byte_holds_is_drawn_from_shapes(demo_batch, monkeypatch):
     monkeypatch.setattr(label_masks_module, "MAX_LABEL_KEYS", 2)
     taxonomy, store = load_taxonomy(PACKAGE_CONFIG / "taxonomy.yaml"), {}
-    labels = rasterize_label_masks(demo_batch.images, demo_batch.shapes, store.__setitem__)
+    labels = rasterize_label_masks(demo_batch.images, demo_batch.shapes, ArtefactStore.in_memory(store))
     assert labels["label_mask_key"].null_count() == labels.height
     mapped = map_labels(demo_batch.shapes, demo_batch.images.select("entry_id", "source"), taxonomy)
-    masks = render_class_masks(labels, mapped, demo_batch.images, taxonomy, "grayscale", store.__getitem__, store.__setitem__)
+    masks = render_class_masks(labels, mapped, demo_batch.images, taxonomy, "grayscale", ArtefactStore.in_memory(store))
     assert set(masks["rendered_by"]) == {"redraw"}

@@ -166,6 +166,16 @@ def test_cityscapes_label_ids_maps_every_label_of_labels_py():
     expect_resolves("cityscapes_label_ids", "cityscapes", expected)
 
 
+@pytest.mark.parametrize("preset", ["cityscapes", "cityscapes_label_ids"])
+def test_cityscapes_crowd_rules_are_the_group_labels_json2instanceimg_leaves_unnumbered(preset):
+    """json2instanceImg paints a `<label>group` it strips with the bare id and counts no instance;
+    `polegroup`, a label of its own, is no crowd."""
+    assert {rule["label"] for rule in raw(preset)["mappings"]["cityscapes"] if rule.get("crowd")} == set(group_labels())
+    crowds = {rule.patterns[0] for rule in loaded(preset).mappings["cityscapes"] if rule.crowd}
+    assert crowds == set(group_labels()) and "polegroup" not in crowds
+    assert all(labels_py.name2label[base].hasInstances for base in group_labels().values())
+
+
 W, H = 48, 32
 
 

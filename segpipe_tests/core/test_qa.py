@@ -1,6 +1,7 @@
 import numpy as np
 import polars as pl
 
+from segpipe.core.label_masks import class_pixels
 from segpipe.core.qa import duplicate_entries, evaluate_entries, excluded_entries, summarize_rule
 from segpipe.core.settings import QaSettings
 from segpipe.core.taxonomy import parse_taxonomy
@@ -28,12 +29,13 @@ def entries(names, image_ids=None):
         "entry_id": names, "batch_id": ["b"] * len(names), "file_name": [f"{n}.jpg" for n in names],
         "image_id": image_ids or names, "annotator": ["ann"] * len(names), "mask_key": names,
         "width": [4] * len(names), "height": [4] * len(names),
+        "class_pixels": [class_pixels(MASKS[n if n in MASKS else "good"]) for n in names],
     })
 
 
 def run(frame, unmapped=None):
     unmapped = unmapped if unmapped is not None else pl.DataFrame(schema={"entry_id": pl.String, "raw_label": pl.String})
-    return evaluate_entries(frame, unmapped, MASKS.__getitem__, TAXONOMY, QA)
+    return evaluate_entries(frame, unmapped, TAXONOMY, QA)
 
 
 def failures(results, name):
@@ -62,7 +64,7 @@ def test_exclusions_keep_the_first_reason_and_skip_flag_only_rules():
     results = run(entries(["good", "small", "holes"]))
     excluded = dict(excluded_entries(results).iter_rows())
     assert set(excluded) == {"small"}
-    assert excluded["small"].startswith("mask_matches_image_size: mask is 4x3")
+    assert excluded["small"] == "mask_matches_image_size: mask has 12 pixels, image is 4x4 (16)"
     count, worst = summarize_rule(results, "unlabeled_fraction")
     assert count == 1 and worst["file_name"].to_list() == ["holes.jpg"]
 

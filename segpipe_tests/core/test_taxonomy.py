@@ -126,6 +126,14 @@ def test_rules_match_aliases_globs_regexes_and_attributes_first_match_wins():
     (lambda s: s.replace("^lane( marking)?$", "^lane(("), "mappings.src[3] (line 13): regex '^lane((' does not compile"),
     (lambda s: s.replace("{iscrowd: \"1\"}", "[iscrowd]"), "mappings.src[0] (line 10): when must map attribute names"),
     (lambda s: s.replace("name: road,", "name: void,"), "class names ['void'] are reserved"),
+    (lambda s: s.replace('{glob: "vehicle.*", to: car}', '{glob: "vehicle.*", to: car, crowd: "yes"}'),
+     "rules.yaml: mappings.src[2] (line 12): crowd must be true or false, got 'yes'"),
+    (lambda s: s.replace('{glob: "vehicle.*", to: car}', '{glob: "vehicle.*", to: car, crowded: true}'),
+     "mappings.src[2] (line 12): a rule needs exactly one of ['label', 'labels', 'glob', 'regex'], a `to`, and "
+     "optionally `when` and `crowd`; got ['crowded', 'glob', 'to']"),
+    (lambda s: s.replace("{labels: [Car, automobile], to: car}",
+                         "{labels: [Car, automobile], to: car}\n    - {label: automobile, to: car, crowd: true}"),
+     "rules.yaml: mappings.src line 12: label 'automobile' is already mapped to 'car', not as a crowd, at line 11"),
 ])
 def test_rule_errors_name_the_file_the_rule_and_its_line(edit, message):
     with pytest.raises(ConfigError) as info:
@@ -138,6 +146,25 @@ def test_content_hash_ignores_layout_but_not_rule_order():
     assert parse_taxonomy(RULES.replace("classes:", "# a comment\nclasses:"), "b.yaml").content_hash == rules.content_hash
     swapped = RULES.replace('    - {label: car, when: {iscrowd: "1"}, to: void}\n', "") + '    - {label: car, when: {iscrowd: "1"}, to: void}\n'
     assert parse_taxonomy(swapped, "c.yaml").content_hash != rules.content_hash
+
+
+def test_crowd_rules_and_the_iscrowd_attribute_mark_crowds():
+    rules = parse_taxonomy(RULES.replace("    - {glob:", "    - {label: cargroup, to: car, crowd: true}\n    - {glob:"), "r.yaml")
+    assert [rule.crowd for rule in rules.mappings["src"]] == [False, False, True, False, False, False]
+    labels = ["cargroup", "car", "car", "vehicle.bus", "car", "bicycle"]
+    attributes = ["{}", '{"iscrowd":"0"}', "{}", '{"iscrowd":"1"}', '{"iscrowd":"1"}', '{"iscrowd":"1"}']
+    mapped = map_labels(shapes_frame(labels, attributes), sources_frame(len(labels)), rules)
+    assert mapped["class_id"].to_list() == [7, 7, 7, 7, None, None]
+    assert mapped["mapping"].to_list() == ["mapped", "mapped", "mapped", "mapped", "void", "unmapped_error"]
+    assert mapped["is_crowd"].to_list() == [True, False, False, True, True, True]
+
+
+def test_crowd_changes_the_version_only_when_set():
+    glob = '{glob: "vehicle.*", to: car}'
+    plain = parse_taxonomy(RULES, "a.yaml")
+    unset = parse_taxonomy(RULES.replace(glob, glob[:-1] + ", crowd: false}"), "b.yaml")
+    crowd = parse_taxonomy(RULES.replace(glob, glob[:-1] + ", crowd: true}"), "c.yaml")
+    assert unset.taxonomy_version == plain.taxonomy_version != crowd.taxonomy_version
 
 
 def test_only_unmapped_segmentation_shapes_count_as_unmapped():

@@ -2,9 +2,7 @@ import dagster as dg
 import polars as pl
 
 from segpipe.core.consensus import build_consensus
-from segpipe.core.png import encode_mask_png
 from segpipe.core.qa import excluded_entries
-from segpipe.core.raster import decode_mask_png
 from segpipe.defs.metadata import markdown_table
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
@@ -25,17 +23,13 @@ def consensus(
     qa_report: pl.DataFrame,
 ):
     """Fuse annotators pixel by pixel where several labelled an image, and score them on honeypots.
-    Entries a QA rule excluded take no part."""
+    Entries a QA rule excluded take no part; images whose masks are unchanged since an earlier run
+    reuse its outcome (see segpipe.core.consensus)."""
     taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
     palette = taxonomy.palette() if settings.mask_encoding == "palette" else None
     usable = annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti")
-
-    def save_fused(image_id: str, mask) -> str:
-        return object_store.write_bytes(
-            f"masks/{taxonomy.taxonomy_version}/fused/{image_id}.png", encode_mask_png(mask, palette))
-
     images, scores = build_consensus(
-        usable, lambda key: decode_mask_png(object_store.read_bytes(key)), save_fused, settings.consensus, taxonomy.ignore_index)
+        usable, object_store.artefacts(), settings.consensus, taxonomy.ignore_index, palette)
     review = images.filter(pl.col("status") == "low_agreement").select("image_id", "annotators", "agreement")
     yield dg.Output(images, output_name="consensus_masks", metadata={
         "images": images.height,

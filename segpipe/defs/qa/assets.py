@@ -2,9 +2,7 @@ import dagster as dg
 import polars as pl
 
 from segpipe.core.qa import evaluate_entries
-from segpipe.core.raster import decode_mask_png
 from segpipe.core.taxonomy import unmapped_segments
-from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
 
@@ -12,19 +10,17 @@ from segpipe.io.pipeline_config import PipelineConfig
 def qa_report(
     context: dg.AssetExecutionContext,
     pipeline_config: PipelineConfig,
-    object_store: ObjectStore,
     annotation_masks: pl.DataFrame,
     batch_images: pl.DataFrame,
     mapped_shapes: pl.DataFrame,
 ) -> pl.DataFrame:
-    """Every QA rule on every stored mask of every batch: the masks are decoded from the
-    object store, so QA judges the artefact the release will ship, not an in-memory copy."""
+    """Every QA rule on every mask of every batch, judged by its pixels per class (counted when the
+    mask was made), so no mask is decoded here."""
     taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
     entries = annotation_masks.join(
         batch_images.select("entry_id", "batch_id", "file_name"), on="entry_id", how="left", validate="1:1")
     unmapped = unmapped_segments(mapped_shapes)
-    results = evaluate_entries(
-        entries, unmapped, lambda key: decode_mask_png(object_store.read_bytes(key)), taxonomy, settings.qa)
+    results = evaluate_entries(entries, unmapped, taxonomy, settings.qa)
     failed = results.filter(~pl.col("passed"))
     context.add_output_metadata({
         "entries_checked": entries.height,

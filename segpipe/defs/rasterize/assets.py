@@ -1,6 +1,7 @@
 import dagster as dg
 import polars as pl
 
+from segpipe.core.artefact_keys import ArtefactStore
 from segpipe.core.label_masks import rasterize_label_masks, render_class_masks
 from segpipe.defs.partitions import annotation_batches
 from segpipe.io.object_store import ObjectStore
@@ -16,7 +17,7 @@ def label_masks(
 ) -> pl.DataFrame:
     """Each entry drawn once in source-label space. It does not depend on the taxonomy, so a taxonomy
     change leaves it fresh and a backfill only remaps it (see annotation_masks)."""
-    masks = rasterize_label_masks(batch_images, batch_shapes, object_store.write_bytes)
+    masks = rasterize_label_masks(batch_images, batch_shapes, object_store.artefacts())
     context.add_output_metadata({
         "masks_written": masks["label_mask_key"].drop_nulls().len(),
         "location": object_store.url(f"label-masks/{context.partition_key}"),
@@ -34,16 +35,24 @@ def annotation_masks(
     mapped_shapes: pl.DataFrame,
 ) -> pl.DataFrame:
     """One indexed PNG mask per accepted entry in taxonomy classes: the label mask through the
-    taxonomy's lookup table, or redrawn from the shapes where a lookup cannot be exact."""
+    taxonomy's lookup table, or redrawn from the shapes where a lookup cannot be exact. Masks a
+    taxonomy edit leaves as they were are found in the store and not written again."""
     taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
-    masks = render_class_masks(label_masks, mapped_shapes, batch_images, taxonomy, settings.mask_encoding,
-                               object_store.read_bytes, object_store.write_bytes)
+    written: list[str] = []
+
+    def write(key: str, data: bytes) -> None:
+        written.append(object_store.write_bytes(key, data))
+
+    store = ArtefactStore(object_store.read_bytes, write, object_store.exists)
+    masks = render_class_masks(label_masks, mapped_shapes, batch_images, taxonomy, settings.mask_encoding, store)
     counts = dict(masks.group_by("rendered_by").len().iter_rows())
     context.add_output_metadata({
-        "masks_written": masks.height,
+        "masks": masks.height,
+        "masks_written": len(written),
+        "masks_unchanged": masks.height - len(written),
         "by_lookup": counts.get("lookup", 0),
         "redrawn": counts.get("redraw", 0),
         "mask_encoding": settings.mask_encoding,
-        "location": object_store.url(f"masks/{taxonomy.taxonomy_version}/{context.partition_key}"),
+        "location": object_store.url(f"masks/{context.partition_key}"),
     })
     return masks

@@ -40,7 +40,7 @@ def dataset_release(
         archive_path = work / "dataset.zip"
         with archive_path.open("wb") as out:
             contents = write_release_archive(
-                out, items, object_store.read_bytes, taxonomy,
+                out, items, object_store.artefacts(), taxonomy,
                 settings.dataset_name, settings.mask_encoding, counts)
         contents.manifest.write_parquet(work / "manifest.parquet")
         ledger.write_parquet(work / "ledger.parquet")

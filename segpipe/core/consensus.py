@@ -29,16 +29,22 @@ def fuse_masks(masks: list[np.ndarray], quorum: float, ignore_index: int) -> np.
 
     Votes are counted per annotator rather than per class: votes[i] is how many annotators chose
     the class annotator i chose, so the cost grows with annotators squared, not with classes."""
-    stack = np.stack(masks)
-    valid = stack != ignore_index
-    votes = np.zeros(stack.shape, dtype=np.uint16)
-    for i, j in np.ndindex(len(masks), len(masks)):
-        votes[i] += (stack[i] == stack[j]) & valid[j]
-    votes[~valid] = 0
-    leader = votes.argmax(axis=0)[None]
-    best = np.take_along_axis(votes, leader, axis=0)[0]
-    winner = np.take_along_axis(stack, leader, axis=0)[0]
-    contested = ((votes == best) & (stack != winner) & valid).any(axis=0)
+    valid = [mask != ignore_index for mask in masks]
+    votes = []
+    for mask in masks:
+        count = np.zeros(mask.shape, dtype=np.uint8)
+        for other, other_valid in zip(masks, valid, strict=True):
+            count += (mask == other) & other_valid
+        votes.append(count)
+    best = np.zeros(masks[0].shape, dtype=np.uint8)
+    winner = np.full(masks[0].shape, ignore_index, dtype=np.uint8)
+    for mask, count, labelled in zip(masks, votes, valid, strict=True):
+        ahead = labelled & (count > best)
+        best = np.where(ahead, count, best)
+        winner = np.where(ahead, mask, winner)
+    contested = np.zeros(masks[0].shape, dtype=bool)
+    for mask, count, labelled in zip(masks, votes, valid, strict=True):
+        contested |= labelled & (count == best) & (mask != winner)
     needed = max(1, int(np.ceil(quorum * len(masks))))
     return np.where((best >= needed) & ~contested, winner, np.uint8(ignore_index)).astype(np.uint8)
 

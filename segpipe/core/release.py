@@ -12,14 +12,13 @@ import zipfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import numpy as np
 import orjson
 import polars as pl
 
 from segpipe.core.artefact_keys import ArtefactStore
 from segpipe.core.ingest import METADATA_COLUMNS, image_metadata
 from segpipe.core.raster import decode_mask_png
-from segpipe.core.rle import encode_rle
+from segpipe.core.rle import encode_value_rles
 from segpipe.core.schemas import ManifestRecord
 from segpipe.core.taxonomy import Taxonomy
 
@@ -107,15 +106,8 @@ def _class_annotations(mask_key: str, mask_bytes: bytes, store: ArtefactStore) -
     remembered = store.recall(memo)
     if remembered is not None:
         return remembered
-    mask = decode_mask_png(mask_bytes)
-    annotations = []
-    for class_id in np.flatnonzero(np.bincount(mask.ravel(), minlength=256)).tolist():
-        binary = mask == class_id
-        rows, columns = np.flatnonzero(binary.any(axis=1)), np.flatnonzero(binary.any(axis=0))
-        annotations.append({
-            "category_id": class_id, "segmentation": encode_rle(binary), "area": int(binary.sum()),
-            "bbox": [int(columns[0]), int(rows[0]), int(columns[-1] - columns[0] + 1), int(rows[-1] - rows[0] + 1)],
-        })
+    found = encode_value_rles(decode_mask_png(mask_bytes))
+    annotations = [{"category_id": value, **found[value]} for value in sorted(found)]
     store.remember(memo, annotations)
     return annotations
 

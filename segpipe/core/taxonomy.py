@@ -18,6 +18,7 @@ instance number. A shape whose attribute `iscrowd` is "1" (COCO) is a crowd what
 """
 
 import fnmatch
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
@@ -88,7 +89,7 @@ class Taxonomy:
     classes: tuple[TaxonomyClass, ...]
     mappings: dict[str, tuple[MappingRule, ...]]
 
-    @property
+    @functools.cached_property
     def content_hash(self) -> str:
         """Hash of the normalized content, so comment, order-of-keys or line edits do not change it."""
         payload = {
@@ -200,7 +201,13 @@ def parse_taxonomy(text: str, origin: str) -> Taxonomy:
 
 
 def load_taxonomy(path: Path) -> Taxonomy:
-    return parse_taxonomy(path.read_text(encoding="utf-8"), str(path))
+    return _parse_once(path.read_text(encoding="utf-8"), str(path))
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_once(text: str, origin: str) -> Taxonomy:
+    """Every asset of a run loads the taxonomy; an unchanged file is parsed and validated once."""
+    return parse_taxonomy(text, origin)
 
 
 def _require(doc: dict, key: str, kind: type, origin: str):

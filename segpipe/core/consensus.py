@@ -111,7 +111,7 @@ def build_consensus(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Decide each image's released mask and score annotators on honeypots.
 
-    `entries` are usable masks (columns image_id, annotator, is_gold, mask_key). Gold wins
+    `entries` are usable masks (columns image_id, annotator, is_gold, mask_key, instance_mask_key). Gold wins
     where it exists; otherwise two or more annotators are fused, one is released as is. Fused
     masks are encoded with `palette` when given (palette PNG), else as grayscale.
     """
@@ -122,14 +122,17 @@ def build_consensus(
         image_id = image_id[0]
         gold = group.filter(pl.col("is_gold"))["mask_key"].to_list()
         workers = list(group.filter(~pl.col("is_gold")).select("annotator", "mask_key").iter_rows())
+        instance_keys = dict(group.select("mask_key", "instance_mask_key").iter_rows())
         row = {"image_id": image_id, "n_annotators": len(workers), "annotators": [a for a, _ in workers],
                "agreement": None}
         gold_key = gold[0] if gold else None
         if gold_key is None and len(workers) == 1:
-            images.append({**row, "mask_source": "single", "mask_key": workers[0][1], "status": "accepted"})
+            images.append({**row, "mask_source": "single", "mask_key": workers[0][1],
+                           "instance_mask_key": instance_keys[workers[0][1]], "status": "accepted"})
             continue
         if gold_key is not None and not workers:
-            images.append({**row, "mask_source": "gold", "mask_key": gold_key, "status": "accepted"})
+            images.append({**row, "mask_source": "gold", "mask_key": gold_key,
+                           "instance_mask_key": instance_keys[gold_key], "status": "accepted"})
             continue
         memo = f"consensus/{image_id}-{content_digest(orjson.dumps([gold_key, workers]), settings_key, encoding)}.json"
         outcome = store.recall(memo)
@@ -138,13 +141,15 @@ def build_consensus(
             store.remember(memo, outcome)
         scores.extend({**score, "image_id": image_id} for score in outcome["scores"])
         if gold_key is not None:
-            images.append({**row, "mask_source": "gold", "mask_key": gold_key, "status": "accepted"})
+            images.append({**row, "mask_source": "gold", "mask_key": gold_key,
+                           "instance_mask_key": instance_keys[gold_key], "status": "accepted"})
         else:
             status = "accepted" if outcome["agreement"] >= settings.min_agreement else "low_agreement"
             images.append({**row, "agreement": outcome["agreement"], "mask_source": "fused",
-                           "mask_key": outcome["fused_key"], "status": status})
+                           "mask_key": outcome["fused_key"], "instance_mask_key": None, "status": status})
     consensus_schema = {"image_id": pl.String, "n_annotators": pl.Int64, "annotators": pl.List(pl.String),
-                        "agreement": pl.Float64, "mask_source": pl.String, "mask_key": pl.String, "status": pl.String}
+                        "agreement": pl.Float64, "mask_source": pl.String, "mask_key": pl.String,
+                        "instance_mask_key": pl.String, "status": pl.String}
     consensus = ConsensusRecord.validate(pl.DataFrame(images, schema=consensus_schema))
     return consensus, leaderboard(pl.DataFrame(scores, schema={
         "annotator": pl.String, "image_id": pl.String, "iou": pl.Float64, "accuracy": pl.Float64}))

@@ -28,7 +28,10 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
+from segpipe.core.artefact_keys import ArtefactStore, content_digest
+from segpipe.core.png import encode_instance_png
 from segpipe.core.raster import paint_in_order, painted_in_order
+from segpipe.core.schemas import MaskRecord
 from segpipe.core.taxonomy import Taxonomy
 
 INSTANCE_FACTOR = 1000
@@ -42,6 +45,31 @@ def rasterize_instances(mapped: pl.DataFrame, width: int, height: int, taxonomy:
     fills = pl.Series("fill", _instance_values(ordered, taxonomy), dtype=pl.Int64)
     canvas = paint_in_order(ordered.with_columns(fills), width, height, taxonomy.ignore_index, mode="I")
     return canvas.astype(np.uint16)
+
+
+def render_instance_masks(
+    batch_id: str, masks: pl.DataFrame, mapped_shapes: pl.DataFrame, taxonomy: Taxonomy, store: ArtefactStore,
+) -> pl.DataFrame:
+    """The class-mask table with each entry's instance-id mask added (instance_mask_key), drawn from
+    its mapped shapes and named after its bytes. An entry whose ids the encoding cannot hold gets
+    no instance mask and the reason (instance_error) instead of failing the batch; its class mask
+    is unaffected."""
+    shapes_by_entry = {key[0]: group for key, group in mapped_shapes.group_by("entry_id")}
+    keys, errors = [], []
+    for entry_id, width, height in masks.select("entry_id", "width", "height").iter_rows():
+        try:
+            mask = rasterize_instances(shapes_by_entry.get(entry_id, mapped_shapes.clear()), width, height, taxonomy)
+        except ValueError as exc:
+            keys.append(None)
+            errors.append(f"entry {entry_id}: {exc}")
+            continue
+        png = encode_instance_png(mask)
+        key = f"instance-masks/{batch_id}/{entry_id}-{content_digest(png)}.png"
+        store.write_once(key, png)
+        keys.append(key)
+        errors.append(None)
+    return MaskRecord.validate(masks.with_columns(
+        pl.Series("instance_mask_key", keys, dtype=pl.String), pl.Series("instance_error", errors, dtype=pl.String)))
 
 
 def _instance_values(ordered: pl.DataFrame, taxonomy: Taxonomy) -> list[int]:

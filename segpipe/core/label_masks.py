@@ -128,8 +128,10 @@ def render_class_masks(
             "entry_id": entry["entry_id"], "image_id": entry["image_id"], "annotator": entry["annotator"],
             "is_gold": entry["is_gold"], "mask_key": key, "width": entry["width"], "height": entry["height"],
             "taxonomy_version": taxonomy.taxonomy_version, "rendered_by": rendered_by, "class_pixels": pixels,
+            "instance_mask_key": None, "instance_error": None,
         })
     schema = {"entry_id": pl.String, "image_id": pl.String, "annotator": pl.String, "is_gold": pl.Boolean,
               "mask_key": pl.String, "width": pl.Int64, "height": pl.Int64, "taxonomy_version": pl.String,
-              "rendered_by": pl.String, "class_pixels": pl.List(pl.Int64)}
+              "rendered_by": pl.String, "class_pixels": pl.List(pl.Int64), "instance_mask_key": pl.String,
+              "instance_error": pl.String}
     return MaskRecord.validate(pl.DataFrame(rows, schema=schema))

@@ -53,3 +53,11 @@ def _encode(rows: np.ndarray, width: int, bit_depth: int, color_type: int, level
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_frame(data: bytes) -> tuple[int, int, int]:
+    """(width, height, bit depth) from a PNG's IHDR, without decoding the image."""
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG (no signature and IHDR chunk)")
+    width, height, bit_depth = struct.unpack(">IIB", data[16:25])
+    return width, height, bit_depth

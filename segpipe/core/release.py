@@ -17,6 +17,7 @@ import polars as pl
 
 from segpipe.core.artefact_keys import ArtefactStore
 from segpipe.core.ingest import METADATA_COLUMNS, image_metadata
+from segpipe.core.png import png_frame
 from segpipe.core.raster import decode_mask_png
 from segpipe.core.rle import encode_value_rles
 from segpipe.core.schemas import ManifestRecord
@@ -56,13 +57,20 @@ def write_release_archive(
             suffix = item["image_key"].rsplit(".", 1)[-1]
             image_path, mask_path = f"images/{item['split']}/{stem}.{suffix}", f"masks/{item['split']}/{stem}.png"
             image_bytes, mask_bytes = store.read(item["image_key"]), store.read(item["mask_key"])
+            _check_frame(item["mask_key"], mask_bytes, item["width"], item["height"], 8)
             _add(archive, image_path, image_bytes, compress=False)
             _add(archive, mask_path, mask_bytes, compress=False)
+            instance_path = None
+            if item["instance_mask_key"] is not None:
+                instance_path = f"instances/{item['split']}/{stem}.png"
+                instance_bytes = store.read(item["instance_mask_key"])
+                _check_frame(item["instance_mask_key"], instance_bytes, item["width"], item["height"], 16)
+                _add(archive, instance_path, instance_bytes, compress=False)
             rows.append({
                 "image_id": item["image_id"], "split": item["split"], "image_path": image_path, "mask_path": mask_path,
                 "width": item["width"], "height": item["height"], "original_file_name": item["file_name"],
                 "source_batches": item["source_batches"], "annotators": item["annotators"],
-                "mask_source": item["mask_source"], "agreement": item["agreement"],
+                "mask_source": item["mask_source"], "agreement": item["agreement"], "instance_path": instance_path,
                 **{c: item[c] for c in METADATA_COLUMNS},
                 "image_sha256": hashlib.sha256(image_bytes).hexdigest(), "mask_sha256": hashlib.sha256(mask_bytes).hexdigest(),
             })
@@ -98,6 +106,14 @@ def _manifest_schema() -> dict:
     return {c: types.get(c, pl.String) for c in MANIFEST_COLUMNS}
 
 
+def _check_frame(key: str, png: bytes, width: int, height: int, bit_depth: int) -> None:
+    """A stored mask must be the image's size: a mismatch here is a bug upstream, never shipped."""
+    frame = png_frame(png)
+    if frame != (width, height, bit_depth):
+        raise ValueError(f"{key}: stored mask is {frame[0]}x{frame[1]} at {frame[2]} bits, "
+                         f"the image is {width}x{height} and the mask should have {bit_depth} bits")
+
+
 def _class_annotations(mask_key: str, mask_bytes: bytes, store: ArtefactStore) -> list[dict]:
     """COCO-Stuff style annotations of one mask, one per value present: an RLE of its pixels.
     Mask keys are content-derived, so the result is remembered beside the mask and a release
@@ -121,6 +137,10 @@ def _meta(manifest: pl.DataFrame, taxonomy: Taxonomy, dataset_name: str, version
         "taxonomy_version": taxonomy.taxonomy_version,
         "mask_encoding": mask_encoding,
         "mask_format": "PNG, 8-bit, one class id per pixel",
+        "instance_format": ("PNG, 16-bit grayscale: class_id * 1000 + k for object k of a class with instances, "
+                            "the class id for crowds and classes without instances, ignore_index where unlabeled; "
+                            "images with a fused mask have none"),
+        "instance_masks": int(manifest["instance_path"].is_not_null().sum()),
         "ignore_index": taxonomy.ignore_index,
         "classes": [{"id": c.id, "name": c.name, "color": list(c.color)} for c in taxonomy.classes],
         "image_sizes": [{"width": w, "height": h, "count": n} for w, h, n in sizes.iter_rows()],
@@ -147,5 +167,6 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes, compress: bool = True
 def release_items(splits: pl.DataFrame, consensus: pl.DataFrame, images: pl.DataFrame) -> pl.DataFrame:
     """One row per image to release: its split, released mask, a source file and merged metadata."""
     per_image = image_metadata(images)
-    accepted = consensus.filter(pl.col("status") == "accepted").select("image_id", "mask_key", "mask_source", "agreement")
+    accepted = consensus.filter(pl.col("status") == "accepted").select(
+        "image_id", "mask_key", "instance_mask_key", "mask_source", "agreement")
     return splits.select("image_id", "split").join(accepted, on="image_id").join(per_image, on="image_id").sort("image_id")

@@ -128,7 +128,9 @@ class MaskRecord(pa.DataFrameModel):
     """A rasterized annotation: one mask per input entry. mask_key names the PNG after what it is
     made of (label mask and lookup table, or its own bytes when redrawn), so an unchanged mask keeps
     its key across taxonomy versions and downstream results cached under it stay valid.
-    class_pixels[v] counts the pixels of value v (256 entries), which the QA rules read."""
+    class_pixels[v] counts the pixels of value v (256 entries), which the QA rules read.
+    instance_mask_key is the 16-bit instance-id mask when instance masks are on; instance_error says
+    why an entry has none (its ids do not fit the class*1000+k encoding)."""
 
     entry_id: str = pa.Field(unique=True)
     image_id: str
@@ -140,6 +142,8 @@ class MaskRecord(pa.DataFrameModel):
     taxonomy_version: str
     rendered_by: str = pa.Field(isin=["lookup", "redraw"])
     class_pixels: pl.List(pl.Int64)
+    instance_mask_key: str = pa.Field(nullable=True)
+    instance_error: str = pa.Field(nullable=True)
 
     class Config:
         strict = True
@@ -172,6 +176,7 @@ class ConsensusRecord(pa.DataFrameModel):
     agreement: float = pa.Field(nullable=True, ge=0.0, le=1.0)
     mask_source: str = pa.Field(isin=["gold", "single", "fused"])
     mask_key: str
+    instance_mask_key: str = pa.Field(nullable=True)  # of the released entry; a fused mask has no instances
     status: str = pa.Field(isin=["accepted", "low_agreement"])
 
     class Config:
@@ -219,6 +224,7 @@ class ManifestRecord(pa.DataFrameModel):
     annotators: str
     mask_source: str = pa.Field(isin=["gold", "single", "fused"])
     agreement: float = pa.Field(nullable=True, ge=0.0, le=1.0)
+    instance_path: str = pa.Field(nullable=True)
     camera: str = pa.Field(nullable=True)
     city: str = pa.Field(nullable=True)
     time_of_day: str = pa.Field(nullable=True)

@@ -36,6 +36,7 @@ class SamplingSettings:
 class PipelineSettings:
     dataset_name: str
     mask_encoding: MaskEncoding
+    instance_masks: bool  # also write Cityscapes-style 16-bit instance-id masks (class_id * 1000 + k)
     qa: QaSettings
     consensus: ConsensusSettings
     sampling: SamplingSettings
@@ -46,13 +47,16 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{origin}: not valid YAML: {exc}") from exc
-    top = _section(doc, origin, {"dataset_name", "mask_encoding", "qa", "consensus", "sampling"})
+    top = _section(doc, origin, {"dataset_name", "mask_encoding", "qa", "consensus", "sampling"}, {"instance_masks"})
     name = top["dataset_name"]
     if not isinstance(name, str) or not name or not all(ch.isalnum() or ch in "-_." for ch in name):
         raise ConfigError(f"{origin}: dataset_name must be letters, digits, '-', '_' or '.', got {name!r}")
     encoding = top["mask_encoding"]
     if encoding not in ("grayscale", "palette"):
         raise ConfigError(f"{origin}: mask_encoding must be 'grayscale' or 'palette', got {encoding!r}")
+    instance_masks = top.get("instance_masks", False)
+    if not isinstance(instance_masks, bool):
+        raise ConfigError(f"{origin}: instance_masks must be true or false, got {instance_masks!r}")
     qa = _section(top["qa"], f"{origin}: qa", {"max_unlabeled_fraction", "max_error_failures"})
     consensus = _section(top["consensus"], f"{origin}: consensus", {"quorum", "min_agreement"})
     sampling = _section(top["sampling"], f"{origin}: sampling", {"seed", "stratify_by", "group_by", "splits"})
@@ -66,6 +70,7 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
     return PipelineSettings(
         dataset_name=name,
         mask_encoding=encoding,
+        instance_masks=instance_masks,
         qa=QaSettings(
             max_unlabeled_fraction=_fraction(qa["max_unlabeled_fraction"], f"{origin}: qa.max_unlabeled_fraction"),
             max_error_failures=_count(qa["max_error_failures"], f"{origin}: qa.max_error_failures"),
@@ -87,10 +92,10 @@ def load_pipeline_settings(path: Path) -> PipelineSettings:
     return parse_pipeline_settings(path.read_text(encoding="utf-8"), str(path))
 
 
-def _section(doc: Any, where: str, keys: set[str]) -> dict:
+def _section(doc: Any, where: str, keys: set[str], optional: frozenset[str] | set[str] = frozenset()) -> dict:
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: expected a mapping with keys {sorted(keys)}")
-    missing, unknown = keys - set(doc), set(doc) - keys
+    missing, unknown = keys - set(doc), set(doc) - keys - set(optional)
     problems = ([f"missing keys {sorted(missing)}"] if missing else []) + ([f"unknown keys {sorted(unknown)}"] if unknown else [])
     if problems:
         raise ConfigError(f"{where}: {'; '.join(problems)}")

@@ -54,6 +54,7 @@ def consensus_inputs() -> tuple[pl.DataFrame, dict[str, bytes]]:
         "annotator": ["gold", "alice", "alice", "bob", "alice", "bob", "carol"],
         "is_gold": [True, False, False, False, False, False, False],
         "mask_key": ["gold", "x1", "a", "b", "c", "d", "solo"],
+        "instance_mask_key": ["gold-i", "x1-i", "a-i", "b-i", "c-i", "d-i", "solo-i"],
     })
     return entries, {key: encode_mask_png(mask) for key, mask in masks.items()}
 
@@ -66,6 +67,9 @@ def test_build_consensus_prefers_gold_fuses_several_and_sends_disagreement_to_re
     assert (by_id["agree"]["mask_source"], by_id["agree"]["status"], by_id["agree"]["agreement"]) == ("fused", "accepted", 1.0)
     assert by_id["clash"]["status"] == "low_agreement"
     assert (by_id["one"]["mask_source"], by_id["one"]["mask_key"]) == ("single", "solo")
+    # The released entry's instance mask travels with it; a fused mask has none.
+    assert {i: r["instance_mask_key"] for i, r in by_id.items()} == {
+        "g": "gold-i", "agree": None, "clash": None, "one": "solo-i"}
     fused = {image_id: decode_mask_png(objects[by_id[image_id]["mask_key"]]) for image_id in ("agree", "clash")}
     assert (fused["agree"] == 1).all() and (fused["clash"] == IGNORE).all()
     assert scores.to_dicts() == [{"annotator": "alice", "n_honeypots": 1, "mean_iou": 1.0, "pixel_accuracy": 1.0}]

@@ -28,7 +28,7 @@ class Build:
     store: Path
 
 
-def build_in(tmp: Path, landing: Path, taxonomy: Path | None = None) -> Build:
+def build_in(tmp: Path, landing: Path, taxonomy: Path | None = None, pipeline: Path | None = None) -> Build:
     """Point segpipe at a private landing copy and store with the variables a user sets, and build."""
     with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
         work = tmp / "landing"
@@ -37,6 +37,8 @@ def build_in(tmp: Path, landing: Path, taxonomy: Path | None = None) -> Build:
         env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp / "store"))
         if taxonomy:
             env.setenv("SEGPIPE_TAXONOMY", str(taxonomy))
+        if pipeline:
+            env.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
         defs = load_defs()
         outcome = run_local_build(defs, instance, current_environment())
         return Build(outcome, defs.load_asset_value("qa_report", instance=instance), tmp / "store")
@@ -155,3 +157,33 @@ def test_an_alias_change_is_backfilled_into_a_new_release_without_redrawing(tiny
     assert set(masks["rendered_by"]) == {"lookup"}
     assert masks["taxonomy_version"].unique().to_list() == [new_meta["taxonomy_version"]]
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "store" / "label-masks").rglob("*.png")} == label_masks_before
+
+
+def test_instance_masks_are_released_beside_the_class_masks_when_enabled(tiny_demo, tmp_path):
+    taxonomy, pipeline = tmp_path / "taxonomy.yaml", tmp_path / "pipeline.yaml"
+    taxonomy.write_text((PACKAGE_CONFIG / "taxonomy.yaml").read_text()
+                        .replace("name: person,       color: [220, 20, 60]}", "name: person, color: [220, 20, 60], has_instances: true}")
+                        .replace("name: car,          color: [0, 0, 142]}", "name: car, color: [0, 0, 142], has_instances: true}"))
+    pipeline.write_text((PACKAGE_CONFIG / "pipeline.yaml").read_text().replace("instance_masks: false", "instance_masks: true"))
+    build = build_in(tmp_path, Path(tiny_demo.landing_root), taxonomy=taxonomy, pipeline=pipeline)
+    assert build.outcome.success, build.outcome.failed_checks
+    release = Path(build.outcome.release_metadata["release"])
+    manifest = pl.read_parquet(release / "manifest.parquet")
+    assert manifest.filter(pl.col("mask_source") == "fused")["instance_path"].null_count() == manifest.filter(
+        pl.col("mask_source") == "fused").height
+    with_instances = manifest.filter(pl.col("instance_path").is_not_null())
+    assert with_instances.height == manifest.filter(pl.col("mask_source") != "fused").height > 0
+    most_cars = 0
+    with zipfile.ZipFile(build.outcome.release_metadata["archive"]) as archive:
+        meta = json.loads(archive.read("meta.json"))
+        assert meta["instance_masks"] == with_instances.height
+        for mask_path, instance_path in with_instances.select("mask_path", "instance_path").iter_rows():
+            classes = decode_mask_png(archive.read(mask_path))
+            with Image.open(io.BytesIO(archive.read(instance_path))) as image:
+                assert image.mode in ("I;16", "I")
+                instances = np.asarray(image).astype(np.int64)
+            # Below 1000 a value is a class id; from 1000 up, class_id * 1000 + k: either way it names the class.
+            assert np.array_equal(np.where(instances >= 1000, instances // 1000, instances), classes)
+            assert not ((instances >= 1000) & ~np.isin(instances // 1000, [7, 8])).any()
+            most_cars = max(most_cars, len({v for v in np.unique(instances).tolist() if v // 1000 == 8}))
+    assert most_cars >= 2  # cars in one street are numbered apart

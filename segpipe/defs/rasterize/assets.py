@@ -2,7 +2,9 @@ import dagster as dg
 import polars as pl
 
 from segpipe.core.artefact_keys import ArtefactStore
+from segpipe.core.instance_masks import render_instance_masks
 from segpipe.core.label_masks import rasterize_label_masks, render_class_masks
+from segpipe.defs.metadata import markdown_table
 from segpipe.defs.partitions import annotation_batches
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
@@ -36,7 +38,8 @@ def annotation_masks(
 ) -> pl.DataFrame:
     """One indexed PNG mask per accepted entry in taxonomy classes: the label mask through the
     taxonomy's lookup table, or redrawn from the shapes where a lookup cannot be exact. Masks a
-    taxonomy edit leaves as they were are found in the store and not written again."""
+    taxonomy edit leaves as they were are found in the store and not written again. With
+    `instance_masks: true`, each entry's 16-bit instance-id mask too."""
     taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
     written: list[str] = []
 
@@ -45,6 +48,8 @@ def annotation_masks(
 
     store = ArtefactStore(object_store.read_bytes, write, object_store.exists)
     masks = render_class_masks(label_masks, mapped_shapes, batch_images, taxonomy, settings.mask_encoding, store)
+    if settings.instance_masks:
+        masks = render_instance_masks(context.partition_key, masks, mapped_shapes, taxonomy, store)
     counts = dict(masks.group_by("rendered_by").len().iter_rows())
     context.add_output_metadata({
         "masks": masks.height,
@@ -53,6 +58,9 @@ def annotation_masks(
         "by_lookup": counts.get("lookup", 0),
         "redrawn": counts.get("redraw", 0),
         "mask_encoding": settings.mask_encoding,
+        "instance_masks": masks["instance_mask_key"].drop_nulls().len(),
+        "instance_errors": dg.MetadataValue.md(markdown_table(
+            masks.filter(pl.col("instance_error").is_not_null()).select("entry_id", "instance_error"))),
         "location": object_store.url(f"masks/{context.partition_key}"),
     })
     return masks

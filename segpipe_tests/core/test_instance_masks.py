@@ -36,9 +36,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
+from segpipe.core.artefact_keys import ArtefactStore
 from segpipe.core.formats.annotation import BoxMask, Shape
 from segpipe.core.ingest import ingest_batch
-from segpipe.core.instance_masks import decode_instance_png, rasterize_instances
+from segpipe.core.instance_masks import decode_instance_png, rasterize_instances, render_instance_masks
+from segpipe.core.label_masks import rasterize_label_masks, render_class_masks
 from segpipe.core.png import encode_instance_png, encode_mask_png
 from segpipe.core.raster import rasterize_shapes
 from segpipe.core.schemas import MappedShapeRecord
@@ -335,3 +337,30 @@ def test_instance_masks_are_identical_to_json2instanceImg(which, encoding, scene
     assert {car, person, car * 1000, car * 1000 + 1, person * 1000, label_value("ego vehicle", encoding),
             label_value("polegroup", encoding)} <= values
     assert max(values) < 65536
+
+
+# --- the batch: one table row per entry ----------------------------------------------------------
+
+
+def test_a_batch_gets_instance_masks_and_an_entry_that_cannot_be_encoded_gets_a_reason_not_a_crash():
+    taxonomy = one_class(66)
+    builder = ShapeTableBuilder()
+    builder.add("crowd", [polygon("things", 2)])
+    builder.add("object", [polygon("thing", 2)])
+    shapes = builder.frame()
+    entries = pl.DataFrame({"entry_id": ["crowd", "object"], "source": ["src", "src"]})
+    mapped_shapes = MappedShapeRecord.validate(map_labels(shapes, entries, taxonomy))
+    store: dict[str, bytes] = {}
+    images = pl.DataFrame({"entry_id": ["crowd", "object"], "image_id": ["i1", "i2"], "annotator": ["a", "a"],
+                           "is_gold": [False, False], "source": ["src", "src"]})
+    labels = rasterize_label_masks(images.with_columns(batch_id=pl.lit("b"), width=pl.lit(W), height=pl.lit(H)),
+                                   shapes, ArtefactStore.in_memory(store))
+    masks = render_class_masks(labels, mapped_shapes, images, taxonomy, "grayscale", ArtefactStore.in_memory(store))
+    with_instances = render_instance_masks("b", masks, mapped_shapes, taxonomy, ArtefactStore.in_memory(store))
+    rows = {r["entry_id"]: r for r in with_instances.iter_rows(named=True)}
+    assert rows["crowd"]["instance_error"] is None and rows["crowd"]["instance_mask_key"].startswith("instance-masks/b/")
+    assert decode_instance_png(store[rows["crowd"]["instance_mask_key"]])[3, 3] == 66
+    assert rows["object"]["instance_mask_key"] is None
+    assert rows["object"]["instance_error"].startswith("entry object: shape 'thing' would be instance 0 of class 66")
+    assert with_instances.drop("instance_mask_key", "instance_error").equals(
+        masks.drop("instance_mask_key", "instance_error"))  # class masks are unaffected

@@ -28,21 +28,32 @@ class BuildOutcome:
 def run_local_build(
     defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str = "WARNING"
 ) -> BuildOutcome:
-    """Cold build: ingest, map and draw every ready batch, then QA, consensus, sampling and release."""
+    """Cold build: ingest, map and draw every ready batch (one run per batch, as the landing sensor
+    launches them), then QA, consensus, sampling and release."""
     batches = _register_batches(instance, env)
-    return _build(defs, instance, batches, "batch_job", log_level)
+    quiet = _quiet(log_level)
+    defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance, run_config=quiet)
+    job = defs.resolve_job_def("batch_job")
+    for batch in batches:
+        job.execute_in_process(instance=instance, partition_key=batch, run_config=quiet)
+    return _release(defs, instance, batches, quiet)
 
 
 def run_taxonomy_backfill(
     defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str = "WARNING"
 ) -> BuildOutcome:
     """After a taxonomy edit: remap every known batch with the current taxonomy (its label masks are
-    reused as drawn), then QA, consensus, sampling and release."""
+    reused as drawn) in one run over all batches, as a single-run backfill from the UI does, then
+    QA, consensus, sampling and release."""
     load_taxonomy(env.taxonomy_path)
-    batches = sorted(instance.get_dynamic_partitions(annotation_batches.name))
+    batches = instance.get_dynamic_partitions(annotation_batches.name)
     if not batches:
         raise RuntimeError("no batches have been ingested yet; run `segpipe build` first")
-    return _build(defs, instance, batches, "taxonomy_backfill_job", log_level)
+    quiet = _quiet(log_level)
+    defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance, run_config=quiet)
+    every_batch = {"dagster/asset_partition_range_start": batches[0], "dagster/asset_partition_range_end": batches[-1]}
+    defs.resolve_job_def("taxonomy_backfill_job").execute_in_process(instance=instance, tags=every_batch, run_config=quiet)
+    return _release(defs, instance, sorted(batches), quiet)
 
 
 def _register_batches(instance: dg.DagsterInstance, env: Environment) -> list[str]:
@@ -58,13 +69,11 @@ def _register_batches(instance: dg.DagsterInstance, env: Environment) -> list[st
     return batches
 
 
-def _build(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[str], per_batch_job: str,
-           log_level: str) -> BuildOutcome:
-    quiet = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance, run_config=quiet)
-    job = defs.resolve_job_def(per_batch_job)
-    for batch in batches:
-        job.execute_in_process(instance=instance, partition_key=batch, run_config=quiet)
+def _quiet(log_level: str) -> dict:
+    return {"loggers": {"console": {"config": {"log_level": log_level}}}}
+
+
+def _release(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[str], quiet: dict) -> BuildOutcome:
     result = defs.resolve_job_def("release_job").execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
     evaluations = {
         f"{e.asset_check_key.asset_key.to_user_string()}:{e.check_name}": e for e in result.get_asset_check_evaluations()

@@ -2,7 +2,13 @@
 
 A small UPathIOManager subclass instead of dagster-polars, which breaks under polars 2
 (shared/reference/dagster.md, section 3).
+
+One file per partition. A batch stage that runs many batches in one step (a single-run backfill)
+declares its inputs and output as `dict[str, pl.DataFrame]`, one table per batch; every other
+reader of several partitions gets them as one frame.
 """
+
+from collections.abc import Mapping
 
 import dagster as dg
 import polars as pl
@@ -22,21 +28,44 @@ class _PolarsParquetUPathIOManager(dg.UPathIOManager):
     extension = ".parquet"
 
     def dump_to_path(self, context: dg.OutputContext, obj: pl.DataFrame, path: UPath) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as f:
-            obj.write_parquet(f)
+        _write_parquet(obj, path)
         context.add_output_metadata({"dagster/row_count": obj.height})
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pl.DataFrame:
         with path.open("rb") as f:
             return pl.read_parquet(f)
 
-    def load_partitions(self, context: dg.InputContext) -> pl.DataFrame:
-        """All partitions of a table load as one frame: a batch table read across batches."""
+    def load_partitions(self, context: dg.InputContext) -> pl.DataFrame | dict[str, pl.DataFrame]:
+        """The partitions as one table per batch for a reader that asks for a dict, else as one frame:
+        a batch table read across batches."""
         paths = self._get_paths_for_partitions(context)
         missing = sorted(key for key, path in paths.items() if not path.exists())
         if missing:
             raise FileNotFoundError(
                 f"{context.asset_key.to_user_string()}: partitions {missing} are not materialized; "
                 "materialize them (or remove the batches) before building downstream assets")
+        if _wants_tables_per_partition(context.dagster_type.typing_type):
+            return {key: self.load_from_path(context, paths[key]) for key in sorted(paths)}
         return pl.concat([self.load_from_path(context, paths[key]) for key in sorted(paths)], how="vertical")
+
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | Mapping[str, pl.DataFrame]) -> None:
+        """A table per partition (a dict) is written to each partition's file."""
+        if not isinstance(obj, Mapping):
+            return super().handle_output(context, obj)
+        paths = self._get_paths_for_partitions(context)
+        if set(obj) != set(paths):
+            raise ValueError(f"{context.asset_key.to_user_string()}: the step returned tables for {sorted(obj)}, "
+                             f"but it materializes partitions {sorted(paths)}")
+        for key, path in paths.items():
+            _write_parquet(obj[key], path)
+        context.add_output_metadata({"dagster/row_count": sum(frame.height for frame in obj.values())})
+
+
+def _write_parquet(frame: pl.DataFrame, path: UPath) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        frame.write_parquet(f)
+
+
+def _wants_tables_per_partition(annotation: object) -> bool:
+    return getattr(annotation, "__origin__", annotation) in (dict, Mapping)

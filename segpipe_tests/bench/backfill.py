@@ -93,7 +93,8 @@ def main() -> None:
               "cold_build_s": round(cold_s, 2), "cold_steps_s": {k: round(v, 2) for k, v in sorted(cold_steps.items())},
               "backfills": [{**r, "steps_s": {k: round(v, 2) for k, v in sorted(r["steps_s"].items())}} for r in runs]}
     print(f"{entries} entries ({args.scenes} scenes at {args.width}x{args.height}), whole graph on one machine, "
-          f"Dagster on SQLite, one run per batch as `segpipe backfill` launches them:")
+          f"Dagster on SQLite; cold: one run per batch, as the landing sensor launches them; backfill: one run over "
+          f"every batch, as `segpipe backfill` and a single-run backfill in the UI launch it:")
     print(f"  cold build {cold_s:.1f} s (per-batch stages {sum(v for k, v in cold_steps.items() if k in PER_BATCH_STEPS):.1f} s)")
     for r in runs:
         per_batch = sum(v for k, v in r["steps_s"].items() if k in PER_BATCH_STEPS)

@@ -36,12 +36,12 @@ def test_a_zip_batch_is_ingested_and_its_images_copied_into_the_store(tiny_demo,
         archive.writestr("batch.json", (folder / "batch.json").read_text().replace("b002_vendor_b_bob", "b002"))
     result = materialize_batch(tmp_path, landing, "b002")
     assert result.success
-    images = result.output_for_node("ingest_annotation_batch", "batch_images")
-    files = result.output_for_node("ingest_annotation_batch", "batch_files")
+    images = result.output_for_node("ingest_annotation_batch", "batch_images")["b002"]
+    files = result.output_for_node("ingest_annotation_batch", "batch_files")["b002"]
     assert images.height > 0 and (files["outcome"] == "read").all()
     for key in images["image_key"]:
         assert (tmp_path / "store" / key).is_file()
-    quarantine = result.output_for_node("ingest_annotation_batch", "batch_quarantine")
+    quarantine = result.output_for_node("ingest_annotation_batch", "batch_quarantine")["b002"]
     [check] = result.get_asset_check_evaluations()
     assert check.passed == quarantine.is_empty() and check.metadata["quarantined"].value == quarantine.height
 
@@ -54,7 +54,7 @@ def test_an_unsafe_archive_quarantines_without_failing_the_run(tmp_path):
         archive.writestr("../../../etc/cron.d/evil", b"* * * * * root rm -rf /")
     result = materialize_batch(tmp_path, landing, "evil")
     assert result.success
-    quarantine = result.output_for_node("ingest_annotation_batch", "batch_quarantine")
+    quarantine = result.output_for_node("ingest_annotation_batch", "batch_quarantine")["evil"]
     assert quarantine["rule"].to_list() == ["unsafe_archive_path"]
     assert "evil.zip" in quarantine["message"][0] and "cron.d" in quarantine["message"][0]
     assert not (tmp_path / "etc").exists()
@@ -67,6 +67,31 @@ def test_the_pseudonym_key_is_created_once_and_reused_across_runs(tiny_demo, tmp
     shutil.copytree(tiny_demo.landing_root / "b001_vendor_a_alice", landing / "b001_vendor_a_alice")
     first = materialize_batch(tmp_path, landing, "b001_vendor_a_alice")
     second = materialize_batch(tmp_path, landing, "b001_vendor_a_alice")
-    names = [r.output_for_node("ingest_annotation_batch", "batch_images")["annotator"].unique().to_list() for r in (first, second)]
+    names = [r.output_for_node("ingest_annotation_batch", "batch_images")["b001_vendor_a_alice"]["annotator"].unique().to_list() for r in (first, second)]
     assert names[0] == names[1] and len(names[0]) == 1 and names[0][0].startswith("annotator-")
     assert pl.Series(names[0]).str.contains("alice").sum() == 0
+
+
+def test_a_run_over_several_batches_ingests_each_into_its_own_partition(tiny_demo, tmp_path):
+    landing, store = tmp_path / "landing", tmp_path / "store"
+    batches = ["b001_vendor_a_alice", "b002_vendor_b_bob"]
+    for batch in batches:
+        shutil.copytree(tiny_demo.landing_root / batch, landing / batch)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("annotation_batches", batches)
+        result = dg.materialize(
+            [ingest_annotation_batch], instance=instance,
+            tags={"dagster/asset_partition_range_start": batches[0], "dagster/asset_partition_range_end": batches[-1]},
+            resources={
+                "landing_zone": LandingZone(root=str(landing)),
+                "object_store": ObjectStore(root=str(store)),
+                "annotator_pseudonyms": AnnotatorPseudonyms(key_file=str(tmp_path / "pseudonym.key")),
+                "io_manager": PolarsParquetIOManager(base_path=str(store / "tables")),
+            },
+        )
+    assert result.success
+    materialized = {(m.asset_key.to_user_string(), m.partition) for m in result.get_asset_materialization_events()}
+    assert {("batch_images", b) for b in batches} <= materialized
+    for batch in batches:  # one Parquet file per batch, holding that batch's entries only
+        table = pl.read_parquet(store / "tables" / "batch_images" / f"{batch}.parquet")
+        assert table.height > 0 and table["batch_id"].unique().to_list() == [batch]

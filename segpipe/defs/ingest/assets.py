@@ -1,4 +1,5 @@
 import dagster as dg
+import polars as pl
 
 from segpipe.core.errors import InputError
 from segpipe.core.ingest import IngestedBatch, ingest_batch, quarantine_unreadable_batch
@@ -25,28 +26,36 @@ def _read_batch(batch_id: str, landing_zone: LandingZone, object_store: ObjectSt
     },
     group_name="ingest",
     partitions_def=annotation_batches,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     check_specs=[dg.AssetCheckSpec(
         "entries_accepted", asset="batch_quarantine",
-        description="Every entry of the batch was accepted; lists quarantined files otherwise.")],
+        description="Every entry of the batch (of each batch, in a run over several) was accepted; lists quarantined files otherwise.")],
 )
 def ingest_annotation_batch(
     context: dg.AssetExecutionContext, landing_zone: LandingZone, object_store: ObjectStore,
     annotator_pseudonyms: AnnotatorPseudonyms,
 ):
-    """Read one landing batch; an unusable file becomes a quarantine row, never a failed run.
-    Accepted images are copied into the object store by content hash."""
-    batch = _read_batch(context.partition_key, landing_zone, object_store, annotator_pseudonyms.key())
-    quarantined = batch.quarantine.height
-    kinds = batch.shapes.group_by("kind").len().sort("kind")
-    yield dg.Output(batch.images, output_name="batch_images", metadata={
-        "entries_accepted": batch.images.height, "format": batch.source_format or "unreadable"})
-    yield dg.Output(batch.shapes, output_name="batch_shapes", metadata={
-        "shapes": batch.shapes.height, "by_kind": dg.MetadataValue.md(markdown_table(kinds))})
-    yield dg.Output(batch.quarantine, output_name="batch_quarantine", metadata={"entries_quarantined": quarantined})
-    yield dg.Output(batch.files, output_name="batch_files", metadata={
-        "files": batch.files.height, "not_read": batch.files.filter(batch.files["outcome"] != "read").height})
+    """Read each landing batch of the run; an unusable file becomes a quarantine row, never a failed
+    run. Accepted images are copied into the object store by content hash."""
+    key = annotator_pseudonyms.key()
+    batches = {batch_id: _read_batch(batch_id, landing_zone, object_store, key) for batch_id in context.partition_keys}
+    images = {b: batch.images for b, batch in batches.items()}
+    shapes = {b: batch.shapes for b, batch in batches.items()}
+    quarantine = {b: batch.quarantine for b, batch in batches.items()}
+    files = {b: batch.files for b, batch in batches.items()}
+    every_shape, every_quarantined, every_file = pl.concat(shapes.values()), pl.concat(quarantine.values()), pl.concat(files.values())
+    formats = sorted({batch.source_format or "unreadable" for batch in batches.values()})
+    yield dg.Output(images, output_name="batch_images", metadata={
+        "entries_accepted": sum(frame.height for frame in images.values()), "format": ", ".join(formats)})
+    yield dg.Output(shapes, output_name="batch_shapes", metadata={
+        "shapes": every_shape.height,
+        "by_kind": dg.MetadataValue.md(markdown_table(every_shape.group_by("kind").len().sort("kind")))})
+    yield dg.Output(quarantine, output_name="batch_quarantine", metadata={"entries_quarantined": every_quarantined.height})
+    yield dg.Output(files, output_name="batch_files", metadata={
+        "files": every_file.height, "not_read": every_file.filter(every_file["outcome"] != "read").height})
     yield dg.AssetCheckResult(
-        check_name="entries_accepted", asset_key="batch_quarantine", passed=quarantined == 0,
+        check_name="entries_accepted", asset_key="batch_quarantine", passed=every_quarantined.is_empty(),
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"quarantined": quarantined, "entries": dg.MetadataValue.md(markdown_table(batch.quarantine.head(20)))},
+        metadata={"quarantined": every_quarantined.height,
+                  "entries": dg.MetadataValue.md(markdown_table(every_quarantined.head(20)))},
     )

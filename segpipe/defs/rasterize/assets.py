@@ -10,36 +10,40 @@ from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
 
-@dg.asset(group_name="rasterize", partitions_def=annotation_batches, kinds={"polars", "png"})
+@dg.asset(group_name="rasterize", partitions_def=annotation_batches, kinds={"polars", "png"},
+          backfill_policy=dg.BackfillPolicy.single_run())
 def label_masks(
     context: dg.AssetExecutionContext,
     object_store: ObjectStore,
-    batch_images: pl.DataFrame,
-    batch_shapes: pl.DataFrame,
-) -> pl.DataFrame:
+    batch_images: dict[str, pl.DataFrame],
+    batch_shapes: dict[str, pl.DataFrame],
+) -> dict[str, pl.DataFrame]:
     """Each entry drawn once in source-label space. It does not depend on the taxonomy, so a taxonomy
     change leaves it fresh and a backfill only remaps it (see annotation_masks)."""
-    masks = rasterize_label_masks(batch_images, batch_shapes, object_store.artefacts())
+    tables = {batch: rasterize_label_masks(batch_images[batch], batch_shapes[batch], object_store.artefacts())
+              for batch in context.partition_keys}
     context.add_output_metadata({
-        "masks_written": masks["label_mask_key"].drop_nulls().len(),
-        "location": object_store.url(f"label-masks/{context.partition_key}"),
+        "batches": len(tables),
+        "masks_written": sum(frame["label_mask_key"].drop_nulls().len() for frame in tables.values()),
     })
-    return masks
+    return tables
 
 
-@dg.asset(group_name="rasterize", partitions_def=annotation_batches, kinds={"polars", "png"})
+@dg.asset(group_name="rasterize", partitions_def=annotation_batches, kinds={"polars", "png"},
+          backfill_policy=dg.BackfillPolicy.single_run())
 def annotation_masks(
     context: dg.AssetExecutionContext,
     pipeline_config: PipelineConfig,
     object_store: ObjectStore,
-    batch_images: pl.DataFrame,
-    label_masks: pl.DataFrame,
-    mapped_shapes: pl.DataFrame,
-) -> pl.DataFrame:
+    batch_images: dict[str, pl.DataFrame],
+    label_masks: dict[str, pl.DataFrame],
+    mapped_shapes: dict[str, pl.DataFrame],
+) -> dict[str, pl.DataFrame]:
     """One indexed PNG mask per accepted entry in taxonomy classes: the label mask through the
     taxonomy's lookup table, or redrawn from the shapes where a lookup cannot be exact. Masks a
     taxonomy edit leaves as they were are found in the store and not written again. With
-    `instance_masks: true`, each entry's 16-bit instance-id mask too."""
+    `instance_masks: true`, each entry's 16-bit instance-id mask too. A backfill runs every batch
+    in one step."""
     taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
     written: list[str] = []
 
@@ -47,20 +51,25 @@ def annotation_masks(
         written.append(object_store.write_bytes(key, data))
 
     store = ArtefactStore(object_store.read_bytes, write, object_store.exists)
-    masks = render_class_masks(label_masks, mapped_shapes, batch_images, taxonomy, settings.mask_encoding, store)
-    if settings.instance_masks:
-        masks = render_instance_masks(context.partition_key, masks, mapped_shapes, taxonomy, store)
-    counts = dict(masks.group_by("rendered_by").len().iter_rows())
+    tables = {}
+    for batch in context.partition_keys:
+        masks = render_class_masks(label_masks[batch], mapped_shapes[batch], batch_images[batch], taxonomy,
+                                   settings.mask_encoding, store)
+        if settings.instance_masks:
+            masks = render_instance_masks(batch, masks, mapped_shapes[batch], taxonomy, store)
+        tables[batch] = masks
+    every = pl.concat(tables.values())
+    counts = dict(every.group_by("rendered_by").len().iter_rows())
     context.add_output_metadata({
-        "masks": masks.height,
+        "batches": len(tables),
+        "masks": every.height,
         "masks_written": len(written),
-        "masks_unchanged": masks.height - len(written),
+        "masks_unchanged": every.height - len(written),
         "by_lookup": counts.get("lookup", 0),
         "redrawn": counts.get("redraw", 0),
         "mask_encoding": settings.mask_encoding,
-        "instance_masks": masks["instance_mask_key"].drop_nulls().len(),
+        "instance_masks": every["instance_mask_key"].drop_nulls().len(),
         "instance_errors": dg.MetadataValue.md(markdown_table(
-            masks.filter(pl.col("instance_error").is_not_null()).select("entry_id", "instance_error"))),
-        "location": object_store.url(f"masks/{context.partition_key}"),
+            every.filter(pl.col("instance_error").is_not_null()).select("entry_id", "instance_error"))),
     })
-    return masks
+    return tables

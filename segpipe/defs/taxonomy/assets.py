@@ -34,20 +34,31 @@ def taxonomy_spec(pipeline_config: PipelineConfig) -> dg.MaterializeResult:
 @dg.asset(
     group_name="taxonomy",
     partitions_def=annotation_batches,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[taxonomy_spec],
     kinds={"polars"},
 )
 def mapped_shapes(
-    context: dg.AssetExecutionContext, pipeline_config: PipelineConfig, batch_shapes: pl.DataFrame, batch_images: pl.DataFrame
-) -> pl.DataFrame:
-    """Shapes with their taxonomy class; unmapped labels follow the taxonomy's policy."""
+    context: dg.AssetExecutionContext,
+    pipeline_config: PipelineConfig,
+    batch_shapes: dict[str, pl.DataFrame],
+    batch_images: dict[str, pl.DataFrame],
+) -> dict[str, pl.DataFrame]:
+    """Shapes with their taxonomy class; unmapped labels follow the taxonomy's policy. A backfill
+    maps every batch in one step."""
     taxonomy = pipeline_config.taxonomy()
-    mapped = MappedShapeRecord.validate(map_labels(batch_shapes, batch_images.select("entry_id", "source"), taxonomy))
+    tables = {
+        batch: MappedShapeRecord.validate(
+            map_labels(batch_shapes[batch], batch_images[batch].select("entry_id", "source"), taxonomy))
+        for batch in context.partition_keys
+    }
     unmapped = (
-        mapped.filter(pl.col("class_id").is_null()).group_by("raw_label").len("shapes").sort("shapes", descending=True)
+        pl.concat(tables.values()).filter(pl.col("class_id").is_null())
+        .group_by("raw_label").len("shapes").sort("shapes", descending=True)
     )
     context.add_output_metadata({
+        "batches": len(tables),
         "taxonomy_version": taxonomy.taxonomy_version,
         "unmapped_labels": dg.MetadataValue.md(markdown_table(unmapped)),
     })
-    return mapped
+    return tables

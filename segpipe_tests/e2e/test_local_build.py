@@ -142,11 +142,16 @@ def test_an_alias_change_is_backfilled_into_a_new_release_without_redrawing(tiny
         env.setenv("SEGPIPE_TAXONOMY", str(taxonomy))
         cold = run_local_build(load_defs(), instance, current_environment())
         label_masks_before = {p: p.stat().st_mtime_ns for p in (tmp_path / "store" / "label-masks").rglob("*.png")}
+        class_masks_before = {p: p.stat().st_mtime_ns for p in (tmp_path / "store" / "masks").rglob("*.png")}
 
         taxonomy.write_text(taxonomy.read_text().replace("    automobile: car", "    automobile: road"))
         defs = load_defs()
         backfilled = run_taxonomy_backfill(defs, instance, current_environment())
         masks = defs.load_asset_value("annotation_masks", instance=instance, partition_key="b002_vendor_b_bob")
+        others = defs.load_asset_value("annotation_masks", instance=instance, partition_key="b001_vendor_a_alice")
+        [backfill_run] = instance.get_runs(filters=dg.RunsFilter(job_name="taxonomy_backfill_job"))
+        remapped = {record.partition_key for record in instance.fetch_materializations(
+            dg.AssetKey("annotation_masks"), limit=100).records if record.run_id == backfill_run.run_id}
 
     assert backfilled.success
     assert backfilled.release_metadata["version"] != cold.release_metadata["version"]
@@ -157,6 +162,13 @@ def test_an_alias_change_is_backfilled_into_a_new_release_without_redrawing(tiny
     assert set(masks["rendered_by"]) == {"lookup"}
     assert masks["taxonomy_version"].unique().to_list() == [new_meta["taxonomy_version"]]
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "store" / "label-masks").rglob("*.png")} == label_masks_before
+    # One run remapped every batch; masks the edit does not change (vendor_a has no `automobile`) kept
+    # their names and files, and only vendor_b's got new ones.
+    assert remapped == set(cold.batches)
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "store" / "masks").rglob("*.png")}
+    assert {p: after[p] for p in class_masks_before} == class_masks_before
+    assert all((tmp_path / "store" / key) in class_masks_before for key in others["mask_key"])
+    assert not any((tmp_path / "store" / key) in class_masks_before for key in masks["mask_key"])
 
 
 def test_instance_masks_are_released_beside_the_class_masks_when_enabled(tiny_demo, tmp_path):

@@ -61,3 +61,38 @@ def png_frame(data: bytes) -> tuple[int, int, int]:
         raise ValueError("not a PNG (no signature and IHDR chunk)")
     width, height, bit_depth = struct.unpack(">IIB", data[16:25])
     return width, height, bit_depth
+
+
+def decode_written_mask(data: bytes) -> np.ndarray | None:
+    """The 8-bit mask of a PNG as this writer makes them (grayscale or palette, Up filter on every
+    row), decoded with one inflate and a row-by-row add: about a third of Pillow's time on the same
+    file. None for any other PNG, for Pillow to read; a damaged file fails its CRC or zlib check."""
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    width, height, bit_depth, color_type, compression, filtering, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    if bit_depth != 8 or color_type not in (0, 3) or (compression, filtering, interlace) != (0, 0, 0):
+        return None
+    idat, position = [], 8
+    while position + 12 <= len(data):
+        (length,), kind = struct.unpack(">I", data[position:position + 4]), data[position + 4:position + 8]
+        payload = data[position + 8:position + 8 + length]
+        if struct.unpack(">I", data[position + 8 + length:position + 12 + length])[0] != zlib.crc32(kind + payload):
+            raise ValueError(f"PNG chunk {kind!r} at byte {position} fails its CRC")
+        if kind == b"IDAT":
+            idat.append(payload)
+        elif kind == b"IEND":
+            break
+        position += 12 + length
+    expected = height * (width + 1)
+    inflater = zlib_ng.decompressobj()
+    scanlines = inflater.decompress(b"".join(idat), expected + 1)
+    if len(scanlines) != expected or not inflater.eof:
+        return None
+    rows = np.frombuffer(scanlines, dtype=np.uint8).reshape(height, width + 1)
+    if not (rows[:, 0] == FILTER_UP).all():
+        return None
+    mask = np.empty((height, width), dtype=np.uint8)
+    mask[0] = rows[0, 1:]
+    for y in range(1, height):  # row by row: numpy's cumulative sum down axis 0 is several times slower
+        np.add(mask[y - 1], rows[y, 1:], out=mask[y])
+    return mask

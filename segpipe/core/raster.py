@@ -18,6 +18,7 @@ import polars as pl
 from PIL import Image, ImageDraw
 
 from segpipe.core.formats.annotation import BoxMask
+from segpipe.core.png import decode_written_mask
 
 
 def rasterize_shapes(
@@ -55,7 +56,11 @@ def paint_in_order(ordered: pl.DataFrame, width: int, height: int, background: i
 
 
 def decode_mask_png(data: bytes) -> np.ndarray:
-    """Read a mask as class indices, whether grayscale or palette."""
+    """Read a mask as class indices, whether grayscale or palette: segpipe's own masks by the fast
+    path of its writer, any other PNG through Pillow."""
+    mask = decode_written_mask(data)
+    if mask is not None:
+        return mask
     with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
         if image.mode not in ("L", "P"):
             raise ValueError(f"mask PNG has mode {image.mode}, expected L or P")

@@ -9,7 +9,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from segpipe.core.formats.annotation import BoxMask
-from segpipe.core.png import encode_mask_png
+from segpipe.core.png import decode_written_mask, encode_mask_png
 from segpipe.core.raster import decode_mask_png, rasterize_shapes
 
 
@@ -98,3 +98,24 @@ def test_palette_png_decodes_to_indices_and_carries_the_colours():
 def test_encoder_refuses_non_uint8_masks():
     with pytest.raises(ValueError, match="uint8"):
         encode_mask_png(np.zeros((2, 2), dtype=np.int32))
+
+
+@settings(max_examples=80, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40))), st.booleans())
+def test_the_fast_decoder_reads_the_writers_masks_exactly_as_pillow_does(mask, with_palette):
+    png = encode_mask_png(mask, [(i, 255 - i, i // 2) for i in range(256)] if with_palette else None)
+    fast = decode_written_mask(png)
+    with Image.open(io.BytesIO(png)) as image:
+        assert fast is not None and np.array_equal(fast, np.asarray(image)) and np.array_equal(fast, mask)
+
+
+def test_other_pngs_go_to_pillow_and_a_damaged_mask_is_an_error():
+    mask = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    buffer = io.BytesIO()
+    Image.fromarray(mask).save(buffer, format="PNG")  # Pillow picks its own filters per row
+    assert np.array_equal(decode_mask_png(buffer.getvalue()), mask)
+    assert decode_written_mask(buffer.getvalue()) is None or np.array_equal(decode_written_mask(buffer.getvalue()), mask)
+    damaged = bytearray(encode_mask_png(mask))
+    damaged[45] ^= 0xFF  # inside the IDAT payload
+    with pytest.raises(ValueError, match="IDAT"):
+        decode_mask_png(bytes(damaged))

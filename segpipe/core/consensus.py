@@ -73,6 +73,46 @@ def pixel_accuracy(mask: np.ndarray, gold: np.ndarray, ignore_index: int) -> flo
     return float((mask[labelled] == gold[labelled]).mean())
 
 
+def label_boundaries(mask: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour of another value (both sides of every edge between labels)."""
+    edge = np.zeros(mask.shape, dtype=bool)
+    vertical, horizontal = mask[1:] != mask[:-1], mask[:, 1:] != mask[:, :-1]
+    edge[1:] |= vertical
+    edge[:-1] |= vertical
+    edge[:, 1:] |= horizontal
+    edge[:, :-1] |= horizontal
+    return edge
+
+
+def _dilate(binary: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation by a (2r+1)-pixel square, as two separable passes of shifted ORs."""
+    out = binary.copy()
+    for shift in range(1, radius + 1):
+        out[shift:] |= binary[:-shift]
+        out[:-shift] |= binary[shift:]
+    rows = out.copy()
+    for shift in range(1, radius + 1):
+        out[:, shift:] |= rows[:, :-shift]
+        out[:, :-shift] |= rows[:, shift:]
+    return out
+
+
+def boundary_f1(mask: np.ndarray, gold: np.ndarray, ignore_index: int, tolerance: int) -> float:
+    """F1 of the mask's label boundaries against gold's, a boundary pixel counting as matched when
+    the other has one within `tolerance` pixels (chessboard distance). Only gold-labelled pixels
+    take part, as in pixel_accuracy: where gold is ignore, the mask's labels are not judged. IoU
+    misses a sloppy outline on a large region; this measures the outline itself."""
+    judged = np.where(gold == ignore_index, np.uint8(ignore_index), mask)
+    ours, theirs = label_boundaries(judged), label_boundaries(gold)
+    if not ours.any() and not theirs.any():
+        return 1.0
+    if not ours.any() or not theirs.any():
+        return 0.0
+    precision = float((ours & _dilate(theirs, tolerance)).sum() / ours.sum())
+    recall = float((theirs & _dilate(ours, tolerance)).sum() / theirs.sum())
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
 def agreement(masks: list[np.ndarray], ignore_index: int) -> float:
     """Mean pairwise mean IoU between annotators of one image."""
     return float(np.mean([mean_iou(a, b, ignore_index) for a, b in combinations(masks, 2)]))
@@ -93,7 +133,8 @@ def _image_outcome(
         for annotator, key in workers:
             mask = load(key)
             scores.append({"annotator": annotator, "iou": mean_iou(mask, gold, ignore_index),
-                           "accuracy": pixel_accuracy(mask, gold, ignore_index)})
+                           "accuracy": pixel_accuracy(mask, gold, ignore_index),
+                           "boundary_f1": boundary_f1(mask, gold, ignore_index, settings.boundary_tolerance)})
         return {"scores": scores, "agreement": None, "fused_key": None}
     masks = [load(key) for _, key in workers]
     png = encode_mask_png(fuse_masks(masks, settings.quorum, ignore_index), palette)
@@ -116,7 +157,7 @@ def build_consensus(
     masks are encoded with `palette` when given (palette PNG), else as grayscale.
     """
     encoding = bytes(v for rgb in palette for v in rgb) if palette else b"grayscale"
-    settings_key = orjson.dumps([settings.quorum, ignore_index])
+    settings_key = orjson.dumps([settings.quorum, settings.boundary_tolerance, ignore_index])
     images, scores = [], []
     for image_id, group in entries.sort("image_id", "annotator", "mask_key").group_by("image_id", maintain_order=True):
         image_id = image_id[0]
@@ -152,12 +193,14 @@ def build_consensus(
                         "instance_mask_key": pl.String, "status": pl.String}
     consensus = ConsensusRecord.validate(pl.DataFrame(images, schema=consensus_schema))
     return consensus, leaderboard(pl.DataFrame(scores, schema={
-        "annotator": pl.String, "image_id": pl.String, "iou": pl.Float64, "accuracy": pl.Float64}))
+        "annotator": pl.String, "image_id": pl.String, "iou": pl.Float64, "accuracy": pl.Float64,
+        "boundary_f1": pl.Float64}))
 
 
 def leaderboard(scores: pl.DataFrame) -> pl.DataFrame:
     """Per-annotator honeypot score, best first."""
     board = scores.group_by("annotator").agg(
         pl.len().alias("n_honeypots"), pl.col("iou").mean().alias("mean_iou"), pl.col("accuracy").mean().alias("pixel_accuracy"),
+        pl.col("boundary_f1").mean().alias("boundary_f1"),
     ).sort("mean_iou", "annotator", descending=[True, False])
     return AnnotatorScoreRecord.validate(board.with_columns(pl.col("n_honeypots").cast(pl.Int64)))

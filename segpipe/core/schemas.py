@@ -191,6 +191,7 @@ class AnnotatorScoreRecord(pa.DataFrameModel):
     n_honeypots: int = pa.Field(gt=0)
     mean_iou: float = pa.Field(ge=0.0, le=1.0)
     pixel_accuracy: float = pa.Field(ge=0.0, le=1.0)
+    boundary_f1: float = pa.Field(ge=0.0, le=1.0)  # at consensus.boundary_tolerance_px
 
     class Config:
         strict = True

@@ -22,6 +22,7 @@ class QaSettings:
 class ConsensusSettings:
     quorum: float
     min_agreement: float
+    boundary_tolerance: int = 2  # pixels: how far a boundary may stray from gold's and still match
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
     if not isinstance(instance_masks, bool):
         raise ConfigError(f"{origin}: instance_masks must be true or false, got {instance_masks!r}")
     qa = _section(top["qa"], f"{origin}: qa", {"max_unlabeled_fraction", "max_error_failures"})
-    consensus = _section(top["consensus"], f"{origin}: consensus", {"quorum", "min_agreement"})
+    consensus = _section(top["consensus"], f"{origin}: consensus", {"quorum", "min_agreement"},
+                         {"boundary_tolerance_px"})
     sampling = _section(top["sampling"], f"{origin}: sampling", {"seed", "stratify_by", "group_by", "splits"})
     splits = sampling["splits"]
     if not isinstance(splits, dict) or set(splits) != set(SPLITS):
@@ -78,6 +80,7 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
         consensus=ConsensusSettings(
             quorum=_fraction(consensus["quorum"], f"{origin}: consensus.quorum"),
             min_agreement=_fraction(consensus["min_agreement"], f"{origin}: consensus.min_agreement"),
+            boundary_tolerance=_count(consensus.get("boundary_tolerance_px", 2), f"{origin}: consensus.boundary_tolerance_px"),
         ),
         sampling=SamplingSettings(
             seed=_count(sampling["seed"], f"{origin}: sampling.seed"),

@@ -1,9 +1,12 @@
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from segpipe.core.artefact_keys import ArtefactStore
-from segpipe.core.consensus import agreement, build_consensus, fuse_masks, mean_iou, pixel_accuracy
+from segpipe.core.consensus import agreement, boundary_f1, build_consensus, fuse_masks, mean_iou, pixel_accuracy
 from segpipe.core.png import encode_mask_png
 from segpipe.core.raster import decode_mask_png
 from segpipe.core.settings import ConsensusSettings
@@ -72,7 +75,8 @@ def test_build_consensus_prefers_gold_fuses_several_and_sends_disagreement_to_re
         "g": "gold-i", "agree": None, "clash": None, "one": "solo-i"}
     fused = {image_id: decode_mask_png(objects[by_id[image_id]["mask_key"]]) for image_id in ("agree", "clash")}
     assert (fused["agree"] == 1).all() and (fused["clash"] == IGNORE).all()
-    assert scores.to_dicts() == [{"annotator": "alice", "n_honeypots": 1, "mean_iou": 1.0, "pixel_accuracy": 1.0}]
+    assert scores.to_dicts() == [
+        {"annotator": "alice", "n_honeypots": 1, "mean_iou": 1.0, "pixel_accuracy": 1.0, "boundary_f1": 1.0}]
 
 
 def test_a_rerun_on_unchanged_masks_reuses_each_outcome_and_a_changed_mask_is_fused_again():
@@ -110,3 +114,44 @@ def test_fast_vote_equals_a_per_class_count():
             if votes[0][0] >= max(1, int(np.ceil(quorum * 4))) and votes[0][0] > votes[1][0]:
                 expected[y, x] = votes[0][1]
         assert np.array_equal(fuse_masks(masks, quorum, IGNORE), expected)
+
+
+def brute_force_boundary_f1(mask: np.ndarray, gold: np.ndarray, tolerance: int) -> float:
+    """The definition, pixel by pixel: a boundary pixel has a 4-neighbour of another label; it
+    matches when the other mask has a boundary pixel within `tolerance` (chessboard distance)."""
+    judged = np.where(gold == IGNORE, IGNORE, mask)
+
+    def boundary(m):
+        h, w = m.shape
+        return {(y, x) for y in range(h) for x in range(w)
+                if any(0 <= y + dy < h and 0 <= x + dx < w and m[y + dy, x + dx] != m[y, x]
+                       for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)))}
+
+    ours, theirs = boundary(judged), boundary(gold)
+    if not ours and not theirs:
+        return 1.0
+    if not ours or not theirs:
+        return 0.0
+
+    def matched(a, b):
+        return sum(any(max(abs(y - v), abs(x - u)) <= tolerance for v, u in b) for y, x in a)
+
+    precision, recall = matched(ours, theirs) / len(ours), matched(theirs, ours) / len(theirs)
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.uint8, (9, 11), elements=st.sampled_from([0, 1, 2, IGNORE])),
+       arrays(np.uint8, (9, 11), elements=st.sampled_from([0, 1, 2, IGNORE])), st.integers(0, 3))
+def test_boundary_f1_is_the_definition_computed_by_brute_force(mask, gold, tolerance):
+    assert boundary_f1(mask, gold, IGNORE, tolerance) == pytest.approx(brute_force_boundary_f1(mask, gold, tolerance))
+
+
+def test_boundary_f1_forgives_a_shift_within_the_tolerance_and_not_beyond():
+    gold = np.zeros((40, 40), np.uint8)
+    gold[10:30, 10:30] = 1
+    shifted = np.roll(gold, 2, axis=1)
+    assert boundary_f1(gold, gold, IGNORE, 0) == 1.0
+    assert boundary_f1(shifted, gold, IGNORE, 2) == 1.0
+    assert boundary_f1(shifted, gold, IGNORE, 1) < 1.0
+    assert mean_iou(shifted, gold, IGNORE) < 1.0  # IoU sees the shift at any tolerance

@@ -199,3 +199,25 @@ def test_instance_masks_are_released_beside_the_class_masks_when_enabled(tiny_de
             assert not ((instances >= 1000) & ~np.isin(instances // 1000, [7, 8])).any()
             most_cars = max(most_cars, len({v for v in np.unique(instances).tolist() if v // 1000 == 8}))
     assert most_cars >= 2  # cars in one street are numbered apart
+
+
+def test_the_careless_annotator_ranks_last_on_honeypots(demo_build, ground_truth):
+    tables = demo_build.store / "tables"
+    name_of = {}
+    for batch in ground_truth["batches"]:
+        images = pl.read_parquet(tables / "batch_images" / f"{batch['batch_id']}.parquet")
+        name_of.update(dict.fromkeys(images["annotator"].unique().to_list(), batch["annotator"]))
+    board = pl.read_parquet(tables / "annotator_scores.parquet").with_columns(
+        pl.col("annotator").replace_strict(name_of).alias("name"))
+    assert board["name"].to_list()[-1] == "carol"  # sorted by mean IoU, best first
+    by_name = {row["name"]: row for row in board.iter_rows(named=True)}
+    assert set(by_name) == {"alice", "bob", "carol"}
+    assert by_name["carol"]["boundary_f1"] < min(by_name["alice"]["boundary_f1"], by_name["bob"]["boundary_f1"])
+    assert all(row["n_honeypots"] > 0 for row in by_name.values())
+
+
+def test_honeypot_images_are_released_only_under_their_gold_labels(demo_build, ground_truth):
+    manifest = pl.read_parquet(Path(demo_build.outcome.release_metadata["release"]) / "manifest.parquet")
+    honeypots = manifest.filter(pl.col("original_file_name").str.split("/").list.last().is_in(ground_truth["honeypots"]))
+    assert honeypots.height > 0
+    assert set(honeypots["mask_source"]) == {"gold"}

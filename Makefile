@@ -34,6 +34,7 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 bench: install
 	$(BIN)/python -m segpipe_tests.bench.rasterize
 	$(BIN)/python -m segpipe_tests.bench.ingest
+	$(BIN)/python -m segpipe_tests.bench.consensus
 	$(BIN)/python -m segpipe_tests.bench.backfill
 
 clean:

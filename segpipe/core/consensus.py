@@ -9,7 +9,8 @@ under a digest of its masks' content-derived keys and the settings, so a rerun a
 edit decodes and fuses only the images whose masks the edit changed.
 """
 
-from itertools import combinations
+from itertools import combinations, groupby
+from operator import itemgetter
 
 import numpy as np
 import orjson
@@ -24,45 +25,77 @@ from segpipe.core.settings import ConsensusSettings
 CLASS_VALUES = 256
 
 
-def fuse_masks(masks: list[np.ndarray], quorum: float, ignore_index: int) -> np.ndarray:
+def disputed_pixels(masks: list[np.ndarray]) -> np.ndarray:
+    """Flat indices of the pixels not every mask labels alike: annotators agree on most of a frame,
+    and fusion and IoU need to look only at the rest."""
+    unanimous = np.ones(masks[0].shape, dtype=bool)
+    for other in masks[1:]:
+        unanimous &= masks[0] == other
+    return np.flatnonzero(~unanimous)
+
+
+def fuse_masks(masks: list[np.ndarray], quorum: float, ignore_index: int, disputed: np.ndarray | None = None) -> np.ndarray:
     """Plurality vote over masks of one image; ignore-index votes abstain.
 
-    Votes are counted per annotator rather than per class: votes[i] is how many annotators chose
-    the class annotator i chose, so the cost grows with annotators squared, not with classes."""
-    valid = [mask != ignore_index for mask in masks]
-    votes = []
-    for mask in masks:
-        count = np.zeros(mask.shape, dtype=np.uint8)
-        for other, other_valid in zip(masks, valid, strict=True):
-            count += (mask == other) & other_valid
-        votes.append(count)
-    best = np.zeros(masks[0].shape, dtype=np.uint8)
-    winner = np.full(masks[0].shape, ignore_index, dtype=np.uint8)
-    for mask, count, labelled in zip(masks, votes, valid, strict=True):
-        ahead = labelled & (count > best)
-        best = np.where(ahead, count, best)
-        winner = np.where(ahead, mask, winner)
-    contested = np.zeros(masks[0].shape, dtype=bool)
-    for mask, count, labelled in zip(masks, votes, valid, strict=True):
-        contested |= labelled & (count == best) & (mask != winner)
+    A pixel all annotators label alike wins with every vote (and `needed` never exceeds the
+    annotators), so only the disputed pixels are counted, per annotator rather than per class:
+    votes[i] is how many annotators chose the class annotator i chose."""
     needed = max(1, int(np.ceil(quorum * len(masks))))
+    disputed = disputed_pixels(masks) if disputed is None else disputed
+    fused = masks[0].copy()
+    fused.ravel()[disputed] = _vote(np.stack([mask.ravel()[disputed] for mask in masks]), needed, ignore_index)
+    return fused
+
+
+def _vote(stack: np.ndarray, needed: int, ignore_index: int) -> np.ndarray:
+    """The plurality class of each column of an (annotators, pixels) stack, or ignore when it is
+    not unique or has fewer than `needed` votes."""
+    valid = stack != ignore_index
+    votes = np.zeros(stack.shape, dtype=np.uint8)
+    for i, j in np.ndindex(len(stack), len(stack)):
+        votes[i] += (stack[i] == stack[j]) & valid[j]
+    votes[~valid] = 0
+    leader = votes.argmax(axis=0)[None]
+    best = np.take_along_axis(votes, leader, axis=0)[0]
+    winner = np.take_along_axis(stack, leader, axis=0)[0]
+    contested = ((votes == best) & (stack != winner) & valid).any(axis=0)
     return np.where((best >= needed) & ~contested, winner, np.uint8(ignore_index)).astype(np.uint8)
 
 
-def confusion(a: np.ndarray, b: np.ndarray, ignore_index: int) -> np.ndarray:
-    """256x256 pixel counts of (class in a, class in b) over pixels both masks label."""
-    both = (a != ignore_index) & (b != ignore_index)
-    pairs = a[both].astype(np.int32) * CLASS_VALUES + b[both]
-    return np.bincount(pairs, minlength=CLASS_VALUES * CLASS_VALUES).reshape(CLASS_VALUES, CLASS_VALUES)
+def class_pixel_counts(mask: np.ndarray) -> np.ndarray:
+    return np.bincount(mask.ravel(), minlength=CLASS_VALUES)
 
 
-def mean_iou(a: np.ndarray, b: np.ndarray, ignore_index: int) -> float:
+def class_iou(
+    a: np.ndarray, b: np.ndarray, ignore_index: int,
+    a_pixels: np.ndarray | None = None, b_pixels: np.ndarray | None = None, where: np.ndarray | None = None,
+) -> dict[int, float]:
+    """IoU of every class either mask uses, on the pixels both masks label.
+
+    Counted from the pixels where the masks differ (`where`: flat indices of a superset of them,
+    such as an image's disputed pixels; found by one comparison when not given), which are a small
+    share of the frame: with each mask's pixels per class given (class_pixels, known when the mask
+    was made), nothing else is counted."""
+    a_pixels = class_pixel_counts(a) if a_pixels is None else np.asarray(a_pixels, dtype=np.int64)
+    b_pixels = class_pixel_counts(b) if b_pixels is None else np.asarray(b_pixels, dtype=np.int64)
+    where = np.flatnonzero(a != b) if where is None else where
+    a_sub, b_sub = a.ravel()[where], b.ravel()[where]
+    a_both = a_pixels - np.bincount(a_sub[b_sub == ignore_index], minlength=CLASS_VALUES)
+    b_both = b_pixels - np.bincount(b_sub[a_sub == ignore_index], minlength=CLASS_VALUES)
+    differ = (a_sub != b_sub) & (a_sub != ignore_index) & (b_sub != ignore_index)
+    intersection = a_both - np.bincount(a_sub[differ], minlength=CLASS_VALUES)
+    a_both[ignore_index] = b_both[ignore_index] = intersection[ignore_index] = 0
+    union = a_both + b_both - intersection
+    return {int(c): float(intersection[c] / union[c]) for c in np.flatnonzero(union)}
+
+
+def mean_iou(
+    a: np.ndarray, b: np.ndarray, ignore_index: int,
+    a_pixels: np.ndarray | None = None, b_pixels: np.ndarray | None = None, where: np.ndarray | None = None,
+) -> float:
     """Mean IoU over the classes either mask uses, on pixels both masks label."""
-    counts = confusion(a, b, ignore_index)
-    intersection = np.diag(counts)
-    union = counts.sum(axis=0) + counts.sum(axis=1) - intersection
-    used = union > 0
-    return float((intersection[used] / union[used]).mean()) if used.any() else 0.0
+    ious = class_iou(a, b, ignore_index, a_pixels, b_pixels, where)
+    return float(np.mean(list(ious.values()))) if ious else 0.0
 
 
 def pixel_accuracy(mask: np.ndarray, gold: np.ndarray, ignore_index: int) -> float:
@@ -113,14 +146,20 @@ def boundary_f1(mask: np.ndarray, gold: np.ndarray, ignore_index: int, tolerance
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
-def agreement(masks: list[np.ndarray], ignore_index: int) -> float:
-    """Mean pairwise mean IoU between annotators of one image."""
-    return float(np.mean([mean_iou(a, b, ignore_index) for a, b in combinations(masks, 2)]))
+def agreement(
+    masks: list[np.ndarray], ignore_index: int, pixels: list[np.ndarray] | None = None,
+    disputed: np.ndarray | None = None,
+) -> float:
+    """Mean pairwise mean IoU between annotators of one image (pixels: each mask's class_pixels;
+    disputed: the image's disputed pixels, see disputed_pixels)."""
+    counts = pixels if pixels is not None else [None] * len(masks)
+    return float(np.mean([mean_iou(a, b, ignore_index, a_pixels, b_pixels, disputed)
+                          for (a, a_pixels), (b, b_pixels) in combinations(zip(masks, counts, strict=True), 2)]))
 
 
 def _image_outcome(
-    image_id: str, gold_key: str | None, workers: list[tuple[str, str]], store: ArtefactStore,
-    settings: ConsensusSettings, ignore_index: int, palette: list[tuple[int, int, int]] | None,
+    image_id: str, gold_key: str | None, workers: list[tuple[str, str]], pixels_of: dict[str, list[int]],
+    store: ArtefactStore, settings: ConsensusSettings, ignore_index: int, palette: list[tuple[int, int, int]] | None,
 ) -> dict:
     """Honeypot scores against gold, or the fused mask and agreement of several annotators; a
     single annotator's mask needs neither."""
@@ -132,15 +171,18 @@ def _image_outcome(
         scores = []
         for annotator, key in workers:
             mask = load(key)
-            scores.append({"annotator": annotator, "iou": mean_iou(mask, gold, ignore_index),
+            scores.append({"annotator": annotator,
+                           "iou": mean_iou(mask, gold, ignore_index, pixels_of[key], pixels_of[gold_key]),
                            "accuracy": pixel_accuracy(mask, gold, ignore_index),
                            "boundary_f1": boundary_f1(mask, gold, ignore_index, settings.boundary_tolerance)})
         return {"scores": scores, "agreement": None, "fused_key": None}
     masks = [load(key) for _, key in workers]
-    png = encode_mask_png(fuse_masks(masks, settings.quorum, ignore_index), palette)
+    disputed = disputed_pixels(masks)
+    png = encode_mask_png(fuse_masks(masks, settings.quorum, ignore_index, disputed), palette)
     fused_key = f"masks/fused/{image_id}-{content_digest(png)}.png"
     store.write_once(fused_key, png)
-    return {"scores": [], "agreement": agreement(masks, ignore_index), "fused_key": fused_key}
+    pixels = [np.asarray(pixels_of[key], dtype=np.int64) for _, key in workers]
+    return {"scores": [], "agreement": agreement(masks, ignore_index, pixels, disputed), "fused_key": fused_key}
 
 
 def build_consensus(
@@ -152,18 +194,24 @@ def build_consensus(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Decide each image's released mask and score annotators on honeypots.
 
-    `entries` are usable masks (columns image_id, annotator, is_gold, mask_key, instance_mask_key). Gold wins
-    where it exists; otherwise two or more annotators are fused, one is released as is. Fused
-    masks are encoded with `palette` when given (palette PNG), else as grayscale.
+    `entries` are usable masks (columns image_id, annotator, is_gold, mask_key, instance_mask_key,
+    class_pixels). Gold wins where it exists; otherwise two or more annotators are fused, one is
+    released as is. Fused masks are encoded with `palette` when given (palette PNG), else as grayscale.
     """
     encoding = bytes(v for rgb in palette for v in rgb) if palette else b"grayscale"
     settings_key = orjson.dumps([settings.quorum, settings.boundary_tolerance, ignore_index])
     images, scores = [], []
-    for image_id, group in entries.sort("image_id", "annotator", "mask_key").group_by("image_id", maintain_order=True):
-        image_id = image_id[0]
-        gold = group.filter(pl.col("is_gold"))["mask_key"].to_list()
-        workers = list(group.filter(~pl.col("is_gold")).select("annotator", "mask_key").iter_rows())
-        instance_keys = dict(group.select("mask_key", "instance_mask_key").iter_rows())
+    rows = entries.sort("image_id", "annotator", "mask_key").select(
+        "image_id", "annotator", "is_gold", "mask_key", "instance_mask_key", "class_pixels").iter_rows()
+    instance_keys, pixels_of = {}, {}
+    for image_id, group in groupby(rows, key=itemgetter(0)):
+        gold, workers = [], []
+        for _, annotator, is_gold, mask_key, instance_key, pixels in group:
+            if is_gold:
+                gold.append(mask_key)
+            else:
+                workers.append((annotator, mask_key))
+            instance_keys[mask_key], pixels_of[mask_key] = instance_key, pixels
         row = {"image_id": image_id, "n_annotators": len(workers), "annotators": [a for a, _ in workers],
                "agreement": None}
         gold_key = gold[0] if gold else None
@@ -178,7 +226,7 @@ def build_consensus(
         memo = f"consensus/{image_id}-{content_digest(orjson.dumps([gold_key, workers]), settings_key, encoding)}.json"
         outcome = store.recall(memo)
         if outcome is None:
-            outcome = _image_outcome(image_id, gold_key, workers, store, settings, ignore_index, palette)
+            outcome = _image_outcome(image_id, gold_key, workers, pixels_of, store, settings, ignore_index, palette)
             store.remember(memo, outcome)
         scores.extend({**score, "image_id": image_id} for score in outcome["scores"])
         if gold_key is not None:

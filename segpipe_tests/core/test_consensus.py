@@ -6,7 +6,15 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from segpipe.core.artefact_keys import ArtefactStore
-from segpipe.core.consensus import agreement, boundary_f1, build_consensus, fuse_masks, mean_iou, pixel_accuracy
+from segpipe.core.consensus import (
+    agreement,
+    boundary_f1,
+    build_consensus,
+    class_iou,
+    fuse_masks,
+    mean_iou,
+    pixel_accuracy,
+)
 from segpipe.core.png import encode_mask_png
 from segpipe.core.raster import decode_mask_png
 from segpipe.core.settings import ConsensusSettings
@@ -59,6 +67,8 @@ def consensus_inputs() -> tuple[pl.DataFrame, dict[str, bytes]]:
         "mask_key": ["gold", "x1", "a", "b", "c", "d", "solo"],
         "instance_mask_key": ["gold-i", "x1-i", "a-i", "b-i", "c-i", "d-i", "solo-i"],
     })
+    entries = entries.with_columns(pl.Series("class_pixels", [
+        np.bincount(masks[key].ravel(), minlength=256).tolist() for key in entries["mask_key"]]))
     return entries, {key: encode_mask_png(mask) for key, mask in masks.items()}
 
 
@@ -97,6 +107,8 @@ def test_a_rerun_on_unchanged_masks_reuses_each_outcome_and_a_changed_mask_is_fu
     objects["d2"] = encode_mask_png(np.full((4, 4), 2, np.uint8))  # now agrees with "c"
     reads.clear()
     changed = entries.with_columns(pl.col("mask_key").replace({"d": "d2"}))
+    changed = changed.with_columns(pl.when(pl.col("mask_key") == "d2").then(pl.lit([0, 0, 16] + [0] * 253))
+                                   .otherwise(pl.col("class_pixels")).alias("class_pixels"))
     images, _ = build_consensus(changed, store, settings, IGNORE)
     clash = images.filter(pl.col("image_id") == "clash").row(0, named=True)
     assert (clash["status"], clash["agreement"]) == ("accepted", 1.0)
@@ -155,3 +167,54 @@ def test_boundary_f1_forgives_a_shift_within_the_tolerance_and_not_beyond():
     assert boundary_f1(shifted, gold, IGNORE, 2) == 1.0
     assert boundary_f1(shifted, gold, IGNORE, 1) < 1.0
     assert mean_iou(shifted, gold, IGNORE) < 1.0  # IoU sees the shift at any tolerance
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.uint8, (7, 9), elements=st.sampled_from([0, 1, 2, 5, IGNORE])),
+       arrays(np.uint8, (7, 9), elements=st.sampled_from([0, 1, 2, 5, IGNORE])))
+def test_class_iou_from_the_differing_pixels_equals_a_full_confusion_count(a, b):
+    both = (a != IGNORE) & (b != IGNORE)
+    expected = {}
+    for c in sorted(set(a[both].tolist()) | set(b[both].tolist())):
+        expected[c] = float(((a == c) & (b == c) & both).sum() / (((a == c) | (b == c)) & both).sum())
+    pixels = [np.bincount(m.ravel(), minlength=256) for m in (a, b)]
+    assert class_iou(a, b, IGNORE) == pytest.approx(expected)
+    assert class_iou(a, b, IGNORE, *pixels) == pytest.approx(expected)
+    # Any superset of the differing pixels gives the same (an image's disputed pixels, or all of them).
+    assert class_iou(a, b, IGNORE, *pixels, where=np.arange(a.size)) == pytest.approx(expected)
+
+
+def run_consensus(masks_by_image: dict[str, list[np.ndarray]], settings=ConsensusSettings(0.5, 0.6)):
+    rows, objects = [], {}
+    for image_id, masks in masks_by_image.items():
+        for n, mask in enumerate(masks):
+            key = f"{image_id}-{n}"
+            objects[key] = encode_mask_png(mask)
+            rows.append({"image_id": image_id, "annotator": f"ann{n}", "is_gold": False, "mask_key": key,
+                         "instance_mask_key": None, "class_pixels": np.bincount(mask.ravel(), minlength=256).tolist()})
+    images, _ = build_consensus(pl.DataFrame(rows), ArtefactStore.in_memory(objects), settings, IGNORE)
+    return {r["image_id"]: {**r, "fused": decode_mask_png(objects[r["mask_key"]])} for r in images.iter_rows(named=True)}
+
+
+def test_constructed_cases_give_the_exact_agreement_fused_pixels_and_review_decision():
+    halves = np.full((10, 10), 2, np.uint8)
+    halves[:, :5] = 1
+    shifted = np.full((10, 10), 2, np.uint8)
+    shifted[:, :6] = 1  # one column more of class 1
+    uniform = np.ones((10, 10), np.uint8)
+    disputed = uniform.copy()
+    disputed[4:6, 4:6] = 2
+    out = run_consensus({"same": [halves, halves.copy()], "shift": [halves, halves.copy(), shifted],
+                         "dispute": [uniform, disputed]})
+
+    assert out["same"]["agreement"] == 1.0 and np.array_equal(out["same"]["fused"], halves)
+    # halves vs shifted: class 1 IoU 50/60, class 2 IoU 40/50; the pair of identical masks scores 1.
+    one_pair = (50 / 60 + 40 / 50) / 2
+    assert out["shift"]["agreement"] == pytest.approx((1 + 2 * one_pair) / 3)
+    assert out["shift"]["status"] == "accepted" and np.array_equal(out["shift"]["fused"], halves)  # 2 votes to 1
+    # Two annotators, a 2x2 region in dispute: class 1 IoU 96/100, class 2 IoU 0/4; the tie becomes ignore.
+    assert out["dispute"]["agreement"] == pytest.approx((96 / 100 + 0) / 2)
+    assert out["dispute"]["status"] == "low_agreement"
+    expected = uniform.copy()
+    expected[4:6, 4:6] = IGNORE
+    assert np.array_equal(out["dispute"]["fused"], expected)

@@ -1,0 +1,119 @@
+"""QA and consensus per image at 2048x1024 with three annotators, against the rasterize stage.
+
+Run with `make bench` (or `python -m segpipe_tests.bench.consensus [--scenes N]`). Data: the
+Cityscapes-style scenes of the rasterize bench (segpipe_tests/bench/rasterize.py, same cache).
+Each scene is rasterized by segpipe (reader, table, mapping, rasterize_shapes) into the first
+annotator's mask; the second annotator's is the same mask one pixel to the right (every boundary
+disputed), the third's relabels a few blocks (regions in dispute). For each image, on one core:
+- rasterize stage: paint + encode of the three masks (what the three annotators cost upstream);
+then, as the pipeline runs them, over every image at once, the time shared out per image:
+- QA: evaluate_entries on all entries (their class_pixels come from rasterization);
+- consensus: build_consensus on a fresh in-memory store, so every image is fused and scored
+  cold: three PNG decodes, the vote, three pairwise IoUs, the fused PNG and its outcome.
+Target (issue 5): QA + consensus per image no slower than the rasterize stage per image.
+Results: $SEGPIPE_HOME/bench/consensus.json.
+"""
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import polars as pl
+
+from segpipe.core.artefact_keys import ArtefactStore
+from segpipe.core.consensus import build_consensus
+from segpipe.core.label_masks import class_pixels
+from segpipe.core.png import encode_mask_png
+from segpipe.core.qa import evaluate_entries
+from segpipe.core.settings import ConsensusSettings, QaSettings
+from segpipe_tests.bench.rasterize import OneFileSource, ensure_data, json_files
+
+ANNOTATORS = 3
+
+
+def annotator_masks(first: np.ndarray, rng: np.random.Generator, ignore_index: int) -> list[np.ndarray]:
+    shifted = np.roll(first, 1, axis=1)
+    relabelled = first.copy()
+    height, width = first.shape
+    for _ in range(6):
+        y, x = int(rng.integers(0, height - 120)), int(rng.integers(0, width - 160))
+        relabelled[y:y + 120, x:x + 160] = rng.choice([v for v in np.unique(first).tolist() if v != ignore_index])
+    return [first, shifted, relabelled]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=20)
+    home = Path(os.environ.get("SEGPIPE_HOME", Path.cwd() / ".segpipe"))
+    parser.add_argument("--cache", type=Path, default=home / "bench" / "cache")
+    args = parser.parse_args()
+    from segpipe.core.formats import ReaderOptions
+    from segpipe.core.formats.cityscapes import CITYSCAPES
+    from segpipe.core.raster import rasterize_shapes
+    from segpipe.core.shape_table import ShapeTableBuilder
+    from segpipe.core.taxonomy import map_labels
+    from segpipe_tests.bench.cityscapes_scenes import cityscapes_taxonomy
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    taxonomy, _, source = cityscapes_taxonomy()
+    ignore = taxonomy.ignore_index
+    files = json_files(ensure_data(args.cache, 4 * 40, 2048, 1024, 0))[:args.scenes]
+    rng = np.random.default_rng(0)
+    rows, frames, objects = [], [], {}
+    qa_settings, consensus_settings = QaSettings(0.05, 0), ConsensusSettings(0.5, 0.6)
+    for index, path in enumerate(files):
+        [image] = CITYSCAPES.read(OneFileSource(path), [path.name], ReaderOptions())
+        builder = ShapeTableBuilder()
+        builder.add("e", image.shapes)
+        mapped = map_labels(builder.frame(), pl.DataFrame({"entry_id": ["e"], "source": [source]}), taxonomy)
+        start = time.perf_counter()
+        first = rasterize_shapes(mapped, image.width, image.height, ignore)
+        raster_one = (time.perf_counter() - start) * 1000
+        masks = annotator_masks(first, rng, ignore)
+        start = time.perf_counter()
+        pngs = [encode_mask_png(mask) for mask in masks]
+        encode_ms = (time.perf_counter() - start) * 1000
+        keys = [f"img{index}-m{n}" for n in range(ANNOTATORS)]
+        objects.update(zip(keys, pngs, strict=True))
+        frames.append(pl.DataFrame({
+            "entry_id": [f"img{index}-e{n}" for n in range(ANNOTATORS)], "batch_id": "b", "file_name": path.name,
+            "image_id": f"img{index}", "annotator": [f"ann{n}" for n in range(ANNOTATORS)], "is_gold": False,
+            "mask_key": keys, "instance_mask_key": None, "width": image.width, "height": image.height,
+            "class_pixels": [class_pixels(mask) for mask in masks],
+        }, schema_overrides={"instance_mask_key": pl.String}))
+        rows.append({"raster_ms": ANNOTATORS * raster_one + encode_ms})
+    # As the pipeline runs them: QA over every entry at once, consensus over every image at once.
+    entries = pl.concat(frames)
+    unmapped = pl.DataFrame(schema={"entry_id": pl.String, "raw_label": pl.String})
+    start = time.perf_counter()
+    evaluate_entries(entries, unmapped, taxonomy, qa_settings)
+    qa_ms = (time.perf_counter() - start) * 1000 / len(files)
+    start = time.perf_counter()
+    images, _ = build_consensus(entries, ArtefactStore.in_memory(objects), consensus_settings, ignore)
+    consensus_ms = (time.perf_counter() - start) * 1000 / len(files)
+    for row in rows:
+        row.update(qa_ms=qa_ms, consensus_ms=consensus_ms)
+    agreements = images["agreement"].to_list()
+    median = {k: statistics.median(r[k] for r in rows) for k in ("raster_ms", "qa_ms", "consensus_ms")}
+    ratio = (median["qa_ms"] + median["consensus_ms"]) / median["raster_ms"]
+    print(f"\nQA and consensus benchmark: {len(rows)} images at 2048x1024, {ANNOTATORS} annotators each, one core")
+    print(f"  rasterize stage (3 masks: paint and encode)           {median['raster_ms']:7.2f} ms/image")
+    print(f"  QA (6 rules on 3 entries)                            {median['qa_ms']:7.2f} ms/image")
+    print(f"  consensus (decode 3, vote, 3 pairwise IoUs, fused PNG) {median['consensus_ms']:5.2f} ms/image, "
+          f"{1000 / (median['qa_ms'] + median['consensus_ms']):.0f} images/s with QA")
+    print(f"  [{'ok' if ratio <= 1 else 'MISS'}] QA + consensus / rasterize stage: {ratio:.2f}   target <= 1")
+    print(f"  mean agreement of the constructed annotators: {statistics.fmean(agreements):.3f}")
+    out = home / "bench" / "consensus.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps({"images": len(rows), "median_ms": median, "ratio": ratio, "rows": rows},
+                                 option=orjson.OPT_INDENT_2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

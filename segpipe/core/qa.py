@@ -8,18 +8,20 @@ A rule that `excludes_entry` also keeps the failing entry out of consensus and t
 so the entry is filtered with the rule's reason instead of shipping a useless mask.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import polars as pl
 
+from segpipe.core.polygon_checks import OUTSIDE_IMAGE, SELF_INTERSECTION, TOO_FEW_POINTS, ZERO_AREA
 from segpipe.core.schemas import QaResultRecord
 from segpipe.core.settings import QaSettings
 from segpipe.core.taxonomy import Taxonomy
 
 Severity = Literal["ERROR", "WARN"]
+SHOWN_FINDINGS = 3  # per rule and entry in the reason; the count says how many more
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class EntryEvidence:
     height: int
     unmapped_labels: tuple[str, ...]
     duplicate_of: str | None
+    polygon_findings: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # check id -> reasons
 
 
 RuleCheck = Callable[[EntryEvidence, Taxonomy, QaSettings], str | None]
@@ -77,6 +80,16 @@ def _not_duplicate(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -
     return None if e.duplicate_of is None else f"same image and annotator as {e.duplicate_of}"
 
 
+def _polygon_rule(check_id: str) -> RuleCheck:
+    def check(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+        reasons = e.polygon_findings.get(check_id, ())
+        if not reasons:
+            return None
+        more = f"; and {len(reasons) - SHOWN_FINDINGS} more" if len(reasons) > SHOWN_FINDINGS else ""
+        return "; ".join(reasons[:SHOWN_FINDINGS]) + more
+    return check
+
+
 QA_RULES: tuple[QaRule, ...] = (
     QaRule("mask_matches_image_size", "ERROR", "The mask has the same width and height as its image.", True, _size_matches),
     QaRule("mask_ids_in_taxonomy", "ERROR", "Every mask pixel is a taxonomy class id or the ignore index.", True, _ids_in_taxonomy),
@@ -86,6 +99,11 @@ QA_RULES: tuple[QaRule, ...] = (
         "Every raw label of the entry maps to a taxonomy class "
         "(a warning when the taxonomy paints unmapped labels as void or ignores them)."), False, _labels_mapped),
     QaRule("entry_not_duplicate", "WARN", "No earlier entry has the same image content and annotator.", True, _not_duplicate),
+    QaRule(SELF_INTERSECTION, "WARN", "No polygon outline crosses itself.", False, _polygon_rule(SELF_INTERSECTION)),
+    QaRule(TOO_FEW_POINTS, "WARN", "Every polygon ring has at least 3 distinct points.", False, _polygon_rule(TOO_FEW_POINTS)),
+    QaRule(ZERO_AREA, "WARN", "Every polygon ring encloses an area.", False, _polygon_rule(ZERO_AREA)),
+    QaRule(OUTSIDE_IMAGE, "WARN", "No polygon vertex lies further outside the image than qa.vertex_tolerance_px.",
+           False, _polygon_rule(OUTSIDE_IMAGE)),
 )
 
 
@@ -101,10 +119,15 @@ def evaluate_entries(
     unmapped: pl.DataFrame,
     taxonomy: Taxonomy,
     settings: QaSettings,
+    polygons: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Run every rule on every entry (rows of masks, with class_pixels, joined with images); one
-    result row per pair."""
+    result row per pair. `polygons` are the findings of polygon_checks.polygon_findings."""
     duplicates = duplicate_entries(entries)
+    findings: dict[str, dict[str, tuple[str, ...]]] = {}
+    if polygons is not None:
+        for (entry_id, check_id), group in polygons.group_by("entry_id", "check_id"):
+            findings.setdefault(entry_id, {})[check_id] = tuple(group["reason"].to_list())
     unmapped_by_entry = {
         eid: tuple(labels) for eid, labels in unmapped.group_by("entry_id").agg(pl.col("raw_label").unique().sort()).iter_rows()
     }
@@ -116,6 +139,7 @@ def evaluate_entries(
             height=entry["height"],
             unmapped_labels=unmapped_by_entry.get(entry["entry_id"], ()),
             duplicate_of=duplicates.get(entry["entry_id"]),
+            polygon_findings=findings.get(entry["entry_id"], {}),
         )
         for rule in QA_RULES:
             reason = rule.check(evidence, taxonomy, settings)

@@ -16,6 +16,7 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 class QaSettings:
     max_unlabeled_fraction: float
     max_error_failures: int
+    vertex_tolerance_px: float = 4.0  # how far outside the image a polygon vertex may lie unflagged
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
     instance_masks = top.get("instance_masks", False)
     if not isinstance(instance_masks, bool):
         raise ConfigError(f"{origin}: instance_masks must be true or false, got {instance_masks!r}")
-    qa = _section(top["qa"], f"{origin}: qa", {"max_unlabeled_fraction", "max_error_failures"})
+    qa = _section(top["qa"], f"{origin}: qa", {"max_unlabeled_fraction", "max_error_failures"}, {"vertex_tolerance_px"})
     consensus = _section(top["consensus"], f"{origin}: consensus", {"quorum", "min_agreement"},
                          {"boundary_tolerance_px"})
     sampling = _section(top["sampling"], f"{origin}: sampling", {"seed", "stratify_by", "group_by", "splits"})
@@ -76,6 +77,7 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
         qa=QaSettings(
             max_unlabeled_fraction=_fraction(qa["max_unlabeled_fraction"], f"{origin}: qa.max_unlabeled_fraction"),
             max_error_failures=_count(qa["max_error_failures"], f"{origin}: qa.max_error_failures"),
+            vertex_tolerance_px=_distance(qa.get("vertex_tolerance_px", 4.0), f"{origin}: qa.vertex_tolerance_px"),
         ),
         consensus=ConsensusSettings(
             quorum=_fraction(consensus["quorum"], f"{origin}: consensus.quorum"),
@@ -115,6 +117,12 @@ def _count(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{where}: must be a non-negative integer, got {value!r}")
     return value
+
+
+def _distance(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        raise ConfigError(f"{where}: must be a non-negative number of pixels, got {value!r}")
+    return float(value)
 
 
 def _name(value: Any, where: str) -> str:

@@ -186,7 +186,8 @@ def test_coco_batches_are_coco_instances(demo: DemoSummary, truth: dict) -> None
 def test_defects_are_planted_once_away_from_overlaps(truth: dict) -> None:
     kinds = [d["kind"] for d in truth["defects"]]
     assert sorted(kinds) == sorted(
-        ["corrupt_image", "size_mismatch", "non_finite_coordinates", "unmapped_label", "duplicate_image"]
+        ["corrupt_image", "size_mismatch", "non_finite_coordinates", "unmapped_label", "duplicate_image",
+         "self_intersecting_polygon"]
     )
     protected = set(truth["honeypots"]) | set(truth["shared"])
     for defect in truth["defects"]:

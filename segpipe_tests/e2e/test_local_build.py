@@ -100,7 +100,7 @@ def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_b
         "duplicate_image": ("filtered", "entry_not_duplicate"),
     }
     defects = {d["kind"]: d for d in ground_truth["defects"]}
-    assert set(defects) == {*rules, "unmapped_label"}
+    assert set(defects) == {*rules, "unmapped_label", "self_intersecting_polygon"}
     for kind, (outcome, rule) in rules.items():
         d = defects[kind]
         row = ledger.filter((pl.col("batch_id") == d["batch_id"]) & (pl.col("file_name") == f"images/{d['file_name']}"))
@@ -109,6 +109,11 @@ def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_b
     flagged = demo_build.qa_report.filter((pl.col("check_id") == "labels_mapped") & ~pl.col("passed"))
     assert flagged["file_name"].to_list() == [f"images/{unmapped['file_name']}"]
     assert unmapped["label"] in flagged["reason"][0]
+    crossed = defects["self_intersecting_polygon"]
+    flagged = demo_build.qa_report.filter((pl.col("check_id") == "polygon_self_intersection") & ~pl.col("passed"))
+    [reason] = flagged.filter((pl.col("batch_id") == crossed["batch_id"])
+                              & (pl.col("file_name") == f"images/{crossed['file_name']}"))["reason"].to_list()
+    assert f"({crossed['label']!r}) crosses itself" in reason
     checks = demo_build.outcome.check_outcomes
     assert checks["qa_report:labels_mapped"] is False and checks["qa_report:entry_not_duplicate"] is False
     assert checks["qa_report:unmapped_labels"] is False

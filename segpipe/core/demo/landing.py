@@ -67,6 +67,7 @@ SUPERCATEGORIES = dict(
 # Non-contiguous COCO ids so readers cannot confuse a category id with a class index.
 COCO_CATEGORY_IDS = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144)
 UNMAPPED_LABEL = "fire hydrant"
+CROSSED_LABEL = "car"  # the class whose outline the self-intersecting defect crosses
 
 CAMERAS = ("cam_front_a", "cam_front_b", "cam_wide_c")
 CITIES = ("berlin", "munich", "zurich", "paris", "lyon")
@@ -107,6 +108,7 @@ DEFECT_BATCHES = {
     "non_finite_coordinates": "b001_vendor_a_alice",
     "unmapped_label": "b002_vendor_b_bob",
     "duplicate_image": "b001_vendor_a_alice",
+    "self_intersecting_polygon": "b002_vendor_b_bob",
 }
 
 
@@ -255,6 +257,7 @@ def _assign_roles(rng: np.random.Generator, n_scenes: int) -> Roles:
     bob_only = [i for i in second if i not in carol]
     corrupt, non_finite, duplicate = _pick(rng, alice_only, 3)
     size_mismatch, unmapped = _pick(rng, bob_only, 2)
+    (crossed,) = _pick(rng, [i for i in bob_only if i not in (size_mismatch, unmapped)], 1)
     return Roles(
         honeypots=tuple(honeypots),
         scenes={
@@ -269,6 +272,7 @@ def _assign_roles(rng: np.random.Generator, n_scenes: int) -> Roles:
             "non_finite_coordinates": non_finite,
             "unmapped_label": unmapped,
             "duplicate_image": duplicate,
+            "self_intersecting_polygon": crossed,
         },
     )
 
@@ -286,6 +290,8 @@ def _entries(spec: BatchSpec, demo: _Demo) -> list[_Entry]:
         defect = defects.get(index)
         if defect == "non_finite_coordinates":
             shapes = _with_nan_vertex(shapes)
+        if defect == "self_intersecting_polygon":
+            shapes = _with_crossed_outline(shapes)
         shapes = tuple(replace(shape, label=vocabulary[shape.label]) for shape in shapes)
         if defect == "unmapped_label":
             shapes += (_fire_hydrant(demo.width, demo.height),)
@@ -307,6 +313,17 @@ def _with_nan_vertex(shapes: tuple[Shape, ...]) -> tuple[Shape, ...]:
     (_, y), *rest = shapes[road].rings[0]
     rings = (((math.nan, y), *rest), *shapes[road].rings[1:])
     return (*shapes[:road], replace(shapes[road], rings=rings), *shapes[road + 1 :])
+
+
+def _with_crossed_outline(shapes: tuple[Shape, ...]) -> tuple[Shape, ...]:
+    """The first car's first vertex swapped with the one halfway round its outline, as a slip of the
+    annotation tool: the two long edges that result cross the outline."""
+    car = next(i for i, shape in enumerate(shapes) if shape.label == CROSSED_LABEL and len(shapes[i].rings[0]) >= 4)
+    ring = list(shapes[car].rings[0])
+    half = len(ring) // 2
+    ring[0], ring[half] = ring[half], ring[0]
+    rings = (tuple(ring), *shapes[car].rings[1:])
+    return (*shapes[:car], replace(shapes[car], rings=rings), *shapes[car + 1 :])
 
 
 def _fire_hydrant(width: int, height: int) -> Shape:
@@ -403,6 +420,8 @@ def _ground_truth(demo: _Demo, files: dict[str, list[str]]) -> dict:
         defect = {"kind": kind, "batch_id": batch_id, "file_name": name}
         if kind == "unmapped_label":
             defect["label"] = UNMAPPED_LABEL
+        elif kind == "self_intersecting_polygon":
+            defect["label"] = VOCABULARIES[specs[batch_id].source][CROSSED_LABEL]
         elif kind == "duplicate_image":
             defect["file_name"] = name.replace(".jpg", "_copy.jpg")
             defect["duplicate_of"] = name

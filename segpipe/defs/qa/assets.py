@@ -1,6 +1,7 @@
 import dagster as dg
 import polars as pl
 
+from segpipe.core.polygon_checks import polygon_findings
 from segpipe.core.qa import evaluate_entries
 from segpipe.core.taxonomy import unmapped_segments
 from segpipe.io.pipeline_config import PipelineConfig
@@ -14,13 +15,14 @@ def qa_report(
     batch_images: pl.DataFrame,
     mapped_shapes: pl.DataFrame,
 ) -> pl.DataFrame:
-    """Every QA rule on every mask of every batch, judged by its pixels per class (counted when the
-    mask was made), so no mask is decoded here."""
+    """Every QA rule on every entry of every batch: masks judged by their pixels per class (counted
+    when the mask was made, so no mask is decoded here), polygons by their outlines."""
     taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
     entries = annotation_masks.join(
         batch_images.select("entry_id", "batch_id", "file_name"), on="entry_id", how="left", validate="1:1")
     unmapped = unmapped_segments(mapped_shapes)
-    results = evaluate_entries(entries, unmapped, taxonomy, settings.qa)
+    polygons = polygon_findings(mapped_shapes, batch_images, settings.qa.vertex_tolerance_px)
+    results = evaluate_entries(entries, unmapped, taxonomy, settings.qa, polygons)
     failed = results.filter(~pl.col("passed"))
     context.add_output_metadata({
         "entries_checked": entries.height,

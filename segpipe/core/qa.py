@@ -146,10 +146,11 @@ def evaluate_entries(
             rows.append({
                 "entry_id": entry["entry_id"], "batch_id": entry["batch_id"], "file_name": entry["file_name"],
                 "check_id": rule.id, "severity": rule_severity(rule, taxonomy), "passed": reason is None,
-                "excludes_entry": rule.excludes_entry and reason is not None, "reason": reason,
+                "excludes_entry": rule.excludes_entry and reason is not None, "reason": reason, "thumbnail_key": None,
             })
     schema = {"entry_id": pl.String, "batch_id": pl.String, "file_name": pl.String, "check_id": pl.String,
-              "severity": pl.String, "passed": pl.Boolean, "excludes_entry": pl.Boolean, "reason": pl.String}
+              "severity": pl.String, "passed": pl.Boolean, "excludes_entry": pl.Boolean, "reason": pl.String,
+              "thumbnail_key": pl.String}
     return QaResultRecord.validate(pl.DataFrame(rows, schema=schema))
 
 
@@ -181,4 +182,11 @@ def excluded_entries(results: pl.DataFrame) -> pl.DataFrame:
 def summarize_rule(results: pl.DataFrame, rule_id: str, limit: int = 20) -> tuple[int, pl.DataFrame]:
     """Failure count of one rule and its first failing entries, for check metadata."""
     failing = results.filter((pl.col("check_id") == rule_id) & ~pl.col("passed"))
-    return failing.height, failing.select("batch_id", "file_name", "reason").sort("batch_id", "file_name").head(limit)
+    columns = ("batch_id", "file_name", "reason", "thumbnail_key")
+    return failing.height, failing.select(columns).sort("thumbnail_key", "batch_id", "file_name", nulls_last=True).head(limit)
+
+
+def with_thumbnails(results: pl.DataFrame, thumbnails: pl.DataFrame) -> pl.DataFrame:
+    """Results with the thumbnail of each failure that has one (see qa_pictures)."""
+    joined = results.drop("thumbnail_key").join(thumbnails, on=["entry_id", "check_id"], how="left")
+    return QaResultRecord.validate(joined.select(results.columns))

@@ -48,8 +48,10 @@ def write_release_archive(
     dataset_name: str,
     mask_encoding: str,
     counts: dict[str, int],
+    qa_results: pl.DataFrame,
 ) -> ReleaseContents:
-    """Write the ZIP for `items` (one row per released image) and return its manifest and meta."""
+    """Write the ZIP for `items` (one row per released image) and return its manifest and meta.
+    qa/ holds the QA failures (report.csv) and their thumbnails."""
     rows, annotations, coco_images = [], [], []
     with zipfile.ZipFile(out, "w") as archive:
         for n, item in enumerate(items.sort("split", "image_id").iter_rows(named=True), start=1):
@@ -82,8 +84,13 @@ def write_release_archive(
                         "segmentation": {"size": found["segmentation"]["size"], "counts": found["segmentation"]["counts"]},
                         "area": found["area"], "iscrowd": 0, "bbox": found["bbox"]})
         manifest = ManifestRecord.validate(pl.DataFrame(rows, schema=_manifest_schema()))
-        version = release_version(manifest, taxonomy, dataset_name, mask_encoding)
+        qa_csv, thumbnails = _qa_folder(qa_results)
+        version = release_version(manifest, taxonomy, dataset_name, mask_encoding, qa_csv)
         meta = _meta(manifest, taxonomy, dataset_name, version, mask_encoding, counts)
+        meta["qa_failures"] = dict(qa_results.filter(~pl.col("passed")).group_by("check_id").len().sort("check_id").iter_rows())
+        _add(archive, "qa/report.csv", qa_csv)
+        for path, key in thumbnails:
+            _add(archive, path, store.read(key), compress=False)
         coco = {"info": {"description": dataset_name, "version": version}, "licenses": [], "images": coco_images,
                 "categories": [{"id": c.id, "name": c.name, "supercategory": ""} for c in taxonomy.classes],
                 "annotations": annotations}
@@ -93,12 +100,28 @@ def write_release_archive(
     return ReleaseContents(version, manifest, meta)
 
 
-def release_version(manifest: pl.DataFrame, taxonomy: Taxonomy, dataset_name: str, mask_encoding: str) -> str:
+def release_version(
+    manifest: pl.DataFrame, taxonomy: Taxonomy, dataset_name: str, mask_encoding: str, qa_csv: bytes,
+) -> str:
     """Content hash of what the release holds: same data, same version."""
     digest = hashlib.sha256()
     digest.update(f"{dataset_name}\0{taxonomy.taxonomy_version}\0{mask_encoding}\0".encode())
     digest.update(manifest.sort("image_id").write_csv().encode())
+    digest.update(qa_csv)
     return digest.hexdigest()[:12]
+
+
+def _qa_folder(qa_results: pl.DataFrame) -> tuple[bytes, list[tuple[str, str]]]:
+    """qa/report.csv (one row per failed rule and entry) and the (path in the ZIP, store key) of
+    each failure's thumbnail."""
+    failures = qa_results.filter(~pl.col("passed")).sort("check_id", "batch_id", "file_name").with_columns(
+        pl.when(pl.col("thumbnail_key").is_not_null())
+        .then(pl.format("qa/thumbnails/{}/{}.png", pl.col("check_id"), pl.col("entry_id")))
+        .alias("thumbnail_path"))
+    report = failures.select("check_id", "severity", "batch_id", "file_name", "entry_id", "excludes_entry", "reason",
+                             "thumbnail_path")
+    thumbnails = failures.filter(pl.col("thumbnail_key").is_not_null()).select("thumbnail_path", "thumbnail_key")
+    return report.write_csv().encode(), list(thumbnails.iter_rows())
 
 
 def _manifest_schema() -> dict:

@@ -161,6 +161,7 @@ class QaResultRecord(pa.DataFrameModel):
     passed: bool
     excludes_entry: bool
     reason: str = pa.Field(nullable=True)
+    thumbnail_key: str = pa.Field(nullable=True)  # image, mask and problem, for the first failures of each rule
 
     class Config:
         strict = True

@@ -63,6 +63,7 @@ def test_demo_release_has_the_promised_layout(demo_build):
         index = pl.read_csv(io.BytesIO(archive.read("index.csv")))
         meta = json.loads(archive.read("meta.json"))
         coco = json.loads(archive.read("coco/coco.json"))
+        qa = pl.read_csv(io.BytesIO(archive.read("qa/report.csv")))
         class_ids = {c["id"] for c in meta["classes"]}
         present: set[int] = set()
         for row in index.iter_rows(named=True):
@@ -71,7 +72,8 @@ def test_demo_release_has_the_promised_layout(demo_build):
                 assert image.size == (mask.shape[1], mask.shape[0]) == (row["width"], row["height"])
             assert row["image_path"].startswith(f"images/{row['split']}/")
             present |= set(np.unique(mask).tolist())
-    assert names == {"index.csv", "meta.json", "coco/coco.json", *index["image_path"], *index["mask_path"]}
+    assert names == {"index.csv", "meta.json", "coco/coco.json", "qa/report.csv", *index["image_path"],
+                     *index["mask_path"], *qa["thumbnail_path"].drop_nulls()}
     assert present <= class_ids | {meta["ignore_index"]} and present & class_ids
     assert meta["task"] == "semantic_segmentation" and meta["ignore_index"] == 255
     assert meta["mask_encoding"] == "grayscale" and meta["version"] == outcome.release_metadata["version"]
@@ -226,3 +228,18 @@ def test_honeypot_images_are_released_only_under_their_gold_labels(demo_build, g
     honeypots = manifest.filter(pl.col("original_file_name").str.split("/").list.last().is_in(ground_truth["honeypots"]))
     assert honeypots.height > 0
     assert set(honeypots["mask_source"]) == {"gold"}
+
+
+def test_qa_failures_ship_with_thumbnails_that_show_the_problem(demo_build, ground_truth):
+    crossed = next(d for d in ground_truth["defects"] if d["kind"] == "self_intersecting_polygon")
+    with zipfile.ZipFile(demo_build.outcome.release_metadata["archive"]) as archive:
+        qa = pl.read_csv(io.BytesIO(archive.read("qa/report.csv")))
+        meta = json.loads(archive.read("meta.json"))
+        [row] = qa.filter((pl.col("check_id") == "polygon_self_intersection")
+                          & (pl.col("file_name") == f"images/{crossed['file_name']}")).iter_rows(named=True)
+        with Image.open(io.BytesIO(archive.read(row["thumbnail_path"]))) as thumbnail:
+            pixels = np.asarray(thumbnail.convert("RGB"))
+    assert meta["qa_failures"] == dict(qa.group_by("check_id").len().sort("check_id").iter_rows())
+    assert pixels.shape[1] == 480
+    assert ((pixels == [255, 0, 255]).all(axis=-1)).sum() > 50  # the crossed outline, in magenta
+    assert set(qa["check_id"]) >= {"labels_mapped", "entry_not_duplicate", "polygon_self_intersection"}

@@ -2,8 +2,10 @@ import dagster as dg
 import polars as pl
 
 from segpipe.core.polygon_checks import polygon_findings
-from segpipe.core.qa import evaluate_entries
+from segpipe.core.qa import evaluate_entries, with_thumbnails
+from segpipe.core.qa_pictures import render_qa_thumbnails
 from segpipe.core.taxonomy import unmapped_segments
+from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
 
@@ -11,21 +13,29 @@ from segpipe.io.pipeline_config import PipelineConfig
 def qa_report(
     context: dg.AssetExecutionContext,
     pipeline_config: PipelineConfig,
+    object_store: ObjectStore,
     annotation_masks: pl.DataFrame,
     batch_images: pl.DataFrame,
     mapped_shapes: pl.DataFrame,
 ) -> pl.DataFrame:
     """Every QA rule on every entry of every batch: masks judged by their pixels per class (counted
-    when the mask was made, so no mask is decoded here), polygons by their outlines."""
+    when the mask was made, so no mask is decoded here), polygons by their outlines. The first
+    failures of each rule get a thumbnail: image, mask in class colours, the problem in magenta."""
     taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
     entries = annotation_masks.join(
         batch_images.select("entry_id", "batch_id", "file_name"), on="entry_id", how="left", validate="1:1")
     unmapped = unmapped_segments(mapped_shapes)
     polygons = polygon_findings(mapped_shapes, batch_images, settings.qa.vertex_tolerance_px)
     results = evaluate_entries(entries, unmapped, taxonomy, settings.qa, polygons)
+    failures = results.filter(~pl.col("passed")).join(
+        annotation_masks.select("entry_id", "mask_key"), on="entry_id").join(
+        batch_images.select("entry_id", "image_key"), on="entry_id")
+    thumbnails = render_qa_thumbnails(failures, polygons, mapped_shapes, taxonomy, object_store.artefacts())
+    results = with_thumbnails(results, thumbnails)
     failed = results.filter(~pl.col("passed"))
     context.add_output_metadata({
         "entries_checked": entries.height,
+        "thumbnails": dg.MetadataValue.url(object_store.url("qa-thumbnails")),
         "failures_by_rule": dg.MetadataValue.json(dict(failed.group_by("check_id").len().sort("check_id").iter_rows())),
     })
     return results

@@ -10,6 +10,7 @@ import polars as pl
 from segpipe.core.qa import QA_RULES, summarize_rule
 from segpipe.core.taxonomy import unmapped_label_report, unmapped_segments
 from segpipe.defs.metadata import markdown_table
+from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
 
@@ -18,11 +19,12 @@ from segpipe.io.pipeline_config import PipelineConfig
     specs=[dg.AssetCheckSpec(rule.id, asset="qa_report", description=f"{rule.description} Severity: {rule.severity}.",
                              blocking=rule.severity == "ERROR") for rule in QA_RULES],
 )
-def qa_rule_checks(pipeline_config: PipelineConfig, qa_report: pl.DataFrame):
+def qa_rule_checks(pipeline_config: PipelineConfig, object_store: ObjectStore, qa_report: pl.DataFrame):
     """Each rule passes while its failures stay within the budget: max_error_failures for ERROR rules, none for WARN."""
     allowed_errors = pipeline_config.settings().qa.max_error_failures
     for rule in QA_RULES:
         failures, worst = summarize_rule(qa_report, rule.id)
+        worst = worst.with_columns(pl.col("thumbnail_key").map_elements(object_store.url, return_dtype=pl.String))
         severity = qa_report.filter(pl.col("check_id") == rule.id)["severity"].first() or rule.severity
         budget = allowed_errors if severity == "ERROR" else 0
         yield dg.AssetCheckResult(

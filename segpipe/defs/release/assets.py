@@ -41,7 +41,7 @@ def dataset_release(
         with archive_path.open("wb") as out:
             contents = write_release_archive(
                 out, items, object_store.artefacts(), taxonomy,
-                settings.dataset_name, settings.mask_encoding, counts)
+                settings.dataset_name, settings.mask_encoding, counts, qa_report)
         contents.manifest.write_parquet(work / "manifest.parquet")
         ledger.write_parquet(work / "ledger.parquet")
         fs, root = object_store.location()

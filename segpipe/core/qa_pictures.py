@@ -1,0 +1,86 @@
+"""Pictures of QA failures: the image, its mask in taxonomy colours, and the problem highlighted.
+
+A reason in a table says what is wrong; a thumbnail shows where, so a reviewer sees the problem in
+the check's metadata or the release's qa/ folder without opening the files. Each thumbnail is
+named after what it shows (image, mask, rule, reason), so a rerun that finds it draws nothing.
+"""
+
+import io
+
+import numpy as np
+import polars as pl
+from PIL import Image, ImageDraw
+
+from segpipe.core.artefact_keys import ArtefactStore, content_digest
+from segpipe.core.polygon_checks import OUTSIDE_IMAGE, SELF_INTERSECTION, TOO_FEW_POINTS, ZERO_AREA
+from segpipe.core.raster import decode_mask_png
+from segpipe.core.taxonomy import Taxonomy
+
+THUMBNAIL_WIDTH = 480
+HIGHLIGHT = (255, 0, 255)
+MASK_OPACITY = 0.5
+PER_RULE = 12  # thumbnails drawn per rule: the worst cases a reviewer looks at, not every failure
+POLYGON_RULES = (SELF_INTERSECTION, TOO_FEW_POINTS, ZERO_AREA, OUTSIDE_IMAGE)
+UNLABELLED_RULES = ("unlabeled_fraction", "mask_not_empty", "labels_mapped")
+
+
+def qa_thumbnail(photo: bytes, mask: np.ndarray, palette: np.ndarray, highlight: np.ndarray | None) -> bytes:
+    """The photo under its mask's class colours, highlighted pixels in magenta, THUMBNAIL_WIDTH wide.
+    palette is (256, 3) with the ignore index's colour unused: unlabelled pixels show the photo."""
+    with Image.open(io.BytesIO(photo)) as opened:
+        picture = np.asarray(opened.convert("RGB").resize((mask.shape[1], mask.shape[0])), dtype=np.float32)
+    labelled = (palette[mask] >= 0).all(axis=-1)
+    blended = np.where(labelled[..., None], (1 - MASK_OPACITY) * picture + MASK_OPACITY * palette[mask], picture)
+    if highlight is not None:
+        blended[highlight] = HIGHLIGHT
+    image = Image.fromarray(blended.astype(np.uint8))
+    height = max(1, round(mask.shape[0] * THUMBNAIL_WIDTH / mask.shape[1]))
+    buffer = io.BytesIO()
+    image.resize((THUMBNAIL_WIDTH, height), Image.Resampling.BILINEAR).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _outline(rings: list[list[float]], shape: tuple[int, int]) -> np.ndarray:
+    """The rings drawn as 3-pixel lines, so a crossing or a stray vertex is visible when shrunk."""
+    canvas = Image.new("1", (shape[1], shape[0]), 0)
+    draw = ImageDraw.Draw(canvas)
+    for ring in rings:
+        points = list(zip(ring[0::2], ring[1::2], strict=True))
+        draw.line([*points, points[0]], fill=1, width=3)
+    return np.asarray(canvas, dtype=bool)
+
+
+def _highlight(check_id: str, mask: np.ndarray, rings: list[list[float]], taxonomy: Taxonomy) -> np.ndarray | None:
+    if check_id in UNLABELLED_RULES:
+        return mask == taxonomy.ignore_index
+    if check_id == "mask_ids_in_taxonomy":
+        return ~np.isin(mask, [*taxonomy.class_ids, taxonomy.ignore_index])
+    if check_id in POLYGON_RULES:
+        return _outline(rings, mask.shape)
+    return None
+
+
+def render_qa_thumbnails(
+    failures: pl.DataFrame, polygons: pl.DataFrame, shapes: pl.DataFrame, taxonomy: Taxonomy, store: ArtefactStore,
+) -> pl.DataFrame:
+    """A thumbnail for the first PER_RULE failures of each rule (failures: entry_id, check_id, reason,
+    mask_key, image_key; polygons: polygon_findings; shapes: the entries' shape rows). Returns
+    entry_id, check_id, thumbnail_key."""
+    palette = np.full((256, 3), -1.0, dtype=np.float32)
+    for c in taxonomy.classes:
+        palette[c.id] = c.color
+    flagged = polygons.join(shapes.select("entry_id", "shape_index", "rings"), on=["entry_id", "shape_index"])
+    rings_of = {(e, c): [r for rings in group["rings"].to_list() for r in rings]
+                for (e, c), group in flagged.group_by("entry_id", "check_id")}
+    rows = []
+    chosen = failures.sort("check_id", "entry_id").group_by("check_id", maintain_order=True).head(PER_RULE)
+    for entry_id, check_id, reason, mask_key, image_key in chosen.select(
+            "entry_id", "check_id", "reason", "mask_key", "image_key").iter_rows():
+        key = (f"qa-thumbnails/{check_id}/{entry_id}-"
+               f"{content_digest(mask_key.encode(), image_key.encode(), check_id.encode(), (reason or '').encode())}.png")
+        if not store.exists(key):
+            mask = decode_mask_png(store.read(mask_key))
+            highlight = _highlight(check_id, mask, rings_of.get((entry_id, check_id), []), taxonomy)
+            store.write(key, qa_thumbnail(store.read(image_key), mask, palette, highlight))
+        rows.append({"entry_id": entry_id, "check_id": check_id, "thumbnail_key": key})
+    return pl.DataFrame(rows, schema={"entry_id": pl.String, "check_id": pl.String, "thumbnail_key": pl.String})

@@ -1,0 +1,48 @@
+import io
+
+import numpy as np
+import polars as pl
+from PIL import Image
+
+from segpipe.core.artefact_keys import ArtefactStore
+from segpipe.core.png import encode_mask_png
+from segpipe.core.polygon_checks import FINDINGS_SCHEMA
+from segpipe.core.qa_pictures import THUMBNAIL_WIDTH, render_qa_thumbnails
+from segpipe.core.taxonomy import parse_taxonomy
+
+TAXONOMY = parse_taxonomy("name: t\nversion: 1\nunmapped: void\n"
+                          "classes: [{id: 0, name: road, color: [0, 0, 200]}, {id: 1, name: car, color: [200, 0, 0]}]\n"
+                          "mappings: {}\n", "t.yaml")
+
+
+def photo(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (0, 200, 0)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_unlabelled_pixels_are_highlighted_and_a_rerun_draws_nothing():
+    mask = np.zeros((60, 960), np.uint8)
+    mask[:, :480] = 1
+    mask[:, 900:] = 255  # unlabelled: the unlabeled_fraction failure
+    objects = {"mask": encode_mask_png(mask), "image": photo(480, 30)}  # half the size: resized to the mask's
+    writes: list[str] = []
+
+    def write(key: str, data: bytes) -> None:
+        writes.append(key)
+        objects[key] = data
+
+    store = ArtefactStore(objects.__getitem__, write, objects.__contains__)
+    failures = pl.DataFrame({"entry_id": ["e"], "check_id": ["unlabeled_fraction"], "reason": ["6% unlabelled"],
+                             "mask_key": ["mask"], "image_key": ["image"]})
+    none = pl.DataFrame(schema=FINDINGS_SCHEMA)
+    shapes = pl.DataFrame(schema={"entry_id": pl.String, "shape_index": pl.Int64, "rings": pl.List(pl.List(pl.Float64))})
+    [key] = render_qa_thumbnails(failures, none, shapes, TAXONOMY, store)["thumbnail_key"].to_list()
+    with Image.open(io.BytesIO(objects[key])) as thumbnail:
+        pixels = np.asarray(thumbnail.convert("RGB")).astype(int)
+    assert pixels.shape == (30, THUMBNAIL_WIDTH, 3)  # 960 wide shrunk to 480
+    assert (pixels[:, 455:] == [255, 0, 255]).all()  # the unlabelled strip
+    assert abs(pixels[15, 100] - [100, 100, 0]).max() <= 3  # car red over the green photo, half and half
+    assert abs(pixels[15, 300] - [0, 100, 100]).max() <= 3  # road blue over green
+    assert render_qa_thumbnails(failures, none, shapes, TAXONOMY, store)["thumbnail_key"].to_list() == [key]
+    assert writes == [key]

@@ -9,6 +9,7 @@ under a digest of its masks' content-derived keys and the settings, so a rerun a
 edit decodes and fuses only the images whose masks the edit changed.
 """
 
+from dataclasses import dataclass
 from itertools import combinations, groupby
 from operator import itemgetter
 
@@ -185,6 +186,13 @@ def _image_outcome(
     return {"scores": [], "agreement": agreement(masks, ignore_index, pixels, disputed), "fused_key": fused_key}
 
 
+@dataclass(frozen=True)
+class _Image:
+    image_id: str
+    gold_key: str | None
+    workers: list[tuple[str, str]]  # (annotator, mask key)
+
+
 def build_consensus(
     entries: pl.DataFrame,
     store: ArtefactStore,
@@ -195,15 +203,17 @@ def build_consensus(
     """Decide each image's released mask and score annotators on honeypots.
 
     `entries` are usable masks (columns image_id, annotator, is_gold, mask_key, instance_mask_key,
-    class_pixels). Gold wins where it exists; otherwise two or more annotators are fused, one is
-    released as is. Fused masks are encoded with `palette` when given (palette PNG), else as grayscale.
+    class_pixels). Honeypots come first: gold wins on its images, and each annotator who labelled
+    one is scored. Then every other image: two or more annotators are fused, one is released as is.
+    An annotator whose honeypot mean IoU is below settings.min_honeypot_iou is left out of fusion
+    (low_scorer "exclude"), or sends the images they labelled to review ("review"). Fused masks are
+    encoded with `palette` when given (palette PNG), else as grayscale.
     """
     encoding = bytes(v for rgb in palette for v in rgb) if palette else b"grayscale"
     settings_key = orjson.dumps([settings.quorum, settings.boundary_tolerance, ignore_index])
-    images, scores = [], []
     rows = entries.sort("image_id", "annotator", "mask_key").select(
         "image_id", "annotator", "is_gold", "mask_key", "instance_mask_key", "class_pixels").iter_rows()
-    instance_keys, pixels_of = {}, {}
+    instance_keys, pixels_of, images = {}, {}, []
     for image_id, group in groupby(rows, key=itemgetter(0)):
         gold, workers = [], []
         for _, annotator, is_gold, mask_key, instance_key, pixels in group:
@@ -212,37 +222,65 @@ def build_consensus(
             else:
                 workers.append((annotator, mask_key))
             instance_keys[mask_key], pixels_of[mask_key] = instance_key, pixels
-        row = {"image_id": image_id, "n_annotators": len(workers), "annotators": [a for a, _ in workers],
-               "agreement": None}
-        gold_key = gold[0] if gold else None
-        if gold_key is None and len(workers) == 1:
-            images.append({**row, "mask_source": "single", "mask_key": workers[0][1],
-                           "instance_mask_key": instance_keys[workers[0][1]], "status": "accepted"})
-            continue
-        if gold_key is not None and not workers:
-            images.append({**row, "mask_source": "gold", "mask_key": gold_key,
-                           "instance_mask_key": instance_keys[gold_key], "status": "accepted"})
-            continue
-        memo = f"consensus/{image_id}-{content_digest(orjson.dumps([gold_key, workers]), settings_key, encoding)}.json"
+        images.append(_Image(image_id, gold[0] if gold else None, workers))
+
+    def outcome_of(image: _Image, workers: list[tuple[str, str]]) -> dict:
+        digest = content_digest(orjson.dumps([image.gold_key, workers]), settings_key, encoding)
+        memo = f"consensus/{image.image_id}-{digest}.json"
         outcome = store.recall(memo)
         if outcome is None:
-            outcome = _image_outcome(image_id, gold_key, workers, pixels_of, store, settings, ignore_index, palette)
+            outcome = _image_outcome(image.image_id, image.gold_key, workers, pixels_of, store, settings,
+                                     ignore_index, palette)
             store.remember(memo, outcome)
-        scores.extend({**score, "image_id": image_id} for score in outcome["scores"])
-        if gold_key is not None:
-            images.append({**row, "mask_source": "gold", "mask_key": gold_key,
-                           "instance_mask_key": instance_keys[gold_key], "status": "accepted"})
+        return outcome
+
+    decided, scores = [], []
+    for image in images:
+        if image.gold_key is None:
+            continue
+        if image.workers:
+            scores.extend({**score, "image_id": image.image_id} for score in outcome_of(image, image.workers)["scores"])
+        decided.append(_row(image, image.workers, [], "gold", image.gold_key, instance_keys[image.gold_key], None, "accepted"))
+    board = leaderboard(pl.DataFrame(scores, schema=SCORE_SCHEMA))
+    below = set() if settings.min_honeypot_iou is None else set(
+        board.filter(pl.col("mean_iou") < settings.min_honeypot_iou)["annotator"])
+    for image in images:
+        if image.gold_key is not None:
+            continue
+        flagged = [annotator for annotator, _ in image.workers if annotator in below]
+        workers = [w for w in image.workers if w[0] not in below] if settings.low_scorer == "exclude" else image.workers
+        if flagged and settings.low_scorer == "review":  # fused (or single) as usual, for the reviewer
+            if len(workers) == 1:
+                decided.append(_row(image, workers, [], "single", workers[0][1], None, None, "annotator_review"))
+            else:
+                outcome = outcome_of(image, workers)
+                decided.append(_row(image, workers, [], "fused", outcome["fused_key"], None, outcome["agreement"],
+                                    "annotator_review"))
+        elif not workers:
+            decided.append(_row(image, [], flagged, "single", image.workers[0][1], None, None, "annotator_excluded"))
+        elif len(workers) == 1:
+            decided.append(_row(image, workers, flagged, "single", workers[0][1], instance_keys[workers[0][1]], None,
+                                "accepted"))
         else:
+            outcome = outcome_of(image, workers)
             status = "accepted" if outcome["agreement"] >= settings.min_agreement else "low_agreement"
-            images.append({**row, "agreement": outcome["agreement"], "mask_source": "fused",
-                           "mask_key": outcome["fused_key"], "instance_mask_key": None, "status": status})
+            decided.append(_row(image, workers, flagged, "fused", outcome["fused_key"], None, outcome["agreement"], status))
     consensus_schema = {"image_id": pl.String, "n_annotators": pl.Int64, "annotators": pl.List(pl.String),
-                        "agreement": pl.Float64, "mask_source": pl.String, "mask_key": pl.String,
-                        "instance_mask_key": pl.String, "status": pl.String}
-    consensus = ConsensusRecord.validate(pl.DataFrame(images, schema=consensus_schema))
-    return consensus, leaderboard(pl.DataFrame(scores, schema={
-        "annotator": pl.String, "image_id": pl.String, "iou": pl.Float64, "accuracy": pl.Float64,
-        "boundary_f1": pl.Float64}))
+                        "excluded_annotators": pl.List(pl.String), "agreement": pl.Float64, "mask_source": pl.String,
+                        "mask_key": pl.String, "instance_mask_key": pl.String, "status": pl.String}
+    consensus = ConsensusRecord.validate(pl.DataFrame(decided, schema=consensus_schema).sort("image_id"))
+    return consensus, board
+
+
+def _row(image: _Image, used: list[tuple[str, str]], excluded: list[str], source: str, mask_key: str,
+         instance_key: str | None, agreement: float | None, status: str) -> dict:
+    return {"image_id": image.image_id, "n_annotators": len(used), "annotators": [a for a, _ in used],
+            "excluded_annotators": excluded, "agreement": agreement, "mask_source": source, "mask_key": mask_key,
+            "instance_mask_key": instance_key, "status": status}
+
+
+SCORE_SCHEMA = {"annotator": pl.String, "image_id": pl.String, "iou": pl.Float64, "accuracy": pl.Float64,
+                "boundary_f1": pl.Float64}
 
 
 def leaderboard(scores: pl.DataFrame) -> pl.DataFrame:

@@ -18,16 +18,26 @@ def build_ledger(
     """One row per input entry: accepted entries from `images`, rejected ones from `quarantine`."""
     excluded = dict(qa_exclusions.select("entry_id", "reason").iter_rows())
     status = {image_id: (state, score) for image_id, state, score in consensus.select("image_id", "status", "agreement").iter_rows()}
+    low_scorers = {(image_id, annotator) for image_id, annotators in consensus.select(
+        "image_id", "excluded_annotators").iter_rows() for annotator in annotators}
     rows = []
-    for entry_id, batch_id, file_name, image_id in images.select("entry_id", "batch_id", "file_name", "image_id").iter_rows():
+    for entry_id, batch_id, file_name, image_id, annotator in images.select(
+            "entry_id", "batch_id", "file_name", "image_id", "annotator").iter_rows():
         base = {"batch_id": batch_id, "file_name": file_name, "image_id": image_id}
+        state = status.get(image_id, ("", None))[0]
         if entry_id in excluded:
             rows.append({**base, "outcome": "filtered", "stage": "qa", "reason": excluded[entry_id]})
+        elif (image_id, annotator) in low_scorers:
+            rows.append({**base, "outcome": "filtered", "stage": "consensus",
+                         "reason": f"{annotator} scored below consensus.min_honeypot_iou on honeypots; left out"})
         elif image_id in released_image_ids:
             rows.append({**base, "outcome": "released", "stage": "release", "reason": None})
-        elif status.get(image_id, ("", None))[0] == "low_agreement":
+        elif state == "low_agreement":
             rows.append({**base, "outcome": "filtered", "stage": "consensus",
                          "reason": f"annotator agreement {status[image_id][1]:.3f} below the minimum; sent to review"})
+        elif state == "annotator_review":
+            rows.append({**base, "outcome": "filtered", "stage": "consensus",
+                         "reason": "labelled by an annotator below consensus.min_honeypot_iou; sent to review"})
         else:
             rows.append({**base, "outcome": "filtered", "stage": "consensus",
                          "reason": "every annotation of this image was excluded by QA"})

@@ -173,12 +173,13 @@ class ConsensusRecord(pa.DataFrameModel):
 
     image_id: str = pa.Field(unique=True)
     n_annotators: int = pa.Field(ge=0)
-    annotators: pl.List(pl.String)
+    annotators: pl.List(pl.String)  # whose masks the released mask is made of (or scored, on gold images)
+    excluded_annotators: pl.List(pl.String)  # left out: below the honeypot threshold
     agreement: float = pa.Field(nullable=True, ge=0.0, le=1.0)
     mask_source: str = pa.Field(isin=["gold", "single", "fused"])
     mask_key: str
     instance_mask_key: str = pa.Field(nullable=True)  # of the released entry; a fused mask has no instances
-    status: str = pa.Field(isin=["accepted", "low_agreement"])
+    status: str = pa.Field(isin=["accepted", "low_agreement", "annotator_review", "annotator_excluded"])
 
     class Config:
         strict = True

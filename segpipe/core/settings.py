@@ -9,6 +9,7 @@ import yaml
 from segpipe.core.errors import ConfigError
 
 MaskEncoding = Literal["grayscale", "palette"]
+LowScorerPolicy = Literal["exclude", "review"]
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
@@ -24,6 +25,8 @@ class ConsensusSettings:
     quorum: float
     min_agreement: float
     boundary_tolerance: int = 2  # pixels: how far a boundary may stray from gold's and still match
+    min_honeypot_iou: float | None = None  # annotators scoring below on honeypots are excluded or reviewed
+    low_scorer: LowScorerPolicy = "exclude"
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,11 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
         raise ConfigError(f"{origin}: instance_masks must be true or false, got {instance_masks!r}")
     qa = _section(top["qa"], f"{origin}: qa", {"max_unlabeled_fraction", "max_error_failures"}, {"vertex_tolerance_px"})
     consensus = _section(top["consensus"], f"{origin}: consensus", {"quorum", "min_agreement"},
-                         {"boundary_tolerance_px"})
+                         {"boundary_tolerance_px", "min_honeypot_iou", "low_scorer"})
+    low_scorer = consensus.get("low_scorer", "exclude")
+    if low_scorer not in ("exclude", "review"):
+        raise ConfigError(f"{origin}: consensus.low_scorer must be 'exclude' or 'review', got {low_scorer!r}")
+    min_honeypot_iou = consensus.get("min_honeypot_iou")
     sampling = _section(top["sampling"], f"{origin}: sampling", {"seed", "stratify_by", "group_by", "splits"})
     splits = sampling["splits"]
     if not isinstance(splits, dict) or set(splits) != set(SPLITS):
@@ -83,6 +90,9 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
             quorum=_fraction(consensus["quorum"], f"{origin}: consensus.quorum"),
             min_agreement=_fraction(consensus["min_agreement"], f"{origin}: consensus.min_agreement"),
             boundary_tolerance=_count(consensus.get("boundary_tolerance_px", 2), f"{origin}: consensus.boundary_tolerance_px"),
+            min_honeypot_iou=None if min_honeypot_iou is None else _fraction(
+                min_honeypot_iou, f"{origin}: consensus.min_honeypot_iou"),
+            low_scorer=low_scorer,
         ),
         sampling=SamplingSettings(
             seed=_count(sampling["seed"], f"{origin}: sampling.seed"),

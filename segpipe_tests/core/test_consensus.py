@@ -218,3 +218,39 @@ def test_constructed_cases_give_the_exact_agreement_fused_pixels_and_review_deci
     expected = uniform.copy()
     expected[4:6, 4:6] = IGNORE
     assert np.array_equal(out["dispute"]["fused"], expected)
+
+
+def honeypot_case(policy: str):
+    """carol labels the honeypot badly; on the shared image alice and bob agree, carol does not."""
+    good, bad = np.zeros((8, 8), np.uint8), np.ones((8, 8), np.uint8)
+    masks = {"gold": good, "alice-g": good, "bob-g": good, "carol-g": bad,
+             "alice": good, "bob": good, "carol": bad, "carol-solo": bad}
+    entries = pl.DataFrame({
+        "image_id": ["g", "g", "g", "g", "shared", "shared", "shared", "solo"],
+        "annotator": ["gold", "alice", "bob", "carol", "alice", "bob", "carol", "carol"],
+        "is_gold": [True, False, False, False, False, False, False, False],
+        "mask_key": ["gold", "alice-g", "bob-g", "carol-g", "alice", "bob", "carol", "carol-solo"],
+        "instance_mask_key": [None] * 8,
+        "class_pixels": [np.bincount(masks[k].ravel(), minlength=256).tolist() for k in masks],
+    }, schema_overrides={"instance_mask_key": pl.String})
+    objects = {key: encode_mask_png(mask) for key, mask in masks.items()}
+    settings = ConsensusSettings(0.5, 0.6, min_honeypot_iou=0.5, low_scorer=policy)
+    images, board = build_consensus(entries, ArtefactStore.in_memory(objects), settings, IGNORE)
+    return {r["image_id"]: r for r in images.iter_rows(named=True)}, board, objects
+
+
+def test_an_annotator_below_the_honeypot_threshold_is_left_out_of_fusion():
+    by_id, board, objects = honeypot_case("exclude")
+    assert board["annotator"].to_list()[-1] == "carol" and board["mean_iou"].to_list()[-1] == 0.0
+    shared = by_id["shared"]
+    assert (shared["annotators"], shared["excluded_annotators"], shared["status"]) == (["alice", "bob"], ["carol"], "accepted")
+    assert shared["agreement"] == 1.0 and (decode_mask_png(objects[shared["mask_key"]]) == 0).all()
+    assert (by_id["solo"]["status"], by_id["solo"]["excluded_annotators"]) == ("annotator_excluded", ["carol"])
+    assert by_id["g"]["mask_source"] == "gold" and by_id["g"]["annotators"] == ["alice", "bob", "carol"]
+
+
+def test_with_the_review_policy_their_images_go_to_review_instead():
+    by_id, _, _ = honeypot_case("review")
+    assert (by_id["shared"]["status"], by_id["shared"]["annotators"]) == ("annotator_review", ["alice", "bob", "carol"])
+    assert by_id["solo"]["status"] == "annotator_review"
+    assert by_id["g"]["status"] == "accepted"

@@ -243,3 +243,21 @@ def test_qa_failures_ship_with_thumbnails_that_show_the_problem(demo_build, grou
     assert pixels.shape[1] == 480
     assert ((pixels == [255, 0, 255]).all(axis=-1)).sum() > 50  # the crossed outline, in magenta
     assert set(qa["check_id"]) >= {"labels_mapped", "entry_not_duplicate", "polygon_self_intersection"}
+
+
+def test_a_honeypot_threshold_leaves_the_careless_annotator_out_and_the_counts_still_add_up(tiny_demo, tmp_path):
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text((PACKAGE_CONFIG / "pipeline.yaml").read_text().replace(
+        "  # min_honeypot_iou: 0.8\n", "  min_honeypot_iou: 0.8\n"))
+    build = build_in(tmp_path, Path(tiny_demo.landing_root), pipeline=pipeline)
+    assert build.outcome.success
+    counts = build.outcome.release_metadata["counts"]
+    ledger = pl.read_parquet(Path(build.outcome.release_metadata["release"]) / "ledger.parquet")
+    assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"] == ledger.height
+    board = pl.read_parquet(build.store / "tables" / "annotator_scores.parquet")
+    [low] = board.filter(pl.col("mean_iou") < 0.8)["annotator"].to_list()  # carol, the careless one
+    left_out = ledger.filter(pl.col("reason").str.starts_with(f"{low} scored below"))
+    assert left_out.height > 0 and set(left_out["outcome"]) == {"filtered"}
+    consensus = pl.read_parquet(build.store / "tables" / "consensus_masks.parquet")
+    released_from_annotators = consensus.filter((pl.col("status") == "accepted") & (pl.col("mask_source") != "gold"))
+    assert not released_from_annotators["annotators"].list.contains(low).any()  # on gold images they are only scored

@@ -30,9 +30,11 @@ def consensus(
     usable = annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti")
     images, scores = build_consensus(
         usable, object_store.artefacts(), settings.consensus, taxonomy.ignore_index, palette)
-    review = images.filter(pl.col("status") == "low_agreement").select("image_id", "annotators", "agreement")
+    review = images.filter(pl.col("status").is_in(["low_agreement", "annotator_review"])).select(
+        "image_id", "status", "annotators", "agreement")
     yield dg.Output(images, output_name="consensus_masks", metadata={
         "images": images.height,
+        "by_status": dg.MetadataValue.json(dict(images.group_by("status").len().sort("status").iter_rows())),
         "by_mask_source": dg.MetadataValue.json(dict(images.group_by("mask_source").len().sort("mask_source").iter_rows())),
         "review_queue": dg.MetadataValue.md(markdown_table(review.with_columns(pl.col("annotators").list.join(", ")))),
     })

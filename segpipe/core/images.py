@@ -12,6 +12,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from segpipe.core.errors import InputError
@@ -26,6 +27,7 @@ class DecodedImage:
     format: str
     raw_size: tuple[int, int]
     orientation: int
+    perceptual_hash: str  # 64-bit difference hash (hex) of the stored pixels: near duplicates differ in few bits
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -45,9 +47,20 @@ def inspect_image(data: bytes, origin: str) -> DecodedImage:
             with _open(data) as image:
                 image.load()
                 orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
-                return DecodedImage(image.format or "", image.size, orientation if orientation in range(1, 9) else 1)
+                return DecodedImage(image.format or "", image.size, orientation if orientation in range(1, 9) else 1,
+                                    difference_hash(image))
     except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError and its own types on bad input
         raise InputError("image_undecodable", f"{origin}: cannot decode image: {type(exc).__name__}: {exc}") from exc
+
+
+def difference_hash(image: Image.Image) -> str:
+    """dHash: the image in grey at 9x8, one bit per pair of horizontal neighbours (is the left one
+    brighter). Recompression, resizing and small edits flip few bits; other scenes flip about half."""
+    factor = max(1, min(image.width // 36, image.height // 32))
+    small = (image.reduce(factor) if factor > 1 else image).convert("L").resize((9, 8), Image.Resampling.BILINEAR)
+    pixels = np.asarray(small, dtype=np.int16)
+    bits = (pixels[:, :-1] > pixels[:, 1:]).ravel()
+    return f"{int(''.join('1' if bit else '0' for bit in bits), 2):016x}"
 
 
 def annotation_frame(image: DecodedImage, width: int, height: int, origin: str) -> str:

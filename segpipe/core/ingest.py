@@ -161,6 +161,7 @@ class _BatchIngest:
             "annotator": pseudonymize(identity, self.annotator_key),
             "source": self.manifest.source or self.reader.name, "is_gold": self.manifest.gold,
             "width": annotation.width, "height": annotation.height, "exif_orientation": decoded.orientation,
+            "perceptual_hash": decoded.perceptual_hash,
             "image_attributes": orjson.dumps(annotation.attributes, option=orjson.OPT_SORT_KEYS).decode(),
             **self._metadata_of(annotation.file_name),
         })
@@ -263,7 +264,8 @@ IMAGE_SCHEMA = {
     "entry_id": pl.String, "batch_id": pl.String, "file_name": pl.String, "source_uri": pl.String,
     "image_id": pl.String, "image_key": pl.String, "source_format": pl.String, "annotator": pl.String,
     "source": pl.String, "is_gold": pl.Boolean, "width": pl.Int64, "height": pl.Int64,
-    "exif_orientation": pl.Int64, "image_attributes": pl.String, **{c: pl.String for c in METADATA_COLUMNS},
+    "exif_orientation": pl.Int64, "perceptual_hash": pl.String, "image_attributes": pl.String,
+    **{c: pl.String for c in METADATA_COLUMNS},
 }
 QUARANTINE_SCHEMA = {"batch_id": pl.String, "file_name": pl.String, "stage": pl.String, "rule": pl.String, "message": pl.String}
 FILE_SCHEMA = {"batch_id": pl.String, "path": pl.String, "role": pl.String, "outcome": pl.String, "reason": pl.String}

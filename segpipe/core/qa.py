@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from segpipe.core.near_duplicates import near_duplicate_entries
 from segpipe.core.polygon_checks import OUTSIDE_IMAGE, SELF_INTERSECTION, TOO_FEW_POINTS, ZERO_AREA
 from segpipe.core.schemas import QaResultRecord
 from segpipe.core.settings import QaSettings
@@ -34,6 +35,7 @@ class EntryEvidence:
     unmapped_labels: tuple[str, ...]
     duplicate_of: str | None
     polygon_findings: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # check id -> reasons
+    near_duplicate_of: str | None = None
 
 
 RuleCheck = Callable[[EntryEvidence, Taxonomy, QaSettings], str | None]
@@ -80,6 +82,10 @@ def _not_duplicate(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -
     return None if e.duplicate_of is None else f"same image and annotator as {e.duplicate_of}"
 
 
+def _not_near_duplicate(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    return e.near_duplicate_of
+
+
 def _polygon_rule(check_id: str) -> RuleCheck:
     def check(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
         reasons = e.polygon_findings.get(check_id, ())
@@ -99,6 +105,9 @@ QA_RULES: tuple[QaRule, ...] = (
         "Every raw label of the entry maps to a taxonomy class "
         "(a warning when the taxonomy paints unmapped labels as void or ignores them)."), False, _labels_mapped),
     QaRule("entry_not_duplicate", "WARN", "No earlier entry has the same image content and annotator.", True, _not_duplicate),
+    QaRule("image_not_near_duplicate", "WARN", (
+        "No other image is a near copy of this one (perceptual hash within qa.near_duplicate_bits): a copy in "
+        "another split would leak."), False, _not_near_duplicate),
     QaRule(SELF_INTERSECTION, "WARN", "No polygon outline crosses itself.", False, _polygon_rule(SELF_INTERSECTION)),
     QaRule(TOO_FEW_POINTS, "WARN", "Every polygon ring has at least 3 distinct points.", False, _polygon_rule(TOO_FEW_POINTS)),
     QaRule(ZERO_AREA, "WARN", "Every polygon ring encloses an area.", False, _polygon_rule(ZERO_AREA)),
@@ -124,6 +133,7 @@ def evaluate_entries(
     """Run every rule on every entry (rows of masks, with class_pixels, joined with images); one
     result row per pair. `polygons` are the findings of polygon_checks.polygon_findings."""
     duplicates = duplicate_entries(entries)
+    near_duplicates = near_duplicate_entries(entries, settings.near_duplicate_bits)
     findings: dict[str, dict[str, tuple[str, ...]]] = {}
     if polygons is not None:
         for (entry_id, check_id), group in polygons.group_by("entry_id", "check_id"):
@@ -140,6 +150,7 @@ def evaluate_entries(
             unmapped_labels=unmapped_by_entry.get(entry["entry_id"], ()),
             duplicate_of=duplicates.get(entry["entry_id"]),
             polygon_findings=findings.get(entry["entry_id"], {}),
+            near_duplicate_of=near_duplicates.get(entry["entry_id"]),
         )
         for rule in QA_RULES:
             reason = rule.check(evidence, taxonomy, settings)

@@ -25,6 +25,7 @@ class ImageRecord(pa.DataFrameModel):
     width: int = pa.Field(gt=0)
     height: int = pa.Field(gt=0)
     exif_orientation: int = pa.Field(ge=1, le=8)
+    perceptual_hash: str = pa.Field(str_length={"min_value": 16, "max_value": 16})
     image_attributes: str
     camera: str = pa.Field(nullable=True)
     city: str = pa.Field(nullable=True)

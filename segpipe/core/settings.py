@@ -18,6 +18,7 @@ class QaSettings:
     max_unlabeled_fraction: float
     max_error_failures: int
     vertex_tolerance_px: float = 4.0  # how far outside the image a polygon vertex may lie unflagged
+    near_duplicate_bits: int = 4  # perceptual-hash bits two images may differ in and count as near copies
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
     instance_masks = top.get("instance_masks", False)
     if not isinstance(instance_masks, bool):
         raise ConfigError(f"{origin}: instance_masks must be true or false, got {instance_masks!r}")
-    qa = _section(top["qa"], f"{origin}: qa", {"max_unlabeled_fraction", "max_error_failures"}, {"vertex_tolerance_px"})
+    qa = _section(top["qa"], f"{origin}: qa", {"max_unlabeled_fraction", "max_error_failures"},
+                  {"vertex_tolerance_px", "near_duplicate_bits"})
     consensus = _section(top["consensus"], f"{origin}: consensus", {"quorum", "min_agreement"},
                          {"boundary_tolerance_px", "min_honeypot_iou", "low_scorer"})
     low_scorer = consensus.get("low_scorer", "exclude")
@@ -85,6 +87,7 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
             max_unlabeled_fraction=_fraction(qa["max_unlabeled_fraction"], f"{origin}: qa.max_unlabeled_fraction"),
             max_error_failures=_count(qa["max_error_failures"], f"{origin}: qa.max_error_failures"),
             vertex_tolerance_px=_distance(qa.get("vertex_tolerance_px", 4.0), f"{origin}: qa.vertex_tolerance_px"),
+            near_duplicate_bits=_count(qa.get("near_duplicate_bits", 4), f"{origin}: qa.near_duplicate_bits"),
         ),
         consensus=ConsensusSettings(
             quorum=_fraction(consensus["quorum"], f"{origin}: consensus.quorum"),

@@ -50,7 +50,7 @@ def test_findings_become_warnings_that_name_the_shape():
     shapes = table({"bad": [SQUARE, BOW_TIE]})
     entries = pl.DataFrame({"entry_id": ["bad"], "batch_id": ["b"], "file_name": ["bad.jpg"], "image_id": ["i"],
                             "annotator": ["a"], "mask_key": ["k"], "width": [20], "height": [10],
-                            "class_pixels": [[200] + [0] * 255]})
+                            "class_pixels": [[200] + [0] * 255], "perceptual_hash": ["0123456789abcdef"]})
     polygons = polygon_findings(shapes, entries, 4.0)
     results = evaluate_entries(entries, pl.DataFrame(schema={"entry_id": pl.String, "raw_label": pl.String}),
                                taxonomy, QaSettings(0.5, 0), polygons)

@@ -29,6 +29,7 @@ EXPECTED_CHECKS = {
     "qa_report:labels_mapped": True,
     "qa_report:unmapped_labels": True,
     "qa_report:entry_not_duplicate": False,
+    "qa_report:image_not_near_duplicate": False,
     "qa_report:polygon_self_intersection": False,
     "qa_report:polygon_too_few_points": False,
     "qa_report:polygon_zero_area": False,

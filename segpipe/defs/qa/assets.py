@@ -23,7 +23,8 @@ def qa_report(
     failures of each rule get a thumbnail: image, mask in class colours, the problem in magenta."""
     taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
     entries = annotation_masks.join(
-        batch_images.select("entry_id", "batch_id", "file_name"), on="entry_id", how="left", validate="1:1")
+        batch_images.select("entry_id", "batch_id", "file_name", "perceptual_hash"), on="entry_id", how="left",
+        validate="1:1")
     unmapped = unmapped_segments(mapped_shapes)
     polygons = polygon_findings(mapped_shapes, batch_images, settings.qa.vertex_tolerance_px)
     results = evaluate_entries(entries, unmapped, taxonomy, settings.qa, polygons)

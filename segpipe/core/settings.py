@@ -19,6 +19,7 @@ class QaSettings:
     max_error_failures: int
     vertex_tolerance_px: float = 4.0  # how far outside the image a polygon vertex may lie unflagged
     near_duplicate_bits: int = 4  # perceptual-hash bits two images may differ in and count as near copies
+    max_class_imbalance: float = 1000.0  # most over least common trainable class, in pixels
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
     if not isinstance(instance_masks, bool):
         raise ConfigError(f"{origin}: instance_masks must be true or false, got {instance_masks!r}")
     qa = _section(top["qa"], f"{origin}: qa", {"max_unlabeled_fraction", "max_error_failures"},
-                  {"vertex_tolerance_px", "near_duplicate_bits"})
+                  {"vertex_tolerance_px", "near_duplicate_bits", "max_class_imbalance"})
     consensus = _section(top["consensus"], f"{origin}: consensus", {"quorum", "min_agreement"},
                          {"boundary_tolerance_px", "min_honeypot_iou", "low_scorer"})
     low_scorer = consensus.get("low_scorer", "exclude")
@@ -88,6 +89,7 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
             max_error_failures=_count(qa["max_error_failures"], f"{origin}: qa.max_error_failures"),
             vertex_tolerance_px=_distance(qa.get("vertex_tolerance_px", 4.0), f"{origin}: qa.vertex_tolerance_px"),
             near_duplicate_bits=_count(qa.get("near_duplicate_bits", 4), f"{origin}: qa.near_duplicate_bits"),
+            max_class_imbalance=_distance(qa.get("max_class_imbalance", 1000.0), f"{origin}: qa.max_class_imbalance"),
         ),
         consensus=ConsensusSettings(
             quorum=_fraction(consensus["quorum"], f"{origin}: consensus.quorum"),

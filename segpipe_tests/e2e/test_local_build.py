@@ -120,6 +120,7 @@ def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_b
     assert checks["qa_report:labels_mapped"] is False and checks["qa_report:entry_not_duplicate"] is False
     assert checks["qa_report:unmapped_labels"] is False
     assert checks["qa_report:mask_matches_image_size"] and checks["qa_report:mask_ids_in_taxonomy"]
+    assert checks["qa_report:class_never_present"] and checks["qa_report:image_not_near_duplicate"]
 
 
 def test_rebuilding_the_same_data_publishes_nothing_new(demo_build, tiny_demo, tmp_path):

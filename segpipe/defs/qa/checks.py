@@ -7,7 +7,8 @@ step per rule would cost a Dagster step each (with its event-log writes) for a t
 import dagster as dg
 import polars as pl
 
-from segpipe.core.qa import QA_RULES, summarize_rule
+from segpipe.core.class_statistics import class_statistics
+from segpipe.core.qa import QA_RULES, excluded_entries, summarize_rule
 from segpipe.core.taxonomy import unmapped_label_report, unmapped_segments
 from segpipe.defs.metadata import markdown_table
 from segpipe.io.object_store import ObjectStore
@@ -57,6 +58,33 @@ def unmapped_labels_check(
     )
 
 
+@dg.multi_asset_check(
+    name="class_statistics",
+    specs=[
+        dg.AssetCheckSpec("class_never_present", asset="qa_report", additional_deps=["annotation_masks"],
+                          description="Every trainable class appears in at least one mask that QA kept. Severity: WARN."),
+        dg.AssetCheckSpec("class_imbalance", asset="qa_report", additional_deps=["annotation_masks"], description=(
+            "The most common trainable class has at most qa.max_class_imbalance times the pixels of the rarest "
+            "one present. Severity: WARN.")),
+    ],
+    ins={"qa_report": dg.AssetIn("qa_report"), "annotation_masks": dg.AssetIn("annotation_masks")},
+)
+def class_statistics_checks(pipeline_config: PipelineConfig, qa_report: pl.DataFrame, annotation_masks: pl.DataFrame):
+    """Pixels per class over the masks QA kept, with their share, in both checks' metadata."""
+    taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
+    kept = annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti")
+    stats = class_statistics(kept, taxonomy)
+    table = dg.MetadataValue.md(markdown_table(stats.table, max_rows=256))
+    yield dg.AssetCheckResult(
+        asset_key="qa_report", check_name="class_never_present", passed=not stats.never_present,
+        severity=dg.AssetCheckSeverity.WARN, metadata={"never_present": stats.never_present, "classes": table})
+    limit = settings.qa.max_class_imbalance
+    yield dg.AssetCheckResult(
+        asset_key="qa_report", check_name="class_imbalance", passed=stats.imbalance is None or stats.imbalance <= limit,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"imbalance": stats.imbalance or 0.0, "allowed": limit, "classes": table})
+
+
 @dg.definitions
 def qa_checks() -> dg.Definitions:
-    return dg.Definitions(asset_checks=[qa_rule_checks, unmapped_labels_check])
+    return dg.Definitions(asset_checks=[qa_rule_checks, unmapped_labels_check, class_statistics_checks])

@@ -24,6 +24,7 @@ from segpipe.core.schemas import AnnotatorScoreRecord, ConsensusRecord
 from segpipe.core.settings import ConsensusSettings
 
 CLASS_VALUES = 256
+OUTCOME_FORMAT = 2  # part of every remembered outcome's name: a new format never reads an old one
 
 
 def disputed_pixels(masks: list[np.ndarray]) -> np.ndarray:
@@ -61,6 +62,19 @@ def _vote(stack: np.ndarray, needed: int, ignore_index: int) -> np.ndarray:
     winner = np.take_along_axis(stack, leader, axis=0)[0]
     contested = ((votes == best) & (stack != winner) & valid).any(axis=0)
     return np.where((best >= needed) & ~contested, winner, np.uint8(ignore_index)).astype(np.uint8)
+
+
+def agreement_map(masks: list[np.ndarray], disputed: np.ndarray | None = None) -> np.ndarray:
+    """Per pixel, the share of annotators who chose its most chosen label (unlabelled included),
+    as 0..255: 255 where all agree, darker where they split. What a reviewer looks at first."""
+    disputed = disputed_pixels(masks) if disputed is None else disputed
+    stack = np.stack([mask.ravel()[disputed] for mask in masks])
+    votes = np.zeros(stack.shape, dtype=np.uint8)
+    for i, j in np.ndindex(len(stack), len(stack)):
+        votes[i] += stack[i] == stack[j]
+    shown = np.full(masks[0].shape, 255, dtype=np.uint8)
+    shown.ravel()[disputed] = np.round(255.0 * votes.max(axis=0) / len(masks)).astype(np.uint8)
+    return shown
 
 
 def class_pixel_counts(mask: np.ndarray) -> np.ndarray:
@@ -176,14 +190,18 @@ def _image_outcome(
                            "iou": mean_iou(mask, gold, ignore_index, pixels_of[key], pixels_of[gold_key]),
                            "accuracy": pixel_accuracy(mask, gold, ignore_index),
                            "boundary_f1": boundary_f1(mask, gold, ignore_index, settings.boundary_tolerance)})
-        return {"scores": scores, "agreement": None, "fused_key": None}
+        return {"scores": scores, "agreement": None, "fused_key": None, "agreement_map_key": None}
     masks = [load(key) for _, key in workers]
     disputed = disputed_pixels(masks)
     png = encode_mask_png(fuse_masks(masks, settings.quorum, ignore_index, disputed), palette)
     fused_key = f"masks/fused/{image_id}-{content_digest(png)}.png"
     store.write_once(fused_key, png)
+    heatmap = encode_mask_png(agreement_map(masks, disputed))
+    map_key = f"agreement-maps/{image_id}-{content_digest(heatmap)}.png"
+    store.write_once(map_key, heatmap)
     pixels = [np.asarray(pixels_of[key], dtype=np.int64) for _, key in workers]
-    return {"scores": [], "agreement": agreement(masks, ignore_index, pixels, disputed), "fused_key": fused_key}
+    return {"scores": [], "agreement": agreement(masks, ignore_index, pixels, disputed), "fused_key": fused_key,
+            "agreement_map_key": map_key}
 
 
 @dataclass(frozen=True)
@@ -210,7 +228,7 @@ def build_consensus(
     encoded with `palette` when given (palette PNG), else as grayscale.
     """
     encoding = bytes(v for rgb in palette for v in rgb) if palette else b"grayscale"
-    settings_key = orjson.dumps([settings.quorum, settings.boundary_tolerance, ignore_index])
+    settings_key = orjson.dumps([OUTCOME_FORMAT, settings.quorum, settings.boundary_tolerance, ignore_index])
     rows = entries.sort("image_id", "annotator", "mask_key").select(
         "image_id", "annotator", "is_gold", "mask_key", "instance_mask_key", "class_pixels").iter_rows()
     instance_keys, pixels_of, images = {}, {}, []
@@ -255,7 +273,7 @@ def build_consensus(
             else:
                 outcome = outcome_of(image, workers)
                 decided.append(_row(image, workers, [], "fused", outcome["fused_key"], None, outcome["agreement"],
-                                    "annotator_review"))
+                                    "annotator_review", outcome["agreement_map_key"]))
         elif not workers:
             decided.append(_row(image, [], flagged, "single", image.workers[0][1], None, None, "annotator_excluded"))
         elif len(workers) == 1:
@@ -264,19 +282,21 @@ def build_consensus(
         else:
             outcome = outcome_of(image, workers)
             status = "accepted" if outcome["agreement"] >= settings.min_agreement else "low_agreement"
-            decided.append(_row(image, workers, flagged, "fused", outcome["fused_key"], None, outcome["agreement"], status))
+            decided.append(_row(image, workers, flagged, "fused", outcome["fused_key"], None, outcome["agreement"], status,
+                                outcome["agreement_map_key"]))
     consensus_schema = {"image_id": pl.String, "n_annotators": pl.Int64, "annotators": pl.List(pl.String),
                         "excluded_annotators": pl.List(pl.String), "agreement": pl.Float64, "mask_source": pl.String,
-                        "mask_key": pl.String, "instance_mask_key": pl.String, "status": pl.String}
+                        "mask_key": pl.String, "instance_mask_key": pl.String, "agreement_map_key": pl.String,
+                        "status": pl.String}
     consensus = ConsensusRecord.validate(pl.DataFrame(decided, schema=consensus_schema).sort("image_id"))
     return consensus, board
 
 
 def _row(image: _Image, used: list[tuple[str, str]], excluded: list[str], source: str, mask_key: str,
-         instance_key: str | None, agreement: float | None, status: str) -> dict:
+         instance_key: str | None, agreement: float | None, status: str, agreement_map_key: str | None = None) -> dict:
     return {"image_id": image.image_id, "n_annotators": len(used), "annotators": [a for a, _ in used],
             "excluded_annotators": excluded, "agreement": agreement, "mask_source": source, "mask_key": mask_key,
-            "instance_mask_key": instance_key, "status": status}
+            "instance_mask_key": instance_key, "agreement_map_key": agreement_map_key, "status": status}
 
 
 SCORE_SCHEMA = {"annotator": pl.String, "image_id": pl.String, "iou": pl.Float64, "accuracy": pl.Float64,

@@ -180,6 +180,7 @@ class ConsensusRecord(pa.DataFrameModel):
     mask_source: str = pa.Field(isin=["gold", "single", "fused"])
     mask_key: str
     instance_mask_key: str = pa.Field(nullable=True)  # of the released entry; a fused mask has no instances
+    agreement_map_key: str = pa.Field(nullable=True)  # fused images: per-pixel share of annotators who agree
     status: str = pa.Field(isin=["accepted", "low_agreement", "annotator_review", "annotator_excluded"])
 
     class Config:

@@ -193,7 +193,9 @@ def run_consensus(masks_by_image: dict[str, list[np.ndarray]], settings=Consensu
             rows.append({"image_id": image_id, "annotator": f"ann{n}", "is_gold": False, "mask_key": key,
                          "instance_mask_key": None, "class_pixels": np.bincount(mask.ravel(), minlength=256).tolist()})
     images, _ = build_consensus(pl.DataFrame(rows), ArtefactStore.in_memory(objects), settings, IGNORE)
-    return {r["image_id"]: {**r, "fused": decode_mask_png(objects[r["mask_key"]])} for r in images.iter_rows(named=True)}
+    return {r["image_id"]: {**r, "fused": decode_mask_png(objects[r["mask_key"]]),
+                            "agreement_map": decode_mask_png(objects[r["agreement_map_key"]])}
+            for r in images.iter_rows(named=True)}
 
 
 def test_constructed_cases_give_the_exact_agreement_fused_pixels_and_review_decision():
@@ -212,6 +214,9 @@ def test_constructed_cases_give_the_exact_agreement_fused_pixels_and_review_deci
     one_pair = (50 / 60 + 40 / 50) / 2
     assert out["shift"]["agreement"] == pytest.approx((1 + 2 * one_pair) / 3)
     assert out["shift"]["status"] == "accepted" and np.array_equal(out["shift"]["fused"], halves)  # 2 votes to 1
+    expected_map = np.full((10, 10), 255, np.uint8)
+    expected_map[:, 5] = round(255 * 2 / 3)  # the disputed column: two of three agree
+    assert np.array_equal(out["shift"]["agreement_map"], expected_map)
     # Two annotators, a 2x2 region in dispute: class 1 IoU 96/100, class 2 IoU 0/4; the tie becomes ignore.
     assert out["dispute"]["agreement"] == pytest.approx((96 / 100 + 0) / 2)
     assert out["dispute"]["status"] == "low_agreement"

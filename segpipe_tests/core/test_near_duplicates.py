@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from segpipe.core.images import difference_hash, inspect_image
-from segpipe.core.near_duplicates import near_duplicate_entries, near_duplicate_pairs
+from segpipe.core.near_duplicates import near_duplicate_entries, near_duplicate_pairs, split_leaks
 
 
 def photo(seed: int, size=(320, 160), quality=90, scale=1.0) -> bytes:
@@ -50,3 +50,11 @@ def test_the_later_file_is_flagged_and_names_the_earlier_one():
     })
     assert near_duplicate_entries(entries, 4) == {"e2": "looks like b1/a.jpg (2 of 64 hash bits differ)"}
     assert near_duplicate_entries(entries, 1) == {}
+
+
+def test_near_copies_in_different_splits_are_reported_and_in_one_split_are_not():
+    images = pl.DataFrame({"image_id": ["a", "a-copy", "b", "b-copy"],
+                           "perceptual_hash": ["00000000000000ff", "00000000000000fe", "ffff000000000000", "ffff000000000001"]})
+    splits = pl.DataFrame({"image_id": ["a", "a-copy", "b", "b-copy"], "split": ["train", "test", "val", "val"]})
+    leaks = split_leaks(splits, images, 4)
+    assert leaks.to_dicts() == [{"image_a": "a", "split_a": "train", "image_b": "a-copy", "split_b": "test", "bits": 1}]

@@ -36,6 +36,7 @@ EXPECTED_CHECKS = {
     "qa_report:polygon_too_few_points": False,
     "qa_report:polygon_zero_area": False,
     "qa_report:vertices_outside_image": False,
+    "dataset_split:near_duplicates_in_one_split": False,
     "dataset_release:ledger_balances": False,
 }
 

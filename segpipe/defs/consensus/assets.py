@@ -31,7 +31,8 @@ def consensus(
     images, scores = build_consensus(
         usable, object_store.artefacts(), settings.consensus, taxonomy.ignore_index, palette)
     review = images.filter(pl.col("status").is_in(["low_agreement", "annotator_review"])).select(
-        "image_id", "status", "annotators", "agreement")
+        "image_id", "status", "annotators", "agreement",
+        pl.col("agreement_map_key").map_elements(object_store.url, return_dtype=pl.String).alias("agreement_map"))
     yield dg.Output(images, output_name="consensus_masks", metadata={
         "images": images.height,
         "by_status": dg.MetadataValue.json(dict(images.group_by("status").len().sort("status").iter_rows())),

@@ -24,39 +24,39 @@ POLYGON_RULES = (SELF_INTERSECTION, TOO_FEW_POINTS, ZERO_AREA, OUTSIDE_IMAGE)
 UNLABELLED_RULES = ("unlabeled_fraction", "mask_not_empty", "labels_mapped")
 
 
-def qa_thumbnail(photo: bytes, mask: np.ndarray, palette: np.ndarray, highlight: np.ndarray | None) -> bytes:
-    """The photo under its mask's class colours, highlighted pixels in magenta, THUMBNAIL_WIDTH wide.
-    palette is (256, 3) with the ignore index's colour unused: unlabelled pixels show the photo."""
+def qa_thumbnail(photo: bytes, mask: np.ndarray, palette: np.ndarray, highlight: np.ndarray | None = None,
+                 outline: list[list[float]] = ()) -> bytes:
+    """The photo under its mask's class colours, THUMBNAIL_WIDTH wide, with highlighted pixels (a
+    boolean array of the mask's size) or outlines (rings in mask coordinates) in magenta. palette is
+    (256, 3) with -1 for values that have no colour (ignore): unlabelled pixels show the photo.
+    Everything is drawn at thumbnail size; a JPEG is even decoded at a reduced scale."""
+    size = (THUMBNAIL_WIDTH, max(1, round(mask.shape[0] * THUMBNAIL_WIDTH / mask.shape[1])))
     with Image.open(io.BytesIO(photo)) as opened:
-        picture = np.asarray(opened.convert("RGB").resize((mask.shape[1], mask.shape[0])), dtype=np.float32)
-    labelled = (palette[mask] >= 0).all(axis=-1)
-    blended = np.where(labelled[..., None], (1 - MASK_OPACITY) * picture + MASK_OPACITY * palette[mask], picture)
-    if highlight is not None:
-        blended[highlight] = HIGHLIGHT
+        opened.draft("RGB", size)
+        picture = np.asarray(opened.convert("RGB").resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+    small = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
+    colours = palette[small]
+    labelled = (colours >= 0).all(axis=-1)
+    blended = np.where(labelled[..., None], (1 - MASK_OPACITY) * picture + MASK_OPACITY * colours, picture)
+    if highlight is not None:  # any highlighted pixel under a thumbnail pixel marks it, so thin regions show
+        shrunk = Image.fromarray(highlight.astype(np.uint8) * 255).resize(size, Image.Resampling.BOX)
+        blended[np.asarray(shrunk) > 0] = HIGHLIGHT
     image = Image.fromarray(blended.astype(np.uint8))
-    height = max(1, round(mask.shape[0] * THUMBNAIL_WIDTH / mask.shape[1]))
+    scale = size[0] / mask.shape[1]
+    draw = ImageDraw.Draw(image)
+    for ring in outline:
+        points = [(x * scale, y * scale) for x, y in zip(ring[0::2], ring[1::2], strict=True)]
+        draw.line([*points, points[0]], fill=HIGHLIGHT, width=2)
     buffer = io.BytesIO()
-    image.resize((THUMBNAIL_WIDTH, height), Image.Resampling.BILINEAR).save(buffer, format="PNG", compress_level=1)
+    image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
-def _outline(rings: list[list[float]], shape: tuple[int, int]) -> np.ndarray:
-    """The rings drawn as 3-pixel lines, so a crossing or a stray vertex is visible when shrunk."""
-    canvas = Image.new("1", (shape[1], shape[0]), 0)
-    draw = ImageDraw.Draw(canvas)
-    for ring in rings:
-        points = list(zip(ring[0::2], ring[1::2], strict=True))
-        draw.line([*points, points[0]], fill=1, width=3)
-    return np.asarray(canvas, dtype=bool)
-
-
-def _highlight(check_id: str, mask: np.ndarray, rings: list[list[float]], taxonomy: Taxonomy) -> np.ndarray | None:
+def _highlight(check_id: str, mask: np.ndarray, taxonomy: Taxonomy) -> np.ndarray | None:
     if check_id in UNLABELLED_RULES:
         return mask == taxonomy.ignore_index
     if check_id == "mask_ids_in_taxonomy":
         return ~np.isin(mask, [*taxonomy.class_ids, taxonomy.ignore_index])
-    if check_id in POLYGON_RULES:
-        return _outline(rings, mask.shape)
     return None
 
 
@@ -80,7 +80,8 @@ def render_qa_thumbnails(
                f"{content_digest(mask_key.encode(), image_key.encode(), check_id.encode(), (reason or '').encode())}.png")
         if not store.exists(key):
             mask = decode_mask_png(store.read(mask_key))
-            highlight = _highlight(check_id, mask, rings_of.get((entry_id, check_id), []), taxonomy)
-            store.write(key, qa_thumbnail(store.read(image_key), mask, palette, highlight))
+            outline = rings_of.get((entry_id, check_id), []) if check_id in POLYGON_RULES else []
+            store.write(key, qa_thumbnail(store.read(image_key), mask, palette, _highlight(check_id, mask, taxonomy),
+                                          outline))
         rows.append({"entry_id": entry_id, "check_id": check_id, "thumbnail_key": key})
     return pl.DataFrame(rows, schema={"entry_id": pl.String, "check_id": pl.String, "thumbnail_key": pl.String})

@@ -85,6 +85,7 @@ def main() -> None:
             "image_id": f"img{index}", "annotator": [f"ann{n}" for n in range(ANNOTATORS)], "is_gold": False,
             "mask_key": keys, "instance_mask_key": None, "width": image.width, "height": image.height,
             "class_pixels": [class_pixels(mask) for mask in masks],
+            "perceptual_hash": f"{index * 0x0F0F0F0F0F0F:016x}",  # distinct images
         }, schema_overrides={"instance_mask_key": pl.String}))
         rows.append({"raster_ms": ANNOTATORS * raster_one + encode_ms})
     # As the pipeline runs them: QA over every entry at once, consensus over every image at once.

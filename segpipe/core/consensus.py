@@ -24,7 +24,7 @@ from segpipe.core.schemas import AnnotatorScoreRecord, ConsensusRecord
 from segpipe.core.settings import ConsensusSettings
 
 CLASS_VALUES = 256
-OUTCOME_FORMAT = 2  # part of every remembered outcome's name: a new format never reads an old one
+OUTCOME_FORMAT = 3  # part of every remembered outcome's name: a new format never reads an old one
 
 
 def disputed_pixels(masks: list[np.ndarray]) -> np.ndarray:
@@ -37,21 +37,24 @@ def disputed_pixels(masks: list[np.ndarray]) -> np.ndarray:
 
 
 def fuse_masks(masks: list[np.ndarray], quorum: float, ignore_index: int, disputed: np.ndarray | None = None) -> np.ndarray:
-    """Plurality vote over masks of one image; ignore-index votes abstain.
+    """Plurality vote over masks of one image; ignore-index votes abstain (see fuse_with_agreement)."""
+    return fuse_with_agreement(masks, quorum, ignore_index, disputed)[0]
 
-    A pixel all annotators label alike wins with every vote (and `needed` never exceeds the
-    annotators), so only the disputed pixels are counted, per annotator rather than per class:
-    votes[i] is how many annotators chose the class annotator i chose."""
+
+def fuse_with_agreement(
+    masks: list[np.ndarray], quorum: float, ignore_index: int, disputed: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fused mask and the agreement map of one image's masks.
+
+    Fusion: a pixel keeps the plurality class if unique and chosen by at least `quorum` of the
+    annotators, else ignore. A pixel all annotators label alike wins with every vote (and `needed`
+    never exceeds the annotators), so only the disputed pixels are counted, per annotator rather
+    than per class: votes[i] is how many annotators chose the class annotator i chose. The map
+    shows, per pixel as 0..255, the share of annotators behind its plurality class: 255 where all
+    agree, darker where they split; what a reviewer looks at first."""
     needed = max(1, int(np.ceil(quorum * len(masks))))
     disputed = disputed_pixels(masks) if disputed is None else disputed
-    fused = masks[0].copy()
-    fused.ravel()[disputed] = _vote(np.stack([mask.ravel()[disputed] for mask in masks]), needed, ignore_index)
-    return fused
-
-
-def _vote(stack: np.ndarray, needed: int, ignore_index: int) -> np.ndarray:
-    """The plurality class of each column of an (annotators, pixels) stack, or ignore when it is
-    not unique or has fewer than `needed` votes."""
+    stack = np.stack([mask.ravel()[disputed] for mask in masks])
     valid = stack != ignore_index
     votes = np.zeros(stack.shape, dtype=np.uint8)
     for i, j in np.ndindex(len(stack), len(stack)):
@@ -61,20 +64,10 @@ def _vote(stack: np.ndarray, needed: int, ignore_index: int) -> np.ndarray:
     best = np.take_along_axis(votes, leader, axis=0)[0]
     winner = np.take_along_axis(stack, leader, axis=0)[0]
     contested = ((votes == best) & (stack != winner) & valid).any(axis=0)
-    return np.where((best >= needed) & ~contested, winner, np.uint8(ignore_index)).astype(np.uint8)
-
-
-def agreement_map(masks: list[np.ndarray], disputed: np.ndarray | None = None) -> np.ndarray:
-    """Per pixel, the share of annotators who chose its most chosen label (unlabelled included),
-    as 0..255: 255 where all agree, darker where they split. What a reviewer looks at first."""
-    disputed = disputed_pixels(masks) if disputed is None else disputed
-    stack = np.stack([mask.ravel()[disputed] for mask in masks])
-    votes = np.zeros(stack.shape, dtype=np.uint8)
-    for i, j in np.ndindex(len(stack), len(stack)):
-        votes[i] += stack[i] == stack[j]
-    shown = np.full(masks[0].shape, 255, dtype=np.uint8)
-    shown.ravel()[disputed] = np.round(255.0 * votes.max(axis=0) / len(masks)).astype(np.uint8)
-    return shown
+    fused, shown = masks[0].copy(), np.full(masks[0].shape, 255, dtype=np.uint8)
+    fused.ravel()[disputed] = np.where((best >= needed) & ~contested, winner, np.uint8(ignore_index))
+    shown.ravel()[disputed] = np.round(255.0 * best / len(masks)).astype(np.uint8)
+    return fused, shown
 
 
 def class_pixel_counts(mask: np.ndarray) -> np.ndarray:
@@ -193,10 +186,11 @@ def _image_outcome(
         return {"scores": scores, "agreement": None, "fused_key": None, "agreement_map_key": None}
     masks = [load(key) for _, key in workers]
     disputed = disputed_pixels(masks)
-    png = encode_mask_png(fuse_masks(masks, settings.quorum, ignore_index, disputed), palette)
+    fused, shown = fuse_with_agreement(masks, settings.quorum, ignore_index, disputed)
+    png = encode_mask_png(fused, palette)
     fused_key = f"masks/fused/{image_id}-{content_digest(png)}.png"
     store.write_once(fused_key, png)
-    heatmap = encode_mask_png(agreement_map(masks, disputed))
+    heatmap = encode_mask_png(shown)
     map_key = f"agreement-maps/{image_id}-{content_digest(heatmap)}.png"
     store.write_once(map_key, heatmap)
     pixels = [np.asarray(pixels_of[key], dtype=np.int64) for _, key in workers]

@@ -6,15 +6,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from segpipe.core.artefact_keys import ArtefactStore
-from segpipe.core.consensus import (
-    agreement,
-    boundary_f1,
-    build_consensus,
-    class_iou,
-    fuse_masks,
-    mean_iou,
-    pixel_accuracy,
-)
+from segpipe.core.consensus import agreement, build_consensus, fuse_masks
+from segpipe.core.mask_agreement import boundary_f1, class_iou, mean_iou, pixel_accuracy
 from segpipe.core.png import encode_mask_png
 from segpipe.core.raster import decode_mask_png
 from segpipe.core.settings import ConsensusSettings

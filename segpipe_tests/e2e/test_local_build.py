@@ -262,3 +262,14 @@ def test_a_honeypot_threshold_leaves_the_careless_annotator_out_and_the_counts_s
     consensus = pl.read_parquet(build.store / "tables" / "consensus_masks.parquet")
     released_from_annotators = consensus.filter((pl.col("status") == "accepted") & (pl.col("mask_source") != "gold"))
     assert not released_from_annotators["annotators"].list.contains(low).any()  # on gold images they are only scored
+
+
+def test_no_clean_entry_fails_an_error_check_and_every_failure_is_a_planted_one_or_a_warning(demo_build, ground_truth):
+    """Precision of the blocking checks on the demo: its ERROR-class defects are stopped at ingest, so
+    nothing reaching QA fails an ERROR rule, while the WARN findings include every planted QA defect."""
+    report = demo_build.qa_report
+    assert report.filter((pl.col("severity") == "ERROR") & ~pl.col("passed")).is_empty()
+    planted = {(d["batch_id"], f"images/{d['file_name']}") for d in ground_truth["defects"]
+               if d["kind"] in ("unmapped_label", "duplicate_image", "self_intersecting_polygon")}
+    warned = set(report.filter(~pl.col("passed")).select("batch_id", "file_name").iter_rows())
+    assert planted <= warned

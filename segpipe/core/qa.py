@@ -36,6 +36,7 @@ class EntryEvidence:
     duplicate_of: str | None
     polygon_findings: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # check id -> reasons
     near_duplicate_of: str | None = None
+    constraint_violations: tuple[str, ...] = ()  # the taxonomy's class-combination rules this mask breaks
 
 
 RuleCheck = Callable[[EntryEvidence, Taxonomy, QaSettings], str | None]
@@ -86,6 +87,10 @@ def _not_near_duplicate(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettin
     return e.near_duplicate_of
 
 
+def _meets_class_constraints(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    return "; ".join(e.constraint_violations) if e.constraint_violations else None
+
+
 def _polygon_rule(check_id: str) -> RuleCheck:
     def check(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
         reasons = e.polygon_findings.get(check_id, ())
@@ -108,6 +113,8 @@ QA_RULES: tuple[QaRule, ...] = (
     QaRule("image_not_near_duplicate", "WARN", (
         "No other image is a near copy of this one (perceptual hash within qa.near_duplicate_bits): a copy in "
         "another split would leak."), False, _not_near_duplicate),
+    QaRule("class_constraints", "WARN", "The mask keeps the taxonomy's class-combination rules (constraints).",
+           False, _meets_class_constraints),
     QaRule(SELF_INTERSECTION, "WARN", "No polygon outline crosses itself.", False, _polygon_rule(SELF_INTERSECTION)),
     QaRule(TOO_FEW_POINTS, "WARN", "Every polygon ring has at least 3 distinct points.", False, _polygon_rule(TOO_FEW_POINTS)),
     QaRule(ZERO_AREA, "WARN", "Every polygon ring encloses an area.", False, _polygon_rule(ZERO_AREA)),
@@ -129,9 +136,12 @@ def evaluate_entries(
     taxonomy: Taxonomy,
     settings: QaSettings,
     polygons: pl.DataFrame | None = None,
+    constraints: Mapping[str, tuple[str, ...]] | None = None,
 ) -> pl.DataFrame:
     """Run every rule on every entry (rows of masks, with class_pixels, joined with images); one
-    result row per pair. `polygons` are the findings of polygon_checks.polygon_findings."""
+    result row per pair. `polygons` are the findings of polygon_checks.polygon_findings,
+    `constraints` those of class_constraints.constraint_findings."""
+    constraints = constraints or {}
     duplicates = duplicate_entries(entries)
     near_duplicates = near_duplicate_entries(entries, settings.near_duplicate_bits)
     findings: dict[str, dict[str, tuple[str, ...]]] = {}
@@ -151,6 +161,7 @@ def evaluate_entries(
             duplicate_of=duplicates.get(entry["entry_id"]),
             polygon_findings=findings.get(entry["entry_id"], {}),
             near_duplicate_of=near_duplicates.get(entry["entry_id"]),
+            constraint_violations=constraints.get(entry["entry_id"], ()),
         )
         for rule in QA_RULES:
             reason = rule.check(evidence, taxonomy, settings)

@@ -30,6 +30,7 @@ import orjson
 import polars as pl
 import yaml
 
+from segpipe.core.class_constraints import ClassConstraint, parse_constraints
 from segpipe.core.errors import ConfigError
 from segpipe.core.formats.annotation import SEGMENTATION_KINDS
 
@@ -39,7 +40,7 @@ SPECIAL_TARGETS = ("void", "skip")
 MATCHERS = ("label", "labels", "glob", "regex")
 CLASS_KEYS = {"id", "name", "color", "category", "trainable", "has_instances", "rasterize_boxes"}
 CLASS_FLAGS = {"trainable": True, "has_instances": False, "rasterize_boxes": False}
-TOP_KEYS = {"name", "version", "ignore_index", "unmapped", "classes", "mappings"}
+TOP_KEYS = {"name", "version", "ignore_index", "unmapped", "classes", "mappings", "constraints"}
 LINE, KEY_LINES = "__line__", "__key_lines__"  # where each YAML mapping and its keys are, added by the loader
 
 
@@ -88,6 +89,7 @@ class Taxonomy:
     unmapped: UnmappedPolicy
     classes: tuple[TaxonomyClass, ...]
     mappings: dict[str, tuple[MappingRule, ...]]
+    constraints: tuple[ClassConstraint, ...] = ()
 
     @functools.cached_property
     def content_hash(self) -> str:
@@ -101,6 +103,8 @@ class Taxonomy:
                         for c in sorted(self.classes, key=lambda c: c.id)],
             "mappings": {source: [rule.fingerprint() for rule in rules] for source, rules in sorted(self.mappings.items())},
         }
+        if self.constraints:  # only when used, so taxonomies without constraints keep their version
+            payload["constraints"] = [rule.fingerprint() for rule in self.constraints]
         return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     @property
@@ -197,7 +201,9 @@ def parse_taxonomy(text: str, origin: str) -> Taxonomy:
         str(source): _parse_rules(rules, names, f"{origin}: mappings.{source}", _at(origin, doc["mappings"]))
         for source, rules in _fields(_require(doc, "mappings", dict, origin)).items()
     }
-    return Taxonomy(name, version, ignore_index, unmapped, classes, mappings)
+    constraints = parse_constraints(doc["constraints"], names, _at(origin, doc), lambda entry: _at(origin, entry)) \
+        if "constraints" in doc else ()
+    return Taxonomy(name, version, ignore_index, unmapped, classes, mappings, constraints)
 
 
 def load_taxonomy(path: Path) -> Taxonomy:

@@ -30,6 +30,7 @@ EXPECTED_CHECKS = {
     "qa_report:unmapped_labels": True,
     "qa_report:entry_not_duplicate": False,
     "qa_report:image_not_near_duplicate": False,
+    "qa_report:class_constraints": False,
     "qa_report:class_never_present": False,
     "qa_report:class_imbalance": False,
     "qa_report:polygon_self_intersection": False,

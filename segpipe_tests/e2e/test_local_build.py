@@ -273,3 +273,14 @@ def test_no_clean_entry_fails_an_error_check_and_every_failure_is_a_planted_one_
                if d["kind"] in ("unmapped_label", "duplicate_image", "self_intersecting_polygon")}
     warned = set(report.filter(~pl.col("passed")).select("batch_id", "file_name").iter_rows())
     assert planted <= warned
+
+
+def test_taxonomy_constraints_run_in_qa_and_warn_on_the_masks_that_break_them(tiny_demo, tmp_path):
+    taxonomy = tmp_path / "taxonomy.yaml"
+    taxonomy.write_text((PACKAGE_CONFIG / "taxonomy.yaml").read_text() + (
+        "constraints:\n  - {class: sky, max_area_share: 0.01}\n  - {class: road, touches: bottom}\n"))
+    build = build_in(tmp_path, Path(tiny_demo.landing_root), taxonomy=taxonomy)
+    assert build.outcome.success  # WARN: the release is still built
+    flagged = build.qa_report.filter((pl.col("check_id") == "class_constraints") & ~pl.col("passed"))
+    assert flagged.height > 0 and flagged["reason"].str.contains("sky covers").all()
+    assert build.outcome.check_outcomes["qa_report:class_constraints"] is False

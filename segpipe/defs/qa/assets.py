@@ -1,6 +1,7 @@
 import dagster as dg
 import polars as pl
 
+from segpipe.core.class_constraints import constraint_findings
 from segpipe.core.polygon_checks import polygon_findings
 from segpipe.core.qa import evaluate_entries, with_thumbnails
 from segpipe.core.qa_pictures import render_qa_thumbnails
@@ -27,7 +28,10 @@ def qa_report(
         validate="1:1")
     unmapped = unmapped_segments(mapped_shapes)
     polygons = polygon_findings(mapped_shapes, batch_images, settings.qa.vertex_tolerance_px)
-    results = evaluate_entries(entries, unmapped, taxonomy, settings.qa, polygons)
+    class_ids = {c.name: c.id for c in taxonomy.classes}
+    constraints = constraint_findings(annotation_masks, taxonomy.constraints, class_ids, taxonomy.ignore_index,
+                                      object_store.artefacts())
+    results = evaluate_entries(entries, unmapped, taxonomy, settings.qa, polygons, constraints)
     failures = results.filter(~pl.col("passed")).join(
         annotation_masks.select("entry_id", "mask_key"), on="entry_id").join(
         batch_images.select("entry_id", "image_key"), on="entry_id")

@@ -13,7 +13,6 @@ Area shares come from class_pixels; the other rules need the mask, so each mask'
 remembered under its content-derived key and a rerun decodes only new masks.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,39 +42,31 @@ class ClassConstraint:
         return self.kind != "max_area_share"
 
 
-def parse_constraints(entries: object, class_names: set[str], origin: str,
-                      line_of: Callable[[dict], str]) -> tuple[ClassConstraint, ...]:
-    """The taxonomy's `constraints` list, validated; errors name the file, the line and the rule."""
-    if not isinstance(entries, list):
-        raise ConfigError(f"{origin}: constraints must be a list of rules")
-    constraints = []
-    for entry in entries:
-        where = line_of(entry)
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: a constraint must be a mapping, got {entry!r}")
-        fields = {k: v for k, v in entry.items() if isinstance(k, str) and not k.startswith("__")}
-        kinds = [kind for kind in KINDS if kind in fields]
-        if len(kinds) != 1 or set(fields) - {*KINDS, "class", "classes"}:
-            raise ConfigError(f"{where}: a constraint has one of {list(KINDS)} and `class` or `classes`, got "
-                              f"{sorted(fields)}")
-        kind = kinds[0]
-        classes = (fields["class"],) if "class" in fields else tuple(fields.get("classes") or ())
-        expected = 2 if kind == "adjacent" else 1
-        if len(classes) != expected or not all(isinstance(c, str) for c in classes):
-            raise ConfigError(f"{where}: `{kind}` takes {expected} class name{'s' if expected > 1 else ''}")
-        unknown = sorted(set(classes) - class_names)
-        if unknown:
-            raise ConfigError(f"{where}: constraint names unknown classes {unknown}")
-        value = fields[kind]
-        if kind == "max_area_share" and (isinstance(value, bool) or not isinstance(value, int | float)
-                                         or not 0 < value <= 1):
-            raise ConfigError(f"{where}: max_area_share must be a number in (0, 1], got {value!r}")
-        if kind == "touches" and value not in EDGES:
-            raise ConfigError(f"{where}: touches must be one of {list(EDGES)}, got {value!r}")
-        if kind == "adjacent" and value is not False:
-            raise ConfigError(f"{where}: adjacent can only be false (a forbidden neighbourhood), got {value!r}")
-        constraints.append(ClassConstraint(kind, classes, value, entry.get("__line__")))
-    return tuple(constraints)
+def parse_constraint(entry: object, class_names: set[str], where: str, line: int | None) -> ClassConstraint:
+    """One rule of the taxonomy's `constraints` list (its fields, without the loader's line markers),
+    validated; `where` names the file and line in errors."""
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: a constraint must be a mapping, got {entry!r}")
+    kinds = [kind for kind in KINDS if kind in entry]
+    if len(kinds) != 1 or set(entry) - {*KINDS, "class", "classes"}:
+        raise ConfigError(f"{where}: a constraint has one of {list(KINDS)} and `class` or `classes`, got "
+                          f"{sorted(entry)}")
+    kind = kinds[0]
+    classes = (entry["class"],) if "class" in entry else tuple(entry.get("classes") or ())
+    expected = 2 if kind == "adjacent" else 1
+    if len(classes) != expected or not all(isinstance(c, str) for c in classes):
+        raise ConfigError(f"{where}: `{kind}` takes {expected} class name{'s' if expected > 1 else ''}")
+    unknown = sorted(set(classes) - class_names)
+    if unknown:
+        raise ConfigError(f"{where}: constraint names unknown classes {unknown}")
+    value = entry[kind]
+    if kind == "max_area_share" and (isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1):
+        raise ConfigError(f"{where}: max_area_share must be a number in (0, 1], got {value!r}")
+    if kind == "touches" and value not in EDGES:
+        raise ConfigError(f"{where}: touches must be one of {list(EDGES)}, got {value!r}")
+    if kind == "adjacent" and value is not False:
+        raise ConfigError(f"{where}: adjacent can only be false (a forbidden neighbourhood), got {value!r}")
+    return ClassConstraint(kind, classes, value, line)
 
 
 def _edge(mask: np.ndarray, edge: str) -> np.ndarray:

@@ -68,7 +68,7 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
                   {"vertex_tolerance_px", "near_duplicate_bits", "max_class_imbalance"})
     consensus = _section(top["consensus"], f"{origin}: consensus", {"quorum", "min_agreement"},
                          {"boundary_tolerance_px", "min_honeypot_iou", "low_scorer"})
-    low_scorer = consensus.get("low_scorer", "exclude")
+    low_scorer = consensus.get("low_scorer", ConsensusSettings.low_scorer)
     if low_scorer not in ("exclude", "review"):
         raise ConfigError(f"{origin}: consensus.low_scorer must be 'exclude' or 'review', got {low_scorer!r}")
     min_honeypot_iou = consensus.get("min_honeypot_iou")
@@ -87,14 +87,15 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
         qa=QaSettings(
             max_unlabeled_fraction=_fraction(qa["max_unlabeled_fraction"], f"{origin}: qa.max_unlabeled_fraction"),
             max_error_failures=_count(qa["max_error_failures"], f"{origin}: qa.max_error_failures"),
-            vertex_tolerance_px=_distance(qa.get("vertex_tolerance_px", 4.0), f"{origin}: qa.vertex_tolerance_px"),
-            near_duplicate_bits=_count(qa.get("near_duplicate_bits", 4), f"{origin}: qa.near_duplicate_bits"),
-            max_class_imbalance=_distance(qa.get("max_class_imbalance", 1000.0), f"{origin}: qa.max_class_imbalance"),
+            vertex_tolerance_px=_non_negative(qa.get("vertex_tolerance_px", QaSettings.vertex_tolerance_px), f"{origin}: qa.vertex_tolerance_px"),
+            near_duplicate_bits=_count(qa.get("near_duplicate_bits", QaSettings.near_duplicate_bits), f"{origin}: qa.near_duplicate_bits"),
+            max_class_imbalance=_non_negative(qa.get("max_class_imbalance", QaSettings.max_class_imbalance), f"{origin}: qa.max_class_imbalance"),
         ),
         consensus=ConsensusSettings(
             quorum=_fraction(consensus["quorum"], f"{origin}: consensus.quorum"),
             min_agreement=_fraction(consensus["min_agreement"], f"{origin}: consensus.min_agreement"),
-            boundary_tolerance=_count(consensus.get("boundary_tolerance_px", 2), f"{origin}: consensus.boundary_tolerance_px"),
+            boundary_tolerance=_count(consensus.get("boundary_tolerance_px", ConsensusSettings.boundary_tolerance),
+                                      f"{origin}: consensus.boundary_tolerance_px"),
             min_honeypot_iou=None if min_honeypot_iou is None else _fraction(
                 min_honeypot_iou, f"{origin}: consensus.min_honeypot_iou"),
             low_scorer=low_scorer,
@@ -134,9 +135,9 @@ def _count(value: Any, where: str) -> int:
     return value
 
 
-def _distance(value: Any, where: str) -> float:
+def _non_negative(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
-        raise ConfigError(f"{where}: must be a non-negative number of pixels, got {value!r}")
+        raise ConfigError(f"{where}: must be a non-negative number, got {value!r}")
     return float(value)
 
 

@@ -30,7 +30,7 @@ import orjson
 import polars as pl
 import yaml
 
-from segpipe.core.class_constraints import ClassConstraint, parse_constraints
+from segpipe.core.class_constraints import ClassConstraint, parse_constraint
 from segpipe.core.errors import ConfigError
 from segpipe.core.formats.annotation import SEGMENTATION_KINDS
 
@@ -201,8 +201,10 @@ def parse_taxonomy(text: str, origin: str) -> Taxonomy:
         str(source): _parse_rules(rules, names, f"{origin}: mappings.{source}", _at(origin, doc["mappings"]))
         for source, rules in _fields(_require(doc, "mappings", dict, origin)).items()
     }
-    constraints = parse_constraints(doc["constraints"], names, _at(origin, doc), lambda entry: _at(origin, entry)) \
-        if "constraints" in doc else ()
+    constraints = tuple(
+        parse_constraint(_fields(entry) if isinstance(entry, dict) else entry, names, _at(origin, entry),
+                         entry.get(LINE) if isinstance(entry, dict) else None)
+        for entry in _require(doc, "constraints", list, origin)) if "constraints" in doc else ()
     return Taxonomy(name, version, ignore_index, unmapped, classes, mappings, constraints)
 
 

@@ -60,11 +60,12 @@ def annotation_masks(
         tables[batch] = masks
     every = pl.concat(tables.values())
     counts = dict(every.group_by("rendered_by").len().iter_rows())
+    class_masks_written = sum(key.startswith("masks/") for key in written)  # instance masks are written too
     context.add_output_metadata({
         "batches": len(tables),
         "masks": every.height,
-        "masks_written": len(written),
-        "masks_unchanged": every.height - len(written),
+        "masks_written": class_masks_written,
+        "masks_unchanged": every.height - class_masks_written,
         "by_lookup": counts.get("lookup", 0),
         "redrawn": counts.get("redraw", 0),
         "mask_encoding": settings.mask_encoding,

@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from segpipe.core.instance_areas import INSTANCE_AREA_OUTLIER
 from segpipe.core.near_duplicates import near_duplicate_entries
 from segpipe.core.polygon_checks import OUTSIDE_IMAGE, SELF_INTERSECTION, TOO_FEW_POINTS, ZERO_AREA
 from segpipe.core.schemas import QaResultRecord
@@ -120,6 +121,9 @@ QA_RULES: tuple[QaRule, ...] = (
     QaRule(ZERO_AREA, "WARN", "Every polygon ring encloses an area.", False, _polygon_rule(ZERO_AREA)),
     QaRule(OUTSIDE_IMAGE, "WARN", "No polygon vertex lies further outside the image than qa.vertex_tolerance_px.",
            False, _polygon_rule(OUTSIDE_IMAGE)),
+    QaRule(INSTANCE_AREA_OUTLIER, "WARN", (
+        "No object is far larger or smaller than its class usually is (log area within qa.instance_area_sigma "
+        "standard deviations of the class mean)."), False, _polygon_rule(INSTANCE_AREA_OUTLIER)),
 )
 
 

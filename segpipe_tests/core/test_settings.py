@@ -20,6 +20,7 @@ def test_packaged_settings_load():
     ("{train: 0.7, val: 0.15, test: 0.15}", "{train: 0.7, val: 0.2, test: 0.15}", "must add up to 1"),
     ("seed: 7", "seed: seven", "sampling.seed"),
     ("qa:", "qaa:", "unknown keys"),
+    ("instance_area_sigma: 4", "instance_area_sigma: -1", "qa.instance_area_sigma: must be a non-negative number"),
 ])
 def test_invalid_settings_name_the_key(old, new, message):
     text = PACKAGED.read_text()

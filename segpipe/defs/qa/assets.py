@@ -2,6 +2,7 @@ import dagster as dg
 import polars as pl
 
 from segpipe.core.class_constraints import constraint_findings
+from segpipe.core.instance_areas import instance_area_findings
 from segpipe.core.polygon_checks import polygon_findings
 from segpipe.core.qa import evaluate_entries, with_thumbnails
 from segpipe.core.qa_pictures import render_qa_thumbnails
@@ -27,7 +28,10 @@ def qa_report(
         batch_images.select("entry_id", "batch_id", "file_name", "perceptual_hash"), on="entry_id", how="left",
         validate="1:1")
     unmapped = unmapped_segments(mapped_shapes)
-    polygons = polygon_findings(mapped_shapes, batch_images, settings.qa.vertex_tolerance_px)
+    polygons = pl.concat([
+        polygon_findings(mapped_shapes, batch_images, settings.qa.vertex_tolerance_px),
+        instance_area_findings(mapped_shapes, taxonomy, settings.qa.instance_area_sigma),
+    ])
     class_ids = {c.name: c.id for c in taxonomy.classes}
     constraints = constraint_findings(annotation_masks, taxonomy.constraints, class_ids, taxonomy.ignore_index,
                                       object_store.artefacts())

@@ -1,7 +1,8 @@
 """QA rules over rasterized masks: each a pure function with an id, a severity and a description.
 
 Rules judge a mask by its pixel count per value (class_pixels, counted when the mask was made),
-so QA costs nothing per pixel and a rerun after a taxonomy edit decodes no mask.
+so QA costs nothing per pixel; the rules about a mask's structure (fragments, class constraints)
+read findings that mask_structure remembers per mask, so a rerun decodes only new masks.
 
 ERROR rules gate the release (their Dagster checks are blocking); WARN rules report.
 A rule that `excludes_entry` also keeps the failing entry out of consensus and the release,
@@ -16,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from segpipe.core.instance_areas import INSTANCE_AREA_OUTLIER
+from segpipe.core.mask_structure import MaskStructure
 from segpipe.core.near_duplicates import near_duplicate_entries
 from segpipe.core.polygon_checks import OUTSIDE_IMAGE, SELF_INTERSECTION, TOO_FEW_POINTS, ZERO_AREA
 from segpipe.core.schemas import QaResultRecord
@@ -37,7 +39,7 @@ class EntryEvidence:
     duplicate_of: str | None
     polygon_findings: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # check id -> reasons
     near_duplicate_of: str | None = None
-    constraint_violations: tuple[str, ...] = ()  # the taxonomy's class-combination rules this mask breaks
+    structure: MaskStructure = MaskStructure()  # its fragments and the class constraints it breaks
 
 
 RuleCheck = Callable[[EntryEvidence, Taxonomy, QaSettings], str | None]
@@ -89,7 +91,22 @@ def _not_near_duplicate(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettin
 
 
 def _meets_class_constraints(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
-    return "; ".join(e.constraint_violations) if e.constraint_violations else None
+    return "; ".join(e.structure.constraint_violations) if e.structure.constraint_violations else None
+
+
+def _no_tiny_fragments(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    found = e.structure.fragments
+    if not found:
+        return None
+    names = {c.id: c.name for c in taxonomy.classes}
+    per_class = np.bincount([f.class_id for f in found], minlength=256)
+    classes = ", ".join(f"{names.get(i, i)} ({n})" for i, n in enumerate(per_class.tolist()) if n)
+    shown = [f"{names.get(f.class_id, f.class_id)} {f.pixels} px at x {f.bbox[0]}-{f.bbox[2]}, y {f.bbox[1]}-{f.bbox[3]}"
+             for f in found[:SHOWN_FINDINGS]]
+    more = f"; and {len(found) - SHOWN_FINDINGS} more" if len(found) > SHOWN_FINDINGS else ""
+    count = f"{len(found)} fragment{'s' if len(found) > 1 else ''}"
+    return (f"{count} under {settings.min_fragment_px} px of {classes}, the smallest {found[0].pixels} px: "
+            + "; ".join(shown) + more)
 
 
 def _polygon_rule(check_id: str) -> RuleCheck:
@@ -116,6 +133,9 @@ QA_RULES: tuple[QaRule, ...] = (
         "another split would leak."), False, _not_near_duplicate),
     QaRule("class_constraints", "WARN", "The mask keeps the taxonomy's class-combination rules (constraints).",
            False, _meets_class_constraints),
+    QaRule("tiny_fragments", "WARN", (
+        "No class region is smaller than qa.min_fragment_px pixels (the sliver of an occluded polygon, a polygon "
+        "too small to matter)."), False, _no_tiny_fragments),
     QaRule(SELF_INTERSECTION, "WARN", "No polygon outline crosses itself.", False, _polygon_rule(SELF_INTERSECTION)),
     QaRule(TOO_FEW_POINTS, "WARN", "Every polygon ring has at least 3 distinct points.", False, _polygon_rule(TOO_FEW_POINTS)),
     QaRule(ZERO_AREA, "WARN", "Every polygon ring encloses an area.", False, _polygon_rule(ZERO_AREA)),
@@ -140,12 +160,13 @@ def evaluate_entries(
     taxonomy: Taxonomy,
     settings: QaSettings,
     polygons: pl.DataFrame | None = None,
-    constraints: Mapping[str, tuple[str, ...]] | None = None,
+    structure: Mapping[str, MaskStructure] | None = None,
 ) -> pl.DataFrame:
     """Run every rule on every entry (rows of masks, with class_pixels, joined with images); one
-    result row per pair. `polygons` are the findings of polygon_checks.polygon_findings,
-    `constraints` those of class_constraints.constraint_findings."""
-    constraints = constraints or {}
+    result row per pair. `polygons` are shape findings (polygon_checks.polygon_findings and
+    instance_areas.instance_area_findings),
+    `structure` those of mask_structure.mask_structure."""
+    structure = structure or {}
     duplicates = duplicate_entries(entries)
     near_duplicates = near_duplicate_entries(entries, settings.near_duplicate_bits)
     findings: dict[str, dict[str, tuple[str, ...]]] = {}
@@ -165,7 +186,7 @@ def evaluate_entries(
             duplicate_of=duplicates.get(entry["entry_id"]),
             polygon_findings=findings.get(entry["entry_id"], {}),
             near_duplicate_of=near_duplicates.get(entry["entry_id"]),
-            constraint_violations=constraints.get(entry["entry_id"], ()),
+            structure=structure.get(entry["entry_id"], MaskStructure()),
         )
         for rule in QA_RULES:
             reason = rule.check(evidence, taxonomy, settings)

@@ -2,7 +2,8 @@
 
 A reason in a table says what is wrong; a thumbnail shows where, so a reviewer sees the problem in
 the check's metadata or the release's qa/ folder without opening the files. Each thumbnail is
-named after what it shows (image, mask, rule, reason), so a rerun that finds it draws nothing.
+named after what it shows (image, mask, rule, reason), so a rerun that finds it draws nothing
+(a fragment rule with another size gives another reason, so another thumbnail).
 """
 
 import io
@@ -12,6 +13,9 @@ import polars as pl
 from PIL import Image, ImageDraw
 
 from segpipe.core.artefact_keys import ArtefactStore, content_digest
+from segpipe.core.class_constraints import enclosed_regions
+from segpipe.core.mask_regions import mask_regions
+from segpipe.core.mask_structure import fragment_regions
 from segpipe.core.polygon_checks import OUTSIDE_IMAGE, SELF_INTERSECTION, TOO_FEW_POINTS, ZERO_AREA
 from segpipe.core.raster import decode_mask_png
 from segpipe.core.taxonomy import Taxonomy
@@ -52,20 +56,31 @@ def qa_thumbnail(photo: bytes, mask: np.ndarray, palette: np.ndarray, highlight:
     return buffer.getvalue()
 
 
-def _highlight(check_id: str, mask: np.ndarray, taxonomy: Taxonomy) -> np.ndarray | None:
+def _highlight(check_id: str, mask: np.ndarray, taxonomy: Taxonomy, min_fragment_px: int) -> np.ndarray | None:
     if check_id in UNLABELLED_RULES:
         return mask == taxonomy.ignore_index
     if check_id == "mask_ids_in_taxonomy":
         return ~np.isin(mask, [*taxonomy.class_ids, taxonomy.ignore_index])
+    if check_id == "tiny_fragments":
+        regions = mask_regions(mask)
+        return regions.pixels_of(fragment_regions(regions, min_fragment_px, taxonomy.ignore_index))
+    enclosed = [rule for rule in taxonomy.constraints if rule.kind == "enclosed"]
+    if check_id == "class_constraints" and enclosed:  # the other constraints are about the whole mask
+        regions = mask_regions(mask)
+        class_ids = {c.name: c.id for c in taxonomy.classes}
+        inside = np.logical_or.reduce([enclosed_regions(rule, class_ids, regions) for rule in enclosed])
+        return regions.pixels_of(inside) if inside.any() else None
     return None
 
 
 def render_qa_thumbnails(
     failures: pl.DataFrame, polygons: pl.DataFrame, shapes: pl.DataFrame, taxonomy: Taxonomy, store: ArtefactStore,
+    min_fragment_px: int = 0,
 ) -> pl.DataFrame:
     """A thumbnail for the first PER_RULE failures of each rule (failures: entry_id, check_id, reason,
-    mask_key, image_key; polygons: polygon_findings; shapes: the entries' shape rows). Returns
-    entry_id, check_id, thumbnail_key."""
+    mask_key, image_key; polygons: polygon_findings; shapes: the entries' shape rows). Fragments and
+    regions enclosed against a constraint are the highlighted pixels. Returns entry_id, check_id,
+    thumbnail_key."""
     palette = np.full((256, 3), -1.0, dtype=np.float32)
     for c in taxonomy.classes:
         palette[c.id] = c.color
@@ -81,7 +96,7 @@ def render_qa_thumbnails(
         if not store.exists(key):
             mask = decode_mask_png(store.read(mask_key))
             outline = rings_of.get((entry_id, check_id), []) if check_id in POLYGON_RULES else []
-            store.write(key, qa_thumbnail(store.read(image_key), mask, palette, _highlight(check_id, mask, taxonomy),
+            store.write(key, qa_thumbnail(store.read(image_key), mask, palette, _highlight(check_id, mask, taxonomy, min_fragment_px),
                                           outline))
         rows.append({"entry_id": entry_id, "check_id": check_id, "thumbnail_key": key})
     return pl.DataFrame(rows, schema={"entry_id": pl.String, "check_id": pl.String, "thumbnail_key": pl.String})

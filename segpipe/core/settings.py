@@ -21,6 +21,7 @@ class QaSettings:
     near_duplicate_bits: int = 4  # perceptual-hash bits two images may differ in and count as near copies
     max_class_imbalance: float = 1000.0  # most over least common trainable class, in pixels
     instance_area_sigma: float = 4.0  # standard deviations of log area from the class mean that flag a shape
+    min_fragment_px: int = 0  # a class region with fewer pixels is a fragment; 0 or 1: no fragment rule
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
     if not isinstance(instance_masks, bool):
         raise ConfigError(f"{origin}: instance_masks must be true or false, got {instance_masks!r}")
     qa = _section(top["qa"], f"{origin}: qa", {"max_unlabeled_fraction", "max_error_failures"},
-                  {"vertex_tolerance_px", "near_duplicate_bits", "max_class_imbalance", "instance_area_sigma"})
+                  {"vertex_tolerance_px", "near_duplicate_bits", "max_class_imbalance", "instance_area_sigma",
+                   "min_fragment_px"})
     consensus = _section(top["consensus"], f"{origin}: consensus", {"quorum", "min_agreement"},
                          {"boundary_tolerance_px", "min_honeypot_iou", "low_scorer"})
     low_scorer = consensus.get("low_scorer", ConsensusSettings.low_scorer)
@@ -92,6 +94,7 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
             near_duplicate_bits=_count(qa.get("near_duplicate_bits", QaSettings.near_duplicate_bits), f"{origin}: qa.near_duplicate_bits"),
             max_class_imbalance=_non_negative(qa.get("max_class_imbalance", QaSettings.max_class_imbalance), f"{origin}: qa.max_class_imbalance"),
             instance_area_sigma=_non_negative(qa.get("instance_area_sigma", QaSettings.instance_area_sigma), f"{origin}: qa.instance_area_sigma"),
+            min_fragment_px=_count(qa.get("min_fragment_px", QaSettings.min_fragment_px), f"{origin}: qa.min_fragment_px"),
         ),
         consensus=ConsensusSettings(
             quorum=_fraction(consensus["quorum"], f"{origin}: consensus.quorum"),

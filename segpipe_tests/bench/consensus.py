@@ -7,7 +7,9 @@ annotator's mask; the second annotator's is the same mask one pixel to the right
 disputed), the third's relabels a few blocks (regions in dispute). For each image, on one core:
 - rasterize stage: paint + encode of the three masks (what the three annotators cost upstream);
 then, as the pipeline runs them, over every image at once, the time shared out per image:
-- QA: evaluate_entries on all entries (their class_pixels come from rasterization);
+- QA: mask_structure on a fresh in-memory store (every mask decoded and its regions found cold, for
+  tiny_fragments at BENCH_FRAGMENT_PX and the BENCH_CONSTRAINTS that need pixels), then
+  evaluate_entries on all entries (their class_pixels come from rasterization);
 - consensus: build_consensus on a fresh in-memory store, so every image is fused and scored
   cold: three PNG decodes, the vote, three pairwise IoUs, the fused PNG and its outcome.
 Target (issue 5): QA + consensus per image no slower than the rasterize stage per image.
@@ -15,6 +17,7 @@ Results: $SEGPIPE_HOME/bench/consensus.json.
 """
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -25,14 +28,22 @@ import orjson
 import polars as pl
 
 from segpipe.core.artefact_keys import ArtefactStore
+from segpipe.core.class_constraints import parse_constraint
 from segpipe.core.consensus import build_consensus
 from segpipe.core.label_masks import class_pixels
+from segpipe.core.mask_structure import mask_structure
 from segpipe.core.png import encode_mask_png
 from segpipe.core.qa import evaluate_entries
 from segpipe.core.settings import ConsensusSettings, QaSettings
 from segpipe_tests.bench.rasterize import OneFileSource, ensure_data, json_files
 
 ANNOTATORS = 3
+BENCH_FRAGMENT_PX = 50  # the fragment rule on, as a project that sets qa.min_fragment_px runs it
+BENCH_CONSTRAINTS = (  # one rule of each kind that reads the mask's regions
+    {"class": "road", "touches": "bottom"},
+    {"classes": ["sky", "road"], "adjacent": False},
+    {"classes": ["car", "sky"], "enclosed": False},
+)
 
 
 def annotator_masks(first: np.ndarray, rng: np.random.Generator, ignore_index: int) -> list[np.ndarray]:
@@ -61,11 +72,15 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     taxonomy, _, source = cityscapes_taxonomy()
+    names = {c.name for c in taxonomy.classes}
+    taxonomy = dataclasses.replace(taxonomy, constraints=tuple(
+        parse_constraint(rule, names, "bench", None) for rule in BENCH_CONSTRAINTS))
     ignore = taxonomy.ignore_index
     files = json_files(ensure_data(args.cache, 4 * 40, 2048, 1024, 0))[:args.scenes]
     rng = np.random.default_rng(0)
     rows, frames, objects = [], [], {}
-    qa_settings, consensus_settings = QaSettings(0.05, 0), ConsensusSettings(0.5, 0.6)
+    qa_settings = QaSettings(0.05, 0, min_fragment_px=BENCH_FRAGMENT_PX)
+    consensus_settings = ConsensusSettings(0.5, 0.6)
     for index, path in enumerate(files):
         [image] = CITYSCAPES.read(OneFileSource(path), [path.name], ReaderOptions())
         builder = ShapeTableBuilder()
@@ -92,19 +107,23 @@ def main() -> None:
     entries = pl.concat(frames)
     unmapped = pl.DataFrame(schema={"entry_id": pl.String, "raw_label": pl.String})
     start = time.perf_counter()
-    evaluate_entries(entries, unmapped, taxonomy, qa_settings)
+    structure = mask_structure(entries, taxonomy, qa_settings.min_fragment_px, ArtefactStore.in_memory(dict(objects)))
+    structure_ms = (time.perf_counter() - start) * 1000 / len(files)
+    evaluate_entries(entries, unmapped, taxonomy, qa_settings, structure=structure)
     qa_ms = (time.perf_counter() - start) * 1000 / len(files)
     start = time.perf_counter()
     images, _ = build_consensus(entries, ArtefactStore.in_memory(objects), consensus_settings, ignore)
     consensus_ms = (time.perf_counter() - start) * 1000 / len(files)
     for row in rows:
-        row.update(qa_ms=qa_ms, consensus_ms=consensus_ms)
+        row.update(qa_ms=qa_ms, structure_ms=structure_ms, consensus_ms=consensus_ms)
     agreements = images["agreement"].to_list()
-    median = {k: statistics.median(r[k] for r in rows) for k in ("raster_ms", "qa_ms", "consensus_ms")}
+    median = {k: statistics.median(r[k] for r in rows) for k in ("raster_ms", "qa_ms", "structure_ms", "consensus_ms")}
     ratio = (median["qa_ms"] + median["consensus_ms"]) / median["raster_ms"]
     print(f"\nQA and consensus benchmark: {len(rows)} images at 2048x1024, {ANNOTATORS} annotators each, one core")
     print(f"  rasterize stage (3 masks: paint and encode)           {median['raster_ms']:7.2f} ms/image")
     print(f"  QA (every rule on 3 entries)                         {median['qa_ms']:7.2f} ms/image")
+    print(f"    of which mask structure (decode 3, regions, fragments, constraints; cold) "
+          f"{median['structure_ms']:5.2f} ms/image, {len(structure)} of {entries.height} masks with findings")
     print(f"  consensus (decode 3, vote, 3 pairwise IoUs, fused PNG and agreement map) {median['consensus_ms']:5.2f} ms/image, "
           f"{1000 / (median['qa_ms'] + median['consensus_ms']):.0f} images/s with QA")
     print(f"  [{'ok' if ratio <= 1 else 'MISS'}] QA + consensus / rasterize stage: {ratio:.2f}   target <= 1")

@@ -3,8 +3,8 @@ import polars as pl
 import pytest
 
 from segpipe.core.artefact_keys import ArtefactStore
-from segpipe.core.class_constraints import constraint_findings
 from segpipe.core.errors import ConfigError
+from segpipe.core.mask_structure import mask_structure
 from segpipe.core.png import encode_mask_png
 from segpipe.core.taxonomy import parse_taxonomy
 
@@ -21,6 +21,7 @@ RULES = """constraints:
   - {class: car, max_area_share: 0.5}
   - {class: road, touches: bottom}
   - {classes: [sky, road], adjacent: false}
+  - {classes: [car, sky], enclosed: false}
 """
 
 
@@ -34,8 +35,8 @@ def findings(masks: dict[str, np.ndarray], store: dict | None = None) -> dict[st
     objects.update({f"m-{k}": encode_mask_png(m) for k, m in masks.items()})
     frame = pl.DataFrame({"entry_id": list(masks), "mask_key": [f"m-{k}" for k in masks],
                           "class_pixels": [np.bincount(m.ravel(), minlength=256).tolist() for m in masks.values()]})
-    return constraint_findings(frame, taxonomy.constraints, {c.name: c.id for c in taxonomy.classes},
-                               taxonomy.ignore_index, ArtefactStore.in_memory(objects))
+    found = mask_structure(frame, taxonomy, 0, ArtefactStore.in_memory(objects))
+    return {entry_id: structure.constraint_violations for entry_id, structure in found.items()}
 
 
 def test_each_rule_flags_the_mask_that_breaks_it_with_the_taxonomy_line():
@@ -50,13 +51,29 @@ def test_each_rule_flags_the_mask_that_breaks_it_with_the_taxonomy_line():
     assert found["car"] == ("car covers 67% of the labelled pixels, over 50% (taxonomy line 10)",)
 
 
-def test_findings_are_remembered_per_mask_and_not_recomputed():
+def test_a_car_inside_the_sky_is_flagged_but_not_one_at_the_border_or_beside_a_road():
+    floating = street([[1, 1, 1, 1], [1, 2, 2, 1], [1, 1, 1, 1], [255, 255, 255, 255]])
+    at_border = street([[1, 1, 1, 1], [2, 2, 1, 1], [1, 1, 1, 1], [255, 255, 255, 255]])
+    on_road = street([[1, 1, 1, 1], [1, 1, 1, 1], [1, 2, 1, 1], [255, 0, 255, 255]])
+    two = street([[1, 1, 1, 1, 1], [1, 2, 1, 2, 1], [1, 1, 1, 1, 1], [255, 255, 255, 255, 255]])
+    found = findings({"floating": floating, "at_border": at_border, "on_road": on_road, "two": two})
+    assert found == {
+        "floating": ("car lies inside sky (1 region at x 1-2, y 1-1) (taxonomy line 13)",),
+        "two": ("car lies inside sky (2 regions, the first at x 1-1, y 1-1) (taxonomy line 13)",),
+    }
+
+
+def test_findings_are_remembered_per_mask_and_a_remembered_mask_is_not_read():
     store: dict = {}
     first = findings({"touching": street([[1, 1], [0, 0]])}, store)
-    memos = {k for k in store if k.startswith("qa-constraints/")}
-    store[next(iter(memos))] = b'["remembered"]'  # a rerun reads the memo instead of the mask
+    [memo] = [k for k in store if k.startswith("qa-mask-structure/")]
     assert first == {"touching": ("sky borders road (taxonomy line 12)",)}
-    assert findings({"touching": street([[1, 1], [0, 0]])}, store) == {"touching": ("remembered",)}
+    del store["m-touching"]
+    store[memo] = b'{"constraints": ["remembered"], "fragments": []}'
+    frame = pl.DataFrame({"entry_id": ["touching"], "mask_key": ["m-touching"], "class_pixels": [[2, 2] + [0] * 254]})
+    taxonomy = parse_taxonomy(BASE + RULES, "t.yaml")
+    [(entry_id, structure)] = mask_structure(frame, taxonomy, 0, ArtefactStore.in_memory(store)).items()
+    assert (entry_id, structure.constraint_violations) == ("touching", ("remembered",))
 
 
 @pytest.mark.parametrize(("rule", "message"), [
@@ -66,6 +83,10 @@ def test_findings_are_remembered_per_mask_and_not_recomputed():
     ("  - {classes: [sky], adjacent: false}\n", "t.yaml:10: `adjacent` takes 2 class names"),
     ("  - {classes: [sky, road], adjacent: true}\n", "t.yaml:10: adjacent can only be false"),
     ("  - {class: car}\n", "t.yaml:10: a constraint has one of"),
+    ("  - {classes: [car, sky], enclosed: true}\n", "t.yaml:10: enclosed can only be false"),
+    ("  - {class: car, enclosed: false}\n", "t.yaml:10: `enclosed` takes 2 class names"),
+    ("  - {classes: [car, car], enclosed: false}\n", "t.yaml:10: `enclosed` takes two different classes"),
+    ("  - {classes: [car, bus], enclosed: false}\n", "t.yaml:10: constraint names unknown classes ['bus']"),
 ])
 def test_a_bad_constraint_is_refused_naming_the_line(rule, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):

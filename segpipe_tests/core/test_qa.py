@@ -1,7 +1,12 @@
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 
+from segpipe.core.artefact_keys import ArtefactStore
 from segpipe.core.label_masks import class_pixels
+from segpipe.core.mask_structure import mask_structure
+from segpipe.core.png import encode_mask_png
 from segpipe.core.qa import QA_RULES, duplicate_entries, evaluate_entries, excluded_entries, summarize_rule
 from segpipe.core.settings import QaSettings
 from segpipe.core.taxonomy import parse_taxonomy
@@ -73,3 +78,51 @@ def test_exclusions_keep_the_first_reason_and_skip_flag_only_rules():
 def test_a_repeated_image_and_annotator_is_a_duplicate_of_the_first_entry():
     frame = entries(["good", "good_copy"], image_ids=["same", "same"])
     assert duplicate_entries(frame) == {"good_copy": "b/good.jpg"}
+
+
+def fragment_results(masks: dict[str, np.ndarray], min_fragment_px: int, store: dict | None = None) -> pl.DataFrame:
+    objects = store if store is not None else {}
+    objects.update({name: encode_mask_png(mask) for name, mask in masks.items()})
+    frame = pl.DataFrame({
+        "entry_id": list(masks), "batch_id": "b", "file_name": [f"{n}.jpg" for n in masks], "image_id": list(masks),
+        "annotator": "ann", "mask_key": list(masks), "width": [m.shape[1] for m in masks.values()],
+        "height": [m.shape[0] for m in masks.values()], "class_pixels": [class_pixels(m) for m in masks.values()],
+        "perceptual_hash": [f"{i * 0x0F0F0F0F0F0F:016x}" for i in range(len(masks))],
+    })
+    settings = replace(QA, min_fragment_px=min_fragment_px)
+    structure = mask_structure(frame, TAXONOMY, min_fragment_px, ArtefactStore.in_memory(objects))
+    results = evaluate_entries(frame, pl.DataFrame(schema={"entry_id": pl.String, "raw_label": pl.String}),
+                               TAXONOMY, settings, structure=structure)
+    return results.filter(pl.col("check_id") == "tiny_fragments").sort("entry_id")
+
+
+def test_tiny_fragments_name_the_classes_the_count_the_smallest_and_where():
+    specks = np.zeros((6, 8), dtype=np.uint8)
+    specks[0, 7] = 1  # a 1-pixel car in the corner
+    specks[2:4, 2] = 1  # a 2-pixel car
+    specks[5, 0:2] = 1  # another 2-pixel car, lower down
+    specks[1:3, 5:7] = 1  # a 4-pixel car: not a fragment under 3 px
+    specks[4, 4:6] = 255  # ignore is never a fragment
+    islands = np.ones((4, 4), dtype=np.uint8)
+    islands[1, 1] = 0  # a road speck inside the car
+    clean = np.zeros((4, 4), dtype=np.uint8)
+    clean[:, 2:] = 1
+    results = fragment_results({"specks": specks, "islands": islands, "clean": clean}, 3)
+    assert results["passed"].to_list() == [True, False, False]
+    assert results["reason"].to_list()[1:] == [
+        "1 fragment under 3 px of road (1), the smallest 1 px: road 1 px at x 1-1, y 1-1",
+        "3 fragments under 3 px of car (3), the smallest 1 px: car 1 px at x 7-7, y 0-0; car 2 px at x 2-2, y 2-3; "
+        "car 2 px at x 0-1, y 5-5",
+    ]
+    assert results["severity"].unique().to_list() == ["WARN"] and not results["excludes_entry"].any()
+
+
+def test_more_fragments_than_shown_are_counted_and_the_size_is_part_of_the_memo():
+    checker = np.indices((4, 6)).sum(axis=0).astype(np.uint8) % 2  # 24 one-pixel regions: 12 road, 12 car
+    store: dict = {}
+    [reason] = fragment_results({"checker": checker}, 2, store)["reason"].to_list()
+    assert reason == ("24 fragments under 2 px of road (12), car (12), the smallest 1 px: road 1 px at x 0-0, y 0-0; "
+                      "car 1 px at x 1-1, y 0-0; road 1 px at x 2-2, y 0-0; and 21 more")
+    assert fragment_results({"checker": checker}, 1, store)["passed"].to_list() == [True]  # off: nothing decoded
+    assert fragment_results({"checker": checker}, 3, store)["reason"][0].startswith("24 fragments under 3 px")
+    assert len([k for k in store if k.startswith("qa-mask-structure/")]) == 2

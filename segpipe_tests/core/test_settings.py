@@ -27,3 +27,13 @@ def test_invalid_settings_name_the_key(old, new, message):
     assert old in text
     with pytest.raises(ConfigError, match=message):
         parse_pipeline_settings(text.replace(old, new), "p.yaml")
+
+
+def test_min_fragment_px_is_optional_off_by_default_and_validated():
+    text = PACKAGED.read_text()
+    assert "  # min_fragment_px: 50\n" in text
+    assert parse_pipeline_settings(text, "p.yaml").qa.min_fragment_px == 0
+    assert parse_pipeline_settings(text.replace("  # min_fragment_px: 50", "  min_fragment_px: 50"),
+                                   "p.yaml").qa.min_fragment_px == 50
+    with pytest.raises(ConfigError, match=r"p.yaml: qa.min_fragment_px: must be a non-negative integer, got 2.5"):
+        parse_pipeline_settings(text.replace("  # min_fragment_px: 50", "  min_fragment_px: 2.5"), "p.yaml")

@@ -33,6 +33,8 @@ EXPECTED_CHECKS = {
     "qa_report:class_constraints": False,
     "qa_report:class_never_present": False,
     "qa_report:class_imbalance": False,
+    "qa_report:tiny_fragments": False,
+    "qa_report:instance_area_typical": False,
     "qa_report:polygon_self_intersection": False,
     "qa_report:polygon_too_few_points": False,
     "qa_report:polygon_zero_area": False,

@@ -1,8 +1,8 @@
 import dagster as dg
 import polars as pl
 
-from segpipe.core.class_constraints import constraint_findings
 from segpipe.core.instance_areas import instance_area_findings
+from segpipe.core.mask_structure import mask_structure
 from segpipe.core.polygon_checks import polygon_findings
 from segpipe.core.qa import evaluate_entries, with_thumbnails
 from segpipe.core.qa_pictures import render_qa_thumbnails
@@ -21,8 +21,9 @@ def qa_report(
     mapped_shapes: pl.DataFrame,
 ) -> pl.DataFrame:
     """Every QA rule on every entry of every batch: masks judged by their pixels per class (counted
-    when the mask was made, so no mask is decoded here), polygons by their outlines. The first
-    failures of each rule get a thumbnail: image, mask in class colours, the problem in magenta."""
+    when the mask was made) and by their structure (fragments, class constraints: each mask decoded
+    once, remembered per mask content), polygons by their outlines. The first failures of each rule
+    get a thumbnail: image, mask in class colours, the problem in magenta."""
     taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
     entries = annotation_masks.join(
         batch_images.select("entry_id", "batch_id", "file_name", "perceptual_hash"), on="entry_id", how="left",
@@ -32,14 +33,13 @@ def qa_report(
         polygon_findings(mapped_shapes, batch_images, settings.qa.vertex_tolerance_px),
         instance_area_findings(mapped_shapes, taxonomy, settings.qa.instance_area_sigma),
     ])
-    class_ids = {c.name: c.id for c in taxonomy.classes}
-    constraints = constraint_findings(annotation_masks, taxonomy.constraints, class_ids, taxonomy.ignore_index,
-                                      object_store.artefacts())
-    results = evaluate_entries(entries, unmapped, taxonomy, settings.qa, polygons, constraints)
+    structure = mask_structure(annotation_masks, taxonomy, settings.qa.min_fragment_px, object_store.artefacts())
+    results = evaluate_entries(entries, unmapped, taxonomy, settings.qa, polygons, structure)
     failures = results.filter(~pl.col("passed")).join(
         annotation_masks.select("entry_id", "mask_key"), on="entry_id").join(
         batch_images.select("entry_id", "image_key"), on="entry_id")
-    thumbnails = render_qa_thumbnails(failures, polygons, mapped_shapes, taxonomy, object_store.artefacts())
+    thumbnails = render_qa_thumbnails(failures, polygons, mapped_shapes, taxonomy, object_store.artefacts(),
+                                      settings.qa.min_fragment_px)
     results = with_thumbnails(results, thumbnails)
     failed = results.filter(~pl.col("passed"))
     context.add_output_metadata({

@@ -187,7 +187,7 @@ def test_defects_are_planted_once_away_from_overlaps(truth: dict) -> None:
     kinds = [d["kind"] for d in truth["defects"]]
     assert sorted(kinds) == sorted(
         ["corrupt_image", "size_mismatch", "non_finite_coordinates", "unmapped_label", "duplicate_image",
-         "self_intersecting_polygon"]
+         "self_intersecting_polygon", "oversized_instance"]
     )
     protected = set(truth["honeypots"]) | set(truth["shared"])
     for defect in truth["defects"]:

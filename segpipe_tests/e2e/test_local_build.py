@@ -102,7 +102,7 @@ def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_b
         "duplicate_image": ("filtered", "entry_not_duplicate"),
     }
     defects = {d["kind"]: d for d in ground_truth["defects"]}
-    assert set(defects) == {*rules, "unmapped_label", "self_intersecting_polygon"}
+    assert set(defects) == {*rules, "unmapped_label", "self_intersecting_polygon", "oversized_instance"}
     for kind, (outcome, rule) in rules.items():
         d = defects[kind]
         row = ledger.filter((pl.col("batch_id") == d["batch_id"]) & (pl.col("file_name") == f"images/{d['file_name']}"))
@@ -116,6 +116,10 @@ def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_b
     [reason] = flagged.filter((pl.col("batch_id") == crossed["batch_id"])
                               & (pl.col("file_name") == f"images/{crossed['file_name']}"))["reason"].to_list()
     assert f"({crossed['label']!r}) crosses itself" in reason
+    oversized = defects["oversized_instance"]
+    flagged = demo_build.qa_report.filter((pl.col("check_id") == "instance_area_typical") & ~pl.col("passed"))
+    assert flagged.select("batch_id", "file_name").rows() == [(oversized["batch_id"], f"images/{oversized['file_name']}")]
+    assert f"({oversized['label']!r}) covers" in flagged["reason"].item() and "above the typical car" in flagged["reason"].item()
     checks = demo_build.outcome.check_outcomes
     assert checks["qa_report:labels_mapped"] is False and checks["qa_report:entry_not_duplicate"] is False
     assert checks["qa_report:unmapped_labels"] is False
@@ -267,7 +271,7 @@ def test_no_clean_entry_fails_an_error_check_and_every_failure_is_a_planted_one_
     report = demo_build.qa_report
     assert report.filter((pl.col("severity") == "ERROR") & ~pl.col("passed")).is_empty()
     planted = {(d["batch_id"], f"images/{d['file_name']}") for d in ground_truth["defects"]
-               if d["kind"] in ("unmapped_label", "duplicate_image", "self_intersecting_polygon")}
+               if d["kind"] in ("unmapped_label", "duplicate_image", "self_intersecting_polygon", "oversized_instance")}
     warned = set(report.filter(~pl.col("passed")).select("batch_id", "file_name").iter_rows())
     assert planted <= warned
 

@@ -67,7 +67,7 @@ SUPERCATEGORIES = dict(
 # Non-contiguous COCO ids so readers cannot confuse a category id with a class index.
 COCO_CATEGORY_IDS = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144)
 UNMAPPED_LABEL = "fire hydrant"
-CROSSED_LABEL = "car"  # the class whose outline the self-intersecting defect crosses
+DISTORTED_LABEL = "car"  # the class whose outlines the polygon defects distort (crossed, runaway)
 
 CAMERAS = ("cam_front_a", "cam_front_b", "cam_wide_c")
 CITIES = ("berlin", "munich", "zurich", "paris", "lyon")
@@ -109,6 +109,7 @@ DEFECT_BATCHES = {
     "unmapped_label": "b002_vendor_b_bob",
     "duplicate_image": "b001_vendor_a_alice",
     "self_intersecting_polygon": "b002_vendor_b_bob",
+    "oversized_instance": "b002_vendor_b_bob",
 }
 
 
@@ -258,6 +259,7 @@ def _assign_roles(rng: np.random.Generator, n_scenes: int) -> Roles:
     corrupt, non_finite, duplicate = _pick(rng, alice_only, 3)
     size_mismatch, unmapped = _pick(rng, bob_only, 2)
     (crossed,) = _pick(rng, [i for i in bob_only if i not in (size_mismatch, unmapped)], 1)
+    (oversized,) = _pick(rng, [i for i in bob_only if i not in (size_mismatch, unmapped, crossed)], 1)
     return Roles(
         honeypots=tuple(honeypots),
         scenes={
@@ -273,6 +275,7 @@ def _assign_roles(rng: np.random.Generator, n_scenes: int) -> Roles:
             "unmapped_label": unmapped,
             "duplicate_image": duplicate,
             "self_intersecting_polygon": crossed,
+            "oversized_instance": oversized,
         },
     )
 
@@ -292,6 +295,8 @@ def _entries(spec: BatchSpec, demo: _Demo) -> list[_Entry]:
             shapes = _with_nan_vertex(shapes)
         if defect == "self_intersecting_polygon":
             shapes = _with_crossed_outline(shapes)
+        if defect == "oversized_instance":
+            shapes = _with_runaway_outline(shapes, demo.width, demo.height)
         shapes = tuple(replace(shape, label=vocabulary[shape.label]) for shape in shapes)
         if defect == "unmapped_label":
             shapes += (_fire_hydrant(demo.width, demo.height),)
@@ -318,12 +323,21 @@ def _with_nan_vertex(shapes: tuple[Shape, ...]) -> tuple[Shape, ...]:
 def _with_crossed_outline(shapes: tuple[Shape, ...]) -> tuple[Shape, ...]:
     """The first car's first vertex swapped with the one halfway round its outline, as a slip of the
     annotation tool: the two long edges that result cross the outline."""
-    car = next(i for i, shape in enumerate(shapes) if shape.label == CROSSED_LABEL and len(shapes[i].rings[0]) >= 4)
+    car = next(i for i, shape in enumerate(shapes) if shape.label == DISTORTED_LABEL and len(shapes[i].rings[0]) >= 4)
     ring = list(shapes[car].rings[0])
     half = len(ring) // 2
     ring[0], ring[half] = ring[half], ring[0]
     rings = (tuple(ring), *shapes[car].rings[1:])
     return (*shapes[:car], replace(shapes[car], rings=rings), *shapes[car + 1 :])
+
+
+def _with_runaway_outline(shapes: tuple[Shape, ...], width: int, height: int) -> tuple[Shape, ...]:
+    """The first car's outline dragged across most of the lower frame, as when a vertex handle runs
+    away: a car far larger than any other, painted over the street."""
+    car = next(i for i, shape in enumerate(shapes) if shape.label == DISTORTED_LABEL)
+    left, right, top, bottom = 0.02 * width, 0.98 * width, 0.35 * height, 0.98 * height
+    ring = ((left, top), (right, top), (right, bottom), (left, bottom))
+    return (*shapes[:car], replace(shapes[car], rings=(ring,)), *shapes[car + 1 :])
 
 
 def _fire_hydrant(width: int, height: int) -> Shape:
@@ -420,8 +434,8 @@ def _ground_truth(demo: _Demo, files: dict[str, list[str]]) -> dict:
         defect = {"kind": kind, "batch_id": batch_id, "file_name": name}
         if kind == "unmapped_label":
             defect["label"] = UNMAPPED_LABEL
-        elif kind == "self_intersecting_polygon":
-            defect["label"] = VOCABULARIES[specs[batch_id].source][CROSSED_LABEL]
+        elif kind in ("self_intersecting_polygon", "oversized_instance"):
+            defect["label"] = VOCABULARIES[specs[batch_id].source][DISTORTED_LABEL]
         elif kind == "duplicate_image":
             defect["file_name"] = name.replace(".jpg", "_copy.jpg")
             defect["duplicate_of"] = name

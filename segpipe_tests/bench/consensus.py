@@ -95,7 +95,7 @@ def main() -> None:
     evaluate_entries(entries, unmapped, taxonomy, qa_settings)
     qa_ms = (time.perf_counter() - start) * 1000 / len(files)
     start = time.perf_counter()
-    images, _ = build_consensus(entries, ArtefactStore.in_memory(objects), consensus_settings, ignore)
+    images, _, _ = build_consensus(entries, ArtefactStore.in_memory(objects), consensus_settings, ignore)
     consensus_ms = (time.perf_counter() - start) * 1000 / len(files)
     for row in rows:
         row.update(qa_ms=qa_ms, consensus_ms=consensus_ms)

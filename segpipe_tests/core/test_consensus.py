@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -6,7 +8,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from segpipe.core.artefact_keys import ArtefactStore
-from segpipe.core.consensus import agreement, build_consensus, fuse_masks
+from segpipe.core.annotator_pairs import pair_summary
+from segpipe.core.consensus import (agreement, build_consensus, disputed_labels, disputed_pixels, fuse_masks,
+                                    pair_class_ious)
 from segpipe.core.mask_agreement import boundary_f1, class_iou, mean_iou, pixel_accuracy
 from segpipe.core.png import encode_mask_png
 from segpipe.core.raster import decode_mask_png
@@ -39,12 +43,25 @@ def test_iou_is_one_for_identical_masks_and_symmetric():
     assert mean_iou(a, a, IGNORE) == 1.0
     assert mean_iou(a, b, IGNORE) == pytest.approx(mean_iou(b, a, IGNORE))
     assert 0 < mean_iou(a, b, IGNORE) < 1
-    assert agreement([a, a, a], IGNORE) == 1.0
+    masks = [a, a.copy(), b]
+    pixels = [np.bincount(m.ravel(), minlength=256) for m in masks]
+    pair_ious = pair_class_ious(disputed_labels(masks, disputed_pixels(masks)), pixels, IGNORE)
+    assert pair_ious == [class_iou(a, a, IGNORE), class_iou(a, b, IGNORE), class_iou(a, b, IGNORE)]
+    assert agreement(pair_ious) == pytest.approx((1 + 2 * mean_iou(a, b, IGNORE)) / 3)
 
 
 def test_pixel_accuracy_counts_gold_labelled_pixels_only():
     gold = np.array([[1, 1, IGNORE, IGNORE]], dtype=np.uint8)
     assert pixel_accuracy(np.array([[1, 2, 3, 3]], dtype=np.uint8), gold, IGNORE) == 0.5
+
+
+def counting_reads(store: ArtefactStore, reads: list[str]) -> ArtefactStore:
+    """The store, noting the key of every read: a mask read is a mask decoded."""
+    def read(key: str) -> bytes:
+        reads.append(key)
+        return store.read(key)
+
+    return replace(store, read=read)
 
 
 def consensus_inputs() -> tuple[pl.DataFrame, dict[str, bytes]]:
@@ -67,7 +84,7 @@ def consensus_inputs() -> tuple[pl.DataFrame, dict[str, bytes]]:
 
 def test_build_consensus_prefers_gold_fuses_several_and_sends_disagreement_to_review():
     entries, objects = consensus_inputs()
-    images, scores = build_consensus(entries, ArtefactStore.in_memory(objects), ConsensusSettings(0.5, 0.6), IGNORE)
+    images, scores, _ = build_consensus(entries, ArtefactStore.in_memory(objects), ConsensusSettings(0.5, 0.6), IGNORE)
     by_id = {r["image_id"]: r for r in images.iter_rows(named=True)}
     assert (by_id["g"]["mask_source"], by_id["g"]["mask_key"]) == ("gold", "gold")
     assert (by_id["agree"]["mask_source"], by_id["agree"]["status"], by_id["agree"]["agreement"]) == ("fused", "accepted", 1.0)
@@ -87,12 +104,7 @@ def test_a_rerun_on_unchanged_masks_reuses_each_outcome_and_a_changed_mask_is_fu
     settings = ConsensusSettings(0.5, 0.6)
     first = build_consensus(entries, ArtefactStore.in_memory(objects), settings, IGNORE)
     reads: list[str] = []
-
-    def read(key: str) -> bytes:
-        reads.append(key)
-        return objects[key]
-
-    store = ArtefactStore(read, objects.__setitem__, objects.__contains__)
+    store = counting_reads(ArtefactStore.in_memory(objects), reads)
     again = build_consensus(entries, store, settings, IGNORE)
     assert all(frame.equals(other) for frame, other in zip(first, again, strict=True))
     assert reads and all(key.startswith("consensus/") for key in reads)  # outcomes only: no mask decoded
@@ -102,7 +114,7 @@ def test_a_rerun_on_unchanged_masks_reuses_each_outcome_and_a_changed_mask_is_fu
     changed = entries.with_columns(pl.col("mask_key").replace({"d": "d2"}))
     changed = changed.with_columns(pl.when(pl.col("mask_key") == "d2").then(pl.lit([0, 0, 16] + [0] * 253))
                                    .otherwise(pl.col("class_pixels")).alias("class_pixels"))
-    images, _ = build_consensus(changed, store, settings, IGNORE)
+    images, _, _ = build_consensus(changed, store, settings, IGNORE)
     clash = images.filter(pl.col("image_id") == "clash").row(0, named=True)
     assert (clash["status"], clash["agreement"]) == ("accepted", 1.0)
     assert {"c", "d2"} <= set(reads) and not {"a", "b", "gold", "x1"} & set(reads)
@@ -177,7 +189,8 @@ def test_class_iou_from_the_differing_pixels_equals_a_full_confusion_count(a, b)
     assert class_iou(a, b, IGNORE, *pixels, where=np.arange(a.size)) == pytest.approx(expected)
 
 
-def run_consensus(masks_by_image: dict[str, list[np.ndarray]], settings=ConsensusSettings(0.5, 0.6)):
+def run_consensus(masks_by_image: dict[str, list[np.ndarray]], settings=ConsensusSettings(0.5, 0.6), class_names=None):
+    """Per image, its consensus row with the fused mask and agreement map decoded; and the pair table."""
     rows, objects = [], {}
     for image_id, masks in masks_by_image.items():
         for n, mask in enumerate(masks):
@@ -185,10 +198,11 @@ def run_consensus(masks_by_image: dict[str, list[np.ndarray]], settings=Consensu
             objects[key] = encode_mask_png(mask)
             rows.append({"image_id": image_id, "annotator": f"ann{n}", "is_gold": False, "mask_key": key,
                          "instance_mask_key": None, "class_pixels": np.bincount(mask.ravel(), minlength=256).tolist()})
-    images, _ = build_consensus(pl.DataFrame(rows), ArtefactStore.in_memory(objects), settings, IGNORE)
+    images, _, pairs = build_consensus(pl.DataFrame(rows), ArtefactStore.in_memory(objects), settings, IGNORE,
+                                       class_names=class_names)
     return {r["image_id"]: {**r, "fused": decode_mask_png(objects[r["mask_key"]]),
                             "agreement_map": decode_mask_png(objects[r["agreement_map_key"]])}
-            for r in images.iter_rows(named=True)}
+            for r in images.iter_rows(named=True)}, pairs
 
 
 def test_constructed_cases_give_the_exact_agreement_fused_pixels_and_review_decision():
@@ -199,8 +213,8 @@ def test_constructed_cases_give_the_exact_agreement_fused_pixels_and_review_deci
     uniform = np.ones((10, 10), np.uint8)
     disputed = uniform.copy()
     disputed[4:6, 4:6] = 2
-    out = run_consensus({"same": [halves, halves.copy()], "shift": [halves, halves.copy(), shifted],
-                         "dispute": [uniform, disputed]})
+    out, _ = run_consensus({"same": [halves, halves.copy()], "shift": [halves, halves.copy(), shifted],
+                            "dispute": [uniform, disputed]})
 
     assert out["same"]["agreement"] == 1.0 and np.array_equal(out["same"]["fused"], halves)
     # halves vs shifted: class 1 IoU 50/60, class 2 IoU 40/50; the pair of identical masks scores 1.
@@ -233,7 +247,7 @@ def honeypot_case(policy: str):
     }, schema_overrides={"instance_mask_key": pl.String})
     objects = {key: encode_mask_png(mask) for key, mask in masks.items()}
     settings = ConsensusSettings(0.5, 0.6, min_honeypot_iou=0.5, low_scorer=policy)
-    images, board = build_consensus(entries, ArtefactStore.in_memory(objects), settings, IGNORE)
+    images, board, _ = build_consensus(entries, ArtefactStore.in_memory(objects), settings, IGNORE)
     return {r["image_id"]: r for r in images.iter_rows(named=True)}, board, objects
 
 

@@ -120,17 +120,32 @@ def test_a_rerun_on_unchanged_masks_reuses_each_outcome_and_a_changed_mask_is_fu
     assert {"c", "d2"} <= set(reads) and not {"a", "b", "gold", "x1"} & set(reads)
 
 
-def test_fast_vote_equals_a_per_class_count():
+@pytest.mark.parametrize("weights", [None, [1000, 250, 250, 500], [3, 1, 1, 1]])
+def test_fast_vote_equals_a_per_class_count(weights):
     rng = np.random.default_rng(1)
     masks = [rng.choice([0, 1, 2, IGNORE], size=(30, 40)).astype(np.uint8) for _ in range(4)]
     stack = np.stack(masks)
+    weight = np.ones(4, np.int64) if weights is None else np.array(weights)
     for quorum in (0.25, 0.5, 0.75):
         expected = np.full(stack.shape[1:], IGNORE, np.uint8)
         for y, x in np.ndindex(*stack.shape[1:]):
-            votes = sorted(((int((stack[:, y, x] == c).sum()), c) for c in (0, 1, 2)), reverse=True)
-            if votes[0][0] >= max(1, int(np.ceil(quorum * 4))) and votes[0][0] > votes[1][0]:
+            votes = sorted(((int(weight[stack[:, y, x] == c].sum()), c) for c in (0, 1, 2)), reverse=True)
+            if votes[0][0] >= max(1, int(np.ceil(quorum * weight.sum()))) and votes[0][0] > votes[1][0]:
                 expected[y, x] = votes[0][1]
-        assert np.array_equal(fuse_masks(masks, quorum, IGNORE), expected)
+        assert np.array_equal(fuse_masks(masks, quorum, IGNORE, weights), expected)
+
+
+def test_weighted_votes_tie_exactly_and_quorum_is_a_share_of_the_total_weight():
+    # Columns: 1 against 2+2; 1 against 2 and 3; 1 alone, the others abstaining; 2 alone.
+    a = np.array([[1, 1, 1, IGNORE]], np.uint8)
+    b = np.array([[2, 2, IGNORE, 2]], np.uint8)
+    c = np.array([[2, 3, IGNORE, IGNORE]], np.uint8)
+    weighted = [1000, 500, 500]  # a weighs as much as b and c together
+    assert fuse_masks([a, b, c], 0.5, IGNORE, weighted).tolist() == [[IGNORE, 1, 1, IGNORE]]
+    assert fuse_masks([a, b, c], 0.5, IGNORE).tolist() == [[2, IGNORE, IGNORE, IGNORE]]
+    # Abstaining weight still counts in the total: 1000 of 2000 misses a 0.6 quorum.
+    assert fuse_masks([a, b, c], 0.6, IGNORE, weighted).tolist() == [[IGNORE] * 4]
+    assert fuse_masks([a, b, c], 0.25, IGNORE, weighted).tolist() == [[IGNORE, 1, 1, 2]]
 
 
 def brute_force_boundary_f1(mask: np.ndarray, gold: np.ndarray, tolerance: int) -> float:
@@ -266,3 +281,119 @@ def test_with_the_review_policy_their_images_go_to_review_instead():
     assert (by_id["shared"]["status"], by_id["shared"]["annotators"]) == ("annotator_review", ["alice", "bob", "carol"])
     assert by_id["solo"]["status"] == "annotator_review"
     assert by_id["g"]["status"] == "accepted"
+
+
+def test_the_pair_table_gives_each_pairs_class_ious_and_the_summary_their_worst_classes():
+    halves = np.full((10, 10), 2, np.uint8)
+    halves[:, :5] = 1
+    shifted = np.full((10, 10), 2, np.uint8)
+    shifted[:, :6] = 1  # one column more of class 1
+    labelled = np.ones((10, 10), np.uint8)
+    labelled[:2, :2] = 3  # where the other annotator labels nothing: not compared
+    partial = np.ones((10, 10), np.uint8)
+    partial[:2, :2] = IGNORE
+    partial[8:, 8:] = 4  # a class the taxonomy does not name, which the other does not see
+    _, pairs = run_consensus({"shift": [halves, halves.copy(), shifted], "partial": [labelled, partial]},
+                             class_names={1: "road", 2: "car", 3: "sign"})
+    shift_pair, partial_pair = (50 / 60 + 40 / 50) / 2, (92 / 96 + 0) / 2
+    assert pairs.rows() == [
+        ("partial", "ann0", "ann1", 1, "road", 92 / 96, partial_pair),
+        ("partial", "ann0", "ann1", 4, None, 0.0, partial_pair),
+        ("shift", "ann0", "ann1", 1, "road", 1.0, 1.0),
+        ("shift", "ann0", "ann1", 2, "car", 1.0, 1.0),
+        ("shift", "ann0", "ann2", 1, "road", 50 / 60, shift_pair),
+        ("shift", "ann0", "ann2", 2, "car", 40 / 50, shift_pair),
+        ("shift", "ann1", "ann2", 1, "road", 50 / 60, shift_pair),
+        ("shift", "ann1", "ann2", 2, "car", 40 / 50, shift_pair),
+    ]
+    assert pair_summary(pairs).rows() == [
+        ("ann0", "ann1", 2, round((partial_pair + 1) / 2, 3), "4 0.0, road 0.979, car 1.0"),
+        ("ann0", "ann2", 1, 0.817, "car 0.8, road 0.833"),
+        ("ann1", "ann2", 1, 0.817, "car 0.8, road 0.833"),
+    ]
+
+
+def masks_by_key(assignments: list[tuple[str, str, str]], masks: dict[str, np.ndarray]) -> pl.DataFrame:
+    """Consensus entries of (image_id, annotator, mask_key); the annotator "gold" marks gold."""
+    image_ids, annotators, keys = zip(*assignments, strict=True)
+    return pl.DataFrame({
+        "image_id": image_ids, "annotator": annotators, "is_gold": [a == "gold" for a in annotators],
+        "mask_key": keys, "instance_mask_key": [None] * len(keys),
+        "class_pixels": [np.bincount(masks[k].ravel(), minlength=256).tolist() for k in keys],
+    }, schema_overrides={"instance_mask_key": pl.String})
+
+
+def reliability_case() -> tuple[list[tuple[str, str, str]], dict[str, np.ndarray]]:
+    """alice labels the honeypot right (mean IoU 1); bob and carol paint all of it class 1 (IoU 0.5
+    on class 1, 0 on class 2: 0.25); dave labels no honeypot. On "shared" bob and carol agree
+    against alice; on "pair" dave disagrees with bob."""
+    gold = np.full((10, 10), 2, np.uint8)
+    gold[:, :5] = 1
+    ones, twos = np.ones((10, 10), np.uint8), np.full((10, 10), 2, np.uint8)
+    masks = {"gold": gold, "alice-g": gold, "bob-g": ones, "carol-g": ones,
+             "alice": ones, "bob": twos, "carol": twos, "dave": ones, "bob-2": twos}
+    assignments = [("g", "gold", "gold"), ("g", "alice", "alice-g"), ("g", "bob", "bob-g"), ("g", "carol", "carol-g"),
+                   ("shared", "alice", "alice"), ("shared", "bob", "bob"), ("shared", "carol", "carol"),
+                   ("pair", "bob", "bob-2"), ("pair", "dave", "dave")]
+    return assignments, masks
+
+
+def fused_by_image(fusion: str, assignments=None, masks=None, store=None):
+    default_assignments, default_masks = reliability_case()
+    assignments, masks = assignments or default_assignments, masks or default_masks
+    objects = {key: encode_mask_png(mask) for key, mask in masks.items()}
+    store = store or ArtefactStore.in_memory(objects)
+    images, board, pairs = build_consensus(masks_by_key(assignments, masks), store,
+                                           ConsensusSettings(0.5, 0.2, fusion=fusion), IGNORE)
+    return {r["image_id"]: r for r in images.iter_rows(named=True)}, board, pairs, objects
+
+
+def test_honeypot_weights_let_one_reliable_annotator_outvote_two_unreliable_ones_who_agree():
+    weighted, board, weighted_pairs, objects = fused_by_image("honeypot_weighted")
+    plain, _, plain_pairs, plain_objects = fused_by_image("plurality")
+    assert dict(board.select("annotator", "mean_iou").iter_rows()) == {"alice": 1.0, "bob": 0.25, "carol": 0.25}
+
+    def fused(rows, store, image_id):
+        return decode_mask_png(store[rows[image_id]["mask_key"]]).tolist()
+
+    # alice's 1.0 against bob's and carol's 0.25 each: her class 1 wins; by head count, theirs.
+    assert weighted["shared"]["vote_weights"] == [1.0, 0.25, 0.25]
+    assert fused(weighted, objects, "shared") == np.ones((10, 10)).tolist()
+    assert plain["shared"]["vote_weights"] == [1.0, 1.0, 1.0]
+    assert fused(plain, plain_objects, "shared") == np.full((10, 10), 2).tolist()
+    # dave has no honeypot and weighs the scored annotators' mean, (1 + 0.25 + 0.25) / 3 = 0.5,
+    # twice bob: his class wins with 2/3 of the weight, where one vote each is a tie (ignore).
+    assert weighted["pair"]["vote_weights"] == [0.25, 0.5]
+    assert fused(weighted, objects, "pair") == np.ones((10, 10)).tolist()
+    assert (decode_mask_png(objects[weighted["pair"]["agreement_map_key"]]) == round(255 * 2 / 3)).all()
+    assert fused(plain, plain_objects, "pair") == np.full((10, 10), IGNORE).tolist()
+    assert (decode_mask_png(plain_objects[plain["pair"]["agreement_map_key"]]) == round(255 / 2)).all()
+    # Agreement is not weighted: alice agrees with neither, bob with carol; and the pair table is the same.
+    assert weighted["shared"]["agreement"] == plain["shared"]["agreement"] == pytest.approx(1 / 3)
+    assert weighted_pairs.equals(plain_pairs)
+
+
+def test_a_rerun_decodes_nothing_and_a_changed_honeypot_score_refuses_only_under_weighted_fusion():
+    assignments, masks = reliability_case()
+    for fusion in ("honeypot_weighted", "plurality"):
+        objects = {key: encode_mask_png(mask) for key, mask in masks.items()}
+        first = fused_by_image(fusion, store=ArtefactStore.in_memory(objects))
+        reads: list[str] = []
+        store = counting_reads(ArtefactStore.in_memory(objects), reads)
+        again = fused_by_image(fusion, store=store)
+        assert again[0] == first[0] and again[1].equals(first[1]) and again[2].equals(first[2])
+        assert reads and all(key.startswith("consensus/") for key in reads)  # outcomes only: no mask decoded
+
+        # bob now labels the honeypot right: his weight, and dave's (the mean), change.
+        reads.clear()
+        objects["bob-g2"] = encode_mask_png(masks["gold"])
+        changed = [(i, a, "bob-g2" if k == "bob-g" else k) for i, a, k in assignments]
+        by_id, _, _, _ = fused_by_image(fusion, changed, {**masks, "bob-g2": masks["gold"]}, store)
+        assert {"gold", "alice-g", "bob-g2", "carol-g"} <= set(reads)  # the honeypot is scored again
+        refused = {"alice", "bob", "carol", "dave", "bob-2"} & set(reads)
+        if fusion == "plurality":
+            assert not refused and by_id["shared"]["mask_key"] == first[0]["shared"]["mask_key"]
+        else:  # bob (1.0) and carol (0.25) now outweigh alice (1.0)
+            assert refused == {"alice", "bob", "carol", "dave", "bob-2"}
+            assert by_id["shared"]["vote_weights"] == [1.0, 1.0, 0.25]
+            assert (decode_mask_png(objects[by_id["shared"]["mask_key"]]) == 2).all()

@@ -51,7 +51,9 @@ def disputed_labels(masks: list[np.ndarray], disputed: np.ndarray) -> np.ndarray
     return labels
 
 
-def fuse_masks(masks: list[np.ndarray], quorum: float, ignore_index: int, weights: Sequence[int] | None = None) -> np.ndarray:
+def fuse_masks(
+    masks: list[np.ndarray], quorum: float, ignore_index: int, weights: Sequence[int] | None = None,
+) -> np.ndarray:
     """Weighted plurality vote over masks of one image; ignore-index votes abstain (see fuse_with_agreement)."""
     return fuse_with_agreement(masks, quorum, ignore_index, weights)[0]
 
@@ -84,7 +86,7 @@ def fuse_with_agreement(
         votes[j] += same * weights[i]
     best = votes.max(axis=0)
     winner = labels[-1]
-    for i in range(len(labels) - 2, -1, -1):  # the first annotator with the most weight names the leader
+    for i in range(len(labels) - 2, -1, -1):  # the first annotator whose class has the most weight
         winner = np.where(votes[i] == best, labels[i], winner)
     contested = np.zeros(best.shape, dtype=bool)
     for row, vote, is_valid in zip(labels, votes, valid, strict=True):
@@ -113,8 +115,8 @@ def honeypot_weights(board: pl.DataFrame) -> tuple[dict[str, int], int]:
     """Each scored annotator's vote weight (honeypot mean IoU in thousandths), and the weight of an
     annotator with no honeypot: the scored annotators' mean, since an unknown annotator is most
     likely as reliable as the typical known one (the whole weight when none is scored). A weight
-    never falls below one thousandth, so an image's total weight is never zero and an annotator
-    who scored 0 still counts where no one else labelled."""
+    never falls below one thousandth, so an image's total weight is never zero and a pixel all its
+    annotators agree on always keeps its class."""
     def weight(iou: float) -> int:
         return max(1, round(iou * WEIGHT_SCALE))
 

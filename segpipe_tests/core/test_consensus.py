@@ -7,10 +7,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from segpipe.core.artefact_keys import ArtefactStore
 from segpipe.core.annotator_pairs import pair_summary
-from segpipe.core.consensus import (agreement, build_consensus, disputed_labels, disputed_pixels, fuse_masks,
-                                    pair_class_ious)
+from segpipe.core.artefact_keys import ArtefactStore
+from segpipe.core.consensus import (
+    agreement,
+    build_consensus,
+    disputed_labels,
+    disputed_pixels,
+    fuse_masks,
+    pair_class_ious,
+)
 from segpipe.core.mask_agreement import boundary_f1, class_iou, mean_iou, pixel_accuracy
 from segpipe.core.png import encode_mask_png
 from segpipe.core.raster import decode_mask_png

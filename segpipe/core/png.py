@@ -72,8 +72,9 @@ def png_frame(data: bytes) -> tuple[int, int, int]:
 
 def decode_written_mask(data: bytes) -> np.ndarray | None:
     """The 8-bit mask of a PNG as this writer makes them (grayscale or palette, Up filter on every
-    row), decoded with one inflate and a row-by-row add: about a third of Pillow's time on the same
-    file. None for any other PNG, for Pillow to read; a damaged file fails its CRC or zlib check."""
+    row), decoded with one inflate and a running sum down the columns: about a third of Pillow's
+    time on the same file. None for any other PNG, for Pillow to read; a damaged file fails its CRC
+    or zlib check."""
     header = _header(data)
     if header is None:
         return None
@@ -99,8 +100,23 @@ def decode_written_mask(data: bytes) -> np.ndarray | None:
     rows = np.frombuffer(scanlines, dtype=np.uint8).reshape(height, width + 1)
     if not (rows[:, 0] == FILTER_UP).all():
         return None
-    mask = np.empty((height, width), dtype=np.uint8)
-    mask[0] = rows[0, 1:]
-    for y in range(1, height):  # row by row: numpy's cumulative sum down axis 0 is several times slower
-        np.add(mask[y - 1], rows[y, 1:], out=mask[y])
-    return mask
+    return _sum_down_columns(rows[:, 1:])
+
+
+def _sum_down_columns(deltas: np.ndarray) -> np.ndarray:
+    """Each row plus every row above it, mod 256: the Up filter undone. numpy's cumulative sum down
+    axis 0 is several times slower than one add per row, and at this size the calls themselves are
+    the cost; so the rows are cut into bands of about sqrt(height), summed down every band at once
+    (a call per row of a band), then each band is lifted by the band above's last row (a call per
+    band): about 2*sqrt(height) calls instead of height."""
+    height, width = deltas.shape
+    band = max(1, int(np.sqrt(height)))
+    bands = -(-height // band)
+    sums = np.zeros((bands * band, width), dtype=np.uint8)
+    sums[:height] = deltas
+    stacked = sums.reshape(bands, band, width)
+    for row in range(1, band):
+        np.add(stacked[:, row], stacked[:, row - 1], out=stacked[:, row])
+    for index in range(1, bands):
+        np.add(stacked[index], stacked[index - 1, -1], out=stacked[index])
+    return sums[:height]

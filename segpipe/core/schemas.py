@@ -180,8 +180,27 @@ class ConsensusRecord(pa.DataFrameModel):
     mask_source: str = pa.Field(isin=["gold", "single", "fused"])
     mask_key: str
     instance_mask_key: str = pa.Field(nullable=True)  # of the released entry; a fused mask has no instances
-    agreement_map_key: str = pa.Field(nullable=True)  # fused images: per-pixel share of annotators who agree
+    agreement_map_key: str = pa.Field(nullable=True)  # fused images: per-pixel share of the votes behind the leader
+    vote_weights: pl.List(pl.Float64) = pa.Field(nullable=True)  # fused images: each of annotators' vote (consensus.fusion)
     status: str = pa.Field(isin=["accepted", "low_agreement", "annotator_review", "annotator_excluded"])
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class AnnotatorPairRecord(pa.DataFrameModel):
+    """How two annotators of a fused image agree on one class: its IoU on the pixels both label,
+    beside the pair's mean IoU over every class either uses (the image's agreement is the mean of
+    that over its pairs). A pair with no pixel both label has no rows; its mean IoU counts as 0."""
+
+    image_id: str
+    annotator_a: str
+    annotator_b: str
+    class_id: int = pa.Field(ge=0, le=255)
+    class_name: str = pa.Field(nullable=True)  # from the taxonomy; null for an id it does not name
+    class_iou: float = pa.Field(ge=0.0, le=1.0)
+    pair_mean_iou: float = pa.Field(ge=0.0, le=1.0)
 
     class Config:
         strict = True

@@ -10,6 +10,7 @@ from segpipe.core.errors import ConfigError
 
 MaskEncoding = Literal["grayscale", "palette"]
 LowScorerPolicy = Literal["exclude", "review"]
+FusionRule = Literal["plurality", "honeypot_weighted"]
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
@@ -31,6 +32,7 @@ class ConsensusSettings:
     boundary_tolerance: int = 2  # pixels: how far a boundary may stray from gold's and still match
     min_honeypot_iou: float | None = None  # annotators scoring below on honeypots are excluded or reviewed
     low_scorer: LowScorerPolicy = "exclude"
+    fusion: FusionRule = "plurality"  # honeypot_weighted: each vote weighs the annotator's honeypot mean IoU
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,13 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
                   {"vertex_tolerance_px", "near_duplicate_bits", "max_class_imbalance", "instance_area_sigma",
                    "min_fragment_px"})
     consensus = _section(top["consensus"], f"{origin}: consensus", {"quorum", "min_agreement"},
-                         {"boundary_tolerance_px", "min_honeypot_iou", "low_scorer"})
+                         {"boundary_tolerance_px", "min_honeypot_iou", "low_scorer", "fusion"})
     low_scorer = consensus.get("low_scorer", ConsensusSettings.low_scorer)
     if low_scorer not in ("exclude", "review"):
         raise ConfigError(f"{origin}: consensus.low_scorer must be 'exclude' or 'review', got {low_scorer!r}")
+    fusion = consensus.get("fusion", ConsensusSettings.fusion)
+    if fusion not in ("plurality", "honeypot_weighted"):
+        raise ConfigError(f"{origin}: consensus.fusion must be 'plurality' or 'honeypot_weighted', got {fusion!r}")
     min_honeypot_iou = consensus.get("min_honeypot_iou")
     sampling = _section(top["sampling"], f"{origin}: sampling", {"seed", "stratify_by", "group_by", "splits"})
     splits = sampling["splits"]
@@ -104,6 +109,7 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
             min_honeypot_iou=None if min_honeypot_iou is None else _fraction(
                 min_honeypot_iou, f"{origin}: consensus.min_honeypot_iou"),
             low_scorer=low_scorer,
+            fusion=fusion,
         ),
         sampling=SamplingSettings(
             seed=_count(sampling["seed"], f"{origin}: sampling.seed"),

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -5,8 +7,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from segpipe.core.annotator_pairs import pair_summary
 from segpipe.core.artefact_keys import ArtefactStore
-from segpipe.core.consensus import agreement, build_consensus, fuse_masks
+from segpipe.core.consensus import (
+    agreement,
+    build_consensus,
+    disputed_labels,
+    disputed_pixels,
+    fuse_masks,
+    pair_class_ious,
+)
 from segpipe.core.mask_agreement import boundary_f1, class_iou, mean_iou, pixel_accuracy
 from segpipe.core.png import encode_mask_png
 from segpipe.core.raster import decode_mask_png
@@ -39,12 +49,25 @@ def test_iou_is_one_for_identical_masks_and_symmetric():
     assert mean_iou(a, a, IGNORE) == 1.0
     assert mean_iou(a, b, IGNORE) == pytest.approx(mean_iou(b, a, IGNORE))
     assert 0 < mean_iou(a, b, IGNORE) < 1
-    assert agreement([a, a, a], IGNORE) == 1.0
+    masks = [a, a.copy(), b]
+    pixels = [np.bincount(m.ravel(), minlength=256) for m in masks]
+    pair_ious = pair_class_ious(disputed_labels(masks, disputed_pixels(masks)), pixels, IGNORE)
+    assert pair_ious == [class_iou(a, a, IGNORE), class_iou(a, b, IGNORE), class_iou(a, b, IGNORE)]
+    assert agreement(pair_ious) == pytest.approx((1 + 2 * mean_iou(a, b, IGNORE)) / 3)
 
 
 def test_pixel_accuracy_counts_gold_labelled_pixels_only():
     gold = np.array([[1, 1, IGNORE, IGNORE]], dtype=np.uint8)
     assert pixel_accuracy(np.array([[1, 2, 3, 3]], dtype=np.uint8), gold, IGNORE) == 0.5
+
+
+def counting_reads(store: ArtefactStore, reads: list[str]) -> ArtefactStore:
+    """The store, noting the key of every read: a mask read is a mask decoded."""
+    def read(key: str) -> bytes:
+        reads.append(key)
+        return store.read(key)
+
+    return replace(store, read=read)
 
 
 def consensus_inputs() -> tuple[pl.DataFrame, dict[str, bytes]]:
@@ -67,7 +90,7 @@ def consensus_inputs() -> tuple[pl.DataFrame, dict[str, bytes]]:
 
 def test_build_consensus_prefers_gold_fuses_several_and_sends_disagreement_to_review():
     entries, objects = consensus_inputs()
-    images, scores = build_consensus(entries, ArtefactStore.in_memory(objects), ConsensusSettings(0.5, 0.6), IGNORE)
+    images, scores, _ = build_consensus(entries, ArtefactStore.in_memory(objects), ConsensusSettings(0.5, 0.6), IGNORE)
     by_id = {r["image_id"]: r for r in images.iter_rows(named=True)}
     assert (by_id["g"]["mask_source"], by_id["g"]["mask_key"]) == ("gold", "gold")
     assert (by_id["agree"]["mask_source"], by_id["agree"]["status"], by_id["agree"]["agreement"]) == ("fused", "accepted", 1.0)
@@ -87,12 +110,7 @@ def test_a_rerun_on_unchanged_masks_reuses_each_outcome_and_a_changed_mask_is_fu
     settings = ConsensusSettings(0.5, 0.6)
     first = build_consensus(entries, ArtefactStore.in_memory(objects), settings, IGNORE)
     reads: list[str] = []
-
-    def read(key: str) -> bytes:
-        reads.append(key)
-        return objects[key]
-
-    store = ArtefactStore(read, objects.__setitem__, objects.__contains__)
+    store = counting_reads(ArtefactStore.in_memory(objects), reads)
     again = build_consensus(entries, store, settings, IGNORE)
     assert all(frame.equals(other) for frame, other in zip(first, again, strict=True))
     assert reads and all(key.startswith("consensus/") for key in reads)  # outcomes only: no mask decoded
@@ -102,23 +120,38 @@ def test_a_rerun_on_unchanged_masks_reuses_each_outcome_and_a_changed_mask_is_fu
     changed = entries.with_columns(pl.col("mask_key").replace({"d": "d2"}))
     changed = changed.with_columns(pl.when(pl.col("mask_key") == "d2").then(pl.lit([0, 0, 16] + [0] * 253))
                                    .otherwise(pl.col("class_pixels")).alias("class_pixels"))
-    images, _ = build_consensus(changed, store, settings, IGNORE)
+    images, _, _ = build_consensus(changed, store, settings, IGNORE)
     clash = images.filter(pl.col("image_id") == "clash").row(0, named=True)
     assert (clash["status"], clash["agreement"]) == ("accepted", 1.0)
     assert {"c", "d2"} <= set(reads) and not {"a", "b", "gold", "x1"} & set(reads)
 
 
-def test_fast_vote_equals_a_per_class_count():
+@pytest.mark.parametrize("weights", [None, [1000, 250, 250, 500], [3, 1, 1, 1]])
+def test_fast_vote_equals_a_per_class_count(weights):
     rng = np.random.default_rng(1)
     masks = [rng.choice([0, 1, 2, IGNORE], size=(30, 40)).astype(np.uint8) for _ in range(4)]
     stack = np.stack(masks)
+    weight = np.ones(4, np.int64) if weights is None else np.array(weights)
     for quorum in (0.25, 0.5, 0.75):
         expected = np.full(stack.shape[1:], IGNORE, np.uint8)
         for y, x in np.ndindex(*stack.shape[1:]):
-            votes = sorted(((int((stack[:, y, x] == c).sum()), c) for c in (0, 1, 2)), reverse=True)
-            if votes[0][0] >= max(1, int(np.ceil(quorum * 4))) and votes[0][0] > votes[1][0]:
+            votes = sorted(((int(weight[stack[:, y, x] == c].sum()), c) for c in (0, 1, 2)), reverse=True)
+            if votes[0][0] >= max(1, int(np.ceil(quorum * weight.sum()))) and votes[0][0] > votes[1][0]:
                 expected[y, x] = votes[0][1]
-        assert np.array_equal(fuse_masks(masks, quorum, IGNORE), expected)
+        assert np.array_equal(fuse_masks(masks, quorum, IGNORE, weights), expected)
+
+
+def test_weighted_votes_tie_exactly_and_quorum_is_a_share_of_the_total_weight():
+    # Columns: 1 against 2+2; 1 against 2 and 3; 1 alone, the others abstaining; 2 alone.
+    a = np.array([[1, 1, 1, IGNORE]], np.uint8)
+    b = np.array([[2, 2, IGNORE, 2]], np.uint8)
+    c = np.array([[2, 3, IGNORE, IGNORE]], np.uint8)
+    weighted = [1000, 500, 500]  # a weighs as much as b and c together
+    assert fuse_masks([a, b, c], 0.5, IGNORE, weighted).tolist() == [[IGNORE, 1, 1, IGNORE]]
+    assert fuse_masks([a, b, c], 0.5, IGNORE).tolist() == [[2, IGNORE, IGNORE, IGNORE]]
+    # Abstaining weight still counts in the total: 1000 of 2000 misses a 0.6 quorum.
+    assert fuse_masks([a, b, c], 0.6, IGNORE, weighted).tolist() == [[IGNORE] * 4]
+    assert fuse_masks([a, b, c], 0.25, IGNORE, weighted).tolist() == [[IGNORE, 1, 1, 2]]
 
 
 def brute_force_boundary_f1(mask: np.ndarray, gold: np.ndarray, tolerance: int) -> float:
@@ -177,7 +210,8 @@ def test_class_iou_from_the_differing_pixels_equals_a_full_confusion_count(a, b)
     assert class_iou(a, b, IGNORE, *pixels, where=np.arange(a.size)) == pytest.approx(expected)
 
 
-def run_consensus(masks_by_image: dict[str, list[np.ndarray]], settings=ConsensusSettings(0.5, 0.6)):
+def run_consensus(masks_by_image: dict[str, list[np.ndarray]], settings=ConsensusSettings(0.5, 0.6), class_names=None):
+    """Per image, its consensus row with the fused mask and agreement map decoded; and the pair table."""
     rows, objects = [], {}
     for image_id, masks in masks_by_image.items():
         for n, mask in enumerate(masks):
@@ -185,10 +219,11 @@ def run_consensus(masks_by_image: dict[str, list[np.ndarray]], settings=Consensu
             objects[key] = encode_mask_png(mask)
             rows.append({"image_id": image_id, "annotator": f"ann{n}", "is_gold": False, "mask_key": key,
                          "instance_mask_key": None, "class_pixels": np.bincount(mask.ravel(), minlength=256).tolist()})
-    images, _ = build_consensus(pl.DataFrame(rows), ArtefactStore.in_memory(objects), settings, IGNORE)
+    images, _, pairs = build_consensus(pl.DataFrame(rows), ArtefactStore.in_memory(objects), settings, IGNORE,
+                                       class_names=class_names)
     return {r["image_id"]: {**r, "fused": decode_mask_png(objects[r["mask_key"]]),
                             "agreement_map": decode_mask_png(objects[r["agreement_map_key"]])}
-            for r in images.iter_rows(named=True)}
+            for r in images.iter_rows(named=True)}, pairs
 
 
 def test_constructed_cases_give_the_exact_agreement_fused_pixels_and_review_decision():
@@ -199,8 +234,8 @@ def test_constructed_cases_give_the_exact_agreement_fused_pixels_and_review_deci
     uniform = np.ones((10, 10), np.uint8)
     disputed = uniform.copy()
     disputed[4:6, 4:6] = 2
-    out = run_consensus({"same": [halves, halves.copy()], "shift": [halves, halves.copy(), shifted],
-                         "dispute": [uniform, disputed]})
+    out, _ = run_consensus({"same": [halves, halves.copy()], "shift": [halves, halves.copy(), shifted],
+                            "dispute": [uniform, disputed]})
 
     assert out["same"]["agreement"] == 1.0 and np.array_equal(out["same"]["fused"], halves)
     # halves vs shifted: class 1 IoU 50/60, class 2 IoU 40/50; the pair of identical masks scores 1.
@@ -233,7 +268,7 @@ def honeypot_case(policy: str):
     }, schema_overrides={"instance_mask_key": pl.String})
     objects = {key: encode_mask_png(mask) for key, mask in masks.items()}
     settings = ConsensusSettings(0.5, 0.6, min_honeypot_iou=0.5, low_scorer=policy)
-    images, board = build_consensus(entries, ArtefactStore.in_memory(objects), settings, IGNORE)
+    images, board, _ = build_consensus(entries, ArtefactStore.in_memory(objects), settings, IGNORE)
     return {r["image_id"]: r for r in images.iter_rows(named=True)}, board, objects
 
 
@@ -252,3 +287,119 @@ def test_with_the_review_policy_their_images_go_to_review_instead():
     assert (by_id["shared"]["status"], by_id["shared"]["annotators"]) == ("annotator_review", ["alice", "bob", "carol"])
     assert by_id["solo"]["status"] == "annotator_review"
     assert by_id["g"]["status"] == "accepted"
+
+
+def test_the_pair_table_gives_each_pairs_class_ious_and_the_summary_their_worst_classes():
+    halves = np.full((10, 10), 2, np.uint8)
+    halves[:, :5] = 1
+    shifted = np.full((10, 10), 2, np.uint8)
+    shifted[:, :6] = 1  # one column more of class 1
+    labelled = np.ones((10, 10), np.uint8)
+    labelled[:2, :2] = 3  # where the other annotator labels nothing: not compared
+    partial = np.ones((10, 10), np.uint8)
+    partial[:2, :2] = IGNORE
+    partial[8:, 8:] = 4  # a class the taxonomy does not name, which the other does not see
+    _, pairs = run_consensus({"shift": [halves, halves.copy(), shifted], "partial": [labelled, partial]},
+                             class_names={1: "road", 2: "car", 3: "sign"})
+    shift_pair, partial_pair = (50 / 60 + 40 / 50) / 2, (92 / 96 + 0) / 2
+    assert pairs.rows() == [
+        ("partial", "ann0", "ann1", 1, "road", 92 / 96, partial_pair),
+        ("partial", "ann0", "ann1", 4, None, 0.0, partial_pair),
+        ("shift", "ann0", "ann1", 1, "road", 1.0, 1.0),
+        ("shift", "ann0", "ann1", 2, "car", 1.0, 1.0),
+        ("shift", "ann0", "ann2", 1, "road", 50 / 60, shift_pair),
+        ("shift", "ann0", "ann2", 2, "car", 40 / 50, shift_pair),
+        ("shift", "ann1", "ann2", 1, "road", 50 / 60, shift_pair),
+        ("shift", "ann1", "ann2", 2, "car", 40 / 50, shift_pair),
+    ]
+    assert pair_summary(pairs).rows() == [
+        ("ann0", "ann1", 2, round((partial_pair + 1) / 2, 3), "4 0.0, road 0.979, car 1.0"),
+        ("ann0", "ann2", 1, 0.817, "car 0.8, road 0.833"),
+        ("ann1", "ann2", 1, 0.817, "car 0.8, road 0.833"),
+    ]
+
+
+def masks_by_key(assignments: list[tuple[str, str, str]], masks: dict[str, np.ndarray]) -> pl.DataFrame:
+    """Consensus entries of (image_id, annotator, mask_key); the annotator "gold" marks gold."""
+    image_ids, annotators, keys = zip(*assignments, strict=True)
+    return pl.DataFrame({
+        "image_id": image_ids, "annotator": annotators, "is_gold": [a == "gold" for a in annotators],
+        "mask_key": keys, "instance_mask_key": [None] * len(keys),
+        "class_pixels": [np.bincount(masks[k].ravel(), minlength=256).tolist() for k in keys],
+    }, schema_overrides={"instance_mask_key": pl.String})
+
+
+def reliability_case() -> tuple[list[tuple[str, str, str]], dict[str, np.ndarray]]:
+    """alice labels the honeypot right (mean IoU 1); bob and carol paint all of it class 1 (IoU 0.5
+    on class 1, 0 on class 2: 0.25); dave labels no honeypot. On "shared" bob and carol agree
+    against alice; on "pair" dave disagrees with bob."""
+    gold = np.full((10, 10), 2, np.uint8)
+    gold[:, :5] = 1
+    ones, twos = np.ones((10, 10), np.uint8), np.full((10, 10), 2, np.uint8)
+    masks = {"gold": gold, "alice-g": gold, "bob-g": ones, "carol-g": ones,
+             "alice": ones, "bob": twos, "carol": twos, "dave": ones, "bob-2": twos}
+    assignments = [("g", "gold", "gold"), ("g", "alice", "alice-g"), ("g", "bob", "bob-g"), ("g", "carol", "carol-g"),
+                   ("shared", "alice", "alice"), ("shared", "bob", "bob"), ("shared", "carol", "carol"),
+                   ("pair", "bob", "bob-2"), ("pair", "dave", "dave")]
+    return assignments, masks
+
+
+def fused_by_image(fusion: str, assignments=None, masks=None, store=None):
+    default_assignments, default_masks = reliability_case()
+    assignments, masks = assignments or default_assignments, masks or default_masks
+    objects = {key: encode_mask_png(mask) for key, mask in masks.items()}
+    store = store or ArtefactStore.in_memory(objects)
+    images, board, pairs = build_consensus(masks_by_key(assignments, masks), store,
+                                           ConsensusSettings(0.5, 0.2, fusion=fusion), IGNORE)
+    return {r["image_id"]: r for r in images.iter_rows(named=True)}, board, pairs, objects
+
+
+def test_honeypot_weights_let_one_reliable_annotator_outvote_two_unreliable_ones_who_agree():
+    weighted, board, weighted_pairs, objects = fused_by_image("honeypot_weighted")
+    plain, _, plain_pairs, plain_objects = fused_by_image("plurality")
+    assert dict(board.select("annotator", "mean_iou").iter_rows()) == {"alice": 1.0, "bob": 0.25, "carol": 0.25}
+
+    def fused(rows, store, image_id):
+        return decode_mask_png(store[rows[image_id]["mask_key"]]).tolist()
+
+    # alice's 1.0 against bob's and carol's 0.25 each: her class 1 wins; by head count, theirs.
+    assert weighted["shared"]["vote_weights"] == [1.0, 0.25, 0.25]
+    assert fused(weighted, objects, "shared") == np.ones((10, 10)).tolist()
+    assert plain["shared"]["vote_weights"] == [1.0, 1.0, 1.0]
+    assert fused(plain, plain_objects, "shared") == np.full((10, 10), 2).tolist()
+    # dave has no honeypot and weighs the scored annotators' mean, (1 + 0.25 + 0.25) / 3 = 0.5,
+    # twice bob: his class wins with 2/3 of the weight, where one vote each is a tie (ignore).
+    assert weighted["pair"]["vote_weights"] == [0.25, 0.5]
+    assert fused(weighted, objects, "pair") == np.ones((10, 10)).tolist()
+    assert (decode_mask_png(objects[weighted["pair"]["agreement_map_key"]]) == round(255 * 2 / 3)).all()
+    assert fused(plain, plain_objects, "pair") == np.full((10, 10), IGNORE).tolist()
+    assert (decode_mask_png(plain_objects[plain["pair"]["agreement_map_key"]]) == round(255 / 2)).all()
+    # Agreement is not weighted: alice agrees with neither, bob with carol; and the pair table is the same.
+    assert weighted["shared"]["agreement"] == plain["shared"]["agreement"] == pytest.approx(1 / 3)
+    assert weighted_pairs.equals(plain_pairs)
+
+
+def test_a_rerun_decodes_nothing_and_a_changed_honeypot_score_refuses_only_under_weighted_fusion():
+    assignments, masks = reliability_case()
+    for fusion in ("honeypot_weighted", "plurality"):
+        objects = {key: encode_mask_png(mask) for key, mask in masks.items()}
+        first = fused_by_image(fusion, store=ArtefactStore.in_memory(objects))
+        reads: list[str] = []
+        store = counting_reads(ArtefactStore.in_memory(objects), reads)
+        again = fused_by_image(fusion, store=store)
+        assert again[0] == first[0] and again[1].equals(first[1]) and again[2].equals(first[2])
+        assert reads and all(key.startswith("consensus/") for key in reads)  # outcomes only: no mask decoded
+
+        # bob now labels the honeypot right: his weight, and dave's (the mean), change.
+        reads.clear()
+        objects["bob-g2"] = encode_mask_png(masks["gold"])
+        changed = [(i, a, "bob-g2" if k == "bob-g" else k) for i, a, k in assignments]
+        by_id, _, _, _ = fused_by_image(fusion, changed, {**masks, "bob-g2": masks["gold"]}, store)
+        assert {"gold", "alice-g", "bob-g2", "carol-g"} <= set(reads)  # the honeypot is scored again
+        refused = {"alice", "bob", "carol", "dave", "bob-2"} & set(reads)
+        if fusion == "plurality":
+            assert not refused and by_id["shared"]["mask_key"] == first[0]["shared"]["mask_key"]
+        else:  # bob (1.0) and carol (0.25) now outweigh alice (1.0)
+            assert refused == {"alice", "bob", "carol", "dave", "bob-2"}
+            assert by_id["shared"]["vote_weights"] == [1.0, 1.0, 0.25]
+            assert (decode_mask_png(objects[by_id["shared"]["mask_key"]]) == 2).all()

@@ -12,6 +12,12 @@ def test_packaged_settings_load():
     settings = load_pipeline_settings(PACKAGED)
     assert settings.sampling.splits == {"train": 0.7, "val": 0.15, "test": 0.15}
     assert settings.mask_encoding in ("grayscale", "palette")
+    assert settings.consensus.fusion == "plurality"  # commented out: the default
+
+
+def test_consensus_fusion_can_weigh_votes_by_honeypot_score():
+    text = PACKAGED.read_text().replace("# fusion: plurality", "fusion: honeypot_weighted")
+    assert parse_pipeline_settings(text, "p.yaml").consensus.fusion == "honeypot_weighted"
 
 
 @pytest.mark.parametrize(("old", "new", "message"), [
@@ -21,6 +27,8 @@ def test_packaged_settings_load():
     ("seed: 7", "seed: seven", "sampling.seed"),
     ("qa:", "qaa:", "unknown keys"),
     ("instance_area_sigma: 4", "instance_area_sigma: -1", "qa.instance_area_sigma: must be a non-negative number"),
+    ("# fusion: plurality", "fusion: majority",
+     "p.yaml: consensus.fusion must be 'plurality' or 'honeypot_weighted', got 'majority'"),
 ])
 def test_invalid_settings_name_the_key(old, new, message):
     text = PACKAGED.read_text()

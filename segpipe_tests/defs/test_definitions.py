@@ -16,6 +16,7 @@ EXPECTED_ASSETS = {
     "qa_report": ("qa", {"annotation_masks", "batch_images", "mapped_shapes"}),
     "consensus_masks": ("consensus", {"annotation_masks", "qa_report"}),
     "annotator_scores": ("consensus", {"annotation_masks", "qa_report"}),
+    "annotator_pair_agreement": ("consensus", {"annotation_masks", "qa_report"}),
     "dataset_split": ("sampling", {"consensus_masks", "batch_images"}),
     "dataset_release": ("release", {"dataset_split", "consensus_masks", "batch_images", "batch_quarantine", "qa_report"}),
 }
@@ -73,7 +74,8 @@ def test_jobs_schedule_and_sensor_resolve():
     assert d.resolve_schedule_def("nightly_release").cron_schedule == "0 2 * * *"
     assert d.resolve_sensor_def("landing_batches_sensor").job_name == "batch_job"
     release_keys = {k.to_user_string() for k in d.resolve_job_def("release_job").asset_layer.selected_asset_keys}
-    assert release_keys == {"qa_report", "consensus_masks", "annotator_scores", "dataset_split", "dataset_release"}
+    assert release_keys == {"qa_report", "consensus_masks", "annotator_scores", "annotator_pair_agreement", "dataset_split",
+                            "dataset_release"}
 
 
 def test_taxonomy_code_version_is_the_file_hash():

@@ -1,6 +1,7 @@
 import dagster as dg
 import polars as pl
 
+from segpipe.core.annotator_pairs import pair_summary
 from segpipe.core.consensus import build_consensus
 from segpipe.core.qa import excluded_entries
 from segpipe.defs.metadata import markdown_table
@@ -12,6 +13,7 @@ from segpipe.io.pipeline_config import PipelineConfig
     outs={
         "consensus_masks": dg.AssetOut(kinds={"polars"}, description="Per image: released mask (gold, single or fused) and annotator agreement."),
         "annotator_scores": dg.AssetOut(kinds={"polars"}, description="Honeypot leaderboard: each annotator against gold annotations."),
+        "annotator_pair_agreement": dg.AssetOut(kinds={"polars"}, description="Per fused image, annotator pair and class: the class IoU and the pair's mean IoU."),
     },
     group_name="consensus",
 )
@@ -22,14 +24,14 @@ def consensus(
     annotation_masks: pl.DataFrame,
     qa_report: pl.DataFrame,
 ):
-    """Fuse annotators pixel by pixel where several labelled an image, and score them on honeypots.
-    Entries a QA rule excluded take no part; images whose masks are unchanged since an earlier run
-    reuse its outcome (see segpipe.core.consensus)."""
+    """Fuse annotators pixel by pixel where several labelled an image, score them on honeypots, and
+    measure each pair's agreement class by class. Entries a QA rule excluded take no part; images
+    whose masks are unchanged since an earlier run reuse its outcome (see segpipe.core.consensus)."""
     taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
     palette = taxonomy.palette() if settings.mask_encoding == "palette" else None
     usable = annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti")
-    images, scores = build_consensus(
-        usable, object_store.artefacts(), settings.consensus, taxonomy.ignore_index, palette)
+    images, scores, pairs = build_consensus(usable, object_store.artefacts(), settings.consensus, taxonomy.ignore_index,
+                                            palette, {c.id: c.name for c in taxonomy.classes})
     review = images.filter(pl.col("status").is_in(["low_agreement", "annotator_review"])).select(
         "image_id", "status", "annotators", "agreement",
         pl.col("agreement_map_key").map_elements(object_store.url, return_dtype=pl.String).alias("agreement_map"))
@@ -41,4 +43,8 @@ def consensus(
     })
     yield dg.Output(scores, output_name="annotator_scores", metadata={
         "leaderboard": dg.MetadataValue.md(markdown_table(scores)),
+    })
+    yield dg.Output(pairs, output_name="annotator_pair_agreement", metadata={
+        "rows": pairs.height,
+        "by_pair": dg.MetadataValue.md(markdown_table(pair_summary(pairs))),
     })

@@ -22,6 +22,11 @@ def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.Dag
          f" + {counts['quarantined']} quarantined"),
         f"splits (images): {meta['splits']}",
     ]
+    report = defs.load_asset_value("sampling_report", instance=instance)
+    targeted = report.filter((pl.col("dimension") != "split") & (pl.col("target") > 0))
+    if targeted.height:
+        lines.append("sampling, achieved / target: " + ", ".join(
+            f"{d}={v} {a:.0%}/{t:.0%}" for d, v, a, t in targeted.select("dimension", "value", "achieved", "target").iter_rows()))
     qa = defs.load_asset_value("qa_report", instance=instance)
     failed = qa.filter(~pl.col("passed")).group_by("check_id", "severity").len().sort("check_id")
     lines.append("QA findings: " + (", ".join(f"{c} [{s}] {n}" for c, s, n in failed.iter_rows()) or "none"))

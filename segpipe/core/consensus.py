@@ -29,7 +29,7 @@ from segpipe.core.raster import decode_mask_png
 from segpipe.core.schemas import AnnotatorScoreRecord, ConsensusRecord
 from segpipe.core.settings import ConsensusSettings
 
-OUTCOME_FORMAT = 4  # part of every remembered outcome's name: a new format never reads an old one
+OUTCOME_FORMAT = 5  # part of every remembered outcome's name: a new format never reads an old one
 WEIGHT_SCALE = 1000  # vote weights are whole thousandths, so equal weighted sums are exactly equal: a tie
 
 
@@ -144,7 +144,8 @@ def _image_outcome(
                            "iou": mean_iou(mask, gold, ignore_index, pixels_of[key], pixels_of[gold_key]),
                            "accuracy": pixel_accuracy(mask, gold, ignore_index),
                            "boundary_f1": boundary_f1(mask, gold, ignore_index, settings.boundary_tolerance)})
-        return {"scores": scores, "agreement": None, "fused_key": None, "agreement_map_key": None, "pairs": []}
+        return {"scores": scores, "agreement": None, "fused_key": None, "agreement_map_key": None, "pairs": [],
+                "class_pixels": None}
     masks = [load(key) for _, key in workers]
     disputed = disputed_pixels(masks)
     labels = disputed_labels(masks, disputed)
@@ -158,8 +159,11 @@ def _image_outcome(
     pair_ious = pair_class_ious(labels, [np.asarray(pixels_of[key], dtype=np.int64) for _, key in workers], ignore_index)
     pairs = [{"annotators": [a, b], "class_iou": sorted(ious.items())}
              for ((a, _), (b, _)), ious in zip(combinations(workers, 2), pair_ious, strict=True)]
+    # The fused mask is the first annotator's but on the disputed pixels: count only those anew.
+    fused_pixels = (np.asarray(pixels_of[workers[0][1]], dtype=np.int64) - np.bincount(labels[0], minlength=256)
+                    + np.bincount(fused.ravel()[disputed], minlength=256))
     return {"scores": [], "agreement": agreement(pair_ious), "fused_key": fused_key, "agreement_map_key": map_key,
-            "pairs": pairs}
+            "pairs": pairs, "class_pixels": fused_pixels.tolist()}
 
 
 @dataclass(frozen=True)
@@ -220,7 +224,8 @@ def build_consensus(
             continue
         if image.workers:
             scores.extend({**score, "image_id": image.image_id} for score in outcome_of(image, image.workers, [])["scores"])
-        decided.append(_row(image, image.workers, [], "gold", image.gold_key, instance_keys[image.gold_key], None, "accepted"))
+        decided.append(_row(image, image.workers, [], "gold", image.gold_key, instance_keys[image.gold_key], None, "accepted",
+                            pixels_of[image.gold_key]))
     board = leaderboard(pl.DataFrame(scores, schema=SCORE_SCHEMA))
     below = set() if settings.min_honeypot_iou is None else set(
         board.filter(pl.col("mean_iou") < settings.min_honeypot_iou)["annotator"])
@@ -235,7 +240,8 @@ def build_consensus(
         status = "annotator_review" if review else (
             "accepted" if outcome["agreement"] >= settings.min_agreement else "low_agreement")
         return _row(image, workers, excluded, "fused", outcome["fused_key"], None, outcome["agreement"], status,
-                    outcome["agreement_map_key"], [w / (WEIGHT_SCALE if weighted else 1) for w in weights])
+                    outcome["class_pixels"], outcome["agreement_map_key"],
+                    [w / (WEIGHT_SCALE if weighted else 1) for w in weights])
 
     for image in images:
         if image.gold_key is not None:
@@ -244,31 +250,34 @@ def build_consensus(
         workers = [w for w in image.workers if w[0] not in below] if settings.low_scorer == "exclude" else image.workers
         if flagged and settings.low_scorer == "review":  # fused (or single) as usual, for the reviewer
             if len(workers) == 1:
-                decided.append(_row(image, workers, [], "single", workers[0][1], None, None, "annotator_review"))
+                decided.append(_row(image, workers, [], "single", workers[0][1], None, None, "annotator_review",
+                                    pixels_of[workers[0][1]]))
             else:
                 decided.append(fused_row(image, workers, [], review=True))
         elif not workers:
-            decided.append(_row(image, [], flagged, "single", image.workers[0][1], None, None, "annotator_excluded"))
+            decided.append(_row(image, [], flagged, "single", image.workers[0][1], None, None, "annotator_excluded",
+                                pixels_of[image.workers[0][1]]))
         elif len(workers) == 1:
             decided.append(_row(image, workers, flagged, "single", workers[0][1], instance_keys[workers[0][1]], None,
-                                "accepted"))
+                                "accepted", pixels_of[workers[0][1]]))
         else:
             decided.append(fused_row(image, workers, flagged, review=False))
     consensus_schema = {"image_id": pl.String, "n_annotators": pl.Int64, "annotators": pl.List(pl.String),
                         "excluded_annotators": pl.List(pl.String), "agreement": pl.Float64, "mask_source": pl.String,
                         "mask_key": pl.String, "instance_mask_key": pl.String, "agreement_map_key": pl.String,
-                        "vote_weights": pl.List(pl.Float64), "status": pl.String}
+                        "vote_weights": pl.List(pl.Float64), "status": pl.String,
+                        "class_pixels": pl.List(pl.Int64)}
     consensus = ConsensusRecord.validate(pl.DataFrame(decided, schema=consensus_schema).sort("image_id"))
     return consensus, board, pair_table(pairs)
 
 
 def _row(image: _Image, used: list[tuple[str, str]], excluded: list[str], source: str, mask_key: str,
-         instance_key: str | None, agreement: float | None, status: str, agreement_map_key: str | None = None,
-         vote_weights: list[float] | None = None) -> dict:
+         instance_key: str | None, agreement: float | None, status: str, class_pixels: list[int],
+         agreement_map_key: str | None = None, vote_weights: list[float] | None = None) -> dict:
     return {"image_id": image.image_id, "n_annotators": len(used), "annotators": [a for a, _ in used],
             "excluded_annotators": excluded, "agreement": agreement, "mask_source": source, "mask_key": mask_key,
             "instance_mask_key": instance_key, "agreement_map_key": agreement_map_key, "vote_weights": vote_weights,
-            "status": status}
+            "status": status, "class_pixels": list(class_pixels)}
 
 
 SCORE_SCHEMA = {"annotator": pl.String, "image_id": pl.String, "iou": pl.Float64, "accuracy": pl.Float64,

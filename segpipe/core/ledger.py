@@ -14,8 +14,11 @@ def build_ledger(
     qa_exclusions: pl.DataFrame,
     consensus: pl.DataFrame,
     released_image_ids: set[str],
+    unselected_reason: dict[str, str] | None = None,
 ) -> pl.DataFrame:
-    """One row per input entry: accepted entries from `images`, rejected ones from `quarantine`."""
+    """One row per input entry: accepted entries from `images`, rejected ones from `quarantine`.
+    unselected_reason: accepted images sampling left out, with why."""
+    unselected_reason = unselected_reason or {}
     excluded = dict(qa_exclusions.select("entry_id", "reason").iter_rows())
     status = {image_id: (state, score) for image_id, state, score in consensus.select("image_id", "status", "agreement").iter_rows()}
     low_scorers = {(image_id, annotator) for image_id, annotators in consensus.select(
@@ -32,6 +35,8 @@ def build_ledger(
                          "reason": f"{annotator} scored below consensus.min_honeypot_iou on honeypots; left out"})
         elif image_id in released_image_ids:
             rows.append({**base, "outcome": "released", "stage": "release", "reason": None})
+        elif image_id in unselected_reason:
+            rows.append({**base, "outcome": "filtered", "stage": "sampling", "reason": unselected_reason[image_id]})
         elif state == "low_agreement":
             rows.append({**base, "outcome": "filtered", "stage": "consensus",
                          "reason": f"annotator agreement {status[image_id][1]:.3f} below the minimum; sent to review"})

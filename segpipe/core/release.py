@@ -9,6 +9,7 @@ import hashlib
 import io
 import re
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -49,9 +50,12 @@ def write_release_archive(
     mask_encoding: str,
     counts: dict[str, int],
     qa_results: pl.DataFrame,
+    report_files: Mapping[str, bytes] | None = None,
 ) -> ReleaseContents:
     """Write the ZIP for `items` (one row per released image) and return its manifest and meta.
-    qa/ holds the QA failures (report.csv) and their thumbnails."""
+    qa/ holds the QA failures (report.csv) and their thumbnails; report_files (path in the ZIP ->
+    bytes) the other reports, such as sampling's."""
+    report_files = dict(sorted((report_files or {}).items()))
     rows, annotations, coco_images = [], [], []
     with zipfile.ZipFile(out, "w") as archive:
         for n, item in enumerate(items.sort("split", "image_id").iter_rows(named=True), start=1):
@@ -85,10 +89,12 @@ def write_release_archive(
                         "area": found["area"], "iscrowd": 0, "bbox": found["bbox"]})
         manifest = ManifestRecord.validate(pl.DataFrame(rows, schema=_manifest_schema()))
         qa_csv, thumbnails = _qa_folder(qa_results)
-        version = release_version(manifest, taxonomy, dataset_name, mask_encoding, qa_csv)
+        version = release_version(manifest, taxonomy, dataset_name, mask_encoding, qa_csv, report_files)
         meta = _meta(manifest, taxonomy, dataset_name, version, mask_encoding, counts)
         meta["qa_failures"] = dict(qa_results.filter(~pl.col("passed")).group_by("check_id").len().sort("check_id").iter_rows())
         _add(archive, "qa/report.csv", qa_csv)
+        for path, data in report_files.items():
+            _add(archive, path, data)
         for path, key in thumbnails:
             _add(archive, path, store.read(key), compress=False)
         coco = {"info": {"description": dataset_name, "version": version}, "licenses": [], "images": coco_images,
@@ -102,12 +108,16 @@ def write_release_archive(
 
 def release_version(
     manifest: pl.DataFrame, taxonomy: Taxonomy, dataset_name: str, mask_encoding: str, qa_csv: bytes,
+    report_files: Mapping[str, bytes] | None = None,
 ) -> str:
     """Content hash of what the release holds: same data, same version."""
     digest = hashlib.sha256()
     digest.update(f"{dataset_name}\0{taxonomy.taxonomy_version}\0{mask_encoding}\0".encode())
     digest.update(manifest.sort("image_id").write_csv().encode())
     digest.update(qa_csv)
+    for path, data in sorted((report_files or {}).items()):
+        digest.update(f"\0{path}\0".encode())
+        digest.update(data)
     return digest.hexdigest()[:12]
 
 
@@ -192,4 +202,5 @@ def release_items(splits: pl.DataFrame, consensus: pl.DataFrame, images: pl.Data
     per_image = image_metadata(images)
     accepted = consensus.filter(pl.col("status") == "accepted").select(
         "image_id", "mask_key", "instance_mask_key", "mask_source", "agreement")
-    return splits.select("image_id", "split").join(accepted, on="image_id").join(per_image, on="image_id").sort("image_id")
+    chosen = splits.filter(pl.col("split").is_not_null()).select("image_id", "split")
+    return chosen.join(accepted, on="image_id").join(per_image, on="image_id").sort("image_id")

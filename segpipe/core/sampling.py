@@ -1,58 +1,107 @@
-"""A seeded train/val/test split, stratified by one metadata column, grouped so no group spans splits.
+"""Golden-distribution sampling: select a release's images and split them, per the distribution spec.
 
-Groups (e.g. a sequence of frames) are the unit of assignment, because near-identical
-frames in train and test inflate every metric. Within each stratum, groups are visited
-in a seeded order and each goes to the split furthest below its target, counting both the
-stratum's deficit and the whole dataset's, so small strata still fill every split overall.
+The steps live in their own modules: sampling_units (what moves together), golden_selection
+(which units, and whether the spec is feasible at all), split_assignment (which split). This one
+joins them and keeps a nightly build stable: given the previous build's assignments under the
+same spec, every image keeps its split and selection, and only new images are decided.
 """
 
-import hashlib
+import io
+from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
+from segpipe.core.artefact_keys import ArtefactStore
+from segpipe.core.distribution_spec import SPLITS, DistributionSpec
+from segpipe.core.golden_selection import SELECTED_BY, UNSELECTED, InfeasibleSpec, infeasibilities, select_units
+from segpipe.core.sampling_units import SamplingUnits, build_units
 from segpipe.core.schemas import SplitRecord
-from segpipe.core.settings import SamplingSettings
+from segpipe.core.split_assignment import UNASSIGNED, assign_splits
 
-MISSING = "(missing)"
-
-
-def assign_splits(images: pl.DataFrame, settings: SamplingSettings) -> pl.DataFrame:
-    """`images` has image_id plus the stratify and group columns; returns one split per image."""
-    frame = images.select(
-        "image_id",
-        pl.col(settings.group_by).cast(pl.String).fill_null(pl.col("image_id")).alias("group_key"),
-        pl.col(settings.stratify_by).cast(pl.String).fill_null(MISSING).alias("stratum"),
-    )
-    groups = (
-        frame.group_by("group_key")
-        .agg(pl.len().alias("size"), pl.col("stratum").mode().sort().first().alias("group_stratum"))
-        .with_columns(pl.col("group_key").map_elements(lambda k: _seeded_rank(settings.seed, k), return_dtype=pl.String).alias("rank"))
-        .sort("group_stratum", "rank")
-    )
-    assignment: dict[str, str] = {}
-    overall = dict.fromkeys(settings.splits, 0)
-    for _, stratum_groups in groups.group_by("group_stratum", maintain_order=True):
-        assigned = dict.fromkeys(settings.splits, 0)
-        for group_key, size in stratum_groups.select("group_key", "size").iter_rows():
-            stratum_total, overall_total = sum(assigned.values()) + size, sum(overall.values()) + size
-
-            def deficit(split: str) -> tuple[float, float]:
-                share = settings.splits[split]
-                return share * stratum_total - assigned[split] + share * overall_total - overall[split], share
-
-            split = max(settings.splits, key=deficit)
-            assignment[group_key] = split
-            assigned[split] += size
-            overall[split] += size
-    result = frame.with_columns(pl.col("group_key").replace_strict(assignment, return_dtype=pl.String).alias("split"))
-    return SplitRecord.validate(result.select("image_id", "split", "group_key", "stratum").sort("image_id"))
+ASSIGNMENTS_KEY = "sampling/assignments.parquet"  # the last build's decisions, what the next one keeps
+SPLIT_SCHEMA = {"image_id": pl.String, "split": pl.String, "unit_key": pl.String, "selected_by": pl.String,
+                "spec_fingerprint": pl.String}
 
 
-def _seeded_rank(seed: int, key: str) -> str:
-    return hashlib.sha256(f"{seed}\0{key}".encode()).hexdigest()
+@dataclass(frozen=True)
+class Sample:
+    splits: pl.DataFrame  # SplitRecord: every candidate image, split null when not selected
+    units: SamplingUnits
+    unit_split: np.ndarray  # per unit, index into SPLITS or UNASSIGNED
+
+
+def sample_dataset(images: pl.DataFrame, spec: DistributionSpec, class_ids: list[int],
+                   previous: pl.DataFrame | None = None, near_pairs: list[tuple[str, str]] = ()) -> Sample:
+    """Select and split `images` (image_id, the group_by and strata columns, class_pixels).
+
+    previous: an earlier result (image_id, split, spec_fingerprint); used only if made under
+    this spec. near_pairs: image ids of near-duplicate pairs, kept in one split. Raises
+    InfeasibleSpec, naming every constraint the data cannot meet, before deciding anything."""
+    absent = [c for c in [spec.group_by, *spec.strata] if c not in images.columns]
+    if absent:
+        known = ", ".join(c for c in images.columns if c not in ("image_id", "class_pixels"))
+        raise InfeasibleSpec(f"sampling names columns the images do not have: {absent} (they have: {known})")
+    units = build_units(images, spec.group_by, list(spec.strata), class_ids, spec.seed, near_pairs)
+    ratios = np.array([spec.splits[s] for s in SPLITS])
+    active = int((ratios > 0).sum())
+    problems = infeasibilities(units, spec, active)
+    if problems:
+        raise InfeasibleSpec("the distribution spec cannot be met by the data:\n  " + "\n  ".join(problems))
+    before = previous_unit_splits(units, previous, spec.fingerprint())
+    choice = select_units(units, spec, before != UNASSIGNED, active)
+    unit_split = assign_splits(units, choice != UNSELECTED, ratios, before, spec.rare_classes.min_images)
+    split_names = np.array([*SPLITS, None], dtype=object)
+    selected_names = np.array([*SELECTED_BY, None], dtype=object)
+    unit = units.unit_of_image
+    frame = pl.DataFrame({
+        "image_id": units.image_ids,
+        "split": split_names[unit_split[unit]].tolist(),
+        "unit_key": np.array(units.keys, dtype=object)[unit].tolist(),
+        "selected_by": selected_names[choice[unit]].tolist(),
+        "spec_fingerprint": spec.fingerprint(),
+    }, schema=SPLIT_SCHEMA)
+    return Sample(SplitRecord.validate(frame), units, unit_split)
+
+
+def previous_unit_splits(units: SamplingUnits, previous: pl.DataFrame | None, fingerprint: str) -> np.ndarray:
+    """Per unit, the split most of its previously selected images had under the same spec."""
+    before = np.full(len(units), UNASSIGNED, dtype=np.int64)
+    if previous is None or previous.is_empty():
+        return before
+    earlier = previous.filter((pl.col("spec_fingerprint") == fingerprint) & pl.col("split").is_not_null())
+    split_index = {split: i for i, split in enumerate(SPLITS)}
+    position = {image_id: i for i, image_id in enumerate(units.image_ids)}
+    votes = np.zeros((len(units), len(SPLITS)), dtype=np.int64)
+    for image_id, split in earlier.select("image_id", "split").iter_rows():
+        if image_id in position:
+            votes[units.unit_of_image[position[image_id]], split_index[split]] += 1
+    voted = votes.sum(axis=1) > 0
+    before[voted] = votes[voted].argmax(axis=1)
+    return before
 
 
 def split_proportions(splits: pl.DataFrame) -> dict[str, float]:
-    counts = dict(splits.group_by("split").len().iter_rows())
-    total = sum(counts.values()) or 1
-    return {split: counts.get(split, 0) / total for split in ("train", "val", "test")}
+    """Share of the selected images in each split."""
+    selected = splits.filter(pl.col("split").is_not_null())
+    counts = dict(selected.group_by("split").len().iter_rows())
+    total = selected.height or 1
+    return {split: counts.get(split, 0) / total for split in SPLITS}
+
+
+def remembered_assignments(store: ArtefactStore) -> pl.DataFrame | None:
+    """The splits table of the last build, if there was one."""
+    return pl.read_parquet(io.BytesIO(store.read(ASSIGNMENTS_KEY))) if store.exists(ASSIGNMENTS_KEY) else None
+
+
+def remember_assignments(store: ArtefactStore, splits: pl.DataFrame) -> None:
+    out = io.BytesIO()
+    splits.write_parquet(out)
+    store.write(ASSIGNMENTS_KEY, out.getvalue())
+
+
+def unselected_reasons(splits: pl.DataFrame, spec: DistributionSpec) -> dict[str, str]:
+    """Why each image sampling left out is not released, for the ledger."""
+    reason = (f"not selected: the distribution spec's target_size of {spec.target_size} images was filled by "
+              "images that fit its targets better")
+    return dict.fromkeys(splits.filter(pl.col("split").is_null())["image_id"].to_list(), reason)

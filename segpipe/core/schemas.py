@@ -183,6 +183,7 @@ class ConsensusRecord(pa.DataFrameModel):
     agreement_map_key: str = pa.Field(nullable=True)  # fused images: per-pixel share of the votes behind the leader
     vote_weights: pl.List(pl.Float64) = pa.Field(nullable=True)  # fused images: each of annotators' vote (consensus.fusion)
     status: str = pa.Field(isin=["accepted", "low_agreement", "annotator_review", "annotator_excluded"])
+    class_pixels: pl.List(pl.Int64)  # pixels of each value 0..255 in the released mask
 
     class Config:
         strict = True
@@ -222,12 +223,17 @@ class AnnotatorScoreRecord(pa.DataFrameModel):
 
 
 class SplitRecord(pa.DataFrameModel):
-    """The split an accepted image is assigned to."""
+    """Sampling's decision on an accepted image: its split, or null when the spec's target size left
+    it out. unit_key names the images that move together (a group and its near copies);
+    selected_by the selection step that took it (all, previous, rare_class, foundation, targeted);
+    spec_fingerprint the distribution spec it was decided under, so a later build knows whether
+    to keep it."""
 
     image_id: str = pa.Field(unique=True)
-    split: str = pa.Field(isin=["train", "val", "test"])
-    group_key: str
-    stratum: str
+    split: str = pa.Field(isin=["train", "val", "test"], nullable=True)
+    unit_key: str
+    selected_by: str = pa.Field(isin=["all", "previous", "rare_class", "foundation", "targeted"], nullable=True)
+    spec_fingerprint: str
 
     class Config:
         strict = True

@@ -101,6 +101,10 @@ def test_build_consensus_prefers_gold_fuses_several_and_sends_disagreement_to_re
         "g": "gold-i", "agree": None, "clash": None, "one": "solo-i"}
     fused = {image_id: decode_mask_png(objects[by_id[image_id]["mask_key"]]) for image_id in ("agree", "clash")}
     assert (fused["agree"] == 1).all() and (fused["clash"] == IGNORE).all()
+    # Every released mask's pixels per value, fused ones counted from their disputed pixels.
+    for image_id, row in by_id.items():
+        released = decode_mask_png(objects[row["mask_key"]])
+        assert row["class_pixels"] == np.bincount(released.ravel(), minlength=256).tolist(), image_id
     assert scores.to_dicts() == [
         {"annotator": "alice", "n_honeypots": 1, "mean_iou": 1.0, "pixel_accuracy": 1.0, "boundary_f1": 1.0}]
 

@@ -18,7 +18,10 @@ EXPECTED_ASSETS = {
     "annotator_scores": ("consensus", {"annotation_masks", "qa_report"}),
     "annotator_pair_agreement": ("consensus", {"annotation_masks", "qa_report"}),
     "dataset_split": ("sampling", {"consensus_masks", "batch_images"}),
-    "dataset_release": ("release", {"dataset_split", "consensus_masks", "batch_images", "batch_quarantine", "qa_report"}),
+    "sampling_report": ("sampling", {"consensus_masks", "batch_images"}),
+    "class_balance": ("sampling", {"consensus_masks", "batch_images"}),
+    "dataset_release": ("release", {"dataset_split", "sampling_report", "class_balance", "consensus_masks", "batch_images",
+                                    "batch_quarantine", "qa_report"}),
 }
 
 EXPECTED_CHECKS = {
@@ -75,7 +78,7 @@ def test_jobs_schedule_and_sensor_resolve():
     assert d.resolve_sensor_def("landing_batches_sensor").job_name == "batch_job"
     release_keys = {k.to_user_string() for k in d.resolve_job_def("release_job").asset_layer.selected_asset_keys}
     assert release_keys == {"qa_report", "consensus_masks", "annotator_scores", "annotator_pair_agreement", "dataset_split",
-                            "dataset_release"}
+                            "sampling_report", "class_balance", "dataset_release"}
 
 
 def test_taxonomy_code_version_is_the_file_hash():

@@ -17,6 +17,7 @@ from segpipe.core.raster import decode_mask_png
 from segpipe.definitions import defs as load_defs
 from segpipe.environment import PACKAGE_CONFIG, current_environment
 from segpipe.local_build import BuildOutcome, run_local_build, run_taxonomy_backfill
+from segpipe_tests.conftest import tiny_demo_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +38,10 @@ def build_in(tmp: Path, landing: Path, taxonomy: Path | None = None, pipeline: P
         env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp / "store"))
         if taxonomy:
             env.setenv("SEGPIPE_TAXONOMY", str(taxonomy))
-        if pipeline:
-            env.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
+        if pipeline is None:
+            pipeline = tmp / "pipeline.yaml"
+            pipeline.write_text(tiny_demo_pipeline())
+        env.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
         defs = load_defs()
         outcome = run_local_build(defs, instance, current_environment())
         return Build(outcome, defs.load_asset_value("qa_report", instance=instance), tmp / "store")
@@ -72,7 +75,8 @@ def test_demo_release_has_the_promised_layout(demo_build):
                 assert image.size == (mask.shape[1], mask.shape[0]) == (row["width"], row["height"])
             assert row["image_path"].startswith(f"images/{row['split']}/")
             present |= set(np.unique(mask).tolist())
-    assert names == {"index.csv", "meta.json", "coco/coco.json", "qa/report.csv", *index["image_path"],
+    assert names == {"index.csv", "meta.json", "coco/coco.json", "qa/report.csv", "sampling/distribution.csv",
+                     "sampling/distribution.png", "sampling/classes.csv", *index["image_path"],
                      *index["mask_path"], *qa["thumbnail_path"].drop_nulls()}
     assert present <= class_ids | {meta["ignore_index"]} and present & class_ids
     assert meta["task"] == "semantic_segmentation" and meta["ignore_index"] == 255
@@ -152,6 +156,9 @@ def test_an_alias_change_is_backfilled_into_a_new_release_without_redrawing(tiny
         env.setenv("SEGPIPE_LANDING_ROOT", str(work))
         env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp_path / "store"))
         env.setenv("SEGPIPE_TAXONOMY", str(taxonomy))
+        pipeline = tmp_path / "pipeline.yaml"
+        pipeline.write_text(tiny_demo_pipeline())
+        env.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
         cold = run_local_build(load_defs(), instance, current_environment())
         label_masks_before = {p: p.stat().st_mtime_ns for p in (tmp_path / "store" / "label-masks").rglob("*.png")}
         class_masks_before = {p: p.stat().st_mtime_ns for p in (tmp_path / "store" / "masks").rglob("*.png")}
@@ -185,7 +192,7 @@ def test_an_alias_change_is_backfilled_into_a_new_release_without_redrawing(tiny
 
 def test_instance_masks_are_released_beside_the_class_masks_when_enabled(tiny_demo, tmp_path):
     pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text((PACKAGE_CONFIG / "pipeline.yaml").read_text().replace("instance_masks: false", "instance_masks: true"))
+    pipeline.write_text(tiny_demo_pipeline().replace("instance_masks: false", "instance_masks: true"))
     build = build_in(tmp_path, Path(tiny_demo.landing_root), pipeline=pipeline)  # the demo numbers persons and cars
     assert build.outcome.success, build.outcome.failed_checks
     release = Path(build.outcome.release_metadata["release"])
@@ -249,7 +256,7 @@ def test_qa_failures_ship_with_thumbnails_that_show_the_problem(demo_build, grou
 
 def test_a_honeypot_threshold_leaves_the_careless_annotator_out_and_the_counts_still_add_up(tiny_demo, tmp_path):
     pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text((PACKAGE_CONFIG / "pipeline.yaml").read_text().replace(
+    pipeline.write_text(tiny_demo_pipeline().replace(
         "  # min_honeypot_iou: 0.8\n", "  min_honeypot_iou: 0.8\n"))
     build = build_in(tmp_path, Path(tiny_demo.landing_root), pipeline=pipeline)
     assert build.outcome.success

@@ -26,6 +26,7 @@ import segpipe.defs.taxonomy.assets as taxonomy_assets
 from segpipe.definitions import defs as load_defs
 from segpipe.environment import PACKAGE_CONFIG, current_environment
 from segpipe.local_build import run_local_build, run_taxonomy_backfill
+from segpipe_tests.conftest import tiny_demo_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -59,6 +60,9 @@ def built(tiny_demo, tmp_path):
         env.setenv("SEGPIPE_LANDING_ROOT", str(tmp_path / "landing"))
         env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp_path / "store"))
         env.setenv("SEGPIPE_TAXONOMY", str(taxonomy))
+        pipeline = tmp_path / "pipeline.yaml"
+        pipeline.write_text(tiny_demo_pipeline())
+        env.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
         reload_code_location()
         outcome = run_local_build(load_defs(), instance, current_environment())
         assert outcome.success

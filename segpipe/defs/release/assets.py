@@ -4,10 +4,12 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from segpipe.core.distribution_report import report_files
 from segpipe.core.ledger import build_ledger, outcome_counts
 from segpipe.core.publish import publish_release, release_prefix
 from segpipe.core.qa import excluded_entries
 from segpipe.core.release import release_items, write_release_archive
+from segpipe.core.sampling import unselected_reasons
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
@@ -24,16 +26,20 @@ def dataset_release(
     pipeline_config: PipelineConfig,
     object_store: ObjectStore,
     dataset_split: pl.DataFrame,
+    sampling_report: pl.DataFrame,
+    class_balance: pl.DataFrame,
     consensus_masks: pl.DataFrame,
     batch_images: pl.DataFrame,
     batch_quarantine: pl.DataFrame,
     qa_report: pl.DataFrame,
 ) -> dg.MaterializeResult:
-    """A versioned ZIP (images, masks, coco.json, index.csv, meta.json) with its Parquet manifest
-    and item ledger, published under a content-hash version that is never overwritten."""
+    """A versioned ZIP (images, masks, coco.json, index.csv, meta.json, the QA and sampling reports)
+    with its Parquet manifest and item ledger, published under a content-hash version that is
+    never overwritten."""
     taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
     items = release_items(dataset_split, consensus_masks, batch_images)
-    ledger = build_ledger(batch_images, batch_quarantine, excluded_entries(qa_report), consensus_masks, set(items["image_id"]))
+    ledger = build_ledger(batch_images, batch_quarantine, excluded_entries(qa_report), consensus_masks,
+                          set(items["image_id"]), unselected_reasons(dataset_split, settings.sampling))
     counts = outcome_counts(ledger)
     with tempfile.TemporaryDirectory(prefix="segpipe-release-") as tmp:
         work = Path(tmp)
@@ -41,7 +47,8 @@ def dataset_release(
         with archive_path.open("wb") as out:
             contents = write_release_archive(
                 out, items, object_store.artefacts(), taxonomy,
-                settings.dataset_name, settings.mask_encoding, counts, qa_report)
+                settings.dataset_name, settings.mask_encoding, counts, qa_report,
+                report_files(sampling_report, class_balance))
         contents.manifest.write_parquet(work / "manifest.parquet")
         ledger.write_parquet(work / "ledger.parquet")
         fs, root = object_store.location()

@@ -1,37 +1,81 @@
 import dagster as dg
 import polars as pl
 
+from segpipe.core.artefact_keys import content_digest
+from segpipe.core.distribution_chart import render_distribution_chart
+from segpipe.core.distribution_report import distribution_report
 from segpipe.core.ingest import image_metadata
-from segpipe.core.near_duplicates import split_leaks
-from segpipe.core.sampling import assign_splits, split_proportions
+from segpipe.core.near_duplicates import near_duplicate_pairs, split_leaks
+from segpipe.core.sampling import remember_assignments, remembered_assignments, sample_dataset, split_proportions
 from segpipe.defs.metadata import markdown_table
+from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
 
-@dg.asset(
-    group_name="sampling",
-    kinds={"polars"},
+class SamplingConfig(dg.Config):
+    """rebalance: assign every image afresh instead of keeping the splits of the last build, which a
+    build under an unchanged distribution spec otherwise keeps."""
+
+    rebalance: bool = False
+
+
+@dg.multi_asset(
+    outs={
+        "dataset_split": dg.AssetOut(kinds={"polars"}, description=(
+            "Per accepted image: its split, or none when the spec's target size left it out, and which step chose it.")),
+        "sampling_report": dg.AssetOut(kinds={"polars"}, description=(
+            "Achieved against target share per split and strata value, overall and per split.")),
+        "class_balance": dg.AssetOut(kinds={"polars"}, description=(
+            "Per trainable class and split: images holding it, its share of the labelled pixels, floors met.")),
+    },
     check_specs=[dg.AssetCheckSpec(
         "near_duplicates_in_one_split", asset="dataset_split",
         description="No two near-duplicate images (perceptual hash within qa.near_duplicate_bits) are in different "
                     "splits, where a copy in test would leak what train saw. Severity: WARN.")],
+    group_name="sampling",
 )
-def dataset_split(
-    pipeline_config: PipelineConfig, consensus_masks: pl.DataFrame, batch_images: pl.DataFrame
+def golden_sample(
+    config: SamplingConfig, pipeline_config: PipelineConfig, object_store: ObjectStore,
+    consensus_masks: pl.DataFrame, batch_images: pl.DataFrame,
 ):
-    """Seeded train/val/test assignment of accepted images, stratified, with no group in two splits;
-    near-duplicate images in different splits are reported."""
-    settings = pipeline_config.settings()
-    sampling = settings.sampling
-    accepted = consensus_masks.filter(pl.col("status") == "accepted").select("image_id")
-    splits = assign_splits(accepted.join(image_metadata(batch_images), on="image_id", how="left"), sampling)
-    by_stratum = splits.group_by("stratum", "split").len().sort("stratum", "split")
-    leaks = split_leaks(splits, batch_images, settings.qa.near_duplicate_bits)
-    yield dg.Output(splits, metadata={
+    """Select and split the accepted images as the distribution spec (pipeline.yaml `sampling`)
+    asks: foundation, targeted strata shares, rare-class floors, groups and near copies kept in one
+    split, earlier assignments kept. An infeasible spec fails here, naming what cannot be met."""
+    taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
+    spec, store = settings.sampling, object_store.artefacts()
+    accepted = consensus_masks.filter(pl.col("status") == "accepted").select("image_id", "class_pixels")
+    candidates = accepted.join(image_metadata(batch_images), on="image_id", how="left")
+    pairs = near_duplicate_pairs(batch_images.filter(pl.col("image_id").is_in(accepted["image_id"].to_list())),
+                                 settings.qa.near_duplicate_bits)
+    previous = None if config.rebalance else remembered_assignments(store)
+    trainable = sorted(c.id for c in taxonomy.classes if c.trainable)
+    sample = sample_dataset(candidates, spec, trainable, previous, [(a, b) for a, b, _ in pairs])
+    remember_assignments(store, sample.splits)
+    report = distribution_report(sample, spec, {c.id: c.name for c in taxonomy.classes})
+    chart = render_distribution_chart(report.distribution, report.classes)
+    chart_key = f"sampling/chart-{content_digest(chart)}.png"
+    store.write_once(chart_key, chart)
+    splits = sample.splits
+    leaks = split_leaks(splits.filter(pl.col("split").is_not_null()), batch_images, settings.qa.near_duplicate_bits)
+    kept = 0 if previous is None else splits.filter(pl.col("selected_by") == "previous").height
+    yield dg.Output(splits, output_name="dataset_split", metadata={
+        "selected": splits.filter(pl.col("split").is_not_null()).height,
+        "not_selected": splits.filter(pl.col("split").is_null()).height,
         "proportions": dg.MetadataValue.json(split_proportions(splits)),
-        "targets": dg.MetadataValue.json(sampling.splits),
-        "by_stratum": dg.MetadataValue.json([dict(zip(by_stratum.columns, row, strict=True)) for row in by_stratum.iter_rows()]),
+        "targets": dg.MetadataValue.json(spec.splits),
+        "selected_by": dg.MetadataValue.json(dict(splits.group_by("selected_by").len().sort("selected_by").drop_nulls().iter_rows())),
+        "kept_from_last_build": kept,
+        "rebalanced": config.rebalance,
+    })
+    yield dg.Output(report.distribution, output_name="sampling_report", metadata={
+        "distances": dg.MetadataValue.md(markdown_table(report.distances)),
+        "chart": dg.MetadataValue.url(object_store.url(chart_key)),
+        "achieved_vs_target": dg.MetadataValue.md(markdown_table(report.distribution, max_rows=200)),
+    })
+    yield dg.Output(report.classes, output_name="class_balance", metadata={
+        "classes": dg.MetadataValue.md(markdown_table(report.classes, max_rows=256)),
     })
     yield dg.AssetCheckResult(
-        check_name="near_duplicates_in_one_split", passed=leaks.is_empty(), severity=dg.AssetCheckSeverity.WARN,
+        asset_key="dataset_split", check_name="near_duplicates_in_one_split", passed=leaks.is_empty(),
+        severity=dg.AssetCheckSeverity.WARN,
         metadata={"pairs_across_splits": leaks.height, "pairs": dg.MetadataValue.md(markdown_table(leaks.head(20)))})

@@ -81,6 +81,16 @@ def previous_unit_splits(units: SamplingUnits, previous: pl.DataFrame | None, fi
     return before
 
 
+def kept_assignments(splits: pl.DataFrame, previous: pl.DataFrame | None) -> int:
+    """Images whose split an earlier build under the same spec gave them."""
+    if previous is None:
+        return 0
+    earlier = previous.select("image_id", pl.col("split").alias("earlier"), pl.col("spec_fingerprint").alias("earlier_spec"))
+    same = splits.join(earlier, on="image_id").filter(
+        (pl.col("spec_fingerprint") == pl.col("earlier_spec")) & (pl.col("split") == pl.col("earlier")))
+    return same.height
+
+
 def split_proportions(splits: pl.DataFrame) -> dict[str, float]:
     """Share of the selected images in each split."""
     selected = splits.filter(pl.col("split").is_not_null())

@@ -6,7 +6,13 @@ from segpipe.core.distribution_chart import render_distribution_chart
 from segpipe.core.distribution_report import distribution_report
 from segpipe.core.ingest import image_metadata
 from segpipe.core.near_duplicates import near_duplicate_pairs, split_leaks
-from segpipe.core.sampling import remember_assignments, remembered_assignments, sample_dataset, split_proportions
+from segpipe.core.sampling import (
+    kept_assignments,
+    remember_assignments,
+    remembered_assignments,
+    sample_dataset,
+    split_proportions,
+)
 from segpipe.defs.metadata import markdown_table
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
@@ -57,14 +63,13 @@ def golden_sample(
     store.write_once(chart_key, chart)
     splits = sample.splits
     leaks = split_leaks(splits.filter(pl.col("split").is_not_null()), batch_images, settings.qa.near_duplicate_bits)
-    kept = 0 if previous is None else splits.filter(pl.col("selected_by") == "previous").height
     yield dg.Output(splits, output_name="dataset_split", metadata={
         "selected": splits.filter(pl.col("split").is_not_null()).height,
         "not_selected": splits.filter(pl.col("split").is_null()).height,
         "proportions": dg.MetadataValue.json(split_proportions(splits)),
         "targets": dg.MetadataValue.json(spec.splits),
         "selected_by": dg.MetadataValue.json(dict(splits.group_by("selected_by").len().sort("selected_by").drop_nulls().iter_rows())),
-        "kept_from_last_build": kept,
+        "kept_from_last_build": kept_assignments(splits, previous),
         "rebalanced": config.rebalance,
     })
     yield dg.Output(report.distribution, output_name="sampling_report", metadata={

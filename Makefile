@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python -m segpipe_tests.bench.ingest
 	$(BIN)/python -m segpipe_tests.bench.consensus
 	$(BIN)/python -m segpipe_tests.bench.backfill
+	$(BIN)/python -m segpipe_tests.bench.sampling
 
 clean:
 	rm -rf $(SEGPIPE_HOME) $(DAGSTER_HOME)

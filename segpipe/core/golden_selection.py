@@ -4,8 +4,9 @@ In order, each step counting what the earlier ones took:
 1. previous: units a build with the same spec selected stay selected (stable under growth);
 2. foundation: foundation_share of the target drawn in the data's natural proportions (each
    joint strata cell gets its share, units in seeded order);
-3. rare_class: for each class, rarest first, units holding it until it is in min_images images
-   per split (smallest units first, so a floor costs few images);
+3. rare_class: for each class, rarest first, units holding it until they surely split into
+   min_images images per split (whole units cannot be split: see _splittable), each the unit that
+   best serves the strata targets per image, then the smallest;
 4. targeted: the rest, one unit at a time, the unit that most reduces the distance between the
    selection's strata shares and the spec's targets per image it adds; then targeted units are
    swapped for unselected ones while a swap brings the selection closer.
@@ -82,27 +83,43 @@ def select_units(units: SamplingUnits, spec: DistributionSpec, kept: np.ndarray,
                 and taken + units.size[u] <= wanted and filled.sum() + units.size[u] <= foundation:
             choice[u], taken = FOUNDATION, taken + int(units.size[u])
             filled[units.cell[u]] += units.size[u]
-    floor = spec.rare_classes.min_images * active_splits
-    if floor and taken < wanted:
-        by_size = np.lexsort((units.rank, units.size))
-        for c in np.argsort(units.class_images.sum(axis=0), kind="stable"):
-            have = int(units.class_images[choice != UNSELECTED, c].sum())
-            for u in by_size[units.class_images[by_size, c] > 0]:
-                if have >= floor:
-                    break
-                if choice[u] == UNSELECTED and taken + units.size[u] <= wanted:
-                    choice[u], have, taken = RARE_CLASS, have + int(units.class_images[u, c]), taken + int(units.size[u])
     target = strata_targets(units, spec, wanted)
     counts = units.strata_counts[choice != UNSELECTED].sum(axis=0).astype(np.float64)
+    floor = spec.rare_classes.min_images * active_splits
+    for c in np.argsort(units.class_images.sum(axis=0), kind="stable") if floor else ():
+        holders = np.flatnonzero(units.class_images[:, c] > 0)
+        while not _splittable(units.class_images[holders[choice[holders] != UNSELECTED], c],
+                              spec.rare_classes.min_images, active_splits) and taken < wanted:
+            free = holders[(choice[holders] == UNSELECTED) & (units.size[holders] <= wanted - taken)]
+            if not free.size:
+                break
+            best = free[np.lexsort((units.rank[free], units.size[free], -_gain(units, free, counts, target)))[0]]
+            choice[best], taken = RARE_CLASS, taken + int(units.size[best])
+            counts += units.strata_counts[best]
     while taken < wanted:
         free = np.flatnonzero((choice == UNSELECTED) & (units.size <= wanted - taken))
         if not free.size:
             break
-        gain = np.abs(counts - target).sum() - np.abs(counts + units.strata_counts[free] - target).sum(axis=1)
-        best = free[np.lexsort((units.rank[free], -gain / units.size[free]))[0]]
+        best = free[np.lexsort((units.rank[free], -_gain(units, free, counts, target)))[0]]
         choice[best], taken = TARGETED, taken + int(units.size[best])
         counts += units.strata_counts[best]
     return _improve_by_swaps(units, choice, counts, target, wanted)
+
+
+def _splittable(held: np.ndarray, min_images: int, splits: int) -> bool:
+    """Whether units holding a class this many images each surely split into `splits` parts of at
+    least min_images: with min_images * splits units (one each), or with enough images that
+    filling the splits one after another, each overshooting by less than the largest unit, works."""
+    if held.size >= min_images * splits:
+        return True
+    largest = int(held.max()) if held.size else 0
+    return held.size >= splits and int(held.sum()) >= min_images * splits + (splits - 1) * (largest - 1)
+
+
+def _gain(units: SamplingUnits, candidates: np.ndarray, counts: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per candidate unit: how much nearer its images bring the strata counts to the targets, per image."""
+    after = np.abs(counts + units.strata_counts[candidates] - target).sum(axis=1)
+    return (np.abs(counts - target).sum() - after) / units.size[candidates]
 
 
 MAX_SWAPS = 500

@@ -17,13 +17,18 @@ import numpy as np
 import polars as pl
 
 MISSING = "(missing)"
+UNGROUPED = "\0"  # prefix of an ungrouped image's own group; no group value starts so
+
+
+def _unit_key(group: str) -> str:
+    return f"{group.removeprefix(UNGROUPED)} (ungrouped)" if group.startswith(UNGROUPED) else group
 
 
 @dataclass(frozen=True)
 class SamplingUnits:
     image_ids: list[str]  # sorted
     unit_of_image: np.ndarray  # (images,) unit index of each image
-    keys: list[str]  # (units,) the smallest group key in the unit
+    keys: list[str]  # (units,) the smallest group key in the unit ("<image_id> (ungrouped)" for an image without one)
     size: np.ndarray  # (units,) images
     rank: np.ndarray  # (units,) position in the seeded order, 0 first
     cell: np.ndarray  # (units,) joint strata cell of the unit's first image, for natural proportions
@@ -43,7 +48,8 @@ def build_units(images: pl.DataFrame, group_by: str, strata: list[str], class_id
     joining groups linked by a near-duplicate pair of image ids."""
     frame = images.sort("image_id").select(
         "image_id",
-        pl.col(group_by).cast(pl.String).fill_null(pl.col("image_id")).alias("_group"),
+        # An image without a group is its own, named apart from every group value.
+        pl.col(group_by).cast(pl.String).fill_null(UNGROUPED + pl.col("image_id")).alias("_group"),
         *[pl.col(column).cast(pl.String).fill_null(MISSING).alias(column) for column in strata],
         "class_pixels",
     )
@@ -65,7 +71,7 @@ def build_units(images: pl.DataFrame, group_by: str, strata: list[str], class_id
     roots = np.array([root(g) for g in range(len(groups))], dtype=np.int64)
     unit_roots, unit_of_group = np.unique(roots, return_inverse=True)
     unit_of_image = unit_of_group[group_of_image]
-    keys = [str(groups[r]) for r in unit_roots]
+    keys = [_unit_key(str(groups[r])) for r in unit_roots]
     units = len(keys)
     size = np.bincount(unit_of_image, minlength=units)
     digests = [hashlib.sha256(f"{seed}\0{key}".encode()).hexdigest() for key in keys]

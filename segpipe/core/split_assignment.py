@@ -5,8 +5,10 @@ over units instead of images and over three kinds of label at once: each strata 
 class counted both in images and in pixels. In order:
 1. previous: a unit holding images an earlier build with the same spec assigned keeps their split
    (the most common one, should a near copy now join two units of different splits);
-2. floors: for each class, rarest first, each split short of min_images images with the class
-   gets the smallest unassigned unit holding it, in turns, while such units remain;
+2. floors: the classes few units hold are placed all at once, exactly (floor_assignment); for
+   the others, rarest first, each split short of min_images images with the class gets the
+   smallest unassigned unit holding it, in turns, while such units remain; a split still short
+   then takes a floor-placed unit another split can spare without falling below a floor;
 3. the rest: the label with the fewest unassigned images first (rare labels have the fewest ways
    to be balanced), each of its units to the split whose share of the unit's labels is least
    filled (strata values, class images and class pixels, each as a fraction of what the split
@@ -17,6 +19,7 @@ split sizes hold too.
 
 import numpy as np
 
+from segpipe.core.floor_assignment import RARE_HOLDERS, floor_placement
 from segpipe.core.sampling_units import SamplingUnits
 
 UNASSIGNED = -1
@@ -49,6 +52,15 @@ def assign_splits(units: SamplingUnits, selected: np.ndarray, ratios: np.ndarray
         place(int(u), int(previous[u]))
     by_size = chosen[np.lexsort((units.rank[chosen], units.size[chosen]))]
     if min_images:
+        holder_units = (units.class_images[chosen] > 0).sum(axis=0)
+        rare = np.flatnonzero((holder_units > 0) & (holder_units <= RARE_HOLDERS))
+        free = chosen[split_of[chosen] == UNASSIGNED]
+        candidates = free[(units.class_images[np.ix_(free, rare)] > 0).any(axis=1)] if rare.size else free[:0]
+        need = np.maximum(0, min_images - have_labels[np.ix_(active, strata + rare)])
+        placement = floor_placement(units.class_images[np.ix_(candidates, rare)], units.size[candidates], need)
+        for u, slot in zip(candidates.tolist(), placement.tolist(), strict=True):
+            if slot >= 0:
+                place(u, int(active[slot]))
         for c in np.argsort(label_total[strata:], kind="stable"):
             holders = [int(u) for u in by_size if units.class_images[u, c] > 0]
             while True:
@@ -57,6 +69,17 @@ def assign_splits(units: SamplingUnits, selected: np.ndarray, ratios: np.ndarray
                 if not short or not free:
                     break
                 place(free[0], min(short, key=lambda s: (have_labels[s, strata + c], -ratios[s])))
+        movable = [int(u) for u in by_size if split_of[u] != UNASSIGNED and previous[u] == UNASSIGNED]
+        for c in np.argsort(label_total[strata:], kind="stable"):
+            for short in active:
+                while have_labels[short, strata + c] < min_images:
+                    donor = _spare_holder(movable, c, short, split_of, have_labels, labels, strata, min_images)
+                    if donor is None:
+                        break
+                    have_labels[split_of[donor]] -= labels[donor]
+                    have_pixels[split_of[donor]] -= pixels[donor]
+                    have_images[split_of[donor]] -= units.size[donor]
+                    place(donor, int(short))
 
     def best_split(u: int) -> int:
         """The split whose share of the unit's labels is least filled, each as a fraction of what
@@ -87,3 +110,18 @@ def assign_splits(units: SamplingUnits, selected: np.ndarray, ratios: np.ndarray
             room = ratios[active] * image_total - have_images[active]
             place(int(u), int(active[np.lexsort((np.arange(len(active)), -room))[0]]))
     return split_of
+
+
+def _spare_holder(movable: list[int], c: int, short: int, split_of: np.ndarray, have_labels: np.ndarray,
+                  labels: np.ndarray, strata: int, min_images: int) -> int | None:
+    """A floor-placed unit holding class c that another split can give up without itself falling
+    below a floor it meets (smallest first): placing floors one class at a time can use up the
+    holders one split needs, and moving a spare one repairs that."""
+    for u in movable:
+        giver = split_of[u]
+        if giver == short or labels[u, strata + c] == 0:
+            continue
+        after = have_labels[giver, strata:] - labels[u, strata:]
+        if (after[c] >= min_images) and not ((after < min_images) & (have_labels[giver, strata:] >= min_images)).any():
+            return u
+    return None

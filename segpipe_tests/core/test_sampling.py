@@ -45,12 +45,12 @@ def test_units_join_groups_linked_by_a_near_copy_and_images_without_a_group_stan
                         ("c1", None, "day", (1, 2)), ("d1", "s3", "dusk", ())])
     units = build_units(images, "sequence_id", ["time_of_day"], [1, 2], seed=1, near_pairs=[("d1", "a2")])
     by_image = dict(zip(units.image_ids, (units.keys[u] for u in units.unit_of_image), strict=True))
-    assert by_image == {"a1": "s1", "a2": "s1", "d1": "s1", "b1": "s2", "c1": "c1"}
+    assert by_image == {"a1": "s1", "a2": "s1", "d1": "s1", "b1": "s2", "c1": "c1 (ungrouped)"}
     s1 = units.keys.index("s1")
     assert units.size[s1] == 3
     assert dict(zip(units.strata_labels, units.strata_counts[s1].tolist(), strict=True)) == {
         ("time_of_day", "day"): 2, ("time_of_day", "dusk"): 1, ("time_of_day", "night"): 0}
-    c1 = units.keys.index("c1")
+    c1 = units.keys.index("c1 (ungrouped)")
     assert units.class_images[c1].tolist() == [1, 1] and units.class_pixels[c1].tolist() == [10, 10]
     assert sorted(units.rank.tolist()) == list(range(len(units)))
 

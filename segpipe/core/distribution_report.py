@@ -72,6 +72,13 @@ def _class_table(sample: Sample, spec: DistributionSpec, class_names: dict[int, 
     return pl.DataFrame(columns)
 
 
+def unmet_floors(classes: pl.DataFrame) -> pl.DataFrame:
+    """Classes present in the selection that miss a floor in some split, with their counts there."""
+    met = pl.all_horizontal(pl.col(f"floor_met_{split}") for split in SPLITS)
+    present = pl.sum_horizontal(pl.col(f"images_{split}") for split in SPLITS) > 0
+    return classes.filter(present & ~met)
+
+
 def _distances(distribution: pl.DataFrame, tolerance: float) -> pl.DataFrame:
     """Per dimension: total variation distance of the selection and of the worst split to the target,
     and whether every share lies within tolerance of its target."""

@@ -44,6 +44,8 @@ EXPECTED_CHECKS = {
     "qa_report:polygon_zero_area": False,
     "qa_report:vertices_outside_image": False,
     "dataset_split:near_duplicates_in_one_split": False,
+    "dataset_split:distribution_within_tolerance": False,
+    "dataset_split:rare_class_floors": False,
     "dataset_release:ledger_balances": False,
 }
 

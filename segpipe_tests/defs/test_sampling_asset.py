@@ -37,7 +37,7 @@ def run(tmp_path, consensus, images, pipeline_text: str, rebalance: bool = False
         dg.build_asset_context(), config=SamplingConfig(rebalance=rebalance),
         pipeline_config=PipelineConfig(taxonomy_path=str(PACKAGE_CONFIG / "taxonomy.yaml"), pipeline_path=str(pipeline)),
         object_store=ObjectStore(root=str(tmp_path / "store")), consensus_masks=consensus, batch_images=images)
-    return {getattr(o, "output_name", "check"): o for o in outputs}
+    return {getattr(o, "output_name", None) or o.check_name: o for o in outputs}
 
 
 SPEC = (PACKAGE_CONFIG / "pipeline.yaml").read_text()
@@ -59,6 +59,8 @@ def test_a_rerun_with_more_images_keeps_every_split_unless_a_rebalance_is_asked(
     report = again["sampling_report"].value
     assert set(report["dimension"]) == {"split", "time_of_day"}
     assert "chart" in again["sampling_report"].metadata
+    assert again["distribution_within_tolerance"].passed and again["rare_class_floors"].passed
+    assert again["near_duplicates_in_one_split"].passed
     rebalanced = run(tmp_path, more_consensus, more_images, ALL_IMAGES, rebalance=True)["dataset_split"]
     fresh = run(tmp_path / "fresh", more_consensus, more_images, ALL_IMAGES)["dataset_split"].value
     assert rebalanced.metadata["rebalanced"].value is True and rebalanced.metadata["kept_from_last_build"].value == 0

@@ -34,6 +34,9 @@ def test_the_release_meets_the_strata_targets_within_the_tolerance(full_demo_bui
         for value, target in targets.items():
             assert abs(shares.get(value, 0.0) - target) <= spec.tolerance, (column, value, shares)
     assert manifest.group_by("sequence_id").agg(pl.col("split").n_unique())["split"].max() == 1
+    checks = full_demo_build.outcome.check_outcomes
+    assert checks["dataset_split:distribution_within_tolerance"] and checks["dataset_split:rare_class_floors"]
+    assert checks["dataset_split:near_duplicates_in_one_split"]
     ledger = pl.read_parquet(release / "ledger.parquet")
     left_out = ledger.filter(pl.col("stage") == "sampling")
     assert left_out.height > 0 and (left_out["outcome"] == "filtered").all()

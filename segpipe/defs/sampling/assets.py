@@ -3,7 +3,7 @@ import polars as pl
 
 from segpipe.core.artefact_keys import content_digest
 from segpipe.core.distribution_chart import render_distribution_chart
-from segpipe.core.distribution_report import distribution_report
+from segpipe.core.distribution_report import distribution_report, unmet_floors
 from segpipe.core.ingest import image_metadata
 from segpipe.core.near_duplicates import near_duplicate_pairs, split_leaks
 from segpipe.core.sampling import (
@@ -34,10 +34,20 @@ class SamplingConfig(dg.Config):
         "class_balance": dg.AssetOut(kinds={"polars"}, description=(
             "Per trainable class and split: images holding it, its share of the labelled pixels, floors met.")),
     },
-    check_specs=[dg.AssetCheckSpec(
-        "near_duplicates_in_one_split", asset="dataset_split",
-        description="No two near-duplicate images (perceptual hash within qa.near_duplicate_bits) are in different "
-                    "splits, where a copy in test would leak what train saw. Severity: WARN.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "near_duplicates_in_one_split", asset="dataset_split",
+            description="No two near-duplicate images (perceptual hash within qa.near_duplicate_bits) are in different "
+                        "splits, where a copy in test would leak what train saw. Severity: WARN."),
+        dg.AssetCheckSpec(
+            "distribution_within_tolerance", asset="dataset_split",
+            description="The selection's split sizes and strata shares lie within sampling.tolerance of their "
+                        "targets (whole groups can leave them a little off). Severity: WARN."),
+        dg.AssetCheckSpec(
+            "rare_class_floors", asset="dataset_split",
+            description="Every trainable class the data holds is in sampling.rare_classes.min_images images and "
+                        "min_pixel_share of the labelled pixels of every split. Severity: WARN."),
+    ],
     group_name="sampling",
 )
 def golden_sample(
@@ -80,6 +90,15 @@ def golden_sample(
     yield dg.Output(report.classes, output_name="class_balance", metadata={
         "classes": dg.MetadataValue.md(markdown_table(report.classes, max_rows=256)),
     })
+    yield dg.AssetCheckResult(
+        asset_key="dataset_split", check_name="distribution_within_tolerance",
+        passed=bool(report.distances["within_tolerance"].all()), severity=dg.AssetCheckSeverity.WARN,
+        metadata={"tolerance": spec.tolerance, "distances": dg.MetadataValue.md(markdown_table(report.distances))})
+    short = unmet_floors(report.classes)
+    yield dg.AssetCheckResult(
+        asset_key="dataset_split", check_name="rare_class_floors", passed=short.is_empty(),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"unmet": short.height, "classes": dg.MetadataValue.md(markdown_table(short))})
     yield dg.AssetCheckResult(
         asset_key="dataset_split", check_name="near_duplicates_in_one_split", passed=leaks.is_empty(),
         severity=dg.AssetCheckSeverity.WARN,

@@ -98,8 +98,10 @@ def _distances(distribution: pl.DataFrame, tolerance: float) -> pl.DataFrame:
                                       "worst_split_distance": pl.Float64, "within_tolerance": pl.Boolean})
 
 
-def report_files(distribution: pl.DataFrame, classes: pl.DataFrame) -> dict[str, bytes]:
-    """The report as the release ships it, under sampling/: both tables as CSV and the chart."""
+def report_files(distribution: pl.DataFrame, classes: pl.DataFrame, leaks: pl.DataFrame) -> dict[str, bytes]:
+    """The report as the release ships it, under sampling/: the tables as CSV (leakage.csv: the
+    near-duplicate pairs in different splits, normally none) and the chart."""
     return {"sampling/distribution.csv": distribution.write_csv().encode(),
             "sampling/classes.csv": classes.write_csv().encode(),
+            "sampling/leakage.csv": leaks.write_csv().encode(),
             "sampling/distribution.png": render_distribution_chart(distribution, classes)}

@@ -132,8 +132,11 @@ def test_the_report_gives_target_natural_and_achieved_shares_and_the_class_floor
     assert [pole[f"images_{s}"] for s in ("train", "val", "test")] == [
         sum(1 for i, s in splits.items() if s == split and i.startswith("n")) for split in ("train", "val", "test")]
     assert all(pole[f"floor_met_{s}"] for s in ("train", "val", "test"))
-    files = report_files(report.distribution, report.classes)
-    assert sorted(files) == ["sampling/classes.csv", "sampling/distribution.csv", "sampling/distribution.png"]
+    leaks = pl.DataFrame({"image_a": ["d0"], "split_a": ["train"], "image_b": ["n0"], "split_b": ["test"], "bits": [2]})
+    files = report_files(report.distribution, report.classes, leaks)
+    assert sorted(files) == ["sampling/classes.csv", "sampling/distribution.csv", "sampling/distribution.png",
+                             "sampling/leakage.csv"]
+    assert files["sampling/leakage.csv"].decode().splitlines() == ["image_a,split_a,image_b,split_b,bits", "d0,train,n0,test,2"]
     assert files["sampling/distribution.png"][:8] == b"\x89PNG\r\n\x1a\n"
     assert render_distribution_chart(report.distribution, report.classes) == files["sampling/distribution.png"]
     assert report.distances.filter(pl.col("dimension") == "time_of_day")["achieved_distance"].item() == pytest.approx(0.0)

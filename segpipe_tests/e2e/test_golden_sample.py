@@ -52,6 +52,7 @@ def test_the_release_ships_the_sampling_report_matching_its_manifest(full_demo_b
         rows = list(csv.DictReader(io.StringIO(archive.read("sampling/distribution.csv").decode())))
         assert archive.read("sampling/distribution.png")[:8] == b"\x89PNG\r\n\x1a\n"
         classes = pl.read_csv(io.BytesIO(archive.read("sampling/classes.csv")))
+        assert archive.read("sampling/leakage.csv").decode().splitlines() == ["image_a,split_a,image_b,split_b,bits"]
     night = next(r for r in rows if r["dimension"] == "time_of_day" and r["value"] == "night")
     in_test = manifest.filter(pl.col("split") == "test")
     assert float(night["achieved"]) == pytest.approx((manifest["time_of_day"] == "night").mean())

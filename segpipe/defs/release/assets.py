@@ -6,6 +6,7 @@ import polars as pl
 
 from segpipe.core.distribution_report import report_files
 from segpipe.core.ledger import build_ledger, outcome_counts
+from segpipe.core.near_duplicates import split_leaks
 from segpipe.core.publish import publish_release, release_prefix
 from segpipe.core.qa import excluded_entries
 from segpipe.core.release import release_items, write_release_archive
@@ -48,7 +49,8 @@ def dataset_release(
             contents = write_release_archive(
                 out, items, object_store.artefacts(), taxonomy,
                 settings.dataset_name, settings.mask_encoding, counts, qa_report,
-                report_files(sampling_report, class_balance))
+                report_files(sampling_report, class_balance, split_leaks(
+                    dataset_split.filter(pl.col("split").is_not_null()), batch_images, settings.qa.near_duplicate_bits)))
         contents.manifest.write_parquet(work / "manifest.parquet")
         ledger.write_parquet(work / "ledger.parquet")
         fs, root = object_store.location()

@@ -1,0 +1,52 @@
+"""What changed between two releases: items added, removed and changed, and the class mix.
+
+A training team pins a release; before moving to the next one they want to know what moved under
+them. Items are matched by image_id (the image's content hash), so a renamed file is the same item
+and a re-encoded one a new item; an item whose mask or split differs is changed, with what changed.
+The class mix compares each class's share of the labelled pixels.
+"""
+
+from dataclasses import dataclass
+
+import polars as pl
+
+ITEM_KEYS = ("image_id", "split", "mask_sha256")
+
+
+@dataclass(frozen=True)
+class ReleaseDiff:
+    items: pl.DataFrame  # image_id, change (added/removed/changed), what (split, mask), split_before, split_after
+    classes: pl.DataFrame  # class, share_before, share_after, change (after - before)
+
+    def counts(self) -> dict[str, int]:
+        found = dict(self.items.group_by("change").len().iter_rows())
+        return {change: found.get(change, 0) for change in ("added", "removed", "changed")}
+
+
+def diff_releases(before: pl.DataFrame, after: pl.DataFrame, pixels_before: dict[str, int],
+                  pixels_after: dict[str, int]) -> ReleaseDiff:
+    """Diff two manifests (image_id, split, mask_sha256) and their labelled pixels per class name."""
+    old = before.select(ITEM_KEYS).rename({"split": "split_before", "mask_sha256": "mask_before"})
+    new = after.select(ITEM_KEYS).rename({"split": "split_after", "mask_sha256": "mask_after"})
+    joined = old.join(new, on="image_id", how="full", coalesce=True)
+    items = joined.with_columns(
+        pl.when(pl.col("split_before").is_null()).then(pl.lit("added"))
+        .when(pl.col("split_after").is_null()).then(pl.lit("removed"))
+        .when((pl.col("split_before") != pl.col("split_after")) | (pl.col("mask_before") != pl.col("mask_after")))
+        .then(pl.lit("changed")).alias("change"),
+        pl.concat_str(
+            pl.when(pl.col("split_before") != pl.col("split_after")).then(pl.lit("split")),
+            pl.when(pl.col("mask_before") != pl.col("mask_after")).then(pl.lit("mask")),
+            separator=", ", ignore_nulls=True).alias("what"),
+    ).filter(pl.col("change").is_not_null()).with_columns(
+        pl.when(pl.col("change") == "changed").then(pl.col("what")).alias("what"),
+    ).select("image_id", "change", "what", "split_before", "split_after").sort("change", "image_id")
+    total_before, total_after = sum(pixels_before.values()) or 1, sum(pixels_after.values()) or 1
+    names = sorted(set(pixels_before) | set(pixels_after))
+    classes = pl.DataFrame({
+        "class": names,
+        "share_before": [pixels_before.get(n, 0) / total_before for n in names],
+        "share_after": [pixels_after.get(n, 0) / total_after for n in names],
+    }, schema={"class": pl.String, "share_before": pl.Float64, "share_after": pl.Float64}).with_columns(
+        (pl.col("share_after") - pl.col("share_before")).alias("change"))
+    return ReleaseDiff(items, classes)

@@ -75,7 +75,7 @@ def test_demo_release_has_the_promised_layout(demo_build):
                 assert image.size == (mask.shape[1], mask.shape[0]) == (row["width"], row["height"])
             assert row["image_path"].startswith(f"images/{row['split']}/")
             present |= set(np.unique(mask).tolist())
-    assert names == {"index.csv", "meta.json", "coco/coco.json", "qa/report.csv", "sampling/distribution.csv",
+    assert names == {"index.csv", "meta.json", "README.md", "SHA256SUMS", "coco/coco.json", "qa/report.csv", "sampling/distribution.csv",
                      "sampling/distribution.png", "sampling/classes.csv", "sampling/leakage.csv", *index["image_path"],
                      *index["mask_path"], *qa["thumbnail_path"].drop_nulls()}
     assert present <= class_ids | {meta["ignore_index"]} and present & class_ids
@@ -134,8 +134,14 @@ def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_b
 def test_rebuilding_the_same_data_publishes_nothing_new(demo_build, tiny_demo, tmp_path):
     again = build_in(tmp_path, Path(tiny_demo.landing_root))
     assert again.outcome.release_metadata["version"] == demo_build.outcome.release_metadata["version"]
-    zips = [Path(b.outcome.release_metadata["archive"]).read_bytes() for b in (demo_build, again)]
-    assert zips[0] == zips[1]
+    archives = [zipfile.ZipFile(b.outcome.release_metadata["archive"]) for b in (demo_build, again)]
+    assert archives[0].namelist() == archives[1].namelist()
+    differing = {n for n in archives[0].namelist() if archives[0].read(n) != archives[1].read(n)}
+    assert differing == {"meta.json", "SHA256SUMS"}  # the lineage's run id and time, nothing else
+    metas = [json.loads(a.read("meta.json")) for a in archives]
+    for meta in metas:
+        meta["lineage"].pop("run_id"), meta["lineage"].pop("created_at")
+    assert metas[0] == metas[1]
 
 
 def test_a_failed_blocking_check_stops_the_release(tiny_demo, tmp_path):

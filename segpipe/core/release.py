@@ -130,7 +130,7 @@ def write_release_archive(
                         "id": len(annotations) + 1, "image_id": n, "category_id": found["category_id"],
                         "segmentation": {"size": found["segmentation"]["size"], "counts": found["segmentation"]["counts"]},
                         "area": found["area"], "iscrowd": 0, "bbox": found["bbox"]})
-        manifest = ManifestRecord.validate(pl.DataFrame(rows, schema=_manifest_schema()))
+        manifest = ManifestRecord.validate(pl.DataFrame(rows, schema=manifest_types()))
         qa_csv, thumbnails = _qa_folder(qa_results)
         version = release_version(manifest, taxonomy, dataset_name, mask_encoding, qa_csv, report_files)
         meta = _meta(manifest, taxonomy, dataset_name, version, mask_encoding, counts, stamp)
@@ -179,7 +179,8 @@ def _qa_folder(qa_results: pl.DataFrame) -> tuple[bytes, list[tuple[str, str]]]:
     return report.write_csv().encode(), list(thumbnails.iter_rows())
 
 
-def _manifest_schema() -> dict:
+def manifest_types() -> dict:
+    """The Polars type of each manifest column, as written and as index.csv is read back."""
     types = {"width": pl.Int64, "height": pl.Int64, "agreement": pl.Float64, "ignored_pixels": pl.Int64}
     return {c: types.get(c, pl.String) for c in MANIFEST_COLUMNS}
 

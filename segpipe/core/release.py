@@ -146,6 +146,7 @@ def write_release_archive(
         archive.add("coco/coco.json", orjson.dumps(coco))
         archive.add("index.csv", _index_csv(manifest))
         archive.add("meta.json", orjson.dumps(meta, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+        archive.add("dataset_meta.json", _class_map(taxonomy))
         archive.add("README.md", datasheet(meta, DISTRIBUTION_CHART if DISTRIBUTION_CHART in report_files else None).encode())
         archive.add_checksums()
     return ReleaseContents(version, manifest, meta)
@@ -249,6 +250,13 @@ def _meta(manifest: pl.DataFrame, taxonomy: Taxonomy, dataset_name: str, version
             "created_at": stamp.created_at,
         },
     }
+
+
+def _class_map(taxonomy: Taxonomy) -> bytes:
+    """Datumaro's dataset_meta.json beside images/ and masks/: what each mask value means, so the
+    unzipped release is an `image_mask_folders` export that Datumaro and segpipe itself can read."""
+    names = {str(c.id): c.name for c in sorted(taxonomy.classes, key=lambda c: c.id)}
+    return orjson.dumps({"label_map": names | {str(taxonomy.ignore_index): "void"}}, option=orjson.OPT_INDENT_2)
 
 
 def _index_csv(manifest: pl.DataFrame) -> bytes:

@@ -75,7 +75,7 @@ def test_demo_release_has_the_promised_layout(demo_build):
                 assert image.size == (mask.shape[1], mask.shape[0]) == (row["width"], row["height"])
             assert row["image_path"].startswith(f"images/{row['split']}/")
             present |= set(np.unique(mask).tolist())
-    assert names == {"index.csv", "meta.json", "README.md", "SHA256SUMS", "coco/coco.json", "qa/report.csv", "sampling/distribution.csv",
+    assert names == {"index.csv", "meta.json", "README.md", "SHA256SUMS", "dataset_meta.json", "coco/coco.json", "qa/report.csv", "sampling/distribution.csv",
                      "sampling/distribution.png", "sampling/classes.csv", "sampling/leakage.csv", *index["image_path"],
                      *index["mask_path"], *qa["thumbnail_path"].drop_nulls()}
     assert present <= class_ids | {meta["ignore_index"]} and present & class_ids
@@ -87,6 +87,24 @@ def test_demo_release_has_the_promised_layout(demo_build):
     assert index.group_by("sequence_id").agg(pl.col("split").n_unique())["split"].max() == 1
     manifest = pl.read_parquet(archive_path.parent / "manifest.parquet")
     assert manifest.sort("image_id").select(index.columns).equals(index.sort("image_id"), null_equal=True)
+
+
+def test_the_demo_release_verifies_and_its_coco_rles_are_its_masks(demo_build, tmp_path):
+    from pycocotools.coco import COCO
+
+    from segpipe.core.release_verify import verify_release
+
+    with zipfile.ZipFile(demo_build.outcome.release_metadata["archive"]) as archive:
+        result = verify_release(archive, mask_sample=1000)
+        archive.extractall(tmp_path)
+    assert result.problems == [] and result.masks_decoded == result.images > 0
+    coco = COCO(str(tmp_path / "coco" / "coco.json"))
+    for image in coco.loadImgs(coco.getImgIds()):
+        mask = decode_mask_png((tmp_path / image["file_name"].replace("images/", "masks/", 1)).with_suffix(".png").read_bytes())
+        by_class = {a["category_id"]: coco.annToMask(a) for a in coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))}
+        assert set(by_class) == set(np.unique(mask).tolist()) - {255}
+        for class_id, pixels in by_class.items():
+            assert np.array_equal(pixels.astype(bool), mask == class_id), (image["file_name"], class_id)
 
 
 def test_counts_add_up_to_every_input_file(demo_build, ledger, ground_truth):

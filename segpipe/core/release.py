@@ -29,6 +29,7 @@ from segpipe.core.release_datasheet import datasheet
 from segpipe.core.rle import encode_value_rles
 from segpipe.core.schemas import ManifestRecord
 from segpipe.core.taxonomy import Taxonomy
+from segpipe.core.yolo_labels import class_outlines, yolo_data_yaml, yolo_label_text
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 MANIFEST_COLUMNS = list(ManifestRecord.to_schema().columns)
@@ -123,6 +124,9 @@ def write_release_archive(
                 **_pixel_columns(item["class_pixels"], taxonomy),
                 "qa_status": "warned" if item["qa_warnings"] else "passed", "qa_warnings": item["qa_warnings"],
             })
+            outlines = _class_outlines(item["mask_key"], mask_bytes, store, taxonomy.ignore_index)
+            archive.add(f"labels/{item['split']}/{stem}.txt",
+                        yolo_label_text(outlines, taxonomy, item["width"], item["height"]).encode())
             coco_images.append({"id": n, "file_name": image_path, "width": item["width"], "height": item["height"]})
             for found in _class_annotations(item["mask_key"], mask_bytes, store):
                 if found["category_id"] in taxonomy.class_ids:
@@ -147,6 +151,7 @@ def write_release_archive(
         archive.add("index.csv", _index_csv(manifest))
         archive.add("meta.json", orjson.dumps(meta, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         archive.add("dataset_meta.json", _class_map(taxonomy))
+        archive.add("yolo/data.yaml", yolo_data_yaml(taxonomy, sorted(meta["splits"])).encode())
         archive.add("README.md", datasheet(meta, DISTRIBUTION_CHART if DISTRIBUTION_CHART in report_files else None).encode())
         archive.add_checksums()
     return ReleaseContents(version, manifest, meta)
@@ -213,6 +218,17 @@ def _pixel_columns(class_pixels: list[int], taxonomy: Taxonomy) -> dict:
     column keeps one type whatever the taxonomy, in CSV as in Parquet; and the ignored pixels."""
     per_class = {c.name: class_pixels[c.id] for c in sorted(taxonomy.classes, key=lambda c: c.id)}
     return {"class_pixels": orjson.dumps(per_class).decode(), "ignored_pixels": class_pixels[taxonomy.ignore_index]}
+
+
+def _class_outlines(mask_key: str, mask_bytes: bytes, store: ArtefactStore, ignore_index: int) -> dict[int, list]:
+    """The mask's class outlines for YOLO labels, remembered beside the mask like its RLEs."""
+    memo = f"yolo-outlines/{mask_key.removesuffix('.png')}-{ignore_index}.json"
+    remembered = store.recall(memo)
+    if remembered is not None:
+        return {value: rings for value, rings in remembered}
+    outlines = class_outlines(decode_mask_png(mask_bytes), ignore_index)
+    store.remember(memo, sorted(outlines.items()))
+    return outlines
 
 
 def _meta(manifest: pl.DataFrame, taxonomy: Taxonomy, dataset_name: str, version: str, mask_encoding: str,

@@ -91,3 +91,19 @@ def test_release_items_lists_the_rules_an_image_failed_without_being_excluded():
                        "passed": [False, False, False, False, True], "excludes_entry": [False, False, False, True, False]})
     items = release_items(splits, consensus, images, qa)
     assert items.select("image_id", "qa_warnings").rows() == [("i1", None), ("i2", "labels_mapped;tiny_region")]
+
+
+def test_yolo_labels_sit_where_ultralytics_looks_for_them_beside_a_data_yaml():
+    with build_release().archive() as archive:
+        index = pl.read_csv(io.BytesIO(archive.read("index.csv")), infer_schema=False)
+        labels = {row["split"]: archive.read(row["image_path"].replace("images/", "labels/", 1).rsplit(".", 1)[0] + ".txt")
+                  for row in index.iter_rows(named=True)}
+        data_yaml = archive.read("yolo/data.yaml").decode()
+    assert labels == {  # train: sky over road, val: a car on road, test: road under ignored pixels
+        "train": b"0 0.000000 0.500000 0.000000 1.000000 1.000000 1.000000 1.000000 0.500000\n"
+                 b"2 0.000000 0.250000 0.000000 0.500000 1.000000 0.500000 1.000000 0.000000 0.166667 0.000000 "
+                 b"0.166667 0.250000\n",
+        "val": b"0 0.000000 0.000000 0.000000 1.000000 1.000000 1.000000 1.000000 0.000000\n"
+               b"1 0.166667 0.250000 0.166667 0.750000 0.666667 0.750000 0.666667 0.250000\n",
+        "test": b"0 0.000000 0.750000 0.000000 1.000000 1.000000 1.000000 1.000000 0.750000\n"}
+    assert "train: ../images/train\n" in data_yaml and "  1: car\n" in data_yaml

@@ -76,7 +76,9 @@ def test_demo_release_has_the_promised_layout(demo_build):
             assert row["image_path"].startswith(f"images/{row['split']}/")
             present |= set(np.unique(mask).tolist())
     assert names == {"index.csv", "meta.json", "README.md", "SHA256SUMS", "dataset_meta.json", "coco/coco.json", "qa/report.csv", "sampling/distribution.csv",
-                     "sampling/distribution.png", "sampling/classes.csv", "sampling/leakage.csv", *index["image_path"],
+                     "sampling/distribution.png", "sampling/classes.csv", "sampling/leakage.csv", "yolo/data.yaml",
+                     *[f"labels/{p.removeprefix('masks/').removesuffix('.png')}.txt" for p in index["mask_path"]],
+                     *index["image_path"],
                      *index["mask_path"], *qa["thumbnail_path"].drop_nulls()}
     assert present <= class_ids | {meta["ignore_index"]} and present & class_ids
     assert meta["task"] == "semantic_segmentation" and meta["ignore_index"] == 255

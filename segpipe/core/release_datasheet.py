@@ -45,7 +45,8 @@ def datasheet(meta: dict, distribution_chart: str | None) -> str:
         f"Semantic segmentation, taxonomy `{meta['taxonomy_version']}`: {sum(meta['splits'].values())} images, "
         f"masks are `{meta['mask_encoding']}` PNGs of class ids, `{meta['ignore_index']}` where nothing is labelled. "
         "`meta.json` has the full description and lineage, `index.csv` one row per image, "
-        "`coco/coco.json` the masks as COCO RLE, `SHA256SUMS` a checksum of every file "
+        "`coco/coco.json` the masks as COCO RLE, `labels/` and `yolo/data.yaml` as YOLO segmentation polygons, "
+        "`dataset_meta.json` the class map Datumaro reads, `SHA256SUMS` a checksum of every file "
         "(`sha256sum -c SHA256SUMS` in the unzipped folder).", "",
         "## Classes", "",
         "| id | name | colour | pixel share |", "|---|---|---|---|",

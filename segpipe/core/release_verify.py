@@ -41,7 +41,7 @@ class Verification:
 
 def verify_release(archive: zipfile.ZipFile, mask_sample: int = 64) -> Verification:
     """Every member against SHA256SUMS; index.csv against the manifest schema, the files it names
-    and meta.json's counts; a sample of masks (spread over the manifest) decoded against
+    and meta.json's split sizes and image sizes; meta.json's ledger counts add up; a sample of masks (spread over the manifest) decoded against
     meta.json's classes and the manifest's size and pixel counts."""
     problems, files_checked = _check_sums(archive)
     meta, manifest = _read_meta(archive, problems), _read_manifest(archive, problems)
@@ -135,9 +135,11 @@ def _check_counts(archive: zipfile.ZipFile, meta: dict, manifest: pl.DataFrame) 
     splits = dict(manifest.group_by("split").len().sort("split").iter_rows())
     if splits != meta["splits"]:
         problems.append(ReleaseProblem("meta.json", f"splits {meta['splits']}, index.csv has {splits}"))
-    if meta["counts"].get("released") != manifest.height:
-        problems.append(ReleaseProblem("meta.json", f"counts.released is {meta['counts'].get('released')}, "
-                                                    f"index.csv has {manifest.height} rows"))
+    counts = meta["counts"]
+    outcomes = [counts.get(k, 0) for k in ("released", "filtered", "quarantined")]
+    if counts.get("input") != sum(outcomes):  # counts are of input entries (one per annotator's file), not images
+        problems.append(ReleaseProblem("meta.json", f"counts do not add up: input {counts.get('input')}, released + "
+                                                    f"filtered + quarantined {sum(outcomes)}"))
     if sum(s["count"] for s in meta["image_sizes"]) != manifest.height:
         problems.append(ReleaseProblem("meta.json", f"image_sizes count {sum(s['count'] for s in meta['image_sizes'])} "
                                                     f"images, index.csv has {manifest.height}"))

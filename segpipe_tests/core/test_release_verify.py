@@ -91,6 +91,15 @@ def test_meta_counts_that_disagree_with_the_manifest_are_named():
                                                     "index.csv has {'test': 1, 'train': 1, 'val': 1}")]
 
 
+def test_ledger_counts_that_do_not_add_up_are_named():
+    built = build_release()
+    with built.archive() as original:
+        meta = original.read("meta.json").replace(b'"input": 3', b'"input": 4')
+    with rewritten(built.data, {"meta.json": meta}) as archive:
+        problems = verify_release(archive).problems
+    assert problems == [ReleaseProblem("meta.json", "counts do not add up: input 4, released + filtered + quarantined 3")]
+
+
 def test_a_mask_value_outside_the_class_list_is_named_with_the_value():
     built = build_release()
     mask = built.masks["train"].copy()

@@ -70,7 +70,7 @@ def test_verify_and_inspect_read_a_release_zip_by_path_or_url(tmp_path, capsys):
     release = tmp_path / "demo.zip"
     release.write_bytes(build_release().data)
     assert main(["verify", release.as_uri()]) == 0
-    assert capsys.readouterr().out == (f"{release.as_uri()}: OK (17 files match SHA256SUMS, 3 images in index.csv match "
+    assert capsys.readouterr().out == (f"{release.as_uri()}: OK (18 files match SHA256SUMS, 3 images in index.csv match "
                                        "the manifest schema and meta.json, 3 masks decoded)\n")
     assert main(["inspect", str(release)]) == 0
     printed = capsys.readouterr().out

@@ -1,5 +1,5 @@
-"""Building a release archive: images, masks, COCO JSON, index.csv, meta.json, a README datasheet
-and SHA256SUMS in one ZIP.
+"""Building a release archive: images, masks, COCO JSON, YOLO labels, the manifest (index.csv and
+index.parquet), meta.json, a README datasheet and SHA256SUMS in one ZIP.
 
 The archive is deterministic (sorted entries, fixed timestamps), and its version is a hash
 of what it contains, so rebuilding the same data gives the same version. Only meta.json's
@@ -149,6 +149,7 @@ def write_release_archive(
                 "annotations": annotations}
         archive.add("coco/coco.json", orjson.dumps(coco))
         archive.add("index.csv", _index_csv(manifest))
+        archive.add("index.parquet", _index_parquet(manifest))
         archive.add("meta.json", orjson.dumps(meta, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         archive.add("dataset_meta.json", _class_map(taxonomy))
         archive.add("yolo/data.yaml", yolo_data_yaml(taxonomy, sorted(meta["splits"])).encode())
@@ -273,6 +274,12 @@ def _class_map(taxonomy: Taxonomy) -> bytes:
     unzipped release is an `image_mask_folders` export that Datumaro and segpipe itself can read."""
     names = {str(c.id): c.name for c in sorted(taxonomy.classes, key=lambda c: c.id)}
     return orjson.dumps({"label_map": names | {str(taxonomy.ignore_index): "void"}}, option=orjson.OPT_INDENT_2)
+
+
+def _index_parquet(manifest: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    manifest.select(MANIFEST_COLUMNS).write_parquet(buffer)
+    return buffer.getvalue()
 
 
 def _index_csv(manifest: pl.DataFrame) -> bytes:

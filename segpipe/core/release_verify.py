@@ -40,7 +40,7 @@ class Verification:
 
 
 def verify_release(archive: zipfile.ZipFile, mask_sample: int = 64) -> Verification:
-    """Every member against SHA256SUMS; index.csv against the manifest schema, the files it names
+    """Every member against SHA256SUMS; index.csv against the manifest schema and index.parquet, the files it names
     and meta.json's split sizes and image sizes; meta.json's ledger counts add up; a sample of masks (spread over the manifest) decoded against
     meta.json's classes and the manifest's size and pixel counts."""
     problems, files_checked = _check_sums(archive)
@@ -120,14 +120,40 @@ def _read_manifest(archive: zipfile.ZipFile, problems: list[ReleaseProblem]) -> 
         problems.append(ReleaseProblem("index.csv", f"columns are {table.columns}, the manifest schema has {MANIFEST_COLUMNS}"))
         return None
     try:
-        return ManifestRecord.validate(table.cast(manifest_types()), lazy=True)
+        manifest = table.cast(manifest_types())
     except pl.exceptions.InvalidOperationError as exc:
         problems.append(ReleaseProblem("index.csv", f"a value does not have its column's type: {exc}"))
+        return None
+    manifest = _validated("index.csv", manifest, problems)
+    if manifest is not None:
+        _compare_parquet(archive, manifest, problems)
+    return manifest
+
+
+def _validated(member: str, table: pl.DataFrame, problems: list[ReleaseProblem]) -> pl.DataFrame | None:
+    try:
+        return ManifestRecord.validate(table, lazy=True)
     except pandera.errors.SchemaErrors as exc:
         failures = exc.failure_cases.select("column", "check", "failure_case").unique().sort("column").rows()
-        problems.append(ReleaseProblem("index.csv", "breaks the manifest schema: " + "; ".join(
+        problems.append(ReleaseProblem(member, "breaks the manifest schema: " + "; ".join(
             f"{column}: {check} (e.g. {case!r})" for column, check, case in failures[:5])))
     return None
+
+
+def _compare_parquet(archive: zipfile.ZipFile, manifest: pl.DataFrame, problems: list[ReleaseProblem]) -> None:
+    """index.parquet is the typed copy of index.csv: same schema, same rows."""
+    try:
+        typed = pl.read_parquet(io.BytesIO(archive.read("index.parquet")))
+    except KeyError:
+        problems.append(ReleaseProblem("index.parquet", "missing"))
+        return
+    except (pl.exceptions.PolarsError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+        problems.append(ReleaseProblem("index.parquet", f"unreadable: {exc}"))
+        return
+    if typed.schema != manifest.schema:
+        problems.append(ReleaseProblem("index.parquet", f"schema {dict(typed.schema)} differs from the manifest's"))
+    elif _validated("index.parquet", typed, problems) is not None and not typed.equals(manifest, null_equal=True):
+        problems.append(ReleaseProblem("index.parquet", "rows differ from index.csv"))
 
 
 def _check_counts(archive: zipfile.ZipFile, meta: dict, manifest: pl.DataFrame) -> list[ReleaseProblem]:

@@ -3,6 +3,7 @@ import io
 import zipfile
 
 import numpy as np
+import polars as pl
 
 from segpipe.core.png import encode_mask_png
 from segpipe.core.release_verify import ReleaseProblem, verify_release
@@ -79,6 +80,14 @@ def test_a_manifest_that_breaks_the_schema_is_named():
         [problem] = verify_release(archive).problems
     assert problem.member == "index.csv"
     assert problem.problem.startswith("breaks the manifest schema: split: isin(") and "'holdout'" in problem.problem
+
+
+def test_an_index_parquet_that_differs_from_index_csv_is_named():
+    built = build_release()
+    edited = io.BytesIO()
+    built.contents.manifest.with_columns(qa_status=pl.lit("passed")).write_parquet(edited)
+    with rewritten(built.data, {"index.parquet": edited.getvalue()}) as archive:
+        assert verify_release(archive).problems == [ReleaseProblem("index.parquet", "rows differ from index.csv")]
 
 
 def test_meta_counts_that_disagree_with_the_manifest_are_named():

@@ -75,7 +75,7 @@ def test_demo_release_has_the_promised_layout(demo_build):
                 assert image.size == (mask.shape[1], mask.shape[0]) == (row["width"], row["height"])
             assert row["image_path"].startswith(f"images/{row['split']}/")
             present |= set(np.unique(mask).tolist())
-    assert names == {"index.csv", "meta.json", "README.md", "SHA256SUMS", "dataset_meta.json", "coco/coco.json", "qa/report.csv", "sampling/distribution.csv",
+    assert names == {"index.csv", "index.parquet", "meta.json", "README.md", "SHA256SUMS", "dataset_meta.json", "coco/coco.json", "qa/report.csv", "sampling/distribution.csv",
                      "sampling/distribution.png", "sampling/classes.csv", "sampling/leakage.csv", "yolo/data.yaml",
                      *[f"labels/{p.removeprefix('masks/').removesuffix('.png')}.txt" for p in index["mask_path"]],
                      *index["image_path"],

@@ -1,7 +1,11 @@
-"""`segpipe demo` generates the demo landing zone; `segpipe build` turns a landing zone into a release."""
+"""`segpipe demo` generates the demo landing zone; `segpipe build` turns a landing zone into a release;
+`segpipe verify` and `segpipe inspect` check and summarize a release ZIP."""
 
 import argparse
 import sys
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from segpipe.core.errors import ConfigError
@@ -26,11 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--out", type=Path, required=True, help="folder for the tables, the quarantine report and masks")
     pseudonym = commands.add_parser("pseudonym", help="print the pseudonym tables and releases use for an annotator")
     pseudonym.add_argument("identity", nargs="+", help="a user name or email, as in batch.json or the CVAT export")
+    verify = commands.add_parser("verify", help="check a release ZIP against its SHA256SUMS, manifest schema and meta.json")
+    verify.add_argument("release", help="the release ZIP: a path or a URL such as s3://bucket/releases/…/x.zip")
+    verify.add_argument("--mask-sample", type=int, default=64, help="how many masks to decode (spread over the manifest)")
+    inspect = commands.add_parser("inspect", help="print a release's version, splits, class shares and QA summary")
+    inspect.add_argument("release", help="the release ZIP: a path or a URL")
     args = parser.parse_args(argv)
     commands_by_name = {
         "demo": lambda: _demo(args), "build": lambda: _build(backfill=False),
         "backfill": lambda: _build(backfill=True), "check-source": lambda: _check_source(args, parser),
-        "pseudonym": lambda: _pseudonym(args),
+        "pseudonym": lambda: _pseudonym(args), "verify": lambda: _verify(args), "inspect": lambda: _inspect(args),
     }
     try:
         return commands_by_name[args.command]()
@@ -96,6 +105,49 @@ def _check_source(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     key = annotator_key(env.pseudonym_key, env.pseudonym_key_path)
     check = check_source(fs, path, args.out, key, args.format, taxonomy)
     print(format_source_check(check, args.out))
+    return 0
+
+
+@contextmanager
+def _open_release(url: str) -> Iterator[zipfile.ZipFile]:
+    """The release ZIP at a path or fsspec URL, read in place (seeking, not downloading it whole)."""
+    from segpipe.io.locations import open_location
+
+    fs, path = open_location(url, current_environment().s3_endpoint_url)
+    if not fs.isfile(path):
+        raise FileNotFoundError("no such file")
+    with fs.open(path, "rb") as raw, zipfile.ZipFile(raw) as archive:
+        yield archive
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from segpipe.core.release_verify import verify_release
+
+    try:
+        with _open_release(args.release) as archive:
+            result = verify_release(archive, args.mask_sample)
+    except (FileNotFoundError, zipfile.BadZipFile) as exc:
+        print(f"segpipe verify: {args.release}: {exc}", file=sys.stderr)
+        return 1
+    for problem in result.problems:
+        print(f"segpipe verify: {problem.member}: {problem.problem}", file=sys.stderr)
+    if result.problems:
+        print(f"{args.release}: FAILED, {len(result.problems)} problems", file=sys.stderr)
+        return 1
+    print(f"{args.release}: OK ({result.files_checked} files match SHA256SUMS, {result.images} images in index.csv "
+          f"match the manifest schema and meta.json, {result.masks_decoded} masks decoded)")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from segpipe.core.release_inspect import release_summary
+
+    try:
+        with _open_release(args.release) as archive:
+            print(release_summary(archive))
+    except (FileNotFoundError, zipfile.BadZipFile, KeyError) as exc:
+        print(f"segpipe inspect: {args.release}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,3 +1,4 @@
+import io
 import zipfile
 
 import polars as pl
@@ -61,3 +62,34 @@ def test_pseudonym_prints_what_tables_use_for_a_name(tiny_demo, tmp_path, capsys
     name, pseudonym = line.split("\t")
     main(["check-source", str(tiny_demo.landing_root / "b001_vendor_a_alice"), "--out", str(tmp_path / "out")])
     assert name == "alice" and pl.read_parquet(tmp_path / "out" / "images.parquet")["annotator"].unique().to_list() == [pseudonym]
+
+
+def test_verify_and_inspect_read_a_release_zip_by_path_or_url(tmp_path, capsys):
+    from segpipe_tests.core.release_fixture import build_release
+
+    release = tmp_path / "demo.zip"
+    release.write_bytes(build_release().data)
+    assert main(["verify", release.as_uri()]) == 0
+    assert capsys.readouterr().out == (f"{release.as_uri()}: OK (18 files match SHA256SUMS, 3 images in index.csv match "
+                                       "the manifest schema and meta.json, 3 masks decoded)\n")
+    assert main(["inspect", str(release)]) == 0
+    printed = capsys.readouterr().out
+    assert "images: 3 (test 1, train 1, val 1)" in printed and "QA failures: labels_mapped 1" in printed
+    assert "    1 car         8.33%\n" in printed and "  255 (ignored)  26.39%\n" in printed
+
+
+def test_verify_exits_non_zero_naming_the_corrupted_member(tmp_path, capsys):
+    from segpipe_tests.core.release_fixture import build_release
+
+    data = bytearray(build_release().data)
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = archive.getinfo("coco/coco.json")
+    data[info.header_offset + 30 + len(info.filename) + len(info.extra) + 5] ^= 0x01
+    release = tmp_path / "demo.zip"
+    release.write_bytes(bytes(data))
+    assert main(["verify", str(release)]) == 1
+    errors = capsys.readouterr().err
+    assert errors.startswith("segpipe verify: coco/coco.json: unreadable: ")
+    assert errors.endswith(f"{release}: FAILED, 1 problems\n")
+    assert main(["verify", str(tmp_path / "missing.zip")]) == 1
+    assert capsys.readouterr().err == f"segpipe verify: {tmp_path / 'missing.zip'}: no such file\n"

@@ -1,16 +1,21 @@
-"""Building a release archive: images, masks, COCO JSON, index.csv and meta.json in one ZIP.
+"""Building a release archive: images, masks, COCO JSON, YOLO labels, the manifest (index.csv and
+index.parquet), meta.json, a README datasheet and SHA256SUMS in one ZIP.
 
 The archive is deterministic (sorted entries, fixed timestamps), and its version is a hash
-of what it contains, so rebuilding the same data gives the same version and the same bytes.
+of what it contains, so rebuilding the same data gives the same version. Only meta.json's
+`lineage.run_id` and `lineage.created_at` (and so SHA256SUMS) say which build made it: they are
+left out of the version, so a rebuild of the same data is recognisably the same release.
 """
 
 import csv
 import hashlib
+import importlib.metadata
 import io
 import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 import orjson
@@ -20,12 +25,16 @@ from segpipe.core.artefact_keys import ArtefactStore
 from segpipe.core.ingest import METADATA_COLUMNS, image_metadata
 from segpipe.core.png import png_frame
 from segpipe.core.raster import decode_mask_png
+from segpipe.core.release_datasheet import datasheet
 from segpipe.core.rle import encode_value_rles
 from segpipe.core.schemas import ManifestRecord
 from segpipe.core.taxonomy import Taxonomy
+from segpipe.core.yolo_labels import class_outlines, yolo_data_yaml, yolo_label_text
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 MANIFEST_COLUMNS = list(ManifestRecord.to_schema().columns)
+SHA256SUMS = "SHA256SUMS"
+DISTRIBUTION_CHART = "sampling/distribution.png"
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,37 @@ class ReleaseContents:
     version: str
     manifest: pl.DataFrame
     meta: dict
+
+
+@dataclass(frozen=True)
+class BuildStamp:
+    """Which build made a release: recorded in meta.json, never part of its content version."""
+
+    run_id: str
+    created_at: str  # UTC, ISO 8601
+
+    @staticmethod
+    def now(run_id: str) -> "BuildStamp":
+        return BuildStamp(run_id, datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"))
+
+
+class _ChecksummedZip:
+    """A deterministic ZIP that remembers each member's SHA-256 for SHA256SUMS."""
+
+    def __init__(self, archive: zipfile.ZipFile) -> None:
+        self.archive = archive
+        self.sums: dict[str, str] = {}
+
+    def add(self, name: str, data: bytes, compress: bool = True) -> None:
+        info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+        info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+        info.external_attr = 0o644 << 16
+        self.archive.writestr(info, data)
+        self.sums[name] = hashlib.sha256(data).hexdigest()
+
+    def add_checksums(self) -> None:
+        """SHA256SUMS in `sha256sum` format over every other member, written last so it covers them all."""
+        self.add(SHA256SUMS, "".join(f"{digest}  {name}\n" for name, digest in sorted(self.sums.items())).encode())
 
 
 def release_stem(file_name: str, image_id: str) -> str:
@@ -50,28 +90,30 @@ def write_release_archive(
     mask_encoding: str,
     counts: dict[str, int],
     qa_results: pl.DataFrame,
+    stamp: BuildStamp,
     report_files: Mapping[str, bytes] | None = None,
 ) -> ReleaseContents:
-    """Write the ZIP for `items` (one row per released image) and return its manifest and meta.
-    qa/ holds the QA failures (report.csv) and their thumbnails; report_files (path in the ZIP ->
-    bytes) the other reports, such as sampling's."""
+    """Write the ZIP for `items` (one row per released image, see release_items) and return its
+    manifest and meta. qa/ holds the QA failures (report.csv) and their thumbnails; report_files
+    (path in the ZIP -> bytes) the other reports, such as sampling's."""
     report_files = dict(sorted((report_files or {}).items()))
     rows, annotations, coco_images = [], [], []
-    with zipfile.ZipFile(out, "w") as archive:
+    with zipfile.ZipFile(out, "w") as zipped:
+        archive = _ChecksummedZip(zipped)
         for n, item in enumerate(items.sort("split", "image_id").iter_rows(named=True), start=1):
             stem = release_stem(item["file_name"], item["image_id"])
             suffix = item["image_key"].rsplit(".", 1)[-1]
             image_path, mask_path = f"images/{item['split']}/{stem}.{suffix}", f"masks/{item['split']}/{stem}.png"
             image_bytes, mask_bytes = store.read(item["image_key"]), store.read(item["mask_key"])
             _check_frame(item["mask_key"], mask_bytes, item["width"], item["height"], 8)
-            _add(archive, image_path, image_bytes, compress=False)
-            _add(archive, mask_path, mask_bytes, compress=False)
+            archive.add(image_path, image_bytes, compress=False)
+            archive.add(mask_path, mask_bytes, compress=False)
             instance_path = None
             if item["instance_mask_key"] is not None:
                 instance_path = f"instances/{item['split']}/{stem}.png"
                 instance_bytes = store.read(item["instance_mask_key"])
                 _check_frame(item["instance_mask_key"], instance_bytes, item["width"], item["height"], 16)
-                _add(archive, instance_path, instance_bytes, compress=False)
+                archive.add(instance_path, instance_bytes, compress=False)
             rows.append({
                 "image_id": item["image_id"], "split": item["split"], "image_path": image_path, "mask_path": mask_path,
                 "width": item["width"], "height": item["height"], "original_file_name": item["file_name"],
@@ -79,7 +121,12 @@ def write_release_archive(
                 "mask_source": item["mask_source"], "agreement": item["agreement"], "instance_path": instance_path,
                 **{c: item[c] for c in METADATA_COLUMNS},
                 "image_sha256": hashlib.sha256(image_bytes).hexdigest(), "mask_sha256": hashlib.sha256(mask_bytes).hexdigest(),
+                **_pixel_columns(item["class_pixels"], taxonomy),
+                "qa_status": "warned" if item["qa_warnings"] else "passed", "qa_warnings": item["qa_warnings"],
             })
+            outlines = _class_outlines(item["mask_key"], mask_bytes, store, taxonomy.ignore_index)
+            archive.add(f"labels/{item['split']}/{stem}.txt",
+                        yolo_label_text(outlines, taxonomy, item["width"], item["height"]).encode())
             coco_images.append({"id": n, "file_name": image_path, "width": item["width"], "height": item["height"]})
             for found in _class_annotations(item["mask_key"], mask_bytes, store):
                 if found["category_id"] in taxonomy.class_ids:
@@ -87,22 +134,27 @@ def write_release_archive(
                         "id": len(annotations) + 1, "image_id": n, "category_id": found["category_id"],
                         "segmentation": {"size": found["segmentation"]["size"], "counts": found["segmentation"]["counts"]},
                         "area": found["area"], "iscrowd": 0, "bbox": found["bbox"]})
-        manifest = ManifestRecord.validate(pl.DataFrame(rows, schema=_manifest_schema()))
+        manifest = ManifestRecord.validate(pl.DataFrame(rows, schema=manifest_types()))
         qa_csv, thumbnails = _qa_folder(qa_results)
         version = release_version(manifest, taxonomy, dataset_name, mask_encoding, qa_csv, report_files)
-        meta = _meta(manifest, taxonomy, dataset_name, version, mask_encoding, counts)
+        meta = _meta(manifest, taxonomy, dataset_name, version, mask_encoding, counts, stamp)
         meta["qa_failures"] = dict(qa_results.filter(~pl.col("passed")).group_by("check_id").len().sort("check_id").iter_rows())
-        _add(archive, "qa/report.csv", qa_csv)
+        archive.add("qa/report.csv", qa_csv)
         for path, data in report_files.items():
-            _add(archive, path, data)
+            archive.add(path, data)
         for path, key in thumbnails:
-            _add(archive, path, store.read(key), compress=False)
+            archive.add(path, store.read(key), compress=False)
         coco = {"info": {"description": dataset_name, "version": version}, "licenses": [], "images": coco_images,
                 "categories": [{"id": c.id, "name": c.name, "supercategory": ""} for c in taxonomy.classes],
                 "annotations": annotations}
-        _add(archive, "coco/coco.json", orjson.dumps(coco))
-        _add(archive, "index.csv", _index_csv(manifest))
-        _add(archive, "meta.json", orjson.dumps(meta, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+        archive.add("coco/coco.json", orjson.dumps(coco))
+        archive.add("index.csv", _index_csv(manifest))
+        archive.add("index.parquet", _index_parquet(manifest))
+        archive.add("meta.json", orjson.dumps(meta, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+        archive.add("dataset_meta.json", _class_map(taxonomy))
+        archive.add("yolo/data.yaml", yolo_data_yaml(taxonomy, sorted(meta["splits"])).encode())
+        archive.add("README.md", datasheet(meta, DISTRIBUTION_CHART if DISTRIBUTION_CHART in report_files else None).encode())
+        archive.add_checksums()
     return ReleaseContents(version, manifest, meta)
 
 
@@ -134,8 +186,9 @@ def _qa_folder(qa_results: pl.DataFrame) -> tuple[bytes, list[tuple[str, str]]]:
     return report.write_csv().encode(), list(thumbnails.iter_rows())
 
 
-def _manifest_schema() -> dict:
-    types = {"width": pl.Int64, "height": pl.Int64, "agreement": pl.Float64}
+def manifest_types() -> dict:
+    """The Polars type of each manifest column, as written and as index.csv is read back."""
+    types = {"width": pl.Int64, "height": pl.Int64, "agreement": pl.Float64, "ignored_pixels": pl.Int64}
     return {c: types.get(c, pl.String) for c in MANIFEST_COLUMNS}
 
 
@@ -161,8 +214,31 @@ def _class_annotations(mask_key: str, mask_bytes: bytes, store: ArtefactStore) -
     return annotations
 
 
-def _meta(manifest: pl.DataFrame, taxonomy: Taxonomy, dataset_name: str, version: str, mask_encoding: str, counts: dict) -> dict:
+def _pixel_columns(class_pixels: list[int], taxonomy: Taxonomy) -> dict:
+    """Pixels per class as a JSON object keyed by class name (in id order, zeros included), so the
+    column keeps one type whatever the taxonomy, in CSV as in Parquet; and the ignored pixels."""
+    per_class = {c.name: class_pixels[c.id] for c in sorted(taxonomy.classes, key=lambda c: c.id)}
+    return {"class_pixels": orjson.dumps(per_class).decode(), "ignored_pixels": class_pixels[taxonomy.ignore_index]}
+
+
+def _class_outlines(mask_key: str, mask_bytes: bytes, store: ArtefactStore, ignore_index: int) -> dict[int, list]:
+    """The mask's class outlines for YOLO labels, remembered beside the mask like its RLEs."""
+    memo = f"yolo-outlines/{mask_key.removesuffix('.png')}-{ignore_index}.json"
+    remembered = store.recall(memo)
+    if remembered is not None:
+        return {value: rings for value, rings in remembered}
+    outlines = class_outlines(decode_mask_png(mask_bytes), ignore_index)
+    store.remember(memo, sorted(outlines.items()))
+    return outlines
+
+
+def _meta(manifest: pl.DataFrame, taxonomy: Taxonomy, dataset_name: str, version: str, mask_encoding: str,
+          counts: dict, stamp: BuildStamp) -> dict:
     sizes = manifest.group_by("width", "height").len().sort("width", "height")
+    totals = {c.name: 0 for c in sorted(taxonomy.classes, key=lambda c: c.id)}
+    for per_image in manifest["class_pixels"]:
+        for name, pixels in orjson.loads(per_image).items():
+            totals[name] += pixels
     return {
         "dataset": dataset_name,
         "version": version,
@@ -176,10 +252,34 @@ def _meta(manifest: pl.DataFrame, taxonomy: Taxonomy, dataset_name: str, version
         "instance_masks": int(manifest["instance_path"].is_not_null().sum()),
         "ignore_index": taxonomy.ignore_index,
         "classes": [{"id": c.id, "name": c.name, "color": list(c.color)} for c in taxonomy.classes],
+        "class_pixels": totals,
+        "ignored_pixels": int(manifest["ignored_pixels"].sum()),
         "image_sizes": [{"width": w, "height": h, "count": n} for w, h, n in sizes.iter_rows()],
+        "resize": None,
         "splits": dict(manifest.group_by("split").len().sort("split").iter_rows()),
         "counts": counts,
+        "lineage": {
+            "taxonomy_version": taxonomy.taxonomy_version,
+            "taxonomy_hash": taxonomy.content_hash,
+            "source_batches": sorted({b for joined in manifest["source_batches"] for b in joined.split(";")}),
+            "segpipe_version": importlib.metadata.version("segpipe"),
+            "run_id": stamp.run_id,
+            "created_at": stamp.created_at,
+        },
     }
+
+
+def _class_map(taxonomy: Taxonomy) -> bytes:
+    """Datumaro's dataset_meta.json beside images/ and masks/: what each mask value means, so the
+    unzipped release is an `image_mask_folders` export that Datumaro and segpipe itself can read."""
+    names = {str(c.id): c.name for c in sorted(taxonomy.classes, key=lambda c: c.id)}
+    return orjson.dumps({"label_map": names | {str(taxonomy.ignore_index): "void"}}, option=orjson.OPT_INDENT_2)
+
+
+def _index_parquet(manifest: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    manifest.select(MANIFEST_COLUMNS).write_parquet(buffer)
+    return buffer.getvalue()
 
 
 def _index_csv(manifest: pl.DataFrame) -> bytes:
@@ -190,17 +290,17 @@ def _index_csv(manifest: pl.DataFrame) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _add(archive: zipfile.ZipFile, name: str, data: bytes, compress: bool = True) -> None:
-    info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
-    info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    info.external_attr = 0o644 << 16
-    archive.writestr(info, data)
-
-
-def release_items(splits: pl.DataFrame, consensus: pl.DataFrame, images: pl.DataFrame) -> pl.DataFrame:
-    """One row per image to release: its split, released mask, a source file and merged metadata."""
+def release_items(splits: pl.DataFrame, consensus: pl.DataFrame, images: pl.DataFrame,
+                  qa_results: pl.DataFrame) -> pl.DataFrame:
+    """One row per image to release: its split, released mask and its class pixels, a source file,
+    merged metadata, and qa_warnings: the QA rules its entries failed without being excluded
+    (`;`-separated, null when none)."""
     per_image = image_metadata(images)
     accepted = consensus.filter(pl.col("status") == "accepted").select(
-        "image_id", "mask_key", "instance_mask_key", "mask_source", "agreement")
+        "image_id", "mask_key", "instance_mask_key", "mask_source", "agreement", "class_pixels")
     chosen = splits.filter(pl.col("split").is_not_null()).select("image_id", "split")
-    return chosen.join(accepted, on="image_id").join(per_image, on="image_id").sort("image_id")
+    warnings = (qa_results.filter(~pl.col("passed") & ~pl.col("excludes_entry")).select("entry_id", "check_id")
+                .join(images.select("entry_id", "image_id"), on="entry_id")
+                .group_by("image_id").agg(pl.col("check_id").unique().sort().str.join(";").alias("qa_warnings")))
+    return (chosen.join(accepted, on="image_id").join(per_image, on="image_id")
+            .join(warnings, on="image_id", how="left").sort("image_id"))

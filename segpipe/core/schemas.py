@@ -262,6 +262,10 @@ class ManifestRecord(pa.DataFrameModel):
     sequence_id: str = pa.Field(nullable=True)
     image_sha256: str
     mask_sha256: str
+    class_pixels: str  # JSON object: class name -> pixels of that class in the mask
+    ignored_pixels: int = pa.Field(ge=0)
+    qa_status: str = pa.Field(isin=["passed", "warned"])
+    qa_warnings: str = pa.Field(nullable=True)  # `;`-separated QA rules failed without excluding the image
 
     class Config:
         strict = True

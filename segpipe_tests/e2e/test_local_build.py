@@ -75,8 +75,10 @@ def test_demo_release_has_the_promised_layout(demo_build):
                 assert image.size == (mask.shape[1], mask.shape[0]) == (row["width"], row["height"])
             assert row["image_path"].startswith(f"images/{row['split']}/")
             present |= set(np.unique(mask).tolist())
-    assert names == {"index.csv", "meta.json", "coco/coco.json", "qa/report.csv", "sampling/distribution.csv",
-                     "sampling/distribution.png", "sampling/classes.csv", "sampling/leakage.csv", *index["image_path"],
+    assert names == {"index.csv", "index.parquet", "meta.json", "README.md", "SHA256SUMS", "dataset_meta.json", "coco/coco.json", "qa/report.csv", "sampling/distribution.csv",
+                     "sampling/distribution.png", "sampling/classes.csv", "sampling/leakage.csv", "yolo/data.yaml",
+                     *[f"labels/{p.removeprefix('masks/').removesuffix('.png')}.txt" for p in index["mask_path"]],
+                     *index["image_path"],
                      *index["mask_path"], *qa["thumbnail_path"].drop_nulls()}
     assert present <= class_ids | {meta["ignore_index"]} and present & class_ids
     assert meta["task"] == "semantic_segmentation" and meta["ignore_index"] == 255
@@ -87,6 +89,24 @@ def test_demo_release_has_the_promised_layout(demo_build):
     assert index.group_by("sequence_id").agg(pl.col("split").n_unique())["split"].max() == 1
     manifest = pl.read_parquet(archive_path.parent / "manifest.parquet")
     assert manifest.sort("image_id").select(index.columns).equals(index.sort("image_id"), null_equal=True)
+
+
+def test_the_demo_release_verifies_and_its_coco_rles_are_its_masks(demo_build, tmp_path):
+    from pycocotools.coco import COCO
+
+    from segpipe.core.release_verify import verify_release
+
+    with zipfile.ZipFile(demo_build.outcome.release_metadata["archive"]) as archive:
+        result = verify_release(archive, mask_sample=1000)
+        archive.extractall(tmp_path)
+    assert result.problems == [] and result.masks_decoded == result.images > 0
+    coco = COCO(str(tmp_path / "coco" / "coco.json"))
+    for image in coco.loadImgs(coco.getImgIds()):
+        mask = decode_mask_png((tmp_path / image["file_name"].replace("images/", "masks/", 1)).with_suffix(".png").read_bytes())
+        by_class = {a["category_id"]: coco.annToMask(a) for a in coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))}
+        assert set(by_class) == set(np.unique(mask).tolist()) - {255}
+        for class_id, pixels in by_class.items():
+            assert np.array_equal(pixels.astype(bool), mask == class_id), (image["file_name"], class_id)
 
 
 def test_counts_add_up_to_every_input_file(demo_build, ledger, ground_truth):
@@ -134,8 +154,14 @@ def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_b
 def test_rebuilding_the_same_data_publishes_nothing_new(demo_build, tiny_demo, tmp_path):
     again = build_in(tmp_path, Path(tiny_demo.landing_root))
     assert again.outcome.release_metadata["version"] == demo_build.outcome.release_metadata["version"]
-    zips = [Path(b.outcome.release_metadata["archive"]).read_bytes() for b in (demo_build, again)]
-    assert zips[0] == zips[1]
+    archives = [zipfile.ZipFile(b.outcome.release_metadata["archive"]) for b in (demo_build, again)]
+    assert archives[0].namelist() == archives[1].namelist()
+    differing = {n for n in archives[0].namelist() if archives[0].read(n) != archives[1].read(n)}
+    assert differing == {"meta.json", "SHA256SUMS"}  # the lineage's run id and time, nothing else
+    metas = [json.loads(a.read("meta.json")) for a in archives]
+    for meta in metas:
+        meta["lineage"].pop("run_id"), meta["lineage"].pop("created_at")
+    assert metas[0] == metas[1]
 
 
 def test_a_failed_blocking_check_stops_the_release(tiny_demo, tmp_path):

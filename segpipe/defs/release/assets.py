@@ -9,7 +9,7 @@ from segpipe.core.ledger import build_ledger, outcome_counts
 from segpipe.core.near_duplicates import split_leaks
 from segpipe.core.publish import publish_release, release_prefix
 from segpipe.core.qa import excluded_entries
-from segpipe.core.release import release_items, write_release_archive
+from segpipe.core.release import BuildStamp, release_items, write_release_archive
 from segpipe.core.sampling import unselected_reasons
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
@@ -38,7 +38,7 @@ def dataset_release(
     with its Parquet manifest and item ledger, published under a content-hash version that is
     never overwritten."""
     taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
-    items = release_items(dataset_split, consensus_masks, batch_images)
+    items = release_items(dataset_split, consensus_masks, batch_images, qa_report)
     ledger = build_ledger(batch_images, batch_quarantine, excluded_entries(qa_report), consensus_masks,
                           set(items["image_id"]), unselected_reasons(dataset_split, settings.sampling))
     counts = outcome_counts(ledger)
@@ -48,7 +48,7 @@ def dataset_release(
         with archive_path.open("wb") as out:
             contents = write_release_archive(
                 out, items, object_store.artefacts(), taxonomy,
-                settings.dataset_name, settings.mask_encoding, counts, qa_report,
+                settings.dataset_name, settings.mask_encoding, counts, qa_report, BuildStamp.now(context.run.run_id),
                 report_files(sampling_report, class_balance, split_leaks(
                     dataset_split.filter(pl.col("split").is_not_null()), batch_images, settings.qa.near_duplicate_bits)))
         contents.manifest.write_parquet(work / "manifest.parquet")

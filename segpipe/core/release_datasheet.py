@@ -1,0 +1,72 @@
+"""The README.md datasheet a release ships: what is in it, how it was checked, how to load it.
+
+Written from meta.json alone, so it says nothing meta.json does not, and leaves out the build's
+run id and time (the datasheet is part of the content, which a rebuild of the same data repeats).
+"""
+
+PYTORCH_SNIPPET = '''```python
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+class ReleaseDataset(torch.utils.data.Dataset):
+    """One split of the unzipped release: (image as 3xHxW uint8, mask as HxW int64 class ids)."""
+
+    def __init__(self, root: str, split: str):
+        self.root = Path(root)
+        with open(self.root / "index.csv", newline="") as f:
+            self.rows = [row for row in csv.DictReader(f) if row["split"] == split]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        row = self.rows[i]
+        image = np.array(Image.open(self.root / row["image_path"]).convert("RGB"))
+        mask = np.array(Image.open(self.root / row["mask_path"]))  # class ids, also for palette PNGs
+        return torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(mask.astype(np.int64))
+
+
+train = ReleaseDataset("path/to/unzipped/release", "train")
+# loss: torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+```'''
+
+
+def datasheet(meta: dict, distribution_chart: str | None) -> str:
+    """The datasheet of a release described by `meta` (meta.json's content); distribution_chart is
+    the chart's path in the ZIP, linked when the release has one."""
+    total = sum(meta["class_pixels"].values()) + meta["ignored_pixels"]
+    lines = [
+        f"# {meta['dataset']} {meta['version']}", "",
+        f"Semantic segmentation, taxonomy `{meta['taxonomy_version']}`: {sum(meta['splits'].values())} images, "
+        f"masks are `{meta['mask_encoding']}` PNGs of class ids, `{meta['ignore_index']}` where nothing is labelled. "
+        "`meta.json` has the full description and lineage, `index.csv` one row per image, "
+        "`coco/coco.json` the masks as COCO RLE, `labels/` and `yolo/data.yaml` as YOLO segmentation polygons, "
+        "`dataset_meta.json` the class map Datumaro reads, `SHA256SUMS` a checksum of every file "
+        "(`sha256sum -c SHA256SUMS` in the unzipped folder).", "",
+        "## Classes", "",
+        "| id | name | colour | pixel share |", "|---|---|---|---|",
+        *[f"| {c['id']} | {c['name']} | {tuple(c['color'])} | {_share(meta['class_pixels'][c['name']], total)} |"
+          for c in sorted(meta["classes"], key=lambda c: c["id"])],
+        f"| {meta['ignore_index']} | (ignored) | | {_share(meta['ignored_pixels'], total)} |", "",
+        "## Splits", "",
+        "| split | images |", "|---|---|",
+        *[f"| {split} | {n} |" for split, n in meta["splits"].items()], "",
+    ]
+    if distribution_chart is not None:
+        lines += [f"![Class distribution per split]({distribution_chart})", ""]
+    lines += ["## QA", ""]
+    failures = meta["qa_failures"]
+    lines += (["| rule | failures |", "|---|---|", *[f"| {rule} | {n} |" for rule, n in failures.items()]]
+              if failures else ["No QA rule failed."])
+    lines += ["", "`qa/report.csv` lists each failure with its reason; `qa/thumbnails/` shows the first ones.", "",
+              "## Loading in PyTorch", "", PYTORCH_SNIPPET.replace("IGNORE_INDEX", str(meta["ignore_index"])), ""]
+    return "\n".join(lines)
+
+
+def _share(pixels: int, total: int) -> str:
+    return f"{100 * pixels / total:.2f}%" if total else "0.00%"

@@ -1,0 +1,135 @@
+"""Release writing and publication: time and peak memory at 1,000 and 5,000 images.
+
+Run with `make bench` (or `python -m segpipe_tests.bench.release [--sizes 1000 5000]`). For each
+size, a fresh process generates that many 512x256 street-like images (JPEG) and class masks (PNG)
+into a local object store, then writes the release ZIP (images, masks, coco.json, YOLO labels,
+manifest, SHA256SUMS) and publishes it through the publication protocol into the same store.
+Peak RSS is the child process's maximum resident set (ru_maxrss) after generation and after
+writing; the issue's target is memory that does not grow with the dataset. Results:
+$SEGPIPE_HOME/bench/release.json.
+"""
+
+import argparse
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import polars as pl
+from PIL import Image
+
+WIDTH, HEIGHT = 512, 256
+
+
+def _scene(rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
+    """A JPEG and its class mask: sky, buildings, road and a few cars."""
+    mask = np.full((HEIGHT, WIDTH), 6, np.uint8)
+    horizon = int(rng.integers(90, 140))
+    mask[horizon:] = 0
+    for _ in range(4):
+        x = int(rng.integers(0, WIDTH - 80))
+        mask[int(rng.integers(30, horizon)):horizon, x:x + int(rng.integers(40, 80))] = 2
+    for _ in range(int(rng.integers(1, 4))):
+        x, y = int(rng.integers(0, WIDTH - 60)), int(rng.integers(horizon, HEIGHT - 30))
+        mask[y:y + 25, x:x + 55] = 8
+    palette = np.array([[128, 64, 128]] + [[70, 70, 70]] * 5 + [[70, 130, 180]] + [[0, 0, 0], [0, 0, 142]] + [[0, 0, 0]] * 247,
+                       np.uint8)
+    pixels = palette[mask] + rng.integers(0, 20, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", quality=80)
+    return out.getvalue(), mask
+
+
+def measure(size: int, workdir: Path) -> dict:
+    """In this (fresh) process: generate, write and publish a release of `size` images."""
+    from segpipe.core.png import encode_mask_png
+    from segpipe.core.publish import publish_release
+    from segpipe.core.release import BuildStamp, write_release_archive
+    from segpipe.core.taxonomy import load_taxonomy
+    from segpipe.environment import PACKAGE_CONFIG
+    from segpipe.io.object_store import ObjectStore
+
+    store = ObjectStore(root=str(workdir / "store"))
+    artefacts = store.artefacts()
+    rng = np.random.default_rng(size)
+    rows = []
+    for n in range(size):
+        jpeg, mask = _scene(rng)
+        image_id = f"{n:064x}"
+        artefacts.write(f"images/{image_id}.jpg", jpeg)
+        artefacts.write(f"masks/{image_id}.png", encode_mask_png(mask))
+        rows.append({"image_id": image_id, "split": ("train", "val", "test")[n % 3], "mask_key": f"masks/{image_id}.png",
+                     "instance_mask_key": None, "mask_source": "single", "agreement": None,
+                     "class_pixels": np.bincount(mask.ravel(), minlength=256).tolist(),
+                     "source_uri": f"file:///landing/{n}.jpg", "image_key": f"images/{image_id}.jpg",
+                     "file_name": f"images/scene_{n:05d}.jpg", "width": WIDTH, "height": HEIGHT,
+                     "source_batches": "b0", "annotators": "annotator-x", "camera": "front", "city": "lyon",
+                     "time_of_day": "day", "weather": "clear", "sequence_id": f"s{n // 5}", "qa_warnings": None})
+    items = pl.DataFrame(rows, schema_overrides={"agreement": pl.Float64, "instance_mask_key": pl.String,
+                                                 "qa_warnings": pl.String, "class_pixels": pl.List(pl.Int64)})
+    del rows
+    generated_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    qa = pl.DataFrame(schema={"entry_id": pl.String, "batch_id": pl.String, "file_name": pl.String, "check_id": pl.String,
+                              "severity": pl.String, "passed": pl.Boolean, "excludes_entry": pl.Boolean,
+                              "reason": pl.String, "thumbnail_key": pl.String})
+    taxonomy = load_taxonomy(PACKAGE_CONFIG / "taxonomy.yaml")
+    start = time.perf_counter()
+    archive = workdir / "release.zip"
+    with archive.open("wb") as out:
+        contents = write_release_archive(out, items, artefacts, taxonomy, "bench", "grayscale",
+                                         {"input": size, "released": size, "filtered": 0, "quarantined": 0},
+                                         qa, BuildStamp("bench", "2026-12-01T00:00:00Z"))
+    write_s = time.perf_counter() - start
+    written_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    fs, root = store.location()
+    start = time.perf_counter()
+    publish_release(fs, root, "bench", contents.version, taxonomy.taxonomy_version,
+                    {f"bench-{contents.version}.zip": archive}, {"counts": {"released": size}})
+    publish_s = time.perf_counter() - start
+    return {"images": size, "zip_mib": archive.stat().st_size / 2**20, "write_s": write_s, "publish_s": publish_s,
+            "images_per_s": size / (write_s + publish_s), "peak_rss_after_generation_mib": generated_mib,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_after_write_mib": written_mib}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.workdir)))
+        return
+    results = []
+    for size in args.sizes:
+        with tempfile.TemporaryDirectory(prefix="segpipe-bench-release-") as tmp:
+            done = subprocess.run([sys.executable, "-m", "segpipe_tests.bench.release", "--child", str(size),
+                                   "--workdir", tmp], check=True, capture_output=True, text=True)
+            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f"\nRelease benchmark: {WIDTH}x{HEIGHT} images, write the ZIP then publish it into a local store")
+    print(f"{'images':>7} {'ZIP MiB':>8} {'write s':>8} {'publish s':>10} {'images/s':>9} {'RSS after data':>15} {'peak RSS MiB':>13}")
+    for r in results:
+        print(f"{r['images']:>7,} {r['zip_mib']:>8.0f} {r['write_s']:>8.1f} {r['publish_s']:>10.1f} {r['images_per_s']:>9.0f}"
+              f" {r['peak_rss_after_generation_mib']:>15.0f} {r['peak_rss_mib']:>13.0f}")
+    if len(results) >= 2:
+        growth = results[-1]["peak_rss_mib"] - results[0]["peak_rss_mib"]
+        data_growth = results[-1]["peak_rss_after_generation_mib"] - results[0]["peak_rss_after_generation_mib"]
+        print(f"  peak RSS grows {growth:.0f} MiB from {results[0]['images']:,} to {results[-1]['images']:,} images "
+              f"({data_growth:.0f} MiB of it already after generating the test data)")
+    home = Path(os.environ.get("SEGPIPE_HOME", Path.cwd() / ".segpipe"))
+    out = home / "bench" / "release.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -19,6 +19,7 @@ from typing import BinaryIO
 import fsspec
 
 CHUNK_BYTES = 1 << 20
+PART_BYTES = 8 << 20  # multipart part size on S3: memory per upload stays at one part
 
 
 class CreateOutcome(enum.Enum):
@@ -67,7 +68,7 @@ def is_precondition_failed(exc: BaseException) -> bool:
 
 
 def _create_on_s3(fs: fsspec.AbstractFileSystem, path: str, source: BinaryIO, digest) -> bool:
-    f = fs.open(path, "xb")
+    f = fs.open(path, "xb", block_size=PART_BYTES)
     try:
         for block in iter(lambda: source.read(CHUNK_BYTES), b""):
             digest.update(block)

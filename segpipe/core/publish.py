@@ -28,7 +28,7 @@ import orjson
 from segpipe.core.create_only import CreateOutcome, create_only, create_only_bytes
 from segpipe.core.create_only_probe import require_create_only
 from segpipe.core.release_pointer import advance_pointer, read_pointer
-from segpipe.core.release_staging import new_staging_dir, remove_stale_staging, remove_staging, stage_files
+from segpipe.core.release_staging import new_staging_dir, remove_staging, remove_stale_staging, stage_files
 from segpipe.core.release_versions import next_sequence, version_name, version_sequence
 
 RELEASE_MARKER = "_RELEASE.json"

@@ -10,6 +10,7 @@ A 412 can also answer our own write, retried after its response was lost, so a t
 back: the same bytes are our (or an identical) write, other bytes are someone else's.
 """
 
+import contextlib
 import enum
 import hashlib
 import io
@@ -75,16 +76,23 @@ def _create_on_s3(fs: fsspec.AbstractFileSystem, path: str, source: BinaryIO, di
             f.write(block)
     except BaseException:
         # close() would commit what was written so far (fsspec's __exit__ does): abort instead.
-        f.discard()
-        f.closed = True
+        _abort(f)
         raise
     try:
         f.close()
     except OSError as exc:
+        _abort(f)  # a refused CompleteMultipartUpload leaves its parts stored
         if is_precondition_failed(exc):
             return True
         raise
     return False
+
+
+def _abort(f) -> None:
+    """Drop an unfinished upload; if the store is unreachable its parts stay until a lifecycle rule or janitor."""
+    with contextlib.suppress(Exception):
+        f.discard()
+    f.closed = True
 
 
 def _create_by_link(fs: fsspec.AbstractFileSystem, path: str, source: BinaryIO, digest) -> bool:

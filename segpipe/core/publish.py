@@ -17,6 +17,7 @@ its first conflict, having created only objects byte-identical to the winner's; 
 ReleaseConflictError rather than retrying a later version (a rerun picks the next one).
 """
 
+import contextlib
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
@@ -91,26 +92,37 @@ def publish_version(
     prefix = release_prefix(dataset_name, version)
     sha256 = {name: _sha256(path) for name, path in sorted(files.items())}
     marker = {**marker, "dataset": dataset_name, "version": version, "files": sha256}
-    marker_path = f"{root}/{prefix}/{RELEASE_MARKER}"
     staging = new_staging_dir(f"{root}/releases/{dataset_name}", now)
     try:
-        stage_files(fs, staging, files, sha256)
-        for name, path in sorted(files.items()):
-            with path.open("rb") as source:
-                if create_only(fs, f"{root}/{prefix}/{name}", source) is CreateOutcome.ALREADY_OTHER:
-                    raise ReleaseConflictError(
-                        f"{root}/{prefix}/{name}: version {version} already holds other bytes; releases are never overwritten")
-        body = orjson.dumps(marker, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-        if create_only_bytes(fs, marker_path, body) is not CreateOutcome.ALREADY_OTHER:
-            return PublishedRelease(version, prefix, marker, newly_published=True, latest=version)
-        existing = orjson.loads(fs.cat_file(marker_path))
-        if existing["files"] != sha256:
-            raise ReleaseConflictError(
-                f"{marker_path}: version {version} was published by run {existing.get('run_id')} with other content; "
-                "releases are never overwritten")
-        return PublishedRelease(version, prefix, existing, newly_published=False, latest=version)
-    finally:
-        remove_staging(fs, staging)
+        published = _commit(fs, root, prefix, version, files, sha256, marker, staging)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the store may be what failed; a later run drops stale staging
+            remove_staging(fs, staging)
+        raise
+    remove_staging(fs, staging)
+    return published
+
+
+def _commit(
+    fs: fsspec.AbstractFileSystem, root: str, prefix: str, version: str, files: dict[str, Path],
+    sha256: dict[str, str], marker: dict, staging: str,
+) -> PublishedRelease:
+    stage_files(fs, staging, files, sha256)
+    for name, path in sorted(files.items()):
+        with path.open("rb") as source:
+            if create_only(fs, f"{root}/{prefix}/{name}", source) is CreateOutcome.ALREADY_OTHER:
+                raise ReleaseConflictError(
+                    f"{root}/{prefix}/{name}: version {version} already holds other bytes; releases are never overwritten")
+    marker_path = f"{root}/{prefix}/{RELEASE_MARKER}"
+    body = orjson.dumps(marker, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    if create_only_bytes(fs, marker_path, body) is not CreateOutcome.ALREADY_OTHER:
+        return PublishedRelease(version, prefix, marker, newly_published=True, latest=version)
+    existing = orjson.loads(fs.cat_file(marker_path))
+    if existing["files"] != sha256:
+        raise ReleaseConflictError(
+            f"{marker_path}: version {version} was published by run {existing.get('run_id')} with other content; "
+            "releases are never overwritten")
+    return PublishedRelease(version, prefix, existing, newly_published=False, latest=version)
 
 
 def list_releases(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str) -> list[dict]:

@@ -97,7 +97,7 @@ def _abort(f) -> None:
 
 def _create_by_link(fs: fsspec.AbstractFileSystem, path: str, source: BinaryIO, digest) -> bool:
     partial = f"{path}.{uuid.uuid4().hex}.partial"
-    fs.makedirs(fs._parent(path), exist_ok=True)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     try:
         with fs.open(partial, "wb") as f:
             for block in iter(lambda: source.read(CHUNK_BYTES), b""):

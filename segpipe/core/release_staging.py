@@ -4,6 +4,7 @@ Staging keys are `releases/<dataset>/_staging/<UTC timestamp>-<random>/`; the ti
 later run delete what a crashed one left without trusting object dates.
 """
 
+import contextlib
 import datetime as dt
 import uuid
 import zipfile
@@ -60,6 +61,7 @@ def remove_stale_staging(fs: fsspec.AbstractFileSystem, releases_dir: str, now: 
         except ValueError:
             continue
         if now - started > max_age:
-            fs.rm(path, recursive=True)
+            with contextlib.suppress(FileNotFoundError):  # SeaweedFS lists emptied prefixes as directories
+                fs.rm(path, recursive=True)
             stale.append(path)
     return stale

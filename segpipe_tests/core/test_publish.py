@@ -25,7 +25,7 @@ from segpipe.core.publish import (
     publish_version,
 )
 from segpipe.core.release_pointer import advance_pointer, read_pointer
-from segpipe.core.release_staging import STAGING_DIR
+from segpipe.core.release_staging import STAGING_DIR, StagedReleaseCorrupt
 from segpipe.core.release_versions import next_sequence, version_name, version_sequence
 
 DAY_ONE = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
@@ -75,6 +75,18 @@ class OverwritingFileSystem(LocalFileSystem):
 
     def link(self, src, dst, **kwargs):
         shutil.copyfile(self._strip_protocol(src), self._strip_protocol(dst))
+
+
+class BitFlippingFileSystem(LocalFileSystem):
+    """A store that hands back staged objects with their first byte flipped (corruption in transit or at rest)."""
+
+    def _open(self, path, mode="rb", **kwargs):
+        f = super()._open(path, mode, **kwargs)
+        if mode != "rb" or f"/{STAGING_DIR}/" not in path:
+            return f
+        with f:
+            data = f.read()
+        return io.BytesIO(bytes([data[0] ^ 0xFF]) + data[1:])
 
 
 def test_a_release_is_staged_committed_by_its_marker_and_pointed_at(tmp_path):
@@ -142,6 +154,14 @@ def test_an_uncommitted_attempt_is_skipped_not_overwritten(tmp_path):
     assert published.version == "2026-12-01.2-tax-street-v1-ab12cd34"
     assert (orphan / f"demo-{V1}.zip").read_bytes() == b"half of an interrupted attempt"
     assert [m["version"] for m in list_releases(fs, root, "demo")] == [published.version]
+
+
+def test_corruption_seen_in_staging_stops_the_publish_before_any_final_key(tmp_path):
+    fs, root = BitFlippingFileSystem(auto_mkdir=True), str(tmp_path / "store")
+    with pytest.raises(StagedReleaseCorrupt, match=f"demo-{V1}.zip: sha256 "):
+        _publish(fs, root, tmp_path / "a", "one")
+    assert sorted(p.name for p in (Path(root) / "releases/demo").iterdir()) == [STAGING_DIR]
+    assert list((Path(root) / "releases/demo" / STAGING_DIR).iterdir()) == []
 
 
 def test_stale_staging_is_removed_and_fresh_staging_kept(tmp_path):

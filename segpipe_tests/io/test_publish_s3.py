@@ -24,6 +24,7 @@ from segpipe.core.publish import (
     publish_release,
     publish_version,
 )
+from segpipe.core.release_pointer import advance_pointer, read_pointer
 from segpipe.core.release_staging import STAGING_DIR
 from segpipe_tests.core.test_publish import RaisingReader
 from segpipe_tests.s3_server import S3Server, run_s3_server
@@ -214,3 +215,35 @@ def test_a_server_killed_during_upload_leaves_no_partial_release_and_a_rerun_com
         zip_bytes = fs.cat_file(f"{root}/releases/demo/{V1}/demo-{V1}.zip")
         assert zip_bytes == archive.read_bytes()
         assert [m["run_id"] for m in list_releases(fs, root, "demo")] == ["run-2"]
+
+
+def test_stale_staging_is_removed_at_the_next_publish(s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> None:
+    fs, root = s3_server.filesystem(), _root(s3_bucket)
+    staging = f"{root}/releases/demo/{STAGING_DIR}"
+    fs.pipe_file(f"{staging}/20261130T000000Z-crashedrun01/demo.zip", b"left by a crashed run")
+    fs.pipe_file(f"{staging}/20261129T000000Z-emptiedrun01/demo.zip", b"removed, its prefix stays listed")
+    fs.rm_file(f"{staging}/20261129T000000Z-emptiedrun01/demo.zip")
+    fs.pipe_file(f"{staging}/20261201T090000Z-runningnow01/demo.zip", b"a run in progress")
+    _publish(fs, root, tmp_path / "a", b"one")
+    assert _objects_under(s3_server.filesystem(), staging) == [
+        f"{staging.split('/', 1)[1]}/20261201T090000Z-runningnow01/demo.zip"]
+
+
+def test_concurrent_pointer_moves_end_at_the_highest_sequence(s3_server: S3Server, s3_bucket: str) -> None:
+    path = f"{s3_bucket.removeprefix('s3://')}/releases/demo/{LATEST_POINTER}"
+    for trial in range(3):
+        barrier, seen = threading.Barrier(4), {}
+
+        def move(sequence: int, barrier=barrier, seen=seen, trial=trial) -> None:
+            fs = s3_server.filesystem()
+            barrier.wait()
+            seen[sequence] = advance_pointer(fs, path, {"version": f"v{trial}.{sequence}", "sequence": 10 * trial + sequence})
+
+        threads = [threading.Thread(target=move, args=(s,)) for s in (1, 2, 3, 4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        highest = {"version": f"v{trial}.4", "sequence": 10 * trial + 4}
+        assert read_pointer(s3_server.filesystem(), path) == highest
+        assert seen[4] == highest

@@ -1,5 +1,6 @@
 """`segpipe demo` generates the demo landing zone; `segpipe build` turns a landing zone into a release;
-`segpipe verify` and `segpipe inspect` check and summarize a release ZIP."""
+`segpipe verify` and `segpipe inspect` check and summarize a release ZIP; `segpipe releases` lists the
+published versions."""
 
 import argparse
 import sys
@@ -35,11 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--mask-sample", type=int, default=64, help="how many masks to decode (spread over the manifest)")
     inspect = commands.add_parser("inspect", help="print a release's version, splits, class shares and QA summary")
     inspect.add_argument("release", help="the release ZIP: a path or a URL")
+    releases = commands.add_parser("releases", help="list the published versions in the configured store")
+    releases.add_argument("--dataset", default=None, help="the dataset (default: dataset_name in pipeline.yaml)")
     args = parser.parse_args(argv)
     commands_by_name = {
         "demo": lambda: _demo(args), "build": lambda: _build(backfill=False),
         "backfill": lambda: _build(backfill=True), "check-source": lambda: _check_source(args, parser),
         "pseudonym": lambda: _pseudonym(args), "verify": lambda: _verify(args), "inspect": lambda: _inspect(args),
+        "releases": lambda: _releases(args),
     }
     try:
         return commands_by_name[args.command]()
@@ -83,6 +87,19 @@ def _pseudonym(args: argparse.Namespace) -> int:
     key = annotator_key(env.pseudonym_key, env.pseudonym_key_path)
     for identity in args.identity:
         print(f"{identity}\t{pseudonymize(identity, key)}")
+    return 0
+
+
+def _releases(args: argparse.Namespace) -> int:
+    from segpipe.core.publish import latest_version, list_releases
+    from segpipe.core.release_listing import format_release_table
+    from segpipe.core.settings import load_pipeline_settings
+    from segpipe.io.locations import open_location
+
+    env = current_environment()
+    dataset = args.dataset or load_pipeline_settings(env.pipeline_path).dataset_name
+    fs, root = open_location(env.storage_root, env.s3_endpoint_url)
+    print(format_release_table(dataset, list_releases(fs, root, dataset), latest_version(fs, root, dataset)))
     return 0
 
 

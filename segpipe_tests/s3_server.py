@@ -7,6 +7,7 @@ temporary folder, reports no telemetry, and is stopped (the whole process group)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -47,6 +48,11 @@ class S3Server:
     region: str = REGION
     data_dir: Path = field(default=Path())
     log_path: Path = field(default=Path())
+    pid: int = 0
+
+    def crash(self) -> None:
+        """SIGKILL the whole server (process group), as a power cut would; `run_s3_server(data_dir)` restarts it."""
+        os.killpg(self.pid, signal.SIGKILL)
 
     def storage_options(self) -> dict:
         """fsspec/s3fs options that reach this server with explicit credentials."""
@@ -222,6 +228,7 @@ def run_s3_server(base_dir: Path | None = None, timeout: float = START_TIMEOUT_S
         process = subprocess.Popen(
             command, cwd=data_dir, env=_server_env(data_dir / "home", data_dir / "tmp"), stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    server = dataclasses.replace(server, pid=process.pid)
     started = False
     try:
         _wait_until_ready(server, process, timeout)

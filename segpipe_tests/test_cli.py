@@ -93,3 +93,32 @@ def test_verify_exits_non_zero_naming_the_corrupted_member(tmp_path, capsys):
     assert errors.endswith(f"{release}: FAILED, 1 problems\n")
     assert main(["verify", str(tmp_path / "missing.zip")]) == 1
     assert capsys.readouterr().err == f"segpipe verify: {tmp_path / 'missing.zip'}: no such file\n"
+
+
+def test_releases_lists_committed_versions_and_stars_the_latest(tmp_path, capsys, monkeypatch):
+    import datetime as dt
+
+    import fsspec
+
+    from segpipe.core.publish import publish_release
+
+    monkeypatch.setenv("SEGPIPE_STORAGE_ROOT", str(tmp_path / "store"))
+    assert main(["releases", "--dataset", "demo"]) == 0
+    assert capsys.readouterr().out == "demo: no releases published\n"
+    fs = fsspec.filesystem("file", auto_mkdir=True)
+    for day, text in ((1, "one"), (2, "two")):
+        archive = tmp_path / f"{text}.zip"
+        with zipfile.ZipFile(archive, "w") as out:
+            out.writestr("meta.json", text)
+        publish_release(fs, str(tmp_path / "store"), "demo", archive, {},
+                        {"counts": {"input": 10 + day, "released": 8, "filtered": 1 + day, "quarantined": 1}},
+                        content_digest=f"{text}-0123456789abcdef", taxonomy_version="street-v1-ab12cd34",
+                        now=dt.datetime(2026, 12, day, 9, 30, tzinfo=dt.UTC))
+    (tmp_path / "store/releases/demo/2026-12-03.3-tax-street-v1-ab12cd34").mkdir()  # never committed: not listed
+    assert main(["releases", "--dataset", "demo"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "demo: 2 release(s), * = latest.json",
+        "   version                              created                    content_digest  input  released  filtered  quarantined",
+        "   2026-12-01.1-tax-street-v1-ab12cd34  2026-12-01T09:30:00+00:00  one-01234567    11     8         2         1",
+        "*  2026-12-02.2-tax-street-v1-ab12cd34  2026-12-02T09:30:00+00:00  two-01234567    12     8         3         1",
+    ]

@@ -82,7 +82,7 @@ def test_demo_release_has_the_promised_layout(demo_build):
                      *index["mask_path"], *qa["thumbnail_path"].drop_nulls()}
     assert present <= class_ids | {meta["ignore_index"]} and present & class_ids
     assert meta["task"] == "semantic_segmentation" and meta["ignore_index"] == 255
-    assert meta["mask_encoding"] == "grayscale" and meta["version"] == outcome.release_metadata["version"]
+    assert meta["mask_encoding"] == "grayscale" and meta["version"] == outcome.release_metadata["content_digest"]
     assert sum(s["count"] for s in meta["image_sizes"]) == index.height
     assert len(coco["images"]) == index.height and {a["category_id"] for a in coco["annotations"]} <= class_ids
     assert set(index["split"]) <= {"train", "val", "test"}

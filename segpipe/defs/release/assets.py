@@ -7,7 +7,7 @@ import polars as pl
 from segpipe.core.distribution_report import report_files
 from segpipe.core.ledger import build_ledger, outcome_counts
 from segpipe.core.near_duplicates import split_leaks
-from segpipe.core.publish import publish_release, release_prefix
+from segpipe.core.publish import archive_name, publish_release
 from segpipe.core.qa import excluded_entries
 from segpipe.core.release import BuildStamp, release_items, write_release_archive
 from segpipe.core.sampling import unselected_reasons
@@ -35,8 +35,8 @@ def dataset_release(
     qa_report: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """A versioned ZIP (images, masks, coco.json, index.csv, meta.json, the QA and sampling reports)
-    with its Parquet manifest and item ledger, published under a content-hash version that is
-    never overwritten."""
+    with its Parquet manifest and item ledger, published as the next dated version (never
+    overwritten) unless the newest release already holds this content."""
     taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
     items = release_items(dataset_split, consensus_masks, batch_images, qa_report)
     ledger = build_ledger(batch_images, batch_quarantine, excluded_entries(qa_report), consensus_masks,
@@ -55,18 +55,19 @@ def dataset_release(
         ledger.write_parquet(work / "ledger.parquet")
         fs, root = object_store.location()
         published = publish_release(
-            fs, root, release_prefix(settings.dataset_name, contents.version),
-            {f"{settings.dataset_name}-{contents.version}.zip": archive_path,
-             "manifest.parquet": work / "manifest.parquet", "ledger.parquet": work / "ledger.parquet"},
-            {"dataset": settings.dataset_name, "version": contents.version,
-             "taxonomy_version": taxonomy.taxonomy_version, "counts": counts, "run_id": context.run.run_id},
-        )
+            fs, root, settings.dataset_name, archive_path,
+            {"manifest.parquet": work / "manifest.parquet", "ledger.parquet": work / "ledger.parquet"},
+            {"counts": counts, "run_id": context.run.run_id},
+            content_digest=contents.version, taxonomy_version=taxonomy.taxonomy_version)
+    archive_key = f"{published.prefix}/{archive_name(settings.dataset_name, published.version)}"
     balanced = counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"]
     return dg.MaterializeResult(
         metadata={
-            "version": contents.version,
+            "version": published.version,
+            "content_digest": contents.version,
+            "latest": published.latest,
             "release": dg.MetadataValue.url(object_store.url(published.prefix)),
-            "archive": dg.MetadataValue.url(object_store.url(f"{published.prefix}/{settings.dataset_name}-{contents.version}.zip")),
+            "archive": dg.MetadataValue.url(object_store.url(archive_key)),
             "newly_published": published.newly_published,
             "counts": dg.MetadataValue.json(counts),
             "splits": dg.MetadataValue.json(contents.meta["splits"]),

@@ -6,8 +6,10 @@ and a re-encoded one a new item; an item whose mask or split differs is changed,
 The class mix compares each class's share of the labelled pixels.
 """
 
+import io
 from dataclasses import dataclass
 
+import orjson
 import polars as pl
 
 ITEM_KEYS = ("image_id", "split", "mask_sha256")
@@ -50,3 +52,26 @@ def diff_releases(before: pl.DataFrame, after: pl.DataFrame, pixels_before: dict
     }, schema={"class": pl.String, "share_before": pl.Float64, "share_after": pl.Float64}).with_columns(
         (pl.col("share_after") - pl.col("share_before")).alias("change"))
     return ReleaseDiff(items, classes)
+
+
+def class_pixel_totals(manifest: pl.DataFrame) -> dict[str, int]:
+    """Labelled pixels per class name over a manifest (its class_pixels column: JSON per image)."""
+    totals: dict[str, int] = {}
+    for text in manifest["class_pixels"].to_list():
+        for name, pixels in orjson.loads(text).items():
+            totals[name] = totals.get(name, 0) + int(pixels)
+    return totals
+
+
+def diff_against(previous: pl.DataFrame | None, manifest: pl.DataFrame) -> ReleaseDiff:
+    """The diff to the previous release's manifest; against none, every item is added."""
+    before = previous if previous is not None else manifest.clear()
+    return diff_releases(before, manifest, class_pixel_totals(before), class_pixel_totals(manifest))
+
+
+def diff_files(diff: ReleaseDiff, previous_version: str | None) -> dict[str, bytes]:
+    """What is stored with the release: diff.json (counts and class mix) and diff.parquet (items)."""
+    items = io.BytesIO()
+    diff.items.write_parquet(items)
+    summary = {"previous_version": previous_version, "counts": diff.counts(), "classes": diff.classes.to_dicts()}
+    return {"diff.json": orjson.dumps(summary, option=orjson.OPT_INDENT_2), "diff.parquet": items.getvalue()}

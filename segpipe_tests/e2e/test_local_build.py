@@ -204,6 +204,16 @@ def test_an_alias_change_is_backfilled_into_a_new_release_without_redrawing(tiny
         json.loads(zipfile.ZipFile(o.release_metadata["archive"]).read("meta.json")) for o in (cold, backfilled))
     assert old_meta["taxonomy_version"] != new_meta["taxonomy_version"]
     assert new_meta["taxonomy_version"].startswith("street-v1-")
+    # The new release says what moved: bob's cars became road, so masks changed and road's share grew.
+    diff = json.loads((Path(backfilled.release_metadata["release"]) / "diff.json").read_text())
+    assert diff["previous_version"] == cold.release_metadata["version"]
+    assert diff["counts"]["changed"] > 0 and diff["counts"]["added"] == diff["counts"]["removed"] == 0
+    shares = {row["class"]: row["change"] for row in diff["classes"]}
+    assert shares["road"] > 0 > shares["car"]
+    items = pl.read_parquet(Path(backfilled.release_metadata["release"]) / "diff.parquet")
+    assert set(items["what"]) <= {"mask", "split", "split, mask"} and items.height == diff["counts"]["changed"]
+    first = json.loads((Path(cold.release_metadata["release"]) / "diff.json").read_text())
+    assert first["previous_version"] is None and first["counts"]["added"] == cold.release_metadata["dagster/row_count"]
     assert set(masks["rendered_by"]) == {"lookup"}
     assert masks["taxonomy_version"].unique().to_list() == [new_meta["taxonomy_version"]]
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "store" / "label-masks").rglob("*.png")} == label_masks_before

@@ -1,3 +1,4 @@
+import io
 import tempfile
 from pathlib import Path
 
@@ -7,10 +8,12 @@ import polars as pl
 from segpipe.core.distribution_report import report_files
 from segpipe.core.ledger import build_ledger, outcome_counts
 from segpipe.core.near_duplicates import split_leaks
-from segpipe.core.publish import archive_name, publish_release
+from segpipe.core.publish import archive_name, latest_version, publish_release, release_prefix
 from segpipe.core.qa import excluded_entries
 from segpipe.core.release import BuildStamp, release_items, write_release_archive
+from segpipe.core.release_diff import diff_against, diff_files
 from segpipe.core.sampling import unselected_reasons
+from segpipe.defs.metadata import markdown_table
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
@@ -54,9 +57,16 @@ def dataset_release(
         contents.manifest.write_parquet(work / "manifest.parquet")
         ledger.write_parquet(work / "ledger.parquet")
         fs, root = object_store.location()
+        previous_version = latest_version(fs, root, settings.dataset_name)
+        previous = None if previous_version is None else pl.read_parquet(
+            io.BytesIO(fs.cat_file(f"{root}/{release_prefix(settings.dataset_name, previous_version)}/manifest.parquet")))
+        diff = diff_against(previous, contents.manifest)
+        for name, data in diff_files(diff, previous_version).items():
+            (work / name).write_bytes(data)
         published = publish_release(
             fs, root, settings.dataset_name, archive_path,
-            {"manifest.parquet": work / "manifest.parquet", "ledger.parquet": work / "ledger.parquet"},
+            {"manifest.parquet": work / "manifest.parquet", "ledger.parquet": work / "ledger.parquet",
+             "diff.json": work / "diff.json", "diff.parquet": work / "diff.parquet"},
             {"counts": counts, "run_id": context.run.run_id},
             content_digest=contents.version, taxonomy_version=taxonomy.taxonomy_version)
     archive_key = f"{published.prefix}/{archive_name(settings.dataset_name, published.version)}"
@@ -71,6 +81,11 @@ def dataset_release(
             "newly_published": published.newly_published,
             "counts": dg.MetadataValue.json(counts),
             "splits": dg.MetadataValue.json(contents.meta["splits"]),
+            "diff_against": previous_version or "none",
+            "diff_counts": dg.MetadataValue.json(diff.counts()),
+            "diff_items": dg.MetadataValue.md(markdown_table(diff.items.head(20))),
+            "diff_classes": dg.MetadataValue.md(markdown_table(
+                diff.classes.filter(pl.col("change").abs() > 0).sort(pl.col("change").abs(), descending=True))),
             "dagster/row_count": contents.manifest.height,
         },
         check_results=[dg.AssetCheckResult(

@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python -m segpipe_tests.bench.consensus
 	$(BIN)/python -m segpipe_tests.bench.backfill
 	$(BIN)/python -m segpipe_tests.bench.sampling
+	$(BIN)/python -m segpipe_tests.bench.release
 
 clean:
 	rm -rf $(SEGPIPE_HOME) $(DAGSTER_HOME)

@@ -90,8 +90,8 @@ def measure(size: int, workdir: Path) -> dict:
     written_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     fs, root = store.location()
     start = time.perf_counter()
-    publish_release(fs, root, "bench", contents.version, taxonomy.taxonomy_version,
-                    {f"bench-{contents.version}.zip": archive}, {"counts": {"released": size}})
+    publish_release(fs, root, "bench", archive, {}, {"counts": {"released": size}},
+                    content_digest=contents.version, taxonomy_version=taxonomy.taxonomy_version)
     publish_s = time.perf_counter() - start
     return {"images": size, "zip_mib": archive.stat().st_size / 2**20, "write_s": write_s, "publish_s": publish_s,
             "images_per_s": size / (write_s + publish_s), "peak_rss_after_generation_mib": generated_mib,

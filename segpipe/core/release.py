@@ -22,6 +22,7 @@ import orjson
 import polars as pl
 
 from segpipe.core.artefact_keys import ArtefactStore
+from segpipe.core.coco_annotations import shape_annotations
 from segpipe.core.ingest import METADATA_COLUMNS, image_metadata
 from segpipe.core.png import png_frame
 from segpipe.core.raster import decode_mask_png
@@ -92,11 +93,14 @@ def write_release_archive(
     qa_results: pl.DataFrame,
     stamp: BuildStamp,
     report_files: Mapping[str, bytes] | None = None,
+    shapes: pl.DataFrame | None = None,
 ) -> ReleaseContents:
     """Write the ZIP for `items` (one row per released image, see release_items) and return its
     manifest and meta. qa/ holds the QA failures (report.csv) and their thumbnails; report_files
-    (path in the ZIP -> bytes) the other reports, such as sampling's."""
+    (path in the ZIP -> bytes) the other reports, such as sampling's. shapes (see released_shapes)
+    are the polygons behind the masks drawn from them, which coco.json keeps; None when there are none."""
     report_files = dict(sorted((report_files or {}).items()))
+    shapes_of = {} if shapes is None else {key[0]: group for key, group in shapes.group_by("mask_key")}
     rows, annotations, coco_images = [], [], []
     with zipfile.ZipFile(out, "w") as zipped:
         archive = _ChecksummedZip(zipped)
@@ -128,12 +132,15 @@ def write_release_archive(
             archive.add(f"labels/{item['split']}/{stem}.txt",
                         yolo_label_text(outlines, taxonomy, item["width"], item["height"]).encode())
             coco_images.append({"id": n, "file_name": image_path, "width": item["width"], "height": item["height"]})
-            for found in _class_annotations(item["mask_key"], mask_bytes, store):
+            drawn = shapes_of.get(item["mask_key"])
+            found_annotations = (_class_annotations(item["mask_key"], mask_bytes, store) if drawn is None
+                                 else shape_annotations(drawn, taxonomy, item["width"], item["height"]))
+            for found in found_annotations:
                 if found["category_id"] in taxonomy.class_ids:
                     annotations.append({
                         "id": len(annotations) + 1, "image_id": n, "category_id": found["category_id"],
-                        "segmentation": {"size": found["segmentation"]["size"], "counts": found["segmentation"]["counts"]},
-                        "area": found["area"], "iscrowd": 0, "bbox": found["bbox"]})
+                        "segmentation": found["segmentation"], "area": found["area"],
+                        "iscrowd": found.get("iscrowd", 0), "bbox": found["bbox"]})
         manifest = ManifestRecord.validate(pl.DataFrame(rows, schema=manifest_types()))
         qa_csv, thumbnails = _qa_folder(qa_results)
         version = release_version(manifest, taxonomy, dataset_name, mask_encoding, qa_csv, report_files)

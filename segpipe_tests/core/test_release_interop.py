@@ -12,7 +12,7 @@ from segpipe.core.release import release_stem
 from segpipe.core.source_check import check_source
 from segpipe.core.taxonomy import parse_taxonomy
 from segpipe.io.locations import open_location
-from segpipe_tests.core.release_fixture import build_release
+from segpipe_tests.core.release_fixture import build_drawn_release, build_release
 
 READ_BACK = parse_taxonomy(
     "name: t\nversion: 1\nignore_index: 255\nunmapped: error\n"
@@ -60,3 +60,27 @@ def test_the_release_read_back_as_an_image_mask_folders_export_reproduces_its_ma
             assert np.array_equal(released, built.masks[row["file_name"].split("/")[1]])
     files = pl.read_parquet(tmp_path / "out" / "files.parquet")
     assert files.filter(pl.col("path") == "dataset_meta.json").select("role", "outcome").row(0) == ("annotation", "read")
+
+
+def test_pycocotools_paints_the_drawn_image_as_its_mask_and_decodes_the_fused_one(tmp_path):
+    built = build_drawn_release()
+    with built.archive() as archive:
+        archive.extractall(tmp_path)
+    coco = COCO(str(tmp_path / "coco" / "coco.json"))
+    for image in coco.loadImgs(coco.getImgIds()):
+        mask = decode_mask_png((tmp_path / image["file_name"].replace("images/", "masks/", 1)).read_bytes())
+        painted = np.full(mask.shape, 255, np.uint8)
+        for annotation in coco.loadAnns(coco.getAnnIds(imgIds=image["id"])):  # in painter's order
+            painted[coco.annToMask(annotation).astype(bool)] = annotation["category_id"]
+            if isinstance(annotation["segmentation"], dict):
+                assert annotation["area"] == int(mask_utils.area(annotation["segmentation"]))
+            else:
+                # pycocotools rasterizes a polygon as area-preserving pixel squares, segpipe by
+                # Pillow's scan conversion (both edges filled): the areas differ by at most one row and
+                # one column of the box
+                rle = mask_utils.merge(mask_utils.frPyObjects(annotation["segmentation"], *mask.shape))
+                assert abs(annotation["area"] - int(mask_utils.area(rle))) <= sum(annotation["bbox"][2:])
+        if image["file_name"].startswith("images/val/"):
+            assert np.array_equal(painted, mask)
+        else:
+            assert (painted == mask).mean() >= 0.99

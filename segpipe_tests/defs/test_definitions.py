@@ -21,7 +21,7 @@ EXPECTED_ASSETS = {
     "sampling_report": ("sampling", {"consensus_masks", "batch_images"}),
     "class_balance": ("sampling", {"consensus_masks", "batch_images"}),
     "dataset_release": ("release", {"dataset_split", "sampling_report", "class_balance", "consensus_masks", "batch_images",
-                                    "batch_quarantine", "qa_report"}),
+                                    "batch_quarantine", "qa_report", "annotation_masks", "mapped_shapes"}),
 }
 
 EXPECTED_CHECKS = {

@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from segpipe.core.coco_annotations import SHAPE_COLUMNS, released_shapes
 from segpipe.core.distribution_report import report_files
 from segpipe.core.ledger import build_ledger, outcome_counts
 from segpipe.core.near_duplicates import split_leaks
@@ -33,6 +34,8 @@ def dataset_release(
     sampling_report: pl.DataFrame,
     class_balance: pl.DataFrame,
     consensus_masks: pl.DataFrame,
+    annotation_masks: pl.DataFrame,
+    mapped_shapes: pl.DataFrame,
     batch_images: pl.DataFrame,
     batch_quarantine: pl.DataFrame,
     qa_report: pl.DataFrame,
@@ -45,6 +48,8 @@ def dataset_release(
     ledger = build_ledger(batch_images, batch_quarantine, excluded_entries(qa_report), consensus_masks,
                           set(items["image_id"]), unselected_reasons(dataset_split, settings.sampling))
     counts = outcome_counts(ledger)
+    shapes = released_shapes(consensus_masks, annotation_masks.select("mask_key", "entry_id"),
+                             mapped_shapes.select(SHAPE_COLUMNS))
     with tempfile.TemporaryDirectory(prefix="segpipe-release-") as tmp:
         work = Path(tmp)
         archive_path = work / "dataset.zip"
@@ -53,7 +58,8 @@ def dataset_release(
                 out, items, object_store.artefacts(), taxonomy,
                 settings.dataset_name, settings.mask_encoding, counts, qa_report, BuildStamp.now(context.run.run_id),
                 report_files(sampling_report, class_balance, split_leaks(
-                    dataset_split.filter(pl.col("split").is_not_null()), batch_images, settings.qa.near_duplicate_bits)))
+                    dataset_split.filter(pl.col("split").is_not_null()), batch_images, settings.qa.near_duplicate_bits)),
+                shapes)
         contents.manifest.write_parquet(work / "manifest.parquet")
         ledger.write_parquet(work / "ledger.parquet")
         fs, root = object_store.location()

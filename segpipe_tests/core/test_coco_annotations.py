@@ -1,0 +1,74 @@
+import numpy as np
+import orjson
+import polars as pl
+
+from segpipe.core.coco_annotations import SHAPE_COLUMNS, released_shapes, shape_annotations
+from segpipe.core.raster import rasterize_shapes
+from segpipe.core.rle import decode_rle
+from segpipe_tests.core.release_fixture import TAXONOMY, build_drawn_release, drawn_shapes
+
+
+def _painted_alone(shape_index: int) -> np.ndarray:
+    shapes = drawn_shapes().filter(pl.col("shape_index") == shape_index)
+    return rasterize_shapes(shapes, 320, 240, TAXONOMY.ignore_index) != TAXONOMY.ignore_index
+
+
+def test_a_drawn_image_has_one_polygon_annotation_per_painted_shape_and_crowds_as_rle():
+    coco = orjson.loads(build_drawn_release().archive().read("coco/coco.json"))
+    drawn = [a for a in coco["annotations"] if a["image_id"] == 1]
+    car = _painted_alone(2)
+    rows, columns = np.nonzero(car)
+    assert [{k: v for k, v in a.items() if k != "id"} for a in drawn[:3]] == [
+        # the frame clips the road's last row
+        {"image_id": 1, "category_id": 0, "segmentation": [[0.0, 120.0, 320.0, 120.0, 320.0, 240.0, 0.0, 240.0]],
+         "area": 320 * 120, "bbox": [0, 120, 320, 120], "iscrowd": 0},
+        # Pillow fills both edges of a ring: 161 x 81 and 160 x 97 pixels, column 160 shared
+        {"image_id": 1, "category_id": 2, "segmentation": [[0.0, 0.0, 160.0, 0.0, 160.0, 80.0, 0.0, 80.0],
+                                                           [160.0, 0.0, 320.0, 0.0, 320.0, 96.0, 160.0, 96.0]],
+         "area": 161 * 81 + 160 * 97 - 81, "bbox": [0, 0, 320, 97], "iscrowd": 0},
+        {"image_id": 1, "category_id": 1, "segmentation": [[40.0, 144.0, 160.0, 128.0, 148.0, 216.0, 48.0, 208.0]],
+         "area": int(car.sum()), "iscrowd": 0,
+         "bbox": [int(columns.min()), int(rows.min()), int(np.ptp(columns)) + 1, int(np.ptp(rows)) + 1]},
+    ]
+    crowd = drawn[3]
+    expected = np.zeros((240, 320), bool)
+    expected[144:209, 200:281] = True
+    assert (crowd["category_id"], crowd["iscrowd"], crowd["area"], crowd["bbox"]) == (1, 1, 81 * 65, [200, 144, 81, 65])
+    assert np.array_equal(decode_rle(crowd["segmentation"], "crowd"), expected)
+    # the unpainted box, the polyline and the skipped polygon have no annotation
+    assert len(drawn) == 4
+    assert [c["id"] for c in coco["categories"]] == [0, 1, 2]
+
+
+def test_a_fused_image_keeps_one_rle_per_class():
+    coco = orjson.loads(build_drawn_release().archive().read("coco/coco.json"))
+    fused = [a for a in coco["annotations"] if a["image_id"] == 2]
+    assert [(a["category_id"], a["area"], a["bbox"], a["iscrowd"]) for a in fused] == [
+        (0, 40 * 29 - 100, [0, 1, 40, 29], 0), (1, 100, [5, 10, 10, 10], 0)]
+    assert all(isinstance(a["segmentation"], dict) for a in fused)
+
+
+def test_shapes_outside_the_frame_or_of_untrainable_classes_have_no_annotation():
+    shapes = drawn_shapes().filter(pl.col("shape_index") == 2).with_columns(
+        rings=pl.lit([[50.0, 50.0, 60.0, 50.0, 60.0, 60.0]], pl.List(pl.List(pl.Float64))))
+    assert shape_annotations(shapes, TAXONOMY, 40, 30) == []
+    assert shape_annotations(drawn_shapes().filter(pl.col("shape_index") == 2).with_columns(
+        class_id=pl.lit(7, pl.Int64)), TAXONOMY, 320, 240) == []
+
+
+def test_released_shapes_are_those_of_the_entry_whose_mask_single_and_gold_images_release():
+    consensus = pl.DataFrame({
+        "image_id": ["a", "b", "c", "d", "e"], "mask_key": ["m-a1", "m-b", "fused-c", "m-d", "m-e"],
+        "mask_source": ["single", "gold", "fused", "single", "single"],
+        "status": ["accepted", "accepted", "accepted", "low_agreement", "accepted"]})
+    annotation_masks = pl.DataFrame({"entry_id": ["a1", "a2", "b", "c1", "d", "e"],
+                                     "mask_key": ["m-a1", "m-a2", "m-b", "m-c1", "m-d", "m-e"]})
+    shape = drawn_shapes().filter(pl.col("shape_index") == 2).select(SHAPE_COLUMNS)
+    mapped = pl.concat([
+        shape.with_columns(entry_id=pl.lit(entry), kind=pl.lit(kind), shape_index=pl.lit(index, pl.Int64))
+        for entry, kind, index in [("a1", "polygon", 1), ("a1", "box", 0), ("a2", "polygon", 0), ("b", "polygon", 0),
+                                   ("c1", "polygon", 0), ("d", "polygon", 0), ("e", "polygon", 0), ("e", "mask", 1)]])
+    found = released_shapes(consensus, annotation_masks, mapped)
+    # a2 is not the released entry, c is fused, d not accepted, e was drawn from a mask shape
+    assert found.select("mask_key", "entry_id", "shape_index", "kind").rows() == [
+        ("m-a1", "a1", 0, "box"), ("m-a1", "a1", 1, "polygon"), ("m-b", "b", 0, "polygon")]

@@ -143,7 +143,7 @@ def write_release_archive(
                         "iscrowd": found.get("iscrowd", 0), "bbox": found["bbox"]})
         manifest = ManifestRecord.validate(pl.DataFrame(rows, schema=manifest_types()))
         qa_csv, thumbnails = _qa_folder(qa_results)
-        version = release_version(manifest, taxonomy, dataset_name, mask_encoding, qa_csv, report_files)
+        version = release_version(manifest, taxonomy, dataset_name, mask_encoding, qa_csv, report_files, annotations)
         meta = _meta(manifest, taxonomy, dataset_name, version, mask_encoding, counts, stamp)
         meta["qa_failures"] = dict(qa_results.filter(~pl.col("passed")).group_by("check_id").len().sort("check_id").iter_rows())
         archive.add("qa/report.csv", qa_csv)
@@ -167,9 +167,10 @@ def write_release_archive(
 
 def release_version(
     manifest: pl.DataFrame, taxonomy: Taxonomy, dataset_name: str, mask_encoding: str, qa_csv: bytes,
-    report_files: Mapping[str, bytes] | None = None,
+    report_files: Mapping[str, bytes] | None = None, coco_annotations: list[dict] | None = None,
 ) -> str:
-    """Content hash of what the release holds: same data, same version."""
+    """Content hash of what the release holds: same data, same version. The COCO annotations count
+    too: a polygon edit that moves no mask pixel still changes coco.json."""
     digest = hashlib.sha256()
     digest.update(f"{dataset_name}\0{taxonomy.taxonomy_version}\0{mask_encoding}\0".encode())
     digest.update(manifest.sort("image_id").write_csv().encode())
@@ -177,6 +178,7 @@ def release_version(
     for path, data in sorted((report_files or {}).items()):
         digest.update(f"\0{path}\0".encode())
         digest.update(data)
+    digest.update(orjson.dumps(coco_annotations or []))
     return digest.hexdigest()[:12]
 
 

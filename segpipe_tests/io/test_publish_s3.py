@@ -27,6 +27,7 @@ from segpipe.core.publish import (
 from segpipe.core.release_pointer import advance_pointer, read_pointer
 from segpipe.core.release_staging import STAGING_DIR
 from segpipe_tests.core.test_publish import RaisingReader
+from segpipe_tests.response_dropping_proxy import dropping_proxy
 from segpipe_tests.s3_server import S3Server, run_s3_server
 
 pytestmark = pytest.mark.s3
@@ -247,3 +248,22 @@ def test_concurrent_pointer_moves_end_at_the_highest_sequence(s3_server: S3Serve
         highest = {"version": f"v{trial}.4", "sequence": 10 * trial + 4}
         assert read_pointer(s3_server.filesystem(), path) == highest
         assert seen[4] == highest
+
+
+def test_a_lost_response_to_our_marker_write_is_retried_and_read_back_as_ours(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """The marker's PUT succeeds but its answer is lost; the client retries, the server answers 412
+    (the key is taken), and publication reads the marker back, finds its own bytes and succeeds."""
+    root = _root(s3_bucket)
+    with dropping_proxy(s3_server.endpoint_url, r"PUT /[^ ]*/_RELEASE\.json") as proxy:
+        fs = s3fs.S3FileSystem(
+            skip_instance_cache=True, key=s3_server.access_key, secret=s3_server.secret_key,
+            client_kwargs={"endpoint_url": proxy.url, "region_name": s3_server.region},
+            config_kwargs={"retries": {"max_attempts": 3, "mode": "standard"}})
+        published = _publish(fs, root, tmp_path / "one", b"release one")
+    assert proxy.dropped == 1 and len(proxy.matched) >= 2  # the first answer was lost, and the write was retried
+    assert published.newly_published and published.version == V1
+    independent = s3_server.filesystem()
+    marker = orjson.loads(independent.cat_file(f"{root}/releases/demo/{V1}/{RELEASE_MARKER}"))
+    assert marker["run_id"] == "run-1" and marker["content_digest"] == hashlib.sha256(b"release one").hexdigest()

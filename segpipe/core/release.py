@@ -21,7 +21,7 @@ from typing import BinaryIO
 import orjson
 import polars as pl
 
-from segpipe.core.artefact_keys import ArtefactStore
+from segpipe.core.artefact_keys import ArtefactStore, content_digest
 from segpipe.core.coco_annotations import shape_annotations
 from segpipe.core.ingest import METADATA_COLUMNS, image_metadata
 from segpipe.core.png import png_frame
@@ -134,7 +134,8 @@ def write_release_archive(
             coco_images.append({"id": n, "file_name": image_path, "width": item["width"], "height": item["height"]})
             drawn = shapes_of.get(item["mask_key"])
             found_annotations = (_class_annotations(item["mask_key"], mask_bytes, store) if drawn is None
-                                 else shape_annotations(drawn, taxonomy, item["width"], item["height"]))
+                                 else _shape_annotations(item["mask_key"], drawn, taxonomy, item["width"],
+                                                         item["height"], store))
             for found in found_annotations:
                 if found["category_id"] in taxonomy.class_ids:
                     annotations.append({
@@ -228,6 +229,20 @@ def _pixel_columns(class_pixels: list[int], taxonomy: Taxonomy) -> dict:
     column keeps one type whatever the taxonomy, in CSV as in Parquet; and the ignored pixels."""
     per_class = {c.name: class_pixels[c.id] for c in sorted(taxonomy.classes, key=lambda c: c.id)}
     return {"class_pixels": orjson.dumps(per_class).decode(), "ignored_pixels": class_pixels[taxonomy.ignore_index]}
+
+
+def _shape_annotations(mask_key: str, shapes: pl.DataFrame, taxonomy: Taxonomy, width: int, height: int,
+                       store: ArtefactStore) -> list[dict]:
+    """The COCO annotations of a mask's shapes, remembered under the mask and a digest of the shapes
+    and trainable classes, so a backfill that leaves them alone does not draw them again."""
+    trainable = sorted(c.id for c in taxonomy.classes if c.trainable)
+    digest = content_digest(mask_key.encode(), orjson.dumps(shapes.to_dicts()), orjson.dumps([trainable, width, height]))
+    memo = f"coco-shapes/{digest}.json"
+    remembered = store.recall(memo)
+    if remembered is None:
+        remembered = shape_annotations(shapes, taxonomy, width, height)
+        store.remember(memo, remembered)
+    return remembered
 
 
 def _class_outlines(mask_key: str, mask_bytes: bytes, store: ArtefactStore, ignore_index: int) -> dict[int, list]:

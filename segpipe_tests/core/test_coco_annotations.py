@@ -2,8 +2,10 @@ import numpy as np
 import orjson
 import polars as pl
 
+from segpipe.core.artefact_keys import ArtefactStore
 from segpipe.core.coco_annotations import SHAPE_COLUMNS, released_shapes, shape_annotations
 from segpipe.core.raster import rasterize_shapes
+from segpipe.core.release import _shape_annotations
 from segpipe.core.rle import decode_rle
 from segpipe_tests.core.release_fixture import TAXONOMY, build_drawn_release, drawn_shapes
 
@@ -72,3 +74,16 @@ def test_released_shapes_are_those_of_the_entry_whose_mask_single_and_gold_image
     # a2 is not the released entry, c is fused, d not accepted, e was drawn from a mask shape
     assert found.select("mask_key", "entry_id", "shape_index", "kind").rows() == [
         ("m-a1", "a1", 0, "box"), ("m-a1", "a1", 1, "polygon"), ("m-b", "b", 0, "polygon")]
+
+
+def test_a_masks_shape_annotations_are_remembered_and_redrawn_only_when_its_shapes_change():
+    objects: dict[str, bytes] = {}
+    store = ArtefactStore.in_memory(objects)
+    shapes = drawn_shapes()
+    first = _shape_annotations("masks/m0.png", shapes, TAXONOMY, 320, 240, store)
+    assert first == shape_annotations(shapes, TAXONOMY, 320, 240)
+    [memo] = [key for key in objects if key.startswith("coco-shapes/")]
+    objects[memo] = b'[{"remembered": true}]'
+    assert _shape_annotations("masks/m0.png", shapes, TAXONOMY, 320, 240, store) == [{"remembered": True}]
+    moved = shapes.with_columns(pl.col("z_order") + 1)
+    assert _shape_annotations("masks/m0.png", moved, TAXONOMY, 320, 240, store) == shape_annotations(moved, TAXONOMY, 320, 240)

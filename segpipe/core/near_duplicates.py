@@ -54,9 +54,15 @@ def near_duplicate_entries(entries: pl.DataFrame, max_bits: int) -> dict[str, st
 def split_leaks(splits: pl.DataFrame, images: pl.DataFrame, max_bits: int) -> pl.DataFrame:
     """Pairs of near-duplicate images assigned to different splits (splits: image_id, split; images:
     image_id, perceptual_hash): each is the same picture evaluated on and trained on."""
+    ids = splits["image_id"].to_list()
+    hashes = images.filter(pl.col("image_id").is_in(ids)).select("image_id", "perceptual_hash")
+    return leaks_across_splits(splits, near_duplicate_pairs(hashes, max_bits))
+
+
+def leaks_across_splits(splits: pl.DataFrame, pairs: list[tuple[str, str, int]]) -> pl.DataFrame:
+    """The pairs (from near_duplicate_pairs) whose two images both have a split, and different ones."""
     split_of = dict(splits.select("image_id", "split").iter_rows())
-    hashes = images.filter(pl.col("image_id").is_in(list(split_of))).select("image_id", "perceptual_hash")
     rows = [{"image_a": a, "split_a": split_of[a], "image_b": b, "split_b": split_of[b], "bits": bits}
-            for a, b, bits in near_duplicate_pairs(hashes, max_bits) if split_of[a] != split_of[b]]
+            for a, b, bits in pairs if a in split_of and b in split_of and split_of[a] != split_of[b]]
     return pl.DataFrame(rows, schema={"image_a": pl.String, "split_a": pl.String, "image_b": pl.String,
                                       "split_b": pl.String, "bits": pl.Int64})

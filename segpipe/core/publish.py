@@ -142,6 +142,14 @@ def latest_version(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str) 
     return pointer["version"] if pointer else None
 
 
+def latest_release_file(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, name: str) -> tuple[str | None, bytes | None]:
+    """The version latest.json names and one of its files (e.g. manifest.parquet); (None, None) before the first release."""
+    version = latest_version(fs, root, dataset_name)
+    if version is None:
+        return None, None
+    return version, fs.cat_file(f"{root}/{release_prefix(dataset_name, version)}/{name}")
+
+
 def _version_names(fs: fsspec.AbstractFileSystem, releases_dir: str) -> list[str]:
     fs.invalidate_cache(releases_dir)
     if not fs.exists(releases_dir):

@@ -9,7 +9,7 @@ from segpipe.core.coco_annotations import SHAPE_COLUMNS, released_shapes
 from segpipe.core.distribution_report import report_files
 from segpipe.core.ledger import build_ledger, outcome_counts
 from segpipe.core.near_duplicates import split_leaks
-from segpipe.core.publish import archive_name, latest_version, publish_release, release_prefix
+from segpipe.core.publish import archive_name, latest_release_file, publish_release
 from segpipe.core.qa import excluded_entries
 from segpipe.core.release import BuildStamp, release_items, write_release_archive
 from segpipe.core.release_diff import diff_against, diff_files
@@ -63,9 +63,8 @@ def dataset_release(
         contents.manifest.write_parquet(work / "manifest.parquet")
         ledger.write_parquet(work / "ledger.parquet")
         fs, root = object_store.location()
-        previous_version = latest_version(fs, root, settings.dataset_name)
-        previous = None if previous_version is None else pl.read_parquet(
-            io.BytesIO(fs.cat_file(f"{root}/{release_prefix(settings.dataset_name, previous_version)}/manifest.parquet")))
+        previous_version, previous_bytes = latest_release_file(fs, root, settings.dataset_name, "manifest.parquet")
+        previous = None if previous_bytes is None else pl.read_parquet(io.BytesIO(previous_bytes))
         diff = diff_against(previous, contents.manifest)
         for name, data in diff_files(diff, previous_version).items():
             (work / name).write_bytes(data)

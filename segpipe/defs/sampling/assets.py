@@ -5,7 +5,7 @@ from segpipe.core.artefact_keys import content_digest
 from segpipe.core.distribution_chart import render_distribution_chart
 from segpipe.core.distribution_report import distribution_report, unmet_floors
 from segpipe.core.ingest import image_metadata
-from segpipe.core.near_duplicates import near_duplicate_pairs, split_leaks
+from segpipe.core.near_duplicates import leaks_across_splits, near_duplicate_pairs
 from segpipe.core.sampling import (
     kept_assignments,
     remember_assignments,
@@ -72,7 +72,7 @@ def golden_sample(
     chart_key = f"sampling/chart-{content_digest(chart)}.png"
     store.write_once(chart_key, chart)
     splits = sample.splits
-    leaks = split_leaks(splits.filter(pl.col("split").is_not_null()), batch_images, settings.qa.near_duplicate_bits)
+    leaks = leaks_across_splits(splits.filter(pl.col("split").is_not_null()), pairs)  # the pairs found above
     yield dg.Output(splits, output_name="dataset_split", metadata={
         "selected": splits.filter(pl.col("split").is_not_null()).height,
         "not_selected": splits.filter(pl.col("split").is_null()).height,

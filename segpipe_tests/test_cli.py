@@ -1,4 +1,5 @@
 import io
+import struct
 import zipfile
 
 import polars as pl
@@ -84,7 +85,8 @@ def test_verify_exits_non_zero_naming_the_corrupted_member(tmp_path, capsys):
     data = bytearray(build_release().data)
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
         info = archive.getinfo("coco/coco.json")
-    data[info.header_offset + 30 + len(info.filename) + len(info.extra) + 5] ^= 0x01
+    name_length, extra_length = struct.unpack_from("<HH", data, info.header_offset + 26)  # the local header's own
+    data[info.header_offset + 30 + name_length + extra_length + 5] ^= 0x01
     release = tmp_path / "demo.zip"
     release.write_bytes(bytes(data))
     assert main(["verify", str(release)]) == 1
@@ -100,7 +102,7 @@ def test_releases_lists_committed_versions_and_stars_the_latest(tmp_path, capsys
 
     import fsspec
 
-    from segpipe.core.publish import publish_release
+    from segpipe.core.publish import open_staging, publish_release
 
     monkeypatch.setenv("SEGPIPE_STORAGE_ROOT", str(tmp_path / "store"))
     assert main(["releases", "--dataset", "demo"]) == 0
@@ -110,7 +112,9 @@ def test_releases_lists_committed_versions_and_stars_the_latest(tmp_path, capsys
         archive = tmp_path / f"{text}.zip"
         with zipfile.ZipFile(archive, "w") as out:
             out.writestr("meta.json", text)
-        publish_release(fs, str(tmp_path / "store"), "demo", archive, {},
+        staging = open_staging(fs, str(tmp_path / "store"), "demo", dt.datetime(2026, 12, day, 9, 30, tzinfo=dt.UTC))
+        staging.put_file("dataset.zip", archive)
+        publish_release(fs, str(tmp_path / "store"), "demo", staging, "dataset.zip",
                         {"counts": {"input": 10 + day, "released": 8, "filtered": 1 + day, "quarantined": 1}},
                         content_digest=f"{text}-0123456789abcdef", taxonomy_version="street-v1-ab12cd34",
                         now=dt.datetime(2026, 12, day, 9, 30, tzinfo=dt.UTC))

@@ -36,7 +36,7 @@ class CreateOnlyUnsupported(RuntimeError):
 def create_only(fs: fsspec.AbstractFileSystem, path: str, source: BinaryIO) -> CreateOutcome:
     """Stream `source` to `path` unless the key exists; an exception while writing leaves nothing there."""
     digest = hashlib.sha256()
-    if hasattr(fs, "call_s3"):
+    if is_s3(fs):
         taken = _create_on_s3(fs, path, source, digest)
     elif hasattr(fs, "link"):
         taken = _create_by_link(fs, path, source, digest)
@@ -49,6 +49,24 @@ def create_only(fs: fsspec.AbstractFileSystem, path: str, source: BinaryIO) -> C
 
 def create_only_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> CreateOutcome:
     return create_only(fs, path, io.BytesIO(data))
+
+
+def create_only_from(fs: fsspec.AbstractFileSystem, path: str, staged: str, staged_sha256: str) -> CreateOutcome:
+    """Create `path` holding the bytes of the object `staged` (whose SHA-256 is known). Locally the
+    staged file is hard-linked into place, which copies nothing; on S3 it is streamed across."""
+    if is_s3(fs) or not hasattr(fs, "link"):
+        with fs.open(staged, "rb") as source:
+            return create_only(fs, path, source)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    try:
+        fs.link(staged, path)
+    except FileExistsError:
+        return CreateOutcome.ALREADY_SAME if object_sha256(fs, path) == staged_sha256 else CreateOutcome.ALREADY_OTHER
+    return CreateOutcome.CREATED
+
+
+def is_s3(fs: fsspec.AbstractFileSystem) -> bool:
+    return hasattr(fs, "call_s3")
 
 
 def object_sha256(fs: fsspec.AbstractFileSystem, path: str) -> str:
@@ -76,19 +94,19 @@ def _create_on_s3(fs: fsspec.AbstractFileSystem, path: str, source: BinaryIO, di
             f.write(block)
     except BaseException:
         # close() would commit what was written so far (fsspec's __exit__ does): abort instead.
-        _abort(f)
+        abort_upload(f)
         raise
     try:
         f.close()
     except OSError as exc:
-        _abort(f)  # a refused CompleteMultipartUpload leaves its parts stored
+        abort_upload(f)  # a refused CompleteMultipartUpload leaves its parts stored
         if is_precondition_failed(exc):
             return True
         raise
     return False
 
 
-def _abort(f) -> None:
+def abort_upload(f) -> None:
     """Drop an unfinished upload; if the store is unreachable its parts stay until a lifecycle rule or janitor."""
     with contextlib.suppress(Exception):
         f.discard()

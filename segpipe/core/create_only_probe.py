@@ -5,11 +5,12 @@ release's commit marker into a lock that always succeeds. Writing one probe key 
 the second write must be refused. The answer is cached per store for the life of the process.
 """
 
+import contextlib
 import uuid
 
 import fsspec
 
-from segpipe.core.create_only import CreateOutcome, create_only_bytes
+from segpipe.core.create_only import CreateOutcome, create_only_bytes, is_s3
 
 PROBE_PREFIX = "_create_only_probe"
 
@@ -33,6 +34,9 @@ def require_create_only(fs: fsspec.AbstractFileSystem, root: str) -> None:
     finally:
         if fs.exists(probe):
             fs.rm_file(probe)
+        if not is_s3(fs):
+            with contextlib.suppress(OSError):  # another process may be probing the same store
+                fs.rmdir(f"{root}/{PROBE_PREFIX}")
     if second is CreateOutcome.CREATED or kept != b"first":
         raise StoreLacksCreateOnly(
             f"{store}: a create-only write replaced an existing object, so two publishers could both "

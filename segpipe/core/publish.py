@@ -6,30 +6,34 @@ Keys, under the store root:
 - `releases/<dataset>/latest.json`, pointing at the newest committed version;
 - `releases/<dataset>/_staging/<stamp>-<random>/`, this run's uploads before the commit.
 
-Steps: probe the store for create-only writes; drop stale staging dirs; if the newest release
-holds the same content digest, return it; otherwise pick the next version, upload to staging and
-verify it, create each final object create-only (the same bytes already there are fine, other
-bytes are a ReleaseConflictError and nothing further is written), create the marker create-only,
-move `latest.json` forward with compare-and-swap, and delete this run's staging dir.
+Steps: probe the store for create-only writes; drop stale staging dirs and abort stale multipart
+uploads; stream the files into a fresh staging dir (the caller writes them, see open_staging) and
+verify them there; if the newest release holds the same content digest, return it; otherwise pick
+the next version, create each final object create-only from its staged copy (the same bytes
+already there are fine, other bytes are a ReleaseConflictError and nothing further is written),
+create the marker create-only, delete this run's staging dir and move `latest.json` forward with
+compare-and-swap.
 
 Two publishers of one version: at each final key the first create wins and the other stops at
 its first conflict, having created only objects byte-identical to the winner's; it fails with
 ReleaseConflictError rather than retrying a later version (a rerun picks the next one).
 """
 
-import contextlib
 import datetime as dt
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import fsspec
 import orjson
 
-from segpipe.core.create_only import CreateOutcome, create_only, create_only_bytes
+from segpipe.core.create_only import CreateOutcome, create_only_bytes, create_only_from
 from segpipe.core.create_only_probe import require_create_only
 from segpipe.core.release_pointer import advance_pointer, read_pointer
-from segpipe.core.release_staging import new_staging_dir, remove_staging, remove_stale_staging, stage_files
+from segpipe.core.release_staging import (
+    ArchiveCheck,
+    ReleaseStaging,
+    abort_stale_uploads,
+    remove_stale_staging,
+)
 from segpipe.core.release_versions import next_sequence, version_name, version_sequence
 
 RELEASE_MARKER = "_RELEASE.json"
@@ -58,67 +62,75 @@ def archive_name(dataset_name: str, version: str) -> str:
     return f"{dataset_name}-{version}.zip"
 
 
-def publish_release(
-    fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, archive: Path, files: dict[str, Path],
-    marker: dict, content_digest: str, taxonomy_version: str, now: dt.datetime | None = None,
-) -> PublishedRelease:
-    """Publish `archive` plus `files` (name -> local path) as the next version, unless the newest release holds this content."""
+def open_staging(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str,
+                 now: dt.datetime | None = None) -> ReleaseStaging:
+    """This run's staging dir, after the probe and the janitor: a store that cannot publish fails
+    here, before a release is written into it."""
     now = now or dt.datetime.now(dt.UTC)
     require_create_only(fs, root)
     releases_dir = f"{root}/releases/{dataset_name}"
     remove_stale_staging(fs, releases_dir, now, STALE_STAGING_AGE)
-    committed = list_releases(fs, root, dataset_name)
-    if committed and committed[-1]["content_digest"] == content_digest:
-        newest = committed[-1]
-        latest = advance_pointer(fs, f"{releases_dir}/{LATEST_POINTER}", _pointer(newest))
-        return PublishedRelease(newest["version"], release_prefix(dataset_name, newest["version"]), newest,
-                                newly_published=False, latest=latest["version"])
-    sequence = next_sequence(_version_names(fs, releases_dir))
-    version = version_name(now.date(), sequence, taxonomy_version)
-    published = publish_version(
-        fs, root, dataset_name, version, {archive_name(dataset_name, version): archive, **files},
-        {**marker, "sequence": sequence, "content_digest": content_digest,
-         "taxonomy_version": taxonomy_version, "created": now.isoformat()}, now)
+    abort_stale_uploads(fs, releases_dir, now, STALE_STAGING_AGE)
+    return ReleaseStaging(fs, releases_dir, now)
+
+
+def publish_release(
+    fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, staging: ReleaseStaging, archive: str,
+    marker: dict, content_digest: str, taxonomy_version: str, now: dt.datetime | None = None,
+    check_archive: ArchiveCheck | None = None,
+) -> PublishedRelease:
+    """Publish what `staging` holds as the next version, its `archive` named after the version,
+    unless the newest release holds this content. The staging dir is removed either way."""
+    now = now or dt.datetime.now(dt.UTC)
+    releases_dir = f"{root}/releases/{dataset_name}"
+    with staging:
+        staging.verify(check_archive)
+        committed = list_releases(fs, root, dataset_name)
+        if committed and committed[-1]["content_digest"] == content_digest:
+            newest = committed[-1]
+            latest = advance_pointer(fs, f"{releases_dir}/{LATEST_POINTER}", _pointer(newest))
+            return PublishedRelease(newest["version"], release_prefix(dataset_name, newest["version"]), newest,
+                                    newly_published=False, latest=latest["version"])
+        sequence = next_sequence(_version_names(fs, releases_dir))
+        version = version_name(now.date(), sequence, taxonomy_version)
+        published = _commit(fs, root, dataset_name, version, staging, {archive: archive_name(dataset_name, version)},
+                            {**marker, "sequence": sequence, "content_digest": content_digest,
+                             "taxonomy_version": taxonomy_version, "created": now.isoformat()})
     latest = advance_pointer(fs, f"{releases_dir}/{LATEST_POINTER}", _pointer(published.marker))
     return PublishedRelease(published.version, published.prefix, published.marker, published.newly_published,
                             latest["version"])
 
 
 def publish_version(
-    fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, version: str, files: dict[str, Path],
-    marker: dict, now: dt.datetime,
+    fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, version: str, staging: ReleaseStaging,
+    marker: dict, renames: dict[str, str] | None = None,
 ) -> PublishedRelease:
-    """Commit `files` under exactly `version`: the same content already there is a no-op, other content a conflict."""
-    prefix = release_prefix(dataset_name, version)
-    sha256 = {name: _sha256(path) for name, path in sorted(files.items())}
-    marker = {**marker, "dataset": dataset_name, "version": version, "files": sha256}
-    staging = new_staging_dir(f"{root}/releases/{dataset_name}", now)
-    try:
-        published = _commit(fs, root, prefix, version, files, sha256, marker, staging)
-    except BaseException:
-        with contextlib.suppress(Exception):  # the store may be what failed; a later run drops stale staging
-            remove_staging(fs, staging)
-        raise
-    remove_staging(fs, staging)
-    return published
+    """Commit what `staging` holds under exactly `version` (staged names changed by `renames`): the
+    same content already there is a no-op, other content a conflict."""
+    with staging:
+        staging.verify()
+        return _commit(fs, root, dataset_name, version, staging, renames or {}, marker)
 
 
 def _commit(
-    fs: fsspec.AbstractFileSystem, root: str, prefix: str, version: str, files: dict[str, Path],
-    sha256: dict[str, str], marker: dict, staging: str,
+    fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, version: str, staging: ReleaseStaging,
+    renames: dict[str, str], marker: dict,
 ) -> PublishedRelease:
-    stage_files(fs, staging, files, sha256)
-    for name, path in sorted(files.items()):
-        with path.open("rb") as source:
-            if create_only(fs, f"{root}/{prefix}/{name}", source) is CreateOutcome.ALREADY_OTHER:
-                raise ReleaseConflictError(
-                    f"{root}/{prefix}/{name}: version {version} already holds other bytes; releases are never overwritten")
+    prefix = release_prefix(dataset_name, version)
+    final_names = {staged: renames.get(staged, staged) for staged in sorted(staging.sha256)}
+    sha256 = {final_names[staged]: digest for staged, digest in staging.sha256.items()}
+    marker = {**marker, "dataset": dataset_name, "version": version, "files": dict(sorted(sha256.items()))}
+    for staged, name in final_names.items():
+        outcome = create_only_from(fs, f"{root}/{prefix}/{name}", f"{staging.path}/{staged}", staging.sha256[staged])
+        if outcome is CreateOutcome.ALREADY_OTHER:
+            raise ReleaseConflictError(
+                f"{root}/{prefix}/{name}: version {version} already holds other bytes; releases are never overwritten")
     marker_path = f"{root}/{prefix}/{RELEASE_MARKER}"
     body = orjson.dumps(marker, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     if create_only_bytes(fs, marker_path, body) is not CreateOutcome.ALREADY_OTHER:
         return PublishedRelease(version, prefix, marker, newly_published=True, latest=version)
     existing = orjson.loads(fs.cat_file(marker_path))
-    if existing["files"] != sha256:
+    if existing["files"] != marker["files"]:
         raise ReleaseConflictError(
             f"{marker_path}: version {version} was published by run {existing.get('run_id')} with other content; "
             "releases are never overwritten")
@@ -160,11 +172,3 @@ def _version_names(fs: fsspec.AbstractFileSystem, releases_dir: str) -> list[str
 
 def _pointer(marker: dict) -> dict:
     return {"version": marker["version"], "sequence": marker["sequence"], "content_digest": marker["content_digest"]}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

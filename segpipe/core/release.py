@@ -7,13 +7,14 @@ of what it contains, so rebuilding the same data gives the same version. Only me
 left out of the version, so a rebuild of the same data is recognisably the same release.
 """
 
+import contextlib
 import csv
 import hashlib
 import importlib.metadata
 import io
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
@@ -23,6 +24,8 @@ import polars as pl
 
 from segpipe.core.artefact_keys import ArtefactStore, content_digest
 from segpipe.core.coco_annotations import shape_annotations
+from segpipe.core.coco_document import CocoDocument
+from segpipe.core.hashing_writer import HashingWriter
 from segpipe.core.ingest import METADATA_COLUMNS, image_metadata
 from segpipe.core.png import png_frame
 from segpipe.core.raster import decode_mask_png
@@ -71,6 +74,16 @@ class _ChecksummedZip:
         self.archive.writestr(info, data)
         self.sums[name] = hashlib.sha256(data).hexdigest()
 
+    def add_streamed(self, name: str, write: Callable[[BinaryIO], None]) -> None:
+        """A member too large to hold in memory, written in pieces by `write`."""
+        info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = 0o644 << 16
+        with self.archive.open(info, "w", force_zip64=True) as member:
+            hashing = HashingWriter(member)
+            write(hashing)
+        self.sums[name] = hashing.hexdigest()
+
     def add_checksums(self) -> None:
         """SHA256SUMS in `sha256sum` format over every other member, written last so it covers them all."""
         self.add(SHA256SUMS, "".join(f"{digest}  {name}\n" for name, digest in sorted(self.sums.items())).encode())
@@ -101,10 +114,11 @@ def write_release_archive(
     are the polygons behind the masks drawn from them, which coco.json keeps; None when there are none."""
     report_files = dict(sorted((report_files or {}).items()))
     shapes_of = {} if shapes is None else {key[0]: group for key, group in shapes.group_by("mask_key")}
-    rows, annotations, coco_images = [], [], []
-    with zipfile.ZipFile(out, "w") as zipped:
+    rows = []
+    coco = CocoDocument(taxonomy, dataset_name)
+    with contextlib.closing(coco), zipfile.ZipFile(out, "w") as zipped:
         archive = _ChecksummedZip(zipped)
-        for n, item in enumerate(items.sort("split", "image_id").iter_rows(named=True), start=1):
+        for item in items.sort("split", "image_id").iter_rows(named=True):
             stem = release_stem(item["file_name"], item["image_id"])
             suffix = item["image_key"].rsplit(".", 1)[-1]
             image_path, mask_path = f"images/{item['split']}/{stem}.{suffix}", f"masks/{item['split']}/{stem}.png"
@@ -131,20 +145,15 @@ def write_release_archive(
             outlines = _class_outlines(item["mask_key"], mask_bytes, store, taxonomy.ignore_index)
             archive.add(f"labels/{item['split']}/{stem}.txt",
                         yolo_label_text(outlines, taxonomy, item["width"], item["height"]).encode())
-            coco_images.append({"id": n, "file_name": image_path, "width": item["width"], "height": item["height"]})
             drawn = shapes_of.get(item["mask_key"])
-            found_annotations = (_class_annotations(item["mask_key"], mask_bytes, store) if drawn is None
-                                 else _shape_annotations(item["mask_key"], drawn, taxonomy, item["width"],
-                                                         item["height"], store))
-            for found in found_annotations:
-                if found["category_id"] in taxonomy.class_ids:
-                    annotations.append({
-                        "id": len(annotations) + 1, "image_id": n, "category_id": found["category_id"],
-                        "segmentation": found["segmentation"], "area": found["area"],
-                        "iscrowd": found.get("iscrowd", 0), "bbox": found["bbox"]})
+            coco.add_image(image_path, item["width"], item["height"],
+                           _class_annotations(item["mask_key"], mask_bytes, store) if drawn is None
+                           else _shape_annotations(item["mask_key"], drawn, taxonomy, item["width"], item["height"],
+                                                   store))
         manifest = ManifestRecord.validate(pl.DataFrame(rows, schema=manifest_types()))
         qa_csv, thumbnails = _qa_folder(qa_results)
-        version = release_version(manifest, taxonomy, dataset_name, mask_encoding, qa_csv, report_files, annotations)
+        version = release_version(manifest, taxonomy, dataset_name, mask_encoding, qa_csv, report_files,
+                                  coco.annotations_digest())
         meta = _meta(manifest, taxonomy, dataset_name, version, mask_encoding, counts, stamp)
         meta["qa_failures"] = dict(qa_results.filter(~pl.col("passed")).group_by("check_id").len().sort("check_id").iter_rows())
         archive.add("qa/report.csv", qa_csv)
@@ -152,10 +161,7 @@ def write_release_archive(
             archive.add(path, data)
         for path, key in thumbnails:
             archive.add(path, store.read(key), compress=False)
-        coco = {"info": {"description": dataset_name, "version": version}, "licenses": [], "images": coco_images,
-                "categories": [{"id": c.id, "name": c.name, "supercategory": ""} for c in taxonomy.classes],
-                "annotations": annotations}
-        archive.add("coco/coco.json", orjson.dumps(coco))
+        archive.add_streamed("coco/coco.json", lambda member: coco.write(member, version))
         archive.add("index.csv", _index_csv(manifest))
         archive.add("index.parquet", _index_parquet(manifest))
         archive.add("meta.json", orjson.dumps(meta, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
@@ -168,7 +174,7 @@ def write_release_archive(
 
 def release_version(
     manifest: pl.DataFrame, taxonomy: Taxonomy, dataset_name: str, mask_encoding: str, qa_csv: bytes,
-    report_files: Mapping[str, bytes] | None = None, coco_annotations: list[dict] | None = None,
+    report_files: Mapping[str, bytes] | None = None, coco_annotations_digest: str = "",
 ) -> str:
     """Content hash of what the release holds: same data, same version. The COCO annotations count
     too: a polygon edit that moves no mask pixel still changes coco.json."""
@@ -179,7 +185,7 @@ def release_version(
     for path, data in sorted((report_files or {}).items()):
         digest.update(f"\0{path}\0".encode())
         digest.update(data)
-    digest.update(orjson.dumps(coco_annotations or []))
+    digest.update(coco_annotations_digest.encode())
     return digest.hexdigest()[:12]
 
 

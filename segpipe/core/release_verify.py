@@ -55,6 +55,11 @@ def verify_release(archive: zipfile.ZipFile, mask_sample: int = 64) -> Verificat
     return Verification(problems, files_checked, 0 if manifest is None else manifest.height, decoded)
 
 
+def archive_problems(archive: zipfile.ZipFile) -> list[str]:
+    """verify_release as the publisher's check on a staged archive: each problem as one line."""
+    return [f"{p.member}: {p.problem}" for p in verify_release(archive, mask_sample=16).problems]
+
+
 def member_sha256(archive: zipfile.ZipFile, name: str) -> str:
     digest = hashlib.sha256()
     with archive.open(name) as member:

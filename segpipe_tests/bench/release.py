@@ -2,10 +2,10 @@
 
 Run with `make bench` (or `python -m segpipe_tests.bench.release [--sizes 1000 5000]`). For each
 size, a fresh process generates that many 512x256 street-like images (JPEG) and class masks (PNG)
-into a local object store, then writes the release ZIP (images, masks, coco.json, YOLO labels,
-manifest, SHA256SUMS) and publishes it through the publication protocol into the same store.
-Peak RSS is the child process's maximum resident set (ru_maxrss) after generation and after
-writing; the issue's target is memory that does not grow with the dataset. Results:
+into a local object store; then a fresh process streams the release ZIP (images, masks, coco.json,
+YOLO labels, manifest, SHA256SUMS) into the store's staging area and publishes it through the
+publication protocol. Peak RSS is that process's maximum resident set (ru_maxrss); the issue's
+target is memory that does not grow with the dataset. Results:
 $SEGPIPE_HOME/bench/release.json.
 """
 
@@ -47,17 +47,13 @@ def _scene(rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
     return out.getvalue(), mask
 
 
-def measure(size: int, workdir: Path) -> dict:
-    """In this (fresh) process: generate, write and publish a release of `size` images."""
+def generate(size: int, workdir: Path) -> None:
+    """In a process of its own: `size` images and masks into a local store, and the release items
+    as a Parquet file, so the measuring process holds none of the generated data."""
     from segpipe.core.png import encode_mask_png
-    from segpipe.core.publish import publish_release
-    from segpipe.core.release import BuildStamp, write_release_archive
-    from segpipe.core.taxonomy import load_taxonomy
-    from segpipe.environment import PACKAGE_CONFIG
     from segpipe.io.object_store import ObjectStore
 
-    store = ObjectStore(root=str(workdir / "store"))
-    artefacts = store.artefacts()
+    artefacts = ObjectStore(root=str(workdir / "store")).artefacts()
     rng = np.random.default_rng(size)
     rows = []
     for n in range(size):
@@ -72,29 +68,45 @@ def measure(size: int, workdir: Path) -> dict:
                      "file_name": f"images/scene_{n:05d}.jpg", "width": WIDTH, "height": HEIGHT,
                      "source_batches": "b0", "annotators": "annotator-x", "camera": "front", "city": "lyon",
                      "time_of_day": "day", "weather": "clear", "sequence_id": f"s{n // 5}", "qa_warnings": None})
-    items = pl.DataFrame(rows, schema_overrides={"agreement": pl.Float64, "instance_mask_key": pl.String,
-                                                 "qa_warnings": pl.String, "class_pixels": pl.List(pl.Int64)})
-    del rows
-    generated_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    pl.DataFrame(rows, schema_overrides={"agreement": pl.Float64, "instance_mask_key": pl.String,
+                                         "qa_warnings": pl.String, "class_pixels": pl.List(pl.Int64)}
+                 ).write_parquet(workdir / "items.parquet")
+
+
+def measure(workdir: Path) -> dict:
+    """In a fresh process: write the release straight into the store's staging area and publish it."""
+    from segpipe.core.publish import archive_name, open_staging, publish_release
+    from segpipe.core.release import BuildStamp, write_release_archive
+    from segpipe.core.release_verify import archive_problems
+    from segpipe.core.taxonomy import load_taxonomy
+    from segpipe.environment import PACKAGE_CONFIG
+    from segpipe.io.object_store import ObjectStore
+
+    store = ObjectStore(root=str(workdir / "store"))
+    items = pl.read_parquet(workdir / "items.parquet")
+    size = items.height
+    loaded_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     qa = pl.DataFrame(schema={"entry_id": pl.String, "batch_id": pl.String, "file_name": pl.String, "check_id": pl.String,
                               "severity": pl.String, "passed": pl.Boolean, "excludes_entry": pl.Boolean,
                               "reason": pl.String, "thumbnail_key": pl.String})
     taxonomy = load_taxonomy(PACKAGE_CONFIG / "taxonomy.yaml")
-    start = time.perf_counter()
-    archive = workdir / "release.zip"
-    with archive.open("wb") as out:
-        contents = write_release_archive(out, items, artefacts, taxonomy, "bench", "grayscale",
-                                         {"input": size, "released": size, "filtered": 0, "quarantined": 0},
-                                         qa, BuildStamp("bench", "2026-12-01T00:00:00Z"))
-    write_s = time.perf_counter() - start
-    written_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     fs, root = store.location()
     start = time.perf_counter()
-    publish_release(fs, root, "bench", archive, {}, {"counts": {"released": size}},
-                    content_digest=contents.version, taxonomy_version=taxonomy.taxonomy_version)
+    with open_staging(fs, root, "bench") as staging:
+        with staging.open("dataset.zip") as out:
+            contents = write_release_archive(out, items, store.artefacts(), taxonomy, "bench", "grayscale",
+                                             {"input": size, "released": size, "filtered": 0, "quarantined": 0},
+                                             qa, BuildStamp("bench", "2026-12-01T00:00:00Z"))
+        write_s = time.perf_counter() - start
+        written_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        start = time.perf_counter()
+        published = publish_release(fs, root, "bench", staging, "dataset.zip", {"counts": {"released": size}},
+                                    content_digest=contents.version, taxonomy_version=taxonomy.taxonomy_version,
+                                    check_archive=archive_problems)
     publish_s = time.perf_counter() - start
-    return {"images": size, "zip_mib": archive.stat().st_size / 2**20, "write_s": write_s, "publish_s": publish_s,
-            "images_per_s": size / (write_s + publish_s), "peak_rss_after_generation_mib": generated_mib,
+    zip_bytes = fs.size(f"{root}/{published.prefix}/{archive_name('bench', published.version)}")
+    return {"images": size, "zip_mib": zip_bytes / 2**20, "write_s": write_s, "publish_s": publish_s,
+            "images_per_s": size / (write_s + publish_s), "peak_rss_after_loading_items_mib": loaded_mib,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "peak_rss_after_write_mib": written_mib}
 
@@ -102,28 +114,31 @@ def measure(size: int, workdir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(measure(args.child, args.workdir)))
+    if args.generate:
+        generate(args.generate, args.workdir)
+        return
+    if args.measure:
+        print(json.dumps(measure(args.workdir)))
         return
     results = []
     for size in args.sizes:
         with tempfile.TemporaryDirectory(prefix="segpipe-bench-release-") as tmp:
-            done = subprocess.run([sys.executable, "-m", "segpipe_tests.bench.release", "--child", str(size),
-                                   "--workdir", tmp], check=True, capture_output=True, text=True)
+            child = [sys.executable, "-m", "segpipe_tests.bench.release", "--workdir", tmp]
+            subprocess.run([*child, "--generate", str(size)], check=True)
+            done = subprocess.run([*child, "--measure"], check=True, capture_output=True, text=True)
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print(f"\nRelease benchmark: {WIDTH}x{HEIGHT} images, write the ZIP then publish it into a local store")
-    print(f"{'images':>7} {'ZIP MiB':>8} {'write s':>8} {'publish s':>10} {'images/s':>9} {'RSS after data':>15} {'peak RSS MiB':>13}")
+    print(f"\nRelease benchmark: {WIDTH}x{HEIGHT} images, the ZIP streamed into a local store's staging, then published")
+    print(f"{'images':>7} {'ZIP MiB':>8} {'write s':>8} {'publish s':>10} {'images/s':>9} {'RSS items':>10} {'peak RSS MiB':>13}")
     for r in results:
         print(f"{r['images']:>7,} {r['zip_mib']:>8.0f} {r['write_s']:>8.1f} {r['publish_s']:>10.1f} {r['images_per_s']:>9.0f}"
-              f" {r['peak_rss_after_generation_mib']:>15.0f} {r['peak_rss_mib']:>13.0f}")
+              f" {r['peak_rss_after_loading_items_mib']:>10.0f} {r['peak_rss_mib']:>13.0f}")
     if len(results) >= 2:
         growth = results[-1]["peak_rss_mib"] - results[0]["peak_rss_mib"]
-        data_growth = results[-1]["peak_rss_after_generation_mib"] - results[0]["peak_rss_after_generation_mib"]
-        print(f"  peak RSS grows {growth:.0f} MiB from {results[0]['images']:,} to {results[-1]['images']:,} images "
-              f"({data_growth:.0f} MiB of it already after generating the test data)")
+        print(f"  peak RSS grows {growth:.0f} MiB from {results[0]['images']:,} to {results[-1]['images']:,} images")
     home = Path(os.environ.get("SEGPIPE_HOME", Path.cwd() / ".segpipe"))
     out = home / "bench" / "release.json"
     out.parent.mkdir(parents=True, exist_ok=True)

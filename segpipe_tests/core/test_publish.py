@@ -14,18 +14,20 @@ import pytest
 from fsspec.implementations.local import LocalFileSystem
 
 from segpipe.core.create_only import CreateOutcome, create_only, create_only_bytes
-from segpipe.core.create_only_probe import StoreLacksCreateOnly, require_create_only
+from segpipe.core.create_only_probe import PROBE_PREFIX, StoreLacksCreateOnly, require_create_only
 from segpipe.core.publish import (
     LATEST_POINTER,
     RELEASE_MARKER,
     ReleaseConflictError,
     latest_version,
     list_releases,
+    open_staging,
     publish_release,
     publish_version,
 )
 from segpipe.core.release_pointer import advance_pointer, read_pointer
-from segpipe.core.release_staging import STAGING_DIR, StagedReleaseCorrupt
+from segpipe.core.release_staging import STAGING_DIR, ReleaseStaging, StagedReleaseCorrupt
+from segpipe.core.release_verify import archive_problems
 from segpipe.core.release_versions import next_sequence, version_name, version_sequence
 
 DAY_ONE = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
@@ -42,10 +44,19 @@ def _archive(folder: Path, text: str) -> Path:
     return path
 
 
+def staged(fs, root: str, files: dict[str, Path], now: dt.datetime = DAY_ONE) -> ReleaseStaging:
+    """A staging dir holding local `files` (name -> path), as the release asset streams them in."""
+    staging = open_staging(fs, root, "demo", now)
+    for name, path in files.items():
+        staging.put_file(name, path)
+    return staging
+
+
 def _publish(fs, root: str, folder: Path, text: str, now: dt.datetime = DAY_ONE, run_id: str = "run-1"):
     archive = _archive(folder, text)
-    return publish_release(fs, root, "demo", archive, {"manifest.parquet": folder / "manifest.parquet"},
-                           {"run_id": run_id}, content_digest=f"digest-{text}", taxonomy_version=TAXONOMY, now=now)
+    staging = staged(fs, root, {"dataset.zip": archive, "manifest.parquet": folder / "manifest.parquet"}, now)
+    return publish_release(fs, root, "demo", staging, "dataset.zip", {"run_id": run_id},
+                           content_digest=f"digest-{text}", taxonomy_version=TAXONOMY, now=now)
 
 
 def _local() -> LocalFileSystem:
@@ -135,12 +146,12 @@ def test_a_second_publish_of_a_version_with_other_content_is_refused_and_touches
     other = _archive(tmp_path / "b", "other")
 
     with pytest.raises(ReleaseConflictError, match="never overwritten"):
-        publish_version(fs, root, "demo", V1, {f"demo-{V1}.zip": other}, {"run_id": "run-2"}, DAY_ONE)
+        publish_version(fs, root, "demo", V1, staged(fs, root, {f"demo-{V1}.zip": other}), {"run_id": "run-2"})
     assert {p: p.read_bytes() for p in (Path(root) / first.prefix).iterdir()} == before
     # the same files under the same version (a rerun of the committing run) are a no-op
-    same = publish_version(fs, root, "demo", V1, {f"demo-{V1}.zip": tmp_path / "a" / "dataset.zip",
-                                                  "manifest.parquet": tmp_path / "a" / "manifest.parquet"},
-                           {"run_id": "run-3"}, DAY_ONE)
+    same = publish_version(fs, root, "demo", V1, staged(fs, root, {f"demo-{V1}.zip": tmp_path / "a" / "dataset.zip",
+                                                                  "manifest.parquet": tmp_path / "a" / "manifest.parquet"}),
+                           {"run_id": "run-3"})
     assert (same.newly_published, same.marker["run_id"]) == (False, "run-1")
 
 
@@ -158,7 +169,7 @@ def test_an_uncommitted_attempt_is_skipped_not_overwritten(tmp_path):
 
 def test_corruption_seen_in_staging_stops_the_publish_before_any_final_key(tmp_path):
     fs, root = BitFlippingFileSystem(auto_mkdir=True), str(tmp_path / "store")
-    with pytest.raises(StagedReleaseCorrupt, match=f"demo-{V1}.zip: sha256 "):
+    with pytest.raises(StagedReleaseCorrupt, match="dataset.zip: sha256 "):
         _publish(fs, root, tmp_path / "a", "one")
     assert sorted(p.name for p in (Path(root) / "releases/demo").iterdir()) == [STAGING_DIR]
     assert list((Path(root) / "releases/demo" / STAGING_DIR).iterdir()) == []
@@ -216,3 +227,38 @@ def test_version_names_carry_date_sequence_and_taxonomy():
     assert version_sequence("_staging") is None and version_sequence("latest.json") is None
     assert next_sequence(["_staging", "2026-11-30.4-tax-x", "2026-12-01.2-tax-x"]) == 5
     assert next_sequence([]) == 1
+
+
+def test_an_exception_while_streaming_the_archive_leaves_no_release_and_no_staging(tmp_path):
+    fs, root = _local(), str(tmp_path / "store")
+    with pytest.raises(RuntimeError, match="release writer crashed"), open_staging(fs, root, "demo", DAY_ONE) as staging:
+        with staging.open("dataset.zip") as out:
+            out.write(b"PK half an archive")
+            raise RuntimeError("release writer crashed")
+    assert [p.name for p in (Path(root) / "releases/demo").iterdir()] == [STAGING_DIR]
+    assert list((Path(root) / "releases/demo" / STAGING_DIR).iterdir()) == []
+    assert not (Path(root) / PROBE_PREFIX).exists(), "the probe cleans up after itself"
+
+
+def test_a_staged_archive_failing_the_release_check_is_not_published(tmp_path):
+    """The asset passes verify_release as the check: a member that does not match SHA256SUMS stops the commit."""
+    fs, root = _local(), str(tmp_path / "store")
+    with open_staging(fs, root, "demo", DAY_ONE) as staging:
+        with staging.open("dataset.zip") as out, zipfile.ZipFile(out, "w") as archive:
+            archive.writestr("meta.json", b"{}")
+            archive.writestr("SHA256SUMS", f"{'0' * 64}  meta.json\n")
+        with pytest.raises(StagedReleaseCorrupt, match="dataset.zip: meta.json: SHA-256 is "):
+            publish_release(fs, root, "demo", staging, "dataset.zip", {"run_id": "run-1"}, content_digest="d",
+                            taxonomy_version=TAXONOMY, now=DAY_ONE, check_archive=archive_problems)
+    assert list_releases(fs, root, "demo") == [] and latest_version(fs, root, "demo") is None
+    assert sorted(p.name for p in (Path(root) / "releases/demo").iterdir()) == [STAGING_DIR]
+
+
+def test_a_published_file_is_the_staged_file_linked_not_copied(tmp_path):
+    """Locally the commit hard-links each staged file into place, so a large archive is not written twice."""
+    fs, root = _local(), str(tmp_path / "store")
+    staging = staged(fs, root, {"dataset.zip": _archive(tmp_path / "a", "one")})
+    staged_inode = os.stat(f"{staging.path}/dataset.zip").st_ino
+    published = publish_release(fs, root, "demo", staging, "dataset.zip", {"run_id": "run-1"}, content_digest="d",
+                                taxonomy_version=TAXONOMY, now=DAY_ONE)
+    assert os.stat(Path(root) / published.prefix / f"demo-{V1}.zip").st_ino == staged_inode

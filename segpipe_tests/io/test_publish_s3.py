@@ -19,14 +19,16 @@ from segpipe.core.create_only import CreateOutcome, create_only, create_only_byt
 from segpipe.core.publish import (
     LATEST_POINTER,
     RELEASE_MARKER,
+    STALE_STAGING_AGE,
     ReleaseConflictError,
     list_releases,
+    open_staging,
     publish_release,
     publish_version,
 )
 from segpipe.core.release_pointer import advance_pointer, read_pointer
 from segpipe.core.release_staging import STAGING_DIR
-from segpipe_tests.core.test_publish import RaisingReader
+from segpipe_tests.core.test_publish import RaisingReader, staged
 from segpipe_tests.response_dropping_proxy import dropping_proxy
 from segpipe_tests.s3_server import S3Server, run_s3_server
 
@@ -49,9 +51,9 @@ def _archive(folder: Path, payload: bytes) -> Path:
 
 def _publish(fs, root: str, folder: Path, payload: bytes, run_id: str = "run-1"):
     archive = _archive(folder, payload)
-    return publish_release(fs, root, "demo", archive, {"manifest.parquet": folder / "manifest.parquet"},
-                           {"run_id": run_id}, content_digest=hashlib.sha256(payload).hexdigest(),
-                           taxonomy_version=TAXONOMY, now=NOW)
+    staging = staged(fs, root, {"dataset.zip": archive, "manifest.parquet": folder / "manifest.parquet"}, NOW)
+    return publish_release(fs, root, "demo", staging, "dataset.zip", {"run_id": run_id},
+                           content_digest=hashlib.sha256(payload).hexdigest(), taxonomy_version=TAXONOMY, now=NOW)
 
 
 def _root(s3_bucket: str) -> str:
@@ -126,8 +128,8 @@ def test_a_second_publish_of_a_version_is_refused(s3_server: S3Server, s3_bucket
     release = f"{root}/{first.prefix}"
     before = {path: fs.cat_file(path) for path in fs.ls(release, detail=False)}
     with pytest.raises(ReleaseConflictError, match="never overwritten"):
-        publish_version(fs, root, "demo", V1, {f"demo-{V1}.zip": _archive(tmp_path / "b", b"two")},
-                        {"run_id": "run-2"}, NOW)
+        publish_version(fs, root, "demo", V1, staged(fs, root, {f"demo-{V1}.zip": _archive(tmp_path / "b", b"two")}, NOW),
+                        {"run_id": "run-2"})
     reader = s3_server.filesystem()
     assert {path: reader.cat_file(path) for path in reader.ls(release, detail=False)} == before
 
@@ -147,7 +149,8 @@ def test_two_concurrent_publishers_of_one_version_have_exactly_one_winner(
             fs = s3_server.filesystem()  # each publisher its own client, as two processes would have
             barrier.wait()
             try:
-                outcomes[i] = publish_version(fs, root, "demo", version, files[i], {"run_id": f"run-{i}"}, NOW)
+                outcomes[i] = publish_version(fs, root, "demo", version, staged(fs, root, files[i], NOW),
+                                              {"run_id": f"run-{i}"})
             except ReleaseConflictError as exc:
                 outcomes[i] = exc
 
@@ -186,8 +189,8 @@ def test_a_server_killed_during_upload_leaves_no_partial_release_and_a_rerun_com
 
         def publish() -> None:
             try:
-                publish_release(fs, root, "demo", archive, {}, {"run_id": "run-1"}, content_digest="d",
-                                taxonomy_version=TAXONOMY, now=NOW)
+                publish_release(fs, root, "demo", staged(fs, root, {"dataset.zip": archive}, NOW), "dataset.zip",
+                                {"run_id": "run-1"}, content_digest="d", taxonomy_version=TAXONOMY, now=NOW)
             except BaseException as exc:  # noqa: BLE001 - the failure is what this test inspects
                 failures.append(exc)
 
@@ -210,8 +213,8 @@ def test_a_server_killed_during_upload_leaves_no_partial_release_and_a_rerun_com
         fs = server.filesystem()
         assert _objects_under(fs, f"{root}/releases") == []
         assert list_releases(fs, root, "demo") == []
-        published = publish_release(fs, root, "demo", archive, {}, {"run_id": "run-2"}, content_digest="d",
-                                    taxonomy_version=TAXONOMY, now=NOW)
+        published = publish_release(fs, root, "demo", staged(fs, root, {"dataset.zip": archive}, NOW), "dataset.zip",
+                                    {"run_id": "run-2"}, content_digest="d", taxonomy_version=TAXONOMY, now=NOW)
         assert (published.version, published.newly_published) == (V1, True)
         zip_bytes = fs.cat_file(f"{root}/releases/demo/{V1}/demo-{V1}.zip")
         assert zip_bytes == archive.read_bytes()
@@ -267,3 +270,58 @@ def test_a_lost_response_to_our_marker_write_is_retried_and_read_back_as_ours(
     independent = s3_server.filesystem()
     marker = orjson.loads(independent.cat_file(f"{root}/releases/demo/{V1}/{RELEASE_MARKER}"))
     assert marker["run_id"] == "run-1" and marker["content_digest"] == hashlib.sha256(b"release one").hexdigest()
+
+
+def test_an_archive_streamed_into_staging_publishes_without_a_local_copy(
+    s3_server: S3Server, s3_bucket: str
+) -> None:
+    """The release asset writes its ZIP straight into the store: multipart, not seekable, hashed on the way."""
+    fs, root = s3_server.filesystem(), _root(s3_bucket)
+    payload = os.urandom(18 << 20)
+    with open_staging(fs, root, "demo", NOW) as staging:
+        with staging.open("dataset.zip") as out, zipfile.ZipFile(out, "w") as archive:
+            archive.writestr("images/a.bin", payload)
+            archive.writestr("meta.json", b'{"name": "demo"}')
+        staging.put_bytes("manifest.parquet", b"manifest")
+        published = publish_release(fs, root, "demo", staging, "dataset.zip", {"run_id": "run-1"},
+                                    content_digest="streamed", taxonomy_version=TAXONOMY, now=NOW)
+    reader = s3_server.filesystem()
+    zip_bytes = reader.cat_file(f"{root}/{published.prefix}/demo-{V1}.zip")
+    assert hashlib.sha256(zip_bytes).hexdigest() == published.marker["files"][f"demo-{V1}.zip"]
+    with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
+        assert archive.testzip() is None and archive.read("images/a.bin") == payload
+    assert _objects_under(reader, f"{root}/releases/demo/{STAGING_DIR}") == []
+    assert _pending_uploads(reader, s3_bucket.removeprefix("s3://")) == []
+
+
+def test_an_exception_while_streaming_into_staging_aborts_the_upload(s3_server: S3Server, s3_bucket: str) -> None:
+    fs, root, bucket = s3_server.filesystem(), _root(s3_bucket), s3_bucket.removeprefix("s3://")
+    with pytest.raises(RuntimeError, match="release writer crashed"), open_staging(fs, root, "demo", NOW) as staging:
+        with staging.open("dataset.zip") as out:
+            out.write(os.urandom(12 << 20))  # one part is already uploaded
+            raise RuntimeError("release writer crashed")
+    reader = s3_server.filesystem()
+    assert _objects_under(reader, f"{root}/releases") == []
+    assert _pending_uploads(reader, bucket) == []
+
+
+def test_the_janitor_aborts_multipart_uploads_left_by_a_killed_publisher(s3_server: S3Server, s3_bucket: str) -> None:
+    """A killed process cannot abort its upload; its parts stay stored and unseen until the next publish
+    after STALE_STAGING_AGE aborts them. Uploads outside the release prefix, or recent ones, are left alone."""
+    fs, root, bucket = s3_server.filesystem(), _root(s3_bucket), s3_bucket.removeprefix("s3://")
+    prefix = root.split("/", 1)[1]
+    left = {}
+    for key in (f"{prefix}/releases/demo/{STAGING_DIR}/20261201T000000Z-killedrun001/dataset.zip",
+                f"{prefix}/releases/demo/{V1}/demo-{V1}.zip", f"{prefix}/elsewhere/big.bin"):
+        upload = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key)
+        fs.call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=b"x" * 1024)
+        left[key] = upload["UploadId"]
+
+    open_staging(fs, root, "demo", dt.datetime.now(dt.UTC)).remove()  # a publish now: the uploads are recent
+    assert sorted(u["Key"] for u in _pending_uploads(fs, bucket)) == sorted(left)
+
+    later = dt.datetime.now(dt.UTC) + STALE_STAGING_AGE + dt.timedelta(minutes=1)
+    open_staging(fs, root, "demo", later).remove()
+    assert [u["Key"] for u in _pending_uploads(fs, bucket)] == [f"{prefix}/elsewhere/big.bin"]
+    fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=f"{prefix}/elsewhere/big.bin",
+               UploadId=left[f"{prefix}/elsewhere/big.bin"])

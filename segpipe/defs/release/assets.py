@@ -1,6 +1,4 @@
 import io
-import tempfile
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -9,14 +7,17 @@ from segpipe.core.coco_annotations import SHAPE_COLUMNS, released_shapes
 from segpipe.core.distribution_report import report_files
 from segpipe.core.ledger import build_ledger, outcome_counts
 from segpipe.core.near_duplicates import split_leaks
-from segpipe.core.publish import archive_name, latest_release_file, publish_release
+from segpipe.core.publish import archive_name, latest_release_file, open_staging, publish_release
 from segpipe.core.qa import excluded_entries
 from segpipe.core.release import BuildStamp, release_items, write_release_archive
 from segpipe.core.release_diff import diff_against, diff_files
+from segpipe.core.release_verify import archive_problems
 from segpipe.core.sampling import unselected_reasons
 from segpipe.defs.metadata import markdown_table
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
+
+STAGED_ARCHIVE = "dataset.zip"
 
 
 @dg.asset(
@@ -50,30 +51,25 @@ def dataset_release(
     counts = outcome_counts(ledger)
     shapes = released_shapes(consensus_masks, annotation_masks.select("mask_key", "entry_id"),
                              mapped_shapes.select(SHAPE_COLUMNS))
-    with tempfile.TemporaryDirectory(prefix="segpipe-release-") as tmp:
-        work = Path(tmp)
-        archive_path = work / "dataset.zip"
-        with archive_path.open("wb") as out:
+    fs, root = object_store.location()
+    with open_staging(fs, root, settings.dataset_name) as staging:
+        with staging.open(STAGED_ARCHIVE) as out:
             contents = write_release_archive(
                 out, items, object_store.artefacts(), taxonomy,
                 settings.dataset_name, settings.mask_encoding, counts, qa_report, BuildStamp.now(context.run.run_id),
                 report_files(sampling_report, class_balance, split_leaks(
                     dataset_split.filter(pl.col("split").is_not_null()), batch_images, settings.qa.near_duplicate_bits)),
                 shapes)
-        contents.manifest.write_parquet(work / "manifest.parquet")
-        ledger.write_parquet(work / "ledger.parquet")
-        fs, root = object_store.location()
+        staging.put_bytes("manifest.parquet", _parquet(contents.manifest))
+        staging.put_bytes("ledger.parquet", _parquet(ledger))
         previous_version, previous_bytes = latest_release_file(fs, root, settings.dataset_name, "manifest.parquet")
         previous = None if previous_bytes is None else pl.read_parquet(io.BytesIO(previous_bytes))
         diff = diff_against(previous, contents.manifest)
         for name, data in diff_files(diff, previous_version).items():
-            (work / name).write_bytes(data)
+            staging.put_bytes(name, data)
         published = publish_release(
-            fs, root, settings.dataset_name, archive_path,
-            {"manifest.parquet": work / "manifest.parquet", "ledger.parquet": work / "ledger.parquet",
-             "diff.json": work / "diff.json", "diff.parquet": work / "diff.parquet"},
-            {"counts": counts, "run_id": context.run.run_id},
-            content_digest=contents.version, taxonomy_version=taxonomy.taxonomy_version)
+            fs, root, settings.dataset_name, staging, STAGED_ARCHIVE, {"counts": counts, "run_id": context.run.run_id},
+            content_digest=contents.version, taxonomy_version=taxonomy.taxonomy_version, check_archive=archive_problems)
     archive_key = f"{published.prefix}/{archive_name(settings.dataset_name, published.version)}"
     balanced = counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"]
     return dg.MaterializeResult(
@@ -96,3 +92,9 @@ def dataset_release(
         check_results=[dg.AssetCheckResult(
             check_name="ledger_balances", passed=balanced, metadata={"counts": dg.MetadataValue.json(counts)})],
     )
+
+
+def _parquet(table: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    table.write_parquet(buffer)
+    return buffer.getvalue()

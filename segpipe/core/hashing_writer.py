@@ -1,0 +1,33 @@
+"""A write-only stream that takes the SHA-256 of what passes through it.
+
+Releases are streamed into the store, so the checksum of each file has to be taken on the way:
+there is no local copy to hash afterwards. It does not seek, so a ZIP written through it records
+each member's sizes after its data (a data descriptor), which every ZIP reader understands.
+"""
+
+import hashlib
+import io
+from typing import BinaryIO
+
+
+class HashingWriter(io.RawIOBase):
+    def __init__(self, target: BinaryIO) -> None:
+        self._target = target
+        self._digest = hashlib.sha256()
+        self._written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._digest.update(data)
+        self._target.write(data)
+        size = memoryview(data).nbytes
+        self._written += size
+        return size
+
+    def tell(self) -> int:
+        return self._written
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()

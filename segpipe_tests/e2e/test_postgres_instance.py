@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
+from segpipe.core.publish import RELEASE_MARKER
 from segpipe.definitions import defs as load_defs
 from segpipe.defs.partitions import annotation_batches
 from segpipe.environment import current_environment
@@ -91,7 +92,7 @@ def test_a_build_on_the_postgres_instance_publishes_its_release_once(builds):
     assert again.release_metadata["version"] == cold.release_metadata["version"]
     assert again.release_metadata["archive"] == cold.release_metadata["archive"]
     releases = Path(cold.release_metadata["release"]).parent
-    assert {p.name for p in releases.iterdir()} == {"latest.json", cold.release_metadata["version"]}
+    assert [marker.parent.name for marker in releases.glob(f"*/{RELEASE_MARKER}")] == [cold.release_metadata["version"]]
 
 
 def test_the_runs_and_the_release_materializations_are_rows_in_postgres(builds):

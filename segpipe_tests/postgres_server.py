@@ -20,11 +20,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg2
+
 from segpipe_tests.s3_server import LOOPBACK, free_ports
 
 SERVER_USER = "postgres"  # the Debian/Ubuntu packages' system user, used only when we are root
 START_TIMEOUT_S = 60
-BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True)
+PACKAGED_SERVERS = Path("/usr/lib/postgresql")  # Debian/Ubuntu: one <major>/bin per installed server
 
 
 class PostgresServerError(RuntimeError):
@@ -44,9 +46,7 @@ class PostgresServer:
         return {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user,
                 "PGPASSWORD": self.password, "PGDATABASE": database}
 
-    def connect(self, database: str = "postgres"):
-        import psycopg2
-
+    def connect(self, database: str = "postgres") -> psycopg2.extensions.connection:
         return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
                                 dbname=database)
 
@@ -62,7 +62,10 @@ class PostgresServer:
 
 def server_binaries() -> Path:
     """The directory holding initdb and pg_ctl: the newest /usr/lib/postgresql/<major>/bin, else PATH."""
-    for candidate in [*BIN_DIRS, *([Path(p).parent] if (p := shutil.which("pg_ctl")) else [])]:
+    packaged = sorted((d for d in PACKAGED_SERVERS.glob("*/bin") if d.parent.name.isdigit()),
+                      key=lambda d: int(d.parent.name), reverse=True)
+    on_path = [Path(p).parent] if (p := shutil.which("pg_ctl")) else []
+    for candidate in [*packaged, *on_path]:
         if (candidate / "initdb").is_file() and (candidate / "pg_ctl").is_file():
             return candidate
     raise PostgresServerError(

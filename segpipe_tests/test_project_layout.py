@@ -19,3 +19,10 @@ def test_workspace_and_pyproject_name_the_same_module_and_location():
 
 def test_ci_runs_make_test():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_production_instance_differs_from_the_dev_instance_only_in_its_storage():
+    dev = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    production = yaml.safe_load((ROOT / "deploy" / "dagster.postgres.yaml").read_text())
+    assert "storage" not in dev and set(production.pop("storage")) == {"postgres"}
+    assert production == dev

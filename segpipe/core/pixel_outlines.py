@@ -40,7 +40,7 @@ def pixel_rings(mask: np.ndarray, ignore_index: int) -> PixelRings:
     """Every ring (exteriors and holes) of every value's 4-connected regions; ignore_index has none.
     The frame is padded with ignore_index: outside the image reads as an ignored pixel."""
     height = mask.shape[0]
-    padded = np.pad(mask.astype(np.uint8, copy=False), 1, constant_values=ignore_index)
+    padded = np.pad(mask, 1, constant_values=ignore_index)
     tail_x, tail_y, direction, value = _boundary_edges(padded, ignore_index)
     if not len(value):
         empty = np.zeros(0, np.int64)

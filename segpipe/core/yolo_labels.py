@@ -33,10 +33,14 @@ def class_outlines(mask: np.ndarray, ignore_index: int) -> dict[int, list[Ring]]
 
 
 def yolo_label_text(outlines: dict[int, list[Ring]], taxonomy: Taxonomy, width: int, height: int) -> str:
-    """One line per polygon of a taxonomy class; values the taxonomy does not name are left out."""
+    """One line per polygon of a taxonomy class; values the taxonomy does not name are left out.
+    Vertices are pixel corners, so each of the frame's width + 1 and height + 1 coordinates is
+    formatted once: formatting every vertex took as long as tracing the outlines."""
     index = yolo_class_index(taxonomy)
+    xs = [f"{x / width:.6f}" for x in range(width + 1)]
+    ys = [f"{y / height:.6f}" for y in range(height + 1)]
     lines = [
-        f"{index[value]} " + " ".join(f"{x / width:.6f} {y / height:.6f}" for x, y in ring)
+        f"{index[value]} " + " ".join(f"{xs[int(x)]} {ys[int(y)]}" for x, y in ring)
         for value in sorted(outlines) if value in index
         for ring in outlines[value]
     ]

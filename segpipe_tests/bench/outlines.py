@@ -1,5 +1,5 @@
 """Release outlines per 2048x1024 mask: YOLO class outlines traced by segpipe against the shapely
-union they replaced, and the COCO shape annotations of the same entry.
+union they replaced, their label text, and the COCO shape annotations of the same entry.
 
 Run with `python -m segpipe_tests.bench.outlines [--scenes N] [--rounds R]`. Data: N Cityscapes-style
 scenes (segpipe_tests/bench/cityscapes_scenes.py, default 6, ~100 polygons each) ingested, mapped
@@ -85,7 +85,7 @@ def scene_masks(root: Path, count: int, seed: int) -> list[tuple[np.ndarray, pl.
 
 def main() -> None:
     from segpipe.core.coco_annotations import shape_annotations
-    from segpipe.core.yolo_labels import class_outlines
+    from segpipe.core.yolo_labels import class_outlines, yolo_label_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=6)
@@ -95,28 +95,29 @@ def main() -> None:
     taxonomy = cityscapes_taxonomy()[0]
     ignore = taxonomy.ignore_index
     with tempfile.TemporaryDirectory() as tmp:
-        scenes = scene_masks(Path(tmp), args.scenes, args.seed)
+        scenes = [(mask, shapes, class_outlines(mask, ignore)) for mask, shapes in scene_masks(Path(tmp), args.scenes, args.seed)]
     cases = {
-        "shapely": lambda mask, shapes: shapely_class_outlines(mask, ignore),
-        "traced": lambda mask, shapes: class_outlines(mask, ignore),
-        "coco_shapes": lambda mask, shapes: shape_annotations(shapes, taxonomy, mask.shape[1], mask.shape[0]),
+        "shapely": lambda mask, shapes, traced: shapely_class_outlines(mask, ignore),
+        "traced": lambda mask, shapes, traced: class_outlines(mask, ignore),
+        "label_text": lambda mask, shapes, traced: yolo_label_text(traced, taxonomy, mask.shape[1], mask.shape[0]),
+        "coco_shapes": lambda mask, shapes, traced: shape_annotations(shapes, taxonomy, mask.shape[1], mask.shape[0]),
     }
     times: dict[str, list[float]] = {case: [] for case in cases}
     ratios = []
     rng = random.Random(args.seed)
     for _ in range(args.rounds):
-        for mask, shapes in scenes:
+        for scene in scenes:
             order = list(cases)
             rng.shuffle(order)
             took = {}
             for case in order:
                 start = time.perf_counter()
-                cases[case](mask, shapes)
+                cases[case](*scene)
                 took[case] = (time.perf_counter() - start) * 1000
                 times[case].append(took[case])
             ratios.append(took["shapely"] / took["traced"])
-    identical = all(class_outlines(mask, ignore) == shapely_class_outlines(mask, ignore) for mask, _ in scenes)
-    rings = [sum(len(rings) for rings in class_outlines(mask, ignore).values()) for mask, _ in scenes]
+    identical = all(traced == shapely_class_outlines(mask, ignore) for mask, _, traced in scenes)
+    rings = [sum(len(rings) for rings in traced.values()) for _, _, traced in scenes]
     result = {
         "scenes": args.scenes, "rounds": args.rounds, "frame": "2048x1024", "identical_to_shapely": identical,
         "exterior_rings_median": statistics.median(rings),

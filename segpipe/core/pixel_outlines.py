@@ -27,8 +27,8 @@ _SOUTH = 3
 class PixelRings:
     """Rings as flat arrays: ring r is xs[starts[r]:starts[r + 1]], ys likewise, of mask value
     values[r]; exterior[r] is False for a hole. Rings are ordered by value, exteriors before holes,
-    then as GEOS orders the parts of a normalized MultiPolygon: most vertices first, then by
-    descending start vertex."""
+    then most vertices first and by descending start vertex: the exteriors of a value in the order
+    of the parts of its normalized shapely MultiPolygon."""
     values: np.ndarray
     exterior: np.ndarray
     starts: np.ndarray
@@ -97,6 +97,7 @@ def _successors(padded: np.ndarray, tail_x: np.ndarray, tail_y: np.ndarray, dire
 
 
 def _cycle_labels(successor: np.ndarray) -> np.ndarray:
+    """The ring (cycle of the successor permutation) of each edge, as a label."""
     count = len(successor)
     graph = csr_matrix((np.ones(count, np.int8), successor, np.arange(count + 1)), shape=(count, count))
     return connected_components(graph, directed=True, connection="weak")[1]
@@ -121,7 +122,8 @@ def _walk_cycles(successor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _normal_form(x: np.ndarray, y: np.ndarray, direction: np.ndarray, value: np.ndarray, ring: np.ndarray,
                  height: int) -> PixelRings:
-    """Edges in walking order -> rings of corner vertices, each rotated to start at its smallest (x, y)."""
+    """Edges in walking order -> rings of corner vertices, each rotated to start at its smallest (x, y).
+    The edge leaving that vertex heads south on an exterior (clockwise) and east on a hole."""
     begins = np.flatnonzero(np.r_[True, ring[1:] != ring[:-1]])
     ends = np.r_[begins[1:], len(ring)]
     before = np.roll(direction, 1)
@@ -138,7 +140,7 @@ def _normal_form(x: np.ndarray, y: np.ndarray, direction: np.ndarray, value: np.
     out_x, out_y = np.empty_like(x), np.empty_like(y)
     out_x[rotated], out_y[rotated] = x, y
     values, first_x, first_y = value[corner][starts], x[smallest], y[smallest]
-    ranked = np.lexsort((-first_y, -first_x, -lengths, ~exterior, values))
+    ranked = np.lexsort((-first_y, -first_x, -lengths, ~exterior, values))  # no two exteriors of a value share a start
     ranked_lengths = lengths[ranked]
     ranked_starts = np.r_[0, np.cumsum(ranked_lengths)]
     taken = np.arange(len(ring)) + np.repeat(starts[ranked] - ranked_starts[:-1], ranked_lengths)

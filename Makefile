@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python -m segpipe_tests.bench.backfill
 	$(BIN)/python -m segpipe_tests.bench.sampling
 	$(BIN)/python -m segpipe_tests.bench.release
+	$(BIN)/python -m segpipe_tests.bench.outlines
 
 clean:
 	rm -rf $(SEGPIPE_HOME) $(DAGSTER_HOME)

@@ -35,6 +35,12 @@ def test_label_lines_use_contiguous_indices_and_normalized_coordinates():
         "2 0.250000 0.400000 0.250000 0.600000 0.375000 0.600000\n")
 
 
+def test_label_coordinates_of_a_full_size_frame_are_rounded_to_six_decimals():
+    outlines = {3: [[(0.0, 0.0), (2048.0, 1024.0), (1023.0, 511.0), (1.0, 1023.0)]]}
+    assert yolo_label_text(outlines, TAXONOMY, 2048, 1024) == (
+        "0 0.000000 0.000000 1.000000 1.000000 0.499512 0.499023 0.000488 0.999023\n")
+
+
 def test_painting_the_polygons_largest_first_as_yolo_trainers_do_gives_back_the_mask():
     rng = np.random.default_rng(7)
     mask = np.kron(rng.choice(np.array([3, 7, 9], np.uint8), size=(6, 8)), np.ones((5, 4), np.uint8))

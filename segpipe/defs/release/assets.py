@@ -15,6 +15,7 @@ from segpipe.core.release import BuildStamp, release_items, write_release_archiv
 from segpipe.core.release_diff import diff_against, diff_files
 from segpipe.core.sampling import unselected_reasons
 from segpipe.defs.metadata import markdown_table
+from segpipe.defs.retries import OBJECT_STORE_RETRY, decisions_not_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
@@ -22,6 +23,8 @@ from segpipe.io.pipeline_config import PipelineConfig
 @dg.asset(
     group_name="release",
     kinds={"zip", "parquet"},
+    pool="object_store",
+    retry_policy=OBJECT_STORE_RETRY,
     check_specs=[dg.AssetCheckSpec(
         "ledger_balances", asset="dataset_release",
         description="Every input entry is released, filtered with a reason, or quarantined: the counts add up.")],
@@ -42,38 +45,41 @@ def dataset_release(
 ) -> dg.MaterializeResult:
     """A versioned ZIP (images, masks, coco.json, index.csv, meta.json, the QA and sampling reports)
     with its Parquet manifest and item ledger, published as the next dated version (never
-    overwritten) unless the newest release already holds this content."""
-    taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
-    items = release_items(dataset_split, consensus_masks, batch_images, qa_report)
-    ledger = build_ledger(batch_images, batch_quarantine, excluded_entries(qa_report), consensus_masks,
-                          set(items["image_id"]), unselected_reasons(dataset_split, settings.sampling))
-    counts = outcome_counts(ledger)
-    shapes = released_shapes(consensus_masks, annotation_masks.select("mask_key", "entry_id"),
-                             mapped_shapes.select(SHAPE_COLUMNS))
-    with tempfile.TemporaryDirectory(prefix="segpipe-release-") as tmp:
-        work = Path(tmp)
-        archive_path = work / "dataset.zip"
-        with archive_path.open("wb") as out:
-            contents = write_release_archive(
-                out, items, object_store.artefacts(), taxonomy,
-                settings.dataset_name, settings.mask_encoding, counts, qa_report, BuildStamp.now(context.run.run_id),
-                report_files(sampling_report, class_balance, split_leaks(
-                    dataset_split.filter(pl.col("split").is_not_null()), batch_images, settings.qa.near_duplicate_bits)),
-                shapes)
-        contents.manifest.write_parquet(work / "manifest.parquet")
-        ledger.write_parquet(work / "ledger.parquet")
-        fs, root = object_store.location()
-        previous_version, previous_bytes = latest_release_file(fs, root, settings.dataset_name, "manifest.parquet")
-        previous = None if previous_bytes is None else pl.read_parquet(io.BytesIO(previous_bytes))
-        diff = diff_against(previous, contents.manifest)
-        for name, data in diff_files(diff, previous_version).items():
-            (work / name).write_bytes(data)
-        published = publish_release(
-            fs, root, settings.dataset_name, archive_path,
-            {"manifest.parquet": work / "manifest.parquet", "ledger.parquet": work / "ledger.parquet",
-             "diff.json": work / "diff.json", "diff.parquet": work / "diff.parquet"},
-            {"counts": counts, "run_id": context.run.run_id},
-            content_digest=contents.version, taxonomy_version=taxonomy.taxonomy_version)
+    overwritten) unless the newest release already holds this content. A store that fails to answer is
+    retried with backoff; a conflict with someone else's release is not (defs/retries.py)."""
+    with decisions_not_retried():
+        taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
+        items = release_items(dataset_split, consensus_masks, batch_images, qa_report)
+        ledger = build_ledger(batch_images, batch_quarantine, excluded_entries(qa_report), consensus_masks,
+                              set(items["image_id"]), unselected_reasons(dataset_split, settings.sampling))
+        counts = outcome_counts(ledger)
+        shapes = released_shapes(consensus_masks, annotation_masks.select("mask_key", "entry_id"),
+                                 mapped_shapes.select(SHAPE_COLUMNS))
+        with tempfile.TemporaryDirectory(prefix="segpipe-release-") as tmp:
+            work = Path(tmp)
+            archive_path = work / "dataset.zip"
+            with archive_path.open("wb") as out:
+                contents = write_release_archive(
+                    out, items, object_store.artefacts(), taxonomy, settings.dataset_name, settings.mask_encoding,
+                    counts, qa_report, BuildStamp.now(context.run.run_id),
+                    report_files(sampling_report, class_balance, split_leaks(
+                        dataset_split.filter(pl.col("split").is_not_null()), batch_images,
+                        settings.qa.near_duplicate_bits)),
+                    shapes)
+            contents.manifest.write_parquet(work / "manifest.parquet")
+            ledger.write_parquet(work / "ledger.parquet")
+            fs, root = object_store.location()
+            previous_version, previous_bytes = latest_release_file(fs, root, settings.dataset_name, "manifest.parquet")
+            previous = None if previous_bytes is None else pl.read_parquet(io.BytesIO(previous_bytes))
+            diff = diff_against(previous, contents.manifest)
+            for name, data in diff_files(diff, previous_version).items():
+                (work / name).write_bytes(data)
+            published = publish_release(
+                fs, root, settings.dataset_name, archive_path,
+                {"manifest.parquet": work / "manifest.parquet", "ledger.parquet": work / "ledger.parquet",
+                 "diff.json": work / "diff.json", "diff.parquet": work / "diff.parquet"},
+                {"counts": counts, "run_id": context.run.run_id},
+                content_digest=contents.version, taxonomy_version=taxonomy.taxonomy_version)
     archive_key = f"{published.prefix}/{archive_name(settings.dataset_name, published.version)}"
     balanced = counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"]
     return dg.MaterializeResult(

@@ -27,4 +27,4 @@ def nightly_release_schedule(nightly: NightlySettings) -> dg.ScheduleDefinition:
 def release_jobs() -> dg.Definitions:
     """The schedule follows pipeline.yaml's `nightly` section, read when the code location loads."""
     nightly = load_pipeline_settings(current_environment().pipeline_path).nightly
-    return dg.Definitions(schedules=[nightly_release_schedule(nightly)])
+    return dg.Definitions(jobs=[release_job], schedules=[nightly_release_schedule(nightly)])

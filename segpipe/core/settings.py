@@ -109,7 +109,8 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
             fusion=fusion,
         ),
         sampling=parse_distribution_spec(top["sampling"], origin),
-        nightly=parse_nightly_settings(top.get("nightly", {}), f"{origin}: nightly"),
+        nightly=parse_nightly_settings(
+            {} if top.get("nightly") is None else top["nightly"], f"{origin}: nightly"),  # None: every key commented out
     )
 
 

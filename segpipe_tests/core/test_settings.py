@@ -57,6 +57,7 @@ def test_nightly_section_is_optional_and_its_keys_default():
     assert parse_pipeline_settings(without, "p.yaml").nightly == NightlySettings("0 2 * * *", "UTC", None)
     partial = f"{without}nightly:\n  timezone: America/New_York\n"
     assert parse_pipeline_settings(partial, "p.yaml").nightly == NightlySettings("0 2 * * *", "America/New_York", None)
+    assert parse_pipeline_settings(f"{without}nightly:\n  # cron: 0 3 * * *\n", "p.yaml").nightly == NightlySettings()
     hooked = f"{without}nightly:\n  failure_webhook_url: https://hooks.example.org/x\n"
     assert parse_pipeline_settings(hooked, "p.yaml").nightly.failure_webhook_url == "https://hooks.example.org/x"
 

@@ -2,11 +2,14 @@
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
 from segpipe.core.config_fields import count, fraction, non_negative, section
+from segpipe.core.cron import cron_problem
 from segpipe.core.distribution_spec import DistributionSpec, parse_distribution_spec
 from segpipe.core.errors import ConfigError
 
@@ -37,6 +40,13 @@ class ConsensusSettings:
 
 
 @dataclass(frozen=True)
+class NightlySettings:
+    cron: str = "0 2 * * *"  # when the nightly release build starts, in `timezone`
+    timezone: str = "UTC"  # an IANA name (Europe/Berlin): the build follows its daylight saving
+    failure_webhook_url: str | None = None  # a failed run is POSTed here as JSON as well as logged
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     dataset_name: str
     mask_encoding: MaskEncoding
@@ -44,6 +54,7 @@ class PipelineSettings:
     qa: QaSettings
     consensus: ConsensusSettings
     sampling: DistributionSpec
+    nightly: NightlySettings = NightlySettings()
 
 
 def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
@@ -51,7 +62,8 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{origin}: not valid YAML: {exc}") from exc
-    top = section(doc, origin, {"dataset_name", "mask_encoding", "qa", "consensus", "sampling"}, {"instance_masks"})
+    top = section(doc, origin, {"dataset_name", "mask_encoding", "qa", "consensus", "sampling"},
+                  {"instance_masks", "nightly"})
     name = top["dataset_name"]
     if not isinstance(name, str) or not name or not all(ch.isalnum() or ch in "-_." for ch in name):
         raise ConfigError(f"{origin}: dataset_name must be letters, digits, '-', '_' or '.', got {name!r}")
@@ -97,7 +109,27 @@ def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
             fusion=fusion,
         ),
         sampling=parse_distribution_spec(top["sampling"], origin),
+        nightly=parse_nightly_settings(
+            {} if top.get("nightly") is None else top["nightly"], f"{origin}: nightly"),  # None: every key commented out
     )
+
+
+def parse_nightly_settings(doc: Any, where: str) -> NightlySettings:
+    nightly = section(doc, where, set(), {"cron", "timezone", "failure_webhook_url"})
+    cron = nightly.get("cron", NightlySettings.cron)
+    problem = cron_problem(cron) if isinstance(cron, str) else "must be a string"
+    if problem:
+        raise ConfigError(f"{where}.cron: {problem}, got {cron!r}")
+    timezone = nightly.get("timezone", NightlySettings.timezone)
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, TypeError, ValueError):
+        raise ConfigError(f"{where}.timezone: must be an IANA time zone name such as 'Europe/Berlin', got {timezone!r}") from None
+    webhook = nightly.get("failure_webhook_url", NightlySettings.failure_webhook_url)
+    if webhook is not None and (not isinstance(webhook, str) or urlparse(webhook).scheme not in ("http", "https")
+                                or not urlparse(webhook).netloc):
+        raise ConfigError(f"{where}.failure_webhook_url: must be an http(s) URL, got {webhook!r}")
+    return NightlySettings(cron=cron, timezone=timezone, failure_webhook_url=webhook)
 
 
 def load_pipeline_settings(path: Path) -> PipelineSettings:

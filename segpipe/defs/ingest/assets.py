@@ -1,3 +1,5 @@
+from collections.abc import Iterator, Sequence
+
 import dagster as dg
 import polars as pl
 
@@ -5,6 +7,7 @@ from segpipe.core.errors import InputError
 from segpipe.core.ingest import IngestedBatch, ingest_batch, quarantine_unreadable_batch
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.partitions import annotation_batches
+from segpipe.defs.retries import OBJECT_STORE_RETRY, decisions_not_retried
 from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
 from segpipe.io.object_store import LandingZone, ObjectStore
 
@@ -27,6 +30,8 @@ def _read_batch(batch_id: str, landing_zone: LandingZone, object_store: ObjectSt
     group_name="ingest",
     partitions_def=annotation_batches,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="object_store",
+    retry_policy=OBJECT_STORE_RETRY,
     check_specs=[dg.AssetCheckSpec(
         "entries_accepted", asset="batch_quarantine",
         description="Every entry of the batch (of each batch, in a run over several) was accepted; lists quarantined files otherwise.")],
@@ -36,9 +41,16 @@ def ingest_annotation_batch(
     annotator_pseudonyms: AnnotatorPseudonyms,
 ):
     """Read each landing batch of the run; an unusable file becomes a quarantine row, never a failed
-    run. Accepted images are copied into the object store by content hash."""
-    key = annotator_pseudonyms.key()
-    batches = {batch_id: _read_batch(batch_id, landing_zone, object_store, key) for batch_id in context.partition_keys}
+    run. Accepted images are copied into the object store by content hash; a store that fails to
+    answer is retried with backoff (defs/retries.py)."""
+    with decisions_not_retried():
+        yield from _ingest_batches(context.partition_keys, landing_zone, object_store, annotator_pseudonyms.key())
+
+
+def _ingest_batches(
+    batch_ids: Sequence[str], landing_zone: LandingZone, object_store: ObjectStore, key: bytes,
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    batches = {batch_id: _read_batch(batch_id, landing_zone, object_store, key) for batch_id in batch_ids}
     images = {b: batch.images for b, batch in batches.items()}
     shapes = {b: batch.shapes for b, batch in batches.items()}
     quarantine = {b: batch.quarantine for b, batch in batches.items()}

@@ -11,7 +11,7 @@ from segpipe.io.pipeline_config import PipelineConfig
 
 
 @dg.asset(group_name="rasterize", partitions_def=annotation_batches, kinds={"polars", "png"},
-          backfill_policy=dg.BackfillPolicy.single_run())
+          backfill_policy=dg.BackfillPolicy.single_run(), pool="rasterize")
 def label_masks(
     context: dg.AssetExecutionContext,
     object_store: ObjectStore,
@@ -30,7 +30,7 @@ def label_masks(
 
 
 @dg.asset(group_name="rasterize", partitions_def=annotation_batches, kinds={"polars", "png"},
-          backfill_policy=dg.BackfillPolicy.single_run())
+          backfill_policy=dg.BackfillPolicy.single_run(), pool="rasterize")
 def annotation_masks(
     context: dg.AssetExecutionContext,
     pipeline_config: PipelineConfig,

@@ -14,6 +14,7 @@ from segpipe.core.release_diff import diff_against, diff_files
 from segpipe.core.release_verify import archive_problems
 from segpipe.core.sampling import unselected_reasons
 from segpipe.defs.metadata import markdown_table
+from segpipe.defs.retries import OBJECT_STORE_RETRY, decisions_not_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
@@ -23,6 +24,8 @@ STAGED_ARCHIVE = "dataset.zip"
 @dg.asset(
     group_name="release",
     kinds={"zip", "parquet"},
+    pool="object_store",
+    retry_policy=OBJECT_STORE_RETRY,
     check_specs=[dg.AssetCheckSpec(
         "ledger_balances", asset="dataset_release",
         description="Every input entry is released, filtered with a reason, or quarantined: the counts add up.")],
@@ -43,33 +46,35 @@ def dataset_release(
 ) -> dg.MaterializeResult:
     """A versioned ZIP (images, masks, coco.json, index.csv, meta.json, the QA and sampling reports)
     with its Parquet manifest and item ledger, published as the next dated version (never
-    overwritten) unless the newest release already holds this content."""
-    taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
-    items = release_items(dataset_split, consensus_masks, batch_images, qa_report)
-    ledger = build_ledger(batch_images, batch_quarantine, excluded_entries(qa_report), consensus_masks,
-                          set(items["image_id"]), unselected_reasons(dataset_split, settings.sampling))
-    counts = outcome_counts(ledger)
-    shapes = released_shapes(consensus_masks, annotation_masks.select("mask_key", "entry_id"),
-                             mapped_shapes.select(SHAPE_COLUMNS))
-    fs, root = object_store.location()
-    with open_staging(fs, root, settings.dataset_name) as staging:
-        with staging.open(STAGED_ARCHIVE) as out:
-            contents = write_release_archive(
-                out, items, object_store.artefacts(), taxonomy,
-                settings.dataset_name, settings.mask_encoding, counts, qa_report, BuildStamp.now(context.run.run_id),
-                report_files(sampling_report, class_balance, split_leaks(
-                    dataset_split.filter(pl.col("split").is_not_null()), batch_images, settings.qa.near_duplicate_bits)),
-                shapes)
-        staging.put_bytes("manifest.parquet", _parquet(contents.manifest))
-        staging.put_bytes("ledger.parquet", _parquet(ledger))
-        previous_version, previous_bytes = latest_release_file(fs, root, settings.dataset_name, "manifest.parquet")
-        previous = None if previous_bytes is None else pl.read_parquet(io.BytesIO(previous_bytes))
-        diff = diff_against(previous, contents.manifest)
-        for name, data in diff_files(diff, previous_version).items():
-            staging.put_bytes(name, data)
-        published = publish_release(
-            fs, root, settings.dataset_name, staging, STAGED_ARCHIVE, {"counts": counts, "run_id": context.run.run_id},
-            content_digest=contents.version, taxonomy_version=taxonomy.taxonomy_version, check_archive=archive_problems)
+    overwritten) unless the newest release already holds this content. A store that fails to answer is
+    retried with backoff; a conflict with someone else's release is not (defs/retries.py)."""
+    with decisions_not_retried():
+        taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
+        items = release_items(dataset_split, consensus_masks, batch_images, qa_report)
+        ledger = build_ledger(batch_images, batch_quarantine, excluded_entries(qa_report), consensus_masks,
+                              set(items["image_id"]), unselected_reasons(dataset_split, settings.sampling))
+        counts = outcome_counts(ledger)
+        shapes = released_shapes(consensus_masks, annotation_masks.select("mask_key", "entry_id"),
+                                 mapped_shapes.select(SHAPE_COLUMNS))
+        fs, root = object_store.location()
+        with open_staging(fs, root, settings.dataset_name) as staging:
+            with staging.open(STAGED_ARCHIVE) as out:
+                contents = write_release_archive(
+                    out, items, object_store.artefacts(), taxonomy,
+                    settings.dataset_name, settings.mask_encoding, counts, qa_report, BuildStamp.now(context.run.run_id),
+                    report_files(sampling_report, class_balance, split_leaks(
+                        dataset_split.filter(pl.col("split").is_not_null()), batch_images, settings.qa.near_duplicate_bits)),
+                    shapes)
+            staging.put_bytes("manifest.parquet", _parquet(contents.manifest))
+            staging.put_bytes("ledger.parquet", _parquet(ledger))
+            previous_version, previous_bytes = latest_release_file(fs, root, settings.dataset_name, "manifest.parquet")
+            previous = None if previous_bytes is None else pl.read_parquet(io.BytesIO(previous_bytes))
+            diff = diff_against(previous, contents.manifest)
+            for name, data in diff_files(diff, previous_version).items():
+                staging.put_bytes(name, data)
+            published = publish_release(
+                fs, root, settings.dataset_name, staging, STAGED_ARCHIVE, {"counts": counts, "run_id": context.run.run_id},
+                content_digest=contents.version, taxonomy_version=taxonomy.taxonomy_version, check_archive=archive_problems)
     archive_key = f"{published.prefix}/{archive_name(settings.dataset_name, published.version)}"
     balanced = counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"]
     return dg.MaterializeResult(

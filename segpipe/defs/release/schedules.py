@@ -1,5 +1,8 @@
 import dagster as dg
 
+from segpipe.core.settings import NightlySettings, load_pipeline_settings
+from segpipe.environment import current_environment
+
 # Across batches: QA, consensus, sampling, release. Blocking QA checks stop it before the release.
 release_job = dg.define_asset_job(
     "release_job",
@@ -7,11 +10,21 @@ release_job = dg.define_asset_job(
     description="QA-gate, fuse, split and publish a release from every materialized batch.",
 )
 
-nightly_release = dg.ScheduleDefinition(
-    name="nightly_release",
-    job=release_job,
-    cron_schedule="0 2 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every night at 02:00 UTC: QA, consensus, sampling and a new release if the data changed.",
-)
+
+def nightly_release_schedule(nightly: NightlySettings) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="nightly_release",
+        job=release_job,
+        cron_schedule=nightly.cron,
+        execution_timezone=nightly.timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"At {nightly.cron} ({nightly.timezone}, pipeline.yaml nightly): QA, consensus, sampling "
+                    "and a new release if the data changed.",
+    )
+
+
+@dg.definitions
+def release_jobs() -> dg.Definitions:
+    """The schedule follows pipeline.yaml's `nightly` section, read when the code location loads."""
+    nightly = load_pipeline_settings(current_environment().pipeline_path).nightly
+    return dg.Definitions(jobs=[release_job], schedules=[nightly_release_schedule(nightly)])

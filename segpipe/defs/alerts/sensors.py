@@ -1,0 +1,39 @@
+import dagster as dg
+
+from segpipe.core.failure_alert import FailureAlert
+from segpipe.core.settings import load_pipeline_settings
+from segpipe.environment import current_environment
+from segpipe.io.webhook import post_json
+
+
+def failure_alert(context: dg.RunFailureSensorContext) -> FailureAlert:
+    """The first failed step and its error; a run that failed outside any step gets the run's own message."""
+    step_failures = context.get_step_failure_events()
+    if step_failures:
+        first = step_failures[0]
+        error = first.step_failure_data.error
+        return FailureAlert(context.dagster_run.job_name, context.dagster_run.run_id, first.step_key,
+                            error.message.strip() if error else first.message or "no error recorded")
+    return FailureAlert(context.dagster_run.job_name, context.dagster_run.run_id, None,
+                        context.failure_event.message or "no error recorded")
+
+
+def run_failure_alert_sensor(webhook_url: str | None) -> dg.SensorDefinition:
+    @dg.run_failure_sensor(name="run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
+                           description="Logs every failed segpipe run (job, run, step, error) and POSTs it to "
+                                       "nightly.failure_webhook_url when that is set.")
+    def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
+        alert = failure_alert(context)
+        context.log.error(alert.message())
+        if webhook_url:
+            problem = post_json(webhook_url, alert.payload())
+            if problem:
+                context.log.warning(f"failure alert for run {alert.run_id} not delivered to {webhook_url}: {problem}")
+
+    return run_failure_alert
+
+
+@dg.definitions
+def alerts() -> dg.Definitions:
+    nightly = load_pipeline_settings(current_environment().pipeline_path).nightly
+    return dg.Definitions(sensors=[run_failure_alert_sensor(nightly.failure_webhook_url)])

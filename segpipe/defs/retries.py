@@ -1,0 +1,26 @@
+"""Step retries for object-store I/O, which fails transiently (a dropped connection, a 503, SlowDown,
+a pointer moved under us). A decision fails the same way every time (an invalid config or infeasible
+spec, a store without create-only writes, a release version someone else holds, a 412 on their
+marker): it is raised as a Failure that skips the retry policy, so the run fails at once and says why."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+
+from segpipe.core.create_only import CreateOnlyUnsupported
+from segpipe.core.create_only_probe import StoreLacksCreateOnly
+from segpipe.core.errors import ConfigError, InputError
+from segpipe.core.publish import ReleaseConflictError
+
+OBJECT_STORE_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+DECISIONS = (ConfigError, InputError, ReleaseConflictError, CreateOnlyUnsupported, StoreLacksCreateOnly)
+
+
+@contextmanager
+def decisions_not_retried() -> Iterator[None]:
+    try:
+        yield
+    except DECISIONS as exc:
+        raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc

@@ -1,0 +1,113 @@
+"""The failure sensor on a genuinely failed run: release_job over an empty store fails at its
+first step, and the team's log and webhook learn the job, the run, the step and the error."""
+
+import http.server
+import json
+import logging
+import socket
+import threading
+
+import dagster as dg
+import pytest
+
+from segpipe.definitions import defs
+from segpipe.defs.alerts.sensors import run_failure_alert_sensor
+from segpipe.environment import PACKAGE_CONFIG
+
+MISSING_INPUT_ERROR = 'dagster._core.errors.DagsterTypeCheckDidNotPass: Type check failed for step input "annotation_masks"'
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append({"content_type": self.headers["Content-Type"], "body": json.loads(body)})
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook():
+    _Recorder.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Recorder.received
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def failed_release(tmp_path, monkeypatch):
+    """An instance holding one failed release_job run, and that run's RUN_FAILURE event."""
+    monkeypatch.setenv("SEGPIPE_HOME", str(tmp_path / "home"))
+    with dg.instance_for_test() as instance:
+        result = defs().resolve_job_def("release_job").execute_in_process(instance=instance, raise_on_error=False)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+        yield instance, instance.get_run_by_id(result.run_id), failure
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.levelname, record.getMessage()))
+
+
+def _evaluate(sensor: dg.SensorDefinition, instance, run, failure) -> list[tuple[str, str]]:
+    """The sensor's log lines (level, message), read from the logger the daemon would show for its tick."""
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name, dagster_instance=instance, dagster_run=run, dagster_event=failure).for_run_failure()
+    lines = _Lines()
+    context.log.addHandler(lines)
+    sensor(context)
+    return lines.lines
+
+
+def test_a_failed_run_is_logged_and_posted_to_the_webhook_pipeline_yaml_names(failed_release, webhook, tmp_path,
+                                                                                monkeypatch):
+    instance, run, failure = failed_release
+    url, received = webhook
+    text = PACKAGE_CONFIG.joinpath("pipeline.yaml").read_text()
+    assert "  # failure_webhook_url: https://hooks.example.org/segpipe\n" in text
+    (tmp_path / "pipeline.yaml").write_text(text.replace(
+        "  # failure_webhook_url: https://hooks.example.org/segpipe", f"  failure_webhook_url: {url}"))
+    monkeypatch.setenv("SEGPIPE_PIPELINE_CONFIG", str(tmp_path / "pipeline.yaml"))
+    sensor = defs().resolve_sensor_def("run_failure_alert")
+    [(level, line)] = _evaluate(sensor, instance, run, failure)
+    assert level == "ERROR"
+    assert line.startswith(f"Run {run.run_id} of release_job failed in step qa_report: {MISSING_INPUT_ERROR}")
+    assert line.endswith(f"(see /runs/{run.run_id})")
+    [delivery] = received
+    assert delivery["content_type"] == "application/json"
+    body = delivery["body"]
+    assert set(body) == {"job", "run_id", "step", "error", "run_path"}
+    assert (body["job"], body["run_id"], body["step"], body["run_path"]) == (
+        "release_job", run.run_id, "qa_report", f"/runs/{run.run_id}")
+    assert body["error"].startswith(MISSING_INPUT_ERROR)
+
+
+def test_an_unreachable_webhook_is_logged_and_the_alert_still_is(failed_release):
+    instance, run, failure = failed_release
+    with socket.socket() as probe:  # a port nobody listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/hook"
+    [(alert_level, alert), (warning_level, warning)] = _evaluate(run_failure_alert_sensor(url), instance, run, failure)
+    assert (alert_level, warning_level) == ("ERROR", "WARNING")
+    assert alert.startswith(f"Run {run.run_id} of release_job failed in step qa_report: ")
+    assert warning.startswith(f"failure alert for run {run.run_id} not delivered to {url}: URLError:")
+    assert "Connection refused" in warning
+
+
+def test_without_a_webhook_the_failure_is_only_logged(failed_release):
+    instance, run, failure = failed_release
+    [(level, line)] = _evaluate(run_failure_alert_sensor(None), instance, run, failure)
+    assert (level, line.split(":")[0]) == ("ERROR", f"Run {run.run_id} of release_job failed in step qa_report")

@@ -33,8 +33,8 @@ def test_the_configured_cron_and_timezone_schedule_release_job(pipeline_yaml):
         "30 4 * * 1-5", "Europe/Berlin", "release_job")
     with dg.instance_for_test() as instance:
         tick_time = dt.datetime(2026, 12, 2, 4, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))  # a Wednesday, CET
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick_time)
-        result = schedule.evaluate_tick(context)
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=tick_time) as context:
+            result = schedule.evaluate_tick(context)  # the context's exit releases the instance it entered
     [request] = result.run_requests  # for the schedule's own job, release_job
     assert (request.job_name, request.tags) == (None, {"dagster/schedule_name": "nightly_release"})
 

@@ -42,9 +42,10 @@ def shape_annotations(shapes: pl.DataFrame, taxonomy: Taxonomy, width: int, heig
     class that the raster rule paints, in painter's order; shapes that cover no pixel are left out."""
     box_class_ids = frozenset(c.id for c in taxonomy.classes if c.rasterize_boxes)
     painted = painted_in_order(shapes, box_class_ids)
+    class_ids = taxonomy.class_ids
     found = []
     for rings, class_id, mapping, is_crowd in painted.select("rings", "class_id", "mapping", "is_crowd").iter_rows():
-        if mapping != "mapped" or class_id not in taxonomy.class_ids:
+        if mapping != "mapped" or class_id not in class_ids:
             continue
         pixels, left, top = _shape_pixels(rings, width, height)
         rows, columns = pixels.any(axis=1), pixels.any(axis=0)

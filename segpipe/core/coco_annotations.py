@@ -15,9 +15,10 @@ import math
 
 import numpy as np
 import polars as pl
+from PIL import Image, ImageDraw
 
-from segpipe.core.raster import paint_in_order, painted_in_order
-from segpipe.core.rle import encode_rle
+from segpipe.core.raster import draw_rings, painted_in_order
+from segpipe.core.rle import encode_window_rle
 from segpipe.core.taxonomy import Taxonomy
 
 SHAPE_COLUMNS = ["entry_id", "shape_index", "kind", "rings", "class_id", "mapping", "is_crowd", "z_order"]
@@ -41,39 +42,40 @@ def shape_annotations(shapes: pl.DataFrame, taxonomy: Taxonomy, width: int, heig
     class that the raster rule paints, in painter's order; shapes that cover no pixel are left out."""
     box_class_ids = frozenset(c.id for c in taxonomy.classes if c.rasterize_boxes)
     painted = painted_in_order(shapes, box_class_ids)
+    class_ids = taxonomy.class_ids
     found = []
-    for kind, rings, class_id, mapping, is_crowd in painted.select(
-            "kind", "rings", "class_id", "mapping", "is_crowd").iter_rows():
-        if mapping != "mapped" or class_id not in taxonomy.class_ids:
+    for rings, class_id, mapping, is_crowd in painted.select("rings", "class_id", "mapping", "is_crowd").iter_rows():
+        if mapping != "mapped" or class_id not in class_ids:
             continue
-        pixels, left, top = _shape_pixels(kind, rings, width, height)
-        if not pixels.any():
+        pixels, left, top = _shape_pixels(rings, width, height)
+        rows, columns = pixels.any(axis=1), pixels.any(axis=0)
+        if not rows.any():
             continue
-        rows, columns = np.nonzero(pixels)
-        bbox = [int(left + columns.min()), int(top + rows.min()),
-                int(columns.max() - columns.min() + 1), int(rows.max() - rows.min() + 1)]
+        first_row, first_column = int(rows.argmax()), int(columns.argmax())
+        bbox = [left + first_column, top + first_row, int(columns.size - columns[::-1].argmax()) - first_column,
+                int(rows.size - rows[::-1].argmax()) - first_row]
         if is_crowd:
-            frame = np.zeros((height, width), dtype=bool)
-            frame[top:top + pixels.shape[0], left:left + pixels.shape[1]] = pixels
-            segmentation: dict | list = encode_rle(frame)
+            segmentation: dict | list = encode_window_rle(pixels, left, top, width, height)
         else:
             segmentation = [list(ring) for ring in rings]
-        found.append({"category_id": class_id, "segmentation": segmentation, "area": int(pixels.sum()),
+        found.append({"category_id": class_id, "segmentation": segmentation, "area": int(np.count_nonzero(pixels)),
                       "bbox": bbox, "iscrowd": int(is_crowd)})
     return found
 
 
-def _shape_pixels(kind: str, rings: list[list[float]], width: int, height: int) -> tuple[np.ndarray, int, int]:
-    """The pixels one shape paints, on the smallest window of the frame holding its rings, and the
-    window's (left, top): drawing a shape on the whole frame would cost a frame per shape."""
-    xs = [x for ring in rings for x in ring[0::2]]
-    ys = [y for ring in rings for y in ring[1::2]]
-    left, top = max(0, math.floor(min(xs)) - 1), max(0, math.floor(min(ys)) - 1)
-    right, bottom = min(width, math.ceil(max(xs)) + 2), min(height, math.ceil(max(ys)) + 2)
+def _shape_pixels(rings: list[list[float]], width: int, height: int) -> tuple[np.ndarray, int, int]:
+    """The pixels one polygon or box paints, on the smallest window of the frame holding its rings,
+    and the window's (left, top): drawing a shape on the whole frame would cost a frame per shape."""
+    coordinates = [np.asarray(ring, dtype=np.float64) for ring in rings]
+    xs = np.concatenate([ring[0::2] for ring in coordinates])
+    ys = np.concatenate([ring[1::2] for ring in coordinates])
+    left, top = max(0, math.floor(xs.min()) - 1), max(0, math.floor(ys.min()) - 1)
+    right, bottom = min(width, math.ceil(xs.max()) + 2), min(height, math.ceil(ys.max()) + 2)
     if right <= left or bottom <= top:
         return np.zeros((0, 0), dtype=bool), 0, 0
-    shifted = [[v - (left if i % 2 == 0 else top) for i, v in enumerate(ring)] for ring in rings]
-    window = pl.DataFrame({"kind": [kind], "fill": [1], "rings": [shifted], "mask_box": [None], "mask_counts": [None]},
-                          schema={"kind": pl.String, "fill": pl.Int64, "rings": pl.List(pl.List(pl.Float64)),
-                                  "mask_box": pl.List(pl.Int64), "mask_counts": pl.List(pl.UInt32)})
-    return paint_in_order(window, right - left, bottom - top, 0) == 1, left, top
+    for ring in coordinates:
+        ring[0::2] -= left
+        ring[1::2] -= top
+    window = Image.new("L", (right - left, bottom - top), 0)
+    draw_rings(ImageDraw.Draw(window), [ring.tolist() for ring in coordinates], 1)
+    return np.asarray(window).view(bool), left, top

@@ -26,6 +26,26 @@ def encode_rle(binary: np.ndarray) -> dict:
     return {"size": [height, width], "counts": _counts_to_string(counts)}
 
 
+def encode_window_rle(window: np.ndarray, left: int, top: int, width: int, height: int) -> dict:
+    """encode_rle of a width x height frame that is False outside `window`, placed with its top-left
+    pixel at (left, top): the runs of a small shape come from its window alone, so a crowd does not
+    cost a frame. Each window column is closed by a False row at both ends, so its runs end in it;
+    the gaps between columns are the frame's rows outside the window; a run that ends a column and
+    one that starts the next meet in the frame when the window spans its full height."""
+    rows, columns = window.shape
+    padded = np.zeros((columns, rows + 2), dtype=bool)
+    padded[:, 1:-1] = window.T
+    flat = padded.ravel()
+    column, row = np.divmod(np.flatnonzero(flat[1:] != flat[:-1]) + 1, rows + 2)
+    edges = (left + column) * height + top + row - 1
+    touching = np.flatnonzero(edges[1:] == edges[:-1])
+    edges = np.delete(edges, np.concatenate((touching, touching + 1)))
+    counts = np.diff(np.concatenate(([0], edges, [width * height])))
+    if counts.size > 1 and counts[-1] == 0:
+        counts = counts[:-1]
+    return {"size": [height, width], "counts": _counts_to_string(counts)}
+
+
 def encode_value_rles(mask: np.ndarray) -> dict[int, dict]:
     """For every value of a 2-D label mask, the COCO RLE, area and bbox of its pixels, from one
     column-major pass over the mask: the RLE of value v equals encode_rle(mask == v), but the

@@ -1,12 +1,17 @@
 import numpy as np
 import orjson
 import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from segpipe.core.artefact_keys import ArtefactStore
 from segpipe.core.coco_annotations import SHAPE_COLUMNS, released_shapes, shape_annotations
 from segpipe.core.raster import rasterize_shapes
 from segpipe.core.release import _shape_annotations
 from segpipe.core.rle import decode_rle
+from segpipe.core.taxonomy import parse_taxonomy
+from segpipe_tests.bench.cityscapes_scenes import cityscapes_taxonomy
+from segpipe_tests.bench.outlines import framed_shape_annotations, scene_masks
 from segpipe_tests.core.release_fixture import TAXONOMY, build_drawn_release, drawn_shapes
 
 
@@ -87,3 +92,36 @@ def test_a_masks_shape_annotations_are_remembered_and_redrawn_only_when_its_shap
     assert _shape_annotations("masks/m0.png", shapes, TAXONOMY, 320, 240, store) == [{"remembered": True}]
     moved = shapes.with_columns(pl.col("z_order") + 1)
     assert _shape_annotations("masks/m0.png", moved, TAXONOMY, 320, 240, store) == shape_annotations(moved, TAXONOMY, 320, 240)
+
+
+BOXED = parse_taxonomy(
+    "name: t\nversion: 1\nignore_index: 255\nunmapped: void\n"
+    "classes: [{id: 0, name: road, color: [128, 64, 128]}, {id: 1, name: car, color: [0, 0, 142], rasterize_boxes: true},"
+    " {id: 2, name: sky, color: [70, 130, 180], trainable: false}]\nmappings: {}\n", "boxed.yaml")
+COORDINATE = st.one_of(st.integers(-4, 20).map(float), st.floats(-4.0, 20.0, allow_nan=False))
+RING = st.lists(st.tuples(COORDINATE, COORDINATE), min_size=2, max_size=6).map(lambda points: [v for p in points for v in p])
+SHAPE = st.tuples(st.sampled_from(["polygon", "box", "polyline"]), st.lists(RING, min_size=1, max_size=3),
+                  st.sampled_from([0, 1, 0, 1, 2, 7, None]),
+                  st.sampled_from(["mapped", "mapped", "mapped", "void", "skip"]),
+                  st.booleans(), st.integers(0, 2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(SHAPE, min_size=1, max_size=6), st.integers(1, 16), st.integers(1, 16))
+def test_small_shapes_annotate_as_the_framed_implementation_did(drawn, width, height):
+    shapes = pl.DataFrame(
+        [{"shape_index": index, "kind": kind, "rings": rings, "class_id": class_id, "mapping": mapping,
+          "is_crowd": is_crowd, "z_order": z_order} for index, (kind, rings, class_id, mapping, is_crowd, z_order)
+         in enumerate(drawn)],
+        schema={"shape_index": pl.Int64, "kind": pl.String, "rings": pl.List(pl.List(pl.Float64)), "class_id": pl.Int64,
+                "mapping": pl.String, "is_crowd": pl.Boolean, "z_order": pl.Int64})
+    assert shape_annotations(shapes, BOXED, width, height) == framed_shape_annotations(shapes, BOXED, width, height)
+
+
+def test_generated_street_scenes_annotate_as_the_framed_implementation_did(tmp_path):
+    taxonomy = cityscapes_taxonomy()[0]
+    for mask, shapes in scene_masks(tmp_path, 3, 13):
+        height, width = mask.shape
+        found = shape_annotations(shapes, taxonomy, width, height)
+        assert sum(a["iscrowd"] for a in found) >= 1 and len(found) >= 50
+        assert orjson.dumps(found) == orjson.dumps(framed_shape_annotations(shapes, taxonomy, width, height))

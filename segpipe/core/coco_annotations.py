@@ -3,8 +3,9 @@
 An image whose mask one annotator drew from polygons (consensus "single" or "gold") gets one
 annotation per drawn shape of a trainable class, its rings as COCO polygons, so a detector keeps
 the annotator's geometry and the objects apart; a crowd shape gets `iscrowd: 1` and an RLE of its
-pixels, as COCO requires. A fused mask, or one read from mask files, has no shapes behind its
-pixels, and gets one RLE per class present (COCO-Stuff style).
+pixels, as COCO requires. A shape that arrived as pixels (a COCO RLE, a region of a mask file)
+gets an RLE of them, with `iscrowd` as the source said, so a COCO export's crowds stay crowds. A
+fused mask has no shapes behind its pixels, and gets one RLE per class present (COCO-Stuff style).
 
 area and bbox of a drawn shape are those of the pixels segpipe's raster rule paints for that shape
 alone (Pillow's scan conversion, see raster.py), so they agree with masks/; pycocotools'
@@ -17,24 +18,22 @@ import numpy as np
 import polars as pl
 from PIL import Image, ImageDraw
 
+from segpipe.core.formats.annotation import BoxMask
 from segpipe.core.raster import draw_rings, painted_in_order
 from segpipe.core.rle import encode_window_rle
 from segpipe.core.taxonomy import Taxonomy
 
-SHAPE_COLUMNS = ["entry_id", "shape_index", "kind", "rings", "class_id", "mapping", "is_crowd", "z_order"]
+SHAPE_COLUMNS = ["entry_id", "shape_index", "kind", "rings", "mask_box", "mask_counts", "class_id", "mapping", "is_crowd",
+                 "z_order"]
 POLYGON_SOURCES = ("single", "gold")
-DRAWN_KINDS = ("polygon", "box")
 
 
 def released_shapes(consensus: pl.DataFrame, annotation_masks: pl.DataFrame, mapped_shapes: pl.DataFrame) -> pl.DataFrame:
     """The mapped shapes (SHAPE_COLUMNS) behind each accepted single or gold image's mask, keyed by
-    that mask_key: the released mask is the entry's own, so its key names the entry. Images whose
-    entry has a mask shape are left out: their pixels did not come from polygons."""
+    that mask_key: the released mask is the entry's own, so its key names the entry."""
     entries = (consensus.filter((pl.col("status") == "accepted") & pl.col("mask_source").is_in(POLYGON_SOURCES))
                .select("mask_key").join(annotation_masks.select("mask_key", "entry_id"), on="mask_key"))
-    shapes = mapped_shapes.select(SHAPE_COLUMNS).join(entries, on="entry_id")
-    from_masks = shapes.filter(pl.col("kind") == "mask").select("entry_id").unique()
-    return shapes.join(from_masks, on="entry_id", how="anti").sort("mask_key", "z_order", "shape_index")
+    return mapped_shapes.select(SHAPE_COLUMNS).join(entries, on="entry_id").sort("mask_key", "z_order", "shape_index")
 
 
 def shape_annotations(shapes: pl.DataFrame, taxonomy: Taxonomy, width: int, height: int) -> list[dict]:
@@ -44,17 +43,19 @@ def shape_annotations(shapes: pl.DataFrame, taxonomy: Taxonomy, width: int, heig
     painted = painted_in_order(shapes, box_class_ids)
     class_ids = taxonomy.class_ids
     found = []
-    for rings, class_id, mapping, is_crowd in painted.select("rings", "class_id", "mapping", "is_crowd").iter_rows():
+    for kind, rings, box, counts, class_id, mapping, is_crowd in painted.select(
+            "kind", "rings", "mask_box", "mask_counts", "class_id", "mapping", "is_crowd").iter_rows():
         if mapping != "mapped" or class_id not in class_ids:
             continue
-        pixels, left, top = _shape_pixels(rings, width, height)
+        pixels, left, top = (_mask_pixels(box, counts, width, height) if kind == "mask"
+                             else _shape_pixels(rings, width, height))
         rows, columns = pixels.any(axis=1), pixels.any(axis=0)
         if not rows.any():
             continue
         first_row, first_column = int(rows.argmax()), int(columns.argmax())
         bbox = [left + first_column, top + first_row, int(columns.size - columns[::-1].argmax()) - first_column,
                 int(rows.size - rows[::-1].argmax()) - first_row]
-        if is_crowd:
+        if is_crowd or kind == "mask":
             segmentation: dict | list = encode_window_rle(pixels, left, top, width, height)
         else:
             segmentation = [list(ring) for ring in rings]
@@ -79,3 +80,12 @@ def _shape_pixels(rings: list[list[float]], width: int, height: int) -> tuple[np
     window = Image.new("L", (right - left, bottom - top), 0)
     draw_rings(ImageDraw.Draw(window), [ring.tolist() for ring in coordinates], 1)
     return np.asarray(window).view(bool), left, top
+
+
+def _mask_pixels(box: list[int], counts: list[int], width: int, height: int) -> tuple[np.ndarray, int, int]:
+    """The pixels a mask shape paints (its runs over its box), clipped to the frame, and the box's (left, top)."""
+    left, top, box_width, box_height = box
+    pixels = BoxMask(left, top, box_width, box_height, np.asarray(counts, dtype=np.uint32)).to_array()
+    clipped_left, clipped_top = max(0, left), max(0, top)
+    pixels = pixels[clipped_top - top:max(0, height - top), clipped_left - left:max(0, width - left)]
+    return pixels, clipped_left, clipped_top

@@ -76,9 +76,33 @@ def test_released_shapes_are_those_of_the_entry_whose_mask_single_and_gold_image
         for entry, kind, index in [("a1", "polygon", 1), ("a1", "box", 0), ("a2", "polygon", 0), ("b", "polygon", 0),
                                    ("c1", "polygon", 0), ("d", "polygon", 0), ("e", "polygon", 0), ("e", "mask", 1)]])
     found = released_shapes(consensus, annotation_masks, mapped)
-    # a2 is not the released entry, c is fused, d not accepted, e was drawn from a mask shape
+    # a2 is not the released entry, c is fused, d not accepted; e's mask shape is kept beside its polygon
     assert found.select("mask_key", "entry_id", "shape_index", "kind").rows() == [
-        ("m-a1", "a1", 0, "box"), ("m-a1", "a1", 1, "polygon"), ("m-b", "b", 0, "polygon")]
+        ("m-a1", "a1", 0, "box"), ("m-a1", "a1", 1, "polygon"), ("m-b", "b", 0, "polygon"),
+        ("m-e", "e", 0, "polygon"), ("m-e", "e", 1, "mask")]
+
+
+def test_a_shape_that_arrived_as_pixels_keeps_its_crowd_flag_and_is_an_rle_of_its_own_pixels():
+    """A COCO export's crowd RLE stays a crowd in the release; a non-crowd RLE object stays one object."""
+    box_pixels = np.array([[0, 1, 1, 0], [1, 1, 1, 1]], bool)  # over the box left 6, top 3, 4 x 2
+    counts = [1, 2, 1, 4]  # row-major runs over the box, first run background
+    shapes = pl.DataFrame(
+        [{"shape_index": i, "kind": "mask", "rings": None, "mask_box": box, "mask_counts": counts, "class_id": 1,
+          "mapping": "mapped", "is_crowd": crowd, "z_order": 0}
+         for i, (box, crowd) in enumerate([([6, 3, 4, 2], True), ([8, 9, 4, 2], False)])],
+        schema={"shape_index": pl.Int64, "kind": pl.String, "rings": pl.List(pl.List(pl.Float64)),
+                "mask_box": pl.List(pl.Int64), "mask_counts": pl.List(pl.UInt32), "class_id": pl.Int64,
+                "mapping": pl.String, "is_crowd": pl.Boolean, "z_order": pl.Int64})
+    crowd, clipped = shape_annotations(shapes, TAXONOMY, 10, 10)
+    expected = np.zeros((10, 10), bool)
+    expected[3:5, 6:10] = box_pixels
+    assert (crowd["category_id"], crowd["iscrowd"], crowd["area"], crowd["bbox"]) == (1, 1, 6, [6, 3, 4, 2])
+    assert np.array_equal(decode_rle(crowd["segmentation"], "crowd"), expected)
+    # the second box hangs over the frame's right and bottom edges: only its pixels inside count
+    expected = np.zeros((10, 10), bool)
+    expected[9, 8:10] = [False, True]
+    assert (clipped["iscrowd"], clipped["area"], clipped["bbox"]) == (0, 1, [9, 9, 1, 1])
+    assert np.array_equal(decode_rle(clipped["segmentation"], "object"), expected)
 
 
 def test_a_masks_shape_annotations_are_remembered_and_redrawn_only_when_its_shapes_change():
@@ -110,10 +134,11 @@ SHAPE = st.tuples(st.sampled_from(["polygon", "box", "polyline"]), st.lists(RING
 @given(st.lists(SHAPE, min_size=1, max_size=6), st.integers(1, 16), st.integers(1, 16))
 def test_small_shapes_annotate_as_the_framed_implementation_did(drawn, width, height):
     shapes = pl.DataFrame(
-        [{"shape_index": index, "kind": kind, "rings": rings, "class_id": class_id, "mapping": mapping,
-          "is_crowd": is_crowd, "z_order": z_order} for index, (kind, rings, class_id, mapping, is_crowd, z_order)
-         in enumerate(drawn)],
-        schema={"shape_index": pl.Int64, "kind": pl.String, "rings": pl.List(pl.List(pl.Float64)), "class_id": pl.Int64,
+        [{"shape_index": index, "kind": kind, "rings": rings, "mask_box": None, "mask_counts": None, "class_id": class_id,
+          "mapping": mapping, "is_crowd": is_crowd, "z_order": z_order}
+         for index, (kind, rings, class_id, mapping, is_crowd, z_order) in enumerate(drawn)],
+        schema={"shape_index": pl.Int64, "kind": pl.String, "rings": pl.List(pl.List(pl.Float64)),
+                "mask_box": pl.List(pl.Int64), "mask_counts": pl.List(pl.UInt32), "class_id": pl.Int64,
                 "mapping": pl.String, "is_crowd": pl.Boolean, "z_order": pl.Int64})
     assert shape_annotations(shapes, BOXED, width, height) == framed_shape_annotations(shapes, BOXED, width, height)
 

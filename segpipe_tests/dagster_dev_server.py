@@ -102,7 +102,8 @@ def _wait_until_ready(server: DagsterDevServer, process: subprocess.Popen, timeo
             last_error = exc
         time.sleep(1.0)
     raise DagsterDevError(
-        f"dagster dev at {server.url} not ready after {timeout:.0f}s (last: {last_error!r}).\n--- log ---\n{server.log_tail()}")
+        f"dagster dev at {server.url} not ready after {timeout:.0f}s (last: {last_error!r}).\n"
+        f"--- log ---\n{server.log_tail()}")
 
 
 LOCATION_STATUS = """

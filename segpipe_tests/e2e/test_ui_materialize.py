@@ -8,6 +8,7 @@ import re
 import time
 import zipfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -64,25 +65,35 @@ def _wait_for_backfill(server: DagsterDevServer, backfill_id: str) -> dict:
         if backfill["status"] in TERMINAL_BACKFILL:
             return backfill
         time.sleep(3.0)
-    pytest.fail(f"backfill {backfill_id} still {backfill['status']} after {BACKFILL_TIMEOUT_S:.0f}s\n{server.log_tail()}")
+    pytest.fail(f"backfill {backfill_id} still {backfill['status']} after {BACKFILL_TIMEOUT_S:.0f}s\n"
+                f"{server.log_tail()}")
+
+
+def _backfill_row(page, asset: str):
+    """One asset's row on the backfill page: the widest element around its link that holds no other asset's link
+    (the rows are a virtualized grid of divs, not a table)."""
+    link = page.locator(f'a[href="/assets/{asset}"]')
+    return link.locator("xpath=ancestor::div[count(.//a[starts-with(@href, '/assets/')]) = 1][last()]")
 
 
 def _materialize_all_in_the_ui(server: DagsterDevServer, n_partitions: int) -> str:
     """Open the global asset graph, dismiss the first-run dialog, Materialize all over all partitions,
-    and follow the toast to the backfill page; returns the backfill id (from that page's URL)."""
+    follow the toast to the backfill page and wait there; returns the backfill id (from that page's URL)."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1400})
             page.set_default_timeout(UI_TIMEOUT_MS)
             page.goto(f"{server.url}/asset-groups")
-            expect(page.get_by_text("Join the Dagster community")).to_be_visible(timeout=UI_TIMEOUT_MS)  # a fresh instance's first visit
+            welcome = page.get_by_text("Join the Dagster community")
+            expect(welcome).to_be_visible(timeout=UI_TIMEOUT_MS)  # a fresh DAGSTER_HOME's first visit
             page.get_by_role("button", name="Skip").click()
-            expect(page.get_by_text("Join the Dagster community")).to_be_hidden(timeout=UI_TIMEOUT_MS)
+            expect(welcome).to_be_hidden(timeout=UI_TIMEOUT_MS)
 
             page.get_by_role("button", name="Materialize all…").click()
             dialog = page.get_by_role("dialog")
-            expect(dialog.get_by_text(re.compile(r"Launch runs to materialize \d+ assets"))).to_be_visible(timeout=UI_TIMEOUT_MS)
+            expect(dialog.get_by_text(re.compile(r"Launch runs to materialize \d+ assets"))).to_be_visible(
+                timeout=UI_TIMEOUT_MS)
             dialog.get_by_role("button", name="All", exact=True).click()
             expect(dialog.get_by_text(f"{n_partitions} partitions", exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
             dialog.get_by_role("button", name="Launch backfill").click()
@@ -90,13 +101,14 @@ def _materialize_all_in_the_ui(server: DagsterDevServer, n_partitions: int) -> s
             expect(page.get_by_text("Created backfill")).to_be_visible(timeout=UI_TIMEOUT_MS)
             page.get_by_role("link", name="View", exact=True).click()
             page.wait_for_url("**/runs/b/*")
-            backfill_id = page.url.rstrip("/").rsplit("/", 1)[-1].split("?")[0]
+            backfill_id = urlparse(page.url).path.rstrip("/").rsplit("/", 1)[-1]
 
             backfill = _wait_for_backfill(server, backfill_id)
             assert backfill["status"] == "COMPLETED_SUCCESS", backfill
             page.reload()
-            expect(page.get_by_text("Succeeded").first).to_be_visible(timeout=UI_TIMEOUT_MS)
-            expect(page.get_by_role("link", name="dataset_release")).to_be_visible(timeout=UI_TIMEOUT_MS)
+            first_step, last_step = (_backfill_row(page, asset) for asset in ("batch_files", "dataset_release"))
+            expect(first_step).to_contain_text("100% completed", timeout=UI_TIMEOUT_MS)
+            expect(last_step).to_contain_text(re.compile(r"100% completed.*Succeeded"), timeout=UI_TIMEOUT_MS)
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT))
             return backfill_id

@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Debian's Chromium, for the browser test of the Dagster UI (Playwright drives it; it never downloads a browser).
+CHROMIUM := /usr/bin/chromium
 
 export SEGPIPE_HOME ?= $(CURDIR)/.segpipe
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
@@ -15,7 +17,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+$(CHROMIUM):
+	command -v apt-get >/dev/null || { echo "install Chromium at $(CHROMIUM) (the UI test needs it)"; exit 1; }
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+install: $(STAMP) $(CHROMIUM)
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)

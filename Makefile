@@ -22,7 +22,7 @@ $(CHROMIUM):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
-install: $(STAMP) $(CHROMIUM)
+install: $(STAMP)
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
@@ -32,7 +32,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/segpipe demo
 	$(BIN)/segpipe build
 
-test: install
+test: install $(CHROMIUM)
 	$(BIN)/pytest
 
 dev: install $(DAGSTER_HOME)/dagster.yaml

@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python -m segpipe_tests.bench.sampling
 	$(BIN)/python -m segpipe_tests.bench.release
 	$(BIN)/python -m segpipe_tests.bench.outlines
+	$(BIN)/python -m segpipe_tests.bench.whole_graph
 
 clean:
 	rm -rf $(SEGPIPE_HOME) $(DAGSTER_HOME)

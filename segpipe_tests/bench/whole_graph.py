@@ -13,14 +13,17 @@ SQLite instance and a temporary store, as `segpipe build` runs the graph (segpip
   segpipe/config/presets/cityscapes.yaml; run_local_build ingests, maps and draws every batch (one
   run per batch), then QA, consensus, sampling and release. Wall time, images/s, seconds per step
   (Dagster's step records, summed over runs) and the counts of the release ledger;
-- nightly: one more batch holding 1% more scenes lands, and run_local_build runs again (every
-  known batch is launched again and finds its results memoized; the new one is ingested), then the
-  release; wall time and its ratio to the cold build;
+- nightly: one more batch holding 1% more scenes lands, and run_local_build runs again, as
+  `segpipe build` does: batch_job is launched for every known batch (ingest and label_masks run
+  again for the old ones, annotation_masks finds its memo), then the release; wall time and its
+  ratio to the cold build. The per-step seconds show what the landing sensor, which launches
+  only the new batch, would save;
 - backfill: a mapping-only taxonomy edit (`polegroup` remapped from void to pole), then
   run_taxonomy_backfill; wall time and its ratio to the cold build.
 Every phase checks that its ledger balances: input = released + filtered + quarantined = the
-scenes landed. Peak RSS is ru_maxrss of the child (RUSAGE_SELF; RUSAGE_CHILDREN is reported too,
-the build runs in process).
+scenes landed. Peak RSS is ru_maxrss of the child (RUSAGE_SELF: the build runs in process).
+RUSAGE_CHILDREN is recorded too but not added: segpipe starts no processes, and a process forked by a
+library counts the pages it shares with the build until it execs, so it repeats the build's RSS.
 
 Peers, on the same JSON files, in the parent after the child:
 - json2labelImg (cityscapesscripts, "trainIds") on a Pool of 2 processes over the size's files; over

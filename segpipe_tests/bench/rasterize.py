@@ -68,14 +68,16 @@ MIB = 1024 * 1024
 # --- data ---------------------------------------------------------------------------------------
 
 
-def _generate_chunk(root: str, start: int, count: int, width: int, height: int, seed: int) -> dict:
-    dataset = write_dataset(Path(root), count, width, height, seed, first_index=start)
+def _generate_chunk(root: str, start: int, count: int, width: int, height: int, seed: int, images: bool) -> dict:
+    dataset = write_dataset(Path(root), count, width, height, seed, images=images, first_index=start)
     return scene_stats(dataset.scenes)
 
 
-def ensure_data(cache: Path, count: int, width: int, height: int, seed: int) -> Path:
-    """Scenes 0..count-1 under cache (generated in chunks on every core; kept between runs)."""
-    root = cache / f"cityscapes-scenes-{DATA_VERSION}-{width}x{height}-seed{seed}-n{count}"
+def ensure_data(cache: Path, count: int, width: int, height: int, seed: int, images: bool = False) -> Path:
+    """Scenes 0..count-1 under cache (generated in chunks on every core; kept between runs); with
+    `images` each scene's leftImg8bit photo too, which the whole graph needs to accept an entry."""
+    photos = "-images" if images else ""
+    root = cache / f"cityscapes-scenes-{DATA_VERSION}-{width}x{height}-seed{seed}-n{count}{photos}"
     if (root / "complete.json").exists():
         return root
     if root.exists():
@@ -84,7 +86,7 @@ def ensure_data(cache: Path, count: int, width: int, height: int, seed: int) -> 
     chunks = [(start, min(GENERATE_CHUNK, count - start)) for start in range(0, count, GENERATE_CHUNK)]
     context = multiprocessing.get_context("spawn")
     with context.Pool(os.cpu_count() or 1) as pool:
-        parts = pool.starmap(_generate_chunk, [(str(root / f"part{start:05d}"), start, n, width, height, seed)
+        parts = pool.starmap(_generate_chunk, [(str(root / f"part{start:05d}"), start, n, width, height, seed, images)
                                                for start, n in chunks])
     # One COCO file for all the scenes: images and annotations of the parts, ids renumbered.
     images, annotations, categories = [], [], None
@@ -96,7 +98,7 @@ def ensure_data(cache: Path, count: int, width: int, height: int, seed: int) -> 
         for annotation in doc["annotations"]:
             annotations.append({**annotation, "id": len(annotations) + 1, "image_id": annotation["image_id"] + offset})
         categories = doc["categories"]
-        for path in (root / f"part{start:05d}" / "cityscapes").rglob("*_polygons.json"):
+        for path in [p for p in (root / f"part{start:05d}" / "cityscapes").rglob("*") if p.is_file()]:
             target = root / "cityscapes" / path.relative_to(root / f"part{start:05d}" / "cityscapes")
             target.parent.mkdir(parents=True, exist_ok=True)
             path.rename(target)

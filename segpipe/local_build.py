@@ -28,14 +28,18 @@ class BuildOutcome:
 def run_local_build(
     defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str = "WARNING"
 ) -> BuildOutcome:
-    """Cold build: ingest, map and draw every ready batch (one run per batch, as the landing sensor
-    launches them), then QA, consensus, sampling and release."""
+    """Ingest, map and draw every ready batch not drawn yet (one run per batch, as the landing sensor
+    launches them), then QA, consensus, sampling and release over all of them. So a nightly
+    `segpipe build` does only the new batches' work; after a taxonomy edit, `segpipe backfill`
+    remaps the drawn ones."""
     batches = _register_batches(instance, env)
     quiet = _quiet(log_level)
     defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance, run_config=quiet)
     job = defs.resolve_job_def("batch_job")
+    drawn = instance.get_materialized_partitions(dg.AssetKey("annotation_masks"))
     for batch in batches:
-        job.execute_in_process(instance=instance, partition_key=batch, run_config=quiet)
+        if batch not in drawn:
+            job.execute_in_process(instance=instance, partition_key=batch, run_config=quiet)
     return _release(defs, instance, batches, quiet)
 
 

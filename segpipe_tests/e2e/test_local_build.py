@@ -193,6 +193,31 @@ def test_rebuilding_the_same_data_publishes_nothing_new(demo_build, tiny_demo, t
     assert metas[0] == metas[1]
 
 
+def test_a_nightly_build_draws_only_the_batch_that_landed_since_and_releases_all(tiny_demo, tmp_path):
+    """`segpipe build` on an instance that has drawn some batches runs batch_job only for the new one."""
+    with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
+        work = tmp_path / "landing"
+        shutil.copytree(Path(tiny_demo.landing_root), work)
+        late = sorted(p.name for p in work.iterdir() if (p / "batch.json").exists())[-1]
+        shutil.move(work / late, tmp_path / late)
+        env.setenv("SEGPIPE_LANDING_ROOT", str(work))
+        env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp_path / "store"))
+        pipeline = tmp_path / "pipeline.yaml"
+        pipeline.write_text(tiny_demo_pipeline())
+        env.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
+        first = run_local_build(load_defs(), instance, current_environment())
+        shutil.move(tmp_path / late, work / late)
+        nightly = run_local_build(load_defs(), instance, current_environment())
+        drawn_in = [run.tags.get("dagster/partition") for run in instance.get_runs(
+            filters=dg.RunsFilter(job_name="batch_job"))]
+    assert first.success and nightly.success and late not in first.batches and late in nightly.batches
+    assert sorted(drawn_in) == sorted(first.batches + [late])  # each batch drawn once: the late one by the nightly
+    assert nightly.release_metadata["version"] != first.release_metadata["version"]
+    counts = nightly.release_metadata["counts"]
+    assert counts["input"] > first.release_metadata["counts"]["input"]
+    assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"]
+
+
 def test_a_failed_blocking_check_stops_the_release(tiny_demo, tmp_path):
     strict = tmp_path / "strict.yaml"
     strict.write_text((PACKAGE_CONFIG / "taxonomy.yaml").read_text().replace("unmapped: void", "unmapped: error"))

@@ -100,7 +100,8 @@ def test_the_runs_and_the_release_materializations_are_rows_in_postgres(builds):
     assert batches > 1 and builds.again.batches == builds.cold.batches
     runs = dict(((job, status), count) for job, status, count in _query(
         builds.server, "SELECT pipeline_name, status, count(*) FROM runs GROUP BY pipeline_name, status"))
-    assert runs == {("taxonomy_job", "SUCCESS"): 2, ("batch_job", "SUCCESS"): 2 * batches, ("release_job", "SUCCESS"): 2}
+    # the rebuild draws no batch again: each was drawn once, by the first build
+    assert runs == {("taxonomy_job", "SUCCESS"): 2, ("batch_job", "SUCCESS"): batches, ("release_job", "SUCCESS"): 2}
     materialized_in = [run_id for (run_id,) in _query(
         builds.server, "SELECT run_id FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' "
         "AND asset_key = %s ORDER BY id", dg.AssetKey("dataset_release").to_string())]
@@ -113,7 +114,7 @@ def test_a_fresh_instance_from_the_same_config_sees_the_same_history(builds):
     stored = {run_id for (run_id,) in _query(builds.server, "SELECT run_id FROM runs")}
     with dg.DagsterInstance.get() as fresh:
         assert {run.run_id for run in fresh.get_runs()} == stored
-        assert len(stored) == 2 * (len(builds.cold.batches) + 2)
+        assert len(stored) == len(builds.cold.batches) + 2 * 2
         latest = fresh.get_latest_materialization_event(dg.AssetKey("dataset_release"))
         partitions = fresh.get_dynamic_partitions(annotation_batches.name)
     assert latest.run_id == _release_runs(builds.server)[-1]

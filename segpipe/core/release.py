@@ -113,7 +113,7 @@ def write_release_archive(
     (path in the ZIP -> bytes) the other reports, such as sampling's. shapes (see released_shapes)
     are the polygons behind the masks drawn from them, which coco.json keeps; None when there are none."""
     report_files = dict(sorted((report_files or {}).items()))
-    shapes_of = {} if shapes is None else {key[0]: group for key, group in shapes.group_by("mask_key")}
+    shapes_of = {} if shapes is None else _slices_by_mask(shapes)
     rows = []
     coco = CocoDocument(taxonomy, dataset_name)
     with contextlib.closing(coco), zipfile.ZipFile(out, "w") as zipped:
@@ -170,6 +170,16 @@ def write_release_archive(
         archive.add("README.md", datasheet(meta, DISTRIBUTION_CHART if DISTRIBUTION_CHART in report_files else None).encode())
         archive.add_checksums()
     return ReleaseContents(version, manifest, meta)
+
+
+def _slices_by_mask(shapes: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Each mask's shapes as a zero-copy slice of the table (released_shapes sorts it by mask_key):
+    grouping would copy every shape of the release once more."""
+    if not shapes["mask_key"].is_sorted():
+        raise ValueError("release shapes must be sorted by mask_key (see released_shapes)")
+    runs = (shapes.select("mask_key").with_row_index("start")
+            .group_by("mask_key").agg(pl.col("start").min(), pl.len().alias("rows")))
+    return {key: shapes.slice(start, rows) for key, start, rows in runs.iter_rows()}
 
 
 def release_version(

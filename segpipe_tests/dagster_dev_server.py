@@ -23,6 +23,7 @@ from pathlib import Path
 
 import orjson
 
+from segpipe_tests.process_group import stop_process_group
 from segpipe_tests.s3_server import LOOPBACK, free_ports
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -112,20 +113,6 @@ query { workspaceOrError { ... on Workspace { locationEntries {
 """
 
 
-def _stop(process: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> None:
-    """SIGINT the server's process group, then SIGKILL whatever is still in it."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=timeout)
-    # The leader may have exited while runs or the code server linger in the group.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=timeout)
-
-
 @contextlib.contextmanager
 def run_dagster_dev(env: Mapping[str, str], timeout: float = START_TIMEOUT_S) -> Iterator[DagsterDevServer]:
     """Start `dagster dev -w workspace.yaml` from the repo root with `env` added, yield it, stop it on exit."""
@@ -145,6 +132,6 @@ def run_dagster_dev(env: Mapping[str, str], timeout: float = START_TIMEOUT_S) ->
         started = True
         yield server
     finally:
-        _stop(process)
+        stop_process_group(process, signal.SIGINT, STOP_TIMEOUT_S)
         if started:  # after a failed start, keep the log the error points at
             shutil.rmtree(dagster_home, ignore_errors=True)

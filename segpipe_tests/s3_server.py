@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from segpipe_tests.process_group import stop_process_group
+
 LOOPBACK = "127.0.0.1"
 REGION = "us-east-1"
 START_TIMEOUT_S = 60.0
@@ -151,22 +153,6 @@ def _log_tail(log_path: Path, lines: int = 40) -> str:
         return f"<no log: {exc}>"
 
 
-def _stop(process: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM the server's process group, SIGKILL it if it has not exited in time."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-    # The leader may be gone while children linger: kill whatever is left in the group.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=timeout)
-
-
 def _remove_grpc_sockets(ports: dict[str, int]) -> None:
     """Delete the /tmp/seaweedfs-<kind>-grpc-<port>.sock files this server left (only ours, by port)."""
     for name, kind in GRPC_SOCKET_KINDS.items():
@@ -235,7 +221,7 @@ def run_s3_server(base_dir: Path | None = None, timeout: float = START_TIMEOUT_S
         started = True
         yield server
     finally:
-        _stop(process)
+        stop_process_group(process, signal.SIGTERM, STOP_TIMEOUT_S)
         _remove_grpc_sockets(ports)
         if owns_dir and started:  # after a failed start, keep the log the error points at
             shutil.rmtree(data_dir, ignore_errors=True)

@@ -67,12 +67,14 @@ class _ChecksummedZip:
         self.archive = archive
         self.sums: dict[str, str] = {}
 
-    def add(self, name: str, data: bytes, compress: bool = True) -> None:
+    def add(self, name: str, data: bytes, compress: bool = True) -> str:
+        """Add a member; its SHA-256, which the manifest also records for images and masks."""
         info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
         info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
         info.external_attr = 0o644 << 16
         self.archive.writestr(info, data)
         self.sums[name] = hashlib.sha256(data).hexdigest()
+        return self.sums[name]
 
     def add_streamed(self, name: str, write: Callable[[BinaryIO], None]) -> None:
         """A member too large to hold in memory, written in pieces by `write`."""
@@ -124,8 +126,8 @@ def write_release_archive(
             image_path, mask_path = f"images/{item['split']}/{stem}.{suffix}", f"masks/{item['split']}/{stem}.png"
             image_bytes, mask_bytes = store.read(item["image_key"]), store.read(item["mask_key"])
             _check_frame(item["mask_key"], mask_bytes, item["width"], item["height"], 8)
-            archive.add(image_path, image_bytes, compress=False)
-            archive.add(mask_path, mask_bytes, compress=False)
+            image_sha256 = archive.add(image_path, image_bytes, compress=False)
+            mask_sha256 = archive.add(mask_path, mask_bytes, compress=False)
             instance_path = None
             if item["instance_mask_key"] is not None:
                 instance_path = f"instances/{item['split']}/{stem}.png"
@@ -138,7 +140,7 @@ def write_release_archive(
                 "source_batches": item["source_batches"], "annotators": item["annotators"],
                 "mask_source": item["mask_source"], "agreement": item["agreement"], "instance_path": instance_path,
                 **{c: item[c] for c in METADATA_COLUMNS},
-                "image_sha256": hashlib.sha256(image_bytes).hexdigest(), "mask_sha256": hashlib.sha256(mask_bytes).hexdigest(),
+                "image_sha256": image_sha256, "mask_sha256": mask_sha256,
                 **_pixel_columns(item["class_pixels"], taxonomy),
                 "qa_status": "warned" if item["qa_warnings"] else "passed", "qa_warnings": item["qa_warnings"],
             })

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from segpipe.core.demo import DemoSummary, generate_demo
+from segpipe.demo import DemoSummary, generate_demo
 from segpipe.environment import PACKAGE_CONFIG
 
 TINY_DEMO = {"n_scenes": 16, "width": 256, "height": 128, "seed": 3}

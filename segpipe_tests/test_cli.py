@@ -5,9 +5,9 @@ import zipfile
 import polars as pl
 import pytest
 
-from segpipe.cli import main
-from segpipe.core.raster import decode_mask_png
-from segpipe.core.release import release_stem
+from segpipe.cli.main import main
+from segpipe.core.rasterize.raster import decode_mask_png
+from segpipe.core.release.archive import release_stem
 from segpipe.environment import PACKAGE_CONFIG
 
 
@@ -66,7 +66,7 @@ def test_pseudonym_prints_what_tables_use_for_a_name(tiny_demo, tmp_path, capsys
 
 
 def test_verify_and_inspect_read_a_release_zip_by_path_or_url(tmp_path, capsys):
-    from segpipe_tests.core.release_fixture import build_release
+    from segpipe_tests.core.release.release_fixture import build_release
 
     release = tmp_path / "demo.zip"
     release.write_bytes(build_release().data)
@@ -80,7 +80,7 @@ def test_verify_and_inspect_read_a_release_zip_by_path_or_url(tmp_path, capsys):
 
 
 def test_verify_exits_non_zero_naming_the_corrupted_member(tmp_path, capsys):
-    from segpipe_tests.core.release_fixture import build_release
+    from segpipe_tests.core.release.release_fixture import build_release
 
     data = bytearray(build_release().data)
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
@@ -102,7 +102,7 @@ def test_releases_lists_committed_versions_and_stars_the_latest(tmp_path, capsys
 
     import fsspec
 
-    from segpipe.core.publish import open_staging, publish_release
+    from segpipe.store.publish import open_staging, publish_release
 
     monkeypatch.setenv("SEGPIPE_STORAGE_ROOT", str(tmp_path / "store"))
     assert main(["releases", "--dataset", "demo"]) == 0

@@ -8,10 +8,10 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from segpipe.core.create_only import CreateOnlyUnsupported
-from segpipe.core.create_only_probe import StoreLacksCreateOnly
-from segpipe.core.errors import ConfigError, InputError
-from segpipe.core.publish import ReleaseConflictError
+from segpipe.store.create_only import CreateOnlyUnsupported
+from segpipe.store.probe import StoreLacksCreateOnly
+from segpipe.core.shared.errors import ConfigError, InputError
+from segpipe.store.publish import ReleaseConflictError
 
 OBJECT_STORE_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from segpipe.core.pseudonym import annotator_key
+from segpipe.core.ingest.pseudonym import annotator_key
 
 
 class AnnotatorPseudonyms(dg.ConfigurableResource):

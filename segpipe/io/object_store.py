@@ -6,9 +6,9 @@ from contextlib import contextmanager
 import dagster as dg
 import fsspec
 
-from segpipe.core.artefact_keys import ArtefactStore
-from segpipe.core.landing import list_ready_batches
-from segpipe.core.sources import BatchSource, open_landed_batch
+from segpipe.core.shared.artefacts import ArtefactStore
+from segpipe.core.ingest.landing import list_ready_batches
+from segpipe.core.ingest.sources import BatchSource, open_landed_batch
 from segpipe.io.locations import open_location
 
 

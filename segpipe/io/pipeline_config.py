@@ -4,8 +4,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from segpipe.core.settings import PipelineSettings, load_pipeline_settings
-from segpipe.core.taxonomy import Taxonomy, load_taxonomy
+from segpipe.core.config.pipeline import PipelineSettings, load_pipeline_settings
+from segpipe.core.taxonomy.model import Taxonomy, load_taxonomy
 
 
 class PipelineConfig(dg.ConfigurableResource):

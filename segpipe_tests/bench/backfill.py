@@ -18,10 +18,10 @@ from pathlib import Path
 import dagster as dg
 import orjson
 
-from segpipe.core.demo import generate_demo
+from segpipe.demo import generate_demo
 from segpipe.definitions import defs as load_defs
 from segpipe.environment import PACKAGE_CONFIG, current_environment
-from segpipe.local_build import run_local_build, run_taxonomy_backfill
+from segpipe.cli.local_build import run_local_build, run_taxonomy_backfill
 
 PER_BATCH_STEPS = ("ingest_annotation_batch", "mapped_shapes", "label_masks", "annotation_masks")
 

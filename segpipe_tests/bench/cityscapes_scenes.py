@@ -2,7 +2,7 @@
 
 One scene per index, deterministic in (seed, index, width, height):
 
-- the street of `segpipe.core.demo.scenes.build_scene` (sky, road, sidewalks, facades, ...), plus the
+- the street of `segpipe.demo.scenes.build_scene` (sky, road, sidewalks, facades, ...), plus the
   objects (vegetation, cars, poles, signs, persons) of further demo scenes drawn with the same
   generator, until the scene holds 90-110 objects, as gtFine files do. Objects are painted back to
   front: stuff first, then objects by z_order and farther (smaller foot row) first, then the void
@@ -44,7 +44,7 @@ import numpy as np
 import orjson
 from PIL import Image, ImageDraw
 
-from segpipe.core.demo.scenes import Shape, build_scene
+from segpipe.demo.scenes import Shape, build_scene
 
 SPLIT = "train"
 SCENES_PER_CITY = 100
@@ -336,7 +336,7 @@ def labels_py_taxonomy():
     import yaml
     from cityscapesscripts.helpers.labels import labels, name2label
 
-    from segpipe.core.taxonomy import parse_taxonomy
+    from segpipe.core.taxonomy.model import parse_taxonomy
 
     trained = [label for label in labels if 0 <= label.trainId < 255]
     rules = [{"label": label.name, "to": label.name if label in trained else ("skip" if label.id < 0 else "void")}
@@ -355,8 +355,8 @@ def labels_py_taxonomy():
 def cityscapes_taxonomy():
     """(taxonomy, where it came from, mapping source for Cityscapes label names): the preset
     segpipe/config/presets/cityscapes.yaml when it exists and loads, else labels_py_taxonomy()."""
-    from segpipe.core.errors import ConfigError
-    from segpipe.core.taxonomy import load_taxonomy
+    from segpipe.core.shared.errors import ConfigError
+    from segpipe.core.taxonomy.model import load_taxonomy
     from segpipe.environment import PACKAGE_CONFIG
 
     taxonomy, origin = None, "cityscapesscripts labels.py (built by segpipe_tests)"

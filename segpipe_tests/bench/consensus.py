@@ -30,14 +30,15 @@ import numpy as np
 import orjson
 import polars as pl
 
-from segpipe.core.artefact_keys import ArtefactStore
-from segpipe.core.class_constraints import parse_constraint
-from segpipe.core.consensus import build_consensus
-from segpipe.core.label_masks import class_pixels
-from segpipe.core.mask_structure import mask_structure
-from segpipe.core.png import encode_mask_png
-from segpipe.core.qa import evaluate_entries
-from segpipe.core.settings import ConsensusSettings, QaSettings
+from segpipe.core.shared.artefacts import ArtefactStore
+from segpipe.core.taxonomy.class_constraints import parse_constraint
+from segpipe.core.consensus.fusion import build_consensus
+from segpipe.core.rasterize.label_masks import class_pixels
+from segpipe.core.qa.mask_structure import mask_structure
+from segpipe.core.shared.png import encode_mask_png
+from segpipe.core.qa.rules import evaluate_entries
+from segpipe.core.consensus.settings import ConsensusSettings
+from segpipe.core.qa.settings import QaSettings
 from segpipe_tests.bench.rasterize import OneFileSource, ensure_data, json_files
 
 ANNOTATORS = 3
@@ -65,11 +66,11 @@ def main() -> None:
     home = Path(os.environ.get("SEGPIPE_HOME", Path.cwd() / ".segpipe"))
     parser.add_argument("--cache", type=Path, default=home / "bench" / "cache")
     args = parser.parse_args()
-    from segpipe.core.formats import ReaderOptions
-    from segpipe.core.formats.cityscapes import CITYSCAPES
-    from segpipe.core.raster import rasterize_shapes
-    from segpipe.core.shape_table import ShapeTableBuilder
-    from segpipe.core.taxonomy import map_labels
+    from segpipe.core.ingest.formats import ReaderOptions
+    from segpipe.core.ingest.formats.cityscapes import CITYSCAPES
+    from segpipe.core.rasterize.raster import rasterize_shapes
+    from segpipe.core.ingest.shape_table import ShapeTableBuilder
+    from segpipe.core.taxonomy.model import map_labels
     from segpipe_tests.bench.cityscapes_scenes import cityscapes_taxonomy
 
     if hasattr(os, "sched_setaffinity"):

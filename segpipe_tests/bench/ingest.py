@@ -59,8 +59,8 @@ def _status_mib(field: str) -> float:
 def _child_ingest(batch: Path, fmt: str) -> dict:
     import fsspec
 
-    from segpipe.core.ingest import ingest_batch
-    from segpipe.core.sources import open_source
+    from segpipe.core.ingest.batch import ingest_batch
+    from segpipe.core.ingest.sources import open_source
 
     fs = fsspec.filesystem("file")
     start_rss = _status_mib("VmRSS")
@@ -81,9 +81,9 @@ def _child_ingest(batch: Path, fmt: str) -> dict:
 def _child_parse(batch: Path, fmt: str, held: bool) -> dict:
     import fsspec
 
-    from segpipe.core.formats import READERS, ReaderOptions
-    from segpipe.core.ingest import HEAD_BYTES
-    from segpipe.core.sources import open_source
+    from segpipe.core.ingest.formats import READERS, ReaderOptions
+    from segpipe.core.ingest.batch import HEAD_BYTES
+    from segpipe.core.ingest.sources import open_source
 
     def head(name: str) -> bytes:  # what ingest's format detection reads of a file
         with source.open(name) as stream:

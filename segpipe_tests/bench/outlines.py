@@ -30,9 +30,9 @@ import orjson
 import polars as pl
 import shapely
 
-from segpipe.core.raster import paint_in_order, painted_in_order
-from segpipe.core.rle import encode_rle
-from segpipe.core.taxonomy import Taxonomy
+from segpipe.core.rasterize.raster import paint_in_order, painted_in_order
+from segpipe.core.shared.rle import encode_rle
+from segpipe.core.taxonomy.model import Taxonomy
 from segpipe_tests.bench.cityscapes_scenes import cityscapes_taxonomy, write_dataset
 
 Ring = list[tuple[float, float]]
@@ -113,10 +113,10 @@ def _framed_shape_pixels(kind: str, rings: list[list[float]], width: int, height
 
 def scene_masks(root: Path, count: int, seed: int) -> list[tuple[np.ndarray, pl.DataFrame]]:
     """Each generated scene's mask as segpipe rasterizes it, and its mapped shapes."""
-    from segpipe.core.ingest import ingest_batch
-    from segpipe.core.raster import rasterize_shapes
-    from segpipe.core.sources import open_source
-    from segpipe.core.taxonomy import map_labels
+    from segpipe.core.ingest.batch import ingest_batch
+    from segpipe.core.rasterize.raster import rasterize_shapes
+    from segpipe.core.ingest.sources import open_source
+    from segpipe.core.taxonomy.model import map_labels
 
     dataset = write_dataset(root, count, 2048, 1024, seed, images=True)
     taxonomy, _, source_key = cityscapes_taxonomy()
@@ -131,8 +131,8 @@ def scene_masks(root: Path, count: int, seed: int) -> list[tuple[np.ndarray, pl.
 
 
 def main() -> None:
-    from segpipe.core.coco_annotations import shape_annotations
-    from segpipe.core.yolo_labels import class_outlines, yolo_label_text
+    from segpipe.core.release.coco_annotations import shape_annotations
+    from segpipe.core.release.yolo_labels import class_outlines, yolo_label_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=6)

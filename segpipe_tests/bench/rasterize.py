@@ -154,12 +154,12 @@ class Segpipe:
     def __init__(self) -> None:
         import polars as pl
 
-        from segpipe.core.formats import ReaderOptions
-        from segpipe.core.formats.cityscapes import CITYSCAPES
-        from segpipe.core.png import encode_mask_png
-        from segpipe.core.raster import rasterize_shapes
-        from segpipe.core.shape_table import ShapeTableBuilder
-        from segpipe.core.taxonomy import map_labels
+        from segpipe.core.ingest.formats import ReaderOptions
+        from segpipe.core.ingest.formats.cityscapes import CITYSCAPES
+        from segpipe.core.shared.png import encode_mask_png
+        from segpipe.core.rasterize.raster import rasterize_shapes
+        from segpipe.core.ingest.shape_table import ShapeTableBuilder
+        from segpipe.core.taxonomy.model import map_labels
         from segpipe_tests.bench.cityscapes_scenes import cityscapes_taxonomy
 
         self.pl, self.reader, self.options = pl, CITYSCAPES, ReaderOptions()
@@ -303,7 +303,7 @@ def child_time(data: Path, n: int, rounds: int, coco_every: int, seed: int) -> d
 
 def _check_outputs(files: list[Path], out: dict[str, Path], coco_every: int) -> dict:
     """segpipe's masks against json2labelImg's (identical?) and pycocotools' (agreement)."""
-    from segpipe.core.raster import decode_mask_png
+    from segpipe.core.rasterize.raster import decode_mask_png
 
     identical, differing_pixels, agreement = 0, [], []
     for index, path in enumerate(files):

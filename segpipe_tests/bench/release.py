@@ -50,7 +50,7 @@ def _scene(rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
 def generate(size: int, workdir: Path) -> None:
     """In a process of its own: `size` images and masks into a local store, and the release items
     as a Parquet file, so the measuring process holds none of the generated data."""
-    from segpipe.core.png import encode_mask_png
+    from segpipe.core.shared.png import encode_mask_png
     from segpipe.io.object_store import ObjectStore
 
     artefacts = ObjectStore(root=str(workdir / "store")).artefacts()
@@ -75,10 +75,10 @@ def generate(size: int, workdir: Path) -> None:
 
 def measure(workdir: Path) -> dict:
     """In a fresh process: write the release straight into the store's staging area and publish it."""
-    from segpipe.core.publish import archive_name, open_staging, publish_release
-    from segpipe.core.release import BuildStamp, write_release_archive
-    from segpipe.core.release_verify import archive_problems
-    from segpipe.core.taxonomy import load_taxonomy
+    from segpipe.store.publish import archive_name, open_staging, publish_release
+    from segpipe.core.release.archive import BuildStamp, write_release_archive
+    from segpipe.core.release.verify import archive_problems
+    from segpipe.core.taxonomy.model import load_taxonomy
     from segpipe.environment import PACKAGE_CONFIG
     from segpipe.io.object_store import ObjectStore
 

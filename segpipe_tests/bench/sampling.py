@@ -34,8 +34,8 @@ import numpy as np
 import orjson
 import polars as pl
 
-from segpipe.core.distribution_spec import SPLITS, DistributionSpec, RareClassFloors
-from segpipe.core.sampling import Sample, sample_dataset, split_proportions
+from segpipe.core.sampling.spec import SPLITS, DistributionSpec, RareClassFloors
+from segpipe.core.sampling.sample import Sample, sample_dataset, split_proportions
 from segpipe_tests.bench.ingest import code_version
 
 CLASSES = 40

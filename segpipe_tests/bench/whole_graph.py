@@ -118,7 +118,7 @@ def child_build(data: Path, size: int, work_root: Path) -> dict:
 
     from segpipe.definitions import defs as load_defs
     from segpipe.environment import PACKAGE_CONFIG, current_environment
-    from segpipe.local_build import run_local_build, run_taxonomy_backfill
+    from segpipe.cli.local_build import run_local_build, run_taxonomy_backfill
     from segpipe_tests.bench.backfill import step_seconds
 
     files = json_files(data)

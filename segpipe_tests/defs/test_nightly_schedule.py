@@ -7,7 +7,7 @@ import re
 import dagster as dg
 import pytest
 
-from segpipe.core.errors import ConfigError
+from segpipe.core.shared.errors import ConfigError
 from segpipe.definitions import defs
 from segpipe.environment import PACKAGE_CONFIG
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from dagster._core.instance.config import PoolGranularity
 
-from segpipe.core.errors import ConfigError
-from segpipe.core.publish import ReleaseConflictError
+from segpipe.core.shared.errors import ConfigError
+from segpipe.store.publish import ReleaseConflictError
 from segpipe.definitions import defs
 from segpipe.defs.retries import OBJECT_STORE_RETRY, decisions_not_retried
 

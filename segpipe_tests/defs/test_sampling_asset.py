@@ -2,8 +2,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from segpipe.core.golden_selection import InfeasibleSpec
-from segpipe.core.ingest import METADATA_COLUMNS
+from segpipe.core.sampling.selection import InfeasibleSpec
+from segpipe.core.ingest.batch import METADATA_COLUMNS
 from segpipe.defs.sampling.assets import SamplingConfig, golden_sample
 from segpipe.environment import PACKAGE_CONFIG
 from segpipe.io.object_store import ObjectStore

@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from segpipe.core.demo import generate_demo
-from segpipe.core.settings import load_pipeline_settings
+from segpipe.demo import generate_demo
+from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.environment import PACKAGE_CONFIG
 from segpipe_tests.e2e.test_local_build import build_in
 

@@ -13,11 +13,11 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from segpipe.core.raster import decode_mask_png, paint_in_order
-from segpipe.core.rle import decode_rle
+from segpipe.core.rasterize.raster import decode_mask_png, paint_in_order
+from segpipe.core.shared.rle import decode_rle
 from segpipe.definitions import defs as load_defs
 from segpipe.environment import PACKAGE_CONFIG, current_environment
-from segpipe.local_build import BuildOutcome, run_local_build, run_taxonomy_backfill
+from segpipe.cli.local_build import BuildOutcome, run_local_build, run_taxonomy_backfill
 from segpipe_tests.conftest import tiny_demo_pipeline
 
 pytestmark = pytest.mark.slow
@@ -95,7 +95,7 @@ def test_demo_release_has_the_promised_layout(demo_build):
 def test_the_demo_release_verifies_and_its_coco_annotations_paint_its_masks(demo_build, tmp_path):
     from pycocotools.coco import COCO
 
-    from segpipe.core.release_verify import verify_release
+    from segpipe.core.release.verify import verify_release
 
     with zipfile.ZipFile(demo_build.outcome.release_metadata["archive"]) as archive:
         result = verify_release(archive, mask_sample=1000)

@@ -12,11 +12,11 @@ import dagster as dg
 import pytest
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
-from segpipe.core.publish import RELEASE_MARKER
+from segpipe.store.publish import RELEASE_MARKER
 from segpipe.definitions import defs as load_defs
 from segpipe.defs.partitions import annotation_batches
 from segpipe.environment import current_environment
-from segpipe.local_build import BuildOutcome, run_local_build
+from segpipe.cli.local_build import BuildOutcome, run_local_build
 from segpipe_tests.conftest import tiny_demo_pipeline
 from segpipe_tests.postgres_server import PostgresServer, run_postgres_server
 

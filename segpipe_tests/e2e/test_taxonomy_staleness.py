@@ -25,7 +25,7 @@ from dagster._time import get_current_datetime
 import segpipe.defs.taxonomy.assets as taxonomy_assets
 from segpipe.definitions import defs as load_defs
 from segpipe.environment import PACKAGE_CONFIG, current_environment
-from segpipe.local_build import run_local_build, run_taxonomy_backfill
+from segpipe.cli.local_build import run_local_build, run_taxonomy_backfill
 from segpipe_tests.conftest import tiny_demo_pipeline
 
 pytestmark = pytest.mark.slow

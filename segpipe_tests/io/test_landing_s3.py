@@ -10,9 +10,9 @@ import fsspec
 import orjson
 import pytest
 
-from segpipe.core.ingest import IngestedBatch, ingest_batch
-from segpipe.core.landing import BATCH_MANIFEST, find_ready_batches, list_ready_batches
-from segpipe.core.sources import open_landed_batch, open_source
+from segpipe.core.ingest.batch import IngestedBatch, ingest_batch
+from segpipe.core.ingest.landing import BATCH_MANIFEST, find_ready_batches, list_ready_batches
+from segpipe.core.ingest.sources import open_landed_batch, open_source
 from segpipe.io.object_store import LandingZone
 from segpipe_tests.s3_server import S3Server
 
@@ -65,7 +65,7 @@ def _comparable(batch: IngestedBatch) -> dict:
 def test_a_batch_gives_identical_tables_from_a_folder_a_zip_and_an_s3_prefix(
     s3_server: S3Server, s3_bucket: str, tmp_path: Path,
 ) -> None:
-    from segpipe.core.demo import generate_demo
+    from segpipe.demo import generate_demo
 
     demo = generate_demo(tmp_path / "demo", n_scenes=16, width=128, height=64, seed=1)
     truth = orjson.loads(demo.ground_truth_path.read_bytes())

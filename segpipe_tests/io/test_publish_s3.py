@@ -15,8 +15,8 @@ import pytest
 import s3fs
 from botocore.exceptions import EndpointConnectionError
 
-from segpipe.core.create_only import CreateOutcome, create_only, create_only_bytes
-from segpipe.core.publish import (
+from segpipe.store.create_only import CreateOutcome, create_only, create_only_bytes
+from segpipe.store.publish import (
     LATEST_POINTER,
     RELEASE_MARKER,
     STALE_STAGING_AGE,
@@ -26,9 +26,9 @@ from segpipe.core.publish import (
     publish_release,
     publish_version,
 )
-from segpipe.core.release_pointer import advance_pointer, read_pointer
-from segpipe.core.release_staging import STAGING_DIR
-from segpipe_tests.core.test_publish import RaisingReader, staged
+from segpipe.store.pointer import advance_pointer, read_pointer
+from segpipe.store.staging import STAGING_DIR
+from segpipe_tests.store.test_publish import RaisingReader, staged
 from segpipe_tests.response_dropping_proxy import dropping_proxy
 from segpipe_tests.s3_server import S3Server, run_s3_server
 

@@ -1,7 +1,7 @@
 import dagster as dg
 
 from segpipe.core.failure_alert import FailureAlert
-from segpipe.core.settings import load_pipeline_settings
+from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.environment import current_environment
 from segpipe.io.webhook import post_json
 

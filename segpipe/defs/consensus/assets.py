@@ -1,9 +1,9 @@
 import dagster as dg
 import polars as pl
 
-from segpipe.core.annotator_pairs import pair_summary
-from segpipe.core.consensus import build_consensus
-from segpipe.core.qa import excluded_entries
+from segpipe.core.consensus.annotator_pairs import pair_summary
+from segpipe.core.consensus.fusion import build_consensus
+from segpipe.core.qa.rules import excluded_entries
 from segpipe.defs.metadata import markdown_table
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
@@ -26,7 +26,7 @@ def consensus(
 ):
     """Fuse annotators pixel by pixel where several labelled an image, score them on honeypots, and
     measure each pair's agreement class by class. Entries a QA rule excluded take no part; images
-    whose masks are unchanged since an earlier run reuse its outcome (see segpipe.core.consensus)."""
+    whose masks are unchanged since an earlier run reuse its outcome (see segpipe.core.consensus.fusion)."""
     taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
     palette = taxonomy.palette() if settings.mask_encoding == "palette" else None
     usable = annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti")

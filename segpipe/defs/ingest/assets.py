@@ -3,8 +3,8 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 import polars as pl
 
-from segpipe.core.errors import InputError
-from segpipe.core.ingest import IngestedBatch, ingest_batch, quarantine_unreadable_batch
+from segpipe.core.shared.errors import InputError
+from segpipe.core.ingest.batch import IngestedBatch, ingest_batch, quarantine_unreadable_batch
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.partitions import annotation_batches
 from segpipe.defs.retries import OBJECT_STORE_RETRY, decisions_not_retried

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from segpipe.core.landing import find_ready_batches
+from segpipe.core.ingest.landing import find_ready_batches
 from segpipe.defs.partitions import annotation_batches
 from segpipe.io.object_store import LandingZone
 

@@ -1,12 +1,12 @@
 import dagster as dg
 import polars as pl
 
-from segpipe.core.instance_areas import instance_area_findings
-from segpipe.core.mask_structure import mask_structure
-from segpipe.core.polygon_checks import polygon_findings
-from segpipe.core.qa import evaluate_entries, with_thumbnails
-from segpipe.core.qa_pictures import render_qa_thumbnails
-from segpipe.core.taxonomy import unmapped_segments
+from segpipe.core.qa.instance_areas import instance_area_findings
+from segpipe.core.qa.mask_structure import mask_structure
+from segpipe.core.qa.polygon_checks import polygon_findings
+from segpipe.core.qa.rules import evaluate_entries, with_thumbnails
+from segpipe.core.qa.pictures import render_qa_thumbnails
+from segpipe.core.taxonomy.model import unmapped_segments
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 

@@ -8,9 +8,9 @@ a Dagster step each (with its event-log writes) for a table lookup.
 import dagster as dg
 import polars as pl
 
-from segpipe.core.class_statistics import class_statistics
-from segpipe.core.qa import QA_RULES, excluded_entries, summarize_rule
-from segpipe.core.taxonomy import unmapped_label_report, unmapped_segments
+from segpipe.core.qa.class_statistics import class_statistics
+from segpipe.core.qa.rules import QA_RULES, excluded_entries, summarize_rule
+from segpipe.core.taxonomy.model import unmapped_label_report, unmapped_segments
 from segpipe.defs.metadata import markdown_table
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig

@@ -1,9 +1,9 @@
 import dagster as dg
 import polars as pl
 
-from segpipe.core.artefact_keys import ArtefactStore
-from segpipe.core.instance_masks import render_instance_masks
-from segpipe.core.label_masks import rasterize_label_masks, render_class_masks
+from segpipe.core.shared.artefacts import ArtefactStore
+from segpipe.core.rasterize.instance_masks import render_instance_masks
+from segpipe.core.rasterize.label_masks import rasterize_label_masks, render_class_masks
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.partitions import annotation_batches
 from segpipe.io.object_store import ObjectStore

@@ -3,16 +3,16 @@ import io
 import dagster as dg
 import polars as pl
 
-from segpipe.core.coco_annotations import SHAPE_COLUMNS, released_shapes
-from segpipe.core.distribution_report import report_files
-from segpipe.core.ledger import build_ledger, outcome_counts
-from segpipe.core.near_duplicates import split_leaks
-from segpipe.core.publish import archive_name, latest_release_file, open_staging, publish_release
-from segpipe.core.qa import excluded_entries
-from segpipe.core.release import BuildStamp, release_items, write_release_archive
-from segpipe.core.release_diff import diff_against, diff_files
-from segpipe.core.release_verify import archive_problems
-from segpipe.core.sampling import unselected_reasons
+from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, released_shapes
+from segpipe.core.sampling.report import report_files
+from segpipe.core.release.ledger import build_ledger, outcome_counts
+from segpipe.core.qa.near_duplicates import split_leaks
+from segpipe.store.publish import archive_name, latest_release_file, open_staging, publish_release
+from segpipe.core.qa.rules import excluded_entries
+from segpipe.core.release.archive import BuildStamp, release_items, write_release_archive
+from segpipe.core.release.diff import diff_against, diff_files
+from segpipe.core.release.verify import archive_problems
+from segpipe.core.sampling.sample import unselected_reasons
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.retries import OBJECT_STORE_RETRY, decisions_not_retried
 from segpipe.io.object_store import ObjectStore

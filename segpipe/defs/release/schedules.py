@@ -1,6 +1,6 @@
 import dagster as dg
 
-from segpipe.core.settings import NightlySettings, load_pipeline_settings
+from segpipe.core.config.pipeline import NightlySettings, load_pipeline_settings
 from segpipe.environment import current_environment
 
 # Across batches: QA, consensus, sampling, release. Blocking QA checks stop it before the release.

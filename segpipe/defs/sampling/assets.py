@@ -1,12 +1,12 @@
 import dagster as dg
 import polars as pl
 
-from segpipe.core.artefact_keys import content_digest
-from segpipe.core.distribution_chart import render_distribution_chart
-from segpipe.core.distribution_report import distribution_report, unmet_floors
-from segpipe.core.ingest import image_metadata
-from segpipe.core.near_duplicates import leaks_across_splits, near_duplicate_pairs
-from segpipe.core.sampling import (
+from segpipe.core.shared.artefacts import content_digest
+from segpipe.core.sampling.chart import render_distribution_chart
+from segpipe.core.sampling.report import distribution_report, unmet_floors
+from segpipe.core.ingest.batch import image_metadata
+from segpipe.core.qa.near_duplicates import leaks_across_splits, near_duplicate_pairs
+from segpipe.core.sampling.sample import (
     kept_assignments,
     remember_assignments,
     remembered_assignments,

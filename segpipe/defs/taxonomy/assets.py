@@ -3,8 +3,8 @@ import hashlib
 import dagster as dg
 import polars as pl
 
-from segpipe.core.schemas import MappedShapeRecord
-from segpipe.core.taxonomy import map_labels
+from segpipe.core.shared.schemas import MappedShapeRecord
+from segpipe.core.taxonomy.model import map_labels
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.partitions import annotation_batches
 from segpipe.environment import current_environment

@@ -1,0 +1,42 @@
+"""The one-screen summary `segpipe build` prints after a build."""
+
+import dagster as dg
+import polars as pl
+
+from segpipe.cli.local_build import BuildOutcome
+
+
+def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.DagsterInstance) -> str:
+    lines = [f"batches: {len(outcome.batches)} ({', '.join(outcome.batches)})"]
+    if not outcome.success:
+        lines.append("RELEASE BLOCKED" + (f" by failed checks: {', '.join(outcome.failed_checks)}" if outcome.failed_checks else ""))
+        lines.append("open the Dagster UI (make dev) to see the failing items")
+        return "\n".join(lines)
+    meta = outcome.release_metadata
+    counts = meta["counts"]
+    lines += [
+        f"release version: {meta['version']}{'' if meta['newly_published'] else ' (already published, unchanged)'}",
+        f"release: {meta['release']}",
+        f"archive: {meta['archive']}",
+        (f"entries: {counts['input']} in = {counts['released']} released + {counts['filtered']} filtered"
+         f" + {counts['quarantined']} quarantined"),
+        f"splits (images): {meta['splits']}",
+    ]
+    report = defs.load_asset_value("sampling_report", instance=instance)
+    targeted = report.filter((pl.col("dimension") != "split") & (pl.col("target") > 0))
+    if targeted.height:
+        lines.append("sampling, achieved / target: " + ", ".join(
+            f"{d}={v} {a:.0%}/{t:.0%}" for d, v, a, t in targeted.select("dimension", "value", "achieved", "target").iter_rows()))
+    qa = defs.load_asset_value("qa_report", instance=instance)
+    failed = qa.filter(~pl.col("passed")).group_by("check_id", "severity").len().sort("check_id")
+    lines.append("QA findings: " + (", ".join(f"{c} [{s}] {n}" for c, s, n in failed.iter_rows()) or "none"))
+    consensus = defs.load_asset_value("consensus_masks", instance=instance)
+    fused = consensus.filter(pl.col("mask_source") == "fused")
+    if fused.height:
+        lines.append(
+            f"consensus: {fused.height} multi-annotator images, mean agreement {fused['agreement'].mean():.3f},"
+            f" {consensus.filter(pl.col('status').is_in(['low_agreement', 'annotator_review'])).height} sent to review")
+    scores = defs.load_asset_value("annotator_scores", instance=instance)
+    lines.append("honeypot leaderboard (mean IoU vs gold): " + ", ".join(
+        f"{a} {iou:.3f} on {n}" for a, n, iou, _ in scores.select("annotator", "n_honeypots", "mean_iou", "pixel_accuracy").iter_rows()))
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""Build a release on one machine by launching the Dagster jobs in order, recorded in a Dagster instance.
+
+This is what `make demo` and `segpipe build` run; the same runs appear in the Dagster UI
+afterwards (`make dev`), exactly as if they had been launched there.
+"""
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from segpipe.core.ingest.landing import list_ready_batches
+from segpipe.core.config.pipeline import load_pipeline_settings
+from segpipe.core.taxonomy.model import load_taxonomy
+from segpipe.defs.partitions import annotation_batches
+from segpipe.environment import Environment
+from segpipe.io.locations import open_location
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    batches: list[str]
+    success: bool
+    failed_checks: list[str]
+    check_outcomes: dict[str, bool]
+    release_metadata: dict
+
+
+def run_local_build(
+    defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str = "WARNING"
+) -> BuildOutcome:
+    """Ingest, map and draw every ready batch not drawn yet (one run per batch, as the landing sensor
+    launches them), then QA, consensus, sampling and release over all of them. So a nightly
+    `segpipe build` does only the new batches' work; after a taxonomy edit, `segpipe backfill`
+    remaps the drawn ones."""
+    batches = _register_batches(instance, env)
+    quiet = _quiet(log_level)
+    defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance, run_config=quiet)
+    job = defs.resolve_job_def("batch_job")
+    drawn = instance.get_materialized_partitions(dg.AssetKey("annotation_masks"))
+    for batch in batches:
+        if batch not in drawn:
+            job.execute_in_process(instance=instance, partition_key=batch, run_config=quiet)
+    return _release(defs, instance, batches, quiet)
+
+
+def run_taxonomy_backfill(
+    defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str = "WARNING"
+) -> BuildOutcome:
+    """After a taxonomy edit: remap every known batch with the current taxonomy (its label masks are
+    reused as drawn) in one run over all batches, as a single-run backfill from the UI does, then
+    QA, consensus, sampling and release."""
+    load_taxonomy(env.taxonomy_path)
+    batches = instance.get_dynamic_partitions(annotation_batches.name)
+    if not batches:
+        raise RuntimeError("no batches have been ingested yet; run `segpipe build` first")
+    quiet = _quiet(log_level)
+    defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance, run_config=quiet)
+    every_batch = {"dagster/asset_partition_range_start": batches[0], "dagster/asset_partition_range_end": batches[-1]}
+    defs.resolve_job_def("taxonomy_backfill_job").execute_in_process(instance=instance, tags=every_batch, run_config=quiet)
+    return _release(defs, instance, sorted(batches), quiet)
+
+
+def _register_batches(instance: dg.DagsterInstance, env: Environment) -> list[str]:
+    load_taxonomy(env.taxonomy_path)
+    load_pipeline_settings(env.pipeline_path)
+    fs, root = open_location(env.landing_root, env.s3_endpoint_url)
+    batches = list_ready_batches(fs, root)
+    if not batches:
+        raise RuntimeError(f"{env.landing_root}: no ready batches (folders with a batch.json, or .zip archives); "
+                           "run `segpipe demo` first")
+    known = set(instance.get_dynamic_partitions(annotation_batches.name))
+    instance.add_dynamic_partitions(annotation_batches.name, [b for b in batches if b not in known])
+    return batches
+
+
+def _quiet(log_level: str) -> dict:
+    return {"loggers": {"console": {"config": {"log_level": log_level}}}}
+
+
+def _release(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[str], quiet: dict) -> BuildOutcome:
+    result = defs.resolve_job_def("release_job").execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
+    evaluations = {
+        f"{e.asset_check_key.asset_key.to_user_string()}:{e.check_name}": e for e in result.get_asset_check_evaluations()
+    }
+    failed = sorted(k for k, e in evaluations.items() if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR)
+    release = [m for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey("dataset_release")]
+    metadata = {k: v.value for k, v in release[0].materialization.metadata.items()} if release else {}
+    return BuildOutcome(
+        batches, result.success and bool(release), failed, {k: e.passed for k, e in evaluations.items()}, metadata)

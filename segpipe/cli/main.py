@@ -1,0 +1,172 @@
+"""`segpipe demo` generates the demo landing zone; `segpipe build` turns a landing zone into a release;
+`segpipe verify` and `segpipe inspect` check and summarize a release ZIP; `segpipe releases` lists the
+published versions."""
+
+import argparse
+import sys
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from segpipe.core.shared.errors import ConfigError
+from segpipe.environment import current_environment
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="segpipe", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="generate the deterministic demo landing zone")
+    demo.add_argument("--out", type=Path, default=None, help="folder to write into (default: $SEGPIPE_HOME or ./.segpipe)")
+    demo.add_argument("--scenes", type=int, default=120)
+    demo.add_argument("--width", type=int, default=1024)
+    demo.add_argument("--height", type=int, default=512)
+    demo.add_argument("--seed", type=int, default=0)
+    commands.add_parser("build", help="ingest every ready batch and publish a release (uses $DAGSTER_HOME)")
+    commands.add_parser("backfill", help="after a taxonomy edit: remap every ingested batch and publish a release")
+    check = commands.add_parser("check-source", help="read one export (folder, .zip or URL) as ingestion would, without Dagster")
+    check.add_argument("path", help="a folder, a .zip archive, or a URL such as s3://bucket/prefix")
+    check.add_argument("--format", default=None, help="the export's format (default: batch.json's, else detected)")
+    check.add_argument("--taxonomy", type=Path, default=None, help="a taxonomy YAML; masks are rasterized with it")
+    check.add_argument("--out", type=Path, required=True, help="folder for the tables, the quarantine report and masks")
+    pseudonym = commands.add_parser("pseudonym", help="print the pseudonym tables and releases use for an annotator")
+    pseudonym.add_argument("identity", nargs="+", help="a user name or email, as in batch.json or the CVAT export")
+    verify = commands.add_parser("verify", help="check a release ZIP against its SHA256SUMS, manifest schema and meta.json")
+    verify.add_argument("release", help="the release ZIP: a path or a URL such as s3://bucket/releases/…/x.zip")
+    verify.add_argument("--mask-sample", type=int, default=64, help="how many masks to decode (spread over the manifest)")
+    inspect = commands.add_parser("inspect", help="print a release's version, splits, class shares and QA summary")
+    inspect.add_argument("release", help="the release ZIP: a path or a URL")
+    releases = commands.add_parser("releases", help="list the published versions in the configured store")
+    releases.add_argument("--dataset", default=None, help="the dataset (default: dataset_name in pipeline.yaml)")
+    args = parser.parse_args(argv)
+    commands_by_name = {
+        "demo": lambda: _demo(args), "build": lambda: _build(backfill=False),
+        "backfill": lambda: _build(backfill=True), "check-source": lambda: _check_source(args, parser),
+        "pseudonym": lambda: _pseudonym(args), "verify": lambda: _verify(args), "inspect": lambda: _inspect(args),
+        "releases": lambda: _releases(args),
+    }
+    try:
+        return commands_by_name[args.command]()
+    except ConfigError as exc:
+        print(f"segpipe: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from segpipe.demo import generate_demo
+
+    out = args.out or Path(current_environment().landing_root).parent
+    summary = generate_demo(out, n_scenes=args.scenes, width=args.width, height=args.height, seed=args.seed)
+    print(f"demo landing zone: {summary.landing_root} ({summary.n_scenes} scenes, batches: {', '.join(summary.batch_ids)})")
+    print(f"planted defects and honeypots: {summary.ground_truth_path}")
+    return 0
+
+
+def _build(backfill: bool) -> int:
+    import logging
+
+    import dagster as dg
+
+    from segpipe.cli.build_summary import format_summary
+    from segpipe.definitions import defs as load_defs
+    from segpipe.cli.local_build import run_local_build, run_taxonomy_backfill
+
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    env = current_environment()
+    defs = load_defs()
+    with dg.DagsterInstance.get() as instance:
+        outcome = (run_taxonomy_backfill if backfill else run_local_build)(defs, instance, env)
+        print(format_summary(outcome, defs, instance))
+    return 0 if outcome.success else 1
+
+
+def _pseudonym(args: argparse.Namespace) -> int:
+    from segpipe.core.ingest.pseudonym import annotator_key, pseudonymize
+
+    env = current_environment()
+    key = annotator_key(env.pseudonym_key, env.pseudonym_key_path)
+    for identity in args.identity:
+        print(f"{identity}\t{pseudonymize(identity, key)}")
+    return 0
+
+
+def _releases(args: argparse.Namespace) -> int:
+    from segpipe.store.publish import latest_version, list_releases
+    from segpipe.cli.release_listing import format_release_table
+    from segpipe.core.config.pipeline import load_pipeline_settings
+    from segpipe.io.locations import open_location
+
+    env = current_environment()
+    dataset = args.dataset or load_pipeline_settings(env.pipeline_path).dataset_name
+    fs, root = open_location(env.storage_root, env.s3_endpoint_url)
+    print(format_release_table(dataset, list_releases(fs, root, dataset), latest_version(fs, root, dataset)))
+    return 0
+
+
+def _check_source(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from segpipe.core.ingest.formats import READERS
+    from segpipe.core.ingest.pseudonym import annotator_key
+    from segpipe.cli.source_check import check_source, format_source_check
+    from segpipe.core.taxonomy.model import load_taxonomy
+    from segpipe.io.locations import open_location
+
+    if args.format is not None and args.format not in READERS:
+        parser.error(f"--format {args.format!r} is not one of {sorted(READERS)}")
+    if args.taxonomy is not None and not args.taxonomy.is_file():
+        parser.error(f"--taxonomy {args.taxonomy}: no such file")
+    env = current_environment()
+    taxonomy = load_taxonomy(args.taxonomy) if args.taxonomy is not None else None
+    fs, path = open_location(args.path, env.s3_endpoint_url)
+    if not fs.exists(path):
+        parser.error(f"{args.path}: no such folder, archive or prefix")
+    key = annotator_key(env.pseudonym_key, env.pseudonym_key_path)
+    check = check_source(fs, path, args.out, key, args.format, taxonomy)
+    print(format_source_check(check, args.out))
+    return 0
+
+
+@contextmanager
+def _open_release(url: str) -> Iterator[zipfile.ZipFile]:
+    """The release ZIP at a path or fsspec URL, read in place (seeking, not downloading it whole)."""
+    from segpipe.io.locations import open_location
+
+    fs, path = open_location(url, current_environment().s3_endpoint_url)
+    if not fs.isfile(path):
+        raise FileNotFoundError("no such file")
+    with fs.open(path, "rb") as raw, zipfile.ZipFile(raw) as archive:
+        yield archive
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from segpipe.core.release.verify import verify_release
+
+    try:
+        with _open_release(args.release) as archive:
+            result = verify_release(archive, args.mask_sample)
+    except (FileNotFoundError, zipfile.BadZipFile) as exc:
+        print(f"segpipe verify: {args.release}: {exc}", file=sys.stderr)
+        return 1
+    for problem in result.problems:
+        print(f"segpipe verify: {problem.member}: {problem.problem}", file=sys.stderr)
+    if result.problems:
+        print(f"{args.release}: FAILED, {len(result.problems)} problems", file=sys.stderr)
+        return 1
+    print(f"{args.release}: OK ({result.files_checked} files match SHA256SUMS, {result.images} images in index.csv "
+          f"match the manifest schema and meta.json, {result.masks_decoded} masks decoded)")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from segpipe.cli.release_inspect import release_summary
+
+    try:
+        with _open_release(args.release) as archive:
+            print(release_summary(archive))
+    except (FileNotFoundError, zipfile.BadZipFile, KeyError) as exc:
+        print(f"segpipe inspect: {args.release}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

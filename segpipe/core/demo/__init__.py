@@ -1,5 +1,0 @@
-"""Deterministic demo landing zone: street scenes, vendor exports, planted defects, ground truth."""
-
-from segpipe.core.demo.landing import DemoSummary, generate_demo
-
-__all__ = ["DemoSummary", "generate_demo"]

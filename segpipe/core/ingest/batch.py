@@ -1,0 +1,271 @@
+"""Turn one landing batch into canonical tables: accepted images, their shapes, quarantine, and files.
+
+Every image of the batch, annotated or found on disk, ends up in exactly one of `images` or
+`quarantine`; every file of the batch appears in `files` with what it was used as. Nothing is
+dropped silently and no malformed file raises out of here.
+"""
+
+import csv
+import dataclasses
+import hashlib
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import orjson
+import polars as pl
+
+from segpipe.core.shared.errors import InputError
+from segpipe.core.ingest.formats import AnnotatedImage, FormatReader, ReaderOptions, select_reader
+from segpipe.core.ingest.images import annotation_frame, inspect_image, stored_image
+from segpipe.core.ingest.landing import BATCH_MANIFEST, BatchManifest, entry_id, parse_batch_manifest
+from segpipe.core.ingest.pseudonym import pseudonymize
+from segpipe.core.shared.schemas import BatchFileRecord, ImageRecord, QuarantineRecord
+from segpipe.core.ingest.shape_table import ShapeTableBuilder
+from segpipe.core.ingest.sources.source import BatchSource
+
+METADATA_COLUMNS = ("camera", "city", "time_of_day", "weather", "sequence_id")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+HEAD_BYTES = 64 * 1024
+
+ImageWriter = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True)
+class IngestedBatch:
+    images: pl.DataFrame
+    shapes: pl.DataFrame
+    quarantine: pl.DataFrame
+    files: pl.DataFrame
+    source_format: str | None
+
+
+def ingest_batch(
+    source: BatchSource, batch_id: str, annotator_key: bytes, store_image: ImageWriter | None = None,
+    declared_format: str | None = None,
+) -> IngestedBatch:
+    """Read a batch with the format given, else the one its manifest declares, else the one detected.
+
+    Accepted images are handed to `store_image(key, bytes)` under a content-addressed key, so
+    later stages and releases never read the landing zone again.
+    """
+    names = source.names()
+    try:
+        manifest = _read_manifest(source, batch_id, names)
+        if declared_format is not None:
+            manifest = dataclasses.replace(manifest, format=declared_format)
+        reader, annotation_files = _choose_reader(source, names, manifest)
+        batch = _BatchIngest(source, manifest, reader, annotation_files, annotator_key, store_image)
+        # Streamed: an image's annotation is checked and turned into table rows as it is read, so
+        # memory holds the tables, not every parsed file as well.
+        return batch.run(reader.read(source, annotation_files, ReaderOptions(images_dir=manifest.images_dir)))
+    except InputError as exc:  # the manifest, or a file that annotates many images, is unusable
+        return _quarantine_batch(source, batch_id, exc)
+
+
+def _head(source: BatchSource) -> Callable[[str], bytes]:
+    def head(name: str) -> bytes:
+        with source.open(name) as stream:
+            return stream.read(HEAD_BYTES)
+    return head
+
+
+def _read_manifest(source: BatchSource, batch_id: str, names: list[str]) -> BatchManifest:
+    if BATCH_MANIFEST not in names:
+        return BatchManifest(batch_id)
+    return parse_batch_manifest(source.read(BATCH_MANIFEST), batch_id, source.origin(BATCH_MANIFEST))
+
+
+def _choose_reader(source: BatchSource, names: list[str], manifest: BatchManifest) -> tuple[FormatReader, list[str]]:
+    candidates = [n for n in names if n != BATCH_MANIFEST]
+    if manifest.annotation_file is None:
+        return select_reader(candidates, _head(source), manifest.format, source.uri)
+    if manifest.annotation_file not in names:
+        raise InputError("annotations_missing", (
+            f"{source.origin(manifest.annotation_file)}: the annotation file named in {BATCH_MANIFEST} does not exist"))
+    reader, _ = select_reader([manifest.annotation_file], _head(source), manifest.format, source.uri)
+    return reader, [manifest.annotation_file]
+
+
+class _BatchIngest:
+    """One batch's entries, checked one by one against the files the batch actually holds."""
+
+    def __init__(self, source: BatchSource, manifest: BatchManifest, reader: FormatReader,
+                 annotation_files: list[str], annotator_key: bytes, store_image: ImageWriter | None) -> None:
+        self.source, self.manifest, self.reader = source, manifest, reader
+        self.annotation_files = set(annotation_files)
+        self.annotator_key, self.store_image = annotator_key, store_image
+        self.names = set(source.names())
+        self.rejected = {r.name: r.error for r in source.rejected()}
+        self.metadata = _read_metadata(source, manifest)
+        self.images: list[dict] = []
+        self.shapes = ShapeTableBuilder()
+        self.quarantine: list[dict] = []
+
+    def run(self, annotated: Iterator[AnnotatedImage]) -> IngestedBatch:
+        """Raises InputError only when the reader does, for a file that concerns the whole batch."""
+        seen: set[str] = set()
+        for annotation in annotated:
+            if annotation.file_name in seen:
+                self._quarantine(annotation.file_name, InputError("duplicate_annotation", (
+                    f"{self.source.origin(annotation.file_name)}: image is annotated twice in this batch")))
+                continue
+            seen.add(annotation.file_name)
+            try:
+                self._accept(annotation)
+            except InputError as exc:
+                self._quarantine(annotation.file_name, exc)
+        for name in sorted(self._image_files() - seen):
+            error = self.rejected.get(name) or InputError("annotation_missing", (
+                f"{self.source.origin(name)}: image file has no annotation in this {self.reader.name} batch"))
+            self._quarantine(name, error)
+        return IngestedBatch(
+            images=ImageRecord.validate(pl.DataFrame(self.images, schema=IMAGE_SCHEMA)),
+            shapes=self.shapes.frame(),
+            quarantine=_quarantine_frame(self.quarantine),
+            files=_files_frame(self.source, self.manifest, self.annotation_files, seen),
+            source_format=self.reader.name,
+        )
+
+    def _image_files(self) -> set[str]:
+        candidates = self.names | set(self.rejected)
+        return {n for n in candidates if n.lower().endswith(IMAGE_SUFFIXES) and n not in self.annotation_files}
+
+    def _image_bytes(self, annotation: AnnotatedImage) -> bytes:
+        name = annotation.file_name
+        if name in self.rejected:
+            raise self.rejected[name]
+        if name in self.names:
+            return self.source.read(name)
+        if annotation.image_data is not None:
+            return annotation.image_data
+        raise InputError("image_missing", f"{self.source.origin(name)}: annotated but the image file does not exist")
+
+    def _accept(self, annotation: AnnotatedImage) -> None:
+        if annotation.error is not None:
+            raise annotation.error
+        origin = self.source.origin(annotation.file_name)
+        data = self._image_bytes(annotation)
+        decoded = inspect_image(data, origin)
+        frame = annotation_frame(decoded, annotation.width, annotation.height, origin)
+        image_id = hashlib.sha256(data).hexdigest()
+        stored, suffix = stored_image(data, decoded, frame)
+        image_key = f"images/{image_id[:2]}/{image_id}{'' if decoded.orientation == 1 else '-' + frame}{suffix}"
+        if self.store_image is not None:
+            self.store_image(image_key, stored)
+        eid = entry_id(self.manifest.batch_id, annotation.file_name)
+        identity = self.manifest.annotator or annotation.annotator or f"batch:{self.manifest.batch_id}"
+        self.images.append({
+            "entry_id": eid, "batch_id": self.manifest.batch_id, "file_name": annotation.file_name,
+            "source_uri": origin, "image_id": image_id, "image_key": image_key, "source_format": self.reader.name,
+            "annotator": pseudonymize(identity, self.annotator_key),
+            "source": self.manifest.source or self.reader.name, "is_gold": self.manifest.gold,
+            "width": annotation.width, "height": annotation.height, "exif_orientation": decoded.orientation,
+            "perceptual_hash": decoded.perceptual_hash,
+            "image_attributes": orjson.dumps(annotation.attributes, option=orjson.OPT_SORT_KEYS).decode(),
+            **self._metadata_of(annotation.file_name),
+        })
+        self.shapes.add(eid, annotation.shapes)
+
+    def _metadata_of(self, file_name: str) -> dict[str, str | None]:
+        relative = file_name.removeprefix(f"{self.manifest.images_dir}/")
+        row = self.metadata.get(file_name) or self.metadata.get(relative) or {}
+        return {column: row.get(column) or None for column in METADATA_COLUMNS}
+
+    def _quarantine(self, file_name: str, error: InputError) -> None:
+        self.quarantine.append(_quarantine_row(self.manifest.batch_id, file_name, error))
+
+
+def _read_metadata(source: BatchSource, manifest: BatchManifest) -> dict[str, dict[str, str]]:
+    """Per-image metadata from the manifest's CSV, keyed by file_name; a missing file means none."""
+    if manifest.metadata_file is None or manifest.metadata_file not in source.names():
+        return {}
+    text = source.read(manifest.metadata_file).decode("utf-8", errors="replace")
+    return {row["file_name"]: row for row in csv.DictReader(io.StringIO(text)) if row.get("file_name")}
+
+
+def _file_role(name: str, manifest: BatchManifest, annotation_files: set[str], images: set[str]) -> str:
+    if name == BATCH_MANIFEST:
+        return "manifest"
+    if name in annotation_files:
+        return "annotation"
+    if name == manifest.metadata_file:
+        return "metadata"
+    if name in images or name.lower().endswith(IMAGE_SUFFIXES):
+        return "image"
+    return "other"
+
+
+def _files_frame(source: BatchSource, manifest: BatchManifest, annotation_files: set[str], images: set[str]) -> pl.DataFrame:
+    rows = [
+        {"batch_id": manifest.batch_id, "path": rejected.name, "role": _file_role(rejected.name, manifest, annotation_files, images),
+         "outcome": "rejected", "reason": str(rejected.error)}
+        for rejected in source.rejected()
+    ]
+    for name in source.names():
+        role = _file_role(name, manifest, annotation_files, images)
+        used = role != "other"
+        rows.append({"batch_id": manifest.batch_id, "path": name, "role": role, "outcome": "read" if used else "unused",
+                     "reason": None if used else f"{source.origin(name)}: not a file the batch's format reads"})
+    return BatchFileRecord.validate(pl.DataFrame(rows, schema=FILE_SCHEMA).sort("path"))
+
+
+def _quarantine_batch(source: BatchSource, batch_id: str, error: InputError) -> IngestedBatch:
+    """The whole batch is unusable: each of its images is quarantined with the batch's error, and a
+    batch with no image at all still leaves one row, so the failure is counted."""
+    listed = source.names() + [r.name for r in source.rejected()]
+    items = sorted(n for n in listed if n.lower().endswith(IMAGE_SUFFIXES)) or [BATCH_MANIFEST if BATCH_MANIFEST in listed else ""]
+    manifest = BatchManifest(batch_id)
+    return IngestedBatch(
+        images=ImageRecord.validate(pl.DataFrame([], schema=IMAGE_SCHEMA)),
+        shapes=ShapeTableBuilder().frame(),
+        quarantine=_quarantine_frame([_quarantine_row(batch_id, name, error) for name in items]),
+        files=_files_frame(source, manifest, set(), set()),
+        source_format=None,
+    )
+
+
+def quarantine_unreadable_batch(batch_id: str, error: InputError) -> IngestedBatch:
+    """A batch whose source cannot even be listed (an unsafe or corrupt archive): one row for the batch."""
+    return IngestedBatch(
+        images=ImageRecord.validate(pl.DataFrame([], schema=IMAGE_SCHEMA)),
+        shapes=ShapeTableBuilder().frame(),
+        quarantine=_quarantine_frame([_quarantine_row(batch_id, "", error)]),
+        files=BatchFileRecord.validate(pl.DataFrame([], schema=FILE_SCHEMA)),
+        source_format=None,
+    )
+
+
+def image_metadata(images: pl.DataFrame) -> pl.DataFrame:
+    """One row per image_id: an image delivered in several batches takes, per column, the first
+    non-empty value in batch order, plus its first file and the batches and annotators that had it."""
+    return (
+        images.sort("batch_id", "file_name")
+        .group_by("image_id", maintain_order=True)
+        .agg(
+            pl.col("source_uri").first(), pl.col("image_key").first(), pl.col("file_name").first(),
+            pl.col("width").first(), pl.col("height").first(),
+            pl.col("batch_id").unique().sort().str.join(";").alias("source_batches"),
+            pl.col("annotator").unique().sort().str.join(";").alias("annotators"),
+            *[pl.col(c).drop_nulls().first().alias(c) for c in METADATA_COLUMNS],
+        )
+    )
+
+
+def _quarantine_row(batch_id: str, file_name: str, error: InputError) -> dict:
+    return {"batch_id": batch_id, "file_name": file_name, "stage": "ingest", "rule": error.rule, "message": str(error)}
+
+
+def _quarantine_frame(rows: list[dict]) -> pl.DataFrame:
+    return QuarantineRecord.validate(pl.DataFrame(rows, schema=QUARANTINE_SCHEMA))
+
+
+IMAGE_SCHEMA = {
+    "entry_id": pl.String, "batch_id": pl.String, "file_name": pl.String, "source_uri": pl.String,
+    "image_id": pl.String, "image_key": pl.String, "source_format": pl.String, "annotator": pl.String,
+    "source": pl.String, "is_gold": pl.Boolean, "width": pl.Int64, "height": pl.Int64,
+    "exif_orientation": pl.Int64, "perceptual_hash": pl.String, "image_attributes": pl.String,
+    **{c: pl.String for c in METADATA_COLUMNS},
+}
+QUARANTINE_SCHEMA = {"batch_id": pl.String, "file_name": pl.String, "stage": pl.String, "rule": pl.String, "message": pl.String}
+FILE_SCHEMA = {"batch_id": pl.String, "path": pl.String, "role": pl.String, "outcome": pl.String, "reason": pl.String}

@@ -1,0 +1,150 @@
+"""Cityscapes polygon JSON: one `*_polygons.json` per image, read as cityscapesScripts' json2labelImg reads it.
+
+File layout. `gtFine/<split>/<city>/<stem>_gtFine_polygons.json` annotates
+`leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png` (the last folder named after the annotation
+type, `gtFine` or `gtCoarse`, is swapped for `leftImg8bit`). A flat batch, where the JSON and
+`<stem>_leftImg8bit.png` sit in the same folder, is read too; when both images exist the dataset
+layout wins.
+
+Document. `imgWidth` and `imgHeight` are positive integers; `objects` is a list of
+`{label, polygon: [[x, y], ...], deleted?, verified?, user?, date?, id?}`.
+
+Rules, each matching json2labelImg:
+- An object with a truthy `deleted` is skipped before any other check: it is not a shape. The
+  number skipped is kept in `AnnotatedImage.attributes["deleted_objects"]` so the loss is visible.
+- Objects become polygons in document order, all with z_order 0: document order is the paint
+  order (later objects paint over earlier ones). Void labels such as `ego vehicle`,
+  `rectification border` and `out of roi` are ordinary polygons, painted in their place in that
+  order. json2labelImg never paints `license plate` (its id is -1); a taxonomy does that by
+  mapping it to no class.
+- A label ending in `group` (`cargroup`) marks a crowd of objects that could not be separated.
+  json2labelImg looks such a label up and, when it is not a label of its own, strips the suffix.
+  The reader keeps `raw_label` exactly as written, so the taxonomy decides (`polegroup` is a class
+  of its own in Cityscapes), and records `attributes["group"] = "1"` and
+  `attributes["base_label"] = "car"`.
+- `user`, `date` and `verified` are not read: annotator identity is pseudonymized per image by
+  ingest, and a per-object user in shape attributes would bypass that.
+
+Errors are per image: an unreadable or invalid JSON file, a wrong type anywhere or a bad vertex
+(parse_ring) gives the image an error naming the file, the image and the object's index in
+`objects` (deleted objects count in that index, so it points at the object in the file).
+"""
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from segpipe.core.shared.errors import InputError
+from segpipe.core.ingest.formats.annotation import AnnotatedImage, Shape, flatten_points, parse_ring, shape_origin
+from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
+from segpipe.core.ingest.formats.strict_json import load_json
+from segpipe.core.ingest.sources.source import BatchSource
+
+SUFFIX = "_polygons.json"
+IMAGE_SUFFIX = "_leftImg8bit.png"
+IMAGE_FOLDER = "leftImg8bit"
+GROUP_SUFFIX = "group"
+
+
+def _polygon_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
+    """Every `*_polygons.json`: the name alone identifies the format, so no file is opened."""
+    return sorted(name for name in names if name.endswith(SUFFIX))
+
+
+def _read_polygons(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
+    """One AnnotatedImage per JSON file, in file order; a bad file is an error on its image, never a raise."""
+    existing = set(source.names())
+    for name in files:
+        yield _read_file(source, name, _image_name(name, existing))
+
+
+def _image_name(json_name: str, existing: set[str]) -> str:
+    """The image a JSON file annotates. Under its `gt*` folder that is the dataset-layout image,
+    unless only the flat one beside the JSON exists; elsewhere it is the flat one. A missing image
+    is thus named where Cityscapes would keep it."""
+    folder, _, base = json_name.rpartition("/")
+    stem, kind = _split_stem(base[: -len(SUFFIX)])
+    flat = _join(folder, stem + IMAGE_SUFFIX)
+    parts = folder.split("/")
+    if kind is None or kind not in parts:
+        return flat
+    at = len(parts) - 1 - parts[::-1].index(kind)
+    layout = _join("/".join([*parts[:at], IMAGE_FOLDER, *parts[at + 1:]]), stem + IMAGE_SUFFIX)
+    return flat if flat in existing and layout not in existing else layout
+
+
+def _split_stem(base: str) -> tuple[str, str | None]:
+    """`aachen_000000_000019_gtFine` -> (`aachen_000000_000019`, `gtFine`); no `_gt*` tail -> (base, None)."""
+    stem, sep, kind = base.rpartition("_")
+    if sep and stem and kind.startswith("gt"):
+        return stem, kind
+    return base, None
+
+
+def _join(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
+
+
+def _read_file(source: BatchSource, name: str, file_name: str) -> AnnotatedImage:
+    """Parse one file, turning every InputError into an error on its image."""
+    origin = source.origin(name)
+    try:
+        return _parse_document(load_json(source.read(name), origin), origin, file_name)
+    except InputError as exc:
+        return AnnotatedImage(file_name, 0, 0, error=exc)
+
+
+def _parse_document(doc: Any, origin: str, file_name: str) -> AnnotatedImage:
+    """Validate the frame and the object list, then every object in document (paint) order."""
+    if not isinstance(doc, dict):
+        raise InputError("malformed_annotation", f"{origin}: image {file_name!r}: the document is not a JSON object")
+    width, height = _dimension(doc, "imgWidth", origin, file_name), _dimension(doc, "imgHeight", origin, file_name)
+    objects = doc.get("objects")
+    if not isinstance(objects, list):
+        raise InputError("malformed_annotation", f"{origin}: image {file_name!r}: `objects` is not a list")
+    image = AnnotatedImage(file_name, width, height)
+    deleted = 0
+    for index, obj in enumerate(objects):
+        if not isinstance(obj, dict):
+            raise InputError("malformed_annotation", f"{origin}: image {file_name!r}: object #{index} is not a JSON object")
+        if obj.get("deleted"):
+            deleted += 1
+            continue
+        where = shape_origin(origin, file_name, index, str(obj.get("label")))
+        image.shapes.append(_parse_object(obj, where, width, height))
+    image.attributes["deleted_objects"] = str(deleted)
+    return image
+
+
+def _dimension(doc: dict, key: str, origin: str, file_name: str) -> int:
+    value = doc.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InputError("malformed_annotation", f"{origin}: image {file_name!r}: {key} is {value!r}, not a positive integer")
+    return value
+
+
+def _parse_object(obj: dict, where: str, width: int, height: int) -> Shape:
+    """One polygon object; its `[[x, y], ...]` points are flattened and validated by parse_ring."""
+    label, points = obj.get("label"), obj.get("polygon")
+    if not isinstance(label, str) or not label:
+        raise InputError("malformed_annotation", f"{where} has no label string")
+    ring = parse_ring(flatten_points(points, "polygon", where), where, width, height)
+    return Shape(label, "polygon", rings=(ring,), attributes=_group_attributes(label))
+
+
+def _group_attributes(label: str) -> dict[str, str]:
+    """Mark a `<label>group` crowd label with its base label; every other label has no attributes."""
+    if label.endswith(GROUP_SUFFIX) and len(label) > len(GROUP_SUFFIX):
+        return {"group": "1", "base_label": label[: -len(GROUP_SUFFIX)]}
+    return {}
+
+
+CITYSCAPES = FormatReader(
+    name="cityscapes_polygons",
+    accepts=(
+        "Cityscapes polygon JSON files (`*_gtFine_polygons.json`, `*_gtCoarse_polygons.json`, any `*_polygons.json`), "
+        "one per image, under gtFine/<split>/<city>/ next to leftImg8bit/<split>/<city>/, or flat beside "
+        "`<stem>_leftImg8bit.png`"
+    ),
+    annotation_files=_polygon_files,
+    read=_read_polygons,
+)

@@ -1,0 +1,315 @@
+"""COCO instances JSON, streamed: one file annotates many images.
+
+Document. `images` is a list of `{id, file_name, width, height}` (file_name relative to the
+batch's images folder, subfolders allowed); `categories` a list of `{id, name}` with any integer
+ids (non-contiguous, 0 included); `annotations` a list of `{id, image_id, category_id,
+segmentation?, bbox?, iscrowd?}`. Key order varies between exporters and categories may come
+last, so the file is read in three streaming passes (images, categories, annotations) with
+ijson, and images are yielded only once the whole file has been read. Coordinates are kept as
+numpy arrays as soon as an annotation is parsed: a file of 5,000 images with 100 polygons each
+would not fit in memory as Python lists.
+
+Shapes, in document order, all with z_order 0:
+- `segmentation` a list of rings -> one "polygon" shape whose rings are painted as a union;
+- `segmentation` an RLE object (`counts` a string: compressed; a list: uncompressed; both
+  column-major), whose `size` must be the image's [height, width] -> a "mask" shape;
+- no segmentation (absent, null or []) -> a "box" shape from `bbox` [x, y, w, h].
+`iscrowd` is kept as `attributes["iscrowd"]` ("1"/"0"): a crowd region is a shape like any
+other, and the taxonomy decides what to do with it.
+
+Errors. A file that cannot be read as a whole (not JSON, truncated, NaN/Infinity or an
+overflowing number, top level not an object, `images`/`categories`/`annotations` missing or
+repeated, a malformed `categories` table, which gives every label of the file its meaning)
+raises InputError("unparseable_annotations") and ingest quarantines the batch. Anything wrong
+with one image or one annotation (a wrong type, a bad vertex, an unknown category, an RLE of the
+wrong size) is an error on that image naming the file, the image and the annotation id; two
+images with the same id both get an error. Annotations whose image_id is not in `images` are
+reported, never dropped: each such id yields an AnnotatedImage named
+`<annotation file>#image_id=<id>` with width and height 0 and an "image_missing" error.
+"""
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from types import MappingProxyType
+from typing import Any, BinaryIO
+
+import ijson
+import numpy as np
+
+from segpipe.core.shared.errors import InputError
+from segpipe.core.ingest.formats.annotation import AnnotatedImage, BoxMask, Shape, box_ring, parse_ring
+from segpipe.core.ingest.formats.labelme import resolve_batch_path
+from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
+from segpipe.core.shared.rle import decode_rle, rle_size
+from segpipe.core.ingest.sources.source import BatchSource
+
+COCO_KEYS = (b'"images"', b'"annotations"', b'"categories"')
+OTHER_FORMAT_KEYS = (b'"shapes"', b'"objects"', b'"imgHeight"')  # LabelMe, Cityscapes
+UTF8_BOM = b"\xef\xbb\xbf"
+MAX_LISTED_IDS = 10
+# Shared, read-only: one dict per shape would cost ~90 MB over 500,000 shapes.
+CROWD_ATTRIBUTES = {value: MappingProxyType({"iscrowd": str(value)}) for value in (0, 1)}
+
+
+def coco_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
+    """JSON files at the batch root or under `annotations/` whose first bytes name a COCO key and
+    no key of the other JSON formats; any one COCO key suffices because key order varies."""
+    return [
+        name for name in names
+        if name.lower().endswith(".json") and ("/" not in name or name.startswith("annotations/"))
+        and _looks_like_coco(head(name))
+    ]
+
+
+def _looks_like_coco(data: bytes) -> bool:
+    """A plain byte search: the head is cut at 64 KiB, mid-document, so it cannot be parsed."""
+    return any(key in data for key in COCO_KEYS) and not any(key in data for key in OTHER_FORMAT_KEYS)
+
+
+def read_coco_instances(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
+    """Every image of every file, one file after another; a file is read whole before its images are yielded."""
+    for name in files:
+        yield from _read_file(source, name, options)
+
+
+def _read_file(source: BatchSource, name: str, options: ReaderOptions) -> Iterator[AnnotatedImage]:
+    origin = source.origin(name)
+    image_docs = _top_level_list(source, name, "images", origin)
+    categories = _categories(_top_level_list(source, name, "categories", origin), origin)
+    table = _ImageTable(name, origin, [_image(doc, index, name, origin, options) for index, doc in enumerate(image_docs)])
+    del image_docs
+    annotated = False
+    for index, doc in enumerate(_stream(source, name, "annotations.item", origin)):
+        table.add(doc, index, categories)
+        annotated = True
+    if not annotated:
+        _require_annotations_array(source, name, origin)
+    yield from table.drain()
+
+
+class _Utf8Stream:
+    """A file with its UTF-8 byte-order mark skipped: yajl refuses the BOM that Windows tools write."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        head = stream.read(len(UTF8_BOM))
+        self.pending = b"" if head == UTF8_BOM else head
+
+    def read(self, size: int = -1) -> bytes:
+        """The bytes after the mark; the first call may return fewer than asked, as a raw read may."""
+        if self.pending and size != 0:
+            pending, self.pending = self.pending, b""
+            return pending
+        return self.stream.read(size)
+
+
+def _stream(source: BatchSource, name: str, prefix: str, origin: str) -> Iterator[Any]:
+    """Items under `prefix`, turning every parse failure into the file-level error."""
+    with source.open(name) as stream:
+        try:
+            yield from ijson.items(_Utf8Stream(stream), prefix, use_float=True)
+        except ijson.JSONError as exc:
+            raise InputError("unparseable_annotations", f"{origin}: not valid JSON: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    """yajl's message without the excerpt of the file it appends (sometimes as bytes)."""
+    detail = exc.args[0] if exc.args else ""
+    text = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _top_level_list(source: BatchSource, name: str, key: str, origin: str) -> list:
+    """The whole value of a top-level key that must appear exactly once and be a list."""
+    values = list(_stream(source, name, key, origin))
+    if len(values) != 1 or not isinstance(values[0], list):
+        found = "missing (or the top level is not an object)" if not values else (
+            "repeated" if len(values) > 1 else f"a {type(values[0]).__name__}, not a list")
+        raise InputError("unparseable_annotations", f"{origin}: not a COCO instances file: `{key}` is {found}")
+    return values[0]
+
+
+def _require_annotations_array(source: BatchSource, name: str, origin: str) -> None:
+    """Tell an empty `annotations` list (images with no objects) from a missing one (not a COCO
+    instances file): both stream no item. Only runs when no annotation was found, so the event
+    scan is cheap."""
+    with source.open(name) as stream:
+        events = ijson.parse(_Utf8Stream(stream))
+        for prefix, event, value in events:
+            if prefix == "" and event == "map_key" and value == "annotations":
+                if next(events)[1] == "start_array":
+                    return
+                break
+    raise InputError(
+        "unparseable_annotations", f"{origin}: not a COCO instances file: `annotations` is missing or not a list")
+
+
+def _categories(docs: list, origin: str) -> dict[int, str]:
+    """Category id -> name. The table gives every annotation of the file its label, so any fault
+    in it is a fault of the file."""
+    categories: dict[int, str] = {}
+    for index, doc in enumerate(docs):
+        if not isinstance(doc, dict) or type(doc.get("id")) is not int or not isinstance(doc.get("name"), str):
+            raise InputError("unparseable_annotations", (
+                f"{origin}: categories[{index}] is {_short(doc)}, not {{\"id\": integer, \"name\": string}}"))
+        if doc["id"] in categories:
+            raise InputError("unparseable_annotations", f"{origin}: category id {doc['id']} is defined twice")
+        categories[doc["id"]] = doc["name"]
+    return categories
+
+
+def _short(value: Any) -> str:
+    """A value as messages quote it, cut short: a wrong value may be a whole nested object."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _image(doc: Any, index: int, name: str, origin: str, options: ReaderOptions) -> tuple[Any, AnnotatedImage]:
+    """(id, image) for one entry of `images`; a bad entry is an error on its image, named by its
+    file_name when it has one, else by its position in the file."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("file_name"), str) or not doc["file_name"]:
+        placeholder = f"{name}#images[{index}]"
+        return None, AnnotatedImage(placeholder, 0, 0, error=InputError(
+            "malformed_annotation", f"{origin}: images[{index}] has no file_name string: {_short(doc)}"))
+    try:
+        file_name = resolve_batch_path(options.images_dir, doc["file_name"], origin)
+    except InputError as exc:
+        return doc.get("id"), AnnotatedImage(doc["file_name"], 0, 0, error=exc)
+    for key, positive in (("id", False), ("width", True), ("height", True)):
+        value = doc.get(key)
+        if type(value) is not int or (positive and value <= 0):
+            wanted = "a positive integer" if positive else "an integer"
+            return doc.get("id"), AnnotatedImage(file_name, 0, 0, error=InputError(
+                "malformed_annotation", f"{origin}: image {file_name!r}: {key} is {_short(value)}, not {wanted}"))
+    return doc["id"], AnnotatedImage(file_name, doc["width"], doc["height"])
+
+
+class _ImageTable:
+    """The file's images by id, collecting each annotation onto its image as it streams past."""
+
+    def __init__(self, name: str, origin: str, entries: list[tuple[Any, AnnotatedImage]]) -> None:
+        self.name, self.origin = name, origin
+        self.images = [image for _, image in entries]
+        self.by_id: dict[int, list[AnnotatedImage]] = defaultdict(list)
+        for image_id, image in entries:
+            if type(image_id) is int:
+                self.by_id[image_id].append(image)
+        for image_id, images in self.by_id.items():
+            if len(images) > 1:
+                for image in images:
+                    image.error = InputError("duplicate_image_id", (
+                        f"{origin}: image {image.file_name!r}: image id {image_id} is used by {len(images)} images "
+                        f"({', '.join(repr(i.file_name) for i in images[:MAX_LISTED_IDS])})"))
+        self.missing: dict[str, list[str]] = defaultdict(list)
+
+    def add(self, doc: Any, index: int, categories: dict[int, str]) -> None:
+        """Attach one annotation to its image, or record it against an image id that does not exist."""
+        image_id = doc.get("image_id") if isinstance(doc, dict) else None
+        images = self.by_id.get(image_id, []) if type(image_id) is int else []
+        if not images:
+            self.missing[repr(image_id)].append(_annotation_name(doc, index))
+        for image in images:
+            if image.error is not None:
+                continue
+            try:
+                image.shapes.append(_shape(doc, index, image, categories, self.origin))
+            except InputError as exc:
+                image.error, image.shapes = exc, []
+
+    def drain(self) -> Iterator[AnnotatedImage]:
+        """The images in file order, each forgotten once handed over (so the caller's tables replace
+        the parsed file in memory instead of adding to it), then one error entry per image id that
+        annotations name but `images` lacks."""
+        images, self.images = self.images, []
+        self.by_id.clear()
+        images.reverse()
+        while images:
+            yield images.pop()
+        yield from [
+            AnnotatedImage(f"{self.name}#image_id={image_id}", 0, 0, error=InputError("image_missing", (
+                f"{self.origin}: {len(names)} annotation(s) ({', '.join(names[:MAX_LISTED_IDS])}"
+                f"{', ...' if len(names) > MAX_LISTED_IDS else ''}) reference image id {image_id}, "
+                "which is not in `images`")))
+            for image_id, names in self.missing.items()
+        ]
+
+
+def _annotation_name(doc: Any, index: int) -> str:
+    """How messages name an annotation: its id, or its position when it has no integer id."""
+    if isinstance(doc, dict) and type(doc.get("id")) is int:
+        return f"annotation id {doc['id']}"
+    return f"annotations[{index}]"
+
+
+def _shape(doc: dict, index: int, image: AnnotatedImage, categories: dict[int, str], origin: str) -> Shape:
+    """One annotation as a shape of its image; every fault names the file, the image and the annotation."""
+    where = f"{origin}: image {image.file_name!r}: {_annotation_name(doc, index)}"
+    if type(doc.get("id")) is not int:
+        raise InputError("malformed_annotation", f"{where} has id {_short(doc.get('id'))}, not an integer")
+    category_id = doc.get("category_id")
+    if type(category_id) is not int:
+        raise InputError("malformed_annotation", f"{where} has category_id {_short(category_id)}, not an integer")
+    if category_id not in categories:
+        raise InputError("unknown_category", f"{where} has category_id {category_id}, which is not in categories")
+    label = categories[category_id]
+    where = f"{where} ({label!r})"
+    iscrowd = doc.get("iscrowd", 0)
+    if type(iscrowd) is not int or iscrowd not in (0, 1):
+        raise InputError("malformed_annotation", f"{where} has iscrowd {_short(iscrowd)}, not 0 or 1")
+    attributes = CROWD_ATTRIBUTES[iscrowd]
+    segmentation = doc.get("segmentation")
+    if segmentation is None or segmentation == []:
+        return Shape(label, "box", rings=(_bbox_ring(doc.get("bbox"), where, image),), attributes=attributes)
+    if isinstance(segmentation, list):
+        return Shape(label, "polygon", rings=_polygon_rings(segmentation, where, image), attributes=attributes)
+    if isinstance(segmentation, dict):
+        return Shape(label, "mask", mask=_rle_mask(segmentation, where, image), attributes=attributes)
+    raise InputError(
+        "malformed_annotation", f"{where} has a segmentation that is neither a list of rings nor an RLE object")
+
+
+def _bbox_ring(bbox: Any, where: str, image: AnnotatedImage) -> np.ndarray:
+    """A bbox-only annotation's [x, y, w, h] as the ring of its corners."""
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        raise InputError(
+            "malformed_annotation", f"{where} has no segmentation and bbox {_short(bbox)} is not [x, y, w, h]")
+    x, y, w, h = bbox
+    return box_ring(x, y, x + w, y + h, where, image.width, image.height)
+
+
+def _is_number(value: Any) -> bool:
+    """int or float but not bool, which Python counts as an int and JSON does not."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _polygon_rings(segmentation: list, where: str, image: AnnotatedImage) -> tuple[np.ndarray, ...]:
+    """Each part of a (possibly multi-part) polygon, validated by parse_ring."""
+    rings = []
+    for part, ring in enumerate(segmentation):
+        if not isinstance(ring, list):
+            raise InputError(
+                "malformed_polygon", f"{where}: segmentation part #{part} is {_short(ring)}, not a list of coordinates")
+        rings.append(parse_ring(ring, f"{where} part #{part}", image.width, image.height))
+    return tuple(rings)
+
+
+def _rle_mask(rle: dict, where: str, image: AnnotatedImage) -> BoxMask:
+    """An RLE over the whole image as the tight box mask every reader produces."""
+    if rle_size(rle, where) != (image.height, image.width):
+        raise InputError("size_mismatch", (
+            f"{where} has an RLE of size {rle['size']} ([height, width]) on a {image.width}x{image.height} image"))
+    mask = BoxMask.from_array(decode_rle(rle, where))
+    if mask is None:
+        raise InputError("empty_mask", f"{where} has an RLE mask with no foreground pixel")
+    return mask
+
+
+COCO_INSTANCES = FormatReader(
+    name="coco_instances",
+    accepts=(
+        "a COCO instances JSON (`images`, `categories`, `annotations`) at the batch root or under annotations/, "
+        "with polygon, RLE or bbox-only annotations; file_name is relative to the images folder"
+    ),
+    annotation_files=coco_files,
+    read=read_coco_instances,
+)

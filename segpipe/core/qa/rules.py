@@ -1,0 +1,239 @@
+"""QA rules over rasterized masks: each a pure function with an id, a severity and a description.
+
+Rules judge a mask by its pixel count per value (class_pixels, counted when the mask was made),
+so QA costs nothing per pixel; the rules about a mask's structure (fragments, class constraints)
+read findings that mask_structure remembers per mask, so a rerun decodes only new masks.
+
+ERROR rules gate the release (their Dagster checks are blocking); WARN rules report.
+A rule that `excludes_entry` also keeps the failing entry out of consensus and the release,
+so the entry is filtered with the rule's reason instead of shipping a useless mask.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from segpipe.core.qa.instance_areas import INSTANCE_AREA_OUTLIER
+from segpipe.core.qa.mask_structure import MaskStructure
+from segpipe.core.qa.near_duplicates import near_duplicate_entries
+from segpipe.core.qa.polygon_checks import OUTSIDE_IMAGE, SELF_INTERSECTION, TOO_FEW_POINTS, ZERO_AREA
+from segpipe.core.shared.schemas import QaResultRecord
+from segpipe.core.qa.settings import QaSettings
+from segpipe.core.taxonomy.model import Taxonomy
+
+Severity = Literal["ERROR", "WARN"]
+SHOWN_FINDINGS = 3  # per rule and entry in the reason; the count says how many more
+
+
+@dataclass(frozen=True)
+class EntryEvidence:
+    """What the rules look at for one entry: its mask's pixels per value and its image record."""
+
+    class_pixels: np.ndarray
+    width: int
+    height: int
+    unmapped_labels: tuple[str, ...]
+    duplicate_of: str | None
+    polygon_findings: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # check id -> reasons
+    near_duplicate_of: str | None = None
+    structure: MaskStructure = MaskStructure()  # its fragments and the class constraints it breaks
+
+
+RuleCheck = Callable[[EntryEvidence, Taxonomy, QaSettings], str | None]
+
+
+@dataclass(frozen=True)
+class QaRule:
+    """`check` returns the reason an entry fails, or None when it passes."""
+
+    id: str
+    severity: Severity
+    description: str
+    excludes_entry: bool
+    check: RuleCheck
+
+
+def _size_matches(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    pixels = int(e.class_pixels.sum())
+    expected = e.width * e.height
+    return None if pixels == expected else f"mask has {pixels} pixels, image is {e.width}x{e.height} ({expected})"
+
+
+def _ids_in_taxonomy(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    stray = sorted(set(np.flatnonzero(e.class_pixels).tolist()) - taxonomy.class_ids - {taxonomy.ignore_index})
+    return None if not stray else f"mask contains ids {stray} that are not taxonomy classes"
+
+
+def _not_empty(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    labelled = int(e.class_pixels.sum()) - int(e.class_pixels[taxonomy.ignore_index])
+    return None if labelled > 0 else "no pixel is labelled"
+
+
+def _unlabeled_fraction(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    fraction = float(e.class_pixels[taxonomy.ignore_index] / max(1, int(e.class_pixels.sum())))
+    limit = settings.max_unlabeled_fraction
+    return None if fraction <= limit else f"{fraction:.1%} of pixels are unlabelled (limit {limit:.1%})"
+
+
+def _labels_mapped(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    return None if not e.unmapped_labels else f"unmapped labels {list(e.unmapped_labels)}"
+
+
+def _not_duplicate(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    return None if e.duplicate_of is None else f"same image and annotator as {e.duplicate_of}"
+
+
+def _not_near_duplicate(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    return e.near_duplicate_of
+
+
+def _meets_class_constraints(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    return "; ".join(e.structure.constraint_violations) if e.structure.constraint_violations else None
+
+
+def _no_tiny_fragments(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    found = e.structure.fragments
+    if not found:
+        return None
+    names = {c.id: c.name for c in taxonomy.classes}
+    per_class = np.bincount([f.class_id for f in found], minlength=256)
+    classes = ", ".join(f"{names.get(i, i)} ({n})" for i, n in enumerate(per_class.tolist()) if n)
+    shown = [f"{names.get(f.class_id, f.class_id)} {f.pixels} px at x {f.bbox[0]}-{f.bbox[2]}, y {f.bbox[1]}-{f.bbox[3]}"
+             for f in found[:SHOWN_FINDINGS]]
+    more = f"; and {len(found) - SHOWN_FINDINGS} more" if len(found) > SHOWN_FINDINGS else ""
+    count = f"{len(found)} fragment{'s' if len(found) > 1 else ''}"
+    return (f"{count} under {settings.min_fragment_px} px of {classes}, the smallest {found[0].pixels} px: "
+            + "; ".join(shown) + more)
+
+
+def _polygon_rule(check_id: str) -> RuleCheck:
+    def check(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+        reasons = e.polygon_findings.get(check_id, ())
+        if not reasons:
+            return None
+        more = f"; and {len(reasons) - SHOWN_FINDINGS} more" if len(reasons) > SHOWN_FINDINGS else ""
+        return "; ".join(reasons[:SHOWN_FINDINGS]) + more
+    return check
+
+
+QA_RULES: tuple[QaRule, ...] = (
+    QaRule("mask_matches_image_size", "ERROR", "The mask has the same width and height as its image.", True, _size_matches),
+    QaRule("mask_ids_in_taxonomy", "ERROR", "Every mask pixel is a taxonomy class id or the ignore index.", True, _ids_in_taxonomy),
+    QaRule("mask_not_empty", "WARN", "The mask labels at least one pixel.", True, _not_empty),
+    QaRule("unlabeled_fraction", "WARN", "At most the configured share of mask pixels is unlabelled.", False, _unlabeled_fraction),
+    QaRule("labels_mapped", "ERROR", (
+        "Every raw label of the entry maps to a taxonomy class "
+        "(a warning when the taxonomy paints unmapped labels as void or ignores them)."), False, _labels_mapped),
+    QaRule("entry_not_duplicate", "WARN", "No earlier entry has the same image content and annotator.", True, _not_duplicate),
+    QaRule("image_not_near_duplicate", "WARN", (
+        "No other image is a near copy of this one (perceptual hash within qa.near_duplicate_bits): a copy in "
+        "another split would leak."), False, _not_near_duplicate),
+    QaRule("class_constraints", "WARN", "The mask keeps the taxonomy's class-combination rules (constraints).",
+           False, _meets_class_constraints),
+    QaRule("tiny_fragments", "WARN", (
+        "No class region is smaller than qa.min_fragment_px pixels (the sliver of an occluded polygon, a polygon "
+        "too small to matter)."), False, _no_tiny_fragments),
+    QaRule(SELF_INTERSECTION, "WARN", "No polygon outline crosses itself.", False, _polygon_rule(SELF_INTERSECTION)),
+    QaRule(TOO_FEW_POINTS, "WARN", "Every polygon ring has at least 3 distinct points.", False, _polygon_rule(TOO_FEW_POINTS)),
+    QaRule(ZERO_AREA, "WARN", "Every polygon ring encloses an area.", False, _polygon_rule(ZERO_AREA)),
+    QaRule(OUTSIDE_IMAGE, "WARN", "No polygon vertex lies further outside the image than qa.vertex_tolerance_px.",
+           False, _polygon_rule(OUTSIDE_IMAGE)),
+    QaRule(INSTANCE_AREA_OUTLIER, "WARN", (
+        "No object is far larger or smaller than its class usually is (log area within qa.instance_area_sigma "
+        "standard deviations of the class mean)."), False, _polygon_rule(INSTANCE_AREA_OUTLIER)),
+)
+
+
+def rule_severity(rule: QaRule, taxonomy: Taxonomy) -> Severity:
+    """Unmapped labels block only when the taxonomy says they are an error."""
+    if rule.id == "labels_mapped" and taxonomy.unmapped != "error":
+        return "WARN"
+    return rule.severity
+
+
+def evaluate_entries(
+    entries: pl.DataFrame,
+    unmapped: pl.DataFrame,
+    taxonomy: Taxonomy,
+    settings: QaSettings,
+    polygons: pl.DataFrame | None = None,
+    structure: Mapping[str, MaskStructure] | None = None,
+) -> pl.DataFrame:
+    """Run every rule on every entry (rows of masks, with class_pixels, joined with images); one
+    result row per pair. `polygons` are shape findings (polygon_checks.polygon_findings and
+    instance_areas.instance_area_findings),
+    `structure` those of mask_structure.mask_structure."""
+    structure = structure or {}
+    duplicates = duplicate_entries(entries)
+    near_duplicates = near_duplicate_entries(entries, settings.near_duplicate_bits)
+    findings: dict[str, dict[str, tuple[str, ...]]] = {}
+    if polygons is not None:
+        for (entry_id, check_id), group in polygons.group_by("entry_id", "check_id"):
+            findings.setdefault(entry_id, {})[check_id] = tuple(group["reason"].to_list())
+    unmapped_by_entry = {
+        eid: tuple(labels) for eid, labels in unmapped.group_by("entry_id").agg(pl.col("raw_label").unique().sort()).iter_rows()
+    }
+    rows = []
+    for entry in entries.sort("batch_id", "file_name").iter_rows(named=True):
+        evidence = EntryEvidence(
+            class_pixels=np.asarray(entry["class_pixels"], dtype=np.int64),
+            width=entry["width"],
+            height=entry["height"],
+            unmapped_labels=unmapped_by_entry.get(entry["entry_id"], ()),
+            duplicate_of=duplicates.get(entry["entry_id"]),
+            polygon_findings=findings.get(entry["entry_id"], {}),
+            near_duplicate_of=near_duplicates.get(entry["entry_id"]),
+            structure=structure.get(entry["entry_id"], MaskStructure()),
+        )
+        for rule in QA_RULES:
+            reason = rule.check(evidence, taxonomy, settings)
+            rows.append({
+                "entry_id": entry["entry_id"], "batch_id": entry["batch_id"], "file_name": entry["file_name"],
+                "check_id": rule.id, "severity": rule_severity(rule, taxonomy), "passed": reason is None,
+                "excludes_entry": rule.excludes_entry and reason is not None, "reason": reason, "thumbnail_key": None,
+            })
+    schema = {"entry_id": pl.String, "batch_id": pl.String, "file_name": pl.String, "check_id": pl.String,
+              "severity": pl.String, "passed": pl.Boolean, "excludes_entry": pl.Boolean, "reason": pl.String,
+              "thumbnail_key": pl.String}
+    return QaResultRecord.validate(pl.DataFrame(rows, schema=schema))
+
+
+def duplicate_entries(entries: pl.DataFrame) -> dict[str, str]:
+    """Entries repeating an earlier (image content, annotator) pair, mapped to the entry they repeat."""
+    first: dict[tuple[str, str], str] = {}
+    duplicates: dict[str, str] = {}
+    for eid, batch_id, file_name, image_id, annotator in (
+        entries.sort("batch_id", "file_name").select("entry_id", "batch_id", "file_name", "image_id", "annotator").iter_rows()
+    ):
+        key = (image_id, annotator)
+        if key in first:
+            duplicates[eid] = first[key]
+        else:
+            first[key] = f"{batch_id}/{file_name}"
+    return duplicates
+
+
+def excluded_entries(results: pl.DataFrame) -> pl.DataFrame:
+    """Entries that a failed excluding rule keeps out of the release, with the first such reason."""
+    return (
+        results.filter(pl.col("excludes_entry"))
+        .sort("entry_id", "check_id")
+        .group_by("entry_id", maintain_order=True)
+        .agg(pl.format("{}: {}", pl.col("check_id"), pl.col("reason")).first().alias("reason"))
+    )
+
+
+def summarize_rule(results: pl.DataFrame, rule_id: str, limit: int = 20) -> tuple[int, pl.DataFrame]:
+    """Failure count of one rule and its first failing entries, for check metadata."""
+    failing = results.filter((pl.col("check_id") == rule_id) & ~pl.col("passed"))
+    columns = ("batch_id", "file_name", "reason", "thumbnail_key")
+    return failing.height, failing.select(columns).sort("thumbnail_key", "batch_id", "file_name", nulls_last=True).head(limit)
+
+
+def with_thumbnails(results: pl.DataFrame, thumbnails: pl.DataFrame) -> pl.DataFrame:
+    """Results with the thumbnail of each failure that has one (see qa_pictures)."""
+    joined = results.drop("thumbnail_key").join(thumbnails, on=["entry_id", "check_id"], how="left")
+    return QaResultRecord.validate(joined.select(results.columns))

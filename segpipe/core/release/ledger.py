@@ -1,0 +1,58 @@
+"""The item ledger: where every input entry ended up, so released + filtered + quarantined = input."""
+
+import polars as pl
+
+from segpipe.core.shared.schemas import LedgerRecord
+
+LEDGER_SCHEMA = {"batch_id": pl.String, "file_name": pl.String, "image_id": pl.String,
+                 "outcome": pl.String, "stage": pl.String, "reason": pl.String}
+
+
+def build_ledger(
+    images: pl.DataFrame,
+    quarantine: pl.DataFrame,
+    qa_exclusions: pl.DataFrame,
+    consensus: pl.DataFrame,
+    released_image_ids: set[str],
+    unselected_reason: dict[str, str] | None = None,
+) -> pl.DataFrame:
+    """One row per input entry: accepted entries from `images`, rejected ones from `quarantine`.
+    unselected_reason: accepted images sampling left out, with why."""
+    unselected_reason = unselected_reason or {}
+    excluded = dict(qa_exclusions.select("entry_id", "reason").iter_rows())
+    status = {image_id: (state, score) for image_id, state, score in consensus.select("image_id", "status", "agreement").iter_rows()}
+    low_scorers = {(image_id, annotator) for image_id, annotators in consensus.select(
+        "image_id", "excluded_annotators").iter_rows() for annotator in annotators}
+    rows = []
+    for entry_id, batch_id, file_name, image_id, annotator in images.select(
+            "entry_id", "batch_id", "file_name", "image_id", "annotator").iter_rows():
+        base = {"batch_id": batch_id, "file_name": file_name, "image_id": image_id}
+        state = status.get(image_id, ("", None))[0]
+        if entry_id in excluded:
+            rows.append({**base, "outcome": "filtered", "stage": "qa", "reason": excluded[entry_id]})
+        elif (image_id, annotator) in low_scorers:
+            rows.append({**base, "outcome": "filtered", "stage": "consensus",
+                         "reason": f"{annotator} scored below consensus.min_honeypot_iou on honeypots; left out"})
+        elif image_id in released_image_ids:
+            rows.append({**base, "outcome": "released", "stage": "release", "reason": None})
+        elif image_id in unselected_reason:
+            rows.append({**base, "outcome": "filtered", "stage": "sampling", "reason": unselected_reason[image_id]})
+        elif state == "low_agreement":
+            rows.append({**base, "outcome": "filtered", "stage": "consensus",
+                         "reason": f"annotator agreement {status[image_id][1]:.3f} below the minimum; sent to review"})
+        elif state == "annotator_review":
+            rows.append({**base, "outcome": "filtered", "stage": "consensus",
+                         "reason": "labelled by an annotator below consensus.min_honeypot_iou; sent to review"})
+        else:
+            rows.append({**base, "outcome": "filtered", "stage": "consensus",
+                         "reason": "every annotation of this image was excluded by QA"})
+    rows.extend(
+        {"batch_id": b, "file_name": f, "image_id": None, "outcome": "quarantined", "stage": stage, "reason": f"{rule}: {message}"}
+        for b, f, stage, rule, message in quarantine.select("batch_id", "file_name", "stage", "rule", "message").iter_rows()
+    )
+    return LedgerRecord.validate(pl.DataFrame(rows, schema=LEDGER_SCHEMA).sort("batch_id", "file_name"))
+
+
+def outcome_counts(ledger: pl.DataFrame) -> dict[str, int]:
+    counts = dict(ledger.group_by("outcome").len().iter_rows())
+    return {"input": ledger.height, **{k: counts.get(k, 0) for k in ("released", "filtered", "quarantined")}}

@@ -1,0 +1,210 @@
+"""Checking a downloaded release against itself: its checksums, its manifest and its meta.json.
+
+Anyone who has the ZIP can run this; it needs nothing but the archive. Every problem is a value
+naming the member and what is wrong, so one run reports all of them. Members are hashed in
+chunks, so memory does not grow with the archive.
+"""
+
+import hashlib
+import io
+import re
+import zipfile
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+import pandera.errors
+import polars as pl
+
+from segpipe.core.rasterize.raster import decode_mask_png
+from segpipe.core.release.archive import MANIFEST_COLUMNS, SHA256SUMS, manifest_types
+from segpipe.core.shared.schemas import ManifestRecord
+
+CHUNK = 1 << 20
+SUM_LINE = re.compile(r"([0-9a-f]{64})  (.+)")
+
+
+@dataclass(frozen=True)
+class ReleaseProblem:
+    member: str  # the file inside the ZIP the problem is about
+    problem: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    problems: list[ReleaseProblem]
+    files_checked: int
+    images: int
+    masks_decoded: int
+
+
+def verify_release(archive: zipfile.ZipFile, mask_sample: int = 64) -> Verification:
+    """Every member against SHA256SUMS; index.csv against the manifest schema and index.parquet, the files it names
+    and meta.json's split sizes and image sizes; meta.json's ledger counts add up; a sample of masks (spread over the manifest) decoded against
+    meta.json's classes and the manifest's size and pixel counts."""
+    problems, files_checked = _check_sums(archive)
+    meta, manifest = _read_meta(archive, problems), _read_manifest(archive, problems)
+    decoded = 0
+    if meta is not None and manifest is not None:
+        problems += _check_counts(archive, meta, manifest)
+        step = max(1, -(-manifest.height // mask_sample))
+        sample = manifest.sort("mask_path").gather_every(step)
+        problems += [p for row in sample.iter_rows(named=True) for p in _check_mask(archive, meta, row)]
+        decoded = sample.height
+    return Verification(problems, files_checked, 0 if manifest is None else manifest.height, decoded)
+
+
+def archive_problems(archive: zipfile.ZipFile) -> list[str]:
+    """verify_release as the publisher's check on a staged archive: each problem as one line."""
+    return [f"{p.member}: {p.problem}" for p in verify_release(archive, mask_sample=16).problems]
+
+
+def member_sha256(archive: zipfile.ZipFile, name: str) -> str:
+    digest = hashlib.sha256()
+    with archive.open(name) as member:
+        while chunk := member.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_sums(archive: zipfile.ZipFile) -> tuple[list[ReleaseProblem], int]:
+    names = archive.namelist()
+    if SHA256SUMS not in names:
+        return [ReleaseProblem(SHA256SUMS, "missing: the release cannot be checked")], 0
+    problems, listed = [], {}
+    for number, line in enumerate(archive.read(SHA256SUMS).decode().splitlines(), start=1):
+        parsed = SUM_LINE.fullmatch(line)
+        if parsed is None:
+            problems.append(ReleaseProblem(SHA256SUMS, f"line {number} is not '<sha256>  <path>': {line[:80]!r}"))
+        else:
+            listed[parsed[2]] = parsed[1]
+    for name in sorted(set(names) - set(listed) - {SHA256SUMS}):
+        problems.append(ReleaseProblem(name, "not listed in SHA256SUMS"))
+    present = set(names)
+    for name, expected in sorted(listed.items()):
+        if name not in present:
+            problems.append(ReleaseProblem(name, "listed in SHA256SUMS but missing from the archive"))
+            continue
+        try:
+            actual = member_sha256(archive, name)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+            problems.append(ReleaseProblem(name, f"unreadable: {exc}"))
+            continue
+        if actual != expected:
+            problems.append(ReleaseProblem(name, f"SHA-256 is {actual}, SHA256SUMS says {expected}"))
+    return problems, len(listed)
+
+
+def _read_meta(archive: zipfile.ZipFile, problems: list[ReleaseProblem]) -> dict | None:
+    try:
+        meta = orjson.loads(archive.read("meta.json"))
+    except KeyError:
+        problems.append(ReleaseProblem("meta.json", "missing"))
+        return None
+    except (orjson.JSONDecodeError, zipfile.BadZipFile, zlib.error) as exc:
+        problems.append(ReleaseProblem("meta.json", f"unreadable: {exc}"))
+        return None
+    missing = sorted({"classes", "ignore_index", "splits", "counts", "image_sizes", "version"} - set(meta))
+    if missing:
+        problems.append(ReleaseProblem("meta.json", f"missing keys {missing}"))
+        return None
+    return meta
+
+
+def _read_manifest(archive: zipfile.ZipFile, problems: list[ReleaseProblem]) -> pl.DataFrame | None:
+    try:
+        table = pl.read_csv(io.BytesIO(archive.read("index.csv")), infer_schema=False)
+    except KeyError:
+        problems.append(ReleaseProblem("index.csv", "missing"))
+        return None
+    except (pl.exceptions.PolarsError, zipfile.BadZipFile, zlib.error) as exc:
+        problems.append(ReleaseProblem("index.csv", f"unreadable: {exc}"))
+        return None
+    if table.columns != MANIFEST_COLUMNS:
+        problems.append(ReleaseProblem("index.csv", f"columns are {table.columns}, the manifest schema has {MANIFEST_COLUMNS}"))
+        return None
+    try:
+        manifest = table.cast(manifest_types())
+    except pl.exceptions.InvalidOperationError as exc:
+        problems.append(ReleaseProblem("index.csv", f"a value does not have its column's type: {exc}"))
+        return None
+    manifest = _validated("index.csv", manifest, problems)
+    if manifest is not None:
+        _compare_parquet(archive, manifest, problems)
+    return manifest
+
+
+def _validated(member: str, table: pl.DataFrame, problems: list[ReleaseProblem]) -> pl.DataFrame | None:
+    try:
+        return ManifestRecord.validate(table, lazy=True)
+    except pandera.errors.SchemaErrors as exc:
+        failures = exc.failure_cases.select("column", "check", "failure_case").unique().sort("column").rows()
+        problems.append(ReleaseProblem(member, "breaks the manifest schema: " + "; ".join(
+            f"{column}: {check} (e.g. {case!r})" for column, check, case in failures[:5])))
+    return None
+
+
+def _compare_parquet(archive: zipfile.ZipFile, manifest: pl.DataFrame, problems: list[ReleaseProblem]) -> None:
+    """index.parquet is the typed copy of index.csv: same schema, same rows."""
+    try:
+        typed = pl.read_parquet(io.BytesIO(archive.read("index.parquet")))
+    except KeyError:
+        problems.append(ReleaseProblem("index.parquet", "missing"))
+        return
+    except (pl.exceptions.PolarsError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+        problems.append(ReleaseProblem("index.parquet", f"unreadable: {exc}"))
+        return
+    if typed.schema != manifest.schema:
+        problems.append(ReleaseProblem("index.parquet", f"schema {dict(typed.schema)} differs from the manifest's"))
+    elif _validated("index.parquet", typed, problems) is not None and not typed.equals(manifest, null_equal=True):
+        problems.append(ReleaseProblem("index.parquet", "rows differ from index.csv"))
+
+
+def _check_counts(archive: zipfile.ZipFile, meta: dict, manifest: pl.DataFrame) -> list[ReleaseProblem]:
+    problems = []
+    splits = dict(manifest.group_by("split").len().sort("split").iter_rows())
+    if splits != meta["splits"]:
+        problems.append(ReleaseProblem("meta.json", f"splits {meta['splits']}, index.csv has {splits}"))
+    counts = meta["counts"]
+    outcomes = [counts.get(k, 0) for k in ("released", "filtered", "quarantined")]
+    if counts.get("input") != sum(outcomes):  # counts are of input entries (one per annotator's file), not images
+        problems.append(ReleaseProblem("meta.json", f"counts do not add up: input {counts.get('input')}, released + "
+                                                    f"filtered + quarantined {sum(outcomes)}"))
+    if sum(s["count"] for s in meta["image_sizes"]) != manifest.height:
+        problems.append(ReleaseProblem("meta.json", f"image_sizes count {sum(s['count'] for s in meta['image_sizes'])} "
+                                                    f"images, index.csv has {manifest.height}"))
+    present = set(archive.namelist())
+    for column in ("image_path", "mask_path", "instance_path"):
+        for path in manifest[column].drop_nulls():
+            if path not in present:
+                problems.append(ReleaseProblem(path, f"named by index.csv ({column}) but missing from the archive"))
+    return problems
+
+
+def _check_mask(archive: zipfile.ZipFile, meta: dict, row: dict) -> list[ReleaseProblem]:
+    path = row["mask_path"]
+    if path not in archive.namelist():
+        return []
+    try:
+        data = archive.read(path)
+        mask = decode_mask_png(data)
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError) as exc:
+        return [ReleaseProblem(path, f"not a decodable mask: {exc}")]
+    problems = []
+    if hashlib.sha256(data).hexdigest() != row["mask_sha256"]:
+        problems.append(ReleaseProblem(path, "SHA-256 differs from index.csv's mask_sha256"))
+    if mask.shape != (row["height"], row["width"]):
+        problems.append(ReleaseProblem(path, f"is {mask.shape[1]}x{mask.shape[0]}, index.csv says {row['width']}x{row['height']}"))
+        return problems
+    classes = {c["id"]: c["name"] for c in meta["classes"]}
+    counts = np.bincount(mask.ravel(), minlength=256)
+    unknown = sorted(set(np.flatnonzero(counts).tolist()) - set(classes) - {meta["ignore_index"]})
+    if unknown:
+        problems.append(ReleaseProblem(path, f"values {unknown} are neither a class of meta.json nor its ignore_index "
+                                             f"{meta['ignore_index']}"))
+    expected = {classes[i]: int(counts[i]) for i in sorted(classes)}
+    if orjson.loads(row["class_pixels"]) != expected or int(counts[meta["ignore_index"]]) != row["ignored_pixels"]:
+        problems.append(ReleaseProblem(path, f"pixel counts {expected} (ignored {int(counts[meta['ignore_index']])}) "
+                                             f"differ from index.csv's class_pixels and ignored_pixels"))
+    return problems

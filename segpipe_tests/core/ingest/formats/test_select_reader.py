@@ -1,0 +1,54 @@
+import pytest
+
+from segpipe.core.shared.errors import InputError
+from segpipe.core.ingest.formats import READERS, select_reader
+
+CVAT_HEAD = b'<?xml version="1.0"?><annotations><version>1.1</version><meta><task></task></meta><image name="a.jpg"'
+COCO_HEAD = b'{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [], "categories": []}'
+CITYSCAPES_NAME = "gtFine/val/x/x_000001_gtFine_polygons.json"
+
+LISTINGS = {
+    "cvat_images_1.1": ({"annotations.xml": CVAT_HEAD, "images/a.jpg": b""}, ["annotations.xml"]),
+    "coco_instances": ({"annotations/instances_val.json": COCO_HEAD, "images/a.jpg": b""}, ["annotations/instances_val.json"]),
+    "cityscapes_polygons": ({CITYSCAPES_NAME: b'{"imgHeight": 1, "imgWidth": 1, "objects": []}'}, [CITYSCAPES_NAME]),
+}
+
+
+def heads(files: dict[str, bytes]):
+    return lambda name: files[name]
+
+
+@pytest.mark.parametrize("format_name", sorted(LISTINGS))
+def test_detection_picks_the_one_format_that_claims_files(format_name):
+    files, expected = LISTINGS[format_name]
+    reader, claimed = select_reader(sorted(files), heads(files), None, "mem://b")
+    assert (reader.name, claimed) == (format_name, expected)
+
+
+def test_several_matching_formats_are_an_error_asking_to_declare_one():
+    files = {**LISTINGS["cvat_images_1.1"][0], **LISTINGS["coco_instances"][0]}
+    with pytest.raises(InputError) as caught:
+        select_reader(sorted(files), heads(files), None, "mem://b")
+    assert caught.value.rule == "ambiguous_format"
+    assert "cvat_images_1.1" in str(caught.value) and "coco_instances" in str(caught.value)
+    assert 'declare "format" in batch.json' in str(caught.value)
+    reader, claimed = select_reader(sorted(files), heads(files), "coco_instances", "mem://b")
+    assert (reader.name, claimed) == ("coco_instances", ["annotations/instances_val.json"])
+
+
+def test_no_matching_format_lists_every_format_and_the_files_it_accepts():
+    with pytest.raises(InputError) as caught:
+        select_reader(["notes.txt", "photo.jpg"], heads({}), None, "mem://b")
+    assert caught.value.rule == "unknown_format"
+    for reader in READERS.values():
+        assert f"{reader.name}: {reader.accepts}" in str(caught.value)
+
+
+def test_a_declared_format_must_exist_and_find_its_files():
+    with pytest.raises(InputError, match="'labelbox' is not one of") as unknown:
+        select_reader(["a.json"], heads({}), "labelbox", "mem://b")
+    assert unknown.value.rule == "unknown_format"
+    files = LISTINGS["coco_instances"][0]
+    with pytest.raises(InputError, match="no file of the batch is one it accepts") as missing:
+        select_reader(sorted(files), heads(files), "cityscapes_polygons", "mem://b")
+    assert missing.value.rule == "annotations_missing"

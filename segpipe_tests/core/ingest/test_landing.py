@@ -1,0 +1,52 @@
+import os
+import zipfile
+
+import fsspec
+import pytest
+
+from segpipe.core.shared.errors import InputError
+from segpipe.core.ingest.landing import find_ready_batches, list_ready_batches, parse_batch_manifest
+
+
+def test_ready_batches_are_marked_folders_and_zip_archives_only(tmp_path):
+    (tmp_path / "b1_uploading").mkdir()
+    (tmp_path / "b1_uploading" / "annotations.xml").write_text("<annotations/>")
+    (tmp_path / "b2_folder").mkdir()
+    (tmp_path / "b2_folder" / "batch.json").write_text("{}")
+    with zipfile.ZipFile(tmp_path / "b3_archive.zip", "w") as archive:
+        archive.writestr("annotations.xml", "<annotations/>")
+    (tmp_path / "b4_copying.zip.part").write_bytes(b"PK")
+    (tmp_path / "notes.txt").write_text("not a batch")
+    found = find_ready_batches(fsspec.filesystem("file"), str(tmp_path))
+    assert list(found) == ["b2_folder", "b3_archive"]
+    assert found["b3_archive"].is_archive and not found["b2_folder"].is_archive
+    assert found["b3_archive"].ready_at == pytest.approx(os.path.getmtime(tmp_path / "b3_archive.zip"))
+
+
+def test_a_folder_and_an_archive_with_one_id_are_both_held_back(tmp_path):
+    (tmp_path / "b1").mkdir()
+    (tmp_path / "b1" / "batch.json").write_text("{}")
+    (tmp_path / "b1.zip").write_bytes(b"PK")
+    assert list_ready_batches(fsspec.filesystem("file"), str(tmp_path)) == []
+
+
+def test_a_missing_landing_root_has_no_batches(tmp_path):
+    assert list_ready_batches(fsspec.filesystem("file"), str(tmp_path / "absent")) == []
+
+
+def test_every_manifest_key_is_optional_and_typed():
+    manifest = parse_batch_manifest(b"{}", "b", "m")
+    assert (manifest.format, manifest.images_dir, manifest.annotator, manifest.gold) == (None, "images", None, False)
+    with pytest.raises(InputError, match="gold must be true or false"):
+        parse_batch_manifest(b'{"gold": "yes"}', "b", "m")
+    with pytest.raises(InputError, match="annotator must be a string"):
+        parse_batch_manifest(b'{"annotator": 3}', "b", "m")
+    with pytest.raises(InputError, match="unknown keys"):
+        parse_batch_manifest(b'{"fromat": "coco_instances"}', "b", "m")
+
+
+@pytest.mark.parametrize("path", ["../x.json", "/etc/passwd", "a/../../x", "a\\..\\x"])
+def test_manifest_paths_must_stay_inside_the_batch(path):
+    doc = ('{"annotation_file": "%s"}' % path.replace("\\", "\\\\")).encode()
+    with pytest.raises(InputError, match="relative path inside the batch"):
+        parse_batch_manifest(doc, "b", "m")

@@ -1,0 +1,193 @@
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from segpipe.core.shared.errors import ConfigError
+from segpipe.core.taxonomy.model import (
+    load_taxonomy,
+    map_labels,
+    normalize_label,
+    parse_taxonomy,
+    unmapped_label_report,
+    unmapped_segments,
+)
+
+BASE = """
+name: t
+version: 3
+unmapped: {policy}
+classes:
+  - {{id: 0, name: road, color: [1, 2, 3]}}
+  - {{id: 7, name: car, color: [4, 5, 6]}}
+mappings:
+  src:
+    Road: road
+    vehicle.car: car
+"""
+
+
+def taxonomy(policy: str = "void"):
+    return parse_taxonomy(BASE.format(policy=policy), "test.yaml")
+
+
+def test_packaged_taxonomy_loads_and_maps_every_demo_source():
+    t = load_taxonomy(Path(__file__).parents[3] / "segpipe" / "config" / "taxonomy.yaml")
+    assert len(t.classes) == 9 and t.ignore_index == 255
+    assert set(t.mappings) == {"vendor_a", "vendor_b", "vendor_c", "gold"}
+    assert all(len(rules) == 9 for rules in t.mappings.values())
+
+
+def test_version_names_the_content_and_ignores_comments():
+    plain = taxonomy()
+    commented = parse_taxonomy("# a comment\n" + BASE.format(policy="void"), "x.yaml")
+    changed = parse_taxonomy(BASE.format(policy="void").replace("vehicle.car: car", "automobile: car"), "x.yaml")
+    assert plain.taxonomy_version == commented.taxonomy_version
+    assert plain.taxonomy_version != changed.taxonomy_version
+    assert plain.taxonomy_version.startswith("t-v3-")
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda s: s.replace("id: 7", "id: 0"), "duplicate class id 0"),
+    (lambda s: s.replace("id: 7", "id: 255"), "other than ignore_index"),
+    (lambda s: s.replace("vehicle.car: car", "vehicle.car: truck"), "'truck' is not a class"),
+    (lambda s: s.replace("unmapped: void", "unmapped: drop"), "unmapped must be one of"),
+    (lambda s: s.replace("color: [4, 5, 6]", "color: [4, 5]"), "color must be [r, g, b]"),
+    (lambda s: s + "extra: 1\n", "unknown keys ['extra']"),
+    (lambda s: s.replace("    Road: road", "    Road: road\n    ' road ': car"), "line 11: label 'road' is already mapped to 'road' at line 10"),
+])
+def test_invalid_taxonomy_fails_with_a_message_naming_the_rule(edit, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
+        parse_taxonomy(edit(BASE.format(policy="void")), "bad.yaml")
+    assert str(info.value).startswith("bad.yaml")
+
+
+def test_normalize_label_ignores_case_and_whitespace():
+    assert normalize_label("  Traffic \t SIGN ") == normalize_label("traffic sign")
+
+
+def shapes_frame(labels: list[str], attributes: list[str] | None = None, kinds: list[str] | None = None) -> pl.DataFrame:
+    n = len(labels)
+    return pl.DataFrame({
+        "entry_id": [f"e{i}" for i in range(n)], "shape_index": [0] * n, "raw_label": labels,
+        "kind": kinds or ["polygon"] * n, "z_order": [0] * n, "rings": [[[0.0, 0, 1, 0, 1, 1]]] * n,
+        "attributes": attributes or ["{}"] * n,
+    })
+
+
+def sources_frame(n: int, source: str = "src") -> pl.DataFrame:
+    return pl.DataFrame({"entry_id": [f"e{i}" for i in range(n)], "source": [source] * n})
+
+
+@pytest.mark.parametrize("policy", ["void", "ignore", "error"])
+def test_map_labels_maps_by_source_and_marks_unmapped_by_policy(policy):
+    mapped = map_labels(shapes_frame(["ROAD", "fire hydrant", "vehicle.car"]), sources_frame(3), taxonomy(policy))
+    assert mapped["class_id"].to_list() == [0, None, 7]
+    assert mapped["mapping"].to_list() == ["mapped", f"unmapped_{policy}", "mapped"]
+
+
+def test_labels_of_another_source_do_not_map():
+    mapped = map_labels(shapes_frame(["Road"]), sources_frame(1, "other"), taxonomy())
+    assert mapped["class_id"].to_list() == [None]
+
+
+RULES = """
+name: t
+version: 1
+unmapped: error
+classes:
+  - {id: 0, name: road, color: [1, 2, 3]}
+  - {id: 7, name: car, color: [4, 5, 6], category: vehicle, has_instances: true}
+mappings:
+  src:
+    - {label: car, when: {iscrowd: "1"}, to: void}
+    - {labels: [Car, automobile], to: car}
+    - {glob: "vehicle.*", to: car}
+    - {regex: "^lane( marking)?$", to: skip}
+    - {regex: '^road(_\\d+)?$', to: road}
+"""
+
+
+def test_rules_match_aliases_globs_regexes_and_attributes_first_match_wins():
+    rules = parse_taxonomy(RULES, "rules.yaml")
+    labels = ["CAR", "car", "automobile", "vehicle.truck", "Lane Marking", "road_12", "bicycle"]
+    attributes = ['{"iscrowd":"1"}', '{"iscrowd":"0"}', "{}", "{}", "{}", "{}", "{}"]
+    mapped = map_labels(shapes_frame(labels, attributes), sources_frame(len(labels)), rules)
+    assert mapped["class_id"].to_list() == [None, 7, 7, 7, None, 0, None]
+    assert mapped["mapping"].to_list() == ["void", "mapped", "mapped", "mapped", "skip", "mapped", "unmapped_error"]
+    assert rules.class_by_name()["car"].has_instances and rules.class_by_name()["car"].category == "vehicle"
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda s: s.replace("{glob: \"vehicle.*\", to: car}", "{glob: \"vehicle.*\", to: truck}"),
+     "rules.yaml: mappings.src[2] (line 12): target 'truck' is not a class"),
+    (lambda s: s.replace("{labels: [Car, automobile], to: car}", "{labels: [Car], glob: x, to: car}"),
+     "mappings.src[1] (line 11): a rule needs exactly one of"),
+    (lambda s: s.replace("^lane( marking)?$", "^lane(("), "mappings.src[3] (line 13): regex '^lane((' does not compile"),
+    (lambda s: s.replace("{iscrowd: \"1\"}", "[iscrowd]"), "mappings.src[0] (line 10): when must map attribute names"),
+    (lambda s: s.replace("name: road,", "name: void,"), "class names ['void'] are reserved"),
+    (lambda s: s.replace('{glob: "vehicle.*", to: car}', '{glob: "vehicle.*", to: car, crowd: "yes"}'),
+     "rules.yaml: mappings.src[2] (line 12): crowd must be true or false, got 'yes'"),
+    (lambda s: s.replace('{glob: "vehicle.*", to: car}', '{glob: "vehicle.*", to: car, crowded: true}'),
+     "mappings.src[2] (line 12): a rule needs exactly one of ['label', 'labels', 'glob', 'regex'], a `to`, and "
+     "optionally `when` and `crowd`; got ['crowded', 'glob', 'to']"),
+    (lambda s: s.replace("{labels: [Car, automobile], to: car}",
+                         "{labels: [Car, automobile], to: car}\n    - {label: automobile, to: car, crowd: true}"),
+     "rules.yaml: mappings.src line 12: label 'automobile' is already mapped to 'car', not as a crowd, at line 11"),
+])
+def test_rule_errors_name_the_file_the_rule_and_its_line(edit, message):
+    with pytest.raises(ConfigError) as info:
+        parse_taxonomy(edit(RULES), "rules.yaml")
+    assert message in str(info.value)
+
+
+def test_content_hash_ignores_layout_but_not_rule_order():
+    rules = parse_taxonomy(RULES, "a.yaml")
+    assert parse_taxonomy(RULES.replace("classes:", "# a comment\nclasses:"), "b.yaml").content_hash == rules.content_hash
+    swapped = RULES.replace('    - {label: car, when: {iscrowd: "1"}, to: void}\n', "") + '    - {label: car, when: {iscrowd: "1"}, to: void}\n'
+    assert parse_taxonomy(swapped, "c.yaml").content_hash != rules.content_hash
+
+
+def test_crowd_rules_and_the_iscrowd_attribute_mark_crowds():
+    rules = parse_taxonomy(RULES.replace("    - {glob:", "    - {label: cargroup, to: car, crowd: true}\n    - {glob:"), "r.yaml")
+    assert [rule.crowd for rule in rules.mappings["src"]] == [False, False, True, False, False, False]
+    labels = ["cargroup", "car", "car", "vehicle.bus", "car", "bicycle"]
+    attributes = ["{}", '{"iscrowd":"0"}', "{}", '{"iscrowd":"1"}', '{"iscrowd":"1"}', '{"iscrowd":"1"}']
+    mapped = map_labels(shapes_frame(labels, attributes), sources_frame(len(labels)), rules)
+    assert mapped["class_id"].to_list() == [7, 7, 7, 7, None, None]
+    assert mapped["mapping"].to_list() == ["mapped", "mapped", "mapped", "mapped", "void", "unmapped_error"]
+    assert mapped["is_crowd"].to_list() == [True, False, False, True, True, True]
+
+
+def test_crowd_changes_the_version_only_when_set():
+    glob = '{glob: "vehicle.*", to: car}'
+    plain = parse_taxonomy(RULES, "a.yaml")
+    unset = parse_taxonomy(RULES.replace(glob, glob[:-1] + ", crowd: false}"), "b.yaml")
+    crowd = parse_taxonomy(RULES.replace(glob, glob[:-1] + ", crowd: true}"), "c.yaml")
+    assert unset.taxonomy_version == plain.taxonomy_version != crowd.taxonomy_version
+
+
+def test_only_unmapped_segmentation_shapes_count_as_unmapped():
+    mapped = pl.DataFrame({
+        "entry_id": ["e1", "e1", "e1", "e2", "e3"], "raw_label": ["car", "lane", "sign", "blob", "crowd"],
+        "kind": ["polygon", "polyline", "points", "mask", "polygon"], "class_id": [3, None, None, None, None],
+        "mapping": ["mapped", "unmapped_void", "unmapped_void", "unmapped_void", "void"],
+    })
+    assert unmapped_segments(mapped).rows() == [("e2", "blob")]
+
+
+def test_a_class_may_ask_for_its_boxes_to_be_painted_and_that_changes_the_version():
+    car = "{{id: 7, name: car, color: [4, 5, 6]}}"
+    boxed = parse_taxonomy(BASE.replace(car, car[:-2] + ", rasterize_boxes: true}}").format(policy="void"), "t.yaml")
+    assert [c.rasterize_boxes for c in boxed.classes] == [False, True]
+    assert boxed.taxonomy_version != taxonomy().taxonomy_version
+    with pytest.raises(ConfigError, match="rasterize_boxes must be true or false"):
+        parse_taxonomy(BASE.replace(car, car[:-2] + ", rasterize_boxes: 1}}").format(policy="void"), "t.yaml")
+
+
+def test_unmapped_label_report_lists_each_label_with_counts_and_examples():
+    unmapped = pl.DataFrame({"entry_id": ["e1", "e1", "e2", "e3"], "raw_label": ["hydrant", "hydrant", "hydrant", "bollard"]})
+    images = pl.DataFrame({"entry_id": ["e1", "e2", "e3"], "batch_id": ["b1", "b1", "b2"],
+                           "file_name": ["images/a.jpg", "images/b.jpg", "images/c.jpg"]})
+    report = unmapped_label_report(unmapped, images, examples=1)
+    assert report.rows() == [("hydrant", 3, 2, "b1/images/a.jpg"), ("bollard", 1, 1, "b2/images/c.jpg")]

@@ -5,6 +5,7 @@ from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
 from segpipe.io.object_store import LandingZone, ObjectStore
 from segpipe.io.parquet_io_manager import PolarsParquetIOManager
 from segpipe.io.pipeline_config import PipelineConfig
+from segpipe.store import keys
 
 
 @dg.definitions
@@ -16,6 +17,6 @@ def resources() -> dg.Definitions:
             "object_store": ObjectStore(root=env.storage_root, endpoint_url=env.s3_endpoint_url),
             "pipeline_config": PipelineConfig(taxonomy_path=str(env.taxonomy_path), pipeline_path=str(env.pipeline_path)),
             "annotator_pseudonyms": AnnotatorPseudonyms(key_file=str(env.pseudonym_key_path), key_hex=env.pseudonym_key),
-            "io_manager": PolarsParquetIOManager(base_path=f"{env.storage_root}/tables", endpoint_url=env.s3_endpoint_url),
+            "io_manager": PolarsParquetIOManager(base_path=f"{env.storage_root}/{keys.TABLES_DIR}", endpoint_url=env.s3_endpoint_url),
         }
     )

@@ -11,8 +11,8 @@ import uuid
 import fsspec
 
 from segpipe.store.create_only import CreateOutcome, create_only_bytes, is_s3
+from segpipe.store import keys
 
-PROBE_PREFIX = "_create_only_probe"
 
 _stores_checked: set[str] = set()
 
@@ -26,7 +26,7 @@ def require_create_only(fs: fsspec.AbstractFileSystem, root: str) -> None:
     store = f"{type(fs).__name__}:{fs.unstrip_protocol(root)}"
     if store in _stores_checked:
         return
-    probe = f"{root}/{PROBE_PREFIX}/{uuid.uuid4().hex}"
+    probe = f"{root}/{keys.PROBE_DIR}/{uuid.uuid4().hex}"
     try:
         create_only_bytes(fs, probe, b"first")
         second = create_only_bytes(fs, probe, b"second")
@@ -36,7 +36,7 @@ def require_create_only(fs: fsspec.AbstractFileSystem, root: str) -> None:
             fs.rm_file(probe)
         if not is_s3(fs):
             with contextlib.suppress(OSError):  # another process may be probing the same store
-                fs.rmdir(f"{root}/{PROBE_PREFIX}")
+                fs.rmdir(f"{root}/{keys.PROBE_DIR}")
     if second is CreateOutcome.CREATED or kept != b"first":
         raise StoreLacksCreateOnly(
             f"{store}: a create-only write replaced an existing object, so two publishers could both "

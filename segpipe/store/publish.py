@@ -35,9 +35,8 @@ from segpipe.store.staging import (
     remove_stale_staging,
 )
 from segpipe.store.versions import next_sequence, version_name, version_sequence
+from segpipe.store import keys
 
-RELEASE_MARKER = "_RELEASE.json"
-LATEST_POINTER = "latest.json"
 STALE_STAGING_AGE = dt.timedelta(hours=6)
 
 
@@ -54,13 +53,6 @@ class PublishedRelease:
     latest: str
 
 
-def release_prefix(dataset_name: str, version: str) -> str:
-    return f"releases/{dataset_name}/{version}"
-
-
-def archive_name(dataset_name: str, version: str) -> str:
-    return f"{dataset_name}-{version}.zip"
-
 
 def open_staging(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str,
                  now: dt.datetime | None = None) -> ReleaseStaging:
@@ -68,7 +60,7 @@ def open_staging(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str,
     here, before a release is written into it."""
     now = now or dt.datetime.now(dt.UTC)
     require_create_only(fs, root)
-    releases_dir = f"{root}/releases/{dataset_name}"
+    releases_dir = f"{root}/{keys.releases_dir(dataset_name)}"
     remove_stale_staging(fs, releases_dir, now, STALE_STAGING_AGE)
     abort_stale_uploads(fs, releases_dir, now, STALE_STAGING_AGE)
     return ReleaseStaging(fs, releases_dir, now)
@@ -82,21 +74,21 @@ def publish_release(
     """Publish what `staging` holds as the next version, its `archive` named after the version,
     unless the newest release holds this content. The staging dir is removed either way."""
     now = now or dt.datetime.now(dt.UTC)
-    releases_dir = f"{root}/releases/{dataset_name}"
+    releases_dir = f"{root}/{keys.releases_dir(dataset_name)}"
     with staging:
         staging.verify(check_archive)
         committed = list_releases(fs, root, dataset_name)
         if committed and committed[-1]["content_digest"] == content_digest:
             newest = committed[-1]
-            latest = advance_pointer(fs, f"{releases_dir}/{LATEST_POINTER}", _pointer(newest))
-            return PublishedRelease(newest["version"], release_prefix(dataset_name, newest["version"]), newest,
+            latest = advance_pointer(fs, f"{releases_dir}/{keys.LATEST_POINTER}", _pointer(newest))
+            return PublishedRelease(newest["version"], keys.release_prefix(dataset_name, newest["version"]), newest,
                                     newly_published=False, latest=latest["version"])
         sequence = next_sequence(_version_names(fs, releases_dir))
         version = version_name(now.date(), sequence, taxonomy_version)
-        published = _commit(fs, root, dataset_name, version, staging, {archive: archive_name(dataset_name, version)},
+        published = _commit(fs, root, dataset_name, version, staging, {archive: keys.archive_name(dataset_name, version)},
                             {**marker, "sequence": sequence, "content_digest": content_digest,
                              "taxonomy_version": taxonomy_version, "created": now.isoformat()})
-    latest = advance_pointer(fs, f"{releases_dir}/{LATEST_POINTER}", _pointer(published.marker))
+    latest = advance_pointer(fs, f"{releases_dir}/{keys.LATEST_POINTER}", _pointer(published.marker))
     return PublishedRelease(published.version, published.prefix, published.marker, published.newly_published,
                             latest["version"])
 
@@ -116,7 +108,7 @@ def _commit(
     fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, version: str, staging: ReleaseStaging,
     renames: dict[str, str], marker: dict,
 ) -> PublishedRelease:
-    prefix = release_prefix(dataset_name, version)
+    prefix = keys.release_prefix(dataset_name, version)
     final_names = {staged: renames.get(staged, staged) for staged in sorted(staging.sha256)}
     sha256 = {final_names[staged]: digest for staged, digest in staging.sha256.items()}
     marker = {**marker, "dataset": dataset_name, "version": version, "files": dict(sorted(sha256.items()))}
@@ -125,7 +117,7 @@ def _commit(
         if outcome is CreateOutcome.ALREADY_OTHER:
             raise ReleaseConflictError(
                 f"{root}/{prefix}/{name}: version {version} already holds other bytes; releases are never overwritten")
-    marker_path = f"{root}/{prefix}/{RELEASE_MARKER}"
+    marker_path = f"{root}/{prefix}/{keys.RELEASE_MARKER}"
     body = orjson.dumps(marker, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     if create_only_bytes(fs, marker_path, body) is not CreateOutcome.ALREADY_OTHER:
         return PublishedRelease(version, prefix, marker, newly_published=True, latest=version)
@@ -139,18 +131,18 @@ def _commit(
 
 def list_releases(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str) -> list[dict]:
     """The committed releases' markers (versions with a `_RELEASE.json`), oldest first."""
-    releases_dir = f"{root}/releases/{dataset_name}"
+    releases_dir = f"{root}/{keys.releases_dir(dataset_name)}"
     markers = []
     for name in sorted(_version_names(fs, releases_dir), key=version_sequence):
         try:
-            markers.append(orjson.loads(fs.cat_file(f"{releases_dir}/{name}/{RELEASE_MARKER}")))
+            markers.append(orjson.loads(fs.cat_file(f"{releases_dir}/{name}/{keys.RELEASE_MARKER}")))
         except FileNotFoundError:
             continue  # an attempt that never committed
     return markers
 
 
 def latest_version(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str) -> str | None:
-    pointer = read_pointer(fs, f"{root}/releases/{dataset_name}/{LATEST_POINTER}")
+    pointer = read_pointer(fs, f"{root}/{keys.releases_dir(dataset_name)}/{keys.LATEST_POINTER}")
     return pointer["version"] if pointer else None
 
 
@@ -159,7 +151,7 @@ def latest_release_file(fs: fsspec.AbstractFileSystem, root: str, dataset_name: 
     version = latest_version(fs, root, dataset_name)
     if version is None:
         return None, None
-    return version, fs.cat_file(f"{root}/{release_prefix(dataset_name, version)}/{name}")
+    return version, fs.cat_file(f"{root}/{keys.release_prefix(dataset_name, version)}/{name}")
 
 
 def _version_names(fs: fsspec.AbstractFileSystem, releases_dir: str) -> list[str]:

@@ -18,8 +18,8 @@ import fsspec
 
 from segpipe.store.create_only import PART_BYTES, abort_upload, is_s3, object_sha256
 from segpipe.core.shared.hashing_writer import HashingWriter
+from segpipe.store import keys
 
-STAGING_DIR = "_staging"
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
 ArchiveCheck = Callable[[zipfile.ZipFile], list[str]]
@@ -34,7 +34,7 @@ class ReleaseStaging:
 
     def __init__(self, fs: fsspec.AbstractFileSystem, releases_dir: str, now: dt.datetime) -> None:
         self.fs = fs
-        self.path = f"{releases_dir}/{STAGING_DIR}/{now.strftime(STAMP_FORMAT)}-{uuid.uuid4().hex[:12]}"
+        self.path = f"{releases_dir}/{keys.STAGING_DIR}/{now.strftime(STAMP_FORMAT)}-{uuid.uuid4().hex[:12]}"
         self.sha256: dict[str, str] = {}
 
     @contextlib.contextmanager
@@ -100,7 +100,7 @@ def _crc_problems(archive: zipfile.ZipFile) -> list[str]:
 
 def remove_stale_staging(fs: fsspec.AbstractFileSystem, releases_dir: str, now: dt.datetime, max_age: dt.timedelta) -> list[str]:
     """Delete staging dirs older than `max_age` (left by crashed runs); return what was deleted."""
-    root = f"{releases_dir}/{STAGING_DIR}"
+    root = f"{releases_dir}/{keys.STAGING_DIR}"
     fs.invalidate_cache(root)
     if not fs.exists(root):
         return []

@@ -75,7 +75,8 @@ def generate(size: int, workdir: Path) -> None:
 
 def measure(workdir: Path) -> dict:
     """In a fresh process: write the release straight into the store's staging area and publish it."""
-    from segpipe.store.publish import archive_name, open_staging, publish_release
+    from segpipe.store.publish import open_staging, publish_release
+    from segpipe.store.keys import archive_name
     from segpipe.core.release.archive import BuildStamp, write_release_archive
     from segpipe.core.release.verify import archive_problems
     from segpipe.core.taxonomy.model import load_taxonomy

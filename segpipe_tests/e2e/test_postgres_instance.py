@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
-from segpipe.store.publish import RELEASE_MARKER
+from segpipe.store.keys import RELEASE_MARKER
 from segpipe.definitions import defs as load_defs
 from segpipe.defs.partitions import annotation_batches
 from segpipe.environment import current_environment

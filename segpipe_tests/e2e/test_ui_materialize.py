@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from segpipe.demo import DemoSummary
-from segpipe.store.publish import LATEST_POINTER, RELEASE_MARKER, archive_name
+from segpipe.store.keys import LATEST_POINTER, RELEASE_MARKER, archive_name
 from segpipe_tests.conftest import tiny_demo_pipeline
 from segpipe_tests.dagster_dev_server import REPO_ROOT, DagsterDevServer, run_dagster_dev
 

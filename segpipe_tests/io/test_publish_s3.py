@@ -17,8 +17,6 @@ from botocore.exceptions import EndpointConnectionError
 
 from segpipe.store.create_only import CreateOutcome, create_only, create_only_bytes
 from segpipe.store.publish import (
-    LATEST_POINTER,
-    RELEASE_MARKER,
     STALE_STAGING_AGE,
     ReleaseConflictError,
     list_releases,
@@ -26,8 +24,8 @@ from segpipe.store.publish import (
     publish_release,
     publish_version,
 )
+from segpipe.store.keys import LATEST_POINTER, RELEASE_MARKER, STAGING_DIR
 from segpipe.store.pointer import advance_pointer, read_pointer
-from segpipe.store.staging import STAGING_DIR
 from segpipe_tests.store.test_publish import RaisingReader, staged
 from segpipe_tests.response_dropping_proxy import dropping_proxy
 from segpipe_tests.s3_server import S3Server, run_s3_server

@@ -14,10 +14,9 @@ import pytest
 from fsspec.implementations.local import LocalFileSystem
 
 from segpipe.store.create_only import CreateOutcome, create_only, create_only_bytes
-from segpipe.store.probe import PROBE_PREFIX, StoreLacksCreateOnly, require_create_only
+from segpipe.store.keys import PROBE_DIR
+from segpipe.store.probe import StoreLacksCreateOnly, require_create_only
 from segpipe.store.publish import (
-    LATEST_POINTER,
-    RELEASE_MARKER,
     ReleaseConflictError,
     latest_version,
     list_releases,
@@ -25,8 +24,9 @@ from segpipe.store.publish import (
     publish_release,
     publish_version,
 )
+from segpipe.store.keys import LATEST_POINTER, RELEASE_MARKER, STAGING_DIR
 from segpipe.store.pointer import advance_pointer, read_pointer
-from segpipe.store.staging import STAGING_DIR, ReleaseStaging, StagedReleaseCorrupt
+from segpipe.store.staging import ReleaseStaging, StagedReleaseCorrupt
 from segpipe.core.release.verify import archive_problems
 from segpipe.store.versions import next_sequence, version_name, version_sequence
 
@@ -237,7 +237,7 @@ def test_an_exception_while_streaming_the_archive_leaves_no_release_and_no_stagi
             raise RuntimeError("release writer crashed")
     assert [p.name for p in (Path(root) / "releases/demo").iterdir()] == [STAGING_DIR]
     assert list((Path(root) / "releases/demo" / STAGING_DIR).iterdir()) == []
-    assert not (Path(root) / PROBE_PREFIX).exists(), "the probe cleans up after itself"
+    assert not (Path(root) / PROBE_DIR).exists(), "the probe cleans up after itself"
 
 
 def test_a_staged_archive_failing_the_release_check_is_not_published(tmp_path):

@@ -28,6 +28,7 @@ from segpipe.core.shared.png import encode_mask_png
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.shared.schemas import AnnotatorScoreRecord, ConsensusRecord
 from segpipe.core.consensus.settings import ConsensusSettings
+from segpipe.store import keys as store_keys
 
 OUTCOME_FORMAT = 5  # part of every remembered outcome's name: a new format never reads an old one
 WEIGHT_SCALE = 1000  # vote weights are whole thousandths, so equal weighted sums are exactly equal: a tie
@@ -151,10 +152,10 @@ def _image_outcome(
     labels = disputed_labels(masks, disputed)
     fused, shown = fuse_with_agreement(masks, settings.quorum, ignore_index, weights, disputed, labels)
     png = encode_mask_png(fused, palette)
-    fused_key = f"masks/fused/{image_id}-{content_digest(png)}.png"
+    fused_key = store_keys.fused_mask(image_id, content_digest(png))
     store.write_once(fused_key, png)
     heatmap = encode_mask_png(shown)
-    map_key = f"agreement-maps/{image_id}-{content_digest(heatmap)}.png"
+    map_key = store_keys.agreement_map(image_id, content_digest(heatmap))
     store.write_once(map_key, heatmap)
     pair_ious = pair_class_ious(labels, [np.asarray(pixels_of[key], dtype=np.int64) for _, key in workers], ignore_index)
     pairs = [{"annotators": [a, b], "class_iou": sorted(ious.items())}
@@ -210,7 +211,7 @@ def build_consensus(
 
     def outcome_of(image: _Image, workers: list[tuple[str, str]], weights: list[int]) -> dict:
         digest = content_digest(orjson.dumps([image.gold_key, workers, weights]), settings_key, encoding)
-        memo = f"consensus/{image.image_id}-{digest}.json"
+        memo = store_keys.consensus_memo(image.image_id, digest)
         outcome = store.recall(memo)
         if outcome is None:
             outcome = _image_outcome(image.image_id, image.gold_key, workers, weights, pixels_of, store, settings,

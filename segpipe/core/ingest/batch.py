@@ -23,6 +23,7 @@ from segpipe.core.ingest.pseudonym import pseudonymize
 from segpipe.core.shared.schemas import BatchFileRecord, ImageRecord, QuarantineRecord
 from segpipe.core.ingest.shape_table import ShapeTableBuilder
 from segpipe.core.ingest.sources.source import BatchSource
+from segpipe.store import keys as store_keys
 
 METADATA_COLUMNS = ("camera", "city", "time_of_day", "weather", "sequence_id")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -150,7 +151,7 @@ class _BatchIngest:
         frame = annotation_frame(decoded, annotation.width, annotation.height, origin)
         image_id = hashlib.sha256(data).hexdigest()
         stored, suffix = stored_image(data, decoded, frame)
-        image_key = f"images/{image_id[:2]}/{image_id}{'' if decoded.orientation == 1 else '-' + frame}{suffix}"
+        image_key = store_keys.image(image_id, "" if decoded.orientation == 1 else frame, suffix)
         if self.store_image is not None:
             self.store_image(image_key, stored)
         eid = entry_id(self.manifest.batch_id, annotation.file_name)

@@ -21,6 +21,7 @@ from segpipe.core.qa.constraint_checks import violations
 from segpipe.core.qa.mask_regions import MaskRegions, mask_regions
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.taxonomy.model import Taxonomy
+from segpipe.store import keys as store_keys
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def mask_structure(masks: pl.DataFrame, taxonomy: Taxonomy, min_fragment_px: int
                           taxonomy.ignore_index, min_fragment_px])
     found = {}
     for entry_id, mask_key, class_pixels in masks.select("entry_id", "mask_key", "class_pixels").iter_rows():
-        memo = f"qa-mask-structure/{content_digest(mask_key.encode(), rules)}.json"
+        memo = store_keys.mask_structure_memo(content_digest(mask_key.encode(), rules))
         remembered = store.recall(memo)
         if remembered is None:
             regions = mask_regions(decode_mask_png(store.read(mask_key))) if decode else None

@@ -19,6 +19,7 @@ from segpipe.core.qa.mask_structure import fragment_regions
 from segpipe.core.qa.polygon_checks import OUTSIDE_IMAGE, SELF_INTERSECTION, TOO_FEW_POINTS, ZERO_AREA
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.taxonomy.model import Taxonomy
+from segpipe.store import keys as store_keys
 
 THUMBNAIL_WIDTH = 480
 HIGHLIGHT = (255, 0, 255)
@@ -91,8 +92,8 @@ def render_qa_thumbnails(
     chosen = failures.sort("check_id", "entry_id").group_by("check_id", maintain_order=True).head(PER_RULE)
     for entry_id, check_id, reason, mask_key, image_key in chosen.select(
             "entry_id", "check_id", "reason", "mask_key", "image_key").iter_rows():
-        key = (f"qa-thumbnails/{check_id}/{entry_id}-"
-               f"{content_digest(mask_key.encode(), image_key.encode(), check_id.encode(), (reason or '').encode())}.png")
+        key = store_keys.qa_thumbnail(check_id, entry_id, content_digest(
+            mask_key.encode(), image_key.encode(), check_id.encode(), (reason or '').encode()))
         if not store.exists(key):
             mask = decode_mask_png(store.read(mask_key))
             outline = rings_of.get((entry_id, check_id), []) if check_id in POLYGON_RULES else []

@@ -33,6 +33,7 @@ from segpipe.core.shared.png import encode_instance_png
 from segpipe.core.rasterize.raster import paint_in_order, painted_in_order
 from segpipe.core.shared.schemas import MaskRecord
 from segpipe.core.taxonomy.model import Taxonomy
+from segpipe.store import keys as store_keys
 
 INSTANCE_FACTOR = 1000
 MAX_INSTANCE_VALUE = np.iinfo(np.uint16).max
@@ -64,7 +65,7 @@ def render_instance_masks(
             errors.append(f"entry {entry_id}: {exc}")
             continue
         png = encode_instance_png(mask)
-        key = f"instance-masks/{batch_id}/{entry_id}-{content_digest(png)}.png"
+        key = store_keys.instance_mask(batch_id, entry_id, content_digest(png))
         store.write_once(key, png)
         keys.append(key)
         errors.append(None)

@@ -23,6 +23,7 @@ from segpipe.core.shared.png import encode_mask_png
 from segpipe.core.rasterize.raster import decode_mask_png, paint_in_order, rasterize_shapes
 from segpipe.core.shared.schemas import LabelMaskRecord, MaskRecord
 from segpipe.core.taxonomy.model import Taxonomy
+from segpipe.store import keys as store_keys
 
 MAX_LABEL_KEYS = 255
 UNLABELED = 0
@@ -44,7 +45,7 @@ def rasterize_label_masks(images: pl.DataFrame, shapes: pl.DataFrame, store: Art
             mask = paint_in_order(ordered.with_columns(pl.Series("fill", fills, dtype=pl.Int64)),
                                   entry["width"], entry["height"], UNLABELED)
             png = encode_mask_png(mask)
-            mask_key = f"label-masks/{entry['batch_id']}/{entry['entry_id']}-{content_digest(png)}.png"
+            mask_key = store_keys.label_mask(entry["batch_id"], entry["entry_id"], content_digest(png))
             store.write_once(mask_key, png)
             key_pixels = np.bincount(mask.ravel(), minlength=len(key_of) + 1).tolist()
         rows.append({**entry, "label_mask_key": mask_key, "key_labels": keys["raw_label"].to_list(),
@@ -109,10 +110,10 @@ def render_class_masks(
         on="entry_id")
     rows = []
     for entry in entries.iter_rows(named=True):
-        prefix = f"masks/{entry['batch_id']}/{entry['entry_id']}"
         if entry["label_mask_key"] is not None and entry["entry_id"] not in redraw:
             table = _lookup_table(entry["key_labels"], entry["key_attributes"], entry["source"], taxonomy, resolved)
-            key = f"{prefix}-{content_digest(entry['label_mask_key'].encode(), table.tobytes(), encoding)}.png"
+            key = store_keys.class_mask(entry["batch_id"], entry["entry_id"],
+                                 content_digest(entry["label_mask_key"].encode(), table.tobytes(), encoding))
             if not store.exists(key):
                 store.write(key, encode_mask_png(table[decode_mask_png(store.read(entry["label_mask_key"]))], palette))
             pixels = np.bincount(table, weights=entry["key_pixels"], minlength=256).astype(np.int64).tolist()
@@ -121,7 +122,7 @@ def render_class_masks(
             shapes = shapes_by_entry.get(entry["entry_id"], mapped_shapes.clear())
             mask = rasterize_shapes(shapes, entry["width"], entry["height"], taxonomy.ignore_index, box_class_ids)
             png = encode_mask_png(mask, palette)
-            key = f"{prefix}-{content_digest(png)}.png"
+            key = store_keys.class_mask(entry["batch_id"], entry["entry_id"], content_digest(png))
             store.write_once(key, png)
             pixels, rendered_by = class_pixels(mask), "redraw"
         rows.append({

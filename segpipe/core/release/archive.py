@@ -34,6 +34,7 @@ from segpipe.core.shared.rle import encode_value_rles
 from segpipe.core.shared.schemas import ManifestRecord
 from segpipe.core.taxonomy.model import Taxonomy
 from segpipe.core.release.yolo_labels import class_outlines, yolo_data_yaml, yolo_label_text
+from segpipe.store import keys as store_keys
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 MANIFEST_COLUMNS = list(ManifestRecord.to_schema().columns)
@@ -232,7 +233,7 @@ def _class_annotations(mask_key: str, mask_bytes: bytes, store: ArtefactStore) -
     """COCO-Stuff style annotations of one mask, one per value present: an RLE of its pixels.
     Mask keys are content-derived, so the result is remembered beside the mask and a release
     that ships the mask again does not decode it."""
-    memo = f"coco-annotations/{mask_key.removesuffix('.png')}.json"
+    memo = store_keys.coco_annotations_memo(mask_key)
     remembered = store.recall(memo)
     if remembered is not None:
         return remembered
@@ -255,7 +256,7 @@ def _shape_annotations(mask_key: str, shapes: pl.DataFrame, taxonomy: Taxonomy, 
     and trainable classes, so a backfill that leaves them alone does not draw them again."""
     trainable = sorted(c.id for c in taxonomy.classes if c.trainable)
     digest = content_digest(mask_key.encode(), orjson.dumps(shapes.to_dicts()), orjson.dumps([trainable, width, height]))
-    memo = f"coco-shapes/{digest}.json"
+    memo = store_keys.coco_shapes_memo(digest)
     remembered = store.recall(memo)
     if remembered is None:
         remembered = shape_annotations(shapes, taxonomy, width, height)
@@ -265,7 +266,7 @@ def _shape_annotations(mask_key: str, shapes: pl.DataFrame, taxonomy: Taxonomy, 
 
 def _class_outlines(mask_key: str, mask_bytes: bytes, store: ArtefactStore, ignore_index: int) -> dict[int, list]:
     """The mask's class outlines for YOLO labels, remembered beside the mask like its RLEs."""
-    memo = f"yolo-outlines/{mask_key.removesuffix('.png')}-{ignore_index}.json"
+    memo = store_keys.yolo_outlines_memo(mask_key, ignore_index)
     remembered = store.recall(memo)
     if remembered is not None:
         return {value: rings for value, rings in remembered}

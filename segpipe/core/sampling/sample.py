@@ -18,8 +18,8 @@ from segpipe.core.sampling.selection import SELECTED_BY, UNSELECTED, InfeasibleS
 from segpipe.core.sampling.units import SamplingUnits, build_units
 from segpipe.core.shared.schemas import SplitRecord
 from segpipe.core.sampling.splits import UNASSIGNED, assign_splits
+from segpipe.store import keys as store_keys
 
-ASSIGNMENTS_KEY = "sampling/assignments.parquet"  # the last build's decisions, what the next one keeps
 SPLIT_SCHEMA = {"image_id": pl.String, "split": pl.String, "unit_key": pl.String, "selected_by": pl.String,
                 "spec_fingerprint": pl.String}
 
@@ -101,13 +101,13 @@ def split_proportions(splits: pl.DataFrame) -> dict[str, float]:
 
 def remembered_assignments(store: ArtefactStore) -> pl.DataFrame | None:
     """The splits table of the last build, if there was one."""
-    return pl.read_parquet(io.BytesIO(store.read(ASSIGNMENTS_KEY))) if store.exists(ASSIGNMENTS_KEY) else None
+    return pl.read_parquet(io.BytesIO(store.read(store_keys.ASSIGNMENTS))) if store.exists(store_keys.ASSIGNMENTS) else None
 
 
 def remember_assignments(store: ArtefactStore, splits: pl.DataFrame) -> None:
     out = io.BytesIO()
     splits.write_parquet(out)
-    store.write(ASSIGNMENTS_KEY, out.getvalue())
+    store.write(store_keys.ASSIGNMENTS, out.getvalue())
 
 
 def unselected_reasons(splits: pl.DataFrame, spec: DistributionSpec) -> dict[str, str]:

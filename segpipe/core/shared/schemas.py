@@ -9,6 +9,11 @@ import pandera.polars as pa
 import polars as pl
 
 
+def polars_schema(model: type[pa.DataFrameModel]) -> dict[str, pl.DataType]:
+    """The Polars dtypes of a table, read off its pandera model: the only place a column's type is written."""
+    return {name: column.dtype.type for name, column in model.to_schema().columns.items()}
+
+
 class ImageRecord(pa.DataFrameModel):
     """One accepted input entry: an image file of a batch with its annotation."""
 

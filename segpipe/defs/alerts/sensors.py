@@ -1,6 +1,6 @@
 import dagster as dg
 
-from segpipe.core.failure_alert import FailureAlert
+from segpipe.defs.alerts.failure_message import FailureAlert
 from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.environment import current_environment
 from segpipe.io.webhook import post_json

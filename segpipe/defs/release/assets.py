@@ -7,7 +7,7 @@ from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, released_shapes
 from segpipe.core.sampling.report import report_files
 from segpipe.core.release.ledger import build_ledger, outcome_counts
 from segpipe.core.qa.near_duplicates import split_leaks
-from segpipe.store.publish import archive_name, latest_release_file, open_staging, publish_release
+from segpipe.store.publish import latest_release_file, open_staging, publish_release
 from segpipe.core.qa.rules import excluded_entries
 from segpipe.core.release.archive import BuildStamp, release_items, write_release_archive
 from segpipe.core.release.diff import diff_against, diff_files
@@ -17,6 +17,7 @@ from segpipe.defs.metadata import markdown_table
 from segpipe.defs.retries import OBJECT_STORE_RETRY, decisions_not_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
+from segpipe.store import keys
 
 STAGED_ARCHIVE = "dataset.zip"
 
@@ -75,7 +76,7 @@ def dataset_release(
             published = publish_release(
                 fs, root, settings.dataset_name, staging, STAGED_ARCHIVE, {"counts": counts, "run_id": context.run.run_id},
                 content_digest=contents.version, taxonomy_version=taxonomy.taxonomy_version, check_archive=archive_problems)
-    archive_key = f"{published.prefix}/{archive_name(settings.dataset_name, published.version)}"
+    archive_key = f"{published.prefix}/{keys.archive_name(settings.dataset_name, published.version)}"
     balanced = counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"]
     return dg.MaterializeResult(
         metadata={

@@ -16,6 +16,7 @@ from segpipe.core.sampling.sample import (
 from segpipe.defs.metadata import markdown_table
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
+from segpipe.store import keys as store_keys
 
 
 class SamplingConfig(dg.Config):
@@ -69,7 +70,7 @@ def golden_sample(
     remember_assignments(store, sample.splits)
     report = distribution_report(sample, spec, {c.id: c.name for c in taxonomy.classes})
     chart = render_distribution_chart(report.distribution, report.classes)
-    chart_key = f"sampling/chart-{content_digest(chart)}.png"
+    chart_key = store_keys.distribution_chart(content_digest(chart))
     store.write_once(chart_key, chart)
     splits = sample.splits
     leaks = leaks_across_splits(splits.filter(pl.col("split").is_not_null()), pairs)  # the pairs found above

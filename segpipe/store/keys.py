@@ -1,0 +1,79 @@
+"""Every key segpipe writes in the object store, in one place.
+
+Derived artefacts are named after what they are made of (a content digest in the name), so a
+name never changes meaning and a rerun that finds it has nothing to do. Releases live under
+`releases/<dataset>/`, where nothing but the publishing protocol writes. This module imports
+nothing of segpipe: stages use it to name what they write, the store package to publish.
+"""
+
+TABLES_DIR = "tables"  # the Parquet IO manager's tables, one file (or folder of partitions) per asset
+ASSIGNMENTS = "sampling/assignments.parquet"  # the last build's split decisions, what the next one keeps
+PROBE_DIR = "_create_only_probe"  # the start-up probe's throwaway objects
+RELEASE_MARKER = "_RELEASE.json"  # a release exists once its marker does
+LATEST_POINTER = "latest.json"
+STAGING_DIR = "_staging"
+
+
+def image(image_id: str, frame: str, suffix: str) -> str:
+    """A stored input image; `frame` is empty for an image stored as it arrived, else its re-oriented frame."""
+    return f"images/{image_id[:2]}/{image_id}{'-' + frame if frame else ''}{suffix}"
+
+
+def label_mask(batch_id: str, entry_id: str, digest: str) -> str:
+    return f"label-masks/{batch_id}/{entry_id}-{digest}.png"
+
+
+def class_mask(batch_id: str, entry_id: str, digest: str) -> str:
+    return f"masks/{batch_id}/{entry_id}-{digest}.png"
+
+
+def instance_mask(batch_id: str, entry_id: str, digest: str) -> str:
+    return f"instance-masks/{batch_id}/{entry_id}-{digest}.png"
+
+
+def fused_mask(image_id: str, digest: str) -> str:
+    return f"masks/fused/{image_id}-{digest}.png"
+
+
+def agreement_map(image_id: str, digest: str) -> str:
+    return f"agreement-maps/{image_id}-{digest}.png"
+
+
+def consensus_memo(image_id: str, digest: str) -> str:
+    return f"consensus/{image_id}-{digest}.json"
+
+
+def qa_thumbnail(check_id: str, entry_id: str, digest: str) -> str:
+    return f"qa-thumbnails/{check_id}/{entry_id}-{digest}.png"
+
+
+def mask_structure_memo(digest: str) -> str:
+    return f"qa-mask-structure/{digest}.json"
+
+
+def distribution_chart(digest: str) -> str:
+    return f"sampling/chart-{digest}.png"
+
+
+def coco_annotations_memo(mask_key: str) -> str:
+    return f"coco-annotations/{mask_key.removesuffix('.png')}.json"
+
+
+def coco_shapes_memo(digest: str) -> str:
+    return f"coco-shapes/{digest}.json"
+
+
+def yolo_outlines_memo(mask_key: str, ignore_index: int) -> str:
+    return f"yolo-outlines/{mask_key.removesuffix('.png')}-{ignore_index}.json"
+
+
+def releases_dir(dataset_name: str) -> str:
+    return f"releases/{dataset_name}"
+
+
+def release_prefix(dataset_name: str, version: str) -> str:
+    return f"{releases_dir(dataset_name)}/{version}"
+
+
+def archive_name(dataset_name: str, version: str) -> str:
+    return f"{dataset_name}-{version}.zip"

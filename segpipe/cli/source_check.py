@@ -13,6 +13,7 @@ import polars as pl
 from segpipe.core.shared.errors import InputError
 from segpipe.core.ingest.batch import IngestedBatch, ingest_batch, quarantine_unreadable_batch
 from segpipe.core.shared.png import encode_mask_png
+from segpipe.core.shared.quarantine_rules import quarantine_rule
 from segpipe.core.rasterize.raster import rasterize_shapes
 from segpipe.core.release.archive import release_stem
 from segpipe.core.ingest.sources import open_source
@@ -59,7 +60,8 @@ def _write_masks(images: pl.DataFrame, mapped: pl.DataFrame, taxonomy: Taxonomy,
 
 
 def format_source_check(check: SourceCheck, out: Path) -> str:
-    """A one-screen summary: items, shapes, labels found and unmapped, quarantined with reasons."""
+    """A one-screen summary: items, shapes, labels found and unmapped, quarantined with reasons and
+    what to do about each rule (docs/quarantine-rules.md lists them all)."""
     batch = check.batch
     items = batch.images.height + batch.quarantine.height
     lines = [
@@ -81,5 +83,6 @@ def format_source_check(check: SourceCheck, out: Path) -> str:
     rules = batch.quarantine.group_by("rule").agg(pl.len(), pl.col("message").first()).sort("len", descending=True)
     for rule, count, example in rules.head(10).iter_rows():
         lines.append(f"quarantined {count} x {rule}: e.g. {example[:160]}")
+        lines.append(f"  what to do: {quarantine_rule(rule).action}")
     lines.append(f"tables: {out}/{{images,shapes,quarantine,files}}.parquet, report: {out / 'quarantine.csv'}")
     return "\n".join(lines)

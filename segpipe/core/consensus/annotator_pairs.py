@@ -9,10 +9,9 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from segpipe.core.shared.schemas import AnnotatorPairRecord
+from segpipe.core.shared.schemas import AnnotatorPairRecord, polars_schema
 
-PAIR_SCHEMA = {"image_id": pl.String, "annotator_a": pl.String, "annotator_b": pl.String, "class_id": pl.Int64,
-               "class_name": pl.String, "class_iou": pl.Float64, "pair_mean_iou": pl.Float64}
+PAIR_SCHEMA = polars_schema(AnnotatorPairRecord)
 
 
 def pair_rows(image_id: str, pairs: list[dict], class_names: Mapping[int, str]) -> list[dict]:

@@ -26,7 +26,7 @@ from segpipe.core.shared.artefacts import ArtefactStore, content_digest
 from segpipe.core.consensus.mask_agreement import boundary_f1, class_iou, mean_iou, pixel_accuracy
 from segpipe.core.shared.png import encode_mask_png
 from segpipe.core.rasterize.raster import decode_mask_png
-from segpipe.core.shared.schemas import AnnotatorScoreRecord, ConsensusRecord
+from segpipe.core.shared.schemas import AnnotatorScoreRecord, ConsensusRecord, polars_schema
 from segpipe.core.consensus.settings import ConsensusSettings
 from segpipe.store import keys as store_keys
 
@@ -263,12 +263,7 @@ def build_consensus(
                                 "accepted", pixels_of[workers[0][1]]))
         else:
             decided.append(fused_row(image, workers, flagged, review=False))
-    consensus_schema = {"image_id": pl.String, "n_annotators": pl.Int64, "annotators": pl.List(pl.String),
-                        "excluded_annotators": pl.List(pl.String), "agreement": pl.Float64, "mask_source": pl.String,
-                        "mask_key": pl.String, "instance_mask_key": pl.String, "agreement_map_key": pl.String,
-                        "vote_weights": pl.List(pl.Float64), "status": pl.String,
-                        "class_pixels": pl.List(pl.Int64)}
-    consensus = ConsensusRecord.validate(pl.DataFrame(decided, schema=consensus_schema).sort("image_id"))
+    consensus = ConsensusRecord.validate(pl.DataFrame(decided, schema=polars_schema(ConsensusRecord)).sort("image_id"))
     return consensus, board, pair_table(pairs)
 
 

@@ -16,11 +16,18 @@ import orjson
 import polars as pl
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import (
+    ANNOTATIONS_MISSING,
+    ANNOTATION_MISSING,
+    DUPLICATE_ANNOTATION,
+    IMAGE_MISSING,
+    quarantine_rule,
+)
 from segpipe.core.ingest.formats import AnnotatedImage, FormatReader, ReaderOptions, select_reader
 from segpipe.core.ingest.images import annotation_frame, inspect_image, stored_image
 from segpipe.core.ingest.landing import BATCH_MANIFEST, BatchManifest, entry_id, parse_batch_manifest
 from segpipe.core.ingest.pseudonym import pseudonymize
-from segpipe.core.shared.schemas import BatchFileRecord, ImageRecord, QuarantineRecord
+from segpipe.core.shared.schemas import BatchFileRecord, ImageRecord, QuarantineRecord, polars_schema
 from segpipe.core.ingest.shape_table import ShapeTableBuilder
 from segpipe.core.ingest.sources.source import BatchSource
 from segpipe.store import keys as store_keys
@@ -82,7 +89,7 @@ def _choose_reader(source: BatchSource, names: list[str], manifest: BatchManifes
     if manifest.annotation_file is None:
         return select_reader(candidates, _head(source), manifest.format, source.uri)
     if manifest.annotation_file not in names:
-        raise InputError("annotations_missing", (
+        raise InputError(ANNOTATIONS_MISSING, (
             f"{source.origin(manifest.annotation_file)}: the annotation file named in {BATCH_MANIFEST} does not exist"))
     reader, _ = select_reader([manifest.annotation_file], _head(source), manifest.format, source.uri)
     return reader, [manifest.annotation_file]
@@ -108,7 +115,7 @@ class _BatchIngest:
         seen: set[str] = set()
         for annotation in annotated:
             if annotation.file_name in seen:
-                self._quarantine(annotation.file_name, InputError("duplicate_annotation", (
+                self._quarantine(annotation.file_name, InputError(DUPLICATE_ANNOTATION, (
                     f"{self.source.origin(annotation.file_name)}: image is annotated twice in this batch")))
                 continue
             seen.add(annotation.file_name)
@@ -117,7 +124,7 @@ class _BatchIngest:
             except InputError as exc:
                 self._quarantine(annotation.file_name, exc)
         for name in sorted(self._image_files() - seen):
-            error = self.rejected.get(name) or InputError("annotation_missing", (
+            error = self.rejected.get(name) or InputError(ANNOTATION_MISSING, (
                 f"{self.source.origin(name)}: image file has no annotation in this {self.reader.name} batch"))
             self._quarantine(name, error)
         return IngestedBatch(
@@ -140,7 +147,7 @@ class _BatchIngest:
             return self.source.read(name)
         if annotation.image_data is not None:
             return annotation.image_data
-        raise InputError("image_missing", f"{self.source.origin(name)}: annotated but the image file does not exist")
+        raise InputError(IMAGE_MISSING, f"{self.source.origin(name)}: annotated but the image file does not exist")
 
     def _accept(self, annotation: AnnotatedImage) -> None:
         if annotation.error is not None:
@@ -200,7 +207,7 @@ def _file_role(name: str, manifest: BatchManifest, annotation_files: set[str], i
 def _files_frame(source: BatchSource, manifest: BatchManifest, annotation_files: set[str], images: set[str]) -> pl.DataFrame:
     rows = [
         {"batch_id": manifest.batch_id, "path": rejected.name, "role": _file_role(rejected.name, manifest, annotation_files, images),
-         "outcome": "rejected", "reason": str(rejected.error)}
+         "outcome": "rejected", "reason": f"{rejected.error.rule}: {rejected.error}"}
         for rejected in source.rejected()
     ]
     for name in source.names():
@@ -254,19 +261,15 @@ def image_metadata(images: pl.DataFrame) -> pl.DataFrame:
 
 
 def _quarantine_row(batch_id: str, file_name: str, error: InputError) -> dict:
-    return {"batch_id": batch_id, "file_name": file_name, "stage": "ingest", "rule": error.rule, "message": str(error)}
+    """The row of an unusable item; its stage is the one the rule is declared for."""
+    return {"batch_id": batch_id, "file_name": file_name, "stage": quarantine_rule(error.rule).stage,
+            "rule": error.rule, "message": str(error)}
 
 
 def _quarantine_frame(rows: list[dict]) -> pl.DataFrame:
     return QuarantineRecord.validate(pl.DataFrame(rows, schema=QUARANTINE_SCHEMA))
 
 
-IMAGE_SCHEMA = {
-    "entry_id": pl.String, "batch_id": pl.String, "file_name": pl.String, "source_uri": pl.String,
-    "image_id": pl.String, "image_key": pl.String, "source_format": pl.String, "annotator": pl.String,
-    "source": pl.String, "is_gold": pl.Boolean, "width": pl.Int64, "height": pl.Int64,
-    "exif_orientation": pl.Int64, "perceptual_hash": pl.String, "image_attributes": pl.String,
-    **{c: pl.String for c in METADATA_COLUMNS},
-}
-QUARANTINE_SCHEMA = {"batch_id": pl.String, "file_name": pl.String, "stage": pl.String, "rule": pl.String, "message": pl.String}
-FILE_SCHEMA = {"batch_id": pl.String, "path": pl.String, "role": pl.String, "outcome": pl.String, "reason": pl.String}
+IMAGE_SCHEMA = polars_schema(ImageRecord)
+QUARANTINE_SCHEMA = polars_schema(QuarantineRecord)
+FILE_SCHEMA = polars_schema(BatchFileRecord)

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import IMAGE_UNDECODABLE, SIZE_MISMATCH
 
 ACCEPTED_FORMATS = ["PNG", "JPEG"]
 EXIF_ORIENTATION_TAG = 0x0112
@@ -50,7 +51,7 @@ def inspect_image(data: bytes, origin: str) -> DecodedImage:
                 return DecodedImage(image.format or "", image.size, orientation if orientation in range(1, 9) else 1,
                                     difference_hash(image))
     except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError and its own types on bad input
-        raise InputError("image_undecodable", f"{origin}: cannot decode image: {type(exc).__name__}: {exc}") from exc
+        raise InputError(IMAGE_UNDECODABLE, f"{origin}: cannot decode image: {type(exc).__name__}: {exc}") from exc
 
 
 def difference_hash(image: Image.Image) -> str:
@@ -72,7 +73,7 @@ def annotation_frame(image: DecodedImage, width: int, height: int, origin: str) 
     rotated = f" (raw pixels {image.raw_size[0]}x{image.raw_size[1]}, EXIF orientation {image.orientation})" \
         if image.orientation != 1 else ""
     shown = image.display_size
-    raise InputError("size_mismatch", (
+    raise InputError(SIZE_MISMATCH, (
         f"{origin}: image is {shown[0]}x{shown[1]}{rotated} but its annotation says {width}x{height}"))
 
 

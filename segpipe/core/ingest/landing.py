@@ -16,6 +16,7 @@ import fsspec
 import orjson
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import INVALID_BATCH_MANIFEST
 
 BATCH_MANIFEST = "batch.json"
 ARCHIVE_SUFFIX = ".zip"
@@ -87,23 +88,23 @@ def parse_batch_manifest(data: bytes, batch_id: str, origin: str) -> BatchManife
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise InputError("invalid_batch_manifest", f"{origin}: not valid JSON: {exc}") from exc
+        raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
-        raise InputError("invalid_batch_manifest", f"{origin}: expected a JSON object")
+        raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: expected a JSON object")
     unknown = set(doc) - MANIFEST_KEYS
     if unknown:
-        raise InputError("invalid_batch_manifest", f"{origin}: unknown keys {sorted(unknown)}; allowed: {sorted(MANIFEST_KEYS)}")
+        raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: unknown keys {sorted(unknown)}; allowed: {sorted(MANIFEST_KEYS)}")
     if doc.get("batch_id", batch_id) != batch_id:
-        raise InputError("invalid_batch_manifest", f"{origin}: batch_id {doc['batch_id']!r} differs from its folder {batch_id!r}")
+        raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: batch_id {doc['batch_id']!r} differs from its folder {batch_id!r}")
     for key in ("format", "annotation_file", "images_dir", "metadata_file", "annotator", "source"):
         if key in doc and not isinstance(doc[key], str):
-            raise InputError("invalid_batch_manifest", f"{origin}: {key} must be a string, got {doc[key]!r}")
+            raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: {key} must be a string, got {doc[key]!r}")
     for key in ("annotation_file", "images_dir", "metadata_file"):
         value = doc.get(key)
         if value is not None and (value.startswith("/") or ".." in value.split("/") or "\\" in value):
-            raise InputError("invalid_batch_manifest", f"{origin}: {key} must be a relative path inside the batch, got {value!r}")
+            raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: {key} must be a relative path inside the batch, got {value!r}")
     if not isinstance(doc.get("gold", False), bool):
-        raise InputError("invalid_batch_manifest", f"{origin}: gold must be true or false, got {doc['gold']!r}")
+        raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: gold must be true or false, got {doc['gold']!r}")
     return BatchManifest(
         batch_id=batch_id,
         format=doc.get("format"),

@@ -11,7 +11,7 @@ import polars as pl
 import pyarrow as pa
 
 from segpipe.core.ingest.formats.annotation import Shape
-from segpipe.core.shared.schemas import ShapeRecord
+from segpipe.core.shared.schemas import ShapeRecord, polars_schema
 
 CHUNK_SHAPES = 20_000
 
@@ -90,11 +90,6 @@ class ShapeTableBuilder:
         return ShapeRecord.validate(pl.concat(self._chunks, rechunk=False))
 
 
-SCALAR_SCHEMA = {
-    "entry_id": pl.String, "shape_index": pl.Int64, "raw_label": pl.String, "kind": pl.String, "z_order": pl.Int64,
-    "occluded": pl.Boolean, "group_id": pl.Int64, "attributes": pl.String,
-}
-SHAPE_COLUMNS = [
-    "entry_id", "shape_index", "raw_label", "kind", "z_order", "rings", "mask_box", "mask_counts",
-    "occluded", "group_id", "attributes",
-]
+LIST_COLUMNS = ("rings", "mask_box", "mask_counts")  # built as Arrow arrays in _flush
+SHAPE_COLUMNS = list(polars_schema(ShapeRecord))
+SCALAR_SCHEMA = {column: dtype for column, dtype in polars_schema(ShapeRecord).items() if column not in LIST_COLUMNS}

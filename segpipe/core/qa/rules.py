@@ -20,7 +20,7 @@ from segpipe.core.qa.instance_areas import INSTANCE_AREA_OUTLIER
 from segpipe.core.qa.mask_structure import MaskStructure
 from segpipe.core.qa.near_duplicates import near_duplicate_entries
 from segpipe.core.qa.polygon_checks import OUTSIDE_IMAGE, SELF_INTERSECTION, TOO_FEW_POINTS, ZERO_AREA
-from segpipe.core.shared.schemas import QaResultRecord
+from segpipe.core.shared.schemas import QaResultRecord, polars_schema
 from segpipe.core.qa.settings import QaSettings
 from segpipe.core.taxonomy.model import Taxonomy
 
@@ -195,10 +195,7 @@ def evaluate_entries(
                 "check_id": rule.id, "severity": rule_severity(rule, taxonomy), "passed": reason is None,
                 "excludes_entry": rule.excludes_entry and reason is not None, "reason": reason, "thumbnail_key": None,
             })
-    schema = {"entry_id": pl.String, "batch_id": pl.String, "file_name": pl.String, "check_id": pl.String,
-              "severity": pl.String, "passed": pl.Boolean, "excludes_entry": pl.Boolean, "reason": pl.String,
-              "thumbnail_key": pl.String}
-    return QaResultRecord.validate(pl.DataFrame(rows, schema=schema))
+    return QaResultRecord.validate(pl.DataFrame(rows, schema=polars_schema(QaResultRecord)))
 
 
 def duplicate_entries(entries: pl.DataFrame) -> dict[str, str]:

@@ -21,7 +21,7 @@ from segpipe.core.shared.artefacts import ArtefactStore, content_digest
 from segpipe.core.ingest.formats.annotation import SEGMENTATION_KINDS
 from segpipe.core.shared.png import encode_mask_png
 from segpipe.core.rasterize.raster import decode_mask_png, paint_in_order, rasterize_shapes
-from segpipe.core.shared.schemas import LabelMaskRecord, MaskRecord
+from segpipe.core.shared.schemas import LabelMaskRecord, MaskRecord, polars_schema
 from segpipe.core.taxonomy.model import Taxonomy
 from segpipe.store import keys as store_keys
 
@@ -50,10 +50,7 @@ def rasterize_label_masks(images: pl.DataFrame, shapes: pl.DataFrame, store: Art
             key_pixels = np.bincount(mask.ravel(), minlength=len(key_of) + 1).tolist()
         rows.append({**entry, "label_mask_key": mask_key, "key_labels": keys["raw_label"].to_list(),
                      "key_attributes": keys["attributes"].to_list(), "key_pixels": key_pixels})
-    schema = {"entry_id": pl.String, "batch_id": pl.String, "width": pl.Int64, "height": pl.Int64,
-              "label_mask_key": pl.String, "key_labels": pl.List(pl.String), "key_attributes": pl.List(pl.String),
-              "key_pixels": pl.List(pl.Int64)}
-    return LabelMaskRecord.validate(pl.DataFrame(rows, schema=schema).select(list(LabelMaskRecord.to_schema().columns)))
+    return LabelMaskRecord.validate(pl.DataFrame(rows, schema=polars_schema(LabelMaskRecord)))
 
 
 def _entries_to_redraw(mapped_shapes: pl.DataFrame, box_class_ids: frozenset[int]) -> set[str]:
@@ -131,8 +128,4 @@ def render_class_masks(
             "taxonomy_version": taxonomy.taxonomy_version, "rendered_by": rendered_by, "class_pixels": pixels,
             "instance_mask_key": None, "instance_error": None,
         })
-    schema = {"entry_id": pl.String, "image_id": pl.String, "annotator": pl.String, "is_gold": pl.Boolean,
-              "mask_key": pl.String, "width": pl.Int64, "height": pl.Int64, "taxonomy_version": pl.String,
-              "rendered_by": pl.String, "class_pixels": pl.List(pl.Int64), "instance_mask_key": pl.String,
-              "instance_error": pl.String}
-    return MaskRecord.validate(pl.DataFrame(rows, schema=schema))
+    return MaskRecord.validate(pl.DataFrame(rows, schema=polars_schema(MaskRecord)))

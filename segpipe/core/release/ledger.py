@@ -2,10 +2,9 @@
 
 import polars as pl
 
-from segpipe.core.shared.schemas import LedgerRecord
+from segpipe.core.shared.schemas import LedgerRecord, polars_schema
 
-LEDGER_SCHEMA = {"batch_id": pl.String, "file_name": pl.String, "image_id": pl.String,
-                 "outcome": pl.String, "stage": pl.String, "reason": pl.String}
+LEDGER_SCHEMA = polars_schema(LedgerRecord)
 
 
 def build_ledger(

@@ -18,14 +18,12 @@ from segpipe.core.sampling.chart import render_distribution_chart
 from segpipe.core.sampling.spec import SPLITS, DistributionSpec
 from segpipe.core.sampling.sample import Sample
 from segpipe.core.sampling.splits import UNASSIGNED
-
-DISTRIBUTION_SCHEMA = {"dimension": pl.String, "value": pl.String, "target": pl.Float64, "natural": pl.Float64,
-                       "achieved": pl.Float64, **{split: pl.Float64 for split in SPLITS}}
+from segpipe.core.shared.schemas import DistributionRecord, polars_schema
 
 
 @dataclass(frozen=True)
 class DistributionReport:
-    distribution: pl.DataFrame  # DISTRIBUTION_SCHEMA
+    distribution: pl.DataFrame  # DistributionRecord
     classes: pl.DataFrame  # class_id, name, then images_<split>, pixel_share_<split>, floor_met_<split>
     distances: pl.DataFrame  # dimension, achieved_distance (to target), worst_split, worst_split_distance, within_tolerance
 
@@ -54,7 +52,7 @@ def distribution_report(sample: Sample, spec: DistributionSpec, class_names: dic
             rows.append({"dimension": column, "value": value, "target": spec.strata[column].get(value, 0.0),
                          "natural": float(natural[k]), "achieved": float(achieved[k]),
                          **{split: float(per_split[s][k]) for s, split in enumerate(SPLITS)}})
-    distribution = pl.DataFrame(rows, schema=DISTRIBUTION_SCHEMA)
+    distribution = DistributionRecord.validate(pl.DataFrame(rows, schema=polars_schema(DistributionRecord)))
     return DistributionReport(distribution, _class_table(sample, spec, class_names, in_split),
                               _distances(distribution, spec.tolerance))
 

@@ -16,12 +16,9 @@ from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.sampling.spec import SPLITS, DistributionSpec
 from segpipe.core.sampling.selection import SELECTED_BY, UNSELECTED, InfeasibleSpec, infeasibilities, select_units
 from segpipe.core.sampling.units import SamplingUnits, build_units
-from segpipe.core.shared.schemas import SplitRecord
+from segpipe.core.shared.schemas import SplitRecord, polars_schema
 from segpipe.core.sampling.splits import UNASSIGNED, assign_splits
 from segpipe.store import keys as store_keys
-
-SPLIT_SCHEMA = {"image_id": pl.String, "split": pl.String, "unit_key": pl.String, "selected_by": pl.String,
-                "spec_fingerprint": pl.String}
 
 
 @dataclass(frozen=True)
@@ -60,7 +57,7 @@ def sample_dataset(images: pl.DataFrame, spec: DistributionSpec, class_ids: list
         "unit_key": np.array(units.keys, dtype=object)[unit].tolist(),
         "selected_by": selected_names[choice[unit]].tolist(),
         "spec_fingerprint": spec.fingerprint(),
-    }, schema=SPLIT_SCHEMA)
+    }, schema=polars_schema(SplitRecord))
     return Sample(SplitRecord.validate(frame), units, unit_split)
 
 

@@ -245,6 +245,27 @@ class SplitRecord(pa.DataFrameModel):
         coerce = True
 
 
+class DistributionRecord(pa.DataFrameModel):
+    """What sampling achieved against the spec, per (dimension, value), as shares of images: the
+    sampling_report asset and the release's sampling/distribution.csv. Dimension "split" holds the
+    split sizes against their ratios (no natural or per-split share); every other dimension is a
+    strata column, with the value's share of all candidates (natural), of the selection (achieved)
+    and of each split (the last columns, in sampling.spec.SPLITS order)."""
+
+    dimension: str
+    value: str
+    target: float = pa.Field(nullable=True, ge=0.0, le=1.0)  # null where the spec sets none
+    natural: float = pa.Field(nullable=True, ge=0.0, le=1.0)
+    achieved: float = pa.Field(ge=0.0, le=1.0)
+    train: float = pa.Field(nullable=True, ge=0.0, le=1.0)
+    val: float = pa.Field(nullable=True, ge=0.0, le=1.0)
+    test: float = pa.Field(nullable=True, ge=0.0, le=1.0)
+
+    class Config:
+        strict = True
+        coerce = True
+
+
 class ManifestRecord(pa.DataFrameModel):
     """A released image: the public contract of manifest.parquet and index.csv."""
 

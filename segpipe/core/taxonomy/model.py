@@ -33,6 +33,7 @@ import yaml
 from segpipe.core.taxonomy.class_constraints import ClassConstraint, parse_constraint
 from segpipe.core.shared.errors import ConfigError
 from segpipe.core.ingest.formats.annotation import SEGMENTATION_KINDS
+from segpipe.core.shared.schemas import MappedShapeRecord, polars_schema
 
 UnmappedPolicy = Literal["error", "ignore", "void"]
 UNMAPPED_POLICIES: tuple[str, ...] = ("error", "ignore", "void")
@@ -344,9 +345,9 @@ def map_labels(shapes: pl.DataFrame, sources: pl.DataFrame, taxonomy: Taxonomy) 
         rule = taxonomy.match(source or "", raw_label, values)
         crowd = (rule is not None and rule.crowd) or values.get("iscrowd") == "1"
         resolved.append((source, raw_label, attributes, *taxonomy.outcome(rule), crowd))
+    mapped = polars_schema(MappedShapeRecord)
     lookup = pl.DataFrame(resolved, schema={
-        "source": pl.String, "raw_label": pl.String, "attributes": pl.String, "class_id": pl.Int64, "mapping": pl.String,
-        "is_crowd": pl.Boolean,
+        "source": pl.String, **{c: mapped[c] for c in ("raw_label", "attributes", "class_id", "mapping", "is_crowd")},
     }, orient="row")
     return (
         keyed.join(lookup, on=["source", "raw_label", "attributes"], how="left", nulls_equal=True)

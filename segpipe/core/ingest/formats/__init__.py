@@ -3,6 +3,7 @@
 from collections.abc import Callable, Sequence
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import AMBIGUOUS_FORMAT, ANNOTATIONS_MISSING, UNKNOWN_FORMAT
 from segpipe.core.ingest.formats.annotation import AnnotatedImage, BoxMask, Shape
 from segpipe.core.ingest.formats.cityscapes import CITYSCAPES
 from segpipe.core.ingest.formats.coco import COCO_INSTANCES
@@ -33,11 +34,11 @@ def select_reader(
     says which formats exist and how to declare one."""
     if declared is not None:
         if declared not in READERS:
-            raise InputError("unknown_format", f"{origin}: format {declared!r} is not one of {sorted(READERS)}")
+            raise InputError(UNKNOWN_FORMAT, f"{origin}: format {declared!r} is not one of {sorted(READERS)}")
         reader = READERS[declared]
         files = reader.annotation_files(names, head)
         if not files:
-            raise InputError("annotations_missing", (
+            raise InputError(ANNOTATIONS_MISSING, (
                 f"{origin}: declared format {declared!r} but no file of the batch is one it accepts "
                 f"({reader.accepts})"))
         return reader, files
@@ -46,11 +47,11 @@ def select_reader(
         [(name, files)] = claims.items()
         return READERS[name], files
     if not claims:
-        raise InputError("unknown_format", (
+        raise InputError(UNKNOWN_FORMAT, (
             f"{origin}: no reader recognizes the files of this batch; declare \"format\" in batch.json. "
             f"Formats and the files they accept:\n{formats_help()}"))
     detail = "; ".join(f"{name} would read {files[:3]}" for name, files in sorted(claims.items()))
-    raise InputError("ambiguous_format", (
+    raise InputError(AMBIGUOUS_FORMAT, (
         f"{origin}: several formats match ({detail}); declare \"format\" in batch.json to choose one"))
 
 

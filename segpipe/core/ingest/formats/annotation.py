@@ -15,6 +15,13 @@ from typing import Literal
 import numpy as np
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import (
+    COORDINATES_OUT_OF_FRAME,
+    DEGENERATE_BOX,
+    DEGENERATE_POLYGON,
+    MALFORMED_POLYGON,
+    NON_FINITE_COORDINATES,
+)
 
 ShapeKind = Literal["polygon", "box", "mask", "polyline", "points"]
 SEGMENTATION_KINDS: frozenset[str] = frozenset({"polygon", "box", "mask"})
@@ -104,13 +111,13 @@ def shape_origin(origin: str, file_name: str, index: int, label: str) -> str:
 def flatten_points(points: object, key: str, where: str) -> list:
     """`[[x, y], ...]` (Cityscapes, LabelMe) as a flat [x, y, ...] list for parse_ring."""
     if not isinstance(points, list):
-        raise InputError("malformed_polygon", f"{where} has no `{key}` list")
+        raise InputError(MALFORMED_POLYGON, f"{where} has no `{key}` list")
     if set(map(type, points)) <= {list} and set(map(len, points)) <= {2}:  # the common case, at C speed
         return list(chain.from_iterable(points))
     coords: list = []
     for number, point in enumerate(points):
         if not isinstance(point, list) or len(point) != 2:
-            raise InputError("malformed_polygon", f"{where}: point #{number} is {point!r}, not an [x, y] pair")
+            raise InputError(MALFORMED_POLYGON, f"{where}: point #{number} is {point!r}, not an [x, y] pair")
         coords.extend(point)
     return coords
 
@@ -125,9 +132,9 @@ def parse_ring(
     would happily draw it.
     """
     if len(coords) % 2:
-        raise InputError("malformed_polygon", f"{where} has an odd number of coordinates ({len(coords)})")
+        raise InputError(MALFORMED_POLYGON, f"{where} has an odd number of coordinates ({len(coords)})")
     if not set(map(type, coords)) <= NUMBER_TYPES:  # bools and numeric strings would convert silently
-        raise InputError("malformed_polygon", f"{where} has a coordinate that is not a number")
+        raise InputError(MALFORMED_POLYGON, f"{where} has a coordinate that is not a number")
     try:
         ring = np.asarray(coords, dtype=np.float64)
     except OverflowError:  # a JSON integer hundreds of digits long does not fit a double
@@ -135,26 +142,26 @@ def parse_ring(
     if len(coords) < 2 * min_vertices:
         if not np.isfinite(ring).all():
             raise _non_finite(where)
-        raise InputError("degenerate_polygon", f"{where} has fewer than {min_vertices} vertices")
+        raise InputError(DEGENERATE_POLYGON, f"{where} has fewer than {min_vertices} vertices")
     # Two reductions per ring: NaN and infinities propagate into the minimum or maximum.
     points = ring.reshape(-1, 2)
     (x_min, y_min), (x_max, y_max) = points.min(axis=0).tolist(), points.max(axis=0).tolist()
     if not all(map(math.isfinite, (x_min, y_min, x_max, y_max))):
         raise _non_finite(where)
     if x_min < -width or x_max > 2 * width or y_min < -height or y_max > 2 * height:
-        raise InputError("coordinates_out_of_frame", (
+        raise InputError(COORDINATES_OUT_OF_FRAME, (
             f"{where} has a vertex more than one image size outside the {width}x{height} frame "
             f"(x {x_min:g}..{x_max:g}, y {y_min:g}..{y_max:g})"))
     return ring
 
 
 def _non_finite(where: str) -> InputError:
-    return InputError("non_finite_coordinates", f"{where} has a non-finite vertex (NaN, infinity or overflowing)")
+    return InputError(NON_FINITE_COORDINATES, f"{where} has a non-finite vertex (NaN, infinity or overflowing)")
 
 
 def box_ring(x1: float, y1: float, x2: float, y2: float, where: str, width: int, height: int) -> np.ndarray:
     """A box as the ring of its four corners, validated like any ring."""
     ring = parse_ring([x1, y1, x2, y1, x2, y2, x1, y2], where, width, height)
     if x2 <= x1 or y2 <= y1:
-        raise InputError("degenerate_box", f"{where} has an empty box ({x1:g},{y1:g})-({x2:g},{y2:g})")
+        raise InputError(DEGENERATE_BOX, f"{where} has an empty box ({x1:g},{y1:g})-({x2:g},{y2:g})")
     return ring

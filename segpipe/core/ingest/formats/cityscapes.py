@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import MALFORMED_ANNOTATION
 from segpipe.core.ingest.formats.annotation import AnnotatedImage, Shape, flatten_points, parse_ring, shape_origin
 from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
 from segpipe.core.ingest.formats.strict_json import load_json
@@ -96,16 +97,16 @@ def _read_file(source: BatchSource, name: str, file_name: str) -> AnnotatedImage
 def _parse_document(doc: Any, origin: str, file_name: str) -> AnnotatedImage:
     """Validate the frame and the object list, then every object in document (paint) order."""
     if not isinstance(doc, dict):
-        raise InputError("malformed_annotation", f"{origin}: image {file_name!r}: the document is not a JSON object")
+        raise InputError(MALFORMED_ANNOTATION, f"{origin}: image {file_name!r}: the document is not a JSON object")
     width, height = _dimension(doc, "imgWidth", origin, file_name), _dimension(doc, "imgHeight", origin, file_name)
     objects = doc.get("objects")
     if not isinstance(objects, list):
-        raise InputError("malformed_annotation", f"{origin}: image {file_name!r}: `objects` is not a list")
+        raise InputError(MALFORMED_ANNOTATION, f"{origin}: image {file_name!r}: `objects` is not a list")
     image = AnnotatedImage(file_name, width, height)
     deleted = 0
     for index, obj in enumerate(objects):
         if not isinstance(obj, dict):
-            raise InputError("malformed_annotation", f"{origin}: image {file_name!r}: object #{index} is not a JSON object")
+            raise InputError(MALFORMED_ANNOTATION, f"{origin}: image {file_name!r}: object #{index} is not a JSON object")
         if obj.get("deleted"):
             deleted += 1
             continue
@@ -118,7 +119,7 @@ def _parse_document(doc: Any, origin: str, file_name: str) -> AnnotatedImage:
 def _dimension(doc: dict, key: str, origin: str, file_name: str) -> int:
     value = doc.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise InputError("malformed_annotation", f"{origin}: image {file_name!r}: {key} is {value!r}, not a positive integer")
+        raise InputError(MALFORMED_ANNOTATION, f"{origin}: image {file_name!r}: {key} is {value!r}, not a positive integer")
     return value
 
 
@@ -126,7 +127,7 @@ def _parse_object(obj: dict, where: str, width: int, height: int) -> Shape:
     """One polygon object; its `[[x, y], ...]` points are flattened and validated by parse_ring."""
     label, points = obj.get("label"), obj.get("polygon")
     if not isinstance(label, str) or not label:
-        raise InputError("malformed_annotation", f"{where} has no label string")
+        raise InputError(MALFORMED_ANNOTATION, f"{where} has no label string")
     ring = parse_ring(flatten_points(points, "polygon", where), where, width, height)
     return Shape(label, "polygon", rings=(ring,), attributes=_group_attributes(label))
 

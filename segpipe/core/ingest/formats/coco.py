@@ -37,6 +37,16 @@ import ijson
 import numpy as np
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import (
+    DUPLICATE_IMAGE_ID,
+    EMPTY_MASK,
+    IMAGE_MISSING,
+    MALFORMED_ANNOTATION,
+    MALFORMED_POLYGON,
+    SIZE_MISMATCH,
+    UNKNOWN_CATEGORY,
+    UNPARSEABLE_ANNOTATIONS,
+)
 from segpipe.core.ingest.formats.annotation import AnnotatedImage, BoxMask, Shape, box_ring, parse_ring
 from segpipe.core.ingest.formats.labelme import resolve_batch_path
 from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
@@ -109,7 +119,7 @@ def _stream(source: BatchSource, name: str, prefix: str, origin: str) -> Iterato
         try:
             yield from ijson.items(_Utf8Stream(stream), prefix, use_float=True)
         except ijson.JSONError as exc:
-            raise InputError("unparseable_annotations", f"{origin}: not valid JSON: {_first_line(exc)}") from exc
+            raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: not valid JSON: {_first_line(exc)}") from exc
 
 
 def _first_line(exc: Exception) -> str:
@@ -125,7 +135,7 @@ def _top_level_list(source: BatchSource, name: str, key: str, origin: str) -> li
     if len(values) != 1 or not isinstance(values[0], list):
         found = "missing (or the top level is not an object)" if not values else (
             "repeated" if len(values) > 1 else f"a {type(values[0]).__name__}, not a list")
-        raise InputError("unparseable_annotations", f"{origin}: not a COCO instances file: `{key}` is {found}")
+        raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: not a COCO instances file: `{key}` is {found}")
     return values[0]
 
 
@@ -141,7 +151,7 @@ def _require_annotations_array(source: BatchSource, name: str, origin: str) -> N
                     return
                 break
     raise InputError(
-        "unparseable_annotations", f"{origin}: not a COCO instances file: `annotations` is missing or not a list")
+        UNPARSEABLE_ANNOTATIONS, f"{origin}: not a COCO instances file: `annotations` is missing or not a list")
 
 
 def _categories(docs: list, origin: str) -> dict[int, str]:
@@ -150,10 +160,10 @@ def _categories(docs: list, origin: str) -> dict[int, str]:
     categories: dict[int, str] = {}
     for index, doc in enumerate(docs):
         if not isinstance(doc, dict) or type(doc.get("id")) is not int or not isinstance(doc.get("name"), str):
-            raise InputError("unparseable_annotations", (
+            raise InputError(UNPARSEABLE_ANNOTATIONS, (
                 f"{origin}: categories[{index}] is {_short(doc)}, not {{\"id\": integer, \"name\": string}}"))
         if doc["id"] in categories:
-            raise InputError("unparseable_annotations", f"{origin}: category id {doc['id']} is defined twice")
+            raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: category id {doc['id']} is defined twice")
         categories[doc["id"]] = doc["name"]
     return categories
 
@@ -170,7 +180,7 @@ def _image(doc: Any, index: int, name: str, origin: str, options: ReaderOptions)
     if not isinstance(doc, dict) or not isinstance(doc.get("file_name"), str) or not doc["file_name"]:
         placeholder = f"{name}#images[{index}]"
         return None, AnnotatedImage(placeholder, 0, 0, error=InputError(
-            "malformed_annotation", f"{origin}: images[{index}] has no file_name string: {_short(doc)}"))
+            MALFORMED_ANNOTATION, f"{origin}: images[{index}] has no file_name string: {_short(doc)}"))
     try:
         file_name = resolve_batch_path(options.images_dir, doc["file_name"], origin)
     except InputError as exc:
@@ -180,7 +190,7 @@ def _image(doc: Any, index: int, name: str, origin: str, options: ReaderOptions)
         if type(value) is not int or (positive and value <= 0):
             wanted = "a positive integer" if positive else "an integer"
             return doc.get("id"), AnnotatedImage(file_name, 0, 0, error=InputError(
-                "malformed_annotation", f"{origin}: image {file_name!r}: {key} is {_short(value)}, not {wanted}"))
+                MALFORMED_ANNOTATION, f"{origin}: image {file_name!r}: {key} is {_short(value)}, not {wanted}"))
     return doc["id"], AnnotatedImage(file_name, doc["width"], doc["height"])
 
 
@@ -197,7 +207,7 @@ class _ImageTable:
         for image_id, images in self.by_id.items():
             if len(images) > 1:
                 for image in images:
-                    image.error = InputError("duplicate_image_id", (
+                    image.error = InputError(DUPLICATE_IMAGE_ID, (
                         f"{origin}: image {image.file_name!r}: image id {image_id} is used by {len(images)} images "
                         f"({', '.join(repr(i.file_name) for i in images[:MAX_LISTED_IDS])})"))
         self.missing: dict[str, list[str]] = defaultdict(list)
@@ -226,7 +236,7 @@ class _ImageTable:
         while images:
             yield images.pop()
         yield from [
-            AnnotatedImage(f"{self.name}#image_id={image_id}", 0, 0, error=InputError("image_missing", (
+            AnnotatedImage(f"{self.name}#image_id={image_id}", 0, 0, error=InputError(IMAGE_MISSING, (
                 f"{self.origin}: {len(names)} annotation(s) ({', '.join(names[:MAX_LISTED_IDS])}"
                 f"{', ...' if len(names) > MAX_LISTED_IDS else ''}) reference image id {image_id}, "
                 "which is not in `images`")))
@@ -245,17 +255,17 @@ def _shape(doc: dict, index: int, image: AnnotatedImage, categories: dict[int, s
     """One annotation as a shape of its image; every fault names the file, the image and the annotation."""
     where = f"{origin}: image {image.file_name!r}: {_annotation_name(doc, index)}"
     if type(doc.get("id")) is not int:
-        raise InputError("malformed_annotation", f"{where} has id {_short(doc.get('id'))}, not an integer")
+        raise InputError(MALFORMED_ANNOTATION, f"{where} has id {_short(doc.get('id'))}, not an integer")
     category_id = doc.get("category_id")
     if type(category_id) is not int:
-        raise InputError("malformed_annotation", f"{where} has category_id {_short(category_id)}, not an integer")
+        raise InputError(MALFORMED_ANNOTATION, f"{where} has category_id {_short(category_id)}, not an integer")
     if category_id not in categories:
-        raise InputError("unknown_category", f"{where} has category_id {category_id}, which is not in categories")
+        raise InputError(UNKNOWN_CATEGORY, f"{where} has category_id {category_id}, which is not in categories")
     label = categories[category_id]
     where = f"{where} ({label!r})"
     iscrowd = doc.get("iscrowd", 0)
     if type(iscrowd) is not int or iscrowd not in (0, 1):
-        raise InputError("malformed_annotation", f"{where} has iscrowd {_short(iscrowd)}, not 0 or 1")
+        raise InputError(MALFORMED_ANNOTATION, f"{where} has iscrowd {_short(iscrowd)}, not 0 or 1")
     attributes = CROWD_ATTRIBUTES[iscrowd]
     segmentation = doc.get("segmentation")
     if segmentation is None or segmentation == []:
@@ -265,14 +275,14 @@ def _shape(doc: dict, index: int, image: AnnotatedImage, categories: dict[int, s
     if isinstance(segmentation, dict):
         return Shape(label, "mask", mask=_rle_mask(segmentation, where, image), attributes=attributes)
     raise InputError(
-        "malformed_annotation", f"{where} has a segmentation that is neither a list of rings nor an RLE object")
+        MALFORMED_ANNOTATION, f"{where} has a segmentation that is neither a list of rings nor an RLE object")
 
 
 def _bbox_ring(bbox: Any, where: str, image: AnnotatedImage) -> np.ndarray:
     """A bbox-only annotation's [x, y, w, h] as the ring of its corners."""
     if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
         raise InputError(
-            "malformed_annotation", f"{where} has no segmentation and bbox {_short(bbox)} is not [x, y, w, h]")
+            MALFORMED_ANNOTATION, f"{where} has no segmentation and bbox {_short(bbox)} is not [x, y, w, h]")
     x, y, w, h = bbox
     return box_ring(x, y, x + w, y + h, where, image.width, image.height)
 
@@ -288,7 +298,7 @@ def _polygon_rings(segmentation: list, where: str, image: AnnotatedImage) -> tup
     for part, ring in enumerate(segmentation):
         if not isinstance(ring, list):
             raise InputError(
-                "malformed_polygon", f"{where}: segmentation part #{part} is {_short(ring)}, not a list of coordinates")
+                MALFORMED_POLYGON, f"{where}: segmentation part #{part} is {_short(ring)}, not a list of coordinates")
         rings.append(parse_ring(ring, f"{where} part #{part}", image.width, image.height))
     return tuple(rings)
 
@@ -296,11 +306,11 @@ def _polygon_rings(segmentation: list, where: str, image: AnnotatedImage) -> tup
 def _rle_mask(rle: dict, where: str, image: AnnotatedImage) -> BoxMask:
     """An RLE over the whole image as the tight box mask every reader produces."""
     if rle_size(rle, where) != (image.height, image.width):
-        raise InputError("size_mismatch", (
+        raise InputError(SIZE_MISMATCH, (
             f"{where} has an RLE of size {rle['size']} ([height, width]) on a {image.width}x{image.height} image"))
     mask = BoxMask.from_array(decode_rle(rle, where))
     if mask is None:
-        raise InputError("empty_mask", f"{where} has an RLE mask with no foreground pixel")
+        raise InputError(EMPTY_MASK, f"{where} has an RLE mask with no foreground pixel")
     return mask
 
 

@@ -43,6 +43,14 @@ import defusedxml.ElementTree as SafeET
 import numpy as np
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import (
+    DEGENERATE_POLYGON,
+    MALFORMED_ANNOTATION,
+    MALFORMED_POLYGON,
+    NON_FINITE_COORDINATES,
+    UNPARSEABLE_ANNOTATIONS,
+    UNSUPPORTED_SHAPE,
+)
 from segpipe.core.ingest.formats.annotation import (
     AnnotatedImage,
     BoxMask,
@@ -78,7 +86,7 @@ class _CappedStream:
         data = self._stream.read(_READ_BYTES)
         self._total += len(data)
         if self._total > self._limit:
-            raise InputError("unparseable_annotations",
+            raise InputError(UNPARSEABLE_ANNOTATIONS,
                              f"{self._origin}: larger than the {self._limit}-byte limit for CVAT XML")
         return data
 
@@ -107,14 +115,14 @@ def iter_export(source: BatchSource, name: str) -> Iterator[Element]:
         except InputError:
             raise
         except (SyntaxError, ValueError, LookupError) as exc:  # ParseError, defusedxml's refusals, bad encodings
-            raise InputError("unparseable_annotations",
+            raise InputError(UNPARSEABLE_ANNOTATIONS,
                              f"{origin}: not a well-formed XML file without a DTD: {exc}") from exc
 
 
 def _check_root(element: Element, origin: str) -> None:
     """A CVAT export's root is <annotations>; anything else is some other XML."""
     if element.tag != "annotations":
-        raise InputError("unparseable_annotations",
+        raise InputError(UNPARSEABLE_ANNOTATIONS,
                          f"{origin}: root element is <{element.tag}>, expected <annotations>")
 
 
@@ -206,7 +214,7 @@ def _read_meta(meta: Element, origin: str) -> _Meta:
         body = meta.find(kind)
         if body is not None:
             return _Meta(project=False, default=_work(body))
-    raise InputError("unparseable_annotations", f"{origin}: <meta> holds no <task>, <job> or <project>")
+    raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: <meta> holds no <task>, <job> or <project>")
 
 
 def read_cvat_images(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
@@ -223,10 +231,10 @@ def _read_file(source: BatchSource, name: str, options: ReaderOptions) -> Iterat
         if element.tag == "meta":
             meta = _read_meta(element, origin)
         elif element.tag == "track":
-            raise InputError("unparseable_annotations", f"{origin}: has <track> elements: a CVAT for video export")
+            raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: has <track> elements: a CVAT for video export")
         elif element.tag == "image":
             if meta is None:
-                raise InputError("unparseable_annotations", f"{origin}: an <image> comes before any <meta>")
+                raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: an <image> comes before any <meta>")
             yield _read_image(element, meta, options, origin)
 
 
@@ -242,7 +250,7 @@ def _read_image(element: Element, meta: _Meta, options: ReaderOptions, origin: s
         image.attributes["subset"] = subset
     width, height = positive_int(element.get("width")), positive_int(element.get("height"))
     if not name or width is None or height is None:
-        image.error = InputError("malformed_annotation", (
+        image.error = InputError(MALFORMED_ANNOTATION, (
             f"{origin}: image {name!r} needs a name and positive integer width and height, "
             f"has width={element.get('width')!r} height={element.get('height')!r}"))
         return image
@@ -271,7 +279,7 @@ def read_shape(element: Element, label: str, where: str, width: int, height: int
     """A validated Shape from a shape element of an image or a track; InputError names `where`."""
     geometry = _GEOMETRY.get(element.tag)
     if geometry is None:
-        raise InputError("unsupported_shape", f"{where} is a <{element.tag}>, which segpipe does not read")
+        raise InputError(UNSUPPORTED_SHAPE, f"{where} is a <{element.tag}>, which segpipe does not read")
     kind, rings, mask = geometry(element, where, width, height)
     return Shape(
         raw_label=label,
@@ -294,7 +302,7 @@ def group_id(text: str | None, where: str) -> int | None:
 def _integer(text: str, key: str, where: str) -> int:
     """A decimal integer attribute (z_order may be negative)."""
     if not _INTEGER.fullmatch(text.strip()):
-        raise InputError("malformed_annotation", f"{where} has {key}={text!r}, not an integer")
+        raise InputError(MALFORMED_ANNOTATION, f"{where} has {key}={text!r}, not an integer")
     return int(text)
 
 
@@ -304,7 +312,7 @@ def _number(element: Element, key: str, where: str, default: str | None = None) 
     try:
         return float(text if text is not None else "")
     except ValueError:
-        raise InputError("malformed_polygon", f"{where} has {key}={text!r}, not a number") from None
+        raise InputError(MALFORMED_POLYGON, f"{where} has {key}={text!r}, not a number") from None
 
 
 def _points(element: Element, where: str) -> list[float]:
@@ -314,7 +322,7 @@ def _points(element: Element, where: str) -> list[float]:
         try:
             x, y = (float(v) for v in pair.split(","))  # not exactly two numbers: ValueError too
         except ValueError:
-            raise InputError("malformed_polygon",
+            raise InputError(MALFORMED_POLYGON,
                              f"{where} has points that are not 'x,y;x,y;...' near {pair[:40]!r}") from None
         coords.extend((x, y))
     return coords
@@ -359,9 +367,9 @@ def _ellipse(element: Element, where: str, width: int, height: int) -> Geometry:
     cx, cy, rx, ry = (_number(element, key, where) for key in ("cx", "cy", "rx", "ry"))
     degrees = _number(element, "rotation", where, "0")
     if not all(math.isfinite(v) for v in (cx, cy, rx, ry, degrees)):
-        raise InputError("non_finite_coordinates", f"{where} has a non-finite ellipse parameter (NaN or infinity)")
+        raise InputError(NON_FINITE_COORDINATES, f"{where} has a non-finite ellipse parameter (NaN or infinity)")
     if rx <= 0 or ry <= 0:
-        raise InputError("degenerate_polygon", f"{where} has an ellipse with radii {rx:g} and {ry:g}")
+        raise InputError(DEGENERATE_POLYGON, f"{where} has an ellipse with radii {rx:g} and {ry:g}")
     vertices = min(4096, max(16, math.ceil(math.pi * math.sqrt(max(rx, ry) / (2 * ELLIPSE_TOLERANCE)))))
     angles = np.linspace(0.0, 2 * math.pi, vertices, endpoint=False)
     ring = np.empty(2 * vertices)

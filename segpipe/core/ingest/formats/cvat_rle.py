@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import COORDINATES_OUT_OF_FRAME, MALFORMED_MASK
 from segpipe.core.ingest.formats.annotation import BoxMask
 
 # Ten digits hold any uint32; a longer run cannot fit BoxMask's counts.
@@ -29,17 +30,17 @@ def decode_cvat_rle(attributes: Mapping[str, str], image_width: int, image_heigh
     left, top = _integer(attributes, "left", where), _integer(attributes, "top", where)
     width, height = _integer(attributes, "width", where), _integer(attributes, "height", where)
     if width <= 0 or height <= 0:
-        raise InputError("malformed_mask", f"{where} has an empty mask box ({width}x{height})")
+        raise InputError(MALFORMED_MASK, f"{where} has an empty mask box ({width}x{height})")
     if left < 0 or top < 0 or left + width > image_width or top + height > image_height:
-        raise InputError("coordinates_out_of_frame", (
+        raise InputError(COORDINATES_OUT_OF_FRAME, (
             f"{where} has a mask box at ({left},{top}) of {width}x{height} that is not inside "
             f"the {image_width}x{image_height} image"))
     counts = _counts(attributes.get("rle", ""), where)
     if sum(counts) != width * height:
-        raise InputError("malformed_mask", (
+        raise InputError(MALFORMED_MASK, (
             f"{where} has mask run lengths summing to {sum(counts)}, not {width}x{height} = {width * height}"))
     if max(counts) > _MAX_COUNT:
-        raise InputError("malformed_mask", f"{where} has a mask run longer than {_MAX_COUNT} pixels")
+        raise InputError(MALFORMED_MASK, f"{where} has a mask run longer than {_MAX_COUNT} pixels")
     return BoxMask(left, top, width, height, np.asarray(counts, dtype=np.uint32))
 
 
@@ -58,13 +59,13 @@ def _integer(attributes: Mapping[str, str], key: str, where: str) -> int:
     """A box attribute as an int; CVAT writes plain decimal integers, so anything else is corrupt."""
     text = attributes.get(key)
     if text is None or not _INTEGER.fullmatch(text.strip()):
-        raise InputError("malformed_mask", f"{where} has mask {key}={text!r}, not an integer")
+        raise InputError(MALFORMED_MASK, f"{where} has mask {key}={text!r}, not an integer")
     return int(text)
 
 
 def _counts(rle: str, where: str) -> list[int]:
     """The run lengths of a comma-separated RLE string, checked by one pattern before any int()."""
     if not _COUNTS.fullmatch(rle):
-        raise InputError("malformed_mask", (
+        raise InputError(MALFORMED_MASK, (
             f"{where} has a mask rle that is not comma-separated non-negative integers: {rle[:60]!r}"))
     return [int(token) for token in rle.split(",")]

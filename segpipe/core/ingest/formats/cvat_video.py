@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from xml.etree.ElementTree import Element
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import MALFORMED_ANNOTATION, UNPARSEABLE_ANNOTATIONS
 from segpipe.core.ingest.formats.annotation import AnnotatedImage, shape_origin
 from segpipe.core.ingest.formats.cvat import (
     VIDEO_FRAME_SUFFIX,
@@ -91,13 +92,13 @@ def _read_file(source: BatchSource, name: str, options: ReaderOptions) -> Iterat
         if element.tag == "meta":
             video = _read_meta(element, origin)
         elif element.tag == "image":
-            raise InputError("unparseable_annotations", f"{origin}: has <image> elements: a CVAT for images export")
+            raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: has <image> elements: a CVAT for images export")
         elif element.tag == "track":
             if video is None:
-                raise InputError("unparseable_annotations", f"{origin}: a <track> comes before any <meta>")
+                raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: a <track> comes before any <meta>")
             _read_track(element, video, options, origin, images)
     if video is None:
-        raise InputError("unparseable_annotations", f"{origin}: has no <meta>")
+        raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: has no <meta>")
     for frame in video.frames:
         yield images.pop(frame, None) or _frame_image(frame, video, options)
 
@@ -105,19 +106,19 @@ def _read_file(source: BatchSource, name: str, options: ReaderOptions) -> Iterat
 def _read_meta(meta: Element, origin: str) -> _Video:
     """The frame range and size of a task or job export; anything else is refused."""
     if meta.find("project") is not None:
-        raise InputError("unparseable_annotations", (
+        raise InputError(UNPARSEABLE_ANNOTATIONS, (
             f"{origin}: a CVAT for video project export; export each task or job instead "
             "(project exports offset frame numbers per task by a rule the file does not state)"))
     body = meta.find("task")
     body = body if body is not None else meta.find("job")
     if body is None:
-        raise InputError("unparseable_annotations", f"{origin}: <meta> holds no <task> or <job>")
+        raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: <meta> holds no <task> or <job>")
     size = body.find("original_size")
     size = size if size is not None else meta.find("original_size")
     width = positive_int(size.findtext("width")) if size is not None else None
     height = positive_int(size.findtext("height")) if size is not None else None
     if width is None or height is None:
-        raise InputError("unparseable_annotations", (
+        raise InputError(UNPARSEABLE_ANNOTATIONS, (
             f"{origin}: <meta> has no positive original_size: not a video task, and CVAT for video "
             "exports of image tasks name no frame files; export it as CVAT for images"))
     subset = (body.findtext("subset") or "").strip() or None
@@ -132,10 +133,10 @@ def _frames(body: Element, origin: str) -> range:
     stop = _meta_int(body, "stop_frame", origin)
     ends = [end for end in (stop, None if count is None else start + (count - 1) * step) if end is not None]
     if not ends:
-        raise InputError("unparseable_annotations", f"{origin}: <meta> has neither size nor stop_frame")
+        raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: <meta> has neither size nor stop_frame")
     frames = range(start, min(ends) + 1, step)
     if len(frames) > MAX_FRAMES:
-        raise InputError("unparseable_annotations",
+        raise InputError(UNPARSEABLE_ANNOTATIONS,
                          f"{origin}: <meta> describes {len(frames)} frames, over {MAX_FRAMES}")
     return frames
 
@@ -146,7 +147,7 @@ def _meta_int(body: Element, key: str, origin: str) -> int | None:
     if not text:
         return None
     if not _FRAME.fullmatch(text):
-        raise InputError("unparseable_annotations", f"{origin}: <meta> has {key}={text!r}, not a frame number")
+        raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: <meta> has {key}={text!r}, not a frame number")
     return int(text)
 
 
@@ -156,7 +157,7 @@ def _step(frame_filter: str, origin: str) -> int:
         return 1
     match = _STEP.fullmatch(frame_filter.strip())
     if match is None or int(match.group(1)) == 0:
-        raise InputError("unparseable_annotations", f"{origin}: <meta> has frame_filter={frame_filter!r}, not 'step=N'")
+        raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: <meta> has frame_filter={frame_filter!r}, not 'step=N'")
     return int(match.group(1))
 
 
@@ -185,7 +186,7 @@ def _read_track(track: Element, video: _Video, options: ReaderOptions, origin: s
         where = f"{shape_origin(origin, image.file_name, len(image.shapes), label)} of track {track_id!r}"
         try:
             if frame in seen:
-                raise InputError("malformed_annotation", f"{where} is a second shape of the track on this frame")
+                raise InputError(MALFORMED_ANNOTATION, f"{where} is a second shape of the track on this frame")
             shape = read_shape(element, label, where, video.width, video.height)
         except InputError as exc:
             image.error = exc
@@ -198,7 +199,7 @@ def _frame_number(element: Element, track_id: str, origin: str) -> int:
     """A track shape's frame; without one the track cannot be placed, so the file is refused."""
     text = (element.get("frame") or "").strip()
     if not _FRAME.fullmatch(text):
-        raise InputError("malformed_annotation", (
+        raise InputError(MALFORMED_ANNOTATION, (
             f"{origin}: track {track_id!r} has a <{element.tag}> with frame={element.get('frame')!r}"))
     return int(text)
 

@@ -41,6 +41,17 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import (
+    COORDINATES_OUT_OF_FRAME,
+    DEGENERATE_POLYGON,
+    EMPTY_MASK,
+    MALFORMED_ANNOTATION,
+    MALFORMED_MASK,
+    MALFORMED_POLYGON,
+    SIZE_MISMATCH,
+    UNSAFE_PATH,
+    UNSUPPORTED_SHAPE,
+)
 from segpipe.core.ingest.formats.annotation import (
     AnnotatedImage,
     BoxMask,
@@ -88,7 +99,7 @@ def resolve_batch_path(folder: str, relative: str, where: str) -> str:
     path = relative.replace("\\", "/")
     resolved = posixpath.normpath(posixpath.join(folder, path))
     if path.startswith("/") or PureWindowsPath(relative).drive or resolved in (".", "..") or resolved.startswith("../"):
-        raise InputError("unsafe_path", f"{where}: image path {relative!r} does not name a file inside the batch")
+        raise InputError(UNSAFE_PATH, f"{where}: image path {relative!r} does not name a file inside the batch")
     return resolved
 
 
@@ -118,10 +129,10 @@ def _read_file(source: BatchSource, name: str, images_by_stem: dict[str, list[st
 def _image_path(doc: Any, name: str, origin: str) -> str:
     """The annotated image's path in the batch, read first so every later error lands on that image."""
     if not isinstance(doc, dict):
-        raise InputError("malformed_annotation", f"{origin}: the document is not a JSON object")
+        raise InputError(MALFORMED_ANNOTATION, f"{origin}: the document is not a JSON object")
     path = doc.get("imagePath")
     if not isinstance(path, str) or not path:
-        raise InputError("malformed_annotation", f"{origin}: imagePath is {path!r}, not a file name")
+        raise InputError(MALFORMED_ANNOTATION, f"{origin}: imagePath is {path!r}, not a file name")
     return resolve_batch_path(posixpath.dirname(name), path, origin)
 
 
@@ -131,7 +142,7 @@ def _parse_document(doc: dict, file_name: str, origin: str) -> AnnotatedImage:
     width, height = _dimension(doc, "imageWidth", where), _dimension(doc, "imageHeight", where)
     shapes = doc.get("shapes")
     if not isinstance(shapes, list):
-        raise InputError("malformed_annotation", f"{where}: `shapes` is not a list")
+        raise InputError(MALFORMED_ANNOTATION, f"{where}: `shapes` is not a list")
     image = AnnotatedImage(
         file_name, width, height, attributes=_flag_attributes(doc.get("flags"), where),
         image_data=_image_data(doc.get("imageData"), where))
@@ -144,7 +155,7 @@ def _dimension(doc: dict, key: str, where: str) -> int:
     """imageWidth/imageHeight: required, since ingest checks the image against them and shapes are validated in them."""
     value = doc.get(key)
     if type(value) is not int or value <= 0:
-        raise InputError("malformed_annotation", f"{where}: {key} is {value!r}, not a positive integer")
+        raise InputError(MALFORMED_ANNOTATION, f"{where}: {key} is {value!r}, not a positive integer")
     return value
 
 
@@ -153,11 +164,11 @@ def _image_data(value: Any, where: str) -> bytes | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InputError("malformed_annotation", f"{where}: imageData is not a base64 string")
+        raise InputError(MALFORMED_ANNOTATION, f"{where}: imageData is not a base64 string")
     try:
         return base64.b64decode("".join(value.split()), validate=True)
     except binascii.Error as exc:
-        raise InputError("malformed_annotation", f"{where}: imageData is not base64 ({exc})") from exc
+        raise InputError(MALFORMED_ANNOTATION, f"{where}: imageData is not base64 ({exc})") from exc
 
 
 def _flag_attributes(flags: Any, where: str) -> dict[str, str]:
@@ -165,7 +176,7 @@ def _flag_attributes(flags: Any, where: str) -> dict[str, str]:
     if flags is None:
         return {}
     if not isinstance(flags, dict) or not all(isinstance(v, bool) for v in flags.values()):
-        raise InputError("malformed_annotation", f"{where}: flags is not an object of true/false values")
+        raise InputError(MALFORMED_ANNOTATION, f"{where}: flags is not an object of true/false values")
     return {f"flag:{name}": "1" if value else "0" for name, value in flags.items()}
 
 
@@ -174,15 +185,15 @@ def _parse_shape(doc: Any, index: int, image: AnnotatedImage, origin: str) -> Sh
     label = doc.get("label") if isinstance(doc, dict) else None
     where = shape_origin(origin, image.file_name, index, str(label))
     if not isinstance(label, str) or not label:
-        raise InputError("malformed_annotation", f"{where} is not an object with a label string")
+        raise InputError(MALFORMED_ANNOTATION, f"{where} is not an object with a label string")
     shape_type = doc.get("shape_type") or "polygon"
     if not isinstance(shape_type, str) or shape_type not in POINT_COUNTS:
         raise InputError(
-            "unsupported_shape", f"{where} has shape_type {shape_type!r}, not one of {sorted(POINT_COUNTS)}")
+            UNSUPPORTED_SHAPE, f"{where} has shape_type {shape_type!r}, not one of {sorted(POINT_COUNTS)}")
     ring = _points(doc.get("points"), shape_type, where, image)
     group_id = doc.get("group_id")
     if group_id is not None and type(group_id) is not int:
-        raise InputError("malformed_annotation", f"{where} has group_id {group_id!r}, not an integer")
+        raise InputError(MALFORMED_ANNOTATION, f"{where} has group_id {group_id!r}, not an integer")
     geometry = _geometry(shape_type, ring, doc, where, image)
     return Shape(label, group_id=group_id, attributes=_shape_attributes(doc, where), **geometry)
 
@@ -192,7 +203,7 @@ def _points(points: Any, shape_type: str, where: str, image: AnnotatedImage) -> 
     coords = flatten_points(points, "points", where)
     fewest, most = POINT_COUNTS[shape_type]
     if most is not None and len(points) > most:
-        raise InputError("malformed_polygon", f"{where} is a {shape_type} with {len(points)} points, not {most}")
+        raise InputError(MALFORMED_POLYGON, f"{where} is a {shape_type} with {len(points)} points, not {most}")
     return parse_ring(coords, where, image.width, image.height, min_vertices=fewest)
 
 
@@ -201,7 +212,7 @@ def _shape_attributes(doc: dict, where: str) -> dict[str, str]:
     attributes = _flag_attributes(doc.get("flags"), where)
     description = doc.get("description")
     if description is not None and not isinstance(description, str):
-        raise InputError("malformed_annotation", f"{where} has a description that is not a string")
+        raise InputError(MALFORMED_ANNOTATION, f"{where} has a description that is not a string")
     if description:
         attributes["description"] = description
     return attributes
@@ -228,11 +239,11 @@ def _disc(ring: np.ndarray, where: str, image: AnnotatedImage) -> BoxMask:
     cx, cy, px, py = (float(v) for v in ring)
     radius = math.sqrt((cx - px) ** 2 + (cy - py) ** 2)
     if radius == 0:
-        raise InputError("degenerate_polygon", f"{where} is a circle of radius 0")
+        raise InputError(DEGENERATE_POLYGON, f"{where} is a circle of radius 0")
     left, top = max(math.floor(cx - radius), 0), max(math.floor(cy - radius), 0)
     right, bottom = min(math.ceil(cx + radius) + 1, image.width), min(math.ceil(cy + radius) + 1, image.height)
     if right <= left or bottom <= top:
-        raise InputError("empty_mask", f"{where} is a circle entirely outside the {image.width}x{image.height} frame")
+        raise InputError(EMPTY_MASK, f"{where} is a circle entirely outside the {image.width}x{image.height} frame")
     canvas = Image.new("L", (right - left, bottom - top), 0)
     box = [cx - radius - left, cy - radius - top, cx + radius - left, cy + radius - top]
     ImageDraw.Draw(canvas).ellipse(box, outline=1, fill=1)
@@ -243,10 +254,10 @@ def _png_mask(ring: np.ndarray, data: Any, where: str, image: AnnotatedImage) ->
     """A mask shape: a PNG covering the inclusive pixel box of its two points, inside the frame."""
     x1, y1, x2, y2 = (int(v) for v in ring)
     if not (0 <= x1 <= x2 < image.width and 0 <= y1 <= y2 < image.height):
-        raise InputError("coordinates_out_of_frame", (
+        raise InputError(COORDINATES_OUT_OF_FRAME, (
             f"{where} has a mask box ({x1},{y1})-({x2},{y2}) outside the {image.width}x{image.height} frame"))
     if not isinstance(data, str):
-        raise InputError("malformed_mask", f"{where} has no base64 PNG in `mask`")
+        raise InputError(MALFORMED_MASK, f"{where} has no base64 PNG in `mask`")
     binary = _decode_png(data, (x2 - x1 + 1, y2 - y1 + 1), where)
     return _non_empty(BoxMask.from_array(binary, x1, y1), where)
 
@@ -257,24 +268,24 @@ def _decode_png(data: str, size: tuple[int, int], where: str) -> np.ndarray:
     try:
         png = Image.open(io.BytesIO(base64.b64decode("".join(data.split()), validate=True)), formats=["PNG"])
     except (binascii.Error, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError("malformed_mask", f"{where} has a mask that is not a base64 PNG ({exc})") from exc
+        raise InputError(MALFORMED_MASK, f"{where} has a mask that is not a base64 PNG ({exc})") from exc
     with png:
         if png.size != size:
             raise InputError(
-                "size_mismatch", f"{where} has a {png.size[0]}x{png.size[1]} mask PNG for a {size[0]}x{size[1]} box")
+                SIZE_MISMATCH, f"{where} has a {png.size[0]}x{png.size[1]} mask PNG for a {size[0]}x{size[1]} box")
         try:
             pixels = np.asarray(png)
         except (OSError, ValueError) as exc:
-            raise InputError("malformed_mask", f"{where} has a mask PNG that does not decode ({exc})") from exc
+            raise InputError(MALFORMED_MASK, f"{where} has a mask PNG that does not decode ({exc})") from exc
     if pixels.ndim != 2:
-        raise InputError("malformed_mask", f"{where} has a {png.mode} mask PNG, not a single-channel one")
+        raise InputError(MALFORMED_MASK, f"{where} has a {png.mode} mask PNG, not a single-channel one")
     return pixels != 0
 
 
 def _non_empty(mask: BoxMask | None, where: str) -> BoxMask:
     """A mask shape must cover a pixel: an empty one would be a shape that paints nothing, silently."""
     if mask is None:
-        raise InputError("empty_mask", f"{where} covers no pixel of the frame")
+        raise InputError(EMPTY_MASK, f"{where} covers no pixel of the frame")
     return mask
 
 

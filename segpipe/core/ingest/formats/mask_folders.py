@@ -51,6 +51,14 @@ import numpy as np
 from PIL import Image
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import (
+    CLASS_MAP_AMBIGUOUS,
+    CLASS_MAP_INVALID,
+    CLASS_MAP_MISSING,
+    MASK_MODE_UNSUPPORTED,
+    MASK_UNDECODABLE,
+    UNKNOWN_MASK_COLOUR,
+)
 from segpipe.core.ingest.formats.annotation import AnnotatedImage, BoxMask, Shape
 from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
 from segpipe.core.ingest.formats.strict_json import load_json
@@ -102,7 +110,7 @@ def decode_mask_png(data: bytes, origin: str) -> tuple[str, np.ndarray]:
                 pixels = np.asarray(image)
                 return image.mode, pixels // stretch if stretch > 1 else pixels
     except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError and its own types on bad input
-        raise InputError("mask_undecodable", f"{origin}: cannot decode mask PNG: {type(exc).__name__}: {exc}") from exc
+        raise InputError(MASK_UNDECODABLE, f"{origin}: cannot decode mask PNG: {type(exc).__name__}: {exc}") from exc
 
 
 def _class_indices(mode: str, pixels: np.ndarray, origin: str, class_map: _ClassMap) -> np.ndarray:
@@ -112,8 +120,8 @@ def _class_indices(mode: str, pixels: np.ndarray, origin: str, class_map: _Class
     if mode == "RGB" and class_map.colours:
         return _colour_indices(pixels, origin, class_map)
     if mode == "RGB":
-        raise InputError("mask_mode_unsupported", f"{origin}: an RGB mask needs class colours, and none are defined")
-    raise InputError("mask_mode_unsupported", (
+        raise InputError(MASK_MODE_UNSUPPORTED, f"{origin}: an RGB mask needs class colours, and none are defined")
+    raise InputError(MASK_MODE_UNSUPPORTED, (
         f"{origin}: mask mode {mode!r} is not palette (P), grayscale (L, 1) or RGB"))
 
 
@@ -138,14 +146,14 @@ def _refuse_unknown_colours(unknown: np.ndarray, origin: str) -> None:
     order = np.argsort(-counts, kind="stable")[:5]
     listed = ", ".join(
         f"rgb{(c >> 16, (c >> 8) & 255, c & 255)} ({n} px)" for c, n in zip(colours[order].tolist(), counts[order].tolist()))
-    raise InputError("unknown_mask_colour", (
+    raise InputError(UNKNOWN_MASK_COLOUR, (
         f"{origin}: {len(colours)} colour(s) not in the class map, most frequent first: {listed}"))
 
 
 def _ade_object_classes(mode: str, pixels: np.ndarray, origin: str, class_map: _ClassMap) -> np.ndarray:
     """ADE20K full-dataset `_seg.png`: class = R/10*256 + G (integer division, as ADE's own loader)."""
     if mode != "RGB":
-        raise InputError("mask_mode_unsupported", f"{origin}: an ADE20K `_seg.png` must be RGB, not {mode!r}")
+        raise InputError(MASK_MODE_UNSUPPORTED, f"{origin}: an ADE20K `_seg.png` must be RGB, not {mode!r}")
     return (pixels[..., 0] // 10).astype(np.int32) * 256 + pixels[..., 1]
 
 
@@ -228,7 +236,7 @@ def _parse_labelmap(data: bytes, origin: str) -> _ClassMap:
     try:
         lines = data.decode("utf-8-sig").splitlines()
     except UnicodeDecodeError as exc:
-        raise InputError("class_map_invalid", f"{origin}: not UTF-8 text: {exc}") from exc
+        raise InputError(CLASS_MAP_INVALID, f"{origin}: not UTF-8 text: {exc}") from exc
     names: dict[int, str] = {}
     colours: dict[Rgb, int] = {}
     for number, line in enumerate(lines, start=1):
@@ -236,14 +244,14 @@ def _parse_labelmap(data: bytes, origin: str) -> _ClassMap:
             continue
         name, colour = _labelmap_line(line.strip(), f"{origin}: line {number}")
         if name in names.values():
-            raise InputError("class_map_invalid", f"{origin}: line {number}: label {name!r} is defined twice")
+            raise InputError(CLASS_MAP_INVALID, f"{origin}: line {number}: label {name!r} is defined twice")
         if colour is not None and colour in colours:
-            raise InputError("class_map_invalid", f"{origin}: line {number}: colour {colour} is used twice")
+            raise InputError(CLASS_MAP_INVALID, f"{origin}: line {number}: colour {colour} is used twice")
         names[len(names)] = name
         if colour is not None:
             colours[colour] = len(names) - 1
     if not names:
-        raise InputError("class_map_invalid", f"{origin}: defines no labels")
+        raise InputError(CLASS_MAP_INVALID, f"{origin}: defines no labels")
     return _with_void(names, colours or {voc_colour(index): index for index in names})
 
 
@@ -251,12 +259,12 @@ def _labelmap_line(line: str, where: str) -> tuple[str, Rgb | None]:
     """The name and optional colour of one `name:r,g,b:parts:actions` line (parts and actions unused)."""
     fields = line.split(":")
     if len(fields) != 4 or not fields[0]:
-        raise InputError("class_map_invalid", f"{where}: expected `name:r,g,b:parts:actions`, got {line!r}")
+        raise InputError(CLASS_MAP_INVALID, f"{where}: expected `name:r,g,b:parts:actions`, got {line!r}")
     if not fields[1]:
         return fields[0], None
     match = _LABELMAP_COLOUR.fullmatch(fields[1])
     if match is None or any(int(c) > 255 for c in match.groups()):
-        raise InputError("class_map_invalid", f"{where}: colour {fields[1]!r} is not `r,g,b` with values 0..255")
+        raise InputError(CLASS_MAP_INVALID, f"{where}: colour {fields[1]!r} is not `r,g,b` with values 0..255")
     r, g, b = (int(c) for c in match.groups())
     return fields[0], (r, g, b)
 
@@ -314,10 +322,10 @@ def _parse_class_map_json(data: bytes, origin: str) -> _ClassMap:
     """Datumaro's dataset_meta.json schema (see the module docstring), strictly validated."""
     doc = load_json(data, origin)
     if not isinstance(doc, dict):
-        raise InputError("class_map_invalid", f"{origin}: the class map is not a JSON object")
+        raise InputError(CLASS_MAP_INVALID, f"{origin}: the class map is not a JSON object")
     names = _label_names(doc, origin)
     if not names:
-        raise InputError("class_map_invalid", f"{origin}: neither `labels` nor `label_map` names any class")
+        raise InputError(CLASS_MAP_INVALID, f"{origin}: neither `labels` nor `label_map` names any class")
     return _ClassMap(names, _label_colours(doc, origin))
 
 
@@ -325,15 +333,15 @@ def _label_names(doc: dict[str, Any], origin: str) -> dict[int, str]:
     """Names by position in `labels`, then by key in `label_map`; the two must agree."""
     labels, label_map = doc.get("labels", []), doc.get("label_map", {})
     if not isinstance(labels, list) or not all(isinstance(n, str) and n for n in labels):
-        raise InputError("class_map_invalid", f"{origin}: `labels` is not a list of non-empty names")
+        raise InputError(CLASS_MAP_INVALID, f"{origin}: `labels` is not a list of non-empty names")
     if not isinstance(label_map, dict) or not all(isinstance(n, str) and n for n in label_map.values()):
-        raise InputError("class_map_invalid", f"{origin}: `label_map` is not an object of index -> non-empty name")
+        raise InputError(CLASS_MAP_INVALID, f"{origin}: `label_map` is not an object of index -> non-empty name")
     names = dict(enumerate(labels))
     for key, name in label_map.items():
         if not _INDEX_KEY.fullmatch(key):
-            raise InputError("class_map_invalid", f"{origin}: `label_map` key {key!r} is not a decimal index")
+            raise InputError(CLASS_MAP_INVALID, f"{origin}: `label_map` key {key!r} is not a decimal index")
         if names.setdefault(int(key), name) != name:
-            raise InputError("class_map_invalid", (
+            raise InputError(CLASS_MAP_INVALID, (
                 f"{origin}: index {key} is {name!r} in `label_map` but {names[int(key)]!r} in `labels`"))
     return names
 
@@ -345,14 +353,14 @@ def _label_colours(doc: dict[str, Any], origin: str) -> dict[Rgb, int]:
         return {}
     keys = list(doc.get("label_map", {}))
     if not isinstance(colours_doc, list) or len(colours_doc) != len(keys):
-        raise InputError("class_map_invalid", (
+        raise InputError(CLASS_MAP_INVALID, (
             f"{origin}: `segmentation_colors` must hold one [r, g, b] per `label_map` entry ({len(keys)})"))
     colours: dict[Rgb, int] = {}
     for key, colour in zip(keys, colours_doc, strict=True):
         if not _is_rgb(colour):
-            raise InputError("class_map_invalid", f"{origin}: colour {colour!r} of index {key} is not [r, g, b] in 0..255")
+            raise InputError(CLASS_MAP_INVALID, f"{origin}: colour {colour!r} of index {key} is not [r, g, b] in 0..255")
         if tuple(colour) in colours:
-            raise InputError("class_map_invalid", f"{origin}: colour {colour} is given to two classes")
+            raise InputError(CLASS_MAP_INVALID, f"{origin}: colour {colour} is given to two classes")
         colours[(colour[0], colour[1], colour[2])] = int(key)
     return colours
 
@@ -381,9 +389,9 @@ def _folder_class_map(source: BatchSource, root: str, files: list[str]) -> _Clas
     found = [_join(root, file) for file in FOLDER_CLASS_MAPS if _join(root, file) in files]
     where = source.origin(_join(root, "masks"))
     if not found:
-        raise InputError("class_map_missing", f"{where}: no {' or '.join(FOLDER_CLASS_MAPS)} beside the masks folder")
+        raise InputError(CLASS_MAP_MISSING, f"{where}: no {' or '.join(FOLDER_CLASS_MAPS)} beside the masks folder")
     if len(found) > 1:
-        raise InputError("class_map_ambiguous", f"{where}: both {' and '.join(found)} are beside the masks folder")
+        raise InputError(CLASS_MAP_AMBIGUOUS, f"{where}: both {' and '.join(found)} are beside the masks folder")
     return _parse_class_map_json(source.read(found[0]), source.origin(found[0]))
 
 

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import FILE_TOO_LARGE, UNPARSEABLE_ANNOTATIONS
 
 MAX_JSON_BYTES = 512 * 1024 * 1024
 
@@ -35,10 +36,10 @@ def _finite_float(text: str) -> float:
 def load_json(data: bytes, origin: str) -> Any:
     """Parse strictly, or raise InputError("unparseable_annotations") naming the file and the problem."""
     if len(data) > MAX_JSON_BYTES:
-        raise InputError("file_too_large", f"{origin}: {len(data)} bytes exceeds the {MAX_JSON_BYTES}-byte JSON limit")
+        raise InputError(FILE_TOO_LARGE, f"{origin}: {len(data)} bytes exceeds the {MAX_JSON_BYTES}-byte JSON limit")
     try:
         text = data.decode("utf-8-sig")
         return json.loads(
             text, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicates, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise InputError("unparseable_annotations", f"{origin}: not valid JSON: {exc}") from exc
+        raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: not valid JSON: {exc}") from exc

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 import fsspec
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import BATCH_MISSING, SOURCE_MISSING
 from segpipe.core.ingest.landing import ARCHIVE_SUFFIX, find_ready_batches
 from segpipe.core.ingest.sources.folder import FolderSource
 from segpipe.core.ingest.sources.source import BatchSource, RejectedFile
@@ -22,7 +23,7 @@ def open_source(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[BatchSourc
     elif fs.isdir(path):
         yield FolderSource(fs, path, uri)
     else:
-        raise InputError("source_missing", f"{uri}: neither a folder nor a .zip archive")
+        raise InputError(SOURCE_MISSING, f"{uri}: neither a folder nor a .zip archive")
 
 
 @contextmanager
@@ -30,7 +31,7 @@ def open_landed_batch(fs: fsspec.AbstractFileSystem, landing_root: str, batch_id
     """The ready batch with this id under the landing root."""
     landed = find_ready_batches(fs, landing_root).get(batch_id)
     if landed is None:
-        raise InputError("batch_missing", f"{landing_root}/{batch_id}: no ready batch with this id (folder with batch.json or .zip)")
+        raise InputError(BATCH_MISSING, f"{landing_root}/{batch_id}: no ready batch with this id (folder with batch.json or .zip)")
     with open_source(fs, landed.path) as source:
         yield source
 

@@ -5,6 +5,7 @@ from typing import BinaryIO
 import fsspec
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import FILE_MISSING, FILE_TOO_LARGE, SYMLINK, UNDECODABLE_NAME
 from segpipe.core.ingest.sources.source import RejectedFile
 
 MAX_FILE_BYTES = 2 * 1024**3
@@ -34,13 +35,13 @@ class FolderSource:
         shown = printable_name(name)
         if shown != name:
             self._rejected.append(RejectedFile(shown, InputError(
-                "undecodable_name", f"{self.uri}/{shown}: file name is not valid UTF-8")))
+                UNDECODABLE_NAME, f"{self.uri}/{shown}: file name is not valid UTF-8")))
         elif info.get("islink") or info.get("type") != "file":
             self._rejected.append(RejectedFile(name, InputError(
-                "symlink", f"{self.uri}/{name}: is a symbolic link or special file; links are never followed")))
+                SYMLINK, f"{self.uri}/{name}: is a symbolic link or special file; links are never followed")))
         elif info.get("size", 0) > MAX_FILE_BYTES:
             self._rejected.append(RejectedFile(name, InputError(
-                "file_too_large", f"{self.uri}/{name}: {info['size']} bytes exceeds the {MAX_FILE_BYTES}-byte limit")))
+                FILE_TOO_LARGE, f"{self.uri}/{name}: {info['size']} bytes exceeds the {MAX_FILE_BYTES}-byte limit")))
         else:
             self._names.append(name)
             self._sizes[name] = int(info.get("size") or 0)
@@ -53,12 +54,12 @@ class FolderSource:
 
     def read(self, name: str) -> bytes:
         if name not in self._sizes:
-            raise InputError("file_missing", f"{self.origin(name)}: no such file in the batch")
+            raise InputError(FILE_MISSING, f"{self.origin(name)}: no such file in the batch")
         return self.fs.cat_file(f"{self.root}/{name}")
 
     def open(self, name: str) -> BinaryIO:
         if name not in self._sizes:
-            raise InputError("file_missing", f"{self.origin(name)}: no such file in the batch")
+            raise InputError(FILE_MISSING, f"{self.origin(name)}: no such file in the batch")
         return self.fs.open(f"{self.root}/{name}", "rb")
 
     def origin(self, name: str) -> str:

@@ -35,6 +35,17 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import (
+    ARCHIVE_NAME_COLLISION,
+    ARCHIVE_SYMLINK,
+    ARCHIVE_TOO_LARGE,
+    CORRUPT_ARCHIVE,
+    ENCRYPTED_ARCHIVE_ENTRY,
+    NESTED_ARCHIVE,
+    UNSAFE_ARCHIVE_PATH,
+    UNSUPPORTED_ARCHIVE_COMPRESSION,
+    ZIP_BOMB,
+)
 from segpipe.core.ingest.sources.source import RejectedFile
 
 MiB = 1024 * 1024
@@ -134,7 +145,7 @@ class ZipArchiveSource:
         return InputError(rule, f"{self.uri}: entry {name!r} {problem}")
 
     def _nested(self, name: str) -> RejectedFile:
-        error = self._refuse("nested_archive", name, "is an archive; nested archives are not expanded")
+        error = self._refuse(NESTED_ARCHIVE, name, "is an archive; nested archives are not expanded")
         return RejectedFile(name, error)
 
     def _read_directory(self) -> tuple[list[zipfile.ZipInfo], int]:
@@ -143,31 +154,31 @@ class ZipArchiveSource:
             # _EndRecData is private but unchanged since Python 2; it handles ZIP64 for us.
             end_record = zipfile._EndRecData(self._file)
         except zipfile.BadZipFile as exc:
-            raise InputError("corrupt_archive", f"{self.uri}: not a readable ZIP archive: {exc}") from exc
+            raise InputError(CORRUPT_ARCHIVE, f"{self.uri}: not a readable ZIP archive: {exc}") from exc
         if end_record is None:
-            raise InputError("corrupt_archive", f"{self.uri}: not a ZIP archive (no end of central directory)")
+            raise InputError(CORRUPT_ARCHIVE, f"{self.uri}: not a ZIP archive (no end of central directory)")
         directory_bytes = end_record[zipfile._ECD_SIZE]
         if directory_bytes > self._limits.max_directory_bytes:
-            raise InputError("archive_too_large", f"{self.uri}: central directory of {directory_bytes} bytes "
+            raise InputError(ARCHIVE_TOO_LARGE, f"{self.uri}: central directory of {directory_bytes} bytes "
                              f"exceeds the {self._limits.max_directory_bytes}-byte limit")
         try:
             with zipfile.ZipFile(self._file) as archive:
                 return archive.infolist(), archive.start_dir
         except (zipfile.BadZipFile, NotImplementedError, UnicodeDecodeError) as exc:
-            raise InputError("corrupt_archive", f"{self.uri}: not a readable ZIP archive: {exc}") from exc
+            raise InputError(CORRUPT_ARCHIVE, f"{self.uri}: not a readable ZIP archive: {exc}") from exc
 
     def _check_entries(self, infos: list[zipfile.ZipInfo]) -> None:
         """Refuse the archive for its entry count, its declared total, or any one bad entry."""
         limits = self._limits
         if len(infos) > limits.max_entries:
-            raise InputError("archive_too_large",
+            raise InputError(ARCHIVE_TOO_LARGE,
                              f"{self.uri}: {len(infos)} entries exceed the limit of {limits.max_entries}")
         total = 0
         for info in infos:
             self._check_entry(info)
             total += info.file_size
             if total > limits.max_total_bytes:
-                raise self._refuse("archive_too_large", info.orig_filename, f"brings the declared uncompressed total "
+                raise self._refuse(ARCHIVE_TOO_LARGE, info.orig_filename, f"brings the declared uncompressed total "
                                    f"to {total} bytes, over the {limits.max_total_bytes}-byte limit")
 
     def _check_entry(self, info: zipfile.ZipInfo) -> None:
@@ -175,13 +186,13 @@ class ZipArchiveSource:
         name = info.orig_filename
         problem = _path_problem(name)
         if problem:
-            raise self._refuse("unsafe_archive_path", name, problem)
+            raise self._refuse(UNSAFE_ARCHIVE_PATH, name, problem)
         if stat.S_ISLNK(info.external_attr >> 16):
-            raise self._refuse("archive_symlink", name, "is a symbolic link")
+            raise self._refuse(ARCHIVE_SYMLINK, name, "is a symbolic link")
         if info.flag_bits & _ENCRYPTED_FLAG:
-            raise self._refuse("encrypted_archive_entry", name, "is encrypted")
+            raise self._refuse(ENCRYPTED_ARCHIVE_ENTRY, name, "is encrypted")
         if info.compress_type not in READABLE_METHODS:
-            raise self._refuse("unsupported_archive_compression", name,
+            raise self._refuse(UNSUPPORTED_ARCHIVE_COMPRESSION, name,
                                f"uses compression method {info.compress_type}; only stored and deflate are read")
         self._check_declared_size(info)
 
@@ -189,10 +200,10 @@ class ZipArchiveSource:
         """Declared sizes are the attacker's numbers; the streaming reader holds the entry to them."""
         limits, name = self._limits, info.orig_filename
         if info.file_size > limits.max_entry_bytes:
-            raise self._refuse("archive_too_large", name, f"declares {info.file_size} bytes, "
+            raise self._refuse(ARCHIVE_TOO_LARGE, name, f"declares {info.file_size} bytes, "
                                f"over the {limits.max_entry_bytes}-byte per-entry limit")
         if info.file_size > limits.ratio_floor_bytes and info.file_size > limits.max_ratio * info.compress_size:
-            raise self._refuse("zip_bomb", name, f"declares {info.file_size} bytes from {info.compress_size} "
+            raise self._refuse(ZIP_BOMB, name, f"declares {info.file_size} bytes from {info.compress_size} "
                                f"compressed, over the {limits.max_ratio}:1 ratio limit")
 
     def _check_distinct(self, infos: list[zipfile.ZipInfo]) -> None:
@@ -202,14 +213,14 @@ class ZipArchiveSource:
             name = info.orig_filename
             key = _fold(name.removesuffix("/"))
             if key in owners:
-                raise self._refuse("archive_name_collision", name, f"names the same file as entry {owners[key]!r} "
+                raise self._refuse(ARCHIVE_NAME_COLLISION, name, f"names the same file as entry {owners[key]!r} "
                                    f"once case and Unicode form are ignored ({ascii(owners[key])} vs {ascii(name)})")
             owners[key] = name
         for info in infos:
             for parent in _parents(info.orig_filename):
                 owner = owners.get(_fold(parent))
                 if owner is not None and not owner.endswith("/"):
-                    raise self._refuse("archive_name_collision", info.orig_filename,
+                    raise self._refuse(ARCHIVE_NAME_COLLISION, info.orig_filename,
                                        f"lies under entry {owner!r}, which is a file")
 
     def _locate_data(self, infos: list[zipfile.ZipInfo], directory_start: int) -> list[_Entry]:
@@ -221,25 +232,25 @@ class ZipArchiveSource:
         entries: list[_Entry] = []
         for info in sorted(infos, key=lambda i: i.header_offset):
             if entries and info.header_offset < entries[-1].data_start + entries[-1].compress_size:
-                raise self._refuse("zip_bomb", info.orig_filename, f"overlaps entry {entries[-1].name!r}")
+                raise self._refuse(ZIP_BOMB, info.orig_filename, f"overlaps entry {entries[-1].name!r}")
             entries.append(self._locate(info))
         if entries and entries[-1].data_start + entries[-1].compress_size > directory_start:
-            raise self._refuse("zip_bomb", entries[-1].name, "overlaps the central directory")
+            raise self._refuse(ZIP_BOMB, entries[-1].name, "overlaps the central directory")
         return entries
 
     def _locate(self, info: zipfile.ZipInfo) -> _Entry:
         """Read the local header; its name must match the directory's, as other tools use either."""
         name = info.orig_filename
         if info.header_offset < 0:  # zipfile shifts offsets by the directory's own misplacement
-            raise self._refuse("corrupt_archive", name, "has a local header before the archive's start")
+            raise self._refuse(CORRUPT_ARCHIVE, name, "has a local header before the archive's start")
         self._file.seek(info.header_offset)
         header = self._file.read(_LOCAL_HEADER.size)
         if len(header) != _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
-            raise self._refuse("corrupt_archive", name, f"has no local header at offset {info.header_offset}")
+            raise self._refuse(CORRUPT_ARCHIVE, name, f"has no local header at offset {info.header_offset}")
         name_length, extra_length = _LOCAL_HEADER.unpack(header)[-2:]
         local_name = self._file.read(name_length)
         if local_name != name.encode("utf-8" if info.flag_bits & _UTF8_FLAG else "cp437"):
-            raise self._refuse("corrupt_archive", name, f"is called {local_name!r} in its local header")
+            raise self._refuse(CORRUPT_ARCHIVE, name, f"is called {local_name!r} in its local header")
         data_start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
         return _Entry(name, data_start, info.compress_size, info.file_size, info.CRC,
                       info.compress_type == zipfile.ZIP_DEFLATED)
@@ -256,7 +267,7 @@ class ZipArchiveSource:
             self._total_read += size
             total = self._total_read
         if total > self._limits.max_total_bytes:
-            raise self._refuse("archive_too_large", name, f"takes the bytes decompressed from this archive "
+            raise self._refuse(ARCHIVE_TOO_LARGE, name, f"takes the bytes decompressed from this archive "
                                f"past the {self._limits.max_total_bytes}-byte budget")
 
 
@@ -321,7 +332,7 @@ class _EntryStream(io.RawIOBase):
         """Hold the entry to its declared size; that size is already within the per-entry limit."""
         self._produced += len(data)
         if self._produced > self._entry.file_size:
-            raise self._source._refuse("zip_bomb", self._entry.name,
+            raise self._source._refuse(ZIP_BOMB, self._entry.name,
                                        f"yields more than the {self._entry.file_size} bytes its header declares")
         self._source._charge(self._entry.name, len(data))
         self._crc = zlib.crc32(data, self._crc)
@@ -334,7 +345,7 @@ class _EntryStream(io.RawIOBase):
             raise self._corrupt("fails its CRC-32 check")
 
     def _corrupt(self, problem: str) -> InputError:
-        return self._source._refuse("corrupt_archive", self._entry.name, problem)
+        return self._source._refuse(CORRUPT_ARCHIVE, self._entry.name, problem)
 
 
 def _path_problem(name: str) -> str | None:

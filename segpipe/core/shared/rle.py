@@ -8,6 +8,7 @@ heavy build dependency for a few dozen lines.
 import numpy as np
 
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import MALFORMED_MASK
 
 # Twice Pillow's default MAX_IMAGE_PIXELS: Pillow refuses to open any image larger, so a mask
 # this large cannot belong to an image the pipeline accepts, and decoding it would only waste memory.
@@ -103,10 +104,10 @@ def rle_size(rle: dict, where: str) -> tuple[int, int]:
     """The (height, width) of a COCO RLE, validated before anything is allocated for it."""
     size = rle.get("size")
     if not isinstance(size, list) or len(size) != 2 or not all(type(v) is int and v > 0 for v in size):
-        raise InputError("malformed_mask", f"{where} has an RLE size {size!r}, not [height, width] positive integers")
+        raise InputError(MALFORMED_MASK, f"{where} has an RLE size {size!r}, not [height, width] positive integers")
     height, width = size
     if height * width > MAX_RLE_PIXELS:
-        raise InputError("malformed_mask", f"{where} has an RLE of {height}x{width} pixels, over {MAX_RLE_PIXELS}")
+        raise InputError(MALFORMED_MASK, f"{where} has an RLE of {height}x{width} pixels, over {MAX_RLE_PIXELS}")
     return height, width
 
 
@@ -122,11 +123,11 @@ def decode_rle(rle: dict, where: str) -> np.ndarray:
     if isinstance(counts, str):
         counts = _string_to_counts(counts, where)
     elif not isinstance(counts, list) or not all(type(c) is int for c in counts):
-        raise InputError("malformed_mask", f"{where} has RLE counts that are neither a string nor a list of integers")
+        raise InputError(MALFORMED_MASK, f"{where} has RLE counts that are neither a string nor a list of integers")
     if any(c < 0 for c in counts):
-        raise InputError("malformed_mask", f"{where} has a negative RLE count")
+        raise InputError(MALFORMED_MASK, f"{where} has a negative RLE count")
     if sum(counts) != height * width:
-        raise InputError("malformed_mask", (
+        raise InputError(MALFORMED_MASK, (
             f"{where} has RLE counts summing to {sum(counts)}, not {height}x{width} = {height * width} pixels"))
     values = np.zeros(len(counts), dtype=bool)
     values[1::2] = True
@@ -142,7 +143,7 @@ def _string_to_counts(text: str, where: str) -> list[int]:
     for char in text:
         code = ord(char) - 48
         if not 0 <= code < 64:
-            raise InputError("malformed_mask", f"{where} has a compressed RLE with the invalid character {char!r}")
+            raise InputError(MALFORMED_MASK, f"{where} has a compressed RLE with the invalid character {char!r}")
         value |= (code & 0x1F) << shift
         shift += 5
         if code & 0x20:
@@ -152,5 +153,5 @@ def _string_to_counts(text: str, where: str) -> list[int]:
         counts.append(value + counts[-2] if len(counts) > 2 else value)
         value = shift = 0
     if shift:
-        raise InputError("malformed_mask", f"{where} has a compressed RLE that ends inside a count")
+        raise InputError(MALFORMED_MASK, f"{where} has a compressed RLE that ends inside a count")
     return counts

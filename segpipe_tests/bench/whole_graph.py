@@ -14,10 +14,8 @@ SQLite instance and a temporary store, as `segpipe build` runs the graph (segpip
   run per batch), then QA, consensus, sampling and release. Wall time, images/s, seconds per step
   (Dagster's step records, summed over runs) and the counts of the release ledger;
 - nightly: one more batch holding 1% more scenes lands, and run_local_build runs again, as
-  `segpipe build` does: batch_job is launched for every known batch (ingest and label_masks run
-  again for the old ones, annotation_masks finds its memo), then the release; wall time and its
-  ratio to the cold build. The per-step seconds show what the landing sensor, which launches
-  only the new batch, would save;
+  `segpipe build` does: batch_job is launched only for the batch not drawn yet, as the landing
+  sensor would, then the release over every batch; wall time and its ratio to the cold build;
 - backfill: a mapping-only taxonomy edit (`polegroup` remapped from void to pole), then
   run_taxonomy_backfill; wall time and its ratio to the cold build.
 Every phase checks that its ledger balances: input = released + filtered + quarantined = the

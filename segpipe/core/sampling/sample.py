@@ -1,7 +1,7 @@
 """Golden-distribution sampling: select a release's images and split them, per the distribution spec.
 
-The steps live in their own modules: sampling_units (what moves together), golden_selection
-(which units, and whether the spec is feasible at all), split_assignment (which split). This one
+The steps live in their own modules: units (what moves together), selection
+(which units, and whether the spec is feasible at all), splits (which split). This one
 joins them and keeps a nightly build stable: given the previous build's assignments under the
 same spec, every image keeps its split and selection, and only new images are decided.
 """

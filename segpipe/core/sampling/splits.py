@@ -5,7 +5,7 @@ over units instead of images and over three kinds of label at once: each strata 
 class counted both in images and in pixels. In order:
 1. previous: a unit holding images an earlier build with the same spec assigned keeps their split
    (the most common one, should a near copy now join two units of different splits);
-2. floors: the classes few units hold are placed all at once, exactly (floor_assignment); for
+2. floors: the classes few units hold are placed all at once, exactly (floors); for
    the others, rarest first, each split short of min_images images with the class gets the
    smallest unassigned unit holding it, in turns, while such units remain; a split still short
    then takes a floor-placed unit another split can spare without falling below a floor;

@@ -1,6 +1,6 @@
 """Pandera schemas of every table segpipe passes between stages.
 
-The manifest schema is the public contract of a release (documented in the README);
+The manifest schema is the public contract of a release (documented in docs/release-format.md);
 the others are internal but validated at each stage boundary so a bad table fails
 where it is made, not three stages later.
 """

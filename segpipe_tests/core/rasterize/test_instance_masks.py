@@ -1,4 +1,4 @@
-"""Instance-id masks (segpipe/core/instance_masks.py) and their 16-bit PNG, unit by unit, then against
+"""Instance-id masks (segpipe/core/rasterize/instance_masks.py) and their 16-bit PNG, unit by unit, then against
 cityscapesScripts on generated street scenes.
 
 Parity: scenes from segpipe_tests/bench/cityscapes_scenes.py go through the pipeline's path

@@ -7,7 +7,7 @@ import pytest
 
 from segpipe.cli.main import main
 from segpipe.core.rasterize.raster import decode_mask_png
-from segpipe.core.release.archive import release_stem
+from segpipe.core.release.layout import release_stem
 from segpipe.environment import PACKAGE_CONFIG
 
 

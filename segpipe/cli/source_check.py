@@ -15,7 +15,7 @@ from segpipe.core.ingest.batch import IngestedBatch, ingest_batch, quarantine_un
 from segpipe.core.shared.png import encode_mask_png
 from segpipe.core.shared.quarantine_rules import quarantine_rule
 from segpipe.core.rasterize.raster import rasterize_shapes
-from segpipe.core.release.archive import release_stem
+from segpipe.core.release.layout import release_stem
 from segpipe.core.ingest.sources import open_source
 from segpipe.core.taxonomy.model import Taxonomy, map_labels
 

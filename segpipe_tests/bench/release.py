@@ -77,7 +77,9 @@ def measure(workdir: Path) -> dict:
     """In a fresh process: write the release straight into the store's staging area and publish it."""
     from segpipe.store.publish import open_staging, publish_release
     from segpipe.store.keys import archive_name
-    from segpipe.core.release.archive import BuildStamp, write_release_archive
+    from segpipe.core.release.build import write_release
+    from segpipe.core.release.packaging import ZipPackager
+    from segpipe.core.release.writers import BuildStamp, ReleaseContext
     from segpipe.core.release.verify import archive_problems
     from segpipe.core.taxonomy.model import load_taxonomy
     from segpipe.environment import PACKAGE_CONFIG
@@ -91,18 +93,18 @@ def measure(workdir: Path) -> dict:
                               "severity": pl.String, "passed": pl.Boolean, "excludes_entry": pl.Boolean,
                               "reason": pl.String, "thumbnail_key": pl.String})
     taxonomy = load_taxonomy(PACKAGE_CONFIG / "taxonomy.yaml")
+    release = ReleaseContext(store.artefacts(), taxonomy, "bench", "grayscale", BuildStamp("bench", "2026-12-01T00:00:00Z"),
+                             {"input": size, "released": size, "filtered": 0, "quarantined": 0}, qa)
     fs, root = store.location()
     start = time.perf_counter()
     with open_staging(fs, root, "bench") as staging:
-        with staging.open("dataset.zip") as out:
-            contents = write_release_archive(out, items, store.artefacts(), taxonomy, "bench", "grayscale",
-                                             {"input": size, "released": size, "filtered": 0, "quarantined": 0},
-                                             qa, BuildStamp("bench", "2026-12-01T00:00:00Z"))
+        with staging.open("dataset.zip") as out, ZipPackager(out) as packager:
+            write_release(release, items, packager)
         write_s = time.perf_counter() - start
         written_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
         published = publish_release(fs, root, "bench", staging, "dataset.zip", {"counts": {"released": size}},
-                                    content_digest=contents.version, taxonomy_version=taxonomy.taxonomy_version,
+                                    content_digest=release.version, taxonomy_version=taxonomy.taxonomy_version,
                                     check_archive=archive_problems)
     publish_s = time.perf_counter() - start
     zip_bytes = fs.size(f"{root}/{published.prefix}/{archive_name('bench', published.version)}")

@@ -13,8 +13,13 @@ import polars as pl
 import pytest
 from PIL import Image
 
+from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.core.rasterize.raster import decode_mask_png, paint_in_order
+from segpipe.core.release.build import ReleaseInputs, build_release
+from segpipe.core.release.writers import BuildStamp
+from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.shared.rle import decode_rle
+from segpipe.core.taxonomy.model import load_taxonomy
 from segpipe.definitions import defs as load_defs
 from segpipe.environment import PACKAGE_CONFIG, current_environment
 from segpipe.cli.local_build import BuildOutcome, run_local_build, run_taxonomy_backfill
@@ -125,6 +130,43 @@ def test_the_demo_release_verifies_and_its_coco_annotations_paint_its_masks(demo
         # conversion: on the demo's 256x128 scenes of small objects the outlines are ~2 % of the pixels
         assert (by_pycocotools[labelled] == mask[labelled]).mean() >= 0.97, image["file_name"]
     assert drawn > 0
+
+
+def test_core_alone_builds_the_release_the_asset_published(demo_build):
+    """No Dagster: the tables the asset's run left in the store, read back as its IO manager reads them
+    (a partitioned table as its partitions in key order), built into memory with build_release over
+    the store's folder, give the content digest the asset recorded, and with the run's stamp the same
+    members in the same order with the same bytes."""
+    metadata, tables = demo_build.outcome.release_metadata, demo_build.store / "tables"
+
+    def table(name: str) -> pl.DataFrame:
+        if (tables / f"{name}.parquet").exists():
+            return pl.read_parquet(tables / f"{name}.parquet")
+        return pl.concat([pl.read_parquet(p) for p in sorted((tables / name).glob("*.parquet"), key=lambda p: p.stem)])
+
+    memos: dict[str, bytes] = {}  # the demo store stays as the run left it
+    store = ArtefactStore(lambda key: memos[key] if key in memos else (demo_build.store / key).read_bytes(),
+                          memos.__setitem__, lambda key: key in memos or (demo_build.store / key).exists())
+    settings = load_pipeline_settings(demo_build.store.parent / "pipeline.yaml")
+    marker = json.loads((Path(metadata["release"]) / "_RELEASE.json").read_text())
+    with zipfile.ZipFile(metadata["archive"]) as published:
+        lineage = json.loads(published.read("meta.json"))["lineage"]
+        inputs = ReleaseInputs(
+            **{name: table(name) for name in ("dataset_split", "sampling_report", "class_balance", "consensus_masks",
+                                              "annotation_masks", "mapped_shapes", "batch_images", "batch_quarantine",
+                                              "qa_report")},
+            taxonomy=load_taxonomy(PACKAGE_CONFIG / "taxonomy.yaml"), dataset_name=settings.dataset_name,
+            mask_encoding=settings.mask_encoding, sampling=settings.sampling,
+            near_duplicate_bits=settings.qa.near_duplicate_bits, store=store,
+            stamp=BuildStamp(lineage["run_id"], lineage["created_at"]))
+        out = io.BytesIO()
+        contents = build_release(inputs, out)
+        with zipfile.ZipFile(out) as built:
+            assert built.namelist() == published.namelist()
+            assert [n for n in built.namelist() if built.read(n) != published.read(n)] == []
+    assert contents.version == metadata["content_digest"] == marker["content_digest"]
+    assert contents.counts == metadata["counts"] == marker["counts"]
+    assert contents.ledger.equals(pl.read_parquet(Path(metadata["release"]) / "ledger.parquet"), null_equal=True)
 
 
 def _segpipe_pixels(annotation: dict, height: int, width: int) -> np.ndarray:

@@ -18,7 +18,8 @@ import pandera.errors
 import polars as pl
 
 from segpipe.core.rasterize.raster import decode_mask_png
-from segpipe.core.release.archive import MANIFEST_COLUMNS, SHA256SUMS, manifest_types
+from segpipe.core.release.layout import SHA256SUMS
+from segpipe.core.release.writers.manifest import MANIFEST_COLUMNS, MANIFEST_TYPES
 from segpipe.core.shared.schemas import ManifestRecord
 
 CHUNK = 1 << 20
@@ -125,7 +126,7 @@ def _read_manifest(archive: zipfile.ZipFile, problems: list[ReleaseProblem]) -> 
         problems.append(ReleaseProblem("index.csv", f"columns are {table.columns}, the manifest schema has {MANIFEST_COLUMNS}"))
         return None
     try:
-        manifest = table.cast(manifest_types())
+        manifest = table.cast(MANIFEST_TYPES)
     except pl.exceptions.InvalidOperationError as exc:
         problems.append(ReleaseProblem("index.csv", f"a value does not have its column's type: {exc}"))
         return None

@@ -1,25 +1,14 @@
-import io
-
 import dagster as dg
 import polars as pl
 
-from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, released_shapes
-from segpipe.core.sampling.report import report_files
-from segpipe.core.release.ledger import build_ledger, outcome_counts
-from segpipe.core.qa.near_duplicates import split_leaks
-from segpipe.store.publish import latest_release_file, open_staging, publish_release
-from segpipe.core.qa.rules import excluded_entries
-from segpipe.core.release.archive import BuildStamp, release_items, write_release_archive
-from segpipe.core.release.diff import diff_against, diff_files
-from segpipe.core.release.verify import archive_problems
-from segpipe.core.sampling.sample import unselected_reasons
+from segpipe.core.release.build import ReleaseInputs
+from segpipe.core.release.writers import BuildStamp
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.retries import OBJECT_STORE_RETRY, decisions_not_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 from segpipe.store import keys
-
-STAGED_ARCHIVE = "dataset.zip"
+from segpipe.store.release_build import build_and_publish
 
 
 @dg.asset(
@@ -51,31 +40,16 @@ def dataset_release(
     retried with backoff; a conflict with someone else's release is not (defs/retries.py)."""
     with decisions_not_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
-        items = release_items(dataset_split, consensus_masks, batch_images, qa_report)
-        ledger = build_ledger(batch_images, batch_quarantine, excluded_entries(qa_report), consensus_masks,
-                              set(items["image_id"]), unselected_reasons(dataset_split, settings.sampling))
-        counts = outcome_counts(ledger)
-        shapes = released_shapes(consensus_masks, annotation_masks.select("mask_key", "entry_id"),
-                                 mapped_shapes.select(SHAPE_COLUMNS))
+        inputs = ReleaseInputs(
+            dataset_split=dataset_split, sampling_report=sampling_report, class_balance=class_balance,
+            consensus_masks=consensus_masks, annotation_masks=annotation_masks, mapped_shapes=mapped_shapes,
+            batch_images=batch_images, batch_quarantine=batch_quarantine, qa_report=qa_report, taxonomy=taxonomy,
+            dataset_name=settings.dataset_name, mask_encoding=settings.mask_encoding, sampling=settings.sampling,
+            near_duplicate_bits=settings.qa.near_duplicate_bits, store=object_store.artefacts(),
+            stamp=BuildStamp.now(context.run.run_id))
         fs, root = object_store.location()
-        with open_staging(fs, root, settings.dataset_name) as staging:
-            with staging.open(STAGED_ARCHIVE) as out:
-                contents = write_release_archive(
-                    out, items, object_store.artefacts(), taxonomy,
-                    settings.dataset_name, settings.mask_encoding, counts, qa_report, BuildStamp.now(context.run.run_id),
-                    report_files(sampling_report, class_balance, split_leaks(
-                        dataset_split.filter(pl.col("split").is_not_null()), batch_images, settings.qa.near_duplicate_bits)),
-                    shapes)
-            staging.put_bytes("manifest.parquet", _parquet(contents.manifest))
-            staging.put_bytes("ledger.parquet", _parquet(ledger))
-            previous_version, previous_bytes = latest_release_file(fs, root, settings.dataset_name, "manifest.parquet")
-            previous = None if previous_bytes is None else pl.read_parquet(io.BytesIO(previous_bytes))
-            diff = diff_against(previous, contents.manifest)
-            for name, data in diff_files(diff, previous_version).items():
-                staging.put_bytes(name, data)
-            published = publish_release(
-                fs, root, settings.dataset_name, staging, STAGED_ARCHIVE, {"counts": counts, "run_id": context.run.run_id},
-                content_digest=contents.version, taxonomy_version=taxonomy.taxonomy_version, check_archive=archive_problems)
+        built = build_and_publish(fs, root, inputs)
+    contents, published, diff, counts = built.contents, built.published, built.diff, built.contents.counts
     archive_key = f"{published.prefix}/{keys.archive_name(settings.dataset_name, published.version)}"
     balanced = counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"]
     return dg.MaterializeResult(
@@ -88,7 +62,7 @@ def dataset_release(
             "newly_published": published.newly_published,
             "counts": dg.MetadataValue.json(counts),
             "splits": dg.MetadataValue.json(contents.meta["splits"]),
-            "diff_against": previous_version or "none",
+            "diff_against": built.previous_version or "none",
             "diff_counts": dg.MetadataValue.json(diff.counts()),
             "diff_items": dg.MetadataValue.md(markdown_table(diff.items.head(20))),
             "diff_classes": dg.MetadataValue.md(markdown_table(
@@ -99,8 +73,3 @@ def dataset_release(
             check_name="ledger_balances", passed=balanced, metadata={"counts": dg.MetadataValue.json(counts)})],
     )
 
-
-def _parquet(table: pl.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    table.write_parquet(buffer)
-    return buffer.getvalue()

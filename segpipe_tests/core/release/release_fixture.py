@@ -9,9 +9,11 @@ import polars as pl
 from PIL import Image
 
 from segpipe.core.shared.artefacts import ArtefactStore
-from segpipe.core.shared.png import encode_mask_png
+from segpipe.core.shared.png import encode_instance_png, encode_mask_png
 from segpipe.core.rasterize.raster import rasterize_shapes
-from segpipe.core.release.archive import BuildStamp, ReleaseContents, write_release_archive
+from segpipe.core.release.build import write_release
+from segpipe.core.release.packaging import ZipPackager
+from segpipe.core.release.writers import BuildStamp, ReleaseContext
 from segpipe.core.taxonomy.model import Taxonomy, parse_taxonomy
 
 TAXONOMY = parse_taxonomy(
@@ -38,18 +40,21 @@ def constructed_masks() -> dict[str, np.ndarray]:
 @dataclass
 class BuiltRelease:
     data: bytes
-    contents: ReleaseContents
+    contents: ReleaseContext
     masks: dict[str, np.ndarray]  # by split
 
     def archive(self) -> zipfile.ZipFile:
         return zipfile.ZipFile(io.BytesIO(self.data))
 
 
-def build_release(run_id: str = "run-1", created_at: str = "2026-12-01T22:00:00Z",
-                  taxonomy: Taxonomy = TAXONOMY, masks: dict[str, np.ndarray] | None = None,
-                  mask_sources: dict[str, str] | None = None, shapes: pl.DataFrame | None = None) -> BuiltRelease:
-    """The release of one image per split of `masks` (constructed_masks by default); shapes, keyed
-    by mask_key (masks/m<n>.png for the n-th split), are the polygons behind them."""
+def constructed_release(run_id: str = "run-1", created_at: str = "2026-12-01T22:00:00Z",
+                        taxonomy: Taxonomy = TAXONOMY, masks: dict[str, np.ndarray] | None = None,
+                        mask_sources: dict[str, str] | None = None, shapes: pl.DataFrame | None = None,
+                        every_output: bool = False) -> tuple[ReleaseContext, pl.DataFrame]:
+    """A fresh release context (a build fills it, so one per build) and its items: one image per split
+    of `masks` (constructed_masks by default); shapes, keyed by mask_key (masks/m<n>.png for the n-th
+    split), are the polygons behind them. every_output adds what the default leaves out: an instance
+    mask for the first image and a thumbnail for the QA failure."""
     objects: dict[str, bytes] = {}
     store = ArtefactStore.in_memory(objects)
     masks = constructed_masks() if masks is None else masks
@@ -60,8 +65,12 @@ def build_release(run_id: str = "run-1", created_at: str = "2026-12-01T22:00:00Z
         image_id = f"{n:064d}"
         objects[f"images/{image_id}.png"] = image.getvalue()
         objects[f"masks/m{n}.png"] = encode_mask_png(mask)
+        instance_key = None
+        if every_output and n == 0:
+            instance_key = f"instance-masks/m{n}.png"
+            objects[instance_key] = encode_instance_png(mask.astype(np.uint16))
         rows.append({
-            "image_id": image_id, "split": split, "mask_key": f"masks/m{n}.png", "instance_mask_key": None,
+            "image_id": image_id, "split": split, "mask_key": f"masks/m{n}.png", "instance_mask_key": instance_key,
             "mask_source": (mask_sources or {}).get(split, "single"), "agreement": None,
             "class_pixels": np.bincount(mask.ravel(), minlength=256).tolist(),
             "source_uri": f"file:///b{n}/{split}.png", "image_key": f"images/{image_id}.png",
@@ -72,14 +81,30 @@ def build_release(run_id: str = "run-1", created_at: str = "2026-12-01T22:00:00Z
     items = pl.DataFrame(rows, schema_overrides={"agreement": pl.Float64, "instance_mask_key": pl.String,
                                                  "camera": pl.String, "weather": pl.String,
                                                  "class_pixels": pl.List(pl.Int64)})
+    thumbnail_key = None
+    if every_output:
+        thumbnail_key = "qa-thumbnails/labels_mapped/e1.png"
+        objects[thumbnail_key] = encode_mask_png(np.zeros((2, 2), np.uint8))
     qa = pl.DataFrame([{"entry_id": "e1", "batch_id": "batch-1", "file_name": "images/val.png",
                         "check_id": "labels_mapped", "severity": "WARN", "passed": False, "excludes_entry": False,
-                        "reason": "label 'lorry' is not mapped", "thumbnail_key": None}], schema=QA_COLUMNS)
+                        "reason": "label 'lorry' is not mapped", "thumbnail_key": thumbnail_key}], schema=QA_COLUMNS)
+    release = ReleaseContext(store, taxonomy, "demo", "grayscale", BuildStamp(run_id, created_at),
+                             {"input": 3, "released": 3, "filtered": 0, "quarantined": 0}, qa,
+                             {"sampling/distribution.png": b"not really a png"}, shapes)
+    return release, items
+
+
+def build_release(run_id: str = "run-1", created_at: str = "2026-12-01T22:00:00Z",
+                  taxonomy: Taxonomy = TAXONOMY, masks: dict[str, np.ndarray] | None = None,
+                  mask_sources: dict[str, str] | None = None, shapes: pl.DataFrame | None = None,
+                  every_output: bool = False) -> BuiltRelease:
+    """The ZIP of constructed_release."""
+    masks = constructed_masks() if masks is None else masks
+    release, items = constructed_release(run_id, created_at, taxonomy, masks, mask_sources, shapes, every_output)
     out = io.BytesIO()
-    contents = write_release_archive(
-        out, items, store, taxonomy, "demo", "grayscale", {"input": 3, "released": 3, "filtered": 0, "quarantined": 0},
-        qa, BuildStamp(run_id, created_at), {"sampling/distribution.png": b"not really a png"}, shapes)
-    return BuiltRelease(out.getvalue(), contents, masks)
+    with ZipPackager(out) as packager:
+        write_release(release, items, packager)
+    return BuiltRelease(out.getvalue(), release, masks)
 
 
 DRAWN_SCALE = 8  # the drawn image is 40x30 units of 8 pixels: large enough that outlines are a small share

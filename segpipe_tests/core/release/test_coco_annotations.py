@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, released_shapes, shape_annotations
 from segpipe.core.rasterize.raster import rasterize_shapes
-from segpipe.core.release.archive import _shape_annotations
+from segpipe.core.release.writers.coco import _shape_annotations
 from segpipe.core.shared.rle import decode_rle
 from segpipe.core.taxonomy.model import parse_taxonomy
 from segpipe_tests.bench.cityscapes_scenes import cityscapes_taxonomy

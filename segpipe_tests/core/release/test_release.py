@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 
 from segpipe.core.rasterize.raster import decode_mask_png
-from segpipe.core.release.archive import release_items
+from segpipe.core.release.build import release_items
 from segpipe_tests.core.release.release_fixture import TAXONOMY, build_release
 
 

@@ -8,7 +8,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from segpipe.core.rasterize.raster import decode_mask_png
-from segpipe.core.release.archive import release_stem
+from segpipe.core.release.layout import release_stem
 from segpipe.cli.source_check import check_source
 from segpipe.core.taxonomy.model import parse_taxonomy
 from segpipe.io.locations import open_location

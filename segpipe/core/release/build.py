@@ -1,0 +1,133 @@
+"""Building a release: from the pipeline's tables to one archive (images, masks, COCO, YOLO, the
+manifest, meta.json, the QA and sampling reports, a README datasheet and SHA256SUMS).
+
+The archive is deterministic (members in writer order, items sorted, fixed timestamps), and its
+version is a hash of what it contains, so rebuilding the same data gives the same version. Only
+meta.json's `lineage.run_id` and `lineage.created_at` (and so SHA256SUMS) say which build made
+it: they are left out of the version, so a rebuild of the same data is recognisably the same release.
+Core only: the Dagster asset and the store's publishing call it, and so can anything else.
+"""
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import polars as pl
+
+from segpipe.core.ingest.batch import image_metadata
+from segpipe.core.qa.near_duplicates import split_leaks
+from segpipe.core.qa.rules import excluded_entries
+from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, released_shapes
+from segpipe.core.release.ledger import build_ledger, outcome_counts
+from segpipe.core.release.packaging import Packager, ZipPackager
+from segpipe.core.release.writers import WRITERS, BuildStamp, ReleaseContext, ReleaseItem, ReleaseWriter
+from segpipe.core.release.writers.manifest import manifest_table
+from segpipe.core.release.writers.meta import release_meta
+from segpipe.core.sampling.report import report_files
+from segpipe.core.sampling.sample import unselected_reasons
+from segpipe.core.sampling.spec import DistributionSpec
+from segpipe.core.shared.artefacts import ArtefactStore
+from segpipe.core.taxonomy.model import Taxonomy
+
+
+@dataclass(frozen=True)
+class ReleaseInputs:
+    """Everything a release is built from: the pipeline's tables, as the dataset_release asset
+    receives them, the taxonomy, the settings the release reads, the store holding the images and
+    masks, and which build this is."""
+
+    dataset_split: pl.DataFrame
+    sampling_report: pl.DataFrame
+    class_balance: pl.DataFrame
+    consensus_masks: pl.DataFrame
+    annotation_masks: pl.DataFrame
+    mapped_shapes: pl.DataFrame
+    batch_images: pl.DataFrame
+    batch_quarantine: pl.DataFrame
+    qa_report: pl.DataFrame
+    taxonomy: Taxonomy
+    dataset_name: str
+    mask_encoding: str
+    sampling: DistributionSpec
+    near_duplicate_bits: int  # qa.near_duplicate_bits: how near two images are to count as a split leak
+    store: ArtefactStore
+    stamp: BuildStamp
+
+
+@dataclass(frozen=True)
+class ReleaseContents:
+    version: str  # the content digest
+    manifest: pl.DataFrame
+    meta: dict
+    ledger: pl.DataFrame
+    counts: dict[str, int]
+
+
+def build_release(inputs: ReleaseInputs, out: BinaryIO) -> ReleaseContents:
+    """Build the release of `inputs` as one ZIP into `out`: work out the released items, the ledger
+    (where every input entry ended up) and its counts, the drawn shapes behind the masks and the
+    sampling reports, then package every writer's members."""
+    items = release_items(inputs.dataset_split, inputs.consensus_masks, inputs.batch_images, inputs.qa_report)
+    ledger = build_ledger(inputs.batch_images, inputs.batch_quarantine, excluded_entries(inputs.qa_report),
+                          inputs.consensus_masks, set(items["image_id"]),
+                          unselected_reasons(inputs.dataset_split, inputs.sampling))
+    counts = outcome_counts(ledger)
+    shapes = released_shapes(inputs.consensus_masks, inputs.annotation_masks.select("mask_key", "entry_id"),
+                             inputs.mapped_shapes.select(SHAPE_COLUMNS))
+    leaks = split_leaks(inputs.dataset_split.filter(pl.col("split").is_not_null()), inputs.batch_images,
+                        inputs.near_duplicate_bits)
+    release = ReleaseContext(
+        store=inputs.store, taxonomy=inputs.taxonomy, dataset_name=inputs.dataset_name,
+        mask_encoding=inputs.mask_encoding, stamp=inputs.stamp, counts=counts, qa_results=inputs.qa_report,
+        report_files=report_files(inputs.sampling_report, inputs.class_balance, leaks), shapes=shapes)
+    with ZipPackager(out) as packager:
+        write_release(release, items, packager)
+    return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts)
+
+
+def write_release(release: ReleaseContext, items: pl.DataFrame, packager: Packager) -> None:
+    """Run every writer of WRITERS over `items` (one row per released image, see release_items) into
+    `packager`, sealing the release's manifest, content version and meta between the items and the
+    closing members."""
+    with release.resources:
+        writers = [make(release) for make in WRITERS.values()]
+        for row in items.sort("split", "image_id").iter_rows(named=True):
+            item = ReleaseItem(row, release.store.read(row["mask_key"]))
+            for writer in writers:
+                for member in writer.item_members(item):
+                    release.packaged[member.path] = packager.add(member)
+        release.manifest = manifest_table(release.manifest_rows)
+        release.version = release_version(release, writers)
+        release.meta = release_meta(release)
+        for writer in writers:
+            for member in writer.closing_members():
+                release.packaged[member.path] = packager.add(member)
+
+
+def release_version(release: ReleaseContext, writers: Sequence[ReleaseWriter]) -> str:
+    """Content hash of what the release holds: same data, same version. The manifest covers every
+    image and mask (by SHA-256); the writers add what it does not, such as the QA and sampling
+    reports and the COCO annotations (a polygon edit that moves no mask pixel still changes coco.json)."""
+    digest = hashlib.sha256()
+    digest.update(f"{release.dataset_name}\0{release.taxonomy.taxonomy_version}\0{release.mask_encoding}\0".encode())
+    digest.update(release.manifest.sort("image_id").write_csv().encode())
+    for writer in writers:
+        digest.update(writer.version_content())
+    return digest.hexdigest()[:12]
+
+
+def release_items(splits: pl.DataFrame, consensus: pl.DataFrame, images: pl.DataFrame,
+                  qa_results: pl.DataFrame) -> pl.DataFrame:
+    """One row per image to release: its split, released mask and its class pixels, a source file,
+    merged metadata, and qa_warnings: the QA rules its entries failed without being excluded
+    (`;`-separated, null when none)."""
+    per_image = image_metadata(images)
+    accepted = consensus.filter(pl.col("status") == "accepted").select(
+        "image_id", "mask_key", "instance_mask_key", "mask_source", "agreement", "class_pixels")
+    chosen = splits.filter(pl.col("split").is_not_null()).select("image_id", "split")
+    warnings = (qa_results.filter(~pl.col("passed") & ~pl.col("excludes_entry")).select("entry_id", "check_id")
+                .join(images.select("entry_id", "image_id"), on="entry_id")
+                .group_by("image_id").agg(pl.col("check_id").unique().sort().str.join(";").alias("qa_warnings")))
+    return (chosen.join(accepted, on="image_id").join(per_image, on="image_id")
+            .join(warnings, on="image_id", how="left").sort("image_id"))

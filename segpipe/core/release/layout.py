@@ -1,0 +1,45 @@
+"""Every member path of a release archive, in one place (as segpipe/store/keys.py holds every store key).
+
+Paths are relative to the unzipped release. An item's files share its split and its stem
+(release_stem), so `images/` becomes `masks/`, `instances/` or `labels/` by replacing the folder and
+the suffix, as Ultralytics and the README's loader expect. This module imports nothing of segpipe:
+writers name what they write with it, verify and the CLI read releases with it.
+"""
+
+import re
+
+QA_REPORT = "qa/report.csv"
+QA_THUMBNAIL = "qa/thumbnails/{}/{}.png"  # check_id, entry_id: a pl.format template
+REPORTS_DIR = "sampling/"  # the report files a build passes in (sampling's tables and chart)
+DISTRIBUTION_CHART = "sampling/distribution.png"
+COCO = "coco/coco.json"
+INDEX_CSV = "index.csv"
+INDEX_PARQUET = "index.parquet"
+META = "meta.json"
+CLASS_MAP = "dataset_meta.json"  # Datumaro's class map
+YOLO_DATA = "yolo/data.yaml"
+DATASHEET = "README.md"
+SHA256SUMS = "SHA256SUMS"
+
+
+def release_stem(file_name: str, image_id: str) -> str:
+    """A safe, unique archive name: the original stem for humans, the content hash for uniqueness."""
+    stem = file_name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', stem)[:80]}_{image_id[:12]}"
+
+
+def image(split: str, stem: str, suffix: str) -> str:
+    """A released image, under the suffix it was stored with."""
+    return f"images/{split}/{stem}.{suffix}"
+
+
+def mask(split: str, stem: str) -> str:
+    return f"masks/{split}/{stem}.png"
+
+
+def instance_mask(split: str, stem: str) -> str:
+    return f"instances/{split}/{stem}.png"
+
+
+def yolo_label(split: str, stem: str) -> str:
+    return f"labels/{split}/{stem}.txt"

@@ -1,0 +1,50 @@
+"""Packaging a release's members: the writers say what goes in, a packager where and how.
+
+ZipPackager writes them into one deterministic ZIP: members in the order they come, fixed
+timestamps and permissions, images and masks stored as they are (compressed already), the rest
+deflated. A packager takes each member's SHA-256 as it writes it and hands it back, for the
+manifest and SHA256SUMS, so nothing is read twice.
+"""
+
+import hashlib
+import zipfile
+from typing import BinaryIO, Protocol
+
+from segpipe.core.release.writers.writer import Member
+from segpipe.core.shared.hashing_writer import HashingWriter
+
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+class Packager(Protocol):
+    def add(self, member: Member) -> str:
+        """Package a member; its SHA-256 (hex)."""
+        ...
+
+
+class ZipPackager:
+    """One ZIP streamed into `out`, closed (its central directory written) when the block ends."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._archive = zipfile.ZipFile(out, "w")
+
+    def add(self, member: Member) -> str:
+        info = zipfile.ZipInfo(member.path, date_time=ZIP_EPOCH)
+        info.compress_type = zipfile.ZIP_DEFLATED if member.compress else zipfile.ZIP_STORED
+        info.external_attr = 0o644 << 16
+        if isinstance(member.content, bytes):
+            self._archive.writestr(info, member.content)
+            return hashlib.sha256(member.content).hexdigest()
+        with self._archive.open(info, "w", force_zip64=True) as stream:
+            hashing = HashingWriter(stream)
+            member.content(hashing)
+        return hashing.hexdigest()
+
+    def close(self) -> None:
+        self._archive.close()
+
+    def __enter__(self) -> "ZipPackager":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

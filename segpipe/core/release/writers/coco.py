@@ -1,0 +1,83 @@
+"""coco/coco.json: the released images' annotations, in the form each mask came from."""
+
+import contextlib
+from collections.abc import Iterable, Iterator
+
+import orjson
+import polars as pl
+
+from segpipe.core.rasterize.raster import decode_mask_png
+from segpipe.core.release import layout
+from segpipe.core.release.coco_annotations import shape_annotations
+from segpipe.core.release.coco_document import CocoDocument
+from segpipe.core.release.writers.writer import Member, ReleaseContext, ReleaseItem, ReleaseWriter
+from segpipe.core.shared.artefacts import ArtefactStore, content_digest
+from segpipe.core.shared.rle import encode_value_rles
+from segpipe.core.taxonomy.model import Taxonomy
+from segpipe.store import keys as store_keys
+
+
+class Coco(ReleaseWriter):
+    """coco/coco.json: every released image with its annotations, one per drawn shape for a mask drawn
+    from polygons (see coco_annotations), else one RLE per class present. Streamed (CocoDocument):
+    the document waits in temporary files, not in memory; the content version covers its annotations."""
+
+    name = "coco"
+
+    def __init__(self, release: ReleaseContext) -> None:
+        super().__init__(release)
+        self.document = release.resources.enter_context(
+            contextlib.closing(CocoDocument(release.taxonomy, release.dataset_name)))
+        self.shapes_of = {} if release.shapes is None else _slices_by_mask(release.shapes)
+
+    def item_members(self, item: ReleaseItem) -> Iterable[Member]:
+        row, store, taxonomy = item.row, self.release.store, self.release.taxonomy
+        drawn = self.shapes_of.get(row["mask_key"])
+        annotations = (_class_annotations(row["mask_key"], item.mask, store) if drawn is None
+                       else _shape_annotations(row["mask_key"], drawn, taxonomy, row["width"], row["height"], store))
+        self.document.add_image(item.image_path, row["width"], row["height"], annotations)
+        return ()
+
+    def version_content(self) -> bytes:
+        return self.document.annotations_digest().encode()
+
+    def closing_members(self) -> Iterator[Member]:
+        yield Member(layout.COCO, lambda out: self.document.write(out, self.release.version))
+
+
+def _slices_by_mask(shapes: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Each mask's shapes as a zero-copy slice of the table (released_shapes sorts it by mask_key):
+    grouping would copy every shape of the release once more."""
+    if not shapes["mask_key"].is_sorted():
+        raise ValueError("release shapes must be sorted by mask_key (see released_shapes)")
+    runs = (shapes.select("mask_key").with_row_index("start")
+            .group_by("mask_key").agg(pl.col("start").min(), pl.len().alias("rows")))
+    return {key: shapes.slice(start, rows) for key, start, rows in runs.iter_rows()}
+
+
+def _class_annotations(mask_key: str, mask_bytes: bytes, store: ArtefactStore) -> list[dict]:
+    """COCO-Stuff style annotations of one mask, one per value present: an RLE of its pixels.
+    Mask keys are content-derived, so the result is remembered beside the mask and a release
+    that ships the mask again does not decode it."""
+    memo = store_keys.coco_annotations_memo(mask_key)
+    remembered = store.recall(memo)
+    if remembered is not None:
+        return remembered
+    found = encode_value_rles(decode_mask_png(mask_bytes))
+    annotations = [{"category_id": value, **found[value]} for value in sorted(found)]
+    store.remember(memo, annotations)
+    return annotations
+
+
+def _shape_annotations(mask_key: str, shapes: pl.DataFrame, taxonomy: Taxonomy, width: int, height: int,
+                       store: ArtefactStore) -> list[dict]:
+    """The COCO annotations of a mask's shapes, remembered under the mask and a digest of the shapes
+    and trainable classes, so a backfill that leaves them alone does not draw them again."""
+    trainable = sorted(c.id for c in taxonomy.classes if c.trainable)
+    digest = content_digest(mask_key.encode(), orjson.dumps(shapes.to_dicts()), orjson.dumps([trainable, width, height]))
+    memo = store_keys.coco_shapes_memo(digest)
+    remembered = store.recall(memo)
+    if remembered is None:
+        remembered = shape_annotations(shapes, taxonomy, width, height)
+        store.remember(memo, remembered)
+    return remembered

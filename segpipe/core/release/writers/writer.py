@@ -1,0 +1,114 @@
+"""The contract every release writer fulfils, and what one build shares with its writers."""
+
+import contextlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import BinaryIO, ClassVar
+
+import polars as pl
+
+from segpipe.core.release import layout
+from segpipe.core.shared.artefacts import ArtefactStore
+from segpipe.core.taxonomy.model import Taxonomy
+
+
+@dataclass(frozen=True)
+class BuildStamp:
+    """Which build made a release: recorded in meta.json, never part of its content version."""
+
+    run_id: str
+    created_at: str  # UTC, ISO 8601
+
+    @staticmethod
+    def now(run_id: str) -> "BuildStamp":
+        return BuildStamp(run_id, datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"))
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file of the release: its path (see layout), its bytes or a callable that streams them into
+    a file (for a member too large to hold in memory), and whether packaging compresses it (images
+    and masks are compressed already)."""
+
+    path: str
+    content: bytes | Callable[[BinaryIO], None]
+    compress: bool = True
+
+
+@dataclass(frozen=True)
+class ReleaseItem:
+    """A released image as the writers see it: its row of release_items, and its class mask's bytes,
+    read once for every writer that needs them."""
+
+    row: dict
+    mask: bytes
+
+    @cached_property
+    def stem(self) -> str:
+        return layout.release_stem(self.row["file_name"], self.row["image_id"])
+
+    @property
+    def image_path(self) -> str:
+        return layout.image(self.row["split"], self.stem, self.row["image_key"].rsplit(".", 1)[-1])
+
+    @property
+    def mask_path(self) -> str:
+        return layout.mask(self.row["split"], self.stem)
+
+    @property
+    def instance_path(self) -> str | None:
+        """None for an image without an instance mask (a fused one)."""
+        return None if self.row["instance_mask_key"] is None else layout.instance_mask(self.row["split"], self.stem)
+
+
+@dataclass(eq=False)
+class ReleaseContext:
+    """What the writers of one build share. The build records each packaged member's SHA-256 in
+    `packaged` as the packager hands it over, and seals `manifest` (from `manifest_rows`), `version`
+    and `meta` once every item is written. `resources` holds what writers keep open for the build
+    (temporary files), released when the build ends, however it ends."""
+
+    store: ArtefactStore
+    taxonomy: Taxonomy
+    dataset_name: str
+    mask_encoding: str
+    stamp: BuildStamp
+    counts: dict[str, int]
+    qa_results: pl.DataFrame
+    report_files: Mapping[str, bytes] = field(default_factory=dict)  # path in the archive -> bytes
+    shapes: pl.DataFrame | None = None  # the drawn shapes behind masks, see released_shapes
+    packaged: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    manifest_rows: list[dict] = field(default_factory=list, init=False, repr=False)
+    resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False, repr=False)
+    manifest: pl.DataFrame = field(init=False, repr=False)
+    version: str = field(default="", init=False)
+    meta: dict = field(default_factory=dict, init=False, repr=False)
+
+
+class ReleaseWriter:
+    """One output of a release; its class docstring says which files it writes. The build makes a
+    writer per build from the release's context, gives it every released item in archive order,
+    takes its version content once the items are written, then its closing members. A writer
+    yields members and never sees the archive or the packager they go into.
+
+    Hooks a writer leaves alone write nothing: subclasses override the ones they need."""
+
+    name: ClassVar[str]
+
+    def __init__(self, release: ReleaseContext) -> None:
+        self.release = release
+
+    def item_members(self, item: ReleaseItem) -> Iterable[Member]:
+        """The members of one released item, packaged before the next writer sees the item."""
+        return ()
+
+    def version_content(self) -> bytes:
+        """What of this output the content version covers beyond the manifest (which holds every
+        image's and mask's SHA-256): empty when the manifest, taxonomy and settings determine it."""
+        return b""
+
+    def closing_members(self) -> Iterable[Member]:
+        """The members written once the manifest, the content version and meta are known."""
+        return ()

@@ -2,7 +2,7 @@
 
 A label line is `<class index> x1 y1 x2 y2 ...`: one polygon, coordinates divided by the image's
 width and height. The outline of every 4-connected region is traced along its exact pixel edges
-(segpipe/core/pixel_outlines.py; regions meeting only at a corner are separate polygons), the same
+(segpipe/core/release/pixel_outlines.py; regions meeting only at a corner are separate polygons), the same
 rings as the shapely union of the region's pixels: sampling its inside at pixel centres gives back
 its pixels. YOLO has no holes: a ring inside a region is left out, so a hole of another class is
 covered by that class's own, smaller polygon (trainers draw the smaller polygon last), and an

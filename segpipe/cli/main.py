@@ -47,9 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return commands_by_name[args.command]()
-    except ConfigError as exc:
-        print(f"segpipe: configuration error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        config_error = _config_error(exc)
+        if config_error is None:
+            raise
+        print(f"segpipe: configuration error:\n{config_error}", file=sys.stderr)
         return 2
+
+
+def _config_error(exc: BaseException | None) -> ConfigError | None:
+    """The ConfigError behind `exc`: Dagster wraps one raised while its definitions load."""
+    while exc is not None and not isinstance(exc, ConfigError):
+        exc = exc.__cause__
+    return exc
 
 
 def _demo(args: argparse.Namespace) -> int:

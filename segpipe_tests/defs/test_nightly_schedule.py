@@ -55,7 +55,7 @@ def test_the_packaged_schedule_is_two_utc():
     ('  cron: "0 2 * *"\n', r"nightly.cron: expected 5 fields .*, got 4, got '0 2 \* \*'"),
     ("  timezone: Mars/Olympus\n", r"nightly.timezone: must be an IANA time zone name .*, got 'Mars/Olympus'"),
     ("  failure_webhook_url: hooks.example.org\n", r"nightly.failure_webhook_url: must be an http\(s\) URL"),
-    ("  crontab: 0 2 * * *\n", r"nightly: unknown keys \['crontab'\]"),
+    ("  crontab: 0 2 * * *\n", r"nightly.crontab: unknown key; did you mean 'cron'\?"),
 ])
 def test_a_bad_nightly_value_fails_at_load_naming_the_key(pipeline_yaml, lines, message):
     pipeline_yaml(lines)

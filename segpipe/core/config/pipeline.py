@@ -1,115 +1,122 @@
-"""Pipeline settings (pipeline.yaml): validated on load, so a typo fails before any work."""
+"""Pipeline settings (pipeline.yaml): validated on load, so a typo fails before any work.
 
-from dataclasses import dataclass
+Each stage declares its own section (QaSettings, ConsensusSettings, DistributionSpec); this module
+composes them with the release-wide keys and the nightly schedule. Every key has a default, so an
+empty file is a valid configuration; docs/configuration.md is rendered from these models.
+
+Settings are pydantic dataclasses: validated wherever they are built, from a file or in code, and
+still plain frozen dataclasses to the stages (positional, dataclasses.replace)."""
+
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
+from pydantic import ConfigDict, Field, StrictBool, StrictStr, field_validator
+from pydantic.dataclasses import dataclass
 
-from segpipe.core.shared.config_fields import count, fraction, non_negative, section
 from segpipe.core.config.cron import cron_problem
-from segpipe.core.sampling.spec import DistributionSpec, parse_distribution_spec
+from segpipe.core.config.yaml_source import load_model, parse_model
 from segpipe.core.consensus.settings import ConsensusSettings
 from segpipe.core.qa.settings import QaSettings
-from segpipe.core.shared.errors import ConfigError
+from segpipe.core.sampling.spec import DistributionSpec
 
 MaskEncoding = Literal["grayscale", "palette"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class NightlySettings:
-    cron: str = "0 2 * * *"  # when the nightly release build starts, in `timezone`
-    timezone: str = "UTC"  # an IANA name (Europe/Berlin): the build follows its daylight saving
-    failure_webhook_url: str | None = None  # a failed run is POSTed here as JSON as well as logged
+    __pydantic_config__ = ConfigDict(extra="forbid", frozen=True)
+
+    cron: StrictStr = Field(
+        "0 2 * * *",
+        description="When the nightly release build starts, in `timezone`: five-field cron (minute hour "
+                    "day-of-month month day-of-week) of numbers, `*`, ranges, steps, lists and month or weekday "
+                    "names. Move it to an hour after the day's batches have landed.")
+    timezone: StrictStr = Field(
+        "UTC",
+        description="The IANA time zone name (UTC, Europe/Berlin) `cron` is read in; the build follows its daylight "
+                    "saving. Set your team's zone to keep the build at the same local hour all year.")
+    failure_webhook_url: StrictStr | None = Field(
+        None,
+        description="Every failed segpipe run is logged; with this set it is also POSTed here as JSON (job, run_id, "
+                    "step, error, run_path), e.g. to a chat webhook relay, so someone hears of it.")
+
+    @field_validator("cron")
+    @classmethod
+    def _five_field_cron(cls, cron: str) -> str:
+        problem = cron_problem(cron)
+        if problem:
+            raise ValueError(problem)
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana_zone(cls, timezone: str) -> str:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone name such as 'Europe/Berlin'") from None
+        return timezone
+
+    @field_validator("failure_webhook_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and (urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc):
+            raise ValueError("must be an http(s) URL")
+        return url
 
 
-@dataclass(frozen=True)
+@dataclass
 class PipelineSettings:
-    dataset_name: str
-    mask_encoding: MaskEncoding
-    instance_masks: bool  # also write Cityscapes-style 16-bit instance-id masks (class_id * 1000 + k)
-    qa: QaSettings
-    consensus: ConsensusSettings
-    sampling: DistributionSpec
-    nightly: NightlySettings = NightlySettings()
+    __pydantic_config__ = ConfigDict(extra="forbid", frozen=True)
+
+    dataset_name: StrictStr = Field(
+        "dataset",
+        description="Names the releases: their folder in the store and their archive files. Letters, digits, '-', "
+                    "'_' and '.' (not dots alone). Give each dataset published to one store its own name.")
+    mask_encoding: MaskEncoding = Field(
+        "grayscale",
+        description="How masks are written. grayscale: 8-bit single-channel PNG of class ids (OpenCV and PIL read "
+                    "ids). palette: the same ids with the taxonomy colours as a PNG palette (PIL reads ids, OpenCV "
+                    "expands them to colours), for masks a person can look at.")
+    instance_masks: StrictBool = Field(
+        False,
+        description="Also release Cityscapes-style instance-id masks (instances/<split>/<stem>.png, 16-bit PNG: "
+                    "class_id * 1000 + k for each object of a class with has_instances, the bare class id for "
+                    "crowds and other classes), for training instance or panoptic models.")
+    qa: QaSettings = Field(
+        default_factory=QaSettings,
+        description="The thresholds the QA rules judge entries by.")
+    consensus: ConsensusSettings = Field(
+        default_factory=ConsensusSettings,
+        description="How annotators' masks are fused into one, and how annotators are scored on honeypots.")
+    sampling: DistributionSpec = Field(
+        default_factory=DistributionSpec,
+        description="The distribution spec: which accepted images a release holds and how they split.")
+    nightly: NightlySettings = Field(
+        default_factory=NightlySettings,
+        description="The nightly build: the nightly_release schedule runs release_job (QA, consensus, sampling and "
+                    "a release from every ingested batch). Read when Dagster loads the definitions: after an "
+                    "edit, reload the code location.")
+
+    @field_validator("dataset_name")
+    @classmethod
+    def _path_safe(cls, name: str) -> str:
+        if not name or not all(ch.isalnum() or ch in "-_." for ch in name) or set(name) == {"."}:
+            raise ValueError("must be letters, digits, '-', '_' or '.' (not dots alone)")
+        return name
+
+    @field_validator("qa", "consensus", "sampling", "nightly", mode="before")
+    @classmethod
+    def _defaults_when_unset(cls, section: object) -> object:
+        """A section whose keys are all commented out reads as null: its defaults."""
+        return {} if section is None else section
 
 
 def parse_pipeline_settings(text: str, origin: str) -> PipelineSettings:
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin}: not valid YAML: {exc}") from exc
-    top = section(doc, origin, {"dataset_name", "mask_encoding", "qa", "consensus", "sampling"},
-                  {"instance_masks", "nightly"})
-    name = top["dataset_name"]
-    if not isinstance(name, str) or not name or not all(ch.isalnum() or ch in "-_." for ch in name):
-        raise ConfigError(f"{origin}: dataset_name must be letters, digits, '-', '_' or '.', got {name!r}")
-    encoding = top["mask_encoding"]
-    if encoding not in ("grayscale", "palette"):
-        raise ConfigError(f"{origin}: mask_encoding must be 'grayscale' or 'palette', got {encoding!r}")
-    instance_masks = top.get("instance_masks", False)
-    if not isinstance(instance_masks, bool):
-        raise ConfigError(f"{origin}: instance_masks must be true or false, got {instance_masks!r}")
-    qa = section(top["qa"], f"{origin}: qa", {"max_unlabeled_fraction", "max_error_failures"},
-                  {"vertex_tolerance_px", "near_duplicate_bits", "max_class_imbalance", "instance_area_sigma",
-                   "min_fragment_px"})
-    consensus = section(top["consensus"], f"{origin}: consensus", {"quorum", "min_agreement"},
-                         {"boundary_tolerance_px", "min_honeypot_iou", "low_scorer", "fusion"})
-    low_scorer = consensus.get("low_scorer", ConsensusSettings.low_scorer)
-    if low_scorer not in ("exclude", "review"):
-        raise ConfigError(f"{origin}: consensus.low_scorer must be 'exclude' or 'review', got {low_scorer!r}")
-    fusion = consensus.get("fusion", ConsensusSettings.fusion)
-    if fusion not in ("plurality", "honeypot_weighted"):
-        raise ConfigError(f"{origin}: consensus.fusion must be 'plurality' or 'honeypot_weighted', got {fusion!r}")
-    min_honeypot_iou = consensus.get("min_honeypot_iou")
-    return PipelineSettings(
-        dataset_name=name,
-        mask_encoding=encoding,
-        instance_masks=instance_masks,
-        qa=QaSettings(
-            max_unlabeled_fraction=fraction(qa["max_unlabeled_fraction"], f"{origin}: qa.max_unlabeled_fraction"),
-            max_error_failures=count(qa["max_error_failures"], f"{origin}: qa.max_error_failures"),
-            vertex_tolerance_px=non_negative(qa.get("vertex_tolerance_px", QaSettings.vertex_tolerance_px), f"{origin}: qa.vertex_tolerance_px"),
-            near_duplicate_bits=count(qa.get("near_duplicate_bits", QaSettings.near_duplicate_bits), f"{origin}: qa.near_duplicate_bits"),
-            max_class_imbalance=non_negative(qa.get("max_class_imbalance", QaSettings.max_class_imbalance), f"{origin}: qa.max_class_imbalance"),
-            instance_area_sigma=non_negative(qa.get("instance_area_sigma", QaSettings.instance_area_sigma), f"{origin}: qa.instance_area_sigma"),
-            min_fragment_px=count(qa.get("min_fragment_px", QaSettings.min_fragment_px), f"{origin}: qa.min_fragment_px"),
-        ),
-        consensus=ConsensusSettings(
-            quorum=fraction(consensus["quorum"], f"{origin}: consensus.quorum"),
-            min_agreement=fraction(consensus["min_agreement"], f"{origin}: consensus.min_agreement"),
-            boundary_tolerance=count(consensus.get("boundary_tolerance_px", ConsensusSettings.boundary_tolerance),
-                                      f"{origin}: consensus.boundary_tolerance_px"),
-            min_honeypot_iou=None if min_honeypot_iou is None else fraction(
-                min_honeypot_iou, f"{origin}: consensus.min_honeypot_iou"),
-            low_scorer=low_scorer,
-            fusion=fusion,
-        ),
-        sampling=parse_distribution_spec(top["sampling"], origin),
-        nightly=parse_nightly_settings(
-            {} if top.get("nightly") is None else top["nightly"], f"{origin}: nightly"),  # None: every key commented out
-    )
-
-
-def parse_nightly_settings(doc: Any, where: str) -> NightlySettings:
-    nightly = section(doc, where, set(), {"cron", "timezone", "failure_webhook_url"})
-    cron = nightly.get("cron", NightlySettings.cron)
-    problem = cron_problem(cron) if isinstance(cron, str) else "must be a string"
-    if problem:
-        raise ConfigError(f"{where}.cron: {problem}, got {cron!r}")
-    timezone = nightly.get("timezone", NightlySettings.timezone)
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, TypeError, ValueError):
-        raise ConfigError(f"{where}.timezone: must be an IANA time zone name such as 'Europe/Berlin', got {timezone!r}") from None
-    webhook = nightly.get("failure_webhook_url", NightlySettings.failure_webhook_url)
-    if webhook is not None and (not isinstance(webhook, str) or urlparse(webhook).scheme not in ("http", "https")
-                                or not urlparse(webhook).netloc):
-        raise ConfigError(f"{where}.failure_webhook_url: must be an http(s) URL, got {webhook!r}")
-    return NightlySettings(cron=cron, timezone=timezone, failure_webhook_url=webhook)
+    return parse_model(PipelineSettings, text, origin)
 
 
 def load_pipeline_settings(path: Path) -> PipelineSettings:
-    return parse_pipeline_settings(path.read_text(encoding="utf-8"), str(path))
+    return load_model(PipelineSettings, path)

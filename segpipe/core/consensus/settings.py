@@ -1,17 +1,45 @@
-"""Consensus settings (pipeline.yaml `consensus`): how annotators' masks are fused and scored."""
+"""Consensus settings (pipeline.yaml `consensus`): how annotators' masks are fused and scored.
 
-from dataclasses import dataclass
+A pydantic dataclass, so it is validated on construction and still built positionally, as the
+consensus code and its tests do; strict types refuse `true` or "5" for a number."""
+
 from typing import Literal
+
+from pydantic import ConfigDict, Field, StrictFloat, StrictInt
+from pydantic.dataclasses import dataclass
 
 LowScorerPolicy = Literal["exclude", "review"]
 FusionRule = Literal["plurality", "honeypot_weighted"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class ConsensusSettings:
-    quorum: float
-    min_agreement: float
-    boundary_tolerance: int = 2  # pixels: how far a boundary may stray from gold's and still match
-    min_honeypot_iou: float | None = None  # annotators scoring below on honeypots are excluded or reviewed
-    low_scorer: LowScorerPolicy = "exclude"
-    fusion: FusionRule = "plurality"  # honeypot_weighted: each vote weighs the annotator's honeypot mean IoU
+    # by name as well as by alias in Python (dataclasses.replace passes names); a file uses the alias alone
+    __pydantic_config__ = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, validate_by_name=True)
+
+    quorum: StrictFloat = Field(
+        0.5, ge=0, le=1,
+        description="A pixel keeps the plurality class only if at least this share of the annotators' votes chose "
+                    "it; ties and pixels below quorum become ignore. Raise it for stricter masks with more ignore "
+                    "pixels.")
+    min_agreement: StrictFloat = Field(
+        0.6, ge=0, le=1,
+        description="Images whose mean pairwise IoU between annotators is below this go to review, not the "
+                    "release. Raise it to release only images annotators agree on closely.")
+    boundary_tolerance: StrictInt = Field(
+        2, ge=0, alias="boundary_tolerance_px",
+        description="Honeypot boundary F1: a boundary pixel within this many pixels of gold's counts as matched. "
+                    "Raise it for large images, where a boundary a few pixels off is still right.")
+    min_honeypot_iou: StrictFloat | None = Field(
+        None, ge=0, le=1,
+        description="Annotators whose mean IoU on honeypots is below this are left out of fusion or send the "
+                    "images they labelled to review (see low_scorer). Unset: every annotator takes part.")
+    low_scorer: LowScorerPolicy = Field(
+        "exclude",
+        description="What happens to an annotator below min_honeypot_iou. exclude: their masks are left out of "
+                    "fusion. review: the images they labelled go to review.")
+    fusion: FusionRule = Field(
+        "plurality",
+        description="How annotators' votes count. plurality: one vote each. honeypot_weighted: each vote weighs the "
+                    "annotator's honeypot mean IoU (one without honeypots weighs the mean of those with), and "
+                    "quorum is a share of the image's total weight.")

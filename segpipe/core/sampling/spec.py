@@ -3,9 +3,9 @@
 A production dataset is chosen, not dumped: a foundation drawn as the data comes (everyday
 scenes in their natural proportions), a targeted share that fills the proportions asked of each
 strata column (camera, city, time_of_day, any image metadata column), floors for rare classes in
-every split, and splits grouped so one scene (a sequence) never lands in two. Every key but seed,
-group_by and splits is optional: without target_size every accepted image is released, without
-strata only the splits are balanced.
+every split, and splits grouped so one scene (a sequence) never lands in two. Every key is
+optional: without target_size every accepted image is released, without strata only the splits
+are balanced.
 
     sampling:
       seed: 7
@@ -19,36 +19,112 @@ strata only the splits are balanced.
       tolerance: 0.05              # how far an achieved share may stray from its target
 """
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Literal, get_args
 
 import orjson
+from pydantic import (AfterValidator, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, TypeAdapter,
+                      ValidationError, field_validator)
+from pydantic.dataclasses import dataclass
 
-from segpipe.core.shared.config_fields import column_name, count, fraction, section
-from segpipe.core.shared.errors import ConfigError
+from segpipe.core.shared.errors import ConfigError, validation_problems
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+Split = Literal["train", "val", "test"]
+SPLITS: tuple[str, ...] = get_args(Split)
+Share = Annotated[StrictFloat, Field(ge=0, le=1)]
 
 
-@dataclass(frozen=True)
+def _adds_up_to_one(shares: dict[str, float]) -> dict[str, float]:
+    if not shares:
+        raise ValueError("must give each value its share")
+    total = sum(shares.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"shares must add up to 1, they add up to {total:g}")
+    return shares
+
+
+def _every_split(splits: dict[str, float]) -> dict[str, float]:
+    """All three splits, in SPLITS order; a split meant to stay empty is given 0, so none is forgotten."""
+    missing = [split for split in SPLITS if split not in splits]
+    if missing:
+        raise ValueError(f"must give a share for each of {', '.join(SPLITS)}; missing: {', '.join(missing)}")
+    return {split: splits[split] for split in SPLITS}
+
+
+Shares = Annotated[dict[str, Share], AfterValidator(_adds_up_to_one)]
+SplitShares = Annotated[dict[Split, Share], AfterValidator(_every_split), AfterValidator(_adds_up_to_one)]
+
+
+@dataclass
 class RareClassFloors:
     """Each trainable class in at least min_images images and min_pixel_share of the labelled
     pixels of every split, as far as the data allows (a class in two images cannot be in three splits)."""
 
-    min_images: int = 0
-    min_pixel_share: float = 0.0
+    __pydantic_config__ = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    min_images: StrictInt = Field(
+        0, ge=0,
+        description="Each trainable class appears in at least this many images of every split, where the data "
+                    "allows. Raise it so every split can evaluate rare classes.")
+    min_pixel_share: StrictFloat = Field(
+        0.0, ge=0, le=1,
+        description="Each trainable class holds at least this share of the labelled pixels of every split, where "
+                    "the data allows.")
 
 
-@dataclass(frozen=True)
+@dataclass
 class DistributionSpec:
-    seed: int
-    group_by: str
-    splits: dict[str, float]
-    target_size: int | None = None
-    foundation_share: float = 1.0
-    strata: dict[str, dict[str, float]] = field(default_factory=dict)
-    rare_classes: RareClassFloors = RareClassFloors()
-    tolerance: float = 0.05
+    """A pydantic dataclass, so it is validated on construction and still built with keywords or
+    dataclasses.replace, as the sampling code, its tests and benchmarks do."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    seed: StrictInt = Field(
+        0, ge=0,
+        description="Seeds the random choices of selection and splitting, so a build is reproducible. Changing it "
+                    "draws another selection and split; earlier split assignments are redone.")
+    group_by: StrictStr = Field(
+        "sequence_id", min_length=1,
+        description="The image metadata column whose value groups images that must share a split (the frames of "
+                    "one sequence); near-duplicate images are kept together too. An image without a value is its "
+                    "own group.")
+    splits: SplitShares = Field(
+        default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15},
+        description="Share of the selection in each split: train, val and test, adding up to 1.")
+    target_size: StrictInt | None = Field(
+        None, ge=1,
+        description="Images to release. Unset: every accepted image. Set it to cap the release or to leave room "
+                    "for the strata targets.")
+    foundation_share: StrictFloat = Field(
+        1.0, ge=0, le=1,
+        description="Share of target_size drawn in the data's natural proportions; the rest is chosen to bring the "
+                    "selection to the strata targets.")
+    strata: dict[Annotated[StrictStr, Field(min_length=1)], Shares] = Field(
+        default_factory=dict,
+        description="Per image metadata column (camera, city, time_of_day, weather or any other), the share of the "
+                    "selection each value should have; a column's shares add up to 1 and a value not listed gets "
+                    "0. Every split is balanced on these columns too.")
+    rare_classes: RareClassFloors = Field(
+        default_factory=RareClassFloors,
+        description="Floors for rare classes in every split, where the data allows.")
+    tolerance: StrictFloat = Field(
+        0.05, ge=0, le=1,
+        description="How far an achieved share may stray from its target. A target further from what the data can "
+                    "give at all fails the build before sampling, naming the value and what the data offers.")
+
+    @field_validator("strata", "rare_classes", mode="before")
+    @classmethod
+    def _empty_when_unset(cls, value: object) -> object:
+        """A key whose contents are all commented out reads as null: the defaults."""
+        return {} if value is None else value
+
+    @field_validator("strata", mode="before")
+    @classmethod
+    def _values_as_text(cls, strata: object) -> object:
+        """Metadata values are text: YAML's `2019: 0.5` names the value "2019"."""
+        if not isinstance(strata, dict):
+            return strata
+        return {column: {str(value): share for value, share in shares.items()} if isinstance(shares, dict) else shares
+                for column, shares in strata.items()}
 
     def fingerprint(self) -> str:
         """What an image's split depends on: a nightly build keeps earlier assignments while this
@@ -58,48 +134,10 @@ class DistributionSpec:
                             option=orjson.OPT_SORT_KEYS).decode()
 
 
-SPEC_KEYS = {"seed", "group_by", "splits"}
-OPTIONAL_KEYS = {"target_size", "foundation_share", "strata", "rare_classes", "tolerance"}
-
-
-def parse_distribution_spec(doc: Any, where: str) -> DistributionSpec:
-    """The `sampling` section, validated; `where` names the file in errors."""
-    spec = section(doc, f"{where}: sampling", SPEC_KEYS, OPTIONAL_KEYS)
-    splits = spec["splits"]
-    if not isinstance(splits, dict) or set(splits) != set(SPLITS):
-        raise ConfigError(f"{where}: sampling.splits must give exactly {list(SPLITS)}, got {splits!r}")
-    for split, share in splits.items():
-        fraction(share, f"{where}: sampling.splits.{split}")
-    if abs(sum(splits.values()) - 1.0) > 1e-6:
-        raise ConfigError(f"{where}: sampling.splits must add up to 1, they add up to {sum(splits.values())}")
-    target_size = spec.get("target_size")
-    if target_size is not None and (count(target_size, f"{where}: sampling.target_size") == 0):
-        raise ConfigError(f"{where}: sampling.target_size must be at least 1, got 0")
-    strata = spec.get("strata") or {}
-    if not isinstance(strata, dict):
-        raise ConfigError(f"{where}: sampling.strata must map a column to {{value: share}}, got {strata!r}")
-    targets = {}
-    for column, shares in strata.items():
-        place = f"{where}: sampling.strata.{column}"
-        column_name(column, place)
-        if not isinstance(shares, dict) or not shares:
-            raise ConfigError(f"{place}: must map each value to its share, got {shares!r}")
-        targets[column] = {str(value): fraction(share, f"{place}.{value}") for value, share in shares.items()}
-        if abs(sum(targets[column].values()) - 1.0) > 1e-6:
-            raise ConfigError(f"{place}: shares must add up to 1, they add up to {sum(targets[column].values()):g}")
-    floors = section(spec.get("rare_classes") or {}, f"{where}: sampling.rare_classes", set(),
-                     {"min_images", "min_pixel_share"})
-    return DistributionSpec(
-        seed=count(spec["seed"], f"{where}: sampling.seed"),
-        group_by=column_name(spec["group_by"], f"{where}: sampling.group_by"),
-        splits={s: float(splits[s]) for s in SPLITS},
-        target_size=target_size,
-        foundation_share=fraction(spec.get("foundation_share", DistributionSpec.foundation_share),
-                                  f"{where}: sampling.foundation_share"),
-        strata=targets,
-        rare_classes=RareClassFloors(
-            min_images=count(floors.get("min_images", 0), f"{where}: sampling.rare_classes.min_images"),
-            min_pixel_share=fraction(floors.get("min_pixel_share", 0.0), f"{where}: sampling.rare_classes.min_pixel_share"),
-        ),
-        tolerance=fraction(spec.get("tolerance", DistributionSpec.tolerance), f"{where}: sampling.tolerance"),
-    )
+def parse_distribution_spec(doc: object, origin: str) -> DistributionSpec:
+    """The `sampling` section of `origin`, already loaded, validated on its own; raises ConfigError naming
+    every problem (without lines: those come from the file, see segpipe.core.config)."""
+    try:
+        return TypeAdapter(DistributionSpec).validate_python({} if doc is None else doc, by_name=False)
+    except ValidationError as error:
+        raise ConfigError(validation_problems(error, origin, DistributionSpec, prefix=("sampling",))) from None

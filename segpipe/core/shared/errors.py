@@ -1,10 +1,141 @@
-"""Exceptions raised inside core; stage boundaries turn them into quarantine rows or failed checks."""
+"""Exceptions raised inside core; stage boundaries turn them into quarantine rows or failed checks.
+
+Every configuration file (pipeline.yaml, the taxonomy) reports problems in one format, one line
+each, `<file>:<line>: <key>: <message>`, all problems of the file at once: a user fixes them in
+one pass, and an editor or CI log jumps to each line."""
+
+import difflib
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import yaml
+from pydantic import ValidationError
 
 from segpipe.core.shared.quarantine_rules import quarantine_rule
 
+Location = tuple[str | int, ...]
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+# pydantic error types in the words of a config file's reader; others keep pydantic's text
+_MESSAGES = {
+    "missing": "required key is missing",
+    "missing_argument": "required key is missing",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "literal_error": "must be {expected}",
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "string_too_short": "must not be empty",
+    "finite_number": "must be a finite number",
+    "dict_type": "must be a mapping",
+    "dataclass_type": "must be a mapping",
+    "value_error": "{error}",
+}
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong in a configuration file: where (file, line, dotted key) and what."""
+
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        place = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{place}: {self.key}: {self.message}" if self.key else f"{place}: {self.message}"
+
 
 class ConfigError(ValueError):
-    """A config or taxonomy file is invalid; raised before any work starts."""
+    """A config or taxonomy file is invalid; raised before any work starts, naming every problem.
+
+    Built from problems (printed one per line, in file order) or, for settings outside a file
+    (an environment variable), from a sentence."""
+
+    def __init__(self, problems: Sequence[ConfigProblem] | str) -> None:
+        if isinstance(problems, str):
+            self.problems: tuple[ConfigProblem, ...] = ()
+            super().__init__(problems)
+        else:
+            self.problems = tuple(sorted(problems, key=lambda p: (p.file, p.line or 0)))
+            super().__init__("\n".join(map(str, self.problems)))
+
+    @classmethod
+    def at(cls, file: str, line: int | None, key: str, message: str) -> "ConfigError":
+        return cls([ConfigProblem(file, line, key, message)])
+
+    @classmethod
+    def from_yaml(cls, error: yaml.YAMLError, file: str) -> "ConfigError":
+        """A YAML syntax error at the line and column the parser stopped at."""
+        mark = getattr(error, "problem_mark", None)
+        if mark is None:
+            return cls.at(file, None, "", f"not valid YAML: {error}")
+        return cls.at(file, mark.line + 1, "", f"not valid YAML (column {mark.column + 1}): {error.problem}")
+
+
+def unknown_key(key: str, known: Iterable[str]) -> str:
+    """The message for a key no setting has: the likely intended key when one is close, else them all."""
+    known = sorted(known)
+    close = difflib.get_close_matches(key, known, n=1)
+    return f"unknown key; did you mean {close[0]!r}?" if close else f"unknown key; known keys: {', '.join(known)}"
+
+
+def dotted(loc: Location) -> str:
+    """A location as a reader writes it: qa.max_error_failures, classes[2], mappings.vendor_c['flat.road']
+    (a key that is not a plain name is quoted, so its dots and spaces read as its own)."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part):
+            text += f"{'.' if text else ''}{part}"
+        else:
+            text += f"[{part!r}]"
+    return text
+
+
+def validation_problems(error: ValidationError, file: str, model: type,
+                        line_of: Callable[[Location], int | None] = lambda loc: None,
+                        prefix: Location = ()) -> list[ConfigProblem]:
+    """Every problem pydantic found validating `model` (a pydantic dataclass), each at its key and line.
+
+    line_of maps a location in the validated document to its line; prefix is where the document
+    sits in its file (`sampling` for the distribution spec alone)."""
+    problems = []
+    for detail in error.errors():
+        loc = tuple(part for part in detail["loc"] if part != "[key]")  # a bad mapping key: the key itself
+        problems.append(ConfigProblem(file, line_of(loc), dotted(prefix + loc), _message(detail, model, loc)))
+    return problems
+
+
+def _message(detail: dict, model: type, loc: Location) -> str:
+    if detail["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        return unknown_key(str(loc[-1]), _known_keys(model, loc[:-1]))
+    template = _MESSAGES.get(detail["type"])
+    context = {name: int(v) if isinstance(v, float) and v.is_integer() else v  # "at most 1", not "1.0"
+               for name, v in detail.get("ctx", {}).items()}
+    text = template.format(**context) if template else detail["msg"].replace("Input should be", "must be")
+    value = detail.get("input")
+    if detail["type"] in ("missing", "missing_argument") or isinstance(value, dict | list):
+        return text  # a section's whole content would drown the line
+    return f"{text}, got {value!r}"
+
+
+def _known_keys(model: type, path: Location) -> list[str]:
+    """The keys the section at `path` accepts (by their names in the file: aliases where given)."""
+    for part in path:
+        field = {f.alias or name: f for name, f in model.__pydantic_fields__.items()}.get(str(part))
+        section = field.annotation if field else None
+        if not hasattr(section, "__pydantic_fields__"):
+            return []
+        model = section
+    return [field.alias or name for name, field in model.__pydantic_fields__.items()]
 
 
 class InputError(ValueError):

@@ -39,32 +39,36 @@ class ClassConstraint:
         return self.kind != "max_area_share"
 
 
-def parse_constraint(entry: object, class_names: set[str], where: str, line: int | None) -> ClassConstraint:
+def parse_constraint(entry: object, class_names: set[str], origin: str, line: int | None,
+                     key: str = "constraints") -> ClassConstraint:
     """One rule of the taxonomy's `constraints` list (its fields, without the loader's line markers),
-    validated; `where` names the file and line in errors."""
+    validated; errors name `origin` (the file), the line and the rule's key."""
+
+    def problem(message: str) -> ConfigError:
+        return ConfigError.at(origin, line, key, message)
+
     if not isinstance(entry, dict):
-        raise ConfigError(f"{where}: a constraint must be a mapping, got {entry!r}")
+        raise problem(f"a constraint must be a mapping, got {entry!r}")
     kinds = [kind for kind in KINDS if kind in entry]
     if len(kinds) != 1 or set(entry) - {*KINDS, "class", "classes"}:
-        raise ConfigError(f"{where}: a constraint has one of {list(KINDS)} and `class` or `classes`, got "
-                          f"{sorted(entry)}")
+        raise problem(f"a constraint has one of {list(KINDS)} and `class` or `classes`, got {sorted(entry)}")
     kind = kinds[0]
     classes = (entry["class"],) if "class" in entry else tuple(entry.get("classes") or ())
     expected = 2 if kind in PAIR_KINDS else 1
     if len(classes) != expected or not all(isinstance(c, str) for c in classes):
-        raise ConfigError(f"{where}: `{kind}` takes {expected} class name{'s' if expected > 1 else ''}")
+        raise problem(f"`{kind}` takes {expected} class name{'s' if expected > 1 else ''}")
     unknown = sorted(set(classes) - class_names)
     if unknown:
-        raise ConfigError(f"{where}: constraint names unknown classes {unknown}")
+        raise problem(f"constraint names unknown classes {unknown}")
     value = entry[kind]
     if kind == "max_area_share" and (isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1):
-        raise ConfigError(f"{where}: max_area_share must be a number in (0, 1], got {value!r}")
+        raise problem(f"max_area_share must be a number in (0, 1], got {value!r}")
     if kind == "touches" and value not in EDGES:
-        raise ConfigError(f"{where}: touches must be one of {list(EDGES)}, got {value!r}")
+        raise problem(f"touches must be one of {list(EDGES)}, got {value!r}")
     if kind == "adjacent" and value is not False:
-        raise ConfigError(f"{where}: adjacent can only be false (a forbidden neighbourhood), got {value!r}")
+        raise problem(f"adjacent can only be false (a forbidden neighbourhood), got {value!r}")
     if kind == "enclosed" and value is not False:
-        raise ConfigError(f"{where}: enclosed can only be false (a forbidden surrounding), got {value!r}")
+        raise problem(f"enclosed can only be false (a forbidden surrounding), got {value!r}")
     if kind in PAIR_KINDS and classes[0] == classes[1]:
-        raise ConfigError(f"{where}: `{kind}` takes two different classes, got {list(classes)}")
+        raise problem(f"`{kind}` takes two different classes, got {list(classes)}")
     return ClassConstraint(kind, classes, value, line)

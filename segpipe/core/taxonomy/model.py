@@ -21,17 +21,17 @@ import fnmatch
 import functools
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import orjson
 import polars as pl
 import yaml
 
 from segpipe.core.taxonomy.class_constraints import ClassConstraint, parse_constraint
-from segpipe.core.shared.errors import ConfigError
+from segpipe.core.shared.errors import ConfigError, ConfigProblem, dotted, unknown_key
 from segpipe.core.ingest.formats.annotation import SEGMENTATION_KINDS
 from segpipe.core.shared.schemas import MappedShapeRecord, polars_schema
 
@@ -43,6 +43,8 @@ CLASS_KEYS = {"id", "name", "color", "category", "trainable", "has_instances", "
 CLASS_FLAGS = {"trainable": True, "has_instances": False, "rasterize_boxes": False}
 TOP_KEYS = {"name", "version", "ignore_index", "unmapped", "classes", "mappings", "constraints"}
 LINE, KEY_LINES = "__line__", "__key_lines__"  # where each YAML mapping and its keys are, added by the loader
+T = TypeVar("T")
+TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "a mapping"}  # in a YAML reader's words
 
 
 @dataclass(frozen=True)
@@ -169,48 +171,62 @@ def _fields(mapping: dict) -> dict:
     return {key: value for key, value in mapping.items() if key not in (LINE, KEY_LINES)}
 
 
-def _at(origin: str, entry: dict | None) -> str:
-    line = entry.get(LINE) if isinstance(entry, dict) else None
-    return f"{origin}:{line}" if line else origin
+def _at(entry: object) -> int | None:
+    """The line a loaded mapping starts at; None for anything else."""
+    return entry.get(LINE) if isinstance(entry, dict) else None
+
+
+def _key_line(mapping: dict, key: object) -> int | None:
+    """The line of `key` in a loaded mapping, or the mapping's own line when the key is absent."""
+    return mapping[KEY_LINES].get(key, mapping[LINE])
+
+
+def _collect(problems: list[ConfigProblem], parse: Callable[..., T], *args: object) -> T | None:
+    """parse(*args), or None with its problems added: one bad entry must not hide the next one's."""
+    try:
+        return parse(*args)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
 
 
 def parse_taxonomy(text: str, origin: str) -> Taxonomy:
-    """Parse and validate a taxonomy document; errors name the file, the line and the offending entry."""
+    """Parse and validate a taxonomy document; raises ConfigError naming every problem found, each
+    with the file, the line and the key of the offending entry."""
     try:
         doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin}: not valid YAML: {exc}") from exc
+        raise ConfigError.from_yaml(exc, origin) from None
     if not isinstance(doc, dict):
-        raise ConfigError(f"{origin}: expected a mapping at the top level")
-    unknown = set(_fields(doc)) - TOP_KEYS
-    if unknown:
-        raise ConfigError(f"{origin}: unknown keys {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
-    name = _require(doc, "name", str, origin)
-    version = _require(doc, "version", int, origin)
-    ignore_index = doc.get("ignore_index", 255)
-    if not isinstance(ignore_index, int) or isinstance(ignore_index, bool) or not 0 <= ignore_index <= 255:
-        raise ConfigError(f"{origin}: ignore_index must be an integer in 0..255, got {ignore_index!r}")
-    unmapped = doc.get("unmapped", "error")
-    if unmapped not in UNMAPPED_POLICIES:
-        raise ConfigError(f"{origin}: unmapped must be one of {UNMAPPED_POLICIES}, got {unmapped!r}")
-    classes = _parse_classes(_require(doc, "classes", list, origin), ignore_index, origin)
-    names = {c.name for c in classes}
-    clash = names & set(SPECIAL_TARGETS)
-    if clash:
-        raise ConfigError(f"{origin}: class names {sorted(clash)} are reserved for mapping targets")
-    mappings = {
-        str(source): _parse_rules(rules, names, f"{origin}: mappings.{source}", _at(origin, doc["mappings"]))
-        for source, rules in _fields(_require(doc, "mappings", dict, origin)).items()
-    }
-    constraints = tuple(
-        parse_constraint(_fields(entry) if isinstance(entry, dict) else entry, names, _at(origin, entry),
-                         entry.get(LINE) if isinstance(entry, dict) else None)
-        for entry in _require(doc, "constraints", list, origin)) if "constraints" in doc else ()
+        raise ConfigError.at(origin, None, "", "expected a mapping at the top level")
+    problems = [ConfigProblem(origin, _key_line(doc, key), dotted((str(key),)), unknown_key(str(key), TOP_KEYS))
+                for key in _fields(doc) if key not in TOP_KEYS]
+    name = _collect(problems, _require, doc, "name", str, origin)
+    version = _collect(problems, _require, doc, "version", int, origin)
+    ignore_index = _collect(problems, _ignore_index, doc, origin)
+    unmapped = _collect(problems, _unmapped, doc, origin)
+    entries = _collect(problems, _require, doc, "classes", list, origin)
+    classes = () if entries is None else _parse_classes(entries, ignore_index, origin, problems)
+    if entries == []:
+        problems.append(ConfigProblem(origin, _key_line(doc, "classes"), "classes", "must not be empty"))
+    # every name an entry gives, valid entry or not, so a bad colour does not also fail each rule mapping to it
+    declared = {str(entry["name"]) for entry in entries or () if isinstance(entry, dict) and "name" in entry}
+    sources = _collect(problems, _require, doc, "mappings", dict, origin) or {}
+    mappings = {str(source): _parse_rules(rules, declared, origin, ("mappings", str(source)),
+                                          _key_line(sources, source), problems)
+                for source, rules in _fields(sources).items()}
+    constraints = _parse_constraints(doc, declared, origin, problems) if "constraints" in doc else ()
+    if problems:
+        raise ConfigError(problems)
     return Taxonomy(name, version, ignore_index, unmapped, classes, mappings, constraints)
 
 
 def load_taxonomy(path: Path) -> Taxonomy:
-    return _parse_once(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError.at(str(path), None, "", f"cannot be read: {exc.strerror}") from None
+    return _parse_once(text, str(path))
 
 
 @functools.lru_cache(maxsize=16)
@@ -221,105 +237,164 @@ def _parse_once(text: str, origin: str) -> Taxonomy:
 
 def _require(doc: dict, key: str, kind: type, origin: str):
     if key not in doc:
-        raise ConfigError(f"{origin}: missing required key '{key}'")
+        raise ConfigError.at(origin, doc[LINE], key, "required key is missing")
     value = doc[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{origin}: '{key}' must be a {kind.__name__}, got {type(value).__name__}")
+        got = TYPE_NAMES[type(value)] if isinstance(value, dict | list) else repr(value)
+        raise ConfigError.at(origin, _key_line(doc, key), key, f"must be {TYPE_NAMES[kind]}, got {got}")
     return value
 
 
-def _parse_classes(entries: list, ignore_index: int, origin: str) -> tuple[TaxonomyClass, ...]:
+def _ignore_index(doc: dict, origin: str) -> int:
+    ignore_index = doc.get("ignore_index", 255)
+    if not isinstance(ignore_index, int) or isinstance(ignore_index, bool) or not 0 <= ignore_index <= 255:
+        raise ConfigError.at(origin, _key_line(doc, "ignore_index"), "ignore_index",
+                             f"must be an integer in 0..255, got {ignore_index!r}")
+    return ignore_index
+
+
+def _unmapped(doc: dict, origin: str) -> UnmappedPolicy:
+    unmapped = doc.get("unmapped", "error")
+    if unmapped not in UNMAPPED_POLICIES:
+        raise ConfigError.at(origin, _key_line(doc, "unmapped"), "unmapped",
+                             f"must be one of {UNMAPPED_POLICIES}, got {unmapped!r}")
+    return unmapped
+
+
+def _parse_classes(entries: list, ignore_index: int | None, origin: str,
+                   problems: list[ConfigProblem]) -> tuple[TaxonomyClass, ...]:
     classes: list[TaxonomyClass] = []
-    seen_ids: set[int] = set()
-    seen_names: set[str] = set()
+    declared_at: dict[tuple[str, object], str] = {}  # ("id", 7) or ("name", "car") -> the entry declaring it
     for i, entry in enumerate(entries):
-        where = f"{_at(origin, entry)}: classes[{i}]"
-        keys = set(_fields(entry)) if isinstance(entry, dict) else set()
-        if not {"id", "name", "color"} <= keys <= CLASS_KEYS:
-            raise ConfigError(f"{where}: expected the keys id, name, color and optionally "
-                              f"{sorted(CLASS_KEYS - {'id', 'name', 'color'})}, got {sorted(keys) or entry!r}")
-        cid, cname, color = entry["id"], entry["name"], entry["color"]
-        if not isinstance(cid, int) or isinstance(cid, bool) or not 0 <= cid <= 255 or cid == ignore_index:
-            raise ConfigError(f"{where}: id must be an integer in 0..255 other than ignore_index {ignore_index}, got {cid!r}")
-        if not isinstance(cname, str) or not cname.strip():
-            raise ConfigError(f"{where}: name must be a non-empty string")
-        if not (isinstance(color, list) and len(color) == 3 and all(
-                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in color)):
-            raise ConfigError(f"{where} ({cname}): color must be [r, g, b] with values in 0..255, got {color!r}")
-        for flag in CLASS_FLAGS:
-            if not isinstance(entry.get(flag, CLASS_FLAGS[flag]), bool):
-                raise ConfigError(f"{where} ({cname}): {flag} must be true or false, got {entry[flag]!r}")
-        category = entry.get("category")
-        if category is not None and not isinstance(category, str):
-            raise ConfigError(f"{where} ({cname}): category must be a string, got {category!r}")
-        if cid in seen_ids:
-            raise ConfigError(f"{where} ({cname}): duplicate class id {cid}")
-        if cname in seen_names:
-            raise ConfigError(f"{where}: duplicate class name {cname!r}")
-        seen_ids.add(cid)
-        seen_names.add(cname)
-        classes.append(TaxonomyClass(
-            cid, cname, (color[0], color[1], color[2]), category,
-            **{flag: entry.get(flag, default) for flag, default in CLASS_FLAGS.items()}))
-    if not classes:
-        raise ConfigError(f"{origin}: classes must not be empty")
+        key = dotted(("classes", i))
+        parsed = _collect(problems, _parse_class, entry, key, ignore_index, origin)
+        if parsed is None:
+            continue
+        clashes = [(field, value) for field, value in (("id", parsed.id), ("name", parsed.name))
+                   if (field, value) in declared_at]
+        problems += [ConfigProblem(origin, _at(entry), f"{key}.{field}",
+                                   f"duplicate class {field} {value!r}, as {declared_at[field, value]}")
+                     for field, value in clashes]
+        if not clashes:
+            declared_at |= dict.fromkeys([("id", parsed.id), ("name", parsed.name)], f"{key} (line {_at(entry)})")
+            classes.append(parsed)
     return tuple(classes)
 
 
-def _parse_rules(rules: object, class_names: set[str], where: str, at: str) -> tuple[MappingRule, ...]:
+def _parse_class(entry: object, key: str, ignore_index: int | None, origin: str) -> TaxonomyClass:
+    """One entry of `classes`; raises ConfigError naming each of its fields that is wrong."""
+    if not isinstance(entry, dict):
+        raise ConfigError.at(origin, None, key, f"a class must be a mapping such as {{id: 0, name: road, "
+                                                f"color: [128, 64, 128]}}, got {entry!r}")
+    found: list[ConfigProblem] = []
+
+    def wrong(field: str, message: str) -> None:
+        found.append(ConfigProblem(origin, _at(entry), f"{key}.{field}", message))
+
+    for field in _fields(entry):
+        if field not in CLASS_KEYS:
+            wrong(str(field), unknown_key(str(field), CLASS_KEYS))
+    for field in ("id", "name", "color"):
+        if field not in entry:
+            wrong(field, "required key is missing")
+    if found:
+        raise ConfigError(found)
+    cid, cname, color = entry["id"], entry["name"], entry["color"]
+    if not isinstance(cid, int) or isinstance(cid, bool) or not 0 <= cid <= 255 or cid == ignore_index:
+        other = "" if ignore_index is None else f" other than ignore_index {ignore_index}"
+        wrong("id", f"must be an integer in 0..255{other}, got {cid!r}")
+    if not isinstance(cname, str) or not cname.strip():
+        wrong("name", f"must be a non-empty string, got {cname!r}")
+    elif cname in SPECIAL_TARGETS:
+        wrong("name", f"{cname!r} is reserved for mapping targets ({', '.join(SPECIAL_TARGETS)})")
+    if not (isinstance(color, list) and len(color) == 3 and all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in color)):
+        wrong("color", f"must be [r, g, b] with values in 0..255, got {color!r}")
+    for flag, default in CLASS_FLAGS.items():
+        if not isinstance(entry.get(flag, default), bool):
+            wrong(flag, f"must be true or false, got {entry[flag]!r}")
+    category = entry.get("category")
+    if category is not None and not isinstance(category, str):
+        wrong("category", f"must be a string, got {category!r}")
+    if found:
+        raise ConfigError(found)
+    return TaxonomyClass(cid, cname, (color[0], color[1], color[2]), category,
+                         **{flag: entry.get(flag, default) for flag, default in CLASS_FLAGS.items()})
+
+
+def _parse_rules(rules: object, class_names: set[str], origin: str, source: tuple[str, str], line: int | None,
+                 problems: list[ConfigProblem]) -> tuple[MappingRule, ...]:
     """A source's rules: a list of rule mappings, or a plain {raw label: target} mapping of exact rules."""
     if isinstance(rules, dict):
         lines = rules.get(KEY_LINES, {})
-        rules = [{"label": str(raw), "to": target, LINE: lines.get(raw)} for raw, target in _fields(rules).items()]
-    if not isinstance(rules, list):
-        raise ConfigError(f"{at}: {where.split(': ', 1)[-1]} must be a list of rules or a {{label: class}} mapping")
-    parsed = [_parse_rule(rule, i, class_names, where) for i, rule in enumerate(rules)]
+        keyed = [(dotted((*source, str(raw))), {"label": str(raw), "to": target, LINE: lines.get(raw)})
+                 for raw, target in _fields(rules).items()]
+    elif isinstance(rules, list):
+        keyed = [(dotted((*source, i)), rule) for i, rule in enumerate(rules)]
+    else:
+        problems.append(ConfigProblem(origin, line, dotted(source), "must be a list of rules or a {label: class} "
+                                                                    "mapping"))
+        return ()
+    parsed = [(key, _collect(problems, _parse_rule, rule, key, class_names, origin)) for key, rule in keyed]
     seen: dict[tuple, MappingRule] = {}
-    for rule in parsed:
-        if rule.matcher in ("label", "labels"):
-            for pattern in rule.patterns:
-                earlier = seen.get((pattern, rule.when))
-                if earlier is not None and (earlier.target, earlier.crowd) != (rule.target, rule.crowd):
-                    crowd = "" if earlier.crowd == rule.crowd else ", as a crowd," if earlier.crowd else ", not as a crowd,"
-                    raise ConfigError(
-                        f"{where} line {rule.line}: label {pattern!r} is already mapped to {earlier.target!r}{crowd} "
-                        f"at line {earlier.line}; the earlier rule would always win")
-                seen.setdefault((pattern, rule.when), rule)
-    return tuple(parsed)
+    for key, rule in parsed:
+        for pattern in rule.patterns if rule is not None and rule.matcher in ("label", "labels") else ():
+            earlier = seen.setdefault((pattern, rule.when), rule)
+            if (earlier.target, earlier.crowd) != (rule.target, rule.crowd):
+                crowd = "" if earlier.crowd == rule.crowd else ", as a crowd," if earlier.crowd else ", not as a crowd,"
+                problems.append(ConfigProblem(
+                    origin, rule.line, key,
+                    f"label {pattern!r} is already mapped to {earlier.target!r}{crowd} at line {earlier.line}; "
+                    "the earlier rule would always win"))
+    return tuple(rule for _, rule in parsed if rule is not None)
 
 
-def _parse_rule(rule: object, index: int, class_names: set[str], where: str) -> MappingRule:
+def _parse_rule(rule: object, key: str, class_names: set[str], origin: str) -> MappingRule:
+    """One mapping rule; raises ConfigError naming each of its problems."""
     if not isinstance(rule, dict):
-        raise ConfigError(f"{where}[{index}]: a rule must be a mapping such as {{label: Car, to: car}}, got {rule!r}")
-    line = rule.get(LINE)
-    here = f"{where}[{index}] (line {line})"
+        raise ConfigError.at(origin, None, key, f"a rule must be a mapping such as {{label: Car, to: car}}, "
+                                                f"got {rule!r}")
+    line = _at(rule)
     keys = set(_fields(rule))
     matchers = sorted(keys & set(MATCHERS))
     if len(matchers) != 1 or not keys <= {*MATCHERS, "to", "when", "crowd"} or "to" not in keys:
-        raise ConfigError(f"{here}: a rule needs exactly one of {list(MATCHERS)}, a `to`, and optionally `when` "
-                          f"and `crowd`; got {sorted(keys)}")
+        raise ConfigError.at(origin, line, key, f"a rule needs exactly one of {list(MATCHERS)}, a `to`, and "
+                                                f"optionally `when` and `crowd`; got {sorted(keys)}")
+    found: list[str] = []
     matcher, target = matchers[0], rule["to"]
     if target not in class_names and target not in SPECIAL_TARGETS:
-        raise ConfigError(f"{here}: target {target!r} is not a class of this taxonomy, nor one of {list(SPECIAL_TARGETS)}")
+        found.append(f"target {target!r} is not a class of this taxonomy, nor one of {list(SPECIAL_TARGETS)}")
     value = rule[matcher]
     patterns = value if matcher == "labels" else [value]
     if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str | int | float) for p in patterns):
-        raise ConfigError(f"{here}: {matcher} must be {'a non-empty list of labels' if matcher == 'labels' else 'a string'}")
+        found.append(f"{matcher} must be {'a non-empty list of labels' if matcher == 'labels' else 'a string'}")
+        patterns = []
     normalized = tuple(normalize_label(str(p)) if matcher != "regex" else str(p) for p in patterns)
-    if matcher == "regex":
+    if matcher == "regex" and normalized:
         try:
             re.compile(normalized[0])
         except re.error as exc:
-            raise ConfigError(f"{here}: regex {normalized[0]!r} does not compile: {exc}") from exc
+            found.append(f"regex {normalized[0]!r} does not compile: {exc}")
     when = rule.get("when", {})
     conditions_doc = _fields(when) if isinstance(when, dict) else None
     if conditions_doc is None or any(not isinstance(v, str | int | bool) for v in conditions_doc.values()):
-        raise ConfigError(f"{here}: when must map attribute names to values, e.g. {{iscrowd: \"1\"}}")
-    conditions = tuple(sorted((str(k), _attribute_text(v)) for k, v in conditions_doc.items()))
+        found.append("when must map attribute names to values, e.g. {iscrowd: \"1\"}")
     crowd = rule.get("crowd", False)
     if not isinstance(crowd, bool):
-        raise ConfigError(f"{here}: crowd must be true or false, got {crowd!r}")
+        found.append(f"crowd must be true or false, got {crowd!r}")
+    if found:
+        raise ConfigError([ConfigProblem(origin, line, key, message) for message in found])
+    conditions = tuple(sorted((str(k), _attribute_text(v)) for k, v in conditions_doc.items()))
     return MappingRule(matcher, normalized, target, conditions, line, crowd)
+
+
+def _parse_constraints(doc: dict, class_names: set[str], origin: str,
+                       problems: list[ConfigProblem]) -> tuple[ClassConstraint, ...]:
+    entries = _collect(problems, _require, doc, "constraints", list, origin) or []
+    parsed = (_collect(problems, parse_constraint, _fields(entry) if isinstance(entry, dict) else entry, class_names,
+                       origin, _at(entry), dotted(("constraints", i)))
+              for i, entry in enumerate(entries))
+    return tuple(rule for rule in parsed if rule is not None)
 
 
 def _attribute_text(value: str | int | bool) -> str:

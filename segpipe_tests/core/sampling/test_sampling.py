@@ -145,8 +145,10 @@ def test_the_report_gives_target_natural_and_achieved_shares_and_the_class_floor
 @pytest.mark.parametrize(("doc", "message"), [
     ({"splits": {"train": 1.0, "val": 0.0, "test": 0.0}, "strata": {"time_of_day": {"day": 0.5}}},
      "sampling.strata.time_of_day: shares must add up to 1, they add up to 0.5"),
-    ({"splits": {"train": 1.0, "val": 0.0, "test": 0.0}, "target_size": 0}, "target_size must be at least 1"),
-    ({"splits": {"train": 1.0, "val": 0.0, "test": 0.0}, "rare_classes": {"min_image": 2}}, "unknown keys"),
+    ({"splits": {"train": 1.0, "val": 0.0, "test": 0.0}, "target_size": 0},
+     "p.yaml: sampling.target_size: must be at least 1, got 0"),
+    ({"splits": {"train": 1.0, "val": 0.0, "test": 0.0}, "rare_classes": {"min_image": 2}},
+     "sampling.rare_classes.min_image: unknown key; did you mean 'min_images'"),
     ({"splits": {"train": 1.0, "val": 0.0, "test": 0.0}, "foundation_share": 1.5}, "sampling.foundation_share"),
     ({"splits": {"train": 0.5, "val": 0.0, "test": 0.0}}, "must add up to 1"),
 ])

@@ -77,16 +77,16 @@ def test_findings_are_remembered_per_mask_and_a_remembered_mask_is_not_read():
 
 
 @pytest.mark.parametrize(("rule", "message"), [
-    ("  - {class: truck, max_area_share: 0.5}\n", "t.yaml:10: constraint names unknown classes ['truck']"),
-    ("  - {class: car, max_area_share: 2}\n", "t.yaml:10: max_area_share must be a number in (0, 1]"),
-    ("  - {class: road, touches: middle}\n", "t.yaml:10: touches must be one of"),
-    ("  - {classes: [sky], adjacent: false}\n", "t.yaml:10: `adjacent` takes 2 class names"),
-    ("  - {classes: [sky, road], adjacent: true}\n", "t.yaml:10: adjacent can only be false"),
-    ("  - {class: car}\n", "t.yaml:10: a constraint has one of"),
-    ("  - {classes: [car, sky], enclosed: true}\n", "t.yaml:10: enclosed can only be false"),
-    ("  - {class: car, enclosed: false}\n", "t.yaml:10: `enclosed` takes 2 class names"),
-    ("  - {classes: [car, car], enclosed: false}\n", "t.yaml:10: `enclosed` takes two different classes"),
-    ("  - {classes: [car, bus], enclosed: false}\n", "t.yaml:10: constraint names unknown classes ['bus']"),
+    ("  - {class: truck, max_area_share: 0.5}\n", "t.yaml:10: constraints[0]: constraint names unknown classes ['truck']"),
+    ("  - {class: car, max_area_share: 2}\n", "t.yaml:10: constraints[0]: max_area_share must be a number in (0, 1]"),
+    ("  - {class: road, touches: middle}\n", "t.yaml:10: constraints[0]: touches must be one of"),
+    ("  - {classes: [sky], adjacent: false}\n", "t.yaml:10: constraints[0]: `adjacent` takes 2 class names"),
+    ("  - {classes: [sky, road], adjacent: true}\n", "t.yaml:10: constraints[0]: adjacent can only be false"),
+    ("  - {class: car}\n", "t.yaml:10: constraints[0]: a constraint has one of"),
+    ("  - {classes: [car, sky], enclosed: true}\n", "t.yaml:10: constraints[0]: enclosed can only be false"),
+    ("  - {class: car, enclosed: false}\n", "t.yaml:10: constraints[0]: `enclosed` takes 2 class names"),
+    ("  - {classes: [car, car], enclosed: false}\n", "t.yaml:10: constraints[0]: `enclosed` takes two different classes"),
+    ("  - {classes: [car, bus], enclosed: false}\n", "t.yaml:10: constraints[0]: constraint names unknown classes ['bus']"),
 ])
 def test_a_bad_constraint_is_refused_naming_the_line(rule, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):

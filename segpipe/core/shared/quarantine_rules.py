@@ -299,8 +299,10 @@ QUARANTINE_RULES: tuple[QuarantineRule, ...] = (
         "map (labelmap.txt, segmentation_colors)."),
     QuarantineRule(
         UNKNOWN_MASK_COLOUR, "ingest",
-        "An RGB mask holds colours its class map does not list (the message gives them with their pixel counts).",
-        "Add those colours to the class map, or repaint the pixels with a listed colour."),
+        "An RGB mask holds colours its class map does not list, or a COCO panoptic PNG holds segment ids its "
+        "`segments_info` does not list (the message gives them with their pixel counts).",
+        "Add those colours to the class map (those segments to `segments_info`), or repaint the pixels with a listed "
+        "colour."),
 )
 
 RULES_BY_ID: Mapping[str, QuarantineRule] = MappingProxyType({rule.id: rule for rule in QUARANTINE_RULES})

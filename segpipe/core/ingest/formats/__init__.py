@@ -6,7 +6,9 @@ from segpipe.core.shared.errors import InputError
 from segpipe.core.shared.quarantine_rules import AMBIGUOUS_FORMAT, ANNOTATIONS_MISSING, UNKNOWN_FORMAT
 from segpipe.core.ingest.formats.annotation import AnnotatedImage, BoxMask, Shape
 from segpipe.core.ingest.formats.cityscapes import CITYSCAPES
+from segpipe.core.ingest.formats.cityscapes_pngs import CITYSCAPES_PNGS
 from segpipe.core.ingest.formats.coco import COCO_INSTANCES
+from segpipe.core.ingest.formats.coco_panoptic import COCO_PANOPTIC
 from segpipe.core.ingest.formats.cvat import CVAT_IMAGES
 from segpipe.core.ingest.formats.cvat_video import CVAT_VIDEO
 from segpipe.core.ingest.formats.labelme import LABELME
@@ -16,7 +18,7 @@ from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
 READERS: dict[str, FormatReader] = {
     reader.name: reader
     for reader in (
-        CVAT_IMAGES, CVAT_VIDEO, COCO_INSTANCES, CITYSCAPES, LABELME, VOC_SEGMENTATION, ADE20K, IMAGE_MASK_FOLDERS,
+        CVAT_IMAGES, CVAT_VIDEO, COCO_INSTANCES, COCO_PANOPTIC, CITYSCAPES, CITYSCAPES_PNGS, LABELME, VOC_SEGMENTATION, ADE20K, IMAGE_MASK_FOLDERS,
     )
 }
 

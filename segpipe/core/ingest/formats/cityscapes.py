@@ -55,15 +55,15 @@ def _read_polygons(source: BatchSource, files: list[str], options: ReaderOptions
     """One AnnotatedImage per JSON file, in file order; a bad file is an error on its image, never a raise."""
     existing = set(source.names())
     for name in files:
-        yield _read_file(source, name, _image_name(name, existing))
+        yield _read_file(source, name, image_name(name, SUFFIX, existing))
 
 
-def _image_name(json_name: str, existing: set[str]) -> str:
-    """The image a JSON file annotates. Under its `gt*` folder that is the dataset-layout image,
-    unless only the flat one beside the JSON exists; elsewhere it is the flat one. A missing image
-    is thus named where Cityscapes would keep it."""
-    folder, _, base = json_name.rpartition("/")
-    stem, kind = _split_stem(base[: -len(SUFFIX)])
+def image_name(annotation_name: str, suffix: str, existing: set[str]) -> str:
+    """The image an annotation file (`<stem>_gtFine<suffix>`) annotates. Under its `gt*` folder
+    that is the dataset-layout image, unless only the flat one beside the file exists; elsewhere
+    it is the flat one. A missing image is thus named where Cityscapes would keep it."""
+    folder, _, base = annotation_name.rpartition("/")
+    stem, kind = _split_stem(base[: -len(suffix)])
     flat = _join(folder, stem + IMAGE_SUFFIX)
     parts = folder.split("/")
     if kind is None or kind not in parts:

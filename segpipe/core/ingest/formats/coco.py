@@ -55,6 +55,7 @@ from segpipe.core.ingest.sources.source import BatchSource
 
 COCO_KEYS = (b'"images"', b'"annotations"', b'"categories"')
 OTHER_FORMAT_KEYS = (b'"shapes"', b'"objects"', b'"imgHeight"')  # LabelMe, Cityscapes
+PANOPTIC_KEY = b'"segments_info"'
 UTF8_BOM = b"\xef\xbb\xbf"
 MAX_LISTED_IDS = 10
 # Shared, read-only: one dict per shape would cost ~90 MB over 500,000 shapes.
@@ -63,12 +64,30 @@ CROWD_ATTRIBUTES = {value: MappingProxyType({"iscrowd": str(value)}) for value i
 
 def coco_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
     """JSON files at the batch root or under `annotations/` whose first bytes name a COCO key and
-    no key of the other JSON formats; any one COCO key suffices because key order varies."""
+    no key of the other JSON formats; any one COCO key suffices because key order varies. COCO
+    panoptic files, which share the keys, are left to their reader."""
+    return [
+        name for name in coco_json_candidates(names, head)
+        if not is_panoptic(name, names, head(name))
+    ]
+
+
+def coco_json_candidates(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
+    """JSON files where COCO exports put them (the batch root, `annotations/`) that look like COCO."""
     return [
         name for name in names
         if name.lower().endswith(".json") and ("/" not in name or name.startswith("annotations/"))
         and _looks_like_coco(head(name))
     ]
+
+
+def is_panoptic(name: str, names: Sequence[str], head: bytes) -> bool:
+    """A COCO panoptic JSON: `segments_info` in its head, or PNGs in the folder named after it
+    (`annotations/panoptic_val2017.json` beside `annotations/panoptic_val2017/`), which is how
+    panopticapi and Datumaro lay it out. The folder decides when a big file's head ends before
+    its first annotation."""
+    folder = name[: -len(".json")] + "/"
+    return PANOPTIC_KEY in head or any(n.startswith(folder) and n.lower().endswith(".png") for n in names)
 
 
 def _looks_like_coco(data: bytes) -> bool:
@@ -84,12 +103,12 @@ def read_coco_instances(source: BatchSource, files: list[str], options: ReaderOp
 
 def _read_file(source: BatchSource, name: str, options: ReaderOptions) -> Iterator[AnnotatedImage]:
     origin = source.origin(name)
-    image_docs = _top_level_list(source, name, "images", origin)
-    categories = _categories(_top_level_list(source, name, "categories", origin), origin)
-    table = _ImageTable(name, origin, [_image(doc, index, name, origin, options) for index, doc in enumerate(image_docs)])
+    image_docs = top_level_list(source, name, "images", origin)
+    categories = _categories(top_level_list(source, name, "categories", origin), origin)
+    table = _ImageTable(name, origin, [image_entry(doc, index, name, origin, options) for index, doc in enumerate(image_docs)])
     del image_docs
     annotated = False
-    for index, doc in enumerate(_stream(source, name, "annotations.item", origin)):
+    for index, doc in enumerate(stream_items(source, name, "annotations.item", origin)):
         table.add(doc, index, categories)
         annotated = True
     if not annotated:
@@ -113,7 +132,7 @@ class _Utf8Stream:
         return self.stream.read(size)
 
 
-def _stream(source: BatchSource, name: str, prefix: str, origin: str) -> Iterator[Any]:
+def stream_items(source: BatchSource, name: str, prefix: str, origin: str) -> Iterator[Any]:
     """Items under `prefix`, turning every parse failure into the file-level error."""
     with source.open(name) as stream:
         try:
@@ -129,9 +148,9 @@ def _first_line(exc: Exception) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
-def _top_level_list(source: BatchSource, name: str, key: str, origin: str) -> list:
+def top_level_list(source: BatchSource, name: str, key: str, origin: str) -> list:
     """The whole value of a top-level key that must appear exactly once and be a list."""
-    values = list(_stream(source, name, key, origin))
+    values = list(stream_items(source, name, key, origin))
     if len(values) != 1 or not isinstance(values[0], list):
         found = "missing (or the top level is not an object)" if not values else (
             "repeated" if len(values) > 1 else f"a {type(values[0]).__name__}, not a list")
@@ -161,26 +180,26 @@ def _categories(docs: list, origin: str) -> dict[int, str]:
     for index, doc in enumerate(docs):
         if not isinstance(doc, dict) or type(doc.get("id")) is not int or not isinstance(doc.get("name"), str):
             raise InputError(UNPARSEABLE_ANNOTATIONS, (
-                f"{origin}: categories[{index}] is {_short(doc)}, not {{\"id\": integer, \"name\": string}}"))
+                f"{origin}: categories[{index}] is {short(doc)}, not {{\"id\": integer, \"name\": string}}"))
         if doc["id"] in categories:
             raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: category id {doc['id']} is defined twice")
         categories[doc["id"]] = doc["name"]
     return categories
 
 
-def _short(value: Any) -> str:
+def short(value: Any) -> str:
     """A value as messages quote it, cut short: a wrong value may be a whole nested object."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _image(doc: Any, index: int, name: str, origin: str, options: ReaderOptions) -> tuple[Any, AnnotatedImage]:
+def image_entry(doc: Any, index: int, name: str, origin: str, options: ReaderOptions) -> tuple[Any, AnnotatedImage]:
     """(id, image) for one entry of `images`; a bad entry is an error on its image, named by its
     file_name when it has one, else by its position in the file."""
     if not isinstance(doc, dict) or not isinstance(doc.get("file_name"), str) or not doc["file_name"]:
         placeholder = f"{name}#images[{index}]"
         return None, AnnotatedImage(placeholder, 0, 0, error=InputError(
-            MALFORMED_ANNOTATION, f"{origin}: images[{index}] has no file_name string: {_short(doc)}"))
+            MALFORMED_ANNOTATION, f"{origin}: images[{index}] has no file_name string: {short(doc)}"))
     try:
         file_name = resolve_batch_path(options.images_dir, doc["file_name"], origin)
     except InputError as exc:
@@ -190,7 +209,7 @@ def _image(doc: Any, index: int, name: str, origin: str, options: ReaderOptions)
         if type(value) is not int or (positive and value <= 0):
             wanted = "a positive integer" if positive else "an integer"
             return doc.get("id"), AnnotatedImage(file_name, 0, 0, error=InputError(
-                MALFORMED_ANNOTATION, f"{origin}: image {file_name!r}: {key} is {_short(value)}, not {wanted}"))
+                MALFORMED_ANNOTATION, f"{origin}: image {file_name!r}: {key} is {short(value)}, not {wanted}"))
     return doc["id"], AnnotatedImage(file_name, doc["width"], doc["height"])
 
 
@@ -255,17 +274,17 @@ def _shape(doc: dict, index: int, image: AnnotatedImage, categories: dict[int, s
     """One annotation as a shape of its image; every fault names the file, the image and the annotation."""
     where = f"{origin}: image {image.file_name!r}: {_annotation_name(doc, index)}"
     if type(doc.get("id")) is not int:
-        raise InputError(MALFORMED_ANNOTATION, f"{where} has id {_short(doc.get('id'))}, not an integer")
+        raise InputError(MALFORMED_ANNOTATION, f"{where} has id {short(doc.get('id'))}, not an integer")
     category_id = doc.get("category_id")
     if type(category_id) is not int:
-        raise InputError(MALFORMED_ANNOTATION, f"{where} has category_id {_short(category_id)}, not an integer")
+        raise InputError(MALFORMED_ANNOTATION, f"{where} has category_id {short(category_id)}, not an integer")
     if category_id not in categories:
         raise InputError(UNKNOWN_CATEGORY, f"{where} has category_id {category_id}, which is not in categories")
     label = categories[category_id]
     where = f"{where} ({label!r})"
     iscrowd = doc.get("iscrowd", 0)
     if type(iscrowd) is not int or iscrowd not in (0, 1):
-        raise InputError(MALFORMED_ANNOTATION, f"{where} has iscrowd {_short(iscrowd)}, not 0 or 1")
+        raise InputError(MALFORMED_ANNOTATION, f"{where} has iscrowd {short(iscrowd)}, not 0 or 1")
     attributes = CROWD_ATTRIBUTES[iscrowd]
     segmentation = doc.get("segmentation")
     if segmentation is None or segmentation == []:
@@ -282,7 +301,7 @@ def _bbox_ring(bbox: Any, where: str, image: AnnotatedImage) -> np.ndarray:
     """A bbox-only annotation's [x, y, w, h] as the ring of its corners."""
     if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
         raise InputError(
-            MALFORMED_ANNOTATION, f"{where} has no segmentation and bbox {_short(bbox)} is not [x, y, w, h]")
+            MALFORMED_ANNOTATION, f"{where} has no segmentation and bbox {short(bbox)} is not [x, y, w, h]")
     x, y, w, h = bbox
     return box_ring(x, y, x + w, y + h, where, image.width, image.height)
 
@@ -298,7 +317,7 @@ def _polygon_rings(segmentation: list, where: str, image: AnnotatedImage) -> tup
     for part, ring in enumerate(segmentation):
         if not isinstance(ring, list):
             raise InputError(
-                MALFORMED_POLYGON, f"{where}: segmentation part #{part} is {_short(ring)}, not a list of coordinates")
+                MALFORMED_POLYGON, f"{where}: segmentation part #{part} is {short(ring)}, not a list of coordinates")
         rings.append(parse_ring(ring, f"{where} part #{part}", image.width, image.height))
     return tuple(rings)
 

@@ -41,6 +41,7 @@ Formats:
 """
 
 import io
+import posixpath
 import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -304,8 +305,14 @@ def _ade_pair(name: str) -> tuple[str, _Decoder] | None:
 
 
 def _ade_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
-    """`*_seg.png` anywhere and `annotations/<split>/*.png`; ADE20K has no class-map file that is read."""
-    return sorted(name for name in names if _ade_pair(name) is not None)
+    """`*_seg.png` anywhere and `annotations/<split>/*.png`; ADE20K has no class-map file that is read.
+    A folder with a JSON of its name beside it (`annotations/panoptic_val2017/` next to
+    `annotations/panoptic_val2017.json`) holds COCO panoptic PNGs, not an ADE20K split."""
+    json_folders = {name[: -len(".json")] for name in names if name.endswith(".json")}
+    return sorted(
+        name for name in names
+        if _ade_pair(name) is not None and posixpath.dirname(name) not in json_folders
+    )
 
 
 def _read_ade(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:

@@ -1,0 +1,425 @@
+"""Real exports (segpipe_tests/fixtures/exports, see SOURCES.md there) read as `segpipe check-source` reads them.
+
+Each test derives what the export holds with a few lines of its own parsing (ElementTree, json,
+Pillow), or takes the tool's own rendering (VOC class PNGs, cityscapesScripts' label images),
+and compares that with the tables ingest produces. Tests marked xfail(strict=True) assert the
+right behaviour for an export that does not read today; the reason says what fails. When the fix
+lands, the strict xfail fails the run and the marker is to be removed.
+"""
+
+import json
+import posixpath
+import shutil
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import polars as pl
+import pytest
+from cityscapesscripts.helpers.labels import id2label, name2label
+from PIL import Image
+
+from segpipe.cli.source_check import check_source
+from segpipe.core.ingest.batch import IngestedBatch
+from segpipe_tests.core.ingest.cityscapes_export import write_cityscapes_gtfine
+
+EXPORTS = Path(__file__).parents[2] / "fixtures" / "exports"
+KEY = b"k" * 32
+CVAT_KINDS = {"box": "box", "polygon": "polygon", "polyline": "polyline", "points": "points", "mask": "mask"}
+
+IMAGES_IN_SUBSETS = "image_missing: images sit in images/<subset>/, and are looked up in images/ only"
+EXTRA_FILES = "annotation_missing: {} are taken for images without annotation"
+
+
+def check(export: str | Path, tmp_path: Path, declared: str | None = None) -> IngestedBatch:
+    path = export if isinstance(export, Path) else EXPORTS / export
+    return check_source(fsspec.filesystem("file"), str(path), tmp_path / "check", KEY, declared).batch
+
+
+def accepted_shapes(batch: IngestedBatch, key=lambda name: name) -> dict[str, Counter]:
+    """Accepted image (by key of its file name) -> Counter of (raw_label, kind)."""
+    shapes = batch.shapes.join(batch.images.select("entry_id", "file_name"), on="entry_id")
+    result = {key(name): Counter() for name in batch.images["file_name"]}
+    for name, label, kind in shapes.select("file_name", "raw_label", "kind").iter_rows():
+        result[key(name)][(label, kind)] += 1
+    return result
+
+
+def mask_areas(batch: IngestedBatch, file_name: str) -> Counter:
+    """raw_label -> foreground pixels of the image's mask shapes (every other run, from the second)."""
+    [entry] = batch.images.filter(pl.col("file_name") == file_name)["entry_id"]
+    areas: Counter = Counter()
+    for label, counts in batch.shapes.filter(pl.col("entry_id") == entry).select("raw_label", "mask_counts").iter_rows():
+        areas[label] += sum(counts[1::2])
+    return areas
+
+
+def quarantined(batch: IngestedBatch, key=lambda name: name) -> dict[str, str]:
+    return {key(name): rule for name, rule in batch.quarantine.select("file_name", "rule").iter_rows()}
+
+
+def basename(name: str) -> str:
+    return posixpath.basename(name)
+
+
+# --- CVAT ----------------------------------------------------------------------------------------
+
+def cvat_expected(xml_file: Path, image_path) -> dict[str, Counter]:
+    """Image path -> Counter of (label, kind) of its shapes, straight from the XML."""
+    expected = {}
+    for image in ET.parse(xml_file).getroot().iter("image"):
+        expected[image_path(image)] = Counter(
+            (shape.get("label"), CVAT_KINDS[shape.tag]) for shape in image if shape.tag in CVAT_KINDS)
+    return expected
+
+
+def test_cvat_task_export_reads_every_image_with_its_shapes(tmp_path):
+    export = EXPORTS / "cvat_images_task"
+    batch = check(export, tmp_path)
+    expected = cvat_expected(export / "train.xml", lambda image: f"images/{image.get('name')}")
+    assert batch.source_format == "cvat_images_1.1"
+    assert accepted_shapes(batch) == expected
+    assert batch.quarantine.is_empty()
+
+
+def test_cvat_project_export_reads_each_subset_folder(tmp_path):
+    export = EXPORTS / "cvat_images_project_subsets"
+    batch = check(export, tmp_path)
+    expected = cvat_expected(export / "annotations.xml",
+                             lambda image: f"images/{image.get('subset')}/{image.get('name')}")
+    assert len(expected) == 6  # img0 and img1 in each of Train, Test, Validation
+    assert accepted_shapes(batch) == expected
+    assert batch.quarantine.is_empty()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "image_missing: CVAT for video frames are looked up as images/frame_NNNNNN.PNG only; "
+    "this export (CVAT 2020) has images/frame_NNNNNN.png"))
+def test_cvat_video_export_gives_each_frame_its_tracked_shapes(tmp_path):
+    export = EXPORTS / "cvat_video"
+    root = ET.parse(export / "annotations.xml").getroot()
+    task = root.find("meta/task")
+    start, stop, size = (int(task.findtext(key)) for key in ("start_frame", "stop_frame", "size"))
+    step = int(task.findtext("frame_filter").removeprefix("step="))
+    frames = list(range(start, stop + 1, step))[:size]
+    shapes = {frame: Counter() for frame in frames}
+    for track in root.iter("track"):
+        for shape in track:
+            if shape.get("outside") == "0":
+                shapes[int(shape.get("frame"))][(track.get("label"), CVAT_KINDS[shape.tag])] += 1
+    on_disk = {path.stem: path.name for path in (export / "images").iterdir()}
+    expected = {f"frame_{frame:06d}": shapes[frame] for frame in frames if f"frame_{frame:06d}" in on_disk}
+    assert len(expected) == 3 and len(frames) == 4  # frame 19 was exported without its image
+
+    batch = check(export, tmp_path)
+    assert accepted_shapes(batch, key=lambda name: basename(name).rsplit(".", 1)[0]) == expected
+    assert list(quarantined(batch).values()) == ["image_missing"]
+
+
+# --- COCO ----------------------------------------------------------------------------------------
+
+def coco_expected(annotation_files: list[Path]) -> dict[str, Counter]:
+    """Image base name -> Counter of (category name, kind) from the COCO JSON files."""
+    expected = {}
+    for file in annotation_files:
+        doc = json.loads(file.read_text())
+        names = {category["id"]: category["name"] for category in doc["categories"]}
+        by_id = {image["id"]: basename(image["file_name"]) for image in doc["images"]}
+        expected.update({name: Counter() for name in by_id.values()})
+        for annotation in doc["annotations"]:
+            segmentation = annotation.get("segmentation")
+            kind = "mask" if isinstance(segmentation, dict) else "polygon" if segmentation else "box"
+            expected[by_id[annotation["image_id"]]][(names[annotation["category_id"]], kind)] += 1
+    return expected
+
+
+@pytest.mark.xfail(strict=True, reason=IMAGES_IN_SUBSETS + " (images/train/a.jpg, images/val/b.jpg)")
+def test_coco_export_with_subset_folders_reads_every_image(tmp_path):
+    export = EXPORTS / "coco_instances_datumaro"
+    expected = coco_expected(sorted((export / "annotations").glob("instances_*.json")))
+    assert sum(sum(c.values()) for c in expected.values()) == 3
+    batch = check(export, tmp_path)
+    assert batch.source_format == "coco_instances"
+    assert accepted_shapes(batch, key=basename) == expected
+    assert batch.quarantine.is_empty()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "image_missing: labelme2coco's file_name `JPEGImages/<name>` is relative to the JSON's folder, "
+    "and is looked up under images/ only"))
+def test_labelme2coco_export_reads_every_image(tmp_path):
+    export = EXPORTS / "coco_labelme2coco"
+    expected = coco_expected([export / "annotations.json"])
+    assert sum(sum(c.values()) for c in expected.values()) == 12
+    batch = check(export, tmp_path)
+    assert accepted_shapes(batch, key=basename) == expected
+    assert batch.quarantine.is_empty()
+
+
+def panoptic_expected(export: Path) -> tuple[dict[str, Counter], set[str]]:
+    """(image base name -> Counter of label -> pixels, images whose PNG is not the image's size),
+    decoding the PNGs with panopticapi's rgb2id written out here."""
+    areas, wrong_size = {}, set()
+    for file in sorted((export / "annotations").glob("panoptic_*.json")):
+        doc = json.loads(file.read_text())
+        names = {category["id"]: category["name"] for category in doc["categories"]}
+        images = {image["id"]: image for image in doc["images"]}
+        for annotation in doc["annotations"]:
+            image = images[annotation["image_id"]]
+            rgb = np.asarray(Image.open(file.with_suffix("") / annotation["file_name"]).convert("RGB")).astype(np.int64)
+            if rgb.shape[:2] != (image["height"], image["width"]):
+                wrong_size.add(basename(image["file_name"]))
+                continue
+            ids = rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+            areas[basename(image["file_name"])] = Counter({
+                names[segment["category_id"]]: int((ids == segment["id"]).sum()) for segment in annotation["segments_info"]})
+    return areas, wrong_size
+
+
+@pytest.mark.xfail(strict=True, reason=IMAGES_IN_SUBSETS + " (images/val/b.jpg)")
+def test_coco_panoptic_export_reads_segments_and_quarantines_the_png_of_the_wrong_size(tmp_path):
+    export = EXPORTS / "coco_panoptic_datumaro"
+    areas, wrong_size = panoptic_expected(export)
+    assert set(areas) == {"b.jpg"} and wrong_size == {"a.jpg"}  # Datumaro's a.png is 5x5, its image 10x5
+    batch = check(export, tmp_path)
+    assert batch.source_format == "coco_panoptic"
+    [name] = batch.images["file_name"]
+    assert basename(name) == "b.jpg"
+    assert mask_areas(batch, name) == areas["b.jpg"]
+    assert quarantined(batch, key=basename) == {"a.jpg": "size_mismatch"}
+
+
+# --- LabelMe -------------------------------------------------------------------------------------
+
+LABELME_KINDS = {"polygon": "polygon", "rectangle": "polygon", "circle": "mask", "mask": "mask",
+                 "line": "polyline", "linestrip": "polyline", "point": "points", "points": "points"}
+
+
+def labelme_expected(export: Path) -> tuple[dict[str, Counter], set[str]]:
+    """(image -> Counter of (label, kind) for images present, images the JSON names but the export lacks)."""
+    present, absent = {}, set()
+    for file in sorted(export.glob("*.json")):
+        doc = json.loads(file.read_text())
+        if (export / doc["imagePath"]).exists():
+            present[doc["imagePath"]] = Counter((s["label"], LABELME_KINDS[s["shape_type"]]) for s in doc["shapes"])
+        else:
+            absent.add(doc["imagePath"])
+    return present, absent
+
+
+def test_labelme_export_reads_images_present_and_quarantines_the_trimmed_ones(tmp_path):
+    export = EXPORTS / "labelme_instance_segmentation"
+    present, absent = labelme_expected(export)
+    assert set(present) == {"2011_000006.jpg"} and len(absent) == 2  # two of three images were trimmed
+    batch = check(export, tmp_path)
+    assert batch.source_format == "labelme"
+    assert accepted_shapes(batch) == present
+    assert quarantined(batch) == dict.fromkeys(absent, "image_missing")
+
+
+def test_labelme_primitives_keep_every_shape_type(tmp_path):
+    export = EXPORTS / "labelme_primitives"
+    present, absent = labelme_expected(export)
+    assert not absent and len(present["primitives.jpg"]) == 7
+    batch = check(export, tmp_path)
+    assert accepted_shapes(batch) == present
+    assert batch.quarantine.is_empty()
+
+
+# --- PASCAL VOC ----------------------------------------------------------------------------------
+
+def voc_palette_index() -> dict[tuple[int, int, int], int]:
+    """The VOC devkit's colour map (VOClabelcolormap.m): bit k of index i goes to bit 7-k/3 of R, G or B."""
+    colours = {}
+    for index in range(256):
+        r = g = b = 0
+        value = index
+        for bit in range(8):
+            r |= ((value >> 0) & 1) << (7 - bit)
+            g |= ((value >> 1) & 1) << (7 - bit)
+            b |= ((value >> 2) & 1) << (7 - bit)
+            value >>= 3
+        colours[(r, g, b)] = index
+    return colours
+
+
+def voc_class_areas(png: Path) -> Counter:
+    """Class index -> pixels of a SegmentationClass PNG, palette or RGB."""
+    image = Image.open(png)
+    if image.mode == "P":
+        values, counts = np.unique(np.asarray(image), return_counts=True)
+        return Counter(dict(zip(values.tolist(), counts.tolist())))
+    palette = voc_palette_index()
+    colours, counts = np.unique(np.asarray(image.convert("RGB")).reshape(-1, 3), axis=0, return_counts=True)
+    return Counter({palette[tuple(c)]: n for c, n in zip(colours.tolist(), counts.tolist())})
+
+
+def plain(name: str) -> str:
+    """labelme's class names against VOC's: `potted plant`, `tv/monitor`, `_background_`."""
+    return "".join(ch for ch in name if ch.isalnum())
+
+
+@pytest.mark.xfail(strict=True, reason=EXTRA_FILES.format("SegmentationObject/*.png (instance masks)"))
+def test_labelme2voc_class_masks_read_as_the_pngs_hold_them(tmp_path):
+    export = EXPORTS / "voc_labelme2voc"
+    class_names = (export / "class_names.txt").read_text().splitlines()
+    batch = check(export, tmp_path)
+    assert batch.source_format == "voc_segmentation"
+    for png in sorted((export / "SegmentationClass").glob("*.png")):
+        expected = {("void" if index == 255 else plain(class_names[index])): n
+                    for index, n in voc_class_areas(png).items()}
+        found = {plain(label): n for label, n in mask_areas(batch, f"JPEGImages/{png.stem}.jpg").items()}
+        assert found == expected, png.name
+    assert batch.images.height == 3
+    assert batch.quarantine.is_empty()
+
+
+def test_labelme2voc_class_masks_are_labelmes_rendering_of_its_json():
+    """The fixture pairing itself: the classes each labelme JSON names are those its PNG holds."""
+    class_names = (EXPORTS / "voc_labelme2voc" / "class_names.txt").read_text().splitlines()
+    for file in sorted((EXPORTS / "labelme_instance_segmentation").glob("*.json")):
+        labels = {s["label"] for s in json.loads(file.read_text())["shapes"]} - {"__ignore__"}
+        indices = set(voc_class_areas(EXPORTS / "voc_labelme2voc" / "SegmentationClass" / f"{file.stem}.png")) - {0, 255}
+        assert {class_names[i] for i in indices} == labels, file.name
+
+
+# The devkit's class list (VOCdevkit/VOCcode/VOCinit.m), index 0 background, 255 the void boundary.
+VOC_NAMES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+             "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+
+
+@pytest.mark.xfail(strict=True, reason=EXTRA_FILES.format("SegmentationObject/*.png"))
+def test_voc_export_reads_the_class_mask_and_reports_the_image_without_one(tmp_path):
+    export = EXPORTS / "voc_datumaro"
+    masks = sorted((export / "SegmentationClass").glob("*.png"))
+    unannotated = {f"JPEGImages/{p.name}" for p in (export / "JPEGImages").glob("*.jpg")} - {
+        f"JPEGImages/{m.stem}.jpg" for m in masks}
+    assert len(masks) == 1 and unannotated == {"JPEGImages/2007_000002.jpg"} and not (export / "labelmap.txt").exists()
+    batch = check(export, tmp_path)
+    [mask] = masks
+    expected = {("void" if index == 255 else VOC_NAMES[index]): n for index, n in voc_class_areas(mask).items()}
+    assert mask_areas(batch, f"JPEGImages/{mask.stem}.jpg") == expected
+    assert quarantined(batch) == dict.fromkeys(unannotated, "annotation_missing")
+
+
+# --- ADE20K --------------------------------------------------------------------------------------
+
+def ade_classes(png: Path) -> Counter:
+    """ADE20K's loader: class = R/10*256 + G."""
+    rgb = np.asarray(Image.open(png).convert("RGB")).astype(np.int64)
+    values, counts = np.unique(rgb[..., 0] // 10 * 256 + rgb[..., 1], return_counts=True)
+    return Counter({str(v): n for v, n in zip(values.tolist(), counts.tolist())})
+
+
+@pytest.mark.xfail(strict=True, reason=EXTRA_FILES.format("ADE20K part masks *_parts_N.png"))
+@pytest.mark.parametrize("export", ["ade20k2017_datumaro", "ade20k2020_datumaro"])
+def test_ade20k_export_reads_each_seg_png_and_nothing_else(export, tmp_path):
+    root = EXPORTS / export
+    segs = sorted(root.rglob("*_seg.png"))
+    batch = check(root, tmp_path)
+    assert batch.source_format == "ade20k"
+    for seg in segs:
+        image = seg.relative_to(root).as_posix().removesuffix("_seg.png") + ".jpg"
+        assert mask_areas(batch, image) == ade_classes(seg)
+    assert batch.images.height == len(segs)
+    assert batch.quarantine.is_empty()
+
+
+def test_ade20k_2020_classes_are_those_its_json_lists():
+    """ADE20K 2020 writes each image's objects with `name_ndx`: the classes painted in `_seg.png` are among them."""
+    for seg in sorted((EXPORTS / "ade20k2020_datumaro").rglob("*_seg.png")):
+        objects = json.loads(seg.with_name(seg.name.replace("_seg.png", ".json")).read_text())["annotation"]["object"]
+        listed = {str(o["name_ndx"]) for o in objects if o["parts"]["part_level"] == 0}
+        assert set(ade_classes(seg)) - {"0"} <= listed
+
+
+# --- Cityscapes ----------------------------------------------------------------------------------
+
+def polygon_labels(json_file: Path) -> Counter:
+    """Labels of the objects json2labelImg draws: not deleted, non-negative id."""
+    labels = Counter()
+    for obj in json.loads(json_file.read_text())["objects"]:
+        base = obj["label"].removesuffix("group") if obj["label"] not in name2label else obj["label"]
+        if not obj.get("deleted") and name2label[base].id >= 0:
+            labels[obj["label"]] += 1
+    return labels
+
+
+@pytest.mark.xfail(strict=True, reason=EXTRA_FILES.format(
+    "gtFine *_labelIds.png, *_instanceIds.png and *_color.png beside the polygons"))
+def test_cityscapes_gtfine_export_reads_the_polygons(tmp_path):
+    export = EXPORTS / "cityscapes_gtfine_generated"
+    batch = check(export, tmp_path)
+    assert batch.source_format == "cityscapes_polygons"
+    for polygons in sorted(export.rglob("*_polygons.json")):
+        image = f"leftImg8bit/val/testcity/{polygons.name.replace('_gtFine_polygons.json', '_leftImg8bit.png')}"
+        labels = Counter({label: n for (label, _), n in accepted_shapes(batch)[image].items()})
+        objects = json.loads(polygons.read_text())["objects"]
+        assert labels == Counter(o["label"] for o in objects if not o.get("deleted"))
+    assert batch.quarantine.is_empty()
+
+
+def test_cityscapes_label_pngs_agree_with_the_polygons_they_were_rendered_from(tmp_path):
+    """gtFine without its polygon JSON is read from instanceIds: one shape per instance of a label
+    with instances, a `<label>group` crowd and every other label drawn, as json2instanceImg painted them."""
+    export = tmp_path / "gtfine"
+    shutil.copytree(EXPORTS / "cityscapes_gtfine_generated", export)
+    polygons = {path.name.replace("_gtFine_polygons.json", ""): polygon_labels(path) for path in export.rglob("*_polygons.json")}
+    for path in export.rglob("*_polygons.json"):
+        path.unlink()
+    batch = check(export, tmp_path)
+    assert batch.source_format == "cityscapes_label_pngs"
+    found = accepted_shapes(batch, key=lambda name: basename(name).removesuffix("_leftImg8bit.png"))
+    assert set(found) == set(polygons)
+    for stem, labels in polygons.items():
+        read = Counter({label: n for (label, _), n in found[stem].items()})
+        assert read - Counter({"unlabeled": read["unlabeled"]}) == labels, stem
+    assert batch.quarantine.is_empty()
+
+
+def test_cityscapes_instance_ids_of_datumaros_export_name_labels_as_cityscapesscripts_does(tmp_path):
+    export = EXPORTS / "cityscapes_label_pngs_datumaro"
+    batch = check(export, tmp_path)
+    assert batch.source_format == "cityscapes_label_pngs"
+    for png in sorted(export.rglob("*_gtFine_instanceIds.png")):
+        values, counts = np.unique(np.asarray(Image.open(png)), return_counts=True)
+        expected = Counter()
+        for value, count in zip(values.tolist(), counts.tolist()):
+            label = id2label[value // 1000 if value >= 1000 else value]
+            crowd = value < 1000 and label.hasInstances
+            expected[f"{label.name}group" if crowd else label.name] += count
+        image = png.relative_to(export).as_posix().replace("gtFine/", "leftImg8bit/", 1).replace(
+            "_gtFine_instanceIds.png", "_leftImg8bit.png")
+        assert mask_areas(batch, image) == expected, png.name
+    assert batch.quarantine.is_empty()
+
+
+def test_generated_cityscapes_export_is_what_the_generator_writes(tmp_path):
+    """The committed copy must not drift from its recipe: same files, same JSON, same pixels."""
+    fresh = tmp_path / "fresh"
+    written = [path.relative_to(fresh) for path in write_cityscapes_gtfine(fresh)]
+    committed = EXPORTS / "cityscapes_gtfine_generated"
+    assert sorted(written) == sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
+    for relative in written:
+        if relative.suffix == ".json":
+            assert json.loads((fresh / relative).read_text()) == json.loads((committed / relative).read_text())
+        else:
+            np.testing.assert_array_equal(np.asarray(Image.open(fresh / relative)), np.asarray(Image.open(committed / relative)))
+
+
+# --- image + mask folders ------------------------------------------------------------------------
+
+def test_datumaro_common_semantic_segmentation_reads_rgb_masks_through_dataset_meta(tmp_path):
+    export = EXPORTS / "image_mask_folders_datumaro"
+    meta = json.loads((export / "dataset_meta.json").read_text())
+    by_colour = {tuple(colour): meta["label_map"][key]
+                 for key, colour in zip(meta["label_map"], meta["segmentation_colors"], strict=True)}
+    batch = check(export, tmp_path)
+    assert batch.source_format == "image_mask_folders"
+    for mask in sorted((export / "masks").glob("*.png")):
+        colours, counts = np.unique(np.asarray(Image.open(mask).convert("RGB")).reshape(-1, 3), axis=0, return_counts=True)
+        expected = Counter({by_colour[tuple(c)]: n for c, n in zip(colours.tolist(), counts.tolist())})
+        assert mask_areas(batch, f"images/{mask.name}") == expected
+    assert batch.quarantine.is_empty()

@@ -81,10 +81,10 @@ def _read_pngs(source: BatchSource, files: list[str], options: ReaderOptions) ->
     for stem in sorted(by_stem):
         kind = next(kind for kind in READ_KINDS if kind in by_stem[stem])
         name = by_stem[stem][kind]
-        yield _read_png(source, name, image_name(name, f"_{kind}.png", existing))
+        yield _read_png(source, name, image_name(name, f"_{kind}.png", existing), kind == "instanceIds")
 
 
-def _read_png(source: BatchSource, name: str, file_name: str) -> AnnotatedImage:
+def _read_png(source: BatchSource, name: str, file_name: str, instances: bool) -> AnnotatedImage:
     """One PNG as the annotation of its image; any problem with it is an error on that image."""
     origin = source.origin(name)
     try:
@@ -95,19 +95,20 @@ def _read_png(source: BatchSource, name: str, file_name: str) -> AnnotatedImage:
     except InputError as exc:
         return AnnotatedImage(file_name, 0, 0, error=exc)
     height, width = values.shape
-    return AnnotatedImage(file_name, width, height, shapes=_shapes(values.astype(np.int64)))
+    return AnnotatedImage(file_name, width, height, shapes=_shapes(values.astype(np.int64), instances))
 
 
-def _shapes(values: np.ndarray) -> list[Shape]:
+def _shapes(values: np.ndarray, instances: bool) -> list[Shape]:
     """One mask per value present, in ascending value order."""
-    return [_shape(value, BoxMask.from_array(values == value)) for value in np.unique(values).tolist()]
+    return [_shape(value, BoxMask.from_array(values == value), instances) for value in np.unique(values).tolist()]
 
 
-def _shape(value: int, mask: BoxMask | None) -> Shape:
-    """An instance (value >= 1000), a crowd (a label with instances, below 1000) or a plain label."""
-    label_id = value // INSTANCE_FACTOR if value >= INSTANCE_FACTOR else value
+def _shape(value: int, mask: BoxMask | None, instances: bool) -> Shape:
+    """In instanceIds, an instance (value >= 1000) or a crowd (a label with instances, below 1000);
+    otherwise, and for every other label, the label itself."""
+    label_id = value // INSTANCE_FACTOR if instances and value >= INSTANCE_FACTOR else value
     name = LABEL_NAMES.get(label_id, str(label_id))
-    if value < INSTANCE_FACTOR and label_id in HAS_INSTANCES:
+    if instances and value < INSTANCE_FACTOR and label_id in HAS_INSTANCES:
         return Shape(f"{name}group", "mask", mask=mask, attributes={"group": "1", "base_label": name})
     return Shape(name, "mask", mask=mask)
 

@@ -174,7 +174,7 @@ def _segment_ids(source: BatchSource, png: str, image: AnnotatedImage, existing:
     """The PNG's pixels as segment ids, R + 256*G + 256^2*B."""
     if png not in existing:
         raise InputError(FILE_MISSING, f"{where}: the panoptic PNG does not exist")
-    mode, pixels = decode_mask_png(source.read(png), source.origin(png))
+    mode, pixels = decode_mask_png(source.read(png), where)
     if mode != "RGB":
         raise InputError(MASK_MODE_UNSUPPORTED, f"{where}: a panoptic PNG must be RGB, not {mode!r}")
     if pixels.shape[:2] != (image.height, image.width):

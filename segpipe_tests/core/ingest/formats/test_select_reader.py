@@ -6,11 +6,19 @@ from segpipe.core.ingest.formats import READERS, select_reader
 CVAT_HEAD = b'<?xml version="1.0"?><annotations><version>1.1</version><meta><task></task></meta><image name="a.jpg"'
 COCO_HEAD = b'{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [], "categories": []}'
 CITYSCAPES_NAME = "gtFine/val/x/x_000001_gtFine_polygons.json"
+CITYSCAPES_PNG = "gtFine/val/x/x_000001_gtFine_instanceIds.png"
+PANOPTIC_HEAD = b'{"images": [], "annotations": [{"image_id": 1, "file_name": "a.png", "segments_info": []}]}'
 
 LISTINGS = {
     "cvat_images_1.1": ({"annotations.xml": CVAT_HEAD, "images/a.jpg": b""}, ["annotations.xml"]),
     "coco_instances": ({"annotations/instances_val.json": COCO_HEAD, "images/a.jpg": b""}, ["annotations/instances_val.json"]),
     "cityscapes_polygons": ({CITYSCAPES_NAME: b'{"imgHeight": 1, "imgWidth": 1, "objects": []}'}, [CITYSCAPES_NAME]),
+    # A panoptic JSON whose head ends before `segments_info` is known by the PNG folder named after it.
+    "coco_panoptic": ({"annotations/panoptic_val.json": COCO_HEAD, "annotations/panoptic_val/a.png": b"",
+                       "images/a.jpg": b""}, ["annotations/panoptic_val.json", "annotations/panoptic_val/a.png"]),
+    "cityscapes_label_pngs": ({CITYSCAPES_PNG: b"", CITYSCAPES_PNG.replace("instanceIds", "color"): b"",
+                               "leftImg8bit/val/x/x_000001_leftImg8bit.png": b""},
+                              [CITYSCAPES_PNG.replace("instanceIds", "color"), CITYSCAPES_PNG]),
 }
 
 
@@ -52,3 +60,28 @@ def test_a_declared_format_must_exist_and_find_its_files():
     with pytest.raises(InputError, match="no file of the batch is one it accepts") as missing:
         select_reader(sorted(files), heads(files), "cityscapes_polygons", "mem://b")
     assert missing.value.rule == "annotations_missing"
+
+
+def test_a_panoptic_json_with_segments_info_in_its_head_is_panoptic_even_without_its_folder():
+    files = {"panoptic.json": PANOPTIC_HEAD}
+    reader, claimed = select_reader(sorted(files), heads(files), None, "mem://b")
+    assert (reader.name, claimed) == ("coco_panoptic", ["panoptic.json"])
+
+
+def test_panoptic_pngs_are_not_an_ade20k_scene_parsing_split():
+    """`annotations/<split>/*.png` is ADE20K's layout too, unless `annotations/<split>.json` sits beside it."""
+    files, _ = LISTINGS["coco_panoptic"]
+    assert READERS["ade20k"].annotation_files(sorted(files), heads(files)) == []
+    ade = {"annotations/validation/a.png": b"", "images/validation/a.jpg": b""}
+    assert READERS["ade20k"].annotation_files(sorted(ade), heads(ade)) == ["annotations/validation/a.png"]
+
+
+def test_cityscapes_pngs_beside_their_polygons_leave_the_batch_to_the_polygon_reader():
+    files = {**LISTINGS["cityscapes_polygons"][0], **LISTINGS["cityscapes_label_pngs"][0]}
+    reader, claimed = select_reader(sorted(files), heads(files), None, "mem://b")
+    assert (reader.name, claimed) == ("cityscapes_polygons", [CITYSCAPES_NAME])
+
+
+def test_cityscapes_train_id_or_colour_pngs_alone_are_not_claimed():
+    only = {"gtFine/val/x/x_1_gtFine_labelTrainIds.png": b"", "gtFine/val/x/x_1_gtFine_color.png": b""}
+    assert READERS["cityscapes_label_pngs"].annotation_files(sorted(only), heads(only)) == []

@@ -110,6 +110,33 @@ def test_check_source_exits_2_for_usage_errors(args, capsys, pseudonym_key):
     assert caught.value.code == 2
 
 
+@pytest.mark.parametrize("command", ["build", "backfill"])
+def test_build_and_backfill_print_each_configuration_problem_on_a_line_and_exit_2(command, tmp_path, capsys, monkeypatch):
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text("dataset_name: demo\nqa:\n  max_error_failure: 1\n  near_duplicate_bits: 99\n")
+    monkeypatch.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
+    assert main([command]) == 2
+    printed = capsys.readouterr()
+    assert printed.err.splitlines() == [
+        "segpipe: configuration error:",
+        f"{pipeline}:3: qa.max_error_failure: unknown key; did you mean 'max_error_failures'?",
+        f"{pipeline}:4: qa.near_duplicate_bits: must be at most 64, got 99",
+    ]
+    assert printed.out == ""
+
+
+def test_build_and_backfill_with_nothing_to_build_say_so_and_exit_1(tmp_path, capsys, monkeypatch):
+    (tmp_path / "landing").mkdir()
+    (tmp_path / "dagster").mkdir()
+    monkeypatch.setenv("SEGPIPE_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    assert main(["build"]) == 1
+    assert capsys.readouterr().err == (f"segpipe build: {tmp_path / 'landing'}: no ready batches (folders with a "
+                                       "batch.json, or .zip archives); run `segpipe demo` first\n")
+    assert main(["backfill"]) == 1
+    assert capsys.readouterr().err == "segpipe backfill: no batches have been ingested yet; run `segpipe build` first\n"
+
+
 def test_pseudonym_prints_what_tables_use_for_a_name(tiny_demo, tmp_path, capsys, pseudonym_key):
     assert main(["pseudonym", "alice"]) == 0
     [line] = capsys.readouterr().out.splitlines()

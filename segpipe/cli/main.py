@@ -81,14 +81,18 @@ def _build(backfill: bool) -> int:
 
     from segpipe.cli.build_summary import format_summary
     from segpipe.definitions import defs as load_defs
-    from segpipe.cli.local_build import run_local_build, run_taxonomy_backfill
+    from segpipe.cli.local_build import NothingToBuild, run_local_build, run_taxonomy_backfill
 
     logging.getLogger("dagster").setLevel(logging.WARNING)
     env = current_environment()
     defs = load_defs()
     with dg.DagsterInstance.get() as instance:
-        outcome = (run_taxonomy_backfill if backfill else run_local_build)(defs, instance, env)
-        print(format_summary(outcome, defs, instance))
+        try:  # Dagster's own log stays quiet: the summary says why a run failed, the UI has the rest
+            outcome = (run_taxonomy_backfill if backfill else run_local_build)(defs, instance, env, "CRITICAL")
+        except NothingToBuild as exc:
+            print(f"segpipe {'backfill' if backfill else 'build'}: {exc}", file=sys.stderr)
+            return 1
+        print(format_summary(outcome, defs, instance, env))
     return 0 if outcome.success else 1
 
 

@@ -92,7 +92,11 @@ def _build(backfill: bool) -> int:
         except NothingToBuild as exc:
             print(f"segpipe {'backfill' if backfill else 'build'}: {exc}", file=sys.stderr)
             return 1
-        print(format_summary(outcome, defs, instance, env))
+        logging.disable(logging.INFO)  # the summary's table loads log each file; no run records them any more
+        try:
+            print(format_summary(outcome, defs, instance, env))
+        finally:
+            logging.disable(logging.NOTSET)
     return 0 if outcome.success else 1
 
 

@@ -1,6 +1,7 @@
 import io
 import struct
 import zipfile
+from collections import Counter
 
 import polars as pl
 import pytest
@@ -9,6 +10,10 @@ from segpipe.cli.main import main
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release.layout import release_stem
 from segpipe.environment import PACKAGE_CONFIG
+from segpipe_tests.bench.cityscapes_scenes import Dataset, write_dataset
+from segpipe_tests.core.rasterize.test_raster_parity import assert_identical, json2label_masks
+
+CITYSCAPES_PRESET = PACKAGE_CONFIG / "presets" / "cityscapes.yaml"
 
 
 @pytest.fixture()
@@ -46,15 +51,90 @@ def test_check_source_reads_a_zip_and_reports_unsafe_archives_without_failing(tm
     assert "format: unreadable" in printed and "unsafe_archive_path" in printed
 
 
+@pytest.fixture(scope="module")
+def cityscapes_export(tmp_path_factory) -> Dataset:
+    """Two generated Cityscapes scenes (polygon files and photos, license plates included) as a
+    vendor delivers them: no batch.json, so the batch's source is the reader's name."""
+    return write_dataset(tmp_path_factory.mktemp("cityscapes"), 2, 512, 256, seed=7, images=True, license_plates=True)
+
+
+def test_check_source_maps_a_cityscapes_export_with_the_preset_as_json2labelimg_does(
+        cityscapes_export, tmp_path, capsys, pseudonym_key):
+    out = tmp_path / "out"
+    code = main(["check-source", str(cityscapes_export.cityscapes_root), "--taxonomy", str(CITYSCAPES_PRESET),
+                 "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    reference = json2label_masks(cityscapes_export, tmp_path)
+    stems = {scene.image_name: scene.stem for scene in cityscapes_export.scenes}
+    images = pl.read_parquet(out / "images.parquet")
+    assert sorted(stems[name] for name in images["file_name"]) == sorted(reference)
+    assert_identical({stems[name]: decode_mask_png((out / "masks" / f"{release_stem(name, image_id)}.png").read_bytes())
+                      for name, image_id in images.select("file_name", "image_id").iter_rows()}, reference)
+    lines = printed.splitlines()
+    assert f"source: cityscapes_polygons: the rules of mappings.cityscapes in {CITYSCAPES_PRESET}" in lines
+    assert "unmapped labels: 0" in lines
+    voided = next(line for line in lines if line.startswith("voided on purpose"))
+    skipped = next(line for line in lines if line.startswith("skipped on purpose"))
+    assert "'ego vehicle'" in voided and "'out of roi'" in voided and "'license plate'" in skipped
+
+
+def test_check_source_applies_the_rules_of_the_source_named_and_refuses_masks_when_labels_are_unmapped(
+        cityscapes_export, tmp_path, capsys, pseudonym_key):
+    export, preset = str(cityscapes_export.cityscapes_root), str(CITYSCAPES_PRESET)
+    assert main(["check-source", export, "--taxonomy", preset, "--source", "cityscapes", "--out", str(tmp_path / "a")]) == 0
+    assert "unmapped labels: 0" in capsys.readouterr().out.splitlines()
+    out = tmp_path / "b"
+    code = main(["check-source", export, "--taxonomy", preset, "--source", "vendor_x", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 1 and not (out / "masks").exists()
+    assert pl.read_parquet(out / "images.parquet")["source"].unique().to_list() == ["vendor_x"]
+    labels = Counter(obj.label for scene in cityscapes_export.scenes for obj in scene.live())
+    [unmapped] = [line for line in printed.splitlines() if line.startswith("unmapped labels:")]
+    named = sorted(labels.items(), key=lambda pair: (-pair[1], pair[0]))[:12]  # most shapes first
+    assert unmapped == (f"unmapped labels: {len(labels)} ({labels.total()} shapes; unmapped: error): "
+                        + ", ".join(f"{label!r} {count}" for label, count in named) + f" +{len(labels) - 12} more")
+    assert f"source: vendor_x: {preset} has no rules for it; its sources: cityscapes, cityscapes_polygons" in printed
+    assert f"what to do: add a rule for each under mappings.vendor_x in {preset}" in printed
+    assert "masks written: none: under unmapped: error" in printed
+
+
 @pytest.mark.parametrize("args", [
     ["check-source", "/no/such/export", "--out", "x"],
     ["check-source", ".", "--format", "labelbox", "--out", "x"],
     ["check-source", ".", "--taxonomy", "/no/such.yaml", "--out", "x"],
 ])
-def test_check_source_exits_non_zero_only_for_usage_errors(args, capsys, pseudonym_key):
+def test_check_source_exits_2_for_usage_errors(args, capsys, pseudonym_key):
     with pytest.raises(SystemExit) as caught:
         main(args)
     assert caught.value.code == 2
+
+
+@pytest.mark.parametrize("command", ["build", "backfill"])
+def test_build_and_backfill_print_each_configuration_problem_on_a_line_and_exit_2(command, tmp_path, capsys, monkeypatch):
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text("dataset_name: demo\nqa:\n  max_error_failure: 1\n  near_duplicate_bits: 99\n")
+    monkeypatch.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
+    assert main([command]) == 2
+    printed = capsys.readouterr()
+    assert printed.err.splitlines() == [
+        "segpipe: configuration error:",
+        f"{pipeline}:3: qa.max_error_failure: unknown key; did you mean 'max_error_failures'?",
+        f"{pipeline}:4: qa.near_duplicate_bits: must be at most 64, got 99",
+    ]
+    assert printed.out == ""
+
+
+def test_build_and_backfill_with_nothing_to_build_say_so_and_exit_1(tmp_path, capsys, monkeypatch):
+    (tmp_path / "landing").mkdir()
+    (tmp_path / "dagster").mkdir()
+    monkeypatch.setenv("SEGPIPE_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    assert main(["build"]) == 1
+    assert capsys.readouterr().err == (f"segpipe build: {tmp_path / 'landing'}: no ready batches (folders with a "
+                                       "batch.json, or .zip archives); run `segpipe demo` first\n")
+    assert main(["backfill"]) == 1
+    assert capsys.readouterr().err == "segpipe backfill: no batches have been ingested yet; run `segpipe build` first\n"
 
 
 def test_pseudonym_prints_what_tables_use_for_a_name(tiny_demo, tmp_path, capsys, pseudonym_key):

@@ -1,17 +1,19 @@
-"""The one-screen summary `segpipe build` prints after a build."""
+"""The one-screen summary `segpipe build` prints after a build: the release, or why there is none."""
 
 import dagster as dg
 import polars as pl
 
+from segpipe.cli.failure_summary import format_failure
 from segpipe.cli.local_build import BuildOutcome
+from segpipe.cli.run_failure import read_run_failure
+from segpipe.environment import Environment
 
 
-def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.DagsterInstance) -> str:
+def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment) -> str:
     lines = [f"batches: {len(outcome.batches)} ({', '.join(outcome.batches)})"]
     if not outcome.success:
-        lines.append("RELEASE BLOCKED" + (f" by failed checks: {', '.join(outcome.failed_checks)}" if outcome.failed_checks else ""))
-        lines.append("open the Dagster UI (make dev) to see the failing items")
-        return "\n".join(lines)
+        failure = read_run_failure(instance, outcome.failed_run_id)
+        return "\n".join(lines + format_failure(failure, outcome.batches, defs, instance, env))
     meta = outcome.release_metadata
     counts = meta["counts"]
     lines += [

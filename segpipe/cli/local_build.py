@@ -16,6 +16,10 @@ from segpipe.environment import Environment
 from segpipe.io.locations import open_location
 
 
+class NothingToBuild(RuntimeError):
+    """No batch to build from: the landing zone has none ready, or (for a backfill) none was ingested."""
+
+
 @dataclass(frozen=True)
 class BuildOutcome:
     batches: list[str]
@@ -23,6 +27,7 @@ class BuildOutcome:
     failed_checks: list[str]
     check_outcomes: dict[str, bool]
     release_metadata: dict
+    failed_run_id: str | None = None  # the run that failed or published no release; its event log says why
 
 
 def run_local_build(
@@ -31,15 +36,19 @@ def run_local_build(
     """Ingest, map and draw every ready batch not drawn yet (one run per batch, as the landing sensor
     launches them), then QA, consensus, sampling and release over all of them. So a nightly
     `segpipe build` does only the new batches' work; after a taxonomy edit, `segpipe backfill`
-    remaps the drawn ones."""
+    remaps the drawn ones. The first run that fails ends the build."""
     batches = _register_batches(instance, env)
     quiet = _quiet(log_level)
-    defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance, run_config=quiet)
+    spec = defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
+    if not spec.success:
+        return _failed(batches, spec.run_id)
     job = defs.resolve_job_def("batch_job")
     drawn = instance.get_materialized_partitions(dg.AssetKey("annotation_masks"))
     for batch in batches:
         if batch not in drawn:
-            job.execute_in_process(instance=instance, partition_key=batch, run_config=quiet)
+            run = job.execute_in_process(instance=instance, partition_key=batch, run_config=quiet, raise_on_error=False)
+            if not run.success:
+                return _failed(batches, run.run_id)
     return _release(defs, instance, batches, quiet)
 
 
@@ -52,11 +61,16 @@ def run_taxonomy_backfill(
     load_taxonomy(env.taxonomy_path)
     batches = instance.get_dynamic_partitions(annotation_batches.name)
     if not batches:
-        raise RuntimeError("no batches have been ingested yet; run `segpipe build` first")
+        raise NothingToBuild("no batches have been ingested yet; run `segpipe build` first")
     quiet = _quiet(log_level)
-    defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance, run_config=quiet)
+    spec = defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
+    if not spec.success:
+        return _failed(sorted(batches), spec.run_id)
     every_batch = {"dagster/asset_partition_range_start": batches[0], "dagster/asset_partition_range_end": batches[-1]}
-    defs.resolve_job_def("taxonomy_backfill_job").execute_in_process(instance=instance, tags=every_batch, run_config=quiet)
+    remap = defs.resolve_job_def("taxonomy_backfill_job").execute_in_process(
+        instance=instance, tags=every_batch, run_config=quiet, raise_on_error=False)
+    if not remap.success:
+        return _failed(sorted(batches), remap.run_id)
     return _release(defs, instance, sorted(batches), quiet)
 
 
@@ -66,11 +80,15 @@ def _register_batches(instance: dg.DagsterInstance, env: Environment) -> list[st
     fs, root = open_location(env.landing_root, env.s3_endpoint_url)
     batches = list_ready_batches(fs, root)
     if not batches:
-        raise RuntimeError(f"{env.landing_root}: no ready batches (folders with a batch.json, or .zip archives); "
+        raise NothingToBuild(f"{env.landing_root}: no ready batches (folders with a batch.json, or .zip archives); "
                            "run `segpipe demo` first")
     known = set(instance.get_dynamic_partitions(annotation_batches.name))
     instance.add_dynamic_partitions(annotation_batches.name, [b for b in batches if b not in known])
     return batches
+
+
+def _failed(batches: list[str], run_id: str) -> BuildOutcome:
+    return BuildOutcome(batches, False, [], {}, {}, run_id)
 
 
 def _quiet(log_level: str) -> dict:
@@ -85,5 +103,6 @@ def _release(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[s
     failed = sorted(k for k, e in evaluations.items() if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR)
     release = [m for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey("dataset_release")]
     metadata = {k: v.value for k, v in release[0].materialization.metadata.items()} if release else {}
-    return BuildOutcome(
-        batches, result.success and bool(release), failed, {k: e.passed for k, e in evaluations.items()}, metadata)
+    success = result.success and bool(release)
+    return BuildOutcome(batches, success, failed, {k: e.passed for k, e in evaluations.items()}, metadata,
+                        None if success else result.run_id)

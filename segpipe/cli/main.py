@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("path", help="a folder, a .zip archive, or a URL such as s3://bucket/prefix")
     check.add_argument("--format", default=None, help="the export's format (default: batch.json's, else detected)")
     check.add_argument("--taxonomy", type=Path, default=None, help="a taxonomy YAML; masks are rasterized with it")
+    check.add_argument("--source", default=None,
+                       help="whose mapping rules apply (default: batch.json's source, else the format's name)")
     check.add_argument("--out", type=Path, required=True, help="folder for the tables, the quarantine report and masks")
     pseudonym = commands.add_parser("pseudonym", help="print the pseudonym tables and releases use for an annotator")
     pseudonym.add_argument("identity", nargs="+", help="a user name or email, as in batch.json or the CVAT export")
@@ -79,14 +81,22 @@ def _build(backfill: bool) -> int:
 
     from segpipe.cli.build_summary import format_summary
     from segpipe.definitions import defs as load_defs
-    from segpipe.cli.local_build import run_local_build, run_taxonomy_backfill
+    from segpipe.cli.local_build import NothingToBuild, run_local_build, run_taxonomy_backfill
 
     logging.getLogger("dagster").setLevel(logging.WARNING)
     env = current_environment()
     defs = load_defs()
     with dg.DagsterInstance.get() as instance:
-        outcome = (run_taxonomy_backfill if backfill else run_local_build)(defs, instance, env)
-        print(format_summary(outcome, defs, instance))
+        try:  # Dagster's own log stays quiet: the summary says why a run failed, the UI has the rest
+            outcome = (run_taxonomy_backfill if backfill else run_local_build)(defs, instance, env, "CRITICAL")
+        except NothingToBuild as exc:
+            print(f"segpipe {'backfill' if backfill else 'build'}: {exc}", file=sys.stderr)
+            return 1
+        logging.disable(logging.INFO)  # the summary's table loads log each file; no run records them any more
+        try:
+            print(format_summary(outcome, defs, instance, env))
+        finally:
+            logging.disable(logging.NOTSET)
     return 0 if outcome.success else 1
 
 
@@ -130,9 +140,9 @@ def _check_source(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if not fs.exists(path):
         parser.error(f"{args.path}: no such folder, archive or prefix")
     key = annotator_key(env.pseudonym_key, env.pseudonym_key_path)
-    check = check_source(fs, path, args.out, key, args.format, taxonomy)
-    print(format_source_check(check, args.out))
-    return 0
+    check = check_source(fs, path, args.out, key, args.format, taxonomy, args.source)
+    print(format_source_check(check, args.out, args.taxonomy))
+    return 1 if check.blocked else 0
 
 
 @contextmanager

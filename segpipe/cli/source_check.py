@@ -4,7 +4,9 @@ Users run this on an export before dropping it into the landing zone: it writes 
 tables, the quarantine report and, given a taxonomy, one mask per image named as in a release.
 """
 
-from dataclasses import dataclass
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import fsspec
@@ -17,7 +19,9 @@ from segpipe.core.shared.quarantine_rules import quarantine_rule
 from segpipe.core.rasterize.raster import rasterize_shapes
 from segpipe.core.release.layout import release_stem
 from segpipe.core.ingest.sources import open_source
-from segpipe.core.taxonomy.model import Taxonomy, map_labels
+from segpipe.core.taxonomy.model import Taxonomy, map_labels, unmapped_label_report, unmapped_segments
+
+SHOWN_LABELS = 12
 
 
 @dataclass(frozen=True)
@@ -25,26 +29,43 @@ class SourceCheck:
     batch: IngestedBatch
     mapped: pl.DataFrame | None
     masks_written: int
+    taxonomy: Taxonomy | None = None
+
+    @functools.cached_property
+    def unmapped(self) -> pl.DataFrame:
+        """Per source and label, the segmentation shapes no rule maps: what the build's unmapped_labels check lists."""
+        return unmapped_label_report(unmapped_segments(self.mapped), self.batch.images, examples=1)
+
+    @property
+    def blocked(self) -> bool:
+        """Under `unmapped: error` an unmapped label blocks a release, so no masks are written for it."""
+        return self.taxonomy is not None and self.taxonomy.unmapped == "error" and not self.unmapped.is_empty()
 
 
 def check_source(
     fs: fsspec.AbstractFileSystem, path: str, out: Path, annotator_key: bytes,
-    declared_format: str | None = None, taxonomy: Taxonomy | None = None,
+    declared_format: str | None = None, taxonomy: Taxonomy | None = None, source_name: str | None = None,
 ) -> SourceCheck:
+    """`source_name`, when given, replaces the batch's source (batch.json's, else the format's name),
+    as a `source` in batch.json would."""
     batch_id = path.rstrip("/").rsplit("/", 1)[-1].removesuffix(".zip") or "source"
     try:
         with open_source(fs, path) as source:
             batch = ingest_batch(source, batch_id, annotator_key, declared_format=declared_format)
     except InputError as exc:
         batch = quarantine_unreadable_batch(batch_id, exc)
+    if source_name is not None:
+        batch = replace(batch, images=batch.images.with_columns(pl.lit(source_name).alias("source")))
     out.mkdir(parents=True, exist_ok=True)
     for name, table in (("images", batch.images), ("shapes", batch.shapes), ("quarantine", batch.quarantine), ("files", batch.files)):
         table.write_parquet(out / f"{name}.parquet")
     batch.quarantine.write_csv(out / "quarantine.csv")
     if taxonomy is None:
         return SourceCheck(batch, None, 0)
-    mapped = map_labels(batch.shapes, batch.images.select("entry_id", "source"), taxonomy)
-    return SourceCheck(batch, mapped, _write_masks(batch.images, mapped, taxonomy, out / "masks"))
+    check = SourceCheck(batch, map_labels(batch.shapes, batch.images.select("entry_id", "source"), taxonomy), 0, taxonomy)
+    if check.blocked:
+        return check
+    return replace(check, masks_written=_write_masks(batch.images, check.mapped, taxonomy, out / "masks"))
 
 
 def _write_masks(images: pl.DataFrame, mapped: pl.DataFrame, taxonomy: Taxonomy, folder: Path) -> int:
@@ -59,9 +80,10 @@ def _write_masks(images: pl.DataFrame, mapped: pl.DataFrame, taxonomy: Taxonomy,
     return images.height
 
 
-def format_source_check(check: SourceCheck, out: Path) -> str:
-    """A one-screen summary: items, shapes, labels found and unmapped, quarantined with reasons and
-    what to do about each rule (docs/quarantine-rules.md lists them all)."""
+def format_source_check(check: SourceCheck, out: Path, taxonomy_file: Path | None = None) -> str:
+    """A one-screen summary: items, shapes, labels found, mapped on purpose to void or skip, and
+    unmapped (with which rules to add), quarantined with reasons and what to do about each rule
+    (docs/quarantine-rules.md lists them all)."""
     batch = check.batch
     items = batch.images.height + batch.quarantine.height
     lines = [
@@ -73,16 +95,58 @@ def format_source_check(check: SourceCheck, out: Path) -> str:
     kinds = ", ".join(f"{k} {n}" for k, n in batch.shapes.group_by("kind").len().sort("kind").iter_rows())
     lines.append(f"shapes: {batch.shapes.height}" + (f" ({kinds})" if kinds else ""))
     labels = batch.shapes.group_by("raw_label").len().sort("len", "raw_label", descending=[True, False])
-    lines.append(f"labels found: {labels.height}: " + ", ".join(f"{label!r} {n}" for label, n in labels.head(12).iter_rows())
-                 + (" ..." if labels.height > 12 else ""))
-    if check.mapped is not None:
-        unmapped = check.mapped.filter(pl.col("mapping") != "mapped").group_by("raw_label").len().sort("len", descending=True)
-        lines.append(f"unmapped labels: {unmapped.height}" + (": " + ", ".join(
-            f"{label!r} {n}" for label, n in unmapped.head(12).iter_rows()) if unmapped.height else ""))
-        lines.append(f"masks written: {check.masks_written} in {out / 'masks'}")
+    lines.append(f"labels found: {labels.height}: " + _listed(labels.iter_rows()))
+    if check.taxonomy is not None:
+        lines += _mapping_lines(check, out, "the taxonomy" if taxonomy_file is None else str(taxonomy_file))
     rules = batch.quarantine.group_by("rule").agg(pl.len(), pl.col("message").first()).sort("len", descending=True)
     for rule, count, example in rules.head(10).iter_rows():
         lines.append(f"quarantined {count} x {rule}: e.g. {example[:160]}")
         lines.append(f"  what to do: {quarantine_rule(rule).action}")
     lines.append(f"tables: {out}/{{images,shapes,quarantine,files}}.parquet, report: {out / 'quarantine.csv'}")
     return "\n".join(lines)
+
+
+def _mapping_lines(check: SourceCheck, out: Path, taxonomy_file: str) -> list[str]:
+    """Which rules applied, the labels mapped to void or skip on purpose, the labels no rule maps and
+    what to add for them, and the masks written (none when unmapped: error blocks them)."""
+    taxonomy, mapped, unmapped = check.taxonomy, check.mapped, check.unmapped
+    lines = []
+    for source in sorted(check.batch.images["source"].unique().to_list()):
+        rules = taxonomy.rule_source(source)
+        if rules not in taxonomy.mappings:
+            known = ", ".join(sorted([*taxonomy.mappings, *taxonomy.aliases]))
+            lines.append(f"source: {source}: {taxonomy_file} has no rules for it; its sources: {known}")
+        else:
+            lines.append(f"source: {source}: the rules of mappings.{rules} in {taxonomy_file}")
+    for target in ("void", "skip"):
+        chosen = mapped.filter(pl.col("mapping") == target).group_by("raw_label").len().sort(
+            "len", "raw_label", descending=[True, False])
+        if chosen.height:
+            lines.append(f"{'voided' if target == 'void' else 'skipped'} on purpose (rules to {target}): {chosen.height}: "
+                         + _listed(chosen.iter_rows()))
+    lines.append(f"unmapped labels: {unmapped.height}" + (
+        f" ({unmapped['shapes'].sum()} shapes; unmapped: {taxonomy.unmapped}): "
+        + _listed(unmapped.select("raw_label", "shapes").iter_rows()) if unmapped.height else ""))
+    if unmapped.height:
+        lines.append("  e.g. " + ", ".join(f"{label!r} in {examples}" for label, examples in
+                                           unmapped.select("raw_label", "examples").head(3).iter_rows()))
+    for source, labels in unmapped.group_by("source", maintain_order=True).agg("raw_label").iter_rows():
+        lines.append(f"  what to do: add a rule for {'each' if len(labels) > 1 else 'it'} under "
+                     f"mappings.{taxonomy.rule_source(source)} in {taxonomy_file}, e.g. `- {{label: {labels[0]}, to: <class>}}` "
+                     f"(`to: void` or `to: skip` to leave it out on purpose), or name another source with --source")
+    if check.blocked:
+        lines.append("masks written: none: under unmapped: error these labels would block a release; add the rules "
+                     "and run again")
+    else:
+        lines.append(f"masks written: {check.masks_written} in {out / 'masks'}")
+    return lines
+
+
+def _listed(counts: Iterable[tuple[str, int]]) -> str:
+    """`'label' n, ...` for the first few (label, count) pairs, and how many more there are."""
+    pairs = list(counts)
+    return ", ".join(f"{label!r} {n}" for label, n in pairs[:SHOWN_LABELS]) + _more(len(pairs))
+
+
+def _more(total: int) -> str:
+    return f" +{total - SHOWN_LABELS} more" if total > SHOWN_LABELS else ""

@@ -23,6 +23,9 @@ from segpipe.core.taxonomy.model import load_taxonomy
 from segpipe.definitions import defs as load_defs
 from segpipe.environment import PACKAGE_CONFIG, current_environment
 from segpipe.cli.local_build import BuildOutcome, run_local_build, run_taxonomy_backfill
+from segpipe.cli.main import main
+from segpipe.core.qa.rules import QA_RULES
+from segpipe.core.shared.quarantine_rules import ANNOTATIONS_MISSING, quarantine_rule
 from segpipe_tests.conftest import tiny_demo_pipeline
 
 pytestmark = pytest.mark.slow
@@ -260,13 +263,64 @@ def test_a_nightly_build_draws_only_the_batch_that_landed_since_and_releases_all
     assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"]
 
 
-def test_a_failed_blocking_check_stops_the_release(tiny_demo, tmp_path):
-    strict = tmp_path / "strict.yaml"
-    strict.write_text((PACKAGE_CONFIG / "taxonomy.yaml").read_text().replace("unmapped: void", "unmapped: error"))
-    blocked = build_in(tmp_path, Path(tiny_demo.landing_root), taxonomy=strict)
-    assert not blocked.outcome.success
-    assert blocked.outcome.failed_checks == ["qa_report:labels_mapped", "qa_report:unmapped_labels"]
-    assert not (blocked.store / "releases").exists()
+def test_build_and_backfill_end_with_what_stopped_the_release_and_exit_1(tiny_demo, ground_truth, tmp_path, capsys):
+    """`segpipe build` on the tiny demo with the packaged distribution spec, which it cannot meet, names
+    the step and the spec's problems; `segpipe backfill` under `unmapped: error` names the blocking
+    checks, the entry and the label. Both name a batch that ingest quarantined whole, and say what to
+    do, on stdout, without a traceback."""
+    taxonomy, pipeline = tmp_path / "taxonomy.yaml", PACKAGE_CONFIG / "pipeline.yaml"
+    taxonomy.write_text((PACKAGE_CONFIG / "taxonomy.yaml").read_text())
+    shutil.copytree(Path(tiny_demo.landing_root), tmp_path / "landing")
+    broken = tmp_path / "landing" / "b004_vendor_x"  # its batch.json names an annotation file it lacks
+    (broken / "images").mkdir(parents=True)
+    shutil.copy(next((tmp_path / "landing").glob("b001_*/images/*.jpg")), broken / "images" / "a.jpg")
+    (broken / "batch.json").write_text(json.dumps({"format": "coco_instances", "annotation_file": "annotations.json"}))
+    quarantined = [f"batch b004_vendor_x: nothing accepted, 1 x {ANNOTATIONS_MISSING} at ingest: e.g. "
+                   f"{broken / 'annotations.json'}: the annotation file named in batch.json does not exist",
+                   f"  what to do: {quarantine_rule(ANNOTATIONS_MISSING).action}"]
+    (tmp_path / "dagster").mkdir()
+    (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in (("SEGPIPE_HOME", tmp_path), ("SEGPIPE_LANDING_ROOT", tmp_path / "landing"),
+                            ("SEGPIPE_STORAGE_ROOT", tmp_path / "store"), ("SEGPIPE_TAXONOMY", taxonomy),
+                            ("SEGPIPE_PIPELINE_CONFIG", pipeline), ("DAGSTER_HOME", tmp_path / "dagster")):
+            env.setenv(name, str(value))
+        assert main(["build"]) == 1
+        infeasible = capsys.readouterr()
+        taxonomy.write_text(taxonomy.read_text().replace("unmapped: void", "unmapped: error"))
+        assert main(["backfill"]) == 1
+        blocked = capsys.readouterr()
+    assert infeasible.err == blocked.err == ""  # no traceback, no Dagster log
+    assert not (tmp_path / "store" / "releases").exists()
+
+    lines = infeasible.out.splitlines()
+    target = load_pipeline_settings(pipeline).sampling.target_size
+    assert lines[1].startswith("RELEASE BLOCKED: release_job run ")
+    assert lines[2:4] == ["step golden_sample raised InfeasibleSpec:", "  the distribution spec cannot be met by the data:"]
+    assert lines[4].startswith(f"    sampling.target_size: {target} images asked for, the data offers ")
+    assert any(line.startswith("    sampling.strata.time_of_day.night: target ") for line in lines)
+    assert f"  what to do: Change the distribution spec (`sampling` in {pipeline}, see docs/sampling.md) as each line " \
+           "says, or land more data." in lines
+    assert lines[-3:-1] == quarantined
+    assert lines[-1].startswith("details: run ") and lines[-1].endswith(" in the Dagster UI (make dev)")
+
+    [defect] = [d for d in ground_truth["defects"] if d["kind"] == "unmapped_label"]
+    entry = f"{defect['batch_id']}/images/{defect['file_name']}"
+    source = json.loads((tmp_path / "landing" / defect["batch_id"] / "batch.json").read_text())["source"]
+    rule = next(rule for rule in QA_RULES if rule.id == "labels_mapped")
+    lines = blocked.out.splitlines()
+    start = lines.index(f"check qa_report:labels_mapped failed on 1 entry, 0 allowed (qa.max_error_failures in {pipeline})")
+    assert lines[start + 1:-1] == [
+        f"  rule: {rule.description}",
+        f"  entries: {entry}: unmapped labels [{defect['label']!r}]",
+        f"  what to do: {rule.action}",
+        "check qa_report:unmapped_labels failed: 1 label no rule maps, and the taxonomy says unmapped: error",
+        f"  labels: {defect['label']!r} (source {source}): 1 shape in 1 entry, e.g. {entry}",
+        f"  what to do: Add a rule for each under mappings.{source} in {taxonomy} (to a class, void or skip), then run "
+        "`segpipe backfill`; `segpipe check-source --taxonomy` on a batch lists them too.",
+        *quarantined,
+    ]
+    assert lines[-1].startswith("details: run ")
 
 
 def test_an_alias_change_is_backfilled_into_a_new_release_without_redrawing(tiny_demo, tmp_path):

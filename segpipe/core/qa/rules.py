@@ -47,13 +47,15 @@ RuleCheck = Callable[[EntryEvidence, Taxonomy, QaSettings], str | None]
 
 @dataclass(frozen=True)
 class QaRule:
-    """`check` returns the reason an entry fails, or None when it passes."""
+    """`check` returns the reason an entry fails, or None when it passes; `action` says what to change
+    so the entry passes, for the check's description and the build summary of a blocked release."""
 
     id: str
     severity: Severity
     description: str
     excludes_entry: bool
     check: RuleCheck
+    action: str
 
 
 def _size_matches(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
@@ -120,30 +122,49 @@ def _polygon_rule(check_id: str) -> RuleCheck:
 
 
 QA_RULES: tuple[QaRule, ...] = (
-    QaRule("mask_matches_image_size", "ERROR", "The mask has the same width and height as its image.", True, _size_matches),
-    QaRule("mask_ids_in_taxonomy", "ERROR", "Every mask pixel is a taxonomy class id or the ignore index.", True, _ids_in_taxonomy),
-    QaRule("mask_not_empty", "WARN", "The mask labels at least one pixel.", True, _not_empty),
-    QaRule("unlabeled_fraction", "WARN", "At most the configured share of mask pixels is unlabelled.", False, _unlabeled_fraction),
+    QaRule("mask_matches_image_size", "ERROR", "The mask has the same width and height as its image.", True, _size_matches,
+           "Re-export the annotation from the tool it was drawn in, for this very image, and land the batch again."),
+    QaRule("mask_ids_in_taxonomy", "ERROR", "Every mask pixel is a taxonomy class id or the ignore index.", True,
+           _ids_in_taxonomy, "Add the stray ids to the taxonomy's classes, or map the labels that produce them to a "
+                             "class, void or skip, then run `segpipe backfill`."),
+    QaRule("mask_not_empty", "WARN", "The mask labels at least one pixel.", True, _not_empty,
+           "Annotate the image, or map its labels to classes rather than void or skip."),
+    QaRule("unlabeled_fraction", "WARN", "At most the configured share of mask pixels is unlabelled.", False,
+           _unlabeled_fraction, "Annotate the rest of the image, or raise qa.max_unlabeled_fraction for data "
+                                "labelled sparsely on purpose."),
     QaRule("labels_mapped", "ERROR", (
         "Every raw label of the entry maps to a taxonomy class "
-        "(a warning when the taxonomy paints unmapped labels as void or ignores them)."), False, _labels_mapped),
-    QaRule("entry_not_duplicate", "WARN", "No earlier entry has the same image content and annotator.", True, _not_duplicate),
+        "(a warning when the taxonomy paints unmapped labels as void or ignores them)."), False, _labels_mapped,
+           "Map each label under the batch's source in the taxonomy (to a class, void or skip), then run "
+           "`segpipe backfill`; `segpipe check-source --taxonomy` lists the rules to add."),
+    QaRule("entry_not_duplicate", "WARN", "No earlier entry has the same image content and annotator.", True,
+           _not_duplicate, "Deliver each image once per annotator; drop the copy from the batch."),
     QaRule("image_not_near_duplicate", "WARN", (
         "No other image is a near copy of this one (perceptual hash within qa.near_duplicate_bits): a copy in "
-        "another split would leak."), False, _not_near_duplicate),
+        "another split would leak."), False, _not_near_duplicate,
+           "Check the two images are distinct shots; drop one if they are copies (sampling keeps near copies in "
+           "one split)."),
     QaRule("class_constraints", "WARN", "The mask keeps the taxonomy's class-combination rules (constraints).",
-           False, _meets_class_constraints),
+           False, _meets_class_constraints,
+           "Look at the thumbnail: fix the annotation, or loosen the taxonomy's constraint if it is too strict."),
     QaRule("tiny_fragments", "WARN", (
         "No class region is smaller than qa.min_fragment_px pixels (the sliver of an occluded polygon, a polygon "
-        "too small to matter)."), False, _no_tiny_fragments),
-    QaRule(SELF_INTERSECTION, "WARN", "No polygon outline crosses itself.", False, _polygon_rule(SELF_INTERSECTION)),
-    QaRule(TOO_FEW_POINTS, "WARN", "Every polygon ring has at least 3 distinct points.", False, _polygon_rule(TOO_FEW_POINTS)),
-    QaRule(ZERO_AREA, "WARN", "Every polygon ring encloses an area.", False, _polygon_rule(ZERO_AREA)),
+        "too small to matter)."), False, _no_tiny_fragments,
+           "Redraw or delete the slivers in the annotation tool, or lower qa.min_fragment_px."),
+    QaRule(SELF_INTERSECTION, "WARN", "No polygon outline crosses itself.", False, _polygon_rule(SELF_INTERSECTION),
+           "Redraw the outline the reason names so that it does not cross itself."),
+    QaRule(TOO_FEW_POINTS, "WARN", "Every polygon ring has at least 3 distinct points.", False,
+           _polygon_rule(TOO_FEW_POINTS), "Delete the shape the reason names, or redraw it with 3 points or more."),
+    QaRule(ZERO_AREA, "WARN", "Every polygon ring encloses an area.", False, _polygon_rule(ZERO_AREA),
+           "Delete the shape the reason names, or redraw it around an area."),
     QaRule(OUTSIDE_IMAGE, "WARN", "No polygon vertex lies further outside the image than qa.vertex_tolerance_px.",
-           False, _polygon_rule(OUTSIDE_IMAGE)),
+           False, _polygon_rule(OUTSIDE_IMAGE),
+           "Drag the vertices the reason names back into the frame, or raise qa.vertex_tolerance_px."),
     QaRule(INSTANCE_AREA_OUTLIER, "WARN", (
         "No object is far larger or smaller than its class usually is (log area within qa.instance_area_sigma "
-        "standard deviations of the class mean)."), False, _polygon_rule(INSTANCE_AREA_OUTLIER)),
+        "standard deviations of the class mean)."), False, _polygon_rule(INSTANCE_AREA_OUTLIER),
+           "Look at the thumbnail: relabel or redraw the object (a stray drag, a truck labelled car), or widen "
+           "qa.instance_area_sigma."),
 )
 
 

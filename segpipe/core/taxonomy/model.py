@@ -15,6 +15,10 @@ exact rules. Labels no rule maps follow the `unmapped` policy: error, void or ig
 A rule may say `crowd: true`: its shapes are crowds (a region of several objects no annotator
 separated, Cityscapes' `cargroup`), painted in instance masks with the bare class id and no
 instance number. A shape whose attribute `iscrowd` is "1" (COCO) is a crowd whatever its rule.
+
+A source's rules can answer to other source names too (`sources: {cityscapes: {aliases:
+[cityscapes_polygons]}}`), so a preset keyed by the dataset's name applies to batches whose
+source defaults to the reader's name, without a copy of its rules.
 """
 
 import fnmatch
@@ -22,7 +26,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -41,7 +45,8 @@ SPECIAL_TARGETS = ("void", "skip")
 MATCHERS = ("label", "labels", "glob", "regex")
 CLASS_KEYS = {"id", "name", "color", "category", "trainable", "has_instances", "rasterize_boxes"}
 CLASS_FLAGS = {"trainable": True, "has_instances": False, "rasterize_boxes": False}
-TOP_KEYS = {"name", "version", "ignore_index", "unmapped", "classes", "mappings", "constraints"}
+TOP_KEYS = {"name", "version", "ignore_index", "unmapped", "classes", "mappings", "sources", "constraints"}
+SOURCE_KEYS = {"aliases"}
 LINE, KEY_LINES = "__line__", "__key_lines__"  # where each YAML mapping and its keys are, added by the loader
 T = TypeVar("T")
 TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "a mapping"}  # in a YAML reader's words
@@ -93,6 +98,7 @@ class Taxonomy:
     classes: tuple[TaxonomyClass, ...]
     mappings: dict[str, tuple[MappingRule, ...]]
     constraints: tuple[ClassConstraint, ...] = ()
+    aliases: dict[str, str] = field(default_factory=dict)  # another source name -> the mappings key whose rules it uses
 
     @functools.cached_property
     def content_hash(self) -> str:
@@ -108,6 +114,8 @@ class Taxonomy:
         }
         if self.constraints:  # only when used, so taxonomies without constraints keep their version
             payload["constraints"] = [rule.fingerprint() for rule in self.constraints]
+        if self.aliases:  # likewise
+            payload["aliases"] = self.aliases
         return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     @property
@@ -133,10 +141,15 @@ class Taxonomy:
         unmapped policy. Outcomes: mapped, void, skip, unmapped_void, unmapped_ignore, unmapped_error."""
         return self.outcome(self.match(source, raw_label, attributes))
 
+    def rule_source(self, source: str) -> str:
+        """The `mappings` key whose rules a batch of `source` uses: the one declaring it an alias, else itself."""
+        return self.aliases.get(source, source)
+
     def match(self, source: str, raw_label: str, attributes: Mapping[str, str]) -> MappingRule | None:
         """The first rule of the source that matches the label and attributes; None when no rule does."""
         key = normalize_label(raw_label)
-        return next((rule for rule in self.mappings.get(source, ()) if rule.matches(key, attributes)), None)
+        return next((rule for rule in self.mappings.get(self.rule_source(source), ()) if rule.matches(key, attributes)),
+                    None)
 
     def outcome(self, rule: MappingRule | None) -> tuple[int | None, str]:
         """(class_id, mapping outcome) of a matched rule, or of the unmapped policy when none matched."""
@@ -216,9 +229,10 @@ def parse_taxonomy(text: str, origin: str) -> Taxonomy:
                                           _key_line(sources, source), problems)
                 for source, rules in _fields(sources).items()}
     constraints = _parse_constraints(doc, declared, origin, problems) if "constraints" in doc else ()
+    aliases = _parse_sources(doc, set(mappings), origin, problems) if "sources" in doc else {}
     if problems:
         raise ConfigError(problems)
-    return Taxonomy(name, version, ignore_index, unmapped, classes, mappings, constraints)
+    return Taxonomy(name, version, ignore_index, unmapped, classes, mappings, constraints, aliases)
 
 
 def load_taxonomy(path: Path) -> Taxonomy:
@@ -388,6 +402,48 @@ def _parse_rule(rule: object, key: str, class_names: set[str], origin: str) -> M
     return MappingRule(matcher, normalized, target, conditions, line, crowd)
 
 
+def _parse_sources(doc: dict, sources: set[str], origin: str, problems: list[ConfigProblem]) -> dict[str, str]:
+    """`sources: {<source>: {aliases: [<other source>, ...]}}`, as {alias: source}. An alias has no rules
+    of its own and belongs to one source, so which rules a batch uses is never in doubt."""
+    entries = _collect(problems, _require, doc, "sources", dict, origin) or {}
+    aliases: dict[str, str] = {}
+    for source, entry in _fields(entries).items():
+        key, line = dotted(("sources", str(source))), _key_line(entries, source)
+        if str(source) not in sources:
+            problems.append(ConfigProblem(origin, line, key, f"has no rules under mappings.{source} to share; sources "
+                                                             f"with rules: {', '.join(sorted(sources)) or 'none'}"))
+            continue
+        if not isinstance(entry, dict):
+            problems.append(ConfigProblem(origin, line, key, f"must be a mapping such as {{aliases: [{source}_export]}}, "
+                                                             f"got {entry!r}"))
+            continue
+        problems += [ConfigProblem(origin, _key_line(entry, name), f"{key}.{name}", unknown_key(str(name), SOURCE_KEYS))
+                     for name in _fields(entry) if name not in SOURCE_KEYS]
+        names, at = entry.get("aliases"), _key_line(entry, "aliases")
+        if not isinstance(names, list) or not names:
+            problems.append(ConfigProblem(origin, at, f"{key}.aliases", "required key is missing" if names is None else
+                                          f"must be a non-empty list of source names, got {names!r}"))
+            continue
+        for name in names:
+            problem = _alias_problem(name, sources, aliases)
+            if problem:
+                problems.append(ConfigProblem(origin, at, f"{key}.aliases", problem))
+            else:
+                aliases[name] = str(source)
+    return aliases
+
+
+def _alias_problem(name: object, sources: set[str], aliases: dict[str, str]) -> str | None:
+    if not isinstance(name, str) or not name.strip():
+        return f"must list source names, got {name!r}"
+    if name in sources:
+        return (f"{name!r} has rules of its own under mappings.{name}; a batch uses the rules of one source, so "
+                "drop the alias or those rules")
+    if name in aliases:
+        return f"{name!r} is already an alias of {aliases[name]!r}"
+    return None
+
+
 def _parse_constraints(doc: dict, class_names: set[str], origin: str,
                        problems: list[ConfigProblem]) -> tuple[ClassConstraint, ...]:
     entries = _collect(problems, _require, doc, "constraints", list, origin) or []
@@ -439,15 +495,15 @@ def unmapped_segments(mapped: pl.DataFrame) -> pl.DataFrame:
 
 
 def unmapped_label_report(unmapped: pl.DataFrame, images: pl.DataFrame, examples: int = 3) -> pl.DataFrame:
-    """One row per unmapped label: how many shapes and entries carry it, and a few example files,
-    so whoever fixes the taxonomy sees what each label is and where to look."""
-    located = unmapped.join(images.select("entry_id", "batch_id", "file_name"), on="entry_id", how="left")
+    """One row per source and unmapped label: how many shapes and entries carry it, and a few example
+    files, so whoever fixes the taxonomy sees what each label is, where to look and whose rules lack it."""
+    located = unmapped.join(images.select("entry_id", "batch_id", "file_name", "source"), on="entry_id", how="left")
     return (
-        located.group_by("raw_label")
+        located.group_by("source", "raw_label")
         .agg(
             pl.len().alias("shapes"),
             pl.col("entry_id").n_unique().alias("entries"),
             (pl.col("batch_id") + "/" + pl.col("file_name")).unique().sort().head(examples).str.join(", ").alias("examples"),
         )
-        .sort(["shapes", "raw_label"], descending=[True, False])
+        .sort(["shapes", "source", "raw_label"], descending=[True, False, False])
     )

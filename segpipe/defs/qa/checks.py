@@ -11,12 +11,13 @@ import polars as pl
 from segpipe.core.qa.class_statistics import class_statistics
 from segpipe.core.qa.rules import QA_RULES, excluded_entries, summarize_rule
 from segpipe.core.taxonomy.model import unmapped_label_report, unmapped_segments
-from segpipe.defs.metadata import markdown_table
+from segpipe.defs.metadata import markdown_table, metadata_table
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
-RULE_SPECS = [dg.AssetCheckSpec(rule.id, asset="qa_report", description=f"{rule.description} Severity: {rule.severity}.",
-                                blocking=rule.severity == "ERROR") for rule in QA_RULES]
+RULE_SPECS = [dg.AssetCheckSpec(rule.id, asset="qa_report", blocking=rule.severity == "ERROR",
+                                description=f"{rule.description} Severity: {rule.severity}. What to do: {rule.action}")
+              for rule in QA_RULES]
 UNMAPPED_SPEC = dg.AssetCheckSpec(
     "unmapped_labels", asset="qa_report", blocking=True, additional_deps=["mapped_shapes", "batch_images"],
     description="Every unmapped source label, with its shape and entry counts and example files. Blocking when "
@@ -49,14 +50,14 @@ def qa_gate(pipeline_config: PipelineConfig, object_store: ObjectStore, qa_repor
         yield dg.AssetCheckResult(
             asset_key="qa_report", check_name=rule.id, passed=failures <= budget,
             severity=dg.AssetCheckSeverity.ERROR if severity == "ERROR" else dg.AssetCheckSeverity.WARN,
-            metadata={"failures": failures, "allowed_failures": budget, "failing_entries": dg.MetadataValue.md(markdown_table(worst))},
+            metadata={"failures": failures, "allowed_failures": budget, "failing_entries": metadata_table(worst)},
         )
     report = unmapped_label_report(unmapped_segments(mapped_shapes), batch_images)
     yield dg.AssetCheckResult(
         asset_key="qa_report", check_name="unmapped_labels", passed=report.is_empty(),
         severity=dg.AssetCheckSeverity.ERROR if taxonomy.unmapped == "error" else dg.AssetCheckSeverity.WARN,
         metadata={"unmapped_labels": report.height, "policy": taxonomy.unmapped,
-                  "labels": dg.MetadataValue.md(markdown_table(report.head(50)))},
+                  "labels": metadata_table(report, max_rows=50)},
     )
     stats = class_statistics(annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti"), taxonomy)
     table = dg.MetadataValue.md(markdown_table(stats.table, max_rows=256))

@@ -29,6 +29,7 @@ from PIL import Image
 
 from segpipe.core.ingest.formats.annotation import AnnotatedImage
 from segpipe.core.ingest.formats.cityscapes import CITYSCAPES
+from segpipe.core.ingest.formats.coco import COCO_INSTANCES
 from segpipe.core.ingest.formats.mask_folders import ADE20K, VOC_SEGMENTATION
 from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
 from segpipe.core.rasterize.raster import rasterize_shapes
@@ -104,6 +105,18 @@ def test_every_preset_is_well_formed_and_loads(preset):
     assert [(c.id, c.name, list(c.color), c.category, c.trainable, c.has_instances) for c in taxonomy.classes] == [
         (c["id"], c["name"], c["color"], c["category"], c["trainable"], c["has_instances"]) for c in entries]
     assert set(taxonomy.mappings) == set(doc["mappings"])
+
+
+@pytest.mark.parametrize(("preset", "reader"), [
+    ("cityscapes", CITYSCAPES), ("cityscapes_label_ids", CITYSCAPES), ("pascal_voc", VOC_SEGMENTATION),
+    ("ade20k", ADE20K), ("coco_stuff", COCO_INSTANCES)])
+def test_every_preset_maps_its_readers_default_source(preset, reader):
+    """A batch without `source` in batch.json has the reader's name as its source: the preset's one
+    set of rules applies to it, as to the dataset's own name."""
+    taxonomy = loaded(preset)
+    [source] = raw(preset)["mappings"]
+    assert taxonomy.rule_source(reader.name) == source
+    assert taxonomy.mappings[source] and taxonomy.match(reader.name, "0" if preset == "ade20k" else "person", {})
 
 
 # --- Cityscapes -------------------------------------------------------------------------------

@@ -60,7 +60,8 @@ def test_version_names_the_content_and_ignores_comments():
     (lambda s: s.replace("color: [4, 5, 6]", "color: [4, 5]"),
      "bad.yaml:7: classes[1].color: must be [r, g, b] with values in 0..255, got [4, 5]"),
     (lambda s: s + "extra: 1\n",
-     "bad.yaml:12: extra: unknown key; known keys: classes, constraints, ignore_index, mappings, name, unmapped, version"),
+     "bad.yaml:12: extra: unknown key; known keys: classes, constraints, ignore_index, mappings, name, sources, unmapped, "
+     "version"),
     (lambda s: s.replace("unmapped: void", "unmaped: void"), "bad.yaml:4: unmaped: unknown key; did you mean 'unmapped'?"),
     (lambda s: s.replace("    Road: road", "    Road: road\n    ' road ': car"),
      "bad.yaml:11: mappings.src[' road ']: label 'road' is already mapped to 'road' at line 10; the earlier rule "
@@ -194,6 +195,34 @@ def test_rule_errors_name_the_file_the_rule_and_its_line(edit, message):
     assert message in str(info.value)
 
 
+def test_a_source_alias_uses_the_sources_rules_and_names_a_new_version():
+    aliased = parse_taxonomy(BASE.format(policy="void") + "sources:\n  src: {aliases: [coco_instances, vendor_x]}\n", "a.yaml")
+    mapped = map_labels(shapes_frame(["Road", "vehicle.car", "Road"]),
+                        pl.DataFrame({"entry_id": ["e0", "e1", "e2"], "source": ["coco_instances", "vendor_x", "other"]}),
+                        aliased)
+    assert mapped["class_id"].to_list() == [0, 7, None]
+    assert (aliased.rule_source("coco_instances"), aliased.rule_source("src"), aliased.rule_source("other")) == (
+        "src", "src", "other")
+    assert aliased.taxonomy_version != taxonomy().taxonomy_version
+
+
+@pytest.mark.parametrize(("sources", "message"), [
+    ("  elsewhere: {aliases: [x]}", "bad.yaml:13: sources.elsewhere: has no rules under mappings.elsewhere to share; "
+                                    "sources with rules: src"),
+    ("  src: {aliases: [src]}", "bad.yaml:13: sources.src.aliases: 'src' has rules of its own under mappings.src; a "
+                                "batch uses the rules of one source, so drop the alias or those rules"),
+    ("  src: {aliases: [x, x]}", "bad.yaml:13: sources.src.aliases: 'x' is already an alias of 'src'"),
+    ("  src: {aliases: []}", "bad.yaml:13: sources.src.aliases: must be a non-empty list of source names, got []"),
+    ("  src: {alias: [x]}", "bad.yaml:13: sources.src.alias: unknown key; did you mean 'aliases'?\n"
+                            "bad.yaml:13: sources.src.aliases: required key is missing"),
+    ("  src: [x]", "bad.yaml:13: sources.src: must be a mapping such as {aliases: [src_export]}, got ['x']"),
+])
+def test_invalid_source_aliases_name_the_file_line_and_key(sources, message):
+    with pytest.raises(ConfigError) as info:
+        parse_taxonomy(BASE.format(policy="void") + f"sources:\n{sources}\n", "bad.yaml")
+    assert str(info.value) == message
+
+
 def test_content_hash_ignores_layout_but_not_rule_order():
     rules = parse_taxonomy(RULES, "a.yaml")
     assert parse_taxonomy(RULES.replace("classes:", "# a comment\nclasses:"), "b.yaml").content_hash == rules.content_hash
@@ -241,6 +270,6 @@ def test_a_class_may_ask_for_its_boxes_to_be_painted_and_that_changes_the_versio
 def test_unmapped_label_report_lists_each_label_with_counts_and_examples():
     unmapped = pl.DataFrame({"entry_id": ["e1", "e1", "e2", "e3"], "raw_label": ["hydrant", "hydrant", "hydrant", "bollard"]})
     images = pl.DataFrame({"entry_id": ["e1", "e2", "e3"], "batch_id": ["b1", "b1", "b2"],
-                           "file_name": ["images/a.jpg", "images/b.jpg", "images/c.jpg"]})
+                           "file_name": ["images/a.jpg", "images/b.jpg", "images/c.jpg"], "source": ["s1", "s1", "s2"]})
     report = unmapped_label_report(unmapped, images, examples=1)
-    assert report.rows() == [("hydrant", 3, 2, "b1/images/a.jpg"), ("bollard", 1, 1, "b2/images/c.jpg")]
+    assert report.rows() == [("s1", "hydrant", 3, 2, "b1/images/a.jpg"), ("s2", "bollard", 1, 1, "b2/images/c.jpg")]

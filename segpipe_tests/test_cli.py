@@ -8,7 +8,7 @@ import pytest
 from segpipe.cli.main import main
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release.layout import release_stem
-from segpipe.environment import PACKAGE_CONFIG
+from segpipe.demo import DEMO_CONFIG
 
 
 @pytest.fixture()
@@ -19,7 +19,7 @@ def pseudonym_key(monkeypatch, tmp_path):
 def test_check_source_writes_tables_report_and_masks_named_as_in_a_release(tiny_demo, tmp_path, capsys, pseudonym_key):
     batch = tiny_demo.landing_root / "b001_vendor_a_alice"
     out = tmp_path / "out"
-    code = main(["check-source", str(batch), "--taxonomy", str(PACKAGE_CONFIG / "taxonomy.yaml"), "--out", str(out)])
+    code = main(["check-source", str(batch), "--taxonomy", str(DEMO_CONFIG / "taxonomy.yaml"), "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
     images, quarantine = pl.read_parquet(out / "images.parquet"), pl.read_parquet(out / "quarantine.parquet")

@@ -32,11 +32,7 @@ def check_source(
     declared_format: str | None = None, taxonomy: Taxonomy | None = None,
 ) -> SourceCheck:
     batch_id = path.rstrip("/").rsplit("/", 1)[-1].removesuffix(".zip") or "source"
-    try:
-        with open_source(fs, path) as source:
-            batch = ingest_batch(source, batch_id, annotator_key, declared_format=declared_format)
-    except InputError as exc:
-        batch = quarantine_unreadable_batch(batch_id, exc)
+    batch = read_source(fs, path, batch_id, annotator_key, declared_format)
     out.mkdir(parents=True, exist_ok=True)
     for name, table in (("images", batch.images), ("shapes", batch.shapes), ("quarantine", batch.quarantine), ("files", batch.files)):
         table.write_parquet(out / f"{name}.parquet")
@@ -45,6 +41,17 @@ def check_source(
         return SourceCheck(batch, None, 0)
     mapped = map_labels(batch.shapes, batch.images.select("entry_id", "source"), taxonomy)
     return SourceCheck(batch, mapped, _write_masks(batch.images, mapped, taxonomy, out / "masks"))
+
+
+def read_source(fs: fsspec.AbstractFileSystem, path: str, batch_id: str, annotator_key: bytes,
+                declared_format: str | None = None) -> IngestedBatch:
+    """The export at `path` read as ingestion reads a landed batch, images checked but not stored;
+    an export that cannot even be listed is one quarantined item."""
+    try:
+        with open_source(fs, path) as source:
+            return ingest_batch(source, batch_id, annotator_key, declared_format=declared_format)
+    except InputError as exc:
+        return quarantine_unreadable_batch(batch_id, exc)
 
 
 def _write_masks(images: pl.DataFrame, mapped: pl.DataFrame, taxonomy: Taxonomy, folder: Path) -> int:
@@ -62,7 +69,16 @@ def _write_masks(images: pl.DataFrame, mapped: pl.DataFrame, taxonomy: Taxonomy,
 def format_source_check(check: SourceCheck, out: Path) -> str:
     """A one-screen summary: items, shapes, labels found and unmapped, quarantined with reasons and
     what to do about each rule (docs/quarantine-rules.md lists them all)."""
-    batch = check.batch
+    lines = summary_lines(check.batch, check.mapped)
+    if check.mapped is not None:
+        lines.append(f"masks written: {check.masks_written} in {out / 'masks'}")
+    lines.append(f"tables: {out}/{{images,shapes,quarantine,files}}.parquet, report: {out / 'quarantine.csv'}")
+    return "\n".join(lines)
+
+
+def summary_lines(batch: IngestedBatch, mapped: pl.DataFrame | None) -> list[str]:
+    """What reading an export found: its format, items, files, shapes and labels, the labels a
+    taxonomy leaves unmapped (given its mapped shapes), and the quarantined items by rule."""
     items = batch.images.height + batch.quarantine.height
     lines = [
         f"format: {batch.source_format or 'unreadable'}",
@@ -75,14 +91,12 @@ def format_source_check(check: SourceCheck, out: Path) -> str:
     labels = batch.shapes.group_by("raw_label").len().sort("len", "raw_label", descending=[True, False])
     lines.append(f"labels found: {labels.height}: " + ", ".join(f"{label!r} {n}" for label, n in labels.head(12).iter_rows())
                  + (" ..." if labels.height > 12 else ""))
-    if check.mapped is not None:
-        unmapped = check.mapped.filter(pl.col("mapping") != "mapped").group_by("raw_label").len().sort("len", descending=True)
+    if mapped is not None:
+        unmapped = mapped.filter(pl.col("mapping") != "mapped").group_by("raw_label").len().sort("len", descending=True)
         lines.append(f"unmapped labels: {unmapped.height}" + (": " + ", ".join(
             f"{label!r} {n}" for label, n in unmapped.head(12).iter_rows()) if unmapped.height else ""))
-        lines.append(f"masks written: {check.masks_written} in {out / 'masks'}")
     rules = batch.quarantine.group_by("rule").agg(pl.len(), pl.col("message").first()).sort("len", descending=True)
     for rule, count, example in rules.head(10).iter_rows():
         lines.append(f"quarantined {count} x {rule}: e.g. {example[:160]}")
         lines.append(f"  what to do: {quarantine_rule(rule).action}")
-    lines.append(f"tables: {out}/{{images,shapes,quarantine,files}}.parquet, report: {out / 'quarantine.csv'}")
-    return "\n".join(lines)
+    return lines

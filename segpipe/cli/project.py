@@ -30,6 +30,7 @@ from segpipe.core.ingest.landing import (BATCH_ID_PATTERN, BATCH_MANIFEST, PROVE
                                          parse_batch_manifest)
 from segpipe.core.ingest.sources import open_source
 from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.quarantine_rules import quarantine_rule
 from segpipe.core.taxonomy.draft import DraftError, covers, draft_taxonomy, rekeyed_preset
 from segpipe.core.taxonomy.model import map_labels, parse_taxonomy
 from segpipe.environment import PACKAGE_CONFIG, PIPELINE_FILE, TAXONOMY_FILE, current_environment
@@ -192,7 +193,7 @@ def _exported_manifest(fs: fsspec.AbstractFileSystem, path: str) -> dict:
         batch_id = named if isinstance(named, str) else _batch_id(path)
         parse_batch_manifest(data, batch_id, origin)
     except InputError as exc:
-        raise InitError(str(exc)) from None
+        raise _refused(exc) from None
     if not BATCH_ID_PATTERN.match(batch_id):
         raise InitError(f"{origin}: batch_id {batch_id!r} is not a batch id (letters, digits, '.', '_', '-'); "
                         "remove it, and the export's name is used")
@@ -203,7 +204,12 @@ def _manifest(doc: dict, batch_id: str, origin: str) -> BatchManifest:
     try:
         return parse_batch_manifest(orjson.dumps(doc), batch_id, origin)
     except InputError as exc:
-        raise InitError(str(exc)) from None
+        raise _refused(exc) from None
+
+
+def _refused(error: InputError) -> InitError:
+    """Why ingestion would refuse the export, with its rule and what to do about it."""
+    return InitError(f"{error} ({error.rule}: {quarantine_rule(error.rule).action})")
 
 
 def _batch_id(path: str) -> str:

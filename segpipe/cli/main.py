@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     init.add_argument("--attribution", default=None, help="whom to credit for the data")
     init.add_argument("--draft", action="store_true", help="a taxonomy of the export's labels even when a packaged "
                                                            "preset covers them")
-    build = commands.add_parser("build", help="ingest every ready batch and publish a release (uses $DAGSTER_HOME)")
+    build = commands.add_parser("build", help="ingest every ready batch and publish a release (run history in "
+                                              "$DAGSTER_HOME, else the project's dagster_home/)")
     backfill = commands.add_parser("backfill", help="after a taxonomy edit: remap every ingested batch and publish a "
                                                     "release")
     for command in (build, backfill):

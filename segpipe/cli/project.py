@@ -9,8 +9,9 @@ one batch.
 
 The export is copied into the landing zone, not linked: ingestion never follows symlinks (a
 hostile export could point anywhere), a landed batch must not change under later builds, and a ZIP
-or a URL has nothing to link to. The copy goes through the same checked reader as ingestion, so
-what it refuses (unsafe names, symlinks, nested archives) is reported by init and not copied.
+or a URL has nothing to link to. The copy goes through the same checked reader as ingestion, so a
+file it refuses (a symlink, a nested archive) is reported by init and not copied, and an archive it
+refuses as a whole stops init.
 """
 
 import os
@@ -100,9 +101,7 @@ def init_project(fs: fsspec.AbstractFileSystem, path: str, into: Path, declared_
                         f"{found}")
     source = exported.get("source") or batch.source_format
     text, described = _taxonomy_text(batch, source, batch_id, path, draft)
-    doc = {**({} if all(given.get(k) or exported.get(k) for k in PROVENANCE_KEYS) else {"comment": BLANK_PROVENANCE}),
-           **exported, "format": batch.source_format, "source": source,
-           **{key: given.get(key, exported.get(key, "")) for key in PROVENANCE_KEYS}}
+    doc = _batch_json(exported, given, batch.source_format, source)
     manifest = _manifest(doc, batch_id, f"{path}/{BATCH_MANIFEST} with init's additions")
     pipeline = (PACKAGE_CONFIG / PIPELINE_FILE).read_text()
     into.mkdir(parents=True, exist_ok=True)
@@ -129,7 +128,8 @@ def format_init(result: InitResult, next_command: str) -> str:
         f"source {result.manifest.source!r})",
     ]
     if blank:
-        lines.append(f"  {BATCH_MANIFEST}: {' and '.join(blank)} left blank: fill them in, in {landing / BATCH_MANIFEST}, "
+        listed = " and ".join([", ".join(blank[:-1]), blank[-1]] if len(blank) > 1 else blank)
+        lines.append(f"  {BATCH_MANIFEST}: {listed} left blank: fill them in, in {landing / BATCH_MANIFEST}, "
                      "so releases say under which terms the data may be used")
     lines += [f"note: {name} is set, so a build reads {os.environ[name]} instead of the project's"
               for name in ("SEGPIPE_LANDING_ROOT", "SEGPIPE_TAXONOMY", "SEGPIPE_PIPELINE_CONFIG") if name in os.environ]
@@ -148,6 +148,15 @@ def use_project(folder: Path | None) -> None:
         if not (dagster_home / "dagster.yaml").exists():
             (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
         os.environ["DAGSTER_HOME"] = str(dagster_home)
+
+
+def _batch_json(exported: dict, given: dict[str, str], source_format: str, source: str) -> dict:
+    """The landed batch's batch.json: the export's own keys, the format read and the source whose
+    rules the taxonomy has, and each of licence, origin and attribution as given, else as the export
+    states it, else blank under a comment asking for it."""
+    provenance = {key: given.get(key, exported.get(key, "")) for key in PROVENANCE_KEYS}
+    comment = {} if all(provenance.values()) else {"comment": BLANK_PROVENANCE}
+    return {**comment, **exported, "format": source_format, "source": source, **provenance}
 
 
 def _size(n: int) -> str:

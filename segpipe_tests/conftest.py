@@ -4,10 +4,19 @@ from pathlib import Path
 
 import pytest
 
-from segpipe.demo import DemoSummary, generate_demo
-from segpipe.environment import PACKAGE_CONFIG
+from segpipe.demo import DEMO_CONFIG, DemoSummary, generate_demo
 
 TINY_DEMO = {"n_scenes": 16, "width": 256, "height": 128, "seed": 3}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_project(tmp_path_factory: pytest.TempPathFactory):
+    """SEGPIPE_HOME in a temporary folder for the whole session: the project folder's pipeline.yaml
+    and taxonomy.yaml take precedence over the packaged ones, so a checkout's .segpipe (after `make
+    demo`) must not decide what a test reads."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SEGPIPE_HOME", str(tmp_path_factory.mktemp("home")))
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -22,10 +31,10 @@ def ground_truth(tiny_demo: DemoSummary) -> dict:
 
 
 def tiny_demo_pipeline() -> str:
-    """The packaged pipeline.yaml without its distribution targets (target_size, foundation,
+    """The demo's pipeline.yaml without its distribution targets (target_size, foundation,
     strata), which the tiny demo (four sequences, day and dusk, all clear) cannot offer; the
-    packaged spec is tested on a full-size demo in segpipe_tests/e2e/test_golden_sample.py."""
-    text = (PACKAGE_CONFIG / "pipeline.yaml").read_text()
+    demo's spec is tested on a full-size demo in segpipe_tests/e2e/test_golden_sample.py."""
+    text = (DEMO_CONFIG / "pipeline.yaml").read_text()
     reduced = re.sub(r"  target_size: .*\n|  foundation_share: .*\n|  strata:\n(?:    .*\n)+", "", text)
     assert reduced.count("target_size:") == 0 and "strata:\n" not in reduced, "pipeline.yaml layout changed"
     return reduced

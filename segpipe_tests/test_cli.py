@@ -9,6 +9,7 @@ import pytest
 from segpipe.cli.main import main
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release.layout import release_stem
+from segpipe.demo import DEMO_CONFIG
 from segpipe.environment import PACKAGE_CONFIG
 from segpipe_tests.bench.cityscapes_scenes import Dataset, write_dataset
 from segpipe_tests.core.rasterize.test_raster_parity import assert_identical, json2label_masks
@@ -24,7 +25,7 @@ def pseudonym_key(monkeypatch, tmp_path):
 def test_check_source_writes_tables_report_and_masks_named_as_in_a_release(tiny_demo, tmp_path, capsys, pseudonym_key):
     batch = tiny_demo.landing_root / "b001_vendor_a_alice"
     out = tmp_path / "out"
-    code = main(["check-source", str(batch), "--taxonomy", str(PACKAGE_CONFIG / "taxonomy.yaml"), "--out", str(out)])
+    code = main(["check-source", str(batch), "--taxonomy", str(DEMO_CONFIG / "taxonomy.yaml"), "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
     images, quarantine = pl.read_parquet(out / "images.parquet"), pl.read_parquet(out / "quarantine.parquet")
@@ -132,7 +133,8 @@ def test_build_and_backfill_with_nothing_to_build_say_so_and_exit_1(tmp_path, ca
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     assert main(["build"]) == 1
     assert capsys.readouterr().err == (f"segpipe build: {tmp_path / 'landing'}: no ready batches (folders with a "
-                                       "batch.json, or .zip archives); run `segpipe demo` first\n")
+                                       "batch.json, or .zip archives); start a project from your export with "
+                                       "`segpipe init EXPORT`, or try `segpipe demo`\n")
     assert main(["backfill"]) == 1
     assert capsys.readouterr().err == "segpipe backfill: no batches have been ingested yet; run `segpipe build` first\n"
 

@@ -81,7 +81,7 @@ def _register_batches(instance: dg.DagsterInstance, env: Environment) -> list[st
     batches = list_ready_batches(fs, root)
     if not batches:
         raise NothingToBuild(f"{env.landing_root}: no ready batches (folders with a batch.json, or .zip archives); "
-                           "run `segpipe demo` first")
+                             "start a project from your export with `segpipe init EXPORT`, or try `segpipe demo`")
     known = set(instance.get_dynamic_partitions(annotation_batches.name))
     instance.add_dynamic_partitions(annotation_batches.name, [b for b in batches if b not in known])
     return batches

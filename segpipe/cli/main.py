@@ -1,4 +1,5 @@
-"""`segpipe demo` generates the demo landing zone; `segpipe build` turns a landing zone into a release;
+"""`segpipe init` starts a project from an export; `segpipe demo` generates the demo project; `segpipe build`
+turns a project's landing zone into a release;
 `segpipe verify` and `segpipe inspect` check and summarize a release ZIP; `segpipe releases` lists the
 published versions."""
 
@@ -22,8 +23,24 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--width", type=int, default=1024)
     demo.add_argument("--height", type=int, default=512)
     demo.add_argument("--seed", type=int, default=0)
-    commands.add_parser("build", help="ingest every ready batch and publish a release (uses $DAGSTER_HOME)")
-    commands.add_parser("backfill", help="after a taxonomy edit: remap every ingested batch and publish a release")
+    init = commands.add_parser("init", help="start a project from an export: a taxonomy of its labels, a generic "
+                                            "pipeline.yaml, the export landed as one batch")
+    init.add_argument("path", help="the export: a folder, a .zip archive, or a URL such as s3://bucket/prefix")
+    init.add_argument("--into", type=Path, default=None, help="the project folder to write (default: $SEGPIPE_HOME "
+                                                              "or ./.segpipe)")
+    init.add_argument("--format", default=None, help="the export's format (default: its batch.json's, else detected)")
+    init.add_argument("--licence", default=None, help="the data's licence: an SPDX id (CC-BY-4.0) or the terms in words")
+    init.add_argument("--origin", default=None, help="where the data came from: a URL")
+    init.add_argument("--attribution", default=None, help="whom to credit for the data")
+    init.add_argument("--draft", action="store_true", help="a taxonomy of the export's labels even when a packaged "
+                                                           "preset covers them")
+    build = commands.add_parser("build", help="ingest every ready batch and publish a release (run history in "
+                                              "$DAGSTER_HOME, else the project's dagster_home/)")
+    backfill = commands.add_parser("backfill", help="after a taxonomy edit: remap every ingested batch and publish a "
+                                                    "release")
+    for command in (build, backfill):
+        command.add_argument("--project", type=Path, default=None, help="the project folder (default: $SEGPIPE_HOME "
+                                                                        "or ./.segpipe)")
     check = commands.add_parser("check-source", help="read one export (folder, .zip or URL) as ingestion would, without Dagster")
     check.add_argument("path", help="a folder, a .zip archive, or a URL such as s3://bucket/prefix")
     check.add_argument("--format", default=None, help="the export's format (default: batch.json's, else detected)")
@@ -41,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     releases = commands.add_parser("releases", help="list the published versions in the configured store")
     releases.add_argument("--dataset", default=None, help="the dataset (default: dataset_name in pipeline.yaml)")
     args = parser.parse_args(argv)
+    if args.command in ("build", "backfill"):
+        _use_project(args.project, parser)
     commands_by_name = {
-        "demo": lambda: _demo(args), "build": lambda: _build(backfill=False),
+        "init": lambda: _init(args, parser), "demo": lambda: _demo(args), "build": lambda: _build(backfill=False),
         "backfill": lambda: _build(backfill=True), "check-source": lambda: _check_source(args, parser),
         "pseudonym": lambda: _pseudonym(args), "verify": lambda: _verify(args), "inspect": lambda: _inspect(args),
         "releases": lambda: _releases(args),
@@ -72,6 +91,37 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"demo landing zone: {summary.landing_root} ({summary.n_scenes} scenes, batches: {', '.join(summary.batch_ids)})")
     print(f"planted defects and honeypots: {summary.ground_truth_path}")
     return 0
+
+
+def _init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from segpipe.cli.project import InitError, Provenance, format_init, init_project
+    from segpipe.core.ingest.formats import READERS
+    from segpipe.io.locations import open_location
+
+    if args.format is not None and args.format not in READERS:
+        parser.error(f"--format {args.format!r} is not one of {sorted(READERS)}")
+    env = current_environment()
+    fs, path = open_location(args.path, env.s3_endpoint_url)
+    if not fs.exists(path):
+        parser.error(f"{args.path}: no such folder, archive or prefix")
+    into = (args.into or env.home).resolve()
+    try:
+        result = init_project(fs, path, into, args.format, Provenance(args.licence, args.origin, args.attribution),
+                              args.draft)
+    except InitError as exc:
+        print(f"segpipe init: {exc}", file=sys.stderr)
+        return 1
+    build = "segpipe build" if into == env.home.resolve() else f"segpipe build --project {into}"
+    print(format_init(result, build))
+    return 0
+
+
+def _use_project(project: Path | None, parser: argparse.ArgumentParser) -> None:
+    from segpipe.cli.project import use_project
+
+    if project is not None and not project.is_dir():
+        parser.error(f"--project {project}: no such folder; `segpipe init EXPORT --into {project}` writes one")
+    use_project(project)
 
 
 def _build(backfill: bool) -> int:

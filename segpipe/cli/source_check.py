@@ -49,11 +49,7 @@ def check_source(
     """`source_name`, when given, replaces the batch's source (batch.json's, else the format's name),
     as a `source` in batch.json would."""
     batch_id = path.rstrip("/").rsplit("/", 1)[-1].removesuffix(".zip") or "source"
-    try:
-        with open_source(fs, path) as source:
-            batch = ingest_batch(source, batch_id, annotator_key, declared_format=declared_format)
-    except InputError as exc:
-        batch = quarantine_unreadable_batch(batch_id, exc)
+    batch = read_source(fs, path, batch_id, annotator_key, declared_format)
     if source_name is not None:
         batch = replace(batch, images=batch.images.with_columns(pl.lit(source_name).alias("source")))
     out.mkdir(parents=True, exist_ok=True)
@@ -66,6 +62,18 @@ def check_source(
     if check.blocked:
         return check
     return replace(check, masks_written=_write_masks(batch.images, check.mapped, taxonomy, out / "masks"))
+
+
+
+def read_source(fs: fsspec.AbstractFileSystem, path: str, batch_id: str, annotator_key: bytes,
+                declared_format: str | None = None) -> IngestedBatch:
+    """The export at `path` read as ingestion reads a landed batch, images checked but not stored;
+    an export that cannot even be listed is one quarantined item."""
+    try:
+        with open_source(fs, path) as source:
+            return ingest_batch(source, batch_id, annotator_key, declared_format=declared_format)
+    except InputError as exc:
+        return quarantine_unreadable_batch(batch_id, exc)
 
 
 def _write_masks(images: pl.DataFrame, mapped: pl.DataFrame, taxonomy: Taxonomy, folder: Path) -> int:
@@ -81,10 +89,22 @@ def _write_masks(images: pl.DataFrame, mapped: pl.DataFrame, taxonomy: Taxonomy,
 
 
 def format_source_check(check: SourceCheck, out: Path, taxonomy_file: Path | None = None) -> str:
-    """A one-screen summary: items, shapes, labels found, mapped on purpose to void or skip, and
-    unmapped (with which rules to add), quarantined with reasons and what to do about each rule
+    """A one-screen summary: what summary_lines says, given the taxonomy's mapping the masks written
+    (none when unmapped: error blocks them), and where the tables are."""
+    mapping = []
+    if check.taxonomy is not None:
+        mapping = mapping_lines(check, "the taxonomy" if taxonomy_file is None else str(taxonomy_file))
+        mapping.append("masks written: none: under unmapped: error these labels would block a release; add the rules "
+                       "and run again" if check.blocked else f"masks written: {check.masks_written} in {out / 'masks'}")
+    lines = summary_lines(check.batch, mapping)
+    lines.append(f"tables: {out}/{{images,shapes,quarantine,files}}.parquet, report: {out / 'quarantine.csv'}")
+    return "\n".join(lines)
+
+
+def summary_lines(batch: IngestedBatch, mapping: Iterable[str] = ()) -> list[str]:
+    """What reading an export found: its format, items, files, shapes and labels, then the `mapping`
+    lines (see mapping_lines), then the quarantined items by rule with what to do about each rule
     (docs/quarantine-rules.md lists them all)."""
-    batch = check.batch
     items = batch.images.height + batch.quarantine.height
     lines = [
         f"format: {batch.source_format or 'unreadable'}",
@@ -96,19 +116,17 @@ def format_source_check(check: SourceCheck, out: Path, taxonomy_file: Path | Non
     lines.append(f"shapes: {batch.shapes.height}" + (f" ({kinds})" if kinds else ""))
     labels = batch.shapes.group_by("raw_label").len().sort("len", "raw_label", descending=[True, False])
     lines.append(f"labels found: {labels.height}: " + _listed(labels.iter_rows()))
-    if check.taxonomy is not None:
-        lines += _mapping_lines(check, out, "the taxonomy" if taxonomy_file is None else str(taxonomy_file))
+    lines += mapping
     rules = batch.quarantine.group_by("rule").agg(pl.len(), pl.col("message").first()).sort("len", descending=True)
     for rule, count, example in rules.head(10).iter_rows():
         lines.append(f"quarantined {count} x {rule}: e.g. {example[:160]}")
         lines.append(f"  what to do: {quarantine_rule(rule).action}")
-    lines.append(f"tables: {out}/{{images,shapes,quarantine,files}}.parquet, report: {out / 'quarantine.csv'}")
-    return "\n".join(lines)
+    return lines
 
 
-def _mapping_lines(check: SourceCheck, out: Path, taxonomy_file: str) -> list[str]:
-    """Which rules applied, the labels mapped to void or skip on purpose, the labels no rule maps and
-    what to add for them, and the masks written (none when unmapped: error blocks them)."""
+def mapping_lines(check: SourceCheck, taxonomy_file: str) -> list[str]:
+    """Which rules applied, the labels mapped to void or skip on purpose, and the labels no rule maps
+    with what to add for them."""
     taxonomy, mapped, unmapped = check.taxonomy, check.mapped, check.unmapped
     lines = []
     for source in sorted(check.batch.images["source"].unique().to_list()):
@@ -134,11 +152,6 @@ def _mapping_lines(check: SourceCheck, out: Path, taxonomy_file: str) -> list[st
         lines.append(f"  what to do: add a rule for {'each' if len(labels) > 1 else 'it'} under "
                      f"mappings.{taxonomy.rule_source(source)} in {taxonomy_file}, e.g. `- {{label: {labels[0]}, to: <class>}}` "
                      f"(`to: void` or `to: skip` to leave it out on purpose), or name another source with --source")
-    if check.blocked:
-        lines.append("masks written: none: under unmapped: error these labels would block a release; add the rules "
-                     "and run again")
-    else:
-        lines.append(f"masks written: {check.masks_written} in {out / 'masks'}")
     return lines
 
 

@@ -1,4 +1,5 @@
-"""Assemble the demo landing zone: vendor batches, metadata, planted defects, ground truth.
+"""Assemble the demo project: vendor batches, metadata, planted defects, ground truth, and the
+demo's own pipeline.yaml and taxonomy.yaml (config/), which fit its vocabularies and metadata.
 
 Every random choice comes from its own numpy sub-stream keyed by (seed, purpose,
 ids), so a scene's geometry or an annotator's strokes do not shift when other
@@ -22,7 +23,9 @@ from PIL import Image
 from segpipe.demo.annotators import ANNOTATORS, annotate
 from segpipe.demo.exports import AnnotatedImage, Category, coco_instances_json, cvat_images_xml
 from segpipe.demo.scenes import CLASSES, TIMES_OF_DAY, WEATHERS, Shape, build_scene, render_scene
+from segpipe.environment import PIPELINE_FILE, TAXONOMY_FILE
 
+DEMO_CONFIG = Path(__file__).parent / "config"
 MIN_SCENES = 16  # below this the roles (honeypots, overlaps, defects) no longer all fit
 JPEG_QUALITY = 90
 CVAT = "cvat_images_1.1"
@@ -119,6 +122,8 @@ class DemoSummary:
     ground_truth_path: Path
     n_scenes: int
     batch_ids: list[str]
+    pipeline_path: Path
+    taxonomy_path: Path
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,8 @@ class _Entry:
 def generate_demo(
     out_dir: Path, n_scenes: int = 120, width: int = 1024, height: int = 512, seed: int = 0
 ) -> DemoSummary:
-    """Write <out_dir>/landing/<batch_id>/... and <out_dir>/ground_truth.json."""
+    """Write <out_dir>/landing/<batch_id>/..., <out_dir>/ground_truth.json and the demo's configuration,
+    <out_dir>/pipeline.yaml and <out_dir>/taxonomy.yaml, which a build in that project folder reads."""
     if n_scenes < MIN_SCENES:
         raise ValueError(f"n_scenes must be at least {MIN_SCENES}, got {n_scenes}")
     metas = _scene_metadata(_stream(seed, _METADATA), n_scenes)
@@ -181,7 +187,11 @@ def generate_demo(
         files[spec.batch_id] = [entry.file_name for entry in entries]
     ground_truth = Path(out_dir) / "ground_truth.json"
     ground_truth.write_bytes(_dump(_ground_truth(demo, files)))
-    return DemoSummary(landing, ground_truth, n_scenes, [spec.batch_id for spec in BATCHES])
+    config = {name: Path(out_dir) / name for name in (PIPELINE_FILE, TAXONOMY_FILE)}
+    for name, path in config.items():
+        shutil.copyfile(DEMO_CONFIG / name, path)
+    return DemoSummary(landing, ground_truth, n_scenes, [spec.batch_id for spec in BATCHES], config[PIPELINE_FILE],
+                       config[TAXONOMY_FILE])
 
 
 def _stream(seed: int, *keys: int) -> np.random.Generator:

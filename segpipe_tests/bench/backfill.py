@@ -18,9 +18,9 @@ from pathlib import Path
 import dagster as dg
 import orjson
 
-from segpipe.demo import generate_demo
+from segpipe.demo import DEMO_CONFIG, generate_demo
 from segpipe.definitions import defs as load_defs
-from segpipe.environment import PACKAGE_CONFIG, current_environment
+from segpipe.environment import current_environment
 from segpipe.cli.local_build import run_local_build, run_taxonomy_backfill
 
 PER_BATCH_STEPS = ("ingest_annotation_batch", "mapped_shapes", "label_masks", "annotation_masks")
@@ -69,9 +69,10 @@ def main() -> None:
         work = Path(tmp)
         demo = generate_demo(work / "demo", n_scenes=args.scenes, width=args.width, height=args.height, seed=0)
         taxonomy = work / "taxonomy.yaml"
-        taxonomy.write_text((PACKAGE_CONFIG / "taxonomy.yaml").read_text())
+        taxonomy.write_text((DEMO_CONFIG / "taxonomy.yaml").read_text())
         os.environ.update({"SEGPIPE_LANDING_ROOT": str(demo.landing_root), "SEGPIPE_STORAGE_ROOT": str(work / "store"),
-                           "SEGPIPE_TAXONOMY": str(taxonomy), "SEGPIPE_PSEUDONYM_KEY_FILE": str(work / "key")})
+                           "SEGPIPE_TAXONOMY": str(taxonomy), "SEGPIPE_PIPELINE_CONFIG": str(demo.pipeline_path),
+                           "SEGPIPE_PSEUDONYM_KEY_FILE": str(work / "key")})
         with dg.instance_for_test() as instance:
             started, start = time.time(), time.perf_counter()
             cold = run_local_build(load_defs(), instance, current_environment())

@@ -82,7 +82,7 @@ def measure(workdir: Path) -> dict:
     from segpipe.core.release.writers import BuildStamp, ReleaseContext
     from segpipe.core.release.verify import archive_problems
     from segpipe.core.taxonomy.model import load_taxonomy
-    from segpipe.environment import PACKAGE_CONFIG
+    from segpipe.demo import DEMO_CONFIG
     from segpipe.io.object_store import ObjectStore
 
     store = ObjectStore(root=str(workdir / "store"))
@@ -92,7 +92,7 @@ def measure(workdir: Path) -> dict:
     qa = pl.DataFrame(schema={"entry_id": pl.String, "batch_id": pl.String, "file_name": pl.String, "check_id": pl.String,
                               "severity": pl.String, "passed": pl.Boolean, "excludes_entry": pl.Boolean,
                               "reason": pl.String, "thumbnail_key": pl.String})
-    taxonomy = load_taxonomy(PACKAGE_CONFIG / "taxonomy.yaml")
+    taxonomy = load_taxonomy(DEMO_CONFIG / "taxonomy.yaml")
     release = ReleaseContext(store.artefacts(), taxonomy, "bench", "grayscale", BuildStamp("bench", "2026-12-01T00:00:00Z"),
                              {"input": size, "released": size, "filtered": 0, "quarantined": 0}, qa)
     fs, root = store.location()

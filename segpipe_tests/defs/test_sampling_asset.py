@@ -5,7 +5,7 @@ import pytest
 from segpipe.core.sampling.selection import InfeasibleSpec
 from segpipe.core.ingest.batch import METADATA_COLUMNS
 from segpipe.defs.sampling.assets import SamplingConfig, golden_sample
-from segpipe.environment import PACKAGE_CONFIG
+from segpipe.demo import DEMO_CONFIG
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
@@ -35,12 +35,12 @@ def run(tmp_path, consensus, images, pipeline_text: str, rebalance: bool = False
     pipeline.write_text(pipeline_text)
     outputs = golden_sample(
         dg.build_asset_context(), config=SamplingConfig(rebalance=rebalance),
-        pipeline_config=PipelineConfig(taxonomy_path=str(PACKAGE_CONFIG / "taxonomy.yaml"), pipeline_path=str(pipeline)),
+        pipeline_config=PipelineConfig(taxonomy_path=str(DEMO_CONFIG / "taxonomy.yaml"), pipeline_path=str(pipeline)),
         object_store=ObjectStore(root=str(tmp_path / "store")), consensus_masks=consensus, batch_images=images)
     return {getattr(o, "output_name", None) or o.check_name: o for o in outputs}
 
 
-SPEC = (PACKAGE_CONFIG / "pipeline.yaml").read_text()
+SPEC = (DEMO_CONFIG / "pipeline.yaml").read_text()
 ALL_IMAGES = SPEC.replace("  target_size: 90\n", "").replace(
     "    time_of_day: {day: 0.48, dusk: 0.24, night: 0.28}\n    weather: {clear: 0.48, rain: 0.30, fog: 0.22}\n",
     "    time_of_day: {day: 0.67, night: 0.33}\n")

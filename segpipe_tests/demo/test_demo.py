@@ -12,9 +12,10 @@ import orjson
 import pytest
 from PIL import Image, ImageDraw
 
-from segpipe.demo import DemoSummary, generate_demo
+from segpipe.demo import DEMO_CONFIG, DemoSummary, generate_demo
 from segpipe.demo.annotators import ANNOTATORS, annotate
 from segpipe.demo.scenes import CLASS_IDS, build_scene, palette_under
+from segpipe.environment import current_environment
 
 N_SCENES, WIDTH, HEIGHT = 16, 256, 128
 BATCH_KEYS = {
@@ -75,6 +76,20 @@ def test_summary_points_at_the_files(demo: DemoSummary, truth: dict) -> None:
     assert demo.n_scenes == truth["n_scenes"] == N_SCENES
     assert demo.batch_ids == ["b000_gold", "b001_vendor_a_alice", "b002_vendor_b_bob", "b003_vendor_c_carol"]
     assert sorted(p.name for p in demo.landing_root.iterdir()) == demo.batch_ids
+
+
+def test_the_demo_project_carries_the_demos_configuration_which_the_environment_then_reads(demo: DemoSummary,
+                                                                                          monkeypatch) -> None:
+    assert demo.pipeline_path == demo.landing_root.parent / "pipeline.yaml"
+    assert demo.taxonomy_path == demo.landing_root.parent / "taxonomy.yaml"
+    for path in (demo.pipeline_path, demo.taxonomy_path):
+        assert path.read_bytes() == (DEMO_CONFIG / path.name).read_bytes()
+    monkeypatch.setenv("SEGPIPE_HOME", str(demo.landing_root.parent))
+    monkeypatch.delenv("SEGPIPE_TAXONOMY", raising=False)
+    monkeypatch.delenv("SEGPIPE_PIPELINE_CONFIG", raising=False)
+    env = current_environment()
+    assert (env.pipeline_path, env.taxonomy_path, env.landing_root) == (
+        demo.pipeline_path, demo.taxonomy_path, str(demo.landing_root))
 
 
 def test_same_arguments_give_identical_bytes(demo: DemoSummary, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The packaged distribution spec on a full-size demo landing zone (120 scenes, small frames):
+"""The demo's distribution spec on a full-size demo landing zone (120 scenes, small frames):
 the release meets its strata targets within the spec's tolerance and ships the sampling report."""
 
 import csv
@@ -9,9 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from segpipe.demo import generate_demo
+from segpipe.demo import DEMO_CONFIG, generate_demo
 from segpipe.core.config.pipeline import load_pipeline_settings
-from segpipe.environment import PACKAGE_CONFIG
 from segpipe_tests.e2e.test_local_build import build_in
 
 pytestmark = pytest.mark.slow
@@ -21,11 +20,11 @@ pytestmark = pytest.mark.slow
 def full_demo_build(tmp_path_factory):
     demo = generate_demo(tmp_path_factory.mktemp("demo"), n_scenes=120, width=256, height=128, seed=0)
     work = tmp_path_factory.mktemp("build")
-    return build_in(work, Path(demo.landing_root), pipeline=PACKAGE_CONFIG / "pipeline.yaml")
+    return build_in(work, Path(demo.landing_root), pipeline=DEMO_CONFIG / "pipeline.yaml")
 
 
 def test_the_release_meets_the_strata_targets_within_the_tolerance(full_demo_build):
-    spec = load_pipeline_settings(PACKAGE_CONFIG / "pipeline.yaml").sampling
+    spec = load_pipeline_settings(DEMO_CONFIG / "pipeline.yaml").sampling
     release = Path(full_demo_build.outcome.release_metadata["release"])
     manifest = pl.read_parquet(release / "manifest.parquet")
     assert manifest.height <= spec.target_size and manifest.height >= spec.target_size - 6  # whole sequences

@@ -21,7 +21,8 @@ from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.shared.rle import decode_rle
 from segpipe.core.taxonomy.model import load_taxonomy
 from segpipe.definitions import defs as load_defs
-from segpipe.environment import PACKAGE_CONFIG, current_environment
+from segpipe.demo import DEMO_CONFIG
+from segpipe.environment import current_environment
 from segpipe.cli.local_build import BuildOutcome, run_local_build, run_taxonomy_backfill
 from segpipe.cli.main import main
 from segpipe.core.qa.rules import QA_RULES
@@ -38,15 +39,16 @@ class Build:
     store: Path
 
 
-def build_in(tmp: Path, landing: Path, taxonomy: Path | None = None, pipeline: Path | None = None) -> Build:
-    """Point segpipe at a private landing copy and store with the variables a user sets, and build."""
+def build_in(tmp: Path, landing: Path, taxonomy: Path = DEMO_CONFIG / "taxonomy.yaml",
+             pipeline: Path | None = None) -> Build:
+    """Point segpipe at a private landing copy and store with the variables a user sets, and build;
+    with the demo's taxonomy and the tiny demo's pipeline.yaml unless told otherwise."""
     with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
         work = tmp / "landing"
         shutil.copytree(landing, work)
         env.setenv("SEGPIPE_LANDING_ROOT", str(work))
         env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp / "store"))
-        if taxonomy:
-            env.setenv("SEGPIPE_TAXONOMY", str(taxonomy))
+        env.setenv("SEGPIPE_TAXONOMY", str(taxonomy))
         if pipeline is None:
             pipeline = tmp / "pipeline.yaml"
             pipeline.write_text(tiny_demo_pipeline())
@@ -158,7 +160,7 @@ def test_core_alone_builds_the_release_the_asset_published(demo_build):
             **{name: table(name) for name in ("dataset_split", "sampling_report", "class_balance", "consensus_masks",
                                               "annotation_masks", "mapped_shapes", "batch_images", "batch_quarantine",
                                               "qa_report")},
-            taxonomy=load_taxonomy(PACKAGE_CONFIG / "taxonomy.yaml"), dataset_name=settings.dataset_name,
+            taxonomy=load_taxonomy(DEMO_CONFIG / "taxonomy.yaml"), dataset_name=settings.dataset_name,
             mask_encoding=settings.mask_encoding, sampling=settings.sampling,
             near_duplicate_bits=settings.qa.near_duplicate_bits, store=store,
             stamp=BuildStamp(lineage["run_id"], lineage["created_at"]))
@@ -247,6 +249,7 @@ def test_a_nightly_build_draws_only_the_batch_that_landed_since_and_releases_all
         shutil.move(work / late, tmp_path / late)
         env.setenv("SEGPIPE_LANDING_ROOT", str(work))
         env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp_path / "store"))
+        env.setenv("SEGPIPE_TAXONOMY", str(DEMO_CONFIG / "taxonomy.yaml"))
         pipeline = tmp_path / "pipeline.yaml"
         pipeline.write_text(tiny_demo_pipeline())
         env.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
@@ -268,8 +271,8 @@ def test_build_and_backfill_end_with_what_stopped_the_release_and_exit_1(tiny_de
     the step and the spec's problems; `segpipe backfill` under `unmapped: error` names the blocking
     checks, the entry and the label. Both name a batch that ingest quarantined whole, and say what to
     do, on stdout, without a traceback."""
-    taxonomy, pipeline = tmp_path / "taxonomy.yaml", PACKAGE_CONFIG / "pipeline.yaml"
-    taxonomy.write_text((PACKAGE_CONFIG / "taxonomy.yaml").read_text())
+    taxonomy, pipeline = tmp_path / "taxonomy.yaml", DEMO_CONFIG / "pipeline.yaml"
+    taxonomy.write_text((DEMO_CONFIG / "taxonomy.yaml").read_text())
     shutil.copytree(Path(tiny_demo.landing_root), tmp_path / "landing")
     broken = tmp_path / "landing" / "b004_vendor_x"  # its batch.json names an annotation file it lacks
     (broken / "images").mkdir(parents=True)
@@ -325,7 +328,7 @@ def test_build_and_backfill_end_with_what_stopped_the_release_and_exit_1(tiny_de
 
 def test_an_alias_change_is_backfilled_into_a_new_release_without_redrawing(tiny_demo, tmp_path):
     taxonomy = tmp_path / "taxonomy.yaml"
-    taxonomy.write_text((PACKAGE_CONFIG / "taxonomy.yaml").read_text())
+    taxonomy.write_text((DEMO_CONFIG / "taxonomy.yaml").read_text())
     with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
         work = tmp_path / "landing"
         shutil.copytree(Path(tiny_demo.landing_root), work)
@@ -471,7 +474,7 @@ def test_no_clean_entry_fails_an_error_check_and_every_failure_is_a_planted_one_
 
 def test_taxonomy_constraints_run_in_qa_and_warn_on_the_masks_that_break_them(tiny_demo, tmp_path):
     taxonomy = tmp_path / "taxonomy.yaml"
-    taxonomy.write_text((PACKAGE_CONFIG / "taxonomy.yaml").read_text() + (
+    taxonomy.write_text((DEMO_CONFIG / "taxonomy.yaml").read_text() + (
         "constraints:\n  - {class: sky, max_area_share: 0.01}\n  - {class: road, touches: bottom}\n"))
     build = build_in(tmp_path, Path(tiny_demo.landing_root), taxonomy=taxonomy)
     assert build.outcome.success  # WARN: the release is still built

@@ -58,6 +58,7 @@ def builds(postgres, tiny_demo, tmp_path_factory) -> Iterator[PostgresBuilds]:
         shutil.copytree(Path(tiny_demo.landing_root), tmp / "landing")
         env.setenv("SEGPIPE_LANDING_ROOT", str(tmp / "landing"))
         env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp / "store"))
+        env.setenv("SEGPIPE_TAXONOMY", str(tiny_demo.taxonomy_path))
         (tmp / "pipeline.yaml").write_text(tiny_demo_pipeline())
         env.setenv("SEGPIPE_PIPELINE_CONFIG", str(tmp / "pipeline.yaml"))
         with dg.DagsterInstance.get() as instance:

@@ -24,7 +24,8 @@ from dagster._time import get_current_datetime
 
 import segpipe.defs.taxonomy.assets as taxonomy_assets
 from segpipe.definitions import defs as load_defs
-from segpipe.environment import PACKAGE_CONFIG, current_environment
+from segpipe.demo import DEMO_CONFIG
+from segpipe.environment import current_environment
 from segpipe.cli.local_build import run_local_build, run_taxonomy_backfill
 from segpipe_tests.conftest import tiny_demo_pipeline
 
@@ -54,7 +55,7 @@ def reload_code_location() -> None:
 def built(tiny_demo, tmp_path):
     """A cold build on a private copy of the demo and taxonomy; the module is reloaded back after."""
     taxonomy = tmp_path / "taxonomy.yaml"
-    taxonomy.write_text((PACKAGE_CONFIG / "taxonomy.yaml").read_text())
+    taxonomy.write_text((DEMO_CONFIG / "taxonomy.yaml").read_text())
     with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
         shutil.copytree(Path(tiny_demo.landing_root), tmp_path / "landing")
         env.setenv("SEGPIPE_LANDING_ROOT", str(tmp_path / "landing"))

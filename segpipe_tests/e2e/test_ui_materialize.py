@@ -127,6 +127,7 @@ def test_materialize_all_in_the_ui_publishes_a_release(tiny_demo: DemoSummary, t
         "SEGPIPE_LANDING_ROOT": tiny_demo.landing_root,
         "SEGPIPE_STORAGE_ROOT": str(store),
         "SEGPIPE_PIPELINE_CONFIG": str(pipeline),
+        "SEGPIPE_TAXONOMY": str(tiny_demo.taxonomy_path),
     }
     batch_ids = sorted(tiny_demo.batch_ids)
     with run_dagster_dev(env) as server:

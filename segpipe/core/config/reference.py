@@ -22,10 +22,11 @@ LIMITS = (("ge", "≥ {}"), ("gt", "> {}"), ("le", "≤ {}"), ("lt", "< {}"), ("
 INTRODUCTION = """\
 # Configuration reference
 
-`pipeline.yaml` says how segpipe judges, fuses, samples and publishes a dataset. segpipe reads
-`segpipe/config/pipeline.yaml`, or the file `SEGPIPE_PIPELINE_CONFIG` names. Every key is optional:
-a key left out, or a section left empty, takes the defaults below, so an empty file is a valid
-configuration.
+`pipeline.yaml` says how segpipe judges, fuses, samples and publishes a dataset. segpipe reads the
+file `SEGPIPE_PIPELINE_CONFIG` names, else the project folder's `pipeline.yaml` (which `segpipe init`
+writes), else the packaged `segpipe/config/pipeline.yaml` (see [operations](operations.md)). Every
+key is optional: a key left out, or a section left empty, takes the defaults below, so an empty
+file is a valid configuration.
 
 A file with mistakes is refused before any work starts, with every problem at once, one line each:
 `<file>:<line>: <key>: <message>`. The taxonomy file reports its problems the same way.

@@ -172,6 +172,7 @@ class _BatchIngest:
             "perceptual_hash": decoded.perceptual_hash,
             "image_attributes": orjson.dumps(annotation.attributes, option=orjson.OPT_SORT_KEYS).decode(),
             **self._metadata_of(annotation.file_name),
+            "licence": self.manifest.licence, "origin": self.manifest.origin, "attribution": self.manifest.attribution,
         })
         self.shapes.add(eid, annotation.shapes)
 

@@ -8,6 +8,7 @@ rename it, which is atomic; anything not ending in `.zip` is ignored. Inside an 
 batch.json is optional: without it the format is detected.
 """
 
+import difflib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -21,7 +22,11 @@ from segpipe.core.shared.quarantine_rules import INVALID_BATCH_MANIFEST
 BATCH_MANIFEST = "batch.json"
 ARCHIVE_SUFFIX = ".zip"
 BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-MANIFEST_KEYS = {"batch_id", "format", "annotation_file", "images_dir", "metadata_file", "annotator", "source", "gold"}
+PROVENANCE_KEYS = ("licence", "origin", "attribution")
+MANIFEST_KEYS = {"batch_id", "format", "annotation_file", "images_dir", "metadata_file", "annotator", "source", "gold",
+                 *PROVENANCE_KEYS, "comment"}
+TEXT_KEYS = ("format", "annotation_file", "images_dir", "metadata_file", "annotator", "source", *PROVENANCE_KEYS, "comment")
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,11 @@ class BatchManifest:
     annotator: str | None = None
     source: str | None = None
     gold: bool = False
+    # Under which terms the batch may be used, where it came from, whom to credit: reach the release's
+    # meta.json and datasheet. Blank (empty) is the same as not stated.
+    licence: str | None = None  # an SPDX id (CC-BY-4.0) or free text
+    origin: str | None = None  # a URL
+    attribution: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,12 +101,14 @@ def parse_batch_manifest(data: bytes, batch_id: str, origin: str) -> BatchManife
         raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: expected a JSON object")
-    unknown = set(doc) - MANIFEST_KEYS
+    unknown = sorted(set(doc) - MANIFEST_KEYS)
     if unknown:
-        raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: unknown keys {sorted(unknown)}; allowed: {sorted(MANIFEST_KEYS)}")
+        close = {key: difflib.get_close_matches(key, sorted(MANIFEST_KEYS), n=1) for key in unknown}
+        hints = "".join(f" ({key!r}: did you mean {match[0]!r}?)" for key, match in close.items() if match)
+        raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: unknown keys {unknown}{hints}; allowed: {sorted(MANIFEST_KEYS)}")
     if doc.get("batch_id", batch_id) != batch_id:
         raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: batch_id {doc['batch_id']!r} differs from its folder {batch_id!r}")
-    for key in ("format", "annotation_file", "images_dir", "metadata_file", "annotator", "source"):
+    for key in TEXT_KEYS:
         if key in doc and not isinstance(doc[key], str):
             raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: {key} must be a string, got {doc[key]!r}")
     for key in ("annotation_file", "images_dir", "metadata_file"):
@@ -105,6 +117,10 @@ def parse_batch_manifest(data: bytes, batch_id: str, origin: str) -> BatchManife
             raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: {key} must be a relative path inside the batch, got {value!r}")
     if not isinstance(doc.get("gold", False), bool):
         raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: gold must be true or false, got {doc['gold']!r}")
+    provenance = {key: doc.get(key, "").strip() or None for key in PROVENANCE_KEYS}
+    if provenance["origin"] is not None and not URL.match(provenance["origin"]):
+        raise InputError(INVALID_BATCH_MANIFEST, (
+            f"{origin}: origin must be a URL such as https://example.org/dataset, got {provenance['origin']!r}"))
     return BatchManifest(
         batch_id=batch_id,
         format=doc.get("format"),
@@ -114,4 +130,5 @@ def parse_batch_manifest(data: bytes, batch_id: str, origin: str) -> BatchManife
         annotator=doc.get("annotator"),
         source=doc.get("source"),
         gold=doc.get("gold", False),
+        **provenance,
     )

@@ -21,6 +21,7 @@ from segpipe.core.qa.rules import excluded_entries
 from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, released_shapes
 from segpipe.core.release.ledger import build_ledger, outcome_counts
 from segpipe.core.release.packaging import Packager, ZipPackager
+from segpipe.core.release.provenance import batch_provenance
 from segpipe.core.release.writers import WRITERS, BuildStamp, ReleaseContext, ReleaseItem, ReleaseWriter
 from segpipe.core.release.writers.manifest import manifest_table
 from segpipe.core.release.writers.meta import release_meta
@@ -80,7 +81,8 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO) -> ReleaseContents:
     release = ReleaseContext(
         store=inputs.store, taxonomy=inputs.taxonomy, dataset_name=inputs.dataset_name,
         mask_encoding=inputs.mask_encoding, stamp=inputs.stamp, counts=counts, qa_results=inputs.qa_report,
-        report_files=report_files(inputs.sampling_report, inputs.class_balance, leaks), shapes=shapes)
+        report_files=report_files(inputs.sampling_report, inputs.class_balance, leaks), shapes=shapes,
+        provenance=batch_provenance(inputs.batch_images))
     with ZipPackager(out) as packager:
         write_release(release, items, packager)
     return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts)

@@ -4,6 +4,11 @@ Written from meta.json alone, so it says nothing meta.json does not, and leaves 
 run id and time (the datasheet is part of the content, which a rebuild of the same data repeats).
 """
 
+from segpipe.core.release.provenance import NOT_STATED, licences
+
+TERMS = ("source", "licence", "origin", "attribution")
+SHOWN_BATCHES = 3  # a row or a licence of more batches gives their number; meta.json lists them all
+
 PYTORCH_SNIPPET = '''```python
 import csv
 from pathlib import Path
@@ -59,6 +64,7 @@ def datasheet(meta: dict, distribution_chart: str | None) -> str:
     ]
     if distribution_chart is not None:
         lines += [f"![Class distribution per split]({distribution_chart})", ""]
+    lines += _sources(meta["sources"])
     lines += ["## QA", ""]
     failures = meta["qa_failures"]
     lines += (["| rule | failures |", "|---|---|", *[f"| {rule} | {n} |" for rule, n in failures.items()]]
@@ -66,6 +72,38 @@ def datasheet(meta: dict, distribution_chart: str | None) -> str:
     lines += ["", "`qa/report.csv` lists each failure with its reason; `qa/thumbnails/` shows the first ones.", "",
               "## Loading in PyTorch", "", PYTORCH_SNIPPET.replace("IGNORE_INDEX", str(meta["ignore_index"])), ""]
     return "\n".join(lines)
+
+
+def _sources(sources: list[dict]) -> list[str]:
+    """The source batches and their terms, one row per source and terms (meta.json lists every batch);
+    a release whose batches differ in licence says so first."""
+    lines = ["## Sources and licences", ""]
+    by_licence = licences(sources)
+    if len(by_licence) > 1:
+        terms = "; ".join(f"{_cell(licence)} ({_batches(batches)})" for licence, batches in by_licence.items())
+        lines += [f"**Mixed licences.** The images of this release come under {len(by_licence)} licences: {terms}. "
+                  "`index.csv`'s `source_batches` says which batches delivered each image: use each image under "
+                  "the terms of its batches.", ""]
+    elif by_licence:
+        [licence] = by_licence
+        lines += ["No source batch states a licence: ask the data's owner before you use or share it." if
+                  licence == NOT_STATED else f"Every source batch states the licence {_cell(licence)}.", ""]
+    rows: dict[tuple, list[dict]] = {}
+    for entry in sources:
+        rows.setdefault(tuple(entry[key] for key in TERMS), []).append(entry)
+    lines += ["| source | licence | origin | attribution | batches | images delivered |", "|---|---|---|---|---|---|",
+              *[f"| {' | '.join(_cell(value) for value in terms)} | {_batches([e['batch_id'] for e in entries])} | "
+                f"{sum(e['images'] for e in entries)} |" for terms, entries in rows.items()], ""]
+    return lines
+
+
+def _batches(batches: list[str]) -> str:
+    return ", ".join(batches) if len(batches) <= SHOWN_BATCHES else f"{len(batches)} batches"
+
+
+def _cell(text: str | None) -> str:
+    """Free text from batch.json as one Markdown table cell."""
+    return NOT_STATED if text is None else " ".join(text.split()).replace("|", "\\|")
 
 
 def _share(pixels: int, total: int) -> str:

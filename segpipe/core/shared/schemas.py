@@ -37,6 +37,9 @@ class ImageRecord(pa.DataFrameModel):
     time_of_day: str = pa.Field(nullable=True)
     weather: str = pa.Field(nullable=True)
     sequence_id: str = pa.Field(nullable=True)
+    licence: str = pa.Field(nullable=True)  # the batch's, from batch.json, as are origin and attribution
+    origin: str = pa.Field(nullable=True)
+    attribution: str = pa.Field(nullable=True)
 
     class Config:
         strict = True

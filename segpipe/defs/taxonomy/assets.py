@@ -3,7 +3,9 @@ import hashlib
 import dagster as dg
 import polars as pl
 
+from segpipe.core.shared.errors import ConfigError
 from segpipe.core.shared.schemas import MappedShapeRecord
+from segpipe.core.taxonomy.coverage import no_label_mapped
 from segpipe.core.taxonomy.model import map_labels
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.partitions import annotation_batches
@@ -44,14 +46,19 @@ def mapped_shapes(
     batch_shapes: dict[str, pl.DataFrame],
     batch_images: dict[str, pl.DataFrame],
 ) -> dict[str, pl.DataFrame]:
-    """Shapes with their taxonomy class; unmapped labels follow the taxonomy's policy. A backfill
-    maps every batch in one step."""
+    """Shapes with their taxonomy class; unmapped labels follow the taxonomy's policy. A batch of
+    which no label maps fails here, naming its labels, rather than as empty masks stages later. A
+    backfill maps every batch in one step."""
     taxonomy = pipeline_config.taxonomy()
     tables = {
         batch: MappedShapeRecord.validate(
             map_labels(batch_shapes[batch], batch_images[batch].select("entry_id", "source"), taxonomy))
         for batch in context.partition_keys
     }
+    problems = [no_label_mapped(batch, table, batch_images[batch].select("entry_id", "source"), taxonomy,
+                                pipeline_config.taxonomy_path) for batch, table in tables.items()]
+    if any(problems):
+        raise ConfigError([problem for problem in problems if problem is not None])
     unmapped = (
         pl.concat(tables.values()).filter(pl.col("class_id").is_null())
         .group_by("raw_label").len("shapes").sort("shapes", descending=True)

@@ -12,6 +12,7 @@ from PIL import Image
 from segpipe.core.ingest.batch import ingest_batch
 from segpipe.core.ingest.landing import list_ready_batches
 from segpipe.core.ingest.sources import open_source
+from segpipe_tests.labelme_export import write_labelme_export
 
 KEY = b"test-key-0123456789abcdef"
 
@@ -68,6 +69,18 @@ def test_shared_images_have_one_content_hash_and_annotators_are_pseudonyms(inges
 def test_metadata_columns_are_filled_from_metadata_csv(ingested):
     images = pl.concat([r.images for r in ingested.values()])
     assert images["time_of_day"].null_count() == 0 and images["sequence_id"].null_count() == 0
+
+
+def test_the_batchs_licence_origin_and_attribution_reach_each_image_row(ingested, tmp_path):
+    batch = write_labelme_export(tmp_path / "parts", n_images=3)
+    (batch / "batch.json").write_text(json.dumps({"licence": "CC-BY-4.0", "origin": "https://example.org/parts",
+                                                  "attribution": "Example Lab"}))
+    images = ingest_path(batch).images
+    assert images.height == 3
+    assert set(images.select("licence", "origin", "attribution").iter_rows()) == {
+        ("CC-BY-4.0", "https://example.org/parts", "Example Lab")}
+    demo = pl.concat([r.images for r in ingested.values()])
+    assert demo.select("licence", "origin", "attribution").null_count().row(0) == (demo.height,) * 3
 
 
 def test_accepted_images_are_stored_by_content_hash(tiny_demo, tmp_path):

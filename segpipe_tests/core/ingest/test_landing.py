@@ -45,6 +45,28 @@ def test_every_manifest_key_is_optional_and_typed():
         parse_batch_manifest(b'{"fromat": "coco_instances"}', "b", "m")
 
 
+def test_licence_origin_and_attribution_are_read_and_blank_is_not_stated():
+    manifest = parse_batch_manifest(
+        b'{"licence": " CC-BY-4.0 ", "origin": "https://example.org/parts", "attribution": "Example Lab", '
+        b'"comment": "notes for people"}', "b", "m")
+    assert (manifest.licence, manifest.origin, manifest.attribution) == (
+        "CC-BY-4.0", "https://example.org/parts", "Example Lab")
+    blank = parse_batch_manifest(b'{"licence": "", "origin": " ", "attribution": ""}', "b", "m")
+    assert (blank.licence, blank.origin, blank.attribution) == (None, None, None)
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    (b'{"origin": "example.org/parts"}', "m: origin must be a URL such as https://example.org/dataset, got "
+                                         "'example.org/parts'"),
+    (b'{"licence": ["MIT"]}', "m: licence must be a string, got ['MIT']"),
+    (b'{"license": "MIT"}', "m: unknown keys ['license'] ('license': did you mean 'licence'?); allowed: "),
+])
+def test_bad_provenance_or_an_unknown_key_says_which_and_what_is_allowed(doc, message):
+    with pytest.raises(InputError) as raised:
+        parse_batch_manifest(doc, "b", "m")
+    assert str(raised.value).startswith(message)
+
+
 @pytest.mark.parametrize("path", ["../x.json", "/etc/passwd", "a/../../x", "a\\..\\x"])
 def test_manifest_paths_must_stay_inside_the_batch(path):
     doc = ('{"annotation_file": "%s"}' % path.replace("\\", "\\\\")).encode()

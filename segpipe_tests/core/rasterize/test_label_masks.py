@@ -12,7 +12,7 @@ from segpipe.core.rasterize.label_masks import rasterize_label_masks, render_cla
 from segpipe.core.rasterize.raster import decode_mask_png, rasterize_shapes
 from segpipe.core.ingest.sources import open_source
 from segpipe.core.taxonomy.model import load_taxonomy, map_labels, parse_taxonomy
-from segpipe.environment import PACKAGE_CONFIG
+from segpipe.demo import DEMO_CONFIG
 
 KEY = b"label-mask-test-key"
 
@@ -38,7 +38,7 @@ def direct(batch, mapped, taxonomy, entry_id):
 
 
 def test_lookup_masks_equal_masks_drawn_directly(demo_batch):
-    taxonomy, store = load_taxonomy(PACKAGE_CONFIG / "taxonomy.yaml"), {}
+    taxonomy, store = load_taxonomy(DEMO_CONFIG / "taxonomy.yaml"), {}
     masks, mapped = render(demo_batch, taxonomy, store)
     assert set(masks["rendered_by"]) == {"lookup"} and masks.height == demo_batch.images.height
     for entry_id, key, pixels in masks.select("entry_id", "mask_key", "class_pixels").iter_rows():
@@ -48,8 +48,8 @@ def test_lookup_masks_equal_masks_drawn_directly(demo_batch):
 
 
 def test_a_mapping_change_remaps_without_redrawing(demo_batch):
-    before = load_taxonomy(PACKAGE_CONFIG / "taxonomy.yaml")
-    text = (PACKAGE_CONFIG / "taxonomy.yaml").read_text()
+    before = load_taxonomy(DEMO_CONFIG / "taxonomy.yaml")
+    text = (DEMO_CONFIG / "taxonomy.yaml").read_text()
     after = parse_taxonomy(text.replace("    automobile: car", "    automobile: road"), "edited.yaml")
     store: dict[str, bytes] = {}
     labels = rasterize_label_masks(demo_batch.images, demo_batch.shapes, ArtefactStore.in_memory(store))
@@ -91,7 +91,7 @@ def test_a_mapping_change_remaps_without_redrawing(demo_batch):
     lambda t: t.replace("unmapped: void", "unmapped: ignore").replace("    automobile: car\n", ""),
 ])
 def test_entries_with_shapes_that_must_not_paint_are_redrawn_exactly(demo_batch, edit):
-    taxonomy = parse_taxonomy(edit((PACKAGE_CONFIG / "taxonomy.yaml").read_text()), "edited.yaml")
+    taxonomy = parse_taxonomy(edit((DEMO_CONFIG / "taxonomy.yaml").read_text()), "edited.yaml")
     store: dict[str, bytes] = {}
     masks, mapped = render(demo_batch, taxonomy, store)
     with_cars = set(mapped.filter(pl.col("raw_label") == "automobile")["entry_id"])
@@ -102,7 +102,7 @@ def test_entries_with_shapes_that_must_not_paint_are_redrawn_exactly(demo_batch,
 
 def test_an_entry_with_more_labels_than_a_byte_holds_is_drawn_from_shapes(demo_batch, monkeypatch):
     monkeypatch.setattr(label_masks_module, "MAX_LABEL_KEYS", 2)
-    taxonomy, store = load_taxonomy(PACKAGE_CONFIG / "taxonomy.yaml"), {}
+    taxonomy, store = load_taxonomy(DEMO_CONFIG / "taxonomy.yaml"), {}
     labels = rasterize_label_masks(demo_batch.images, demo_batch.shapes, ArtefactStore.in_memory(store))
     assert labels["label_mask_key"].null_count() == labels.height
     mapped = map_labels(demo_batch.shapes, demo_batch.images.select("entry_id", "source"), taxonomy)

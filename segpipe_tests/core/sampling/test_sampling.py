@@ -2,6 +2,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from segpipe.core.config.pipeline import load_pipeline_settings
+from segpipe.core.ingest.batch import METADATA_COLUMNS
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.sampling.chart import render_distribution_chart
 from segpipe.core.sampling.report import distribution_report, report_files
@@ -16,6 +18,7 @@ from segpipe.core.sampling.sample import (
     unselected_reasons,
 )
 from segpipe.core.sampling.units import build_units
+from segpipe.environment import PACKAGE_CONFIG
 
 SPLITS = {"train": 0.6, "val": 0.2, "test": 0.2}
 
@@ -163,3 +166,19 @@ def test_the_fingerprint_changes_with_what_splits_depend_on_and_not_with_the_tol
     assert base.fingerprint() != spec(strata={"time_of_day": {"day": 1.0}}, seed=9).fingerprint()
     assert base.fingerprint() != spec(strata={"time_of_day": {"day": 1.0}}, target_size=5).fingerprint()
     assert np.unique([spec(splits=s).fingerprint() for s in (SPLITS, {"train": 0.8, "val": 0.1, "test": 0.1})]).size == 2
+
+
+def test_the_packaged_spec_releases_every_image_of_an_export_without_metadata_each_image_its_own_group():
+    """No metadata CSV: every metadata column is null, as image_metadata gives it; nothing to stratify."""
+    packaged = load_pipeline_settings(PACKAGE_CONFIG / "pipeline.yaml").sampling
+    images = pl.DataFrame({"image_id": [f"i{k:02d}" for k in range(40)],
+                           "class_pixels": [pixels(k % 3, 3) for k in range(40)]}).with_columns(
+        *[pl.lit(None, pl.String).alias(column) for column in METADATA_COLUMNS])
+    sample = sample_dataset(images, packaged, [0, 1, 2, 3])
+    splits = sample.splits
+    assert splits["split"].null_count() == 0 and splits.height == 40
+    assert splits["unit_key"].to_list() == [f"i{k:02d} (ungrouped)" for k in range(40)]
+    shares = dict(splits.group_by("split").len().with_columns(pl.col("len") / 40).iter_rows())
+    assert all(abs(shares[split] - target) <= packaged.tolerance for split, target in packaged.splits.items())
+    report = distribution_report(sample, packaged, {0: "a", 1: "b", 2: "c", 3: "d"})
+    assert report.distances["within_tolerance"].all()

@@ -32,11 +32,18 @@ def taxonomy(policy: str = "void"):
     return parse_taxonomy(BASE.format(policy=policy), "test.yaml")
 
 
-def test_packaged_taxonomy_loads_and_maps_every_demo_source():
-    t = load_taxonomy(Path(__file__).parents[3] / "segpipe" / "config" / "taxonomy.yaml")
+def test_the_demo_taxonomy_loads_and_maps_every_demo_source():
+    t = load_taxonomy(Path(__file__).parents[3] / "segpipe" / "demo" / "config" / "taxonomy.yaml")
     assert len(t.classes) == 9 and t.ignore_index == 255
     assert set(t.mappings) == {"vendor_a", "vendor_b", "vendor_c", "gold"}
     assert all(len(rules) == 9 for rules in t.mappings.values())
+
+
+def test_the_packaged_taxonomy_maps_no_label_and_voids_none():
+    """A placeholder: whatever a build without a taxonomy of its own meets is unmapped, an error."""
+    t = load_taxonomy(Path(__file__).parents[3] / "segpipe" / "config" / "taxonomy.yaml")
+    assert t.mappings == {} and t.unmapped == "error"
+    assert t.resolve("coco_instances", "car", {}) == (None, "unmapped_error")
 
 
 def test_version_names_the_content_and_ignores_comments():

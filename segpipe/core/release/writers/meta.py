@@ -7,15 +7,21 @@ import orjson
 import polars as pl
 
 from segpipe.core.release import layout
+from segpipe.core.release.provenance import provenance_content, source_entries
 from segpipe.core.release.writers.writer import Member, ReleaseContext, ReleaseWriter
 
 
 class Meta(ReleaseWriter):
     """meta.json: what the release is (dataset, content version, taxonomy, mask format, classes,
-    pixels, image sizes, splits, the ledger's counts, QA failures per rule) and its lineage, the only
-    part that names the build (run id and time) and so the only part a rebuild of the same data changes."""
+    pixels, image sizes, splits, the ledger's counts, QA failures per rule, the source batches with
+    their licence, origin and attribution) and its lineage, the only part that names the build (run
+    id and time) and so the only part a rebuild of the same data changes."""
 
     name = "meta"
+
+    def version_content(self) -> bytes:
+        """The source batches' stated terms: a changed licence is another release."""
+        return provenance_content(source_entries(self.release.provenance, self.release.manifest))
 
     def closing_members(self) -> Iterator[Member]:
         yield Member(layout.META, orjson.dumps(self.release.meta, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
@@ -50,6 +56,7 @@ def release_meta(release: ReleaseContext) -> dict:
         "resize": None,
         "splits": dict(manifest.group_by("split").len().sort("split").iter_rows()),
         "counts": release.counts,
+        "sources": source_entries(release.provenance, manifest),
         "lineage": {
             "taxonomy_version": taxonomy.taxonomy_version,
             "taxonomy_hash": taxonomy.content_hash,

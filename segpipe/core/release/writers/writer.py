@@ -10,6 +10,7 @@ from typing import BinaryIO, ClassVar
 import polars as pl
 
 from segpipe.core.release import layout
+from segpipe.core.release.provenance import BatchProvenance
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.taxonomy.model import Taxonomy
 
@@ -79,6 +80,7 @@ class ReleaseContext:
     qa_results: pl.DataFrame
     report_files: Mapping[str, bytes] = field(default_factory=dict)  # path in the archive -> bytes
     shapes: pl.DataFrame | None = None  # the drawn shapes behind masks, see released_shapes
+    provenance: Mapping[str, BatchProvenance] = field(default_factory=dict)  # batch id -> what its batch.json states
     packaged: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     manifest_rows: list[dict] = field(default_factory=list, init=False, repr=False)
     resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False, repr=False)

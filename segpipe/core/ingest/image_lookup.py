@@ -18,16 +18,17 @@ listing the source already holds, so no lookup lists files.
 
 import copy
 import posixpath
+import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import PureWindowsPath
 
 from segpipe.core.shared.errors import InputError
 from segpipe.core.shared.quarantine_rules import IMAGE_AMBIGUOUS, IMAGE_MISSING, UNSAFE_PATH
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MAX_LISTED = 10
+_DRIVE = re.compile(r"[A-Za-z]:")  # C:/data, and C:data, which Windows resolves against C:'s current folder
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,10 @@ def inside_batch(folder: str, path: str) -> str | None:
     """`path` as an annotation writes it (backslashes are separators), resolved against a folder of
     the batch; None when it is absolute, has a drive letter or climbs out of the batch."""
     slashed = path.replace("\\", "/")
-    resolved = posixpath.normpath(posixpath.join(folder, slashed))
-    if slashed.startswith("/") or PureWindowsPath(path).drive or resolved in (".", "..") or resolved.startswith("../"):
+    if slashed.startswith("/") or _DRIVE.match(slashed):
         return None
-    return resolved
+    resolved = posixpath.normpath(f"{folder}/{slashed}" if folder else slashed)
+    return None if resolved in (".", "..") or resolved.startswith("../") else resolved
 
 
 def base_name(path: str) -> str:
@@ -60,13 +61,27 @@ def base_name(path: str) -> str:
 
 
 def _split(path: str) -> tuple[str, str]:
-    """(path without its image extension, the extension in lower case); '' when it has none."""
+    """(path without its extension, the extension in lower case), the extension "" when it has none."""
     stem, suffix = posixpath.splitext(path)
     return (stem, suffix.lower()) if suffix else (path, "")
 
 
 def _join(*parts: str) -> str:
     return "/".join(part.strip("/") for part in parts if part.strip("/"))
+
+
+def _candidates(reference: str, exact: str | None, name: str, places: Sequence[str]) -> Iterator[str]:
+    """The exact path, then each place with the reference's tail and with its base name, each once
+    and made only when the one before is not found: most images are where the annotation says."""
+    if exact is not None:
+        yield exact
+    tail = inside_batch("", reference)
+    seen = {exact, None}
+    for place in places:
+        for candidate in (tail and _join(place, tail), _join(place, name)):
+            if candidate not in seen:
+                seen.add(candidate)
+                yield candidate
 
 
 class ImageIndex:
@@ -81,13 +96,14 @@ class ImageIndex:
     def __init__(self, names: Iterable[str]) -> None:
         self._names: frozenset[str] = frozenset(names)
         self._excluded: frozenset[str] = frozenset()
-        self._by_stem: dict[str, list[str]] = defaultdict(list)
-        self._by_base: dict[str, list[str]] = defaultdict(list)
+        by_stem: dict[str, list[str]] = defaultdict(list)
+        by_base: dict[str, list[str]] = defaultdict(list)
         for name in sorted(self._names):
             stem, suffix = _split(name)
             if suffix in IMAGE_SUFFIXES:
-                self._by_stem[stem].append(name)
-                self._by_base[stem.rsplit("/", 1)[-1]].append(name)
+                by_stem[stem].append(name)
+                by_base[stem.rsplit("/", 1)[-1]].append(name)
+        self._by_stem, self._by_base = dict(by_stem), dict(by_base)
 
     def without(self, files: Iterable[str]) -> "ImageIndex":
         """A view that never returns `files`; the index itself is shared, not rebuilt."""
@@ -112,16 +128,12 @@ class ImageIndex:
         if name in ("", ".", ".."):  # names a folder, never a file: nothing to look for by name
             return ImageLookup(reference, InputError(IMAGE_MISSING if exact is not None else UNSAFE_PATH, (
                 f"{where}: image path {reference!r} does not name a file")))
-        tail = inside_batch("", reference)
-        candidates = [exact] if exact is not None else []
-        for place in places:
-            candidates += [_join(place, tail)] if tail is not None else []
-            candidates.append(_join(place, name))
-        candidates = list(dict.fromkeys(candidates))
-        for candidate in candidates:
+        candidates: list[str] = []
+        for candidate in _candidates(reference, exact, name, places):
             matches = self._matches(candidate, any_suffix)
             if matches:
                 return self._one(matches, reference, where, candidate)
+            candidates.append(candidate)
         expected = (exact if exact is not None else _join(base, name)) + (default_suffix if any_suffix else "")
         anywhere = self._anywhere(name, any_suffix)
         if anywhere:

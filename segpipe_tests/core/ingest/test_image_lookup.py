@@ -125,6 +125,15 @@ def test_cvat_project_export_without_subset_folders(tmp_path):
     assert accepted(ingest(root)) == ["images/a.jpg", "images/b.jpg"]
 
 
+def test_cvat_task_export_with_a_subset_and_its_images_in_the_subset_folder(tmp_path):
+    meta = ("<meta><task><id>7</id><name>t</name><size>1</size><mode>annotation</mode><subset>train</subset>"
+            "</task></meta>")
+    xml = (f'<?xml version="1.0" encoding="utf-8"?><annotations><version>1.1</version>{meta}<image id="0" name="a.jpg" '
+           f'width="{WIDTH}" height="{HEIGHT}"><box label="car" xtl="1" ytl="1" xbr="5" ybr="5"/></image></annotations>')
+    root = write(tmp_path / "task", {"annotations.xml": xml, "images/train/a.jpg": jpeg()})
+    assert accepted(ingest(root)) == ["images/train/a.jpg"]
+
+
 def cvat_video(frames: int) -> str:
     track = "".join(f'<polygon frame="{n}" keyframe="1" outside="0" occluded="0" points="1,1;5,1;5,5" z_order="0"/>'
                     for n in range(frames))

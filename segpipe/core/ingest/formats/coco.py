@@ -98,12 +98,13 @@ def _looks_like_coco(data: bytes) -> bool:
 def coco_images_named(name: str, head: Callable[[str], bytes], index: ImageIndex, images_dir: str) -> list[str]:
     """The batch images the first `file_name`s in the file's head point at: detection's evidence."""
     found = []
+    places = coco_places(name, images_dir)
     for match in FILE_NAME.finditer(head(name)):
         try:
             file_name = json.loads(match.group(1))
         except ValueError:
             continue
-        lookup = find_image(index, images_dir, name, file_name, name)
+        lookup = find_image(index, images_dir, places, file_name, name)
         if lookup.found:
             found.append(lookup.file_name)
         if len(found) == 3:
@@ -120,9 +121,9 @@ def coco_places(json_name: str, images_dir: str) -> list[str]:
     return list(dict.fromkeys(folder.strip("/") for folder in folders))
 
 
-def find_image(index: ImageIndex, images_dir: str, json_name: str, file_name: str, where: str) -> ImageLookup:
-    """The image an entry of `images` names: relative to images_dir, else where exporters put it."""
-    return index.find(file_name, where, base=images_dir, places=coco_places(json_name, images_dir))
+def find_image(index: ImageIndex, images_dir: str, places: list[str], file_name: str, where: str) -> ImageLookup:
+    """The image an entry of `images` names: relative to images_dir, else where exporters put it (coco_places)."""
+    return index.find(file_name, where, base=images_dir, places=places)
 
 
 def read_coco_instances(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
@@ -136,8 +137,9 @@ def _read_file(source: BatchSource, name: str, images_dir: str, index: ImageInde
     origin = source.origin(name)
     image_docs = _top_level_list(source, name, "images", origin)
     categories = _categories(_top_level_list(source, name, "categories", origin), origin)
+    places = coco_places(name, images_dir)
     table = _ImageTable(name, origin, [
-        _image(doc, position, name, origin, images_dir, index) for position, doc in enumerate(image_docs)])
+        _image(doc, position, name, origin, images_dir, places, index) for position, doc in enumerate(image_docs)])
     del image_docs
     annotated = False
     for index, doc in enumerate(_stream(source, name, "annotations.item", origin)):
@@ -225,7 +227,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _image(doc: Any, position: int, name: str, origin: str, images_dir: str,
+def _image(doc: Any, position: int, name: str, origin: str, images_dir: str, places: list[str],
            index: ImageIndex) -> tuple[Any, AnnotatedImage]:
     """(id, image) for one entry of `images`; a bad entry is an error on its image, named by its
     file_name when it has one, else by its position in the file. An image file not found is the
@@ -234,7 +236,7 @@ def _image(doc: Any, position: int, name: str, origin: str, images_dir: str,
         placeholder = f"{name}#images[{position}]"
         return None, AnnotatedImage(placeholder, 0, 0, error=InputError(
             MALFORMED_ANNOTATION, f"{origin}: images[{position}] has no file_name string: {_short(doc)}"))
-    lookup = find_image(index, images_dir, name, doc["file_name"], f"{origin}: images[{position}]")
+    lookup = find_image(index, images_dir, places, doc["file_name"], f"{origin}: images[{position}]")
     file_name = lookup.file_name
     for key, positive in (("id", False), ("width", True), ("height", True)):
         value = doc.get(key)

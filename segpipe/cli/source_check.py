@@ -24,7 +24,6 @@ from segpipe.core.release.layout import release_stem
 from segpipe.core.ingest.sources import open_source
 from segpipe.core.taxonomy.model import Taxonomy, map_labels
 
-
 NO_IMAGE_MASKS = "no-image"
 
 

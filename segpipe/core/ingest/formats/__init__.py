@@ -12,7 +12,7 @@ from segpipe.core.ingest.formats.cvat import CVAT_IMAGES
 from segpipe.core.ingest.formats.cvat_video import CVAT_VIDEO
 from segpipe.core.ingest.formats.labelme import LABELME
 from segpipe.core.ingest.formats.mask_folders import ADE20K, IMAGE_MASK_FOLDERS, VOC_SEGMENTATION
-from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
+from segpipe.core.ingest.formats.reader import EVIDENCE_FILES, EVIDENCE_IMAGES, FormatReader, ReaderOptions
 from segpipe.core.ingest.image_lookup import ImageIndex
 
 READERS: dict[str, FormatReader] = {
@@ -21,9 +21,6 @@ READERS: dict[str, FormatReader] = {
         CVAT_IMAGES, CVAT_VIDEO, COCO_INSTANCES, CITYSCAPES, LABELME, VOC_SEGMENTATION, ADE20K, IMAGE_MASK_FOLDERS,
     )
 }
-# Evidence is sampled: a claim is weighed on a few of its files, never on all of a large batch.
-EVIDENCE_FILES = 20
-EVIDENCE_IMAGES = 3
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """COCO instances JSON, streamed: one file annotates many images.
 
 Document. `images` is a list of `{id, file_name, width, height}` (file_name relative to the
-batch's images folder, subfolders allowed; see "Images" below); `categories` a list of `{id, name}` with any integer
-ids (non-contiguous, 0 included); `annotations` a list of `{id, image_id, category_id,
-segmentation?, bbox?, iscrowd?}`. Key order varies between exporters and categories may come
+batch's images folder, subfolders allowed; see "Images" below); `categories` a list of `{id,
+name}` with any integer ids (non-contiguous, 0 included); `annotations` a list of `{id, image_id,
+category_id, segmentation?, bbox?, iscrowd?}`. Key order varies between exporters and categories may come
 last, so the file is read in three streaming passes (images, categories, annotations) with
 ijson, and images are yielded only once the whole file has been read. Coordinates are kept as
 numpy arrays as soon as an annotation is parsed: a file of 5,000 images with 100 polygons each
@@ -64,7 +64,7 @@ from segpipe.core.shared.quarantine_rules import (
     UNPARSEABLE_ANNOTATIONS,
 )
 from segpipe.core.ingest.formats.annotation import AnnotatedImage, BoxMask, Shape, box_ring, parse_ring
-from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
+from segpipe.core.ingest.formats.reader import EVIDENCE_IMAGES, FormatReader, ReaderOptions
 from segpipe.core.ingest.image_lookup import ImageIndex, ImageLookup
 from segpipe.core.shared.rle import decode_rle, rle_size
 from segpipe.core.ingest.sources.source import BatchSource
@@ -107,7 +107,7 @@ def coco_images_named(name: str, head: Callable[[str], bytes], index: ImageIndex
         lookup = find_image(index, images_dir, places, file_name, name)
         if lookup.found:
             found.append(lookup.file_name)
-        if len(found) == 3:
+        if len(found) == EVIDENCE_IMAGES:
             break
     return found
 
@@ -133,13 +133,13 @@ def read_coco_instances(source: BatchSource, files: list[str], options: ReaderOp
         yield from _read_file(source, name, options.images_dir, index)
 
 
-def _read_file(source: BatchSource, name: str, images_dir: str, index: ImageIndex) -> Iterator[AnnotatedImage]:
+def _read_file(source: BatchSource, name: str, images_dir: str, image_index: ImageIndex) -> Iterator[AnnotatedImage]:
     origin = source.origin(name)
     image_docs = _top_level_list(source, name, "images", origin)
     categories = _categories(_top_level_list(source, name, "categories", origin), origin)
     places = coco_places(name, images_dir)
     table = _ImageTable(name, origin, [
-        _image(doc, position, name, origin, images_dir, places, index) for position, doc in enumerate(image_docs)])
+        _image(doc, position, name, origin, images_dir, places, image_index) for position, doc in enumerate(image_docs)])
     del image_docs
     annotated = False
     for index, doc in enumerate(_stream(source, name, "annotations.item", origin)):
@@ -228,7 +228,7 @@ def _short(value: Any) -> str:
 
 
 def _image(doc: Any, position: int, name: str, origin: str, images_dir: str, places: list[str],
-           index: ImageIndex) -> tuple[Any, AnnotatedImage]:
+           image_index: ImageIndex) -> tuple[Any, AnnotatedImage]:
     """(id, image) for one entry of `images`; a bad entry is an error on its image, named by its
     file_name when it has one, else by its position in the file. An image file not found is the
     image's `image_error`: its annotations are still read."""
@@ -236,7 +236,7 @@ def _image(doc: Any, position: int, name: str, origin: str, images_dir: str, pla
         placeholder = f"{name}#images[{position}]"
         return None, AnnotatedImage(placeholder, 0, 0, error=InputError(
             MALFORMED_ANNOTATION, f"{origin}: images[{position}] has no file_name string: {_short(doc)}"))
-    lookup = find_image(index, images_dir, places, doc["file_name"], f"{origin}: images[{position}]")
+    lookup = find_image(image_index, images_dir, places, doc["file_name"], f"{origin}: images[{position}]")
     file_name = lookup.file_name
     for key, positive in (("id", False), ("width", True), ("height", True)):
         value = doc.get(key)

@@ -67,7 +67,7 @@ from segpipe.core.ingest.formats.annotation import (
     shape_origin,
 )
 from segpipe.core.ingest.formats.cvat_rle import decode_cvat_rle
-from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
+from segpipe.core.ingest.formats.reader import EVIDENCE_IMAGES, FormatReader, ReaderOptions
 from segpipe.core.ingest.image_lookup import ImageIndex, ImageLookup
 from segpipe.core.ingest.sources.source import BatchSource
 
@@ -161,7 +161,7 @@ def _images_named(name: str, head: Callable[[str], bytes], index: ImageIndex, im
         lookup = find_image(index, images_dir, image_name, subset, subset is not None, frame, name)
         if image_name and lookup.found:
             found.append(lookup.file_name)
-        if len(found) == 3:
+        if len(found) == EVIDENCE_IMAGES:
             break
     return found
 

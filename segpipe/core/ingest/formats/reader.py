@@ -24,6 +24,9 @@ class ReaderOptions:
         return index.without(own_files)
 
 
+# Detection's evidence is a sample: a few images named, found in a claim's first files.
+EVIDENCE_IMAGES = 3
+EVIDENCE_FILES = 20
 ImagesNamed = Callable[[str, Callable[[str], bytes], ImageIndex, str], list[str]]
 
 

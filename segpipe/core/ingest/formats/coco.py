@@ -139,7 +139,8 @@ def _read_file(source: BatchSource, name: str, images_dir: str, image_index: Ima
     categories = _categories(_top_level_list(source, name, "categories", origin), origin)
     places = coco_places(name, images_dir)
     table = _ImageTable(name, origin, [
-        _image(doc, position, name, origin, images_dir, places, image_index) for position, doc in enumerate(image_docs)])
+        _image(doc, position, name, origin, images_dir, places, image_index)
+        for position, doc in enumerate(image_docs)])
     del image_docs
     annotated = False
     for index, doc in enumerate(_stream(source, name, "annotations.item", origin)):

@@ -158,7 +158,8 @@ def _images_named(name: str, head: Callable[[str], bytes], index: ImageIndex, im
                           for key, value in _ATTRIBUTE.findall(match.group(1)))
         image_name, subset = attributes.get("name", ""), attributes.get("subset") or None
         frame = not posixpath.splitext(image_name)[1]
-        lookup = find_image(index, images_dir, image_name, subset, subset is not None, frame, name)
+        lookup = find_image(index, images_dir, image_name, name, subset=subset, in_subset=subset is not None,
+                            frame=frame)
         if image_name and lookup.found:
             found.append(lookup.file_name)
         if len(found) == EVIDENCE_IMAGES:
@@ -192,8 +193,8 @@ def positive_int(text: str | None) -> int | None:
     return value if value > 0 else None
 
 
-def find_image(index: ImageIndex, images_dir: str, name: str, subset: str | None, in_subset: bool, frame: bool,
-               where: str) -> ImageLookup:
+def find_image(index: ImageIndex, images_dir: str, name: str, where: str, *, subset: str | None = None,
+               in_subset: bool = False, frame: bool = False) -> ImageLookup:
     """The file of an `<image name>` or a video frame: in the subset folder first when the export
     writes one (`in_subset`: project exports), else in images_dir; then every layout CVAT writes."""
     images_dir = images_dir.strip("/")
@@ -275,8 +276,8 @@ def _read_image(element: Element, meta: _Meta, images_dir: str, index: ImageInde
     name = element.get("name", "")
     work = meta.work(element.get("task_id"))
     subset = element.get("subset") or work.subset
-    lookup = find_image(index, images_dir, name, subset, meta.project, work.video,
-                        f"{origin}: <image name={name!r}>")
+    lookup = find_image(index, images_dir, name, f"{origin}: <image name={name!r}>", subset=subset,
+                        in_subset=meta.project, frame=work.video)
     image = AnnotatedImage(lookup.file_name, 0, 0, annotator=work.annotator, image_error=lookup.error)
     if subset:
         image.attributes["subset"] = subset

@@ -84,15 +84,8 @@ def _looks_like_video(head: bytes) -> bool:
 def _frames_named(name: str, head: Callable[[str], bytes], index: ImageIndex, images_dir: str) -> list[str]:
     """The file of the export's first frame, if the batch holds it: detection's evidence."""
     start = _START_FRAME.search(head(name))
-    lookup = find_image(index, images_dir, f"frame_{int(start.group(1)) if start else 0:06d}", None, False, True, name)
+    lookup = find_image(index, images_dir, f"frame_{int(start.group(1)) if start else 0:06d}", name, frame=True)
     return [lookup.file_name] if lookup.found else []
-
-
-def read_cvat_video(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
-    """One AnnotatedImage per existing frame of each export, in frame order."""
-    index = options.image_index(source, files)
-    for name in files:
-        yield from _read_file(source, name, _Frames(index, options.images_dir, source.origin(name)))
 
 
 @dataclass(frozen=True)
@@ -103,15 +96,22 @@ class _Frames:
     images_dir: str
     origin: str
 
-    def image(self, frame: int, video: "_Video") -> AnnotatedImage:
+    def image(self, frame: int, video: _Video) -> AnnotatedImage:
         """The (so far empty) image of one frame, at the file the lookup found for it."""
-        lookup = find_image(self.index, self.images_dir, f"frame_{frame:06d}", video.subset, False, True,
-                            f"{self.origin}: frame {frame}")
+        lookup = find_image(self.index, self.images_dir, f"frame_{frame:06d}", f"{self.origin}: frame {frame}",
+                            subset=video.subset, frame=True)
         image = AnnotatedImage(lookup.file_name, video.width, video.height, annotator=video.annotator,
                                image_error=lookup.error)
         if video.subset:
             image.attributes["subset"] = video.subset
         return image
+
+
+def read_cvat_video(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
+    """One AnnotatedImage per existing frame of each export, in frame order."""
+    index = options.image_index(source, files)
+    for name in files:
+        yield from _read_file(source, name, _Frames(index, options.images_dir, source.origin(name)))
 
 
 def _read_file(source: BatchSource, name: str, frames: _Frames) -> Iterator[AnnotatedImage]:

@@ -22,8 +22,11 @@ from segpipe.core.shared.quarantine_rules import (
     ANNOTATIONS_MISSING,
     ANNOTATION_MISSING,
     DUPLICATE_ANNOTATION,
+    FILE_TOO_LARGE,
     IMAGE_AMBIGUOUS,
     IMAGE_MISSING,
+    MASK_UNDECODABLE,
+    UNPARSEABLE_ANNOTATIONS,
     UNSAFE_PATH,
     quarantine_rule,
 )
@@ -41,6 +44,8 @@ METADATA_COLUMNS = ("camera", "city", "time_of_day", "weather", "sequence_id")
 HEAD_BYTES = 64 * 1024
 # The rules of an image that is not there to read, as opposed to one that is there but wrong.
 IMAGE_ABSENT_RULES = frozenset({IMAGE_MISSING, IMAGE_AMBIGUOUS, UNSAFE_PATH})
+# The rules of an annotation file that could not be read at all; files lists it as rejected.
+UNREADABLE_FILE_RULES = frozenset({UNPARSEABLE_ANNOTATIONS, FILE_TOO_LARGE, MASK_UNDECODABLE})
 
 ImageWriter = Callable[[str, bytes], None]
 
@@ -132,6 +137,8 @@ class _BatchIngest:
         self.shapes = ShapeTableBuilder()
         self.quarantine: list[dict] = []
         self.missing: list[dict] = []
+        self.unreadable: dict[str, InputError] = {}
+        self.origins = {source.origin(name): name for name in choice.files}
 
     def run(self, annotated: Iterator[AnnotatedImage]) -> IngestedBatch:
         """Raises InputError only when the reader does, for a file that concerns the whole batch."""
@@ -146,6 +153,8 @@ class _BatchIngest:
                 self._accept(annotation)
             except InputError as exc:
                 self._quarantine(annotation.file_name, exc)
+                if exc.rule in UNREADABLE_FILE_RULES:
+                    self.unreadable.update(_unreadable(self.origins, exc))
         for name in sorted(self._image_files() - seen):
             error = self.rejected.get(name) or InputError(ANNOTATION_MISSING, (
                 f"{self.source.origin(name)}: image file has no annotation in this {self.reader.name} batch"))
@@ -154,7 +163,7 @@ class _BatchIngest:
             images=ImageRecord.validate(pl.DataFrame(self.images, schema=IMAGE_SCHEMA)),
             shapes=self.shapes.frame(),
             quarantine=_quarantine_frame(self.quarantine),
-            files=_files_frame(self.source, self.manifest, self.choice, seen),
+            files=_files_frame(self.source, self.manifest, self.choice, seen, self.unreadable),
             source_format=self.reader.name,
             images_missing=pl.DataFrame(self.missing, schema=MISSING_SCHEMA),
         )
@@ -246,12 +255,11 @@ def _file_role(name: str, manifest: BatchManifest, annotation_files: set[str], i
 
 
 def _files_frame(source: BatchSource, manifest: BatchManifest, choice: FormatChoice | None, images: set[str],
-                 failure: InputError | None = None) -> pl.DataFrame:
-    """One row per file. A refused file, and the annotation file whose error quarantined the batch,
+                 unreadable: dict[str, InputError]) -> pl.DataFrame:
+    """One row per file. A refused file, and an annotation file that could not be read (`unreadable`),
     are rejected with the error; a file of a passed-over format is unused, saying which format
     would have read it and why the batch was read as another."""
     annotation_files = set(choice.files) if choice is not None else set()
-    failed = _failed_file(source, annotation_files, failure)
     rows = [
         {"batch_id": manifest.batch_id, "path": rejected.name, "role": _file_role(rejected.name, manifest, annotation_files, images),
          "outcome": "rejected", "reason": f"{rejected.error.rule}: {rejected.error}"}
@@ -261,8 +269,8 @@ def _files_frame(source: BatchSource, manifest: BatchManifest, choice: FormatCho
     for name in source.names():
         role = "other" if name in passed_over else _file_role(name, manifest, annotation_files, images)
         outcome, reason = ("read", None) if role != "other" else ("unused", _unused_reason(source, name, choice, passed_over))
-        if name == failed and failure is not None:
-            outcome, reason = "rejected", f"{failure.rule}: {failure}"
+        if name in unreadable:
+            outcome, reason = "rejected", f"{unreadable[name].rule}: {unreadable[name]}"
         rows.append({"batch_id": manifest.batch_id, "path": name, "role": role, "outcome": outcome, "reason": reason})
     return BatchFileRecord.validate(pl.DataFrame(rows, schema=FILE_SCHEMA).sort("path"))
 
@@ -274,13 +282,17 @@ def _unused_reason(source: BatchSource, name: str, choice: FormatChoice | None, 
     return f"{source.origin(name)}: not a file the batch's format reads"
 
 
-def _failed_file(source: BatchSource, annotation_files: set[str], failure: InputError | None) -> str | None:
-    """The annotation file a batch-level error is about: the one whose origin starts its message, as
-    every reader writes it."""
-    if failure is None:
-        return None
-    named = [name for name in annotation_files if str(failure).startswith(f"{source.origin(name)}:")]
-    return max(named, key=len, default=None)
+def _unreadable(by_origin: dict[str, str], error: InputError) -> dict[str, InputError]:
+    """The annotation file an error is about, the one whose origin starts its message (as every
+    reader writes it), with the error; empty when the error names none. `by_origin` maps each
+    annotation file's origin to its name."""
+    message = str(error)
+    at = message.find(": ")
+    while at != -1:
+        if message[:at] in by_origin:
+            return {by_origin[message[:at]]: error}
+        at = message.find(": ", at + 1)
+    return {}
 
 
 def _quarantine_batch(source: BatchSource, batch_id: str, error: InputError, manifest: BatchManifest | None = None,
@@ -289,6 +301,7 @@ def _quarantine_batch(source: BatchSource, batch_id: str, error: InputError, man
     batch with no image at all still leaves one row, so the failure is counted."""
     manifest = manifest or BatchManifest(batch_id)
     claimed = set(choice.files) | {f for files in choice.passed_over.values() for f in files} if choice else set()
+    origins = {source.origin(name): name for name in choice.files} if choice else {}
     listed = source.names() + [r.name for r in source.rejected()]
     items = sorted(n for n in listed if n.lower().endswith(IMAGE_SUFFIXES) and n not in claimed) or [
         BATCH_MANIFEST if BATCH_MANIFEST in listed else ""]
@@ -296,7 +309,7 @@ def _quarantine_batch(source: BatchSource, batch_id: str, error: InputError, man
         images=ImageRecord.validate(pl.DataFrame([], schema=IMAGE_SCHEMA)),
         shapes=ShapeTableBuilder().frame(),
         quarantine=_quarantine_frame([_quarantine_row(batch_id, name, error) for name in items]),
-        files=_files_frame(source, manifest, choice, set(), error),
+        files=_files_frame(source, manifest, choice, set(), _unreadable(origins, error)),
         source_format=None,
     )
 

@@ -241,3 +241,18 @@ def test_a_broken_annotation_file_is_rejected_with_its_parse_error_in_files(tmp_
     [row] = result.files.filter(pl.col("path") == "annotations.json").to_dicts()
     assert (row["role"], row["outcome"]) == ("annotation", "rejected")
     assert row["reason"].startswith("unparseable_annotations: ") and "annotations.json: not valid JSON" in row["reason"]
+
+
+def test_a_per_image_annotation_file_that_does_not_parse_is_rejected_and_the_others_read(tmp_path):
+    batch = tmp_path / "labelme"
+    for stem in ("a", "b"):
+        _jpeg(batch / f"{stem}.jpg")
+        (batch / f"{stem}.json").write_text(json.dumps({
+            "version": "5.5.0", "flags": {}, "imagePath": f"{stem}.jpg", "imageData": None, "imageHeight": 6,
+            "imageWidth": 8, "shapes": [{"label": "car", "points": [[1, 1], [6, 1], [6, 5]], "shape_type": "polygon"}]}))
+    (batch / "b.json").write_text((batch / "b.json").read_text()[:-20])
+    result = ingest_path(batch)
+    assert result.images["file_name"].to_list() == ["a.jpg"]
+    outcomes = {path: (outcome, reason) for path, outcome, reason in result.files.select("path", "outcome", "reason").iter_rows()}
+    assert outcomes["a.json"] == ("read", None)
+    assert outcomes["b.json"][0] == "rejected" and outcomes["b.json"][1].startswith("unparseable_annotations: ")

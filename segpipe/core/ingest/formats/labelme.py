@@ -35,8 +35,8 @@ stem, else the JSON file's own path is used.
 import base64
 import binascii
 import io
-import math
 import json
+import math
 import posixpath
 import re
 from collections.abc import Callable, Iterator, Sequence

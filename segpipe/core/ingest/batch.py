@@ -267,7 +267,8 @@ def _files_frame(source: BatchSource, manifest: BatchManifest, choice: FormatCho
     ]
     passed_over = {file: name for name, files in (choice.passed_over if choice else {}).items() for file in files}
     for name in source.names():
-        role = "other" if name in passed_over else _file_role(name, manifest, annotation_files, images)
+        passed = name in passed_over and name not in images  # unless the chosen format annotates it as an image
+        role = "other" if passed else _file_role(name, manifest, annotation_files, images)
         outcome, reason = ("read", None) if role != "other" else ("unused", _unused_reason(source, name, choice, passed_over))
         if name in unreadable:
             outcome, reason = "rejected", f"{unreadable[name].rule}: {unreadable[name]}"

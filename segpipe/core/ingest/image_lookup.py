@@ -142,7 +142,8 @@ class ImageIndex:
             return ImageLookup(expected, InputError(UNSAFE_PATH, (
                 f"{where}: image path {reference!r} does not name a file inside the batch, and no file of the batch "
                 f"is named {name!r}")))
-        looked = ", ".join(repr(c) for c in candidates[:MAX_LISTED]) + (", ..." if len(candidates) > MAX_LISTED else "")
+        shown = [f"{candidate}.*" if any_suffix else candidate for candidate in candidates[:MAX_LISTED]]
+        looked = ", ".join(map(repr, shown)) + (", ..." if len(candidates) > MAX_LISTED else "")
         return ImageLookup(expected, InputError(IMAGE_MISSING, (
             f"{where}: image {reference!r} is not in the batch (looked at {looked}, and for a file named {name!r} "
             "anywhere)")))

@@ -221,13 +221,17 @@ def test_a_coco_file_beside_an_info_json_and_panoptic_pngs_is_read_as_coco_the_e
     (batch / "annotations" / "info.json").write_text(json.dumps(
         {"info": {"description": "COCO 2017"}, "licenses": [{"id": 1, "name": "CC BY 4.0"}],
          "categories": [{"id": 1, "name": "person", "isthing": 1}]}))
+    unlabelled = [{"id": n, "file_name": f"{n:012d}.jpg", "width": 640, "height": 480, "license": 1} for n in range(2000)]
+    (batch / "annotations" / "image_info_test2017.json").write_text(json.dumps(
+        {"info": {}, "images": unlabelled, "licenses": [], "categories": [{"id": 1, "name": "person"}]}))
     (batch / "annotations" / "panoptic_val2017").mkdir()
     Image.new("RGB", (8, 6), (1, 0, 0)).save(batch / "annotations" / "panoptic_val2017" / "000000000139.png")
     result = ingest_path(batch)
     assert (result.source_format, result.images["file_name"].to_list()) == ("coco_instances", ["val2017/000000000139.jpg"])
     assert result.quarantine.is_empty()
     outcomes = dict(result.files.select("path", "outcome").iter_rows())
-    assert outcomes["annotations/info.json"] == outcomes["annotations/panoptic_val2017/000000000139.png"] == "unused"
+    assert outcomes["annotations/info.json"] == outcomes["annotations/image_info_test2017.json"] == "unused"
+    assert outcomes["annotations/panoptic_val2017/000000000139.png"] == "unused"
 
 
 def test_a_broken_annotation_file_is_rejected_with_its_parse_error_in_files(tmp_path):

@@ -37,7 +37,8 @@ shapes and gets `image_error`, so an export can be linted before its images are 
 Detection. A JSON file anywhere in the batch whose first 64 KiB hold a COCO key with a list value
 (`"images": [`, `"annotations": [`, `"categories": [`) and no key of the other JSON formats; when
 those bytes are the whole document, it must be an object with `images` and `annotations` lists,
-so a small info or categories file beside the export is not taken for one.
+so a small info or categories file beside the export is not taken for one. COCO's shapeless task
+files (`captions_*`, `image_info_*`, Datumaro's `labels_*`) are not claimed, whatever their size.
 """
 
 import json
@@ -72,6 +73,9 @@ from segpipe.core.ingest.sources.source import BatchSource
 COCO_LIST = re.compile(rb'"(?:images|annotations|categories)"\s*:\s*\[')
 FILE_NAME = re.compile(rb'"file_name"\s*:\s*("(?:[^"\\]|\\.)*")')
 OTHER_FORMAT_KEYS = (b'"shapes"', b'"objects"', b'"imgHeight"')  # LabelMe, Cityscapes
+# The task files COCO and Datumaro write beside instances_*.json that hold no shape: captions, the
+# image lists of unlabelled splits (image_info_test2017.json, too big to tell by its head), labels.
+OTHER_TASK_PREFIXES = ("captions_", "image_info_", "labels_")
 UTF8_BOM = b"\xef\xbb\xbf"
 MAX_LISTED_IDS = 10
 # Shared, read-only: one dict per shape would cost ~90 MB over 500,000 shapes.
@@ -81,7 +85,8 @@ CROWD_ATTRIBUTES = {value: MappingProxyType({"iscrowd": str(value)}) for value i
 def coco_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
     """JSON files anywhere in the batch whose first bytes show a COCO instances file (see the module
     docstring); any one COCO key suffices in a cut head, because key order varies."""
-    return [name for name in names if name.lower().endswith(".json") and _looks_like_coco(head(name))]
+    return [name for name in names if name.lower().endswith(".json")
+            and not posixpath.basename(name).lower().startswith(OTHER_TASK_PREFIXES) and _looks_like_coco(head(name))]
 
 
 def _looks_like_coco(data: bytes) -> bool:

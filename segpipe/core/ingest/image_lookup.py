@@ -111,7 +111,7 @@ class ImageIndex:
         view._excluded = self._excluded | frozenset(files)
         return view
 
-    def holds(self, name: str) -> bool:
+    def _holds(self, name: str) -> bool:
         return name in self._names and name not in self._excluded
 
     def find(self, reference: str, where: str, base: str = "", places: Sequence[str] = (),
@@ -155,7 +155,7 @@ class ImageIndex:
     def _matches(self, candidate: str, any_suffix: bool) -> list[str]:
         """The file at `candidate`: itself, else the images there whose extension differs only in
         case, or, with `any_suffix`, every image with that path before its extension."""
-        if not any_suffix and self.holds(candidate):
+        if not any_suffix and self._holds(candidate):
             return [candidate]
         stem, suffix = (candidate, "") if any_suffix else _split(candidate)
         return [path for path in self._by_stem.get(stem, ())

@@ -80,10 +80,14 @@ def test_coco_images_under_data_train_images(tmp_path):
     assert accepted(ingest(root)) == ["data/train_images/0001.jpg", "data/train_images/0002.JPG"]
 
 
-def test_coco_2017_subset_folder_at_the_root(tmp_path):
-    root = write(tmp_path / "coco2017", {"annotations/instances_val2017.json": coco("000000000139.jpg"),
-                                         "val2017/000000000139.jpg": jpeg()})
-    assert accepted(ingest(root)) == ["val2017/000000000139.jpg"]
+@pytest.mark.parametrize(("annotation_file", "image"), [
+    ("annotations/instances_val2017.json", "val2017/000000000139.jpg"),  # COCO 2017
+    ("annotations/instances_train.json", "images/train/000000000139.jpg"),  # Datumaro, CVAT project
+    ("labels.json", "data/000000000139.jpg"),  # FiftyOne
+])
+def test_coco_subset_and_data_folders(tmp_path, annotation_file, image):
+    root = write(tmp_path / "export", {annotation_file: coco("000000000139.jpg"), image: jpeg()})
+    assert accepted(ingest(root)) == [image]
 
 
 def test_an_image_name_found_twice_is_quarantined_listing_the_candidates(tmp_path):

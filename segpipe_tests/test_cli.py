@@ -43,6 +43,74 @@ def test_check_source_writes_tables_report_and_masks_named_as_in_a_release(tiny_
         assert f"x {rule}:" in printed
 
 
+def test_check_source_on_a_coco_json_alone_lints_its_shapes_and_draws_masks_from_the_declared_size(
+        tmp_path, capsys, pseudonym_key):
+    import json
+
+    import fsspec
+
+    from segpipe.core.ingest.batch import ingest_batch
+    from segpipe.core.ingest.sources import open_source
+
+    export = tmp_path / "export"
+    export.mkdir()
+    polygon = [[10, 10, 60, 10, 60, 40, 10, 40]]
+    (export / "instances_default.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},
+                   {"id": 2, "file_name": "b.jpg", "width": 32, "height": 16}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 26, "iscrowd": 0, "segmentation": polygon},
+                        {"id": 2, "image_id": 1, "category_id": 7, "iscrowd": 0, "segmentation": [[0, 0, 9, 0, 9, 9]]},
+                        {"id": 3, "image_id": 2, "category_id": 26, "iscrowd": 0, "bbox": [1, 1, 4, 4]}],
+        "categories": [{"id": 7, "name": "road"}, {"id": 26, "name": "car"}]}))
+    taxonomy = tmp_path / "taxonomy.yaml"
+    taxonomy.write_text((DEMO_CONFIG / "taxonomy.yaml").read_text() + "  coco_instances:\n    road: road\n    car: car\n")
+    out = tmp_path / "out"
+    assert main(["check-source", str(export), "--taxonomy", str(taxonomy), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "items: 2 (0 accepted, 2 quarantined)" in printed and "quarantined 2 x image_missing" in printed
+    assert "shapes: 3 (box 1, polygon 2)" in printed and "labels found: 2: 'car' 2, 'road' 1" in printed
+    assert "image missing: 2 items, their 3 shapes counted above (flagged image_missing in shapes.parquet)" in printed
+    assert f"masks written: 0 in {out / 'masks'}, and 2 drawn from the declared size, no image, in " \
+        f"{out / 'masks' / 'no-image'}" in printed
+    shapes = pl.read_parquet(out / "shapes.parquet")
+    assert shapes.height == 3 and shapes["image_missing"].all()
+    drawn = {path.name.split("_")[0]: decode_mask_png(path.read_bytes()) for path in (out / "masks" / "no-image").iterdir()}
+    assert {name: mask.shape for name, mask in drawn.items()} == {"a": (48, 64), "b": (16, 32)}
+    assert sorted(set(drawn["a"].ravel().tolist())) == [0, 8, 255]  # road and car painted over the unlabelled rest
+    assert "unmapped labels: 0" in printed
+    with open_source(fsspec.filesystem("file"), str(export)) as source:
+        built = ingest_batch(source, "export", b"k" * 32)  # as a build reads it: the ledger is unchanged
+    assert (built.shapes.height, built.images_missing.height, built.quarantine.height) == (0, 0, 2)
+
+
+def test_check_source_without_images_applies_the_source_named_and_writes_no_mask_at_all_when_labels_are_unmapped(
+        tmp_path, capsys, pseudonym_key):
+    """The entries linted without their image take --source's rules too; under unmapped: error an
+    unmapped label blocks every mask, those drawn from the declared size included."""
+    import json
+
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "instances_default.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 26, "iscrowd": 0, "segmentation": [[1, 1, 9, 1, 9, 9]]}],
+        "categories": [{"id": 26, "name": "car"}]}))
+    preset = str(CITYSCAPES_PRESET)
+    out = tmp_path / "a"
+    assert main(["check-source", str(export), "--taxonomy", preset, "--source", "cityscapes", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert f"source: cityscapes: the rules of mappings.cityscapes in {preset}" in printed
+    assert "unmapped labels: 0" in printed
+    assert f"masks written: 0 in {out / 'masks'}, and 1 drawn from the declared size, no image, in " \
+        f"{out / 'masks' / 'no-image'}" in printed
+    out = tmp_path / "b"
+    assert main(["check-source", str(export), "--taxonomy", preset, "--out", str(out), "--source", "vendor_x"]) == 1
+    printed = capsys.readouterr().out
+    assert "source: vendor_x:" in printed and "unmapped labels: 1 (1 shapes; unmapped: error): 'car' 1" in printed
+    assert "masks written: none: under unmapped: error" in printed and not (out / "masks").exists()
+    assert "image missing: 1 items, their 1 shapes counted above (flagged image_missing in shapes.parquet)" in printed
+
+
 def test_check_source_reads_a_zip_and_reports_unsafe_archives_without_failing(tmp_path, capsys, pseudonym_key):
     archive = tmp_path / "export.zip"
     with zipfile.ZipFile(archive, "w") as out:

@@ -110,3 +110,29 @@ def test_an_export_with_nothing_annotated_prints_what_was_found_and_writes_no_pr
     errors = capsys.readouterr().err
     assert "no annotated image could be read" in errors and "quarantined 1 x unknown_format" in errors
     assert not (tmp_path / "p").exists()
+
+
+def test_init_drafts_the_labels_of_entries_whose_image_is_missing_and_says_so(tmp_path, capsys):
+    """init reads the export as check-source does, without images: a label only an image-less entry
+    carries gets its class, and the summary counts those entries; a build quarantines them."""
+    export = write_labelme_export(tmp_path / "export", n_images=3)
+    (export / "part_002.png").unlink()
+    lone = orjson.loads((export / "part_002.json").read_bytes())
+    lone["shapes"][-1]["label"] = "crack"
+    (export / "part_002.json").write_bytes(orjson.dumps(lone))
+    assert main(["init", str(export), "--into", str(tmp_path / "p"), "--draft"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert "crack" in {c.name for c in load_taxonomy(tmp_path / "p" / "taxonomy.yaml").classes}
+    assert "items: 3 (2 accepted, 1 quarantined)" in printed
+    assert f"image missing: 1 items, their {len(lone['shapes'])} shapes counted above" in printed
+    assert "unmapped labels: 0" in printed
+
+
+def test_an_export_without_any_of_its_images_writes_no_project(tmp_path, capsys):
+    export = write_labelme_export(tmp_path / "export", n_images=2)
+    for image in export.glob("*.png"):
+        image.unlink()
+    assert main(["init", str(export), "--into", str(tmp_path / "p")]) == 1
+    errors = capsys.readouterr().err
+    assert "no annotated image could be read" in errors and "image missing: 2 items" in errors
+    assert not (tmp_path / "p").exists()

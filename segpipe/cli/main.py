@@ -130,6 +130,7 @@ def _build(backfill: bool) -> int:
     import dagster as dg
 
     from segpipe.cli.build_summary import format_summary
+    from segpipe.cli.run_failure import read_run_failure
     from segpipe.definitions import defs as load_defs
     from segpipe.cli.local_build import NothingToBuild, run_local_build, run_taxonomy_backfill
 
@@ -142,12 +143,16 @@ def _build(backfill: bool) -> int:
         except NothingToBuild as exc:
             print(f"segpipe {'backfill' if backfill else 'build'}: {exc}", file=sys.stderr)
             return 1
+        # A step that raised ConfigError (a batch of which no label maps) is a configuration error, as one
+        # found before any run is: its report goes to stderr and the exit status is 2.
+        configuration = not outcome.success and any(
+            step.error_type == ConfigError.__name__ for step in read_run_failure(instance, outcome.failed_run_id).steps)
         logging.disable(logging.INFO)  # the summary's table loads log each file; no run records them any more
         try:
-            print(format_summary(outcome, defs, instance, env))
+            print(format_summary(outcome, defs, instance, env), file=sys.stderr if configuration else sys.stdout)
         finally:
             logging.disable(logging.NOTSET)
-    return 0 if outcome.success else 1
+    return 0 if outcome.success else 2 if configuration else 1
 
 
 def _pseudonym(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ import fsspec
 import orjson
 import polars as pl
 
-from segpipe.cli.source_check import SourceCheck, mapping_lines, read_source, summary_lines
+from segpipe.cli.source_check import SourceCheck, map_batch, mapping_lines, read_source, summary_lines
 from segpipe.core.ingest.batch import IngestedBatch
 from segpipe.core.ingest.landing import (BATCH_ID_PATTERN, BATCH_MANIFEST, PROVENANCE_KEYS, BatchManifest,
                                          parse_batch_manifest)
@@ -33,7 +33,7 @@ from segpipe.core.ingest.sources import open_source
 from segpipe.core.shared.errors import InputError
 from segpipe.core.shared.quarantine_rules import quarantine_rule
 from segpipe.core.taxonomy.draft import DraftError, covers, draft_taxonomy, rekeyed_preset
-from segpipe.core.taxonomy.model import map_labels, parse_taxonomy
+from segpipe.core.taxonomy.model import parse_taxonomy
 from segpipe.environment import PACKAGE_CONFIG, PIPELINE_FILE, TAXONOMY_FILE, current_environment
 
 LANDING = "landing"
@@ -94,9 +94,11 @@ def init_project(fs: fsspec.AbstractFileSystem, path: str, into: Path, declared_
     _manifest(given, "batch", "the --licence, --origin and --attribution options")
     exported = _exported_manifest(fs, path)
     batch_id = exported.get("batch_id") or _batch_id(path)
-    # The tables are not kept, so the pseudonyms they hold need no lasting key.
-    batch = read_source(fs, path, batch_id, secrets.token_bytes(32), declared_format)
-    if batch.source_format is None or batch.shapes.is_empty():
+    # The tables are not kept, so the pseudonyms they hold need no lasting key. Read as check-source
+    # reads it, without images: the taxonomy is drafted from the shapes of every entry, those whose
+    # image is missing too (the summary says how many), but a project needs an image to release.
+    batch = read_source(fs, path, batch_id, secrets.token_bytes(32), declared_format, lint_without_images=True)
+    if batch.source_format is None or not _shapes_with_image(batch):
         found = "\n".join(summary_lines(batch))
         raise InitError(f"{path}: no annotated image could be read, so there is nothing to start a project from:\n"
                         f"{found}")
@@ -111,7 +113,7 @@ def init_project(fs: fsspec.AbstractFileSystem, path: str, into: Path, declared_
     files, size = _copy_export(fs, path, into / LANDING / batch_id)
     (into / LANDING / batch_id / BATCH_MANIFEST).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     taxonomy = parse_taxonomy(text, str(into / TAXONOMY_FILE))
-    mapped = map_labels(batch.shapes, batch.images.select("entry_id", "source"), taxonomy)
+    mapped = map_batch(batch, taxonomy)
     mapping = mapping_lines(SourceCheck(batch, mapped, 0, taxonomy), str(into / TAXONOMY_FILE))
     return InitResult(into, batch, mapped, manifest, described, mapping, files, size)
 
@@ -151,6 +153,11 @@ def use_project(folder: Path | None) -> None:
         if not (dagster_home / "dagster.yaml").exists():
             (dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
         os.environ["DAGSTER_HOME"] = str(dagster_home)
+
+
+def _shapes_with_image(batch: IngestedBatch) -> bool:
+    """Whether an accepted image carries a shape: without one, a build of the project releases nothing."""
+    return not batch.shapes.filter(pl.col("entry_id").is_in(batch.images["entry_id"].implode())).is_empty()
 
 
 def _batch_json(exported: dict, given: dict[str, str], source_format: str, source: str) -> dict:

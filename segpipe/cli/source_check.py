@@ -2,6 +2,11 @@
 
 Users run this on an export before dropping it into the landing zone: it writes the canonical
 tables, the quarantine report and, given a taxonomy, one mask per image named as in a release.
+Ingest runs with `lint_without_images`, so an export whose images are not uploaded yet still
+shows its shapes and labels: such entries stay quarantined, their shapes are flagged
+`image_missing` in shapes.parquet, and their masks are drawn from the size the annotation
+declares, into masks/no-image/. Under `unmapped: error` with a label no rule maps, no mask is
+written at all, since the batch would block a release.
 """
 
 import functools
@@ -22,6 +27,8 @@ from segpipe.core.ingest.sources import open_source
 from segpipe.core.taxonomy.model import Taxonomy, map_labels, unmapped_label_report, unmapped_segments
 
 SHOWN_LABELS = 12
+NO_IMAGE_MASKS = "no-image"
+ENTRY_COLUMNS = ("entry_id", "batch_id", "file_name", "source")
 
 
 @dataclass(frozen=True)
@@ -30,11 +37,13 @@ class SourceCheck:
     mapped: pl.DataFrame | None
     masks_written: int
     taxonomy: Taxonomy | None = None
+    masks_without_image: int = 0
 
     @functools.cached_property
     def unmapped(self) -> pl.DataFrame:
-        """Per source and label, the segmentation shapes no rule maps: what the build's unmapped_labels check lists."""
-        return unmapped_label_report(unmapped_segments(self.mapped), self.batch.images, examples=1)
+        """Per source and label, the segmentation shapes no rule maps: what the build's unmapped_labels
+        check lists, with the shapes of entries read without their image counted too."""
+        return unmapped_label_report(unmapped_segments(self.mapped), read_entries(self.batch), examples=1)
 
     @property
     def blocked(self) -> bool:
@@ -49,62 +58,95 @@ def check_source(
     """`source_name`, when given, replaces the batch's source (batch.json's, else the format's name),
     as a `source` in batch.json would."""
     batch_id = path.rstrip("/").rsplit("/", 1)[-1].removesuffix(".zip") or "source"
-    batch = read_source(fs, path, batch_id, annotator_key, declared_format)
+    batch = read_source(fs, path, batch_id, annotator_key, declared_format, lint_without_images=True)
     if source_name is not None:
-        batch = replace(batch, images=batch.images.with_columns(pl.lit(source_name).alias("source")))
+        named = pl.lit(source_name).alias("source")
+        batch = replace(batch, images=batch.images.with_columns(named),
+                        images_missing=batch.images_missing.with_columns(named))
     out.mkdir(parents=True, exist_ok=True)
-    for name, table in (("images", batch.images), ("shapes", batch.shapes), ("quarantine", batch.quarantine), ("files", batch.files)):
+    missing = batch.images_missing
+    shapes = batch.shapes.with_columns(pl.col("entry_id").is_in(missing["entry_id"].implode()).alias("image_missing"))
+    for name, table in (("images", batch.images), ("shapes", shapes), ("quarantine", batch.quarantine), ("files", batch.files)):
         table.write_parquet(out / f"{name}.parquet")
     batch.quarantine.write_csv(out / "quarantine.csv")
     if taxonomy is None:
         return SourceCheck(batch, None, 0)
-    check = SourceCheck(batch, map_labels(batch.shapes, batch.images.select("entry_id", "source"), taxonomy), 0, taxonomy)
+    check = SourceCheck(batch, map_batch(batch, taxonomy), 0, taxonomy)
     if check.blocked:
         return check
-    return replace(check, masks_written=_write_masks(batch.images, check.mapped, taxonomy, out / "masks"))
-
+    with_image = ((e, f"{release_stem(f, i)}.png", w, h)
+                  for e, f, i, w, h in batch.images.select("entry_id", "file_name", "image_id", "width", "height").iter_rows())
+    without_image = ((e, f"{release_stem(f, e)}.png", w, h)
+                     for e, f, w, h in missing.select("entry_id", "file_name", "width", "height").iter_rows())
+    (out / "masks").mkdir(exist_ok=True)
+    return replace(check, masks_written=_write_masks(with_image, check.mapped, taxonomy, out / "masks"),
+                   masks_without_image=_write_masks(without_image, check.mapped, taxonomy, out / "masks" / NO_IMAGE_MASKS))
 
 
 def read_source(fs: fsspec.AbstractFileSystem, path: str, batch_id: str, annotator_key: bytes,
-                declared_format: str | None = None) -> IngestedBatch:
+                declared_format: str | None = None, lint_without_images: bool = False) -> IngestedBatch:
     """The export at `path` read as ingestion reads a landed batch, images checked but not stored;
-    an export that cannot even be listed is one quarantined item."""
+    an export that cannot even be listed is one quarantined item. With `lint_without_images`, the
+    shapes of entries whose image is absent are read too (see ingest_batch)."""
     try:
         with open_source(fs, path) as source:
-            return ingest_batch(source, batch_id, annotator_key, declared_format=declared_format)
+            return ingest_batch(source, batch_id, annotator_key, declared_format=declared_format,
+                                lint_without_images=lint_without_images)
     except InputError as exc:
         return quarantine_unreadable_batch(batch_id, exc)
 
 
-def _write_masks(images: pl.DataFrame, mapped: pl.DataFrame, taxonomy: Taxonomy, folder: Path) -> int:
-    folder.mkdir(exist_ok=True)
+def read_entries(batch: IngestedBatch) -> pl.DataFrame:
+    """(entry_id, batch_id, file_name, source) of every entry whose shapes were read: the accepted
+    images and, read with `lint_without_images`, the entries whose image is missing."""
+    return pl.concat([batch.images.select(ENTRY_COLUMNS), batch.images_missing.select(ENTRY_COLUMNS)])
+
+
+def map_batch(batch: IngestedBatch, taxonomy: Taxonomy) -> pl.DataFrame:
+    """Every shape read, with images or without, mapped by the rules of its entry's source."""
+    return map_labels(batch.shapes, read_entries(batch).select("entry_id", "source"), taxonomy)
+
+
+def _write_masks(entries: Iterable[tuple[str, str, int, int]], mapped: pl.DataFrame, taxonomy: Taxonomy,
+                 folder: Path) -> int:
+    """One mask per (entry_id, file name, width, height): named as in a release for an image, and by
+    its entry for one drawn from the declared size alone (no content hash without an image)."""
     by_entry = {key[0]: group for key, group in mapped.group_by("entry_id")}
     box_class_ids = frozenset(c.id for c in taxonomy.classes if c.rasterize_boxes)
-    for entry in images.iter_rows(named=True):
-        mask = rasterize_shapes(by_entry.get(entry["entry_id"], mapped.clear()), entry["width"], entry["height"],
-                                taxonomy.ignore_index, box_class_ids)
-        name = f"{release_stem(entry['file_name'], entry['image_id'])}.png"
+    written = 0
+    for entry, name, width, height in entries:
+        if not written:
+            folder.mkdir(parents=True, exist_ok=True)
+        mask = rasterize_shapes(by_entry.get(entry, mapped.clear()), width, height, taxonomy.ignore_index, box_class_ids)
         (folder / name).write_bytes(encode_mask_png(mask, taxonomy.palette()))
-    return images.height
+        written += 1
+    return written
 
 
 def format_source_check(check: SourceCheck, out: Path, taxonomy_file: Path | None = None) -> str:
     """A one-screen summary: what summary_lines says, given the taxonomy's mapping the masks written
-    (none when unmapped: error blocks them), and where the tables are."""
+    (none when unmapped: error blocks them; those drawn from the declared size, no image, apart),
+    and where the tables are."""
     mapping = []
     if check.taxonomy is not None:
         mapping = mapping_lines(check, "the taxonomy" if taxonomy_file is None else str(taxonomy_file))
-        mapping.append("masks written: none: under unmapped: error these labels would block a release; add the rules "
-                       "and run again" if check.blocked else f"masks written: {check.masks_written} in {out / 'masks'}")
-    lines = summary_lines(check.batch, mapping)
+        if check.blocked:
+            mapping.append("masks written: none: under unmapped: error these labels would block a release; add the "
+                           "rules and run again")
+        else:
+            mapping.append(f"masks written: {check.masks_written} in {out / 'masks'}" + (
+                f", and {check.masks_without_image} drawn from the declared size, no image, in "
+                f"{out / 'masks' / NO_IMAGE_MASKS}" if check.masks_without_image else ""))
+    lines = summary_lines(check.batch, mapping, flagged_in="shapes.parquet")
     lines.append(f"tables: {out}/{{images,shapes,quarantine,files}}.parquet, report: {out / 'quarantine.csv'}")
     return "\n".join(lines)
 
 
-def summary_lines(batch: IngestedBatch, mapping: Iterable[str] = ()) -> list[str]:
-    """What reading an export found: its format, items, files, shapes and labels, then the `mapping`
-    lines (see mapping_lines), then the quarantined items by rule with what to do about each rule
-    (docs/quarantine-rules.md lists them all)."""
+def summary_lines(batch: IngestedBatch, mapping: Iterable[str] = (), flagged_in: str | None = None) -> list[str]:
+    """What reading an export found: its format, items, files, shapes and labels (those of entries
+    read without their image included, and said so; `flagged_in` names the table that flags their
+    shapes), then the `mapping` lines (see mapping_lines), then the quarantined items by rule with
+    what to do about each rule (docs/quarantine-rules.md lists them all)."""
     items = batch.images.height + batch.quarantine.height
     lines = [
         f"format: {batch.source_format or 'unreadable'}",
@@ -116,6 +158,10 @@ def summary_lines(batch: IngestedBatch, mapping: Iterable[str] = ()) -> list[str
     lines.append(f"shapes: {batch.shapes.height}" + (f" ({kinds})" if kinds else ""))
     labels = batch.shapes.group_by("raw_label").len().sort("len", "raw_label", descending=[True, False])
     lines.append(f"labels found: {labels.height}: " + _listed(labels.iter_rows()))
+    if batch.images_missing.height:
+        without = batch.shapes.filter(pl.col("entry_id").is_in(batch.images_missing["entry_id"].implode())).height
+        lines.append(f"image missing: {batch.images_missing.height} items, their {without} shapes counted above"
+                     + (f" (flagged image_missing in {flagged_in})" if flagged_in else ""))
     lines += mapping
     rules = batch.quarantine.group_by("rule").agg(pl.len(), pl.col("message").first()).sort("len", descending=True)
     for rule, count, example in rules.head(10).iter_rows():
@@ -129,7 +175,7 @@ def mapping_lines(check: SourceCheck, taxonomy_file: str) -> list[str]:
     with what to add for them."""
     taxonomy, mapped, unmapped = check.taxonomy, check.mapped, check.unmapped
     lines = []
-    for source in sorted(check.batch.images["source"].unique().to_list()):
+    for source in sorted(read_entries(check.batch)["source"].unique().to_list()):
         rules = taxonomy.rule_source(source)
         if rules not in taxonomy.mappings:
             known = ", ".join(sorted([*taxonomy.mappings, *taxonomy.aliases]))

@@ -1,7 +1,9 @@
 """Turn one landing batch into canonical tables: accepted images, their shapes, quarantine, and files.
 
 Every image of the batch, annotated or found on disk, ends up in exactly one of `images` or
-`quarantine`; every file of the batch appears in `files` with what it was used as. Nothing is
+`quarantine`; every file of the batch appears in `files` with what it was used as: read, unused
+(with why: no format reads it, or the format that would was passed over) or rejected (with the
+error, for a file refused by the source or an annotation file that could not be read). Nothing is
 dropped silently and no malformed file raises out of here.
 """
 
@@ -20,10 +22,16 @@ from segpipe.core.shared.quarantine_rules import (
     ANNOTATIONS_MISSING,
     ANNOTATION_MISSING,
     DUPLICATE_ANNOTATION,
+    FILE_TOO_LARGE,
+    IMAGE_AMBIGUOUS,
     IMAGE_MISSING,
+    MASK_UNDECODABLE,
+    UNPARSEABLE_ANNOTATIONS,
+    UNSAFE_PATH,
     quarantine_rule,
 )
-from segpipe.core.ingest.formats import AnnotatedImage, FormatReader, ReaderOptions, select_reader
+from segpipe.core.ingest.formats import AnnotatedImage, FormatChoice, ReaderOptions, select_reader
+from segpipe.core.ingest.image_lookup import IMAGE_SUFFIXES, ImageIndex
 from segpipe.core.ingest.images import annotation_frame, inspect_image, stored_image
 from segpipe.core.ingest.landing import BATCH_MANIFEST, BatchManifest, entry_id, parse_batch_manifest
 from segpipe.core.ingest.pseudonym import pseudonymize
@@ -33,42 +41,58 @@ from segpipe.core.ingest.sources.source import BatchSource
 from segpipe.store import keys as store_keys
 
 METADATA_COLUMNS = ("camera", "city", "time_of_day", "weather", "sequence_id")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 HEAD_BYTES = 64 * 1024
+# The rules of an image that is not there to read, as opposed to one that is there but wrong.
+IMAGE_ABSENT_RULES = frozenset({IMAGE_MISSING, IMAGE_AMBIGUOUS, UNSAFE_PATH})
+# The rules of an annotation file that could not be read at all; files lists it as rejected.
+UNREADABLE_FILE_RULES = frozenset({UNPARSEABLE_ANNOTATIONS, FILE_TOO_LARGE, MASK_UNDECODABLE})
 
 ImageWriter = Callable[[str, bytes], None]
 
 
 @dataclass(frozen=True)
 class IngestedBatch:
+    """The four tables of a batch. `images_missing` is filled only when ingest ran with
+    `lint_without_images` (check-source): the quarantined entries whose image is absent but whose
+    shapes are in `shapes` anyway, with the size their annotation declares."""
+
     images: pl.DataFrame
     shapes: pl.DataFrame
     quarantine: pl.DataFrame
     files: pl.DataFrame
     source_format: str | None
+    images_missing: pl.DataFrame = dataclasses.field(default_factory=lambda: pl.DataFrame(schema=MISSING_SCHEMA))
 
 
 def ingest_batch(
     source: BatchSource, batch_id: str, annotator_key: bytes, store_image: ImageWriter | None = None,
-    declared_format: str | None = None,
+    declared_format: str | None = None, lint_without_images: bool = False,
 ) -> IngestedBatch:
     """Read a batch with the format given, else the one its manifest declares, else the one detected.
 
     Accepted images are handed to `store_image(key, bytes)` under a content-addressed key, so
-    later stages and releases never read the landing zone again.
+    later stages and releases never read the landing zone again. With `lint_without_images`
+    (check-source, never a build), an entry whose image is absent is quarantined all the same,
+    but its shapes go into the shapes table and it is listed in `images_missing`, so an export's
+    labels can be checked before its images are uploaded.
     """
     names = source.names()
+    index = ImageIndex([*names, *(rejected.name for rejected in source.rejected())])
     try:
         manifest = _read_manifest(source, batch_id, names)
         if declared_format is not None:
             manifest = dataclasses.replace(manifest, format=declared_format)
-        reader, annotation_files = _choose_reader(source, names, manifest)
-        batch = _BatchIngest(source, manifest, reader, annotation_files, annotator_key, store_image)
+        choice = _choose_reader(source, names, manifest, index)
+    except InputError as exc:  # the manifest is unusable, or no one format reads the batch
+        return _quarantine_batch(source, batch_id, exc)
+    batch = _BatchIngest(source, manifest, choice, annotator_key, store_image, lint_without_images)
+    options = ReaderOptions(images_dir=manifest.images_dir, images=index)
+    try:
         # Streamed: an image's annotation is checked and turned into table rows as it is read, so
         # memory holds the tables, not every parsed file as well.
-        return batch.run(reader.read(source, annotation_files, ReaderOptions(images_dir=manifest.images_dir)))
-    except InputError as exc:  # the manifest, or a file that annotates many images, is unusable
-        return _quarantine_batch(source, batch_id, exc)
+        return batch.run(choice.reader.read(source, choice.files, options))
+    except InputError as exc:  # a file that annotates many images is unusable
+        return _quarantine_batch(source, batch_id, exc, manifest, choice)
 
 
 def _head(source: BatchSource) -> Callable[[str], bytes]:
@@ -84,31 +108,37 @@ def _read_manifest(source: BatchSource, batch_id: str, names: list[str]) -> Batc
     return parse_batch_manifest(source.read(BATCH_MANIFEST), batch_id, source.origin(BATCH_MANIFEST))
 
 
-def _choose_reader(source: BatchSource, names: list[str], manifest: BatchManifest) -> tuple[FormatReader, list[str]]:
-    candidates = [n for n in names if n != BATCH_MANIFEST]
+def _choose_reader(source: BatchSource, names: list[str], manifest: BatchManifest, index: ImageIndex) -> FormatChoice:
     if manifest.annotation_file is None:
-        return select_reader(candidates, _head(source), manifest.format, source.uri)
+        candidates = [n for n in names if n != BATCH_MANIFEST]
+        return select_reader(candidates, _head(source), manifest.format, source.uri, index, manifest.images_dir)
     if manifest.annotation_file not in names:
         raise InputError(ANNOTATIONS_MISSING, (
             f"{source.origin(manifest.annotation_file)}: the annotation file named in {BATCH_MANIFEST} does not exist"))
-    reader, _ = select_reader([manifest.annotation_file], _head(source), manifest.format, source.uri)
-    return reader, [manifest.annotation_file]
+    choice = select_reader([manifest.annotation_file], _head(source), manifest.format, source.uri, index,
+                           manifest.images_dir)
+    return dataclasses.replace(choice, files=[manifest.annotation_file])
 
 
 class _BatchIngest:
     """One batch's entries, checked one by one against the files the batch actually holds."""
 
-    def __init__(self, source: BatchSource, manifest: BatchManifest, reader: FormatReader,
-                 annotation_files: list[str], annotator_key: bytes, store_image: ImageWriter | None) -> None:
-        self.source, self.manifest, self.reader = source, manifest, reader
-        self.annotation_files = set(annotation_files)
+    def __init__(self, source: BatchSource, manifest: BatchManifest, choice: FormatChoice, annotator_key: bytes,
+                 store_image: ImageWriter | None, lint_without_images: bool) -> None:
+        self.source, self.manifest, self.choice, self.reader = source, manifest, choice, choice.reader
+        self.annotation_files = set(choice.files)
+        self.passed_over = {file for files in choice.passed_over.values() for file in files}
         self.annotator_key, self.store_image = annotator_key, store_image
+        self.lint_without_images = lint_without_images
         self.names = set(source.names())
         self.rejected = {r.name: r.error for r in source.rejected()}
         self.metadata = _read_metadata(source, manifest)
         self.images: list[dict] = []
         self.shapes = ShapeTableBuilder()
         self.quarantine: list[dict] = []
+        self.missing: list[dict] = []
+        self.unreadable: dict[str, InputError] = {}
+        self.origins = {source.origin(name): name for name in choice.files}
 
     def run(self, annotated: Iterator[AnnotatedImage]) -> IngestedBatch:
         """Raises InputError only when the reader does, for a file that concerns the whole batch."""
@@ -123,6 +153,8 @@ class _BatchIngest:
                 self._accept(annotation)
             except InputError as exc:
                 self._quarantine(annotation.file_name, exc)
+                if exc.rule in UNREADABLE_FILE_RULES:
+                    self.unreadable.update(_unreadable(self.origins, exc))
         for name in sorted(self._image_files() - seen):
             error = self.rejected.get(name) or InputError(ANNOTATION_MISSING, (
                 f"{self.source.origin(name)}: image file has no annotation in this {self.reader.name} batch"))
@@ -131,16 +163,22 @@ class _BatchIngest:
             images=ImageRecord.validate(pl.DataFrame(self.images, schema=IMAGE_SCHEMA)),
             shapes=self.shapes.frame(),
             quarantine=_quarantine_frame(self.quarantine),
-            files=_files_frame(self.source, self.manifest, self.annotation_files, seen),
+            files=_files_frame(self.source, self.manifest, self.choice, seen, self.unreadable),
             source_format=self.reader.name,
+            images_missing=pl.DataFrame(self.missing, schema=MISSING_SCHEMA),
         )
 
     def _image_files(self) -> set[str]:
+        """Image files that are entries: not an annotation file of the chosen format or of a passed-over one."""
         candidates = self.names | set(self.rejected)
-        return {n for n in candidates if n.lower().endswith(IMAGE_SUFFIXES) and n not in self.annotation_files}
+        return {n for n in candidates if n.lower().endswith(IMAGE_SUFFIXES)
+                and n not in self.annotation_files and n not in self.passed_over}
 
     def _image_bytes(self, annotation: AnnotatedImage) -> bytes:
+        """The image file the reader found, else the one the annotation embeds."""
         name = annotation.file_name
+        if annotation.image_error is not None:
+            raise annotation.image_error
         if name in self.rejected:
             raise self.rejected[name]
         if name in self.names:
@@ -153,7 +191,12 @@ class _BatchIngest:
         if annotation.error is not None:
             raise annotation.error
         origin = self.source.origin(annotation.file_name)
-        data = self._image_bytes(annotation)
+        try:
+            data = self._image_bytes(annotation)
+        except InputError as absent:
+            if self.lint_without_images and absent.rule in IMAGE_ABSENT_RULES:
+                self._keep_without_image(annotation)
+            raise
         decoded = inspect_image(data, origin)
         frame = annotation_frame(decoded, annotation.width, annotation.height, origin)
         image_id = hashlib.sha256(data).hexdigest()
@@ -175,6 +218,14 @@ class _BatchIngest:
             "licence": self.manifest.licence, "origin": self.manifest.origin, "attribution": self.manifest.attribution,
         })
         self.shapes.add(eid, annotation.shapes)
+
+    def _keep_without_image(self, annotation: AnnotatedImage) -> None:
+        """check-source only: the shapes of an entry whose image is absent, for linting its labels."""
+        eid = entry_id(self.manifest.batch_id, annotation.file_name)
+        self.shapes.add(eid, annotation.shapes)
+        self.missing.append({"entry_id": eid, "batch_id": self.manifest.batch_id, "file_name": annotation.file_name,
+                             "width": annotation.width, "height": annotation.height,
+                             "source": self.manifest.source or self.reader.name})
 
     def _metadata_of(self, file_name: str) -> dict[str, str | None]:
         relative = file_name.removeprefix(f"{self.manifest.images_dir}/")
@@ -205,31 +256,63 @@ def _file_role(name: str, manifest: BatchManifest, annotation_files: set[str], i
     return "other"
 
 
-def _files_frame(source: BatchSource, manifest: BatchManifest, annotation_files: set[str], images: set[str]) -> pl.DataFrame:
+def _files_frame(source: BatchSource, manifest: BatchManifest, choice: FormatChoice | None, images: set[str],
+                 unreadable: dict[str, InputError]) -> pl.DataFrame:
+    """One row per file. A refused file, and an annotation file that could not be read (`unreadable`),
+    are rejected with the error; a file of a passed-over format is unused, saying which format
+    would have read it and why the batch was read as another."""
+    annotation_files = set(choice.files) if choice is not None else set()
     rows = [
         {"batch_id": manifest.batch_id, "path": rejected.name, "role": _file_role(rejected.name, manifest, annotation_files, images),
          "outcome": "rejected", "reason": f"{rejected.error.rule}: {rejected.error}"}
         for rejected in source.rejected()
     ]
+    passed_over = {file: name for name, files in (choice.passed_over if choice else {}).items() for file in files}
     for name in source.names():
-        role = _file_role(name, manifest, annotation_files, images)
-        used = role != "other"
-        rows.append({"batch_id": manifest.batch_id, "path": name, "role": role, "outcome": "read" if used else "unused",
-                     "reason": None if used else f"{source.origin(name)}: not a file the batch's format reads"})
+        passed = name in passed_over and name not in images  # unless the chosen format annotates it as an image
+        role = "other" if passed else _file_role(name, manifest, annotation_files, images)
+        outcome, reason = ("read", None) if role != "other" else ("unused", _unused_reason(source, name, choice, passed_over))
+        if name in unreadable:
+            outcome, reason = "rejected", f"{unreadable[name].rule}: {unreadable[name]}"
+        rows.append({"batch_id": manifest.batch_id, "path": name, "role": role, "outcome": outcome, "reason": reason})
     return BatchFileRecord.validate(pl.DataFrame(rows, schema=FILE_SCHEMA).sort("path"))
 
 
-def _quarantine_batch(source: BatchSource, batch_id: str, error: InputError) -> IngestedBatch:
+def _unused_reason(source: BatchSource, name: str, choice: FormatChoice | None, passed_over: dict[str, str]) -> str:
+    if choice is not None and name in passed_over:
+        return (f"{source.origin(name)}: {passed_over[name]} would read it, but the batch is read as "
+                f"{choice.reader.name}: {choice.reason}")
+    return f"{source.origin(name)}: not a file the batch's format reads"
+
+
+def _unreadable(by_origin: dict[str, str], error: InputError) -> dict[str, InputError]:
+    """The annotation file an error is about, the one whose origin starts its message (as every
+    reader writes it), with the error; empty when the error names none. `by_origin` maps each
+    annotation file's origin to its name."""
+    message = str(error)
+    at = message.find(": ")
+    while at != -1:
+        if message[:at] in by_origin:
+            return {by_origin[message[:at]]: error}
+        at = message.find(": ", at + 1)
+    return {}
+
+
+def _quarantine_batch(source: BatchSource, batch_id: str, error: InputError, manifest: BatchManifest | None = None,
+                      choice: FormatChoice | None = None) -> IngestedBatch:
     """The whole batch is unusable: each of its images is quarantined with the batch's error, and a
     batch with no image at all still leaves one row, so the failure is counted."""
+    manifest = manifest or BatchManifest(batch_id)
+    claimed = set(choice.files) | {f for files in choice.passed_over.values() for f in files} if choice else set()
+    origins = {source.origin(name): name for name in choice.files} if choice else {}
     listed = source.names() + [r.name for r in source.rejected()]
-    items = sorted(n for n in listed if n.lower().endswith(IMAGE_SUFFIXES)) or [BATCH_MANIFEST if BATCH_MANIFEST in listed else ""]
-    manifest = BatchManifest(batch_id)
+    items = sorted(n for n in listed if n.lower().endswith(IMAGE_SUFFIXES) and n not in claimed) or [
+        BATCH_MANIFEST if BATCH_MANIFEST in listed else ""]
     return IngestedBatch(
         images=ImageRecord.validate(pl.DataFrame([], schema=IMAGE_SCHEMA)),
         shapes=ShapeTableBuilder().frame(),
         quarantine=_quarantine_frame([_quarantine_row(batch_id, name, error) for name in items]),
-        files=_files_frame(source, manifest, set(), set()),
+        files=_files_frame(source, manifest, choice, set(), _unreadable(origins, error)),
         source_format=None,
     )
 
@@ -271,6 +354,8 @@ def _quarantine_frame(rows: list[dict]) -> pl.DataFrame:
     return QuarantineRecord.validate(pl.DataFrame(rows, schema=QUARANTINE_SCHEMA))
 
 
+MISSING_SCHEMA = {"entry_id": pl.String, "batch_id": pl.String, "file_name": pl.String, "width": pl.Int64,
+                  "height": pl.Int64, "source": pl.String}
 IMAGE_SCHEMA = polars_schema(ImageRecord)
 QUARANTINE_SCHEMA = polars_schema(QuarantineRecord)
 FILE_SCHEMA = polars_schema(BatchFileRecord)

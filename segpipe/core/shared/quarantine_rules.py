@@ -53,6 +53,7 @@ UNKNOWN_CATEGORY = "unknown_category"
 DUPLICATE_IMAGE_ID = "duplicate_image_id"
 DUPLICATE_ANNOTATION = "duplicate_annotation"
 IMAGE_MISSING = "image_missing"
+IMAGE_AMBIGUOUS = "image_ambiguous"
 ANNOTATION_MISSING = "annotation_missing"
 UNSAFE_PATH = "unsafe_path"
 IMAGE_UNDECODABLE = "image_undecodable"
@@ -231,19 +232,29 @@ QUARANTINE_RULES: tuple[QuarantineRule, ...] = (
         "Keep one annotation per image in a batch; deliver a second annotator's work as a batch of its own."),
     QuarantineRule(
         IMAGE_MISSING, "ingest",
-        "An annotation names an image file the batch does not hold, or COCO annotations reference an image id "
-        "that is not in `images`.",
-        "Add the image at the path the annotation names (under images_dir of batch.json), or correct the path "
-        "or image_id."),
+        "An annotation names an image the batch does not hold: not at the path it gives, not where the export's "
+        "tool writes images, and no file anywhere in the batch bears its file name (a LabelMe file embeds no "
+        "imageData either); or COCO annotations reference an image id that is not in `images`.",
+        "Add the image to the batch (at the path the annotation names, or anywhere under its own file name), or "
+        "correct the path or image_id. `segpipe check-source` still lists the annotation's shapes and labels."),
+    QuarantineRule(
+        IMAGE_AMBIGUOUS, "ingest",
+        "The image an annotation names is not at the path it gives nor where the export's tool writes images, and "
+        "several files of the batch bear its file name (the message lists them), so which one was annotated is "
+        "unknown.",
+        "Write the image's path as it lies in the batch (relative to images_dir for COCO and CVAT, to the JSON file "
+        "for LabelMe), or remove the extra copies."),
     QuarantineRule(
         ANNOTATION_MISSING, "ingest",
         "An image file of the batch has no annotation.",
         "Add its annotation, or take the image out of the batch if it was not meant to be delivered."),
     QuarantineRule(
         UNSAFE_PATH, "ingest",
-        "An annotation names its image by an absolute path, a drive letter or a path that leaves the batch.",
-        "Write the image path relative to the annotation file (LabelMe imagePath) or to images_dir (COCO "
-        "file_name)."),
+        "An annotation names its image by an absolute path, a drive letter or a path that leaves the batch, which "
+        "is never followed, and no file of the batch bears that path's file name (a LabelMe file embeds no "
+        "imageData either).",
+        "Add the image to the batch (it is then found by its file name), or write the image path relative to the "
+        "annotation file (LabelMe imagePath) or to images_dir (COCO file_name)."),
     QuarantineRule(
         IMAGE_UNDECODABLE, "ingest",
         "The image is not a PNG or JPEG that decodes completely: truncated, another format under a .png or "

@@ -119,13 +119,33 @@ def rekeyed_preset(text: str, preset_source: str, source: str, preset_path: str,
             raise DraftError(f"{preset_path}: no source {preset_source!r} under mappings")
         text = (f"{text[:found.start()]}  {_quoted(source)}:  # the preset's rules for {preset_source!r}, renamed "
                 f"so they apply to this batch{text[found.end():]}")
-        aliased = re.compile(rf"^  {re.escape(preset_source)}: (\{{aliases: .*\}})$", re.MULTILINE)
-        text = aliased.sub(lambda match: f"  {_quoted(source)}: {match.group(1)}", text[:mappings], count=1) + text[mappings:]
+        text = _rekeyed_aliases(text[:mappings], preset_source, source) + text[mappings:]
         header += f"# segpipe init renamed its mapping source {preset_source!r} to {source!r}, batch.json's source.\n"
     rekeyed = parse_taxonomy(text, preset_path)
     if set(rekeyed.mappings) != {source}:
         raise DraftError(f"{preset_path}: expected the one mapping source {preset_source!r}, has {sorted(rekeyed.mappings)}")
     return header + text
+
+
+def _rekeyed_aliases(head: str, preset_source: str, source: str) -> str:
+    """The preset's `sources` block (in `head`, the text before `mappings:`) with its aliases moved to
+    `source`. `source` itself is dropped from them, since it now has the rules (re-keyed to the
+    format's name, the alias the preset declares for it); a block left empty goes."""
+    aliased = re.compile(rf"  {re.escape(preset_source)}: \{{aliases: \[(.*)\]\}}")
+    lines = head.split("\n")
+    for at, line in enumerate(lines):
+        match = aliased.fullmatch(line)
+        if match is None:
+            continue
+        kept = [name.strip() for name in match.group(1).split(",") if name.strip() not in ("", source, _quoted(source))]
+        if kept:
+            lines[at] = f"  {_quoted(source)}: {{aliases: [{', '.join(kept)}]}}"
+        else:
+            del lines[at]
+            if lines[at - 1] == "sources:" and (at == len(lines) or not lines[at].startswith("  ")):
+                del lines[at - 1]
+        break
+    return "\n".join(lines)
 
 
 def _numbered(classes: list[FoundLabel]) -> list[tuple[int, FoundLabel]]:

@@ -191,3 +191,85 @@ def test_a_rotated_jpeg_is_stored_in_the_annotated_frame(tmp_path):
     assert row["image_key"].endswith("-display.png")
     with Image.open(io.BytesIO(stored[row["image_key"]])) as kept:
         assert kept.size == (20, 40) and kept.getexif().get(0x0112) is None
+
+
+def _jpeg(path: Path, shade: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 6), (shade, 90, 30)).save(path, format="JPEG")
+
+
+def test_labelme_json_beside_its_own_voc_output_is_read_as_labelme_and_the_voc_masks_are_unused(tmp_path):
+    """labelme's examples/semantic_segmentation: data_annotated/ and what labelme2voc wrote from it."""
+    batch = tmp_path / "semantic_segmentation"
+    _jpeg(batch / "data_annotated" / "2011_000003.jpg")
+    (batch / "data_annotated" / "2011_000003.json").write_text(json.dumps({
+        "version": "5.5.0", "flags": {}, "imagePath": "2011_000003.jpg", "imageData": None, "imageHeight": 6,
+        "imageWidth": 8, "shapes": [{"label": "person", "points": [[1, 1], [6, 1], [6, 5]], "group_id": None,
+                                     "shape_type": "polygon", "flags": {}}]}))
+    voc = batch / "data_dataset_voc"
+    _jpeg(voc / "JPEGImages" / "2011_000003.jpg")
+    (voc / "SegmentationClass").mkdir()
+    Image.new("P", (8, 6), 15).save(voc / "SegmentationClass" / "2011_000003.png")
+    (voc / "SegmentationClass" / "2011_000003.npy").write_bytes(b"\x93NUMPY")
+    _jpeg(voc / "SegmentationClassVisualization" / "2011_000003.jpg", 200)
+    (voc / "class_names.txt").write_text("_background_\nperson\n")
+    result = ingest_path(batch)
+    assert result.source_format == "labelme"
+    assert result.images["file_name"].to_list() == ["data_annotated/2011_000003.jpg"]
+    [mask] = result.files.filter(pl.col("path") == "data_dataset_voc/SegmentationClass/2011_000003.png").to_dicts()
+    assert (mask["role"], mask["outcome"]) == ("other", "unused")
+    assert "voc_segmentation would read it, but the batch is read as labelme: labelme reads files that name images" \
+        in mask["reason"]
+    assert "data_dataset_voc/SegmentationClass/2011_000003.png" not in set(result.quarantine["file_name"])
+
+
+def test_a_coco_file_beside_an_info_json_and_panoptic_pngs_is_read_as_coco_the_extra_files_unused(tmp_path):
+    batch = tmp_path / "coco"
+    _jpeg(batch / "val2017" / "000000000139.jpg")
+    (batch / "annotations").mkdir()
+    (batch / "annotations" / "instances_val2017.json").write_text(json.dumps({
+        "info": {"year": 2017}, "images": [{"id": 139, "file_name": "000000000139.jpg", "width": 8, "height": 6}],
+        "annotations": [{"id": 1, "image_id": 139, "category_id": 1, "iscrowd": 0, "segmentation": [[1, 1, 6, 1, 6, 5]]}],
+        "categories": [{"id": 1, "name": "person"}]}))
+    (batch / "annotations" / "info.json").write_text(json.dumps(
+        {"info": {"description": "COCO 2017"}, "licenses": [{"id": 1, "name": "CC BY 4.0"}],
+         "categories": [{"id": 1, "name": "person", "isthing": 1}]}))
+    unlabelled = [{"id": n, "file_name": f"{n:012d}.jpg", "width": 640, "height": 480, "license": 1} for n in range(2000)]
+    (batch / "annotations" / "image_info_test2017.json").write_text(json.dumps(
+        {"info": {}, "images": unlabelled, "licenses": [], "categories": [{"id": 1, "name": "person"}]}))
+    (batch / "annotations" / "panoptic_val2017").mkdir()
+    Image.new("RGB", (8, 6), (1, 0, 0)).save(batch / "annotations" / "panoptic_val2017" / "000000000139.png")
+    result = ingest_path(batch)
+    assert (result.source_format, result.images["file_name"].to_list()) == ("coco_instances", ["val2017/000000000139.jpg"])
+    assert result.quarantine.is_empty()
+    outcomes = dict(result.files.select("path", "outcome").iter_rows())
+    assert outcomes["annotations/info.json"] == outcomes["annotations/image_info_test2017.json"] == "unused"
+    assert outcomes["annotations/panoptic_val2017/000000000139.png"] == "unused"
+
+
+def test_a_broken_annotation_file_is_rejected_with_its_parse_error_in_files(tmp_path):
+    batch = tmp_path / "broken"
+    _jpeg(batch / "images" / "a.jpg")
+    (batch / "annotations.json").write_text('{"images": [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 6}], '
+                                            '"annotations": [{"id": 1, "image_id": 1, "bbox": [NaN, 0, 1, 1]}], '
+                                            '"categories": []}')
+    result = ingest_path(batch)
+    assert result.quarantine["rule"].to_list() == ["unparseable_annotations"]
+    [row] = result.files.filter(pl.col("path") == "annotations.json").to_dicts()
+    assert (row["role"], row["outcome"]) == ("annotation", "rejected")
+    assert row["reason"].startswith("unparseable_annotations: ") and "annotations.json: not valid JSON" in row["reason"]
+
+
+def test_a_per_image_annotation_file_that_does_not_parse_is_rejected_and_the_others_read(tmp_path):
+    batch = tmp_path / "labelme"
+    for stem in ("a", "b"):
+        _jpeg(batch / f"{stem}.jpg")
+        (batch / f"{stem}.json").write_text(json.dumps({
+            "version": "5.5.0", "flags": {}, "imagePath": f"{stem}.jpg", "imageData": None, "imageHeight": 6,
+            "imageWidth": 8, "shapes": [{"label": "car", "points": [[1, 1], [6, 1], [6, 5]], "shape_type": "polygon"}]}))
+    (batch / "b.json").write_text((batch / "b.json").read_text()[:-20])
+    result = ingest_path(batch)
+    assert result.images["file_name"].to_list() == ["a.jpg"]
+    outcomes = {path: (outcome, reason) for path, outcome, reason in result.files.select("path", "outcome", "reason").iter_rows()}
+    assert outcomes["a.json"] == ("read", None)
+    assert outcomes["b.json"][0] == "rejected" and outcomes["b.json"][1].startswith("unparseable_annotations: ")

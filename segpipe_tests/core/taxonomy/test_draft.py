@@ -85,3 +85,16 @@ def test_every_preset_re_keyed_to_a_batchs_source_maps_as_it_did_and_keeps_its_c
     assert [r.fingerprint() for r in taxonomy.mappings["my_batch"]] == [r.fingerprint() for r in original.mappings[source]]
     assert rekeyed.endswith(text[text.index("\nmappings:") + 40:]) and text.splitlines()[0] in rekeyed
     assert rekeyed_preset(text, source, source, "p", "x").endswith(text)  # already the batch's source
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in PRESETS.glob("*.yaml")))
+def test_a_preset_re_keyed_to_its_own_alias_drops_that_alias(preset):
+    """init keys a preset to the batch's source, by default the format's name, which the preset declares
+    as an alias of its source: the re-keyed source has the rules, so it is no alias of itself."""
+    text = (PRESETS / f"{preset}.yaml").read_text()
+    original = parse_taxonomy(text, preset)
+    [source] = original.mappings
+    for alias in [name for name, target in original.aliases.items() if target == source]:
+        taxonomy = parse_taxonomy(rekeyed_preset(text, source, alias, f"presets/{preset}.yaml", "exports/x"), "t.yaml")
+        assert set(taxonomy.mappings) == {alias} and alias not in taxonomy.aliases
+        assert set(taxonomy.aliases) == set(original.aliases) - {alias}

@@ -88,9 +88,12 @@ class Shape:
 class AnnotatedImage:
     """The annotation of one image, or the error that makes it unusable.
 
-    `file_name` is the image's path relative to the batch root. `annotator` is an identity found
-    in the file (a CVAT job assignee, say); ingest pseudonymizes it before it is stored.
-    `image_data` carries an image embedded in the annotation (LabelMe's imageData).
+    `file_name` is the image's path relative to the batch root, as the batch's ImageIndex found
+    it. `image_error` says why no image file was found (missing, ambiguous, outside the batch);
+    it is kept apart from `error` so the shapes are still read, and check-source can lint an
+    export whose images are not uploaded yet. `annotator` is an identity found in the file (a
+    CVAT job assignee, say); ingest pseudonymizes it before it is stored. `image_data` carries an
+    image embedded in the annotation (LabelMe's imageData).
     """
 
     file_name: str
@@ -101,6 +104,7 @@ class AnnotatedImage:
     annotator: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     image_data: bytes | None = None
+    image_error: InputError | None = None
 
 
 def shape_origin(origin: str, file_name: str, index: int, label: str) -> str:

@@ -4,7 +4,8 @@ File layout. `gtFine/<split>/<city>/<stem>_gtFine_polygons.json` annotates
 `leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png` (the last folder named after the annotation
 type, `gtFine` or `gtCoarse`, is swapped for `leftImg8bit`). A flat batch, where the JSON and
 `<stem>_leftImg8bit.png` sit in the same folder, is read too; when both images exist the dataset
-layout wins.
+layout wins. Then the image is looked up by its file name anywhere in the batch (image_lookup); an
+image not found keeps its shapes and gets `image_error`, named where Cityscapes would keep it.
 
 Document. `imgWidth` and `imgHeight` are positive integers; `objects` is a list of
 `{label, polygon: [[x, y], ...], deleted?, verified?, user?, date?, id?}`.
@@ -38,6 +39,7 @@ from segpipe.core.shared.quarantine_rules import MALFORMED_ANNOTATION
 from segpipe.core.ingest.formats.annotation import AnnotatedImage, Shape, flatten_points, parse_ring, shape_origin
 from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
 from segpipe.core.ingest.formats.strict_json import load_json
+from segpipe.core.ingest.image_lookup import ImageIndex, ImageLookup
 from segpipe.core.ingest.sources.source import BatchSource
 
 SUFFIX = "_polygons.json"
@@ -53,24 +55,30 @@ def _polygon_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[s
 
 def _read_polygons(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
     """One AnnotatedImage per JSON file, in file order; a bad file is an error on its image, never a raise."""
-    existing = set(source.names())
+    index = options.image_index(source, files)
     for name in files:
-        yield _read_file(source, name, image_name(name, SUFFIX, existing))
+        yield _read_file(source, name, find_image(name, SUFFIX, index, source.origin(name)))
 
 
-def image_name(annotation_name: str, suffix: str, existing: set[str]) -> str:
-    """The image an annotation file (`<stem>_gtFine<suffix>`) annotates. Under its `gt*` folder
-    that is the dataset-layout image, unless only the flat one beside the file exists; elsewhere
-    it is the flat one. A missing image is thus named where Cityscapes would keep it."""
+def _images_named(name: str, head: Callable[[str], bytes], index: ImageIndex, images_dir: str) -> list[str]:
+    """The image a JSON file pairs with by its name, if the batch holds it: detection's evidence."""
+    lookup = find_image(name, SUFFIX, index, name)
+    return [lookup.file_name] if lookup.found else []
+
+
+def find_image(annotation_name: str, suffix: str, index: ImageIndex, where: str) -> ImageLookup:
+    """The image an annotation file (`<stem>_gtFine<suffix>`: a polygon JSON, a label PNG)
+    annotates. Under its `gt*` folder that is the dataset-layout image, else, or when only it
+    exists, the flat one beside the file; then one of its name anywhere. A missing image is named
+    where Cityscapes would keep it."""
     folder, _, base = annotation_name.rpartition("/")
     stem, kind = _split_stem(base[: -len(suffix)])
-    flat = _join(folder, stem + IMAGE_SUFFIX)
     parts = folder.split("/")
-    if kind is None or kind not in parts:
-        return flat
-    at = len(parts) - 1 - parts[::-1].index(kind)
-    layout = _join("/".join([*parts[:at], IMAGE_FOLDER, *parts[at + 1:]]), stem + IMAGE_SUFFIX)
-    return flat if flat in existing and layout not in existing else layout
+    layout = folder
+    if kind is not None and kind in parts:
+        at = len(parts) - 1 - parts[::-1].index(kind)
+        layout = "/".join([*parts[:at], IMAGE_FOLDER, *parts[at + 1:]])
+    return index.find(stem + IMAGE_SUFFIX, where, base=layout, places=[folder])
 
 
 def _split_stem(base: str) -> tuple[str, str | None]:
@@ -81,17 +89,15 @@ def _split_stem(base: str) -> tuple[str, str | None]:
     return base, None
 
 
-def _join(folder: str, name: str) -> str:
-    return f"{folder}/{name}" if folder else name
-
-
-def _read_file(source: BatchSource, name: str, file_name: str) -> AnnotatedImage:
+def _read_file(source: BatchSource, name: str, lookup: ImageLookup) -> AnnotatedImage:
     """Parse one file, turning every InputError into an error on its image."""
     origin = source.origin(name)
     try:
-        return _parse_document(load_json(source.read(name), origin), origin, file_name)
+        image = _parse_document(load_json(source.read(name), origin), origin, lookup.file_name)
     except InputError as exc:
-        return AnnotatedImage(file_name, 0, 0, error=exc)
+        return AnnotatedImage(lookup.file_name, 0, 0, error=exc)
+    image.image_error = lookup.error
+    return image
 
 
 def _parse_document(doc: Any, origin: str, file_name: str) -> AnnotatedImage:
@@ -148,4 +154,5 @@ CITYSCAPES = FormatReader(
     ),
     annotation_files=_polygon_files,
     read=_read_polygons,
+    images_named=_images_named,
 )

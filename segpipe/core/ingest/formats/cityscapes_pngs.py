@@ -4,7 +4,9 @@ These are what cityscapesScripts renders from the polygons (json2instanceImg, js
 what Cityscapes ships beside them; teams that keep only the PNGs, or export Cityscapes from CVAT
 or Datumaro, deliver these. `gtFine/<split>/<city>/<stem>_gtFine_<kind>.png` annotates
 `leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png`, or the flat `<stem>_leftImg8bit.png` beside
-it, exactly as for the polygon JSON (cityscapes.image_name); `gtCoarse` works the same way.
+it, then one of that name anywhere in the batch, looked up exactly as for the polygon JSON
+(cityscapes.find_image, image_lookup); `gtCoarse` works the same way. An image not found keeps
+the PNG's shapes and gets `image_error`, so check-source can lint the labels without the images.
 
 Which file is read, per image: `_instanceIds.png` when it exists (classes and instances), else
 `_labelIds.png` (classes only). `_labelTrainIds.png` and `_color.png` of the same image are
@@ -34,9 +36,10 @@ from segpipe.core.shared.errors import InputError
 from segpipe.core.shared.quarantine_rules import MASK_MODE_UNSUPPORTED
 from segpipe.core.ingest.formats.annotation import AnnotatedImage, BoxMask, Shape
 from segpipe.core.ingest.formats.cityscapes import SUFFIX as POLYGONS_SUFFIX
-from segpipe.core.ingest.formats.cityscapes import image_name
+from segpipe.core.ingest.formats.cityscapes import find_image
 from segpipe.core.ingest.formats.mask_folders import decode_mask_png
 from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
+from segpipe.core.ingest.image_lookup import ImageIndex, ImageLookup
 from segpipe.core.ingest.sources.source import BatchSource
 
 # cityscapesScripts 2.3.0 helpers/labels.py: id -> name for ids 0..33 (license plate, -1, is never a pixel).
@@ -71,22 +74,33 @@ def _png_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
     return sorted(name for name, (stem, _) in parts.items() if stem in readable)
 
 
+def _images_named(name: str, head: Callable[[str], bytes], index: ImageIndex, images_dir: str) -> list[str]:
+    """The image a PNG that is read pairs with by its name, if the batch holds it: detection's evidence."""
+    parts = _parts(name)
+    if parts is None or parts[1] not in READ_KINDS:
+        return []
+    lookup = find_image(name, f"_{parts[1]}.png", index, name)
+    return [lookup.file_name] if lookup.found else []
+
+
 def _read_pngs(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
     """One AnnotatedImage per image, from its preferred PNG."""
     by_stem: dict[str, dict[str, str]] = {}
     for name in files:
         stem, kind = _parts(name) or ("", "")
         by_stem.setdefault(stem, {})[kind] = name
-    existing = set(source.names())
+    index = options.image_index(source, files)
     for stem in sorted(by_stem):
         kind = next(kind for kind in READ_KINDS if kind in by_stem[stem])
         name = by_stem[stem][kind]
-        yield _read_png(source, name, image_name(name, f"_{kind}.png", existing), kind == "instanceIds")
+        lookup = find_image(name, f"_{kind}.png", index, source.origin(name))
+        yield _read_png(source, name, lookup, kind == "instanceIds")
 
 
-def _read_png(source: BatchSource, name: str, file_name: str, instances: bool) -> AnnotatedImage:
-    """One PNG as the annotation of its image; any problem with it is an error on that image."""
-    origin = source.origin(name)
+def _read_png(source: BatchSource, name: str, image: ImageLookup, instances: bool) -> AnnotatedImage:
+    """One PNG as the annotation of its image; any problem with it is an error on that image, and an
+    image not found is its `image_error`, the PNG's shapes still read."""
+    origin, file_name = source.origin(name), image.file_name
     try:
         mode, values = decode_mask_png(source.read(name), origin)
         if mode not in GREY_MODES or values.ndim != 2:
@@ -95,7 +109,8 @@ def _read_png(source: BatchSource, name: str, file_name: str, instances: bool) -
     except InputError as exc:
         return AnnotatedImage(file_name, 0, 0, error=exc)
     height, width = values.shape
-    return AnnotatedImage(file_name, width, height, shapes=_shapes(values.astype(np.int64), instances))
+    return AnnotatedImage(file_name, width, height, shapes=_shapes(values.astype(np.int64), instances),
+                          image_error=image.error)
 
 
 def _shapes(values: np.ndarray, instances: bool) -> list[Shape]:
@@ -121,4 +136,5 @@ CITYSCAPES_PNGS = FormatReader(
     ),
     annotation_files=_png_files,
     read=_read_pngs,
+    images_named=_images_named,
 )

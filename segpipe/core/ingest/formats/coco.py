@@ -1,9 +1,9 @@
 """COCO instances JSON, streamed: one file annotates many images.
 
 Document. `images` is a list of `{id, file_name, width, height}` (file_name relative to the
-batch's images folder, subfolders allowed); `categories` a list of `{id, name}` with any integer
-ids (non-contiguous, 0 included); `annotations` a list of `{id, image_id, category_id,
-segmentation?, bbox?, iscrowd?}`. Key order varies between exporters and categories may come
+batch's images folder, subfolders allowed; see "Images" below); `categories` a list of `{id,
+name}` with any integer ids (non-contiguous, 0 included); `annotations` a list of `{id, image_id,
+category_id, segmentation?, bbox?, iscrowd?}`. Key order varies between exporters and categories may come
 last, so the file is read in three streaming passes (images, categories, annotations) with
 ijson, and images are yielded only once the whole file has been read. Coordinates are kept as
 numpy arrays as soon as an annotation is parsed: a file of 5,000 images with 100 polygons each
@@ -26,8 +26,27 @@ wrong size) is an error on that image naming the file, the image and the annotat
 images with the same id both get an error. Annotations whose image_id is not in `images` are
 reported, never dropped: each such id yields an AnnotatedImage named
 `<annotation file>#image_id=<id>` with width and height 0 and an "image_missing" error.
+
+Images. `file_name` is looked up (image_lookup) at `<images_dir>/<file_name>`, then where COCO
+exporters put images: `<images_dir>/<subset>/` and `images/<subset>/` (Datumaro and CVAT, the
+subset named by `instances_<subset>.json`, or `panoptic_<subset>.json` for coco_panoptic),
+`images/`, `<subset>/` at the root (COCO 2017's `val2017/`), `JPEGImages/`, beside the JSON
+(Roboflow), the batch root, `data/<subset>/` and `data/` (FiftyOne); then by its file name
+anywhere in the batch. An image not found keeps its shapes and gets `image_error`, so an export
+can be linted before its images are uploaded.
+
+Detection. A JSON file anywhere in the batch whose first 64 KiB hold a COCO key with a list value
+(`"images": [`, `"annotations": [`, `"categories": [`) and no key of the other JSON formats; when
+those bytes are the whole document, it must be an object with `images` and `annotations` lists,
+so a small info or categories file beside the export is not taken for one. COCO's shapeless task
+files (`captions_*`, `image_info_*`, Datumaro's `labels_*`) are not claimed, whatever their size,
+nor are panoptic files (`segments_info` in the head, or PNGs in the folder named after the JSON):
+coco_panoptic reads those, with this module's helpers and image lookup.
 """
 
+import json
+import posixpath
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from types import MappingProxyType
@@ -35,6 +54,7 @@ from typing import Any, BinaryIO
 
 import ijson
 import numpy as np
+import orjson
 
 from segpipe.core.shared.errors import InputError
 from segpipe.core.shared.quarantine_rules import (
@@ -48,13 +68,19 @@ from segpipe.core.shared.quarantine_rules import (
     UNPARSEABLE_ANNOTATIONS,
 )
 from segpipe.core.ingest.formats.annotation import AnnotatedImage, BoxMask, Shape, box_ring, parse_ring
-from segpipe.core.ingest.formats.labelme import resolve_batch_path
-from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
+from segpipe.core.ingest.formats.reader import EVIDENCE_IMAGES, FormatReader, ReaderOptions
+from segpipe.core.ingest.image_lookup import ImageIndex, ImageLookup
 from segpipe.core.shared.rle import decode_rle, rle_size
 from segpipe.core.ingest.sources.source import BatchSource
 
-COCO_KEYS = (b'"images"', b'"annotations"', b'"categories"')
+COCO_LIST = re.compile(rb'"(?:images|annotations|categories)"\s*:\s*\[')
+FILE_NAME = re.compile(rb'"file_name"\s*:\s*("(?:[^"\\]|\\.)*")')
 OTHER_FORMAT_KEYS = (b'"shapes"', b'"objects"', b'"imgHeight"')  # LabelMe, Cityscapes
+# The task files COCO and Datumaro write beside instances_*.json that hold no shape: captions, the
+# image lists of unlabelled splits (image_info_test2017.json, too big to tell by its head), labels.
+OTHER_TASK_PREFIXES = ("captions_", "image_info_", "labels_")
+# The task files named `<task>_<subset>.json` whose subset names an images folder (images/<subset>/).
+SUBSET_PREFIXES = ("instances_", "panoptic_")
 PANOPTIC_KEY = b'"segments_info"'
 UTF8_BOM = b"\xef\xbb\xbf"
 MAX_LISTED_IDS = 10
@@ -63,22 +89,17 @@ CROWD_ATTRIBUTES = {value: MappingProxyType({"iscrowd": str(value)}) for value i
 
 
 def coco_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
-    """JSON files at the batch root or under `annotations/` whose first bytes name a COCO key and
-    no key of the other JSON formats; any one COCO key suffices because key order varies. COCO
-    panoptic files, which share the keys, are left to their reader."""
-    return [
-        name for name in coco_json_candidates(names, head)
-        if not is_panoptic(name, names, head(name))
-    ]
+    """COCO JSON files anywhere in the batch (coco_json_candidates) but the panoptic ones, which
+    share the keys and are left to their reader (is_panoptic)."""
+    return [name for name in coco_json_candidates(names, head) if not is_panoptic(name, names, head(name))]
 
 
 def coco_json_candidates(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
-    """JSON files where COCO exports put them (the batch root, `annotations/`) that look like COCO."""
-    return [
-        name for name in names
-        if name.lower().endswith(".json") and ("/" not in name or name.startswith("annotations/"))
-        and _looks_like_coco(head(name))
-    ]
+    """JSON files anywhere in the batch whose first bytes show a COCO file, instances or panoptic
+    (see the module docstring), but COCO's shapeless task files; any one COCO key suffices in a cut
+    head, because key order varies."""
+    return [name for name in names if name.lower().endswith(".json")
+            and not posixpath.basename(name).lower().startswith(OTHER_TASK_PREFIXES) and _looks_like_coco(head(name))]
 
 
 def is_panoptic(name: str, names: Sequence[str], head: bytes) -> bool:
@@ -91,21 +112,62 @@ def is_panoptic(name: str, names: Sequence[str], head: bytes) -> bool:
 
 
 def _looks_like_coco(data: bytes) -> bool:
-    """A plain byte search: the head is cut at 64 KiB, mid-document, so it cannot be parsed."""
-    return any(key in data for key in COCO_KEYS) and not any(key in data for key in OTHER_FORMAT_KEYS)
+    """A byte search where the head is cut mid-document; a check of the keys where it is whole."""
+    if not COCO_LIST.search(data) or any(key in data for key in OTHER_FORMAT_KEYS):
+        return False
+    try:
+        doc = orjson.loads(data.removeprefix(UTF8_BOM))
+    except orjson.JSONDecodeError:  # cut at 64 KiB, or broken: the reader will say which
+        return True
+    return isinstance(doc, dict) and isinstance(doc.get("images"), list) and isinstance(doc.get("annotations"), list)
+
+
+def coco_images_named(name: str, head: Callable[[str], bytes], index: ImageIndex, images_dir: str) -> list[str]:
+    """The batch images the first `file_name`s in the file's head point at: detection's evidence."""
+    found = []
+    places = coco_places(name, images_dir)
+    for match in FILE_NAME.finditer(head(name)):
+        try:
+            file_name = json.loads(match.group(1))
+        except ValueError:
+            continue
+        lookup = find_image(index, images_dir, places, file_name, name)
+        if lookup.found:
+            found.append(lookup.file_name)
+        if len(found) == EVIDENCE_IMAGES:
+            break
+    return found
+
+
+def coco_places(json_name: str, images_dir: str) -> list[str]:
+    """The folders COCO exporters put images in, for an annotation file at `json_name`."""
+    stem = posixpath.splitext(posixpath.basename(json_name))[0]
+    subset = next((stem.removeprefix(prefix) for prefix in SUBSET_PREFIXES if stem.startswith(prefix)), "")
+    folders = (f"{images_dir}/{subset}", images_dir, f"images/{subset}", "images", subset, "JPEGImages",
+               posixpath.dirname(json_name), "", f"data/{subset}", "data")
+    return list(dict.fromkeys(folder.strip("/") for folder in folders))
+
+
+def find_image(index: ImageIndex, images_dir: str, places: list[str], file_name: str, where: str) -> ImageLookup:
+    """The image an entry of `images` names: relative to images_dir, else where exporters put it (coco_places)."""
+    return index.find(file_name, where, base=images_dir, places=places)
 
 
 def read_coco_instances(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
     """Every image of every file, one file after another; a file is read whole before its images are yielded."""
+    index = options.image_index(source, files)
     for name in files:
-        yield from _read_file(source, name, options)
+        yield from _read_file(source, name, options.images_dir, index)
 
 
-def _read_file(source: BatchSource, name: str, options: ReaderOptions) -> Iterator[AnnotatedImage]:
+def _read_file(source: BatchSource, name: str, images_dir: str, image_index: ImageIndex) -> Iterator[AnnotatedImage]:
     origin = source.origin(name)
     image_docs = top_level_list(source, name, "images", origin)
     categories = _categories(top_level_list(source, name, "categories", origin), origin)
-    table = _ImageTable(name, origin, [image_entry(doc, index, name, origin, options) for index, doc in enumerate(image_docs)])
+    places = coco_places(name, images_dir)
+    table = _ImageTable(name, origin, [
+        image_entry(doc, position, name, origin, images_dir, places, image_index)
+        for position, doc in enumerate(image_docs)])
     del image_docs
     annotated = False
     for index, doc in enumerate(stream_items(source, name, "annotations.item", origin)):
@@ -193,24 +255,24 @@ def short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def image_entry(doc: Any, index: int, name: str, origin: str, options: ReaderOptions) -> tuple[Any, AnnotatedImage]:
+def image_entry(doc: Any, position: int, name: str, origin: str, images_dir: str, places: list[str],
+                image_index: ImageIndex) -> tuple[Any, AnnotatedImage]:
     """(id, image) for one entry of `images`; a bad entry is an error on its image, named by its
-    file_name when it has one, else by its position in the file."""
+    file_name when it has one, else by its position in the file. An image file not found is the
+    image's `image_error`: its annotations are still read."""
     if not isinstance(doc, dict) or not isinstance(doc.get("file_name"), str) or not doc["file_name"]:
-        placeholder = f"{name}#images[{index}]"
+        placeholder = f"{name}#images[{position}]"
         return None, AnnotatedImage(placeholder, 0, 0, error=InputError(
-            MALFORMED_ANNOTATION, f"{origin}: images[{index}] has no file_name string: {short(doc)}"))
-    try:
-        file_name = resolve_batch_path(options.images_dir, doc["file_name"], origin)
-    except InputError as exc:
-        return doc.get("id"), AnnotatedImage(doc["file_name"], 0, 0, error=exc)
+            MALFORMED_ANNOTATION, f"{origin}: images[{position}] has no file_name string: {short(doc)}"))
+    lookup = find_image(image_index, images_dir, places, doc["file_name"], f"{origin}: images[{position}]")
+    file_name = lookup.file_name
     for key, positive in (("id", False), ("width", True), ("height", True)):
         value = doc.get(key)
         if type(value) is not int or (positive and value <= 0):
             wanted = "a positive integer" if positive else "an integer"
             return doc.get("id"), AnnotatedImage(file_name, 0, 0, error=InputError(
                 MALFORMED_ANNOTATION, f"{origin}: image {file_name!r}: {key} is {short(value)}, not {wanted}"))
-    return doc["id"], AnnotatedImage(file_name, doc["width"], doc["height"])
+    return doc["id"], AnnotatedImage(file_name, doc["width"], doc["height"], image_error=lookup.error)
 
 
 class _ImageTable:
@@ -336,9 +398,11 @@ def _rle_mask(rle: dict, where: str, image: AnnotatedImage) -> BoxMask:
 COCO_INSTANCES = FormatReader(
     name="coco_instances",
     accepts=(
-        "a COCO instances JSON (`images`, `categories`, `annotations`) at the batch root or under annotations/, "
+        "a COCO instances JSON (`images`, `categories`, `annotations`) anywhere in the batch (e.g. annotations/), "
         "with polygon, RLE or bbox-only annotations; file_name is relative to the images folder"
     ),
     annotation_files=coco_files,
     read=read_coco_instances,
+    images_named=coco_images_named,
+    claims_by_content=True,
 )

@@ -1,8 +1,12 @@
 """COCO panoptic: a JSON of segments per image plus one PNG per image whose colours are segment ids.
 
 Layout (panopticapi, Datumaro, CVAT): `annotations/<name>.json` beside the folder
-`annotations/<name>/` that holds the PNGs (a JSON at the batch root with its folder beside it is
-read too). Images are under the batch's images folder, as for COCO instances.
+`annotations/<name>/` that holds the PNGs (a JSON anywhere else in the batch with its folder beside
+it is read too). Images are looked up as for COCO instances (coco.coco_places, image_lookup): the
+path `file_name` names under the batch's images folder, then `images/<subset>/` for
+`panoptic_<subset>.json` (Datumaro's `images/val/`) and COCO's other places, then by file name
+anywhere in the batch. An image not found keeps its segments and gets `image_error`, so
+check-source can lint the export before its images are uploaded.
 
 Document. `images` and `categories` as in COCO instances, categories with `isthing` (0/1,
 default 0); `annotations` a list of `{image_id, file_name, segments_info: [{id, category_id,
@@ -45,7 +49,9 @@ from segpipe.core.shared.quarantine_rules import (
 )
 from segpipe.core.ingest.formats.annotation import AnnotatedImage, BoxMask, Shape
 from segpipe.core.ingest.formats.coco import (
+    coco_images_named,
     coco_json_candidates,
+    coco_places,
     image_entry,
     is_panoptic,
     short,
@@ -54,6 +60,7 @@ from segpipe.core.ingest.formats.coco import (
 )
 from segpipe.core.ingest.formats.mask_folders import decode_mask_png
 from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
+from segpipe.core.ingest.image_lookup import ImageIndex
 from segpipe.core.ingest.sources.source import BatchSource
 
 MAX_LISTED = 5
@@ -84,19 +91,27 @@ def _panoptic_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[
     return sorted(claimed)
 
 
+def _images_named(name: str, head: Callable[[str], bytes], index: ImageIndex, images_dir: str) -> list[str]:
+    """The batch images a panoptic JSON's first `file_name`s point at, as for COCO instances; its
+    PNGs name none."""
+    return coco_images_named(name, head, index, images_dir) if name.lower().endswith(".json") else []
+
+
 def _read_panoptic(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
-    """Every image of every panoptic JSON, one file after another."""
+    """Every image of every panoptic JSON, one file after another; the claimed PNGs are never images."""
+    index = options.image_index(source, files)
     for name in files:
         if name.lower().endswith(".json"):
-            yield from _read_file(source, name, options)
+            yield from _read_file(source, name, options.images_dir, index)
 
 
-def _read_file(source: BatchSource, name: str, options: ReaderOptions) -> Iterator[AnnotatedImage]:
+def _read_file(source: BatchSource, name: str, images_dir: str, image_index: ImageIndex) -> Iterator[AnnotatedImage]:
     """Images and categories first, then the streamed annotations; PNGs are decoded one image at a time."""
     origin = source.origin(name)
     categories = _categories(top_level_list(source, name, "categories", origin), origin)
-    entries = [image_entry(doc, index, name, origin, options) for index, doc in enumerate(
-        top_level_list(source, name, "images", origin))]
+    places = coco_places(name, images_dir)
+    entries = [image_entry(doc, position, name, origin, images_dir, places, image_index)
+               for position, doc in enumerate(top_level_list(source, name, "images", origin))]
     by_id: dict[int, list[_Entry]] = defaultdict(list)
     ordered = []
     for image_id, image in entries:
@@ -223,9 +238,11 @@ def _refuse_unlisted(ids: np.ndarray, listed: set[int], where: str) -> None:
 COCO_PANOPTIC = FormatReader(
     name="coco_panoptic",
     accepts=(
-        "a COCO panoptic JSON (`segments_info` per image) at the batch root or under annotations/, with its PNGs "
+        "a COCO panoptic JSON (`segments_info` per image) anywhere in the batch (e.g. annotations/), with its PNGs "
         "(segment id = R + 256*G + 256^2*B) in the folder named after the JSON"
     ),
     annotation_files=_panoptic_files,
     read=_read_panoptic,
+    images_named=_images_named,
+    claims_by_content=True,
 )

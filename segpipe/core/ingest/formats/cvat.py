@@ -8,11 +8,15 @@ What the file holds, per https://docs.cvat.ai/docs/other/xml_format and CVAT's e
   each image's `task_id` picks its task's. E-mails sit next to the usernames and are never read.
 - Image files: task and job exports write `images/<name>`; project exports write
   `images/<subset>/<name>`, where the subset is the task's or "default", and every `<image>` carries
-  `subset` and `task_id` (`_export_project`, `get_defaulted_subset`). So a project image is
-  `{images_dir}/{subset}/{name}` and the same name in two subsets is two images. Frames of a
-  video task (mode "interpolation") are named `frame_NNNNNN` without extension and written with
-  ".PNG" appended (`dump_media_files`, `VIDEO_FRAME_EXT`), so such names get that suffix here.
-  `subset` goes to AnnotatedImage.attributes, from the image or else from the task/job `<subset>`.
+  `subset` and `task_id` (`_export_project`, `get_defaulted_subset`). So a project image is looked
+  up (image_lookup) at `{images_dir}/{subset}/{name}` first and the same name in two subsets is
+  two images; a task image at `{images_dir}/{name}`; then both layouts, `images/` for a custom
+  images_dir, and the batch root beside the XML; then by file name anywhere. Frames of a video task
+  (mode "interpolation") are named `frame_NNNNNN` without extension and written with ".PNG"
+  appended (`dump_media_files`, `VIDEO_FRAME_EXT`), so such names match any PNG or JPEG extension
+  in any case, and are called `frame_NNNNNN.PNG` when missing. An image not found keeps its shapes
+  and gets `image_error`. `subset` goes to AnnotatedImage.attributes, from the image or else from
+  the task/job `<subset>`.
 - Labels are the `label` strings, matched by name downstream; `label=""` stays "".
 - Shapes: `<polygon>` is kind "polygon"; `<box>` is "box", its `rotation` (degrees, clockwise on
   screen, about the box centre, as CVAT's RotatedBoxesToPolygons) turning the corners; `<mask>` is
@@ -33,7 +37,9 @@ predates the 2.6.0 fixes for quadratic and large-token attacks; the size cap bou
 """
 
 import math
+import posixpath
 import re
+from html import unescape
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -61,7 +67,8 @@ from segpipe.core.ingest.formats.annotation import (
     shape_origin,
 )
 from segpipe.core.ingest.formats.cvat_rle import decode_cvat_rle
-from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
+from segpipe.core.ingest.formats.reader import EVIDENCE_IMAGES, FormatReader, ReaderOptions
+from segpipe.core.ingest.image_lookup import ImageIndex, ImageLookup
 from segpipe.core.ingest.sources.source import BatchSource
 
 MAX_XML_BYTES = 1 << 30
@@ -71,6 +78,8 @@ ELLIPSE_TOLERANCE = 0.25
 # time, which makes one long attribute (a big mask rle) quadratic. 1 MiB feeds bound the rescans.
 _READ_BYTES = 1 << 20
 _INTEGER = re.compile(r"-?\d{1,18}")
+_IMAGE_TAG = re.compile(rb"<image\s([^>]*)")
+_ATTRIBUTE = re.compile(rb'([A-Za-z_]+)="([^"]*)"')
 
 Geometry = tuple[ShapeKind, tuple[np.ndarray, ...], BoxMask | None]
 
@@ -141,6 +150,23 @@ def cvat_images_files(names: Sequence[str], head: Callable[[str], bytes]) -> lis
     return claim_export(names, head, _looks_like_images)
 
 
+def _images_named(name: str, head: Callable[[str], bytes], index: ImageIndex, images_dir: str) -> list[str]:
+    """The batch images the first `<image>` elements in the file's head name: detection's evidence."""
+    found = []
+    for match in _IMAGE_TAG.finditer(head(name)):
+        attributes = dict((key.decode(), unescape(value.decode("utf-8", "replace")))
+                          for key, value in _ATTRIBUTE.findall(match.group(1)))
+        image_name, subset = attributes.get("name", ""), attributes.get("subset") or None
+        frame = not posixpath.splitext(image_name)[1]
+        lookup = find_image(index, images_dir, image_name, name, subset=subset, in_subset=subset is not None,
+                            frame=frame)
+        if image_name and lookup.found:
+            found.append(lookup.file_name)
+        if len(found) == EVIDENCE_IMAGES:
+            break
+    return found
+
+
 def _looks_like_images(head: bytes) -> bool:
     """`<image ` and no `<track `; a head cut off before any of them (a huge project meta) counts too.
 
@@ -167,9 +193,15 @@ def positive_int(text: str | None) -> int | None:
     return value if value > 0 else None
 
 
-def image_path(images_dir: str, subset: str | None, name: str) -> str:
-    """The batch-relative path of an image, skipping empty parts (images_dir may be "")."""
-    return "/".join(part for part in (images_dir.strip("/"), subset, name) if part)
+def find_image(index: ImageIndex, images_dir: str, name: str, where: str, *, subset: str | None = None,
+               in_subset: bool = False, frame: bool = False) -> ImageLookup:
+    """The file of an `<image name>` or a video frame: in the subset folder first when the export
+    writes one (`in_subset`: project exports), else in images_dir; then every layout CVAT writes."""
+    images_dir = images_dir.strip("/")
+    subset_dir = "/".join(part for part in (images_dir, subset) if part)
+    places = [subset_dir, images_dir, f"images/{subset}", "images", ""] if subset else [images_dir, "images", ""]
+    return index.find(name, where, base=subset_dir if in_subset else images_dir, places=places,
+                      default_suffix=VIDEO_FRAME_SUFFIX, any_suffix=frame)
 
 
 @dataclass(frozen=True)
@@ -219,11 +251,12 @@ def _read_meta(meta: Element, origin: str) -> _Meta:
 
 def read_cvat_images(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
     """One AnnotatedImage per `<image>`, in file order."""
+    index = options.image_index(source, files)
     for name in files:
-        yield from _read_file(source, name, options)
+        yield from _read_file(source, name, options.images_dir, index)
 
 
-def _read_file(source: BatchSource, name: str, options: ReaderOptions) -> Iterator[AnnotatedImage]:
+def _read_file(source: BatchSource, name: str, images_dir: str, index: ImageIndex) -> Iterator[AnnotatedImage]:
     """The images of one export; `<meta>` must come first, as CVAT writes it."""
     origin = source.origin(name)
     meta: _Meta | None = None
@@ -235,17 +268,17 @@ def _read_file(source: BatchSource, name: str, options: ReaderOptions) -> Iterat
         elif element.tag == "image":
             if meta is None:
                 raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: an <image> comes before any <meta>")
-            yield _read_image(element, meta, options, origin)
+            yield _read_image(element, meta, images_dir, index, origin)
 
 
-def _read_image(element: Element, meta: _Meta, options: ReaderOptions, origin: str) -> AnnotatedImage:
+def _read_image(element: Element, meta: _Meta, images_dir: str, index: ImageIndex, origin: str) -> AnnotatedImage:
     """An `<image>` and its shapes; any bad shape becomes the image's error."""
     name = element.get("name", "")
     work = meta.work(element.get("task_id"))
     subset = element.get("subset") or work.subset
-    file_name = image_path(options.images_dir, subset if meta.project else None,
-                           name + VIDEO_FRAME_SUFFIX if work.video and name else name)
-    image = AnnotatedImage(file_name, 0, 0, annotator=work.annotator)
+    lookup = find_image(index, images_dir, name, f"{origin}: <image name={name!r}>", subset=subset,
+                        in_subset=meta.project, frame=work.video)
+    image = AnnotatedImage(lookup.file_name, 0, 0, annotator=work.annotator, image_error=lookup.error)
     if subset:
         image.attributes["subset"] = subset
     width, height = positive_int(element.get("width")), positive_int(element.get("height"))
@@ -401,4 +434,6 @@ CVAT_IMAGES = FormatReader(
     accepts="annotations.xml exported by CVAT as 'CVAT for images 1.1' (task, job or project)",
     annotation_files=cvat_images_files,
     read=read_cvat_images,
+    images_named=_images_named,
+    claims_by_content=True,
 )

@@ -15,8 +15,11 @@ A track (`<track id label group_id>`) holds one shape element per frame (`frame`
   have their image in the batch is ingest's business.
 - Files: CVAT names video frames `frame_{frame:06d}` and writes them with ".PNG"
   (`frame_info["path"]`, `VIDEO_FRAME_EXT` in cvat/apps/dataset_manager), so frame N is
-  `{images_dir}/frame_{N:06d}.PNG`. Every frame is `original_size` (`<meta><task><original_size>`,
-  or `<meta><original_size>` in job exports).
+  `{images_dir}/frame_{N:06d}.PNG`. Other tools and CVAT versions write `.png` or `.jpg`, so the
+  frame is looked up (cvat.find_image) with any PNG or JPEG extension in any case, in images_dir,
+  `images/`, the batch root, then anywhere; a frame not found keeps its shapes and gets
+  `image_error`. Every frame is `original_size` (`<meta><task><original_size>`, or
+  `<meta><original_size>` in job exports).
 - Shapes are read as in CVAT for images (cvat.read_shape); the track's label and group_id apply
   to each, and attributes["track_id"] is the track id.
 
@@ -36,16 +39,16 @@ from segpipe.core.shared.errors import InputError
 from segpipe.core.shared.quarantine_rules import MALFORMED_ANNOTATION, UNPARSEABLE_ANNOTATIONS
 from segpipe.core.ingest.formats.annotation import AnnotatedImage, shape_origin
 from segpipe.core.ingest.formats.cvat import (
-    VIDEO_FRAME_SUFFIX,
     claim_export,
+    find_image,
     group_id,
-    image_path,
     iter_export,
     positive_int,
     read_shape,
     username,
 )
 from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
+from segpipe.core.ingest.image_lookup import ImageIndex
 from segpipe.core.ingest.sources.source import BatchSource
 
 # One AnnotatedImage is made per frame, so the (untrusted) frame count is bounded: about nine
@@ -53,6 +56,7 @@ from segpipe.core.ingest.sources.source import BatchSource
 MAX_FRAMES = 1_000_000
 _FRAME = re.compile(r"\d{1,12}")
 _STEP = re.compile(r"step\s*=\s*(\d{1,9})")
+_START_FRAME = re.compile(rb"<start_frame>\s*(\d{1,12})\s*</start_frame>")
 
 
 @dataclass(frozen=True)
@@ -77,15 +81,42 @@ def _looks_like_video(head: bytes) -> bool:
             and (b"<track " in head or b"</annotations>" in head))
 
 
+def _frames_named(name: str, head: Callable[[str], bytes], index: ImageIndex, images_dir: str) -> list[str]:
+    """The file of the export's first frame, if the batch holds it: detection's evidence."""
+    start = _START_FRAME.search(head(name))
+    lookup = find_image(index, images_dir, f"frame_{int(start.group(1)) if start else 0:06d}", name, frame=True)
+    return [lookup.file_name] if lookup.found else []
+
+
+@dataclass(frozen=True)
+class _Frames:
+    """Where an export's frames are looked up, and how messages name the export."""
+
+    index: ImageIndex
+    images_dir: str
+    origin: str
+
+    def image(self, frame: int, video: _Video) -> AnnotatedImage:
+        """The (so far empty) image of one frame, at the file the lookup found for it."""
+        lookup = find_image(self.index, self.images_dir, f"frame_{frame:06d}", f"{self.origin}: frame {frame}",
+                            subset=video.subset, frame=True)
+        image = AnnotatedImage(lookup.file_name, video.width, video.height, annotator=video.annotator,
+                               image_error=lookup.error)
+        if video.subset:
+            image.attributes["subset"] = video.subset
+        return image
+
+
 def read_cvat_video(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
     """One AnnotatedImage per existing frame of each export, in frame order."""
+    index = options.image_index(source, files)
     for name in files:
-        yield from _read_file(source, name, options)
+        yield from _read_file(source, name, _Frames(index, options.images_dir, source.origin(name)))
 
 
-def _read_file(source: BatchSource, name: str, options: ReaderOptions) -> Iterator[AnnotatedImage]:
+def _read_file(source: BatchSource, name: str, frames: _Frames) -> Iterator[AnnotatedImage]:
     """Collects every track first: a frame's shapes come from tracks anywhere in the file."""
-    origin = source.origin(name)
+    origin = frames.origin
     video: _Video | None = None
     images: dict[int, AnnotatedImage] = {}
     for element in iter_export(source, name):
@@ -96,11 +127,11 @@ def _read_file(source: BatchSource, name: str, options: ReaderOptions) -> Iterat
         elif element.tag == "track":
             if video is None:
                 raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: a <track> comes before any <meta>")
-            _read_track(element, video, options, origin, images)
+            _read_track(element, video, frames, images)
     if video is None:
         raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: has no <meta>")
     for frame in video.frames:
-        yield images.pop(frame, None) or _frame_image(frame, video, options)
+        yield images.pop(frame, None) or frames.image(frame, video)
 
 
 def _read_meta(meta: Element, origin: str) -> _Video:
@@ -161,18 +192,9 @@ def _step(frame_filter: str, origin: str) -> int:
     return int(match.group(1))
 
 
-def _frame_image(frame: int, video: _Video, options: ReaderOptions) -> AnnotatedImage:
-    """The (so far empty) image of one frame."""
-    image = AnnotatedImage(image_path(options.images_dir, None, f"frame_{frame:06d}{VIDEO_FRAME_SUFFIX}"),
-                           video.width, video.height, annotator=video.annotator)
-    if video.subset:
-        image.attributes["subset"] = video.subset
-    return image
-
-
-def _read_track(track: Element, video: _Video, options: ReaderOptions, origin: str,
-                images: dict[int, AnnotatedImage]) -> None:
+def _read_track(track: Element, video: _Video, frames: _Frames, images: dict[int, AnnotatedImage]) -> None:
     """Adds each exported, visible shape of a track to its frame's image; a bad one is that frame's error."""
+    origin = frames.origin
     track_id, label = track.get("id", ""), track.get("label", "")
     group = group_id(track.get("group_id"), f"{origin}: track {track_id!r}")
     seen: set[int] = set()
@@ -180,7 +202,7 @@ def _read_track(track: Element, video: _Video, options: ReaderOptions, origin: s
         frame = _frame_number(element, track_id, origin)
         if frame not in video.frames or element.get("outside") == "1":
             continue
-        image = images.setdefault(frame, _frame_image(frame, video, options))
+        image = images.get(frame) or images.setdefault(frame, frames.image(frame, video))
         if image.error is not None:
             continue
         where = f"{shape_origin(origin, image.file_name, len(image.shapes), label)} of track {track_id!r}"
@@ -209,4 +231,6 @@ CVAT_VIDEO = FormatReader(
     accepts="annotations.xml exported by CVAT as 'CVAT for video 1.1' from a video task or job",
     annotation_files=cvat_video_files,
     read=read_cvat_video,
+    images_named=_frames_named,
+    claims_by_content=True,
 )

@@ -3,9 +3,14 @@
 Document. `{version, flags, shapes: [{label, points: [[x, y], ...], group_id, description,
 shape_type, flags, mask}], imagePath, imageData, imageHeight, imageWidth}`. `imageWidth` and
 `imageHeight` are positive integers. `imagePath` is relative to the JSON file's folder
-(backslashes, as labelme writes them on Windows, are separators) and must stay inside the
-batch. `imageData`, when not null, is the image itself in base64: it becomes
-`AnnotatedImage.image_data`, which ingest decodes, verifies and uses when the image file is absent.
+(backslashes, as labelme writes them on Windows, are separators). `imageData`, when not null, is
+the image itself in base64: it becomes `AnnotatedImage.image_data`.
+
+Images. `imagePath` is looked up (image_lookup) beside the JSON, then by its file name anywhere
+in the batch; a path that is absolute or climbs out of the batch, as labelme writes it on many
+machines, is never followed, only its file name is looked for. When no file is found, ingest
+uses `imageData`; only when that is null too does the image get `image_error`, whose message
+says both were tried.
 
 Shapes, in document order (labelme paints later shapes over earlier ones), all with z_order 0:
 - `polygon` (or no shape_type, as labelme reads it) -> "polygon".
@@ -23,18 +28,18 @@ Shapes, in document order (labelme paints later shapes over earlier ones), all w
 
 Errors never raise: a file that cannot be read, is not strict JSON (NaN, duplicate keys: see
 strict_json) or is wrong anywhere becomes an error on the image it annotates. When the file is
-too broken to name that image, the image is guessed as the one non-JSON file beside it with the
-same stem, else the JSON file's own path is used.
+too broken to name that image, the image is guessed as the one image beside it with the same
+stem, else the JSON file's own path is used.
 """
 
 import base64
 import binascii
 import io
+import json
 import math
 import posixpath
-from collections import defaultdict
+import re
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -49,7 +54,6 @@ from segpipe.core.shared.quarantine_rules import (
     MALFORMED_MASK,
     MALFORMED_POLYGON,
     SIZE_MISMATCH,
-    UNSAFE_PATH,
     UNSUPPORTED_SHAPE,
 )
 from segpipe.core.ingest.formats.annotation import (
@@ -63,6 +67,7 @@ from segpipe.core.ingest.formats.annotation import (
 )
 from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
 from segpipe.core.ingest.formats.strict_json import load_json
+from segpipe.core.ingest.image_lookup import ImageIndex, ImageLookup
 from segpipe.core.ingest.sources.source import BatchSource
 
 # shape_type -> (fewest points, most points or None), as labelme's shape_to_mask asserts them.
@@ -70,6 +75,8 @@ POINT_COUNTS: dict[str, tuple[int, int | None]] = {
     "polygon": (3, None), "rectangle": (2, 2), "circle": (2, 2), "mask": (2, 2),
     "line": (2, 2), "linestrip": (2, None), "point": (1, 1), "points": (1, None),
 }
+IMAGE_PATH = re.compile(rb'"imagePath"\s*:\s*("(?:[^"\\]|\\.)*")')
+EMBEDDED = re.compile(rb'"imageData"\s*:\s*"')
 
 
 def labelme_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
@@ -83,57 +90,59 @@ def _looks_like_labelme(data: bytes) -> bool:
     return b'"shapes"' in data and (b'"imagePath"' in data or b'"points"' in data)
 
 
+def _images_named(name: str, head: Callable[[str], bytes], index: ImageIndex, images_dir: str) -> list[str]:
+    """The image the file's head names, when the batch holds it or the file embeds it: detection's evidence."""
+    data = head(name)
+    match = IMAGE_PATH.search(data)
+    try:
+        path = json.loads(match.group(1)) if match else None
+    except ValueError:
+        path = None
+    if not isinstance(path, str) or not path:
+        return []
+    lookup = find_image(index, name, path, name)
+    return [lookup.file_name] if lookup.found or EMBEDDED.search(data) else []
+
+
+def find_image(index: ImageIndex, json_name: str, image_path: str, where: str) -> ImageLookup:
+    """The file `imagePath` names: beside the JSON (its own folder), else by file name anywhere."""
+    folder = posixpath.dirname(json_name)
+    return index.find(image_path, where, base=folder, places=[folder])
+
+
 def read_labelme(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
     """One AnnotatedImage per JSON file, in file order; a bad file is an error on its image, never a raise."""
-    images_by_stem = _images_by_stem(source.names())
+    index = options.image_index(source, files)
     for name in files:
-        yield _read_file(source, name, images_by_stem)
+        yield _read_file(source, name, index)
 
 
-def resolve_batch_path(folder: str, relative: str, where: str) -> str:
-    """`relative`, as an annotation file writes it, resolved against a folder of the batch.
-
-    An absolute path, a drive letter or a path climbing out of the batch is refused: a reader
-    must never name a file outside the batch it reads.
-    """
-    path = relative.replace("\\", "/")
-    resolved = posixpath.normpath(posixpath.join(folder, path))
-    if path.startswith("/") or PureWindowsPath(relative).drive or resolved in (".", "..") or resolved.startswith("../"):
-        raise InputError(UNSAFE_PATH, f"{where}: image path {relative!r} does not name a file inside the batch")
-    return resolved
-
-
-def _images_by_stem(names: list[str]) -> dict[str, list[str]]:
-    """Non-JSON files by path without suffix, to name the image a file too broken to say it annotates."""
-    by_stem: dict[str, list[str]] = defaultdict(list)
-    for name in names:
-        stem, suffix = posixpath.splitext(name)
-        if suffix.lower() != ".json":
-            by_stem[stem].append(name)
-    return by_stem
-
-
-def _read_file(source: BatchSource, name: str, images_by_stem: dict[str, list[str]]) -> AnnotatedImage:
+def _read_file(source: BatchSource, name: str, index: ImageIndex) -> AnnotatedImage:
     """Parse one file, turning every InputError into an error on its image."""
     origin = source.origin(name)
-    namesakes = images_by_stem.get(posixpath.splitext(name)[0], [])
+    namesakes = index.namesakes(posixpath.splitext(name)[0])
     file_name = namesakes[0] if len(namesakes) == 1 else name
     try:
         doc = load_json(source.read(name), origin)
-        file_name = _image_path(doc, name, origin)
-        return _parse_document(doc, file_name, origin)
+        lookup = find_image(index, name, _image_path(doc, origin), origin)
+        file_name = lookup.file_name
+        image = _parse_document(doc, file_name, origin)
     except InputError as exc:
         return AnnotatedImage(file_name, 0, 0, error=exc)
+    if lookup.error is not None and image.image_data is None:
+        image.image_error = InputError(
+            lookup.error.rule, f"{lookup.error}; and imageData is null, so the file embeds no image either")
+    return image
 
 
-def _image_path(doc: Any, name: str, origin: str) -> str:
-    """The annotated image's path in the batch, read first so every later error lands on that image."""
+def _image_path(doc: Any, origin: str) -> str:
+    """The annotated image's path as written, read first so every later error lands on that image."""
     if not isinstance(doc, dict):
         raise InputError(MALFORMED_ANNOTATION, f"{origin}: the document is not a JSON object")
     path = doc.get("imagePath")
     if not isinstance(path, str) or not path:
         raise InputError(MALFORMED_ANNOTATION, f"{origin}: imagePath is {path!r}, not a file name")
-    return resolve_batch_path(posixpath.dirname(name), path, origin)
+    return path
 
 
 def _parse_document(doc: dict, file_name: str, origin: str) -> AnnotatedImage:
@@ -297,4 +306,6 @@ LABELME = FormatReader(
     ),
     annotation_files=labelme_files,
     read=read_labelme,
+    images_named=_images_named,
+    claims_by_content=True,
 )

@@ -1,7 +1,9 @@
 """Folders of already-rendered masks: PASCAL VOC, ADE20K and plain `images/` + `masks/` folders.
 
 Every mask PNG becomes one AnnotatedImage whose size is the mask's (ingest compares it with the
-image's). Each value present in the mask becomes one Shape(kind="mask", raw_label=<class name>)
+image's). Its image is looked up (image_lookup) where the layout puts it, then by file name
+anywhere in the batch (the masks themselves never count); an image not found keeps the mask's
+shapes and gets `image_error`. Each value present in the mask becomes one Shape(kind="mask", raw_label=<class name>)
 holding exactly the pixels of that value, in ascending value order; the shapes never overlap, so
 the order paints nothing differently. Names come from the format's class map; a value it does not
 name keeps its number as its label (`"7"`), so the taxonomy still sees it and can map or refuse it.
@@ -63,6 +65,7 @@ from segpipe.core.shared.quarantine_rules import (
 from segpipe.core.ingest.formats.annotation import AnnotatedImage, BoxMask, Shape
 from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
 from segpipe.core.ingest.formats.strict_json import load_json
+from segpipe.core.ingest.image_lookup import ImageIndex, ImageLookup
 from segpipe.core.ingest.sources.source import BatchSource
 
 Rgb = tuple[int, int, int]
@@ -75,7 +78,6 @@ VOC_CLASSES = (
 )
 VOC_LABELMAP = "labelmap.txt"
 FOLDER_CLASS_MAPS = ("class_map.json", "dataset_meta.json")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 # Pillow stretches 2- and 4-bit grayscale to 0..255 (index 1 reads as 85 or 17); a mask needs the stored index.
 _GREY_STRETCH = {"L;2": 85, "L;4": 17}
 _INDEX_KEY = re.compile(r"[0-9]{1,9}")
@@ -166,16 +168,21 @@ def _mask_shapes(indices: np.ndarray, class_map: _ClassMap) -> list[Shape]:
     ]
 
 
-def _read_mask(source: BatchSource, name: str, file_name: str, decode: _Decoder, class_map: _ClassMap) -> AnnotatedImage:
-    """One mask file as the annotation of `file_name`; any problem with it is an error on that image."""
+def _read_mask(source: BatchSource, name: str, image: ImageLookup, decode: _Decoder, class_map: _ClassMap) -> AnnotatedImage:
+    """One mask file as the annotation of its image; any problem with it is an error on that image."""
     origin = source.origin(name)
     try:
         mode, pixels = decode_mask_png(source.read(name), origin)
         indices = decode(mode, pixels, origin, class_map)
     except InputError as exc:
-        return AnnotatedImage(file_name, 0, 0, error=exc)
+        return AnnotatedImage(image.file_name, 0, 0, error=exc)
     height, width = indices.shape
-    return AnnotatedImage(file_name, width, height, shapes=_mask_shapes(indices, class_map))
+    return AnnotatedImage(image.file_name, width, height, shapes=_mask_shapes(indices, class_map), image_error=image.error)
+
+
+def _found(lookup: ImageLookup) -> list[str]:
+    """A lookup as detection's evidence: the image, if the batch holds it."""
+    return [lookup.file_name] if lookup.found else []
 
 
 # --- layouts ----------------------------------------------------------------------------------
@@ -275,12 +282,23 @@ def _voc_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
     return _claim(names, "SegmentationClass", (VOC_LABELMAP,))
 
 
+def _voc_image(index: ImageIndex, root: str, stem: str, where: str) -> ImageLookup:
+    return index.find(f"{stem}.jpg", where, base=_join(root, "JPEGImages"))
+
+
+def _voc_images_named(name: str, head: Callable[[str], bytes], index: ImageIndex, images_dir: str) -> list[str]:
+    parts = _split_at(name, "SegmentationClass")
+    return _found(_voc_image(index.without([name]), *parts, name)) if parts else []
+
+
 def _read_voc(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
     """One AnnotatedImage per class mask; label maps are all parsed (or refused) before the first image."""
     masks = _masks_under(files, "SegmentationClass")
     class_maps = {root: _voc_class_map(source, _join(root, VOC_LABELMAP), files) for root, _ in masks.values()}
+    index = options.image_index(source, files)
     for name, (root, stem) in masks.items():
-        yield _read_mask(source, name, _join(root, f"JPEGImages/{stem}.jpg"), _class_indices, class_maps[root])
+        image = _voc_image(index, root, stem, source.origin(name))
+        yield _read_mask(source, name, image, _class_indices, class_maps[root])
 
 
 def _voc_class_map(source: BatchSource, labelmap: str, files: list[str]) -> _ClassMap:
@@ -294,13 +312,14 @@ def _voc_class_map(source: BatchSource, labelmap: str, files: list[str]) -> _Cla
 ADE_FULL_SUFFIX = "_seg.png"
 
 
-def _ade_pair(name: str) -> tuple[str, _Decoder] | None:
-    """The image and decoder of an ADE20K mask: full-dataset `_seg.png`, or SceneParsing `annotations/<split>/`."""
+def _ade_pair(name: str) -> tuple[str, str, _Decoder] | None:
+    """The image (its folder and its path below it) and decoder of an ADE20K mask: full-dataset
+    `_seg.png` beside its `.jpg`, or SceneParsing `annotations/<split>/` for `images/<split>/`."""
     if name.endswith(ADE_FULL_SUFFIX):
-        return name[: -len(ADE_FULL_SUFFIX)] + ".jpg", _ade_object_classes
+        return "", name[: -len(ADE_FULL_SUFFIX)] + ".jpg", _ade_object_classes
     parts = _split_at(name, "annotations")
     if parts is not None and "/" in parts[1]:
-        return _join(parts[0], f"images/{parts[1]}.jpg"), _class_indices
+        return _join(parts[0], "images"), f"{parts[1]}.jpg", _class_indices
     return None
 
 
@@ -315,12 +334,19 @@ def _ade_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
     )
 
 
+def _ade_images_named(name: str, head: Callable[[str], bytes], index: ImageIndex, images_dir: str) -> list[str]:
+    pair = _ade_pair(name)
+    return _found(index.without([name]).find(pair[1], name, base=pair[0])) if pair else []
+
+
 def _read_ade(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
     """One AnnotatedImage per mask; labels are class numbers as strings."""
+    index = options.image_index(source, files)
     for name in files:
         pair = _ade_pair(name)
         if pair is not None:
-            yield _read_mask(source, name, pair[0], pair[1], _ClassMap())
+            folder, image, decode = pair
+            yield _read_mask(source, name, index.find(image, source.origin(name), base=folder), decode, _ClassMap())
 
 
 # --- images/ + masks/ folders -----------------------------------------------------------------
@@ -382,13 +408,24 @@ def _folder_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[st
     return _claim(names, "masks", FOLDER_CLASS_MAPS)
 
 
+def _folder_image(index: ImageIndex, root: str, path: str, where: str) -> ImageLookup:
+    """The image a mask annotates: `images/<path>` with any PNG or JPEG extension, `.jpg` when none is found."""
+    return index.find(path, where, base=_join(root, "images"), default_suffix=".jpg", any_suffix=True)
+
+
+def _folder_images_named(name: str, head: Callable[[str], bytes], index: ImageIndex, images_dir: str) -> list[str]:
+    parts = _split_at(name, "masks")
+    return _found(_folder_image(index.without([name]), *parts, name)) if parts else []
+
+
 def _read_folders(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
     """One AnnotatedImage per mask; every root's class map is parsed (or refused) before the first image."""
     masks = _masks_under(files, "masks")
     class_maps = {root: _folder_class_map(source, root, files) for root, _ in masks.values()}
-    existing = set(source.names())
+    index = options.image_index(source, files)
     for name, (root, path) in masks.items():
-        yield _read_mask(source, name, _folder_image(root, path, existing), _class_indices, class_maps[root])
+        image = _folder_image(index, root, path, source.origin(name))
+        yield _read_mask(source, name, image, _class_indices, class_maps[root])
 
 
 def _folder_class_map(source: BatchSource, root: str, files: list[str]) -> _ClassMap:
@@ -402,12 +439,6 @@ def _folder_class_map(source: BatchSource, root: str, files: list[str]) -> _Clas
     return _parse_class_map_json(source.read(found[0]), source.origin(found[0]))
 
 
-def _folder_image(root: str, path: str, existing: set[str]) -> str:
-    """The image a mask annotates: the first extension that exists, `.jpg` when none does."""
-    candidates = [_join(root, f"images/{path}{extension}") for extension in IMAGE_EXTENSIONS]
-    return next((name for name in candidates if name in existing), candidates[0])
-
-
 VOC_SEGMENTATION = FormatReader(
     name="voc_segmentation",
     accepts=(
@@ -416,6 +447,7 @@ VOC_SEGMENTATION = FormatReader(
     ),
     annotation_files=_voc_files,
     read=_read_voc,
+    images_named=_voc_images_named,
 )
 
 ADE20K = FormatReader(
@@ -426,6 +458,7 @@ ADE20K = FormatReader(
     ),
     annotation_files=_ade_files,
     read=_read_ade,
+    images_named=_ade_images_named,
 )
 
 IMAGE_MASK_FOLDERS = FormatReader(
@@ -436,4 +469,5 @@ IMAGE_MASK_FOLDERS = FormatReader(
     ),
     annotation_files=_folder_files,
     read=_read_folders,
+    images_named=_folder_images_named,
 )

@@ -74,6 +74,16 @@ def test_a_flat_batch_pairs_the_png_with_the_image_beside_it():
     assert image.file_name == "c_1_leftImg8bit.png"
 
 
+def test_the_image_is_found_by_the_shared_lookup_and_a_missing_one_keeps_the_shapes():
+    """As for the polygons: by its name anywhere in the batch when neither Cityscapes place holds it."""
+    files = {f"{GT}_labelIds.png": png(np.array([[7]]), "L"), "uploads/c_000001_000019_leftImg8bit.png": b""}
+    [image] = read(files)
+    assert (image.file_name, image.image_error) == ("uploads/c_000001_000019_leftImg8bit.png", None)
+    [alone] = read({f"{GT}_labelIds.png": png(np.array([[7]]), "L")})
+    assert alone.file_name == "leftImg8bit/val/c/c_000001_000019_leftImg8bit.png"
+    assert alone.image_error.rule == "image_missing" and [s.raw_label for s in alone.shapes] == ["road"]
+
+
 @pytest.mark.parametrize(("data", "rule"), [
     (b"\x89PNG truncated", "mask_undecodable"),
     (png(np.zeros((1, 2, 3)), "RGB"), "mask_mode_unsupported"),

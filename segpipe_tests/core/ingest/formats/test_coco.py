@@ -168,9 +168,11 @@ def test_an_image_without_a_file_name_is_named_by_its_position():
     assert bad.file_name == "annotations/part0.json#images[0]" and bad.error.rule == "malformed_annotation"
 
 
-def test_a_file_name_leaving_the_batch_is_refused():
-    [bad] = read(coco([], images=[{"id": 1, "file_name": "../../etc/passwd", "width": 2, "height": 2}]))
-    assert bad.error.rule == "unsafe_path"
+def test_a_file_name_leaving_the_batch_is_refused_and_its_annotations_still_read():
+    images = [{"id": 1, "file_name": "../../etc/passwd", "width": 8, "height": 8}]
+    [bad] = read(coco([annotation(1, segmentation=[[0, 0, 4, 0, 4, 4]])], images=images))
+    assert bad.error is None and [s.raw_label for s in bad.shapes] == ["car"]
+    assert bad.image_error.rule == "unsafe_path" and "'../../etc/passwd'" in str(bad.image_error)
 
 
 def test_annotations_of_a_missing_image_id_are_reported_not_dropped():

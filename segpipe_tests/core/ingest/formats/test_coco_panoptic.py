@@ -30,10 +30,12 @@ def full_frame(image, shape) -> np.ndarray:
 def test_datumaros_sample_gives_one_mask_per_segment_with_its_pixels_and_refuses_the_png_of_the_wrong_size():
     files = {p.relative_to(SAMPLE).as_posix(): p.read_bytes() for p in SAMPLE.rglob("*") if p.is_file()}
     images = read(files)
-    assert set(images) == {"images/a.jpg", "images/b.jpg"}
-    assert images["images/a.jpg"].error.rule == "size_mismatch"
-    assert "annotations/panoptic_train/a.png" in str(images["images/a.jpg"].error)
-    b = images["images/b.jpg"]
+    # Datumaro writes images/<subset>/ for panoptic_<subset>.json: the image lookup finds them there.
+    assert set(images) == {"images/train/a.jpg", "images/val/b.jpg"}
+    assert all(image.image_error is None for image in images.values())
+    assert images["images/train/a.jpg"].error.rule == "size_mismatch"
+    assert "annotations/panoptic_train/a.png" in str(images["images/train/a.jpg"].error)
+    b = images["images/val/b.jpg"]
     rgb = np.asarray(Image.open(SAMPLE / "annotations/panoptic_val/b.png")).astype(np.int64)
     ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
     segments = json.loads((SAMPLE / "annotations/panoptic_val.json").read_text())["annotations"][0]["segments_info"]
@@ -66,6 +68,7 @@ IDS = np.array([[0, 300, 300], [70000, 70000, 300]])
 def test_segment_ids_are_decoded_from_all_three_channels_and_unlabeled_pixels_are_no_shape():
     [image] = read(export([{"id": 300, "category_id": 5}, {"id": 70000, "category_id": 6, "iscrowd": 1}], rgb_png(IDS))).values()
     assert image.error is None
+    assert image.image_error.rule == "image_missing"  # no x.jpg in the batch: the segments are read all the same
     assert [(s.raw_label, dict(s.attributes)) for s in image.shapes] == [
         ("car", {"iscrowd": "0", "isthing": "1"}), ("road", {"iscrowd": "1", "isthing": "0"})]
     np.testing.assert_array_equal(full_frame(image, image.shapes[0]), IDS == 300)

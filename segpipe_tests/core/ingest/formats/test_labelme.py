@@ -119,9 +119,24 @@ def test_image_path_is_relative_to_the_json_folder_with_windows_separators():
 
 
 @pytest.mark.parametrize("path", ["../../a.jpg", "/etc/passwd", "C:\\data\\a.jpg", "..", "../.."])
-def test_an_image_path_outside_the_batch_is_refused(path):
-    image = read_one(document(imagePath=path), "labels/a.json")
-    assert image.error.rule == "unsafe_path" and "labels/a.json" in str(image.error)
+def test_an_image_path_outside_the_batch_without_image_data_is_refused_saying_both_were_tried(path):
+    image = read_one(document(shape("polygon", [[1, 1], [5, 1], [5, 5]]), imagePath=path), "labels/a.json")
+    assert image.error is None and [s.raw_label for s in image.shapes] == ["car"]
+    assert image.image_error.rule == "unsafe_path" and "labels/a.json" in str(image.image_error)
+    assert "imageData is null" in str(image.image_error)
+
+
+def test_an_absolute_windows_image_path_falls_back_to_the_embedded_image():
+    jpeg = b"\xff\xd8\xff\xe0 embedded"
+    doc = document(imagePath="C:\\Users\\ann\\Pictures\\street 01.jpg", imageData=base64.b64encode(jpeg).decode())
+    image = read_one(doc, "labels/street 01.json")
+    assert (image.file_name, image.image_data, image.image_error) == ("labels/street 01.jpg", jpeg, None)
+
+
+def test_an_absolute_image_path_finds_the_image_by_its_file_name_in_the_batch():
+    doc = document(imagePath="D:\\export\\a.JPG")
+    [image] = read_files({"labels/a.json": json.dumps(doc).encode(), "photos/a.jpg": b"jpeg"})
+    assert (image.file_name, image.image_error) == ("photos/a.jpg", None)
 
 
 def test_embedded_image_data_is_decoded():

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from segpipe.core.shared.errors import InputError
@@ -29,8 +31,8 @@ def heads(files: dict[str, bytes]):
 @pytest.mark.parametrize("format_name", sorted(LISTINGS))
 def test_detection_picks_the_one_format_that_claims_files(format_name):
     files, expected = LISTINGS[format_name]
-    reader, claimed = select_reader(sorted(files), heads(files), None, "mem://b")
-    assert (reader.name, claimed) == (format_name, expected)
+    choice = select_reader(sorted(files), heads(files), None, "mem://b")
+    assert (choice.reader.name, choice.files, choice.passed_over) == (format_name, expected, {})
 
 
 def test_several_matching_formats_are_an_error_asking_to_declare_one():
@@ -40,8 +42,9 @@ def test_several_matching_formats_are_an_error_asking_to_declare_one():
     assert caught.value.rule == "ambiguous_format"
     assert "cvat_images_1.1" in str(caught.value) and "coco_instances" in str(caught.value)
     assert 'declare "format" in batch.json' in str(caught.value)
-    reader, claimed = select_reader(sorted(files), heads(files), "coco_instances", "mem://b")
-    assert (reader.name, claimed) == ("coco_instances", ["annotations/instances_val.json"])
+    choice = select_reader(sorted(files), heads(files), "coco_instances", "mem://b")
+    assert (choice.reader.name, choice.files) == ("coco_instances", ["annotations/instances_val.json"])
+    assert choice.passed_over == {"cvat_images_1.1": ["annotations.xml"]}
 
 
 def test_no_matching_format_lists_every_format_and_the_files_it_accepts():
@@ -64,8 +67,8 @@ def test_a_declared_format_must_exist_and_find_its_files():
 
 def test_a_panoptic_json_with_segments_info_in_its_head_is_panoptic_even_without_its_folder():
     files = {"panoptic.json": PANOPTIC_HEAD}
-    reader, claimed = select_reader(sorted(files), heads(files), None, "mem://b")
-    assert (reader.name, claimed) == ("coco_panoptic", ["panoptic.json"])
+    choice = select_reader(sorted(files), heads(files), None, "mem://b")
+    assert (choice.reader.name, choice.files) == ("coco_panoptic", ["panoptic.json"])
 
 
 def test_panoptic_pngs_are_not_an_ade20k_scene_parsing_split():
@@ -78,10 +81,61 @@ def test_panoptic_pngs_are_not_an_ade20k_scene_parsing_split():
 
 def test_cityscapes_pngs_beside_their_polygons_leave_the_batch_to_the_polygon_reader():
     files = {**LISTINGS["cityscapes_polygons"][0], **LISTINGS["cityscapes_label_pngs"][0]}
-    reader, claimed = select_reader(sorted(files), heads(files), None, "mem://b")
-    assert (reader.name, claimed) == ("cityscapes_polygons", [CITYSCAPES_NAME])
+    choice = select_reader(sorted(files), heads(files), None, "mem://b")
+    assert (choice.reader.name, choice.files, choice.passed_over) == ("cityscapes_polygons", [CITYSCAPES_NAME], {})
 
 
 def test_cityscapes_train_id_or_colour_pngs_alone_are_not_claimed():
     only = {"gtFine/val/x/x_1_gtFine_labelTrainIds.png": b"", "gtFine/val/x/x_1_gtFine_color.png": b""}
     assert READERS["cityscapes_label_pngs"].annotation_files(sorted(only), heads(only)) == []
+
+
+def labelme_json(image_path: str) -> bytes:
+    return json.dumps({"version": "5.5.0", "flags": {}, "shapes": [{"label": "person", "points": [[1, 1], [5, 1], [5, 5]],
+                       "group_id": None, "shape_type": "polygon", "flags": {}}], "imagePath": image_path,
+                       "imageData": None, "imageHeight": 8, "imageWidth": 8}).encode()
+
+
+def test_labelme_json_next_to_its_own_voc_output_is_read_as_labelme_saying_why():
+    """labelme's examples/semantic_segmentation: the annotated JSONs and what labelme2voc made of them."""
+    files = {
+        "data_annotated/2011_000003.json": labelme_json("2011_000003.jpg"), "data_annotated/2011_000003.jpg": b"",
+        "data_dataset_voc/class_names.txt": b"_background_\nperson\n",
+        "data_dataset_voc/JPEGImages/2011_000003.jpg": b"",
+        "data_dataset_voc/SegmentationClass/2011_000003.npy": b"",
+        "data_dataset_voc/SegmentationClass/2011_000003.png": b"",
+        "data_dataset_voc/SegmentationClassVisualization/2011_000003.jpg": b"",
+    }
+    choice = select_reader(sorted(files), heads(files), None, "mem://b")
+    assert (choice.reader.name, choice.files) == ("labelme", ["data_annotated/2011_000003.json"])
+    assert choice.passed_over == {"voc_segmentation": ["data_dataset_voc/SegmentationClass/2011_000003.png"]}
+    assert "labelme reads files that name images the batch holds ('data_annotated/2011_000003.jpg')" in choice.reason
+    assert "voc_segmentation only pairs files with images by their names" in choice.reason
+
+
+def test_a_coco_file_beside_an_info_json_and_panoptic_pngs_is_read_as_coco():
+    """The info JSON is no format's file; the panoptic PNGs fit ADE20K's folder names but no image pairs with them."""
+    instances = {"images": [{"id": 1, "file_name": "000000000139.jpg", "width": 8, "height": 8}],
+                 "annotations": [], "categories": [{"id": 1, "name": "person"}]}
+    files = {
+        "annotations/instances_val2017.json": json.dumps(instances).encode(),
+        "annotations/info.json": json.dumps({"info": {"year": 2017}, "licenses": [], "categories": [{"id": 1}]}).encode(),
+        "annotations/panoptic_val2017/000000000139.png": b"",
+        "val2017/000000000139.jpg": b"",
+    }
+    choice = select_reader(sorted(files), heads(files), None, "mem://b")
+    assert (choice.reader.name, choice.files) == ("coco_instances", ["annotations/instances_val2017.json"])
+    assert choice.passed_over == {"ade20k": ["annotations/panoptic_val2017/000000000139.png"]}
+    assert "'val2017/000000000139.jpg'" in choice.reason
+    without_images = {name: data for name, data in files.items() if not name.startswith("val2017/")}
+    choice = select_reader(sorted(without_images), heads(without_images), None, "mem://b")
+    assert choice.reader.name == "coco_instances"
+    assert "ade20k only matches file names, and no image of the batch pairs with them" in choice.reason
+
+
+def test_masks_that_pair_with_images_beat_a_json_that_names_none_of_them():
+    coco = json.dumps({"images": [{"id": 1, "file_name": "elsewhere.jpg", "width": 8, "height": 8}],
+                       "annotations": [], "categories": []}).encode()
+    files = {"instances.json": coco, "VOC2012/SegmentationClass/a.png": b"", "VOC2012/JPEGImages/a.jpg": b""}
+    choice = select_reader(sorted(files), heads(files), None, "mem://b")
+    assert (choice.reader.name, choice.passed_over) == ("voc_segmentation", {"coco_instances": ["instances.json"]})

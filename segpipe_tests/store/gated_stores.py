@@ -11,7 +11,7 @@ from collections.abc import Callable
 import s3fs
 from fsspec.implementations.local import LocalFileSystem
 
-from segpipe.store.keys import CLAIMS_DIR, LATEST_POINTER, RELEASE_MARKER, STAGING_DIR
+from segpipe.store.keys import LATEST_POINTER, RELEASE_MARKER, STAGING_DIR
 
 
 class Gate:
@@ -31,10 +31,6 @@ def first_commit_write(key: str) -> bool:
     """The first write of a publish outside its staging dir: the claim (or, before claims, a version's
     first object), not the probe, nor the pointer's lock."""
     return "/releases/" in key and f"/{STAGING_DIR}/" not in key and not key.endswith(f"{LATEST_POINTER}.lock")
-
-
-def claim_write(key: str) -> bool:
-    return f"/{CLAIMS_DIR}/" in key
 
 
 def marker_write(key: str) -> bool:

@@ -178,8 +178,8 @@ def test_verify_reports_a_file_it_may_not_read_as_an_access_problem(tmp_path):
     bound = [] if os.geteuid() != 0 else [shutil.which("setpriv") or pytest.skip("root, and no setpriv to drop "
                                                                                    "CAP_DAC_OVERRIDE"),
                                           "--bounding-set=-dac_override,-dac_read_search"]
-    done = subprocess.run([*bound, sys.executable, "-m", "segpipe.cli.main", "verify", str(release)],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ":".join(sys.path)})
+    done = subprocess.run([*bound, sys.executable, "-m", "segpipe.cli.main", "verify", str(release)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": ":".join(sys.path)})
     assert done.returncode == 1, done.stderr
     [problem, failed] = done.stderr.splitlines()
     assert problem.startswith(f"segpipe verify: {release}: permission denied (")

@@ -1,7 +1,8 @@
 """Step retries for object-store I/O, which fails transiently (a dropped connection, a 503, SlowDown,
 a pointer moved under us). A decision fails the same way every time (an invalid config or infeasible
 spec, a store without create-only writes, a release version someone else holds, a 412 on their
-marker, a published file that no longer matches its marker, a stray object among the claims): it is raised as a Failure that skips the retry policy, so the run fails at once and says why."""
+marker, a published file that no longer matches its marker, a stray object among the claims): it
+is raised as a Failure that skips the retry policy, so the run fails at once and says why."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager

@@ -32,6 +32,7 @@ CLAIM_LAPSE = dt.timedelta(hours=2)
 COMMIT_DEADLINE = dt.timedelta(hours=1)
 CLAIM_POLL_SECONDS = 0.5
 CLAIM_NAME = re.compile(r"(\d+)(\.abandoned)?\.json")
+COMMITTED, GIVEN_UP = "committed", "given up"
 
 
 class ClaimUnreadable(RuntimeError):
@@ -70,7 +71,10 @@ def claim_next_sequence(fs: fsspec.AbstractFileSystem, root: str, dataset_name: 
         claimed, abandoned = _claim_sequences(fs, root, dataset_name)
         settled_below = newest["sequence"] if newest is not None else 0
         pending = [_read_claim(fs, root, dataset_name, s) for s in sorted(claimed - abandoned) if s > settled_below]
-        unsettled = [claim for claim in pending if not _settled(fs, root, dataset_name, claim)]
+        states = [_state(fs, root, dataset_name, claim) for claim in pending]
+        if COMMITTED in states:
+            continue  # a release committed since `newest` was read: read again
+        unsettled = [claim for claim, state in zip(pending, states, strict=True) if state is None]
         if unsettled:
             if run_id is not None and unsettled[0].run_id == run_id:  # this run's earlier attempt, retried
                 abandon(fs, root, dataset_name, unsettled[0].sequence, run_id, "a retry of the same run took over")
@@ -83,7 +87,8 @@ def claim_next_sequence(fs: fsspec.AbstractFileSystem, root: str, dataset_name: 
         claim = {"sequence": sequence, "version": version_of(sequence), "content_digest": content_digest,
                  "run_id": run_id, "claimed": dt.datetime.now(dt.UTC).isoformat()}
         body = orjson.dumps(claim, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-        if create_only_bytes(fs, f"{root}/{keys.sequence_claim(dataset_name, sequence)}", body) is not CreateOutcome.ALREADY_OTHER:
+        taken = create_only_bytes(fs, f"{root}/{keys.sequence_claim(dataset_name, sequence)}", body)
+        if taken is not CreateOutcome.ALREADY_OTHER:  # ALREADY_SAME: our own write, retried
             return HeldClaim(sequence, claim["version"], newest, time.monotonic() + COMMIT_DEADLINE.total_seconds())
 
 
@@ -118,15 +123,18 @@ def _read_claim(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, seq
             f"If no publisher is running, move it out of {keys.CLAIMS_DIR}/ and publish again") from exc
 
 
-def _settled(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, claim: Claim) -> bool:
+def _state(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, claim: Claim) -> str | None:
+    """COMMITTED once its marker exists (whatever else), GIVEN_UP once abandoned or lapsed, else None: open."""
     if read_marker(fs, root, dataset_name, claim.version) is not None:
-        return True
+        return COMMITTED
     abandoned = f"{root}/{keys.abandoned_claim(dataset_name, claim.sequence)}"
     fs.invalidate_cache(abandoned.rsplit("/", 1)[0])
-    return fs.exists(abandoned) or dt.datetime.now(dt.UTC) - claim.claimed > CLAIM_LAPSE
+    if fs.exists(abandoned) or dt.datetime.now(dt.UTC) - claim.claimed > CLAIM_LAPSE:
+        return GIVEN_UP
+    return None
 
 
 def _wait_until_settled(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, claim: Claim) -> None:
     """Another publisher holds the newest sequence: its release (or its failure) decides ours."""
-    while not _settled(fs, root, dataset_name, claim):
+    while _state(fs, root, dataset_name, claim) is None:
         time.sleep(CLAIM_POLL_SECONDS)

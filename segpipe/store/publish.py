@@ -1,4 +1,4 @@
-"""Publishing a release: staged, verified, its sequence claimed, then committed by a create-only marker; never overwritten.
+"""Publishing a release: staged, verified, its sequence claimed, committed by a create-only marker; never overwritten.
 
 Keys, under the store root:
 - `releases/<dataset>/<version>/<files>` and `releases/<dataset>/<version>/_RELEASE.json`, the

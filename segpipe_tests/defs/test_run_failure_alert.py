@@ -114,8 +114,8 @@ def test_an_unreachable_webhook_is_logged_and_the_alert_still_is(failed_release)
     [(alert_level, alert), (warning_level, warning)] = _evaluate(run_failure_alert_sensor(url), instance, run, failure)
     assert (alert_level, warning_level) == ("ERROR", "WARNING")
     assert alert.startswith(f"Run {run.run_id} of release_job failed in step qa_report: ")
-    assert warning.startswith(f"failure alert for run {run.run_id} not delivered to http://127.0.0.1:{port}/<redacted>: "
-                              "URLError:")
+    assert warning.startswith(
+        f"failure alert for run {run.run_id} not delivered to http://127.0.0.1:{port}/<redacted>: URLError:")
     assert "Connection refused" in warning
 
 
@@ -138,8 +138,9 @@ def test_a_webhook_that_refuses_is_logged_by_scheme_and_host_only(failed_release
         server.shutdown()
         server.server_close()
     [(_, alert), (level, warning)] = lines
-    assert (level, warning) == ("WARNING", f"failure alert for run {run.run_id} not delivered to http://{host}/<redacted>: "
-                                           "HTTPError: HTTP Error 403: Forbidden")
+    assert (level, warning) == (
+        "WARNING",
+        f"failure alert for run {run.run_id} not delivered to http://{host}/<redacted>: HTTPError: HTTP Error 403: Forbidden")
     assert not [line for _, line in lines if "SECRET" in line]
 
 
@@ -170,8 +171,8 @@ def test_keys_and_credentials_in_a_failed_step_are_redacted_in_the_log_line_and_
         [(level, line)] = _evaluate(run_failure_alert_sensor(url), instance, instance.get_run_by_id(result.run_id),
                                     failure)
     assert level == "ERROR"
-    expected = ("RuntimeError: could not reach http://<redacted>@db.example.org/x with key <redacted> (file: <redacted>) "
-                "and <redacted>; "
+    expected = ("RuntimeError: could not reach http://<redacted>@db.example.org/x with key <redacted> "
+                "(file: <redacted>) and <redacted>; "
                 "see https://bucket.example.org/a.zip?<redacted>")
     assert expected in line
     [delivery] = received

@@ -348,8 +348,12 @@ def test_a_publisher_does_not_overtake_one_that_has_not_committed_yet(
 
 
 def test_verify_checks_a_release_folder_on_s3_and_reports_refused_access_as_such(
-    s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+    request: pytest.FixtureRequest,
 ) -> None:
+    """The CLI resolves credentials from the environment when it creates its (cached) S3 client, so the
+    cache is cleared before each run and after the test: later tests must not inherit wrong credentials."""
+    request.addfinalizer(s3fs.S3FileSystem.clear_instance_cache)
     fs, root = s3_server.filesystem(), _root(s3_bucket)
     published = publish_constructed_release(fs, root)
     url = f"s3://{root}/{published.prefix}"

@@ -2,7 +2,8 @@
 
 The store is real (a local folder, or SeaweedFS); only the moment each create-only write starts
 is chosen. A gate sees the key of every create-only write: a hard link on a local filesystem, an
-`xb` open on S3. Its action runs at the first key it accepts, once.
+`xb` open on S3; locally it also sees every folder listed. Its action runs at the first key it
+accepts, once.
 """
 
 import threading
@@ -47,6 +48,10 @@ class GatedLocalFileSystem(LocalFileSystem):
     def link(self, src, dst, **kwargs):
         self.gate(self._strip_protocol(dst))
         return super().link(src, dst, **kwargs)
+
+    def ls(self, path, detail=False, **kwargs):
+        self.gate(self._strip_protocol(path))
+        return super().ls(path, detail=detail, **kwargs)
 
 
 class GatedS3FileSystem(s3fs.S3FileSystem):

@@ -27,7 +27,7 @@ from segpipe.store.publish import (
     publish_version,
 )
 from segpipe.store.release_read import ReleaseFileCorrupt, latest_version, list_releases, read_release_file
-from segpipe.store.keys import LATEST_POINTER, RELEASE_MARKER, STAGING_DIR, sequence_claim
+from segpipe.store.keys import CLAIMS_DIR, LATEST_POINTER, RELEASE_MARKER, STAGING_DIR, sequence_claim
 from segpipe.store.pointer import advance_pointer, read_pointer
 from segpipe.store.staging import ReleaseStaging, StagedReleaseCorrupt
 from segpipe.core.release.verify import archive_problems
@@ -281,6 +281,24 @@ def test_publishers_racing_for_one_sequence_commit_each_content_once(tmp_path, s
 @pytest.mark.parametrize("same_content", [False, True], ids=["other-content", "same-content"])
 def test_a_publisher_does_not_overtake_one_that_has_not_committed_yet(tmp_path, same_content):
     overtaking_an_unfinished_publisher(_gated_local, str(tmp_path / "store"), same_content)
+
+
+def test_a_release_committed_while_the_claims_are_read_is_seen_and_not_published_again(tmp_path):
+    """Between reading the newest release and listing the claims, another publisher commits the same
+    content: the claim listing shows it committed, so the store is read again instead of a duplicate."""
+    fs, root = _local(), str(tmp_path / "store")
+    race_publish(fs, root, "one", "run-1", [])
+
+    def another_publisher_commits() -> None:
+        race_publish(_local(), root, "two", "run-2", [])
+
+    gated = GatedLocalFileSystem(Gate(lambda key: key.endswith(f"/{CLAIMS_DIR}"), another_publisher_commits))
+    compared: list = []
+    published = race_publish(gated, root, "two", "run-3", compared)
+    assert (published.version, published.newly_published, published.marker["run_id"]) == (
+        race_version(2), False, "run-2")
+    assert compared == [race_version(2)]
+    assert [m["version"] for m in list_releases(fs, root, "demo")] == [V1, race_version(2)]
 
 
 def _claim(root: str, sequence: int, run_id: str, claimed: dt.datetime) -> None:

@@ -39,7 +39,7 @@ END_RECORD_BYTES = 22
 
 @dataclass(frozen=True)
 class ReleaseProblem:
-    member: str  # the file inside the ZIP the problem is about
+    member: str  # the file inside the ZIP the problem is about, or ARCHIVE, or END_RECORD
     problem: str
 
 

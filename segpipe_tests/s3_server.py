@@ -34,6 +34,7 @@ STOP_TIMEOUT_S = 5.0
 GRPC_SOCKET_DIR = Path("/tmp")  # weed 4.48 always puts gRPC unix sockets here (ignores TMPDIR)
 GRPC_SOCKET_KINDS = {"master_grpc": "master", "volume_grpc": "volume", "filer_grpc": "filer", "s3_grpc": "s3"}
 S3_ACTIONS = ["Admin", "Read", "Write", "List", "Tagging"]
+LIST_ONLY_ACTIONS = ["List"]  # a second identity that may list but not read: AccessDenied on GET
 # Telemetry is off (-master.telemetry=false); the URL points at a closed loopback port as a second guard.
 DEAD_TELEMETRY_URL = f"http://{LOOPBACK}:9/telemetry-disabled"
 
@@ -48,6 +49,8 @@ class S3Server:
     access_key: str
     secret_key: str
     region: str = REGION
+    list_only_key: str = ""  # an identity allowed to list objects but not to read them
+    list_only_secret: str = ""
     data_dir: Path = field(default=Path())
     log_path: Path = field(default=Path())
     pid: int = 0
@@ -105,14 +108,19 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def _s3_config(access_key: str, secret_key: str) -> dict:
+def _s3_config(access_key: str, secret_key: str, list_only_key: str, list_only_secret: str) -> dict:
     return {
         "identities": [
             {
                 "name": "segpipe-tests",
                 "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
                 "actions": list(S3_ACTIONS),
-            }
+            },
+            {
+                "name": "segpipe-tests-list-only",
+                "credentials": [{"accessKey": list_only_key, "secretKey": list_only_secret}],
+                "actions": list(LIST_ONLY_ACTIONS),
+            },
         ]
     }
 
@@ -201,12 +209,14 @@ def run_s3_server(base_dir: Path | None = None, timeout: float = START_TIMEOUT_S
     for sub in ("home", "tmp", "logs"):
         (data_dir / sub).mkdir(exist_ok=True)
     access_key, secret_key = f"segpipe{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
+    list_only_key, list_only_secret = f"listonly{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
     config_path = data_dir / "s3.json"
-    config_path.write_text(json.dumps(_s3_config(access_key, secret_key), indent=2))
+    config_path.write_text(json.dumps(_s3_config(access_key, secret_key, list_only_key, list_only_secret), indent=2))
     names = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     log_path = data_dir / "weed.log"
-    server = S3Server(f"http://{LOOPBACK}:{ports['s3']}", access_key, secret_key, REGION, data_dir, log_path)
+    server = S3Server(f"http://{LOOPBACK}:{ports['s3']}", access_key, secret_key, REGION, list_only_key,
+                      list_only_secret, data_dir, log_path)
     command = server_command(weed, data_dir, config_path, ports)
     with log_path.open("wb") as log:
         log.write(("$ " + " ".join(command) + "\n").encode())

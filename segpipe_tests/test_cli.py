@@ -1,4 +1,5 @@
 import io
+import os
 import struct
 import zipfile
 from collections import Counter
@@ -244,35 +245,93 @@ def test_verify_exits_non_zero_naming_the_corrupted_member(tmp_path, capsys):
     assert errors.startswith("segpipe verify: coco/coco.json: unreadable: ")
     assert errors.endswith(f"{release}: FAILED, 1 problems\n")
     assert main(["verify", str(tmp_path / "missing.zip")]) == 1
-    assert capsys.readouterr().err == f"segpipe verify: {tmp_path / 'missing.zip'}: no such file\n"
+    assert capsys.readouterr().err == (f"segpipe verify: {tmp_path / 'missing.zip'}: no such release ZIP or release "
+                                       f"folder\n{tmp_path / 'missing.zip'}: FAILED, 1 problems\n")
 
 
-def test_releases_lists_committed_versions_and_stars_the_latest(tmp_path, capsys, monkeypatch):
-    import datetime as dt
+def test_verify_reports_a_damaged_sha256sums_and_a_changed_tail_one_line_each(tmp_path, capsys):
+    """A flipped byte in the deflated SHA256SUMS used to escape as a zlib.error traceback; a flipped last
+    byte (the end record's comment length) used to pass, since zipfile still opens the archive."""
+    from segpipe_tests.core.release.release_fixture import build_release
+
+    data = build_release().data
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info = archive.getinfo("SHA256SUMS")
+    assert info.compress_type == zipfile.ZIP_DEFLATED
+    name_length, extra_length = struct.unpack_from("<HH", data, info.header_offset + 26)
+    sums = bytearray(data)
+    sums[info.header_offset + 30 + name_length + extra_length + 5] ^= 0x01
+    (tmp_path / "sums.zip").write_bytes(bytes(sums))
+    assert main(["verify", str(tmp_path / "sums.zip")]) == 1
+    errors = capsys.readouterr().err.splitlines()
+    assert errors[0].startswith("segpipe verify: SHA256SUMS: unreadable: Error -3 while decompressing data")
+    assert errors[1:] == [f"{tmp_path / 'sums.zip'}: FAILED, 1 problems"]
+
+    (tmp_path / "tail.zip").write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    assert main(["verify", str(tmp_path / "tail.zip")]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "segpipe verify: (end of central directory): declares a 65280-byte comment but 0 bytes follow it: the end of "
+        "the archive was altered, cut or appended to", f"{tmp_path / 'tail.zip'}: FAILED, 1 problems"]
+
+
+def test_verify_checks_every_object_of_a_release_folder_against_its_marker(tmp_path, capsys):
+    import hashlib
 
     import fsspec
 
-    from segpipe.store.publish import open_staging, publish_release
+    from segpipe_tests.store.published_release import publish_constructed_release
 
-    monkeypatch.setenv("SEGPIPE_STORAGE_ROOT", str(tmp_path / "store"))
-    assert main(["releases", "--dataset", "demo"]) == 0
-    assert capsys.readouterr().out == "demo: no releases published\n"
-    fs = fsspec.filesystem("file", auto_mkdir=True)
-    for day, text in ((1, "one"), (2, "two")):
-        archive = tmp_path / f"{text}.zip"
-        with zipfile.ZipFile(archive, "w") as out:
-            out.writestr("meta.json", text)
-        staging = open_staging(fs, str(tmp_path / "store"), "demo", dt.datetime(2026, 12, day, 9, 30, tzinfo=dt.UTC))
-        staging.put_file("dataset.zip", archive)
-        publish_release(fs, str(tmp_path / "store"), "demo", staging, "dataset.zip",
-                        {"counts": {"input": 10 + day, "released": 8, "filtered": 1 + day, "quarantined": 1}},
-                        content_digest=f"{text}-0123456789abcdef", taxonomy_version="street-v1-ab12cd34",
-                        now=dt.datetime(2026, 12, day, 9, 30, tzinfo=dt.UTC))
-    (tmp_path / "store/releases/demo/2026-12-03.3-tax-street-v1-ab12cd34").mkdir()  # never committed: not listed
-    assert main(["releases", "--dataset", "demo"]) == 0
-    assert capsys.readouterr().out.splitlines() == [
-        "demo: 2 release(s), * = latest.json",
-        "   version                              created                    content_digest  input  released  filtered  quarantined",
-        "   2026-12-01.1-tax-street-v1-ab12cd34  2026-12-01T09:30:00+00:00  one-01234567    11     8         2         1",
-        "*  2026-12-02.2-tax-street-v1-ab12cd34  2026-12-02T09:30:00+00:00  two-01234567    12     8         3         1",
-    ]
+    published = publish_constructed_release(fsspec.filesystem("file", auto_mkdir=True), str(tmp_path / "store"))
+    folder = tmp_path / "store" / published.prefix
+    assert main(["verify", str(folder)]) == 0
+    assert capsys.readouterr().out == (
+        f"{folder}: OK (2 objects match _RELEASE.json; its ZIP: 18 files match SHA256SUMS, 3 images in index.csv "
+        "match the manifest schema and meta.json, 3 masks decoded)\n")
+
+    archive, manifest = folder / f"demo-{published.version}.zip", folder / "manifest.parquet"
+    for path in (archive, manifest):
+        data = bytearray(path.read_bytes())
+        data[-1] ^= 0xFF  # the ZIP's end record, the Parquet file's magic: one byte each
+        path.write_bytes(bytes(data))
+    (folder / "notes.txt").write_text("left here by hand")
+    assert main(["verify", folder.as_uri()]) == 1
+    files = published.marker["files"]
+    found = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in files}
+    changed = "the object changed after it was published; restore it from a copy that matches"
+    assert capsys.readouterr().err.splitlines() == [
+        f"segpipe verify: {archive.name}: SHA-256 is {found[archive.name]}, _RELEASE.json says {files[archive.name]}: "
+        f"{changed}",
+        f"segpipe verify: manifest.parquet: SHA-256 is {found['manifest.parquet']}, _RELEASE.json says "
+        f"{files['manifest.parquet']}: {changed}",
+        "segpipe verify: notes.txt: not listed in _RELEASE.json: not part of the release",
+        f"segpipe verify: {archive.name}: (end of central directory): declares a 65280-byte comment but 0 bytes follow "
+        "it: the end of the archive was altered, cut or appended to",
+        f"{folder.as_uri()}: FAILED, 4 problems"]
+
+    assert main(["verify", str(folder.parent)]) == 1  # the dataset's folder, not a release's
+    assert capsys.readouterr().err.splitlines() == [
+        "segpipe verify: _RELEASE.json: missing: not a committed release folder (expected "
+        ".../releases/<dataset>/<version>/ holding it)", f"{folder.parent}: FAILED, 1 problems"]
+
+
+def test_verify_reports_a_file_it_may_not_read_as_an_access_problem(tmp_path):
+    """Run as a process that file permissions bind: as root, one without the capabilities that override them."""
+    import shutil
+    import subprocess
+    import sys
+
+    from segpipe_tests.core.release.release_fixture import build_release
+
+    release = tmp_path / "demo.zip"
+    release.write_bytes(build_release().data)
+    release.chmod(0)
+    bound = [] if os.geteuid() != 0 else [shutil.which("setpriv") or pytest.skip("root, and no setpriv to drop "
+                                                                                   "CAP_DAC_OVERRIDE"),
+                                          "--bounding-set=-dac_override,-dac_read_search"]
+    done = subprocess.run([*bound, sys.executable, "-m", "segpipe.cli.main", "verify", str(release)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": ":".join(sys.path)})
+    assert done.returncode == 1, done.stderr
+    [problem, failed] = done.stderr.splitlines()
+    assert problem.startswith(f"segpipe verify: {release}: permission denied (")
+    assert problem.endswith("): check that the user running segpipe may read it")
+    assert failed == f"{release}: FAILED, 1 problems"

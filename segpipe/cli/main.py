@@ -1,7 +1,6 @@
 """`segpipe init` starts a project from an export; `segpipe demo` generates the demo project; `segpipe build`
-turns a project's landing zone into a release;
-`segpipe verify` and `segpipe inspect` check and summarize a release ZIP; `segpipe releases` lists the
-published versions."""
+turns a project's landing zone into a release; `segpipe verify` checks a release ZIP or a whole release
+folder; `segpipe inspect` summarizes a release ZIP; `segpipe releases` lists the published versions."""
 
 import argparse
 import sys
@@ -50,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--out", type=Path, required=True, help="folder for the tables, the quarantine report and masks")
     pseudonym = commands.add_parser("pseudonym", help="print the pseudonym tables and releases use for an annotator")
     pseudonym.add_argument("identity", nargs="+", help="a user name or email, as in batch.json or the CVAT export")
-    verify = commands.add_parser("verify", help="check a release ZIP against its SHA256SUMS, manifest schema and meta.json")
-    verify.add_argument("release", help="the release ZIP: a path or a URL such as s3://bucket/releases/…/x.zip")
+    verify = commands.add_parser("verify", help="check a release ZIP (SHA256SUMS, manifest schema, meta.json), or a "
+                                                "release folder: every object against _RELEASE.json, and its ZIP")
+    verify.add_argument("release", help="a release ZIP or a release folder .../releases/<dataset>/<version>: a path "
+                                        "or a URL such as s3://bucket/releases/<dataset>/<version>")
     verify.add_argument("--mask-sample", type=int, default=64, help="how many masks to decode (spread over the manifest)")
     inspect = commands.add_parser("inspect", help="print a release's version, splits, class shares and QA summary")
     inspect.add_argument("release", help="the release ZIP: a path or a URL")
@@ -166,7 +167,7 @@ def _pseudonym(args: argparse.Namespace) -> int:
 
 
 def _releases(args: argparse.Namespace) -> int:
-    from segpipe.store.publish import latest_version, list_releases
+    from segpipe.store.release_read import latest_version, list_releases
     from segpipe.cli.release_listing import format_release_table
     from segpipe.core.config.pipeline import load_pipeline_settings
     from segpipe.io.locations import open_location
@@ -206,28 +207,22 @@ def _open_release(url: str) -> Iterator[zipfile.ZipFile]:
     from segpipe.io.locations import open_location
 
     fs, path = open_location(url, current_environment().s3_endpoint_url)
-    if not fs.isfile(path):
-        raise FileNotFoundError("no such file")
+    if fs.info(path)["type"] != "file":  # a refused read raises PermissionError, not "missing"
+        raise FileNotFoundError("not a file")
     with fs.open(path, "rb") as raw, zipfile.ZipFile(raw) as archive:
         yield archive
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from segpipe.core.release.verify import verify_release
+    from segpipe.cli.release_verify import verify_target
 
-    try:
-        with _open_release(args.release) as archive:
-            result = verify_release(archive, args.mask_sample)
-    except (FileNotFoundError, zipfile.BadZipFile) as exc:
-        print(f"segpipe verify: {args.release}: {exc}", file=sys.stderr)
+    report = verify_target(args.release, args.mask_sample)
+    for problem in report.problems:
+        print(f"segpipe verify: {problem}", file=sys.stderr)
+    if report.problems:
+        print(f"{args.release}: FAILED, {len(report.problems)} problems", file=sys.stderr)
         return 1
-    for problem in result.problems:
-        print(f"segpipe verify: {problem.member}: {problem.problem}", file=sys.stderr)
-    if result.problems:
-        print(f"{args.release}: FAILED, {len(result.problems)} problems", file=sys.stderr)
-        return 1
-    print(f"{args.release}: OK ({result.files_checked} files match SHA256SUMS, {result.images} images in index.csv "
-          f"match the manifest schema and meta.json, {result.masks_decoded} masks decoded)")
+    print(f"{args.release}: OK ({report.summary})")
     return 0
 
 
@@ -237,7 +232,7 @@ def _inspect(args: argparse.Namespace) -> int:
     try:
         with _open_release(args.release) as archive:
             print(release_summary(archive))
-    except (FileNotFoundError, zipfile.BadZipFile, KeyError) as exc:
+    except (FileNotFoundError, PermissionError, zipfile.BadZipFile, KeyError) as exc:
         print(f"segpipe inspect: {args.release}: {exc}", file=sys.stderr)
         return 1
     return 0

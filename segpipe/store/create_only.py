@@ -70,7 +70,10 @@ def is_s3(fs: fsspec.AbstractFileSystem) -> bool:
 
 
 def object_sha256(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """The SHA-256 of the object as the store holds it now: s3fs opens through a cached listing of the
+    folder, which knows nothing of an object another writer created since, so that cache goes first."""
     digest = hashlib.sha256()
+    fs.invalidate_cache(path)
     with fs.open(path, "rb") as f:
         for block in iter(lambda: f.read(CHUNK_BYTES), b""):
             digest.update(block)

@@ -10,8 +10,11 @@ TABLES_DIR = "tables"  # the Parquet IO manager's tables, one file (or folder of
 ASSIGNMENTS = "sampling/assignments.parquet"  # the last build's split decisions, what the next one keeps
 PROBE_DIR = "_create_only_probe"  # the start-up probe's throwaway objects
 RELEASE_MARKER = "_RELEASE.json"  # a release exists once its marker does
+RELEASE_MANIFEST = "manifest.parquet"  # beside the ZIP in a version folder: its manifest, typed
+RELEASE_LEDGER = "ledger.parquet"  # beside the ZIP: one row per input entry and its outcome
 LATEST_POINTER = "latest.json"
 STAGING_DIR = "_staging"
+CLAIMS_DIR = "_claims"  # one create-only claim per release sequence
 
 
 def image(image_id: str, frame: str, suffix: str) -> str:
@@ -73,6 +76,16 @@ def releases_dir(dataset_name: str) -> str:
 
 def release_prefix(dataset_name: str, version: str) -> str:
     return f"{releases_dir(dataset_name)}/{version}"
+
+
+def sequence_claim(dataset_name: str, sequence: int) -> str:
+    """Who publishes `sequence`: created create-only before any of the version's objects."""
+    return f"{releases_dir(dataset_name)}/{CLAIMS_DIR}/{sequence}.json"
+
+
+def abandoned_claim(dataset_name: str, sequence: int) -> str:
+    """Written by a claimant that failed before its commit, so others need not wait for it."""
+    return f"{releases_dir(dataset_name)}/{CLAIMS_DIR}/{sequence}.abandoned.json"
 
 
 def archive_name(dataset_name: str, version: str) -> str:

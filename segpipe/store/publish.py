@@ -1,40 +1,45 @@
-"""Publishing a release: staged, verified, then committed by a create-only marker; never overwritten.
+"""Publishing a release: staged, verified, its sequence claimed, committed by a create-only marker; never overwritten.
 
 Keys, under the store root:
 - `releases/<dataset>/<version>/<files>` and `releases/<dataset>/<version>/_RELEASE.json`, the
   commit marker: the release exists only once the marker does;
 - `releases/<dataset>/latest.json`, pointing at the newest committed version;
+- `releases/<dataset>/_claims/<sequence>.json`, who publishes each sequence (claims.py);
 - `releases/<dataset>/_staging/<stamp>-<random>/`, this run's uploads before the commit.
 
 Steps: probe the store for create-only writes; drop stale staging dirs and abort stale multipart
 uploads; stream the files into a fresh staging dir (the caller writes them, see open_staging) and
-verify them there; if the newest release holds the same content digest, return it; otherwise pick
-the next version, create each final object create-only from its staged copy (the same bytes
-already there are fine, other bytes are a ReleaseConflictError and nothing further is written),
-create the marker create-only, delete this run's staging dir and move `latest.json` forward with
-compare-and-swap.
+verify them there; claim the next sequence, unless the newest release holds the same content
+digest (then return it); stage what compares the build with the release before it (the diff);
+create each final object create-only from its staged copy (the same bytes already there are
+fine, other bytes are a ReleaseConflictError and nothing further is written), create the marker
+create-only, delete this run's staging dir and move `latest.json` forward with compare-and-swap.
 
-Two publishers of one version: at each final key the first create wins and the other stops at
-its first conflict, having created only objects byte-identical to the winner's; it fails with
-ReleaseConflictError rather than retrying a later version (a rerun picks the next one).
+Two publishers racing: one wins the claim on a sequence, the other waits for that release and
+then reports it (same content) or claims the next sequence (other content), so a race commits
+each content once and every diff is against the version just before it.
 """
 
+import contextlib
 import datetime as dt
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import fsspec
 import orjson
 
+from segpipe.store.claims import COMMIT_DEADLINE, ClaimExpired, HeldClaim, abandon, claim_next_sequence
 from segpipe.store.create_only import CreateOutcome, create_only_bytes, create_only_from
 from segpipe.store.probe import require_create_only
-from segpipe.store.pointer import advance_pointer, read_pointer
+from segpipe.store.pointer import advance_pointer
 from segpipe.store.staging import (
     ArchiveCheck,
     ReleaseStaging,
     abort_stale_uploads,
     remove_stale_staging,
 )
-from segpipe.store.versions import next_sequence, version_name, version_sequence
+from segpipe.store.versions import version_name
 from segpipe.store import keys
 
 STALE_STAGING_AGE = dt.timedelta(hours=6)
@@ -69,25 +74,38 @@ def open_staging(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str,
 def publish_release(
     fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, staging: ReleaseStaging, archive: str,
     marker: dict, content_digest: str, taxonomy_version: str, now: dt.datetime | None = None,
-    check_archive: ArchiveCheck | None = None,
+    check_archive: ArchiveCheck | None = None, compare_with: Callable[[dict | None], None] | None = None,
 ) -> PublishedRelease:
     """Publish what `staging` holds as the next version, its `archive` named after the version,
-    unless the newest release holds this content. The staging dir is removed either way."""
+    unless the newest release holds this content. `compare_with` is called once with the marker of
+    the release this build is compared with (the one before the new version, or the equal one
+    reported instead; None before the first) and may stage files, such as the diff, to publish with
+    it. The staging dir is removed either way."""
     now = now or dt.datetime.now(dt.UTC)
     releases_dir = f"{root}/{keys.releases_dir(dataset_name)}"
+    run_id = marker.get("run_id")
     with staging:
         staging.verify(check_archive)
-        committed = list_releases(fs, root, dataset_name)
-        if committed and committed[-1]["content_digest"] == content_digest:
-            newest = committed[-1]
-            latest = advance_pointer(fs, f"{releases_dir}/{keys.LATEST_POINTER}", _pointer(newest))
-            return PublishedRelease(newest["version"], keys.release_prefix(dataset_name, newest["version"]), newest,
+        held = claim_next_sequence(fs, root, dataset_name, content_digest, run_id,
+                                   lambda sequence: version_name(now.date(), sequence, taxonomy_version))
+        if not isinstance(held, HeldClaim):
+            if compare_with is not None:
+                compare_with(held)
+            latest = advance_pointer(fs, f"{releases_dir}/{keys.LATEST_POINTER}", _pointer(held))
+            return PublishedRelease(held["version"], keys.release_prefix(dataset_name, held["version"]), held,
                                     newly_published=False, latest=latest["version"])
-        sequence = next_sequence(_version_names(fs, releases_dir))
-        version = version_name(now.date(), sequence, taxonomy_version)
-        published = _commit(fs, root, dataset_name, version, staging, {archive: keys.archive_name(dataset_name, version)},
-                            {**marker, "sequence": sequence, "content_digest": content_digest,
-                             "taxonomy_version": taxonomy_version, "created": now.isoformat()})
+        try:
+            if compare_with is not None:
+                compare_with(held.previous)
+                staging.verify(check_archive)
+            published = _commit(fs, root, dataset_name, held.version, staging,
+                                {archive: keys.archive_name(dataset_name, held.version)},
+                                {**marker, "sequence": held.sequence, "content_digest": content_digest,
+                                 "taxonomy_version": taxonomy_version, "created": now.isoformat()}, held.deadline)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # a store that fails here too leaves the claim to lapse
+                abandon(fs, root, dataset_name, held.sequence, run_id, f"{type(exc).__name__}: {exc}")
+            raise
     latest = advance_pointer(fs, f"{releases_dir}/{keys.LATEST_POINTER}", _pointer(published.marker))
     return PublishedRelease(published.version, published.prefix, published.marker, published.newly_published,
                             latest["version"])
@@ -106,7 +124,7 @@ def publish_version(
 
 def _commit(
     fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, version: str, staging: ReleaseStaging,
-    renames: dict[str, str], marker: dict,
+    renames: dict[str, str], marker: dict, deadline: float | None = None,
 ) -> PublishedRelease:
     prefix = keys.release_prefix(dataset_name, version)
     final_names = {staged: renames.get(staged, staged) for staged in sorted(staging.sha256)}
@@ -118,6 +136,11 @@ def _commit(
             raise ReleaseConflictError(
                 f"{root}/{prefix}/{name}: version {version} already holds other bytes; releases are never overwritten")
     marker_path = f"{root}/{prefix}/{keys.RELEASE_MARKER}"
+    if deadline is not None and time.monotonic() > deadline:
+        raise ClaimExpired(
+            f"{marker_path}: not committed, since the sequence was claimed more than {COMMIT_DEADLINE} ago and "
+            f"others may take it over; the claim is given up. Publish again, and if the store is this slow, "
+            f"look at its throughput")
     body = orjson.dumps(marker, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     if create_only_bytes(fs, marker_path, body) is not CreateOutcome.ALREADY_OTHER:
         return PublishedRelease(version, prefix, marker, newly_published=True, latest=version)
@@ -127,39 +150,6 @@ def _commit(
             f"{marker_path}: version {version} was published by run {existing.get('run_id')} with other content; "
             "releases are never overwritten")
     return PublishedRelease(version, prefix, existing, newly_published=False, latest=version)
-
-
-def list_releases(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str) -> list[dict]:
-    """The committed releases' markers (versions with a `_RELEASE.json`), oldest first."""
-    releases_dir = f"{root}/{keys.releases_dir(dataset_name)}"
-    markers = []
-    for name in sorted(_version_names(fs, releases_dir), key=version_sequence):
-        try:
-            markers.append(orjson.loads(fs.cat_file(f"{releases_dir}/{name}/{keys.RELEASE_MARKER}")))
-        except FileNotFoundError:
-            continue  # an attempt that never committed
-    return markers
-
-
-def latest_version(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str) -> str | None:
-    pointer = read_pointer(fs, f"{root}/{keys.releases_dir(dataset_name)}/{keys.LATEST_POINTER}")
-    return pointer["version"] if pointer else None
-
-
-def latest_release_file(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, name: str) -> tuple[str | None, bytes | None]:
-    """The version latest.json names and one of its files (e.g. manifest.parquet); (None, None) before the first release."""
-    version = latest_version(fs, root, dataset_name)
-    if version is None:
-        return None, None
-    return version, fs.cat_file(f"{root}/{keys.release_prefix(dataset_name, version)}/{name}")
-
-
-def _version_names(fs: fsspec.AbstractFileSystem, releases_dir: str) -> list[str]:
-    fs.invalidate_cache(releases_dir)
-    if not fs.exists(releases_dir):
-        return []
-    names = (path.rstrip("/").rsplit("/", 1)[-1] for path in fs.ls(releases_dir, detail=False))
-    return [name for name in names if version_sequence(name) is not None]
 
 
 def _pointer(marker: dict) -> dict:

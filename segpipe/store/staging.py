@@ -36,6 +36,7 @@ class ReleaseStaging:
         self.fs = fs
         self.path = f"{releases_dir}/{keys.STAGING_DIR}/{now.strftime(STAMP_FORMAT)}-{uuid.uuid4().hex[:12]}"
         self.sha256: dict[str, str] = {}
+        self.verified: set[str] = set()
 
     @contextlib.contextmanager
     def open(self, name: str) -> Iterator[BinaryIO]:
@@ -54,6 +55,7 @@ class ReleaseStaging:
             raise
         f.close()
         self.sha256[name] = writer.hexdigest()
+        self.verified.discard(name)
 
     def put_bytes(self, name: str, data: bytes) -> None:
         with self.open(name) as out:
@@ -65,10 +67,12 @@ class ReleaseStaging:
                 out.write(block)
 
     def verify(self, check_archive: ArchiveCheck | None = None) -> None:
-        """Re-read every staged file: its SHA-256 must be what was written, and a ZIP must open and
-        pass `check_archive` (by default: every member's CRC)."""
+        """Re-read every staged file not verified yet: its SHA-256 must be what was written, and a ZIP
+        must open and pass `check_archive` (by default: every member's CRC)."""
         check = check_archive or _crc_problems
         for name, expected in sorted(self.sha256.items()):
+            if name in self.verified:
+                continue
             staged = f"{self.path}/{name}"
             if (actual := object_sha256(self.fs, staged)) != expected:
                 raise StagedReleaseCorrupt(f"{staged}: sha256 {actual}, uploaded {expected}")
@@ -76,6 +80,7 @@ class ReleaseStaging:
                 with self.fs.open(staged, "rb") as f, zipfile.ZipFile(f) as archive:
                     if problems := check(archive):
                         raise StagedReleaseCorrupt(f"{staged}: " + "; ".join(problems[:5]))
+            self.verified.add(name)
 
     def remove(self) -> None:
         if self.fs.exists(self.path):

@@ -3,8 +3,8 @@
 The sequence counts every version ever started for a dataset (1, 2, 3, ... across days), so
 versions order by sequence alone and a clock that steps back cannot reorder them; the date and
 the taxonomy version are there for people. A version is never reused: the next sequence is one
-past the highest found under `releases/<dataset>/`, committed or not, so the keys an interrupted
-attempt left behind are skipped rather than overwritten.
+past the highest claimed or found under `releases/<dataset>/`, committed or not (claims.py), so
+the keys an interrupted attempt left behind are skipped rather than overwritten.
 """
 
 import datetime as dt
@@ -21,7 +21,3 @@ def version_sequence(name: str) -> int | None:
     """The sequence of a version name, None for anything else (staging, pointers, strays)."""
     match = VERSION_PATTERN.match(name)
     return int(match.group(2)) if match else None
-
-
-def next_sequence(names: list[str]) -> int:
-    return max((s for s in map(version_sequence, names) if s is not None), default=0) + 1

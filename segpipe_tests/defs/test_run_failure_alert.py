@@ -4,6 +4,7 @@ first step, and the team's log and webhook learn the job, the run, the step and 
 import http.server
 import json
 import logging
+import os
 import socket
 import threading
 
@@ -12,9 +13,19 @@ import pytest
 
 from segpipe.definitions import defs
 from segpipe.defs.alerts.sensors import run_failure_alert_sensor
-from segpipe.environment import PACKAGE_CONFIG
+from segpipe.environment import PACKAGE_CONFIG, current_environment
 
 MISSING_INPUT_ERROR = 'dagster._core.errors.DagsterTypeCheckDidNotPass: Type check failed for step input "annotation_masks"'
+
+
+class _Refuser(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(403)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
@@ -103,7 +114,8 @@ def test_an_unreachable_webhook_is_logged_and_the_alert_still_is(failed_release)
     [(alert_level, alert), (warning_level, warning)] = _evaluate(run_failure_alert_sensor(url), instance, run, failure)
     assert (alert_level, warning_level) == ("ERROR", "WARNING")
     assert alert.startswith(f"Run {run.run_id} of release_job failed in step qa_report: ")
-    assert warning.startswith(f"failure alert for run {run.run_id} not delivered to {url}: URLError:")
+    assert warning.startswith(
+        f"failure alert for run {run.run_id} not delivered to http://127.0.0.1:{port}/<redacted>: URLError:")
     assert "Connection refused" in warning
 
 
@@ -111,3 +123,59 @@ def test_without_a_webhook_the_failure_is_only_logged(failed_release):
     instance, run, failure = failed_release
     [(level, line)] = _evaluate(run_failure_alert_sensor(None), instance, run, failure)
     assert (level, line.split(":")[0]) == ("ERROR", f"Run {run.run_id} of release_job failed in step qa_report")
+
+
+def test_a_webhook_that_refuses_is_logged_by_scheme_and_host_only(failed_release):
+    """The webhook's path and query are its credential (a chat webhook's token): no log line shows them."""
+    instance, run, failure = failed_release
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refuser)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{server.server_address[1]}"
+        url = f"http://{host}/services/T0SECRET/B0SECRET/xoxbSECRETtoken?signature=SECRETsig"
+        lines = _evaluate(run_failure_alert_sensor(url), instance, run, failure)
+    finally:
+        server.shutdown()
+        server.server_close()
+    [(_, alert), (level, warning)] = lines
+    assert (level, warning) == (
+        "WARNING",
+        f"failure alert for run {run.run_id} not delivered to http://{host}/<redacted>: HTTPError: HTTP Error 403: Forbidden")
+    assert not [line for _, line in lines if "SECRET" in line]
+
+
+@dg.op
+def _leaks_secrets() -> None:
+    """Fails as segpipe's steps report a decision (defs/retries.py): a Failure whose description is the error."""
+    file_key = current_environment().pseudonym_key_path.read_text().strip()
+    raise dg.Failure(description=(
+        f"RuntimeError: could not reach http://user:hunter2-password@db.example.org/x with key "
+        f"{os.environ['SEGPIPE_PSEUDONYM_KEY']} (file: {file_key}) and {os.environ['AWS_SECRET_ACCESS_KEY']}; "
+        "see https://bucket.example.org/a.zip?X-Amz-Signature=SECRETsig&X-Amz-Credential=SECRETcred"))
+
+
+def test_keys_and_credentials_in_a_failed_step_are_redacted_in_the_log_line_and_the_payload(tmp_path, monkeypatch,
+                                                                                          webhook):
+    url, received = webhook
+    monkeypatch.setenv("SEGPIPE_HOME", str(tmp_path / "home"))
+    pseudonym_key, aws_secret = "5ecre7" * 8, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"
+    monkeypatch.setenv("SEGPIPE_PSEUDONYM_KEY", pseudonym_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", aws_secret)
+    file_key = "f11e" * 16
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "pseudonym.key").write_text(f"{file_key}\n")
+    with dg.instance_for_test() as instance:
+        result = dg.GraphDefinition(name="leaky", node_defs=[_leaks_secrets]).to_job().execute_in_process(
+            instance=instance, raise_on_error=False)
+        failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+        [(level, line)] = _evaluate(run_failure_alert_sensor(url), instance, instance.get_run_by_id(result.run_id),
+                                    failure)
+    assert level == "ERROR"
+    expected = ("RuntimeError: could not reach http://<redacted>@db.example.org/x with key <redacted> "
+                "(file: <redacted>) and <redacted>; "
+                "see https://bucket.example.org/a.zip?<redacted>")
+    assert expected in line
+    [delivery] = received
+    assert expected in delivery["body"]["error"]
+    for secret in (pseudonym_key, file_key, aws_secret, "hunter2", "SECRETsig", "SECRETcred"):
+        assert secret not in line and secret not in json.dumps(delivery["body"])

@@ -1,13 +1,17 @@
 """Materialize the whole graph in-process on a tiny demo landing zone and open the release."""
 
+import dataclasses
+import hashlib
 import io
 import json
 import shutil
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import fsspec
 import numpy as np
 import polars as pl
 import pytest
@@ -27,7 +31,11 @@ from segpipe.cli.local_build import BuildOutcome, run_local_build, run_taxonomy_
 from segpipe.cli.main import main
 from segpipe.core.qa.rules import QA_RULES
 from segpipe.core.shared.quarantine_rules import ANNOTATIONS_MISSING, quarantine_rule
+from segpipe.store.release_build import PublishedBuild, build_and_publish
+from segpipe.store.release_read import ReleaseFileCorrupt, list_releases, read_release_file
 from segpipe_tests.conftest import tiny_demo_pipeline
+from segpipe_tests.store.gated_stores import Gate, GatedLocalFileSystem, marker_write
+from segpipe_tests.store.publish_races import PAUSE_SECONDS, run_both
 
 pytestmark = pytest.mark.slow
 
@@ -137,41 +145,111 @@ def test_the_demo_release_verifies_and_its_coco_annotations_paint_its_masks(demo
     assert drawn > 0
 
 
-def test_core_alone_builds_the_release_the_asset_published(demo_build):
-    """No Dagster: the tables the asset's run left in the store, read back as its IO manager reads them
-    (a partitioned table as its partitions in key order), built into memory with build_release over
-    the store's folder, give the content digest the asset recorded, and with the run's stamp the same
-    members in the same order with the same bytes."""
-    metadata, tables = demo_build.outcome.release_metadata, demo_build.store / "tables"
+def release_inputs(build: Build, stamp: BuildStamp, **changes) -> ReleaseInputs:
+    """The release inputs the build's run left in its store, read back as its IO manager reads them (a
+    partitioned table as its partitions in key order), with `changes` applied; memos a build writes
+    stay in memory, so the build's store stays as the run left it."""
+    tables = build.store / "tables"
 
     def table(name: str) -> pl.DataFrame:
         if (tables / f"{name}.parquet").exists():
             return pl.read_parquet(tables / f"{name}.parquet")
         return pl.concat([pl.read_parquet(p) for p in sorted((tables / name).glob("*.parquet"), key=lambda p: p.stem)])
 
-    memos: dict[str, bytes] = {}  # the demo store stays as the run left it
-    store = ArtefactStore(lambda key: memos[key] if key in memos else (demo_build.store / key).read_bytes(),
-                          memos.__setitem__, lambda key: key in memos or (demo_build.store / key).exists())
-    settings = load_pipeline_settings(demo_build.store.parent / "pipeline.yaml")
+    memos: dict[str, bytes] = {}
+    store = ArtefactStore(lambda key: memos[key] if key in memos else (build.store / key).read_bytes(),
+                          memos.__setitem__, lambda key: key in memos or (build.store / key).exists())
+    settings = load_pipeline_settings(build.store.parent / "pipeline.yaml")
+    inputs = ReleaseInputs(
+        **{name: table(name) for name in ("dataset_split", "sampling_report", "class_balance", "consensus_masks",
+                                          "annotation_masks", "mapped_shapes", "batch_images", "batch_quarantine",
+                                          "qa_report")},
+        taxonomy=load_taxonomy(DEMO_CONFIG / "taxonomy.yaml"), dataset_name=settings.dataset_name,
+        mask_encoding=settings.mask_encoding, sampling=settings.sampling,
+        near_duplicate_bits=settings.qa.near_duplicate_bits, store=store, stamp=stamp)
+    return dataclasses.replace(inputs, **changes)
+
+
+def test_core_alone_builds_the_release_the_asset_published(demo_build):
+    """No Dagster: the tables the asset's run left in the store, built into memory with build_release over
+    the store's folder, give the content digest the asset recorded, and with the run's stamp the same
+    members in the same order with the same bytes."""
+    metadata = demo_build.outcome.release_metadata
     marker = json.loads((Path(metadata["release"]) / "_RELEASE.json").read_text())
     with zipfile.ZipFile(metadata["archive"]) as published:
         lineage = json.loads(published.read("meta.json"))["lineage"]
-        inputs = ReleaseInputs(
-            **{name: table(name) for name in ("dataset_split", "sampling_report", "class_balance", "consensus_masks",
-                                              "annotation_masks", "mapped_shapes", "batch_images", "batch_quarantine",
-                                              "qa_report")},
-            taxonomy=load_taxonomy(DEMO_CONFIG / "taxonomy.yaml"), dataset_name=settings.dataset_name,
-            mask_encoding=settings.mask_encoding, sampling=settings.sampling,
-            near_duplicate_bits=settings.qa.near_duplicate_bits, store=store,
-            stamp=BuildStamp(lineage["run_id"], lineage["created_at"]))
         out = io.BytesIO()
-        contents = build_release(inputs, out)
+        contents = build_release(release_inputs(demo_build, BuildStamp(lineage["run_id"], lineage["created_at"])), out)
         with zipfile.ZipFile(out) as built:
             assert built.namelist() == published.namelist()
             assert [n for n in built.namelist() if built.read(n) != published.read(n)] == []
     assert contents.version == metadata["content_digest"] == marker["content_digest"]
     assert contents.counts == metadata["counts"] == marker["counts"]
     assert contents.ledger.equals(pl.read_parquet(Path(metadata["release"]) / "ledger.parquet"), null_equal=True)
+
+
+def test_a_manifest_changed_after_publishing_stops_the_next_build_instead_of_being_its_diff_base(demo_build, tmp_path):
+    """One flipped byte in the published manifest.parquet still parses; the next build's diff must not use it."""
+    fs, root = fsspec.filesystem("file", auto_mkdir=True), str(tmp_path / "store")
+    first = build_and_publish(fs, root, release_inputs(demo_build, BuildStamp.now("run-1"))).published
+    manifest = Path(root) / first.prefix / "manifest.parquet"
+    data = bytearray(manifest.read_bytes())
+    data[data.index(b"Polars")] ^= 0x20  # the writer's name in the footer: "polars"
+    manifest.write_bytes(bytes(data))
+    assert pl.read_parquet(manifest).height == pl.read_parquet(Path(root) / first.prefix / "ledger.parquet").filter(
+        pl.col("outcome") == "released").select("image_id").n_unique(), "the damaged manifest still reads"
+
+    with pytest.raises(ReleaseFileCorrupt) as raised:
+        build_and_publish(fs, root, release_inputs(demo_build, BuildStamp.now("run-2"), mask_encoding="palette"))
+    assert str(raised.value).startswith(
+        f"{manifest}: SHA-256 is {hashlib.sha256(data).hexdigest()}, _RELEASE.json recorded "
+        f"{first.marker['files']['manifest.parquet']}: the object changed after it was published, so it is not used")
+    assert [m["version"] for m in list_releases(fs, root, first.marker["dataset"])] == [first.version]
+
+
+@pytest.mark.parametrize("same_content", [False, True], ids=["other-content", "same-content"])
+def test_a_build_does_not_publish_past_one_that_has_not_committed_and_diffs_against_it(demo_build, tmp_path,
+                                                                                      same_content):
+    """The race of issue 17: the first build has written its version's objects but not yet its marker when
+    the second reads the store. The second reports the first's release (same content) or publishes the
+    next version with its diff against the first's (other content), never a second copy or a diff
+    against the release before both."""
+    fs, root = fsspec.filesystem("file", auto_mkdir=True), str(tmp_path / "store")
+    base = build_and_publish(fs, root, release_inputs(demo_build, BuildStamp.now("run-0"))).published
+    palette = {"mask_encoding": "palette"}
+    moved = release_inputs(demo_build, BuildStamp.now("run-2"))  # one training image moved to val
+    image = moved.dataset_split.filter(pl.col("split") == "train")["image_id"][0]
+    moved = dataclasses.replace(moved, dataset_split=moved.dataset_split.with_columns(
+        pl.when(pl.col("image_id") == image).then(pl.lit("val")).otherwise(pl.col("split")).alias("split")))
+    second_inputs = release_inputs(demo_build, BuildStamp.now("run-2"), **palette) if same_content else moved
+    paused, second_done = threading.Event(), threading.Event()
+
+    def pause() -> None:
+        paused.set()
+        second_done.wait(PAUSE_SECONDS)
+
+    def second() -> PublishedBuild:
+        try:
+            return build_and_publish(fs, root, second_inputs)
+        finally:
+            second_done.set()
+
+    first, later = run_both(
+        lambda: build_and_publish(GatedLocalFileSystem(Gate(marker_write, pause)), root,
+                                  release_inputs(demo_build, BuildStamp.now("run-1"), **palette)),
+        second, second_starts=paused)
+    diffs = {m["version"]: json.loads(read_release_file(fs, root, m, "diff.json"))
+             for m in list_releases(fs, root, base.marker["dataset"])}
+    assert first.published.newly_published and first.previous_version == base.version
+    assert diffs[first.published.version]["previous_version"] == base.version
+    if same_content:
+        assert list(diffs) == [base.version, first.published.version]
+        assert (later.published.version, later.published.newly_published) == (first.published.version, False)
+    else:
+        assert list(diffs) == [base.version, first.published.version, later.published.version]
+        assert later.previous_version == first.published.version
+        assert diffs[later.published.version]["previous_version"] == first.published.version
+        assert diffs[later.published.version]["counts"] == {"added": 0, "removed": 0, "changed": 1}
 
 
 def _segpipe_pixels(annotation: dict, height: int, width: int) -> np.ndarray:

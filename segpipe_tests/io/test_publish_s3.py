@@ -15,17 +15,21 @@ import pytest
 import s3fs
 from botocore.exceptions import EndpointConnectionError
 
+from segpipe.cli.main import main
 from segpipe.store.create_only import CreateOutcome, create_only, create_only_bytes
 from segpipe.store.publish import (
     STALE_STAGING_AGE,
     ReleaseConflictError,
-    list_releases,
     open_staging,
     publish_release,
     publish_version,
 )
+from segpipe.store.release_read import list_releases
 from segpipe.store.keys import LATEST_POINTER, RELEASE_MARKER, STAGING_DIR
 from segpipe.store.pointer import advance_pointer, read_pointer
+from segpipe_tests.store.gated_stores import GatedS3FileSystem
+from segpipe_tests.store.published_release import publish_constructed_release
+from segpipe_tests.store.publish_races import overtaking_an_unfinished_publisher, race_at_the_claim
 from segpipe_tests.store.test_publish import RaisingReader, staged
 from segpipe_tests.response_dropping_proxy import dropping_proxy
 from segpipe_tests.s3_server import S3Server, run_s3_server
@@ -323,3 +327,60 @@ def test_the_janitor_aborts_multipart_uploads_left_by_a_killed_publisher(s3_serv
     assert [u["Key"] for u in _pending_uploads(fs, bucket)] == [f"{prefix}/elsewhere/big.bin"]
     fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=f"{prefix}/elsewhere/big.bin",
                UploadId=left[f"{prefix}/elsewhere/big.bin"])
+
+
+def _gated(s3_server: S3Server):
+    return lambda gate: GatedS3FileSystem(gate, **s3_server.storage_options())
+
+
+@pytest.mark.parametrize("same_content", [False, True], ids=["other-content", "same-content"])
+def test_publishers_racing_for_one_sequence_commit_each_content_once(
+    s3_server: S3Server, s3_bucket: str, same_content: bool
+) -> None:
+    race_at_the_claim(_gated(s3_server), _root(s3_bucket), same_content)
+
+
+@pytest.mark.parametrize("same_content", [False, True], ids=["other-content", "same-content"])
+def test_a_publisher_does_not_overtake_one_that_has_not_committed_yet(
+    s3_server: S3Server, s3_bucket: str, same_content: bool
+) -> None:
+    overtaking_an_unfinished_publisher(_gated(s3_server), _root(s3_bucket), same_content)
+
+
+def test_verify_checks_a_release_folder_on_s3_and_reports_refused_access_as_such(
+    s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The CLI resolves credentials from the environment when it creates its (cached) S3 client, so the
+    cache is cleared before each run and after the test: later tests must not inherit wrong credentials."""
+    request.addfinalizer(s3fs.S3FileSystem.clear_instance_cache)
+    fs, root = s3_server.filesystem(), _root(s3_bucket)
+    published = publish_constructed_release(fs, root)
+    url = f"s3://{root}/{published.prefix}"
+    monkeypatch.setenv("SEGPIPE_S3_ENDPOINT_URL", s3_server.endpoint_url)
+    s3fs.S3FileSystem.clear_instance_cache()
+    assert main(["verify", url]) == 0
+    assert capsys.readouterr().out.startswith(f"{url}: OK (2 objects match _RELEASE.json; its ZIP: 18 files match ")
+
+    manifest = f"{root}/{published.prefix}/manifest.parquet"
+    damaged = bytearray(fs.cat_file(manifest))
+    damaged[len(damaged) // 2] ^= 0x01
+    fs.pipe_file(manifest, bytes(damaged))  # as bit rot or a hand edit would leave it
+    assert main(["verify", url]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"segpipe verify: manifest.parquet: SHA-256 is {hashlib.sha256(damaged).hexdigest()}, _RELEASE.json says "
+        f"{published.marker['files']['manifest.parquet']}: the object changed after it was published; restore it "
+        "from a copy that matches", f"{url}: FAILED, 1 problems"]
+
+    for key, secret, refusal in ((s3_server.access_key, "not-the-secret", "SignatureDoesNotMatch"),
+                                 ("AKIANOSUCHKEY0000000", s3_server.secret_key, "InvalidAccessKeyId"),
+                                 (s3_server.list_only_key, s3_server.list_only_secret, "AccessDenied")):
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        s3fs.S3FileSystem.clear_instance_cache()
+        assert main(["verify", url]) == 1, refusal
+        [problem, failed] = capsys.readouterr().err.splitlines()
+        assert problem.startswith(f"segpipe verify: {url}: access denied ("), (refusal, problem)
+        assert problem.endswith("): check the credentials segpipe uses (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                                "or AWS_PROFILE), SEGPIPE_S3_ENDPOINT_URL, and that they may read this bucket")
+        assert failed == f"{url}: FAILED, 1 problems"

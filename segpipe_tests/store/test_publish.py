@@ -4,7 +4,9 @@ import datetime as dt
 import hashlib
 import io
 import os
+import re
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
@@ -13,22 +15,27 @@ import orjson
 import pytest
 from fsspec.implementations.local import LocalFileSystem
 
+from segpipe.store import claims
+from segpipe.store.claims import CLAIM_LAPSE, CLAIM_POLL_SECONDS, ClaimExpired
 from segpipe.store.create_only import CreateOutcome, create_only, create_only_bytes
 from segpipe.store.keys import PROBE_DIR
 from segpipe.store.probe import StoreLacksCreateOnly, require_create_only
 from segpipe.store.publish import (
     ReleaseConflictError,
-    latest_version,
-    list_releases,
     open_staging,
     publish_release,
     publish_version,
 )
-from segpipe.store.keys import LATEST_POINTER, RELEASE_MARKER, STAGING_DIR
+from segpipe.store.release_read import ReleaseFileCorrupt, latest_version, list_releases, read_release_file
+from segpipe.store.keys import CLAIMS_DIR, LATEST_POINTER, RELEASE_MARKER, STAGING_DIR, sequence_claim
 from segpipe.store.pointer import advance_pointer, read_pointer
 from segpipe.store.staging import ReleaseStaging, StagedReleaseCorrupt
 from segpipe.core.release.verify import archive_problems
-from segpipe.store.versions import next_sequence, version_name, version_sequence
+from segpipe.store.versions import version_name, version_sequence
+from segpipe_tests.store.gated_stores import Gate, GatedLocalFileSystem
+from segpipe_tests.store.publish_races import archive_of, overtaking_an_unfinished_publisher, race_at_the_claim
+from segpipe_tests.store.publish_races import publish as race_publish
+from segpipe_tests.store.publish_races import version as race_version
 
 DAY_ONE = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
 TAXONOMY = "street-v1-ab12cd34"
@@ -225,8 +232,6 @@ def test_version_names_carry_date_sequence_and_taxonomy():
     assert version_name(dt.date(2026, 12, 1), 3, "street v1/ab12") == "2026-12-01.3-tax-street_v1_ab12"
     assert version_sequence("2026-12-01.12-tax-street-v1-ab12cd34") == 12
     assert version_sequence("_staging") is None and version_sequence("latest.json") is None
-    assert next_sequence(["_staging", "2026-11-30.4-tax-x", "2026-12-01.2-tax-x"]) == 5
-    assert next_sequence([]) == 1
 
 
 def test_an_exception_while_streaming_the_archive_leaves_no_release_and_no_staging(tmp_path):
@@ -262,3 +267,110 @@ def test_a_published_file_is_the_staged_file_linked_not_copied(tmp_path):
     published = publish_release(fs, root, "demo", staging, "dataset.zip", {"run_id": "run-1"}, content_digest="d",
                                 taxonomy_version=TAXONOMY, now=DAY_ONE)
     assert os.stat(Path(root) / published.prefix / f"demo-{V1}.zip").st_ino == staged_inode
+
+
+def _gated_local(gate: Gate) -> GatedLocalFileSystem:
+    return GatedLocalFileSystem(gate)
+
+
+@pytest.mark.parametrize("same_content", [False, True], ids=["other-content", "same-content"])
+def test_publishers_racing_for_one_sequence_commit_each_content_once(tmp_path, same_content):
+    race_at_the_claim(_gated_local, str(tmp_path / "store"), same_content)
+
+
+@pytest.mark.parametrize("same_content", [False, True], ids=["other-content", "same-content"])
+def test_a_publisher_does_not_overtake_one_that_has_not_committed_yet(tmp_path, same_content):
+    overtaking_an_unfinished_publisher(_gated_local, str(tmp_path / "store"), same_content)
+
+
+def test_a_release_committed_while_the_claims_are_read_is_seen_and_not_published_again(tmp_path):
+    """Between reading the newest release and listing the claims, another publisher commits the same
+    content: the claim listing shows it committed, so the store is read again instead of a duplicate."""
+    fs, root = _local(), str(tmp_path / "store")
+    race_publish(fs, root, "one", "run-1", [])
+
+    def another_publisher_commits() -> None:
+        race_publish(_local(), root, "two", "run-2", [])
+
+    gated = GatedLocalFileSystem(Gate(lambda key: key.endswith(f"/{CLAIMS_DIR}"), another_publisher_commits))
+    compared: list = []
+    published = race_publish(gated, root, "two", "run-3", compared)
+    assert (published.version, published.newly_published, published.marker["run_id"]) == (
+        race_version(2), False, "run-2")
+    assert compared == [race_version(2)]
+    assert [m["version"] for m in list_releases(fs, root, "demo")] == [V1, race_version(2)]
+
+
+def _claim(root: str, sequence: int, run_id: str, claimed: dt.datetime) -> None:
+    """A claim as another publisher's would read: it claimed `sequence` at `claimed`, and never committed."""
+    path = Path(root) / "releases/demo" / sequence_claim("demo", sequence).split("/", 2)[2]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps({"sequence": sequence, "version": race_version(sequence), "content_digest": "x",
+                                   "run_id": run_id, "claimed": claimed.isoformat()}))
+
+
+def test_a_claim_given_up_or_lapsed_is_skipped_and_one_of_this_run_taken_over(tmp_path):
+    """A failed claimant records that it gave up; a dead one's claim lapses after CLAIM_LAPSE; a retried
+    run takes over its own earlier claim. None of them is waited for, and none is reused."""
+    fs, root = _local(), str(tmp_path / "store")
+    race_publish(fs, root, "one", "run-1", [])
+
+    def failing_diff(previous: dict | None) -> None:
+        raise RuntimeError("the diff could not be written")
+
+    staging = open_staging(fs, root, "demo", DAY_ONE)
+    staging.put_bytes("dataset.zip", archive_of("two"))
+    with pytest.raises(RuntimeError, match="the diff could not be written"):
+        publish_release(fs, root, "demo", staging, "dataset.zip", {"run_id": "run-2"}, content_digest="digest-two",
+                        taxonomy_version=TAXONOMY, now=DAY_ONE, compare_with=failing_diff)
+    given_up = orjson.loads((Path(root) / "releases/demo/_claims/2.abandoned.json").read_bytes())
+    assert (given_up["run_id"], given_up["reason"]) == ("run-2", "RuntimeError: the diff could not be written")
+
+    _claim(root, 3, "run-dead", dt.datetime.now(dt.UTC) - CLAIM_LAPSE - dt.timedelta(minutes=1))
+    compared: list = []
+    started = time.monotonic()
+    published = race_publish(fs, root, "two", "run-3", compared)
+    assert time.monotonic() - started < CLAIM_POLL_SECONDS, "nothing was waited for"
+    assert (published.version, compared) == (race_version(4), [V1])
+
+    _claim(root, 5, "run-4", dt.datetime.now(dt.UTC))  # run-4's first attempt died after its claim
+    retried = race_publish(fs, root, "three", "run-4", compared)
+    assert (retried.version, compared[-1]) == (race_version(6), race_version(4))
+    assert [m["version"] for m in list_releases(fs, root, "demo")] == [V1, race_version(4), race_version(6)]
+    assert sorted(p.name for p in (Path(root) / "releases/demo/_claims").iterdir()) == [
+        "1.json", "2.abandoned.json", "2.json", "3.json", "4.json", "5.abandoned.json", "5.json", "6.json"]
+
+
+def test_a_claimant_past_its_deadline_gives_up_rather_than_commit_late(tmp_path, monkeypatch):
+    fs, root = _local(), str(tmp_path / "store")
+    monkeypatch.setattr(claims, "COMMIT_DEADLINE", dt.timedelta(0))
+    with pytest.raises(ClaimExpired, match=f"releases/demo/{V1}/_RELEASE.json: not committed"):
+        race_publish(fs, root, "one", "run-1", [])
+    assert list_releases(fs, root, "demo") == []
+    assert (Path(root) / "releases/demo/_claims/1.abandoned.json").exists()
+    monkeypatch.undo()
+    assert race_publish(fs, root, "one", "run-2", []).version == race_version(2)
+
+
+def test_a_release_file_that_changed_after_publishing_is_refused_naming_both_digests(tmp_path):
+    fs, root = _local(), str(tmp_path / "store")
+    first = _publish(fs, root, tmp_path / "a", "one")
+    manifest = Path(root) / first.prefix / "manifest.parquet"
+    assert read_release_file(fs, root, first.marker, "manifest.parquet") == manifest.read_bytes()
+    damaged = bytearray(manifest.read_bytes())
+    damaged[3] ^= 0x01
+    manifest.write_bytes(bytes(damaged))
+    expected = first.marker["files"]["manifest.parquet"]
+    found = hashlib.sha256(bytes(damaged)).hexdigest()
+    with pytest.raises(ReleaseFileCorrupt, match=(
+            f"^{re.escape(str(manifest))}: SHA-256 is {found}, _RELEASE.json recorded {expected}: the object changed "
+            "after it was published, so it is not used. Restore it")):
+        read_release_file(fs, root, first.marker, "manifest.parquet")
+
+    compared: list = []
+    with pytest.raises(ReleaseFileCorrupt, match="manifest.parquet: SHA-256 is "):
+        race_publish(fs, root, "two", "run-2", compared,
+                     read_previous=lambda previous: read_release_file(fs, root, previous, "manifest.parquet"))
+    assert compared == [V1] and [m["version"] for m in list_releases(fs, root, "demo")] == [V1]
+    with pytest.raises(ReleaseFileCorrupt, match=f"{first.prefix}/notes.txt: not listed in _RELEASE.json"):
+        read_release_file(fs, root, first.marker, "notes.txt")

@@ -1,16 +1,19 @@
 """Checking a downloaded release against itself: its checksums, its manifest and its meta.json.
 
 Anyone who has the ZIP can run this; it needs nothing but the archive. Every problem is a value
-naming the member and what is wrong, so one run reports all of them. Members are hashed in
-chunks, so memory does not grow with the archive.
+naming the member and what is wrong, so one run reports all of them: a member that cannot be
+read (a damaged deflate stream, a bad header) is a problem of that member, never an exception.
+Members are hashed in chunks, so memory does not grow with the archive.
 """
 
 import hashlib
 import io
 import re
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 import orjson
@@ -24,11 +27,19 @@ from segpipe.core.shared.schemas import ManifestRecord
 
 CHUNK = 1 << 20
 SUM_LINE = re.compile(r"([0-9a-f]{64})  (.+)")
+# What reading one member can raise when its bytes are damaged: a bad local header (BadZipFile,
+# struct.error), a broken deflate stream (zlib.error, EOFError), a flag or method it cannot
+# handle (NotImplementedError, RuntimeError for "encrypted"), or the store failing (OSError).
+MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, struct.error, EOFError, OSError, NotImplementedError, RuntimeError)
+ARCHIVE = "(archive)"  # the problem is the ZIP as a whole, not one member
+END_RECORD = "(end of central directory)"
+END_SIGNATURE = b"PK\x05\x06"
+END_RECORD_BYTES = 22
 
 
 @dataclass(frozen=True)
 class ReleaseProblem:
-    member: str  # the file inside the ZIP the problem is about
+    member: str  # the file inside the ZIP the problem is about, or ARCHIVE, or END_RECORD
     problem: str
 
 
@@ -38,6 +49,38 @@ class Verification:
     files_checked: int
     images: int
     masks_decoded: int
+
+
+def verify_release_file(f: BinaryIO, mask_sample: int = 64) -> Verification:
+    """verify_release on the ZIP in the seekable file `f`, after checking that its end record ends
+    the file; an archive that does not open is one problem."""
+    problems = end_record_problems(f)
+    f.seek(0)
+    try:
+        archive = zipfile.ZipFile(f)
+    except (zipfile.BadZipFile, struct.error, EOFError, OSError, ValueError) as exc:
+        return Verification([*problems, ReleaseProblem(ARCHIVE, f"not a readable ZIP archive: {exc}")], 0, 0, 0)
+    with archive:
+        result = verify_release(archive, mask_sample)
+    return Verification([*problems, *result.problems], result.files_checked, result.images, result.masks_decoded)
+
+
+def end_record_problems(f: BinaryIO) -> list[ReleaseProblem]:
+    """The end-of-central-directory record must end the file. zipfile opens an archive whose record
+    declares a comment running past the end, or that has bytes after it, so a damaged or appended
+    tail would otherwise pass unseen (segpipe writes no comment)."""
+    size = f.seek(0, io.SEEK_END)
+    span = min(size, END_RECORD_BYTES + 0xFFFF)
+    f.seek(size - span)
+    tail = f.read(span)
+    at = tail.rfind(END_SIGNATURE)
+    if at < 0 or span - at < END_RECORD_BYTES:
+        return [ReleaseProblem(END_RECORD, "missing: the archive is cut short or is not a ZIP")]
+    declared, follows = struct.unpack_from("<H", tail, at + 20)[0], span - at - END_RECORD_BYTES
+    if declared != follows:
+        return [ReleaseProblem(END_RECORD, f"declares a {declared}-byte comment but {follows} bytes follow it: "
+                                           "the end of the archive was altered, cut or appended to")]
+    return []
 
 
 def verify_release(archive: zipfile.ZipFile, mask_sample: int = 64) -> Verification:
@@ -73,8 +116,16 @@ def _check_sums(archive: zipfile.ZipFile) -> tuple[list[ReleaseProblem], int]:
     names = archive.namelist()
     if SHA256SUMS not in names:
         return [ReleaseProblem(SHA256SUMS, "missing: the release cannot be checked")], 0
-    problems, listed = [], {}
-    for number, line in enumerate(archive.read(SHA256SUMS).decode().splitlines(), start=1):
+    problems: list[ReleaseProblem] = []
+    sums = _read_member(archive, SHA256SUMS, problems)
+    if sums is None:
+        return problems, 0
+    try:
+        text = sums.decode()
+    except UnicodeDecodeError as exc:
+        return [ReleaseProblem(SHA256SUMS, f"not UTF-8 text ({exc}): the release cannot be checked")], 0
+    listed = {}
+    for number, line in enumerate(text.splitlines(), start=1):
         parsed = SUM_LINE.fullmatch(line)
         if parsed is None:
             problems.append(ReleaseProblem(SHA256SUMS, f"line {number} is not '<sha256>  <path>': {line[:80]!r}"))
@@ -89,7 +140,7 @@ def _check_sums(archive: zipfile.ZipFile) -> tuple[list[ReleaseProblem], int]:
             continue
         try:
             actual = member_sha256(archive, name)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+        except MEMBER_ERRORS as exc:
             problems.append(ReleaseProblem(name, f"unreadable: {exc}"))
             continue
         if actual != expected:
@@ -97,13 +148,23 @@ def _check_sums(archive: zipfile.ZipFile) -> tuple[list[ReleaseProblem], int]:
     return problems, len(listed)
 
 
-def _read_meta(archive: zipfile.ZipFile, problems: list[ReleaseProblem]) -> dict | None:
+def _read_member(archive: zipfile.ZipFile, name: str, problems: list[ReleaseProblem]) -> bytes | None:
+    """A member's bytes, or None with the reason added to `problems`."""
     try:
-        meta = orjson.loads(archive.read("meta.json"))
+        return archive.read(name)
     except KeyError:
-        problems.append(ReleaseProblem("meta.json", "missing"))
+        problems.append(ReleaseProblem(name, "missing"))
+    except MEMBER_ERRORS as exc:
+        problems.append(ReleaseProblem(name, f"unreadable: {exc}"))
+    return None
+
+
+def _read_meta(archive: zipfile.ZipFile, problems: list[ReleaseProblem]) -> dict | None:
+    if (data := _read_member(archive, "meta.json", problems)) is None:
         return None
-    except (orjson.JSONDecodeError, zipfile.BadZipFile, zlib.error) as exc:
+    try:
+        meta = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
         problems.append(ReleaseProblem("meta.json", f"unreadable: {exc}"))
         return None
     missing = sorted({"classes", "ignore_index", "splits", "counts", "image_sizes", "version"} - set(meta))
@@ -114,12 +175,11 @@ def _read_meta(archive: zipfile.ZipFile, problems: list[ReleaseProblem]) -> dict
 
 
 def _read_manifest(archive: zipfile.ZipFile, problems: list[ReleaseProblem]) -> pl.DataFrame | None:
-    try:
-        table = pl.read_csv(io.BytesIO(archive.read("index.csv")), infer_schema=False)
-    except KeyError:
-        problems.append(ReleaseProblem("index.csv", "missing"))
+    if (data := _read_member(archive, "index.csv", problems)) is None:
         return None
-    except (pl.exceptions.PolarsError, zipfile.BadZipFile, zlib.error) as exc:
+    try:
+        table = pl.read_csv(io.BytesIO(data), infer_schema=False)
+    except pl.exceptions.PolarsError as exc:
         problems.append(ReleaseProblem("index.csv", f"unreadable: {exc}"))
         return None
     if table.columns != MANIFEST_COLUMNS:
@@ -148,12 +208,11 @@ def _validated(member: str, table: pl.DataFrame, problems: list[ReleaseProblem])
 
 def _compare_parquet(archive: zipfile.ZipFile, manifest: pl.DataFrame, problems: list[ReleaseProblem]) -> None:
     """index.parquet is the typed copy of index.csv: same schema, same rows."""
-    try:
-        typed = pl.read_parquet(io.BytesIO(archive.read("index.parquet")))
-    except KeyError:
-        problems.append(ReleaseProblem("index.parquet", "missing"))
+    if (data := _read_member(archive, "index.parquet", problems)) is None:
         return
-    except (pl.exceptions.PolarsError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+    try:
+        typed = pl.read_parquet(io.BytesIO(data))
+    except (pl.exceptions.PolarsError, OSError) as exc:
         problems.append(ReleaseProblem("index.parquet", f"unreadable: {exc}"))
         return
     if typed.schema != manifest.schema:
@@ -190,7 +249,7 @@ def _check_mask(archive: zipfile.ZipFile, meta: dict, row: dict) -> list[Release
     try:
         data = archive.read(path)
         mask = decode_mask_png(data)
-    except (zipfile.BadZipFile, zlib.error, ValueError, OSError) as exc:
+    except (*MEMBER_ERRORS, ValueError) as exc:
         return [ReleaseProblem(path, f"not a decodable mask: {exc}")]
     problems = []
     if hashlib.sha256(data).hexdigest() != row["mask_sha256"]:

@@ -124,7 +124,24 @@ def _message(detail: dict, model: type, loc: Location) -> str:
     value = detail.get("input")
     if detail["type"] in ("missing", "missing_argument") or isinstance(value, dict | list):
         return text  # a section's whole content would drown the line
+    if _is_secret(model, loc):
+        return text  # a webhook URL carries its credential: the value stays out of logs
     return f"{text}, got {value!r}"
+
+
+def _is_secret(model: type, loc: Location) -> bool:
+    """Whether the setting at `loc` is marked `json_schema_extra={"secret": True}`."""
+    field = None
+    for part in loc:
+        if field is not None:
+            model = field.annotation
+        if not hasattr(model, "__pydantic_fields__"):
+            return False
+        field = {f.alias or name: f for name, f in model.__pydantic_fields__.items()}.get(str(part))
+        if field is None:
+            return False
+    extra = field.json_schema_extra if field is not None else None
+    return isinstance(extra, dict) and extra.get("secret") is True
 
 
 def _known_keys(model: type, path: Location) -> list[str]:

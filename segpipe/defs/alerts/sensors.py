@@ -3,19 +3,21 @@ import dagster as dg
 from segpipe.defs.alerts.failure_message import FailureAlert
 from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.environment import current_environment
+from segpipe.io.redaction import Redactor
 from segpipe.io.webhook import post_json
 
 
-def failure_alert(context: dg.RunFailureSensorContext) -> FailureAlert:
-    """The first failed step and its error; a run that failed outside any step gets the run's own message."""
+def failure_alert(context: dg.RunFailureSensorContext, redactor: Redactor) -> FailureAlert:
+    """The first failed step and its error (secrets redacted: it is logged and posted); a run that
+    failed outside any step gets the run's own message."""
     step_failures = context.get_step_failure_events()
     if step_failures:
         first = step_failures[0]
         error = first.step_failure_data.error
         return FailureAlert(context.dagster_run.job_name, context.dagster_run.run_id, first.step_key,
-                            error.message.strip() if error else first.message or "no error recorded")
+                            redactor.redact(error.message.strip() if error else first.message or "no error recorded"))
     return FailureAlert(context.dagster_run.job_name, context.dagster_run.run_id, None,
-                        context.failure_event.message or "no error recorded")
+                        redactor.redact(context.failure_event.message or "no error recorded"))
 
 
 def run_failure_alert_sensor(webhook_url: str | None) -> dg.SensorDefinition:
@@ -23,12 +25,14 @@ def run_failure_alert_sensor(webhook_url: str | None) -> dg.SensorDefinition:
                            description="Logs every failed segpipe run (job, run, step, error) and POSTs it to "
                                        "nightly.failure_webhook_url when that is set.")
     def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
-        alert = failure_alert(context)
-        context.log.error(alert.message())
+        redactor = Redactor.for_environment(current_environment(), [webhook_url])
+        alert = failure_alert(context, redactor)
+        context.log.error(redactor.redact(alert.message()))
         if webhook_url:
             problem = post_json(webhook_url, alert.payload())
             if problem:
-                context.log.warning(f"failure alert for run {alert.run_id} not delivered to {webhook_url}: {problem}")
+                context.log.warning(redactor.redact(
+                    f"failure alert for run {alert.run_id} not delivered to {webhook_url}: {problem}"))
 
     return run_failure_alert
 

@@ -39,6 +39,7 @@ def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.Dag
             f"consensus: {fused.height} multi-annotator images, mean agreement {fused['agreement'].mean():.3f},"
             f" {consensus.filter(pl.col('status').is_in(['low_agreement', 'annotator_review'])).height} sent to review")
     scores = defs.load_asset_value("annotator_scores", instance=instance)
-    lines.append("honeypot leaderboard (mean IoU vs gold): " + ", ".join(
-        f"{a} {iou:.3f} on {n}" for a, n, iou, _ in scores.select("annotator", "n_honeypots", "mean_iou", "pixel_accuracy").iter_rows()))
+    lines.append("honeypot leaderboard (mean IoU vs gold): " + (", ".join(
+        f"{a} {iou:.3f} on {n}" for a, n, iou in scores.select("annotator", "n_honeypots", "mean_iou").iter_rows())
+        or "none: no gold batch (batch.json `\"gold\": true`) shares images with an annotator's batch"))
     return "\n".join(lines)

@@ -39,6 +39,7 @@ def test_init_then_build_releases_every_image_of_an_export_without_metadata_unde
     assert main(["build", "--project", str(project)]) == 0
     printed = capsys.readouterr().out
     assert f"entries: {N_IMAGES} in = {N_IMAGES} released + 0 filtered + 0 quarantined" in printed
+    assert "honeypot leaderboard (mean IoU vs gold): none: no gold batch" in printed  # never an empty list
     [archive] = (project / "store" / "releases" / "parts").glob("*/parts-*.zip")
     with zipfile.ZipFile(archive) as release:
         meta = json.loads(release.read("meta.json"))

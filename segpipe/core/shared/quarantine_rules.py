@@ -43,6 +43,9 @@ UNKNOWN_FORMAT = "unknown_format"
 AMBIGUOUS_FORMAT = "ambiguous_format"
 ANNOTATIONS_MISSING = "annotations_missing"
 UNPARSEABLE_ANNOTATIONS = "unparseable_annotations"
+JSON_TOO_DEEP = "json_too_deep"
+JSON_ELEMENT_TOO_LARGE = "json_element_too_large"
+DUPLICATE_KEY = "duplicate_key"
 CLASS_MAP_INVALID = "class_map_invalid"
 CLASS_MAP_MISSING = "class_map_missing"
 CLASS_MAP_AMBIGUOUS = "class_map_ambiguous"
@@ -63,6 +66,7 @@ MALFORMED_POLYGON = "malformed_polygon"
 DEGENERATE_POLYGON = "degenerate_polygon"
 DEGENERATE_BOX = "degenerate_box"
 NON_FINITE_COORDINATES = "non_finite_coordinates"
+TOO_MANY_VERTICES = "too_many_vertices"
 COORDINATES_OUT_OF_FRAME = "coordinates_out_of_frame"
 # Masks: mask shapes and rendered mask files
 MALFORMED_MASK = "malformed_mask"
@@ -187,10 +191,29 @@ QUARANTINE_RULES: tuple[QuarantineRule, ...] = (
         "Correct annotation_file or format in batch.json, or add the annotation export to the batch."),
     QuarantineRule(
         UNPARSEABLE_ANNOTATIONS, "ingest",
-        "An annotation file cannot be trusted as a whole: not strict JSON (NaN, duplicate keys, overflowing "
-        "numbers) or well-formed XML without a DTD, the wrong root or top-level keys, a bad COCO categories "
+        "An annotation file cannot be trusted as a whole: not strict JSON (NaN, Infinity, overflowing "
+        "numbers, invalid UTF-8) or well-formed XML without a DTD, the wrong root or top-level keys, a bad COCO categories "
         "table, a CVAT `<meta>` that does not fit. Every image the file annotates is quarantined.",
         "Export the file again from the annotation tool; if it was edited by hand, fix what the message names."),
+    QuarantineRule(
+        JSON_TOO_DEEP, "ingest",
+        "A JSON annotation file nests objects and lists more than 64 levels deep (real exports use under 10): "
+        "the mark of a corrupt or hostile file, refused before it is built. The whole file is quarantined: its "
+        "one image (LabelMe, Cityscapes) or every image it annotates (COCO).",
+        "Export the file again from the annotation tool; the message gives the path where the nesting goes on."),
+    QuarantineRule(
+        JSON_ELEMENT_TOO_LARGE, "ingest",
+        "One element of a JSON annotation file (a COCO annotation or image entry, a LabelMe shape, a Cityscapes "
+        "object) holds over 4,000,000 keys and values, or a key is over 4,096 characters. The whole file is "
+        "quarantined.",
+        "Check the element at the path the message names: split a huge shape, or export the file again."),
+    QuarantineRule(
+        DUPLICATE_KEY, "ingest",
+        "A JSON object gives one key twice, so which value the tool meant is unknown (Python would keep the last "
+        "silently). In a COCO `images` entry or annotation (panoptic too) only the image it concerns is "
+        "quarantined; anywhere else in a COCO file the whole file is, and in a LabelMe or Cityscapes file its "
+        "image.",
+        "Remove one of the two keys at the path the message names, keeping the right value, or export again."),
     QuarantineRule(
         CLASS_MAP_INVALID, "ingest",
         "The class map of a mask-folder batch (labelmap.txt, class_map.json or dataset_meta.json) is malformed: "
@@ -282,6 +305,11 @@ QUARANTINE_RULES: tuple[QuarantineRule, ...] = (
         NON_FINITE_COORDINATES, "ingest",
         "A vertex or ellipse parameter is NaN, infinite or too large for a double: corrupt coordinates.",
         _REDRAW),
+    QuarantineRule(
+        TOO_MANY_VERTICES, "ingest",
+        "A shape has over 100,000 vertices in one ring (real outlines have at most a few thousand): corrupt "
+        "or hostile data, refused before it is drawn.",
+        "Simplify the outline in the annotation tool, or store the region as a mask, and re-export."),
     QuarantineRule(
         COORDINATES_OUT_OF_FRAME, "ingest",
         "A vertex lies more than one image size outside the image, or a mask box (CVAT mask, LabelMe mask) is not "

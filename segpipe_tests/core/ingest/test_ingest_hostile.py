@@ -73,13 +73,14 @@ def tiff_named_png() -> bytes:
 
 @pytest.mark.parametrize(("bad_json", "bad_image", "rule", "detail"), [
     (polygons_json().replace(b"15", b"NaN", 1), None, "unparseable_annotations", "NaN"),
-    (polygons_json().replace(b"15", b"1e400", 1), None, "unparseable_annotations", "overflows"),
+    (polygons_json().replace(b"15", b"1e400", 1), None, "unparseable_annotations", "overflow near"),
     (polygons_json(((0, 0), (1e300, 0), (15, 7))), None, "coordinates_out_of_frame", "shape #0 ('road')"),
     (polygons_json(((0, 0), ("x", 0), (15, 7))), None, "malformed_polygon", "shape #0 ('road')"),
     (polygons_json("not a polygon"), None, "malformed_polygon", "shape #0 ('road')"),
     (polygons_json()[:30], None, "unparseable_annotations", "not valid JSON"),
-    (b'{"imgHeight": 8, "imgHeight": 9, "imgWidth": 16, "objects": []}', None, "unparseable_annotations", "duplicate key"),
-    (b"[" * 200_000, None, "unparseable_annotations", "not valid JSON"),
+    (b'{"imgHeight": 8, "imgHeight": 9, "imgWidth": 16, "objects": []}', None, "duplicate_key",
+     "$ gives the key 'imgHeight' twice"),
+    (b"[" * 200_000, None, "json_too_deep", "$[0][0][0]"),
     (None, truncated_png(), "image_undecodable", "OSError"),
     (None, png_bomb(60000), "image_undecodable", "DecompressionBombError"),
     (None, png_bomb(12000), "image_undecodable", "DecompressionBombWarning"),

@@ -21,12 +21,14 @@ from segpipe.core.shared.quarantine_rules import (
     DEGENERATE_POLYGON,
     MALFORMED_POLYGON,
     NON_FINITE_COORDINATES,
+    TOO_MANY_VERTICES,
 )
 
 ShapeKind = Literal["polygon", "box", "mask", "polyline", "points"]
 SEGMENTATION_KINDS: frozenset[str] = frozenset({"polygon", "box", "mask"})
 SHAPE_KINDS: tuple[str, ...] = ("polygon", "box", "mask", "polyline", "points")
 NUMBER_TYPES: frozenset[type] = frozenset({int, float, np.float64})
+MAX_VERTICES = 100_000  # per ring; real outlines have at most a few thousand
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,10 +133,12 @@ def parse_ring(
 ) -> np.ndarray:
     """Validate a flat [x1, y1, x2, y2, ...] ring before anything draws it.
 
-    Vertices must be finite and lie within one image size of the frame: annotation tools let
-    a vertex overshoot the border a little, but a vertex at 1e300 is corrupt data, and Pillow
-    would happily draw it.
+    At most MAX_VERTICES vertices, so one shape cannot make drawing and QA slow. Vertices must be
+    finite and lie within one image size of the frame: annotation tools let a vertex overshoot the
+    border a little, but a vertex at 1e300 is corrupt data, and Pillow would happily draw it.
     """
+    if len(coords) > 2 * MAX_VERTICES:
+        raise InputError(TOO_MANY_VERTICES, f"{where} has {len(coords) // 2} vertices, over the bound of {MAX_VERTICES}")
     if len(coords) % 2:
         raise InputError(MALFORMED_POLYGON, f"{where} has an odd number of coordinates ({len(coords)})")
     if not set(map(type, coords)) <= NUMBER_TYPES:  # bools and numeric strings would convert silently

@@ -4,8 +4,10 @@ Document. `images` is a list of `{id, file_name, width, height}` (file_name rela
 batch's images folder, subfolders allowed; see "Images" below); `categories` a list of `{id,
 name}` with any integer ids (non-contiguous, 0 included); `annotations` a list of `{id, image_id,
 category_id, segmentation?, bbox?, iscrowd?}`. Key order varies between exporters and categories may come
-last, so the file is read in three streaming passes (images, categories, annotations) with
-ijson, and images are yielded only once the whole file has been read. Coordinates are kept as
+last, so the file is read in two streaming passes: strict_json's scan checks the whole document
+(nesting depth, element size, duplicate keys) and builds `images` and `categories`, then ijson's
+C backend builds the annotations one at a time; images are yielded only once the whole file has
+been read. Coordinates are kept as
 numpy arrays as soon as an annotation is parsed: a file of 5,000 images with 100 polygons each
 would not fit in memory as Python lists.
 
@@ -19,8 +21,12 @@ other, and the taxonomy decides what to do with it.
 
 Errors. A file that cannot be read as a whole (not JSON, truncated, NaN/Infinity or an
 overflowing number, top level not an object, `images`/`categories`/`annotations` missing or
-repeated, a malformed `categories` table, which gives every label of the file its meaning)
-raises InputError("unparseable_annotations") and ingest quarantines the batch. Anything wrong
+not lists, a malformed `categories` table, which gives every label of the file its meaning)
+raises InputError("unparseable_annotations") and ingest quarantines the batch; so do nesting or
+an element over strict_json's bounds ("json_too_deep", "json_element_too_large") and a key given
+twice anywhere but inside an entry of `images` or `annotations` ("duplicate_key": a repeated
+top-level key, or one in `info` or `categories`). A key repeated inside an entry of `images` or
+an annotation quarantines that image only, with "duplicate_key". Anything wrong
 with one image or one annotation (a wrong type, a bad vertex, an unknown category, an RLE of the
 wrong size) is an error on that image naming the file, the image and the annotation id; two
 images with the same id both get an error. Annotations whose image_id is not in `images` are
@@ -50,7 +56,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from types import MappingProxyType
-from typing import Any, BinaryIO
+from typing import Any
 
 import ijson
 import numpy as np
@@ -59,6 +65,7 @@ import orjson
 from segpipe.core.shared.errors import InputError
 from segpipe.core.shared.quarantine_rules import (
     DUPLICATE_IMAGE_ID,
+    DUPLICATE_KEY,
     EMPTY_MASK,
     IMAGE_MISSING,
     MALFORMED_ANNOTATION,
@@ -69,6 +76,7 @@ from segpipe.core.shared.quarantine_rules import (
 )
 from segpipe.core.ingest.formats.annotation import AnnotatedImage, BoxMask, Shape, box_ring, parse_ring
 from segpipe.core.ingest.formats.reader import EVIDENCE_IMAGES, FormatReader, ReaderOptions
+from segpipe.core.ingest.formats.strict_json import UTF8_BOM, JsonScan, Utf8Stream, scan_json, yajl_message
 from segpipe.core.ingest.image_lookup import ImageIndex, ImageLookup
 from segpipe.core.shared.rle import decode_rle, rle_size
 from segpipe.core.ingest.sources.source import BatchSource
@@ -82,7 +90,6 @@ OTHER_TASK_PREFIXES = ("captions_", "image_info_", "labels_")
 # The task files named `<task>_<subset>.json` whose subset names an images folder (images/<subset>/).
 SUBSET_PREFIXES = ("instances_", "panoptic_")
 PANOPTIC_KEY = b'"segments_info"'
-UTF8_BOM = b"\xef\xbb\xbf"
 MAX_LISTED_IDS = 10
 # Shared, read-only: one dict per shape would cost ~90 MB over 500,000 shapes.
 CROWD_ATTRIBUTES = {value: MappingProxyType({"iscrowd": str(value)}) for value in (0, 1)}
@@ -162,77 +169,44 @@ def read_coco_instances(source: BatchSource, files: list[str], options: ReaderOp
 
 def _read_file(source: BatchSource, name: str, images_dir: str, image_index: ImageIndex) -> Iterator[AnnotatedImage]:
     origin = source.origin(name)
-    image_docs = top_level_list(source, name, "images", origin)
-    categories = _categories(top_level_list(source, name, "categories", origin), origin)
+    scan = scan_document(source, name, origin)
+    categories = _categories(scan.values.pop("categories"), origin)
     places = coco_places(name, images_dir)
+    duplicates = scan.item_errors.get("images", {})
     table = _ImageTable(name, origin, [
-        image_entry(doc, position, name, origin, images_dir, places, image_index)
-        for position, doc in enumerate(image_docs)])
-    del image_docs
-    annotated = False
+        image_entry(doc, position, name, origin, images_dir, places, image_index, duplicates.get(position))
+        for position, doc in enumerate(scan.values.pop("images"))])
+    duplicates = scan.item_errors.get("annotations", {})
     for index, doc in enumerate(stream_items(source, name, "annotations.item", origin)):
-        table.add(doc, index, categories)
-        annotated = True
-    if not annotated:
-        _require_annotations_array(source, name, origin)
+        table.add(doc, index, categories, duplicates.get(index))
     yield from table.drain()
 
 
-class _Utf8Stream:
-    """A file with its UTF-8 byte-order mark skipped: yajl refuses the BOM that Windows tools write."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream = stream
-        head = stream.read(len(UTF8_BOM))
-        self.pending = b"" if head == UTF8_BOM else head
-
-    def read(self, size: int = -1) -> bytes:
-        """The bytes after the mark; the first call may return fewer than asked, as a raw read may."""
-        if self.pending and size != 0:
-            pending, self.pending = self.pending, b""
-            return pending
-        return self.stream.read(size)
+def scan_document(source: BatchSource, name: str, origin: str) -> JsonScan:
+    """The whole file checked (strict_json's bounds and duplicate keys), `images` and `categories`
+    built, and `images`, `categories` and `annotations` required as lists. A duplicate key in an
+    entry of `images` or `annotations` is left to that entry's image; in `categories`, whose table
+    gives every label its meaning, it is the file's."""
+    with source.open(name) as stream:
+        scan = scan_json(stream, origin, collect=("images", "categories"), item_duplicates=True)
+    for key in ("images", "categories", "annotations"):
+        kind = scan.kinds.get(key)
+        if kind != "list":
+            found = "missing (or the top level is not an object)" if kind is None else f"a JSON {kind}, not a list"
+            raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: not a COCO instances file: `{key}` is {found}")
+    for detail in scan.item_errors.get("categories", {}).values():
+        raise InputError(DUPLICATE_KEY, f"{origin}: {detail}")
+    return scan
 
 
 def stream_items(source: BatchSource, name: str, prefix: str, origin: str) -> Iterator[Any]:
-    """Items under `prefix`, turning every parse failure into the file-level error."""
+    """Items under `prefix` of a file scan_document accepted, built by ijson's C backend: the scan's
+    bounds keep its prefixes and items small."""
     with source.open(name) as stream:
         try:
-            yield from ijson.items(_Utf8Stream(stream), prefix, use_float=True)
-        except ijson.JSONError as exc:
-            raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: not valid JSON: {_first_line(exc)}") from exc
-
-
-def _first_line(exc: Exception) -> str:
-    """yajl's message without the excerpt of the file it appends (sometimes as bytes)."""
-    detail = exc.args[0] if exc.args else ""
-    text = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-
-
-def top_level_list(source: BatchSource, name: str, key: str, origin: str) -> list:
-    """The whole value of a top-level key that must appear exactly once and be a list."""
-    values = list(stream_items(source, name, key, origin))
-    if len(values) != 1 or not isinstance(values[0], list):
-        found = "missing (or the top level is not an object)" if not values else (
-            "repeated" if len(values) > 1 else f"a {type(values[0]).__name__}, not a list")
-        raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: not a COCO instances file: `{key}` is {found}")
-    return values[0]
-
-
-def _require_annotations_array(source: BatchSource, name: str, origin: str) -> None:
-    """Tell an empty `annotations` list (images with no objects) from a missing one (not a COCO
-    instances file): both stream no item. Only runs when no annotation was found, so the event
-    scan is cheap."""
-    with source.open(name) as stream:
-        events = ijson.parse(_Utf8Stream(stream))
-        for prefix, event, value in events:
-            if prefix == "" and event == "map_key" and value == "annotations":
-                if next(events)[1] == "start_array":
-                    return
-                break
-    raise InputError(
-        UNPARSEABLE_ANNOTATIONS, f"{origin}: not a COCO instances file: `annotations` is missing or not a list")
+            yield from ijson.items(Utf8Stream(stream), prefix, use_float=True)
+        except ijson.JSONError as exc:  # the file changed since it was scanned
+            raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: not valid JSON: {yajl_message(exc)}") from exc
 
 
 def _categories(docs: list, origin: str) -> dict[int, str]:
@@ -256,16 +230,20 @@ def short(value: Any) -> str:
 
 
 def image_entry(doc: Any, position: int, name: str, origin: str, images_dir: str, places: list[str],
-                image_index: ImageIndex) -> tuple[Any, AnnotatedImage]:
-    """(id, image) for one entry of `images`; a bad entry is an error on its image, named by its
-    file_name when it has one, else by its position in the file. An image file not found is the
-    image's `image_error`: its annotations are still read."""
+                image_index: ImageIndex, duplicate: str | None = None) -> tuple[Any, AnnotatedImage]:
+    """(id, image) for one entry of `images`; a bad entry (`duplicate` is the scan's word on a key
+    it repeats) is an error on its image, named by its file_name when it has one, else by its
+    position in the file. An image file not found is the image's `image_error`: its annotations
+    are still read."""
     if not isinstance(doc, dict) or not isinstance(doc.get("file_name"), str) or not doc["file_name"]:
         placeholder = f"{name}#images[{position}]"
         return None, AnnotatedImage(placeholder, 0, 0, error=InputError(
             MALFORMED_ANNOTATION, f"{origin}: images[{position}] has no file_name string: {short(doc)}"))
     lookup = find_image(image_index, images_dir, places, doc["file_name"], f"{origin}: images[{position}]")
     file_name = lookup.file_name
+    if duplicate is not None:
+        return doc.get("id"), AnnotatedImage(file_name, 0, 0, error=InputError(
+            DUPLICATE_KEY, f"{origin}: image {file_name!r}: {duplicate}"))
     for key, positive in (("id", False), ("width", True), ("height", True)):
         value = doc.get(key)
         if type(value) is not int or (positive and value <= 0):
@@ -293,14 +271,19 @@ class _ImageTable:
                         f"({', '.join(repr(i.file_name) for i in images[:MAX_LISTED_IDS])})"))
         self.missing: dict[str, list[str]] = defaultdict(list)
 
-    def add(self, doc: Any, index: int, categories: dict[int, str]) -> None:
-        """Attach one annotation to its image, or record it against an image id that does not exist."""
+    def add(self, doc: Any, index: int, categories: dict[int, str], duplicate: str | None) -> None:
+        """Attach one annotation to its image, or record it against an image id that does not exist.
+        An annotation that repeats a key (`duplicate`) quarantines the image its (last) image_id names."""
         image_id = doc.get("image_id") if isinstance(doc, dict) else None
         images = self.by_id.get(image_id, []) if type(image_id) is int else []
         if not images:
             self.missing[repr(image_id)].append(_annotation_name(doc, index))
         for image in images:
             if image.error is not None:
+                continue
+            if duplicate is not None:
+                image.error, image.shapes = InputError(DUPLICATE_KEY, (
+                    f"{self.origin}: image {image.file_name!r}: {_annotation_name(doc, index)}: {duplicate}")), []
                 continue
             try:
                 image.shapes.append(_shape(doc, index, image, categories, self.origin))

@@ -20,7 +20,8 @@ name; attributes `iscrowd` and `isthing` ("0"/"1") are kept for the taxonomy. Un
 
 Errors on one image, naming the file, the image and the segment: a PNG that is missing,
 undecodable, not RGB or not the image's size; a segment id that is absent from the PNG, listed
-twice or of an unknown category; pixels whose id no segment lists (panopticapi's evaluator
+twice or of an unknown category; a key given twice in the image's `images` entry or annotation
+(see strict_json); pixels whose id no segment lists (panopticapi's evaluator
 refuses those too). An image listed with no annotation has no shapes; an annotation whose
 image_id is not in `images` yields an "image_missing" entry, as in COCO instances. What makes the
 whole file untrustworthy (not JSON, a bad `categories` table) raises, and ingest quarantines the
@@ -37,6 +38,7 @@ import numpy as np
 
 from segpipe.core.shared.errors import InputError
 from segpipe.core.shared.quarantine_rules import (
+    DUPLICATE_KEY,
     EMPTY_MASK,
     FILE_MISSING,
     IMAGE_MISSING,
@@ -54,9 +56,9 @@ from segpipe.core.ingest.formats.coco import (
     coco_places,
     image_entry,
     is_panoptic,
+    scan_document,
     short,
     stream_items,
-    top_level_list,
 )
 from segpipe.core.ingest.formats.mask_folders import decode_mask_png
 from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
@@ -108,10 +110,12 @@ def _read_panoptic(source: BatchSource, files: list[str], options: ReaderOptions
 def _read_file(source: BatchSource, name: str, images_dir: str, image_index: ImageIndex) -> Iterator[AnnotatedImage]:
     """Images and categories first, then the streamed annotations; PNGs are decoded one image at a time."""
     origin = source.origin(name)
-    categories = _categories(top_level_list(source, name, "categories", origin), origin)
+    scan = scan_document(source, name, origin)
+    categories = _categories(scan.values.pop("categories"), origin)
     places = coco_places(name, images_dir)
-    entries = [image_entry(doc, position, name, origin, images_dir, places, image_index)
-               for position, doc in enumerate(top_level_list(source, name, "images", origin))]
+    duplicates = scan.item_errors.get("images", {})
+    entries = [image_entry(doc, position, name, origin, images_dir, places, image_index, duplicates.get(position))
+               for position, doc in enumerate(scan.values.pop("images"))]
     by_id: dict[int, list[_Entry]] = defaultdict(list)
     ordered = []
     for image_id, image in entries:
@@ -121,8 +125,9 @@ def _read_file(source: BatchSource, name: str, images_dir: str, image_index: Ima
             by_id[image_id].append(entry)
     missing: dict[str, list[str]] = defaultdict(list)
     folder = name[: -len(".json")]
+    duplicates = scan.item_errors.get("annotations", {})
     for index, doc in enumerate(stream_items(source, name, "annotations.item", origin)):
-        _attach(doc, index, folder, by_id, missing, origin)
+        _attach(doc, index, folder, by_id, missing, origin, duplicates.get(index))
     existing = set(source.names())
     for entry in ordered:
         yield _decoded(source, entry, categories, existing, origin)
@@ -149,8 +154,9 @@ def _categories(docs: list, origin: str) -> dict[int, _Category]:
 
 
 def _attach(doc: Any, index: int, folder: str, by_id: dict[int, list[_Entry]],
-            missing: dict[str, list[str]], origin: str) -> None:
-    """Give one annotation's PNG and segments to its image(s), or record it against an unknown image id."""
+            missing: dict[str, list[str]], origin: str, duplicate: str | None) -> None:
+    """Give one annotation's PNG and segments to its image(s), or record it against an unknown image
+    id; one that repeats a key (`duplicate`, also within its segments_info) quarantines its image."""
     image_id = doc.get("image_id") if isinstance(doc, dict) else None
     entries = by_id.get(image_id, []) if type(image_id) is int else []
     png = doc.get("file_name") if isinstance(doc, dict) else None
@@ -160,7 +166,9 @@ def _attach(doc: Any, index: int, folder: str, by_id: dict[int, list[_Entry]],
         where = f"{origin}: image {entry.image.file_name!r}: annotations[{index}]"
         if entry.image.error is not None:
             continue
-        if entry.png is not None:
+        if duplicate is not None:
+            entry.image.error = InputError(DUPLICATE_KEY, f"{where}: {duplicate}")
+        elif entry.png is not None:
             entry.image.error = InputError(MALFORMED_ANNOTATION, f"{where} is a second annotation of this image")
         elif not isinstance(png, str) or not png or "/" in png or png.startswith("."):
             entry.image.error = InputError(MALFORMED_ANNOTATION, f"{where} has file_name {short(png)}, not a PNG name")

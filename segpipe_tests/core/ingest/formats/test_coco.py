@@ -208,10 +208,9 @@ def test_duplicate_image_ids_are_an_error_on_both_images():
     (b"[]", "`images` is missing"),
     (b'{"annotations": [], "categories": []}', "`images` is missing"),
     (b'{"images": [], "annotations": []}', "`categories` is missing"),
-    (b'{"images": [], "categories": []}', "`annotations` is missing or not a list"),
-    (b'{"images": [], "categories": [], "annotations": {}}', "`annotations` is missing or not a list"),
-    (b'{"images": {}, "categories": [], "annotations": []}', "`images` is a dict"),
-    (b'{"images": [], "images": [], "categories": [], "annotations": []}', "`images` is repeated"),
+    (b'{"images": [], "categories": []}', "`annotations` is missing"),
+    (b'{"images": [], "categories": [], "annotations": {}}', "`annotations` is a JSON object, not a list"),
+    (b'{"images": {}, "categories": [], "annotations": []}', "`images` is a JSON object, not a list"),
     (b'{"images": [], "categories": [{"id": "1", "name": "car"}], "annotations": []}', "categories[0]"),
     (b'{"images": [], "categories": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}], "annotations": []}', "defined twice"),
 ])

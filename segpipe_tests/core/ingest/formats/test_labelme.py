@@ -152,7 +152,7 @@ def test_duplicate_keys_make_the_file_an_error_on_the_image_beside_it():
     images = read_files({"scans/a.json": duplicated, "scans/a.png": b"png", "scans/b.json": json.dumps(document()).encode()})
     broken = images[0]
     assert broken.file_name == "scans/a.png"
-    assert broken.error.rule == "unparseable_annotations" and "duplicate key 'imageWidth'" in str(broken.error)
+    assert broken.error.rule == "duplicate_key" and "$ gives the key 'imageWidth' twice" in str(broken.error)
     assert images[1].error is None
 
 

@@ -298,7 +298,7 @@ def test_binary_one_bit_masks_are_indices():
     ({"class_map.json": meta(label_map={"one": "car"}, segmentation_colors=None)}, "class_map_invalid"),
     ({"class_map.json": json.dumps({"labels": [], "label_map": {}}).encode()}, "class_map_invalid"),
     ({"class_map.json": b"[]"}, "class_map_invalid"),
-    ({"class_map.json": b'{"labels": ["a"], "labels": ["b"]}'}, "unparseable_annotations"),
+    ({"class_map.json": b'{"labels": ["a"], "labels": ["b"]}'}, "duplicate_key"),
 ])
 def test_a_missing_ambiguous_or_broken_class_map_raises_for_the_batch(files: dict[str, bytes], rule: str):
     with pytest.raises(InputError) as raised:

@@ -5,6 +5,9 @@ quarantines the batch with its reason."""
 import io
 import json
 import os
+import resource
+import subprocess
+import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -15,7 +18,13 @@ from PIL import Image
 
 from segpipe.core.shared.errors import InputError
 from segpipe.core.ingest.batch import ingest_batch
+from segpipe.core.ingest.formats.annotation import MAX_VERTICES
+from segpipe.core.ingest.formats.coco import COCO_INSTANCES
+from segpipe.core.ingest.formats.labelme import LABELME
+from segpipe.core.ingest.formats.reader import ReaderOptions
+from segpipe.core.ingest.formats.strict_json import MAX_DEPTH, MAX_ELEMENT_VALUES
 from segpipe.core.ingest.sources import open_source
+from segpipe_tests.core.ingest.formats.memory_source import MemorySource
 
 KEY = b"hostile-test-key-0123"
 W, H = 16, 8
@@ -81,6 +90,10 @@ def tiff_named_png() -> bytes:
     (b'{"imgHeight": 8, "imgHeight": 9, "imgWidth": 16, "objects": []}', None, "duplicate_key",
      "$ gives the key 'imgHeight' twice"),
     (b"[" * 200_000, None, "json_too_deep", "$[0][0][0]"),
+    (polygons_json().replace(b'"polygon": ', b'"polygon": ' + b"[" * 200_000), None, "json_too_deep",
+     "$.objects[0].polygon[0][0]"),
+    (polygons_json([(i % W, i % H) for i in range(MAX_VERTICES + 1)]), None, "too_many_vertices",
+     f"shape #0 ('road') has {MAX_VERTICES + 1} vertices"),
     (None, truncated_png(), "image_undecodable", "OSError"),
     (None, png_bomb(60000), "image_undecodable", "DecompressionBombError"),
     (None, png_bomb(12000), "image_undecodable", "DecompressionBombWarning"),
@@ -153,3 +166,136 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
     with pytest.raises(InputError) as caught, open_source(fsspec.filesystem("file"), str(archive)):
         pass
     assert caught.value.rule == "zip_bomb" and "zeros_leftImg8bit.png" in str(caught.value)
+
+
+def nested(depth: int) -> bytes:
+    return b'{"a": ' * depth + b"1" + b"}" * depth
+
+
+def coco_json(annotations: list | bytes, images: list | bytes | None = None, info: bytes = b"{}",
+              categories: bytes = b'[{"id": 1, "name": "road"}, {"id": 2, "name": "car"}]') -> bytes:
+    images = images if images is not None else [
+        {"id": 1, "file_name": "a.png", "width": W, "height": H}, {"id": 2, "file_name": "b.png", "width": W, "height": H}]
+    listed = [value if isinstance(value, bytes) else json.dumps(value).encode() for value in (images, annotations)]
+    return (b'{"images": ' + listed[0] + b', "annotations": ' + listed[1] + b', "categories": ' + categories
+            + b', "info": ' + info + b"}")  # info last, so detection sees the COCO keys in the file's head
+
+
+def coco_annotation(id: int, image_id: int = 1, category_id: int = 1) -> dict:
+    return {"id": id, "image_id": image_id, "category_id": category_id, "segmentation": [[0, 0, 9, 0, 9, 7]]}
+
+
+def read_coco(document: bytes) -> dict:
+    """The reader as ingest runs it, streaming the file: image file name -> image."""
+    source = MemorySource({"annotations/instances_default.json": document}, streamed_only=True)
+    images = COCO_INSTANCES.read(source, ["annotations/instances_default.json"], ReaderOptions(images_dir="images"))
+    return {image.file_name: image for image in images}
+
+
+def coco_refused(document: bytes) -> InputError:
+    with pytest.raises(InputError) as caught:
+        read_coco(document)
+    assert "mem://batch/annotations/instances_default.json: " in str(caught.value)
+    return caught.value
+
+
+GOOD_ANNOTATIONS = [coco_annotation(1), coco_annotation(2, image_id=2)]
+
+
+@pytest.mark.parametrize(("document", "rule", "detail"), [
+    (coco_json(GOOD_ANNOTATIONS, info=nested(200_000)), "json_too_deep",
+     "$.info" + ".a" * (MAX_DEPTH - 1) + f" nests deeper than {MAX_DEPTH} levels"),
+    (coco_json(b'[{"id": 1, "image_id": 1, "category_id": 1, "segmentation": ' + b"[" * 40_000 + b"]"),
+     "json_too_deep", "$.annotations[0].segmentation[0][0]"),
+    (coco_json([coco_annotation(1), {**coco_annotation(2), "segmentation": [[0] * (MAX_ELEMENT_VALUES + 2)]}]),
+     "json_element_too_large", f"the element at $.annotations[1] holds over {MAX_ELEMENT_VALUES} keys and values"),
+    (coco_json(GOOD_ANNOTATIONS)[:-1] + b', "images": []}', "duplicate_key", "$ gives the key 'images' twice"),
+    (coco_json(GOOD_ANNOTATIONS, info=b'{"year": 2017, "year": 2018}'), "duplicate_key",
+     "$.info gives the key 'year' twice"),
+    (coco_json(GOOD_ANNOTATIONS, categories=b'[{"id": 1, "name": "road", "name": "car"}]'), "duplicate_key",
+     "$.categories[0] gives the key 'name' twice"),
+])
+def test_a_coco_file_over_a_bound_or_with_a_file_level_duplicate_key_is_refused_whole(document, rule, detail):
+    error = coco_refused(document)
+    assert error.rule == rule and detail in str(error)
+
+
+def test_a_duplicate_key_in_a_coco_annotation_quarantines_its_image_not_the_file():
+    document = coco_json(GOOD_ANNOTATIONS).replace(b'"category_id": 1', b'"category_id": 1, "category_id": 2', 1)
+    images = read_coco(document)
+    a, b = images["images/a.png"], images["images/b.png"]
+    assert (a.error.rule, a.shapes) == ("duplicate_key", [])
+    assert str(a.error) == ("mem://batch/annotations/instances_default.json: image 'images/a.png': annotation id 1: "
+                            "$.annotations[0] gives the key 'category_id' twice")
+    assert b.error is None and [s.raw_label for s in b.shapes] == ["road"]
+
+
+def test_a_duplicate_key_in_a_coco_image_entry_quarantines_that_image_only():
+    images = [{"id": 1, "file_name": "a.png", "width": W, "height": H},
+              {"id": 2, "file_name": "b.png", "width": W, "height": H}]
+    document = coco_json(GOOD_ANNOTATIONS, images).replace(b'"width": 16', b'"width": 16, "width": 32', 1)
+    read = read_coco(document)
+    assert read["images/a.png"].error.rule == "duplicate_key"
+    assert "image 'images/a.png': $.images[0] gives the key 'width' twice" in str(read["images/a.png"].error)
+    assert read["images/b.png"].error is None and len(read["images/b.png"].shapes) == 1
+
+
+def test_the_bounds_never_refuse_a_large_coco_file_which_is_still_streamed():
+    count = 50_000
+    annotations = [coco_annotation(i, image_id=1 + i % 2, category_id=1 + i % 2) for i in range(count)]
+    images = read_coco(coco_json(annotations))
+    assert [len(image.shapes) for image in images.values()] == [count // 2, count // 2]
+    assert all(image.error is None for image in images.values())
+
+
+def labelme_json(shape_points: bytes = b"[[1, 1], [9, 1], [9, 7]]") -> bytes:
+    return (b'{"version": "5.4.1", "flags": {}, "shapes": [{"label": "road", "points": ' + shape_points
+            + b', "shape_type": "polygon"}], "imagePath": "a.png", "imageData": null, "imageHeight": 8, "imageWidth": 16}')
+
+
+@pytest.mark.parametrize(("document", "rule", "detail"), [
+    (labelme_json(b"[" * 200_000), "json_too_deep", "$.shapes[0].points[0][0]"),
+    (labelme_json().replace(b'"label": "road"', b'"label": "road", "label": "car"'), "duplicate_key",
+     "$.shapes[0] gives the key 'label' twice"),
+])
+def test_a_labelme_file_over_a_bound_or_with_a_duplicate_key_quarantines_its_image(document, rule, detail):
+    [image] = LABELME.read(MemorySource({"a.json": document, "a.png": png()}), ["a.json"], ReaderOptions())
+    assert (image.file_name, image.error.rule) == ("a.png", rule)
+    assert str(image.error).startswith("mem://batch/a.json: ") and detail in str(image.error)
+
+
+SUBPROCESS = """
+import json, resource, sys, time
+import fsspec
+from segpipe.core.ingest.batch import ingest_batch
+from segpipe.core.ingest.sources import open_source
+start = time.monotonic()
+with open_source(fsspec.filesystem("file"), sys.argv[1]) as source:
+    result = ingest_batch(source, "deep", b"hostile-test-key-0123")
+print(json.dumps({"rows": result.quarantine.select("rule", "message").rows(), "seconds": time.monotonic() - start,
+                  "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def limit_address_space() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+@pytest.mark.parametrize(("info", "annotations"), [
+    (nested(200_000), GOOD_ANNOTATIONS),
+    (b"{}", b'[{"id": 1, "image_id": 1, "category_id": 1, "segmentation": ' + b"[" * 40_000 + b"]"),
+])
+def test_a_deeply_nested_coco_batch_is_quarantined_within_1_gb_of_address_space(tmp_path, info, annotations):
+    batch = tmp_path / "deep"
+    (batch / "images").mkdir(parents=True)
+    (batch / "annotations").mkdir()
+    for name in ("a.png", "b.png"):
+        (batch / "images" / name).write_bytes(png())
+    (batch / "annotations" / "instances_default.json").write_bytes(coco_json(annotations, info=info))
+    done = subprocess.run([sys.executable, "-c", SUBPROCESS, str(batch)], capture_output=True, text=True,
+                          timeout=120, preexec_fn=limit_address_space, env={**os.environ, "POLARS_MAX_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert {rule for rule, _ in report["rows"]} == {"json_too_deep"} and len(report["rows"]) == 2
+    assert all("annotations/instances_default.json: $." in message and f"deeper than {MAX_DEPTH} levels" in message
+               for _, message in report["rows"])

@@ -14,6 +14,8 @@ import dagster as dg
 import polars as pl
 from upath import UPath
 
+from segpipe.store.atomic import write_atomically
+
 
 class PolarsParquetIOManager(dg.ConfigurableIOManagerFactory):
     base_path: str
@@ -62,9 +64,9 @@ class _PolarsParquetUPathIOManager(dg.UPathIOManager):
 
 
 def _write_parquet(frame: pl.DataFrame, path: UPath) -> None:
+    """Whole or not at all: a reader never finds a partly written table (segpipe/store/atomic.py)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as f:
-        frame.write_parquet(f)
+    write_atomically(path.fs, path.path, frame.write_parquet)
 
 
 def _wants_tables_per_partition(annotation: object) -> bool:

@@ -72,8 +72,8 @@ def retry_batch(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environ
 
 
 def remove_batch(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, batch: str) -> tuple[str, dict]:
-    """Delete the batch's per-batch tables, its materializations and its partition, so later releases
-    leave it out, after recording the removal (its state, last run, entries) in the store; the
+    """Delete the batch's partition and per-batch tables, so later releases leave it out, after
+    recording the removal (its state, last run, entries) in the store; the
     images and masks stay, being content-addressed and perhaps shared. Returns the record's key."""
     known = set(instance.get_dynamic_partitions(annotation_batches.name))
     if batch not in known:
@@ -90,11 +90,9 @@ def remove_batch(defs: dg.Definitions, instance: dg.DagsterInstance, env: Enviro
         "tables_deleted": [t.removeprefix(f"{root}/") for t in tables if fs.exists(t)],
     }
     key = record_removal(fs, root, record)
+    instance.delete_dynamic_partition(annotation_batches.name, batch)
     for table in record["tables_deleted"]:
         fs.rm_file(f"{root}/{table}")
-    for asset in _per_batch_assets(defs):
-        instance.wipe_asset_partitions(asset, [batch])
-    instance.delete_dynamic_partition(annotation_batches.name, batch)
     return key, record
 
 

@@ -64,6 +64,8 @@ def _failure(instance: dg.DagsterInstance, run_id: str) -> str:
         error = record.dagster_event.step_failure_data.error
         while error is not None and error.cause is not None:
             error = error.cause
-        message = (error.message if error is not None else record.message or "").strip().splitlines()
-        return f"step {record.dagster_event.step_key}: {message[0] if message else 'no message'}"
+        text = error.message if error is not None else record.message or ""
+        qualified, _, rest = text.partition(": ")  # the message starts with the error's qualified class name
+        lines = (f"{qualified.rsplit('.', 1)[-1]}: {rest}" if rest and " " not in qualified else text).strip().splitlines()
+        return f"step {record.dagster_event.step_key}: {lines[0] if lines else 'no message'}"
     return "the run failed outside any step; see its log in the Dagster UI"

@@ -204,7 +204,8 @@ def _batch(args: argparse.Namespace) -> int:
             print(f"batch {args.batch_id}: ingested, mapped and drawn (run {run.run_id[:8]}); "
                   "`segpipe build` releases it")
             return 0
-        print("\n".join(format_failure(read_run_failure(instance, run.run_id), [args.batch_id], defs, instance, env)))
+        lines = format_failure(read_run_failure(instance, run.run_id), [args.batch_id], defs, instance, env)
+        print("\n".join([f"batch {args.batch_id}: retry failed (run {run.run_id[:8]})", *lines[1:]]))
     return 1
 
 

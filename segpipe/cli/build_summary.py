@@ -6,14 +6,18 @@ import polars as pl
 from segpipe.cli.failure_summary import format_failure
 from segpipe.cli.local_build import BuildOutcome
 from segpipe.cli.run_failure import read_run_failure
+from segpipe.defs.batches import batches_not_done
 from segpipe.environment import Environment
 
 
 def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment) -> str:
     lines = [f"batches: {len(outcome.batches)} ({', '.join(outcome.batches)})"]
+    lines += [f"batch {batch}: removed (`segpipe batch remove`), left out; `segpipe batch retry {batch}` brings it back"
+              for batch in outcome.removed]
     if not outcome.success:
         failure = read_run_failure(instance, outcome.failed_run_id)
-        return "\n".join(lines + format_failure(failure, outcome.batches, defs, instance, env))
+        return "\n".join(lines + format_failure(failure, outcome.batches, defs, instance, env)
+                         + not_released_lines(batches_not_done(instance)))
     meta = outcome.release_metadata
     counts = meta["counts"]
     lines += [
@@ -42,4 +46,14 @@ def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.Dag
     lines.append("honeypot leaderboard (mean IoU vs gold): " + (", ".join(
         f"{a} {iou:.3f} on {n}" for a, n, iou in scores.select("annotator", "n_honeypots", "mean_iou").iter_rows())
         or "none: no gold batch (batch.json `\"gold\": true`) shares images with an annotator's batch"))
-    return "\n".join(lines)
+    return "\n".join(lines + not_released_lines(meta.get("batches_not_released", {})))
+
+
+def not_released_lines(not_released: dict[str, str]) -> list[str]:
+    """Each batch the release leaves out, with why, and the two ways on."""
+    if not not_released:
+        return []
+    return [f"NOT RELEASED: {len(not_released)} batch{'es' if len(not_released) > 1 else ''} (not in any count above)",
+            *(f"  {batch}: {why}" for batch, why in not_released.items()),
+            "  what to do: fix the batch's folder, then `segpipe batch retry ID`; or `segpipe batch remove ID` to "
+            "leave it out for good; `segpipe batches` lists every batch"]

@@ -4,16 +4,18 @@ This is what `make demo` and `segpipe build` run; the same runs appear in the Da
 afterwards (`make dev`), exactly as if they had been launched there.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import dagster as dg
 
 from segpipe.core.ingest.landing import list_ready_batches
 from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.core.taxonomy.model import load_taxonomy
+from segpipe.defs.batches import BATCH_DONE_ASSET, done_batches
 from segpipe.defs.partitions import annotation_batches
 from segpipe.environment import Environment
 from segpipe.io.locations import open_location
+from segpipe.store.batch_removals import removed_batches
 
 
 class NothingToBuild(RuntimeError):
@@ -28,28 +30,34 @@ class BuildOutcome:
     check_outcomes: dict[str, bool]
     release_metadata: dict
     failed_run_id: str | None = None  # the run that failed or published no release; its event log says why
+    failed_batches: dict[str, str] = field(default_factory=dict)  # batch -> its failed batch_job run of this build
+    removed: list[str] = field(default_factory=list)  # ready batches left out: `segpipe batch remove` removed them
 
 
 def run_local_build(
     defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str = "WARNING"
 ) -> BuildOutcome:
     """Ingest, map and draw every ready batch not drawn yet (one run per batch, as the landing sensor
-    launches them), then QA, consensus, sampling and release over all of them. So a nightly
-    `segpipe build` does only the new batches' work; after a taxonomy edit, `segpipe backfill`
-    remaps the drawn ones. The first run that fails ends the build."""
-    batches = _register_batches(instance, env)
+    launches them), then QA, consensus, sampling and release over the batches that are done. So a
+    nightly `segpipe build` does only the new batches' work; after a taxonomy edit, `segpipe
+    backfill` remaps the drawn ones. A batch whose run fails is left out of the release, not in its
+    way (the release names it); a batch `segpipe batch remove` removed is not landed again."""
+    batches, removed = _register_batches(instance, env)
     quiet = _quiet(log_level)
     spec = defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
     if not spec.success:
         return _failed(batches, spec.run_id)
     job = defs.resolve_job_def("batch_job")
-    drawn = instance.get_materialized_partitions(dg.AssetKey("annotation_masks"))
+    drawn = instance.get_materialized_partitions(dg.AssetKey(BATCH_DONE_ASSET))
+    failed_batches = {}
     for batch in batches:
         if batch not in drawn:
             run = job.execute_in_process(instance=instance, partition_key=batch, run_config=quiet, raise_on_error=False)
             if not run.success:
-                return _failed(batches, run.run_id)
-    return _release(defs, instance, batches, quiet)
+                failed_batches[batch] = run.run_id
+    if not done_batches(instance):
+        return replace(_failed(batches, next(iter(failed_batches.values()))), failed_batches=failed_batches)
+    return replace(_release(defs, instance, batches, quiet), failed_batches=failed_batches, removed=removed)
 
 
 def run_taxonomy_backfill(
@@ -74,17 +82,22 @@ def run_taxonomy_backfill(
     return _release(defs, instance, sorted(batches), quiet)
 
 
-def _register_batches(instance: dg.DagsterInstance, env: Environment) -> list[str]:
+def _register_batches(instance: dg.DagsterInstance, env: Environment) -> tuple[list[str], list[str]]:
+    """The ready batches to build, each added as a partition, and the ready ones left out because
+    they were removed (`segpipe batch retry` brings one back)."""
     load_taxonomy(env.taxonomy_path)
     load_pipeline_settings(env.pipeline_path)
     fs, root = open_location(env.landing_root, env.s3_endpoint_url)
-    batches = list_ready_batches(fs, root)
+    ready = list_ready_batches(fs, root)
+    known = set(instance.get_dynamic_partitions(annotation_batches.name))
+    removed = set(removed_batches(*open_location(env.storage_root, env.s3_endpoint_url))) - known
+    batches = [b for b in ready if b not in removed]
     if not batches:
         raise NothingToBuild(f"{env.landing_root}: no ready batches (folders with a batch.json, or .zip archives); "
-                             "start a project from your export with `segpipe init EXPORT`, or try `segpipe demo`")
-    known = set(instance.get_dynamic_partitions(annotation_batches.name))
+                             "start a project from your export with `segpipe init EXPORT`, or try `segpipe demo`"
+                             + (f" (removed, so left out: {', '.join(sorted(removed & set(ready)))})" if ready else ""))
     instance.add_dynamic_partitions(annotation_batches.name, [b for b in batches if b not in known])
-    return batches
+    return batches, sorted(removed & set(ready))
 
 
 def _failed(batches: list[str], run_id: str) -> BuildOutcome:

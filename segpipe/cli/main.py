@@ -1,5 +1,6 @@
 """`segpipe init` starts a project from an export; `segpipe demo` generates the demo project; `segpipe build`
-turns a project's landing zone into a release; `segpipe verify` checks a release ZIP or a whole release
+turns a project's landing zone into a release; `segpipe batches` lists the batches and `segpipe batch
+retry|remove ID` retries or removes one; `segpipe verify` checks a release ZIP or a whole release
 folder; `segpipe inspect` summarizes a release ZIP; `segpipe releases` lists the published versions."""
 
 import argparse
@@ -37,7 +38,15 @@ def main(argv: list[str] | None = None) -> int:
                                               "$DAGSTER_HOME, else the project's dagster_home/)")
     backfill = commands.add_parser("backfill", help="after a taxonomy edit: remap every ingested batch and publish a "
                                                     "release")
-    for command in (build, backfill):
+    batches = commands.add_parser("batches", help="list every batch: landed, ingested, failed or removed, with its last run")
+    batch = commands.add_parser("batch", help="retry or remove one batch")
+    batch_commands = batch.add_subparsers(dest="batch_command", required=True)
+    retry = batch_commands.add_parser("retry", help="run the batch's ingest, mapping and drawing again, as landed now")
+    remove = batch_commands.add_parser("remove", help="drop the batch's partition and tables, so releases leave it out; "
+                                                      "the removal is recorded in the store")
+    for command in (retry, remove):
+        command.add_argument("batch_id", help="the batch, as `segpipe batches` lists it")
+    for command in (build, backfill, batches, retry, remove):
         command.add_argument("--project", type=Path, default=None, help="the project folder (default: $SEGPIPE_HOME "
                                                                         "or ./.segpipe)")
     check = commands.add_parser("check-source", help="read one export (folder, .zip or URL) as ingestion would, without Dagster")
@@ -59,13 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     releases = commands.add_parser("releases", help="list the published versions in the configured store")
     releases.add_argument("--dataset", default=None, help="the dataset (default: dataset_name in pipeline.yaml)")
     args = parser.parse_args(argv)
-    if args.command in ("build", "backfill"):
+    if args.command in ("build", "backfill", "batches", "batch"):
         _use_project(args.project, parser)
     commands_by_name = {
         "init": lambda: _init(args, parser), "demo": lambda: _demo(args), "build": lambda: _build(backfill=False),
         "backfill": lambda: _build(backfill=True), "check-source": lambda: _check_source(args, parser),
         "pseudonym": lambda: _pseudonym(args), "verify": lambda: _verify(args), "inspect": lambda: _inspect(args),
-        "releases": lambda: _releases(args),
+        "releases": lambda: _releases(args), "batches": _batches, "batch": lambda: _batch(args),
     }
     try:
         return commands_by_name[args.command]()
@@ -146,14 +155,58 @@ def _build(backfill: bool) -> int:
             return 1
         # A step that raised ConfigError (a batch of which no label maps) is a configuration error, as one
         # found before any run is: its report goes to stderr and the exit status is 2.
-        configuration = not outcome.success and any(
-            step.error_type == ConfigError.__name__ for step in read_run_failure(instance, outcome.failed_run_id).steps)
+        failed_runs = [*([outcome.failed_run_id] if not outcome.success else []), *outcome.failed_batches.values()]
+        configuration = any(step.error_type == ConfigError.__name__
+                            for run_id in failed_runs for step in read_run_failure(instance, run_id).steps)
         logging.disable(logging.INFO)  # the summary's table loads log each file; no run records them any more
         try:
             print(format_summary(outcome, defs, instance, env), file=sys.stderr if configuration else sys.stdout)
         finally:
             logging.disable(logging.NOTSET)
-    return 0 if outcome.success else 2 if configuration else 1
+    return 0 if outcome.success and not outcome.failed_batches else 2 if configuration else 1
+
+
+def _batches() -> int:
+    import dagster as dg
+
+    from segpipe.cli.batches import batch_rows, format_batch_rows
+
+    with dg.DagsterInstance.get() as instance:
+        print(format_batch_rows(batch_rows(instance, current_environment())))
+    return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    import logging
+
+    import dagster as dg
+
+    from segpipe.cli.batches import UnknownBatch, remove_batch, retry_batch
+    from segpipe.cli.failure_summary import format_failure
+    from segpipe.cli.run_failure import read_run_failure
+    from segpipe.definitions import defs as load_defs
+
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    env, defs = current_environment(), load_defs()
+    with dg.DagsterInstance.get() as instance:
+        try:
+            if args.batch_command == "remove":
+                key, record = remove_batch(defs, instance, env, args.batch_id)
+                print(f"batch {args.batch_id}: removed (was {record['state']}, {record['entries']} entries); "
+                      f"{len(record['tables_deleted'])} tables deleted; record: {env.storage_root}/{key}")
+                print("later releases leave it out; `segpipe batch retry` brings it back while its folder is landed")
+                return 0
+            run = retry_batch(defs, instance, env, args.batch_id)
+        except UnknownBatch as exc:
+            print(f"segpipe batch {args.batch_command}: {exc}", file=sys.stderr)
+            return 1
+        if run.success:
+            print(f"batch {args.batch_id}: ingested, mapped and drawn (run {run.run_id[:8]}); "
+                  "`segpipe build` releases it")
+            return 0
+        lines = format_failure(read_run_failure(instance, run.run_id), [args.batch_id], defs, instance, env)
+        print("\n".join([f"batch {args.batch_id}: retry failed (run {run.run_id[:8]})", *lines[1:]]))
+    return 1
 
 
 def _pseudonym(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.ingest.landing import list_ready_batches
 from segpipe.core.ingest.sources import BatchSource, open_landed_batch
 from segpipe.io.locations import open_location
+from segpipe.store.atomic import write_bytes_atomically
 
 
 class FsspecLocation(dg.ConfigurableResource):
@@ -30,7 +31,7 @@ class ObjectStore(FsspecLocation):
 
     def write_bytes(self, key: str, data: bytes) -> str:
         fs, root = self.location()
-        fs.pipe_file(f"{root}/{key}", data)
+        write_bytes_atomically(fs, f"{root}/{key}", data)
         return key
 
     def read_bytes(self, key: str) -> bytes:
@@ -46,9 +47,9 @@ class ObjectStore(FsspecLocation):
         return ArtefactStore(self.read_bytes, self.write_bytes, self.exists)
 
     def write_content_addressed(self, key: str, data: bytes) -> str:
-        """Write a key named after its content's hash, once: an existing object already holds these bytes."""
-        if not self.exists(key):
-            self.write_bytes(key, data)
+        """Write a key named after its content's hash, once: an existing object is kept only if it holds
+        exactly these bytes (not a partly written one)."""
+        self.artefacts().write_once(key, data)
         return key
 
 

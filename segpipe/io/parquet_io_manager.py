@@ -14,18 +14,27 @@ import dagster as dg
 import polars as pl
 from upath import UPath
 
+from segpipe.store.atomic import write_atomically
+
 
 class PolarsParquetIOManager(dg.ConfigurableIOManagerFactory):
     base_path: str
     endpoint_url: str | None = None
+    # When set, a reader of every partition as one frame reads only the partitions this asset has
+    # materialized: a batch that failed or never ran is left out instead of failing the reader.
+    partitions_done_by: str | None = None
 
     def create_io_manager(self, context: dg.InitResourceContext) -> dg.UPathIOManager:
         options = {"client_kwargs": {"endpoint_url": self.endpoint_url}} if self.endpoint_url else {}
-        return _PolarsParquetUPathIOManager(base_path=UPath(self.base_path, **options))
+        return _PolarsParquetUPathIOManager(base_path=UPath(self.base_path, **options), done_by=self.partitions_done_by)
 
 
 class _PolarsParquetUPathIOManager(dg.UPathIOManager):
     extension = ".parquet"
+
+    def __init__(self, base_path: UPath, done_by: str | None) -> None:
+        super().__init__(base_path=base_path)
+        self._done_by = done_by
 
     def dump_to_path(self, context: dg.OutputContext, obj: pl.DataFrame, path: UPath) -> None:
         _write_parquet(obj, path)
@@ -39,12 +48,20 @@ class _PolarsParquetUPathIOManager(dg.UPathIOManager):
         """The partitions as one table per batch for a reader that asks for a dict, else as one frame:
         a batch table read across batches."""
         paths = self._get_paths_for_partitions(context)
+        per_partition = _wants_tables_per_partition(context.dagster_type.typing_type)
+        if not per_partition and self._done_by is not None:
+            done = context.instance.get_materialized_partitions(dg.AssetKey(self._done_by))
+            paths = {key: path for key, path in paths.items() if key in done}
+            if not paths:
+                raise FileNotFoundError(f"{context.asset_key.to_user_string()}: no batch has {self._done_by} "
+                                        "materialized yet; `segpipe batches` lists each batch and its last run")
         missing = sorted(key for key, path in paths.items() if not path.exists())
         if missing:
             raise FileNotFoundError(
-                f"{context.asset_key.to_user_string()}: partitions {missing} are not materialized; "
-                "materialize them (or remove the batches) before building downstream assets")
-        if _wants_tables_per_partition(context.dagster_type.typing_type):
+                f"{context.asset_key.to_user_string()}: partitions {missing} are not materialized "
+                f"(no {', '.join(str(paths[key]) for key in missing)}); retry them (`segpipe batch retry ID`) "
+                "or remove them (`segpipe batch remove ID`) before building downstream assets")
+        if per_partition:
             return {key: self.load_from_path(context, paths[key]) for key in sorted(paths)}
         return pl.concat([self.load_from_path(context, paths[key]) for key in sorted(paths)], how="vertical")
 
@@ -62,9 +79,9 @@ class _PolarsParquetUPathIOManager(dg.UPathIOManager):
 
 
 def _write_parquet(frame: pl.DataFrame, path: UPath) -> None:
+    """Whole or not at all: a reader never finds a partly written table (segpipe/store/atomic.py)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as f:
-        frame.write_parquet(f)
+    write_atomically(path.fs, path.path, frame.write_parquet)
 
 
 def _wants_tables_per_partition(annotation: object) -> bool:

@@ -15,6 +15,7 @@ RELEASE_LEDGER = "ledger.parquet"  # beside the ZIP: one row per input entry and
 LATEST_POINTER = "latest.json"
 STAGING_DIR = "_staging"
 CLAIMS_DIR = "_claims"  # one create-only claim per release sequence
+BATCH_REMOVALS_DIR = "batches/removed"  # one JSON record per `segpipe batch remove`, never deleted
 
 
 def image(image_id: str, frame: str, suffix: str) -> str:
@@ -68,6 +69,10 @@ def coco_shapes_memo(digest: str) -> str:
 
 def yolo_outlines_memo(mask_key: str, ignore_index: int) -> str:
     return f"yolo-outlines/{mask_key.removesuffix('.png')}-{ignore_index}.json"
+
+
+def batch_removal(batch_id: str, removed_at: str) -> str:
+    return f"{BATCH_REMOVALS_DIR}/{batch_id}/{removed_at}.json"
 
 
 def releases_dir(dataset_name: str) -> str:

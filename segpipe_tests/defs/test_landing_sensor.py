@@ -5,11 +5,25 @@ import zipfile
 import dagster as dg
 
 from segpipe.defs.ingest.sensors import landing_batches_sensor
-from segpipe.io.object_store import LandingZone
+from segpipe.io.object_store import LandingZone, ObjectStore
+from segpipe.store.batch_removals import record_removal
 
 
-def tick(instance: dg.DagsterInstance, zone: LandingZone, cursor: str | None = None) -> dg.SensorResult:
-    return landing_batches_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"landing_zone": zone}))
+def tick(instance: dg.DagsterInstance, zone: LandingZone, cursor: str | None = None,
+         store: ObjectStore | None = None) -> dg.SensorResult:
+    store = store or ObjectStore(root=f"{zone.root}-store")
+    return landing_batches_sensor(dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"landing_zone": zone, "object_store": store}))
+
+
+def test_a_removed_batch_landed_again_is_not_added_back(tiny_demo, tmp_path):
+    landing = tmp_path / "landing"
+    shutil.copytree(tiny_demo.landing_root, landing)
+    store = ObjectStore(root=str(tmp_path / "store"))
+    record_removal(*store.location(), {"batch": "b002_vendor_b_bob", "removed_at": "2026-12-04T16:17:22Z", "state": "failed"})
+    with dg.instance_for_test() as instance:
+        result = tick(instance, LandingZone(root=str(landing)), "4", store)
+    assert sorted(result.dynamic_partitions_requests[0].partition_keys) == sorted(set(tiny_demo.batch_ids) - {"b002_vendor_b_bob"})
 
 
 def test_first_tick_over_many_batches_runs_only_the_most_recently_landed(tmp_path):

@@ -134,7 +134,7 @@ def _image_outcome(
     """Honeypot scores against gold, or the fused mask, agreement and pairwise class IoUs of
     several annotators (fused with `weights`); a single annotator's mask needs neither."""
     def load(key: str) -> np.ndarray:
-        return decode_mask_png(store.read(key))
+        return decode_mask_png(store.read_png(key))
 
     if gold_key is not None:
         gold = load(gold_key)

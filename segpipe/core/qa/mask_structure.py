@@ -66,7 +66,7 @@ def mask_structure(masks: pl.DataFrame, taxonomy: Taxonomy, min_fragment_px: int
         memo = store_keys.mask_structure_memo(content_digest(mask_key.encode(), rules))
         remembered = store.recall(memo)
         if remembered is None:
-            regions = mask_regions(decode_mask_png(store.read(mask_key))) if decode else None
+            regions = mask_regions(decode_mask_png(store.read_png(mask_key))) if decode else None
             pixels = np.asarray(class_pixels, dtype=np.int64)
             remembered = {
                 "constraints": violations(constraints, class_ids, pixels, taxonomy.ignore_index, regions),

@@ -94,8 +94,8 @@ def render_qa_thumbnails(
             "entry_id", "check_id", "reason", "mask_key", "image_key").iter_rows():
         key = store_keys.qa_thumbnail(check_id, entry_id, content_digest(
             mask_key.encode(), image_key.encode(), check_id.encode(), (reason or '').encode()))
-        if not store.exists(key):
-            mask = decode_mask_png(store.read(mask_key))
+        if not store.holds_png(key):
+            mask = decode_mask_png(store.read_png(mask_key))
             outline = rings_of.get((entry_id, check_id), []) if check_id in POLYGON_RULES else []
             store.write(key, qa_thumbnail(store.read(image_key), mask, palette, _highlight(check_id, mask, taxonomy, min_fragment_px),
                                           outline))

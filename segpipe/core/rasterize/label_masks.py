@@ -111,8 +111,8 @@ def render_class_masks(
             table = _lookup_table(entry["key_labels"], entry["key_attributes"], entry["source"], taxonomy, resolved)
             key = store_keys.class_mask(entry["batch_id"], entry["entry_id"],
                                  content_digest(entry["label_mask_key"].encode(), table.tobytes(), encoding))
-            if not store.exists(key):
-                store.write(key, encode_mask_png(table[decode_mask_png(store.read(entry["label_mask_key"]))], palette))
+            if not store.holds_png(key):
+                store.write(key, encode_mask_png(table[decode_mask_png(store.read_png(entry["label_mask_key"]))], palette))
             pixels = np.bincount(table, weights=entry["key_pixels"], minlength=256).astype(np.int64).tolist()
             rendered_by = "lookup"
         else:

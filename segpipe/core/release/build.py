@@ -95,7 +95,7 @@ def write_release(release: ReleaseContext, items: pl.DataFrame, packager: Packag
     with release.resources:
         writers = [make(release) for make in WRITERS.values()]
         for row in items.sort("split", "image_id").iter_rows(named=True):
-            item = ReleaseItem(row, release.store.read(row["mask_key"]))
+            item = ReleaseItem(row, release.store.read_png(row["mask_key"]))
             for writer in writers:
                 for member in writer.item_members(item):
                     release.packaged[member.path] = packager.add(member)

@@ -3,7 +3,9 @@
 An artefact named after its inputs (or its bytes) never changes under its name: a rerun that
 finds the name in the store has nothing to do, and a result cached under it stays valid for as
 long as the inputs are the same. This is what lets a taxonomy backfill skip every mask, fusion
-and encoding the edit did not touch.
+and encoding the edit did not touch. What the store holds under a name is still checked before
+it is trusted: a partly written object (a full disk, a killed writer) is rewritten by the next
+run, and a read that finds one fails naming the key.
 """
 
 import hashlib
@@ -13,7 +15,13 @@ from typing import Any
 
 import orjson
 
+from segpipe.core.shared.png import png_damage
+
 DIGEST_CHARS = 16  # 64 bits of sha256: collisions among one dataset's artefacts are out of reach
+
+
+class DamagedArtefact(ValueError):
+    """A stored artefact whose bytes are not what its name promises: partly written or overwritten."""
 
 
 def content_digest(*parts: bytes) -> str:
@@ -38,13 +46,39 @@ class ArtefactStore:
         return cls(objects.__getitem__, objects.__setitem__, objects.__contains__)
 
     def write_once(self, key: str, data: bytes) -> None:
-        """Write an artefact named after its content unless the store already holds it."""
-        if not self.exists(key):
+        """Write an artefact named after its content unless the store already holds exactly these
+        bytes under its name; any other bytes there (a truncated write) are replaced."""
+        if not self.exists(key) or self.read(key) != data:
             self.write(key, data)
+
+    def holds_png(self, key: str) -> bool:
+        """Whether the store holds a whole PNG under `key`: a damaged one counts as missing, to be redrawn."""
+        return self.exists(key) and png_damage(self.read(key)) is None
+
+    def read_png(self, key: str) -> bytes:
+        """A stored PNG, checked whole before anything decodes it, so a damaged one is named by its key."""
+        data = self.read(key)
+        problem = png_damage(data)
+        if problem is not None:
+            raise DamagedArtefact(
+                f"{key}: {problem}; the stored artefact is damaged (partly written?). Rerun the step that "
+                f"writes it, which rewrites it: for a batch's masks, `segpipe batch retry {_batch_of(key)}`")
+        return data
 
     def recall(self, key: str) -> Any | None:
         """A JSON result remembered under a content-derived key, or None."""
-        return orjson.loads(self.read(key)) if self.exists(key) else None
+        if not self.exists(key):
+            return None
+        try:
+            return orjson.loads(self.read(key))
+        except orjson.JSONDecodeError:  # partly written: computed again and rewritten
+            return None
 
     def remember(self, key: str, result: Any) -> None:
         self.write(key, orjson.dumps(result))
+
+
+def _batch_of(key: str) -> str:
+    """The batch of a per-batch mask key (`masks/<batch>/<entry>-<digest>.png`), else a placeholder."""
+    parts = key.split("/")
+    return parts[1] if len(parts) == 3 and parts[1] != "fused" else "BATCH"

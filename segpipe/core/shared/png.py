@@ -62,6 +62,25 @@ def _header(data: bytes) -> tuple[int, ...] | None:
     return struct.unpack(">IIBBBBB", data[16:29])
 
 
+def png_damage(data: bytes) -> str | None:
+    """What is wrong with a PNG's structure (no signature, a chunk cut short or failing its CRC, no
+    IEND at the end), or None: a partly written file fails here without being decoded."""
+    if data[:8] != PNG_SIGNATURE:
+        return f"not a PNG ({len(data)} bytes, no PNG signature)"
+    at = 8
+    while at + 12 <= len(data):
+        (length,), kind = struct.unpack(">I", data[at:at + 4]), data[at + 4:at + 8]
+        end = at + 12 + length
+        if end > len(data):
+            return f"PNG cut short: chunk {kind!r} at byte {at} needs {end} bytes, the file has {len(data)}"
+        if zlib.crc32(data[at + 4:end - 4]) != struct.unpack(">I", data[end - 4:end])[0]:
+            return f"PNG chunk {kind!r} at byte {at} fails its CRC"
+        if kind == b"IEND":
+            return None if end == len(data) else f"PNG has {len(data) - end} bytes after IEND"
+        at = end
+    return f"PNG cut short: no IEND chunk in its {len(data)} bytes"
+
+
 def png_frame(data: bytes) -> tuple[int, int, int]:
     """(width, height, bit depth) from a PNG's IHDR, without decoding the image."""
     header = _header(data)

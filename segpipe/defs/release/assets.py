@@ -3,6 +3,7 @@ import polars as pl
 
 from segpipe.core.release.build import ReleaseInputs
 from segpipe.core.release.writers import BuildStamp
+from segpipe.defs.batches import batches_not_done, done_batches
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.retries import OBJECT_STORE_RETRY, decisions_not_retried
 from segpipe.io.object_store import ObjectStore
@@ -36,7 +37,9 @@ def dataset_release(
 ) -> dg.MaterializeResult:
     """A versioned ZIP (images, masks, coco.json, index.csv, meta.json, the QA and sampling reports)
     with its Parquet manifest and item ledger, published as the next dated version (never
-    overwritten) unless the newest release already holds this content. A store that fails to answer is
+    overwritten) unless the newest release already holds this content. It holds the batches done
+    (defs/batches.py) and names each other one with its last failure; a batch never ingested has no
+    entries, so it is in no count of the ledger. A store that fails to answer is
     retried with backoff; a conflict with someone else's release is not (defs/retries.py)."""
     with decisions_not_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
@@ -51,6 +54,7 @@ def dataset_release(
         built = build_and_publish(fs, root, inputs)
     contents, published, diff, counts = built.contents, built.published, built.diff, built.contents.counts
     archive_key = f"{published.prefix}/{keys.archive_name(settings.dataset_name, published.version)}"
+    not_done = batches_not_done(context.instance)
     balanced = counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"]
     return dg.MaterializeResult(
         metadata={
@@ -67,6 +71,8 @@ def dataset_release(
             "diff_items": dg.MetadataValue.md(markdown_table(diff.items.head(20))),
             "diff_classes": dg.MetadataValue.md(markdown_table(
                 diff.classes.filter(pl.col("change").abs() > 0).sort(pl.col("change").abs(), descending=True))),
+            "batches_released": dg.MetadataValue.json(done_batches(context.instance)),
+            "batches_not_released": dg.MetadataValue.json(not_done),
             "dagster/row_count": contents.manifest.height,
         },
         check_results=[dg.AssetCheckResult(

@@ -19,7 +19,7 @@ class ImagesAndMasks(ReleaseWriter):
         yield Member(item.image_path, self.release.store.read(row["image_key"]), compress=False)
         yield Member(item.mask_path, item.mask, compress=False)
         if item.instance_path is not None:
-            instances = self.release.store.read(row["instance_mask_key"])
+            instances = self.release.store.read_png(row["instance_mask_key"])
             _check_frame(row["instance_mask_key"], instances, row["width"], row["height"], 16)
             yield Member(item.instance_path, instances, compress=False)
 

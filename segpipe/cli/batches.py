@@ -1,0 +1,107 @@
+"""`segpipe batches`, `segpipe batch retry ID` and `segpipe batch remove ID`: what became of each
+batch, and the two ways on for one that failed, without the Dagster UI."""
+
+import datetime as dt
+from dataclasses import dataclass
+
+import dagster as dg
+import polars as pl
+
+from segpipe.core.ingest.landing import list_ready_batches
+from segpipe.defs.batches import BATCH_DONE_ASSET, describe_not_done, last_run
+from segpipe.defs.partitions import annotation_batches
+from segpipe.environment import Environment
+from segpipe.io.locations import open_location
+from segpipe.store import keys
+from segpipe.store.batch_removals import record_removal, removed_batches
+
+
+class UnknownBatch(LookupError):
+    """An id that is neither a batch Dagster knows nor one ready in the landing zone."""
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    batch: str
+    state: str  # landed / ingested / failed / removed
+    last_run: str
+
+
+def batch_rows(instance: dg.DagsterInstance, env: Environment) -> list[BatchRow]:
+    """Every batch ready in the landing zone, known to Dagster or ever removed, with its state:
+    *landed* (never run), *ingested* (its tables are done), *failed* (its last run failed, or it
+    is not done), *removed* (`segpipe batch remove`; not a partition any more)."""
+    known = set(instance.get_dynamic_partitions(annotation_batches.name))
+    done = instance.get_materialized_partitions(dg.AssetKey(BATCH_DONE_ASSET))
+    removed = removed_batches(*open_location(env.storage_root, env.s3_endpoint_url))
+    ready = set(list_ready_batches(*open_location(env.landing_root, env.s3_endpoint_url)))
+    rows = []
+    for batch in sorted(known | ready | set(removed)):
+        run = last_run(instance, batch)
+        if batch not in known and batch in removed:
+            record = removed[batch]
+            rows.append(BatchRow(batch, "removed", f"removed {record['removed_at']} (was {record['state']})"))
+        elif run is None:
+            rows.append(BatchRow(batch, "landed", "no run yet"))
+        elif run.failure is None and batch in done:
+            rows.append(BatchRow(batch, "ingested", f"run {run.run_id[:8]} {run.status.lower()} ({run.when})"))
+        else:
+            rows.append(BatchRow(batch, "failed", describe_not_done(run)))
+    return rows
+
+
+def format_batch_rows(rows: list[BatchRow]) -> str:
+    if not rows:
+        return "no batches: none ready in the landing zone, none ingested, none removed"
+    width = max(len(row.batch) for row in rows)
+    return "\n".join([f"{'batch':<{width}}  {'state':<8}  last run",
+                      *(f"{row.batch:<{width}}  {row.state:<8}  {row.last_run}" for row in rows)])
+
+
+def retry_batch(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, batch: str) -> dg.ExecuteInProcessResult:
+    """Run `batch_job` for the batch again, as landed now: a removed batch ready again comes back."""
+    known = set(instance.get_dynamic_partitions(annotation_batches.name))
+    if batch not in known:
+        ready = list_ready_batches(*open_location(env.landing_root, env.s3_endpoint_url))
+        if batch not in ready:
+            raise UnknownBatch(_unknown(batch, known | set(ready), f"and nothing by that name is ready in {env.landing_root}"))
+        instance.add_dynamic_partitions(annotation_batches.name, [batch])
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    return defs.resolve_job_def("batch_job").execute_in_process(
+        instance=instance, partition_key=batch, run_config=quiet, raise_on_error=False)
+
+
+def remove_batch(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, batch: str) -> tuple[str, dict]:
+    """Delete the batch's partition and per-batch tables, so later releases leave it out, after
+    recording the removal (its state, last run, entries) in the store; the
+    images and masks stay, being content-addressed and perhaps shared. Returns the record's key."""
+    known = set(instance.get_dynamic_partitions(annotation_batches.name))
+    if batch not in known:
+        raise UnknownBatch(_unknown(batch, known, "(only a batch known to Dagster can be removed)"))
+    fs, root = open_location(env.storage_root, env.s3_endpoint_url)
+    row = next(row for row in batch_rows(instance, env) if row.batch == batch)
+    run = last_run(instance, batch)
+    tables = [f"{root}/{keys.TABLES_DIR}/{'/'.join(key.path)}/{batch}.parquet" for key in _per_batch_assets(defs)]
+    images = next((t for t in tables if t.endswith(f"/batch_images/{batch}.parquet")), None)
+    record = {
+        "batch": batch, "removed_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "state": row.state,
+        "last_run": run.run_id if run else None, "last_failure": run.failure if run else None,
+        "entries": pl.read_parquet(fs.cat_file(images)).height if images and fs.exists(images) else 0,
+        "tables_deleted": [t.removeprefix(f"{root}/") for t in tables if fs.exists(t)],
+    }
+    key = record_removal(fs, root, record)
+    instance.delete_dynamic_partition(annotation_batches.name, batch)
+    for table in record["tables_deleted"]:
+        fs.rm_file(f"{root}/{table}")
+    return key, record
+
+
+def _per_batch_assets(defs: dg.Definitions) -> list[dg.AssetKey]:
+    graph = defs.resolve_asset_graph()
+    return sorted((key for key in graph.get_all_asset_keys()
+                   if graph.get(key).partitions_def == annotation_batches), key=lambda k: k.to_user_string())
+
+
+def _unknown(batch: str, known: set[str], why: str) -> str:
+    listed = ", ".join(sorted(known)) or "none"
+    return f"no batch {batch!r} {why}; known batches: {listed} (`segpipe batches` lists them with their state)"

@@ -1,0 +1,71 @@
+"""Which batches a release reads, and what became of the others, from Dagster's own records.
+
+A batch is *done* when `batch_job`'s last asset, `annotation_masks`, is materialized for it: every
+per-batch table of it then exists and agrees. Readers across batches (QA, consensus, sampling, the
+release) read the done batches only, so a batch that failed (or never ran) leaves the others'
+release alone; the release reports it by name with its last failure.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+
+import dagster as dg
+
+from segpipe.defs.partitions import annotation_batches
+
+BATCH_DONE_ASSET = "annotation_masks"
+
+
+@dataclass(frozen=True)
+class LastRun:
+    run_id: str
+    status: str  # Dagster's run status: SUCCESS, FAILURE, STARTED, ...
+    when: str  # start time, ISO, UTC seconds
+    failure: str | None  # the failed step and the first line of its error
+
+
+def done_batches(instance: dg.DagsterInstance) -> list[str]:
+    """The batches whose per-batch tables are all materialized: what readers across batches read."""
+    done = instance.get_materialized_partitions(dg.AssetKey(BATCH_DONE_ASSET))
+    return sorted(b for b in instance.get_dynamic_partitions(annotation_batches.name) if b in done)
+
+
+def batches_not_done(instance: dg.DagsterInstance) -> dict[str, str]:
+    """Each known batch a release leaves out, with why: its last failure, or that it has not run."""
+    done = set(done_batches(instance))
+    return {batch: describe_not_done(last_run(instance, batch))
+            for batch in sorted(instance.get_dynamic_partitions(annotation_batches.name)) if batch not in done}
+
+
+def describe_not_done(run: LastRun | None) -> str:
+    if run is None:
+        return "not ingested yet: no run"
+    if run.failure is not None:
+        return f"failed in run {run.run_id[:8]} ({run.when}): {run.failure}"
+    return f"not complete: last run {run.run_id[:8]} {run.status.lower()} ({run.when})"
+
+
+def last_run(instance: dg.DagsterInstance, batch: str) -> LastRun | None:
+    """The newest run launched for `batch` (its `dagster/partition` tag), with its failure if it failed."""
+    runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": batch}), limit=1)
+    if not runs:
+        return None
+    run = runs[0]
+    record = instance.get_run_record_by_id(run.run_id)
+    started = record.start_time or record.create_timestamp.timestamp()
+    stamp = dt.datetime.fromtimestamp(started, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    failure = _failure(instance, run.run_id) if run.status == dg.DagsterRunStatus.FAILURE else None
+    return LastRun(run.run_id, run.status.value, stamp, failure)
+
+
+def _failure(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The first failed step and the first line of the error its code raised (not Dagster's wrapper)."""
+    for record in instance.all_logs(run_id, of_type={dg.DagsterEventType.STEP_FAILURE}):
+        error = record.dagster_event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        text = error.message if error is not None else record.message or ""
+        qualified, _, rest = text.partition(": ")  # the message starts with the error's qualified class name
+        lines = (f"{qualified.rsplit('.', 1)[-1]}: {rest}" if rest and " " not in qualified else text).strip().splitlines()
+        return f"step {record.dagster_event.step_key}: {lines[0] if lines else 'no message'}"
+    return "the run failed outside any step; see its log in the Dagster UI"

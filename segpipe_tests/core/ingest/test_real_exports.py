@@ -29,9 +29,6 @@ EXPORTS = Path(__file__).parents[2] / "fixtures" / "exports"
 KEY = b"k" * 32
 CVAT_KINDS = {"box": "box", "polygon": "polygon", "polyline": "polyline", "points": "points", "mask": "mask"}
 
-EXTRA_FILES = ("annotation_missing: {} are claimed by no reader (not the chosen one, nor a passed-over one "
-               "whose files would be listed unused), so they are taken for images without annotation")
-
 
 def check(export: str | Path, tmp_path: Path, declared: str | None = None) -> IngestedBatch:
     path = export if isinstance(export, Path) else EXPORTS / export
@@ -62,6 +59,18 @@ def quarantined(batch: IngestedBatch, key=lambda name: name) -> dict[str, str]:
 
 def basename(name: str) -> str:
     return posixpath.basename(name)
+
+
+def assert_companions_unused(batch: IngestedBatch, export: Path, companions: list[Path], reason: str) -> None:
+    """Every file of the export is listed, and the companions (masks the tool wrote beside the ones
+    read) are unused with `reason`, never items."""
+    assert companions
+    assert sorted(batch.files["path"]) == sorted(p.relative_to(export).as_posix() for p in export.rglob("*") if p.is_file())
+    named = {p.relative_to(export).as_posix() for p in companions}
+    rows = batch.files.filter(pl.col("path").is_in(sorted(named)))
+    assert rows.height == len(named) and set(rows["outcome"]) == {"unused"}, rows
+    assert all(reason in why for why in rows["reason"]), rows["reason"].to_list()
+    assert not named & {*batch.quarantine["file_name"], *batch.images["file_name"]}
 
 
 # --- CVAT ----------------------------------------------------------------------------------------
@@ -253,8 +262,6 @@ def plain(name: str) -> str:
     return "".join(ch for ch in name if ch.isalnum())
 
 
-@pytest.mark.xfail(strict=True, reason=EXTRA_FILES.format(
-    "SegmentationObject/*.png (instance masks; voc_segmentation reads SegmentationClass/ only)"))
 def test_labelme2voc_class_masks_read_as_the_pngs_hold_them(tmp_path):
     export = EXPORTS / "voc_labelme2voc"
     class_names = (export / "class_names.txt").read_text().splitlines()
@@ -267,6 +274,8 @@ def test_labelme2voc_class_masks_read_as_the_pngs_hold_them(tmp_path):
         assert found == expected, png.name
     assert batch.images.height == 3
     assert batch.quarantine.is_empty()
+    assert_companions_unused(batch, export, sorted(export.glob("SegmentationObject/*.png")),
+                             "VOC instance masks: segpipe reads SegmentationClass")
 
 
 def test_labelme2voc_class_masks_are_labelmes_rendering_of_its_json():
@@ -283,8 +292,6 @@ VOC_NAMES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bu
              "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
 
 
-@pytest.mark.xfail(strict=True, reason=EXTRA_FILES.format(
-    "SegmentationObject/*.png (instance masks; voc_segmentation reads SegmentationClass/ only)"))
 def test_voc_export_reads_the_class_mask_and_reports_the_image_without_one(tmp_path):
     export = EXPORTS / "voc_datumaro"
     masks = sorted((export / "SegmentationClass").glob("*.png"))
@@ -296,6 +303,8 @@ def test_voc_export_reads_the_class_mask_and_reports_the_image_without_one(tmp_p
     expected = {("void" if index == 255 else VOC_NAMES[index]): n for index, n in voc_class_areas(mask).items()}
     assert mask_areas(batch, f"JPEGImages/{mask.stem}.jpg") == expected
     assert quarantined(batch) == dict.fromkeys(unannotated, "annotation_missing")
+    assert_companions_unused(batch, export, sorted(export.glob("SegmentationObject/*.png")),
+                             "VOC instance masks: segpipe reads SegmentationClass")
 
 
 # --- ADE20K --------------------------------------------------------------------------------------
@@ -307,9 +316,6 @@ def ade_classes(png: Path) -> Counter:
     return Counter({str(v): n for v, n in zip(values.tolist(), counts.tolist())})
 
 
-@pytest.mark.xfail(strict=True, reason=EXTRA_FILES.format(
-    "ADE20K part masks *_parts_N.png and, in ADE20K 2020, instance masks <image>/instance_NNN_*.png "
-    "(ade20k reads *_seg.png only)"))
 @pytest.mark.parametrize("export", ["ade20k2017_datumaro", "ade20k2020_datumaro"])
 def test_ade20k_export_reads_each_seg_png_and_nothing_else(export, tmp_path):
     root = EXPORTS / export
@@ -321,6 +327,12 @@ def test_ade20k_export_reads_each_seg_png_and_nothing_else(export, tmp_path):
         assert mask_areas(batch, image) == ade_classes(seg)
     assert batch.images.height == len(segs)
     assert batch.quarantine.is_empty()
+    parts = sorted(root.rglob("*_parts_*.png"))
+    assert_companions_unused(batch, root, parts, "ADE20K part masks: segpipe reads the object classes of ")
+    instances = sorted(root.rglob("instance_*.png"))
+    assert bool(instances) == (export == "ade20k2020_datumaro")
+    if instances:
+        assert_companions_unused(batch, root, instances, "ADE20K instance mask of one object")
 
 
 def test_ade20k_2020_classes_are_those_its_json_lists():
@@ -343,9 +355,6 @@ def polygon_labels(json_file: Path) -> Counter:
     return labels
 
 
-@pytest.mark.xfail(strict=True, reason=EXTRA_FILES.format(
-    "gtFine *_labelIds.png, *_instanceIds.png and *_color.png beside the polygons (cityscapes_label_pngs "
-    "claims nothing when *_polygons.json is present)"))
 def test_cityscapes_gtfine_export_reads_the_polygons(tmp_path):
     export = EXPORTS / "cityscapes_gtfine_generated"
     batch = check(export, tmp_path)
@@ -356,6 +365,8 @@ def test_cityscapes_gtfine_export_reads_the_polygons(tmp_path):
         objects = json.loads(polygons.read_text())["objects"]
         assert labels == Counter(o["label"] for o in objects if not o.get("deleted"))
     assert batch.quarantine.is_empty()
+    assert_companions_unused(batch, export, sorted(export.rglob("gtFine/*/*/*.png")),
+                             "Cityscapes label PNG rendered from the polygons segpipe reads")
 
 
 def test_cityscapes_label_pngs_agree_with_the_polygons_they_were_rendered_from(tmp_path):

@@ -37,7 +37,6 @@ is read from its polygons (cityscapes_label_pngs reads a batch that has none).
 """
 
 import re
-
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 

@@ -5,7 +5,6 @@ the same export built without init, on the packaged placeholder taxonomy, stops 
 import io
 import json
 import zipfile
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -17,17 +16,6 @@ from segpipe_tests.labelme_export import LABELS, write_labelme_export
 pytestmark = pytest.mark.slow
 
 N_IMAGES = 12
-
-
-@pytest.fixture
-def user_shell(tmp_path, monkeypatch):
-    """A shell with none of segpipe's or Dagster's variables set; whatever the commands set is undone after."""
-    for name in ("SEGPIPE_HOME", "DAGSTER_HOME", "SEGPIPE_LANDING_ROOT", "SEGPIPE_STORAGE_ROOT", "SEGPIPE_TAXONOMY",
-                 "SEGPIPE_PIPELINE_CONFIG", "SEGPIPE_PSEUDONYM_KEY", "SEGPIPE_PSEUDONYM_KEY_FILE"):
-        monkeypatch.setenv(name, "unset by the test")  # so monkeypatch restores what the commands set
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def test_init_then_build_releases_every_image_of_an_export_without_metadata_under_its_own_labels(user_shell, capsys):

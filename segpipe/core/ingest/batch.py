@@ -2,7 +2,8 @@
 
 Every image of the batch, annotated or found on disk, ends up in exactly one of `images` or
 `quarantine`; every file of the batch appears in `files` with what it was used as: read, unused
-(with why: no format reads it, or the format that would was passed over) or rejected (with the
+(with why: no format reads it, the format that would was passed over, or it is a companion the
+export's tool wrote beside the annotations, such as VOC's instance masks) or rejected (with the
 error, for a file refused by the source or an annotation file that could not be read). Nothing is
 dropped silently and no malformed file raises out of here.
 """
@@ -128,6 +129,7 @@ class _BatchIngest:
         self.source, self.manifest, self.choice, self.reader = source, manifest, choice, choice.reader
         self.annotation_files = set(choice.files)
         self.passed_over = {file for files in choice.passed_over.values() for file in files}
+        self.companions = set(choice.companions)
         self.annotator_key, self.store_image = annotator_key, store_image
         self.lint_without_images = lint_without_images
         self.names = set(source.names())
@@ -169,10 +171,11 @@ class _BatchIngest:
         )
 
     def _image_files(self) -> set[str]:
-        """Image files that are entries: not an annotation file of the chosen format or of a passed-over one."""
+        """Image files that are entries: not an annotation file of the chosen format or of a passed-over
+        one, nor a companion of theirs."""
         candidates = self.names | set(self.rejected)
         return {n for n in candidates if n.lower().endswith(IMAGE_SUFFIXES)
-                and n not in self.annotation_files and n not in self.passed_over}
+                and n not in self.annotation_files and n not in self.passed_over and n not in self.companions}
 
     def _image_bytes(self, annotation: AnnotatedImage) -> bytes:
         """The image file the reader found, else the one the annotation embeds."""
@@ -260,8 +263,9 @@ def _files_frame(source: BatchSource, manifest: BatchManifest, choice: FormatCho
                  unreadable: dict[str, InputError]) -> pl.DataFrame:
     """One row per file. A refused file, and an annotation file that could not be read (`unreadable`),
     are rejected with the error; a file of a passed-over format is unused, saying which format
-    would have read it and why the batch was read as another."""
+    would have read it and why the batch was read as another; a companion is unused, saying why."""
     annotation_files = set(choice.files) if choice is not None else set()
+    companions = choice.companions if choice is not None else {}
     rows = [
         {"batch_id": manifest.batch_id, "path": rejected.name, "role": _file_role(rejected.name, manifest, annotation_files, images),
          "outcome": "rejected", "reason": f"{rejected.error.rule}: {rejected.error}"}
@@ -269,7 +273,8 @@ def _files_frame(source: BatchSource, manifest: BatchManifest, choice: FormatCho
     ]
     passed_over = {file: name for name, files in (choice.passed_over if choice else {}).items() for file in files}
     for name in source.names():
-        passed = name in passed_over and name not in images  # unless the chosen format annotates it as an image
+        # Unless the chosen format annotates it as an image.
+        passed = (name in passed_over or name in companions) and name not in images
         role = "other" if passed else _file_role(name, manifest, annotation_files, images)
         outcome, reason = ("read", None) if role != "other" else ("unused", _unused_reason(source, name, choice, passed_over))
         if name in unreadable:
@@ -279,6 +284,8 @@ def _files_frame(source: BatchSource, manifest: BatchManifest, choice: FormatCho
 
 
 def _unused_reason(source: BatchSource, name: str, choice: FormatChoice | None, passed_over: dict[str, str]) -> str:
+    if choice is not None and name in choice.companions:
+        return f"{source.origin(name)}: {choice.companions[name]}"
     if choice is not None and name in passed_over:
         return (f"{source.origin(name)}: {passed_over[name]} would read it, but the batch is read as "
                 f"{choice.reader.name}: {choice.reason}")
@@ -303,7 +310,8 @@ def _quarantine_batch(source: BatchSource, batch_id: str, error: InputError, man
     """The whole batch is unusable: each of its images is quarantined with the batch's error, and a
     batch with no image at all still leaves one row, so the failure is counted."""
     manifest = manifest or BatchManifest(batch_id)
-    claimed = set(choice.files) | {f for files in choice.passed_over.values() for f in files} if choice else set()
+    claimed = set(choice.files) | {f for files in choice.passed_over.values() for f in files} | set(
+        choice.companions) if choice else set()
     origins = {source.origin(name): name for name in choice.files} if choice else {}
     listed = source.names() + [r.name for r in source.rejected()]
     items = sorted(n for n in listed if n.lower().endswith(IMAGE_SUFFIXES) and n not in claimed) or [

@@ -42,7 +42,7 @@ def sample_dataset(images: pl.DataFrame, spec: DistributionSpec, class_ids: list
     units = build_units(images, spec.group_by, list(spec.strata), class_ids, spec.seed, near_pairs)
     ratios = np.array([spec.splits[s] for s in SPLITS])
     active = int((ratios > 0).sum())
-    problems = infeasibilities(units, spec, active)
+    problems = infeasibilities(units, spec)
     if problems:
         raise InfeasibleSpec("the distribution spec cannot be met by the data:\n  " + "\n  ".join(problems))
     before = previous_unit_splits(units, previous, spec.fingerprint())

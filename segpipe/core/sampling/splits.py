@@ -6,9 +6,13 @@ class counted both in images and in pixels. In order:
 1. previous: a unit holding images an earlier build with the same spec assigned keeps their split
    (the most common one, should a near copy now join two units of different splits);
 2. floors: the classes few units hold are placed all at once, exactly (floors); for
-   the others, rarest first, each split short of min_images images with the class gets the
+   the others, rarest first, each split short of its floor of images with the class gets the
    smallest unassigned unit holding it, in turns, while such units remain; a split still short
-   then takes a floor-placed unit another split can spare without falling below a floor;
+   then takes a floor-placed unit another split can spare without falling below a floor. A
+   class's floor is min_images, or, for a class in fewer than min_images images per split, the
+   images per split it has (none below one per split): a floor no split can be denied, so
+   floors never heap a tiny export's few images into one split and leave the others, train
+   among them, empty;
 3. the rest: the label with the fewest unassigned images first (rare labels have the fewest ways
    to be balanced), each of its units to the split whose share of the unit's labels is least
    filled (strata values, class images and class pixels, each as a fraction of what the split
@@ -41,6 +45,7 @@ def assign_splits(units: SamplingUnits, selected: np.ndarray, ratios: np.ndarray
     have_labels = np.zeros((len(ratios), labels.shape[1]))
     have_pixels = np.zeros((len(ratios), pixels.shape[1]))
     have_images = np.zeros(len(ratios))
+    floor = np.minimum(min_images, label_total[strata:].astype(np.int64) // max(1, active.size))
 
     def place(u: int, split: int) -> None:
         split_of[u] = split
@@ -56,7 +61,7 @@ def assign_splits(units: SamplingUnits, selected: np.ndarray, ratios: np.ndarray
         rare = np.flatnonzero((holder_units > 0) & (holder_units <= RARE_HOLDERS))
         free = chosen[split_of[chosen] == UNASSIGNED]
         candidates = free[(units.class_images[np.ix_(free, rare)] > 0).any(axis=1)] if rare.size else free[:0]
-        need = np.maximum(0, min_images - have_labels[np.ix_(active, strata + rare)])
+        need = np.maximum(0, floor[rare] - have_labels[np.ix_(active, strata + rare)])
         placement = floor_placement(units.class_images[np.ix_(candidates, rare)], units.size[candidates], need)
         for u, slot in zip(candidates.tolist(), placement.tolist(), strict=True):
             if slot >= 0:
@@ -64,7 +69,7 @@ def assign_splits(units: SamplingUnits, selected: np.ndarray, ratios: np.ndarray
         for c in np.argsort(label_total[strata:], kind="stable"):
             holders = [int(u) for u in by_size if units.class_images[u, c] > 0]
             while True:
-                short = [s for s in active if have_labels[s, strata + c] < min_images]
+                short = [s for s in active if have_labels[s, strata + c] < floor[c]]
                 free = [u for u in holders if split_of[u] == UNASSIGNED]
                 if not short or not free:
                     break
@@ -72,8 +77,8 @@ def assign_splits(units: SamplingUnits, selected: np.ndarray, ratios: np.ndarray
         movable = [int(u) for u in by_size if split_of[u] != UNASSIGNED and previous[u] == UNASSIGNED]
         for c in np.argsort(label_total[strata:], kind="stable"):
             for short in active:
-                while have_labels[short, strata + c] < min_images:
-                    donor = _spare_holder(movable, c, short, split_of, have_labels, labels, strata, min_images)
+                while have_labels[short, strata + c] < floor[c]:
+                    donor = _spare_holder(movable, c, short, split_of, have_labels, labels, strata, floor)
                     if donor is None:
                         break
                     have_labels[split_of[donor]] -= labels[donor]
@@ -113,7 +118,7 @@ def assign_splits(units: SamplingUnits, selected: np.ndarray, ratios: np.ndarray
 
 
 def _spare_holder(movable: list[int], c: int, short: int, split_of: np.ndarray, have_labels: np.ndarray,
-                  labels: np.ndarray, strata: int, min_images: int) -> int | None:
+                  labels: np.ndarray, strata: int, floor: np.ndarray) -> int | None:
     """A floor-placed unit holding class c that another split can give up without itself falling
     below a floor it meets (smallest first): placing floors one class at a time can use up the
     holders one split needs, and moving a spare one repairs that."""
@@ -122,6 +127,6 @@ def _spare_holder(movable: list[int], c: int, short: int, split_of: np.ndarray, 
         if giver == short or labels[u, strata + c] == 0:
             continue
         after = have_labels[giver, strata:] - labels[u, strata:]
-        if (after[c] >= min_images) and not ((after < min_images) & (have_labels[giver, strata:] >= min_images)).any():
+        if (after[c] >= floor[c]) and not ((after < floor) & (have_labels[giver, strata:] >= floor)).any():
             return u
     return None

@@ -64,7 +64,7 @@ def draft_taxonomy(name: str, source: str, shapes: pl.DataFrame, origin: str) ->
     rules for `source`; each class's comment says which shapes carry it. Raises DraftError when the
     export has no label, or more than a mask's 255 class values."""
     labels = found_labels(shapes)
-    classes = [label for label in labels if label.key not in SPECIAL_TARGETS]
+    classes = [label for label in labels if label.key not in SPECIAL_TARGETS and label.key]
     if not labels:
         raise DraftError(f"{origin}: no shape with a label was found, so there is no class to draft")
     if len(classes) > IGNORE_INDEX:
@@ -89,9 +89,7 @@ def draft_taxonomy(name: str, source: str, shapes: pl.DataFrame, origin: str) ->
     lines += ["mappings:", f"  # the batches whose batch.json says \"source\": {_quoted(source)}",
               f"  {_quoted(source)}:"]
     for label in labels:
-        reserved = label.key in SPECIAL_TARGETS
-        note = f"  # {label.key!r} is a reserved target, not a class name" if reserved else ""
-        lines.append(f"    {_quoted(label.spelling)}: {_quoted(label.key if reserved else label.spelling)}{note}")
+        lines.append(f"    {_quoted(label.spelling)}: {_target(label)}")
     text = "\n".join(lines) + "\n"
     parse_taxonomy(text, origin)  # what init writes must load
     return text
@@ -146,6 +144,17 @@ def _rekeyed_aliases(head: str, preset_source: str, source: str) -> str:
                 del lines[at - 1]
         break
     return "\n".join(lines)
+
+
+def _target(label: FoundLabel) -> str:
+    """A label's target in the draft, quoted: its own class; a reserved target itself; `void` for
+    an empty label (CVAT and Datumaro write shapes without one), which names no class."""
+    if label.key in SPECIAL_TARGETS:
+        return f"{_quoted(label.key)}  # {label.key!r} is a reserved target, not a class name"
+    if not label.key:
+        return (f"\"void\"  # {label.described()} without a label: drawn as ignore_index; map them to a class "
+                "if they show one")
+    return _quoted(label.spelling)
 
 
 def _numbered(classes: list[FoundLabel]) -> list[tuple[int, FoundLabel]]:

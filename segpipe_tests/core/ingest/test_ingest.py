@@ -221,6 +221,26 @@ def test_labelme_json_beside_its_own_voc_output_is_read_as_labelme_and_the_voc_m
     assert "voc_segmentation would read it, but the batch is read as labelme: labelme reads files that name images" \
         in mask["reason"]
     assert "data_dataset_voc/SegmentationClass/2011_000003.png" not in set(result.quarantine["file_name"])
+    overlay = "data_dataset_voc/SegmentationClassVisualization/2011_000003.jpg"
+    [row] = result.files.filter(pl.col("path") == overlay).to_dicts()
+    assert (row["role"], row["outcome"]) == ("other", "unused")
+    assert row["reason"] == (f"{batch / overlay}: labelme2voc's overlay of a class mask on its image: segpipe reads "
+                             "SegmentationClass; and the batch is read as labelme, not voc_segmentation")
+    assert result.quarantine["file_name"].to_list() == ["data_dataset_voc/JPEGImages/2011_000003.jpg"]  # a real image
+
+
+def test_a_batch_quarantined_as_a_whole_does_not_take_the_companion_masks_for_images(tmp_path):
+    batch = tmp_path / "voc"
+    _jpeg(batch / "JPEGImages" / "a.jpg")
+    for folder in ("SegmentationClass", "SegmentationObject"):
+        (batch / folder).mkdir()
+        Image.new("P", (8, 6), 1).save(batch / folder / "a.png")
+    (batch / "labelmap.txt").write_text("background:0,0,0::\nbackground:1,1,1::\n")  # a label twice: unusable
+    result = ingest_path(batch)
+    assert result.quarantine.select("file_name", "rule").rows() == [("JPEGImages/a.jpg", "class_map_invalid")]
+    [row] = result.files.filter(pl.col("path") == "SegmentationObject/a.png").to_dicts()
+    assert (row["outcome"], row["reason"]) == (
+        "unused", f"{batch / 'SegmentationObject/a.png'}: VOC instance masks: segpipe reads SegmentationClass")
 
 
 def test_a_coco_file_beside_an_info_json_and_panoptic_pngs_is_read_as_coco_the_extra_files_unused(tmp_path):

@@ -1,16 +1,14 @@
 """Real exports (segpipe_tests/fixtures/exports, see SOURCES.md there) read as `segpipe check-source` reads them.
 
 Each test derives what the export holds with a few lines of its own parsing (ElementTree, json,
-Pillow), or takes the tool's own rendering (VOC class PNGs, cityscapesScripts' label images),
-and compares that with the tables ingest produces. Tests marked xfail(strict=True) assert the
+Pillow: export_facts.py), or takes the tool's own rendering (VOC class PNGs, cityscapesScripts'
+label images), and compares that with the tables ingest produces. Tests marked xfail(strict=True) assert the
 right behaviour for an export that does not read today; the reason says what fails. When the fix
 lands, the strict xfail fails the run and the marker is to be removed.
 """
 
 import json
-import posixpath
 import shutil
-import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
@@ -18,19 +16,30 @@ import fsspec
 import numpy as np
 import polars as pl
 import pytest
-from cityscapesscripts.helpers.labels import id2label, name2label
+from cityscapesscripts.helpers.labels import name2label
 from PIL import Image
 
 from segpipe.cli.source_check import check_source
 from segpipe.core.ingest.batch import IngestedBatch
 from segpipe_tests.core.ingest.cityscapes_export import write_cityscapes_gtfine
+from segpipe_tests.core.ingest.export_facts import (
+    EXPORTS,
+    ade_classes,
+    basename,
+    cityscapes_image,
+    cityscapes_instance_areas,
+    coco_expected,
+    cvat_expected,
+    cvat_video_frames,
+    labelme_expected,
+    mask_folder_areas,
+    panoptic_expected,
+    stem,
+    voc_class_areas,
+    voc_name,
+)
 
-EXPORTS = Path(__file__).parents[2] / "fixtures" / "exports"
 KEY = b"k" * 32
-CVAT_KINDS = {"box": "box", "polygon": "polygon", "polyline": "polyline", "points": "points", "mask": "mask"}
-
-EXTRA_FILES = ("annotation_missing: {} are claimed by no reader (not the chosen one, nor a passed-over one "
-               "whose files would be listed unused), so they are taken for images without annotation")
 
 
 def check(export: str | Path, tmp_path: Path, declared: str | None = None) -> IngestedBatch:
@@ -60,20 +69,19 @@ def quarantined(batch: IngestedBatch, key=lambda name: name) -> dict[str, str]:
     return {key(name): rule for name, rule in batch.quarantine.select("file_name", "rule").iter_rows()}
 
 
-def basename(name: str) -> str:
-    return posixpath.basename(name)
+def assert_companions_unused(batch: IngestedBatch, export: Path, companions: list[Path], reason: str) -> None:
+    """Every file of the export is listed, and the companions (masks the tool wrote beside the ones
+    read) are unused with `reason`, never items."""
+    assert companions
+    assert sorted(batch.files["path"]) == sorted(p.relative_to(export).as_posix() for p in export.rglob("*") if p.is_file())
+    named = {p.relative_to(export).as_posix() for p in companions}
+    rows = batch.files.filter(pl.col("path").is_in(sorted(named)))
+    assert rows.height == len(named) and set(rows["outcome"]) == {"unused"}, rows
+    assert all(reason in why for why in rows["reason"]), rows["reason"].to_list()
+    assert not named & {*batch.quarantine["file_name"], *batch.images["file_name"]}
 
 
 # --- CVAT ----------------------------------------------------------------------------------------
-
-def cvat_expected(xml_file: Path, image_path) -> dict[str, Counter]:
-    """Image path -> Counter of (label, kind) of its shapes, straight from the XML."""
-    expected = {}
-    for image in ET.parse(xml_file).getroot().iter("image"):
-        expected[image_path(image)] = Counter(
-            (shape.get("label"), CVAT_KINDS[shape.tag]) for shape in image if shape.tag in CVAT_KINDS)
-    return expected
-
 
 def test_cvat_task_export_reads_every_image_with_its_shapes(tmp_path):
     export = EXPORTS / "cvat_images_task"
@@ -96,41 +104,17 @@ def test_cvat_project_export_reads_each_subset_folder(tmp_path):
 
 def test_cvat_video_export_gives_each_frame_its_tracked_shapes(tmp_path):
     export = EXPORTS / "cvat_video"
-    root = ET.parse(export / "annotations.xml").getroot()
-    task = root.find("meta/task")
-    start, stop, size = (int(task.findtext(key)) for key in ("start_frame", "stop_frame", "size"))
-    step = int(task.findtext("frame_filter").removeprefix("step="))
-    frames = list(range(start, stop + 1, step))[:size]
-    shapes = {frame: Counter() for frame in frames}
-    for track in root.iter("track"):
-        for shape in track:
-            if shape.get("outside") == "0":
-                shapes[int(shape.get("frame"))][(track.get("label"), CVAT_KINDS[shape.tag])] += 1
-    on_disk = {path.stem: path.name for path in (export / "images").iterdir()}
-    expected = {f"frame_{frame:06d}": shapes[frame] for frame in frames if f"frame_{frame:06d}" in on_disk}
+    frames = cvat_video_frames(export / "annotations.xml")
+    on_disk = {path.stem for path in (export / "images").iterdir()}
+    expected = {frame: shapes for frame, shapes in frames.items() if frame in on_disk}
     assert len(expected) == 3 and len(frames) == 4  # frame 19 was exported without its image
 
     batch = check(export, tmp_path)
-    assert accepted_shapes(batch, key=lambda name: basename(name).rsplit(".", 1)[0]) == expected
+    assert accepted_shapes(batch, key=stem) == expected
     assert list(quarantined(batch).values()) == ["image_missing"]
 
 
 # --- COCO ----------------------------------------------------------------------------------------
-
-def coco_expected(annotation_files: list[Path]) -> dict[str, Counter]:
-    """Image base name -> Counter of (category name, kind) from the COCO JSON files."""
-    expected = {}
-    for file in annotation_files:
-        doc = json.loads(file.read_text())
-        names = {category["id"]: category["name"] for category in doc["categories"]}
-        by_id = {image["id"]: basename(image["file_name"]) for image in doc["images"]}
-        expected.update({name: Counter() for name in by_id.values()})
-        for annotation in doc["annotations"]:
-            segmentation = annotation.get("segmentation")
-            kind = "mask" if isinstance(segmentation, dict) else "polygon" if segmentation else "box"
-            expected[by_id[annotation["image_id"]]][(names[annotation["category_id"]], kind)] += 1
-    return expected
-
 
 def test_coco_export_with_subset_folders_reads_every_image(tmp_path):
     export = EXPORTS / "coco_instances_datumaro"
@@ -151,26 +135,6 @@ def test_labelme2coco_export_reads_every_image(tmp_path):
     assert batch.quarantine.is_empty()
 
 
-def panoptic_expected(export: Path) -> tuple[dict[str, Counter], set[str]]:
-    """(image base name -> Counter of label -> pixels, images whose PNG is not the image's size),
-    decoding the PNGs with panopticapi's rgb2id written out here."""
-    areas, wrong_size = {}, set()
-    for file in sorted((export / "annotations").glob("panoptic_*.json")):
-        doc = json.loads(file.read_text())
-        names = {category["id"]: category["name"] for category in doc["categories"]}
-        images = {image["id"]: image for image in doc["images"]}
-        for annotation in doc["annotations"]:
-            image = images[annotation["image_id"]]
-            rgb = np.asarray(Image.open(file.with_suffix("") / annotation["file_name"]).convert("RGB")).astype(np.int64)
-            if rgb.shape[:2] != (image["height"], image["width"]):
-                wrong_size.add(basename(image["file_name"]))
-                continue
-            ids = rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
-            areas[basename(image["file_name"])] = Counter({
-                names[segment["category_id"]]: int((ids == segment["id"]).sum()) for segment in annotation["segments_info"]})
-    return areas, wrong_size
-
-
 def test_coco_panoptic_export_reads_segments_and_quarantines_the_png_of_the_wrong_size(tmp_path):
     export = EXPORTS / "coco_panoptic_datumaro"
     areas, wrong_size = panoptic_expected(export)
@@ -184,22 +148,6 @@ def test_coco_panoptic_export_reads_segments_and_quarantines_the_png_of_the_wron
 
 
 # --- LabelMe -------------------------------------------------------------------------------------
-
-LABELME_KINDS = {"polygon": "polygon", "rectangle": "polygon", "circle": "mask", "mask": "mask",
-                 "line": "polyline", "linestrip": "polyline", "point": "points", "points": "points"}
-
-
-def labelme_expected(export: Path) -> tuple[dict[str, Counter], set[str]]:
-    """(image -> Counter of (label, kind) for images present, images the JSON names but the export lacks)."""
-    present, absent = {}, set()
-    for file in sorted(export.glob("*.json")):
-        doc = json.loads(file.read_text())
-        if (export / doc["imagePath"]).exists():
-            present[doc["imagePath"]] = Counter((s["label"], LABELME_KINDS[s["shape_type"]]) for s in doc["shapes"])
-        else:
-            absent.add(doc["imagePath"])
-    return present, absent
-
 
 def test_labelme_export_reads_images_present_and_quarantines_the_trimmed_ones(tmp_path):
     export = EXPORTS / "labelme_instance_segmentation"
@@ -222,39 +170,11 @@ def test_labelme_primitives_keep_every_shape_type(tmp_path):
 
 # --- PASCAL VOC ----------------------------------------------------------------------------------
 
-def voc_palette_index() -> dict[tuple[int, int, int], int]:
-    """The VOC devkit's colour map (VOClabelcolormap.m): bit k of index i goes to bit 7-k/3 of R, G or B."""
-    colours = {}
-    for index in range(256):
-        r = g = b = 0
-        value = index
-        for bit in range(8):
-            r |= ((value >> 0) & 1) << (7 - bit)
-            g |= ((value >> 1) & 1) << (7 - bit)
-            b |= ((value >> 2) & 1) << (7 - bit)
-            value >>= 3
-        colours[(r, g, b)] = index
-    return colours
-
-
-def voc_class_areas(png: Path) -> Counter:
-    """Class index -> pixels of a SegmentationClass PNG, palette or RGB."""
-    image = Image.open(png)
-    if image.mode == "P":
-        values, counts = np.unique(np.asarray(image), return_counts=True)
-        return Counter(dict(zip(values.tolist(), counts.tolist())))
-    palette = voc_palette_index()
-    colours, counts = np.unique(np.asarray(image.convert("RGB")).reshape(-1, 3), axis=0, return_counts=True)
-    return Counter({palette[tuple(c)]: n for c, n in zip(colours.tolist(), counts.tolist())})
-
-
 def plain(name: str) -> str:
     """labelme's class names against VOC's: `potted plant`, `tv/monitor`, `_background_`."""
     return "".join(ch for ch in name if ch.isalnum())
 
 
-@pytest.mark.xfail(strict=True, reason=EXTRA_FILES.format(
-    "SegmentationObject/*.png (instance masks; voc_segmentation reads SegmentationClass/ only)"))
 def test_labelme2voc_class_masks_read_as_the_pngs_hold_them(tmp_path):
     export = EXPORTS / "voc_labelme2voc"
     class_names = (export / "class_names.txt").read_text().splitlines()
@@ -267,6 +187,8 @@ def test_labelme2voc_class_masks_read_as_the_pngs_hold_them(tmp_path):
         assert found == expected, png.name
     assert batch.images.height == 3
     assert batch.quarantine.is_empty()
+    assert_companions_unused(batch, export, sorted(export.glob("SegmentationObject/*.png")),
+                             "VOC instance masks: segpipe reads SegmentationClass")
 
 
 def test_labelme2voc_class_masks_are_labelmes_rendering_of_its_json():
@@ -278,13 +200,6 @@ def test_labelme2voc_class_masks_are_labelmes_rendering_of_its_json():
         assert {class_names[i] for i in indices} == labels, file.name
 
 
-# The devkit's class list (VOCdevkit/VOCcode/VOCinit.m), index 0 background, 255 the void boundary.
-VOC_NAMES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-             "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
-
-
-@pytest.mark.xfail(strict=True, reason=EXTRA_FILES.format(
-    "SegmentationObject/*.png (instance masks; voc_segmentation reads SegmentationClass/ only)"))
 def test_voc_export_reads_the_class_mask_and_reports_the_image_without_one(tmp_path):
     export = EXPORTS / "voc_datumaro"
     masks = sorted((export / "SegmentationClass").glob("*.png"))
@@ -293,23 +208,15 @@ def test_voc_export_reads_the_class_mask_and_reports_the_image_without_one(tmp_p
     assert len(masks) == 1 and unannotated == {"JPEGImages/2007_000002.jpg"} and not (export / "labelmap.txt").exists()
     batch = check(export, tmp_path)
     [mask] = masks
-    expected = {("void" if index == 255 else VOC_NAMES[index]): n for index, n in voc_class_areas(mask).items()}
+    expected = {voc_name(index): n for index, n in voc_class_areas(mask).items()}
     assert mask_areas(batch, f"JPEGImages/{mask.stem}.jpg") == expected
     assert quarantined(batch) == dict.fromkeys(unannotated, "annotation_missing")
+    assert_companions_unused(batch, export, sorted(export.glob("SegmentationObject/*.png")),
+                             "VOC instance masks: segpipe reads SegmentationClass")
 
 
 # --- ADE20K --------------------------------------------------------------------------------------
 
-def ade_classes(png: Path) -> Counter:
-    """ADE20K's loader: class = R/10*256 + G."""
-    rgb = np.asarray(Image.open(png).convert("RGB")).astype(np.int64)
-    values, counts = np.unique(rgb[..., 0] // 10 * 256 + rgb[..., 1], return_counts=True)
-    return Counter({str(v): n for v, n in zip(values.tolist(), counts.tolist())})
-
-
-@pytest.mark.xfail(strict=True, reason=EXTRA_FILES.format(
-    "ADE20K part masks *_parts_N.png and, in ADE20K 2020, instance masks <image>/instance_NNN_*.png "
-    "(ade20k reads *_seg.png only)"))
 @pytest.mark.parametrize("export", ["ade20k2017_datumaro", "ade20k2020_datumaro"])
 def test_ade20k_export_reads_each_seg_png_and_nothing_else(export, tmp_path):
     root = EXPORTS / export
@@ -321,6 +228,12 @@ def test_ade20k_export_reads_each_seg_png_and_nothing_else(export, tmp_path):
         assert mask_areas(batch, image) == ade_classes(seg)
     assert batch.images.height == len(segs)
     assert batch.quarantine.is_empty()
+    parts = sorted(root.rglob("*_parts_*.png"))
+    assert_companions_unused(batch, root, parts, "ADE20K part masks: segpipe reads the object classes of ")
+    instances = sorted(root.rglob("instance_*.png"))
+    assert bool(instances) == (export == "ade20k2020_datumaro")
+    if instances:
+        assert_companions_unused(batch, root, instances, "ADE20K instance mask of one object")
 
 
 def test_ade20k_2020_classes_are_those_its_json_lists():
@@ -343,9 +256,6 @@ def polygon_labels(json_file: Path) -> Counter:
     return labels
 
 
-@pytest.mark.xfail(strict=True, reason=EXTRA_FILES.format(
-    "gtFine *_labelIds.png, *_instanceIds.png and *_color.png beside the polygons (cityscapes_label_pngs "
-    "claims nothing when *_polygons.json is present)"))
 def test_cityscapes_gtfine_export_reads_the_polygons(tmp_path):
     export = EXPORTS / "cityscapes_gtfine_generated"
     batch = check(export, tmp_path)
@@ -356,6 +266,8 @@ def test_cityscapes_gtfine_export_reads_the_polygons(tmp_path):
         objects = json.loads(polygons.read_text())["objects"]
         assert labels == Counter(o["label"] for o in objects if not o.get("deleted"))
     assert batch.quarantine.is_empty()
+    assert_companions_unused(batch, export, sorted(export.rglob("gtFine/*/*/*.png")),
+                             "Cityscapes label PNG rendered from the polygons segpipe reads")
 
 
 def test_cityscapes_label_pngs_agree_with_the_polygons_they_were_rendered_from(tmp_path):
@@ -381,15 +293,8 @@ def test_cityscapes_instance_ids_of_datumaros_export_name_labels_as_cityscapessc
     batch = check(export, tmp_path)
     assert batch.source_format == "cityscapes_label_pngs"
     for png in sorted(export.rglob("*_gtFine_instanceIds.png")):
-        values, counts = np.unique(np.asarray(Image.open(png)), return_counts=True)
-        expected = Counter()
-        for value, count in zip(values.tolist(), counts.tolist()):
-            label = id2label[value // 1000 if value >= 1000 else value]
-            crowd = value < 1000 and label.hasInstances
-            expected[f"{label.name}group" if crowd else label.name] += count
-        image = png.relative_to(export).as_posix().replace("gtFine/", "leftImg8bit/", 1).replace(
-            "_gtFine_instanceIds.png", "_leftImg8bit.png")
-        assert mask_areas(batch, image) == expected, png.name
+        image = cityscapes_image(png, export, "_gtFine_instanceIds.png")
+        assert mask_areas(batch, image) == cityscapes_instance_areas(png), png.name
     assert batch.quarantine.is_empty()
 
 
@@ -410,13 +315,8 @@ def test_generated_cityscapes_export_is_what_the_generator_writes(tmp_path):
 
 def test_datumaro_common_semantic_segmentation_reads_rgb_masks_through_dataset_meta(tmp_path):
     export = EXPORTS / "image_mask_folders_datumaro"
-    meta = json.loads((export / "dataset_meta.json").read_text())
-    by_colour = {tuple(colour): meta["label_map"][key]
-                 for key, colour in zip(meta["label_map"], meta["segmentation_colors"], strict=True)}
     batch = check(export, tmp_path)
     assert batch.source_format == "image_mask_folders"
     for mask in sorted((export / "masks").glob("*.png")):
-        colours, counts = np.unique(np.asarray(Image.open(mask).convert("RGB")).reshape(-1, 3), axis=0, return_counts=True)
-        expected = Counter({by_colour[tuple(c)]: n for c, n in zip(colours.tolist(), counts.tolist())})
-        assert mask_areas(batch, f"images/{mask.name}") == expected
+        assert mask_areas(batch, f"images/{mask.name}") == mask_folder_areas(export, mask)
     assert batch.quarantine.is_empty()

@@ -74,6 +74,32 @@ def test_a_rare_class_reaches_its_floor_in_every_split_where_its_ratio_would_not
     assert sorted(split_of[f"r{g}"] for g in range(6)) == ["test", "test", "train", "train", "val", "val"]
 
 
+GENERIC = {"train": 0.7, "val": 0.15, "test": 0.15}  # the packaged pipeline.yaml's splits
+
+
+def test_fewer_groups_than_splits_fill_the_largest_splits_instead_of_failing():
+    """A tiny export, as `segpipe init` makes a project of: one image, or two that are near copies."""
+    floors = spec(splits=GENERIC, rare_classes=RareClassFloors(min_images=2))
+    assert dict(sample_dataset(catalogue([("a", None, "day", (1,))]), floors, [1]).splits
+                .select("image_id", "split").iter_rows()) == {"a": "train"}
+    copies = sample_dataset(catalogue([("a", None, "day", (1,)), ("b", None, "day", (1,))]), floors, [1],
+                            near_pairs=[("a", "b")])
+    assert dict(copies.splits.select("image_id", "split").iter_rows()) == {"a": "train", "b": "train"}
+    assert sample_dataset(catalogue([]), floors, [1]).splits.is_empty()  # QA filtered every image
+
+
+def test_floors_a_class_cannot_meet_in_every_split_do_not_heap_its_images_into_one():
+    """labelme's three VOC photos (person in two, four classes in one each) once all went to test,
+    train left empty; a class in four images gets one per split."""
+    tiny = [("a", None, "day", (0, 2)), ("b", None, "day", (1, 3)), ("c", None, "day", (0, 4, 5))]
+    floors = spec(splits=GENERIC, rare_classes=RareClassFloors(min_images=2))
+    split_of = dict(sample_dataset(catalogue(tiny), floors, [0, 1, 2, 3, 4, 5]).splits.select("image_id", "split").iter_rows())
+    assert sorted(split_of.values()).count("train") == 2
+    rows = [(f"r{g}", None, "day", (0, 5)) for g in range(4)] + [(f"g{g}", None, "day", (0,)) for g in range(16)]
+    split_of = dict(sample_dataset(catalogue(rows), floors, [0, 5]).splits.select("image_id", "split").iter_rows())
+    assert set(split_of[f"r{g}"] for g in range(4)) == {"train", "val", "test"}
+
+
 def test_a_target_size_selects_toward_the_strata_targets_and_the_rest_is_filtered_with_a_reason():
     rows = [(f"d{g}", f"d{g}", "day", (0,)) for g in range(80)] + [(f"n{g}", f"n{g}", "night", (0,)) for g in range(20)]
     wanted = spec(target_size=40, foundation_share=0.5, strata={"time_of_day": {"day": 0.5, "night": 0.5}})

@@ -52,6 +52,17 @@ def test_labels_that_are_mask_values_keep_them_as_ids_and_reserved_names_are_tar
     assert taxonomy.resolve("image_mask_folders", "void", {}) == (None, "void")
 
 
+def test_shapes_without_a_label_are_drawn_as_ignore_and_the_draft_says_so():
+    """Datumaro's CVAT sample holds shapes whose label is empty: a class needs a name."""
+    found = shapes(("", "polygon"), ("label1", "box"), (" ", "polyline"))
+    text = draft_taxonomy("task", "cvat_images_1.1", found, "exports/task")
+    assert [c.name for c in parse_taxonomy(text, "t.yaml").classes] == ["label1"]
+    assert mapped(text, "cvat_images_1.1", found) == {"": (None, "void"), " ": (None, "void"),
+                                                      "label1": ("label1", "mapped")}
+    assert '    "": "void"  # 1 polygon, 1 polyline without a label: drawn as ignore_index; map them to a class if ' \
+           'they show one\n' in text
+
+
 def test_labels_that_need_quoting_read_back_as_written():
     odd = ("a: b", "#hash", "yes", "x|y", "ünïcode \"quoted\"")
     text = draft_taxonomy("odd", "src: 1", shapes(*((label, "polygon") for label in odd)), "o")

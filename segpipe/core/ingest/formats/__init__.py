@@ -27,13 +27,16 @@ READERS: dict[str, FormatReader] = {
 
 @dataclass(frozen=True)
 class FormatChoice:
-    """The reader for a batch, the annotation files it reads, why it was chosen, and the files other
-    formats claimed, which ingest lists as unused rather than taking their PNGs for images."""
+    """The reader for a batch, the annotation files it reads, why it was chosen, the files other
+    formats claimed, and the companions (file -> why it is not read) the claiming formats' tools
+    write beside their annotations: ingest lists the last two as unused rather than taking their
+    PNGs for images."""
 
     reader: FormatReader
     files: list[str]
     reason: str
     passed_over: dict[str, list[str]] = field(default_factory=dict)
+    companions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,14 +83,15 @@ def select_reader(
         raise InputError(UNKNOWN_FORMAT, f"{origin}: format {declared!r} is not one of {sorted(READERS)}")
     claims = {reader.name: files for reader in READERS.values() if (files := reader.annotation_files(names, head))}
     if declared is not None:
-        return _declared(declared, claims, origin)
+        return _declared(declared, claims, names, origin)
     if not claims:
         raise InputError(UNKNOWN_FORMAT, (
             f"{origin}: no reader recognizes the files of this batch; declare \"format\" in batch.json. "
             f"Formats and the files they accept:\n{formats_help()}"))
     if len(claims) == 1:
         [(name, files)] = claims.items()
-        return FormatChoice(READERS[name], files, f"{name} is the only format whose files the batch holds")
+        return FormatChoice(READERS[name], files, f"{name} is the only format whose files the batch holds",
+                            companions=_companions(name, claims, names))
     index = images if images is not None else ImageIndex(names)
     weighed = [_weigh(READERS[name], files, head, index, images_dir) for name, files in claims.items()]
     best = max(claim.strength for claim in weighed)
@@ -101,16 +105,18 @@ def select_reader(
     others = sorted((claim for claim in weighed if claim is not winner), key=lambda c: c.reader.name)
     reason = f"{winner.reader.name} {winner.evidence()}, while " + "; ".join(
         f"{claim.reader.name} {claim.evidence()}" for claim in others)
-    return FormatChoice(winner.reader, winner.files, reason, _passed_over(winner.files, claims))
+    return FormatChoice(winner.reader, winner.files, reason, _passed_over(winner.files, claims),
+                        _companions(winner.reader.name, claims, names))
 
 
-def _declared(declared: str, claims: dict[str, list[str]], origin: str) -> FormatChoice:
+def _declared(declared: str, claims: dict[str, list[str]], names: Sequence[str], origin: str) -> FormatChoice:
     files = claims.get(declared, [])
     if not files:
         raise InputError(ANNOTATIONS_MISSING, (
             f"{origin}: declared format {declared!r} but no file of the batch is one it accepts "
             f"({READERS[declared].accepts})"))
-    return FormatChoice(READERS[declared], files, f"{declared} is the declared format", _passed_over(files, claims))
+    return FormatChoice(READERS[declared], files, f"{declared} is the declared format", _passed_over(files, claims),
+                        _companions(declared, claims, names))
 
 
 def _weigh(reader: FormatReader, files: list[str], head: Callable[[str], bytes], index: ImageIndex,
@@ -124,6 +130,18 @@ def _weigh(reader: FormatReader, files: list[str], head: Callable[[str], bytes],
         if len(found) >= EVIDENCE_IMAGES:
             break
     return _Claim(reader, files, list(found)[:EVIDENCE_IMAGES])
+
+
+def _companions(chosen: str, claims: dict[str, list[str]], names: Sequence[str]) -> dict[str, str]:
+    """The companions of every claiming format's files, with why each is not read (a passed-over
+    format's also saying that the batch is read as another), less any file a format claims."""
+    claimed = {file for files in claims.values() for file in files}
+    found: dict[str, str] = {}
+    for name in sorted(claims, key=lambda name: name != chosen):  # the chosen format's reasons first
+        for file, why in READERS[name].companions(names, claims[name]).items():
+            if file not in claimed:
+                found.setdefault(file, why if name == chosen else f"{why}; and the batch is read as {chosen}, not {name}")
+    return found
 
 
 def _passed_over(chosen: list[str], claims: dict[str, list[str]]) -> dict[str, list[str]]:

@@ -29,8 +29,14 @@ Rules, each matching json2labelImg:
 Errors are per image: an unreadable or invalid JSON file, a wrong type anywhere or a bad vertex
 (parse_ring) gives the image an error naming the file, the image and the object's index in
 `objects` (deleted objects count in that index, so it points at the object in the file).
+
+Companions. A gtFine download ships the label PNGs cityscapesScripts renders from the polygons
+(`_labelIds.png`, `_instanceIds.png`, `_labelTrainIds.png`, `_color.png`) beside each JSON: they are
+listed unused, never taken for images. So are such PNGs of an image without its JSON: the batch
+is read from its polygons (cityscapes_label_pngs reads a batch that has none).
 """
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -46,6 +52,8 @@ SUFFIX = "_polygons.json"
 IMAGE_SUFFIX = "_leftImg8bit.png"
 IMAGE_FOLDER = "leftImg8bit"
 GROUP_SUFFIX = "group"
+# A label PNG: `<stem>_gt<Kind>_<kind>.png`; `stem` ends with `_gt<Kind>`, as a polygon JSON's name before SUFFIX.
+GT_PNG = re.compile(r"(?P<stem>.+_gt[A-Za-z]+)_(?P<kind>instanceIds|labelIds|labelTrainIds|color)\.png")
 
 
 def _polygon_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
@@ -58,6 +66,20 @@ def _read_polygons(source: BatchSource, files: list[str], options: ReaderOptions
     index = options.image_index(source, files)
     for name in files:
         yield _read_file(source, name, find_image(name, SUFFIX, index, source.origin(name)))
+
+
+def _label_pngs(names: Sequence[str], files: Sequence[str]) -> dict[str, str]:
+    """Every gt label PNG of the batch, with why it is not read."""
+    polygons = {name[: -len(SUFFIX)] for name in files}
+    found = {}
+    for name in names:
+        if (png := GT_PNG.fullmatch(name)) is not None:
+            found[name] = (f"Cityscapes label PNG rendered from the polygons segpipe reads, {png['stem']}{SUFFIX}"
+                           if png["stem"] in polygons else
+                           f"Cityscapes label PNG without its polygons {png['stem']}{SUFFIX}: a batch with polygon "
+                           "files is read from them alone; land the JSON, or the PNGs without any JSON as a batch "
+                           "of their own")
+    return found
 
 
 def _images_named(name: str, head: Callable[[str], bytes], index: ImageIndex, images_dir: str) -> list[str]:
@@ -155,4 +177,5 @@ CITYSCAPES = FormatReader(
     annotation_files=_polygon_files,
     read=_read_polygons,
     images_named=_images_named,
+    companions=_label_pngs,
 )

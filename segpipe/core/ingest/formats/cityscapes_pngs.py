@@ -23,11 +23,11 @@ it, so one taxonomy serves both; a crowd is `<name>group` with attributes `group
 number as its label. Label 0 (`unlabeled`) is a shape like any other; the taxonomy maps it.
 
 When the batch holds `*_polygons.json`, the polygons are the source and this reader claims
-nothing (a full gtFine download holds both); delete the JSON files to read the PNGs instead.
+nothing (a full gtFine download holds both; the polygon reader lists the PNGs as unused); delete
+the JSON files to read the PNGs instead.
 A PNG that cannot be decoded, or is not 8-bit or 16-bit grayscale, is an error on its image.
 """
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -35,8 +35,8 @@ import numpy as np
 from segpipe.core.shared.errors import InputError
 from segpipe.core.shared.quarantine_rules import MASK_MODE_UNSUPPORTED
 from segpipe.core.ingest.formats.annotation import AnnotatedImage, BoxMask, Shape
+from segpipe.core.ingest.formats.cityscapes import GT_PNG, find_image
 from segpipe.core.ingest.formats.cityscapes import SUFFIX as POLYGONS_SUFFIX
-from segpipe.core.ingest.formats.cityscapes import find_image
 from segpipe.core.ingest.formats.mask_folders import decode_mask_png
 from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
 from segpipe.core.ingest.image_lookup import ImageIndex, ImageLookup
@@ -54,14 +54,12 @@ LABEL_NAMES: dict[int, str] = {
 HAS_INSTANCES: frozenset[int] = frozenset(range(24, 34))
 INSTANCE_FACTOR = 1000
 READ_KINDS = ("instanceIds", "labelIds")  # in order of preference
-CLAIMED_KINDS = (*READ_KINDS, "labelTrainIds", "color")
 GREY_MODES = ("L", "I;16", "I;16B", "I")
-_GT_PNG = re.compile(r"(?P<stem>.+_gt[A-Za-z]+)_(?P<kind>instanceIds|labelIds|labelTrainIds|color)\.png")
 
 
 def _parts(name: str) -> tuple[str, str] | None:
     """(path up to `_gtFine`, kind) for a gt PNG; None for any other file."""
-    match = _GT_PNG.fullmatch(name)
+    match = GT_PNG.fullmatch(name)
     return (match["stem"], match["kind"]) if match else None
 
 

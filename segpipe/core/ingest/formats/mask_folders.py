@@ -23,13 +23,17 @@ Formats:
   line, `#` comments) replaces them, the n-th label taking index n; when no line has a colour,
   labels take the VOC palette colour of their index (as Datumaro does). 255 is `void`, the VOC
   boundary, colour (224, 224, 192), unless the label map itself names index 255.
-  `SegmentationObject/` (instances), `Annotations/` and `ImageSets/` are not read.
+  `SegmentationObject/` (instances), `Annotations/` and `ImageSets/` are not read; the instance
+  masks, and the overlays labelme2voc writes in `SegmentationClassVisualization/` and
+  `SegmentationObjectVisualization/`, are the reader's companions (listed unused, never images).
 - `ade20k`: the full ADE20K dataset's `<stem>_seg.png` annotates `<stem>.jpg` beside it; the object
   class is R/10*256 + G (B encodes instances, which a semantic mask merges). The SceneParsing
   challenge layout (ADEChallengeData2016) `<root>/annotations/<split>/<stem>.png` (grayscale, 0..150)
   annotates `<root>/images/<split>/<stem>.jpg`. In both the label is the class number as a string;
   `"0"` means unlabeled in both, and the taxonomy maps it (usually to ignore). The name files
-  (`objectInfo150.csv`, `index_ade20k.pkl`) are not read.
+  (`objectInfo150.csv`, `index_ade20k.pkl`) are not read. The part masks `<stem>_parts_N.png` and
+  the 2020 layout's instance masks `<stem>/instance_NNN_*.png` beside a `_seg.png` are the
+  reader's companions (listed unused, never images).
 - `image_mask_folders`: `<root>/masks/<path>.png` annotates `<root>/images/<path>.<jpg|jpeg|png>`
   (the first that exists, `.jpg` if none does), with exactly one class map beside the two folders,
   `<root>/class_map.json` or `<root>/dataset_meta.json`. Its schema (Datumaro's dataset_meta.json):
@@ -282,6 +286,27 @@ def _voc_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
     return _claim(names, "SegmentationClass", (VOC_LABELMAP,))
 
 
+# What VOC exports write beside SegmentationClass/ that the reader does not read, by folder.
+VOC_COMPANIONS = {
+    "SegmentationObject": "VOC instance masks: segpipe reads SegmentationClass",
+    "SegmentationClassVisualization": "labelme2voc's overlay of a class mask on its image: segpipe reads SegmentationClass",
+    "SegmentationObjectVisualization": "labelme2voc's overlay of an instance mask on its image: segpipe reads "
+                                       "SegmentationClass",
+}
+
+
+def _voc_companions(names: Sequence[str], files: Sequence[str]) -> dict[str, str]:
+    """The files of VOC_COMPANIONS' folders beside a SegmentationClass folder the reader reads."""
+    roots = {root for root, _ in _masks_under(files, "SegmentationClass").values()}
+    found = {}
+    for name in names:
+        parts = name.split("/")
+        for at, folder in enumerate(parts[:-1]):
+            if folder in VOC_COMPANIONS and "/".join(parts[:at]) in roots:
+                found[name] = VOC_COMPANIONS[folder]
+    return found
+
+
 def _voc_image(index: ImageIndex, root: str, stem: str, where: str) -> ImageLookup:
     return index.find(f"{stem}.jpg", where, base=_join(root, "JPEGImages"))
 
@@ -310,6 +335,10 @@ def _voc_class_map(source: BatchSource, labelmap: str, files: list[str]) -> _Cla
 # --- ADE20K -----------------------------------------------------------------------------------
 
 ADE_FULL_SUFFIX = "_seg.png"
+# Masks the full dataset keeps beside `<stem>_seg.png`: parts (every release) and, in the 2020
+# layout, one PNG per object in the folder `<stem>/`.
+_ADE_PART = re.compile(r"(?P<stem>.+)_parts_[0-9]+\.png")
+_ADE_INSTANCE = re.compile(r"(?P<stem>.+)/instance_[0-9]+_[^/]+\.png")
 
 
 def _ade_pair(name: str) -> tuple[str, str, _Decoder] | None:
@@ -337,6 +366,19 @@ def _ade_files(names: Sequence[str], head: Callable[[str], bytes]) -> list[str]:
 def _ade_images_named(name: str, head: Callable[[str], bytes], index: ImageIndex, images_dir: str) -> list[str]:
     pair = _ade_pair(name)
     return _found(index.without([name]).find(pair[1], name, base=pair[0])) if pair else []
+
+
+def _ade_companions(names: Sequence[str], files: Sequence[str]) -> dict[str, str]:
+    """The part and instance masks of each `_seg.png` the reader reads."""
+    stems = {name[: -len(ADE_FULL_SUFFIX)] for name in files if name.endswith(ADE_FULL_SUFFIX)}
+    found = {}
+    for name in names:
+        if (part := _ADE_PART.fullmatch(name)) and part["stem"] in stems:
+            found[name] = f"ADE20K part masks: segpipe reads the object classes of {part['stem']}{ADE_FULL_SUFFIX}"
+        elif (instance := _ADE_INSTANCE.fullmatch(name)) and instance["stem"] in stems:
+            found[name] = (f"ADE20K instance mask of one object: segpipe reads the object classes of "
+                           f"{instance['stem']}{ADE_FULL_SUFFIX}")
+    return found
 
 
 def _read_ade(source: BatchSource, files: list[str], options: ReaderOptions) -> Iterator[AnnotatedImage]:
@@ -448,6 +490,7 @@ VOC_SEGMENTATION = FormatReader(
     annotation_files=_voc_files,
     read=_read_voc,
     images_named=_voc_images_named,
+    companions=_voc_companions,
 )
 
 ADE20K = FormatReader(
@@ -459,6 +502,7 @@ ADE20K = FormatReader(
     annotation_files=_ade_files,
     read=_read_ade,
     images_named=_ade_images_named,
+    companions=_ade_companions,
 )
 
 IMAGE_MASK_FOLDERS = FormatReader(

@@ -28,10 +28,15 @@ class ReaderOptions:
 EVIDENCE_IMAGES = 3
 EVIDENCE_FILES = 20
 ImagesNamed = Callable[[str, Callable[[str], bytes], ImageIndex, str], list[str]]
+Companions = Callable[[Sequence[str], Sequence[str]], dict[str, str]]
 
 
 def _names_no_image(name: str, head: Callable[[str], bytes], index: ImageIndex, images_dir: str) -> list[str]:
     return []
+
+
+def _no_companions(names: Sequence[str], files: Sequence[str]) -> dict[str, str]:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,11 @@ class FormatReader:
     `images_named(file, head, index, images_dir)` gives a few batch images one claimed file names
     or pairs with, found through the batch's ImageIndex, and `claims_by_content` says whether the
     detector read the files' content (True) or judged by their names alone. See select_reader.
+
+    `companions(names, files)` gives the files the format's tools write beside the annotation files
+    `files` that the reader does not read (VOC's instance masks, ADE20K's part masks, the label
+    PNGs Cityscapes renders from its polygons), each with the reason, so that ingest lists them as
+    unused instead of taking their PNGs for images without annotation.
     """
 
     name: str
@@ -56,3 +66,4 @@ class FormatReader:
     read: Callable[[BatchSource, list[str], ReaderOptions], Iterator[AnnotatedImage]]
     images_named: ImagesNamed = _names_no_image
     claims_by_content: bool = False
+    companions: Companions = _no_companions

@@ -80,9 +80,30 @@ def test_panoptic_pngs_are_not_an_ade20k_scene_parsing_split():
 
 
 def test_cityscapes_pngs_beside_their_polygons_leave_the_batch_to_the_polygon_reader():
-    files = {**LISTINGS["cityscapes_polygons"][0], **LISTINGS["cityscapes_label_pngs"][0]}
+    files = {**LISTINGS["cityscapes_polygons"][0], **LISTINGS["cityscapes_label_pngs"][0],
+             "gtFine/val/y/y_000002_gtFine_labelIds.png": b""}
     choice = select_reader(sorted(files), heads(files), None, "mem://b")
     assert (choice.reader.name, choice.files, choice.passed_over) == ("cityscapes_polygons", [CITYSCAPES_NAME], {})
+    rendered = f"Cityscapes label PNG rendered from the polygons segpipe reads, {CITYSCAPES_NAME}"
+    assert choice.companions == {
+        CITYSCAPES_PNG: rendered, CITYSCAPES_PNG.replace("instanceIds", "color"): rendered,
+        "gtFine/val/y/y_000002_gtFine_labelIds.png": (
+            "Cityscapes label PNG without its polygons gtFine/val/y/y_000002_gtFine_polygons.json: a batch with "
+            "polygon files is read from them alone; land the JSON, or the PNGs without any JSON as a batch of their own")}
+
+
+def test_the_masks_voc_and_ade20k_exports_write_beside_the_ones_read_are_companions():
+    voc = {"VOC/SegmentationClass/a.png": b"", "VOC/SegmentationObject/a.png": b"", "VOC/JPEGImages/a.jpg": b"",
+           "other/SegmentationObject/b.png": b""}  # no SegmentationClass beside it: not a companion
+    choice = select_reader(sorted(voc), heads(voc), None, "mem://b")
+    assert choice.companions == {"VOC/SegmentationObject/a.png": "VOC instance masks: segpipe reads SegmentationClass"}
+    ade = {"t/1.jpg": b"", "t/1_seg.png": b"", "t/1_parts_1.png": b"", "t/1/instance_000_ADE_train_1.png": b"",
+           "t/2_parts_1.png": b"", "t/2/instance_000_ADE_train_2.png": b""}  # no 2_seg.png: not companions
+    choice = select_reader(sorted(ade), heads(ade), "ade20k", "mem://b")
+    assert choice.companions == {
+        "t/1_parts_1.png": "ADE20K part masks: segpipe reads the object classes of t/1_seg.png",
+        "t/1/instance_000_ADE_train_1.png": "ADE20K instance mask of one object: segpipe reads the object classes of "
+                                            "t/1_seg.png"}
 
 
 def test_cityscapes_train_id_or_colour_pngs_alone_are_not_claimed():
@@ -109,6 +130,9 @@ def test_labelme_json_next_to_its_own_voc_output_is_read_as_labelme_saying_why()
     choice = select_reader(sorted(files), heads(files), None, "mem://b")
     assert (choice.reader.name, choice.files) == ("labelme", ["data_annotated/2011_000003.json"])
     assert choice.passed_over == {"voc_segmentation": ["data_dataset_voc/SegmentationClass/2011_000003.png"]}
+    assert choice.companions == {"data_dataset_voc/SegmentationClassVisualization/2011_000003.jpg": (
+        "labelme2voc's overlay of a class mask on its image: segpipe reads SegmentationClass; and the batch is read as "
+        "labelme, not voc_segmentation")}
     assert "labelme reads files that name images the batch holds ('data_annotated/2011_000003.jpg')" in choice.reason
     assert "voc_segmentation only pairs files with images by their names" in choice.reason
 

@@ -168,18 +168,26 @@ def read_coco_instances(source: BatchSource, files: list[str], options: ReaderOp
 
 
 def _read_file(source: BatchSource, name: str, images_dir: str, image_index: ImageIndex) -> Iterator[AnnotatedImage]:
-    origin = source.origin(name)
-    scan = scan_document(source, name, origin)
+    origin, scan, entries = scan_images(source, name, images_dir, image_index)
     categories = _categories(scan.values.pop("categories"), origin)
-    places = coco_places(name, images_dir)
-    duplicates = scan.item_errors.get("images", {})
-    table = _ImageTable(name, origin, [
-        image_entry(doc, position, name, origin, images_dir, places, image_index, duplicates.get(position))
-        for position, doc in enumerate(scan.values.pop("images"))])
+    table = _ImageTable(name, origin, entries)
     duplicates = scan.item_errors.get("annotations", {})
     for index, doc in enumerate(stream_items(source, name, "annotations.item", origin)):
         table.add(doc, index, categories, duplicates.get(index))
     yield from table.drain()
+
+
+def scan_images(source: BatchSource, name: str, images_dir: str,
+                image_index: ImageIndex) -> tuple[str, JsonScan, list[tuple[Any, AnnotatedImage]]]:
+    """The file checked and scanned (scan_document), and each `images` entry as (its id, its image
+    looked up where COCO exports keep images); what instances and panoptic files share."""
+    origin = source.origin(name)
+    scan = scan_document(source, name, origin)
+    places = coco_places(name, images_dir)
+    duplicates = scan.item_errors.get("images", {})
+    entries = [image_entry(doc, position, name, origin, images_dir, places, image_index, duplicates.get(position))
+               for position, doc in enumerate(scan.values.pop("images"))]
+    return origin, scan, entries
 
 
 def scan_document(source: BatchSource, name: str, origin: str) -> JsonScan:

@@ -53,10 +53,8 @@ from segpipe.core.ingest.formats.annotation import AnnotatedImage, BoxMask, Shap
 from segpipe.core.ingest.formats.coco import (
     coco_images_named,
     coco_json_candidates,
-    coco_places,
-    image_entry,
     is_panoptic,
-    scan_document,
+    scan_images,
     short,
     stream_items,
 )
@@ -109,13 +107,8 @@ def _read_panoptic(source: BatchSource, files: list[str], options: ReaderOptions
 
 def _read_file(source: BatchSource, name: str, images_dir: str, image_index: ImageIndex) -> Iterator[AnnotatedImage]:
     """Images and categories first, then the streamed annotations; PNGs are decoded one image at a time."""
-    origin = source.origin(name)
-    scan = scan_document(source, name, origin)
+    origin, scan, entries = scan_images(source, name, images_dir, image_index)
     categories = _categories(scan.values.pop("categories"), origin)
-    places = coco_places(name, images_dir)
-    duplicates = scan.item_errors.get("images", {})
-    entries = [image_entry(doc, position, name, origin, images_dir, places, image_index, duplicates.get(position))
-               for position, doc in enumerate(scan.values.pop("images"))]
     by_id: dict[int, list[_Entry]] = defaultdict(list)
     ordered = []
     for image_id, image in entries:

@@ -3,11 +3,13 @@ import os
 import struct
 import zipfile
 from collections import Counter
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from segpipe.cli.main import main
+from segpipe.core.ingest.pseudonym import annotator_key, batch_pseudonym
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release.layout import release_stem
 from segpipe.demo import DEMO_CONFIG
@@ -214,6 +216,13 @@ def test_pseudonym_prints_what_tables_use_for_a_name(tiny_demo, tmp_path, capsys
     name, pseudonym = line.split("\t")
     main(["check-source", str(tiny_demo.landing_root / "b001_vendor_a_alice"), "--out", str(tmp_path / "out")])
     assert name == "alice" and pl.read_parquet(tmp_path / "out" / "images.parquet")["annotator"].unique().to_list() == [pseudonym]
+
+
+def test_pseudonym_with_batch_prints_the_name_releases_give_a_batch(capsys, pseudonym_key):
+    assert main(["pseudonym", "--batch", "b001_vendor_a_alice"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    key = annotator_key(None, Path(os.environ["SEGPIPE_PSEUDONYM_KEY_FILE"]))
+    assert line == f"b001_vendor_a_alice\t{batch_pseudonym('b001_vendor_a_alice', key)}"
 
 
 def test_verify_and_inspect_read_a_release_zip_by_path_or_url(tmp_path, capsys):

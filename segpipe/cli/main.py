@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--source", default=None,
                        help="whose mapping rules apply (default: batch.json's source, else the format's name)")
     check.add_argument("--out", type=Path, required=True, help="folder for the tables, the quarantine report and masks")
-    pseudonym = commands.add_parser("pseudonym", help="print the pseudonym tables and releases use for an annotator")
+    pseudonym = commands.add_parser("pseudonym", help="print the pseudonym tables and releases use for an annotator "
+                                                      "(or, with --batch, the one releases use for a batch)")
     pseudonym.add_argument("identity", nargs="+", help="a user name or email, as in batch.json or the CVAT export")
+    pseudonym.add_argument("--batch", action="store_true", help="the identities are batch ids")
     verify = commands.add_parser("verify", help="check a release ZIP (SHA256SUMS, manifest schema, meta.json), or a "
                                                 "release folder: every object against _RELEASE.json, and its ZIP")
     verify.add_argument("release", help="a release ZIP or a release folder .../releases/<dataset>/<version>: a path "
@@ -210,12 +212,13 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _pseudonym(args: argparse.Namespace) -> int:
-    from segpipe.core.ingest.pseudonym import annotator_key, pseudonymize
+    from segpipe.core.ingest.pseudonym import annotator_key, batch_pseudonym, pseudonymize
 
     env = current_environment()
     key = annotator_key(env.pseudonym_key, env.pseudonym_key_path)
+    name = batch_pseudonym if args.batch else pseudonymize
     for identity in args.identity:
-        print(f"{identity}\t{pseudonymize(identity, key)}")
+        print(f"{identity}\t{name(identity, key)}")
     return 0
 
 

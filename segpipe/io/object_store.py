@@ -8,7 +8,7 @@ import fsspec
 
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.ingest.landing import list_ready_batches
-from segpipe.core.ingest.sources import BatchSource, open_landed_batch
+from segpipe.core.ingest.sources import BatchSource, location_uri, open_landed_batch
 from segpipe.io.locations import open_location
 from segpipe.store.atomic import write_bytes_atomically
 
@@ -59,6 +59,10 @@ class LandingZone(FsspecLocation):
     def ready_batches(self) -> list[str]:
         fs, root = self.location()
         return list_ready_batches(fs, root)
+
+    def uri(self) -> str:
+        """The root as ingest's messages name it (the prefix of every batch's origin)."""
+        return location_uri(*self.location())
 
     @contextmanager
     def open_batch(self, batch_id: str) -> Iterator[BatchSource]:

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from segpipe.cli.main import main
+from segpipe.core.ingest.pseudonym import annotator_key, batch_pseudonym
 from segpipe_tests.labelme_export import LABELS, write_labelme_export
 
 pytestmark = pytest.mark.slow
@@ -38,10 +39,12 @@ def test_init_then_build_releases_every_image_of_an_export_without_metadata_unde
     assert set(index["split"]) == {"train", "val", "test"}
     assert {c["name"] for c in meta["classes"]} == {"part", *LABELS}
     assert all(meta["class_pixels"][name] > 0 for name in LABELS)
-    assert meta["sources"] == [{"batch_id": "parts", "images": N_IMAGES, "source": "labelme", "licence": "CC-BY-4.0",
+    assert (project / "pseudonym.key").is_file()
+    parts = batch_pseudonym("parts", annotator_key(None, project / "pseudonym.key"))
+    assert meta["sources"] == [{"batch_id": parts, "images": N_IMAGES, "source": "labelme", "licence": "CC-BY-4.0",
                                 "origin": "https://example.org/parts", "attribution": "Example Lab"}]
     assert "Every source batch states the licence CC-BY-4.0." in datasheet
-    assert "| labelme | CC-BY-4.0 | https://example.org/parts | Example Lab | parts | 12 |" in datasheet
+    assert f"| labelme | CC-BY-4.0 | https://example.org/parts | Example Lab | {parts} | 12 |" in datasheet
     assert (project / "dagster_home" / "dagster.yaml").is_file()
 
 

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from segpipe.core.config.pipeline import load_pipeline_settings
+from segpipe.core.ingest.pseudonym import annotator_key, batch_pseudonym
 from segpipe.core.rasterize.raster import decode_mask_png, paint_in_order
 from segpipe.core.release.build import ReleaseInputs, build_release
 from segpipe.core.release.writers import BuildStamp
@@ -145,6 +146,16 @@ def test_the_demo_release_verifies_and_its_coco_annotations_paint_its_masks(demo
     assert drawn > 0
 
 
+def pseudonym_key() -> bytes:
+    environment = current_environment()
+    return annotator_key(environment.pseudonym_key, environment.pseudonym_key_path)
+
+
+def released_batch(batch_id: str) -> str:
+    """How releases name a batch."""
+    return batch_pseudonym(batch_id, pseudonym_key())
+
+
 def release_inputs(build: Build, stamp: BuildStamp, **changes) -> ReleaseInputs:
     """The release inputs the build's run left in its store, read back as its IO manager reads them (a
     partitioned table as its partitions in key order), with `changes` applied; memos a build writes
@@ -166,7 +177,9 @@ def release_inputs(build: Build, stamp: BuildStamp, **changes) -> ReleaseInputs:
                                           "qa_report")},
         taxonomy=load_taxonomy(DEMO_CONFIG / "taxonomy.yaml"), dataset_name=settings.dataset_name,
         mask_encoding=settings.mask_encoding, sampling=settings.sampling,
-        near_duplicate_bits=settings.qa.near_duplicate_bits, store=store, stamp=stamp)
+        near_duplicate_bits=settings.qa.near_duplicate_bits, store=store, stamp=stamp,
+        landing_uri=str(build.store.parent / "landing"),
+        pseudonym_key=pseudonym_key())
     return dataclasses.replace(inputs, **changes)
 
 
@@ -266,7 +279,7 @@ def _segpipe_pixels(annotation: dict, height: int, width: int) -> np.ndarray:
 def test_counts_add_up_to_every_input_file(demo_build, ledger, ground_truth):
     counts = demo_build.outcome.release_metadata["counts"]
     assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"] == ledger.height
-    expected = {(b["batch_id"], f) for b in ground_truth["batches"] for f in b["files"]}
+    expected = {(released_batch(b["batch_id"]), f) for b in ground_truth["batches"] for f in b["files"]}
     assert set(ledger.select("batch_id", "file_name").iter_rows()) == {(b, f"images/{f}") for b, f in expected}
     assert ledger.filter(pl.col("outcome") != "released")["reason"].null_count() == 0
     assert demo_build.outcome.check_outcomes["dataset_release:ledger_balances"]
@@ -283,7 +296,7 @@ def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_b
     assert set(defects) == {*rules, "unmapped_label", "self_intersecting_polygon", "oversized_instance"}
     for kind, (outcome, rule) in rules.items():
         d = defects[kind]
-        row = ledger.filter((pl.col("batch_id") == d["batch_id"]) & (pl.col("file_name") == f"images/{d['file_name']}"))
+        row = ledger.filter((pl.col("batch_id") == released_batch(d["batch_id"])) & (pl.col("file_name") == f"images/{d['file_name']}"))
         assert (row["outcome"].to_list(), row["reason"][0].startswith(rule)) == ([outcome], True), row.to_dicts()
     unmapped = defects["unmapped_label"]
     flagged = demo_build.qa_report.filter((pl.col("check_id") == "labels_mapped") & ~pl.col("passed"))
@@ -559,3 +572,57 @@ def test_taxonomy_constraints_run_in_qa_and_warn_on_the_masks_that_break_them(ti
     flagged = build.qa_report.filter((pl.col("check_id") == "class_constraints") & ~pl.col("passed"))
     assert flagged.height > 0 and flagged["reason"].str.contains("sky covers").all()
     assert build.outcome.check_outcomes["qa_report:class_constraints"] is False
+
+
+def _with_gps_exif(path: Path) -> str:
+    """Re-save a landed JPEG with the EXIF a phone writes (GPS position, serial number, artist);
+    the new bytes' SHA-256, the image's id."""
+    from PIL.ExifTags import GPS, IFD, Base
+
+    with Image.open(path) as image:
+        pixels = image.copy()
+    exif = Image.Exif()
+    exif[Base.Artist] = "Alice Example"
+    exif.get_ifd(IFD.Exif)[Base.BodySerialNumber] = "SN-4711"
+    gps = exif.get_ifd(IFD.GPSInfo)
+    gps[GPS.GPSLatitudeRef], gps[GPS.GPSLatitude] = "N", (48.0, 8.0, 14.0)
+    gps[GPS.GPSLongitudeRef], gps[GPS.GPSLongitude] = "E", (11.0, 34.0, 31.0)
+    pixels.save(path, format="JPEG", quality=95, exif=exif)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_nothing_in_a_release_names_the_annotator_the_build_machine_or_where_a_photo_was_taken(tiny_demo, tmp_path):
+    """A batch named after its annotator, whose photos carry GPS EXIF, built on this machine: no
+    member of the release, nor the ledger and manifest beside it, holds the name, the landing path
+    or the EXIF."""
+    landing = tmp_path / "delivered"
+    shutil.copytree(tiny_demo.landing_root, landing)
+    batch = landing / "b001_vendor_a_alice"
+    assert json.loads((batch / "batch.json").read_text())["annotator"] == "alice"
+    tagged = set()
+    for path in sorted((batch / "images").glob("*.jpg")):
+        try:
+            tagged.add(_with_gps_exif(path))
+        except OSError:  # the planted truncated image stays as it is
+            continue
+    build = build_in(tmp_path, landing)
+    assert build.outcome.success, build.outcome.failed_checks
+    folder = Path(build.outcome.release_metadata["release"])
+    ledger = pl.read_parquet(folder / "ledger.parquet")
+    assert ledger.filter(pl.col("outcome") == "quarantined").height > 0  # their messages named landing paths
+
+    contents: dict[str, bytes] = {}
+    with zipfile.ZipFile(build.outcome.release_metadata["archive"]) as archive:
+        contents |= {name: archive.read(name) for name in archive.namelist()}
+        index = pl.read_csv(io.BytesIO(archive.read("index.csv")))
+    contents |= {path.name: path.read_bytes() for path in folder.iterdir()}
+    for name in [n for n in contents if n.endswith(".parquet")]:  # compressed columns, read as text too
+        contents[f"{name}.csv"] = pl.read_parquet(io.BytesIO(contents[name])).write_csv().encode()
+    assert tagged & set(index["image_id"])  # released images that were delivered with GPS EXIF
+    for name, data in contents.items():
+        assert b"alice" not in data.lower(), name
+        assert str(tmp_path).encode() not in data, name
+        assert b"Exif\x00\x00" not in data and b"SN-4711" not in data, name
+    for path in index["image_path"]:
+        with Image.open(io.BytesIO(contents[path])) as image:
+            assert not image.getexif(), path

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from segpipe.core.ingest.pseudonym import annotator_key, batch_pseudonym
 from segpipe.demo import DemoSummary
 from segpipe.store.keys import LATEST_POINTER, RELEASE_MARKER, archive_name
 from segpipe_tests.conftest import tiny_demo_pipeline
@@ -144,7 +145,8 @@ def test_materialize_all_in_the_ui_publishes_a_release(tiny_demo: DemoSummary, t
     with zipfile.ZipFile(releases / latest["version"] / archive_name(DATASET, latest["version"])) as archive:
         meta = json.loads(archive.read("meta.json"))
     assert meta["lineage"]["run_id"] == marker["run_id"]
-    assert meta["lineage"]["source_batches"] == batch_ids
+    key = annotator_key(None, tmp_path / "home" / "pseudonym.key")
+    assert meta["lineage"]["source_batches"] == sorted(batch_pseudonym(batch, key) for batch in batch_ids)
     assert meta["counts"] == marker["counts"]
     counts = meta["counts"]
     assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"] > 0

@@ -1,4 +1,5 @@
-"""Keyed pseudonyms for annotator identities, so nothing personal leaves ingestion.
+"""Keyed pseudonyms for annotator identities, so nothing personal leaves ingestion, and for batch
+ids, which releases carry instead of ids that may name an annotator.
 
 An HMAC rather than a plain hash: user names and emails are guessable, and an unkeyed hash of
 a guessable value is reversible by trying candidates. Whoever holds the key can still compute
@@ -14,12 +15,20 @@ from pathlib import Path
 from segpipe.core.shared.errors import ConfigError
 
 PSEUDONYM_PREFIX = "annotator-"
+BATCH_PREFIX = "batch-"
 
 
 def pseudonymize(identity: str, key: bytes) -> str:
     """The stable pseudonym of an identity; case and surrounding spaces do not matter."""
     digest = hmac.new(key, identity.strip().casefold().encode("utf-8"), hashlib.sha256).hexdigest()
     return f"{PSEUDONYM_PREFIX}{digest[:16]}"
+
+
+def batch_pseudonym(batch_id: str, key: bytes) -> str:
+    """The stable pseudonym of a batch id, exactly as written (ids are case-sensitive folder names);
+    keyed apart from annotator identities, so a batch never shares a digest with a person."""
+    digest = hmac.new(key, f"batch\0{batch_id}".encode(), hashlib.sha256).hexdigest()
+    return f"{BATCH_PREFIX}{digest[:16]}"
 
 
 def load_or_create_key(path: Path) -> bytes:

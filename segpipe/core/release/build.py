@@ -22,6 +22,7 @@ from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, released_shapes
 from segpipe.core.release.ledger import build_ledger, outcome_counts
 from segpipe.core.release.packaging import Packager, ZipPackager
 from segpipe.core.release.provenance import batch_provenance
+from segpipe.core.release.released_names import ReleasedNames
 from segpipe.core.release.writers import WRITERS, BuildStamp, ReleaseContext, ReleaseItem, ReleaseWriter
 from segpipe.core.release.writers.manifest import manifest_table
 from segpipe.core.release.writers.meta import release_meta
@@ -54,6 +55,8 @@ class ReleaseInputs:
     near_duplicate_bits: int  # qa.near_duplicate_bits: how near two images are to count as a split leak
     store: ArtefactStore
     stamp: BuildStamp
+    landing_uri: str  # the landing zone's root, as ingest's messages name it: kept out of released tables
+    pseudonym_key: bytes  # the annotator pseudonyms' key, which names batches in the release (released_names)
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,17 @@ class ReleaseContents:
 def build_release(inputs: ReleaseInputs, out: BinaryIO) -> ReleaseContents:
     """Build the release of `inputs` as one ZIP into `out`: work out the released items, the ledger
     (where every input entry ended up) and its counts, the drawn shapes behind the masks and the
-    sampling reports, then package every writer's members."""
+    sampling reports, then package every writer's members. Released tables name batches and files
+    as released_names says."""
+    names = ReleasedNames.of(
+        {*inputs.batch_images["batch_id"], *inputs.batch_quarantine["batch_id"], *inputs.qa_report["batch_id"]},
+        inputs.landing_uri, inputs.pseudonym_key)
     items = release_items(inputs.dataset_split, inputs.consensus_masks, inputs.batch_images, inputs.qa_report)
     ledger = build_ledger(inputs.batch_images, inputs.batch_quarantine, excluded_entries(inputs.qa_report),
                           inputs.consensus_masks, set(items["image_id"]),
                           unselected_reasons(inputs.dataset_split, inputs.sampling))
+    ledger = names.table(ledger, "reason").sort("batch_id", "file_name")
+    items = items.with_columns(pl.col("source_batches").map_elements(names.batch_list, return_dtype=pl.String))
     counts = outcome_counts(ledger)
     shapes = released_shapes(inputs.consensus_masks, inputs.annotation_masks.select("mask_key", "entry_id"),
                              inputs.mapped_shapes.select(SHAPE_COLUMNS))
@@ -80,9 +89,10 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO) -> ReleaseContents:
                         inputs.near_duplicate_bits)
     release = ReleaseContext(
         store=inputs.store, taxonomy=inputs.taxonomy, dataset_name=inputs.dataset_name,
-        mask_encoding=inputs.mask_encoding, stamp=inputs.stamp, counts=counts, qa_results=inputs.qa_report,
+        mask_encoding=inputs.mask_encoding, stamp=inputs.stamp, counts=counts,
+        qa_results=names.table(inputs.qa_report, "reason"),
         report_files=report_files(inputs.sampling_report, inputs.class_balance, leaks), shapes=shapes,
-        provenance=batch_provenance(inputs.batch_images))
+        provenance={names.batches[batch]: terms for batch, terms in batch_provenance(inputs.batch_images).items()})
     with ZipPackager(out) as packager:
         write_release(release, items, packager)
     return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts)

@@ -41,6 +41,13 @@ train = ReleaseDataset("path/to/unzipped/release", "train")
 ```'''
 
 
+PRIVACY = (
+    "Images carry their pixels and nothing about who took them or where: EXIF (GPS position, camera serial "
+    "number, artist), XMP, IPTC and comments were removed, without re-encoding, so an image's `image_sha256` is "
+    "of the released file while its `image_id` stays the hash of the file as delivered. Annotators and batches "
+    "are named by keyed pseudonyms (`annotator-…`, `batch-…`), and file names are paths in their batch.")
+
+
 def datasheet(meta: dict, distribution_chart: str | None) -> str:
     """The datasheet of a release described by `meta` (meta.json's content); distribution_chart is
     the chart's path in the ZIP, linked when the release has one."""
@@ -65,6 +72,7 @@ def datasheet(meta: dict, distribution_chart: str | None) -> str:
     if distribution_chart is not None:
         lines += [f"![Class distribution per split]({distribution_chart})", ""]
     lines += _sources(meta["sources"])
+    lines += ["## Privacy", "", PRIVACY, ""]
     lines += ["## QA", ""]
     failures = meta["qa_failures"]
     lines += (["| rule | failures |", "|---|---|", *[f"| {rule} | {n} |" for rule, n in failures.items()]]

@@ -6,7 +6,8 @@ from segpipe.core.release.writers import BuildStamp
 from segpipe.defs.batches import batches_not_done, done_batches
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.retries import OBJECT_STORE_RETRY, decisions_not_retried
-from segpipe.io.object_store import ObjectStore
+from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
+from segpipe.io.object_store import LandingZone, ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 from segpipe.store import keys
 from segpipe.store.release_build import build_and_publish
@@ -25,6 +26,8 @@ def dataset_release(
     context: dg.AssetExecutionContext,
     pipeline_config: PipelineConfig,
     object_store: ObjectStore,
+    landing_zone: LandingZone,
+    annotator_pseudonyms: AnnotatorPseudonyms,
     dataset_split: pl.DataFrame,
     sampling_report: pl.DataFrame,
     class_balance: pl.DataFrame,
@@ -49,7 +52,8 @@ def dataset_release(
             batch_images=batch_images, batch_quarantine=batch_quarantine, qa_report=qa_report, taxonomy=taxonomy,
             dataset_name=settings.dataset_name, mask_encoding=settings.mask_encoding, sampling=settings.sampling,
             near_duplicate_bits=settings.qa.near_duplicate_bits, store=object_store.artefacts(),
-            stamp=BuildStamp.now(context.run.run_id))
+            stamp=BuildStamp.now(context.run.run_id), landing_uri=landing_zone.uri(),
+            pseudonym_key=annotator_pseudonyms.key())
         fs, root = object_store.location()
         built = build_and_publish(fs, root, inputs)
     contents, published, diff, counts = built.contents, built.published, built.diff, built.contents.counts

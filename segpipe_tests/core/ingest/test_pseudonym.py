@@ -1,7 +1,7 @@
 import pytest
 
 from segpipe.core.shared.errors import ConfigError
-from segpipe.core.ingest.pseudonym import annotator_key, load_or_create_key, pseudonymize
+from segpipe.core.ingest.pseudonym import annotator_key, batch_pseudonym, load_or_create_key, pseudonymize
 
 
 def test_pseudonyms_are_keyed_stable_and_hide_the_identity():
@@ -11,6 +11,15 @@ def test_pseudonyms_are_keyed_stable_and_hide_the_identity():
     assert alice != pseudonymize("alice@example.com", other)
     assert alice != pseudonymize("bob@example.com", key)
     assert alice.startswith("annotator-") and "alice" not in alice
+
+
+def test_batch_pseudonyms_are_keyed_stable_case_sensitive_and_apart_from_annotators():
+    key, other = b"k" * 32, b"o" * 32
+    batch = batch_pseudonym("b001_vendor_a_alice", key)
+    assert batch == batch_pseudonym("b001_vendor_a_alice", key) != batch_pseudonym("b001_vendor_a_alice", other)
+    assert batch != batch_pseudonym("B001_vendor_a_alice", key)
+    assert batch.startswith("batch-") and "alice" not in batch
+    assert batch.removeprefix("batch-") != pseudonymize("b001_vendor_a_alice", key).removeprefix("annotator-")
 
 
 def test_key_file_is_created_once_private_and_reused(tmp_path):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.shared.png import encode_instance_png, encode_mask_png
@@ -21,6 +21,8 @@ TAXONOMY = parse_taxonomy(
     "name: t\nversion: 1\nignore_index: 255\nunmapped: void\n"
     "classes: [{id: 0, name: road, color: [128, 64, 128]}, {id: 1, name: car, color: [0, 0, 142]},"
     " {id: 2, name: sky, color: [70, 130, 180]}]\nmappings: {}\n", "test.yaml")
+AUTHOR = PngImagePlugin.PngInfo()  # the stored images say who took them, as a photo's metadata can
+AUTHOR.add_text("Author", "Alice Example")
 QA_COLUMNS = {"entry_id": pl.String, "batch_id": pl.String, "file_name": pl.String, "check_id": pl.String,
               "severity": pl.String, "passed": pl.Boolean, "excludes_entry": pl.Boolean, "reason": pl.String,
               "thumbnail_key": pl.String}
@@ -57,14 +59,15 @@ def constructed_release(run_id: str = "run-1", created_at: str = "2026-12-01T22:
     of `masks` (constructed_masks by default); shapes, keyed by mask_key (masks/m<n>.png for the n-th
     split), are the polygons behind them. every_output adds what the default leaves out: an instance
     mask for the first image and a thumbnail for the QA failure. The images come from two batches,
-    batch-0 (train and test) and batch-1 (val), whose batch.json `provenance` states."""
+    batch-0 (train and test) and batch-1 (val), whose batch.json `provenance` states. The stored images
+    carry an Author text chunk."""
     objects: dict[str, bytes] = {}
     store = ArtefactStore.in_memory(objects)
     masks = constructed_masks() if masks is None else masks
     rows = []
     for n, (split, mask) in enumerate(masks.items()):
         image = io.BytesIO()
-        Image.fromarray(np.full((*mask.shape, 3), 40 * n, np.uint8)).save(image, format="PNG")
+        Image.fromarray(np.full((*mask.shape, 3), 40 * n, np.uint8)).save(image, format="PNG", pnginfo=AUTHOR)
         image_id = f"{n:064d}"
         objects[f"images/{image_id}.png"] = image.getvalue()
         objects[f"masks/m{n}.png"] = encode_mask_png(mask)

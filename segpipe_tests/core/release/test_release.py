@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import polars as pl
+from PIL import Image
 
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release.build import release_items
@@ -72,6 +73,21 @@ def test_datasheet_shows_class_shares_splits_chart_qa_and_a_pytorch_loader():
     assert "| labels_mapped | 1 |" in readme
     assert "class ReleaseDataset(torch.utils.data.Dataset)" in readme and "ignore_index=255" in readme
     assert "segpipe" not in readme.split("```python")[1]
+
+
+def test_released_images_leave_the_stored_metadata_out_and_the_manifest_hashes_what_is_released():
+    built = build_release()
+    with built.archive() as archive:
+        index = pl.read_csv(io.BytesIO(archive.read("index.csv")), infer_schema=False)
+        readme = archive.read("README.md").decode()
+        for row in index.iter_rows(named=True):
+            stored = built.contents.store.read(f"images/{row['image_id']}.png")
+            released = archive.read(row["image_path"])
+            assert b"Alice Example" in stored and b"Alice Example" not in released
+            assert row["image_sha256"] == hashlib.sha256(released).hexdigest()
+            with Image.open(io.BytesIO(released)) as image, Image.open(io.BytesIO(stored)) as original:
+                assert np.array_equal(np.asarray(image), np.asarray(original))
+    assert "EXIF (GPS position, camera serial number, artist), XMP, IPTC and comments were removed" in readme
 
 
 def test_release_items_lists_the_rules_an_image_failed_without_being_excluded():

@@ -13,10 +13,15 @@ from segpipe.core.ingest.sources.source import BatchSource, RejectedFile
 from segpipe.core.ingest.sources.zip_archive import ZipArchiveSource
 
 
+def location_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """How messages name a location: a local path as it is, anything else as a URL."""
+    return fs.unstrip_protocol(path) if fs.protocol not in ("file", ("file", "local")) else path
+
+
 @contextmanager
 def open_source(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[BatchSource]:
     """A folder or a `.zip` archive at path; an unreadable archive raises InputError naming it."""
-    uri = fs.unstrip_protocol(path) if fs.protocol not in ("file", ("file", "local")) else path
+    uri = location_uri(fs, path)
     if path.endswith(ARCHIVE_SUFFIX) and fs.isfile(path):
         with fs.open(path, "rb") as archive:
             yield ZipArchiveSource(archive, uri)
@@ -36,4 +41,4 @@ def open_landed_batch(fs: fsspec.AbstractFileSystem, landing_root: str, batch_id
         yield source
 
 
-__all__ = ["BatchSource", "FolderSource", "RejectedFile", "ZipArchiveSource", "open_landed_batch", "open_source"]
+__all__ = ["BatchSource", "FolderSource", "RejectedFile", "ZipArchiveSource", "location_uri", "open_landed_batch", "open_source"]

@@ -2,21 +2,23 @@
 
 from collections.abc import Iterator
 
+from segpipe.core.release.image_metadata import strip_metadata
 from segpipe.core.release.writers.writer import Member, ReleaseItem, ReleaseWriter
 from segpipe.core.shared.png import png_frame
 
 
 class ImagesAndMasks(ReleaseWriter):
     """images/<split>/<stem>.<suffix>, masks/<split>/<stem>.png (8-bit class ids) and, for an image
-    that has one, instances/<split>/<stem>.png (16-bit), as stored: packaged uncompressed, since
-    JPEG and PNG are compressed already."""
+    that has one, instances/<split>/<stem>.png (16-bit): images with their EXIF, XMP and text metadata
+    left out (image_metadata), masks as stored; packaged uncompressed, since JPEG and PNG are
+    compressed already."""
 
     name = "images_masks"
 
     def item_members(self, item: ReleaseItem) -> Iterator[Member]:
         row = item.row
         _check_frame(row["mask_key"], item.mask, row["width"], row["height"], 8)
-        yield Member(item.image_path, self.release.store.read(row["image_key"]), compress=False)
+        yield Member(item.image_path, strip_metadata(self.release.store.read(row["image_key"])), compress=False)
         yield Member(item.mask_path, item.mask, compress=False)
         if item.instance_path is not None:
             instances = self.release.store.read_png(row["instance_mask_key"])

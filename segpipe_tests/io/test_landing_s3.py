@@ -8,11 +8,13 @@ from pathlib import Path
 
 import fsspec
 import orjson
+import polars as pl
 import pytest
 
 from segpipe.core.ingest.batch import IngestedBatch, ingest_batch
 from segpipe.core.ingest.landing import BATCH_MANIFEST, find_ready_batches, list_ready_batches
 from segpipe.core.ingest.sources import open_landed_batch, open_source
+from segpipe.core.release.released_names import ReleasedNames
 from segpipe.io.object_store import LandingZone
 from segpipe_tests.s3_server import S3Server
 
@@ -107,6 +109,10 @@ def test_a_batch_gives_identical_tables_from_a_folder_a_zip_and_an_s3_prefix(
         if batch_id == corrupt["batch_id"]:
             rules = dict(zip(s3_result.quarantine["file_name"], s3_result.quarantine["rule"], strict=True))
             assert rules[f"images/{corrupt['file_name']}"] == "image_undecodable"
+            for landing, name in ((s3, "s3"), (s3_zips, "s3zip")):  # a release names the file in its batch
+                released = ReleasedNames.of([batch_id], landing.uri(), b"k" * 32).table(results[name].quarantine, "message")
+                [message] = released.filter(pl.col("rule") == "image_undecodable")["message"]
+                assert message.startswith(f"images/{corrupt['file_name']}: cannot decode image"), message
 
 
 def test_an_unsafe_archive_on_s3_is_refused_whole(s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._utils.error import SerializableErrorInfo
+
+from segpipe.defs.root_cause import root_cause
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,10 @@ def read_run_failure(instance: dg.DagsterInstance, run_id: str) -> RunFailure:
                                       {name: _plain(value) for name, value in evaluation.metadata.items()}))
             if evaluation.blocking:
                 stopped_by_checks.add(event.step_key)
-    steps = [StepError(event.step_key, *_root_cause(event.step_failure_data.error, event.message))
+    steps = [StepError(event.step_key, *root_cause(event.step_failure_data.error, event.message))
              for event in events if event.is_step_failure and event.step_key not in stopped_by_checks]
     if not steps and not checks:
-        steps = [StepError(None, *_root_cause(event.job_failure_data.error, event.message))
+        steps = [StepError(None, *root_cause(event.job_failure_data.error, event.message))
                  for event in events if event.is_run_failure]
     return RunFailure(run.job_name, run_id, run.tags.get("dagster/partition"), tuple(steps), tuple(checks))
 
@@ -59,14 +60,3 @@ def _plain(value: dg.MetadataValue) -> object:
         return [dict(record.data) for record in value.records]
     return value.value
 
-
-def _root_cause(error: SerializableErrorInfo | None, fallback: str | None) -> tuple[str, str]:
-    """(error class, message) of the innermost cause: the error segpipe's code raised, which Dagster
-    wraps in its own."""
-    if error is None:
-        return "error", fallback or "no error recorded"
-    while error.cause is not None:
-        error = error.cause
-    qualified, _, rest = error.message.partition(": ")  # the message starts with the error's qualified class name
-    message = rest if qualified.rsplit(".", 1)[-1] == error.cls_name else error.message
-    return error.cls_name or "error", message.strip()

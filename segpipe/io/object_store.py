@@ -9,18 +9,25 @@ import fsspec
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.ingest.landing import list_ready_batches
 from segpipe.core.ingest.sources import BatchSource, location_uri, open_landed_batch
-from segpipe.io.locations import open_location
+from segpipe.io.locations import (
+    CONNECT_TIMEOUT_S, READ_TIMEOUT_S, REQUEST_ATTEMPTS, RequestLimits, open_location,
+)
 from segpipe.store.atomic import write_bytes_atomically
 
 
 class FsspecLocation(dg.ConfigurableResource):
-    """A folder or `s3://bucket/prefix`, with an optional endpoint for S3-compatible servers."""
+    """A folder or `s3://bucket/prefix`, with an optional endpoint for S3-compatible servers, and
+    the limits of one S3 request (segpipe/io/locations.py)."""
 
     root: str
     endpoint_url: str | None = None
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    read_timeout_s: float = READ_TIMEOUT_S
+    request_attempts: int = REQUEST_ATTEMPTS
 
     def location(self) -> tuple[fsspec.AbstractFileSystem, str]:
-        return open_location(self.root, self.endpoint_url)
+        limits = RequestLimits(self.connect_timeout_s, self.read_timeout_s, self.request_attempts)
+        return open_location(self.root, self.endpoint_url, limits)
 
     def url(self, key: str) -> str:
         return f"{self.root.rstrip('/')}/{key}"

@@ -14,6 +14,9 @@ import dagster as dg
 import polars as pl
 from upath import UPath
 
+from segpipe.io.locations import (
+    CONNECT_TIMEOUT_S, READ_TIMEOUT_S, REQUEST_ATTEMPTS, RequestLimits, s3_options, without_s3fs_retries,
+)
 from segpipe.store.atomic import write_atomically
 
 
@@ -23,10 +26,17 @@ class PolarsParquetIOManager(dg.ConfigurableIOManagerFactory):
     # When set, a reader of every partition as one frame reads only the partitions this asset has
     # materialized: a batch that failed or never ran is left out instead of failing the reader.
     partitions_done_by: str | None = None
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    read_timeout_s: float = READ_TIMEOUT_S
+    request_attempts: int = REQUEST_ATTEMPTS
 
     def create_io_manager(self, context: dg.InitResourceContext) -> dg.UPathIOManager:
-        options = {"client_kwargs": {"endpoint_url": self.endpoint_url}} if self.endpoint_url else {}
-        return _PolarsParquetUPathIOManager(base_path=UPath(self.base_path, **options), done_by=self.partitions_done_by)
+        limits = RequestLimits(self.connect_timeout_s, self.read_timeout_s, self.request_attempts)
+        is_s3 = self.base_path.startswith(("s3://", "s3a://"))
+        base_path = UPath(self.base_path, **s3_options(self.endpoint_url, limits)) if is_s3 else UPath(self.base_path)
+        if is_s3:
+            without_s3fs_retries(base_path.fs)
+        return _PolarsParquetUPathIOManager(base_path=base_path, done_by=self.partitions_done_by)
 
 
 class _PolarsParquetUPathIOManager(dg.UPathIOManager):

@@ -1,6 +1,7 @@
 """The failure sensor on a genuinely failed run: release_job over an empty store fails at its
 first step, and the team's log and webhook learn the job, the run, the step and the error."""
 
+import errno
 import http.server
 import json
 import logging
@@ -13,9 +14,10 @@ import pytest
 
 from segpipe.definitions import defs
 from segpipe.defs.alerts.sensors import run_failure_alert_sensor
+from segpipe.defs.retries import only_transient_retried
 from segpipe.environment import PACKAGE_CONFIG, current_environment
 
-MISSING_INPUT_ERROR = 'dagster._core.errors.DagsterTypeCheckDidNotPass: Type check failed for step input "annotation_masks"'
+MISSING_INPUT_ERROR = 'DagsterTypeCheckDidNotPass: Type check failed for step input "annotation_masks"'
 
 
 class _Refuser(http.server.BaseHTTPRequestHandler):
@@ -179,3 +181,36 @@ def test_keys_and_credentials_in_a_failed_step_are_redacted_in_the_log_line_and_
     assert expected in delivery["body"]["error"]
     for secret in (pseudonym_key, file_key, aws_secret, "hunter2", "SECRETsig", "SECRETcred"):
         assert secret not in line and secret not in json.dumps(delivery["body"])
+
+
+def _denied() -> None:
+    try:
+        raise PermissionError(errno.EACCES, "Access Denied reading s3://bucket/masks/b1/e1.png")
+    except PermissionError as exc:
+        raise RuntimeError("reading the masks of batch b1 failed") from exc
+
+
+@pytest.mark.parametrize(("error", "root"), [
+    (_denied, "PermissionError: [Errno 13] Access Denied reading s3://bucket/masks/b1/e1.png"),
+    (lambda: _raise(ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")),
+     "ConnectionResetError: [Errno 104] Connection reset by peer"),
+])
+def test_the_alert_names_the_root_cause_not_dagsters_wrapper(error, root):
+    """A decision is raised as a Failure from the error, and a transient error ends in "Exceeded
+    max_retries": the alert names the error under both."""
+    @dg.asset(retry_policy=dg.RetryPolicy(max_retries=1))
+    def store_step() -> None:
+        with only_transient_retried():
+            error()
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([store_step], instance=instance, raise_on_error=False)
+        failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+        [(level, line)] = _evaluate(run_failure_alert_sensor(None), instance, instance.get_run_by_id(result.run_id),
+                                    failure)
+    assert (level, line) == ("ERROR", f"Run {result.run_id} of __ephemeral_asset_job__ failed in step store_step: "
+                                      f"{root} (see /runs/{result.run_id})")
+
+
+def _raise(error: Exception) -> None:
+    raise error

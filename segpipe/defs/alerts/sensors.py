@@ -1,6 +1,7 @@
 import dagster as dg
 
 from segpipe.defs.alerts.failure_message import FailureAlert
+from segpipe.defs.root_cause import root_cause
 from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.environment import current_environment
 from segpipe.io.redaction import Redactor
@@ -8,14 +9,14 @@ from segpipe.io.webhook import post_json
 
 
 def failure_alert(context: dg.RunFailureSensorContext, redactor: Redactor) -> FailureAlert:
-    """The first failed step and its error (secrets redacted: it is logged and posted); a run that
-    failed outside any step gets the run's own message."""
+    """The first failed step and the root cause of its error, not Dagster's wrapper of it (secrets
+    redacted: it is logged and posted); a run that failed outside any step gets the run's own message."""
     step_failures = context.get_step_failure_events()
     if step_failures:
         first = step_failures[0]
-        error = first.step_failure_data.error
+        error_type, message = root_cause(first.step_failure_data.error, first.message)
         return FailureAlert(context.dagster_run.job_name, context.dagster_run.run_id, first.step_key,
-                            redactor.redact(error.message.strip() if error else first.message or "no error recorded"))
+                            redactor.redact(f"{error_type}: {message}"))
     return FailureAlert(context.dagster_run.job_name, context.dagster_run.run_id, None,
                         redactor.redact(context.failure_event.message or "no error recorded"))
 

@@ -5,6 +5,7 @@ from segpipe.core.consensus.annotator_pairs import pair_summary
 from segpipe.core.consensus.fusion import build_consensus
 from segpipe.core.qa.rules import excluded_entries
 from segpipe.defs.metadata import markdown_table
+from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
@@ -16,6 +17,7 @@ from segpipe.io.pipeline_config import PipelineConfig
         "annotator_pair_agreement": dg.AssetOut(kinds={"polars"}, description="Per fused image, annotator pair and class: the class IoU and the pair's mean IoU."),
     },
     group_name="consensus",
+    retry_policy=OBJECT_STORE_RETRY,
 )
 def consensus(
     context: dg.AssetExecutionContext,
@@ -27,24 +29,25 @@ def consensus(
     """Fuse annotators pixel by pixel where several labelled an image, score them on honeypots, and
     measure each pair's agreement class by class. Entries a QA rule excluded take no part; images
     whose masks are unchanged since an earlier run reuse its outcome (see segpipe.core.consensus.fusion)."""
-    taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
-    palette = taxonomy.palette() if settings.mask_encoding == "palette" else None
-    usable = annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti")
-    images, scores, pairs = build_consensus(usable, object_store.artefacts(), settings.consensus, taxonomy.ignore_index,
-                                            palette, {c.id: c.name for c in taxonomy.classes})
-    review = images.filter(pl.col("status").is_in(["low_agreement", "annotator_review"])).select(
-        "image_id", "status", "annotators", "agreement",
-        pl.col("agreement_map_key").map_elements(object_store.url, return_dtype=pl.String).alias("agreement_map"))
-    yield dg.Output(images, output_name="consensus_masks", metadata={
-        "images": images.height,
-        "by_status": dg.MetadataValue.json(dict(images.group_by("status").len().sort("status").iter_rows())),
-        "by_mask_source": dg.MetadataValue.json(dict(images.group_by("mask_source").len().sort("mask_source").iter_rows())),
-        "review_queue": dg.MetadataValue.md(markdown_table(review.with_columns(pl.col("annotators").list.join(", ")))),
-    })
-    yield dg.Output(scores, output_name="annotator_scores", metadata={
-        "leaderboard": dg.MetadataValue.md(markdown_table(scores)),
-    })
-    yield dg.Output(pairs, output_name="annotator_pair_agreement", metadata={
-        "rows": pairs.height,
-        "by_pair": dg.MetadataValue.md(markdown_table(pair_summary(pairs))),
-    })
+    with only_transient_retried():
+        taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
+        palette = taxonomy.palette() if settings.mask_encoding == "palette" else None
+        usable = annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti")
+        images, scores, pairs = build_consensus(usable, object_store.artefacts(), settings.consensus, taxonomy.ignore_index,
+                                                palette, {c.id: c.name for c in taxonomy.classes})
+        review = images.filter(pl.col("status").is_in(["low_agreement", "annotator_review"])).select(
+            "image_id", "status", "annotators", "agreement",
+            pl.col("agreement_map_key").map_elements(object_store.url, return_dtype=pl.String).alias("agreement_map"))
+        yield dg.Output(images, output_name="consensus_masks", metadata={
+            "images": images.height,
+            "by_status": dg.MetadataValue.json(dict(images.group_by("status").len().sort("status").iter_rows())),
+            "by_mask_source": dg.MetadataValue.json(dict(images.group_by("mask_source").len().sort("mask_source").iter_rows())),
+            "review_queue": dg.MetadataValue.md(markdown_table(review.with_columns(pl.col("annotators").list.join(", ")))),
+        })
+        yield dg.Output(scores, output_name="annotator_scores", metadata={
+            "leaderboard": dg.MetadataValue.md(markdown_table(scores)),
+        })
+        yield dg.Output(pairs, output_name="annotator_pair_agreement", metadata={
+            "rows": pairs.height,
+            "by_pair": dg.MetadataValue.md(markdown_table(pair_summary(pairs))),
+        })

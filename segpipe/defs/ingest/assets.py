@@ -7,7 +7,7 @@ from segpipe.core.shared.errors import InputError
 from segpipe.core.ingest.batch import IngestedBatch, ingest_batch, quarantine_unreadable_batch
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.partitions import annotation_batches
-from segpipe.defs.retries import OBJECT_STORE_RETRY, decisions_not_retried
+from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
 from segpipe.io.object_store import LandingZone, ObjectStore
 
@@ -43,7 +43,7 @@ def ingest_annotation_batch(
     """Read each landing batch of the run; an unusable file becomes a quarantine row, never a failed
     run. Accepted images are copied into the object store by content hash; a store that fails to
     answer is retried with backoff (defs/retries.py)."""
-    with decisions_not_retried():
+    with only_transient_retried():
         yield from _ingest_batches(context.partition_keys, landing_zone, object_store, annotator_pseudonyms.key())
 
 

@@ -7,11 +7,12 @@ from segpipe.core.qa.polygon_checks import polygon_findings
 from segpipe.core.qa.rules import evaluate_entries, with_thumbnails
 from segpipe.core.qa.pictures import render_qa_thumbnails
 from segpipe.core.taxonomy.model import unmapped_segments
+from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
 
-@dg.asset(group_name="qa", kinds={"polars"})
+@dg.asset(group_name="qa", kinds={"polars"}, retry_policy=OBJECT_STORE_RETRY)
 def qa_report(
     context: dg.AssetExecutionContext,
     pipeline_config: PipelineConfig,
@@ -24,27 +25,28 @@ def qa_report(
     when the mask was made) and by their structure (fragments, class constraints: each mask decoded
     once, remembered per mask content), polygons by their outlines. The first failures of each rule
     get a thumbnail: image, mask in class colours, the problem in magenta."""
-    taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
-    entries = annotation_masks.join(
-        batch_images.select("entry_id", "batch_id", "file_name", "perceptual_hash"), on="entry_id", how="left",
-        validate="1:1")
-    unmapped = unmapped_segments(mapped_shapes)
-    polygons = pl.concat([
-        polygon_findings(mapped_shapes, batch_images, settings.qa.vertex_tolerance_px),
-        instance_area_findings(mapped_shapes, taxonomy, settings.qa.instance_area_sigma),
-    ])
-    structure = mask_structure(annotation_masks, taxonomy, settings.qa.min_fragment_px, object_store.artefacts())
-    results = evaluate_entries(entries, unmapped, taxonomy, settings.qa, polygons, structure)
-    failures = results.filter(~pl.col("passed")).join(
-        annotation_masks.select("entry_id", "mask_key"), on="entry_id").join(
-        batch_images.select("entry_id", "image_key"), on="entry_id")
-    thumbnails = render_qa_thumbnails(failures, polygons, mapped_shapes, taxonomy, object_store.artefacts(),
-                                      settings.qa.min_fragment_px)
-    results = with_thumbnails(results, thumbnails)
-    failed = results.filter(~pl.col("passed"))
-    context.add_output_metadata({
-        "entries_checked": entries.height,
-        "thumbnails": dg.MetadataValue.url(object_store.url("qa-thumbnails")),
-        "failures_by_rule": dg.MetadataValue.json(dict(failed.group_by("check_id").len().sort("check_id").iter_rows())),
-    })
-    return results
+    with only_transient_retried():
+        taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
+        entries = annotation_masks.join(
+            batch_images.select("entry_id", "batch_id", "file_name", "perceptual_hash"), on="entry_id", how="left",
+            validate="1:1")
+        unmapped = unmapped_segments(mapped_shapes)
+        polygons = pl.concat([
+            polygon_findings(mapped_shapes, batch_images, settings.qa.vertex_tolerance_px),
+            instance_area_findings(mapped_shapes, taxonomy, settings.qa.instance_area_sigma),
+        ])
+        structure = mask_structure(annotation_masks, taxonomy, settings.qa.min_fragment_px, object_store.artefacts())
+        results = evaluate_entries(entries, unmapped, taxonomy, settings.qa, polygons, structure)
+        failures = results.filter(~pl.col("passed")).join(
+            annotation_masks.select("entry_id", "mask_key"), on="entry_id").join(
+            batch_images.select("entry_id", "image_key"), on="entry_id")
+        thumbnails = render_qa_thumbnails(failures, polygons, mapped_shapes, taxonomy, object_store.artefacts(),
+                                          settings.qa.min_fragment_px)
+        results = with_thumbnails(results, thumbnails)
+        failed = results.filter(~pl.col("passed"))
+        context.add_output_metadata({
+            "entries_checked": entries.height,
+            "thumbnails": dg.MetadataValue.url(object_store.url("qa-thumbnails")),
+            "failures_by_rule": dg.MetadataValue.json(dict(failed.group_by("check_id").len().sort("check_id").iter_rows())),
+        })
+        return results

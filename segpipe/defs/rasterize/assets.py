@@ -6,12 +6,14 @@ from segpipe.core.rasterize.instance_masks import render_instance_masks
 from segpipe.core.rasterize.label_masks import rasterize_label_masks, render_class_masks
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.partitions import annotation_batches
+from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
 
 @dg.asset(group_name="rasterize", partitions_def=annotation_batches, kinds={"polars", "png"},
-          backfill_policy=dg.BackfillPolicy.single_run(), pool="rasterize")
+          backfill_policy=dg.BackfillPolicy.single_run(), pool="rasterize",
+          retry_policy=OBJECT_STORE_RETRY)
 def label_masks(
     context: dg.AssetExecutionContext,
     object_store: ObjectStore,
@@ -20,17 +22,19 @@ def label_masks(
 ) -> dict[str, pl.DataFrame]:
     """Each entry drawn once in source-label space. It does not depend on the taxonomy, so a taxonomy
     change leaves it fresh and a backfill only remaps it (see annotation_masks)."""
-    tables = {batch: rasterize_label_masks(batch_images[batch], batch_shapes[batch], object_store.artefacts())
-              for batch in context.partition_keys}
-    context.add_output_metadata({
-        "batches": len(tables),
-        "masks_written": sum(frame["label_mask_key"].drop_nulls().len() for frame in tables.values()),
-    })
-    return tables
+    with only_transient_retried():
+        tables = {batch: rasterize_label_masks(batch_images[batch], batch_shapes[batch], object_store.artefacts())
+                  for batch in context.partition_keys}
+        context.add_output_metadata({
+            "batches": len(tables),
+            "masks_written": sum(frame["label_mask_key"].drop_nulls().len() for frame in tables.values()),
+        })
+        return tables
 
 
 @dg.asset(group_name="rasterize", partitions_def=annotation_batches, kinds={"polars", "png"},
-          backfill_policy=dg.BackfillPolicy.single_run(), pool="rasterize")
+          backfill_policy=dg.BackfillPolicy.single_run(), pool="rasterize",
+          retry_policy=OBJECT_STORE_RETRY)
 def annotation_masks(
     context: dg.AssetExecutionContext,
     pipeline_config: PipelineConfig,
@@ -44,33 +48,34 @@ def annotation_masks(
     taxonomy edit leaves as they were are found in the store and not written again. With
     `instance_masks: true`, each entry's 16-bit instance-id mask too. A backfill runs every batch
     in one step."""
-    taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
-    written: list[str] = []
+    with only_transient_retried():
+        taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
+        written: list[str] = []
 
-    def write(key: str, data: bytes) -> None:
-        written.append(object_store.write_bytes(key, data))
+        def write(key: str, data: bytes) -> None:
+            written.append(object_store.write_bytes(key, data))
 
-    store = ArtefactStore(object_store.read_bytes, write, object_store.exists)
-    tables = {}
-    for batch in context.partition_keys:
-        masks = render_class_masks(label_masks[batch], mapped_shapes[batch], batch_images[batch], taxonomy,
-                                   settings.mask_encoding, store)
-        if settings.instance_masks:
-            masks = render_instance_masks(batch, masks, mapped_shapes[batch], taxonomy, store)
-        tables[batch] = masks
-    every = pl.concat(tables.values())
-    counts = dict(every.group_by("rendered_by").len().iter_rows())
-    class_masks_written = sum(key.startswith("masks/") for key in written)  # instance masks are written too
-    context.add_output_metadata({
-        "batches": len(tables),
-        "masks": every.height,
-        "masks_written": class_masks_written,
-        "masks_unchanged": every.height - class_masks_written,
-        "by_lookup": counts.get("lookup", 0),
-        "redrawn": counts.get("redraw", 0),
-        "mask_encoding": settings.mask_encoding,
-        "instance_masks": every["instance_mask_key"].drop_nulls().len(),
-        "instance_errors": dg.MetadataValue.md(markdown_table(
-            every.filter(pl.col("instance_error").is_not_null()).select("entry_id", "instance_error"))),
-    })
-    return tables
+        store = ArtefactStore(object_store.read_bytes, write, object_store.exists)
+        tables = {}
+        for batch in context.partition_keys:
+            masks = render_class_masks(label_masks[batch], mapped_shapes[batch], batch_images[batch], taxonomy,
+                                       settings.mask_encoding, store)
+            if settings.instance_masks:
+                masks = render_instance_masks(batch, masks, mapped_shapes[batch], taxonomy, store)
+            tables[batch] = masks
+        every = pl.concat(tables.values())
+        counts = dict(every.group_by("rendered_by").len().iter_rows())
+        class_masks_written = sum(key.startswith("masks/") for key in written)  # instance masks are written too
+        context.add_output_metadata({
+            "batches": len(tables),
+            "masks": every.height,
+            "masks_written": class_masks_written,
+            "masks_unchanged": every.height - class_masks_written,
+            "by_lookup": counts.get("lookup", 0),
+            "redrawn": counts.get("redraw", 0),
+            "mask_encoding": settings.mask_encoding,
+            "instance_masks": every["instance_mask_key"].drop_nulls().len(),
+            "instance_errors": dg.MetadataValue.md(markdown_table(
+                every.filter(pl.col("instance_error").is_not_null()).select("entry_id", "instance_error"))),
+        })
+        return tables

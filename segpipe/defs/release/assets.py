@@ -5,7 +5,7 @@ from segpipe.core.release.build import ReleaseInputs
 from segpipe.core.release.writers import BuildStamp
 from segpipe.defs.batches import batches_not_done, done_batches
 from segpipe.defs.metadata import markdown_table
-from segpipe.defs.retries import OBJECT_STORE_RETRY, decisions_not_retried
+from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
 from segpipe.io.object_store import LandingZone, ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
@@ -44,7 +44,7 @@ def dataset_release(
     (defs/batches.py) and names each other one with its last failure; a batch never ingested has no
     entries, so it is in no count of the ledger. A store that fails to answer is
     retried with backoff; a conflict with someone else's release is not (defs/retries.py)."""
-    with decisions_not_retried():
+    with only_transient_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
         inputs = ReleaseInputs(
             dataset_split=dataset_split, sampling_report=sampling_report, class_balance=class_balance,

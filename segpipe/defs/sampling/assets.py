@@ -14,6 +14,7 @@ from segpipe.core.sampling.sample import (
     split_proportions,
 )
 from segpipe.defs.metadata import markdown_table
+from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 from segpipe.store import keys as store_keys
@@ -50,6 +51,7 @@ class SamplingConfig(dg.Config):
                         "min_pixel_share of the labelled pixels of every split. Severity: WARN."),
     ],
     group_name="sampling",
+    retry_policy=OBJECT_STORE_RETRY,
 )
 def golden_sample(
     config: SamplingConfig, pipeline_config: PipelineConfig, object_store: ObjectStore,
@@ -58,49 +60,50 @@ def golden_sample(
     """Select and split the accepted images as the distribution spec (pipeline.yaml `sampling`)
     asks: foundation, targeted strata shares, rare-class floors, groups and near copies kept in one
     split, earlier assignments kept. An infeasible spec fails here, naming what cannot be met."""
-    taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
-    spec, store = settings.sampling, object_store.artefacts()
-    accepted = consensus_masks.filter(pl.col("status") == "accepted").select("image_id", "class_pixels")
-    candidates = accepted.join(image_metadata(batch_images), on="image_id", how="left")
-    pairs = near_duplicate_pairs(batch_images.filter(pl.col("image_id").is_in(accepted["image_id"].to_list())),
-                                 settings.qa.near_duplicate_bits)
-    previous = None if config.rebalance else remembered_assignments(store)
-    trainable = sorted(c.id for c in taxonomy.classes if c.trainable)
-    sample = sample_dataset(candidates, spec, trainable, previous, [(a, b) for a, b, _ in pairs])
-    remember_assignments(store, sample.splits)
-    report = distribution_report(sample, spec, {c.id: c.name for c in taxonomy.classes})
-    chart = render_distribution_chart(report.distribution, report.classes)
-    chart_key = store_keys.distribution_chart(content_digest(chart))
-    store.write_once(chart_key, chart)
-    splits = sample.splits
-    leaks = leaks_across_splits(splits.filter(pl.col("split").is_not_null()), pairs)  # the pairs found above
-    yield dg.Output(splits, output_name="dataset_split", metadata={
-        "selected": splits.filter(pl.col("split").is_not_null()).height,
-        "not_selected": splits.filter(pl.col("split").is_null()).height,
-        "proportions": dg.MetadataValue.json(split_proportions(splits)),
-        "targets": dg.MetadataValue.json(spec.splits),
-        "selected_by": dg.MetadataValue.json(dict(splits.group_by("selected_by").len().sort("selected_by").drop_nulls().iter_rows())),
-        "kept_from_last_build": kept_assignments(splits, previous),
-        "rebalanced": config.rebalance,
-    })
-    yield dg.Output(report.distribution, output_name="sampling_report", metadata={
-        "distances": dg.MetadataValue.md(markdown_table(report.distances)),
-        "chart": dg.MetadataValue.url(object_store.url(chart_key)),
-        "achieved_vs_target": dg.MetadataValue.md(markdown_table(report.distribution, max_rows=200)),
-    })
-    yield dg.Output(report.classes, output_name="class_balance", metadata={
-        "classes": dg.MetadataValue.md(markdown_table(report.classes, max_rows=256)),
-    })
-    yield dg.AssetCheckResult(
-        asset_key="dataset_split", check_name="distribution_within_tolerance",
-        passed=bool(report.distances["within_tolerance"].all()), severity=dg.AssetCheckSeverity.WARN,
-        metadata={"tolerance": spec.tolerance, "distances": dg.MetadataValue.md(markdown_table(report.distances))})
-    short = unmet_floors(report.classes)
-    yield dg.AssetCheckResult(
-        asset_key="dataset_split", check_name="rare_class_floors", passed=short.is_empty(),
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"unmet": short.height, "classes": dg.MetadataValue.md(markdown_table(short))})
-    yield dg.AssetCheckResult(
-        asset_key="dataset_split", check_name="near_duplicates_in_one_split", passed=leaks.is_empty(),
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"pairs_across_splits": leaks.height, "pairs": dg.MetadataValue.md(markdown_table(leaks.head(20)))})
+    with only_transient_retried():
+        taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
+        spec, store = settings.sampling, object_store.artefacts()
+        accepted = consensus_masks.filter(pl.col("status") == "accepted").select("image_id", "class_pixels")
+        candidates = accepted.join(image_metadata(batch_images), on="image_id", how="left")
+        pairs = near_duplicate_pairs(batch_images.filter(pl.col("image_id").is_in(accepted["image_id"].to_list())),
+                                     settings.qa.near_duplicate_bits)
+        previous = None if config.rebalance else remembered_assignments(store)
+        trainable = sorted(c.id for c in taxonomy.classes if c.trainable)
+        sample = sample_dataset(candidates, spec, trainable, previous, [(a, b) for a, b, _ in pairs])
+        remember_assignments(store, sample.splits)
+        report = distribution_report(sample, spec, {c.id: c.name for c in taxonomy.classes})
+        chart = render_distribution_chart(report.distribution, report.classes)
+        chart_key = store_keys.distribution_chart(content_digest(chart))
+        store.write_once(chart_key, chart)
+        splits = sample.splits
+        leaks = leaks_across_splits(splits.filter(pl.col("split").is_not_null()), pairs)  # the pairs found above
+        yield dg.Output(splits, output_name="dataset_split", metadata={
+            "selected": splits.filter(pl.col("split").is_not_null()).height,
+            "not_selected": splits.filter(pl.col("split").is_null()).height,
+            "proportions": dg.MetadataValue.json(split_proportions(splits)),
+            "targets": dg.MetadataValue.json(spec.splits),
+            "selected_by": dg.MetadataValue.json(dict(splits.group_by("selected_by").len().sort("selected_by").drop_nulls().iter_rows())),
+            "kept_from_last_build": kept_assignments(splits, previous),
+            "rebalanced": config.rebalance,
+        })
+        yield dg.Output(report.distribution, output_name="sampling_report", metadata={
+            "distances": dg.MetadataValue.md(markdown_table(report.distances)),
+            "chart": dg.MetadataValue.url(object_store.url(chart_key)),
+            "achieved_vs_target": dg.MetadataValue.md(markdown_table(report.distribution, max_rows=200)),
+        })
+        yield dg.Output(report.classes, output_name="class_balance", metadata={
+            "classes": dg.MetadataValue.md(markdown_table(report.classes, max_rows=256)),
+        })
+        yield dg.AssetCheckResult(
+            asset_key="dataset_split", check_name="distribution_within_tolerance",
+            passed=bool(report.distances["within_tolerance"].all()), severity=dg.AssetCheckSeverity.WARN,
+            metadata={"tolerance": spec.tolerance, "distances": dg.MetadataValue.md(markdown_table(report.distances))})
+        short = unmet_floors(report.classes)
+        yield dg.AssetCheckResult(
+            asset_key="dataset_split", check_name="rare_class_floors", passed=short.is_empty(),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"unmet": short.height, "classes": dg.MetadataValue.md(markdown_table(short))})
+        yield dg.AssetCheckResult(
+            asset_key="dataset_split", check_name="near_duplicates_in_one_split", passed=leaks.is_empty(),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"pairs_across_splits": leaks.height, "pairs": dg.MetadataValue.md(markdown_table(leaks.head(20)))})

@@ -9,6 +9,7 @@ from segpipe.core.taxonomy.coverage import no_label_mapped
 from segpipe.core.taxonomy.model import map_labels
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.partitions import annotation_batches
+from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.environment import current_environment
 from segpipe.io.pipeline_config import PipelineConfig
 
@@ -39,6 +40,7 @@ def taxonomy_spec(pipeline_config: PipelineConfig) -> dg.MaterializeResult:
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[taxonomy_spec],
     kinds={"polars"},
+    retry_policy=OBJECT_STORE_RETRY,  # its tables are read from and written to the store
 )
 def mapped_shapes(
     context: dg.AssetExecutionContext,
@@ -49,23 +51,24 @@ def mapped_shapes(
     """Shapes with their taxonomy class; unmapped labels follow the taxonomy's policy. A batch of
     which no label maps fails here, naming its labels, rather than as empty masks stages later. A
     backfill maps every batch in one step."""
-    taxonomy = pipeline_config.taxonomy()
-    tables = {
-        batch: MappedShapeRecord.validate(
-            map_labels(batch_shapes[batch], batch_images[batch].select("entry_id", "source"), taxonomy))
-        for batch in context.partition_keys
-    }
-    problems = [no_label_mapped(batch, table, batch_images[batch].select("entry_id", "source"), taxonomy,
-                                pipeline_config.taxonomy_path) for batch, table in tables.items()]
-    if any(problems):
-        raise ConfigError([problem for problem in problems if problem is not None])
-    unmapped = (
-        pl.concat(tables.values()).filter(pl.col("class_id").is_null())
-        .group_by("raw_label").len("shapes").sort("shapes", descending=True)
-    )
-    context.add_output_metadata({
-        "batches": len(tables),
-        "taxonomy_version": taxonomy.taxonomy_version,
-        "unmapped_labels": dg.MetadataValue.md(markdown_table(unmapped)),
-    })
-    return tables
+    with only_transient_retried():
+        taxonomy = pipeline_config.taxonomy()
+        tables = {
+            batch: MappedShapeRecord.validate(
+                map_labels(batch_shapes[batch], batch_images[batch].select("entry_id", "source"), taxonomy))
+            for batch in context.partition_keys
+        }
+        problems = [no_label_mapped(batch, table, batch_images[batch].select("entry_id", "source"), taxonomy,
+                                    pipeline_config.taxonomy_path) for batch, table in tables.items()]
+        if any(problems):
+            raise ConfigError([problem for problem in problems if problem is not None])
+        unmapped = (
+            pl.concat(tables.values()).filter(pl.col("class_id").is_null())
+            .group_by("raw_label").len("shapes").sort("shapes", descending=True)
+        )
+        context.add_output_metadata({
+            "batches": len(tables),
+            "taxonomy_version": taxonomy.taxonomy_version,
+            "unmapped_labels": dg.MetadataValue.md(markdown_table(unmapped)),
+        })
+        return tables

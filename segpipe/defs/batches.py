@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from segpipe.defs.partitions import annotation_batches
+from segpipe.defs.root_cause import root_cause
 
 BATCH_DONE_ASSET = "annotation_masks"
 
@@ -61,11 +62,7 @@ def last_run(instance: dg.DagsterInstance, batch: str) -> LastRun | None:
 def _failure(instance: dg.DagsterInstance, run_id: str) -> str:
     """The first failed step and the first line of the error its code raised (not Dagster's wrapper)."""
     for record in instance.all_logs(run_id, of_type={dg.DagsterEventType.STEP_FAILURE}):
-        error = record.dagster_event.step_failure_data.error
-        while error is not None and error.cause is not None:
-            error = error.cause
-        text = error.message if error is not None else record.message or ""
-        qualified, _, rest = text.partition(": ")  # the message starts with the error's qualified class name
-        lines = (f"{qualified.rsplit('.', 1)[-1]}: {rest}" if rest and " " not in qualified else text).strip().splitlines()
-        return f"step {record.dagster_event.step_key}: {lines[0] if lines else 'no message'}"
+        error_type, message = root_cause(record.dagster_event.step_failure_data.error, record.message)
+        first = message.splitlines()[0] if message else "no message"
+        return f"step {record.dagster_event.step_key}: {error_type}: {first}"
     return "the run failed outside any step; see its log in the Dagster UI"

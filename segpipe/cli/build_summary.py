@@ -19,14 +19,15 @@ def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.Dag
         return "\n".join(lines + format_failure(failure, outcome.batches, defs, instance, env)
                          + not_released_lines(batches_not_done(instance)))
     meta = outcome.release_metadata
-    counts = meta["counts"]
+    counts = meta["entries"]
     lines += [
         f"release version: {meta['version']}{'' if meta['newly_published'] else ' (already published, unchanged)'}",
         f"release: {meta['release']}",
         f"archive: {meta['archive']}",
         (f"entries: {counts['input']} in = {counts['released']} released + {counts['filtered']} filtered"
          f" + {counts['quarantined']} quarantined"),
-        f"splits (images): {meta['splits']}",
+        f"images: {meta['images_released']} ("
+        + ", ".join(f"{split} {n}" for split, n in meta["images_per_split"].items()) + ")",
     ]
     report = defs.load_asset_value("sampling_report", instance=instance)
     targeted = report.filter((pl.col("dimension") != "split") & (pl.col("target") > 0))

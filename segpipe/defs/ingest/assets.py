@@ -5,7 +5,7 @@ import polars as pl
 
 from segpipe.core.shared.errors import InputError
 from segpipe.core.ingest.batch import IngestedBatch, ingest_batch, quarantine_unreadable_batch
-from segpipe.defs.metadata import markdown_table
+from segpipe.defs.metadata import md_table
 from segpipe.defs.partitions import annotation_batches
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
@@ -61,7 +61,7 @@ def _ingest_batches(
         "entries_accepted": sum(frame.height for frame in images.values()), "format": ", ".join(formats)})
     yield dg.Output(shapes, output_name="batch_shapes", metadata={
         "shapes": every_shape.height,
-        "by_kind": dg.MetadataValue.md(markdown_table(every_shape.group_by("kind").len().sort("kind")))})
+        "by_kind": md_table(every_shape.group_by("kind").len("shapes").sort("kind"))})
     yield dg.Output(quarantine, output_name="batch_quarantine", metadata={"entries_quarantined": every_quarantined.height})
     yield dg.Output(files, output_name="batch_files", metadata={
         "files": every_file.height, "not_read": every_file.filter(every_file["outcome"] != "read").height})
@@ -69,5 +69,5 @@ def _ingest_batches(
         check_name="entries_accepted", asset_key="batch_quarantine", passed=every_quarantined.is_empty(),
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"quarantined": every_quarantined.height,
-                  "entries": dg.MetadataValue.md(markdown_table(every_quarantined.head(20)))},
+                  "entries": md_table(every_quarantined)},
     )

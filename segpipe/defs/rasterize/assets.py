@@ -4,7 +4,7 @@ import polars as pl
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.rasterize.instance_masks import render_instance_masks
 from segpipe.core.rasterize.label_masks import rasterize_label_masks, render_class_masks
-from segpipe.defs.metadata import markdown_table
+from segpipe.defs.metadata import md_table
 from segpipe.defs.partitions import annotation_batches
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
@@ -75,7 +75,7 @@ def annotation_masks(
             "redrawn": counts.get("redraw", 0),
             "mask_encoding": settings.mask_encoding,
             "instance_masks": every["instance_mask_key"].drop_nulls().len(),
-            "instance_errors": dg.MetadataValue.md(markdown_table(
-                every.filter(pl.col("instance_error").is_not_null()).select("entry_id", "instance_error"))),
+            "instance_errors": md_table(
+                every.filter(pl.col("instance_error").is_not_null()).select("entry_id", "instance_error")),
         })
         return tables

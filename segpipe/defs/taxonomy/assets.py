@@ -7,7 +7,7 @@ from segpipe.core.shared.errors import ConfigError
 from segpipe.core.shared.schemas import MappedShapeRecord
 from segpipe.core.taxonomy.coverage import no_label_mapped
 from segpipe.core.taxonomy.model import map_labels
-from segpipe.defs.metadata import markdown_table
+from segpipe.defs.metadata import md_table
 from segpipe.defs.partitions import annotation_batches
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.environment import current_environment
@@ -22,13 +22,13 @@ def taxonomy_spec(pipeline_config: PipelineConfig) -> dg.MaterializeResult:
     """The validated taxonomy; its data version is the normalized content hash, so
     comment-only edits leave downstream assets up to date."""
     taxonomy = pipeline_config.taxonomy()
-    classes = pl.DataFrame([{"id": c.id, "name": c.name, "color": str(list(c.color))} for c in taxonomy.classes])
+    classes = pl.DataFrame([{"id": c.id, "name": c.name, "color": list(c.color)} for c in taxonomy.classes])
     return dg.MaterializeResult(
         data_version=dg.DataVersion(taxonomy.content_hash),
         metadata={
             "taxonomy_version": taxonomy.taxonomy_version,
             "unmapped_policy": taxonomy.unmapped,
-            "classes": dg.MetadataValue.md(markdown_table(classes, max_rows=256)),
+            "classes": md_table(classes, max_rows=256),
             "sources": sorted(taxonomy.mappings),
         },
     )
@@ -69,6 +69,6 @@ def mapped_shapes(
         context.add_output_metadata({
             "batches": len(tables),
             "taxonomy_version": taxonomy.taxonomy_version,
-            "unmapped_labels": dg.MetadataValue.md(markdown_table(unmapped)),
+            "unmapped_labels": md_table(unmapped),
         })
         return tables

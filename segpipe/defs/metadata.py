@@ -41,18 +41,22 @@ def md_table(frame: pl.DataFrame, max_rows: int = MAX_ROWS, percent: Collection[
 _COLUMN_TYPES = {pl.Int64: "int", pl.Int32: "int", pl.UInt32: "int", pl.UInt64: "int", pl.Float64: "float"}
 
 
-def metadata_table(frame: pl.DataFrame, max_rows: int = MAX_ROWS) -> dg.TableMetadataValue:
+def metadata_table(frame: pl.DataFrame, max_rows: int = MAX_ROWS, total: int | None = None) -> dg.TableMetadataValue:
     """The first rows as a table whose cells are values, for a reader of the event log (`segpipe build`'s
-    summary of a blocked release); numbers rounded, other cells as text (yes/no, no None: a missing
-    value is left out of its row, which the UI shows empty). A cut table ends with a row that says
-    "+N more" in its first column; `table_rows` leaves it out."""
+    summary of a blocked release): numbers rounded, other cells as text as in markdown_table (a number
+    column with missing values is text too). A cut table ends with a row that says "+N more" in its
+    first column and nothing else; `table_rows` leaves it out. `total`: the rows of the whole table when
+    `frame` holds only its first ones."""
     shown = frame.head(max_rows)
-    types = {name: _COLUMN_TYPES.get(dtype, "string") for name, dtype in shown.schema.items()}
+    types = {name: _COLUMN_TYPES.get(dtype, "string") if shown[name].null_count() == 0 else "string"
+             for name, dtype in shown.schema.items()}
     schema = dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in types.items()])
-    records = [dg.TableRecord({name: _record_value(value, types[name]) for name, value in row.items() if value is not None})
+    records = [dg.TableRecord({name: _record_value(value, types[name]) for name, value in row.items()})
                for row in shown.iter_rows(named=True)]
-    if frame.height > max_rows:
-        records.append(dg.TableRecord({frame.columns[0]: more_text(frame.height - max_rows)}))
+    hidden = (frame.height if total is None else total) - shown.height
+    if hidden > 0:
+        records.append(dg.TableRecord({name: more_text(hidden) if i == 0 else ""
+                                       for i, name in enumerate(frame.columns)}))
     return dg.MetadataValue.table(records, schema)
 
 
@@ -67,9 +71,26 @@ def _record_value(value: object, kind: str) -> str | int | float:
 def table_rows(table: dg.TableMetadataValue) -> list[dict]:
     """The rows of a table metadata_table made, without its "+N more" row."""
     rows = [dict(record.data) for record in table.records]
-    if rows and len(rows[-1]) == 1 and isinstance(value := next(iter(rows[-1].values())), str) and _CUT.match(value):
+    if rows and _is_cut(list(rows[-1].values())):
         rows.pop()
     return rows
+
+
+def _is_cut(values: list[object]) -> bool:
+    first, *rest = values
+    return isinstance(first, str) and bool(_CUT.match(first)) and all(value == "" for value in rest)
+
+
+def with_file_names(frame: pl.DataFrame, entries: pl.DataFrame, column: str = "image_id") -> pl.DataFrame:
+    """`frame` with the file an image hash in `column` stands for beside it (`batch/file`, the first
+    entry of the image in `entries`: image_id, batch_id, file_name), so a shortened hash is not all
+    a reader has."""
+    name = "file_name" if column == "image_id" else column.replace("image", "file")
+    files = entries.sort("batch_id", "file_name").group_by("image_id", maintain_order=True).agg(
+        pl.format("{}/{}", "batch_id", "file_name").first().alias(name)).rename({"image_id": column})
+    joined = frame.join(files, on=column, how="left", maintain_order="left")
+    at = frame.columns.index(column) + 1
+    return joined.select(*frame.columns[:at], name, *frame.columns[at:])
 
 
 def readable(metadata: Mapping[str, object]) -> dict[str, object]:

@@ -11,7 +11,7 @@ import numpy as np
 SIGNIFICANT_DIGITS = 4
 HASH_SHOWN = 12  # characters of a 64-character content hash a table shows; the file name beside it says which
 MISSING = "-"
-_HASH = re.compile(r"\b[0-9a-f]{64}\b")
+_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 def significant(value: float) -> float:
@@ -31,9 +31,10 @@ def percent_text(share: float) -> str:
     return f"{number_text(share * 100)}%"
 
 
-def short_hashes(text: str) -> str:
-    """Every 64-character content hash in `text` cut to its first 12 characters."""
-    return _HASH.sub(lambda found: found.group(0)[:HASH_SHOWN], text)
+def short_hash(text: str) -> str:
+    """A 64-character content hash cut to its first 12 characters; any other text as it is (a hash
+    inside a link or a message stays whole, so the link still leads to its object)."""
+    return text[:HASH_SHOWN] if _HASH.fullmatch(text) else text
 
 
 def cell_text(value: Any, percent: bool = False) -> str:
@@ -51,7 +52,7 @@ def cell_text(value: Any, percent: bool = False) -> str:
         return ", ".join(cell_text(item, percent) for item in value)
     if isinstance(value, Mapping):
         return ", ".join(f"{key}: {cell_text(item, percent)}" for key, item in value.items())
-    return short_hashes(str(value)).replace("|", "/").replace("\n", " ")
+    return short_hash(str(value)).replace("|", "/").replace("\n", " ")
 
 
 def plain_value(value: Any) -> Any:

@@ -7,6 +7,8 @@ import json
 import shutil
 import threading
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,25 +48,37 @@ class Build:
     outcome: BuildOutcome
     qa_report: pl.DataFrame
     store: Path
+    instance: dg.DagsterInstance  # open only inside built_in: its event log holds the build's runs
+
+
+@contextmanager
+def built_in(tmp: Path, landing: Path, taxonomy: Path = DEMO_CONFIG / "taxonomy.yaml",
+             pipeline: Path | None = None) -> Iterator[Build]:
+    """Point segpipe at a private landing copy and store with the variables a user sets, and build;
+    with the demo's taxonomy and the tiny demo's pipeline.yaml unless told otherwise. The variables
+    are restored once the build is done; its instance stays open until the context ends."""
+    with dg.instance_for_test() as instance:
+        with pytest.MonkeyPatch.context() as env:
+            work = tmp / "landing"
+            shutil.copytree(landing, work)
+            env.setenv("SEGPIPE_LANDING_ROOT", str(work))
+            env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp / "store"))
+            env.setenv("SEGPIPE_TAXONOMY", str(taxonomy))
+            if pipeline is None:
+                pipeline = tmp / "pipeline.yaml"
+                pipeline.write_text(tiny_demo_pipeline())
+            env.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
+            defs = load_defs()
+            outcome = run_local_build(defs, instance, current_environment())
+            qa_report = defs.load_asset_value("qa_report", instance=instance)
+        yield Build(outcome, qa_report, tmp / "store", instance)
 
 
 def build_in(tmp: Path, landing: Path, taxonomy: Path = DEMO_CONFIG / "taxonomy.yaml",
              pipeline: Path | None = None) -> Build:
-    """Point segpipe at a private landing copy and store with the variables a user sets, and build;
-    with the demo's taxonomy and the tiny demo's pipeline.yaml unless told otherwise."""
-    with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
-        work = tmp / "landing"
-        shutil.copytree(landing, work)
-        env.setenv("SEGPIPE_LANDING_ROOT", str(work))
-        env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp / "store"))
-        env.setenv("SEGPIPE_TAXONOMY", str(taxonomy))
-        if pipeline is None:
-            pipeline = tmp / "pipeline.yaml"
-            pipeline.write_text(tiny_demo_pipeline())
-        env.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
-        defs = load_defs()
-        outcome = run_local_build(defs, instance, current_environment())
-        return Build(outcome, defs.load_asset_value("qa_report", instance=instance), tmp / "store")
+    """built_in, for a test that needs the build's outcome, tables and store, not its event log."""
+    with built_in(tmp, landing, taxonomy, pipeline) as build:
+        return build
 
 
 @pytest.fixture(scope="module")

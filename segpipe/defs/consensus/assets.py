@@ -4,7 +4,7 @@ import polars as pl
 from segpipe.core.consensus.annotator_pairs import pair_summary
 from segpipe.core.consensus.fusion import build_consensus
 from segpipe.core.qa.rules import excluded_entries
-from segpipe.defs.metadata import markdown_table
+from segpipe.defs.metadata import md_table, with_file_names
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
@@ -37,17 +37,20 @@ def consensus(
                                                 palette, {c.id: c.name for c in taxonomy.classes})
         review = images.filter(pl.col("status").is_in(["low_agreement", "annotator_review"])).select(
             "image_id", "status", "annotators", "agreement",
-            pl.col("agreement_map_key").map_elements(object_store.url, return_dtype=pl.String).alias("agreement_map"))
+            pl.col("agreement_map_key").map_elements(lambda key: f"[map]({object_store.url(key)})",
+                                                     return_dtype=pl.String).alias("agreement_map"))
+        entries = annotation_masks.select("entry_id", "image_id").join(
+            qa_report.select("entry_id", "batch_id", "file_name").unique("entry_id"), on="entry_id")
         yield dg.Output(images, output_name="consensus_masks", metadata={
             "images": images.height,
             "by_status": dg.MetadataValue.json(dict(images.group_by("status").len().sort("status").iter_rows())),
             "by_mask_source": dg.MetadataValue.json(dict(images.group_by("mask_source").len().sort("mask_source").iter_rows())),
-            "review_queue": dg.MetadataValue.md(markdown_table(review.with_columns(pl.col("annotators").list.join(", ")))),
+            "review_queue": md_table(with_file_names(review, entries)),
         })
         yield dg.Output(scores, output_name="annotator_scores", metadata={
-            "leaderboard": dg.MetadataValue.md(markdown_table(scores)),
+            "leaderboard": md_table(scores),
         })
         yield dg.Output(pairs, output_name="annotator_pair_agreement", metadata={
             "rows": pairs.height,
-            "by_pair": dg.MetadataValue.md(markdown_table(pair_summary(pairs))),
+            "by_pair": md_table(pair_summary(pairs)),
         })

@@ -7,6 +7,7 @@ from segpipe.core.qa.polygon_checks import polygon_findings
 from segpipe.core.qa.rules import evaluate_entries, with_thumbnails
 from segpipe.core.qa.pictures import render_qa_thumbnails
 from segpipe.core.taxonomy.model import unmapped_segments
+from segpipe.defs.metadata import readable
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
@@ -44,9 +45,9 @@ def qa_report(
                                           settings.qa.min_fragment_px)
         results = with_thumbnails(results, thumbnails)
         failed = results.filter(~pl.col("passed"))
-        context.add_output_metadata({
+        context.add_output_metadata(readable({
             "entries_checked": entries.height,
             "thumbnails": dg.MetadataValue.url(object_store.url("qa-thumbnails")),
             "failures_by_rule": dg.MetadataValue.json(dict(failed.group_by("check_id").len().sort("check_id").iter_rows())),
-        })
+        }))
         return results

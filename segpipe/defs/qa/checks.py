@@ -11,7 +11,7 @@ import polars as pl
 from segpipe.core.qa.class_statistics import class_statistics
 from segpipe.core.qa.rules import QA_RULES, excluded_entries, summarize_rule
 from segpipe.core.taxonomy.model import unmapped_label_report, unmapped_segments
-from segpipe.defs.metadata import markdown_table, metadata_table
+from segpipe.defs.metadata import md_table, metadata_table, readable
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
@@ -53,7 +53,7 @@ def qa_gate(pipeline_config: PipelineConfig, object_store: ObjectStore, qa_repor
             yield dg.AssetCheckResult(
                 asset_key="qa_report", check_name=rule.id, passed=failures <= budget,
                 severity=dg.AssetCheckSeverity.ERROR if severity == "ERROR" else dg.AssetCheckSeverity.WARN,
-                metadata={"failures": failures, "allowed_failures": budget, "failing_entries": metadata_table(worst)},
+                metadata={"failures": failures, "allowed_failures": budget, "failing_entries": metadata_table(worst, total=failures)},
             )
         report = unmapped_label_report(unmapped_segments(mapped_shapes), batch_images)
         yield dg.AssetCheckResult(
@@ -63,14 +63,15 @@ def qa_gate(pipeline_config: PipelineConfig, object_store: ObjectStore, qa_repor
                       "labels": metadata_table(report, max_rows=50)},
         )
         stats = class_statistics(annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti"), taxonomy)
-        table = dg.MetadataValue.md(markdown_table(stats.table, max_rows=256))
+        table = md_table(stats.table, max_rows=256, percent=("pixel_share",))
         yield dg.AssetCheckResult(
             asset_key="qa_report", check_name="class_never_present", passed=not stats.never_present,
             severity=dg.AssetCheckSeverity.WARN, metadata={"never_present": stats.never_present, "classes": table})
         limit = settings.qa.max_class_imbalance
         yield dg.AssetCheckResult(
             asset_key="qa_report", check_name="class_imbalance", passed=stats.imbalance is None or stats.imbalance <= limit,
-            severity=dg.AssetCheckSeverity.WARN, metadata={"imbalance": stats.imbalance or 0.0, "allowed": limit, "classes": table})
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=readable({"imbalance": stats.imbalance or 0.0, "allowed": limit, "classes": table}))
 
 
 @dg.definitions

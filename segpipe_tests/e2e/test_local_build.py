@@ -211,7 +211,7 @@ def test_core_alone_builds_the_release_the_asset_published(demo_build):
             assert built.namelist() == published.namelist()
             assert [n for n in built.namelist() if built.read(n) != published.read(n)] == []
     assert contents.version == metadata["content_digest"] == marker["content_digest"]
-    assert contents.counts == metadata["counts"] == marker["counts"]
+    assert contents.counts == metadata["entries"] == marker["counts"]
     assert contents.ledger.equals(pl.read_parquet(Path(metadata["release"]) / "ledger.parquet"), null_equal=True)
 
 
@@ -291,7 +291,7 @@ def _segpipe_pixels(annotation: dict, height: int, width: int) -> np.ndarray:
 
 
 def test_counts_add_up_to_every_input_file(demo_build, ledger, ground_truth):
-    counts = demo_build.outcome.release_metadata["counts"]
+    counts = demo_build.outcome.release_metadata["entries"]
     assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"] == ledger.height
     expected = {(released_batch(b["batch_id"]), f) for b in ground_truth["batches"] for f in b["files"]}
     assert set(ledger.select("batch_id", "file_name").iter_rows()) == {(b, f"images/{f}") for b, f in expected}
@@ -366,8 +366,8 @@ def test_a_nightly_build_draws_only_the_batch_that_landed_since_and_releases_all
     assert first.success and nightly.success and late not in first.batches and late in nightly.batches
     assert sorted(drawn_in) == sorted(first.batches + [late])  # each batch drawn once: the late one by the nightly
     assert nightly.release_metadata["version"] != first.release_metadata["version"]
-    counts = nightly.release_metadata["counts"]
-    assert counts["input"] > first.release_metadata["counts"]["input"]
+    counts = nightly.release_metadata["entries"]
+    assert counts["input"] > first.release_metadata["entries"]["input"]
     assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"]
 
 
@@ -471,7 +471,7 @@ def test_an_alias_change_is_backfilled_into_a_new_release_without_redrawing(tiny
     items = pl.read_parquet(Path(backfilled.release_metadata["release"]) / "diff.parquet")
     assert set(items["what"]) <= {"mask", "split", "split, mask"} and items.height == diff["counts"]["changed"]
     first = json.loads((Path(cold.release_metadata["release"]) / "diff.json").read_text())
-    assert first["previous_version"] is None and first["counts"]["added"] == cold.release_metadata["dagster/row_count"]
+    assert first["previous_version"] is None and first["counts"]["added"] == cold.release_metadata["images_released"]
     assert set(masks["rendered_by"]) == {"lookup"}
     assert masks["taxonomy_version"].unique().to_list() == [new_meta["taxonomy_version"]]
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "store" / "label-masks").rglob("*.png")} == label_masks_before
@@ -554,7 +554,7 @@ def test_a_honeypot_threshold_leaves_the_careless_annotator_out_and_the_counts_s
         "  # min_honeypot_iou: 0.8\n", "  min_honeypot_iou: 0.8\n"))
     build = build_in(tmp_path, Path(tiny_demo.landing_root), pipeline=pipeline)
     assert build.outcome.success
-    counts = build.outcome.release_metadata["counts"]
+    counts = build.outcome.release_metadata["entries"]
     ledger = pl.read_parquet(Path(build.outcome.release_metadata["release"]) / "ledger.parquet")
     assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"] == ledger.height
     board = pl.read_parquet(build.store / "tables" / "annotator_scores.parquet")

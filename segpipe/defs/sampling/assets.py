@@ -85,8 +85,8 @@ def golden_sample(
         leaks = leaks_across_splits(splits.filter(pl.col("split").is_not_null()), pairs)  # the pairs found above
         distances = md_table(report.distances, percent=DISTANCE_SHARES)
         yield dg.Output(splits, output_name="dataset_split", metadata=readable({
-            "selected": splits.filter(pl.col("split").is_not_null()).height,
-            "not_selected": splits.filter(pl.col("split").is_null()).height,
+            "images_selected": splits.filter(pl.col("split").is_not_null()).height,
+            "images_not_selected": splits.filter(pl.col("split").is_null()).height,
             "proportions": dg.MetadataValue.json(percentages(split_proportions(splits))),
             "targets": dg.MetadataValue.json(percentages(spec.splits)),
             "selected_by": dg.MetadataValue.json(dict(splits.group_by("selected_by").len().sort("selected_by").drop_nulls().iter_rows())),

@@ -445,3 +445,33 @@ def test_build_prints_a_line_per_step_and_the_quarantined_entries_and_debug_line
     printed = capfd.readouterr()
     assert " - DEBUG - " in printed.err and "release: dataset_release done (5/5 steps, " in printed.err
     assert "DEBUG" not in printed.out
+
+
+@pytest.mark.parametrize("bars", [False, True])
+def test_step_progress_follows_each_run_from_its_event_stream(bars):
+    """A line per finished step with how many of the run's steps are done; with bars (a terminal) the
+    same events move a bar that is cleared when the run ends, so the run's outcome is unchanged."""
+    import dagster as dg
+
+    from segpipe.cli.progress import StepProgress
+
+    @dg.asset
+    def first() -> int:
+        return 1
+
+    @dg.asset
+    def second(first: int) -> int:
+        return first + 1
+
+    job = dg.Definitions(assets=[first, second], jobs=[dg.define_asset_job("both")]).resolve_job_def("both")
+    out = io.StringIO()
+    with dg.instance_for_test() as instance:
+        with StepProgress(out, bars=bars).run(instance, "demo run") as run_id:
+            result = job.execute_in_process(instance=instance, run_id=run_id)
+    assert result.success and result.run_id == run_id
+    lines = out.getvalue().splitlines()
+    if bars:
+        assert all("done (" not in line for line in lines)
+    else:
+        assert [re.sub(r", \d+\.\d s\)$", ")", line) for line in lines] == [
+            "demo run: first done (1/2 steps)", "demo run: second done (2/2 steps)"]

@@ -39,7 +39,7 @@ class PictureBudget:
 @dataclass(frozen=True)
 class Picture:
     """A picture to show: its caption, how to read its full-size PNG (read only if it is shown), and
-    where the full-size object is (a URL), shown beside it."""
+    where the full-size object is (a URL or a path), shown beside it."""
 
     caption: str
     read: Callable[[], bytes]
@@ -101,8 +101,11 @@ def location_markdown(location: str) -> str:
 def inline_picture(picture: Picture, budget: PictureBudget) -> str:
     """The picture as Markdown: its caption, the image within the budget, the full-size location."""
     caption = _escaped(picture.caption)
-    shrunk = fit_png(picture.read(), budget.max_uri_bytes, budget.max_width)
-    lines = [f"**{caption}**", "", f"![{caption}]({data_uri(shrunk)})"]
+    try:
+        shown = f"![{caption}]({data_uri(fit_png(picture.read(), budget.max_uri_bytes, budget.max_width))})"
+    except PictureTooLarge as exc:  # a freak shape (thousands of pixels tall): the location still shows it
+        shown = f"(not shown: {_escaped(str(exc))})"
+    lines = [f"**{caption}**", "", shown]
     if picture.location is not None:
         lines += ["", f"full size: {location_markdown(picture.location)}"]
     return "\n".join(lines)
@@ -166,19 +169,24 @@ def legend_markdown(entries: Sequence[LegendEntry]) -> str:
 
 
 def legend_png(entries: Sequence[LegendEntry]) -> bytes:
-    """The legend as a picture, one row per entry: swatch, name, hex code, what it marks (for a file
-    beside the pictures it explains, where Markdown swatches do not travel)."""
+    """The legend as a picture, one row per entry and a column each for the swatch, the name, the hex
+    code and what it marks (for a file beside the pictures it explains, where Markdown swatches do
+    not travel)."""
     font = ImageFont.load_default()
-    row, left = 20, 10
-    texts = [f"{e.name}  {'' if e.colour is None else hex_colour(e.colour)}  {e.marks}" for e in entries]
-    width = left + SWATCH_PX + 8 + max((round(font.getlength(t)) for t in texts), default=0) + left
-    image = Image.new("RGB", (width, row * len(entries) + 8), "white")
+    row, margin, gap = 20, 10, 12
+    cells = [(e.name, "" if e.colour is None else hex_colour(e.colour), e.marks) for e in entries]
+    widths = [max((round(font.getlength(text)) for text in column), default=0) for column in zip(*cells, strict=True)]
+    lefts = [margin + SWATCH_PX + gap]
+    for width in widths[:-1]:
+        lefts.append(lefts[-1] + width + gap)
+    image = Image.new("RGB", (lefts[-1] + (widths[-1] if widths else 0) + margin, row * len(entries) + 8), "white")
     draw = ImageDraw.Draw(image)
-    for k, (entry, text) in enumerate(zip(entries, texts, strict=True)):
+    for k, (entry, texts) in enumerate(zip(entries, cells, strict=True)):
         top = 4 + k * row
         if entry.colour is not None:
-            _draw_swatch(draw, left, top + 2, entry.colour)
-        draw.text((left + SWATCH_PX + 8, top + 3), text, fill="black", font=font)
+            _draw_swatch(draw, margin, top + 2, entry.colour)
+        for left, text in zip(lefts, texts, strict=True):
+            draw.text((left, top + 3), text, fill="black", font=font)
     return _encode(image)
 
 

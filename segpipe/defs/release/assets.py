@@ -4,10 +4,10 @@ import polars as pl
 from segpipe.core.qa.pictures import qa_legend
 from segpipe.core.release import layout
 from segpipe.core.release.build import ReleaseInputs
+from segpipe.core.release.writers import BuildStamp
 from segpipe.core.release.writers.datasheet import DatasheetPicture
 from segpipe.core.shared.pictures import Picture
 from segpipe.core.taxonomy.model import Taxonomy
-from segpipe.core.release.writers import BuildStamp
 from segpipe.defs.batches import batches_not_done, done_batches
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.pictures import gallery, legend, store_location

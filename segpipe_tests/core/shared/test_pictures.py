@@ -56,9 +56,13 @@ def test_a_picture_within_the_budget_is_kept_as_it_is_and_a_wide_one_is_only_nar
     assert narrowed.size == (800, 200) and narrowed.mode == "L"
 
 
-def test_a_budget_no_picture_can_meet_is_an_error_naming_it():
+def test_a_budget_no_picture_can_meet_is_an_error_naming_it_and_a_gallery_still_says_where_the_picture_is():
     with pytest.raises(PictureTooLarge, match="does not fit 100 bytes"):
         fit_png(noisy_photo(400, 200), 100, 800)
+    text = picture_gallery([Picture("huge", lambda: noisy_photo(400, 200), "/store/huge.png")],
+                           PictureBudget(max_uri_bytes=100))
+    assert "data:image" not in text and "(not shown: a 400x200 picture does not fit 100 bytes" in text
+    assert "full size: `/store/huge.png`" in text
 
 
 def test_a_gallery_shows_the_first_pictures_in_order_within_the_budget_and_counts_the_rest():

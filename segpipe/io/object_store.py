@@ -1,5 +1,6 @@
 """The object store and landing zone resources: every read and write goes through fsspec, local or S3."""
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,7 +31,10 @@ class FsspecLocation(dg.ConfigurableResource):
         return open_location(self.root, self.endpoint_url, limits)
 
     def url(self, key: str) -> str:
-        return f"{self.root.rstrip('/')}/{key}"
+        """Where `key` is, as a user copies it: `s3://bucket/prefix/key`, or an absolute path for a
+        folder (a relative root is resolved against the working directory, as fsspec resolves it)."""
+        root = self.root if "://" in self.root else os.path.abspath(self.root)
+        return f"{root.rstrip('/')}/{key}"
 
 
 class ObjectStore(FsspecLocation):

@@ -30,6 +30,7 @@ from segpipe.demo import DEMO_CONFIG
 from segpipe.environment import current_environment
 from segpipe.cli.local_build import BuildOutcome, run_local_build, run_taxonomy_backfill
 from segpipe.cli.main import main
+from segpipe.core.qa.pictures import PANEL_GAP, PANEL_WIDTH, problem_colour
 from segpipe.core.qa.rules import QA_RULES
 from segpipe.core.shared.quarantine_rules import ANNOTATIONS_MISSING, quarantine_rule
 from segpipe.store.release_build import PublishedBuild, build_and_publish
@@ -95,7 +96,7 @@ def test_demo_release_has_the_promised_layout(demo_build):
                 assert image.size == (mask.shape[1], mask.shape[0]) == (row["width"], row["height"])
             assert row["image_path"].startswith(f"images/{row['split']}/")
             present |= set(np.unique(mask).tolist())
-    assert names == {"index.csv", "index.parquet", "meta.json", "README.md", "SHA256SUMS", "dataset_meta.json", "coco/coco.json", "qa/report.csv", "sampling/distribution.csv",
+    assert names == {"index.csv", "index.parquet", "meta.json", "README.md", "legend.png", "SHA256SUMS", "dataset_meta.json", "coco/coco.json", "qa/report.csv", "sampling/distribution.csv",
                      "sampling/distribution.png", "sampling/classes.csv", "sampling/leakage.csv", "yolo/data.yaml",
                      *[f"labels/{p.removeprefix('masks/').removesuffix('.png')}.txt" for p in index["mask_path"]],
                      *index["image_path"],
@@ -529,8 +530,10 @@ def test_qa_failures_ship_with_thumbnails_that_show_the_problem(demo_build, grou
         with Image.open(io.BytesIO(archive.read(row["thumbnail_path"]))) as thumbnail:
             pixels = np.asarray(thumbnail.convert("RGB"))
     assert meta["qa_failures"] == dict(qa.group_by("check_id").len().sort("check_id").iter_rows())
-    assert pixels.shape[1] == 480
-    assert ((pixels == [255, 0, 255]).all(axis=-1)).sum() > 50  # the crossed outline, in magenta
+    assert pixels.shape[1] == 2 * PANEL_WIDTH + PANEL_GAP  # the image beside its mask
+    problem = problem_colour(load_taxonomy(DEMO_CONFIG / "taxonomy.yaml"))
+    outlined = (pixels == problem).all(axis=-1)
+    assert outlined[:, :PANEL_WIDTH].sum() > 50 and outlined[:, PANEL_WIDTH + PANEL_GAP:].sum() > 50  # the crossed outline
     assert set(qa["check_id"]) >= {"labels_mapped", "entry_not_duplicate", "polygon_self_intersection"}
 
 

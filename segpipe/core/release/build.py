@@ -24,6 +24,7 @@ from segpipe.core.release.packaging import Packager, ZipPackager
 from segpipe.core.release.provenance import batch_provenance
 from segpipe.core.release.released_names import ReleasedNames
 from segpipe.core.release.writers import WRITERS, BuildStamp, ReleaseContext, ReleaseItem, ReleaseWriter
+from segpipe.core.release.writers.datasheet import DatasheetPicture, datasheet_pictures
 from segpipe.core.release.writers.manifest import manifest_table
 from segpipe.core.release.writers.meta import release_meta
 from segpipe.core.sampling.report import report_files
@@ -66,6 +67,7 @@ class ReleaseContents:
     meta: dict
     ledger: pl.DataFrame
     counts: dict[str, int]
+    pictures: list[DatasheetPicture]  # what the datasheet shows, to show where the release is announced
 
 
 def build_release(inputs: ReleaseInputs, out: BinaryIO) -> ReleaseContents:
@@ -91,11 +93,12 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO) -> ReleaseContents:
         store=inputs.store, taxonomy=inputs.taxonomy, dataset_name=inputs.dataset_name,
         mask_encoding=inputs.mask_encoding, stamp=inputs.stamp, counts=counts,
         qa_results=names.table(inputs.qa_report, "reason"),
-        report_files=report_files(inputs.sampling_report, inputs.class_balance, leaks), shapes=shapes,
+        report_files=report_files(inputs.sampling_report, inputs.class_balance, leaks,
+                                  {c.id: c.color for c in inputs.taxonomy.classes}), shapes=shapes,
         provenance={names.batches[batch]: terms for batch, terms in batch_provenance(inputs.batch_images).items()})
     with ZipPackager(out) as packager:
         write_release(release, items, packager)
-    return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts)
+    return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts, datasheet_pictures(release))
 
 
 def write_release(release: ReleaseContext, items: pl.DataFrame, packager: Packager) -> None:

@@ -5,11 +5,13 @@ from segpipe.core.qa.instance_areas import instance_area_findings
 from segpipe.core.qa.mask_structure import mask_structure
 from segpipe.core.qa.polygon_checks import polygon_findings
 from segpipe.core.qa.rules import evaluate_entries, with_thumbnails
-from segpipe.core.qa.pictures import render_qa_thumbnails
+from segpipe.core.qa.pictures import failure_pictures, qa_legend, render_qa_thumbnails
 from segpipe.core.taxonomy.model import unmapped_segments
+from segpipe.defs.pictures import gallery, legend, store_location, stored_pictures
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
+from segpipe.store import keys
 
 
 @dg.asset(group_name="qa", kinds={"polars"}, retry_policy=OBJECT_STORE_RETRY)
@@ -24,7 +26,8 @@ def qa_report(
     """Every QA rule on every entry of every batch: masks judged by their pixels per class (counted
     when the mask was made) and by their structure (fragments, class constraints: each mask decoded
     once, remembered per mask content), polygons by their outlines. The first failures of each rule
-    get a thumbnail: image, mask in class colours, the problem in magenta."""
+    get a thumbnail: the image beside its mask in class colours, the problem in a colour no class
+    uses (the legend says which); the first few are shown here, each rule's in its check."""
     with only_transient_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
         entries = annotation_masks.join(
@@ -46,7 +49,10 @@ def qa_report(
         failed = results.filter(~pl.col("passed"))
         context.add_output_metadata({
             "entries_checked": entries.height,
-            "thumbnails": dg.MetadataValue.url(object_store.url("qa-thumbnails")),
+            "thumbnails": gallery(stored_pictures(object_store, failure_pictures(results)),
+                                  everything=object_store.url(keys.QA_THUMBNAILS_DIR)),
+            "thumbnails_folder": store_location(object_store, keys.QA_THUMBNAILS_DIR),
+            "legend": legend(qa_legend(taxonomy)),
             "failures_by_rule": dg.MetadataValue.json(dict(failed.group_by("check_id").len().sort("check_id").iter_rows())),
         })
         return results

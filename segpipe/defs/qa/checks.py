@@ -9,9 +9,12 @@ import dagster as dg
 import polars as pl
 
 from segpipe.core.qa.class_statistics import class_statistics
+from segpipe.core.qa.pictures import failure_pictures, problem_colour
 from segpipe.core.qa.rules import QA_RULES, excluded_entries, summarize_rule
 from segpipe.core.taxonomy.model import unmapped_label_report, unmapped_segments
+from segpipe.core.shared.pictures import colour_swatch
 from segpipe.defs.metadata import markdown_table, metadata_table
+from segpipe.defs.pictures import CHECK_PICTURES, gallery, stored_pictures
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
@@ -45,15 +48,21 @@ def qa_gate(pipeline_config: PipelineConfig, object_store: ObjectStore, qa_repor
     none for WARN); unmapped labels block under `unmapped: error`; class statistics warn."""
     with only_transient_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
+        problem = problem_colour(taxonomy)
         for rule in QA_RULES:
             failures, worst = summarize_rule(qa_report, rule.id)
             worst = worst.with_columns(pl.col("thumbnail_key").map_elements(object_store.url, return_dtype=pl.String))
             severity = qa_report.filter(pl.col("check_id") == rule.id)["severity"].first() or rule.severity
             budget = settings.qa.max_error_failures if severity == "ERROR" else 0
+            metadata = {"failures": failures, "allowed_failures": budget, "failing_entries": metadata_table(worst)}
+            if pictures := failure_pictures(qa_report, rule.id):
+                metadata["thumbnails"] = gallery(stored_pictures(object_store, pictures), CHECK_PICTURES)
+                metadata["problem_colour"] = dg.MetadataValue.md(
+                    f"{colour_swatch(problem)} marks the problem; the mask's colours are in qa_report's legend")
             yield dg.AssetCheckResult(
                 asset_key="qa_report", check_name=rule.id, passed=failures <= budget,
                 severity=dg.AssetCheckSeverity.ERROR if severity == "ERROR" else dg.AssetCheckSeverity.WARN,
-                metadata={"failures": failures, "allowed_failures": budget, "failing_entries": metadata_table(worst)},
+                metadata=metadata,
             )
         report = unmapped_label_report(unmapped_segments(mapped_shapes), batch_images)
         yield dg.AssetCheckResult(

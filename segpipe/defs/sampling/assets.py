@@ -13,11 +13,16 @@ from segpipe.core.sampling.sample import (
     sample_dataset,
     split_proportions,
 )
+from segpipe.core.shared.pictures import Picture
+from segpipe.core.taxonomy.legend import class_legend
 from segpipe.defs.metadata import markdown_table
+from segpipe.defs.pictures import gallery, legend
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 from segpipe.store import keys as store_keys
+
+CHART_CAPTION = "distribution: target, selection and each split per dimension; each class's pixel share"
 
 
 class SamplingConfig(dg.Config):
@@ -72,7 +77,7 @@ def golden_sample(
         sample = sample_dataset(candidates, spec, trainable, previous, [(a, b) for a, b, _ in pairs])
         remember_assignments(store, sample.splits)
         report = distribution_report(sample, spec, {c.id: c.name for c in taxonomy.classes})
-        chart = render_distribution_chart(report.distribution, report.classes)
+        chart = render_distribution_chart(report.distribution, report.classes, {c.id: c.color for c in taxonomy.classes})
         chart_key = store_keys.distribution_chart(content_digest(chart))
         store.write_once(chart_key, chart)
         splits = sample.splits
@@ -88,7 +93,8 @@ def golden_sample(
         })
         yield dg.Output(report.distribution, output_name="sampling_report", metadata={
             "distances": dg.MetadataValue.md(markdown_table(report.distances)),
-            "chart": dg.MetadataValue.url(object_store.url(chart_key)),
+            "chart": gallery([Picture(CHART_CAPTION, lambda: chart, object_store.url(chart_key))]),
+            "legend": legend(class_legend(taxonomy)),
             "achieved_vs_target": dg.MetadataValue.md(markdown_table(report.distribution, max_rows=200)),
         })
         yield dg.Output(report.classes, output_name="class_balance", metadata={

@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 
 from segpipe.core.shared.errors import ConfigError
+from segpipe.core.shared.pictures import colour_swatch
 from segpipe.core.shared.schemas import MappedShapeRecord
 from segpipe.core.taxonomy.coverage import no_label_mapped
 from segpipe.core.taxonomy.model import map_labels
@@ -22,7 +23,7 @@ def taxonomy_spec(pipeline_config: PipelineConfig) -> dg.MaterializeResult:
     """The validated taxonomy; its data version is the normalized content hash, so
     comment-only edits leave downstream assets up to date."""
     taxonomy = pipeline_config.taxonomy()
-    classes = pl.DataFrame([{"id": c.id, "name": c.name, "color": str(list(c.color))} for c in taxonomy.classes])
+    classes = pl.DataFrame([{"id": c.id, "name": c.name, "colour": colour_swatch(c.color)} for c in taxonomy.classes])
     return dg.MaterializeResult(
         data_version=dg.DataVersion(taxonomy.content_hash),
         metadata={

@@ -1,12 +1,15 @@
 import hashlib
 import io
 import json
+import re
 
 import numpy as np
 import polars as pl
 from PIL import Image
 
+from segpipe.core.qa.pictures import problem_colour
 from segpipe.core.rasterize.raster import decode_mask_png
+from segpipe.core.release import layout
 from segpipe.core.release.build import release_items
 from segpipe_tests.core.release.release_fixture import TAXONOMY, build_release
 
@@ -67,12 +70,25 @@ def test_manifest_carries_class_pixels_and_qa_status_per_image():
 def test_datasheet_shows_class_shares_splits_chart_qa_and_a_pytorch_loader():
     with build_release().archive() as archive:
         readme = archive.read("README.md").decode()
-    assert "| 1 | car | (0, 0, 142) | 8.33% |" in readme  # 6 of 72 pixels
+    assert "| 1 | car | `#00008e` | 8.33% |" in readme  # 6 of 72 pixels; a colour as its hex code
     assert "| 255 | (ignored) | | 26.39% |" in readme  # 19 of 72
     assert "| val | 1 |" in readme and "![Class distribution per split](sampling/distribution.png)" in readme
     assert "| labels_mapped | 1 |" in readme
     assert "class ReleaseDataset(torch.utils.data.Dataset)" in readme and "ignore_index=255" in readme
     assert "segpipe" not in readme.split("```python")[1]
+
+
+def test_datasheet_shows_the_legend_and_the_first_qa_thumbnails_which_are_members_of_the_release():
+    with build_release(every_output=True).archive() as archive:
+        readme = archive.read(layout.DATASHEET).decode()
+        names = set(archive.namelist())
+        with Image.open(io.BytesIO(archive.read(layout.LEGEND))) as legend:
+            colours = {colour for _, colour in legend.convert("RGB").getcolors(1 << 16)}
+    shown = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert shown == [layout.LEGEND, layout.DISTRIBUTION_CHART, "qa/thumbnails/labels_mapped/e1.png"]
+    assert set(shown) <= names
+    assert "![labels_mapped: batch-1 / images/val.png](qa/thumbnails/labels_mapped/e1.png)" in readme
+    assert {c.color for c in TAXONOMY.classes} | {problem_colour(TAXONOMY)} <= colours
 
 
 def test_released_images_leave_the_stored_metadata_out_and_the_manifest_hashes_what_is_released():

@@ -14,6 +14,7 @@ import hashlib
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import orjson
 import polars as pl
@@ -67,7 +68,7 @@ class IngestedBatch:
 
 def ingest_batch(
     source: BatchSource, batch_id: str, annotator_key: bytes, store_image: ImageWriter | None = None,
-    declared_format: str | None = None, lint_without_images: bool = False,
+    declared_format: str | None = None, lint_without_images: bool = False, landed_at: float = 0.0,
 ) -> IngestedBatch:
     """Read a batch with the format given, else the one its manifest declares, else the one detected.
 
@@ -75,7 +76,10 @@ def ingest_batch(
     later stages and releases never read the landing zone again. With `lint_without_images`
     (check-source, never a build), an entry whose image is absent is quarantined all the same,
     but its shapes go into the shapes table and it is listed in `images_missing`, so an export's
-    labels can be checked before its images are uploaded.
+    labels can be checked before its images are uploaded. `landed_at` is when the batch landed
+    (LandedBatch.ready_at, seconds since the epoch), recorded on every entry so that a later delivery
+    of an image replaces an earlier one; a source read outside the landing zone (check-source, init)
+    has none, 0.
     """
     names = source.names()
     index = ImageIndex([*names, *(rejected.name for rejected in source.rejected())])
@@ -86,7 +90,8 @@ def ingest_batch(
         choice = _choose_reader(source, names, manifest, index)
     except InputError as exc:  # the manifest is unusable, or no one format reads the batch
         return _quarantine_batch(source, batch_id, exc)
-    batch = _BatchIngest(source, manifest, choice, annotator_key, store_image, lint_without_images)
+    batch = _BatchIngest(source, manifest, choice, annotator_key, store_image, lint_without_images,
+                         datetime.fromtimestamp(landed_at, tz=UTC))
     options = ReaderOptions(images_dir=manifest.images_dir, images=index)
     try:
         # Streamed: an image's annotation is checked and turned into table rows as it is read, so
@@ -125,8 +130,9 @@ class _BatchIngest:
     """One batch's entries, checked one by one against the files the batch actually holds."""
 
     def __init__(self, source: BatchSource, manifest: BatchManifest, choice: FormatChoice, annotator_key: bytes,
-                 store_image: ImageWriter | None, lint_without_images: bool) -> None:
+                 store_image: ImageWriter | None, lint_without_images: bool, landed_at: datetime) -> None:
         self.source, self.manifest, self.choice, self.reader = source, manifest, choice, choice.reader
+        self.landed_at = landed_at
         self.annotation_files = set(choice.files)
         self.passed_over = {file for files in choice.passed_over.values() for file in files}
         self.companions = set(choice.companions)
@@ -211,7 +217,7 @@ class _BatchIngest:
         identity = self.manifest.annotator or annotation.annotator or f"batch:{self.manifest.batch_id}"
         self.images.append({
             "entry_id": eid, "batch_id": self.manifest.batch_id, "file_name": annotation.file_name,
-            "source_uri": origin, "image_id": image_id, "image_key": image_key, "source_format": self.reader.name,
+            "landed_at": self.landed_at, "source_uri": origin, "image_id": image_id, "image_key": image_key, "source_format": self.reader.name,
             "annotator": pseudonymize(identity, self.annotator_key),
             "source": self.manifest.source or self.reader.name, "is_gold": self.manifest.gold,
             "width": annotation.width, "height": annotation.height, "exif_orientation": decoded.orientation,

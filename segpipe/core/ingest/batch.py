@@ -12,7 +12,7 @@ import csv
 import dataclasses
 import hashlib
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -342,17 +342,19 @@ def quarantine_unreadable_batch(batch_id: str, error: InputError) -> IngestedBat
     )
 
 
-def image_metadata(images: pl.DataFrame) -> pl.DataFrame:
-    """One row per image_id: an image delivered in several batches takes, per column, the first
-    non-empty value in batch order, plus its first file and the batches and annotators that had it."""
+def image_metadata(images: pl.DataFrame, superseded: Collection[str] = ()) -> pl.DataFrame:
+    """One row per image_id: its first file and the batches and annotators that delivered it, and per
+    metadata column the first non-empty value in batch order. The entries in `superseded` (replaced by
+    a later delivery of the image by their annotator, see core/qa/deliveries.py) are out of date: they
+    name no file, batch or annotator, and give a metadata value only where no other entry has one."""
+    current = ~pl.col("entry_id").is_in(list(superseded))
     return (
-        images.sort("batch_id", "file_name")
+        images.sort(~current, "batch_id", "file_name")
         .group_by("image_id", maintain_order=True)
         .agg(
-            pl.col("source_uri").first(), pl.col("image_key").first(), pl.col("file_name").first(),
-            pl.col("width").first(), pl.col("height").first(),
-            pl.col("batch_id").unique().sort().str.join(";").alias("source_batches"),
-            pl.col("annotator").unique().sort().str.join(";").alias("annotators"),
+            *[pl.col(c).filter(current).first() for c in ("source_uri", "image_key", "file_name", "width", "height")],
+            pl.col("batch_id").filter(current).unique().sort().str.join(";").alias("source_batches"),
+            pl.col("annotator").filter(current).unique().sort().str.join(";").alias("annotators"),
             *[pl.col(c).drop_nulls().first().alias(c) for c in METADATA_COLUMNS],
         )
     )

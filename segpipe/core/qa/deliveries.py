@@ -58,8 +58,3 @@ def replaced_deliveries(entries: pl.DataFrame) -> dict[str, list[str]]:
             replaced.setdefault(why.by_entry, []).append(names[eid])
     return {eid: sorted(found) for eid, found in replaced.items()}
 
-
-def current_entries(entries: pl.DataFrame) -> pl.DataFrame:
-    """`entries` without the ones a later delivery replaced or that copy another of their batch: what
-    an image's metadata, file name and source batches are taken from."""
-    return entries.filter(~pl.col("entry_id").is_in(list(superseded_entries(entries))))

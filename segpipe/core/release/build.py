@@ -16,7 +16,7 @@ from typing import BinaryIO
 import polars as pl
 
 from segpipe.core.ingest.batch import image_metadata
-from segpipe.core.qa.deliveries import current_entries
+from segpipe.core.qa.deliveries import superseded_entries
 from segpipe.core.qa.near_duplicates import split_leaks
 from segpipe.core.qa.rules import excluded_entries
 from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, released_shapes
@@ -133,9 +133,9 @@ def release_version(release: ReleaseContext, writers: Sequence[ReleaseWriter]) -
 def release_items(splits: pl.DataFrame, consensus: pl.DataFrame, images: pl.DataFrame,
                   qa_results: pl.DataFrame) -> pl.DataFrame:
     """One row per image to release: its split, released mask and its class pixels, a source file,
-    metadata merged over the current deliveries (a replaced one's are out of date), and qa_warnings:
+    metadata merged over its deliveries (the current ones first: see image_metadata), and qa_warnings:
     the QA rules failed by the entries of it that QA kept (`;`-separated, null when none)."""
-    per_image = image_metadata(current_entries(images))
+    per_image = image_metadata(images, superseded_entries(images))
     accepted = consensus.filter(pl.col("status") == "accepted").select(
         "image_id", "mask_key", "instance_mask_key", "mask_source", "agreement", "class_pixels")
     chosen = splits.filter(pl.col("split").is_not_null()).select("image_id", "split")

@@ -121,8 +121,9 @@ def test_release_items_lists_the_rules_failed_by_the_entries_qa_kept():
     assert items.select("image_id", "qa_warnings").rows() == [("i1", None), ("i2", "labels_mapped;tiny_region")]
 
 
-def test_a_released_image_takes_its_name_metadata_and_batches_from_the_current_deliveries():
-    """ann delivered i1 in batch a (city wrong) and corrected it in batch b; bob labelled it in batch c."""
+def test_a_released_image_takes_its_name_batches_and_metadata_from_the_current_deliveries_first():
+    """ann delivered i1 in batch a (city wrong) and corrected it in batch b, which states no weather;
+    bob labelled it in batch c."""
     splits = pl.DataFrame({"image_id": ["i1"], "split": ["train"]})
     consensus = pl.DataFrame({"image_id": ["i1"], "status": ["accepted"], "mask_key": ["m1"], "instance_mask_key": [None],
                               "mask_source": ["fused"], "agreement": [0.9], "class_pixels": [[1]]},
@@ -130,12 +131,12 @@ def test_a_released_image_takes_its_name_metadata_and_batches_from_the_current_d
     images = _images(entry_id=["stale", "fixed", "bob"], batch_id=["a", "b", "c"],
                      file_name=["old.jpg", "new.jpg", "bob.jpg"], image_id=["i1"] * 3, image_key=["k1"] * 3,
                      annotator=["ann", "ann", "bob"], landed_at=[MARCH, APRIL, MARCH],
-                     city=["oslo", "bergen", None])
+                     city=["oslo", "bergen", None], weather=["rain", None, None])
     qa = pl.DataFrame({"entry_id": ["stale"], "check_id": ["entry_not_superseded"], "passed": [False],
                        "excludes_entry": [True], "reason": ["replaced by b/new.jpg, delivered later"]})
     [item] = release_items(splits, consensus, images, qa).to_dicts()
-    assert (item["file_name"], item["city"], item["source_batches"], item["annotators"]) == (
-        "new.jpg", "bergen", "b;c", "ann;bob")
+    assert (item["file_name"], item["city"], item["weather"], item["source_batches"], item["annotators"]) == (
+        "new.jpg", "bergen", "rain", "b;c", "ann;bob")
 
 
 def test_yolo_labels_sit_where_ultralytics_looks_for_them_beside_a_data_yaml():

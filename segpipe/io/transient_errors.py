@@ -77,11 +77,9 @@ def is_transient(exc: BaseException, permanent: tuple[type[BaseException], ...] 
 def only_transient_retried(where: str | None = None) -> Iterator[None]:
     """Lets a transient error through to the step's retry policy; turns any other into a Failure that
     Dagster does not retry, its description the error (after `where`, what was being done, when
-    given). A Failure raised inside passes as it is."""
+    given)."""
     try:
         yield
-    except dg.Failure:
-        raise
     except Exception as exc:
         if is_transient(exc, NOT_RETRIED):
             raise

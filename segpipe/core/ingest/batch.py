@@ -68,7 +68,7 @@ class IngestedBatch:
 
 def ingest_batch(
     source: BatchSource, batch_id: str, annotator_key: bytes, store_image: ImageWriter | None = None,
-    declared_format: str | None = None, lint_without_images: bool = False, landed_at: float = 0.0,
+    declared_format: str | None = None, lint_without_images: bool = False, landed_at: float | None = None,
 ) -> IngestedBatch:
     """Read a batch with the format given, else the one its manifest declares, else the one detected.
 
@@ -78,8 +78,8 @@ def ingest_batch(
     but its shapes go into the shapes table and it is listed in `images_missing`, so an export's
     labels can be checked before its images are uploaded. `landed_at` is when the batch landed
     (LandedBatch.ready_at, seconds since the epoch), recorded on every entry so that a later delivery
-    of an image replaces an earlier one; a source read outside the landing zone (check-source, init)
-    has none, 0.
+    of an image replaces an earlier one; an export read outside the landing zone (check-source,
+    init) has none.
     """
     names = source.names()
     index = ImageIndex([*names, *(rejected.name for rejected in source.rejected())])
@@ -90,8 +90,8 @@ def ingest_batch(
         choice = _choose_reader(source, names, manifest, index)
     except InputError as exc:  # the manifest is unusable, or no one format reads the batch
         return _quarantine_batch(source, batch_id, exc)
-    batch = _BatchIngest(source, manifest, choice, annotator_key, store_image, lint_without_images,
-                         datetime.fromtimestamp(landed_at, tz=UTC))
+    landed = None if landed_at is None else datetime.fromtimestamp(landed_at, tz=UTC)
+    batch = _BatchIngest(source, manifest, choice, annotator_key, store_image, lint_without_images, landed)
     options = ReaderOptions(images_dir=manifest.images_dir, images=index)
     try:
         # Streamed: an image's annotation is checked and turned into table rows as it is read, so
@@ -130,7 +130,7 @@ class _BatchIngest:
     """One batch's entries, checked one by one against the files the batch actually holds."""
 
     def __init__(self, source: BatchSource, manifest: BatchManifest, choice: FormatChoice, annotator_key: bytes,
-                 store_image: ImageWriter | None, lint_without_images: bool, landed_at: datetime) -> None:
+                 store_image: ImageWriter | None, lint_without_images: bool, landed_at: datetime | None) -> None:
         self.source, self.manifest, self.choice, self.reader = source, manifest, choice, choice.reader
         self.landed_at = landed_at
         self.annotation_files = set(choice.files)

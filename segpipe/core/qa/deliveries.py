@@ -36,7 +36,8 @@ def superseded_entries(entries: pl.DataFrame) -> dict[str, Superseded]:
     the entry that is. `entries` has entry_id, batch_id, file_name, image_id, annotator, landed_at."""
     current: dict[tuple[str, str], tuple[str, str, str]] = {}  # (image, annotator) -> (entry, batch, name)
     superseded: dict[str, Superseded] = {}
-    newest_first = entries.sort(["landed_at", "batch_id", "file_name"], descending=[True, True, False])
+    newest_first = entries.sort(["landed_at", "batch_id", "file_name"], descending=[True, True, False],
+                                nulls_last=True)  # a time unknown (check-source) counts as the oldest
     for eid, batch_id, file_name, image_id, annotator in newest_first.select(
             "entry_id", "batch_id", "file_name", "image_id", "annotator").iter_rows():
         key = (image_id, annotator)

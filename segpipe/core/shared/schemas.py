@@ -22,7 +22,8 @@ class ImageRecord(pa.DataFrameModel):
     file_name: str
     # When the batch landed (its batch.json's or archive's modification time): of two deliveries of
     # one image by one annotator, the one that landed later replaces the other (core/qa/deliveries.py).
-    landed_at: pl.Datetime(time_unit="us", time_zone="UTC")
+    # Null for an export read outside the landing zone (check-source).
+    landed_at: pl.Datetime(time_unit="us", time_zone="UTC") = pa.Field(nullable=True)
     source_uri: str
     image_id: str = pa.Field(str_length={"min_value": 64, "max_value": 64})
     image_key: str

@@ -21,7 +21,7 @@ TAXONOMY = parse_taxonomy("name: t\nversion: 1\nunmapped: void\nclasses: [{id: 0
 NO_UNMAPPED = pl.DataFrame(schema={"entry_id": pl.String, "raw_label": pl.String})
 
 
-def deliveries(*rows: tuple[str, str, str, str, str, datetime]) -> pl.DataFrame:
+def deliveries(*rows: tuple[str, str, str, str, str, datetime | None]) -> pl.DataFrame:
     """Entries as (entry_id, batch_id, file_name, image_id, annotator, landed_at)."""
     return pl.DataFrame(rows, schema={"entry_id": pl.String, "batch_id": pl.String, "file_name": pl.String,
                                       "image_id": pl.String, "annotator": pl.String,
@@ -40,6 +40,11 @@ def test_a_later_batch_replaces_an_earlier_one_whatever_their_ids():
 def test_batches_that_landed_at_the_same_moment_are_ordered_by_id():
     entries = deliveries(("x", "b2", "a.jpg", "img", "ann", MARCH), ("y", "b10", "a.jpg", "img", "ann", MARCH))
     assert superseded_entries(entries) == {"y": Superseded("x", "b2/a.jpg", replaced=True)}  # "b2" > "b10"
+
+
+def test_an_export_read_outside_the_landing_zone_counts_as_the_oldest():
+    entries = deliveries(("checked", "z_export", "a.jpg", "img", "ann", None), ("x", "b1", "a.jpg", "img", "ann", MARCH))
+    assert superseded_entries(entries) == {"checked": Superseded("x", "b1/a.jpg", replaced=True)}
 
 
 def test_a_copy_in_one_batch_stays_a_copy_and_the_newest_batch_replaces_every_older_entry():

@@ -20,7 +20,6 @@ import polars as pl
 from upath import UPath
 
 from segpipe.core.shared.artefacts import DamagedArtefact
-
 from segpipe.io.locations import (
     CONNECT_TIMEOUT_S, READ_TIMEOUT_S, REQUEST_ATTEMPTS, RequestLimits, s3_options, without_s3fs_retries,
 )

@@ -217,7 +217,8 @@ class _BatchIngest:
         identity = self.manifest.annotator or annotation.annotator or f"batch:{self.manifest.batch_id}"
         self.images.append({
             "entry_id": eid, "batch_id": self.manifest.batch_id, "file_name": annotation.file_name,
-            "landed_at": self.landed_at, "source_uri": origin, "image_id": image_id, "image_key": image_key, "source_format": self.reader.name,
+            "landed_at": self.landed_at, "source_uri": origin, "image_id": image_id, "image_key": image_key,
+            "source_format": self.reader.name,
             "annotator": pseudonymize(identity, self.annotator_key),
             "source": self.manifest.source or self.reader.name, "is_gold": self.manifest.gold,
             "width": annotation.width, "height": annotation.height, "exif_orientation": decoded.orientation,

@@ -58,4 +58,3 @@ def replaced_deliveries(entries: pl.DataFrame) -> dict[str, list[str]]:
         if why.replaced:
             replaced.setdefault(why.by_entry, []).append(names[eid])
     return {eid: sorted(found) for eid, found in replaced.items()}
-

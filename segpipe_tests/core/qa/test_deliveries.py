@@ -43,13 +43,16 @@ def test_batches_that_landed_at_the_same_moment_are_ordered_by_id():
 
 
 def test_an_export_read_outside_the_landing_zone_counts_as_the_oldest():
-    entries = deliveries(("checked", "z_export", "a.jpg", "img", "ann", None), ("x", "b1", "a.jpg", "img", "ann", MARCH))
+    entries = deliveries(("checked", "z_export", "a.jpg", "img", "ann", None),
+                         ("x", "b1", "a.jpg", "img", "ann", MARCH))
     assert superseded_entries(entries) == {"checked": Superseded("x", "b1/a.jpg", replaced=True)}
 
 
 def test_a_copy_in_one_batch_stays_a_copy_and_the_newest_batch_replaces_every_older_entry():
-    entries = deliveries(("old", "b1", "a.jpg", "img", "ann", MARCH), ("old_copy", "b1", "a_copy.jpg", "img", "ann", MARCH),
-                         ("new", "b2", "z.jpg", "img", "ann", APRIL), ("new_copy", "b2", "z_copy.jpg", "img", "ann", APRIL))
+    entries = deliveries(("old", "b1", "a.jpg", "img", "ann", MARCH),
+                         ("old_copy", "b1", "a_copy.jpg", "img", "ann", MARCH),
+                         ("new", "b2", "z.jpg", "img", "ann", APRIL),
+                         ("new_copy", "b2", "z_copy.jpg", "img", "ann", APRIL))
     superseded = superseded_entries(entries)
     assert {eid: why.reason() for eid, why in superseded.items()} == {
         "old": "replaced by b2/z.jpg, delivered later",
@@ -59,7 +62,8 @@ def test_a_copy_in_one_batch_stays_a_copy_and_the_newest_batch_replaces_every_ol
     assert replaced_deliveries(entries) == {"new": ["b1/a.jpg", "b1/a_copy.jpg"]}  # the copy is no replacement
 
 
-def qa_entries(masks: dict[str, np.ndarray], rows: list[tuple[str, str, str, str, str, bool, datetime]]) -> pl.DataFrame:
+def qa_entries(masks: dict[str, np.ndarray],
+               rows: list[tuple[str, str, str, str, str, bool, datetime]]) -> pl.DataFrame:
     """Entries as evaluate_entries and build_consensus take them, from
     (entry_id, batch_id, file_name, image_id, annotator, is_gold, landed_at); the mask key is the entry id."""
     frame = pl.DataFrame(rows, schema={"entry_id": pl.String, "batch_id": pl.String, "file_name": pl.String,

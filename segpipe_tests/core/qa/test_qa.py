@@ -34,7 +34,8 @@ MASKS = {
 def entries(names, image_ids=None):
     return pl.DataFrame({
         "entry_id": names, "batch_id": ["b"] * len(names), "file_name": [f"{n}.jpg" for n in names],
-        "landed_at": [LANDED] * len(names), "image_id": image_ids or names, "annotator": ["ann"] * len(names), "mask_key": names,
+        "landed_at": [LANDED] * len(names), "image_id": image_ids or names, "annotator": ["ann"] * len(names),
+        "mask_key": names,
         "width": [4] * len(names), "height": [4] * len(names),
         "class_pixels": [class_pixels(MASKS[n if n in MASKS else "good"]) for n in names],
         "perceptual_hash": [f"{i * 0x0F0F0F0F0F0F:016x}" for i in range(len(names))],  # far apart

@@ -34,7 +34,8 @@ def test_an_entry_names_the_earlier_deliveries_it_replaced():
     images = pl.DataFrame({
         "entry_id": ["old", "older", "new", "bob"], "batch_id": ["b2", "b1", "b3", "b1"],
         "file_name": ["a.jpg", "a.jpg", "x/a.jpg", "c.jpg"], "image_id": ["i1"] * 4,
-        "annotator": ["ann", "ann", "ann", "bob"], "landed_at": [APRIL, MARCH, datetime(2026, 5, 1, tzinfo=UTC), MARCH]})
+        "annotator": ["ann", "ann", "ann", "bob"],
+        "landed_at": [APRIL, MARCH, datetime(2026, 5, 1, tzinfo=UTC), MARCH]})
     quarantine = pl.DataFrame(schema={"batch_id": pl.String, "file_name": pl.String, "stage": pl.String,
                                       "rule": pl.String, "message": pl.String})
     exclusions = pl.DataFrame({"entry_id": ["old", "older"], "reason": [

@@ -125,8 +125,9 @@ def test_a_released_image_takes_its_name_batches_and_metadata_from_the_current_d
     """ann delivered i1 in batch a (city wrong) and corrected it in batch b, which states no weather;
     bob labelled it in batch c."""
     splits = pl.DataFrame({"image_id": ["i1"], "split": ["train"]})
-    consensus = pl.DataFrame({"image_id": ["i1"], "status": ["accepted"], "mask_key": ["m1"], "instance_mask_key": [None],
-                              "mask_source": ["fused"], "agreement": [0.9], "class_pixels": [[1]]},
+    consensus = pl.DataFrame({"image_id": ["i1"], "status": ["accepted"], "mask_key": ["m1"],
+                              "instance_mask_key": [None], "mask_source": ["fused"], "agreement": [0.9],
+                              "class_pixels": [[1]]},
                              schema_overrides={"instance_mask_key": pl.String})
     images = _images(entry_id=["stale", "fixed", "bob"], batch_id=["a", "b", "c"],
                      file_name=["old.jpg", "new.jpg", "bob.jpg"], image_id=["i1"] * 3, image_key=["k1"] * 3,

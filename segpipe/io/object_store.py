@@ -8,7 +8,7 @@ import dagster as dg
 import fsspec
 
 from segpipe.core.shared.artefacts import ArtefactStore
-from segpipe.core.ingest.landing import list_ready_batches
+from segpipe.core.ingest.landing import LandedBatch, list_ready_batches
 from segpipe.core.ingest.sources import BatchSource, location_uri, open_landed_batch
 from segpipe.io.locations import (
     CONNECT_TIMEOUT_S, READ_TIMEOUT_S, REQUEST_ATTEMPTS, RequestLimits, open_location,
@@ -76,7 +76,8 @@ class LandingZone(FsspecLocation):
         return location_uri(*self.location())
 
     @contextmanager
-    def open_batch(self, batch_id: str) -> Iterator[BatchSource]:
+    def open_batch(self, batch_id: str) -> Iterator[tuple[BatchSource, LandedBatch]]:
+        """The batch's files, and when it landed (which decides which of two deliveries is newer)."""
         fs, root = self.location()
-        with open_landed_batch(fs, root, batch_id) as source:
-            yield source
+        with open_landed_batch(fs, root, batch_id) as opened:
+            yield opened

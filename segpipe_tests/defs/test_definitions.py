@@ -32,7 +32,7 @@ EXPECTED_CHECKS = {
     "qa_report:unlabeled_fraction": False,
     "qa_report:labels_mapped": True,
     "qa_report:unmapped_labels": True,
-    "qa_report:entry_not_duplicate": False,
+    "qa_report:entry_not_superseded": False,
     "qa_report:image_not_near_duplicate": False,
     "qa_report:class_constraints": False,
     "qa_report:class_never_present": False,

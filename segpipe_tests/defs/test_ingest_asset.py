@@ -1,5 +1,7 @@
+import os
 import shutil
 import zipfile
+from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
@@ -34,11 +36,14 @@ def test_a_zip_batch_is_ingested_and_its_images_copied_into_the_store(tiny_demo,
             if path.is_file() and path.name != "batch.json":
                 archive.write(path, path.relative_to(folder).as_posix())
         archive.writestr("batch.json", (folder / "batch.json").read_text().replace("b002_vendor_b_bob", "b002"))
+    landed = datetime(2026, 5, 4, 12, 30, 15, tzinfo=UTC)
+    os.utime(landing / "b002.zip", (landed.timestamp(), landed.timestamp()))
     result = materialize_batch(tmp_path, landing, "b002")
     assert result.success
     images = result.output_for_node("ingest_annotation_batch", "batch_images")["b002"]
     files = result.output_for_node("ingest_annotation_batch", "batch_files")["b002"]
     assert images.height > 0 and (files["outcome"] == "read").all()
+    assert images["landed_at"].unique().to_list() == [landed]  # when the archive landed, on every entry
     for key in images["image_key"]:
         assert (tmp_path / "store" / key).is_file()
     quarantine = result.output_for_node("ingest_annotation_batch", "batch_quarantine")["b002"]

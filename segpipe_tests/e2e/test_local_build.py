@@ -291,7 +291,7 @@ def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_b
         "corrupt_image": ("quarantined", "image_undecodable"),
         "size_mismatch": ("quarantined", "size_mismatch"),
         "non_finite_coordinates": ("quarantined", "non_finite_coordinates"),
-        "duplicate_image": ("filtered", "entry_not_duplicate"),
+        "duplicate_image": ("filtered", "entry_not_superseded"),
     }
     defects = {d["kind"]: d for d in ground_truth["defects"]}
     assert set(defects) == {*rules, "unmapped_label", "self_intersecting_polygon", "oversized_instance"}
@@ -313,7 +313,7 @@ def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_b
     assert flagged.select("batch_id", "file_name").rows() == [(oversized["batch_id"], f"images/{oversized['file_name']}")]
     assert f"({oversized['label']!r}) covers" in flagged["reason"].item() and "above the typical car" in flagged["reason"].item()
     checks = demo_build.outcome.check_outcomes
-    assert checks["qa_report:labels_mapped"] is False and checks["qa_report:entry_not_duplicate"] is False
+    assert checks["qa_report:labels_mapped"] is False and checks["qa_report:entry_not_superseded"] is False
     assert checks["qa_report:unmapped_labels"] is False
     assert checks["qa_report:mask_matches_image_size"] and checks["qa_report:mask_ids_in_taxonomy"]
     assert checks["qa_report:class_never_present"] and checks["qa_report:image_not_near_duplicate"]
@@ -534,7 +534,7 @@ def test_qa_failures_ship_with_thumbnails_that_show_the_problem(demo_build, grou
     problem = problem_colour(load_taxonomy(DEMO_CONFIG / "taxonomy.yaml"))
     outlined = (pixels == problem).all(axis=-1)
     assert outlined[:, :PANEL_WIDTH].sum() > 50 and outlined[:, PANEL_WIDTH + PANEL_GAP:].sum() > 50  # the crossed outline
-    assert set(qa["check_id"]) >= {"labels_mapped", "entry_not_duplicate", "polygon_self_intersection"}
+    assert set(qa["check_id"]) >= {"labels_mapped", "entry_not_superseded", "polygon_self_intersection"}
 
 
 def test_a_honeypot_threshold_leaves_the_careless_annotator_out_and_the_counts_still_add_up(tiny_demo, tmp_path):

@@ -12,8 +12,9 @@ import csv
 import dataclasses
 import hashlib
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import orjson
 import polars as pl
@@ -67,7 +68,7 @@ class IngestedBatch:
 
 def ingest_batch(
     source: BatchSource, batch_id: str, annotator_key: bytes, store_image: ImageWriter | None = None,
-    declared_format: str | None = None, lint_without_images: bool = False,
+    declared_format: str | None = None, lint_without_images: bool = False, landed_at: float | None = None,
 ) -> IngestedBatch:
     """Read a batch with the format given, else the one its manifest declares, else the one detected.
 
@@ -75,7 +76,10 @@ def ingest_batch(
     later stages and releases never read the landing zone again. With `lint_without_images`
     (check-source, never a build), an entry whose image is absent is quarantined all the same,
     but its shapes go into the shapes table and it is listed in `images_missing`, so an export's
-    labels can be checked before its images are uploaded.
+    labels can be checked before its images are uploaded. `landed_at` is when the batch landed
+    (LandedBatch.ready_at, seconds since the epoch), recorded on every entry so that a later delivery
+    of an image replaces an earlier one; an export read outside the landing zone (check-source,
+    init) has none.
     """
     names = source.names()
     index = ImageIndex([*names, *(rejected.name for rejected in source.rejected())])
@@ -86,7 +90,8 @@ def ingest_batch(
         choice = _choose_reader(source, names, manifest, index)
     except InputError as exc:  # the manifest is unusable, or no one format reads the batch
         return _quarantine_batch(source, batch_id, exc)
-    batch = _BatchIngest(source, manifest, choice, annotator_key, store_image, lint_without_images)
+    landed = None if landed_at is None else datetime.fromtimestamp(landed_at, tz=UTC)
+    batch = _BatchIngest(source, manifest, choice, annotator_key, store_image, lint_without_images, landed)
     options = ReaderOptions(images_dir=manifest.images_dir, images=index)
     try:
         # Streamed: an image's annotation is checked and turned into table rows as it is read, so
@@ -125,8 +130,9 @@ class _BatchIngest:
     """One batch's entries, checked one by one against the files the batch actually holds."""
 
     def __init__(self, source: BatchSource, manifest: BatchManifest, choice: FormatChoice, annotator_key: bytes,
-                 store_image: ImageWriter | None, lint_without_images: bool) -> None:
+                 store_image: ImageWriter | None, lint_without_images: bool, landed_at: datetime | None) -> None:
         self.source, self.manifest, self.choice, self.reader = source, manifest, choice, choice.reader
+        self.landed_at = landed_at
         self.annotation_files = set(choice.files)
         self.passed_over = {file for files in choice.passed_over.values() for file in files}
         self.companions = set(choice.companions)
@@ -211,7 +217,8 @@ class _BatchIngest:
         identity = self.manifest.annotator or annotation.annotator or f"batch:{self.manifest.batch_id}"
         self.images.append({
             "entry_id": eid, "batch_id": self.manifest.batch_id, "file_name": annotation.file_name,
-            "source_uri": origin, "image_id": image_id, "image_key": image_key, "source_format": self.reader.name,
+            "landed_at": self.landed_at, "source_uri": origin, "image_id": image_id, "image_key": image_key,
+            "source_format": self.reader.name,
             "annotator": pseudonymize(identity, self.annotator_key),
             "source": self.manifest.source or self.reader.name, "is_gold": self.manifest.gold,
             "width": annotation.width, "height": annotation.height, "exif_orientation": decoded.orientation,
@@ -336,17 +343,19 @@ def quarantine_unreadable_batch(batch_id: str, error: InputError) -> IngestedBat
     )
 
 
-def image_metadata(images: pl.DataFrame) -> pl.DataFrame:
-    """One row per image_id: an image delivered in several batches takes, per column, the first
-    non-empty value in batch order, plus its first file and the batches and annotators that had it."""
+def image_metadata(images: pl.DataFrame, superseded: Collection[str] = ()) -> pl.DataFrame:
+    """One row per image_id: its first file and the batches and annotators that delivered it, and per
+    metadata column the first non-empty value in batch order. The entries in `superseded` (replaced by
+    a later delivery of the image by their annotator, see core/qa/deliveries.py) are out of date: they
+    name no file, batch or annotator, and give a metadata value only where no other entry has one."""
+    current = ~pl.col("entry_id").is_in(list(superseded))
     return (
-        images.sort("batch_id", "file_name")
+        images.sort(~current, "batch_id", "file_name")
         .group_by("image_id", maintain_order=True)
         .agg(
-            pl.col("source_uri").first(), pl.col("image_key").first(), pl.col("file_name").first(),
-            pl.col("width").first(), pl.col("height").first(),
-            pl.col("batch_id").unique().sort().str.join(";").alias("source_batches"),
-            pl.col("annotator").unique().sort().str.join(";").alias("annotators"),
+            *[pl.col(c).filter(current).first() for c in ("source_uri", "image_key", "file_name", "width", "height")],
+            pl.col("batch_id").filter(current).unique().sort().str.join(";").alias("source_batches"),
+            pl.col("annotator").filter(current).unique().sort().str.join(";").alias("annotators"),
             *[pl.col(c).drop_nulls().first().alias(c) for c in METADATA_COLUMNS],
         )
     )

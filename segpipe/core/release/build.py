@@ -16,6 +16,7 @@ from typing import BinaryIO
 import polars as pl
 
 from segpipe.core.ingest.batch import image_metadata
+from segpipe.core.qa.deliveries import superseded_entries
 from segpipe.core.qa.near_duplicates import split_leaks
 from segpipe.core.qa.rules import excluded_entries
 from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, released_shapes
@@ -82,7 +83,7 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO) -> ReleaseContents:
     ledger = build_ledger(inputs.batch_images, inputs.batch_quarantine, excluded_entries(inputs.qa_report),
                           inputs.consensus_masks, set(items["image_id"]),
                           unselected_reasons(inputs.dataset_split, inputs.sampling))
-    ledger = names.table(ledger, "reason").sort("batch_id", "file_name")
+    ledger = names.table(ledger, "reason", "replaces").sort("batch_id", "file_name")
     items = items.with_columns(pl.col("source_batches").map_elements(names.batch_list, return_dtype=pl.String))
     counts = outcome_counts(ledger)
     shapes = released_shapes(inputs.consensus_masks, inputs.annotation_masks.select("mask_key", "entry_id"),
@@ -135,13 +136,14 @@ def release_version(release: ReleaseContext, writers: Sequence[ReleaseWriter]) -
 def release_items(splits: pl.DataFrame, consensus: pl.DataFrame, images: pl.DataFrame,
                   qa_results: pl.DataFrame) -> pl.DataFrame:
     """One row per image to release: its split, released mask and its class pixels, a source file,
-    merged metadata, and qa_warnings: the QA rules its entries failed without being excluded
-    (`;`-separated, null when none)."""
-    per_image = image_metadata(images)
+    metadata merged over its deliveries (the current ones first: see image_metadata), and qa_warnings:
+    the QA rules failed by the entries of it that QA kept (`;`-separated, null when none)."""
+    per_image = image_metadata(images, superseded_entries(images))
     accepted = consensus.filter(pl.col("status") == "accepted").select(
         "image_id", "mask_key", "instance_mask_key", "mask_source", "agreement", "class_pixels")
     chosen = splits.filter(pl.col("split").is_not_null()).select("image_id", "split")
-    warnings = (qa_results.filter(~pl.col("passed") & ~pl.col("excludes_entry")).select("entry_id", "check_id")
+    kept = qa_results.join(excluded_entries(qa_results), on="entry_id", how="anti")
+    warnings = (kept.filter(~pl.col("passed")).select("entry_id", "check_id")
                 .join(images.select("entry_id", "image_id"), on="entry_id")
                 .group_by("image_id").agg(pl.col("check_id").unique().sort().str.join(";").alias("qa_warnings")))
     return (chosen.join(accepted, on="image_id").join(per_image, on="image_id")

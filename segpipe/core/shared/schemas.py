@@ -20,6 +20,10 @@ class ImageRecord(pa.DataFrameModel):
     entry_id: str = pa.Field(unique=True)
     batch_id: str
     file_name: str
+    # When the batch landed (its batch.json's or archive's modification time): of two deliveries of
+    # one image by one annotator, the one that landed later replaces the other (core/qa/deliveries.py).
+    # Null for an export read outside the landing zone (check-source).
+    landed_at: pl.Datetime(time_unit="us", time_zone="UTC") = pa.Field(nullable=True)
     source_uri: str
     image_id: str = pa.Field(str_length={"min_value": 64, "max_value": 64})
     image_key: str
@@ -310,6 +314,7 @@ class LedgerRecord(pa.DataFrameModel):
     outcome: str = pa.Field(isin=["released", "filtered", "quarantined"])
     stage: str
     reason: str = pa.Field(nullable=True)
+    replaces: str = pa.Field(nullable=True)  # `;`-separated `<batch>/<file>` of the earlier deliveries it replaced
 
     class Config:
         strict = True

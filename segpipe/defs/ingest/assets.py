@@ -14,8 +14,9 @@ from segpipe.io.object_store import LandingZone, ObjectStore
 
 def _read_batch(batch_id: str, landing_zone: LandingZone, object_store: ObjectStore, key: bytes) -> IngestedBatch:
     try:
-        with landing_zone.open_batch(batch_id) as source:
-            return ingest_batch(source, batch_id, key, object_store.write_content_addressed)
+        with landing_zone.open_batch(batch_id) as (source, landed):
+            return ingest_batch(source, batch_id, key, object_store.write_content_addressed,
+                                landed_at=landed.ready_at)
     except InputError as exc:  # the archive itself is unsafe or unreadable, or the batch is gone
         return quarantine_unreadable_batch(batch_id, exc)
 

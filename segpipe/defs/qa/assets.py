@@ -31,8 +31,8 @@ def qa_report(
     with only_transient_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
         entries = annotation_masks.join(
-            batch_images.select("entry_id", "batch_id", "file_name", "perceptual_hash"), on="entry_id", how="left",
-            validate="1:1")
+            batch_images.select("entry_id", "batch_id", "file_name", "landed_at", "perceptual_hash"), on="entry_id",
+            how="left", validate="1:1")
         unmapped = unmapped_segments(mapped_shapes)
         polygons = pl.concat([
             polygon_findings(mapped_shapes, batch_images, settings.qa.vertex_tolerance_px),

@@ -5,6 +5,7 @@ from segpipe.core.shared.artefacts import content_digest
 from segpipe.core.sampling.chart import render_distribution_chart
 from segpipe.core.sampling.report import distribution_report, unmet_floors
 from segpipe.core.ingest.batch import image_metadata
+from segpipe.core.qa.deliveries import superseded_entries
 from segpipe.core.qa.near_duplicates import leaks_across_splits, near_duplicate_pairs
 from segpipe.core.sampling.sample import (
     kept_assignments,
@@ -69,7 +70,9 @@ def golden_sample(
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
         spec, store = settings.sampling, object_store.artefacts()
         accepted = consensus_masks.filter(pl.col("status") == "accepted").select("image_id", "class_pixels")
-        candidates = accepted.join(image_metadata(batch_images), on="image_id", how="left")
+        # Strata come from the current deliveries first: a correction may correct an image's metadata too.
+        metadata = image_metadata(batch_images, superseded_entries(batch_images))
+        candidates = accepted.join(metadata, on="image_id", how="left")
         pairs = near_duplicate_pairs(batch_images.filter(pl.col("image_id").is_in(accepted["image_id"].to_list())),
                                      settings.qa.near_duplicate_bits)
         previous = None if config.rebalance else remembered_assignments(store)

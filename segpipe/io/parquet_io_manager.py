@@ -90,7 +90,8 @@ class _PolarsParquetUPathIOManager(dg.UPathIOManager):
                 "or remove them (`segpipe batch remove ID`) before building downstream assets")
         if per_partition:
             return {key: self.load_from_path(context, paths[key]) for key in sorted(paths)}
-        return pl.concat([self.load_from_path(context, paths[key]) for key in sorted(paths)], how="vertical")
+        # diagonal: a batch's table written before a nullable column was added lacks it (schemas.with_later_columns)
+        return pl.concat([self.load_from_path(context, paths[key]) for key in sorted(paths)], how="diagonal")
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | Mapping[str, pl.DataFrame]) -> None:
         with only_transient_retried(f"writing table {_table_name(context)} under {self._base_path}"):

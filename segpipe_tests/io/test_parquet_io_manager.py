@@ -72,6 +72,37 @@ def test_a_table_that_is_not_parquet_fails_its_reader_once_naming_the_file(tmp_p
         "(for a batch's table, `segpipe batch retry ID`)")
 
 
+
+def test_batch_tables_written_before_a_column_was_added_are_read_with_it_as_nulls(tmp_path):
+    """A table ingested by an earlier segpipe lacks a later nullable column (landed_at): read across
+    batches beside newer tables, and upgraded where the column is read, instead of failing the reader."""
+    from segpipe.core.shared.schemas import ImageRecord, with_later_columns
+
+    batches = dg.StaticPartitionsDefinition(["old", "new"])
+    base = tmp_path / "tables"
+
+    @dg.asset(partitions_def=batches)
+    def images(context: dg.AssetExecutionContext) -> pl.DataFrame:
+        frame = pl.DataFrame({"entry_id": [context.partition_key]})
+        return frame if context.partition_key == "old" else frame.with_columns(landed_at=pl.lit(7))
+
+    @dg.asset(deps=[images])
+    def landing_times(images: pl.DataFrame) -> pl.DataFrame:
+        return images.sort("entry_id")
+
+    resources = {"io_manager": PolarsParquetIOManager(base_path=str(base))}
+    with dg.instance_for_test() as instance:
+        for key in ("old", "new"):
+            assert dg.materialize([images], partition_key=key, instance=instance, resources=resources).success
+        result = dg.materialize([images, landing_times], selection=[landing_times], instance=instance,
+                                resources=resources)
+    assert result.output_for_node("landing_times").to_dicts() == [
+        {"entry_id": "new", "landed_at": 7}, {"entry_id": "old", "landed_at": None}]
+    upgraded = with_later_columns(pl.DataFrame({"entry_id": ["e"]}), ImageRecord)
+    assert upgraded.schema["landed_at"] == pl.Datetime("us", "UTC") and upgraded["landed_at"].is_null().all()
+    assert "image_id" not in upgraded.columns  # only nullable columns are added; a required one stays missing
+
+
 @pytest.mark.s3
 def test_a_store_that_stops_answering_while_a_table_is_written_is_retried(tmp_path, monkeypatch):
     """The step's first attempt pauses the store (SIGSTOP), so writing its table times out; the retry

@@ -14,6 +14,15 @@ def polars_schema(model: type[pa.DataFrameModel]) -> dict[str, pl.DataType]:
     return {name: column.dtype.type for name, column in model.to_schema().columns.items()}
 
 
+def with_later_columns(frame: pl.DataFrame, model: type[pa.DataFrameModel]) -> pl.DataFrame:
+    """A table written by an earlier segpipe, with the nullable columns added since as nulls: a column
+    that may be unknown must not force every stored batch to be ingested again."""
+    dtypes = polars_schema(model)
+    added = [name for name, column in model.to_schema().columns.items()
+             if column.nullable and name not in frame.columns]
+    return frame.with_columns(pl.lit(None, dtype=dtypes[name]).alias(name) for name in added)
+
+
 class ImageRecord(pa.DataFrameModel):
     """One accepted input entry: an image file of a batch with its annotation."""
 

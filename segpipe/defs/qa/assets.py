@@ -1,6 +1,7 @@
 import dagster as dg
 import polars as pl
 
+from segpipe.core.shared.schemas import ImageRecord, with_later_columns
 from segpipe.core.qa.instance_areas import instance_area_findings
 from segpipe.core.qa.mask_structure import mask_structure
 from segpipe.core.qa.polygon_checks import polygon_findings
@@ -30,6 +31,7 @@ def qa_report(
     uses (the legend says which); the first few are shown here, each rule's in its check."""
     with only_transient_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
+        batch_images = with_later_columns(batch_images, ImageRecord)
         entries = annotation_masks.join(
             batch_images.select("entry_id", "batch_id", "file_name", "landed_at", "perceptual_hash"), on="entry_id",
             how="left", validate="1:1")

@@ -26,6 +26,7 @@ from segpipe.core.shared.quarantine_rules import (
     FILE_TOO_LARGE,
     IMAGE_AMBIGUOUS,
     IMAGE_MISSING,
+    INVALID_BATCH_MANIFEST,
     MASK_UNDECODABLE,
     UNPARSEABLE_ANNOTATIONS,
     UNSAFE_PATH,
@@ -104,9 +105,19 @@ def _head(source: BatchSource) -> Callable[[str], bytes]:
 
 
 def _read_manifest(source: BatchSource, batch_id: str, names: list[str]) -> BatchManifest:
-    if BATCH_MANIFEST not in names:
-        return BatchManifest(batch_id)
-    return parse_batch_manifest(source.read(BATCH_MANIFEST), batch_id, source.origin(BATCH_MANIFEST))
+    """The batch's manifest, or defaults when it has none. A batch.json that is there but cannot be
+    read (a link, a special file, a folder, too large) makes the manifest invalid: reading the batch
+    with defaults would silently drop its format, annotator, gold flag and licence."""
+    if BATCH_MANIFEST in names:
+        return parse_batch_manifest(source.read(BATCH_MANIFEST), batch_id, source.origin(BATCH_MANIFEST))
+    refused = next((r.error for r in source.rejected() if r.name == BATCH_MANIFEST), None)
+    if refused is None and any(name.startswith(f"{BATCH_MANIFEST}/") for name in names):
+        refused = f"{source.origin(BATCH_MANIFEST)}: is a folder"
+    if refused is not None:
+        raise InputError(INVALID_BATCH_MANIFEST, (
+            f"{refused}; batch.json must be a regular file, so the batch is quarantined rather than read "
+            "without its settings"))
+    return BatchManifest(batch_id)
 
 
 def _choose_reader(source: BatchSource, names: list[str], manifest: BatchManifest, index: ImageIndex) -> FormatChoice:

@@ -108,9 +108,11 @@ QUARANTINE_RULES: tuple[QuarantineRule, ...] = (
     QuarantineRule(
         INVALID_BATCH_MANIFEST, "ingest",
         "batch.json is not a JSON object of the known keys (batch_id, format, annotation_file, images_dir, "
-        "metadata_file, annotator, source, gold) with the right types; the whole batch is quarantined.",
+        "metadata_file, annotator, source, gold) with the right types, or it is not a regular file that can be "
+        "read (a symbolic link, a folder, a special file, over the size limit); the whole batch is quarantined "
+        "rather than read without its settings.",
         "Fix batch.json as the message says: drop unknown keys, make batch_id the folder's name, give paths "
-        "relative to the batch, gold true or false."),
+        "relative to the batch, gold true or false; put the file itself in the batch in place of a link."),
     QuarantineRule(
         CORRUPT_ARCHIVE, "ingest",
         "The .zip cannot be read: no central directory, an entry whose local header, length or CRC-32 does "

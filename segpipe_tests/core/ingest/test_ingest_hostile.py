@@ -119,6 +119,31 @@ def test_a_symlinked_image_is_quarantined_not_followed(tmp_path):
     assert result.quarantine.select("file_name", "rule").rows() == [(f"{IMAGES}/bad_leftImg8bit.png", "symlink")]
 
 
+@pytest.mark.parametrize("target", ["settings.json", "absent.json"])
+def test_a_batch_json_that_is_a_link_quarantines_the_batch_instead_of_reading_it_with_defaults(tmp_path, target):
+    batch = write_batch(tmp_path / "batch")
+    (tmp_path / "settings.json").write_text('{"format": "cityscapes_polygons", "gold": true, "licence": "CC-BY-4.0"}')
+    os.symlink(tmp_path / target, batch / "batch.json")
+    result = ingest(batch)
+    assert result.images.is_empty() and result.source_format is None
+    assert result.quarantine["file_name"].to_list() == [f"{IMAGES}/{stem}_leftImg8bit.png" for stem in ("bad", "good0", "good1")]
+    assert set(result.quarantine["rule"]) == {"invalid_batch_manifest"}
+    assert result.quarantine["message"][0] == (
+        f"{batch}/batch.json: is a symbolic link or special file; links are never followed; batch.json must be a "
+        "regular file, so the batch is quarantined rather than read without its settings")
+    manifest = result.files.filter(result.files["path"] == "batch.json").to_dicts()
+    assert [(m["role"], m["outcome"], m["reason"].split(":")[0]) for m in manifest] == [("manifest", "rejected", "symlink")]
+
+
+def test_a_batch_json_that_is_a_folder_quarantines_the_batch(tmp_path):
+    batch = write_batch(tmp_path / "batch")
+    (batch / "batch.json").mkdir()
+    (batch / "batch.json" / "settings.json").write_text("{}")
+    result = ingest(batch)
+    assert result.images.is_empty() and set(result.quarantine["rule"]) == {"invalid_batch_manifest"}
+    assert result.quarantine["message"][0].startswith(f"{batch}/batch.json: is a folder; batch.json must be a regular file")
+
+
 def test_an_annotation_without_image_and_an_image_without_annotation_are_both_reported(tmp_path):
     batch = write_batch(tmp_path / "batch")
     (batch / IMAGES / "bad_leftImg8bit.png").unlink()

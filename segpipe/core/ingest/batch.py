@@ -40,6 +40,7 @@ from segpipe.core.ingest.pseudonym import pseudonymize
 from segpipe.core.shared.schemas import BatchFileRecord, ImageRecord, QuarantineRecord, polars_schema
 from segpipe.core.ingest.shape_table import ShapeTableBuilder
 from segpipe.core.ingest.sources.source import BatchSource
+from segpipe.core.ingest.sources.zip_archive import ArchiveRefused
 from segpipe.store import keys as store_keys
 
 METADATA_COLUMNS = ("camera", "city", "time_of_day", "weather", "sequence_id")
@@ -337,12 +338,22 @@ def _quarantine_batch(source: BatchSource, batch_id: str, error: InputError, man
 
 
 def quarantine_unreadable_batch(batch_id: str, error: InputError) -> IngestedBatch:
-    """A batch whose source cannot even be listed (an unsafe or corrupt archive): one row for the batch."""
+    """A batch whose source cannot be opened (an unsafe or corrupt archive, a batch that is gone): one
+    quarantine row for the batch. A refused archive's members are its rejected files, each with its
+    own problem or the archive's, so a user sees what was in it; when its directory could not be
+    listed safely, the archive itself is the one rejected file."""
+    rows = []
+    if isinstance(error, ArchiveRefused):
+        manifest = BatchManifest(batch_id)
+        rows = [{"batch_id": batch_id, "path": member.name, "role": _file_role(member.name, manifest, set(), set()),
+                 "outcome": "rejected", "reason": f"{member.error.rule}: {member.error}"} for member in error.members]
+        rows = rows or [{"batch_id": batch_id, "path": error.archive_name, "role": "archive", "outcome": "rejected",
+                         "reason": f"{error.rule}: {error}"}]
     return IngestedBatch(
         images=ImageRecord.validate(pl.DataFrame([], schema=IMAGE_SCHEMA)),
         shapes=ShapeTableBuilder().frame(),
         quarantine=_quarantine_frame([_quarantine_row(batch_id, "", error)]),
-        files=BatchFileRecord.validate(pl.DataFrame([], schema=FILE_SCHEMA)),
+        files=BatchFileRecord.validate(pl.DataFrame(rows, schema=FILE_SCHEMA).sort("path")),
         source_format=None,
     )
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from segpipe.core.shared.errors import InputError
-from segpipe.core.ingest.batch import ingest_batch
+from segpipe.core.ingest.batch import ingest_batch, quarantine_unreadable_batch
 from segpipe.core.ingest.formats.annotation import MAX_VERTICES
 from segpipe.core.ingest.formats.coco import COCO_INSTANCES
 from segpipe.core.ingest.formats.labelme import LABELME
@@ -183,6 +183,56 @@ def test_a_hostile_archive_is_refused_whole_with_its_reason(tmp_path, name, attr
     assert caught.value.rule == rule and "b.zip" in str(caught.value)
 
 
+def ingest_archive(archive: Path):
+    """What the ingest asset and check-source make of a landed archive, refused or not."""
+    try:
+        return ingest(archive)
+    except InputError as exc:
+        return quarantine_unreadable_batch(archive.stem, exc)
+
+
+def test_a_refused_archive_lists_each_member_as_a_rejected_file_with_its_own_problem_or_the_archives(tmp_path):
+    archive = tmp_path / "b.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("batch.json", "{}")
+        out.writestr(f"{IMAGES}/good0_leftImg8bit.png", png())
+        out.writestr(f"{FOLDER}/good0_gtFine_polygons.json", polygons_json())
+        out.writestr("../escape.json", b"{}")
+        link = zipfile.ZipInfo(f"{IMAGES}/link.png")
+        link.external_attr = 0o120777 << 16
+        out.writestr(link, b"/etc/passwd")
+    result = ingest_archive(archive)
+    [entry] = result.quarantine.to_dicts()
+    assert (entry["file_name"], entry["rule"]) == ("", "unsafe_archive_path")
+    escape = f"{archive}: entry '../escape.json' has an empty, '.' or '..' path component"
+    assert entry["message"] == escape
+    assert result.files.select("path", "role", "outcome", "reason").rows() == [
+        ("../escape.json", "other", "rejected", f"unsafe_archive_path: {escape}"),
+        ("batch.json", "manifest", "rejected", f"unsafe_archive_path: {escape}"),
+        (f"{FOLDER}/good0_gtFine_polygons.json", "other", "rejected", f"unsafe_archive_path: {escape}"),
+        (f"{IMAGES}/good0_leftImg8bit.png", "image", "rejected", f"unsafe_archive_path: {escape}"),
+        (f"{IMAGES}/link.png", "image", "rejected", f"archive_symlink: {archive}: entry '{IMAGES}/link.png' is a symbolic link"),
+    ]
+
+
+def test_an_archive_bomb_lists_its_members_and_an_unlistable_archive_is_its_one_rejected_file(tmp_path):
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr(f"{IMAGES}/zeros_leftImg8bit.png", b"\0" * (64 * 1024 * 1024))
+        out.writestr(f"{IMAGES}/good0_leftImg8bit.png", png())
+    files = ingest_archive(bomb).files
+    assert files.select("path", "role", "outcome").rows() == [
+        (f"{IMAGES}/good0_leftImg8bit.png", "image", "rejected"), (f"{IMAGES}/zeros_leftImg8bit.png", "image", "rejected")]
+    assert set(files["reason"].str.split(":").list.first()) == {"zip_bomb"}
+
+    truncated = tmp_path / "cut.zip"
+    truncated.write_bytes(bomb.read_bytes()[:5000])
+    result = ingest_archive(truncated)
+    assert result.quarantine.select("file_name", "rule").rows() == [("", "corrupt_archive")]
+    assert result.files.to_dicts() == [{"batch_id": "cut", "path": "cut.zip", "role": "archive", "outcome": "rejected",
+                                        "reason": f"corrupt_archive: {result.quarantine['message'][0]}"}]
+
+
 def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
     archive = tmp_path / "bomb.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
@@ -292,7 +342,7 @@ def test_a_labelme_file_over_a_bound_or_with_a_duplicate_key_quarantines_its_ima
 SUBPROCESS = """
 import json, resource, sys, time
 import fsspec
-from segpipe.core.ingest.batch import ingest_batch
+from segpipe.core.ingest.batch import ingest_batch, quarantine_unreadable_batch
 from segpipe.core.ingest.sources import open_source
 start = time.monotonic()
 with open_source(fsspec.filesystem("file"), sys.argv[1]) as source:

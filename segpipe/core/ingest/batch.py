@@ -1,11 +1,13 @@
 """Turn one landing batch into canonical tables: accepted images, their shapes, quarantine, and files.
 
 Every image of the batch, annotated or found on disk, ends up in exactly one of `images` or
-`quarantine`; every file of the batch appears in `files` with what it was used as: read, unused
-(with why: no format reads it, the format that would was passed over, or it is a companion the
-export's tool wrote beside the annotations, such as VOC's instance masks) or rejected (with the
-error, for a file refused by the source or an annotation file that could not be read). Nothing is
-dropped silently and no malformed file raises out of here.
+`quarantine`, one row each; a quarantined image's message names each of its problems (every bad
+shape, and its image file's own problem), its rule is the first's. Every file of the batch
+appears in `files` with what it was used as: read, unused (with why: no format reads it, the
+format that would was passed over, or it is a companion the export's tool wrote beside the
+annotations, such as VOC's instance masks) or rejected (with the error, for a file refused by
+the source or an annotation file that could not be read). Nothing is dropped silently and no
+malformed file raises out of here.
 """
 
 import csv
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import orjson
 import polars as pl
 
-from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.errors import InputError, ItemProblems, each_problem
 from segpipe.core.shared.quarantine_rules import (
     ANNOTATIONS_MISSING,
     ANNOTATION_MISSING,
@@ -167,8 +169,9 @@ class _BatchIngest:
                 self._accept(annotation)
             except InputError as exc:
                 self._quarantine(annotation.file_name, exc)
-                if exc.rule in UNREADABLE_FILE_RULES:
-                    self.unreadable.update(_unreadable(self.origins, exc))
+                for problem in each_problem(exc):
+                    if problem.rule in UNREADABLE_FILE_RULES:
+                        self.unreadable.update(_unreadable(self.origins, problem))
         for name in sorted(self._image_files() - seen):
             error = self.rejected.get(name) or InputError(ANNOTATION_MISSING, (
                 f"{self.source.origin(name)}: image file has no annotation in this {self.reader.name} batch"))
@@ -202,9 +205,27 @@ class _BatchIngest:
             return annotation.image_data
         raise InputError(IMAGE_MISSING, f"{self.source.origin(name)}: annotated but the image file does not exist")
 
+    def _image_problems(self, annotation: AnnotatedImage) -> list[InputError]:
+        """What is wrong with the image itself (absent, refused, undecodable), for an entry refused for
+        its annotation, so that one message names both. An entry named after its annotation (no image
+        name to look for) has none; its frame is not compared, as its annotation's is unusable."""
+        name = annotation.file_name
+        if annotation.image_error is not None:
+            return [annotation.image_error]
+        if name in self.rejected:
+            return [self.rejected[name]]
+        data = self.source.read(name) if name in self.names else annotation.image_data
+        if data is None:
+            return []
+        try:
+            inspect_image(data, self.source.origin(name))
+        except InputError as exc:
+            return [exc]
+        return []
+
     def _accept(self, annotation: AnnotatedImage) -> None:
         if annotation.error is not None:
-            raise annotation.error
+            raise ItemProblems.of(annotation.error, *self._image_problems(annotation))
         origin = self.source.origin(annotation.file_name)
         try:
             data = self._image_bytes(annotation)

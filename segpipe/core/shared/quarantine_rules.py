@@ -374,7 +374,10 @@ def render_markdown() -> str:
         "(`batch_quarantine`, and quarantine.parquet / quarantine.csv of `segpipe check-source`) with its "
         "batch, its file, the stage, the rule and a message naming the file, the item and what is wrong. The "
         "release's ledger gives it the reason `<rule>: <message>`. A rule that concerns a whole batch "
-        "quarantines every image of that batch under the same rule.",
+        "quarantines every image of that batch under the same rule. An image with several problems (several "
+        "bad shapes, a bad shape and an undecodable image file) is still one row: its rule is the first "
+        "problem's, and its message names each of them, the later ones as `also <rule>: <message>` (the "
+        "first 20, then how many more).",
         "",
         "| Rule | Stage | Meaning | What to do |",
         "| --- | --- | --- | --- |",

@@ -108,6 +108,35 @@ def test_a_hostile_item_is_quarantined_with_its_reason_and_the_rest_ingested(tmp
     assert "bad_" in row["message"] and detail in row["message"]
 
 
+def objects_json(*polygons: object) -> bytes:
+    return json.dumps({"imgHeight": H, "imgWidth": W, "objects": [
+        {"label": f"thing{i}", "polygon": polygon} for i, polygon in enumerate(polygons)]}).encode()
+
+
+def test_every_problem_of_an_image_is_named_in_its_one_quarantine_row(tmp_path):
+    good = ((0, 0), (15, 0), (15, 7))
+    bad_json = objects_json(good, ((0, 0), (1e300, 0), (15, 7)), ((0, 0), ("x", 0), (15, 7)), good)
+    result = ingest(write_batch(tmp_path / "batch", bad_json, truncated_png()))
+    assert result.images.height == 2
+    [row] = result.quarantine.to_dicts()
+    assert (row["file_name"], row["rule"]) == (f"{IMAGES}/bad_leftImg8bit.png", "coordinates_out_of_frame")
+    problems = row["message"].split("; also ")
+    assert len(problems) == 3
+    assert "shape #1 ('thing1') has a vertex more than one image size outside" in problems[0]
+    assert problems[1].startswith(f"malformed_polygon: {tmp_path}/batch/{FOLDER}/bad_gtFine_polygons.json: ")
+    assert "shape #2 ('thing2') has a coordinate that is not a number" in problems[1]
+    assert problems[2].startswith(f"image_undecodable: {tmp_path}/batch/{IMAGES}/bad_leftImg8bit.png: ")
+
+
+def test_an_image_with_many_problems_lists_the_first_twenty_and_counts_the_rest(tmp_path):
+    bad_json = objects_json(*[((0, 0), (1, 1))] * 25)
+    [row] = ingest(write_batch(tmp_path / "batch", bad_json)).quarantine.to_dicts()
+    assert row["rule"] == "degenerate_polygon"
+    assert row["message"].count("has fewer than 3 vertices") == 20
+    assert "shape #19 ('thing19')" in row["message"] and "thing20" not in row["message"]
+    assert row["message"].endswith("; and 5 more problems")
+
+
 def test_a_symlinked_image_is_quarantined_not_followed(tmp_path):
     batch = write_batch(tmp_path / "batch")
     secret = tmp_path / "secret.png"

@@ -120,7 +120,7 @@ def scan_landing(fs: fsspec.AbstractFileSystem, landing_root: str) -> LandingSca
         name = path.rsplit("/", 1)[-1]
         if name.startswith("."):
             continue  # hidden: an uploader's temporary file, a desktop's metadata
-        if info.get("islink") and (name.endswith(ARCHIVE_SUFFIX) or _marked(fs, path)):
+        if info.get("islink"):
             problems.append(LandingProblem(_shown(fs, path), "is a symbolic link; links are never followed, so "
                             "a batch cannot read files from outside the landing zone", _LINK_ACTION))
         elif info["type"] == "directory" and _marked(fs, path):

@@ -92,6 +92,7 @@ def test_entries_that_cannot_become_batches_are_reported_each_with_why_and_what_
     (landing / "b2_twice.zip").write_bytes(b"PK")
     (landing / "b3_linked").symlink_to(elsewhere)
     (landing / "b4_linked.zip").symlink_to(tmp_path / "outside.zip")
+    (landing / "b5_dangling").symlink_to(tmp_path / "gone")
     (landing / "not yet a batch").mkdir()  # no batch.json: still uploading, not a problem yet
     _marked_folder(landing, ".hidden")
     (landing / "notes.txt").write_text("not a batch")
@@ -101,14 +102,14 @@ def test_entries_that_cannot_become_batches_are_reported_each_with_why_and_what_
     assert list(scan.ready) == list(find_ready_batches(fs, str(landing))) == ["b1_good"]
     problems = {Path(p.path).name: p for p in scan.problems}
     assert [Path(p.path).name for p in scan.problems] == sorted(problems) == [
-        "b2_twice", "b2_twice.zip", "b3_linked", "b4_linked.zip", "vendor a (final)", "übergabe.zip"]
+        "b2_twice", "b2_twice.zip", "b3_linked", "b4_linked.zip", "b5_dangling", "vendor a (final)", "übergabe.zip"]
     assert problems["vendor a (final)"].reason == (
         f"'vendor a (final)' is not a batch id ({landing}/vendor a (final)/batch.json exists), so the folder is not read")
     assert problems["vendor a (final)"].what_to_do.startswith("Rename the folder to a batch id such as 'vendor_a_final'")
     assert problems["übergabe.zip"].what_to_do.startswith("Rename the archive to a batch id such as 'ubergabe.zip'")
     twice = f"a folder and an archive both claim batch id 'b2_twice' ({landing}/b2_twice and {landing}/b2_twice.zip)"
     assert problems["b2_twice"].reason.startswith(twice) and problems["b2_twice.zip"].reason.startswith(twice)
-    for linked in ("b3_linked", "b4_linked.zip"):
+    for linked in ("b3_linked", "b4_linked.zip", "b5_dangling"):
         assert problems[linked].reason.startswith("is a symbolic link; links are never followed")
         assert "not a link" in problems[linked].what_to_do
     linked = problems["b3_linked"]

@@ -85,7 +85,9 @@ def run_taxonomy_backfill(
     return _release(defs, instance, sorted(batches), quiet)
 
 
-def _register_batches(instance: dg.DagsterInstance, env: Environment) -> tuple[list[str], list[str], list[LandingProblem]]:
+def _register_batches(
+    instance: dg.DagsterInstance, env: Environment,
+) -> tuple[list[str], list[str], list[LandingProblem]]:
     """The ready batches to build, each added as a partition; the ready ones left out because they
     were removed (`segpipe batch retry` brings one back); the landed entries that cannot be batches."""
     load_taxonomy(env.taxonomy_path)

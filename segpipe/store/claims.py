@@ -154,7 +154,8 @@ def remove_uncommitted_versions(fs: fsspec.AbstractFileSystem, root: str, datase
     folder whose claim cannot be read is left alone, as publishing waits on such a claim anyway; one
     with no claim gets one, given up, before it goes, so its sequence stays used."""
     if max_age <= CLAIM_LAPSE:
-        raise ValueError(f"uncommitted versions may be deleted only once their claims lapsed: {max_age} <= {CLAIM_LAPSE}")
+        raise ValueError(
+            f"uncommitted versions may be deleted only once their claims lapsed: {max_age} <= {CLAIM_LAPSE}")
     releases_dir = f"{root}/{keys.releases_dir(dataset_name)}"
     folders = _version_objects(fs, releases_dir)
     claimed, _ = _claim_sequences(fs, root, dataset_name)

@@ -178,9 +178,10 @@ def _add(found: dict[str, list[LandedBatch]], problems: list[LandingProblem], fs
     what = "folder" if not batch.is_archive else "archive"
     suggested = _batch_id_like(batch.batch_id)
     rename = f" such as {suggested + (ARCHIVE_SUFFIX if batch.is_archive else '')!r}" if suggested else ""
+    shown_id = printable_name(batch.batch_id)
     problems.append(LandingProblem(
         _shown(fs, batch.path),
-        f"{printable_name(batch.batch_id)!r} is not a batch id{' (' + marked + ')' if marked else ''}, so the {what} is not read",
+        f"{shown_id!r} is not a batch id{' (' + marked + ')' if marked else ''}, so the {what} is not read",
         f"Rename the {what} to a batch id{rename}: letters, digits, '.', '_' and '-', starting with a letter or "
         "digit, at most 128 characters."))
 

@@ -86,11 +86,12 @@ class ShapeRecord(pa.DataFrameModel):
 
 
 class BatchFileRecord(pa.DataFrameModel):
-    """Every file found in a batch, what ingest used it as, and what became of it."""
+    """Every file found in a batch, what ingest used it as, and what became of it. The role `archive`
+    is a refused archive whose members could not be listed: the batch's one file row."""
 
     batch_id: str
     path: str
-    role: str = pa.Field(isin=["manifest", "annotation", "image", "metadata", "other"])
+    role: str = pa.Field(isin=["manifest", "annotation", "image", "metadata", "other", "archive"])
     outcome: str = pa.Field(isin=["read", "rejected", "unused"])
     reason: str = pa.Field(nullable=True)
 

@@ -7,15 +7,10 @@ import fsspec
 
 from segpipe.core.shared.errors import InputError
 from segpipe.core.shared.quarantine_rules import BATCH_MISSING, SOURCE_MISSING
-from segpipe.core.ingest.landing import ARCHIVE_SUFFIX, LandedBatch, find_ready_batches
+from segpipe.core.ingest.landing import ARCHIVE_SUFFIX, LandedBatch, find_ready_batches, location_uri
 from segpipe.core.ingest.sources.folder import FolderSource
 from segpipe.core.ingest.sources.source import BatchSource, RejectedFile
 from segpipe.core.ingest.sources.zip_archive import ZipArchiveSource
-
-
-def location_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    """How messages name a location: a local path as it is, anything else as a URL."""
-    return fs.unstrip_protocol(path) if fs.protocol not in ("file", ("file", "local")) else path
 
 
 @contextmanager

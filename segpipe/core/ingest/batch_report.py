@@ -48,8 +48,9 @@ def _listed_files(files: pl.Series) -> str:
 
 @dataclass(frozen=True)
 class UnusableBatch:
-    """Why nothing of a batch can be released: `problem` in a few words, then the first quarantined
-    item's rule, file and message, and what to do. Rule and file are empty for a batch with no item."""
+    """Why nothing of a batch can be released: `problem` in a few words, then the most frequent rule
+    with its first file and message, and what to do. `file` is the file that could not be read when
+    the format could not be; rule and file are empty for a batch with no item."""
 
     problem: str
     rule: str
@@ -65,11 +66,16 @@ def unusable_batch(batch: IngestedBatch) -> UnusableBatch | None:
     if batch.quarantine.is_empty():
         return UnusableBatch("the batch holds no entry: no image, or no annotation of one", "", "",
                              "nothing to ingest", NO_ENTRY_ACTION)
-    first = quarantine_reasons(batch.quarantine).row(0, named=True)
+    reasons = quarantine_reasons(batch.quarantine)
+    first = reasons.row(0, named=True)
     example = batch.quarantine.filter(pl.col("rule") == first["rule"]).sort("file_name").row(0, named=True)
     items = "its one item is" if batch.quarantine.height == 1 else f"all {batch.quarantine.height} of its items are"
+    file = example["file_name"]
     if batch.source_format is None:
         problem = f"its format could not be read ({first['rule']}), so {items} quarantined"
+        rejected = batch.files.filter(pl.col("outcome") == "rejected")["path"]
+        file = rejected[0] if rejected.len() else file  # the annotation file that could not be read
     else:
-        problem = f"it was read as {batch.source_format}, but {items} quarantined"
-    return UnusableBatch(problem, first["rule"], example["file_name"], example["message"], first["what_to_do"])
+        by_rule = ", ".join(f"{rule} {n}" for rule, n in reasons.select("rule", "entries").iter_rows())
+        problem = f"it was read as {batch.source_format}, but {items} quarantined ({by_rule})"
+    return UnusableBatch(problem, first["rule"], file, example["message"], first["what_to_do"])

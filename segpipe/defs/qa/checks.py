@@ -80,44 +80,51 @@ def qa_gate_checks(taxonomy: Taxonomy) -> dg.AssetChecksDefinition:
     )
     def qa_gate(pipeline_config: PipelineConfig, object_store: ObjectStore, qa_report: pl.DataFrame,
                 mapped_shapes: pl.DataFrame, batch_images: pl.DataFrame, annotation_masks: pl.DataFrame):
-        """Rules pass while their failures stay within the budget (max_error_failures for ERROR rules,
-        none for WARN); unmapped labels block under `unmapped: error`; class statistics warn."""
-        with only_transient_retried():
-            taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
-            for rule in QA_RULES:
-                failures, worst = summarize_rule(qa_report, rule.id)
-                worst = worst.with_columns(pl.col("thumbnail_key").map_elements(object_store.url, return_dtype=pl.String))
-                severity = qa_report.filter(pl.col("check_id") == rule.id)["severity"].first() or rule.severity
-                budget = settings.qa.max_error_failures if severity == "ERROR" else 0
-                _refuse_undeclared_error(rule.id, severity, failures > budget, declared_blocking, pipeline_config)
-                yield dg.AssetCheckResult(
-                    asset_key="qa_report", check_name=rule.id, passed=failures <= budget,
-                    severity=dg.AssetCheckSeverity.ERROR if severity == "ERROR" else dg.AssetCheckSeverity.WARN,
-                    description=_outcome(failures, budget, severity),
-                    metadata={"failures": failures, "allowed_failures": budget, "failing_entries": metadata_table(worst)},
-                )
-            report = unmapped_labels_with_rules(mapped_shapes, batch_images, taxonomy)
-            severity = unmapped_labels_severity(taxonomy)
-            _refuse_undeclared_error("unmapped_labels", severity, not report.is_empty(), declared_blocking,
-                                     pipeline_config)
-            yield dg.AssetCheckResult(
-                asset_key="qa_report", check_name="unmapped_labels", passed=report.is_empty(),
-                severity=dg.AssetCheckSeverity.ERROR if severity == "ERROR" else dg.AssetCheckSeverity.WARN,
-                description=_unmapped_outcome(report.height, taxonomy),
-                metadata={"unmapped_labels": report.height, "policy": taxonomy.unmapped,
-                          "labels": metadata_table(report, max_rows=50)},
-            )
-            stats = class_statistics(annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti"), taxonomy)
-            table = dg.MetadataValue.md(markdown_table(stats.table, max_rows=256))
-            yield dg.AssetCheckResult(
-                asset_key="qa_report", check_name="class_never_present", passed=not stats.never_present,
-                severity=dg.AssetCheckSeverity.WARN, metadata={"never_present": stats.never_present, "classes": table})
-            limit = settings.qa.max_class_imbalance
-            yield dg.AssetCheckResult(
-                asset_key="qa_report", check_name="class_imbalance", passed=stats.imbalance is None or stats.imbalance <= limit,
-                severity=dg.AssetCheckSeverity.WARN, metadata={"imbalance": stats.imbalance or 0.0, "allowed": limit, "classes": table})
+        yield from gate_results(declared_blocking, pipeline_config, object_store, qa_report, mapped_shapes,
+                                batch_images, annotation_masks)
 
     return qa_gate
+
+
+def gate_results(declared_blocking: dict[str, bool], pipeline_config: PipelineConfig, object_store: ObjectStore,
+                 qa_report: pl.DataFrame, mapped_shapes: pl.DataFrame, batch_images: pl.DataFrame,
+                 annotation_masks: pl.DataFrame):
+    """Rules pass while their failures stay within the budget (max_error_failures for ERROR rules,
+    none for WARN); unmapped labels block under `unmapped: error`; class statistics warn."""
+    with only_transient_retried():
+        taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
+        for rule in QA_RULES:
+            failures, worst = summarize_rule(qa_report, rule.id)
+            worst = worst.with_columns(pl.col("thumbnail_key").map_elements(object_store.url, return_dtype=pl.String))
+            severity = qa_report.filter(pl.col("check_id") == rule.id)["severity"].first() or rule.severity
+            budget = settings.qa.max_error_failures if severity == "ERROR" else 0
+            _refuse_undeclared_error(rule.id, severity, failures > budget, declared_blocking, pipeline_config)
+            yield dg.AssetCheckResult(
+                asset_key="qa_report", check_name=rule.id, passed=failures <= budget,
+                severity=dg.AssetCheckSeverity.ERROR if severity == "ERROR" else dg.AssetCheckSeverity.WARN,
+                description=_outcome(failures, budget, severity),
+                metadata={"failures": failures, "allowed_failures": budget, "failing_entries": metadata_table(worst)},
+            )
+        report = unmapped_labels_with_rules(mapped_shapes, batch_images, taxonomy)
+        severity = unmapped_labels_severity(taxonomy)
+        _refuse_undeclared_error("unmapped_labels", severity, not report.is_empty(), declared_blocking,
+                                 pipeline_config)
+        yield dg.AssetCheckResult(
+            asset_key="qa_report", check_name="unmapped_labels", passed=report.is_empty(),
+            severity=dg.AssetCheckSeverity.ERROR if severity == "ERROR" else dg.AssetCheckSeverity.WARN,
+            description=_unmapped_outcome(report.height, taxonomy),
+            metadata={"unmapped_labels": report.height, "policy": taxonomy.unmapped,
+                      "labels": metadata_table(report, max_rows=50)},
+        )
+        stats = class_statistics(annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti"), taxonomy)
+        table = dg.MetadataValue.md(markdown_table(stats.table, max_rows=256))
+        yield dg.AssetCheckResult(
+            asset_key="qa_report", check_name="class_never_present", passed=not stats.never_present,
+            severity=dg.AssetCheckSeverity.WARN, metadata={"never_present": stats.never_present, "classes": table})
+        limit = settings.qa.max_class_imbalance
+        yield dg.AssetCheckResult(
+            asset_key="qa_report", check_name="class_imbalance", passed=stats.imbalance is None or stats.imbalance <= limit,
+            severity=dg.AssetCheckSeverity.WARN, metadata={"imbalance": stats.imbalance or 0.0, "allowed": limit, "classes": table})
 
 
 def _outcome(failures: int, budget: int, severity: str) -> str:

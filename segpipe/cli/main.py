@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     build = add("build", help="ingest every ready batch and publish a release (run history in "
                               "$DAGSTER_HOME, else the project's dagster_home/)")
     backfill = add("backfill", help="after a taxonomy edit: remap every ingested batch and publish a release")
-    batches = add("batches", help="list every batch: landed, ingested, failed or removed, with its last run")
+    batches = add("batches", help="list every batch: landed, ingested, failed or removed, with its last run; "
+                                  "then each landed entry that cannot be a batch, and why")
     batch = add("batch", help="retry or remove one batch")
     batch_commands = batch.add_subparsers(dest="batch_command", required=True, metavar="ACTION",
                                           help="retry or remove; `segpipe batch ACTION --help` for its options")
@@ -207,10 +208,11 @@ def _build(args: argparse.Namespace, backfill: bool) -> int:
 def _batches() -> int:
     import dagster as dg
 
-    from segpipe.cli.batches import batch_rows, format_batch_rows
+    from segpipe.cli.batches import batch_rows, format_batch_rows, landing_problems
 
+    env = current_environment()
     with dg.DagsterInstance.get() as instance:
-        print(format_batch_rows(batch_rows(instance, current_environment())))
+        print(format_batch_rows(batch_rows(instance, env), landing_problems(env)))
     return 0
 
 

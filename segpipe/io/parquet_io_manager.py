@@ -76,7 +76,8 @@ class _PolarsParquetUPathIOManager(dg.UPathIOManager):
         return pl.concat([self.load_from_path(context, paths[key]) for key in sorted(paths)], how="vertical")
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | Mapping[str, pl.DataFrame]) -> None:
-        """A table per partition (a dict) is written to each partition's file."""
+        """A table per partition (a dict) is written to each partition's file, and its row count is
+        that partition's metadata."""
         if not isinstance(obj, Mapping):
             return super().handle_output(context, obj)
         paths = self._get_paths_for_partitions(context)
@@ -85,7 +86,9 @@ class _PolarsParquetUPathIOManager(dg.UPathIOManager):
                              f"but it materializes partitions {sorted(paths)}")
         for key, path in paths.items():
             _write_parquet(obj[key], path)
-        context.add_output_metadata({"dagster/row_count": sum(frame.height for frame in obj.values())})
+            # each partition's own row count, not the step's total
+            context.step_context.add_asset_metadata({"dagster/row_count": obj[key].height},
+                                                    asset_key=context.asset_key, partition_key=key)
 
 
 def _write_parquet(frame: pl.DataFrame, path: UPath) -> None:

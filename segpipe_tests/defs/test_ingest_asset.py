@@ -42,8 +42,10 @@ def test_a_zip_batch_is_ingested_and_its_images_copied_into_the_store(tiny_demo,
     for key in images["image_key"]:
         assert (tmp_path / "store" / key).is_file()
     quarantine = result.output_for_node("ingest_annotation_batch", "batch_quarantine")["b002"]
-    [check] = result.get_asset_check_evaluations()
-    assert check.passed == quarantine.is_empty() and check.metadata["quarantined"].value == quarantine.height
+    checks = {check.check_name: check for check in result.get_asset_check_evaluations()}
+    assert checks["entries_accepted"].passed == quarantine.is_empty()
+    assert checks["entries_accepted"].metadata["quarantined"].value == quarantine.height
+    assert checks["batch_usable"].passed
 
 
 def test_an_unsafe_archive_quarantines_without_failing_the_run(tmp_path):
@@ -58,8 +60,9 @@ def test_an_unsafe_archive_quarantines_without_failing_the_run(tmp_path):
     assert quarantine["rule"].to_list() == ["unsafe_archive_path"]
     assert "evil.zip" in quarantine["message"][0] and "cron.d" in quarantine["message"][0]
     assert not (tmp_path / "etc").exists()
-    [check] = result.get_asset_check_evaluations()
-    assert not check.passed and check.metadata["quarantined"].value == 1
+    checks = {check.check_name: check for check in result.get_asset_check_evaluations()}
+    assert not checks["entries_accepted"].passed and checks["entries_accepted"].metadata["quarantined"].value == 1
+    assert not checks["batch_usable"].passed and checks["batch_usable"].metadata["rule"].value == "unsafe_archive_path"
 
 
 def test_the_pseudonym_key_is_created_once_and_reused_across_runs(tiny_demo, tmp_path):

@@ -170,9 +170,14 @@ QA_RULES: tuple[QaRule, ...] = (
 
 def rule_severity(rule: QaRule, taxonomy: Taxonomy) -> Severity:
     """Unmapped labels block only when the taxonomy says they are an error."""
-    if rule.id == "labels_mapped" and taxonomy.unmapped != "error":
-        return "WARN"
+    if rule.id == "labels_mapped":
+        return unmapped_labels_severity(taxonomy)
     return rule.severity
+
+
+def unmapped_labels_severity(taxonomy: Taxonomy) -> Severity:
+    """ERROR under `unmapped: error`; a warning when the taxonomy voids or ignores unmapped labels."""
+    return "ERROR" if taxonomy.unmapped == "error" else "WARN"
 
 
 def evaluate_entries(

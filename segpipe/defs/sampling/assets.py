@@ -45,15 +45,18 @@ class SamplingConfig(dg.Config):
         dg.AssetCheckSpec(
             "near_duplicates_in_one_split", asset="dataset_split",
             description="No two near-duplicate images (perceptual hash within qa.near_duplicate_bits) are in different "
-                        "splits, where a copy in test would leak what train saw. Severity: WARN."),
+                        "splits, where a copy in test would leak what train saw. A warning: a failure is reported "
+                        "and the release goes on."),
         dg.AssetCheckSpec(
             "distribution_within_tolerance", asset="dataset_split",
             description="The selection's split sizes and strata shares lie within sampling.tolerance of their "
-                        "targets (whole groups can leave them a little off). Severity: WARN."),
+                        "targets (whole groups can leave them a little off). A warning: a failure is reported and "
+                        "the release goes on."),
         dg.AssetCheckSpec(
             "rare_class_floors", asset="dataset_split",
             description="Every trainable class the data holds is in sampling.rare_classes.min_images images and "
-                        "min_pixel_share of the labelled pixels of every split. Severity: WARN."),
+                        "min_pixel_share of the labelled pixels of every split. A warning: a failure is reported and "
+                        "the release goes on."),
     ],
     group_name="sampling",
     retry_policy=OBJECT_STORE_RETRY,

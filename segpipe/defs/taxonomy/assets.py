@@ -6,9 +6,9 @@ import polars as pl
 from segpipe.core.shared.errors import ConfigError
 from segpipe.core.shared.pictures import colour_swatch
 from segpipe.core.shared.schemas import MappedShapeRecord
-from segpipe.core.taxonomy.coverage import no_label_mapped
+from segpipe.core.taxonomy.coverage import no_label_mapped, unmapped_labels_with_rules
 from segpipe.core.taxonomy.model import map_labels
-from segpipe.defs.metadata import markdown_table
+from segpipe.defs.metadata import markdown_table, metadata_table
 from segpipe.defs.partitions import annotation_batches
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.environment import current_environment
@@ -51,7 +51,8 @@ def mapped_shapes(
 ) -> dict[str, pl.DataFrame]:
     """Shapes with their taxonomy class; unmapped labels follow the taxonomy's policy. A batch of
     which no label maps fails here, naming its labels, rather than as empty masks stages later. A
-    backfill maps every batch in one step."""
+    backfill maps every batch in one step; each partition lists its own unmapped labels, with the
+    rule to add for each."""
     with only_transient_retried():
         taxonomy = pipeline_config.taxonomy()
         tables = {
@@ -63,13 +64,13 @@ def mapped_shapes(
                                     pipeline_config.taxonomy_path) for batch, table in tables.items()]
         if any(problems):
             raise ConfigError([problem for problem in problems if problem is not None])
-        unmapped = (
-            pl.concat(tables.values()).filter(pl.col("class_id").is_null())
-            .group_by("raw_label").len("shapes").sort("shapes", descending=True)
-        )
-        context.add_output_metadata({
-            "batches": len(tables),
-            "taxonomy_version": taxonomy.taxonomy_version,
-            "unmapped_labels": dg.MetadataValue.md(markdown_table(unmapped)),
-        })
+        for batch, table in tables.items():
+            unmapped = unmapped_labels_with_rules(table, batch_images[batch], taxonomy)
+            context.add_asset_metadata({
+                "taxonomy_version": taxonomy.taxonomy_version,
+                "unmapped_policy": taxonomy.unmapped,
+                "shapes": table.height,
+                "by_outcome": dg.MetadataValue.json(dict(table.group_by("mapping").len().sort("mapping").iter_rows())),
+                "unmapped_labels": metadata_table(unmapped),
+            }, partition_key=batch)
         return tables

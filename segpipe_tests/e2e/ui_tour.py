@@ -55,6 +55,11 @@ def picture_count(page: Page, key: str) -> int:
     return count
 
 
+def still(page: Page) -> bytes:
+    """A screenshot with every transition finished (a dialog fades in)."""
+    return page.screenshot(animations="disabled")
+
+
 def clear_hover(page: Page) -> None:
     """The pointer on an empty spot of the (collapsed) navigation bar, so no tooltip or highlighted edge shows."""
     page.mouse.move(34, VIEWPORT["height"] * 0.7)
@@ -89,7 +94,7 @@ def asset_graph(page: Page, url: str, book: ScreenBook, groups: list[str]) -> No
     shows = ["Materialize all…", "Reload definitions"]
     for button in shows:
         expect(page.get_by_role("button", name=button)).to_be_visible()
-    book.record("asset-graph", page.screenshot(), page="Lineage", groups=groups, shows=shows)
+    book.record("asset-graph", still(page), page="Lineage", groups=groups, shows=shows)
 
 
 def batch_partition(page: Page, url: str, book: ScreenBook, batch: str, images: int) -> None:
@@ -99,7 +104,7 @@ def batch_partition(page: Page, url: str, book: ScreenBook, batch: str, images: 
     quarantined = page.locator("tr", has=page.get_by_text("entries_quarantined", exact=True)).locator("td").nth(1)
     expect(quarantined).to_have_text(str(images))  # every image of the batch, each undecodable
     expect(page.get_by_text("image_undecodable", exact=True)).to_be_visible()
-    book.record("batch-partition", page.screenshot(), asset="batch_quarantine", tab="Partitions", partition=batch,
+    book.record("batch-partition", still(page), asset="batch_quarantine", tab="Partitions", partition=batch,
                 metadata_keys=keys, entries_quarantined=images, shows=["image_undecodable"])
 
 
@@ -116,7 +121,7 @@ def batch_check(page: Page, url: str, book: ScreenBook, batch: str) -> None:
     evaluations = sorted({f"{cells[partition]}: {cells[result]}" for cells in rows})
     assert f"{batch}: Failed" in evaluations, evaluations
     assert all(line.endswith("Passed") for line in evaluations if not line.startswith(batch)), evaluations
-    book.record("batch-check", page.screenshot(), asset="batch_images", check="batch_usable", tab="Execution history",
+    book.record("batch-check", still(page), asset="batch_images", check="batch_usable", tab="Execution history",
                 evaluations=evaluations)
 
 
@@ -129,7 +134,7 @@ def qa_pictures(page: Page, url: str, book: ScreenBook) -> None:
     captions = loaded_pictures(dialog)
     more = dialog.get_by_text(re.compile(r"^\+\d+ more"))
     expect(more).to_be_visible()
-    book.record("qa-pictures", page.screenshot(), asset="qa_report", metadata="thumbnails", metadata_keys=keys,
+    book.record("qa-pictures", still(page), asset="qa_report", metadata="thumbnails", metadata_keys=keys,
                 pictures_loaded=captions, more=more.inner_text().split(" (")[0], legend_swatches=legend_swatches)
 
 
@@ -155,7 +160,7 @@ def qa_checks(page: Page, url: str, book: ScreenBook, warning: str, blocking: st
     expect(page.locator(CHECK_ROW).first).to_be_visible()
     checks = _check_rows(page)
     assert f"{warning}: Failed (warning)" in checks, checks
-    screenshot = page.screenshot()
+    screenshot = still(page)
     book.record("qa-checks", screenshot, asset="qa_report", tab="Checks", selected=warning, checks_listed=checks,
                 blocking=[blocking], non_blocking=[warning], check_thumbnails=picture_count(page, "thumbnails"))
 
@@ -180,7 +185,7 @@ def runs_marked(page: Page, url: str, book: ScreenBook, batch: str) -> None:
         expect(row.get_by_text(tag, exact=True)).to_be_visible()
         expect(row.get_by_text("Success", exact=True)).to_be_visible()  # bad input is marked, not a failed run
     clear_hover(page)
-    book.record("runs-bad-input", page.screenshot(), page="Runs", options=["Show runs within backfills", "Tag is"],
+    book.record("runs-bad-input", still(page), page="Runs", options=["Show runs within backfills", "Tag is"],
                 runs_shown=2, tag=tag, status="Success")
 
 
@@ -198,7 +203,7 @@ def taxonomy_backfill(page: Page, url: str, book: ScreenBook, partitions: int) -
     expect(dialog.get_by_text(selected, exact=True)).to_be_visible()
     expect(dialog.get_by_text("Backfills all partitions in a single run.")).to_be_visible()
     expect(dialog.get_by_role("button", name="Launch backfill")).to_be_enabled()
-    book.record("taxonomy-backfill", page.screenshot(), asset="mapped_shapes", tab="Partitions",
+    book.record("taxonomy-backfill", still(page), asset="mapped_shapes", tab="Partitions",
                 clicks=["Materialize…", "All", "Launch backfill"], before_all="0 partitions", after_all=selected,
                 shows=["Backfills all partitions in a single run."])
     dialog.get_by_role("button", name="Cancel").click()
@@ -212,7 +217,7 @@ def sampling_chart(page: Page, url: str, book: ScreenBook) -> None:
     legend_swatches = picture_count(page, "legend")
     chart = open_markdown(page, "chart")
     pictures = loaded_pictures(chart)
-    book.record("sampling-chart", page.screenshot(), asset="sampling_report", metadata="chart", metadata_keys=keys,
+    book.record("sampling-chart", still(page), asset="sampling_report", metadata="chart", metadata_keys=keys,
                 pictures_loaded=pictures, legend_swatches=legend_swatches)
 
 
@@ -224,5 +229,5 @@ def release(page: Page, url: str, book: ScreenBook) -> None:
     page.locator(METADATA_KEYS).first.evaluate("cell => cell.scrollIntoView({block: 'center'})")
     for key in ("release", "archive"):
         expect(page.locator(METADATA_KEYS).filter(has_text=re.compile(f"^{key}$"))).to_be_visible()
-    book.record("release", page.screenshot(), asset="dataset_release", metadata_keys=keys,
+    book.record("release", still(page), asset="dataset_release", metadata_keys=keys,
                 chart_pictures=chart_pictures, legend_swatches=legend_swatches, shows=["release", "archive"])

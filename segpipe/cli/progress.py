@@ -33,16 +33,18 @@ class RunProgress:
 class StepProgress(RunProgress):
     """Each step of each run, as a bar on a terminal or as a line per finished step elsewhere."""
 
-    def __init__(self, stream: TextIO = sys.stderr, bars: bool | None = None):
-        self._console = Console(file=stream, highlight=False, soft_wrap=True)
-        self._bars = self._console.is_terminal if bars is None else bars
+    def __init__(self, stream: TextIO | None = None, bars: bool | None = None):
+        # None: whatever sys.stderr is when a line is written, not when this default was made at import
+        # (a test's capture, or a caller's redirect, replaces sys.stderr later)
+        self._console = Console(file=stream, stderr=True, highlight=False, soft_wrap=True)
+        self._bars = bars
         self._stream = stream
 
     @contextmanager
     def run(self, instance: dg.DagsterInstance, label: str) -> Iterator[str]:
         run_id = str(uuid.uuid4())
         steps = _StepCount(instance, run_id)
-        if not self._bars:
+        if not (self._console.is_terminal if self._bars is None else self._bars):
             instance.add_event_listener(run_id, lambda entry: self._line(entry, label, steps))
             yield run_id
             return
@@ -73,7 +75,7 @@ class StepProgress(RunProgress):
         elif event.event_type in _DONE:
             done = steps.finish(event.step_key)
             print(f"{label}: {event.step_key} {_DONE[event.event_type]} ({done}/{steps.total()} steps, "
-                  f"{steps.seconds(event.step_key):.1f} s)", file=self._stream, flush=True)
+                  f"{steps.seconds(event.step_key):.1f} s)", file=self._stream or sys.stderr, flush=True)
 
 
 class _StepCount:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import fsspec
 
 from segpipe.core.shared.errors import InputError
-from segpipe.core.ingest.formats.strict_json import load_json
 from segpipe.core.shared.quarantine_rules import INVALID_BATCH_MANIFEST
 
 BATCH_MANIFEST = "batch.json"
@@ -97,6 +96,8 @@ def list_ready_batches(fs: fsspec.AbstractFileSystem, landing_root: str) -> list
 def parse_batch_manifest(data: bytes, batch_id: str, origin: str) -> BatchManifest:
     """The manifest, read as strictly as annotation files: a key given twice (`"gold": false, "gold":
     true`) is refused rather than the last value silently taken."""
+    from segpipe.core.ingest.formats.strict_json import load_json  # formats import sources, which import this module
+
     try:
         doc = load_json(data, origin)
     except InputError as exc:  # not JSON, a duplicate key, nesting: the manifest is invalid

@@ -17,6 +17,9 @@ from segpipe.store.atomic import write_bytes_atomically
 from segpipe.store.release_check import access_problem
 
 
+DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
 class FsspecLocation(dg.ConfigurableResource):
     """A folder or `s3://bucket/prefix`, with an optional endpoint for S3-compatible servers, and
     the limits of one S3 request (segpipe/io/locations.py)."""
@@ -36,11 +39,17 @@ class FsspecLocation(dg.ConfigurableResource):
 
     @contextmanager
     def _refusal_named(self, fs: fsspec.AbstractFileSystem, key: str, action: str) -> Iterator[None]:
-        """A refused request names the object and what to check: s3fs says only "Forbidden"."""
+        """A refused request or a full disk names the object and what to do: s3fs says only "Forbidden",
+        a refused write only "No space left on device"."""
         try:
             yield
         except PermissionError as exc:
             raise PermissionError(errno.EACCES, f"{self.url(key)}: {access_problem(fs, exc, action)}") from exc
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            raise OSError(exc.errno, f"{self.url(key)}: {exc.strerror}: the disk under {self.root} is full (or the "
+                                     "file is over a size limit); free space there, then rerun the step") from exc
 
 
 class ObjectStore(FsspecLocation):

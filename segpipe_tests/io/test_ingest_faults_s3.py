@@ -152,6 +152,7 @@ def fault() -> Iterator[list[Callable[[], None]]]:
     FAULT.clear()
 
 
+@pytest.mark.slow  # the step's first retry comes after 0-10 s, at random: 15-30 s in all
 def test_fault_store_killed_mid_step_then_restarted(tmp_path, monkeypatch, fault):
     """Fault store_killed_restarted: SIGKILL of the whole server while the step writes the batch's images,
     then a restart on the same port and data; the step's retry finishes the batch."""

@@ -16,7 +16,7 @@ def ingest_landed(landing: Path, batch_id: str, key: bytes,
     """The ready batch `batch_id` of a local landing folder, ingested; a batch whose source cannot
     even be opened (an unsafe or corrupt archive) is one quarantined item."""
     try:
-        with open_landed_batch(fsspec.filesystem("file"), str(landing), batch_id) as source:
-            return ingest_batch(source, batch_id, key, store_image)
+        with open_landed_batch(fsspec.filesystem("file"), str(landing), batch_id) as (source, landed):
+            return ingest_batch(source, batch_id, key, store_image, landed_at=landed.ready_at)
     except InputError as exc:
         return quarantine_unreadable_batch(batch_id, exc)

@@ -1,6 +1,7 @@
 """The object store and landing zone resources: every read and write goes through fsspec, local or S3."""
 
 import errno
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -8,7 +9,7 @@ import dagster as dg
 import fsspec
 
 from segpipe.core.shared.artefacts import ArtefactStore
-from segpipe.core.ingest.landing import list_ready_batches
+from segpipe.core.ingest.landing import LandedBatch, list_ready_batches
 from segpipe.core.ingest.sources import BatchSource, location_uri, open_landed_batch
 from segpipe.io.locations import (
     CONNECT_TIMEOUT_S, READ_TIMEOUT_S, REQUEST_ATTEMPTS, RequestLimits, open_location,
@@ -35,7 +36,10 @@ class FsspecLocation(dg.ConfigurableResource):
         return open_location(self.root, self.endpoint_url, limits)
 
     def url(self, key: str) -> str:
-        return f"{self.root.rstrip('/')}/{key}"
+        """Where `key` is, as a user copies it: `s3://bucket/prefix/key`, or an absolute path for a
+        folder (a relative root is resolved against the working directory, as fsspec resolves it)."""
+        root = self.root if "://" in self.root else os.path.abspath(self.root)
+        return f"{root.rstrip('/')}/{key}"
 
     @contextmanager
     def _refusal_named(self, fs: fsspec.AbstractFileSystem, key: str, action: str) -> Iterator[None]:
@@ -48,7 +52,7 @@ class FsspecLocation(dg.ConfigurableResource):
         except OSError as exc:
             if exc.errno not in DISK_FULL:
                 raise
-            raise OSError(exc.errno, f"{self.url(key)}: {exc.strerror}: the disk under {self.root} is full (or the "
+            raise OSError(exc.errno, f"{self.url(key)}: {exc.strerror}: the disk under {self.url('').rstrip('/')} is full (or the "
                                      "file is over a size limit); free space there, then rerun the step") from exc
 
 
@@ -94,7 +98,8 @@ class LandingZone(FsspecLocation):
         return location_uri(*self.location())
 
     @contextmanager
-    def open_batch(self, batch_id: str) -> Iterator[BatchSource]:
+    def open_batch(self, batch_id: str) -> Iterator[tuple[BatchSource, LandedBatch]]:
+        """The batch's files, and when it landed (which decides which of two deliveries is newer)."""
         fs, root = self.location()
-        with open_landed_batch(fs, root, batch_id) as source:
-            yield source
+        with open_landed_batch(fs, root, batch_id) as opened:
+            yield opened

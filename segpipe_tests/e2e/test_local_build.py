@@ -4,9 +4,12 @@ import dataclasses
 import hashlib
 import io
 import json
+import re
 import shutil
 import threading
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from segpipe.demo import DEMO_CONFIG
 from segpipe.environment import current_environment
 from segpipe.cli.local_build import BuildOutcome, run_local_build, run_taxonomy_backfill
 from segpipe.cli.main import main
+from segpipe.core.qa.pictures import PANEL_GAP, PANEL_WIDTH, problem_colour
 from segpipe.core.qa.rules import QA_RULES
 from segpipe.core.shared.quarantine_rules import ANNOTATIONS_MISSING, quarantine_rule
 from segpipe.store.release_build import PublishedBuild, build_and_publish
@@ -46,25 +50,37 @@ class Build:
     outcome: BuildOutcome
     qa_report: pl.DataFrame
     store: Path
+    instance: dg.DagsterInstance  # open only inside built_in: its event log holds the build's runs
+
+
+@contextmanager
+def built_in(tmp: Path, landing: Path, taxonomy: Path = DEMO_CONFIG / "taxonomy.yaml",
+             pipeline: Path | None = None) -> Iterator[Build]:
+    """Point segpipe at a private landing copy and store with the variables a user sets, and build;
+    with the demo's taxonomy and the tiny demo's pipeline.yaml unless told otherwise. The variables
+    are restored once the build is done; its instance stays open until the context ends."""
+    with dg.instance_for_test() as instance:
+        with pytest.MonkeyPatch.context() as env:
+            work = tmp / "landing"
+            shutil.copytree(landing, work)
+            env.setenv("SEGPIPE_LANDING_ROOT", str(work))
+            env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp / "store"))
+            env.setenv("SEGPIPE_TAXONOMY", str(taxonomy))
+            if pipeline is None:
+                pipeline = tmp / "pipeline.yaml"
+                pipeline.write_text(tiny_demo_pipeline())
+            env.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
+            defs = load_defs()
+            outcome = run_local_build(defs, instance, current_environment())
+            qa_report = defs.load_asset_value("qa_report", instance=instance)
+        yield Build(outcome, qa_report, tmp / "store", instance)
 
 
 def build_in(tmp: Path, landing: Path, taxonomy: Path = DEMO_CONFIG / "taxonomy.yaml",
              pipeline: Path | None = None) -> Build:
-    """Point segpipe at a private landing copy and store with the variables a user sets, and build;
-    with the demo's taxonomy and the tiny demo's pipeline.yaml unless told otherwise."""
-    with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
-        work = tmp / "landing"
-        shutil.copytree(landing, work)
-        env.setenv("SEGPIPE_LANDING_ROOT", str(work))
-        env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp / "store"))
-        env.setenv("SEGPIPE_TAXONOMY", str(taxonomy))
-        if pipeline is None:
-            pipeline = tmp / "pipeline.yaml"
-            pipeline.write_text(tiny_demo_pipeline())
-        env.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
-        defs = load_defs()
-        outcome = run_local_build(defs, instance, current_environment())
-        return Build(outcome, defs.load_asset_value("qa_report", instance=instance), tmp / "store")
+    """built_in, for a test that needs the build's outcome, tables and store, not its event log."""
+    with built_in(tmp, landing, taxonomy, pipeline) as build:
+        return build
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +111,7 @@ def test_demo_release_has_the_promised_layout(demo_build):
                 assert image.size == (mask.shape[1], mask.shape[0]) == (row["width"], row["height"])
             assert row["image_path"].startswith(f"images/{row['split']}/")
             present |= set(np.unique(mask).tolist())
-    assert names == {"index.csv", "index.parquet", "meta.json", "README.md", "SHA256SUMS", "dataset_meta.json", "coco/coco.json", "qa/report.csv", "sampling/distribution.csv",
+    assert names == {"index.csv", "index.parquet", "meta.json", "README.md", "legend.png", "SHA256SUMS", "dataset_meta.json", "coco/coco.json", "qa/report.csv", "sampling/distribution.csv",
                      "sampling/distribution.png", "sampling/classes.csv", "sampling/leakage.csv", "yolo/data.yaml",
                      *[f"labels/{p.removeprefix('masks/').removesuffix('.png')}.txt" for p in index["mask_path"]],
                      *index["image_path"],
@@ -197,7 +213,7 @@ def test_core_alone_builds_the_release_the_asset_published(demo_build):
             assert built.namelist() == published.namelist()
             assert [n for n in built.namelist() if built.read(n) != published.read(n)] == []
     assert contents.version == metadata["content_digest"] == marker["content_digest"]
-    assert contents.counts == metadata["counts"] == marker["counts"]
+    assert contents.counts == metadata["entries"] == marker["counts"]
     assert contents.ledger.equals(pl.read_parquet(Path(metadata["release"]) / "ledger.parquet"), null_equal=True)
 
 
@@ -277,7 +293,7 @@ def _segpipe_pixels(annotation: dict, height: int, width: int) -> np.ndarray:
 
 
 def test_counts_add_up_to_every_input_file(demo_build, ledger, ground_truth):
-    counts = demo_build.outcome.release_metadata["counts"]
+    counts = demo_build.outcome.release_metadata["entries"]
     assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"] == ledger.height
     expected = {(released_batch(b["batch_id"]), f) for b in ground_truth["batches"] for f in b["files"]}
     assert set(ledger.select("batch_id", "file_name").iter_rows()) == {(b, f"images/{f}") for b, f in expected}
@@ -290,7 +306,7 @@ def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_b
         "corrupt_image": ("quarantined", "image_undecodable"),
         "size_mismatch": ("quarantined", "size_mismatch"),
         "non_finite_coordinates": ("quarantined", "non_finite_coordinates"),
-        "duplicate_image": ("filtered", "entry_not_duplicate"),
+        "duplicate_image": ("filtered", "entry_not_superseded"),
     }
     defects = {d["kind"]: d for d in ground_truth["defects"]}
     assert set(defects) == {*rules, "unmapped_label", "self_intersecting_polygon", "oversized_instance"}
@@ -312,7 +328,7 @@ def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_b
     assert flagged.select("batch_id", "file_name").rows() == [(oversized["batch_id"], f"images/{oversized['file_name']}")]
     assert f"({oversized['label']!r}) covers" in flagged["reason"].item() and "above the typical car" in flagged["reason"].item()
     checks = demo_build.outcome.check_outcomes
-    assert checks["qa_report:labels_mapped"] is False and checks["qa_report:entry_not_duplicate"] is False
+    assert checks["qa_report:labels_mapped"] is False and checks["qa_report:entry_not_superseded"] is False
     assert checks["qa_report:unmapped_labels"] is False
     assert checks["qa_report:mask_matches_image_size"] and checks["qa_report:mask_ids_in_taxonomy"]
     assert checks["qa_report:class_never_present"] and checks["qa_report:image_not_near_duplicate"]
@@ -352,8 +368,8 @@ def test_a_nightly_build_draws_only_the_batch_that_landed_since_and_releases_all
     assert first.success and nightly.success and late not in first.batches and late in nightly.batches
     assert sorted(drawn_in) == sorted(first.batches + [late])  # each batch drawn once: the late one by the nightly
     assert nightly.release_metadata["version"] != first.release_metadata["version"]
-    counts = nightly.release_metadata["counts"]
-    assert counts["input"] > first.release_metadata["counts"]["input"]
+    counts = nightly.release_metadata["entries"]
+    assert counts["input"] > first.release_metadata["entries"]["input"]
     assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"]
 
 
@@ -384,7 +400,11 @@ def test_build_and_backfill_end_with_what_stopped_the_release_and_exit_1(tiny_de
         taxonomy.write_text(taxonomy.read_text().replace("unmapped: void", "unmapped: error"))
         assert main(["backfill"]) == 1
         blocked = capsys.readouterr()
-    assert infeasible.err == blocked.err == ""  # no traceback, no Dagster log
+    progress = re.compile(r"^(taxonomy|batch \d+/\d+ \S+|remap \d+ batches|release): \w+ (done|FAILED|skipped) "
+                          r"\(\d+/\d+ steps, \d+\.\d s\)$")
+    errors = infeasible.err.splitlines() + blocked.err.splitlines()
+    assert [line for line in errors if not progress.match(line)] == []  # progress only: no traceback, no Dagster log
+    assert "release: golden_sample FAILED" in infeasible.err and "remap 5 batches: mapped_shapes done" in blocked.err
     assert not (tmp_path / "store" / "releases").exists()
 
     lines = infeasible.out.splitlines()
@@ -457,7 +477,7 @@ def test_an_alias_change_is_backfilled_into_a_new_release_without_redrawing(tiny
     items = pl.read_parquet(Path(backfilled.release_metadata["release"]) / "diff.parquet")
     assert set(items["what"]) <= {"mask", "split", "split, mask"} and items.height == diff["counts"]["changed"]
     first = json.loads((Path(cold.release_metadata["release"]) / "diff.json").read_text())
-    assert first["previous_version"] is None and first["counts"]["added"] == cold.release_metadata["dagster/row_count"]
+    assert first["previous_version"] is None and first["counts"]["added"] == cold.release_metadata["images_released"]
     assert set(masks["rendered_by"]) == {"lookup"}
     assert masks["taxonomy_version"].unique().to_list() == [new_meta["taxonomy_version"]]
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "store" / "label-masks").rglob("*.png")} == label_masks_before
@@ -529,9 +549,11 @@ def test_qa_failures_ship_with_thumbnails_that_show_the_problem(demo_build, grou
         with Image.open(io.BytesIO(archive.read(row["thumbnail_path"]))) as thumbnail:
             pixels = np.asarray(thumbnail.convert("RGB"))
     assert meta["qa_failures"] == dict(qa.group_by("check_id").len().sort("check_id").iter_rows())
-    assert pixels.shape[1] == 480
-    assert ((pixels == [255, 0, 255]).all(axis=-1)).sum() > 50  # the crossed outline, in magenta
-    assert set(qa["check_id"]) >= {"labels_mapped", "entry_not_duplicate", "polygon_self_intersection"}
+    assert pixels.shape[1] == 2 * PANEL_WIDTH + PANEL_GAP  # the image beside its mask
+    problem = problem_colour(load_taxonomy(DEMO_CONFIG / "taxonomy.yaml"))
+    outlined = (pixels == problem).all(axis=-1)
+    assert outlined[:, :PANEL_WIDTH].sum() > 50 and outlined[:, PANEL_WIDTH + PANEL_GAP:].sum() > 50  # the crossed outline
+    assert set(qa["check_id"]) >= {"labels_mapped", "entry_not_superseded", "polygon_self_intersection"}
 
 
 def test_a_honeypot_threshold_leaves_the_careless_annotator_out_and_the_counts_still_add_up(tiny_demo, tmp_path):
@@ -540,7 +562,7 @@ def test_a_honeypot_threshold_leaves_the_careless_annotator_out_and_the_counts_s
         "  # min_honeypot_iou: 0.8\n", "  min_honeypot_iou: 0.8\n"))
     build = build_in(tmp_path, Path(tiny_demo.landing_root), pipeline=pipeline)
     assert build.outcome.success
-    counts = build.outcome.release_metadata["counts"]
+    counts = build.outcome.release_metadata["entries"]
     ledger = pl.read_parquet(Path(build.outcome.release_metadata["release"]) / "ledger.parquet")
     assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"] == ledger.height
     board = pl.read_parquet(build.store / "tables" / "annotator_scores.parquet")

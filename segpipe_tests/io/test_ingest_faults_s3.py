@@ -21,6 +21,7 @@ import dagster as dg
 import pytest
 import s3fs
 
+from segpipe.core.ingest.landing import LandedBatch
 from segpipe.core.ingest.sources import BatchSource, RejectedFile
 from segpipe.defs.ingest.assets import ingest_annotation_batch
 from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
@@ -141,9 +142,9 @@ class InjectingLandingZone(LandingZone):
     """The real landing zone, its batches read through InjectingSource."""
 
     @contextmanager
-    def open_batch(self, batch_id: str) -> Iterator[BatchSource]:
-        with super().open_batch(batch_id) as source:
-            yield InjectingSource(source)
+    def open_batch(self, batch_id: str) -> Iterator[tuple[BatchSource, LandedBatch]]:
+        with super().open_batch(batch_id) as (source, landed):
+            yield InjectingSource(source), landed
 
 
 @pytest.fixture

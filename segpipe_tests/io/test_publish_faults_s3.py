@@ -12,9 +12,8 @@ import uuid
 
 import pytest
 
-from segpipe.defs.retries import NOT_RETRIED
 from segpipe.io.locations import RequestLimits, s3_options, without_s3fs_retries
-from segpipe.io.transient_errors import is_transient
+from segpipe.io.transient_errors import NOT_RETRIED, is_transient
 from segpipe.store.keys import LATEST_POINTER
 from segpipe.store.release_check import verify_release_folder
 from segpipe.store.release_read import latest_version, list_releases

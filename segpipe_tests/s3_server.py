@@ -54,9 +54,11 @@ class S3Server:
     data_dir: Path = field(default=Path())
     log_path: Path = field(default=Path())
     pid: int = 0
+    ports: dict[str, int] = field(default_factory=dict)
 
     def crash(self) -> None:
-        """SIGKILL the whole server (process group), as a power cut would; `run_s3_server(data_dir)` restarts it."""
+        """SIGKILL the whole server (process group), as a power cut would; `run_s3_server(data_dir)` restarts it,
+        `run_s3_server(data_dir, same_as=server)` at the same address with the same credentials."""
         os.killpg(self.pid, signal.SIGKILL)
 
     def storage_options(self) -> dict:
@@ -139,6 +141,7 @@ def server_command(weed: Path, data_dir: Path, config_path: Path, ports: dict[st
         "-s3.port.iceberg=0", "-s3.port.lance=0",
         "-master.telemetry=false", f"-master.telemetry.url={DEAD_TELEMETRY_URL}",
         "-master.volumeSizeLimitMB=64", "-volume.max=0", "-volume.preStopSeconds=0",
+        "-master.electionTimeout=1s",  # one master: a restart on its old address need not wait 10 s to lead
     ]  # fmt: skip
 
 
@@ -200,8 +203,10 @@ def _wait_until_ready(server: S3Server, process: subprocess.Popen, timeout: floa
 
 
 @contextlib.contextmanager
-def run_s3_server(base_dir: Path | None = None, timeout: float = START_TIMEOUT_S) -> Iterator[S3Server]:
-    """Start SeaweedFS with an S3 gateway on 127.0.0.1, yield its coordinates, stop it on exit."""
+def run_s3_server(base_dir: Path | None = None, timeout: float = START_TIMEOUT_S,
+                  same_as: S3Server | None = None) -> Iterator[S3Server]:
+    """Start SeaweedFS with an S3 gateway on 127.0.0.1, yield its coordinates, stop it on exit. With
+    `same_as` (a server that crashed), on its ports and with its credentials, so its clients reconnect."""
     weed = weed_binary()
     owns_dir = base_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="segpipe-weed-")) if owns_dir else Path(base_dir)
@@ -210,11 +215,16 @@ def run_s3_server(base_dir: Path | None = None, timeout: float = START_TIMEOUT_S
         (data_dir / sub).mkdir(exist_ok=True)
     access_key, secret_key = f"segpipe{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
     list_only_key, list_only_secret = f"listonly{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
+    if same_as is not None:
+        access_key, secret_key = same_as.access_key, same_as.secret_key
+        list_only_key, list_only_secret = same_as.list_only_key, same_as.list_only_secret
     config_path = data_dir / "s3.json"
     config_path.write_text(json.dumps(_s3_config(access_key, secret_key, list_only_key, list_only_secret), indent=2))
     names = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    ports = dict(same_as.ports) if same_as is not None else dict(zip(names, free_ports(len(names)), strict=True))
     log_path = data_dir / "weed.log"
+    if same_as is not None:
+        _remove_grpc_sockets(ports)  # the crashed server's, which would keep the restarted one from binding
     server = S3Server(f"http://{LOOPBACK}:{ports['s3']}", access_key, secret_key, REGION, list_only_key,
                       list_only_secret, data_dir, log_path)
     command = server_command(weed, data_dir, config_path, ports)
@@ -224,7 +234,7 @@ def run_s3_server(base_dir: Path | None = None, timeout: float = START_TIMEOUT_S
         process = subprocess.Popen(
             command, cwd=data_dir, env=_server_env(data_dir / "home", data_dir / "tmp"), stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    server = dataclasses.replace(server, pid=process.pid)
+    server = dataclasses.replace(server, pid=process.pid, ports=ports)
     started = False
     try:
         _wait_until_ready(server, process, timeout)

@@ -2,12 +2,16 @@
 
 from dataclasses import dataclass
 
+import aiohttp
 import fsspec
+from aiobotocore.httpsession import AIOHTTPSession
+from botocore.utils import determine_content_length
 from fsspec.core import url_to_fs
 
 CONNECT_TIMEOUT_S = 5.0  # to open a connection to the store
 READ_TIMEOUT_S = 30.0  # of silence within one request: a paused or hung server fails the request after it
 REQUEST_ATTEMPTS = 3  # per request, by botocore, before the error reaches the step's retry policy
+SLOWEST_UPLOAD_BYTES_PER_S = 256 * 1024  # a request's body taking longer than this rate is a stalled store
 
 
 @dataclass(frozen=True)
@@ -20,11 +24,30 @@ class RequestLimits:
     attempts: int = REQUEST_ATTEMPTS
 
 
+class UploadBoundedHTTPSession(AIOHTTPSession):
+    """aiobotocore's HTTP session, with the bound it lacks on a request that sends a body.
+
+    The read timeout counts silence while an answer is read, not the wait for the server to take
+    the body: a PUT to a paused store waits forever, for the "100 Continue" botocore asks for, or
+    with its body stuck in a full socket buffer. So a request with a body must end within the read
+    timeout plus its size at SLOWEST_UPLOAD_BYTES_PER_S; a GET is bounded by the read timeout alone.
+    """
+
+    def _get_request_timeout(self, request) -> aiohttp.ClientTimeout | None:
+        timeout = super()._get_request_timeout(request) or self._timeout
+        size = determine_content_length(request.body) if request.body is not None else None
+        if not size or timeout.sock_read is None:
+            return super()._get_request_timeout(request)
+        return aiohttp.ClientTimeout(total=timeout.sock_read + size / SLOWEST_UPLOAD_BYTES_PER_S,
+                                     sock_connect=timeout.sock_connect, sock_read=timeout.sock_read)
+
+
 def s3_options(endpoint_url: str | None, limits: RequestLimits) -> dict:
     """s3fs storage options: the endpoint (SeaweedFS, MinIO) and botocore's timeouts and retries."""
     options: dict = {"config_kwargs": {
         "connect_timeout": limits.connect_timeout_s, "read_timeout": limits.read_timeout_s,
-        "retries": {"max_attempts": limits.attempts, "mode": "standard"}}}
+        "retries": {"max_attempts": limits.attempts, "mode": "standard"},
+        "http_session_cls": UploadBoundedHTTPSession}}
     if endpoint_url:
         options["client_kwargs"] = {"endpoint_url": endpoint_url}
     return options

@@ -1,5 +1,6 @@
 """The object store and landing zone resources: every read and write goes through fsspec, local or S3."""
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,10 @@ from segpipe.io.locations import (
     CONNECT_TIMEOUT_S, READ_TIMEOUT_S, REQUEST_ATTEMPTS, RequestLimits, open_location,
 )
 from segpipe.store.atomic import write_bytes_atomically
+from segpipe.store.release_check import access_problem
+
+
+DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 
 class FsspecLocation(dg.ConfigurableResource):
@@ -36,22 +41,39 @@ class FsspecLocation(dg.ConfigurableResource):
         root = self.root if "://" in self.root else os.path.abspath(self.root)
         return f"{root.rstrip('/')}/{key}"
 
+    @contextmanager
+    def _refusal_named(self, fs: fsspec.AbstractFileSystem, key: str, action: str) -> Iterator[None]:
+        """A refused request or a full disk names the object and what to do: s3fs says only "Forbidden",
+        a refused write only "No space left on device"."""
+        try:
+            yield
+        except PermissionError as exc:
+            raise PermissionError(errno.EACCES, f"{self.url(key)}: {access_problem(fs, exc, action)}") from exc
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            raise OSError(exc.errno, f"{self.url(key)}: {exc.strerror}: the disk under {self.url('').rstrip('/')} is full (or the "
+                                     "file is over a size limit); free space there, then rerun the step") from exc
+
 
 class ObjectStore(FsspecLocation):
     """Artefacts addressed by keys like `masks/<batch>/<entry>-<digest>.png` or `releases/<dataset>/<version>/`."""
 
     def write_bytes(self, key: str, data: bytes) -> str:
         fs, root = self.location()
-        write_bytes_atomically(fs, f"{root}/{key}", data)
+        with self._refusal_named(fs, key, "write"):
+            write_bytes_atomically(fs, f"{root}/{key}", data)
         return key
 
     def read_bytes(self, key: str) -> bytes:
         fs, root = self.location()
-        return fs.cat_file(f"{root}/{key}")
+        with self._refusal_named(fs, key, "read"):
+            return fs.cat_file(f"{root}/{key}")
 
     def exists(self, key: str) -> bool:
         fs, root = self.location()
-        return fs.exists(f"{root}/{key}")
+        with self._refusal_named(fs, key, "read"):
+            return fs.exists(f"{root}/{key}")
 
     def artefacts(self) -> ArtefactStore:
         """This store as core's derived-artefact interface."""

@@ -26,12 +26,12 @@ class FolderVerification:
     archive: Verification | None  # the ZIP's own checks; None when it could not be opened
 
 
-def access_problem(fs: fsspec.AbstractFileSystem, exc: PermissionError) -> str:
-    """What a refused read means and what to check, for the store at hand."""
+def access_problem(fs: fsspec.AbstractFileSystem, exc: PermissionError, action: str = "read") -> str:
+    """What a refused read (or write: `action`) means and what to check, for the store at hand."""
     if is_s3(fs):
         return (f"access denied ({exc}): check the credentials segpipe uses (AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE), SEGPIPE_S3_ENDPOINT_URL, and that they may read this bucket")
-    return f"permission denied ({exc}): check that the user running segpipe may read it"
+                f"AWS_SECRET_ACCESS_KEY, or AWS_PROFILE), SEGPIPE_S3_ENDPOINT_URL, and that they may {action} this bucket")
+    return f"permission denied ({exc}): check that the user running segpipe may {action} it"
 
 
 def verify_release_folder(fs: fsspec.AbstractFileSystem, path: str, mask_sample: int = 64) -> FolderVerification:

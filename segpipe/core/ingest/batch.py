@@ -32,6 +32,7 @@ from segpipe.core.shared.quarantine_rules import (
     INVALID_BATCH_MANIFEST,
     MASK_UNDECODABLE,
     UNPARSEABLE_ANNOTATIONS,
+    UNREADABLE_METADATA,
     UNSAFE_PATH,
     quarantine_rule,
 )
@@ -94,8 +95,12 @@ def ingest_batch(
         choice = _choose_reader(source, names, manifest, index)
     except InputError as exc:  # the manifest is unusable, or no one format reads the batch
         return _quarantine_batch(source, batch_id, exc)
+    try:
+        metadata = _read_metadata(source, manifest)
+    except InputError as exc:  # the metadata CSV it names is unusable
+        return _quarantine_batch(source, batch_id, exc, manifest, choice)
     landed = None if landed_at is None else datetime.fromtimestamp(landed_at, tz=UTC)
-    batch = _BatchIngest(source, manifest, choice, annotator_key, store_image, lint_without_images, landed)
+    batch = _BatchIngest(source, manifest, choice, metadata, annotator_key, store_image, lint_without_images, landed)
     options = ReaderOptions(images_dir=manifest.images_dir, images=index)
     try:
         # Streamed: an image's annotation is checked and turned into table rows as it is read, so
@@ -143,8 +148,9 @@ def _choose_reader(source: BatchSource, names: list[str], manifest: BatchManifes
 class _BatchIngest:
     """One batch's entries, checked one by one against the files the batch actually holds."""
 
-    def __init__(self, source: BatchSource, manifest: BatchManifest, choice: FormatChoice, annotator_key: bytes,
-                 store_image: ImageWriter | None, lint_without_images: bool, landed_at: datetime | None) -> None:
+    def __init__(self, source: BatchSource, manifest: BatchManifest, choice: FormatChoice,
+                 metadata: dict[str, dict[str, str]], annotator_key: bytes, store_image: ImageWriter | None,
+                 lint_without_images: bool, landed_at: datetime | None) -> None:
         self.source, self.manifest, self.choice, self.reader = source, manifest, choice, choice.reader
         self.landed_at = landed_at
         self.annotation_files = set(choice.files)
@@ -154,7 +160,7 @@ class _BatchIngest:
         self.lint_without_images = lint_without_images
         self.names = set(source.names())
         self.rejected = {r.name: r.error for r in source.rejected()}
-        self.metadata = _read_metadata(source, manifest)
+        self.metadata = metadata
         self.images: list[dict] = []
         self.shapes = ShapeTableBuilder()
         self.quarantine: list[dict] = []
@@ -280,11 +286,38 @@ class _BatchIngest:
 
 
 def _read_metadata(source: BatchSource, manifest: BatchManifest) -> dict[str, dict[str, str]]:
-    """Per-image metadata from the manifest's CSV, keyed by file_name; a missing file means none."""
-    if manifest.metadata_file is None or manifest.metadata_file not in source.names():
+    """Per-image metadata from the CSV batch.json names, keyed by file_name; none when it names none.
+
+    A named CSV that is absent or unreadable raises rather than being passed over: the images would
+    be released without the sequence ids sampling keeps together, and a mangled name (Latin-1 read
+    as UTF-8) would reach the release unnoticed."""
+    name = manifest.metadata_file
+    if name is None:
         return {}
-    text = source.read(manifest.metadata_file).decode("utf-8", errors="replace")
-    return {row["file_name"]: row for row in csv.DictReader(io.StringIO(text)) if row.get("file_name")}
+    origin = source.origin(name)
+    if name not in source.names():
+        refused = {r.name: r.error for r in source.rejected()}.get(name)
+        problem = f"is refused: {refused}" if refused is not None else "does not exist"
+        raise InputError(UNREADABLE_METADATA, f"{origin}: the metadata_file named in {BATCH_MANIFEST} {problem}")
+    try:
+        reader = csv.DictReader(io.StringIO(source.read(name).decode("utf-8-sig"), newline=""))
+        rows: dict[str, dict[str, str]] = {}
+        lines: dict[str, int] = {}
+        for row in reader:
+            file_name = row.get("file_name")
+            if file_name in lines:
+                raise InputError(UNREADABLE_METADATA, (
+                    f"{origin}: line {reader.line_num} names {file_name!r} again (first on line {lines[file_name]})"))
+            if file_name:
+                rows[file_name], lines[file_name] = row, reader.line_num
+    except UnicodeDecodeError as exc:
+        raise InputError(UNREADABLE_METADATA, f"{origin}: not UTF-8 text ({exc})") from exc
+    except csv.Error as exc:
+        raise InputError(UNREADABLE_METADATA, f"{origin}: not valid CSV after line {reader.line_num}: {exc}") from exc
+    if "file_name" not in (reader.fieldnames or []):
+        raise InputError(UNREADABLE_METADATA, (
+            f"{origin}: the header row {reader.fieldnames or []} has no file_name column"))
+    return rows
 
 
 def _file_role(name: str, manifest: BatchManifest, annotation_files: set[str], images: set[str]) -> str:
@@ -352,7 +385,8 @@ def _quarantine_batch(source: BatchSource, batch_id: str, error: InputError, man
     manifest = manifest or BatchManifest(batch_id)
     claimed = set(choice.files) | {f for files in choice.passed_over.values() for f in files} | set(
         choice.companions) if choice else set()
-    origins = {source.origin(name): name for name in choice.files} if choice else {}
+    read_files = [*(choice.files if choice else []), *([manifest.metadata_file] if manifest.metadata_file else [])]
+    origins = {source.origin(name): name for name in read_files}
     listed = source.names() + [r.name for r in source.rejected()]
     items = sorted(n for n in listed if n.lower().endswith(IMAGE_SUFFIXES) and n not in claimed) or [
         BATCH_MANIFEST if BATCH_MANIFEST in listed else ""]

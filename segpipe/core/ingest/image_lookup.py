@@ -12,13 +12,16 @@ tries, in order:
    `image_ambiguous` error listing them.
 
 Extensions compare case-insensitively (`a.JPG` is `a.jpg`); a name without an extension (CVAT
-video frames, mask stems) may match any PNG or JPEG. The index is built once per batch from the
-listing the source already holds, so no lookup lists files.
+video frames, mask stems) may match any PNG or JPEG. Where no file has the exact name, names compare
+in Unicode NFC: macOS writes `café.png` decomposed (NFD) while annotation tools write it composed,
+and the two look the same to whoever reads "not in the batch". The index is built once per batch
+from the listing the source already holds, so no lookup lists files.
 """
 
 import copy
 import posixpath
 import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -66,6 +69,11 @@ def _split(path: str) -> tuple[str, str]:
     return (stem, suffix.lower()) if suffix else (path, "")
 
 
+def _composed(text: str) -> str:
+    """The NFC form, under which names that differ only in how accents are encoded are one name."""
+    return unicodedata.normalize("NFC", text)
+
+
 def _join(*parts: str) -> str:
     return "/".join(part.strip("/") for part in parts if part.strip("/"))
 
@@ -101,8 +109,8 @@ class ImageIndex:
         for name in sorted(self._names):
             stem, suffix = _split(name)
             if suffix in IMAGE_SUFFIXES:
-                by_stem[stem].append(name)
-                by_base[stem.rsplit("/", 1)[-1]].append(name)
+                by_stem[_composed(stem)].append(name)
+                by_base[_composed(stem.rsplit("/", 1)[-1])].append(name)
         self._by_stem, self._by_base = dict(by_stem), dict(by_base)
 
     def without(self, files: Iterable[str]) -> "ImageIndex":
@@ -150,7 +158,7 @@ class ImageIndex:
 
     def namesakes(self, stem: str) -> list[str]:
         """The images whose path without extension is `stem` (a LabelMe JSON's image beside it)."""
-        return [name for name in self._by_stem.get(stem, ()) if name not in self._excluded]
+        return [name for name in self._by_stem.get(_composed(stem), ()) if name not in self._excluded]
 
     def _matches(self, candidate: str, any_suffix: bool) -> list[str]:
         """The file at `candidate`: itself, else the images there whose extension differs only in
@@ -158,12 +166,12 @@ class ImageIndex:
         if not any_suffix and self._holds(candidate):
             return [candidate]
         stem, suffix = (candidate, "") if any_suffix else _split(candidate)
-        return [path for path in self._by_stem.get(stem, ())
+        return [path for path in self._by_stem.get(_composed(stem), ())
                 if path not in self._excluded and (any_suffix or _split(path)[1] == suffix)]
 
     def _anywhere(self, name: str, any_suffix: bool) -> list[str]:
         stem, suffix = (name, "") if any_suffix else _split(name)
-        return [path for path in self._by_base.get(stem, ())
+        return [path for path in self._by_base.get(_composed(stem), ())
                 if path not in self._excluded and (any_suffix or _split(path)[1] == suffix)]
 
     def _one(self, matches: list[str], reference: str, where: str, expected: str) -> ImageLookup:

@@ -21,7 +21,6 @@ import unicodedata
 from dataclasses import dataclass
 
 import fsspec
-import orjson
 
 from segpipe.core.shared.errors import InputError
 from segpipe.core.shared.quarantine_rules import INVALID_BATCH_MANIFEST
@@ -199,10 +198,14 @@ def list_ready_batches(fs: fsspec.AbstractFileSystem, landing_root: str) -> list
 
 
 def parse_batch_manifest(data: bytes, batch_id: str, origin: str) -> BatchManifest:
+    """The manifest, read as strictly as annotation files: a key given twice (`"gold": false, "gold":
+    true`) is refused rather than the last value silently taken."""
+    from segpipe.core.ingest.formats.strict_json import load_json  # formats import sources, which import this module
+
     try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: not valid JSON: {exc}") from exc
+        doc = load_json(data, origin)
+    except InputError as exc:  # not JSON, a duplicate key, nesting: the manifest is invalid
+        raise InputError(INVALID_BATCH_MANIFEST, str(exc)) from exc
     if not isinstance(doc, dict):
         raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: expected a JSON object")
     unknown = sorted(set(doc) - MANIFEST_KEYS)

@@ -23,6 +23,7 @@ DOCS_PAGE = Path("docs/quarantine-rules.md")
 BATCH_MISSING = "batch_missing"
 SOURCE_MISSING = "source_missing"
 INVALID_BATCH_MANIFEST = "invalid_batch_manifest"
+UNREADABLE_METADATA = "unreadable_metadata"
 # ZIP archives, refused whole (nested archives one by one)
 CORRUPT_ARCHIVE = "corrupt_archive"
 ARCHIVE_TOO_LARGE = "archive_too_large"
@@ -113,6 +114,14 @@ QUARANTINE_RULES: tuple[QuarantineRule, ...] = (
         "rather than read without its settings.",
         "Fix batch.json as the message says: drop unknown keys, make batch_id the folder's name, give paths "
         "relative to the batch, gold true or false; put the file itself in the batch in place of a link."),
+    QuarantineRule(
+        UNREADABLE_METADATA, "ingest",
+        "The metadata CSV that batch.json names in metadata_file is absent or cannot be read: not UTF-8, not "
+        "valid CSV (a field over 128 KiB, a stray quote), no `file_name` column, or one file named on two rows. "
+        "The whole batch is quarantined: its images must not be released without the sequence ids and "
+        "conditions sampling groups and stratifies them by.",
+        "Fix the CSV at the line the message names (a header row with file_name, one row per image, UTF-8), or "
+        "drop metadata_file from batch.json."),
     QuarantineRule(
         CORRUPT_ARCHIVE, "ingest",
         "The .zip cannot be read: no central directory, an entry whose local header, length or CRC-32 does "

@@ -4,6 +4,7 @@ writes, then ingested whole, as a landed batch would be."""
 import base64
 import io
 import json
+import unicodedata
 from pathlib import Path
 
 import fsspec
@@ -189,3 +190,14 @@ def test_a_name_without_extension_matches_any_image_but_not_the_excluded_mask():
     assert index.find("a", "m", base="masks", default_suffix=".jpg", any_suffix=True).file_name == "images/a.jpeg"
     missing = index.find("b", "m", base="images", default_suffix=".jpg", any_suffix=True)
     assert (missing.file_name, missing.error.rule) == ("images/b.jpg", "image_missing")
+
+
+def test_a_name_decomposed_on_disk_matches_the_composed_name_of_its_annotation_and_two_such_are_ambiguous():
+    composed, decomposed = unicodedata.normalize("NFC", "café.png"), unicodedata.normalize("NFD", "café.png")
+    assert composed != decomposed
+    assert ImageIndex([f"images/{decomposed}"]).find(composed, "x.xml", base="images").file_name == f"images/{decomposed}"
+    assert ImageIndex([f"sub/{decomposed}"]).find(composed, "x.xml", base="images").file_name == f"sub/{decomposed}"
+    both = ImageIndex([f"images/{decomposed}", f"images/{composed}"])
+    assert both.find(composed, "x.xml", base="images").file_name == f"images/{composed}"  # the exact name first
+    twins = ImageIndex([f"a/{decomposed}", f"b/{composed}"]).find(composed, "x.xml", base="images")
+    assert twins.error.rule == "image_ambiguous"

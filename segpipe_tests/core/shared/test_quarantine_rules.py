@@ -19,7 +19,8 @@ from segpipe.core.shared.quarantine_rules import (
     quarantine_rule,
     render_markdown,
 )
-from segpipe_tests.core.ingest.test_ingest_hostile import FOLDER, IMAGES, ingest, png, polygons_json, write_batch
+from segpipe_tests.hostile_inputs import CITY, LEFT, city_files, city_json, png, write_files
+from segpipe_tests.landed_batch import ingest_landed
 
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGE = ROOT / "segpipe"
@@ -128,29 +129,38 @@ def test_the_docs_page_is_the_rendered_catalogue():
     assert all(f"| `{rule.id}` |" in page.read_text(encoding="utf-8") for rule in QUARANTINE_RULES)
 
 
+KEY = b"test-key-0123456789abcdef"
+
+
+def write_batch(batch: Path, **bad: bytes) -> Path:
+    """A landed Cityscapes batch: good0, good1, and an item bad with what the test plants."""
+    write_files(batch, {**city_files(**bad), "batch.json": b"{}"})
+    return batch
+
+
 def test_a_batch_with_planted_problems_yields_only_registered_rules_with_their_stage(tmp_path):
-    batch = write_batch(tmp_path / "batch", bad_json=polygons_json(((0, 0), (1e300, 0), (15, 7))))
-    (batch / IMAGES / "orphan_leftImg8bit.png").write_bytes(png())
-    (batch / FOLDER / "lost_gtFine_polygons.json").write_bytes(polygons_json())
-    (batch / IMAGES / "wide_leftImg8bit.png").write_bytes(png(width=40))
-    (batch / FOLDER / "wide_gtFine_polygons.json").write_bytes(polygons_json())
-    (batch / IMAGES / "broken_leftImg8bit.png").write_bytes(png()[:40])
-    (batch / FOLDER / "broken_gtFine_polygons.json").write_bytes(polygons_json())
+    batch = write_batch(tmp_path / "batch", bad_json=city_json(((0, 0), (1e300, 0), (15, 7))))
+    (batch / LEFT / "orphan_leftImg8bit.png").write_bytes(png())
+    (batch / CITY / "lost_gtFine_polygons.json").write_bytes(city_json())
+    (batch / LEFT / "wide_leftImg8bit.png").write_bytes(png(width=40))
+    (batch / CITY / "wide_gtFine_polygons.json").write_bytes(city_json())
+    (batch / LEFT / "broken_leftImg8bit.png").write_bytes(png()[:40])
+    (batch / CITY / "broken_gtFine_polygons.json").write_bytes(city_json())
     secret = tmp_path / "secret.png"
     secret.write_bytes(png())
-    os.symlink(secret, batch / IMAGES / "linked_leftImg8bit.png")
-    (batch / FOLDER / "linked_gtFine_polygons.json").write_bytes(polygons_json())
+    os.symlink(secret, batch / LEFT / "linked_leftImg8bit.png")
+    (batch / CITY / "linked_gtFine_polygons.json").write_bytes(city_json())
 
-    result = ingest(batch)
+    result = ingest_landed(batch.parent, batch.name, KEY)
 
     rules = dict(result.quarantine.select("file_name", "rule").iter_rows())
     assert rules == {
-        f"{IMAGES}/bad_leftImg8bit.png": "coordinates_out_of_frame",
-        f"{IMAGES}/orphan_leftImg8bit.png": "annotation_missing",
-        f"{IMAGES}/lost_leftImg8bit.png": "image_missing",
-        f"{IMAGES}/wide_leftImg8bit.png": "size_mismatch",
-        f"{IMAGES}/broken_leftImg8bit.png": "image_undecodable",
-        f"{IMAGES}/linked_leftImg8bit.png": "symlink",
+        f"{LEFT}/bad_leftImg8bit.png": "coordinates_out_of_frame",
+        f"{LEFT}/orphan_leftImg8bit.png": "annotation_missing",
+        f"{LEFT}/lost_leftImg8bit.png": "image_missing",
+        f"{LEFT}/wide_leftImg8bit.png": "size_mismatch",
+        f"{LEFT}/broken_leftImg8bit.png": "image_undecodable",
+        f"{LEFT}/linked_leftImg8bit.png": "symlink",
     }
     assert set(rules.values()) <= set(RULES_BY_ID)
     assert all(stage == quarantine_rule(rule).stage for stage, rule in result.quarantine.select("stage", "rule").rows())
@@ -160,8 +170,8 @@ def test_a_batch_with_planted_problems_yields_only_registered_rules_with_their_s
 
 def test_check_source_says_what_to_do_about_each_quarantine_rule(tmp_path):
     batch = write_batch(tmp_path / "batch", bad_image=png(width=40))
-    (batch / IMAGES / "orphan_leftImg8bit.png").write_bytes(png())
-    result = ingest(batch)
+    (batch / LEFT / "orphan_leftImg8bit.png").write_bytes(png())
+    result = ingest_landed(batch.parent, batch.name, KEY)
     printed = format_source_check(SourceCheck(result, None, 0), tmp_path / "out").splitlines()
     for rule in ("size_mismatch", "annotation_missing"):
         [line] = [n for n, text in enumerate(printed) if f" x {rule}: " in text]

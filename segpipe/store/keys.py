@@ -43,8 +43,18 @@ def agreement_map(image_id: str, digest: str) -> str:
     return f"agreement-maps/{image_id}-{digest}.png"
 
 
+def confidence_map(image_id: str, digest: str) -> str:
+    return f"confidence-maps/{image_id}-{digest}.png"
+
+
 def consensus_memo(image_id: str, digest: str) -> str:
     return f"consensus/{image_id}-{digest}.json"
+
+
+def reliability_fusion(image_id: str, digest: str) -> str:
+    """The reliability-fused outcome in force for an image's masks (digest of their keys and the
+    settings): rewritten when its annotators' vote weights move beyond consensus.estimate_tolerance."""
+    return f"consensus/reliability/{image_id}-{digest}.json"
 
 
 def qa_thumbnail(check_id: str, entry_id: str, digest: str) -> str:

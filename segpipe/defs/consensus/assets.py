@@ -2,6 +2,7 @@ import dagster as dg
 import polars as pl
 
 from segpipe.core.consensus.annotator_pairs import pair_summary
+from segpipe.core.consensus.annotator_reliability import annotator_summary
 from segpipe.core.consensus.fusion import build_consensus
 from segpipe.core.qa.rules import excluded_entries
 from segpipe.defs.metadata import markdown_table
@@ -15,6 +16,7 @@ from segpipe.io.pipeline_config import PipelineConfig
         "consensus_masks": dg.AssetOut(kinds={"polars"}, description="Per image: released mask (gold, single or fused) and annotator agreement."),
         "annotator_scores": dg.AssetOut(kinds={"polars"}, description="Honeypot leaderboard: each annotator against gold annotations."),
         "annotator_pair_agreement": dg.AssetOut(kinds={"polars"}, description="Per fused image, annotator pair and class: the class IoU and the pair's mean IoU."),
+        "annotator_reliability": dg.AssetOut(kinds={"polars"}, description="Per annotator and class, as reliability fusion estimates it over every image: recall, the class confused with, error rate and vote weight."),
     },
     group_name="consensus",
     retry_policy=OBJECT_STORE_RETRY,
@@ -26,22 +28,27 @@ def consensus(
     annotation_masks: pl.DataFrame,
     qa_report: pl.DataFrame,
 ):
-    """Fuse annotators pixel by pixel where several labelled an image, score them on honeypots, and
-    measure each pair's agreement class by class. Entries a QA rule excluded take no part; images
-    whose masks are unchanged since an earlier run reuse its outcome (see segpipe.core.consensus.fusion)."""
+    """Fuse annotators pixel by pixel where several labelled an image, score them on honeypots,
+    measure each pair's agreement class by class and estimate each annotator's per-class
+    reliability. Entries a QA rule excluded take no part; images whose masks are unchanged since an
+    earlier run reuse its outcome (see segpipe.core.consensus.fusion)."""
     with only_transient_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
         palette = taxonomy.palette() if settings.mask_encoding == "palette" else None
         usable = annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti")
-        images, scores, pairs = build_consensus(usable, object_store.artefacts(), settings.consensus, taxonomy.ignore_index,
-                                                palette, {c.id: c.name for c in taxonomy.classes})
+        images, scores, pairs, reliability = build_consensus(
+            usable, object_store.artefacts(), settings.consensus, taxonomy.ignore_index, palette,
+            {c.id: c.name for c in taxonomy.classes}, {c.id: c.category for c in taxonomy.classes})
         review = images.filter(pl.col("status").is_in(["low_agreement", "annotator_review"])).select(
             "image_id", "status", "annotators", "agreement",
-            pl.col("agreement_map_key").map_elements(object_store.url, return_dtype=pl.String).alias("agreement_map"))
+            pl.col("agreement_map_key").map_elements(object_store.url, return_dtype=pl.String).alias("agreement_map"),
+            pl.col("confidence_map_key").map_elements(object_store.url, return_dtype=pl.String).alias("confidence_map"))
         yield dg.Output(images, output_name="consensus_masks", metadata={
             "images": images.height,
             "by_status": dg.MetadataValue.json(dict(images.group_by("status").len().sort("status").iter_rows())),
             "by_mask_source": dg.MetadataValue.json(dict(images.group_by("mask_source").len().sort("mask_source").iter_rows())),
+            "by_fusion_rule": dg.MetadataValue.json(dict(images.filter(pl.col("fusion_rule").is_not_null())
+                                                         .group_by("fusion_rule").len().sort("fusion_rule").iter_rows())),
             "review_queue": dg.MetadataValue.md(markdown_table(review.with_columns(pl.col("annotators").list.join(", ")))),
         })
         yield dg.Output(scores, output_name="annotator_scores", metadata={
@@ -50,4 +57,9 @@ def consensus(
         yield dg.Output(pairs, output_name="annotator_pair_agreement", metadata={
             "rows": pairs.height,
             "by_pair": dg.MetadataValue.md(markdown_table(pair_summary(pairs))),
+        })
+        yield dg.Output(reliability, output_name="annotator_reliability", metadata={
+            "rows": reliability.height,
+            "leaderboard": dg.MetadataValue.md(markdown_table(
+                annotator_summary(reliability).with_columns(pl.col("top_confusions").list.join("; ")))),
         })

@@ -1,0 +1,98 @@
+"""What consensus learns from decoding one image's masks, remembered so a rerun decodes nothing.
+
+A honeypot: each annotator's scores against gold and how many pixels of each gold class they gave
+each label (what anchors the reliability estimate). An image with several annotators: the
+agreement (mean pairwise IoU) and each pair's class IoUs, the agreement map, the vote rows (each
+distinct combination of labels and its pixels, what the reliability estimate counts), and, under
+the plurality rules, the fused mask. A reliability-fused mask waits for the estimate, which needs
+every image's vote rows first (segpipe.core.consensus.reliability_fusion).
+"""
+
+from collections.abc import Callable
+from itertools import combinations
+
+import numpy as np
+
+from segpipe.core.consensus.mask_agreement import boundary_f1, class_iou, mean_iou, pixel_accuracy
+from segpipe.core.consensus.plurality import disputed_labels, disputed_pixels, fuse_with_agreement
+from segpipe.core.consensus.reliability_fusion import DisputedCache
+from segpipe.core.consensus.settings import ConsensusSettings
+from segpipe.core.consensus.vote_rows import vote_rows
+from segpipe.core.shared.artefacts import ArtefactStore, content_digest
+from segpipe.core.shared.png import encode_mask_png
+from segpipe.store import keys as store_keys
+
+CLASS_VALUES = 256
+
+
+def pair_class_ious(labels: np.ndarray, pixels: list[np.ndarray], ignore_index: int) -> list[dict[int, float]]:
+    """Class IoUs of every pair of masks (in combinations order), from their labels on the disputed
+    pixels (see disputed_labels) and each whole mask's class_pixels: off the disputed pixels all
+    masks agree, which is all class_iou needs to know of the rest of the frame."""
+    return [class_iou(labels[i], labels[j], ignore_index, pixels[i], pixels[j])
+            for i, j in combinations(range(len(labels)), 2)]
+
+
+def agreement(pair_ious: list[dict[int, float]]) -> float:
+    """Mean pairwise mean IoU of one image's annotators (a pair with no class both label scores 0)."""
+    return float(np.mean([np.mean(list(ious.values())) if ious else 0.0 for ious in pair_ious]))
+
+
+def gold_confusion(mask: np.ndarray, gold: np.ndarray, gold_pixels: list[int]) -> list[list[int]]:
+    """[gold label, label given, pixels] for every pair that occurs, counted from the pixels where
+    the mask differs from gold (the rest is gold's own class_pixels)."""
+    differ = np.flatnonzero(mask.ravel() != gold.ravel())
+    truth, given = gold.ravel()[differ].astype(np.int64), mask.ravel()[differ]
+    off = np.bincount(truth * CLASS_VALUES + given, minlength=CLASS_VALUES * CLASS_VALUES)
+    same = np.asarray(gold_pixels, dtype=np.int64) - np.bincount(truth, minlength=CLASS_VALUES)
+    return ([[int(c), int(c), int(same[c])] for c in np.flatnonzero(same)]
+            + [[int(i // CLASS_VALUES), int(i % CLASS_VALUES), int(off[i])] for i in np.flatnonzero(off)])
+
+
+def honeypot_outcome(
+    gold_key: str, workers: list[tuple[str, str]], pixels_of: dict[str, list[int]],
+    load: Callable[[str], np.ndarray], settings: ConsensusSettings, ignore_index: int,
+) -> dict:
+    gold = load(gold_key)
+    scores = []
+    for annotator, key in workers:
+        mask = load(key)
+        scores.append({"annotator": annotator,
+                       "iou": mean_iou(mask, gold, ignore_index, pixels_of[key], pixels_of[gold_key]),
+                       "accuracy": pixel_accuracy(mask, gold, ignore_index),
+                       "boundary_f1": boundary_f1(mask, gold, ignore_index, settings.boundary_tolerance),
+                       "confusion": gold_confusion(mask, gold, pixels_of[gold_key])})
+    return {"scores": scores}
+
+
+def votes_outcome(
+    image_id: str, workers: list[tuple[str, str]], weights: list[int] | None, pixels_of: dict[str, list[int]],
+    load: Callable[[str], np.ndarray], store: ArtefactStore, settings: ConsensusSettings, ignore_index: int,
+    palette: list[tuple[int, int, int]] | None, cache: DisputedCache,
+) -> dict:
+    """Agreement, pairs, agreement map and vote rows of several annotators' masks; with `weights`
+    (a plurality rule) the fused mask too, else (reliability) the disputed pixels go to `cache`."""
+    masks = [load(key) for _, key in workers]
+    disputed = disputed_pixels(masks)
+    labels = disputed_labels(masks, disputed)
+    votes = vote_rows(labels, np.asarray(pixels_of[workers[0][1]], dtype=np.int64))
+    fused, shown = fuse_with_agreement(masks, settings.quorum, ignore_index, weights, disputed, labels)
+    heatmap = encode_mask_png(shown)
+    map_key = store_keys.agreement_map(image_id, content_digest(heatmap))
+    store.write_once(map_key, heatmap)
+    pair_ious = pair_class_ious(labels, [np.asarray(pixels_of[key], dtype=np.int64) for _, key in workers], ignore_index)
+    pairs = [{"annotators": [a, b], "class_iou": sorted(ious.items())}
+             for ((a, _), (b, _)), ious in zip(combinations(workers, 2), pair_ious, strict=True)]
+    outcome = {"agreement": agreement(pair_ious), "agreement_map_key": map_key, "pairs": pairs,
+               "votes": {"rows": votes.rows.tolist(), "pixels": votes.pixels.tolist()},
+               "fused_key": None, "class_pixels": None}
+    if weights is None:
+        cache.keep(image_id, disputed, votes.disputed_row)
+        return outcome
+    png = encode_mask_png(fused, palette)
+    fused_key = store_keys.fused_mask(image_id, content_digest(png))
+    store.write_once(fused_key, png)
+    # The fused mask is the first annotator's but on the disputed pixels: count only those anew.
+    fused_pixels = (np.asarray(pixels_of[workers[0][1]], dtype=np.int64) - np.bincount(labels[0], minlength=CLASS_VALUES)
+                    + np.bincount(fused.ravel()[disputed], minlength=CLASS_VALUES))
+    return {**outcome, "fused_key": fused_key, "class_pixels": fused_pixels.tolist()}

@@ -50,6 +50,8 @@ PLANTED_SWAPS: Mapping[str, str] = {"car": "truck", "person": "rider", "sidewalk
                                     "vegetation": "terrain", "building": "wall"}
 ALWAYS_DRAWN = ("road", "sidewalk", "sky")
 FUSION_RULES = ("reliability", "plurality", "honeypot_weighted")
+GOLD_SCENES = 4  # of every 12, as in the issue
+ACCEPTED_GAIN_OVER_PLURALITY = 0.01  # a point of pixel accuracy, on panels of 3
 SHARED_DRAWS = 1_000_003  # the seed part of correlated annotators' common stream
 
 
@@ -314,3 +316,19 @@ def _pair(confusions: list[str]) -> tuple[str, str] | None:
         return None
     source, rest = confusions[0].split(" -> ")
     return source, rest.rsplit(" ", 1)[0]
+
+
+def acceptance(report: PanelReport, panel_size: int) -> dict[str, bool]:
+    """Issue 20's acceptance on one panel: reliability fusion at least the best annotator and a point
+    over plurality on a panel of 3, above the best annotator on a larger one; the leaderboard in
+    true error order; every annotator with planted swaps first reported confusing a planted pair."""
+    best, fused = report.best_annotator[1].accuracy, report.fused["reliability"].accuracy
+    if panel_size <= 3:
+        checks = {"reliability >= best annotator": fused >= best,
+                  "reliability >= plurality + 1 point": fused >= report.fused["plurality"].accuracy + ACCEPTED_GAIN_OVER_PLURALITY}
+    else:
+        checks = {"reliability > best annotator": fused > best}
+    checks["leaderboard in true error order"] = report.leaderboard == sorted(report.true_error, key=report.true_error.get)
+    checks["first reported confusion is planted"] = all(
+        report.top_confusion.get(name) in pairs for name, pairs in report.planted.items() if pairs)
+    return checks

@@ -29,12 +29,7 @@ from segpipe.core.consensus.annotator_reliability import RELIABILITY_SCHEMA, rel
 from segpipe.core.consensus.image_outcomes import honeypot_outcome, votes_outcome
 from segpipe.core.consensus.plurality import WEIGHT_SCALE, disputed_labels, disputed_pixels, honeypot_weights
 from segpipe.core.consensus.reliability import MIN_ERROR_RATE, Reliability, VoteCounts, estimate_reliability
-from segpipe.core.consensus.reliability_fusion import (
-    DisputedCache,
-    fuse_image,
-    still_in_force,
-    weight_shares,
-)
+from segpipe.core.consensus.reliability_fusion import DecodedCache, fuse_image, still_in_force, weight_shares
 from segpipe.core.consensus.settings import ConsensusSettings
 from segpipe.core.consensus.vote_rows import ImageVotes, vote_rows
 from segpipe.core.rasterize.raster import decode_mask_png
@@ -99,20 +94,22 @@ def build_consensus(
                 workers.append((annotator, mask_key))
             instance_keys[mask_key], pixels_of[mask_key] = instance_key, pixels
         images.append(_Image(image_id, gold[0] if gold else None, workers))
-    cache = DisputedCache()
+    cache = DecodedCache()
 
     def load(key: str) -> np.ndarray:
         return decode_mask_png(store.read_png(key))
 
+    count_votes = settings.fusion == "reliability"
+
     def outcome_of(image: _Image, workers: list[tuple[str, str]], weights: list[int] | None) -> dict:
-        digest = content_digest(orjson.dumps([image.gold_key, workers, weights]), settings_key, encoding)
+        digest = content_digest(orjson.dumps([image.gold_key, workers, weights, count_votes]), settings_key, encoding)
         memo = store_keys.consensus_memo(image.image_id, digest)
         outcome = store.recall(memo)
         if outcome is None:
             outcome = (honeypot_outcome(image.gold_key, workers, pixels_of, load, settings, ignore_index)
                        if image.gold_key is not None else
                        votes_outcome(image.image_id, workers, weights, pixels_of, load, store, settings, ignore_index,
-                                     palette, cache))
+                                     palette, cache, count_votes))
             store.remember(memo, outcome)
         return outcome
 
@@ -203,7 +200,7 @@ def _seed_weights(gold_counts: Mapping[str, list[tuple[int, int, int]]], ignore_
 
 def _reliability_outcome(
     plan: _Plan, votes: dict, estimate: Reliability, store: ArtefactStore, settings: ConsensusSettings,
-    ignore_index: int, palette: list[tuple[int, int, int]] | None, encoding: bytes, cache: DisputedCache,
+    ignore_index: int, palette: list[tuple[int, int, int]] | None, encoding: bytes, cache: DecodedCache,
     load: Callable[[str], np.ndarray], pixels_of: dict[str, list[int]],
 ) -> dict:
     """The image's reliability-fused outcome: the one in force while its vote shares stay within
@@ -216,15 +213,14 @@ def _reliability_outcome(
     previous = store.recall(key)
     if still_in_force(previous, weight_shares(weights), settings.estimate_tolerance):
         return previous
-    first = load(workers[0][1])
     held = cache.take(image_id)
     if held is not None:
-        disputed, disputed_row = held
+        first, disputed = held.first_mask, held.disputed
         image_votes = ImageVotes(np.asarray(votes["votes"]["rows"], dtype=np.uint8).reshape(-1, len(workers)),
-                                 np.asarray(votes["votes"]["pixels"], dtype=np.int64), disputed_row)
+                                 np.asarray(votes["votes"]["pixels"], dtype=np.int64), held.disputed_row)
     else:
-        masks = [first] + [load(key) for _, key in workers[1:]]
-        disputed = disputed_pixels(masks)
+        masks = [load(key) for _, key in workers]
+        first, disputed = masks[0], disputed_pixels(masks)
         image_votes = vote_rows(disputed_labels(masks, disputed), np.asarray(pixels_of[workers[0][1]], dtype=np.int64))
     outcome = fuse_image(image_id, first, disputed, image_votes, weights, settings.min_confidence, ignore_index, store,
                          palette)

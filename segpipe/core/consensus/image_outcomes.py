@@ -15,9 +15,9 @@ import numpy as np
 
 from segpipe.core.consensus.mask_agreement import boundary_f1, class_iou, mean_iou, pixel_accuracy
 from segpipe.core.consensus.plurality import disputed_labels, disputed_pixels, fuse_with_agreement
-from segpipe.core.consensus.reliability_fusion import DisputedCache
+from segpipe.core.consensus.reliability_fusion import DecodedCache, DecodedVotes
 from segpipe.core.consensus.settings import ConsensusSettings
-from segpipe.core.consensus.vote_rows import vote_rows
+from segpipe.core.consensus.vote_rows import ImageVotes, vote_rows
 from segpipe.core.shared.artefacts import ArtefactStore, content_digest
 from segpipe.core.shared.png import encode_mask_png
 from segpipe.store import keys as store_keys
@@ -36,6 +36,19 @@ def pair_class_ious(labels: np.ndarray, pixels: list[np.ndarray], ignore_index: 
 def agreement(pair_ious: list[dict[int, float]]) -> float:
     """Mean pairwise mean IoU of one image's annotators (a pair with no class both label scores 0)."""
     return float(np.mean([np.mean(list(ious.values())) if ious else 0.0 for ious in pair_ious]))
+
+
+def agreement_map(shape: tuple[int, ...], disputed: np.ndarray, votes: ImageVotes, ignore_index: int) -> np.ndarray:
+    """The plurality rule's agreement map with one vote each (see plurality.fuse_with_agreement),
+    drawn from the vote rows: per pixel, the share of the annotators behind its most given label
+    other than ignore, as 0..255."""
+    rows = votes.rows
+    support = np.zeros(len(rows), dtype=np.int64)
+    for i in range(rows.shape[1]):
+        support = np.maximum(support, (rows == rows[:, i:i + 1]).sum(axis=1) * (rows[:, i] != ignore_index))
+    shown = np.full(shape, 255, dtype=np.uint8)
+    shown.ravel()[disputed] = np.round(255.0 * support / rows.shape[1]).astype(np.uint8)[votes.disputed_row]
+    return shown
 
 
 def gold_confusion(mask: np.ndarray, gold: np.ndarray, gold_pixels: list[int]) -> list[list[int]]:
@@ -68,15 +81,19 @@ def honeypot_outcome(
 def votes_outcome(
     image_id: str, workers: list[tuple[str, str]], weights: list[int] | None, pixels_of: dict[str, list[int]],
     load: Callable[[str], np.ndarray], store: ArtefactStore, settings: ConsensusSettings, ignore_index: int,
-    palette: list[tuple[int, int, int]] | None, cache: DisputedCache,
+    palette: list[tuple[int, int, int]] | None, cache: DecodedCache, count_votes: bool,
 ) -> dict:
-    """Agreement, pairs, agreement map and vote rows of several annotators' masks; with `weights`
-    (a plurality rule) the fused mask too, else (reliability) the disputed pixels go to `cache`."""
+    """Agreement, pairs and agreement map of several annotators' masks, and their vote rows when
+    `count_votes` (the reliability estimate reads them); with `weights` (a plurality rule) the fused
+    mask too, else (reliability) what fusing it needs goes to `cache`."""
     masks = [load(key) for _, key in workers]
     disputed = disputed_pixels(masks)
     labels = disputed_labels(masks, disputed)
-    votes = vote_rows(labels, np.asarray(pixels_of[workers[0][1]], dtype=np.int64))
-    fused, shown = fuse_with_agreement(masks, settings.quorum, ignore_index, weights, disputed, labels)
+    votes = vote_rows(labels, np.asarray(pixels_of[workers[0][1]], dtype=np.int64)) if count_votes else None
+    if weights is None:
+        fused, shown = None, agreement_map(masks[0].shape, disputed, votes, ignore_index)
+    else:
+        fused, shown = fuse_with_agreement(masks, settings.quorum, ignore_index, weights, disputed, labels)
     heatmap = encode_mask_png(shown)
     map_key = store_keys.agreement_map(image_id, content_digest(heatmap))
     store.write_once(map_key, heatmap)
@@ -84,10 +101,10 @@ def votes_outcome(
     pairs = [{"annotators": [a, b], "class_iou": sorted(ious.items())}
              for ((a, _), (b, _)), ious in zip(combinations(workers, 2), pair_ious, strict=True)]
     outcome = {"agreement": agreement(pair_ious), "agreement_map_key": map_key, "pairs": pairs,
-               "votes": {"rows": votes.rows.tolist(), "pixels": votes.pixels.tolist()},
+               "votes": None if votes is None else {"rows": votes.rows.tolist(), "pixels": votes.pixels.tolist()},
                "fused_key": None, "class_pixels": None}
     if weights is None:
-        cache.keep(image_id, disputed, votes.disputed_row)
+        cache.keep(image_id, DecodedVotes(masks[0], disputed.astype(np.int32), votes.disputed_row.astype(np.int32)))
         return outcome
     png = encode_mask_png(fused, palette)
     fused_key = store_keys.fused_mask(image_id, content_digest(png))

@@ -11,7 +11,8 @@ Plain Dawid-Skene EM drifts, on segmentation votes, to answers no person would g
 annotators wrote wall where the careful one wrote building" is as well explained by a wall the
 careful one always calls building, and once a class absent from the truth takes some pixels it
 takes more each round. Four things keep it on the answer a person would give:
-- a pixel's true class is one of the labels it got (the posterior is taken over those);
+- a pixel's true class is one of the labels it got, and one that the starting vote (below) gives
+  some pixel or the honeypots hold: a label only ever outvoted is a slip, never a class;
 - each row of a confusion matrix has a Dirichlet prior: SMOOTHING pseudo-pixels in every cell (a
   class an annotator never saw, a label they never gave keep a non-zero probability) and, on the
   diagonal, DIAGONAL_PRIOR of the annotator's pixels more (an annotator calls a class by its name
@@ -78,6 +79,7 @@ class Reliability:
     confusion: Mapping[str, np.ndarray]
     counts: Mapping[str, np.ndarray]
     iterations: int
+    truths: np.ndarray  # (K,) whether each label can be a pixel's true class
 
     def error_rate(self, annotator: str, ignore_index: int) -> float:
         """Share of the annotator's pixels of a true class (not void) given another label."""
@@ -93,13 +95,14 @@ class Reliability:
 
     def posterior(self, annotators: Sequence[str], votes: np.ndarray) -> np.ndarray:
         """(n, K) Dawid-Skene posterior of each true class (in `labels` order) for rows of votes,
-        over the labels each row got."""
+        over the labels each row got that can be true classes."""
         lookup = np.full(256, -1, dtype=np.int64)
         lookup[list(self.labels)] = np.arange(len(self.labels))
         columns = lookup[votes.astype(np.int64)]
         if (columns < 0).any():
             raise ValueError(f"votes {sorted(set(votes[columns < 0].tolist()))} are not labels of the estimates")
-        return _posterior(self.prior, np.stack([self.confusion[a] for a in annotators]), columns, range(len(annotators)))
+        return _posterior(self.prior, np.stack([self.confusion[a] for a in annotators]), columns,
+                          range(len(annotators)), self.truths)
 
 
 def estimate_reliability(
@@ -131,13 +134,16 @@ def estimate_reliability(
     seeds = [np.array([seed_weights.get(annotators[i], unknown) for i in who]) for who in members]
 
     posts = [_weighted_vote(cols, seed, size) for cols, seed in zip(columns, seeds, strict=True)]
+    truths = anchor.sum(axis=(0, 2)) > 0
+    for post in posts:
+        truths |= post.any(axis=0)
     confusion = prior = expected = None
     iteration = 0
     for iteration in range(1, max_iterations + 1):
         expected, new_prior = _expected_counts(posts, columns, weights, members, anchor)
         new_confusion = _confusion(expected, smoothing, diagonal)
         new_prior = (new_prior + smoothing) / (new_prior + smoothing).sum()
-        posts = [_posterior(new_prior, new_confusion, cols, who) for cols, who in zip(columns, members, strict=True)]
+        posts = [_posterior(new_prior, new_confusion, cols, who, truths) for cols, who in zip(columns, members, strict=True)]
         moved = np.inf if confusion is None else max(np.abs(new_confusion - confusion).max(),
                                                       np.abs(new_prior - prior).max())
         confusion, prior = new_confusion, new_prior
@@ -147,7 +153,7 @@ def estimate_reliability(
     if confusion is None:  # max_iterations 0: the seed vote's estimates
         confusion, prior = _confusion(expected, smoothing, diagonal), np.full(size, 1 / size)
     return Reliability(labels, prior, {a: confusion[i] for a, i in where.items()},
-                       {a: expected[i] for a, i in where.items()}, iteration)
+                       {a: expected[i] for a, i in where.items()}, iteration, truths)
 
 
 def _weighted_vote(columns: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
@@ -185,14 +191,14 @@ def _confusion(expected: np.ndarray, smoothing: float, diagonal: float) -> np.nd
     return counts / counts.sum(axis=2, keepdims=True)
 
 
-def _posterior(prior: np.ndarray, confusion: np.ndarray, columns: np.ndarray, who) -> np.ndarray:
-    """Dawid-Skene posterior of each row over the labels it got."""
+def _posterior(prior: np.ndarray, confusion: np.ndarray, columns: np.ndarray, who, truths: np.ndarray) -> np.ndarray:
+    """Dawid-Skene posterior of each row over the labels it got that can be true classes."""
     log_post = np.broadcast_to(np.log(prior), (len(columns), len(prior))).copy()
     voted = np.zeros(log_post.shape, dtype=bool)
     for i, annotator in enumerate(who):
         log_post += np.log(confusion[annotator])[:, columns[:, i]].T
         voted[np.arange(len(columns)), columns[:, i]] = True
-    log_post[~voted] = -np.inf
+    log_post[~(voted & truths)] = -np.inf
     post = np.exp(log_post - log_post.max(axis=1, keepdims=True))
     return post / post.sum(axis=1, keepdims=True)
 

@@ -29,29 +29,42 @@ from segpipe.core.shared.artefacts import ArtefactStore, content_digest
 from segpipe.core.shared.png import encode_mask_png
 from segpipe.store import keys as store_keys
 
-CACHE_BYTES = 256 * 1024 * 1024  # disputed pixels held between the estimate and fusion (8 bytes each)
+CACHE_BYTES = 256 * 1024 * 1024  # held between the estimate and fusion: about 110 images at 2048x1024
+
+
+@dataclass(frozen=True)
+class DecodedVotes:
+    """What fusing an image needs from its masks: the first mask (painted on), its disputed pixels
+    and the vote row of each."""
+
+    first_mask: np.ndarray
+    disputed: np.ndarray
+    disputed_row: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return self.first_mask.nbytes + self.disputed.nbytes + self.disputed_row.nbytes
 
 
 @dataclass
-class DisputedCache:
-    """Each image's disputed pixels and their vote rows, from the decode that counted its votes,
-    kept for its fusion after the estimate: a cold build then decodes the masks of an image once
-    (and its first mask again, to paint on). Bounded: an image past the budget is decoded again."""
+class DecodedCache:
+    """Each image's DecodedVotes from the decode that counted its votes, kept for its fusion after
+    the estimate, so a cold build decodes an image's masks once. Bounded: an image past the budget
+    is decoded again."""
 
     budget: int = CACHE_BYTES
-    held: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    held: dict[str, DecodedVotes] = field(default_factory=dict)
     used: int = 0
 
-    def keep(self, image_id: str, disputed: np.ndarray, disputed_row: np.ndarray) -> None:
-        size = 4 * (disputed.size + disputed_row.size)
-        if self.used + size <= self.budget:
-            self.held[image_id] = (disputed.astype(np.int32), disputed_row.astype(np.int32))
-            self.used += size
+    def keep(self, image_id: str, decoded: DecodedVotes) -> None:
+        if self.used + decoded.size <= self.budget:
+            self.held[image_id] = decoded
+            self.used += decoded.size
 
-    def take(self, image_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+    def take(self, image_id: str) -> DecodedVotes | None:
         held = self.held.pop(image_id, None)
         if held is not None:
-            self.used -= 4 * (held[0].size + held[1].size)
+            self.used -= held.size
         return held
 
 

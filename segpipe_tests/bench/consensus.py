@@ -116,13 +116,15 @@ def harness(scenes: int, width: int, height: int) -> list[dict]:
         for method, score in rows:
             print(f"  {panel.name:26s} {method:18s} {100 * score.accuracy:8.2f}% {score.mean_iou:7.4f} "
                   f"{100 * score.ignore_share:6.2f}%")
+        print(f"  {panel.name:26s} {'votes-only ceiling':18s} {100 * report.ceiling:8.2f}%")
         checks = acceptance(report, len(panel.annotators))
         for name, passed in checks.items():
             print(f"    [{'ok' if passed else 'MISS'}] {name}")
         results.append({"panel": panel.name, "fused": {r: dataclasses.asdict(s) for r, s in report.fused.items()},
                         "annotators": {a: dataclasses.asdict(s) for a, s in report.annotators.items()},
                         "true_error": report.true_error, "leaderboard": report.leaderboard,
-                        "top_confusion": report.top_confusion, "checks": checks})
+                        "top_confusion": report.top_confusion, "votes_only_ceiling": report.ceiling,
+                        "checks": checks})
     return results
 
 

@@ -38,6 +38,7 @@ from PIL import Image, ImageDraw
 from segpipe.core.consensus.annotator_reliability import annotator_summary
 from segpipe.core.consensus.fusion import build_consensus
 from segpipe.core.consensus.settings import ConsensusSettings
+from segpipe.core.consensus.vote_rows import vote_rows
 from segpipe.core.rasterize.label_masks import class_pixels
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.shared.artefacts import ArtefactStore
@@ -247,6 +248,22 @@ def score(predicted: list[np.ndarray], truth: list[np.ndarray], ignore: int) -> 
                  float(confusion[:, ignore].sum() / total))
 
 
+def votes_ceiling(masks: list[list[np.ndarray]], truth: list[np.ndarray], ignore: int) -> float:
+    """The pixel accuracy of the best rule that decides a pixel from its votes alone: for each
+    combination of votes, the class the truth most often has under it (pooled over the scenes)."""
+    truth_of: dict[tuple[int, ...], np.ndarray] = {}
+    for scene, true in enumerate(truth):
+        labels = np.stack([annotator[scene].ravel() for annotator in masks])
+        votes = vote_rows(labels, np.bincount(labels[0], minlength=256))
+        labelled = true.ravel() != ignore
+        counts = np.bincount(votes.disputed_row[labelled] * 256 + true.ravel()[labelled],
+                             minlength=len(votes.rows) * 256).reshape(len(votes.rows), 256)
+        for row, count in zip(map(tuple, votes.rows.tolist()), counts, strict=True):
+            truth_of[row] = truth_of.get(row, 0) + count
+    best = sum(int(count.max()) for count in truth_of.values())
+    return best / sum(int(count.sum()) for count in truth_of.values())
+
+
 @dataclass(frozen=True)
 class PanelReport:
     panel: str
@@ -256,6 +273,7 @@ class PanelReport:
     leaderboard: list[str]  # annotators as the reliability table orders them, most reliable first
     top_confusion: dict[str, tuple[str, str] | None]  # annotator -> the confusion pair reported first
     planted: dict[str, set[tuple[str, str]]]
+    ceiling: float  # see votes_ceiling
 
     @property
     def best_annotator(self) -> tuple[str, Score]:
@@ -303,7 +321,8 @@ def run_panel(run: PanelMasks, settings: ConsensusSettings | None = None) -> Pan
     own = {name: score([masks[n] for n in judged], truth, ignore) for name, masks in run.masks.items()}
     every = {name: 1 - score(list(masks), list(run.truth), ignore).accuracy for name, masks in run.masks.items()}
     planted = {who.name: who.planted_pairs() for who in run.panel.annotators}
-    return PanelReport(run.panel.name, fused, own, every, leaderboard, top, planted)
+    ceiling = votes_ceiling([[masks[n] for n in judged] for masks in run.masks.values()], truth, ignore)
+    return PanelReport(run.panel.name, fused, own, every, leaderboard, top, planted, ceiling)
 
 
 def category_of(taxonomy: Taxonomy) -> dict[int, str | None]:

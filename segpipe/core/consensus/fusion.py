@@ -28,7 +28,7 @@ from segpipe.core.consensus.annotator_pairs import pair_rows, pair_table
 from segpipe.core.consensus.annotator_reliability import RELIABILITY_SCHEMA, reliability_table
 from segpipe.core.consensus.image_outcomes import honeypot_outcome, votes_outcome
 from segpipe.core.consensus.plurality import WEIGHT_SCALE, disputed_labels, disputed_pixels, honeypot_weights
-from segpipe.core.consensus.reliability import MIN_ERROR_RATE, Reliability, VoteCounts, estimate_reliability
+from segpipe.core.consensus.reliability import MIN_ERROR_RATE, VoteCounts, estimate_reliability
 from segpipe.core.consensus.reliability_fusion import DecodedCache, fuse_image, still_in_force, weight_shares
 from segpipe.core.consensus.settings import ConsensusSettings
 from segpipe.core.consensus.vote_rows import ImageVotes, vote_rows
@@ -131,15 +131,14 @@ def build_consensus(
 
     estimate = None
     reliability = [plan for plan in plans if plan.rule == "reliability"]
-    if reliability:
+    if reliability:  # every fused image's votes count, whichever rule fuses it
         estimate = estimate_reliability(
-            [VoteCounts(tuple(a for a, _ in plan.workers), np.asarray(votes[plan.image.image_id]["votes"]["rows"],
-                                                                      dtype=np.uint8).reshape(-1, len(plan.workers)),
-                        np.asarray(votes[plan.image.image_id]["votes"]["pixels"], dtype=np.int64))
+            [VoteCounts(tuple(a for a, _ in plan.workers), *_vote_table(votes[plan.image.image_id], len(plan.workers)))
              for plan in plans if plan.rule is not None],
             gold_counts, _seed_weights(gold_counts, ignore_index))
+    weight_of = estimate.vote_weights(ignore_index) if estimate is not None else {}
     fused_by_estimate = {plan.image.image_id: _reliability_outcome(
-        plan, votes[plan.image.image_id], estimate, store, settings, ignore_index, palette, encoding, cache, load,
+        plan, votes[plan.image.image_id], weight_of, store, settings, ignore_index, palette, encoding, cache, load,
         pixels_of) for plan in reliability}
 
     pairs = []
@@ -199,33 +198,38 @@ def _seed_weights(gold_counts: Mapping[str, list[tuple[int, int, int]]], ignore_
 
 
 def _reliability_outcome(
-    plan: _Plan, votes: dict, estimate: Reliability, store: ArtefactStore, settings: ConsensusSettings,
+    plan: _Plan, votes: dict, weight_of: Mapping[str, float], store: ArtefactStore, settings: ConsensusSettings,
     ignore_index: int, palette: list[tuple[int, int, int]] | None, encoding: bytes, cache: DecodedCache,
     load: Callable[[str], np.ndarray], pixels_of: dict[str, list[int]],
 ) -> dict:
     """The image's reliability-fused outcome: the one in force while its vote shares stay within
     settings.estimate_tolerance, else fused anew with the estimate's weights and remembered."""
     image_id, workers = plan.image.image_id, plan.workers
-    weight_of = estimate.vote_weights(ignore_index)
     weights = [weight_of[annotator] for annotator, _ in workers]
-    key = store_keys.reliability_fusion(image_id, content_digest(
+    memo = store_keys.reliability_fusion(image_id, content_digest(
         orjson.dumps([OUTCOME_FORMAT, workers, settings.min_confidence, ignore_index]), encoding))
-    previous = store.recall(key)
+    previous = store.recall(memo)
     if still_in_force(previous, weight_shares(weights), settings.estimate_tolerance):
         return previous
     held = cache.take(image_id)
     if held is not None:
         first, disputed = held.first_mask, held.disputed
-        image_votes = ImageVotes(np.asarray(votes["votes"]["rows"], dtype=np.uint8).reshape(-1, len(workers)),
-                                 np.asarray(votes["votes"]["pixels"], dtype=np.int64), held.disputed_row)
+        image_votes = ImageVotes(*_vote_table(votes, len(workers)), held.disputed_row)
     else:
         masks = [load(key) for _, key in workers]
         first, disputed = masks[0], disputed_pixels(masks)
         image_votes = vote_rows(disputed_labels(masks, disputed), np.asarray(pixels_of[workers[0][1]], dtype=np.int64))
     outcome = fuse_image(image_id, first, disputed, image_votes, weights, settings.min_confidence, ignore_index, store,
                          palette)
-    store.remember(key, outcome)
+    store.remember(memo, outcome)
     return outcome
+
+
+def _vote_table(outcome: dict, annotators: int) -> tuple[np.ndarray, np.ndarray]:
+    """An image's remembered vote rows (n, annotators) and the pixels of each."""
+    counted = outcome["votes"]
+    return (np.asarray(counted["rows"], dtype=np.uint8).reshape(-1, annotators),
+            np.asarray(counted["pixels"], dtype=np.int64))
 
 
 def _decided_row(plan: _Plan, votes: dict | None, fused: dict | None, instance_keys: dict[str, str | None],

@@ -59,6 +59,16 @@ class _Plan:
     rule: str | None  # None: a single mask, released as is (or not at all)
 
 
+def _one_entry_per_annotator(entries: pl.DataFrame) -> None:
+    """An annotator's second entry of an image would vote twice; QA keeps only the newest delivery
+    (rule entry_not_superseded), so a repeat here means the entries are not the ones QA kept."""
+    repeats = entries.group_by("image_id", "annotator").len().filter(pl.col("len") > 1)
+    if not repeats.is_empty():
+        image_id, annotator, count = repeats.sort("image_id", "annotator").row(0)
+        raise ValueError(f"consensus takes one entry per image and annotator, but {annotator} has {count} of image "
+                         f"{image_id}: pass only the entries QA kept (rule entry_not_superseded keeps the newest)")
+
+
 def build_consensus(
     entries: pl.DataFrame,
     store: ArtefactStore,
@@ -79,6 +89,7 @@ def build_consensus(
     `class_names`) and the reliability table (AnnotatorReliabilityRecord, confusions within the
     `categories` of the classes; empty when no image is reliability-fused).
     """
+    _one_entry_per_annotator(entries)
     names, categories = class_names or {}, categories or {}
     encoding = bytes(v for rgb in palette for v in rgb) if palette else b"grayscale"
     settings_key = orjson.dumps([OUTCOME_FORMAT, settings.quorum, settings.boundary_tolerance, ignore_index])

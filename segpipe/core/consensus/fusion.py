@@ -110,17 +110,15 @@ def build_consensus(
     def load(key: str) -> np.ndarray:
         return decode_mask_png(store.read_png(key))
 
-    count_votes = settings.fusion == "reliability"
-
     def outcome_of(image: _Image, workers: list[tuple[str, str]], weights: list[int] | None) -> dict:
-        digest = content_digest(orjson.dumps([image.gold_key, workers, weights, count_votes]), settings_key, encoding)
+        digest = content_digest(orjson.dumps([image.gold_key, workers, weights]), settings_key, encoding)
         memo = store_keys.consensus_memo(image.image_id, digest)
         outcome = store.recall(memo)
         if outcome is None:
             outcome = (honeypot_outcome(image.gold_key, workers, pixels_of, load, settings, ignore_index)
                        if image.gold_key is not None else
                        votes_outcome(image.image_id, workers, weights, pixels_of, load, store, settings, ignore_index,
-                                     palette, cache, count_votes))
+                                     palette, cache))
             store.remember(memo, outcome)
         return outcome
 

@@ -13,7 +13,7 @@ from itertools import combinations
 
 import numpy as np
 
-from segpipe.core.consensus.mask_agreement import boundary_f1, class_iou, mean_iou, pixel_accuracy
+from segpipe.core.consensus.mask_agreement import boundary_f1, mean_iou, pixel_accuracy
 from segpipe.core.consensus.plurality import disputed_labels, disputed_pixels, fuse_with_agreement
 from segpipe.core.consensus.reliability_fusion import DecodedCache, DecodedVotes
 from segpipe.core.consensus.settings import ConsensusSettings
@@ -25,12 +25,24 @@ from segpipe.store import keys as store_keys
 CLASS_VALUES = 256
 
 
-def pair_class_ious(labels: np.ndarray, pixels: list[np.ndarray], ignore_index: int) -> list[dict[int, float]]:
-    """Class IoUs of every pair of masks (in combinations order), from their labels on the disputed
-    pixels (see disputed_labels) and each whole mask's class_pixels: off the disputed pixels all
-    masks agree, which is all class_iou needs to know of the rest of the frame."""
-    return [class_iou(labels[i], labels[j], ignore_index, pixels[i], pixels[j])
-            for i, j in combinations(range(len(labels)), 2)]
+def pair_class_ious(votes: ImageVotes, pixels: list[list[int]], ignore_index: int) -> list[dict[int, float]]:
+    """Class IoUs of every pair of masks (in combinations order), as mask_agreement.class_iou counts
+    them pixel by pixel, from the image's vote rows (each row weighing its pixels) and each whole
+    mask's class_pixels: the same counts from a few hundred rows."""
+    out = []
+    for i, j in combinations(range(votes.rows.shape[1]), 2):
+        a, b = votes.rows[:, i], votes.rows[:, j]
+
+        def count(labels: np.ndarray, where: np.ndarray) -> np.ndarray:
+            return np.bincount(labels[where], weights=votes.pixels[where], minlength=CLASS_VALUES).astype(np.int64)
+
+        a_both = np.asarray(pixels[i], dtype=np.int64) - count(a, b == ignore_index)
+        b_both = np.asarray(pixels[j], dtype=np.int64) - count(b, a == ignore_index)
+        intersection = a_both - count(a, (a != b) & (a != ignore_index) & (b != ignore_index))
+        a_both[ignore_index] = b_both[ignore_index] = intersection[ignore_index] = 0
+        union = a_both + b_both - intersection
+        out.append({int(c): float(intersection[c] / union[c]) for c in np.flatnonzero(union)})
+    return out
 
 
 def agreement(pair_ious: list[dict[int, float]]) -> float:
@@ -81,15 +93,15 @@ def honeypot_outcome(
 def votes_outcome(
     image_id: str, workers: list[tuple[str, str]], weights: list[int] | None, pixels_of: dict[str, list[int]],
     load: Callable[[str], np.ndarray], store: ArtefactStore, settings: ConsensusSettings, ignore_index: int,
-    palette: list[tuple[int, int, int]] | None, cache: DecodedCache, count_votes: bool,
+    palette: list[tuple[int, int, int]] | None, cache: DecodedCache,
 ) -> dict:
-    """Agreement, pairs and agreement map of several annotators' masks, and their vote rows when
-    `count_votes` (the reliability estimate reads them); with `weights` (a plurality rule) the fused
-    mask too, else (reliability) what fusing it needs goes to `cache`."""
+    """Agreement, pairs, agreement map and vote rows of several annotators' masks (the reliability
+    estimate reads the rows; the pairs are counted from them); with `weights` (a plurality rule) the
+    fused mask too, else (reliability) what fusing it needs goes to `cache`."""
     masks = [load(key) for _, key in workers]
     disputed = disputed_pixels(masks)
     labels = disputed_labels(masks, disputed)
-    votes = vote_rows(labels, np.asarray(pixels_of[workers[0][1]], dtype=np.int64)) if count_votes else None
+    votes = vote_rows(labels, np.asarray(pixels_of[workers[0][1]], dtype=np.int64))
     if weights is None:
         fused, shown = None, agreement_map(masks[0].shape, disputed, votes, ignore_index)
     else:
@@ -97,11 +109,11 @@ def votes_outcome(
     heatmap = encode_mask_png(shown)
     map_key = store_keys.agreement_map(image_id, content_digest(heatmap))
     store.write_once(map_key, heatmap)
-    pair_ious = pair_class_ious(labels, [np.asarray(pixels_of[key], dtype=np.int64) for _, key in workers], ignore_index)
+    pair_ious = pair_class_ious(votes, [pixels_of[key] for _, key in workers], ignore_index)
     pairs = [{"annotators": [a, b], "class_iou": sorted(ious.items())}
              for ((a, _), (b, _)), ious in zip(combinations(workers, 2), pair_ious, strict=True)]
     outcome = {"agreement": agreement(pair_ious), "agreement_map_key": map_key, "pairs": pairs,
-               "votes": None if votes is None else {"rows": votes.rows.tolist(), "pixels": votes.pixels.tolist()},
+               "votes": {"rows": votes.rows.tolist(), "pixels": votes.pixels.tolist()},
                "fused_key": None, "class_pixels": None}
     if weights is None:
         cache.keep(image_id, DecodedVotes(masks[0], disputed.astype(np.int32), votes.disputed_row.astype(np.int32)))

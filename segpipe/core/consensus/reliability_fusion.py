@@ -93,9 +93,10 @@ def fuse_image(
     image_id: str, first_mask: np.ndarray, disputed: np.ndarray, votes: ImageVotes, weights: Sequence[float],
     min_confidence: float, ignore_index: int, store: ArtefactStore, palette: list[tuple[int, int, int]] | None,
 ) -> dict:
-    """The fused mask and confidence map of an image (written to the store) and the outcome to remember."""
+    """The fused mask and confidence map of an image (written to the store) and the outcome to
+    remember. The fused mask is painted over `first_mask`, which the caller decoded for this."""
     label, confidence = decide_rows(votes, weights, min_confidence, ignore_index)
-    fused, shown = first_mask.copy(), np.full(first_mask.shape, 255, dtype=np.uint8)
+    fused, shown = first_mask, np.full(first_mask.shape, 255, dtype=np.uint8)
     fused.ravel()[disputed] = label[votes.disputed_row]
     shown.ravel()[disputed] = confidence[votes.disputed_row]
     png = encode_mask_png(fused, palette)

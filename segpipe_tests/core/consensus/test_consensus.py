@@ -12,6 +12,7 @@ from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.consensus.fusion import build_consensus
 from segpipe.core.consensus.image_outcomes import agreement, pair_class_ious
 from segpipe.core.consensus.plurality import disputed_labels, disputed_pixels, fuse_masks
+from segpipe.core.consensus.vote_rows import vote_rows
 from segpipe.core.consensus.mask_agreement import boundary_f1, class_iou, mean_iou, pixel_accuracy
 from segpipe.core.shared.png import encode_mask_png
 from segpipe.core.rasterize.raster import decode_mask_png
@@ -46,7 +47,8 @@ def test_iou_is_one_for_identical_masks_and_symmetric():
     assert 0 < mean_iou(a, b, IGNORE) < 1
     masks = [a, a.copy(), b]
     pixels = [np.bincount(m.ravel(), minlength=256) for m in masks]
-    pair_ious = pair_class_ious(disputed_labels(masks, disputed_pixels(masks)), pixels, IGNORE)
+    votes = vote_rows(disputed_labels(masks, disputed_pixels(masks)), pixels[0])
+    pair_ious = pair_class_ious(votes, pixels, IGNORE)
     assert pair_ious == [class_iou(a, a, IGNORE), class_iou(a, b, IGNORE), class_iou(a, b, IGNORE)]
     assert agreement(pair_ious) == pytest.approx((1 + 2 * mean_iou(a, b, IGNORE)) / 3)
 

@@ -3,7 +3,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from segpipe.core.consensus.image_outcomes import agreement_map
+from segpipe.core.consensus.image_outcomes import agreement_map, pair_class_ious
+from segpipe.core.consensus.mask_agreement import class_iou
 from segpipe.core.consensus.plurality import disputed_labels, disputed_pixels, fuse_with_agreement
 from segpipe.core.consensus.vote_rows import vote_rows
 from segpipe.core.rasterize.label_masks import class_pixels
@@ -36,3 +37,12 @@ def test_the_agreement_map_from_vote_rows_is_the_plurality_rules_map(masks):
     disputed, votes = image_votes(masks)
     _, shown = fuse_with_agreement(masks, 0.5, IGNORE, None, disputed, disputed_labels(masks, disputed))
     assert np.array_equal(agreement_map(masks[0].shape, disputed, votes, IGNORE), shown)
+
+
+@settings(max_examples=150, deadline=None)
+@given(PANELS.filter(lambda masks: len(masks) >= 2))
+def test_pair_ious_from_vote_rows_are_the_class_ious_counted_pixel_by_pixel(masks):
+    _, votes = image_votes(masks)
+    pixels = [class_pixels(mask) for mask in masks]
+    expected = [class_iou(masks[i], masks[j], IGNORE) for i in range(len(masks)) for j in range(i + 1, len(masks))]
+    assert pair_class_ious(votes, pixels, IGNORE) == expected

@@ -299,7 +299,8 @@ def consensus_inputs(run: PanelMasks) -> tuple[pl.DataFrame, dict[str, bytes]]:
     return pl.DataFrame(rows, schema_overrides={"instance_mask_key": pl.String}), objects
 
 
-def run_panel(run: PanelMasks, settings: ConsensusSettings | None = None) -> PanelReport:
+def run_panel(run: PanelMasks) -> PanelReport:
+    """The panel through build_consensus under each fusion rule (the default settings otherwise)."""
     space = class_space()
     ignore = space.ignore
     entries, objects = consensus_inputs(run)
@@ -307,9 +308,9 @@ def run_panel(run: PanelMasks, settings: ConsensusSettings | None = None) -> Pan
     truth = [run.truth[n] for n in judged]
     fused, leaderboard, top, names = {}, [], {}, {c.id: c.name for c in space.taxonomy.classes}
     for rule in FUSION_RULES:
-        chosen = replace(settings or ConsensusSettings(), fusion=rule)
         store = dict(objects)
-        images, _, _, reliability = build_consensus(entries, ArtefactStore.in_memory(store), chosen, ignore,
+        images, _, _, reliability = build_consensus(entries, ArtefactStore.in_memory(store), ConsensusSettings(fusion=rule),
+                                                    ignore,
                                                     class_names=names, categories=category_of(space.taxonomy))
         released = dict(images.select("image_id", "mask_key").iter_rows())
         fused[rule] = score([decode_mask_png(store[released[f"scene{run.scenes[n].index:03d}"]]) for n in judged],

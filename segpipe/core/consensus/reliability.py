@@ -114,6 +114,8 @@ def estimate_reliability(
     honeypot pixels of each true label they gave each label) and started from the vote weighted by
     `seed_weights` (an annotator not named weighs their mean, 1 when none is: an unknown annotator
     is most likely a typical one). Deterministic: the same counts give the same estimates."""
+    if max_iterations < 1:
+        raise ValueError(f"max_iterations must be at least 1, got {max_iterations}")
     gold, seed_weights = gold or {}, seed_weights or {}
     tables = pooled(counts)
     annotators = sorted({a for t in tables for a in t.annotators} | set(gold))
@@ -137,8 +139,7 @@ def estimate_reliability(
     truths = anchor.sum(axis=(0, 2)) > 0
     for post in posts:
         truths |= post.any(axis=0)
-    confusion = prior = expected = None
-    iteration = 0
+    confusion = prior = None
     for iteration in range(1, max_iterations + 1):
         expected, new_prior = _expected_counts(posts, columns, weights, members, anchor)
         new_confusion = _confusion(expected, smoothing, diagonal)
@@ -150,8 +151,6 @@ def estimate_reliability(
         if moved <= tolerance:
             break
     expected, _ = _expected_counts(posts, columns, weights, members, anchor)
-    if confusion is None:  # max_iterations 0: the seed vote's estimates
-        confusion, prior = _confusion(expected, smoothing, diagonal), np.full(size, 1 / size)
     return Reliability(labels, prior, {a: confusion[i] for a, i in where.items()},
                        {a: expected[i] for a, i in where.items()}, iteration, truths)
 

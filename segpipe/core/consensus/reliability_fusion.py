@@ -29,7 +29,7 @@ from segpipe.core.shared.artefacts import ArtefactStore, content_digest
 from segpipe.core.shared.png import encode_mask_png
 from segpipe.store import keys as store_keys
 
-CACHE_BYTES = 256 * 1024 * 1024  # held between the estimate and fusion: about 110 images at 2048x1024
+CACHE_BYTES = 128 * 1024 * 1024  # held between the estimate and fusion: about 45 images at 2048x1024
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ leads to a file, the README stays short, the benchmark table is the CSV, and eve
 its page."""
 
 import csv
+import json
 import re
 from pathlib import Path
 
@@ -121,7 +122,21 @@ def test_every_format_reader_has_its_page_with_the_four_sections():
 
 @pytest.mark.parametrize("page", ["landing.md", "taxonomy.md", "qa-and-consensus.md", "sampling.md",
                                   "release-format.md", "publishing.md", "operations.md", "development.md",
-                                  "benchmarks.md", "rasterization.md", "formats/index.md"])
+                                  "benchmarks.md", "rasterization.md", "formats/index.md", "ui.md"])
 def test_each_hand_written_page_exists_and_the_readme_links_it(page):
     assert (DOCS / page).is_file()
     assert f"](docs/{page})" in README.read_text()
+
+
+def test_every_ui_screenshot_is_small_listed_with_its_facts_and_shown_on_the_ui_page():
+    """docs/ui/*.png are written by the browser test with their facts in screens.json (see
+    segpipe_tests/e2e/ui_screens.py); each is shown by docs/ui.md, none is stale, none is large."""
+    from segpipe_tests.e2e.ui_screens import FACTS_FILE, MAX_PNG_BYTES, SCREENS_DIR
+
+    listed = [screen["file"] for screen in json.loads(FACTS_FILE.read_text())["screens"]]
+    assert listed and len(set(listed)) == len(listed)
+    assert sorted(path.name for path in SCREENS_DIR.glob("*.png")) == sorted(listed)
+    page = (DOCS / "ui.md").read_text()
+    for name in listed:
+        assert (SCREENS_DIR / name).stat().st_size <= MAX_PNG_BYTES, name
+        assert f"](ui/{name})" in page, f"docs/ui.md does not show ui/{name}"

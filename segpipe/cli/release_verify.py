@@ -32,7 +32,7 @@ def verify_target(url: str, mask_sample: int) -> VerifyReport:
         archive = folder.archive
         zip_summary = "" if archive is None else (
             f"; its ZIP: {archive.files_checked} files match SHA256SUMS, {archive.images} images in index.csv match "
-            f"the manifest schema and meta.json, {archive.masks_decoded} masks decoded")
+            f"the manifest schema and meta.json, {masks_decoded(archive.masks_decoded, archive.images)}")
         return VerifyReport([f"{p.member}: {p.problem}" for p in folder.problems],
                             f"{folder.objects_checked} objects match _RELEASE.json{zip_summary}")
     try:
@@ -42,4 +42,11 @@ def verify_target(url: str, mask_sample: int) -> VerifyReport:
         return VerifyReport([f"{url}: {access_problem(fs, exc)}"], "")
     return VerifyReport([f"{p.member}: {p.problem}" for p in result.problems],
                         f"{result.files_checked} files match SHA256SUMS, {result.images} images in index.csv match "
-                        f"the manifest schema and meta.json, {result.masks_decoded} masks decoded")
+                        f"the manifest schema and meta.json, {masks_decoded(result.masks_decoded, result.images)}")
+
+
+def masks_decoded(decoded: int, images: int) -> str:
+    """How many of the release's masks were decoded, and why not all (the --mask-sample limit)."""
+    if decoded == images:
+        return f"all {images} masks decoded"
+    return f"{decoded} of {images} masks decoded: an even sample over the manifest, as --mask-sample asks"

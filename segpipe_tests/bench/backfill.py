@@ -89,7 +89,7 @@ def main() -> None:
                 runs.append({"edit": name, "backfill_s": round(backfill_s, 2), "ratio": round(backfill_s / cold_s, 3),
                              "masks_changed": changed, "steps_s": step_seconds(instance, started),
                              "new_release": backfill.release_metadata["version"] != cold.release_metadata["version"]})
-    entries = cold.release_metadata["counts"]["input"]
+    entries = cold.release_metadata["entries"]["input"]
     result = {"scenes": args.scenes, "size": f"{args.width}x{args.height}", "entries": entries,
               "cold_build_s": round(cold_s, 2), "cold_steps_s": {k: round(v, 2) for k, v in sorted(cold_steps.items())},
               "backfills": [{**r, "steps_s": {k: round(v, 2) for k, v in sorted(r["steps_s"].items())}} for r in runs]}

@@ -1,11 +1,8 @@
 import hashlib
 import io
 import json
-<<<<<<< HEAD
 import re
-=======
 from datetime import UTC, datetime
->>>>>>> i17-corrections
 
 import numpy as np
 import polars as pl

@@ -18,6 +18,7 @@ CLAIMS_DIR = "_claims"  # one create-only claim per release sequence
 BATCH_REMOVALS_DIR = "batches/removed"  # one JSON record per `segpipe batch remove`, never deleted
 QA_THUMBNAILS_DIR = "qa-thumbnails"  # one folder per QA rule, see qa_thumbnail
 AGREEMENT_MAPS_DIR = "agreement-maps"
+CONFIDENCE_MAPS_DIR = "confidence-maps"
 
 
 def image(image_id: str, frame: str, suffix: str) -> str:
@@ -45,8 +46,18 @@ def agreement_map(image_id: str, digest: str) -> str:
     return f"{AGREEMENT_MAPS_DIR}/{image_id}-{digest}.png"
 
 
+def confidence_map(image_id: str, digest: str) -> str:
+    return f"{CONFIDENCE_MAPS_DIR}/{image_id}-{digest}.png"
+
+
 def consensus_memo(image_id: str, digest: str) -> str:
     return f"consensus/{image_id}-{digest}.json"
+
+
+def reliability_fusion(image_id: str, digest: str) -> str:
+    """The reliability-fused outcome in force for an image's masks (digest of their keys and the
+    settings): rewritten when its annotators' vote weights move beyond consensus.estimate_tolerance."""
+    return f"consensus/reliability/{image_id}-{digest}.json"
 
 
 def qa_thumbnail(check_id: str, entry_id: str, digest: str) -> str:

@@ -17,6 +17,7 @@ EXPECTED_ASSETS = {
     "consensus_masks": ("consensus", {"annotation_masks", "qa_report"}),
     "annotator_scores": ("consensus", {"annotation_masks", "qa_report"}),
     "annotator_pair_agreement": ("consensus", {"annotation_masks", "qa_report"}),
+    "annotator_reliability": ("consensus", {"annotation_masks", "qa_report"}),
     "dataset_split": ("sampling", {"consensus_masks", "batch_images"}),
     "sampling_report": ("sampling", {"consensus_masks", "batch_images"}),
     "class_balance": ("sampling", {"consensus_masks", "batch_images"}),
@@ -84,7 +85,8 @@ def test_jobs_schedule_and_sensor_resolve():
         "landing_batches_sensor": dg.DefaultSensorStatus.RUNNING, "run_failure_alert": dg.DefaultSensorStatus.RUNNING,
         "bad_input_alert": dg.DefaultSensorStatus.RUNNING}
     release_keys = {k.to_user_string() for k in d.resolve_job_def("release_job").asset_layer.selected_asset_keys}
-    assert release_keys == {"qa_report", "consensus_masks", "annotator_scores", "annotator_pair_agreement", "dataset_split",
+    assert release_keys == {"qa_report", "consensus_masks", "annotator_scores", "annotator_pair_agreement",
+                            "annotator_reliability", "dataset_split",
                             "sampling_report", "class_balance", "dataset_release"}
 
 

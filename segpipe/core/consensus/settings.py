@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, StrictFloat, StrictInt
 from pydantic.dataclasses import dataclass
 
 LowScorerPolicy = Literal["exclude", "review"]
-FusionRule = Literal["plurality", "honeypot_weighted"]
+FusionRule = Literal["reliability", "plurality", "honeypot_weighted"]
 
 
 @dataclass
@@ -19,9 +19,9 @@ class ConsensusSettings:
 
     quorum: StrictFloat = Field(
         0.5, ge=0, le=1,
-        description="A pixel keeps the plurality class only if at least this share of the annotators' votes chose "
-                    "it; ties and pixels below quorum become ignore. Raise it for stricter masks with more ignore "
-                    "pixels.")
+        description="Plurality and honeypot_weighted fusion: a pixel keeps the plurality class only if at least this "
+                    "share of the annotators' votes chose it; ties and pixels below quorum become ignore. Raise it for "
+                    "stricter masks with more ignore pixels.")
     min_agreement: StrictFloat = Field(
         0.6, ge=0, le=1,
         description="Images whose mean pairwise IoU between annotators is below this go to review, not the "
@@ -39,7 +39,20 @@ class ConsensusSettings:
         description="What happens to an annotator below min_honeypot_iou. exclude: their masks are left out of "
                     "fusion. review: the images they labelled go to review.")
     fusion: FusionRule = Field(
-        "plurality",
-        description="How annotators' votes count. plurality: one vote each. honeypot_weighted: each vote weighs the "
-                    "annotator's honeypot mean IoU (one without honeypots weighs the mean of those with), and "
-                    "quorum is a share of the image's total weight.")
+        "reliability",
+        description="How annotators' votes count. reliability: each annotator's per-class reliability is estimated "
+                    "over every image (expectation-maximisation, anchored by honeypots) and each vote weighs the "
+                    "inverse of the annotator's estimated error rate; it applies to images with three or more "
+                    "annotators, and to two-annotator images once honeypots exist (else they fall back to "
+                    "plurality). plurality: one vote each. honeypot_weighted: each vote weighs the annotator's "
+                    "honeypot mean IoU (one without honeypots weighs the mean of those with), and quorum is a share "
+                    "of the image's total weight.")
+    min_confidence: StrictFloat = Field(
+        0.5, ge=0, le=1,
+        description="Reliability fusion: a pixel whose posterior (the share of the weighted vote behind its class) is "
+                    "below this becomes ignore. Raise it for masks with fewer doubtful pixels and more ignore.")
+    estimate_tolerance: StrictFloat = Field(
+        0.02, ge=0, le=1,
+        description="Reliability fusion: an image fused by an earlier build keeps its mask until some annotator's share "
+                    "of its vote weight has moved by more than this since, so a release re-fuses only images whose "
+                    "annotators' estimates really moved. 0 re-fuses on any change.")

@@ -203,6 +203,8 @@ class ConsensusRecord(pa.DataFrameModel):
     mask_key: str
     instance_mask_key: str = pa.Field(nullable=True)  # of the released entry; a fused mask has no instances
     agreement_map_key: str = pa.Field(nullable=True)  # fused images: per-pixel share of the votes behind the leader
+    confidence_map_key: str = pa.Field(nullable=True)  # reliability-fused images: per-pixel posterior of the released class
+    fusion_rule: str = pa.Field(nullable=True, isin=["reliability", "plurality", "honeypot_weighted"])  # fused images
     vote_weights: pl.List(pl.Float64) = pa.Field(nullable=True)  # fused images: each of annotators' vote (consensus.fusion)
     status: str = pa.Field(isin=["accepted", "low_agreement", "annotator_review", "annotator_excluded"])
     class_pixels: pl.List(pl.Int64)  # pixels of each value 0..255 in the released mask
@@ -224,6 +226,31 @@ class AnnotatorPairRecord(pa.DataFrameModel):
     class_name: str = pa.Field(nullable=True)  # from the taxonomy; null for an id it does not name
     class_iou: float = pa.Field(ge=0.0, le=1.0)
     pair_mean_iou: float = pa.Field(ge=0.0, le=1.0)
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class AnnotatorReliabilityRecord(pa.DataFrameModel):
+    """How reliably an annotator labels one true class, as reliability fusion estimates it over every
+    image they labelled (honeypot pixels counted as they are, the rest as expected under the
+    estimate): the share they label right, the other class they give most often instead (within
+    the class's taxonomy category when it has one) and the share left unlabelled; with the
+    annotator's overall error rate and vote weight repeated on each of their rows."""
+
+    annotator: str
+    class_id: int = pa.Field(ge=0, le=255)
+    class_name: str = pa.Field(nullable=True)  # from the taxonomy; null for an id it does not name
+    pixels: float = pa.Field(ge=0.0)  # the annotator's pixels of this true class (expected)
+    honeypot_pixels: int = pa.Field(ge=0)  # of which on honeypots, where the true class is known
+    recall: float = pa.Field(ge=0.0, le=1.0)
+    confused_with: int = pa.Field(nullable=True, ge=0, le=255)
+    confused_with_name: str = pa.Field(nullable=True)
+    confusion_rate: float = pa.Field(ge=0.0, le=1.0)  # share of the class's pixels given confused_with
+    unlabelled_rate: float = pa.Field(ge=0.0, le=1.0)  # share of the class's pixels left ignore
+    error_rate: float = pa.Field(ge=0.0, le=1.0)  # over all the annotator's pixels of a true class
+    vote_weight: float = pa.Field(gt=0.0)  # 1 / error_rate (at most 1000)
 
     class Config:
         strict = True

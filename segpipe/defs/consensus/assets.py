@@ -2,8 +2,9 @@ import dagster as dg
 import polars as pl
 
 from segpipe.core.consensus.annotator_pairs import pair_summary
+from segpipe.core.consensus.annotator_reliability import annotator_summary
 from segpipe.core.consensus.fusion import build_consensus
-from segpipe.core.consensus.review import agreement_map_pictures, review_queue
+from segpipe.core.consensus.review import agreement_map_pictures, confidence_map_pictures, review_queue
 from segpipe.core.qa.rules import excluded_entries
 from segpipe.defs.metadata import md_table
 from segpipe.defs.pictures import gallery, stored_pictures
@@ -14,6 +15,9 @@ from segpipe.store import keys as store_keys
 
 AGREEMENT_MAP_NOTE = ("Agreement maps: white where all annotators agree, darker where they split (the share of the "
                       "vote behind each pixel's leading class).")
+CONFIDENCE_MAP_NOTE = ("Confidence maps (reliability-fused images): white where the released class has all the "
+                       "vote weight behind it, darker as its posterior falls; below consensus.min_confidence the "
+                       "pixel was released as ignore.")
 
 
 @dg.multi_asset(
@@ -21,6 +25,7 @@ AGREEMENT_MAP_NOTE = ("Agreement maps: white where all annotators agree, darker 
         "consensus_masks": dg.AssetOut(kinds={"polars"}, description="Per image: released mask (gold, single or fused) and annotator agreement."),
         "annotator_scores": dg.AssetOut(kinds={"polars"}, description="Honeypot leaderboard: each annotator against gold annotations."),
         "annotator_pair_agreement": dg.AssetOut(kinds={"polars"}, description="Per fused image, annotator pair and class: the class IoU and the pair's mean IoU."),
+        "annotator_reliability": dg.AssetOut(kinds={"polars"}, description="Per annotator and class, as reliability fusion estimates it over every image: recall, the class confused with, error rate and vote weight."),
     },
     group_name="consensus",
     retry_policy=OBJECT_STORE_RETRY,
@@ -32,25 +37,32 @@ def consensus(
     annotation_masks: pl.DataFrame,
     qa_report: pl.DataFrame,
 ):
-    """Fuse annotators pixel by pixel where several labelled an image, score them on honeypots, and
-    measure each pair's agreement class by class. Entries a QA rule excluded take no part; images
-    whose masks are unchanged since an earlier run reuse its outcome (see segpipe.core.consensus.fusion).
-    The review queue shows the agreement maps of its first images (AGREEMENT_MAP_NOTE)."""
+    """Fuse annotators pixel by pixel where several labelled an image, score them on honeypots,
+    measure each pair's agreement class by class and estimate each annotator's per-class
+    reliability. Entries a QA rule excluded take no part; images whose masks are unchanged since an
+    earlier run reuse its outcome (see segpipe.core.consensus.fusion). The review queue shows the
+    agreement and confidence maps of its first images (AGREEMENT_MAP_NOTE, CONFIDENCE_MAP_NOTE)."""
     with only_transient_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
         palette = taxonomy.palette() if settings.mask_encoding == "palette" else None
         usable = annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti")
-        images, scores, pairs = build_consensus(usable, object_store.artefacts(), settings.consensus, taxonomy.ignore_index,
-                                                palette, {c.id: c.name for c in taxonomy.classes})
+        images, scores, pairs, reliability = build_consensus(
+            usable, object_store.artefacts(), settings.consensus, taxonomy.ignore_index, palette,
+            {c.id: c.name for c in taxonomy.classes}, {c.id: c.category for c in taxonomy.classes})
         queue = review_queue(images, annotation_masks.select("entry_id", "image_id").join(
             qa_report.select("entry_id", "file_name").unique("entry_id"), on="entry_id"))
         yield dg.Output(images, output_name="consensus_masks", metadata={
             "images": images.height,
             "by_status": dg.MetadataValue.json(dict(images.group_by("status").len().sort("status").iter_rows())),
             "by_mask_source": dg.MetadataValue.json(dict(images.group_by("mask_source").len().sort("mask_source").iter_rows())),
+            "by_fusion_rule": dg.MetadataValue.json(dict(images.filter(pl.col("fusion_rule").is_not_null())
+                                                         .group_by("fusion_rule").len().sort("fusion_rule").iter_rows())),
             "review_queue": md_table(queue.select("file_name", "status", "annotators", "agreement")),
             "agreement_maps": gallery(stored_pictures(object_store, agreement_map_pictures(queue)),
                                       everything=object_store.url(store_keys.AGREEMENT_MAPS_DIR), note=AGREEMENT_MAP_NOTE),
+            "confidence_maps": gallery(stored_pictures(object_store, confidence_map_pictures(queue)),
+                                       everything=object_store.url(store_keys.CONFIDENCE_MAPS_DIR),
+                                       note=CONFIDENCE_MAP_NOTE),
         })
         yield dg.Output(scores, output_name="annotator_scores", metadata={
             "leaderboard": md_table(scores),
@@ -58,4 +70,8 @@ def consensus(
         yield dg.Output(pairs, output_name="annotator_pair_agreement", metadata={
             "rows": pairs.height,
             "by_pair": md_table(pair_summary(pairs)),
+        })
+        yield dg.Output(reliability, output_name="annotator_reliability", metadata={
+            "rows": reliability.height,
+            "leaderboard": md_table(annotator_summary(reliability), percent=("error_rate",)),
         })

@@ -32,7 +32,7 @@ def test_every_key_has_a_row_or_a_section_with_its_type_default_and_bounds():
         assert f"| `{leaf}` |" in page or f"## {key}\n" in page, key
     assert "| `boundary_tolerance_px` | integer | `2` | ≥ 0 |" in page  # the key as written in the file: the alias
     assert "| `quorum` | number | `0.5` | ≥ 0, ≤ 1 |" in page
-    assert "| `fusion` | string | `plurality` | one of `plurality`, `honeypot_weighted` |" in page
+    assert "| `fusion` | string | `reliability` | one of `reliability`, `plurality`, `honeypot_weighted` |" in page
     assert ("| `splits` | mapping of train/val/test to number | `{train: 0.7, val: 0.15, test: 0.15}` | "
             "each number ≥ 0, ≤ 1 |") in page
     assert "| `target_size` | integer | unset | ≥ 1 |" in page

@@ -30,12 +30,14 @@ def test_packaged_settings_load():
     settings = load_pipeline_settings(PACKAGED)
     assert settings.sampling.splits == {"train": 0.7, "val": 0.15, "test": 0.15}
     assert settings.mask_encoding in ("grayscale", "palette")
-    assert settings.consensus.fusion == "plurality"  # commented out: the default
+    assert settings.consensus.fusion == "reliability"  # commented out: the default
+    assert (settings.consensus.min_confidence, settings.consensus.estimate_tolerance) == (0.5, 0.02)
 
 
-def test_consensus_fusion_can_weigh_votes_by_honeypot_score():
-    text = PACKAGED.read_text().replace("# fusion: plurality", "fusion: honeypot_weighted")
-    assert parse_pipeline_settings(text, "p.yaml").consensus.fusion == "honeypot_weighted"
+@pytest.mark.parametrize("rule", ["plurality", "honeypot_weighted"])
+def test_consensus_fusion_can_count_votes_by_head_or_honeypot_score(rule):
+    text = PACKAGED.read_text().replace("# fusion: reliability", f"fusion: {rule}")
+    assert parse_pipeline_settings(text, "p.yaml").consensus.fusion == rule
 
 
 @pytest.mark.parametrize(("old", "new", "key", "message"), [
@@ -46,8 +48,11 @@ def test_consensus_fusion_can_weigh_votes_by_honeypot_score():
     ("seed: 7", "seed: seven", "sampling.seed", "must be an integer, got 'seven'"),
     ("\nqa:", "\nqaa:", "qaa", "unknown key; did you mean 'qa'?"),
     ("instance_area_sigma: 4", "instance_area_sigma: -1", "qa.instance_area_sigma", "must be at least 0, got -1"),
-    ("# fusion: plurality", "fusion: majority", "consensus.fusion",
-     "must be 'plurality' or 'honeypot_weighted', got 'majority'"),
+    ("# fusion: reliability", "fusion: majority", "consensus.fusion",
+     "must be 'reliability', 'plurality' or 'honeypot_weighted', got 'majority'"),
+    ("# min_confidence: 0.5", "min_confidence: 1.5", "consensus.min_confidence", "must be at most 1, got 1.5"),
+    ("# estimate_tolerance: 0.02", "estimate_tolerance: -0.1", "consensus.estimate_tolerance",
+     "must be at least 0, got -0.1"),
 ])
 def test_invalid_settings_name_the_file_the_line_and_the_key(old, new, key, message):
     text = PACKAGED.read_text()

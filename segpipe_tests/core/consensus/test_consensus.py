@@ -9,14 +9,10 @@ from hypothesis.extra.numpy import arrays
 
 from segpipe.core.consensus.annotator_pairs import pair_summary
 from segpipe.core.shared.artefacts import ArtefactStore
-from segpipe.core.consensus.fusion import (
-    agreement,
-    build_consensus,
-    disputed_labels,
-    disputed_pixels,
-    fuse_masks,
-    pair_class_ious,
-)
+from segpipe.core.consensus.fusion import build_consensus
+from segpipe.core.consensus.image_outcomes import agreement, pair_class_ious
+from segpipe.core.consensus.plurality import disputed_labels, disputed_pixels, fuse_masks
+from segpipe.core.consensus.vote_rows import vote_rows
 from segpipe.core.consensus.mask_agreement import boundary_f1, class_iou, mean_iou, pixel_accuracy
 from segpipe.core.shared.png import encode_mask_png
 from segpipe.core.rasterize.raster import decode_mask_png
@@ -51,7 +47,8 @@ def test_iou_is_one_for_identical_masks_and_symmetric():
     assert 0 < mean_iou(a, b, IGNORE) < 1
     masks = [a, a.copy(), b]
     pixels = [np.bincount(m.ravel(), minlength=256) for m in masks]
-    pair_ious = pair_class_ious(disputed_labels(masks, disputed_pixels(masks)), pixels, IGNORE)
+    votes = vote_rows(disputed_labels(masks, disputed_pixels(masks)), pixels[0])
+    pair_ious = pair_class_ious(votes, pixels, IGNORE)
     assert pair_ious == [class_iou(a, a, IGNORE), class_iou(a, b, IGNORE), class_iou(a, b, IGNORE)]
     assert agreement(pair_ious) == pytest.approx((1 + 2 * mean_iou(a, b, IGNORE)) / 3)
 
@@ -88,9 +85,12 @@ def consensus_inputs() -> tuple[pl.DataFrame, dict[str, bytes]]:
     return entries, {key: encode_mask_png(mask) for key, mask in masks.items()}
 
 
+PLURALITY = ConsensusSettings(0.5, 0.6, fusion="plurality")
+
+
 def test_build_consensus_prefers_gold_fuses_several_and_sends_disagreement_to_review():
     entries, objects = consensus_inputs()
-    images, scores, _ = build_consensus(entries, ArtefactStore.in_memory(objects), ConsensusSettings(0.5, 0.6), IGNORE)
+    images, scores, _, _ = build_consensus(entries, ArtefactStore.in_memory(objects), PLURALITY, IGNORE)
     by_id = {r["image_id"]: r for r in images.iter_rows(named=True)}
     assert (by_id["g"]["mask_source"], by_id["g"]["mask_key"]) == ("gold", "gold")
     assert (by_id["agree"]["mask_source"], by_id["agree"]["status"], by_id["agree"]["agreement"]) == ("fused", "accepted", 1.0)
@@ -111,7 +111,7 @@ def test_build_consensus_prefers_gold_fuses_several_and_sends_disagreement_to_re
 
 def test_a_rerun_on_unchanged_masks_reuses_each_outcome_and_a_changed_mask_is_fused_again():
     entries, objects = consensus_inputs()
-    settings = ConsensusSettings(0.5, 0.6)
+    settings = PLURALITY
     first = build_consensus(entries, ArtefactStore.in_memory(objects), settings, IGNORE)
     reads: list[str] = []
     store = counting_reads(ArtefactStore.in_memory(objects), reads)
@@ -124,7 +124,7 @@ def test_a_rerun_on_unchanged_masks_reuses_each_outcome_and_a_changed_mask_is_fu
     changed = entries.with_columns(pl.col("mask_key").replace({"d": "d2"}))
     changed = changed.with_columns(pl.when(pl.col("mask_key") == "d2").then(pl.lit([0, 0, 16] + [0] * 253))
                                    .otherwise(pl.col("class_pixels")).alias("class_pixels"))
-    images, _, _ = build_consensus(changed, store, settings, IGNORE)
+    images, _, _, _ = build_consensus(changed, store, settings, IGNORE)
     clash = images.filter(pl.col("image_id") == "clash").row(0, named=True)
     assert (clash["status"], clash["agreement"]) == ("accepted", 1.0)
     assert {"c", "d2"} <= set(reads) and not {"a", "b", "gold", "x1"} & set(reads)
@@ -223,7 +223,7 @@ def run_consensus(masks_by_image: dict[str, list[np.ndarray]], settings=Consensu
             objects[key] = encode_mask_png(mask)
             rows.append({"image_id": image_id, "annotator": f"ann{n}", "is_gold": False, "mask_key": key,
                          "instance_mask_key": None, "class_pixels": np.bincount(mask.ravel(), minlength=256).tolist()})
-    images, _, pairs = build_consensus(pl.DataFrame(rows), ArtefactStore.in_memory(objects), settings, IGNORE,
+    images, _, pairs, _ = build_consensus(pl.DataFrame(rows), ArtefactStore.in_memory(objects), settings, IGNORE,
                                        class_names=class_names)
     return {r["image_id"]: {**r, "fused": decode_mask_png(objects[r["mask_key"]]),
                             "agreement_map": decode_mask_png(objects[r["agreement_map_key"]])}
@@ -272,7 +272,7 @@ def honeypot_case(policy: str):
     }, schema_overrides={"instance_mask_key": pl.String})
     objects = {key: encode_mask_png(mask) for key, mask in masks.items()}
     settings = ConsensusSettings(0.5, 0.6, min_honeypot_iou=0.5, low_scorer=policy)
-    images, board, _ = build_consensus(entries, ArtefactStore.in_memory(objects), settings, IGNORE)
+    images, board, _, _ = build_consensus(entries, ArtefactStore.in_memory(objects), settings, IGNORE)
     return {r["image_id"]: r for r in images.iter_rows(named=True)}, board, objects
 
 
@@ -353,7 +353,7 @@ def fused_by_image(fusion: str, assignments=None, masks=None, store=None):
     assignments, masks = assignments or default_assignments, masks or default_masks
     objects = {key: encode_mask_png(mask) for key, mask in masks.items()}
     store = store or ArtefactStore.in_memory(objects)
-    images, board, pairs = build_consensus(masks_by_key(assignments, masks), store,
+    images, board, pairs, _ = build_consensus(masks_by_key(assignments, masks), store,
                                            ConsensusSettings(0.5, 0.2, fusion=fusion), IGNORE)
     return {r["image_id"]: r for r in images.iter_rows(named=True)}, board, pairs, objects
 

@@ -54,8 +54,8 @@ class PartShelf(Protocol):
         """Whether a part of this name holding these members is stored: then it is used as it is."""
         ...
 
-    def create(self, name: str) -> AbstractContextManager[BinaryIO]:
-        """A stream for a new part of this name."""
+    def create(self, name: str, members: Sequence["PlannedMember"]) -> AbstractContextManager[BinaryIO]:
+        """A stream for a new part of this name, which will hold these members."""
         ...
 
 
@@ -128,7 +128,7 @@ class PartPlanner:
             placed.parts.append(name)
             placed.part_of.update((m.path, name) for m in members)
             if not self.shelf.holds(name, members):
-                with self.shelf.create(name) as out, ZipPackager(out) as packager:
+                with self.shelf.create(name, members) as out, ZipPackager(out) as packager:
                     for member in members:
                         _check(member, packager.add(Member(member.path, member.content, member.compress)))
                 placed.written.append(name)

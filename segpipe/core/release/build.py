@@ -99,10 +99,17 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | Non
         qa_results=names.table(inputs.qa_report, "reason"),
         report_files=report_files(inputs.sampling_report, inputs.class_balance, leaks), shapes=shapes,
         provenance={names.batches[batch]: terms for batch, terms in batch_provenance(inputs.batch_images).items()})
+    placed, members = package_release(release, items, out, parts)
+    return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts, members, placed)
+
+
+def package_release(release: ReleaseContext, items: pl.DataFrame, out: BinaryIO,
+                    parts: PartPlanner | None = None) -> tuple[PartLayout | None, pl.DataFrame]:
+    """write_release into the version's ZIP streamed into `out`: where the items' files went, and
+    the member index (members.parquet) of every file."""
     with ZipPackager(out) as packager:
         placed = write_release(release, items, packager, parts)
-    members = member_index(release.packaged, placed or PartLayout(), packager.sizes)
-    return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts, members, placed)
+    return placed, member_index(release.packaged, placed or PartLayout(), packager.sizes)
 
 
 def write_release(release: ReleaseContext, items: pl.DataFrame, packager: Packager,

@@ -13,8 +13,8 @@ MIB = 1 << 20
 class ReleaseSettings:
     __pydantic_config__ = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    part_mib: StrictInt = Field(
-        256, ge=1,
+    part_mib: StrictFloat | StrictInt = Field(
+        256, gt=0,
         description="The size, in MiB of images, at which a release's images are cut into parts that later "
                     "versions share (see docs/release-format.md): a dataset whose images and masks fit in one part "
                     "is one ZIP. Larger parts mean fewer files; smaller ones mean a nightly or a re-split rewrites "
@@ -35,4 +35,4 @@ class ReleaseSettings:
 
     @property
     def part_bytes(self) -> int:
-        return self.part_mib * MIB
+        return max(1, round(self.part_mib * MIB))

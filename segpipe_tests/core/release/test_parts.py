@@ -7,7 +7,6 @@ import io
 import zipfile
 from collections.abc import Iterator, Sequence
 
-import numpy as np
 import polars as pl
 import pytest
 

@@ -210,6 +210,29 @@ def test_build_and_backfill_with_nothing_to_build_say_so_and_exit_1(tmp_path, ca
     assert capsys.readouterr().err == "segpipe backfill: no batches have been ingested yet; run `segpipe build` first\n"
 
 
+def test_batches_and_build_name_each_landed_entry_that_cannot_be_a_batch(tmp_path, capsys, monkeypatch):
+    landing = tmp_path / "landing"
+    (landing / "vendor a delivery").mkdir(parents=True)
+    (landing / "vendor a delivery" / "batch.json").write_text("{}")
+    (tmp_path / "dagster").mkdir()
+    monkeypatch.setenv("SEGPIPE_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    assert main(["batches"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "no batches: none ready in the landing zone, none ingested, none removed",
+        "NOT A BATCH: 1 entry of the landing zone, not read (not in any count above)",
+        f"  {landing}/vendor a delivery: 'vendor a delivery' is not a batch id ({landing}/vendor a delivery/batch.json "
+        "exists), so the folder is not read",
+        "    what to do: Rename the folder to a batch id such as 'vendor_a_delivery': letters, digits, '.', '_' and "
+        "'-', starting with a letter or digit, at most 128 characters.",
+    ]
+    assert main(["build"]) == 1
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        f"not a batch: {landing}/vendor a delivery: 'vendor a delivery' is not a batch id ({landing}/vendor a delivery/"
+        "batch.json exists), so the folder is not read. Rename the folder to a batch id such as 'vendor_a_delivery': "
+        "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128 characters."]
+
+
 def test_pseudonym_prints_what_tables_use_for_a_name(tiny_demo, tmp_path, capsys, pseudonym_key):
     assert main(["pseudonym", "alice"]) == 0
     [line] = capsys.readouterr().out.splitlines()
@@ -231,7 +254,7 @@ def test_verify_and_inspect_read_a_release_zip_by_path_or_url(tmp_path, capsys):
     release = tmp_path / "demo.zip"
     release.write_bytes(build_release().data)
     assert main(["verify", release.as_uri()]) == 0
-    assert capsys.readouterr().out == (f"{release.as_uri()}: OK (18 files match SHA256SUMS, 3 images in index.csv match "
+    assert capsys.readouterr().out == (f"{release.as_uri()}: OK (19 files match SHA256SUMS, 3 images in index.csv match "
                                        "the manifest schema and meta.json, 3 masks decoded)\n")
     assert main(["inspect", str(release)]) == 0
     printed = capsys.readouterr().out
@@ -294,7 +317,7 @@ def test_verify_checks_every_object_of_a_release_folder_against_its_marker(tmp_p
     folder = tmp_path / "store" / published.prefix
     assert main(["verify", str(folder)]) == 0
     assert capsys.readouterr().out == (
-        f"{folder}: OK (2 objects match _RELEASE.json; its ZIP: 18 files match SHA256SUMS, 3 images in index.csv "
+        f"{folder}: OK (2 objects match _RELEASE.json; its ZIP: 19 files match SHA256SUMS, 3 images in index.csv "
         "match the manifest schema and meta.json, 3 masks decoded)\n")
 
     archive, manifest = folder / f"demo-{published.version}.zip", folder / "manifest.parquet"

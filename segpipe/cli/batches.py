@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
-from segpipe.core.ingest.landing import list_ready_batches
+from segpipe.core.ingest.landing import LandingProblem, list_ready_batches, scan_landing
 from segpipe.defs.batches import BATCH_DONE_ASSET, describe_not_done, last_run
 from segpipe.defs.partitions import annotation_batches
 from segpipe.environment import Environment
@@ -50,12 +50,28 @@ def batch_rows(instance: dg.DagsterInstance, env: Environment) -> list[BatchRow]
     return rows
 
 
-def format_batch_rows(rows: list[BatchRow]) -> str:
+def landing_problems(env: Environment) -> list[LandingProblem]:
+    """The entries of the landing zone that cannot become batches, so are in no row."""
+    return scan_landing(*open_location(env.landing_root, env.s3_endpoint_url)).problems
+
+
+def format_batch_rows(rows: list[BatchRow], problems: list[LandingProblem] = ()) -> str:
     if not rows:
-        return "no batches: none ready in the landing zone, none ingested, none removed"
-    width = max(len(row.batch) for row in rows)
-    return "\n".join([f"{'batch':<{width}}  {'state':<8}  last run",
-                      *(f"{row.batch:<{width}}  {row.state:<8}  {row.last_run}" for row in rows)])
+        table = ["no batches: none ready in the landing zone, none ingested, none removed"]
+    else:
+        width = max(len(row.batch) for row in rows)
+        table = [f"{'batch':<{width}}  {'state':<8}  last run",
+                 *(f"{row.batch:<{width}}  {row.state:<8}  {row.last_run}" for row in rows)]
+    return "\n".join(table + landing_problem_lines(problems))
+
+
+def landing_problem_lines(problems: list[LandingProblem]) -> list[str]:
+    """Each landed entry that is not read as a batch, with why and what to do."""
+    if not problems:
+        return []
+    count = f"{len(problems)} entr{'y' if len(problems) == 1 else 'ies'}"
+    return [f"NOT A BATCH: {count} of the landing zone, not read (not in any count above)",
+            *(line for p in problems for line in (f"  {p.path}: {p.reason}", f"    what to do: {p.what_to_do}"))]
 
 
 def retry_batch(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, batch: str) -> dg.ExecuteInProcessResult:

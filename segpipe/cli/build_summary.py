@@ -3,6 +3,7 @@
 import dagster as dg
 import polars as pl
 
+from segpipe.cli.batches import landing_problem_lines
 from segpipe.cli.failure_summary import format_failure
 from segpipe.cli.local_build import BuildOutcome
 from segpipe.cli.run_failure import read_run_failure
@@ -14,6 +15,7 @@ def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.Dag
     lines = [f"batches: {len(outcome.batches)} ({', '.join(outcome.batches)})"]
     lines += [f"batch {batch}: removed (`segpipe batch remove`), left out; `segpipe batch retry {batch}` brings it back"
               for batch in outcome.removed]
+    lines += landing_problem_lines(outcome.not_batches)
     if not outcome.success:
         failure = read_run_failure(instance, outcome.failed_run_id)
         return "\n".join(lines + format_failure(failure, outcome.batches, defs, instance, env)

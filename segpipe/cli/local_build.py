@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 import dagster as dg
 
-from segpipe.core.ingest.landing import list_ready_batches
+from segpipe.core.ingest.landing import LandingProblem, scan_landing
 from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.core.taxonomy.model import load_taxonomy
 from segpipe.defs.batches import BATCH_DONE_ASSET, done_batches
@@ -32,6 +32,7 @@ class BuildOutcome:
     failed_run_id: str | None = None  # the run that failed or published no release; its event log says why
     failed_batches: dict[str, str] = field(default_factory=dict)  # batch -> its failed batch_job run of this build
     removed: list[str] = field(default_factory=list)  # ready batches left out: `segpipe batch remove` removed them
+    not_batches: list[LandingProblem] = field(default_factory=list)  # landed entries that cannot be batches
 
 
 def run_local_build(
@@ -42,7 +43,7 @@ def run_local_build(
     nightly `segpipe build` does only the new batches' work; after a taxonomy edit, `segpipe
     backfill` remaps the drawn ones. A batch whose run fails is left out of the release, not in its
     way (the release names it); a batch `segpipe batch remove` removed is not landed again."""
-    batches, removed = _register_batches(instance, env)
+    batches, removed, not_batches = _register_batches(instance, env)
     quiet = _quiet(log_level)
     spec = defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
     if not spec.success:
@@ -56,8 +57,10 @@ def run_local_build(
             if not run.success:
                 failed_batches[batch] = run.run_id
     if not done_batches(instance):
-        return replace(_failed(batches, next(iter(failed_batches.values()))), failed_batches=failed_batches)
-    return replace(_release(defs, instance, batches, quiet), failed_batches=failed_batches, removed=removed)
+        return replace(_failed(batches, next(iter(failed_batches.values()))), failed_batches=failed_batches,
+                       not_batches=not_batches)
+    return replace(_release(defs, instance, batches, quiet), failed_batches=failed_batches, removed=removed,
+                   not_batches=not_batches)
 
 
 def run_taxonomy_backfill(
@@ -82,22 +85,26 @@ def run_taxonomy_backfill(
     return _release(defs, instance, sorted(batches), quiet)
 
 
-def _register_batches(instance: dg.DagsterInstance, env: Environment) -> tuple[list[str], list[str]]:
-    """The ready batches to build, each added as a partition, and the ready ones left out because
-    they were removed (`segpipe batch retry` brings one back)."""
+def _register_batches(
+    instance: dg.DagsterInstance, env: Environment,
+) -> tuple[list[str], list[str], list[LandingProblem]]:
+    """The ready batches to build, each added as a partition; the ready ones left out because they
+    were removed (`segpipe batch retry` brings one back); the landed entries that cannot be batches."""
     load_taxonomy(env.taxonomy_path)
     load_pipeline_settings(env.pipeline_path)
     fs, root = open_location(env.landing_root, env.s3_endpoint_url)
-    ready = list_ready_batches(fs, root)
+    scan = scan_landing(fs, root)
+    ready = list(scan.ready)
     known = set(instance.get_dynamic_partitions(annotation_batches.name))
     removed = set(removed_batches(*open_location(env.storage_root, env.s3_endpoint_url))) - known
     batches = [b for b in ready if b not in removed]
     if not batches:
         raise NothingToBuild(f"{env.landing_root}: no ready batches (folders with a batch.json, or .zip archives); "
                              "start a project from your export with `segpipe init EXPORT`, or try `segpipe demo`"
-                             + (f" (removed, so left out: {', '.join(sorted(removed & set(ready)))})" if ready else ""))
+                             + (f" (removed, so left out: {', '.join(sorted(removed & set(ready)))})" if ready else "")
+                             + "".join(f"\nnot a batch: {problem}" for problem in scan.problems))
     instance.add_dynamic_partitions(annotation_batches.name, [b for b in batches if b not in known])
-    return batches, sorted(removed & set(ready))
+    return batches, sorted(removed & set(ready)), scan.problems
 
 
 def _failed(batches: list[str], run_id: str) -> BuildOutcome:

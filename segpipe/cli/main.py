@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                                               "$DAGSTER_HOME, else the project's dagster_home/)")
     backfill = commands.add_parser("backfill", help="after a taxonomy edit: remap every ingested batch and publish a "
                                                     "release")
-    batches = commands.add_parser("batches", help="list every batch: landed, ingested, failed or removed, with its last run")
+    batches = commands.add_parser("batches", help="list every batch: landed, ingested, failed or removed, with its last "
+                                                  "run; then each landed entry that cannot be a batch, and why")
     batch = commands.add_parser("batch", help="retry or remove one batch")
     batch_commands = batch.add_subparsers(dest="batch_command", required=True)
     retry = batch_commands.add_parser("retry", help="run the batch's ingest, mapping and drawing again, as landed now")
@@ -190,10 +191,11 @@ def _build(backfill: bool) -> int:
 def _batches() -> int:
     import dagster as dg
 
-    from segpipe.cli.batches import batch_rows, format_batch_rows
+    from segpipe.cli.batches import batch_rows, format_batch_rows, landing_problems
 
+    env = current_environment()
     with dg.DagsterInstance.get() as instance:
-        print(format_batch_rows(batch_rows(instance, current_environment())))
+        print(format_batch_rows(batch_rows(instance, env), landing_problems(env)))
     return 0
 
 

@@ -62,9 +62,6 @@ def format_collection(dataset: str, done: Collection, retention: Retention, dry_
     lines = [f"{dataset}: keeps {rule}: {len(done.kept)} versions",
              f"  {would} {len(done.retired)} versions: {', '.join(done.retired) or 'none'}",
              f"  {would} {len(done.parts_deleted)} unused parts ({done.bytes_freed / 2**20:.1f} MiB)"]
-    if done.uncommitted:
-        lines.append(f"  {would} the folders of {len(done.uncommitted)} versions never committed: "
-                     f"{', '.join(done.uncommitted)}")
     if done.parts_spared:
         lines.append(f"  kept {len(done.parts_spared)} unused parts younger than {retention.grace}: a publisher may "
                      "be about to use them; a later gc deletes them")

@@ -1,3 +1,37 @@
+"""The batch partitions, and how a step over several of them gives each batch its own check result.
+
+A batch stage runs every batch of a backfill in one step (a single-run backfill policy). Its
+metadata is added per partition (`context.add_asset_metadata(..., partition_key=batch)`), and its
+batch checks are declared per partition (`partitions_def=annotation_batches`, a preview feature of
+Dagster 1.13). Dagster's AssetCheckResult takes its partition from the run, which a run over
+several partitions has not, and a check's result may be yielded once per step; so each batch's
+result is yielded as an evaluation of its own partition, and the check's output once.
+"""
+
+from collections.abc import Iterator, Mapping
+
 import dagster as dg
 
 annotation_batches = dg.DynamicPartitionsDefinition(name="annotation_batches")
+
+
+def batch_check_spec(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
+    """A check of one batch, shown per partition; a warning, so it never holds a batch up."""
+    return dg.AssetCheckSpec(name, asset=asset, partitions_def=annotation_batches, blocking=False,
+                             description=description)
+
+
+def batch_check_results(
+    context: dg.AssetExecutionContext, asset: str, check_name: str, results: Mapping[str, dg.AssetCheckResult],
+) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
+    """Each batch's result (`results`: batch -> its AssetCheckResult) as an evaluation of its
+    partition, then the check's output; nothing when the run did not select the check."""
+    key = dg.AssetCheckKey(dg.AssetKey(asset), check_name)
+    if key not in context.selected_asset_check_keys:
+        return
+    blocking = context.assets_def.get_spec_for_check_key(key).blocking
+    for batch, result in results.items():
+        yield dg.AssetCheckEvaluation(
+            asset_key=key.asset_key, check_name=check_name, passed=result.passed, metadata=result.metadata,
+            severity=result.severity, description=result.description, blocking=blocking, partition=batch)
+    yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(key))

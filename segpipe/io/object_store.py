@@ -1,5 +1,6 @@
 """The object store and landing zone resources: every read and write goes through fsspec, local or S3."""
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -7,7 +8,7 @@ import dagster as dg
 import fsspec
 
 from segpipe.core.shared.artefacts import ArtefactStore
-from segpipe.core.ingest.landing import list_ready_batches
+from segpipe.core.ingest.landing import LandedBatch, list_ready_batches
 from segpipe.core.ingest.sources import BatchSource, location_uri, open_landed_batch
 from segpipe.io.locations import (
     CONNECT_TIMEOUT_S, READ_TIMEOUT_S, REQUEST_ATTEMPTS, RequestLimits, open_location,
@@ -30,7 +31,10 @@ class FsspecLocation(dg.ConfigurableResource):
         return open_location(self.root, self.endpoint_url, limits)
 
     def url(self, key: str) -> str:
-        return f"{self.root.rstrip('/')}/{key}"
+        """Where `key` is, as a user copies it: `s3://bucket/prefix/key`, or an absolute path for a
+        folder (a relative root is resolved against the working directory, as fsspec resolves it)."""
+        root = self.root if "://" in self.root else os.path.abspath(self.root)
+        return f"{root.rstrip('/')}/{key}"
 
 
 class ObjectStore(FsspecLocation):
@@ -72,7 +76,8 @@ class LandingZone(FsspecLocation):
         return location_uri(*self.location())
 
     @contextmanager
-    def open_batch(self, batch_id: str) -> Iterator[BatchSource]:
+    def open_batch(self, batch_id: str) -> Iterator[tuple[BatchSource, LandedBatch]]:
+        """The batch's files, and when it landed (which decides which of two deliveries is newer)."""
         fs, root = self.location()
-        with open_landed_batch(fs, root, batch_id) as source:
-            yield source
+        with open_landed_batch(fs, root, batch_id) as opened:
+            yield opened

@@ -6,17 +6,24 @@ A small UPathIOManager subclass instead of dagster-polars, which breaks under po
 One file per partition. A batch stage that runs many batches in one step (a single-run backfill)
 declares its inputs and output as `dict[str, pl.DataFrame]`, one table per batch; every other
 reader of several partitions gets them as one frame.
+
+Dagster hands an error of load_input or handle_output to the step's RetryPolicy whatever its kind,
+so both apply the steps' own rule (segpipe/io/transient_errors.py): a transient error is retried,
+any other fails the step at once with what was read or written and the error.
 """
 
+import io
 from collections.abc import Mapping
 
 import dagster as dg
 import polars as pl
 from upath import UPath
 
+from segpipe.core.shared.artefacts import DamagedArtefact
 from segpipe.io.locations import (
     CONNECT_TIMEOUT_S, READ_TIMEOUT_S, REQUEST_ATTEMPTS, RequestLimits, s3_options, without_s3fs_retries,
 )
+from segpipe.io.transient_errors import only_transient_retried
 from segpipe.store.atomic import write_atomically
 
 
@@ -50,9 +57,19 @@ class _PolarsParquetUPathIOManager(dg.UPathIOManager):
         _write_parquet(obj, path)
         context.add_output_metadata({"dagster/row_count": obj.height})
 
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame | dict[str, pl.DataFrame]:
+        with only_transient_retried(f"reading table {_table_name(context)} under {self._base_path}"):
+            return super().load_input(context)
+
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pl.DataFrame:
         with path.open("rb") as f:
-            return pl.read_parquet(f)
+            data = f.read()  # a store error here is the store's, not the table's
+        try:
+            return pl.read_parquet(io.BytesIO(data))
+        except pl.exceptions.PolarsError as exc:  # its message names no file: this one does, and says what to do
+            raise DamagedArtefact(
+                f"{path}: not a Parquet table ({exc}); materialize {_table_name(context)} again (for a batch's "
+                "table, `segpipe batch retry ID`)") from None
 
     def load_partitions(self, context: dg.InputContext) -> pl.DataFrame | dict[str, pl.DataFrame]:
         """The partitions as one table per batch for a reader that asks for a dict, else as one frame:
@@ -73,10 +90,16 @@ class _PolarsParquetUPathIOManager(dg.UPathIOManager):
                 "or remove them (`segpipe batch remove ID`) before building downstream assets")
         if per_partition:
             return {key: self.load_from_path(context, paths[key]) for key in sorted(paths)}
-        return pl.concat([self.load_from_path(context, paths[key]) for key in sorted(paths)], how="vertical")
+        # diagonal: a batch's table written before a nullable column was added lacks it (schemas.with_later_columns)
+        return pl.concat([self.load_from_path(context, paths[key]) for key in sorted(paths)], how="diagonal")
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | Mapping[str, pl.DataFrame]) -> None:
-        """A table per partition (a dict) is written to each partition's file."""
+        with only_transient_retried(f"writing table {_table_name(context)} under {self._base_path}"):
+            self._write(context, obj)
+
+    def _write(self, context: dg.OutputContext, obj: pl.DataFrame | Mapping[str, pl.DataFrame]) -> None:
+        """A table per partition (a dict) is written to each partition's file, and its row count is
+        that partition's metadata."""
         if not isinstance(obj, Mapping):
             return super().handle_output(context, obj)
         paths = self._get_paths_for_partitions(context)
@@ -85,7 +108,9 @@ class _PolarsParquetUPathIOManager(dg.UPathIOManager):
                              f"but it materializes partitions {sorted(paths)}")
         for key, path in paths.items():
             _write_parquet(obj[key], path)
-        context.add_output_metadata({"dagster/row_count": sum(frame.height for frame in obj.values())})
+            # each partition's own row count, not the step's total
+            context.step_context.add_asset_metadata({"dagster/row_count": obj[key].height},
+                                                    asset_key=context.asset_key, partition_key=key)
 
 
 def _write_parquet(frame: pl.DataFrame, path: UPath) -> None:
@@ -96,3 +121,8 @@ def _write_parquet(frame: pl.DataFrame, path: UPath) -> None:
 
 def _wants_tables_per_partition(annotation: object) -> bool:
     return getattr(annotation, "__origin__", annotation) in (dict, Mapping)
+
+
+def _table_name(context: dg.InputContext | dg.OutputContext) -> str:
+    """The asset a table belongs to (or the op output's name), as messages name it."""
+    return context.asset_key.to_user_string() if context.has_asset_key else context.name

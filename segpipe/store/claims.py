@@ -15,8 +15,14 @@ committed and no publisher between its claim and its commit (release_gc.py).
 A claimant that has not committed within COMMIT_DEADLINE gives its claim up rather than commit
 late; the deadline is well inside CLAIM_LAPSE, so clocks that disagree by less than the
 difference cannot let a waiter take over a claim its claimant still uses.
+
+A version folder that holds files but no marker (its claimant died or gave up between its files
+and its commit) is deleted by a later publisher once its claim and its newest object are older
+than a janitor age well beyond CLAIM_LAPSE: no live publisher may still commit it. Its claim
+stays, so its sequence is never used again.
 """
 
+import contextlib
 import datetime as dt
 import re
 import time
@@ -142,3 +148,83 @@ def _wait_until_settled(fs: fsspec.AbstractFileSystem, root: str, dataset_name: 
     """Another publisher holds the newest sequence: its release (or its failure) decides ours."""
     while _state(fs, root, dataset_name, claim) is None:
         time.sleep(CLAIM_POLL_SECONDS)
+
+
+def remove_uncommitted_versions(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, now: dt.datetime,
+                                max_age: dt.timedelta) -> list[str]:
+    """Delete the version folders without a marker whose claim (if one names them) and newest object are
+    older than `max_age`, and return them. `max_age` must exceed CLAIM_LAPSE: by then the claim has
+    lapsed and its claimant's COMMIT_DEADLINE long passed, so it can no longer create the marker. A
+    folder whose claim cannot be read is left alone, as publishing waits on such a claim anyway; one
+    with no claim gets one, given up, before it goes, so its sequence stays used."""
+    if max_age <= CLAIM_LAPSE:
+        raise ValueError(
+            f"uncommitted versions may be deleted only once their claims lapsed: {max_age} <= {CLAIM_LAPSE}")
+    releases_dir = f"{root}/{keys.releases_dir(dataset_name)}"
+    folders = _version_objects(fs, releases_dir)
+    claimed, _ = _claim_sequences(fs, root, dataset_name)
+    removed = []
+    for name, objects in sorted(folders.items()):
+        if keys.RELEASE_MARKER in objects or not _claim_older(fs, root, dataset_name, name, claimed, now, max_age):
+            continue
+        if any(now - modified <= max_age for modified in objects.values()):
+            continue
+        if read_marker(fs, root, dataset_name, name) is not None:  # committed since the listing
+            continue
+        if version_sequence(name) not in claimed:  # an attempt from before claims: claim it, so it is never reused
+            _claim_for_removal(fs, root, dataset_name, name, max(objects.values(), default=now))
+        folder = f"{releases_dir}/{name}"
+        with contextlib.suppress(FileNotFoundError):  # SeaweedFS lists emptied prefixes as directories
+            fs.rm(folder, recursive=True)
+        removed.append(folder)
+    return removed
+
+
+def _version_objects(fs: fsspec.AbstractFileSystem, releases_dir: str) -> dict[str, dict[str, dt.datetime]]:
+    """Each version folder's objects (relative name -> modification time), from one listing of the releases."""
+    fs.invalidate_cache(releases_dir)
+    if not fs.exists(releases_dir):
+        return {}
+    prefix = fs._strip_protocol(releases_dir).rstrip("/") + "/"
+    listing = fs.find(releases_dir, detail=True)
+    fs.invalidate_cache()  # s3fs's find caches the listing of every folder under the releases, which other
+    # publishers go on writing: a later exists() must ask the store, not this listing
+    folders: dict[str, dict[str, dt.datetime]] = {}
+    for path, info in listing.items():
+        name, _, rest = fs._strip_protocol(path)[len(prefix):].partition("/")
+        if rest and version_sequence(name) is not None:
+            folders.setdefault(name, {})[rest] = _modified(info)
+    return folders
+
+
+def _modified(info: dict) -> dt.datetime:
+    """When an object was last written: `mtime` locally, `LastModified` on S3."""
+    if "LastModified" in info:
+        return info["LastModified"].astimezone(dt.UTC)
+    return dt.datetime.fromtimestamp(float(info["mtime"]), dt.UTC)
+
+
+def _claim_older(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, version: str, claimed: set[int],
+                 now: dt.datetime, max_age: dt.timedelta) -> bool:
+    """Whether the claim on the version's sequence, if one names this version, was made more than
+    `max_age` before `now` (no claim: nothing to wait for; an unreadable one: never)."""
+    sequence = version_sequence(version)
+    if sequence not in claimed:
+        return True
+    try:
+        claim = _read_claim(fs, root, dataset_name, sequence)
+    except ClaimUnreadable:
+        return False
+    return claim.version != version or now - claim.claimed > max_age
+
+
+def _claim_for_removal(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, version: str,
+                       written: dt.datetime) -> None:
+    """A claim, dated when the folder was last written, and its abandonment, for a version folder that
+    has none; the abandonment first, so nobody ever waits on the claim."""
+    sequence = version_sequence(version)
+    abandon(fs, root, dataset_name, sequence, None, "removed by a later publisher: its files had no marker")
+    claim = {"sequence": sequence, "version": version, "content_digest": None, "run_id": None,
+             "claimed": written.isoformat()}
+    create_only_bytes(fs, f"{root}/{keys.sequence_claim(dataset_name, sequence)}",
+                      orjson.dumps(claim, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))

@@ -18,6 +18,8 @@ LATEST_POINTER = "latest.json"
 STAGING_DIR = "_staging"
 CLAIMS_DIR = "_claims"  # one create-only claim per release sequence
 BATCH_REMOVALS_DIR = "batches/removed"  # one JSON record per `segpipe batch remove`, never deleted
+QA_THUMBNAILS_DIR = "qa-thumbnails"  # one folder per QA rule, see qa_thumbnail
+AGREEMENT_MAPS_DIR = "agreement-maps"
 
 
 def image(image_id: str, frame: str, suffix: str) -> str:
@@ -42,7 +44,7 @@ def fused_mask(image_id: str, digest: str) -> str:
 
 
 def agreement_map(image_id: str, digest: str) -> str:
-    return f"agreement-maps/{image_id}-{digest}.png"
+    return f"{AGREEMENT_MAPS_DIR}/{image_id}-{digest}.png"
 
 
 def consensus_memo(image_id: str, digest: str) -> str:
@@ -50,7 +52,7 @@ def consensus_memo(image_id: str, digest: str) -> str:
 
 
 def qa_thumbnail(check_id: str, entry_id: str, digest: str) -> str:
-    return f"qa-thumbnails/{check_id}/{entry_id}-{digest}.png"
+    return f"{QA_THUMBNAILS_DIR}/{check_id}/{entry_id}-{digest}.png"
 
 
 def mask_structure_memo(digest: str) -> str:

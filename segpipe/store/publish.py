@@ -8,14 +8,15 @@ Keys, under the store root:
 - `releases/<dataset>/_claims/<sequence>.json`, who publishes each sequence (claims.py);
 - `releases/<dataset>/_staging/<stamp>-<random>/`, this run's uploads before the commit.
 
-Steps: probe the store for create-only writes; drop stale staging dirs and abort stale multipart
-uploads; stream the files into a fresh staging dir (the caller writes them, see open_staging) and
-verify them there; claim the next sequence, unless the newest release holds the same content
-digest (then return it); stage what compares the build with the release before it (the diff);
-create each final object create-only from its staged copy (the same bytes already there are
-fine, other bytes are a ReleaseConflictError and nothing further is written), create the marker
-create-only (once every part it lists is checked to be there), delete this run's staging dir and
-move `latest.json` forward with compare-and-swap.
+Steps: probe the store for create-only writes; drop stale staging dirs, abort stale multipart
+uploads and delete the version folders an attempt left without a marker (claims.py); stream the
+files into a fresh staging dir (the caller writes them, see open_staging) and verify them there;
+claim the next sequence, unless the newest release holds the same content digest (then return
+it); stage what compares the build with the release before it (the diff); create each final
+object create-only from its staged copy (the same bytes already there are fine, other bytes are a
+ReleaseConflictError and nothing further is written), create the marker create-only (once every
+shared part it lists is checked to be there), delete this run's staging dir and move
+`latest.json` forward with compare-and-swap.
 
 Two publishers racing: one wins the claim on a sequence, the other waits for that release and
 then reports it (same content) or claims the next sequence (other content), so a race commits
@@ -31,7 +32,14 @@ from dataclasses import dataclass
 import fsspec
 import orjson
 
-from segpipe.store.claims import COMMIT_DEADLINE, ClaimExpired, HeldClaim, abandon, claim_next_sequence
+from segpipe.store.claims import (
+    COMMIT_DEADLINE,
+    ClaimExpired,
+    HeldClaim,
+    abandon,
+    claim_next_sequence,
+    remove_uncommitted_versions,
+)
 from segpipe.store.create_only import CreateOutcome, create_only_bytes, create_only_from
 from segpipe.store.probe import require_create_only
 from segpipe.store.pointer import advance_pointer
@@ -64,13 +72,15 @@ class PublishedRelease:
 
 def open_staging(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str,
                  now: dt.datetime | None = None) -> ReleaseStaging:
-    """This run's staging dir, after the probe and the janitor: a store that cannot publish fails
-    here, before a release is written into it."""
+    """This run's staging dir, after the probe and the janitor (stale staging dirs, multipart uploads
+    and uncommitted version folders): a store that cannot publish fails here, before a release is
+    written into it."""
     now = now or dt.datetime.now(dt.UTC)
     require_create_only(fs, root)
     releases_dir = f"{root}/{keys.releases_dir(dataset_name)}"
     remove_stale_staging(fs, releases_dir, now, STALE_STAGING_AGE)
     abort_stale_uploads(fs, releases_dir, now, STALE_STAGING_AGE)
+    remove_uncommitted_versions(fs, root, dataset_name, now, STALE_STAGING_AGE)
     return ReleaseStaging(fs, releases_dir, now)
 
 

@@ -3,9 +3,9 @@
 The rule (pipeline.yaml `release`): keep the `keep_last` newest committed versions (every one when
 unset), the version latest.json names, and the versions in `keep`. Every other committed version
 is retired: its `_RELEASE.json` goes first, so the version disappears at once rather than
-partly, then the rest of its folder. Folders of versions that never committed (a publish that was
-interrupted, or a retirement that was) go too. Then every part under `parts/` that no kept
-version lists is deleted, once it is older than the grace period.
+partly, then the rest of its folder (what an interrupted retirement leaves is a folder without a
+marker, which the publishers' janitor deletes, see claims.remove_uncommitted_versions). Then every
+part under `parts/` that no kept version lists is deleted, once it is older than the grace period.
 
 Safe while others publish: the collector claims the next release sequence as a publisher does
 (claims.py) and gives the claim up when done, so the sequence holds no release. Holding it, every
@@ -30,8 +30,7 @@ from segpipe.store.claims import HeldClaim, abandon, claim_next_sequence
 from segpipe.store.probe import require_create_only
 from segpipe.store.pointer import read_pointer
 from segpipe.store.release_parts import part_ages
-from segpipe.store.release_read import list_releases, version_names
-from segpipe.store.versions import version_sequence
+from segpipe.store.release_read import list_releases
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,6 @@ class Retention:
 class Collection:
     kept: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)  # committed versions deleted
-    uncommitted: list[str] = field(default_factory=list)  # folders of versions that never committed, deleted
     parts_deleted: list[str] = field(default_factory=list)
     bytes_freed: int = 0
     parts_spared: list[str] = field(default_factory=list)  # unused, but younger than the grace period
@@ -77,19 +75,15 @@ def _collect(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, retent
         [m["version"] for m in markers]
     kept = {*newest_kept, *retention.keep, *([pointer["version"]] if pointer else [])}
     done = Collection(kept=[m["version"] for m in markers if m["version"] in kept])
-    committed = {m["version"] for m in markers}
     used = {name for m in markers if m["version"] in kept for name in m.get("parts", {})}
-    below = held.sequence if held is not None else None
-    deletions = [(f"{releases_dir}/{m['version']}", m["version"], done.retired) for m in markers
-                 if m["version"] not in kept]
-    deletions += [(f"{releases_dir}/{name}", name, done.uncommitted) for name in version_names(fs, releases_dir)
-                  if name not in committed and below is not None and _sequence(name) < below]
-    for folder, name, record in deletions:
+    for marker in markers:
+        if marker["version"] in kept:
+            continue
         if not _in_time(held, done):
             return done
         if held is not None:
-            _retire(fs, folder)
-        record.append(name)
+            _retire(fs, f"{releases_dir}/{marker['version']}")
+        done.retired.append(marker["version"])
     for name, age in sorted(part_ages(fs, root, dataset_name, now).items()):
         if name in used:
             continue
@@ -124,7 +118,3 @@ def _in_time(held: HeldClaim | None, done: Collection) -> bool:
         done.stopped = True
         return False
     return True
-
-
-def _sequence(name: str) -> int:
-    return version_sequence(name) or 0

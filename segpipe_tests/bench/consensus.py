@@ -24,6 +24,7 @@ import dataclasses
 import os
 import statistics
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ from segpipe.core.qa.settings import QaSettings
 from segpipe_tests.bench.rasterize import OneFileSource, ensure_data, json_files
 
 ANNOTATORS = 3
+LANDED = datetime(2026, 3, 1, tzinfo=UTC)  # every entry from one batch
 BENCH_FRAGMENT_PX = 50  # the fragment rule on, as a project that sets qa.min_fragment_px runs it
 BENCH_CONSTRAINTS = (  # one rule of each kind that reads the mask's regions
     {"class": "road", "touches": "bottom"},
@@ -101,6 +103,7 @@ def main() -> None:
         objects.update(zip(keys, pngs, strict=True))
         frames.append(pl.DataFrame({
             "entry_id": [f"img{index}-e{n}" for n in range(ANNOTATORS)], "batch_id": "b", "file_name": path.name,
+            "landed_at": LANDED,
             "image_id": f"img{index}", "annotator": [f"ann{n}" for n in range(ANNOTATORS)], "is_gold": False,
             "mask_key": keys, "instance_mask_key": None, "width": image.width, "height": image.height,
             "class_pixels": [class_pixels(mask) for mask in masks],

@@ -24,15 +24,17 @@ EXPECTED_ASSETS = {
                                     "batch_quarantine", "qa_report", "annotation_masks", "mapped_shapes"}),
 }
 
+# Under the packaged taxonomy (`unmapped: error`): ERROR rules and the unmapped labels block.
 EXPECTED_CHECKS = {
     "batch_quarantine:entries_accepted": False,
+    "batch_images:batch_usable": False,
     "qa_report:mask_matches_image_size": True,
     "qa_report:mask_ids_in_taxonomy": True,
     "qa_report:mask_not_empty": False,
     "qa_report:unlabeled_fraction": False,
     "qa_report:labels_mapped": True,
     "qa_report:unmapped_labels": True,
-    "qa_report:entry_not_duplicate": False,
+    "qa_report:entry_not_superseded": False,
     "qa_report:image_not_near_duplicate": False,
     "qa_report:class_constraints": False,
     "qa_report:class_never_present": False,
@@ -79,7 +81,8 @@ def test_jobs_schedule_and_sensor_resolve():
     assert d.resolve_schedule_def("nightly_release").cron_schedule == "0 2 * * *"
     assert d.resolve_sensor_def("landing_batches_sensor").job_name == "batch_job"
     assert {s.name: s.default_status for s in d.sensors} == {
-        "landing_batches_sensor": dg.DefaultSensorStatus.RUNNING, "run_failure_alert": dg.DefaultSensorStatus.RUNNING}
+        "landing_batches_sensor": dg.DefaultSensorStatus.RUNNING, "run_failure_alert": dg.DefaultSensorStatus.RUNNING,
+        "bad_input_alert": dg.DefaultSensorStatus.RUNNING}
     release_keys = {k.to_user_string() for k in d.resolve_job_def("release_job").asset_layer.selected_asset_keys}
     assert release_keys == {"qa_report", "consensus_masks", "annotator_scores", "annotator_pair_agreement", "dataset_split",
                             "sampling_report", "class_balance", "dataset_release"}

@@ -1,5 +1,7 @@
+import os
 import shutil
 import zipfile
+from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
@@ -34,16 +36,21 @@ def test_a_zip_batch_is_ingested_and_its_images_copied_into_the_store(tiny_demo,
             if path.is_file() and path.name != "batch.json":
                 archive.write(path, path.relative_to(folder).as_posix())
         archive.writestr("batch.json", (folder / "batch.json").read_text().replace("b002_vendor_b_bob", "b002"))
+    landed = datetime(2026, 5, 4, 12, 30, 15, tzinfo=UTC)
+    os.utime(landing / "b002.zip", (landed.timestamp(), landed.timestamp()))
     result = materialize_batch(tmp_path, landing, "b002")
     assert result.success
     images = result.output_for_node("ingest_annotation_batch", "batch_images")["b002"]
     files = result.output_for_node("ingest_annotation_batch", "batch_files")["b002"]
     assert images.height > 0 and (files["outcome"] == "read").all()
+    assert images["landed_at"].unique().to_list() == [landed]  # when the archive landed, on every entry
     for key in images["image_key"]:
         assert (tmp_path / "store" / key).is_file()
     quarantine = result.output_for_node("ingest_annotation_batch", "batch_quarantine")["b002"]
-    [check] = result.get_asset_check_evaluations()
-    assert check.passed == quarantine.is_empty() and check.metadata["quarantined"].value == quarantine.height
+    checks = {check.check_name: check for check in result.get_asset_check_evaluations()}
+    assert checks["entries_accepted"].passed == quarantine.is_empty()
+    assert checks["entries_accepted"].metadata["quarantined"].value == quarantine.height
+    assert checks["batch_usable"].passed
 
 
 def test_an_unsafe_archive_quarantines_without_failing_the_run(tmp_path):
@@ -58,8 +65,9 @@ def test_an_unsafe_archive_quarantines_without_failing_the_run(tmp_path):
     assert quarantine["rule"].to_list() == ["unsafe_archive_path"]
     assert "evil.zip" in quarantine["message"][0] and "cron.d" in quarantine["message"][0]
     assert not (tmp_path / "etc").exists()
-    [check] = result.get_asset_check_evaluations()
-    assert not check.passed and check.metadata["quarantined"].value == 1
+    checks = {check.check_name: check for check in result.get_asset_check_evaluations()}
+    assert not checks["entries_accepted"].passed and checks["entries_accepted"].metadata["quarantined"].value == 1
+    assert not checks["batch_usable"].passed and checks["batch_usable"].metadata["rule"].value == "unsafe_archive_path"
 
 
 def test_the_pseudonym_key_is_created_once_and_reused_across_runs(tiny_demo, tmp_path):

@@ -63,3 +63,27 @@ def test_later_ticks_run_each_new_batch_once_its_marker_or_archive_is_complete(t
         assert {r.run_key for r in ready.run_requests} == {"b004_redelivery", "b005_archive"}
         instance.add_dynamic_partitions("annotation_batches", ["b004_redelivery", "b005_archive"])
         assert tick(instance, zone, ready.cursor).run_requests == []
+
+
+def test_an_entry_that_cannot_become_a_batch_is_named_in_the_skip_reason_and_logged_on_every_tick(tmp_path, capfd):
+    landing = tmp_path / "landing"
+    for name in ("b001", "b002 (copy)"):
+        (landing / name).mkdir(parents=True)
+        (landing / name / "batch.json").write_text("{}")
+    (landing / "b003.zip").symlink_to(tmp_path / "elsewhere.zip")
+    zone = LandingZone(root=str(landing))
+    with dg.instance_for_test() as instance:
+        first = tick(instance, zone)
+        assert [r.partition_key for r in first.run_requests] == ["b001"] and first.skip_reason is None
+        logged = [line for line in capfd.readouterr().err.splitlines() if "WARNING - not a batch: " in line]
+        assert any(f"{landing}/b002 (copy): 'b002 (copy)' is not a batch id" in line for line in logged)
+        assert any(f"{landing}/b003.zip: is a symbolic link" in line for line in logged)
+
+        instance.add_dynamic_partitions("annotation_batches", ["b001"])
+        idle = tick(instance, zone, first.cursor)
+    assert idle.run_requests == []
+    reason = idle.skip_reason.skip_message.splitlines()
+    assert reason[0] == "no new ready batch; 2 landed entries are not batches:"
+    assert reason[1].startswith(f"- {landing}/b002 (copy): 'b002 (copy)' is not a batch id")
+    assert "Rename the folder to a batch id such as 'b002_copy'" in reason[1]
+    assert reason[2].startswith(f"- {landing}/b003.zip: is a symbolic link")

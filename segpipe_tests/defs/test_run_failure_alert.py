@@ -4,7 +4,6 @@ first step, and the team's log and webhook learn the job, the run, the step and 
 import errno
 import http.server
 import json
-import logging
 import os
 import socket
 import threading
@@ -16,6 +15,7 @@ from segpipe.definitions import defs
 from segpipe.defs.alerts.sensors import run_failure_alert_sensor
 from segpipe.defs.retries import only_transient_retried
 from segpipe.environment import PACKAGE_CONFIG, current_environment
+from segpipe_tests.defs.alert_capture import LogLines
 
 MISSING_INPUT_ERROR = 'DagsterTypeCheckDidNotPass: Type check failed for step input "annotation_masks"'
 
@@ -30,30 +30,6 @@ class _Refuser(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append({"content_type": self.headers["Content-Type"], "body": json.loads(body)})
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def webhook():
-    _Recorder.received = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Recorder.received
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.fixture
 def failed_release(tmp_path, monkeypatch):
     """An instance holding one failed release_job run, and that run's RUN_FAILURE event."""
@@ -65,20 +41,11 @@ def failed_release(tmp_path, monkeypatch):
         yield instance, instance.get_run_by_id(result.run_id), failure
 
 
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[tuple[str, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append((record.levelname, record.getMessage()))
-
-
 def _evaluate(sensor: dg.SensorDefinition, instance, run, failure) -> list[tuple[str, str]]:
     """The sensor's log lines (level, message), read from the logger the daemon would show for its tick."""
     context = dg.build_run_status_sensor_context(
         sensor_name=sensor.name, dagster_instance=instance, dagster_run=run, dagster_event=failure).for_run_failure()
-    lines = _Lines()
+    lines = LogLines()
     context.log.addHandler(lines)
     sensor(context)
     return lines.lines

@@ -1,3 +1,5 @@
+from datetime import UTC, datetime
+
 import dagster as dg
 import polars as pl
 import pytest
@@ -22,6 +24,7 @@ def tables(n_sequences: int, night_every: int = 3) -> tuple[pl.DataFrame, pl.Dat
                              pl.lit([100] * 9 + [0] * 247).alias("class_pixels"))
     images = frame.with_columns(
         entry_id=pl.col("image_id"), batch_id=pl.lit("b"), file_name=pl.col("image_id") + ".jpg",
+        landed_at=pl.lit(datetime(2026, 1, 1, tzinfo=UTC)),
         source_uri=pl.lit("x"), image_key=pl.col("image_id"), width=pl.lit(4), height=pl.lit(4), annotator=pl.lit("a"),
         perceptual_hash=pl.col("image_id").str.slice(1).cast(pl.Int64).map_elements(lambda v: f"{v * 0x9E3779B1:016x}"[-16:],
                                                                                     return_dtype=pl.String),

@@ -22,6 +22,7 @@ def project(tiny_demo, tmp_path, monkeypatch) -> Path:
     shutil.copytree(next((tmp_path / "landing").glob("b001_*")), bad)
     meta = json.loads((bad / "batch.json").read_text())
     (bad / "batch.json").write_text(json.dumps({**meta, "batch_id": BAD, "source": "vendor_z"}))
+    (tmp_path / "landing" / "b005_linked").symlink_to(bad)  # never read: links are not followed
     (tmp_path / "pipeline.yaml").write_text(tiny_demo_pipeline())
     (tmp_path / "dagster").mkdir()
     (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -42,6 +43,7 @@ def test_a_failed_batch_whose_folder_is_gone_does_not_block_the_release_then_rem
     first = capsys.readouterr()
     assert "release version: " in first.err and f"  {BAD}: failed in run " in first.err
     assert "step mapped_shapes: ConfigError: " in first.err
+    assert f"  {project}/landing/b005_linked: is a symbolic link; links are never followed" in first.err
 
     aside = project / "aside"
     (project / "landing" / BAD).rename(aside)
@@ -53,9 +55,12 @@ def test_a_failed_batch_whose_folder_is_gone_does_not_block_the_release_then_rem
 
     assert main(["batches"]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert [line.split()[:2] for line in listing[1:]] == [
+    assert [line.split()[:2] for line in listing[1:6]] == [
         ["b000_gold", "ingested"], ["b001_vendor_a_alice", "ingested"], ["b002_vendor_b_bob", "ingested"],
         ["b003_vendor_c_carol", "ingested"], [BAD, "failed"]]
+    assert listing[6:8] == ["NOT A BATCH: 1 entry of the landing zone, not read (not in any count above)",
+                            f"  {project}/landing/b005_linked: is a symbolic link; links are never followed, so a "
+                            "batch cannot read files from outside the landing zone"]
 
     assert main(["batch", "remove", "b999_unknown"]) == 1
     assert "no batch 'b999_unknown'" in capsys.readouterr().err

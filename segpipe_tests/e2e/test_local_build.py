@@ -30,6 +30,7 @@ from segpipe.demo import DEMO_CONFIG
 from segpipe.environment import current_environment
 from segpipe.cli.local_build import BuildOutcome, run_local_build, run_taxonomy_backfill
 from segpipe.cli.main import main
+from segpipe.core.qa.pictures import PANEL_GAP, PANEL_WIDTH, problem_colour
 from segpipe.core.qa.rules import QA_RULES
 from segpipe.core.shared.quarantine_rules import ANNOTATIONS_MISSING, quarantine_rule
 from segpipe.store.release_build import PublishedBuild, build_and_publish
@@ -95,7 +96,7 @@ def test_demo_release_has_the_promised_layout(demo_build):
                 assert image.size == (mask.shape[1], mask.shape[0]) == (row["width"], row["height"])
             assert row["image_path"].startswith(f"images/{row['split']}/")
             present |= set(np.unique(mask).tolist())
-    assert names == {"index.csv", "index.parquet", "meta.json", "README.md", "SHA256SUMS", "dataset_meta.json", "coco/coco.json", "qa/report.csv", "sampling/distribution.csv",
+    assert names == {"index.csv", "index.parquet", "meta.json", "README.md", "legend.png", "SHA256SUMS", "dataset_meta.json", "coco/coco.json", "qa/report.csv", "sampling/distribution.csv",
                      "sampling/distribution.png", "sampling/classes.csv", "sampling/leakage.csv", "yolo/data.yaml",
                      *[f"labels/{p.removeprefix('masks/').removesuffix('.png')}.txt" for p in index["mask_path"]],
                      *index["image_path"],
@@ -290,7 +291,7 @@ def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_b
         "corrupt_image": ("quarantined", "image_undecodable"),
         "size_mismatch": ("quarantined", "size_mismatch"),
         "non_finite_coordinates": ("quarantined", "non_finite_coordinates"),
-        "duplicate_image": ("filtered", "entry_not_duplicate"),
+        "duplicate_image": ("filtered", "entry_not_superseded"),
     }
     defects = {d["kind"]: d for d in ground_truth["defects"]}
     assert set(defects) == {*rules, "unmapped_label", "self_intersecting_polygon", "oversized_instance"}
@@ -312,7 +313,7 @@ def test_each_planted_defect_is_quarantined_or_flagged_by_the_right_check(demo_b
     assert flagged.select("batch_id", "file_name").rows() == [(oversized["batch_id"], f"images/{oversized['file_name']}")]
     assert f"({oversized['label']!r}) covers" in flagged["reason"].item() and "above the typical car" in flagged["reason"].item()
     checks = demo_build.outcome.check_outcomes
-    assert checks["qa_report:labels_mapped"] is False and checks["qa_report:entry_not_duplicate"] is False
+    assert checks["qa_report:labels_mapped"] is False and checks["qa_report:entry_not_superseded"] is False
     assert checks["qa_report:unmapped_labels"] is False
     assert checks["qa_report:mask_matches_image_size"] and checks["qa_report:mask_ids_in_taxonomy"]
     assert checks["qa_report:class_never_present"] and checks["qa_report:image_not_near_duplicate"]
@@ -529,9 +530,11 @@ def test_qa_failures_ship_with_thumbnails_that_show_the_problem(demo_build, grou
         with Image.open(io.BytesIO(archive.read(row["thumbnail_path"]))) as thumbnail:
             pixels = np.asarray(thumbnail.convert("RGB"))
     assert meta["qa_failures"] == dict(qa.group_by("check_id").len().sort("check_id").iter_rows())
-    assert pixels.shape[1] == 480
-    assert ((pixels == [255, 0, 255]).all(axis=-1)).sum() > 50  # the crossed outline, in magenta
-    assert set(qa["check_id"]) >= {"labels_mapped", "entry_not_duplicate", "polygon_self_intersection"}
+    assert pixels.shape[1] == 2 * PANEL_WIDTH + PANEL_GAP  # the image beside its mask
+    problem = problem_colour(load_taxonomy(DEMO_CONFIG / "taxonomy.yaml"))
+    outlined = (pixels == problem).all(axis=-1)
+    assert outlined[:, :PANEL_WIDTH].sum() > 50 and outlined[:, PANEL_WIDTH + PANEL_GAP:].sum() > 50  # the crossed outline
+    assert set(qa["check_id"]) >= {"labels_mapped", "entry_not_superseded", "polygon_self_intersection"}
 
 
 def test_a_honeypot_threshold_leaves_the_careless_annotator_out_and_the_counts_still_add_up(tiny_demo, tmp_path):

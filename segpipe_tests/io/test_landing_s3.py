@@ -52,14 +52,14 @@ def _zip_folder(folder: Path, archive: Path) -> None:
 
 
 def _ingest(fs: fsspec.AbstractFileSystem, root: str, batch_id: str, stored: dict[str, bytes]) -> IngestedBatch:
-    with open_landed_batch(fs, root, batch_id) as source:
-        return ingest_batch(source, batch_id, KEY, stored.__setitem__)
+    with open_landed_batch(fs, root, batch_id) as (source, landed):
+        return ingest_batch(source, batch_id, KEY, stored.__setitem__, landed_at=landed.ready_at)
 
 
 def _comparable(batch: IngestedBatch) -> dict:
-    """The tables, minus the columns that say where the files lived."""
+    """The tables, minus the columns that say where and when the files landed."""
     return {
-        "images": batch.images.drop("source_uri"), "shapes": batch.shapes,
+        "images": batch.images.drop("source_uri", "landed_at"), "shapes": batch.shapes,
         "quarantine": batch.quarantine.drop("message"), "files": batch.files.drop("reason"),
     }
 

@@ -16,6 +16,8 @@ import s3fs
 from botocore.exceptions import EndpointConnectionError
 
 from segpipe.cli.main import main
+from segpipe.store import claims
+from segpipe.store.claims import ClaimExpired
 from segpipe.store.create_only import CreateOutcome, create_only, create_only_bytes
 from segpipe.store.publish import (
     STALE_STAGING_AGE,
@@ -327,6 +329,27 @@ def test_the_janitor_aborts_multipart_uploads_left_by_a_killed_publisher(s3_serv
     assert [u["Key"] for u in _pending_uploads(fs, bucket)] == [f"{prefix}/elsewhere/big.bin"]
     fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=f"{prefix}/elsewhere/big.bin",
                UploadId=left[f"{prefix}/elsewhere/big.bin"])
+
+
+def test_a_version_left_without_its_marker_is_removed_at_a_publish_once_its_claim_is_long_lapsed(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A publisher that gave up after creating its objects leaves the version's full ZIP without a marker;
+    the janitor deletes it once its claim and objects are older than STALE_STAGING_AGE, not before."""
+    fs, root = s3_server.filesystem(), _root(s3_bucket)
+    monkeypatch.setattr(claims, "COMMIT_DEADLINE", dt.timedelta(0))
+    with pytest.raises(ClaimExpired):
+        _publish(fs, root, tmp_path / "a", b"one")
+    monkeypatch.undo()
+    folder = f"{root}/releases/demo/{V1}"
+    assert sorted(key.rsplit("/", 1)[-1] for key in _objects_under(fs, folder)) == [f"demo-{V1}.zip", "manifest.parquet"]
+
+    now = dt.datetime.now(dt.UTC)
+    open_staging(fs, root, "demo", now + dt.timedelta(hours=1)).remove()  # its claimant could still be alive
+    assert len(_objects_under(s3_server.filesystem(), folder)) == 2
+    open_staging(fs, root, "demo", now + STALE_STAGING_AGE + dt.timedelta(minutes=1)).remove()
+    assert _objects_under(s3_server.filesystem(), folder) == []
+    assert _publish(fs, root, tmp_path / "b", b"one").version == V1.replace(".1-", ".2-")
 
 
 def _gated(s3_server: S3Server):

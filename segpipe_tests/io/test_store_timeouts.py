@@ -9,9 +9,8 @@ import uuid
 
 import pytest
 
-from segpipe.defs.retries import NOT_RETRIED
 from segpipe.io.object_store import ObjectStore
-from segpipe.io.transient_errors import is_transient
+from segpipe.io.transient_errors import NOT_RETRIED, is_transient
 from segpipe_tests.s3_server import run_s3_server
 
 pytestmark = pytest.mark.s3

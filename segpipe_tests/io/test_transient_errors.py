@@ -8,8 +8,7 @@ import s3fs
 
 from segpipe.core.shared.artefacts import ArtefactStore, DamagedArtefact
 from segpipe.core.shared.errors import ConfigError
-from segpipe.defs.retries import NOT_RETRIED
-from segpipe.io.transient_errors import is_transient
+from segpipe.io.transient_errors import NOT_RETRIED, is_transient
 from segpipe_tests.s3_server import S3Server, free_ports
 
 pytestmark = pytest.mark.s3

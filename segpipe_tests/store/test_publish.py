@@ -21,6 +21,7 @@ from segpipe.store.create_only import CreateOutcome, create_only, create_only_by
 from segpipe.store.keys import PROBE_DIR
 from segpipe.store.probe import StoreLacksCreateOnly, require_create_only
 from segpipe.store.publish import (
+    STALE_STAGING_AGE,
     ReleaseConflictError,
     open_staging,
     publish_release,
@@ -350,6 +351,43 @@ def test_a_claimant_past_its_deadline_gives_up_rather_than_commit_late(tmp_path,
     assert (Path(root) / "releases/demo/_claims/1.abandoned.json").exists()
     monkeypatch.undo()
     assert race_publish(fs, root, "one", "run-2", []).version == race_version(2)
+
+
+def test_a_version_left_without_its_marker_is_removed_once_no_publisher_may_still_commit_it(tmp_path, monkeypatch):
+    """A claimant that gave up after creating its files leaves a full version folder without a marker. The
+    janitor of a later publish deletes it once its claim and its newest object are older than the staging
+    age (beyond CLAIM_LAPSE), never sooner: a folder whose claimant may still commit, or whose objects a
+    late writer still touches, stays. Its claim stays too, so its sequence is never reused."""
+    fs, root = _local(), str(tmp_path / "store")
+    assert race_publish(fs, root, "one", "run-1", []).version == V1
+    monkeypatch.setattr(claims, "COMMIT_DEADLINE", dt.timedelta(0))
+    with pytest.raises(ClaimExpired):
+        race_publish(fs, root, "two", "run-2", [])
+    monkeypatch.undo()
+    releases = Path(root) / "releases/demo"
+    gave_up = releases / race_version(2)
+    assert sorted(p.name for p in gave_up.iterdir()) == [f"demo-{race_version(2)}.zip", "diff.json", "manifest.parquet"]
+    now = dt.datetime.now(dt.UTC)
+    _claim(root, 3, "run-zombie", now - STALE_STAGING_AGE - dt.timedelta(hours=1))  # lapsed long ago, but ...
+    still_written = releases / race_version(3)
+    still_written.mkdir()
+    (still_written / f"demo-{race_version(3)}.zip").write_bytes(b"... its writer is still at it")
+    unclaimed = releases / race_version(4)  # left by an older segpipe, before claims
+    unclaimed.mkdir()
+    (unclaimed / "manifest.parquet").write_bytes(b"half of an interrupted attempt")
+    hours_ago = (now - STALE_STAGING_AGE - dt.timedelta(hours=2)).timestamp()
+    os.utime(unclaimed / "manifest.parquet", (hours_ago, hours_ago))
+
+    open_staging(fs, root, "demo", now + dt.timedelta(hours=1)).remove()
+    assert sorted(p.name for p in releases.iterdir() if version_sequence(p.name)) == [
+        V1, race_version(2), race_version(3)]
+
+    open_staging(fs, root, "demo", now + STALE_STAGING_AGE + dt.timedelta(minutes=1)).remove()
+    assert sorted(p.name for p in releases.iterdir() if version_sequence(p.name)) == [V1]
+    assert [m["version"] for m in list_releases(fs, root, "demo")] == [V1]
+    assert {p.name for p in (releases / CLAIMS_DIR).iterdir()} == {
+        "1.json", "2.json", "2.abandoned.json", "3.json", "4.json", "4.abandoned.json"}
+    assert race_publish(fs, root, "two", "run-3", []).version == race_version(5)
 
 
 def test_a_release_file_that_changed_after_publishing_is_refused_naming_both_digests(tmp_path):

@@ -41,8 +41,9 @@ class NightlySettings:
     failure_webhook_url: StrictStr | None = Field(
         None,
         description="Every failed segpipe run is logged; with this set it is also POSTed here as JSON (job, run_id, "
-                    "step, error, run_path), e.g. to a chat webhook relay, so someone hears of it. A secret: logs "
-                    "show only its scheme and host.",
+                    "step, error, run_path), e.g. to a chat webhook relay, so someone hears of it, and so is each "
+                    "batch of which nothing can be released (alert: bad_input). A secret: logs show only its scheme "
+                    "and host.",
         json_schema_extra={"secret": True})
 
     @field_validator("cron")

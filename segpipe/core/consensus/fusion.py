@@ -174,6 +174,16 @@ class _Image:
     workers: list[tuple[str, str]]  # (annotator, mask key)
 
 
+def _one_entry_per_annotator(entries: pl.DataFrame) -> None:
+    """An annotator's second entry of an image would vote twice; QA keeps only the newest delivery
+    (rule entry_not_superseded), so a repeat here means the entries are not the ones QA kept."""
+    repeats = entries.group_by("image_id", "annotator").len().filter(pl.col("len") > 1)
+    if not repeats.is_empty():
+        image_id, annotator, count = repeats.sort("image_id", "annotator").row(0)
+        raise ValueError(f"consensus takes one entry per image and annotator, but {annotator} has {count} of image "
+                         f"{image_id}: pass only the entries QA kept (rule entry_not_superseded keeps the newest)")
+
+
 def build_consensus(
     entries: pl.DataFrame,
     store: ArtefactStore,
@@ -194,6 +204,7 @@ def build_consensus(
     given (palette PNG), else as grayscale. Returns the consensus table, the honeypot leaderboard
     and the pair table (AnnotatorPairRecord; class names from `class_names`).
     """
+    _one_entry_per_annotator(entries)
     encoding = bytes(v for rgb in palette for v in rgb) if palette else b"grayscale"
     settings_key = orjson.dumps([OUTCOME_FORMAT, settings.quorum, settings.boundary_tolerance, ignore_index])
     rows = entries.sort("image_id", "annotator", "mask_key").select(

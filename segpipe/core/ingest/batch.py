@@ -1,24 +1,27 @@
 """Turn one landing batch into canonical tables: accepted images, their shapes, quarantine, and files.
 
 Every image of the batch, annotated or found on disk, ends up in exactly one of `images` or
-`quarantine`; every file of the batch appears in `files` with what it was used as: read, unused
-(with why: no format reads it, the format that would was passed over, or it is a companion the
-export's tool wrote beside the annotations, such as VOC's instance masks) or rejected (with the
-error, for a file refused by the source or an annotation file that could not be read). Nothing is
-dropped silently and no malformed file raises out of here.
+`quarantine`, one row each; a quarantined image's message names each of its problems (every bad
+shape, and its image file's own problem), its rule is the first's. Every file of the batch
+appears in `files` with what it was used as: read, unused (with why: no format reads it, the
+format that would was passed over, or it is a companion the export's tool wrote beside the
+annotations, such as VOC's instance masks) or rejected (with the error, for a file refused by
+the source or an annotation file that could not be read). Nothing is dropped silently and no
+malformed file raises out of here.
 """
 
 import csv
 import dataclasses
 import hashlib
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import orjson
 import polars as pl
 
-from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.errors import InputError, ItemProblems, each_problem
 from segpipe.core.shared.quarantine_rules import (
     ANNOTATIONS_MISSING,
     ANNOTATION_MISSING,
@@ -26,6 +29,7 @@ from segpipe.core.shared.quarantine_rules import (
     FILE_TOO_LARGE,
     IMAGE_AMBIGUOUS,
     IMAGE_MISSING,
+    INVALID_BATCH_MANIFEST,
     MASK_UNDECODABLE,
     UNPARSEABLE_ANNOTATIONS,
     UNSAFE_PATH,
@@ -39,6 +43,7 @@ from segpipe.core.ingest.pseudonym import pseudonymize
 from segpipe.core.shared.schemas import BatchFileRecord, ImageRecord, QuarantineRecord, polars_schema
 from segpipe.core.ingest.shape_table import ShapeTableBuilder
 from segpipe.core.ingest.sources.source import BatchSource
+from segpipe.core.ingest.sources.zip_archive import ArchiveRefused
 from segpipe.store import keys as store_keys
 
 METADATA_COLUMNS = ("camera", "city", "time_of_day", "weather", "sequence_id")
@@ -67,7 +72,7 @@ class IngestedBatch:
 
 def ingest_batch(
     source: BatchSource, batch_id: str, annotator_key: bytes, store_image: ImageWriter | None = None,
-    declared_format: str | None = None, lint_without_images: bool = False,
+    declared_format: str | None = None, lint_without_images: bool = False, landed_at: float | None = None,
 ) -> IngestedBatch:
     """Read a batch with the format given, else the one its manifest declares, else the one detected.
 
@@ -75,7 +80,10 @@ def ingest_batch(
     later stages and releases never read the landing zone again. With `lint_without_images`
     (check-source, never a build), an entry whose image is absent is quarantined all the same,
     but its shapes go into the shapes table and it is listed in `images_missing`, so an export's
-    labels can be checked before its images are uploaded.
+    labels can be checked before its images are uploaded. `landed_at` is when the batch landed
+    (LandedBatch.ready_at, seconds since the epoch), recorded on every entry so that a later delivery
+    of an image replaces an earlier one; an export read outside the landing zone (check-source,
+    init) has none.
     """
     names = source.names()
     index = ImageIndex([*names, *(rejected.name for rejected in source.rejected())])
@@ -86,7 +94,8 @@ def ingest_batch(
         choice = _choose_reader(source, names, manifest, index)
     except InputError as exc:  # the manifest is unusable, or no one format reads the batch
         return _quarantine_batch(source, batch_id, exc)
-    batch = _BatchIngest(source, manifest, choice, annotator_key, store_image, lint_without_images)
+    landed = None if landed_at is None else datetime.fromtimestamp(landed_at, tz=UTC)
+    batch = _BatchIngest(source, manifest, choice, annotator_key, store_image, lint_without_images, landed)
     options = ReaderOptions(images_dir=manifest.images_dir, images=index)
     try:
         # Streamed: an image's annotation is checked and turned into table rows as it is read, so
@@ -104,9 +113,19 @@ def _head(source: BatchSource) -> Callable[[str], bytes]:
 
 
 def _read_manifest(source: BatchSource, batch_id: str, names: list[str]) -> BatchManifest:
-    if BATCH_MANIFEST not in names:
-        return BatchManifest(batch_id)
-    return parse_batch_manifest(source.read(BATCH_MANIFEST), batch_id, source.origin(BATCH_MANIFEST))
+    """The batch's manifest, or defaults when it has none. A batch.json that is there but cannot be
+    read (a link, a special file, a folder, too large) makes the manifest invalid: reading the batch
+    with defaults would silently drop its format, annotator, gold flag and licence."""
+    if BATCH_MANIFEST in names:
+        return parse_batch_manifest(source.read(BATCH_MANIFEST), batch_id, source.origin(BATCH_MANIFEST))
+    refused = next((r.error for r in source.rejected() if r.name == BATCH_MANIFEST), None)
+    if refused is None and any(name.startswith(f"{BATCH_MANIFEST}/") for name in names):
+        refused = f"{source.origin(BATCH_MANIFEST)}: is a folder"
+    if refused is not None:
+        raise InputError(INVALID_BATCH_MANIFEST, (
+            f"{refused}; batch.json must be a regular file, so the batch is quarantined rather than read "
+            "without its settings"))
+    return BatchManifest(batch_id)
 
 
 def _choose_reader(source: BatchSource, names: list[str], manifest: BatchManifest, index: ImageIndex) -> FormatChoice:
@@ -125,8 +144,9 @@ class _BatchIngest:
     """One batch's entries, checked one by one against the files the batch actually holds."""
 
     def __init__(self, source: BatchSource, manifest: BatchManifest, choice: FormatChoice, annotator_key: bytes,
-                 store_image: ImageWriter | None, lint_without_images: bool) -> None:
+                 store_image: ImageWriter | None, lint_without_images: bool, landed_at: datetime | None) -> None:
         self.source, self.manifest, self.choice, self.reader = source, manifest, choice, choice.reader
+        self.landed_at = landed_at
         self.annotation_files = set(choice.files)
         self.passed_over = {file for files in choice.passed_over.values() for file in files}
         self.companions = set(choice.companions)
@@ -155,8 +175,9 @@ class _BatchIngest:
                 self._accept(annotation)
             except InputError as exc:
                 self._quarantine(annotation.file_name, exc)
-                if exc.rule in UNREADABLE_FILE_RULES:
-                    self.unreadable.update(_unreadable(self.origins, exc))
+                for problem in each_problem(exc):
+                    if problem.rule in UNREADABLE_FILE_RULES:
+                        self.unreadable.update(_unreadable(self.origins, problem))
         for name in sorted(self._image_files() - seen):
             error = self.rejected.get(name) or InputError(ANNOTATION_MISSING, (
                 f"{self.source.origin(name)}: image file has no annotation in this {self.reader.name} batch"))
@@ -190,9 +211,27 @@ class _BatchIngest:
             return annotation.image_data
         raise InputError(IMAGE_MISSING, f"{self.source.origin(name)}: annotated but the image file does not exist")
 
+    def _image_problems(self, annotation: AnnotatedImage) -> list[InputError]:
+        """What is wrong with the image itself (absent, refused, undecodable), for an entry refused for
+        its annotation, so that one message names both. An entry named after its annotation (no image
+        name to look for) has none; its frame is not compared, as its annotation's is unusable."""
+        name = annotation.file_name
+        if annotation.image_error is not None:
+            return [annotation.image_error]
+        if name in self.rejected:
+            return [self.rejected[name]]
+        data = self.source.read(name) if name in self.names else annotation.image_data
+        if data is None:
+            return []
+        try:
+            inspect_image(data, self.source.origin(name))
+        except InputError as exc:
+            return [exc]
+        return []
+
     def _accept(self, annotation: AnnotatedImage) -> None:
         if annotation.error is not None:
-            raise annotation.error
+            raise ItemProblems.of(annotation.error, *self._image_problems(annotation))
         origin = self.source.origin(annotation.file_name)
         try:
             data = self._image_bytes(annotation)
@@ -211,7 +250,8 @@ class _BatchIngest:
         identity = self.manifest.annotator or annotation.annotator or f"batch:{self.manifest.batch_id}"
         self.images.append({
             "entry_id": eid, "batch_id": self.manifest.batch_id, "file_name": annotation.file_name,
-            "source_uri": origin, "image_id": image_id, "image_key": image_key, "source_format": self.reader.name,
+            "landed_at": self.landed_at, "source_uri": origin, "image_id": image_id, "image_key": image_key,
+            "source_format": self.reader.name,
             "annotator": pseudonymize(identity, self.annotator_key),
             "source": self.manifest.source or self.reader.name, "is_gold": self.manifest.gold,
             "width": annotation.width, "height": annotation.height, "exif_orientation": decoded.orientation,
@@ -326,27 +366,39 @@ def _quarantine_batch(source: BatchSource, batch_id: str, error: InputError, man
 
 
 def quarantine_unreadable_batch(batch_id: str, error: InputError) -> IngestedBatch:
-    """A batch whose source cannot even be listed (an unsafe or corrupt archive): one row for the batch."""
+    """A batch whose source cannot be opened (an unsafe or corrupt archive, a batch that is gone): one
+    quarantine row for the batch. A refused archive's members are its rejected files, each with its
+    own problem or the archive's, so a user sees what was in it; when its directory could not be
+    listed safely, the archive itself is the one rejected file."""
+    rows = []
+    if isinstance(error, ArchiveRefused):
+        manifest = BatchManifest(batch_id)
+        rows = [{"batch_id": batch_id, "path": member.name, "role": _file_role(member.name, manifest, set(), set()),
+                 "outcome": "rejected", "reason": f"{member.error.rule}: {member.error}"} for member in error.members]
+        rows = rows or [{"batch_id": batch_id, "path": error.archive_name, "role": "archive", "outcome": "rejected",
+                         "reason": f"{error.rule}: {error}"}]
     return IngestedBatch(
         images=ImageRecord.validate(pl.DataFrame([], schema=IMAGE_SCHEMA)),
         shapes=ShapeTableBuilder().frame(),
         quarantine=_quarantine_frame([_quarantine_row(batch_id, "", error)]),
-        files=BatchFileRecord.validate(pl.DataFrame([], schema=FILE_SCHEMA)),
+        files=BatchFileRecord.validate(pl.DataFrame(rows, schema=FILE_SCHEMA).sort("path")),
         source_format=None,
     )
 
 
-def image_metadata(images: pl.DataFrame) -> pl.DataFrame:
-    """One row per image_id: an image delivered in several batches takes, per column, the first
-    non-empty value in batch order, plus its first file and the batches and annotators that had it."""
+def image_metadata(images: pl.DataFrame, superseded: Collection[str] = ()) -> pl.DataFrame:
+    """One row per image_id: its first file and the batches and annotators that delivered it, and per
+    metadata column the first non-empty value in batch order. The entries in `superseded` (replaced by
+    a later delivery of the image by their annotator, see core/qa/deliveries.py) are out of date: they
+    name no file, batch or annotator, and give a metadata value only where no other entry has one."""
+    current = ~pl.col("entry_id").is_in(list(superseded))
     return (
-        images.sort("batch_id", "file_name")
+        images.sort(~current, "batch_id", "file_name")
         .group_by("image_id", maintain_order=True)
         .agg(
-            pl.col("source_uri").first(), pl.col("image_key").first(), pl.col("file_name").first(),
-            pl.col("width").first(), pl.col("height").first(),
-            pl.col("batch_id").unique().sort().str.join(";").alias("source_batches"),
-            pl.col("annotator").unique().sort().str.join(";").alias("annotators"),
+            *[pl.col(c).filter(current).first() for c in ("source_uri", "image_key", "file_name", "width", "height")],
+            pl.col("batch_id").filter(current).unique().sort().str.join(";").alias("source_batches"),
+            pl.col("annotator").filter(current).unique().sort().str.join(";").alias("annotators"),
             *[pl.col(c).drop_nulls().first().alias(c) for c in METADATA_COLUMNS],
         )
     )

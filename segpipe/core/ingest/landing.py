@@ -6,11 +6,18 @@ half-uploaded folder is never read. An archive is one object: S3 makes it visibl
 upload completes, and a local uploader must write it under another name (`x.zip.part`) and
 rename it, which is atomic; anything not ending in `.zip` is ignored. Inside an archive
 batch.json is optional: without it the format is detected.
+
+An entry that looks like a batch but can never be read as one (a name that is not a batch id, a
+folder and an archive claiming one id, a symbolic link, a special file) is a LandingProblem: it
+is reported where people look (the landing sensor, `segpipe batches`, `segpipe build`), never
+skipped without a word. Hidden entries (a name starting with '.') and unmarked folders are not
+batches yet, so they are neither.
 """
 
 import difflib
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import fsspec
@@ -69,24 +76,121 @@ def entry_id(batch_id: str, file_name: str) -> str:
     return hashlib.sha256(f"{batch_id}\0{file_name}".encode()).hexdigest()[:20]
 
 
-def find_ready_batches(fs: fsspec.AbstractFileSystem, landing_root: str) -> dict[str, LandedBatch]:
-    """Every ready batch under the landing root, by batch id. A folder and an archive that claim
-    the same id are both left out until one is removed: neither may silently win."""
+@dataclass(frozen=True)
+class LandingProblem:
+    """An entry of the landing zone that cannot become a batch: where it is (as messages name a
+    location), why, and what whoever landed it should do."""
+
+    path: str
+    reason: str
+    what_to_do: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}. {self.what_to_do}"
+
+
+@dataclass(frozen=True)
+class LandingScan:
+    """What the landing root holds: the ready batches by id, and the entries that cannot be batches."""
+
+    ready: dict[str, LandedBatch]
+    problems: list[LandingProblem]
+
+
+def location_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """How messages name a location: a local path as it is, anything else as a URL."""
+    return fs.unstrip_protocol(path) if fs.protocol not in ("file", ("file", "local")) else path
+
+
+def printable_name(name: str) -> str:
+    """A name with undecodable bytes (surrogates from os.fsdecode) escaped, safe for Parquet and logs."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def scan_landing(fs: fsspec.AbstractFileSystem, landing_root: str) -> LandingScan:
+    """Every ready batch under the landing root, and every entry that looks like a batch but cannot be
+    read as one. A folder and an archive that claim the same id are both held back, each reported
+    naming the other, until one is removed: neither may silently win."""
     if not fs.exists(landing_root):
-        return {}
+        return LandingScan({}, [])
     found: dict[str, list[LandedBatch]] = {}
+    problems: list[LandingProblem] = []
     for info in fs.ls(landing_root, detail=True):
-        path = info["name"]
-        name = path.rstrip("/").rsplit("/", 1)[-1]
-        if info["type"] == "directory" and BATCH_ID_PATTERN.match(name):
-            marker = f"{path.rstrip('/')}/{BATCH_MANIFEST}"
-            if fs.exists(marker):
-                found.setdefault(name, []).append(LandedBatch(name, path.rstrip("/"), False, _modified(fs.info(marker))))
+        path = info["name"].rstrip("/")
+        name = path.rsplit("/", 1)[-1]
+        if name.startswith("."):
+            continue  # hidden: an uploader's temporary file, a desktop's metadata
+        if info.get("islink"):
+            problems.append(LandingProblem(_shown(fs, path), "is a symbolic link; links are never followed, so "
+                            "a batch cannot read files from outside the landing zone", _LINK_ACTION))
+        elif info["type"] == "directory" and _marked(fs, path):
+            marker = f"{path}/{BATCH_MANIFEST}"
+            batch = LandedBatch(name, path, False, _modified(_info_or(fs, marker, info)))
+            _add(found, problems, fs, batch, f"{marker} exists")
         elif info["type"] == "file" and name.endswith(ARCHIVE_SUFFIX):
-            batch_id = name[: -len(ARCHIVE_SUFFIX)]
-            if BATCH_ID_PATTERN.match(batch_id) and not info.get("islink"):
-                found.setdefault(batch_id, []).append(LandedBatch(batch_id, path, True, _modified(info)))
-    return {batch_id: batches[0] for batch_id, batches in sorted(found.items()) if len(batches) == 1}
+            _add(found, problems, fs, LandedBatch(name[: -len(ARCHIVE_SUFFIX)], path, True, _modified(info)), "")
+        elif info["type"] not in ("file", "directory") and name.endswith(ARCHIVE_SUFFIX):
+            problems.append(LandingProblem(_shown(fs, path), "is not a regular file (a device, socket or pipe)",
+                                           "Replace it with the .zip archive itself."))
+    ready = {}
+    for batch_id, batches in sorted(found.items()):
+        if len(batches) == 1:
+            ready[batch_id] = batches[0]
+            continue
+        folder, archive = (_shown(fs, b.path) for b in sorted(batches, key=lambda b: b.is_archive))
+        problems += [LandingProblem(_shown(fs, b.path), (
+            f"a folder and an archive both claim batch id {batch_id!r} ({folder} and {archive}), so neither is read"),
+            "Remove the copy that is not the delivery; the other is read at the next look.") for b in batches]
+    return LandingScan(ready, sorted(problems, key=lambda p: p.path))
+
+
+def find_ready_batches(fs: fsspec.AbstractFileSystem, landing_root: str) -> dict[str, LandedBatch]:
+    """Every ready batch under the landing root, by batch id (scan_landing says what else is there)."""
+    return scan_landing(fs, landing_root).ready
+
+
+def _shown(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    return printable_name(location_uri(fs, path))
+
+
+_LINK_ACTION = "Put the batch itself there, a copy and not a link, or move it there."
+
+
+def _marked(fs: fsspec.AbstractFileSystem, folder: str) -> bool:
+    """Whether a folder holds a batch.json in any form: a link counts, so ingest can refuse it by name."""
+    return fs.lexists(f"{folder}/{BATCH_MANIFEST}")
+
+
+def _info_or(fs: fsspec.AbstractFileSystem, path: str, fallback: dict) -> dict:
+    """The info of `path`, or `fallback` for a link that points nowhere."""
+    try:
+        return fs.info(path)
+    except FileNotFoundError:
+        return fallback
+
+
+def _add(found: dict[str, list[LandedBatch]], problems: list[LandingProblem], fs: fsspec.AbstractFileSystem,
+         batch: LandedBatch, marked: str) -> None:
+    """A candidate batch, or a problem when its name is not a batch id."""
+    if BATCH_ID_PATTERN.match(batch.batch_id):
+        found.setdefault(batch.batch_id, []).append(batch)
+        return
+    what = "folder" if not batch.is_archive else "archive"
+    suggested = _batch_id_like(batch.batch_id)
+    rename = f" such as {suggested + (ARCHIVE_SUFFIX if batch.is_archive else '')!r}" if suggested else ""
+    shown_id = printable_name(batch.batch_id)
+    problems.append(LandingProblem(
+        _shown(fs, batch.path),
+        f"{shown_id!r} is not a batch id{' (' + marked + ')' if marked else ''}, so the {what} is not read",
+        f"Rename the {what} to a batch id{rename}: letters, digits, '.', '_' and '-', starting with a letter or "
+        "digit, at most 128 characters."))
+
+
+def _batch_id_like(name: str) -> str | None:
+    """A batch id close to `name`, to suggest; None when nothing of it is left."""
+    ascii_name = unicodedata.normalize("NFKD", printable_name(name)).encode("ascii", "ignore").decode()
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_name).strip("._-")[:128]
+    return cleaned if BATCH_ID_PATTERN.match(cleaned) else None
 
 
 def list_ready_batches(fs: fsspec.AbstractFileSystem, landing_root: str) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from segpipe.core.qa.deliveries import Superseded, superseded_entries
 from segpipe.core.qa.instance_areas import INSTANCE_AREA_OUTLIER
 from segpipe.core.qa.mask_structure import MaskStructure
 from segpipe.core.qa.near_duplicates import near_duplicate_entries
@@ -36,7 +37,7 @@ class EntryEvidence:
     width: int
     height: int
     unmapped_labels: tuple[str, ...]
-    duplicate_of: str | None
+    superseded: Superseded | None  # a later delivery or an earlier copy in its batch counts instead
     polygon_findings: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # check id -> reasons
     near_duplicate_of: str | None = None
     structure: MaskStructure = MaskStructure()  # its fragments and the class constraints it breaks
@@ -84,8 +85,8 @@ def _labels_mapped(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -
     return None if not e.unmapped_labels else f"unmapped labels {list(e.unmapped_labels)}"
 
 
-def _not_duplicate(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
-    return None if e.duplicate_of is None else f"same image and annotator as {e.duplicate_of}"
+def _not_superseded(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
+    return None if e.superseded is None else e.superseded.reason()
 
 
 def _not_near_duplicate(e: EntryEvidence, taxonomy: Taxonomy, settings: QaSettings) -> str | None:
@@ -137,8 +138,11 @@ QA_RULES: tuple[QaRule, ...] = (
         "(a warning when the taxonomy paints unmapped labels as void or ignores them)."), False, _labels_mapped,
            "Map each label under the batch's source in the taxonomy (to a class, void or skip), then run "
            "`segpipe backfill`; `segpipe check-source --taxonomy` lists the rules to add."),
-    QaRule("entry_not_duplicate", "WARN", "No earlier entry has the same image content and annotator.", True,
-           _not_duplicate, "Deliver each image once per annotator; drop the copy from the batch."),
+    QaRule("entry_not_superseded", "WARN", (
+        "No other entry of the same image content and annotator counts instead: a delivery in a batch that landed "
+        "later (a correction replaces the earlier one), or a copy earlier in the same batch."), True,
+           _not_superseded, "Nothing, for a correction: the later delivery ships and the ledger names what it "
+                            "replaced. For a copy, deliver each image once per annotator and batch."),
     QaRule("image_not_near_duplicate", "WARN", (
         "No other image is a near copy of this one (perceptual hash within qa.near_duplicate_bits): a copy in "
         "another split would leak."), False, _not_near_duplicate,
@@ -170,9 +174,14 @@ QA_RULES: tuple[QaRule, ...] = (
 
 def rule_severity(rule: QaRule, taxonomy: Taxonomy) -> Severity:
     """Unmapped labels block only when the taxonomy says they are an error."""
-    if rule.id == "labels_mapped" and taxonomy.unmapped != "error":
-        return "WARN"
+    if rule.id == "labels_mapped":
+        return unmapped_labels_severity(taxonomy)
     return rule.severity
+
+
+def unmapped_labels_severity(taxonomy: Taxonomy) -> Severity:
+    """ERROR under `unmapped: error`; a warning when the taxonomy voids or ignores unmapped labels."""
+    return "ERROR" if taxonomy.unmapped == "error" else "WARN"
 
 
 def evaluate_entries(
@@ -183,12 +192,12 @@ def evaluate_entries(
     polygons: pl.DataFrame | None = None,
     structure: Mapping[str, MaskStructure] | None = None,
 ) -> pl.DataFrame:
-    """Run every rule on every entry (rows of masks, with class_pixels, joined with images); one
-    result row per pair. `polygons` are shape findings (polygon_checks.polygon_findings and
-    instance_areas.instance_area_findings),
-    `structure` those of mask_structure.mask_structure."""
+    """Run every rule on every entry (rows of masks, with class_pixels, joined with images' batch_id,
+    file_name, landed_at and perceptual_hash); one result row per pair. `polygons` are shape findings
+    (polygon_checks.polygon_findings and instance_areas.instance_area_findings), `structure` those
+    of mask_structure.mask_structure."""
     structure = structure or {}
-    duplicates = duplicate_entries(entries)
+    superseded = superseded_entries(entries)
     near_duplicates = near_duplicate_entries(entries, settings.near_duplicate_bits)
     findings: dict[str, dict[str, tuple[str, ...]]] = {}
     if polygons is not None:
@@ -204,7 +213,7 @@ def evaluate_entries(
             width=entry["width"],
             height=entry["height"],
             unmapped_labels=unmapped_by_entry.get(entry["entry_id"], ()),
-            duplicate_of=duplicates.get(entry["entry_id"]),
+            superseded=superseded.get(entry["entry_id"]),
             polygon_findings=findings.get(entry["entry_id"], {}),
             near_duplicate_of=near_duplicates.get(entry["entry_id"]),
             structure=structure.get(entry["entry_id"], MaskStructure()),
@@ -217,21 +226,6 @@ def evaluate_entries(
                 "excludes_entry": rule.excludes_entry and reason is not None, "reason": reason, "thumbnail_key": None,
             })
     return QaResultRecord.validate(pl.DataFrame(rows, schema=polars_schema(QaResultRecord)))
-
-
-def duplicate_entries(entries: pl.DataFrame) -> dict[str, str]:
-    """Entries repeating an earlier (image content, annotator) pair, mapped to the entry they repeat."""
-    first: dict[tuple[str, str], str] = {}
-    duplicates: dict[str, str] = {}
-    for eid, batch_id, file_name, image_id, annotator in (
-        entries.sort("batch_id", "file_name").select("entry_id", "batch_id", "file_name", "image_id", "annotator").iter_rows()
-    ):
-        key = (image_id, annotator)
-        if key in first:
-            duplicates[eid] = first[key]
-        else:
-            first[key] = f"{batch_id}/{file_name}"
-    return duplicates
 
 
 def excluded_entries(results: pl.DataFrame) -> pl.DataFrame:

@@ -17,6 +17,7 @@ from typing import BinaryIO
 import polars as pl
 
 from segpipe.core.ingest.batch import image_metadata
+from segpipe.core.qa.deliveries import superseded_entries
 from segpipe.core.qa.near_duplicates import split_leaks
 from segpipe.core.qa.rules import excluded_entries
 from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, released_shapes
@@ -27,6 +28,7 @@ from segpipe.core.release.provenance import batch_provenance
 from segpipe.core.release.released_names import ReleasedNames
 from segpipe.core.release.settings import ReleaseSettings
 from segpipe.core.release.writers import WRITERS, BuildStamp, ReleaseContext, ReleaseItem, ReleaseWriter
+from segpipe.core.release.writers.datasheet import DatasheetPicture, datasheet_pictures
 from segpipe.core.release.writers.manifest import manifest_table
 from segpipe.core.release.writers.meta import release_meta
 from segpipe.core.sampling.report import report_files
@@ -70,6 +72,7 @@ class ReleaseContents:
     meta: dict
     ledger: pl.DataFrame
     counts: dict[str, int]
+    pictures: list[DatasheetPicture]  # what the datasheet shows, to show where the release is announced
     members: pl.DataFrame  # members.parquet: every file, the part holding it, its SHA-256 (parts.member_index)
     parts: PartLayout | None  # the shared parts used and written; None when built as one ZIP
 
@@ -86,7 +89,7 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | Non
     ledger = build_ledger(inputs.batch_images, inputs.batch_quarantine, excluded_entries(inputs.qa_report),
                           inputs.consensus_masks, set(items["image_id"]),
                           unselected_reasons(inputs.dataset_split, inputs.sampling))
-    ledger = names.table(ledger, "reason").sort("batch_id", "file_name")
+    ledger = names.table(ledger, "reason", "replaces").sort("batch_id", "file_name")
     items = items.with_columns(pl.col("source_batches").map_elements(names.batch_list, return_dtype=pl.String))
     counts = outcome_counts(ledger)
     shapes = released_shapes(inputs.consensus_masks, inputs.annotation_masks.select("mask_key", "entry_id"),
@@ -97,10 +100,12 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | Non
         store=inputs.store, taxonomy=inputs.taxonomy, dataset_name=inputs.dataset_name,
         mask_encoding=inputs.mask_encoding, stamp=inputs.stamp, counts=counts,
         qa_results=names.table(inputs.qa_report, "reason"),
-        report_files=report_files(inputs.sampling_report, inputs.class_balance, leaks), shapes=shapes,
+        report_files=report_files(inputs.sampling_report, inputs.class_balance, leaks,
+                                  {c.id: c.color for c in inputs.taxonomy.classes}), shapes=shapes,
         provenance={names.batches[batch]: terms for batch, terms in batch_provenance(inputs.batch_images).items()})
     placed, members = package_release(release, items, out, parts)
-    return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts, members, placed)
+    return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts, datasheet_pictures(release),
+                           members, placed)
 
 
 def package_release(release: ReleaseContext, items: pl.DataFrame, out: BinaryIO,
@@ -152,15 +157,17 @@ def release_version(release: ReleaseContext, writers: Sequence[ReleaseWriter]) -
 def release_items(splits: pl.DataFrame, consensus: pl.DataFrame, images: pl.DataFrame,
                   qa_results: pl.DataFrame) -> pl.DataFrame:
     """One row per image to release: its split, released mask and its class pixels, a source file,
-    merged metadata, qa_warnings: the QA rules its entries failed without being excluded
-    (`;`-separated, null when none), and part_group: the batch its file name comes from (the first
-    by id), whose parts hold it in a release in parts."""
-    per_image = image_metadata(images).with_columns(
+    metadata merged over its deliveries (the current ones first: see image_metadata), qa_warnings:
+    the QA rules failed by the entries of it that QA kept (`;`-separated, null when none), and
+    part_group: the batch its file name comes from (the first current one by id), whose parts hold
+    it in a release in parts."""
+    per_image = image_metadata(images, superseded_entries(images)).with_columns(
         pl.col("source_batches").str.split(";").list.first().alias("part_group"))
     accepted = consensus.filter(pl.col("status") == "accepted").select(
         "image_id", "mask_key", "instance_mask_key", "mask_source", "agreement", "class_pixels")
     chosen = splits.filter(pl.col("split").is_not_null()).select("image_id", "split")
-    warnings = (qa_results.filter(~pl.col("passed") & ~pl.col("excludes_entry")).select("entry_id", "check_id")
+    kept = qa_results.join(excluded_entries(qa_results), on="entry_id", how="anti")
+    warnings = (kept.filter(~pl.col("passed")).select("entry_id", "check_id")
                 .join(images.select("entry_id", "image_id"), on="entry_id")
                 .group_by("image_id").agg(pl.col("check_id").unique().sort().str.join(";").alias("qa_warnings")))
     return (chosen.join(accepted, on="image_id").join(per_image, on="image_id")

@@ -1,10 +1,15 @@
 """The README.md datasheet a release ships: what is in it, how it was checked, how to load it.
 
-Written from meta.json alone, so it says nothing meta.json does not, and leaves out the build's
-run id and time (the datasheet is part of the content, which a rebuild of the same data repeats).
+Written from meta.json and the release's own pictures, so it says nothing the release does not
+hold, and leaves out the build's run id and time (the datasheet is part of the content, which a
+rebuild of the same data repeats). Pictures are members of the release, linked by their paths.
 """
 
+from collections.abc import Sequence
+
+from segpipe.core.release import layout
 from segpipe.core.release.provenance import NOT_STATED, licences
+from segpipe.core.shared.pictures import hex_colour
 
 TERMS = ("source", "licence", "origin", "attribution")
 SHOWN_BATCHES = 3  # a row or a licence of more batches gives their number; meta.json lists them all
@@ -48,9 +53,10 @@ PRIVACY = (
     "are named by keyed pseudonyms (`annotator-…`, `batch-…`), and file names are paths in their batch.")
 
 
-def datasheet(meta: dict, distribution_chart: str | None) -> str:
-    """The datasheet of a release described by `meta` (meta.json's content); distribution_chart is
-    the chart's path in the ZIP, linked when the release has one."""
+def datasheet(meta: dict, distribution_chart: str | None, qa_pictures: Sequence[tuple[str, str]]) -> str:
+    """The datasheet of a release described by `meta` (meta.json's content), showing the legend
+    (layout.LEGEND), the distribution chart (its path in the ZIP, when the release has one) and
+    qa_pictures, (caption, path) of the QA thumbnails to show."""
     total = sum(meta["class_pixels"].values()) + meta["ignored_pixels"]
     lines = [
         f"# {meta['dataset']} {meta['version']}", "",
@@ -62,9 +68,10 @@ def datasheet(meta: dict, distribution_chart: str | None) -> str:
         "(`sha256sum -c SHA256SUMS` in the unzipped folder).", "",
         "## Classes", "",
         "| id | name | colour | pixel share |", "|---|---|---|---|",
-        *[f"| {c['id']} | {c['name']} | {tuple(c['color'])} | {_share(meta['class_pixels'][c['name']], total)} |"
+        *[f"| {c['id']} | {c['name']} | `{hex_colour(c['color'])}` | {_share(meta['class_pixels'][c['name']], total)} |"
           for c in sorted(meta["classes"], key=lambda c: c["id"])],
         f"| {meta['ignore_index']} | (ignored) | | {_share(meta['ignored_pixels'], total)} |", "",
+        f"![Colours of masks and QA pictures]({layout.LEGEND})", "",
         "## Splits", "",
         "| split | images |", "|---|---|",
         *[f"| {split} | {n} |" for split, n in meta["splits"].items()], "",
@@ -77,8 +84,10 @@ def datasheet(meta: dict, distribution_chart: str | None) -> str:
     failures = meta["qa_failures"]
     lines += (["| rule | failures |", "|---|---|", *[f"| {rule} | {n} |" for rule, n in failures.items()]]
               if failures else ["No QA rule failed."])
-    lines += ["", "`qa/report.csv` lists each failure with its reason; `qa/thumbnails/` shows the first ones.", "",
-              "## Loading in PyTorch", "", PYTORCH_SNIPPET.replace("IGNORE_INDEX", str(meta["ignore_index"])), ""]
+    lines += ["", "`qa/report.csv` lists each failure with its reason; `qa/thumbnails/` shows the first ones: the "
+              "image beside its mask, the problem in the colour the legend names.", ""]
+    lines += [line for caption, path in qa_pictures for line in (f"![{_alt(caption)}]({path})", "")]
+    lines += ["## Loading in PyTorch", "", PYTORCH_SNIPPET.replace("IGNORE_INDEX", str(meta["ignore_index"])), ""]
     return "\n".join(lines)
 
 
@@ -112,6 +121,11 @@ def _batches(batches: list[str]) -> str:
 def _cell(text: str | None) -> str:
     """Free text from batch.json as one Markdown table cell."""
     return NOT_STATED if text is None else " ".join(text.split()).replace("|", "\\|")
+
+
+def _alt(text: str) -> str:
+    """A caption as a Markdown image's alternative text."""
+    return " ".join(text.split()).replace("[", "\\[").replace("]", "\\]")
 
 
 def _share(pixels: int, total: int) -> str:

@@ -24,6 +24,7 @@ META = "meta.json"
 CLASS_MAP = "dataset_meta.json"  # Datumaro's class map
 YOLO_DATA = "yolo/data.yaml"
 DATASHEET = "README.md"
+LEGEND = "legend.png"  # the class colours of masks and QA pictures, and the QA problem colour
 SHA256SUMS = "SHA256SUMS"
 IMAGES_DIR = "images/"
 

@@ -2,6 +2,7 @@
 
 import polars as pl
 
+from segpipe.core.qa.deliveries import replaced_deliveries
 from segpipe.core.shared.schemas import LedgerRecord, polars_schema
 
 LEDGER_SCHEMA = polars_schema(LedgerRecord)
@@ -16,8 +17,11 @@ def build_ledger(
     unselected_reason: dict[str, str] | None = None,
 ) -> pl.DataFrame:
     """One row per input entry: accepted entries from `images`, rejected ones from `quarantine`.
-    unselected_reason: accepted images sampling left out, with why."""
+    unselected_reason: accepted images sampling left out, with why. An entry that replaced earlier
+    deliveries of its image by its annotator names them in `replaces` (core/qa/deliveries.py); they
+    are filtered by QA, with a reason naming it."""
     unselected_reason = unselected_reason or {}
+    replaced = {entry: ";".join(names) for entry, names in replaced_deliveries(images).items()}
     excluded = dict(qa_exclusions.select("entry_id", "reason").iter_rows())
     status = {image_id: (state, score) for image_id, state, score in consensus.select("image_id", "status", "agreement").iter_rows()}
     low_scorers = {(image_id, annotator) for image_id, annotators in consensus.select(
@@ -25,7 +29,7 @@ def build_ledger(
     rows = []
     for entry_id, batch_id, file_name, image_id, annotator in images.select(
             "entry_id", "batch_id", "file_name", "image_id", "annotator").iter_rows():
-        base = {"batch_id": batch_id, "file_name": file_name, "image_id": image_id}
+        base = {"batch_id": batch_id, "file_name": file_name, "image_id": image_id, "replaces": replaced.get(entry_id)}
         state = status.get(image_id, ("", None))[0]
         if entry_id in excluded:
             rows.append({**base, "outcome": "filtered", "stage": "qa", "reason": excluded[entry_id]})
@@ -46,7 +50,8 @@ def build_ledger(
             rows.append({**base, "outcome": "filtered", "stage": "consensus",
                          "reason": "every annotation of this image was excluded by QA"})
     rows.extend(
-        {"batch_id": b, "file_name": f, "image_id": None, "outcome": "quarantined", "stage": stage, "reason": f"{rule}: {message}"}
+        {"batch_id": b, "file_name": f, "image_id": None, "outcome": "quarantined", "stage": stage,
+         "reason": f"{rule}: {message}", "replaces": None}
         for b, f, stage, rule, message in quarantine.select("batch_id", "file_name", "stage", "rule", "message").iter_rows()
     )
     return LedgerRecord.validate(pl.DataFrame(rows, schema=LEDGER_SCHEMA).sort("batch_id", "file_name"))

@@ -42,8 +42,8 @@ class ReleasedNames:
         """A `;`-joined list of batch ids as the list of their pseudonyms, sorted."""
         return ";".join(sorted(self.batches[batch] for batch in joined.split(";")))
 
-    def table(self, table: pl.DataFrame, text_column: str) -> pl.DataFrame:
-        """`table` with its batch_id column and the messages in `text_column` as a release names them."""
+    def table(self, table: pl.DataFrame, *text_columns: str) -> pl.DataFrame:
+        """`table` with its batch_id column and the messages in `text_columns` as a release names them."""
         return table.with_columns(
             pl.col("batch_id").replace_strict(dict(self.batches), return_dtype=pl.String),
-            pl.col(text_column).map_elements(self.text, return_dtype=pl.String))
+            *[pl.col(column).map_elements(self.text, return_dtype=pl.String) for column in text_columns])

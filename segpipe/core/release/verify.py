@@ -24,12 +24,13 @@ import pandera.errors
 import polars as pl
 
 from segpipe.core.rasterize.raster import decode_mask_png
-from segpipe.core.release.layout import SHA256SUMS
+from segpipe.core.release.layout import DATASHEET, SHA256SUMS
 from segpipe.core.release.writers.manifest import MANIFEST_COLUMNS, MANIFEST_TYPES
 from segpipe.core.shared.schemas import ManifestRecord
 
 CHUNK = 1 << 20
 SUM_LINE = re.compile(r"([0-9a-f]{64})  (.+)")
+MARKDOWN_IMAGE = re.compile(r"!\[(?:\\.|[^\]\\])*\]\(([^)\s]+)\)")  # ![alt, \] escaped](path): the path
 # What reading one member can raise when its bytes are damaged: a bad local header (BadZipFile,
 # struct.error), a broken deflate stream (zlib.error, EOFError), a flag or method it cannot
 # handle (NotImplementedError, RuntimeError for "encrypted"), or the store failing (OSError).
@@ -150,8 +151,9 @@ def verify_release(archive: ReleaseFiles, mask_sample: int = 64, hashed: Callabl
     """Every member against SHA256SUMS (with `hashed`, the SHA-256 only of those it accepts, the others
     only for being there); index.csv against the manifest schema and index.parquet, the files it names
     and meta.json's split sizes and image sizes; meta.json's ledger counts add up; a sample of masks (spread over the manifest) decoded against
-    meta.json's classes and the manifest's size and pixel counts."""
+    meta.json's classes and the manifest's size and pixel counts; every picture the datasheet shows is a member."""
     problems, files_checked = _check_sums(archive, hashed)
+    problems += _check_datasheet_pictures(archive)
     meta, manifest = _read_meta(archive, problems), _read_manifest(archive, problems)
     decoded = 0
     if meta is not None and manifest is not None:
@@ -226,6 +228,19 @@ def missing_problems(missing: Sequence[str], problem: str) -> list[ReleaseProble
                                              "release_format 2) holds only part of its files: check the release "
                                              "folder, or the folder `segpipe fetch` writes"))
     return named
+
+
+def _check_datasheet_pictures(archive: ReleaseFiles) -> list[ReleaseProblem]:
+    """The datasheet's pictures are members, so the README shows what the release holds (a release
+    without a datasheet has nothing to check here; SHA256SUMS says whether one is missing)."""
+    if DATASHEET not in archive.namelist():
+        return []
+    problems: list[ReleaseProblem] = []
+    if (data := _read_member(archive, DATASHEET, problems)) is None:
+        return problems
+    present = set(archive.namelist())
+    return [ReleaseProblem(DATASHEET, f"shows the picture {path}, which the archive does not hold")
+            for path in MARKDOWN_IMAGE.findall(data.decode(errors="replace")) if path not in present]
 
 
 def _read_member(archive: ReleaseFiles, name: str, problems: list[ReleaseProblem]) -> bytes | None:

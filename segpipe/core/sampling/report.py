@@ -9,6 +9,7 @@ Two tables, shown in the Dagster UI and shipped in the release (sampling/):
   and whether the rare-class floors hold there.
 """
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,10 +97,11 @@ def _distances(distribution: pl.DataFrame, tolerance: float) -> pl.DataFrame:
                                       "worst_split_distance": pl.Float64, "within_tolerance": pl.Boolean})
 
 
-def report_files(distribution: pl.DataFrame, classes: pl.DataFrame, leaks: pl.DataFrame) -> dict[str, bytes]:
+def report_files(distribution: pl.DataFrame, classes: pl.DataFrame, leaks: pl.DataFrame,
+                 class_colours: Mapping[int, Sequence[int]]) -> dict[str, bytes]:
     """The report as the release ships it, under sampling/: the tables as CSV (leakage.csv: the
-    near-duplicate pairs in different splits, normally none) and the chart."""
+    near-duplicate pairs in different splits, normally none) and the chart (in the classes' colours)."""
     return {"sampling/distribution.csv": distribution.write_csv().encode(),
             "sampling/classes.csv": classes.write_csv().encode(),
             "sampling/leakage.csv": leaks.write_csv().encode(),
-            "sampling/distribution.png": render_distribution_chart(distribution, classes)}
+            "sampling/distribution.png": render_distribution_chart(distribution, classes, class_colours)}

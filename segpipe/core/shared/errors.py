@@ -162,3 +162,48 @@ class InputError(ValueError):
     def __init__(self, rule: str, message: str) -> None:
         super().__init__(message)
         self.rule = quarantine_rule(rule).id
+
+
+class ItemProblems(InputError):
+    """Every problem found with one input item (a bad image and a bad shape, several bad shapes), so
+    one pass of fixes covers them all. Its rule is the first problem's, and the item stays one
+    quarantined entry; its message lists each problem, the later ones as `also <rule>: <message>`,
+    up to MAX_LISTED, then how many more."""
+
+    MAX_LISTED = 20
+
+    def __init__(self, first: InputError) -> None:
+        super().__init__(first.rule, str(first))
+        self.problems: list[InputError] = []
+        self.unlisted = 0
+        self.add(first)
+
+    @classmethod
+    def of(cls, *errors: InputError | None) -> InputError | None:
+        """The one error of an item with these problems (None ignored): a lone one as it is."""
+        found = [error for error in errors if error is not None]
+        if len(found) <= 1:
+            return found[0] if found else None
+        combined = found[0] if isinstance(found[0], ItemProblems) else cls(found[0])
+        for error in found[1:]:
+            combined.add(error)
+        return combined
+
+    def add(self, error: InputError) -> None:
+        for problem in error.problems if isinstance(error, ItemProblems) else [error]:
+            if len(self.problems) < self.MAX_LISTED:
+                self.problems.append(problem)
+            else:
+                self.unlisted += 1
+        if isinstance(error, ItemProblems):
+            self.unlisted += error.unlisted
+
+    def __str__(self) -> str:
+        first, *others = self.problems
+        listed = "; ".join([str(first), *(f"also {p.rule}: {p}" for p in others)])
+        return listed + (f"; and {self.unlisted} more problems" if self.unlisted else "")
+
+
+def each_problem(error: InputError) -> list[InputError]:
+    """The problems an error stands for: those listed by ItemProblems, else the error itself."""
+    return list(error.problems) if isinstance(error, ItemProblems) else [error]

@@ -108,9 +108,11 @@ QUARANTINE_RULES: tuple[QuarantineRule, ...] = (
     QuarantineRule(
         INVALID_BATCH_MANIFEST, "ingest",
         "batch.json is not a JSON object of the known keys (batch_id, format, annotation_file, images_dir, "
-        "metadata_file, annotator, source, gold) with the right types; the whole batch is quarantined.",
+        "metadata_file, annotator, source, gold) with the right types, or it is not a regular file that can be "
+        "read (a symbolic link, a folder, a special file, over the size limit); the whole batch is quarantined "
+        "rather than read without its settings.",
         "Fix batch.json as the message says: drop unknown keys, make batch_id the folder's name, give paths "
-        "relative to the batch, gold true or false."),
+        "relative to the batch, gold true or false; put the file itself in the batch in place of a link."),
     QuarantineRule(
         CORRUPT_ARCHIVE, "ingest",
         "The .zip cannot be read: no central directory, an entry whose local header, length or CRC-32 does "
@@ -372,7 +374,10 @@ def render_markdown() -> str:
         "(`batch_quarantine`, and quarantine.parquet / quarantine.csv of `segpipe check-source`) with its "
         "batch, its file, the stage, the rule and a message naming the file, the item and what is wrong. The "
         "release's ledger gives it the reason `<rule>: <message>`. A rule that concerns a whole batch "
-        "quarantines every image of that batch under the same rule.",
+        "quarantines every image of that batch under the same rule. An image with several problems (several "
+        "bad shapes, a bad shape and an undecodable image file) is still one row: its rule is the first "
+        "problem's, and its message names each of them, the later ones as `also <rule>: <message>` (the "
+        "first 20, then how many more).",
         "",
         "| Rule | Stage | Meaning | What to do |",
         "| --- | --- | --- | --- |",

@@ -14,12 +14,25 @@ def polars_schema(model: type[pa.DataFrameModel]) -> dict[str, pl.DataType]:
     return {name: column.dtype.type for name, column in model.to_schema().columns.items()}
 
 
+def with_later_columns(frame: pl.DataFrame, model: type[pa.DataFrameModel]) -> pl.DataFrame:
+    """A table written by an earlier segpipe, with the nullable columns added since as nulls: a column
+    that may be unknown must not force every stored batch to be ingested again."""
+    dtypes = polars_schema(model)
+    added = [name for name, column in model.to_schema().columns.items()
+             if column.nullable and name not in frame.columns]
+    return frame.with_columns(pl.lit(None, dtype=dtypes[name]).alias(name) for name in added)
+
+
 class ImageRecord(pa.DataFrameModel):
     """One accepted input entry: an image file of a batch with its annotation."""
 
     entry_id: str = pa.Field(unique=True)
     batch_id: str
     file_name: str
+    # When the batch landed (its batch.json's or archive's modification time): of two deliveries of
+    # one image by one annotator, the one that landed later replaces the other (core/qa/deliveries.py).
+    # Null for an export read outside the landing zone (check-source).
+    landed_at: pl.Datetime(time_unit="us", time_zone="UTC") = pa.Field(nullable=True)
     source_uri: str
     image_id: str = pa.Field(str_length={"min_value": 64, "max_value": 64})
     image_key: str
@@ -73,11 +86,12 @@ class ShapeRecord(pa.DataFrameModel):
 
 
 class BatchFileRecord(pa.DataFrameModel):
-    """Every file found in a batch, what ingest used it as, and what became of it."""
+    """Every file found in a batch, what ingest used it as, and what became of it. The role `archive`
+    is a refused archive whose members could not be listed: the batch's one file row."""
 
     batch_id: str
     path: str
-    role: str = pa.Field(isin=["manifest", "annotation", "image", "metadata", "other"])
+    role: str = pa.Field(isin=["manifest", "annotation", "image", "metadata", "other", "archive"])
     outcome: str = pa.Field(isin=["read", "rejected", "unused"])
     reason: str = pa.Field(nullable=True)
 
@@ -310,6 +324,7 @@ class LedgerRecord(pa.DataFrameModel):
     outcome: str = pa.Field(isin=["released", "filtered", "quarantined"])
     stage: str
     reason: str = pa.Field(nullable=True)
+    replaces: str = pa.Field(nullable=True)  # `;`-separated `<batch>/<file>` of the earlier deliveries it replaced
 
     class Config:
         strict = True

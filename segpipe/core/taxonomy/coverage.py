@@ -1,4 +1,4 @@
-"""Whether a taxonomy maps anything of a batch at all.
+"""Whether a taxonomy maps anything of a batch at all, and the rules its unmapped labels need.
 
 A taxonomy whose rules miss a whole batch (a source without rules, a batch.json `source` that
 differs from the rules' key, the packaged placeholder) would draw masks with no class in them. The
@@ -6,13 +6,17 @@ build would then fail stages later, in QA or sampling, for a reason that names n
 nor the taxonomy. So mapping stops the batch at once, saying which labels it found.
 """
 
+import json
+import re
+
 import polars as pl
 
 from segpipe.core.ingest.formats.annotation import SEGMENTATION_KINDS
 from segpipe.core.shared.errors import ConfigProblem
-from segpipe.core.taxonomy.model import Taxonomy
+from segpipe.core.taxonomy.model import Taxonomy, unmapped_label_report, unmapped_segments
 
 SHOWN_LABELS = 12
+_PLAIN_YAML = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_. -]*")
 
 
 def no_label_mapped(batch_id: str, mapped: pl.DataFrame, sources: pl.DataFrame, taxonomy: Taxonomy,
@@ -37,3 +41,21 @@ def no_label_mapped(batch_id: str, mapped: pl.DataFrame, sources: pl.DataFrame, 
     return ConfigProblem(origin, None, f"mappings.{source}", (
         f"no label was mapped to a class in batch {batch_id!r}, whose {labels.height} labels are {found}{more}; "
         f"{why}, or start from a taxonomy of these labels, which `segpipe init` writes (docs/taxonomy.md)"))
+
+
+def unmapped_labels_with_rules(mapped: pl.DataFrame, images: pl.DataFrame, taxonomy: Taxonomy) -> pl.DataFrame:
+    """unmapped_label_report of `mapped` (map_labels of shapes; `images` gives entry_id, batch_id,
+    file_name and source) with, per label, the rule to add for it: the line to write under its
+    source's mappings key, the target left for whoever knows what the label means."""
+    report = unmapped_label_report(unmapped_segments(mapped), images)
+    return report.with_columns(
+        pl.struct("source", "raw_label").map_elements(
+            lambda row: rule_to_add(taxonomy, row["source"], row["raw_label"]), return_dtype=pl.String)
+        .alias("rule_to_add"))
+
+
+def rule_to_add(taxonomy: Taxonomy, source: str, raw_label: str) -> str:
+    """`mappings.<key>: - {label: <label>, to: <class, void or skip>}`, for the key whose rules the
+    source uses (an alias answers to its source's key)."""
+    label = raw_label if _PLAIN_YAML.fullmatch(raw_label) else json.dumps(raw_label, ensure_ascii=False)
+    return f"mappings.{taxonomy.rule_source(source)}: - {{label: {label}, to: <class, void or skip>}}"

@@ -3,11 +3,17 @@ import polars as pl
 
 from segpipe.core.consensus.annotator_pairs import pair_summary
 from segpipe.core.consensus.fusion import build_consensus
+from segpipe.core.consensus.review import agreement_map_pictures, review_queue
 from segpipe.core.qa.rules import excluded_entries
 from segpipe.defs.metadata import markdown_table
+from segpipe.defs.pictures import gallery, stored_pictures
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
+from segpipe.store import keys as store_keys
+
+AGREEMENT_MAP_NOTE = ("Agreement maps: white where all annotators agree, darker where they split (the share of the "
+                      "vote behind each pixel's leading class).")
 
 
 @dg.multi_asset(
@@ -28,21 +34,24 @@ def consensus(
 ):
     """Fuse annotators pixel by pixel where several labelled an image, score them on honeypots, and
     measure each pair's agreement class by class. Entries a QA rule excluded take no part; images
-    whose masks are unchanged since an earlier run reuse its outcome (see segpipe.core.consensus.fusion)."""
+    whose masks are unchanged since an earlier run reuse its outcome (see segpipe.core.consensus.fusion).
+    The review queue shows the agreement maps of its first images (AGREEMENT_MAP_NOTE)."""
     with only_transient_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
         palette = taxonomy.palette() if settings.mask_encoding == "palette" else None
         usable = annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti")
         images, scores, pairs = build_consensus(usable, object_store.artefacts(), settings.consensus, taxonomy.ignore_index,
                                                 palette, {c.id: c.name for c in taxonomy.classes})
-        review = images.filter(pl.col("status").is_in(["low_agreement", "annotator_review"])).select(
-            "image_id", "status", "annotators", "agreement",
-            pl.col("agreement_map_key").map_elements(object_store.url, return_dtype=pl.String).alias("agreement_map"))
+        queue = review_queue(images, annotation_masks.select("entry_id", "image_id").join(
+            qa_report.select("entry_id", "file_name").unique("entry_id"), on="entry_id"))
         yield dg.Output(images, output_name="consensus_masks", metadata={
             "images": images.height,
             "by_status": dg.MetadataValue.json(dict(images.group_by("status").len().sort("status").iter_rows())),
             "by_mask_source": dg.MetadataValue.json(dict(images.group_by("mask_source").len().sort("mask_source").iter_rows())),
-            "review_queue": dg.MetadataValue.md(markdown_table(review.with_columns(pl.col("annotators").list.join(", ")))),
+            "review_queue": dg.MetadataValue.md(markdown_table(queue.select(
+                "file_name", "status", pl.col("annotators").list.join(", "), "agreement"))),
+            "agreement_maps": gallery(stored_pictures(object_store, agreement_map_pictures(queue)),
+                                      everything=object_store.url(store_keys.AGREEMENT_MAPS_DIR), note=AGREEMENT_MAP_NOTE),
         })
         yield dg.Output(scores, output_name="annotator_scores", metadata={
             "leaderboard": dg.MetadataValue.md(markdown_table(scores)),

@@ -25,10 +25,9 @@ def label_masks(
     with only_transient_retried():
         tables = {batch: rasterize_label_masks(batch_images[batch], batch_shapes[batch], object_store.artefacts())
                   for batch in context.partition_keys}
-        context.add_output_metadata({
-            "batches": len(tables),
-            "masks_written": sum(frame["label_mask_key"].drop_nulls().len() for frame in tables.values()),
-        })
+        for batch, frame in tables.items():
+            context.add_asset_metadata({"masks_written": frame["label_mask_key"].drop_nulls().len()},
+                                       partition_key=batch)
         return tables
 
 
@@ -58,24 +57,30 @@ def annotation_masks(
         store = ArtefactStore(object_store.read_bytes, write, object_store.exists)
         tables = {}
         for batch in context.partition_keys:
+            written_before = len(written)
             masks = render_class_masks(label_masks[batch], mapped_shapes[batch], batch_images[batch], taxonomy,
                                        settings.mask_encoding, store)
             if settings.instance_masks:
                 masks = render_instance_masks(batch, masks, mapped_shapes[batch], taxonomy, store)
             tables[batch] = masks
-        every = pl.concat(tables.values())
-        counts = dict(every.group_by("rendered_by").len().iter_rows())
-        class_masks_written = sum(key.startswith("masks/") for key in written)  # instance masks are written too
-        context.add_output_metadata({
-            "batches": len(tables),
-            "masks": every.height,
-            "masks_written": class_masks_written,
-            "masks_unchanged": every.height - class_masks_written,
-            "by_lookup": counts.get("lookup", 0),
-            "redrawn": counts.get("redraw", 0),
-            "mask_encoding": settings.mask_encoding,
-            "instance_masks": every["instance_mask_key"].drop_nulls().len(),
-            "instance_errors": dg.MetadataValue.md(markdown_table(
-                every.filter(pl.col("instance_error").is_not_null()).select("entry_id", "instance_error"))),
-        })
+            # instance masks are written too; only class masks count here
+            class_masks_written = sum(key.startswith("masks/") for key in written[written_before:])
+            context.add_asset_metadata(_masks_metadata(masks, class_masks_written, settings.mask_encoding),
+                                       partition_key=batch)
         return tables
+
+
+def _masks_metadata(masks: pl.DataFrame, class_masks_written: int, mask_encoding: str) -> dict:
+    """One batch's masks: how many were written or found unchanged, and how each was made."""
+    counts = dict(masks.group_by("rendered_by").len().iter_rows())
+    return {
+        "masks": masks.height,
+        "masks_written": class_masks_written,
+        "masks_unchanged": masks.height - class_masks_written,
+        "by_lookup": counts.get("lookup", 0),
+        "redrawn": counts.get("redraw", 0),
+        "mask_encoding": mask_encoding,
+        "instance_masks": masks["instance_mask_key"].drop_nulls().len(),
+        "instance_errors": dg.MetadataValue.md(markdown_table(
+            masks.filter(pl.col("instance_error").is_not_null()).select("entry_id", "instance_error"))),
+    }

@@ -1,16 +1,30 @@
 import dagster as dg
 import polars as pl
 
+from segpipe.core.qa.pictures import qa_legend
+from segpipe.core.release import layout
 from segpipe.core.release.build import ReleaseInputs
 from segpipe.core.release.writers import BuildStamp
+from segpipe.core.release.writers.datasheet import DatasheetPicture
+from segpipe.core.shared.pictures import Picture
+from segpipe.core.taxonomy.model import Taxonomy
 from segpipe.defs.batches import batches_not_done, done_batches
 from segpipe.defs.metadata import markdown_table
+from segpipe.defs.pictures import gallery, legend, store_location
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
 from segpipe.io.object_store import LandingZone, ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 from segpipe.store import keys
 from segpipe.store.release_build import build_and_publish
+
+
+def release_pictures(pictures: list[DatasheetPicture], archive: str, taxonomy: Taxonomy) -> dict[str, dg.MetadataValue]:
+    """The datasheet's chart, naming its member of the archive, and the legend as a table of swatches
+    (its QA thumbnails are qa_report's, shown there)."""
+    chart = [Picture(f"{p.caption} ({p.path})", p.read, f"{p.path} in {archive}")
+             for p in pictures if p.path == layout.DISTRIBUTION_CHART]
+    return {"chart": gallery(chart), "legend": legend(qa_legend(taxonomy))}
 
 
 @dg.asset(
@@ -67,8 +81,9 @@ def dataset_release(
             "version": published.version,
             "content_digest": contents.version,
             "latest": published.latest,
-            "release": dg.MetadataValue.url(object_store.url(published.prefix)),
-            "archive": dg.MetadataValue.url(object_store.url(archive_key)),
+            "release": store_location(object_store, published.prefix),
+            "archive": store_location(object_store, archive_key),
+            **release_pictures(contents.pictures, object_store.url(archive_key), taxonomy),
             "newly_published": published.newly_published,
             "parts": len(published.marker.get("parts", {})),
             "parts_written": len(built.parts_written),

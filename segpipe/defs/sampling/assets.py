@@ -5,6 +5,7 @@ from segpipe.core.shared.artefacts import content_digest
 from segpipe.core.sampling.chart import render_distribution_chart
 from segpipe.core.sampling.report import distribution_report, unmet_floors
 from segpipe.core.ingest.batch import image_metadata
+from segpipe.core.qa.deliveries import superseded_entries
 from segpipe.core.qa.near_duplicates import leaks_across_splits, near_duplicate_pairs
 from segpipe.core.sampling.sample import (
     kept_assignments,
@@ -13,11 +14,16 @@ from segpipe.core.sampling.sample import (
     sample_dataset,
     split_proportions,
 )
+from segpipe.core.shared.pictures import Picture
+from segpipe.core.taxonomy.legend import class_legend
 from segpipe.defs.metadata import markdown_table
+from segpipe.defs.pictures import gallery, legend
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 from segpipe.store import keys as store_keys
+
+CHART_CAPTION = "distribution: target, selection and each split per dimension; each class's pixel share"
 
 
 class SamplingConfig(dg.Config):
@@ -40,15 +46,18 @@ class SamplingConfig(dg.Config):
         dg.AssetCheckSpec(
             "near_duplicates_in_one_split", asset="dataset_split",
             description="No two near-duplicate images (perceptual hash within qa.near_duplicate_bits) are in different "
-                        "splits, where a copy in test would leak what train saw. Severity: WARN."),
+                        "splits, where a copy in test would leak what train saw. A warning: a failure is reported "
+                        "and the release goes on."),
         dg.AssetCheckSpec(
             "distribution_within_tolerance", asset="dataset_split",
             description="The selection's split sizes and strata shares lie within sampling.tolerance of their "
-                        "targets (whole groups can leave them a little off). Severity: WARN."),
+                        "targets (whole groups can leave them a little off). A warning: a failure is reported and "
+                        "the release goes on."),
         dg.AssetCheckSpec(
             "rare_class_floors", asset="dataset_split",
             description="Every trainable class the data holds is in sampling.rare_classes.min_images images and "
-                        "min_pixel_share of the labelled pixels of every split. Severity: WARN."),
+                        "min_pixel_share of the labelled pixels of every split. A warning: a failure is reported and "
+                        "the release goes on."),
     ],
     group_name="sampling",
     retry_policy=OBJECT_STORE_RETRY,
@@ -64,7 +73,9 @@ def golden_sample(
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
         spec, store = settings.sampling, object_store.artefacts()
         accepted = consensus_masks.filter(pl.col("status") == "accepted").select("image_id", "class_pixels")
-        candidates = accepted.join(image_metadata(batch_images), on="image_id", how="left")
+        # Strata come from the current deliveries first: a correction may correct an image's metadata too.
+        metadata = image_metadata(batch_images, superseded_entries(batch_images))
+        candidates = accepted.join(metadata, on="image_id", how="left")
         pairs = near_duplicate_pairs(batch_images.filter(pl.col("image_id").is_in(accepted["image_id"].to_list())),
                                      settings.qa.near_duplicate_bits)
         previous = None if config.rebalance else remembered_assignments(store)
@@ -72,7 +83,7 @@ def golden_sample(
         sample = sample_dataset(candidates, spec, trainable, previous, [(a, b) for a, b, _ in pairs])
         remember_assignments(store, sample.splits)
         report = distribution_report(sample, spec, {c.id: c.name for c in taxonomy.classes})
-        chart = render_distribution_chart(report.distribution, report.classes)
+        chart = render_distribution_chart(report.distribution, report.classes, {c.id: c.color for c in taxonomy.classes})
         chart_key = store_keys.distribution_chart(content_digest(chart))
         store.write_once(chart_key, chart)
         splits = sample.splits
@@ -88,7 +99,8 @@ def golden_sample(
         })
         yield dg.Output(report.distribution, output_name="sampling_report", metadata={
             "distances": dg.MetadataValue.md(markdown_table(report.distances)),
-            "chart": dg.MetadataValue.url(object_store.url(chart_key)),
+            "chart": gallery([Picture(CHART_CAPTION, lambda: chart, object_store.url(chart_key))]),
+            "legend": legend(class_legend(taxonomy)),
             "achieved_vs_target": dg.MetadataValue.md(markdown_table(report.distribution, max_rows=200)),
         })
         yield dg.Output(report.classes, output_name="class_balance", metadata={

@@ -4,10 +4,11 @@ import dagster as dg
 import polars as pl
 
 from segpipe.core.shared.errors import ConfigError
+from segpipe.core.shared.pictures import colour_swatch
 from segpipe.core.shared.schemas import MappedShapeRecord
-from segpipe.core.taxonomy.coverage import no_label_mapped
+from segpipe.core.taxonomy.coverage import no_label_mapped, unmapped_labels_with_rules
 from segpipe.core.taxonomy.model import map_labels
-from segpipe.defs.metadata import markdown_table
+from segpipe.defs.metadata import markdown_table, metadata_table
 from segpipe.defs.partitions import annotation_batches
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.environment import current_environment
@@ -22,7 +23,7 @@ def taxonomy_spec(pipeline_config: PipelineConfig) -> dg.MaterializeResult:
     """The validated taxonomy; its data version is the normalized content hash, so
     comment-only edits leave downstream assets up to date."""
     taxonomy = pipeline_config.taxonomy()
-    classes = pl.DataFrame([{"id": c.id, "name": c.name, "color": str(list(c.color))} for c in taxonomy.classes])
+    classes = pl.DataFrame([{"id": c.id, "name": c.name, "colour": colour_swatch(c.color)} for c in taxonomy.classes])
     return dg.MaterializeResult(
         data_version=dg.DataVersion(taxonomy.content_hash),
         metadata={
@@ -50,7 +51,8 @@ def mapped_shapes(
 ) -> dict[str, pl.DataFrame]:
     """Shapes with their taxonomy class; unmapped labels follow the taxonomy's policy. A batch of
     which no label maps fails here, naming its labels, rather than as empty masks stages later. A
-    backfill maps every batch in one step."""
+    backfill maps every batch in one step; each partition lists its own unmapped labels, with the
+    rule to add for each."""
     with only_transient_retried():
         taxonomy = pipeline_config.taxonomy()
         tables = {
@@ -62,13 +64,13 @@ def mapped_shapes(
                                     pipeline_config.taxonomy_path) for batch, table in tables.items()]
         if any(problems):
             raise ConfigError([problem for problem in problems if problem is not None])
-        unmapped = (
-            pl.concat(tables.values()).filter(pl.col("class_id").is_null())
-            .group_by("raw_label").len("shapes").sort("shapes", descending=True)
-        )
-        context.add_output_metadata({
-            "batches": len(tables),
-            "taxonomy_version": taxonomy.taxonomy_version,
-            "unmapped_labels": dg.MetadataValue.md(markdown_table(unmapped)),
-        })
+        for batch, table in tables.items():
+            unmapped = unmapped_labels_with_rules(table, batch_images[batch], taxonomy)
+            context.add_asset_metadata({
+                "taxonomy_version": taxonomy.taxonomy_version,
+                "unmapped_policy": taxonomy.unmapped,
+                "shapes": table.height,
+                "by_outcome": dg.MetadataValue.json(dict(table.group_by("mapping").len().sort("mapping").iter_rows())),
+                "unmapped_labels": metadata_table(unmapped),
+            }, partition_key=batch)
         return tables

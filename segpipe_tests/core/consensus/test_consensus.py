@@ -407,3 +407,15 @@ def test_a_rerun_decodes_nothing_and_a_changed_honeypot_score_refuses_only_under
             assert refused == {"alice", "bob", "carol", "dave", "bob-2"}
             assert by_id["shared"]["vote_weights"] == [1.0, 1.0, 0.25]
             assert (decode_mask_png(objects[by_id["shared"]["mask_key"]]) == 2).all()
+
+
+def test_two_entries_of_one_annotator_are_refused_rather_than_counted_twice():
+    """QA keeps one entry per image and annotator (the newest delivery); anything else is a caller's mistake."""
+    road = np.zeros((4, 4), np.uint8)
+    entries = pl.DataFrame({"image_id": ["x", "x", "x"], "annotator": ["alice", "alice", "bob"], "is_gold": False,
+                            "mask_key": ["a", "b", "c"], "instance_mask_key": None,
+                            "class_pixels": [np.bincount(road.ravel(), minlength=256).tolist()] * 3},
+                           schema_overrides={"instance_mask_key": pl.String})
+    store = ArtefactStore.in_memory({key: encode_mask_png(road) for key in "abc"})
+    with pytest.raises(ValueError, match="but alice has 2 of image x: pass only the entries QA kept"):
+        build_consensus(entries, store, ConsensusSettings(0.5, 0.6), IGNORE)

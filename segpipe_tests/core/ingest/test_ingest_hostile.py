@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from segpipe.core.shared.errors import InputError
-from segpipe.core.ingest.batch import ingest_batch
+from segpipe.core.ingest.batch import ingest_batch, quarantine_unreadable_batch
 from segpipe.core.ingest.formats.annotation import MAX_VERTICES
 from segpipe.core.ingest.formats.coco import COCO_INSTANCES
 from segpipe.core.ingest.formats.labelme import LABELME
@@ -108,6 +108,35 @@ def test_a_hostile_item_is_quarantined_with_its_reason_and_the_rest_ingested(tmp
     assert "bad_" in row["message"] and detail in row["message"]
 
 
+def objects_json(*polygons: object) -> bytes:
+    return json.dumps({"imgHeight": H, "imgWidth": W, "objects": [
+        {"label": f"thing{i}", "polygon": polygon} for i, polygon in enumerate(polygons)]}).encode()
+
+
+def test_every_problem_of_an_image_is_named_in_its_one_quarantine_row(tmp_path):
+    good = ((0, 0), (15, 0), (15, 7))
+    bad_json = objects_json(good, ((0, 0), (1e300, 0), (15, 7)), ((0, 0), ("x", 0), (15, 7)), good)
+    result = ingest(write_batch(tmp_path / "batch", bad_json, truncated_png()))
+    assert result.images.height == 2
+    [row] = result.quarantine.to_dicts()
+    assert (row["file_name"], row["rule"]) == (f"{IMAGES}/bad_leftImg8bit.png", "coordinates_out_of_frame")
+    problems = row["message"].split("; also ")
+    assert len(problems) == 3
+    assert "shape #1 ('thing1') has a vertex more than one image size outside" in problems[0]
+    assert problems[1].startswith(f"malformed_polygon: {tmp_path}/batch/{FOLDER}/bad_gtFine_polygons.json: ")
+    assert "shape #2 ('thing2') has a coordinate that is not a number" in problems[1]
+    assert problems[2].startswith(f"image_undecodable: {tmp_path}/batch/{IMAGES}/bad_leftImg8bit.png: ")
+
+
+def test_an_image_with_many_problems_lists_the_first_twenty_and_counts_the_rest(tmp_path):
+    bad_json = objects_json(*[((0, 0), (1, 1))] * 25)
+    [row] = ingest(write_batch(tmp_path / "batch", bad_json)).quarantine.to_dicts()
+    assert row["rule"] == "degenerate_polygon"
+    assert row["message"].count("has fewer than 3 vertices") == 20
+    assert "shape #19 ('thing19')" in row["message"] and "thing20" not in row["message"]
+    assert row["message"].endswith("; and 5 more problems")
+
+
 def test_a_symlinked_image_is_quarantined_not_followed(tmp_path):
     batch = write_batch(tmp_path / "batch")
     secret = tmp_path / "secret.png"
@@ -117,6 +146,31 @@ def test_a_symlinked_image_is_quarantined_not_followed(tmp_path):
     result = ingest(batch)
     assert result.images.height == 2
     assert result.quarantine.select("file_name", "rule").rows() == [(f"{IMAGES}/bad_leftImg8bit.png", "symlink")]
+
+
+@pytest.mark.parametrize("target", ["settings.json", "absent.json"])
+def test_a_batch_json_that_is_a_link_quarantines_the_batch_instead_of_reading_it_with_defaults(tmp_path, target):
+    batch = write_batch(tmp_path / "batch")
+    (tmp_path / "settings.json").write_text('{"format": "cityscapes_polygons", "gold": true, "licence": "CC-BY-4.0"}')
+    os.symlink(tmp_path / target, batch / "batch.json")
+    result = ingest(batch)
+    assert result.images.is_empty() and result.source_format is None
+    assert result.quarantine["file_name"].to_list() == [f"{IMAGES}/{stem}_leftImg8bit.png" for stem in ("bad", "good0", "good1")]
+    assert set(result.quarantine["rule"]) == {"invalid_batch_manifest"}
+    assert result.quarantine["message"][0] == (
+        f"{batch}/batch.json: is a symbolic link or special file; links are never followed; batch.json must be a "
+        "regular file, so the batch is quarantined rather than read without its settings")
+    manifest = result.files.filter(result.files["path"] == "batch.json").to_dicts()
+    assert [(m["role"], m["outcome"], m["reason"].split(":")[0]) for m in manifest] == [("manifest", "rejected", "symlink")]
+
+
+def test_a_batch_json_that_is_a_folder_quarantines_the_batch(tmp_path):
+    batch = write_batch(tmp_path / "batch")
+    (batch / "batch.json").mkdir()
+    (batch / "batch.json" / "settings.json").write_text("{}")
+    result = ingest(batch)
+    assert result.images.is_empty() and set(result.quarantine["rule"]) == {"invalid_batch_manifest"}
+    assert result.quarantine["message"][0].startswith(f"{batch}/batch.json: is a folder; batch.json must be a regular file")
 
 
 def test_an_annotation_without_image_and_an_image_without_annotation_are_both_reported(tmp_path):
@@ -156,6 +210,56 @@ def test_a_hostile_archive_is_refused_whole_with_its_reason(tmp_path, name, attr
     with pytest.raises(InputError) as caught, open_source(fsspec.filesystem("file"), str(archive)):
         pass
     assert caught.value.rule == rule and "b.zip" in str(caught.value)
+
+
+def ingest_archive(archive: Path):
+    """What the ingest asset and check-source make of a landed archive, refused or not."""
+    try:
+        return ingest(archive)
+    except InputError as exc:
+        return quarantine_unreadable_batch(archive.stem, exc)
+
+
+def test_a_refused_archive_lists_each_member_as_a_rejected_file_with_its_own_problem_or_the_archives(tmp_path):
+    archive = tmp_path / "b.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("batch.json", "{}")
+        out.writestr(f"{IMAGES}/good0_leftImg8bit.png", png())
+        out.writestr(f"{FOLDER}/good0_gtFine_polygons.json", polygons_json())
+        out.writestr("../escape.json", b"{}")
+        link = zipfile.ZipInfo(f"{IMAGES}/link.png")
+        link.external_attr = 0o120777 << 16
+        out.writestr(link, b"/etc/passwd")
+    result = ingest_archive(archive)
+    [entry] = result.quarantine.to_dicts()
+    assert (entry["file_name"], entry["rule"]) == ("", "unsafe_archive_path")
+    escape = f"{archive}: entry '../escape.json' has an empty, '.' or '..' path component"
+    assert entry["message"] == escape
+    assert result.files.select("path", "role", "outcome", "reason").rows() == [
+        ("../escape.json", "other", "rejected", f"unsafe_archive_path: {escape}"),
+        ("batch.json", "manifest", "rejected", f"unsafe_archive_path: {escape}"),
+        (f"{FOLDER}/good0_gtFine_polygons.json", "other", "rejected", f"unsafe_archive_path: {escape}"),
+        (f"{IMAGES}/good0_leftImg8bit.png", "image", "rejected", f"unsafe_archive_path: {escape}"),
+        (f"{IMAGES}/link.png", "image", "rejected", f"archive_symlink: {archive}: entry '{IMAGES}/link.png' is a symbolic link"),
+    ]
+
+
+def test_an_archive_bomb_lists_its_members_and_an_unlistable_archive_is_its_one_rejected_file(tmp_path):
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr(f"{IMAGES}/zeros_leftImg8bit.png", b"\0" * (64 * 1024 * 1024))
+        out.writestr(f"{IMAGES}/good0_leftImg8bit.png", png())
+    files = ingest_archive(bomb).files
+    assert files.select("path", "role", "outcome").rows() == [
+        (f"{IMAGES}/good0_leftImg8bit.png", "image", "rejected"), (f"{IMAGES}/zeros_leftImg8bit.png", "image", "rejected")]
+    assert set(files["reason"].str.split(":").list.first()) == {"zip_bomb"}
+
+    truncated = tmp_path / "cut.zip"
+    truncated.write_bytes(bomb.read_bytes()[:5000])
+    result = ingest_archive(truncated)
+    assert result.quarantine.select("file_name", "rule").rows() == [("", "corrupt_archive")]
+    assert result.files.to_dicts() == [{"batch_id": "cut", "path": "cut.zip", "role": "archive", "outcome": "rejected",
+                                        "reason": f"corrupt_archive: {result.quarantine['message'][0]}"}]
 
 
 def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path):
@@ -267,7 +371,7 @@ def test_a_labelme_file_over_a_bound_or_with_a_duplicate_key_quarantines_its_ima
 SUBPROCESS = """
 import json, resource, sys, time
 import fsspec
-from segpipe.core.ingest.batch import ingest_batch
+from segpipe.core.ingest.batch import ingest_batch, quarantine_unreadable_batch
 from segpipe.core.ingest.sources import open_source
 start = time.monotonic()
 with open_source(fsspec.filesystem("file"), sys.argv[1]) as source:

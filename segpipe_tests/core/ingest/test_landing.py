@@ -1,11 +1,12 @@
 import os
 import zipfile
+from pathlib import Path
 
 import fsspec
 import pytest
 
 from segpipe.core.shared.errors import InputError
-from segpipe.core.ingest.landing import find_ready_batches, list_ready_batches, parse_batch_manifest
+from segpipe.core.ingest.landing import find_ready_batches, list_ready_batches, parse_batch_manifest, scan_landing
 
 
 def test_ready_batches_are_marked_folders_and_zip_archives_only(tmp_path):
@@ -72,3 +73,52 @@ def test_manifest_paths_must_stay_inside_the_batch(path):
     doc = ('{"annotation_file": "%s"}' % path.replace("\\", "\\\\")).encode()
     with pytest.raises(InputError, match="relative path inside the batch"):
         parse_batch_manifest(doc, "b", "m")
+
+
+def _marked_folder(root, name: str) -> None:
+    (root / name).mkdir()
+    (root / name / "batch.json").write_text("{}")
+
+
+def test_entries_that_cannot_become_batches_are_reported_each_with_why_and_what_to_do(tmp_path):
+    landing, elsewhere = tmp_path / "landing", tmp_path / "elsewhere"
+    landing.mkdir()
+    _marked_folder(elsewhere.parent, "elsewhere")
+    (tmp_path / "outside.zip").write_bytes(b"PK")
+    _marked_folder(landing, "b1_good")
+    _marked_folder(landing, "vendor a (final)")  # marked, but not a batch id
+    (landing / "übergabe.zip").write_bytes(b"PK")
+    _marked_folder(landing, "b2_twice")
+    (landing / "b2_twice.zip").write_bytes(b"PK")
+    (landing / "b3_linked").symlink_to(elsewhere)
+    (landing / "b4_linked.zip").symlink_to(tmp_path / "outside.zip")
+    (landing / "b5_dangling").symlink_to(tmp_path / "gone")
+    (landing / "not yet a batch").mkdir()  # no batch.json: still uploading, not a problem yet
+    _marked_folder(landing, ".hidden")
+    (landing / "notes.txt").write_text("not a batch")
+    fs = fsspec.filesystem("file")
+
+    scan = scan_landing(fs, str(landing))
+    assert list(scan.ready) == list(find_ready_batches(fs, str(landing))) == ["b1_good"]
+    problems = {Path(p.path).name: p for p in scan.problems}
+    assert [Path(p.path).name for p in scan.problems] == sorted(problems) == [
+        "b2_twice", "b2_twice.zip", "b3_linked", "b4_linked.zip", "b5_dangling", "vendor a (final)", "übergabe.zip"]
+    assert problems["vendor a (final)"].reason == (
+        f"'vendor a (final)' is not a batch id ({landing}/vendor a (final)/batch.json exists), so the folder is not read")
+    assert problems["vendor a (final)"].what_to_do.startswith("Rename the folder to a batch id such as 'vendor_a_final'")
+    assert problems["übergabe.zip"].what_to_do.startswith("Rename the archive to a batch id such as 'ubergabe.zip'")
+    twice = f"a folder and an archive both claim batch id 'b2_twice' ({landing}/b2_twice and {landing}/b2_twice.zip)"
+    assert problems["b2_twice"].reason.startswith(twice) and problems["b2_twice.zip"].reason.startswith(twice)
+    for linked in ("b3_linked", "b4_linked.zip", "b5_dangling"):
+        assert problems[linked].reason.startswith("is a symbolic link; links are never followed")
+        assert "not a link" in problems[linked].what_to_do
+    linked = problems["b3_linked"]
+    assert str(linked) == f"{landing}/b3_linked: {linked.reason}. {linked.what_to_do}"
+
+
+def test_a_batch_json_that_is_a_link_even_to_nothing_makes_the_folder_ready_so_ingest_can_refuse_it(tmp_path):
+    (tmp_path / "settings.json").write_text('{"gold": true}')
+    for name, target in (("b1_linked", tmp_path / "settings.json"), ("b2_dangling", tmp_path / "absent.json")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "batch.json").symlink_to(target)
+    assert list(find_ready_batches(fsspec.filesystem("file"), str(tmp_path))) == ["b1_linked", "b2_dangling"]

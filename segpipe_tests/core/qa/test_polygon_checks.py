@@ -1,3 +1,5 @@
+from datetime import UTC, datetime
+
 import numpy as np
 import polars as pl
 
@@ -48,7 +50,8 @@ def test_findings_become_warnings_that_name_the_shape():
     taxonomy = parse_taxonomy("name: t\nversion: 1\nunmapped: void\nclasses: [{id: 0, name: a, color: [1, 1, 1]}]\n"
                               "mappings: {}\n", "t.yaml")
     shapes = table({"bad": [SQUARE, BOW_TIE]})
-    entries = pl.DataFrame({"entry_id": ["bad"], "batch_id": ["b"], "file_name": ["bad.jpg"], "image_id": ["i"],
+    entries = pl.DataFrame({"entry_id": ["bad"], "batch_id": ["b"], "file_name": ["bad.jpg"],
+                            "landed_at": [datetime(2026, 3, 1, tzinfo=UTC)], "image_id": ["i"],
                             "annotator": ["a"], "mask_key": ["k"], "width": [20], "height": [10],
                             "class_pixels": [[200] + [0] * 255], "perceptual_hash": ["0123456789abcdef"]})
     polygons = polygon_findings(shapes, entries, 4.0)

@@ -1,4 +1,5 @@
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
@@ -7,7 +8,7 @@ from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.rasterize.label_masks import class_pixels
 from segpipe.core.qa.mask_structure import mask_structure
 from segpipe.core.shared.png import encode_mask_png
-from segpipe.core.qa.rules import QA_RULES, duplicate_entries, evaluate_entries, excluded_entries, summarize_rule
+from segpipe.core.qa.rules import QA_RULES, evaluate_entries, excluded_entries, summarize_rule
 from segpipe.core.qa.settings import QaSettings
 from segpipe.core.taxonomy.model import parse_taxonomy
 
@@ -19,6 +20,7 @@ classes: [{id: 0, name: road, color: [1, 1, 1]}, {id: 1, name: car, color: [2, 2
 mappings: {}
 """, "t.yaml")
 QA = QaSettings(max_unlabeled_fraction=0.25, max_error_failures=0)
+LANDED = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 MASKS = {
     "good": np.zeros((4, 4), dtype=np.uint8),
@@ -32,7 +34,8 @@ MASKS = {
 def entries(names, image_ids=None):
     return pl.DataFrame({
         "entry_id": names, "batch_id": ["b"] * len(names), "file_name": [f"{n}.jpg" for n in names],
-        "image_id": image_ids or names, "annotator": ["ann"] * len(names), "mask_key": names,
+        "landed_at": [LANDED] * len(names), "image_id": image_ids or names, "annotator": ["ann"] * len(names),
+        "mask_key": names,
         "width": [4] * len(names), "height": [4] * len(names),
         "class_pixels": [class_pixels(MASKS[n if n in MASKS else "good"]) for n in names],
         "perceptual_hash": [f"{i * 0x0F0F0F0F0F0F:016x}" for i in range(len(names))],  # far apart
@@ -75,16 +78,19 @@ def test_exclusions_keep_the_first_reason_and_skip_flag_only_rules():
     assert count == 1 and worst["file_name"].to_list() == ["holes.jpg"]
 
 
-def test_a_repeated_image_and_annotator_is_a_duplicate_of_the_first_entry():
-    frame = entries(["good", "good_copy"], image_ids=["same", "same"])
-    assert duplicate_entries(frame) == {"good_copy": "b/good.jpg"}
+def test_a_copy_in_the_same_batch_is_filtered_in_favour_of_the_first_file():
+    results = run(entries(["good", "good_copy"], image_ids=["same", "same"]))
+    assert failures(results, "good") == set()
+    assert dict(excluded_entries(results).iter_rows()) == {
+        "good_copy": "entry_not_superseded: same image and annotator as b/good.jpg, earlier in the same batch"}
 
 
 def fragment_results(masks: dict[str, np.ndarray], min_fragment_px: int, store: dict | None = None) -> pl.DataFrame:
     objects = store if store is not None else {}
     objects.update({name: encode_mask_png(mask) for name, mask in masks.items()})
     frame = pl.DataFrame({
-        "entry_id": list(masks), "batch_id": "b", "file_name": [f"{n}.jpg" for n in masks], "image_id": list(masks),
+        "entry_id": list(masks), "batch_id": "b", "file_name": [f"{n}.jpg" for n in masks], "landed_at": LANDED,
+        "image_id": list(masks),
         "annotator": "ann", "mask_key": list(masks), "width": [m.shape[1] for m in masks.values()],
         "height": [m.shape[0] for m in masks.values()], "class_pixels": [class_pixels(m) for m in masks.values()],
         "perceptual_hash": [f"{i * 0x0F0F0F0F0F0F:016x}" for i in range(len(masks))],

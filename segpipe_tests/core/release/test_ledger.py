@@ -1,13 +1,17 @@
+from datetime import UTC, datetime
+
 import polars as pl
 
 from segpipe.core.release.ledger import build_ledger, outcome_counts
+
+MARCH, APRIL = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
 
 
 def test_every_entry_gets_exactly_one_outcome_with_a_reason():
     images = pl.DataFrame({"entry_id": ["e1", "e2", "e3", "e4", "e6", "e7"], "batch_id": ["b"] * 6,
                            "file_name": ["1.jpg", "2.jpg", "3.jpg", "4.jpg", "6.jpg", "7.jpg"],
                            "image_id": ["i1", "i2", "i3", "i3", "i1", "i4"],
-                           "annotator": ["ann", "ann", "ann", "bob", "carol", "carol"]})
+                           "annotator": ["ann", "ann", "ann", "bob", "carol", "carol"], "landed_at": [MARCH] * 6})
     quarantine = pl.DataFrame({"batch_id": ["b"], "file_name": ["5.jpg"], "stage": ["ingest"],
                                "rule": ["image_undecodable"], "message": ["b/5.jpg: cannot decode"]})
     exclusions = pl.DataFrame({"entry_id": ["e2"], "reason": ["mask_not_empty: no pixel is labelled"]})
@@ -22,3 +26,23 @@ def test_every_entry_gets_exactly_one_outcome_with_a_reason():
     assert reasons["6.jpg"].startswith("carol scored below consensus.min_honeypot_iou")  # left out of i1's fusion
     assert "sent to review" in reasons["7.jpg"]
     assert outcome_counts(ledger) == {"input": 7, "released": 1, "filtered": 5, "quarantined": 1}
+    assert ledger["replaces"].null_count() == ledger.height
+
+
+def test_an_entry_names_the_earlier_deliveries_it_replaced():
+    """ann delivered i1 in March, corrected it in April and again in May; QA filtered the two stale ones."""
+    images = pl.DataFrame({
+        "entry_id": ["old", "older", "new", "bob"], "batch_id": ["b2", "b1", "b3", "b1"],
+        "file_name": ["a.jpg", "a.jpg", "x/a.jpg", "c.jpg"], "image_id": ["i1"] * 4,
+        "annotator": ["ann", "ann", "ann", "bob"],
+        "landed_at": [APRIL, MARCH, datetime(2026, 5, 1, tzinfo=UTC), MARCH]})
+    quarantine = pl.DataFrame(schema={"batch_id": pl.String, "file_name": pl.String, "stage": pl.String,
+                                      "rule": pl.String, "message": pl.String})
+    exclusions = pl.DataFrame({"entry_id": ["old", "older"], "reason": [
+        "entry_not_superseded: replaced by b3/x/a.jpg, delivered later"] * 2})
+    consensus = pl.DataFrame({"image_id": ["i1"], "status": ["accepted"], "agreement": [0.9],
+                              "excluded_annotators": [[]]})
+    ledger = build_ledger(images, quarantine, exclusions, consensus, {"i1"})
+    rows = {(r["batch_id"], r["file_name"]): (r["outcome"], r["replaces"]) for r in ledger.iter_rows(named=True)}
+    assert rows == {("b3", "x/a.jpg"): ("released", "b1/a.jpg;b2/a.jpg"), ("b2", "a.jpg"): ("filtered", None),
+                    ("b1", "a.jpg"): ("filtered", None), ("b1", "c.jpg"): ("released", None)}

@@ -1,14 +1,20 @@
 import hashlib
 import io
 import json
+import re
+from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
 from PIL import Image
 
+from segpipe.core.qa.pictures import problem_colour
 from segpipe.core.rasterize.raster import decode_mask_png
+from segpipe.core.release import layout
 from segpipe.core.release.build import release_items
 from segpipe_tests.core.release.release_fixture import TAXONOMY, build_release
+
+MARCH, APRIL = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
 
 
 def test_sha256sums_lists_every_other_member_sorted_and_comes_last():
@@ -67,12 +73,25 @@ def test_manifest_carries_class_pixels_and_qa_status_per_image():
 def test_datasheet_shows_class_shares_splits_chart_qa_and_a_pytorch_loader():
     with build_release().archive() as archive:
         readme = archive.read("README.md").decode()
-    assert "| 1 | car | (0, 0, 142) | 8.33% |" in readme  # 6 of 72 pixels
+    assert "| 1 | car | `#00008e` | 8.33% |" in readme  # 6 of 72 pixels; a colour as its hex code
     assert "| 255 | (ignored) | | 26.39% |" in readme  # 19 of 72
     assert "| val | 1 |" in readme and "![Class distribution per split](sampling/distribution.png)" in readme
     assert "| labels_mapped | 1 |" in readme
     assert "class ReleaseDataset(torch.utils.data.Dataset)" in readme and "ignore_index=255" in readme
     assert "segpipe" not in readme.split("```python")[1]
+
+
+def test_datasheet_shows_the_legend_and_the_first_qa_thumbnails_which_are_members_of_the_release():
+    with build_release(every_output=True).archive() as archive:
+        readme = archive.read(layout.DATASHEET).decode()
+        names = set(archive.namelist())
+        with Image.open(io.BytesIO(archive.read(layout.LEGEND))) as legend:
+            colours = {colour for _, colour in legend.convert("RGB").getcolors(1 << 16)}
+    shown = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert shown == [layout.LEGEND, layout.DISTRIBUTION_CHART, "qa/thumbnails/labels_mapped/e1.png"]
+    assert set(shown) <= names
+    assert "![labels_mapped: batch-1 / images/val.png](qa/thumbnails/labels_mapped/e1.png)" in readme
+    assert {c.color for c in TAXONOMY.classes} | {problem_colour(TAXONOMY)} <= colours
 
 
 def test_released_images_leave_the_stored_metadata_out_and_the_manifest_hashes_what_is_released():
@@ -90,23 +109,51 @@ def test_released_images_leave_the_stored_metadata_out_and_the_manifest_hashes_w
     assert "EXIF (GPS position, camera serial number, artist), XMP, IPTC and comments were removed" in readme
 
 
-def test_release_items_lists_the_rules_an_image_failed_without_being_excluded():
+def _images(**columns: list) -> pl.DataFrame:
+    """batch_images rows for release_items: the columns given, the rest of the metadata unknown."""
+    n = len(columns["entry_id"])
+    metadata = {c: [None] * n for c in ("camera", "city", "time_of_day", "weather", "sequence_id")}
+    defaults = {"source_uri": ["u"] * n, "width": [1] * n, "height": [1] * n, "landed_at": [MARCH] * n}
+    return pl.DataFrame({**defaults, **metadata, **columns},
+                        schema_overrides={c: pl.String for c in metadata})
+
+
+def test_release_items_lists_the_rules_failed_by_the_entries_qa_kept():
+    """e2 is excluded: its own warning (polygon_zero_area) is not the released image's."""
     splits = pl.DataFrame({"image_id": ["i1", "i2"], "split": ["train", "val"]})
     consensus = pl.DataFrame({"image_id": ["i1", "i2"], "status": ["accepted", "accepted"], "mask_key": ["m1", "m2"],
                               "instance_mask_key": [None, None], "mask_source": ["single", "fused"],
                               "agreement": [None, 0.9], "class_pixels": [[1], [2]]},
                              schema_overrides={"instance_mask_key": pl.String, "agreement": pl.Float64})
-    images = pl.DataFrame({
-        "entry_id": ["e1", "e2", "e3"], "batch_id": ["b", "b", "c"], "file_name": ["x", "y", "y"],
-        "image_id": ["i1", "i2", "i2"], "source_uri": ["u"] * 3, "image_key": ["k1", "k2", "k2"],
-        "width": [1] * 3, "height": [1] * 3, "annotator": ["a", "a", "b"],
-        **{c: [None] * 3 for c in ("camera", "city", "time_of_day", "weather", "sequence_id")}},
-        schema_overrides={c: pl.String for c in ("camera", "city", "time_of_day", "weather", "sequence_id")})
-    qa = pl.DataFrame({"entry_id": ["e2", "e3", "e3", "e2", "e1"],
-                       "check_id": ["tiny_region", "labels_mapped", "tiny_region", "mask_ids", "labels_mapped"],
-                       "passed": [False, False, False, False, True], "excludes_entry": [False, False, False, True, False]})
+    images = _images(entry_id=["e1", "e2", "e3"], batch_id=["b", "b", "c"], file_name=["x", "y", "y"],
+                     image_id=["i1", "i2", "i2"], image_key=["k1", "k2", "k2"], annotator=["a", "a", "b"])
+    qa = pl.DataFrame({"entry_id": ["e2", "e3", "e3", "e2", "e2", "e1"],
+                       "check_id": ["tiny_region", "labels_mapped", "tiny_region", "mask_ids", "polygon_zero_area",
+                                    "labels_mapped"],
+                       "passed": [False, False, False, False, False, True],
+                       "excludes_entry": [False, False, False, True, False, False],
+                       "reason": ["r"] * 6})
     items = release_items(splits, consensus, images, qa)
     assert items.select("image_id", "qa_warnings").rows() == [("i1", None), ("i2", "labels_mapped;tiny_region")]
+
+
+def test_a_released_image_takes_its_name_batches_and_metadata_from_the_current_deliveries_first():
+    """ann delivered i1 in batch a (city wrong) and corrected it in batch b, which states no weather;
+    bob labelled it in batch c."""
+    splits = pl.DataFrame({"image_id": ["i1"], "split": ["train"]})
+    consensus = pl.DataFrame({"image_id": ["i1"], "status": ["accepted"], "mask_key": ["m1"],
+                              "instance_mask_key": [None], "mask_source": ["fused"], "agreement": [0.9],
+                              "class_pixels": [[1]]},
+                             schema_overrides={"instance_mask_key": pl.String})
+    images = _images(entry_id=["stale", "fixed", "bob"], batch_id=["a", "b", "c"],
+                     file_name=["old.jpg", "new.jpg", "bob.jpg"], image_id=["i1"] * 3, image_key=["k1"] * 3,
+                     annotator=["ann", "ann", "bob"], landed_at=[MARCH, APRIL, MARCH],
+                     city=["oslo", "bergen", None], weather=["rain", None, None])
+    qa = pl.DataFrame({"entry_id": ["stale"], "check_id": ["entry_not_superseded"], "passed": [False],
+                       "excludes_entry": [True], "reason": ["replaced by b/new.jpg, delivered later"]})
+    [item] = release_items(splits, consensus, images, qa).to_dicts()
+    assert (item["file_name"], item["city"], item["weather"], item["source_batches"], item["annotators"]) == (
+        "new.jpg", "bergen", "rain", "b;c", "ann;bob")
 
 
 def test_yolo_labels_sit_where_ultralytics_looks_for_them_beside_a_data_yaml():

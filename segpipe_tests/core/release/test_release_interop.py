@@ -45,7 +45,8 @@ def test_the_release_read_back_as_an_image_mask_folders_export_reproduces_its_ma
     release.write_bytes(built.data)
     check = check_source(*open_location(str(release)), tmp_path / "out", b"k" * 32, "image_mask_folders", READ_BACK)
     # the reports' pictures are images without a mask: counted, never mistaken for data
-    assert check.batch.quarantine.select("file_name", "rule").rows() == [("sampling/distribution.png", "annotation_missing")]
+    assert check.batch.quarantine.select("file_name", "rule").rows() == [
+        ("legend.png", "annotation_missing"), ("sampling/distribution.png", "annotation_missing")]
     # one mask shape per value present: train has sky, road and ignore, val car and road, test road and ignore
     assert sorted(check.mapped.select("raw_label", "mapping").rows()) == [
         ("car", "mapped"), ("road", "mapped"), ("road", "mapped"), ("road", "mapped"), ("sky", "mapped"),

@@ -72,6 +72,21 @@ def test_an_unlisted_member_and_a_missing_sha256sums_are_problems():
         assert verify_release(archive).problems == [ReleaseProblem("SHA256SUMS", "missing: the release cannot be checked")]
 
 
+def test_a_picture_the_datasheet_shows_but_the_archive_lacks_is_named():
+    built = build_release(every_output=True)
+    with built.archive() as original:
+        members = {name: original.read(name) for name in original.namelist()}
+    without = {name: data for name, data in members.items() if name != "qa/thumbnails/labels_mapped/e1.png"}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in without.items():
+            archive.writestr(name, data if name != "SHA256SUMS" else b"".join(
+                line + b"\n" for line in data.splitlines() if not line.endswith(b"e1.png")))
+    with zipfile.ZipFile(out) as archive:
+        assert verify_release(archive).problems == [ReleaseProblem(
+            "README.md", "shows the picture qa/thumbnails/labels_mapped/e1.png, which the archive does not hold")]
+
+
 def test_a_manifest_that_breaks_the_schema_is_named():
     built = build_release()
     with built.archive() as original:

@@ -29,7 +29,7 @@ EXPECTED_OUTPUTS = {
     "meta": {layout.META},
     "class_map": {layout.CLASS_MAP},
     "yolo": {*(f"labels/{split}/{split}_000000000000.txt" for split in SPLITS), layout.YOLO_DATA},
-    "datasheet": {layout.DATASHEET},
+    "datasheet": {layout.LEGEND, layout.DATASHEET},
     "checksums": {layout.SHA256SUMS},
 }
 
@@ -111,7 +111,7 @@ def test_the_zip_is_deterministic_stores_images_and_masks_and_deflates_the_rest(
     assert {info.date_time for info in infos} == {ZIP_EPOCH}
     assert {info.external_attr >> 16 for info in infos} == {0o644}
     stored = {info.filename.split("/")[0] for info in infos if info.compress_type == zipfile.ZIP_STORED}
-    assert stored == {"images", "masks", "instances", "qa"}
+    assert stored == {"images", "masks", "instances", "qa", layout.LEGEND}
     assert {info.filename for info in infos if info.filename.startswith("qa/") and info.compress_type == zipfile.ZIP_STORED} == {
         "qa/thumbnails/labels_mapped/e1.png"}
     assert build_release(every_output=True).data == built.data

@@ -1,6 +1,9 @@
+import io
+
 import numpy as np
 import polars as pl
 import pytest
+from PIL import Image
 
 from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.core.ingest.batch import METADATA_COLUMNS
@@ -162,12 +165,16 @@ def test_the_report_gives_target_natural_and_achieved_shares_and_the_class_floor
         sum(1 for i, s in splits.items() if s == split and i.startswith("n")) for split in ("train", "val", "test")]
     assert all(pole[f"floor_met_{s}"] for s in ("train", "val", "test"))
     leaks = pl.DataFrame({"image_a": ["d0"], "split_a": ["train"], "image_b": ["n0"], "split_b": ["test"], "bits": [2]})
-    files = report_files(report.distribution, report.classes, leaks)
+    colours = {0: (128, 64, 128), 3: (153, 153, 153)}
+    files = report_files(report.distribution, report.classes, leaks, colours)
     assert sorted(files) == ["sampling/classes.csv", "sampling/distribution.csv", "sampling/distribution.png",
                              "sampling/leakage.csv"]
     assert files["sampling/leakage.csv"].decode().splitlines() == ["image_a,split_a,image_b,split_b,bits", "d0,train,n0,test,2"]
     assert files["sampling/distribution.png"][:8] == b"\x89PNG\r\n\x1a\n"
-    assert render_distribution_chart(report.distribution, report.classes) == files["sampling/distribution.png"]
+    assert render_distribution_chart(report.distribution, report.classes, colours) == files["sampling/distribution.png"]
+    with Image.open(io.BytesIO(files["sampling/distribution.png"])) as chart:
+        drawn = {colour for _, colour in chart.convert("RGB").getcolors(1 << 16)}
+    assert set(colours.values()) <= drawn  # each class beside a swatch of its colour
     assert report.distances.filter(pl.col("dimension") == "time_of_day")["achieved_distance"].item() == pytest.approx(0.0)
 
 

@@ -1,7 +1,7 @@
 import orjson
 import polars as pl
 
-from segpipe.core.taxonomy.coverage import no_label_mapped
+from segpipe.core.taxonomy.coverage import no_label_mapped, rule_to_add, unmapped_labels_with_rules
 from segpipe.core.taxonomy.model import map_labels, parse_taxonomy
 
 TAXONOMY = parse_taxonomy("""
@@ -48,3 +48,22 @@ def test_one_mapped_label_or_nothing_to_draw_is_no_problem():
     assert no_label_mapped("b1", *batch([("road", "polygon"), ("kerb", "polygon")], "vendor_a"), TAXONOMY, "t") is None
     assert no_label_mapped("b1", *batch([("kerb", "polyline"), ("x", "points")], "vendor_a"), TAXONOMY, "t") is None
     assert no_label_mapped("b1", *batch([], "vendor_a"), TAXONOMY, "t") is None
+
+
+def test_each_unmapped_label_comes_with_the_rule_to_add_under_its_sources_key():
+    mapped, sources = batch([("Curb: high", "polygon"), ("Curb: high", "polygon"), ("Road", "polygon"),
+                             ("Lane", "polygon"), ("pole", "polyline")], "vendor_a")
+    images = sources.with_columns(batch_id=pl.lit("b1"), file_name=pl.lit("a.jpg"))
+    report = unmapped_labels_with_rules(mapped, images, TAXONOMY)
+    assert report.select("source", "raw_label", "shapes", "examples", "rule_to_add").rows() == [
+        ("vendor_a", "Curb: high", 2, "b1/a.jpg",
+         'mappings.vendor_a: - {label: "Curb: high", to: <class, void or skip>}')]  # polylines are never drawn
+    assert rule_to_add(TAXONOMY, "vendor_a", "traffic sign") == (
+        "mappings.vendor_a: - {label: traffic sign, to: <class, void or skip>}")
+
+
+def test_the_rule_for_a_source_known_by_an_alias_goes_under_the_key_whose_rules_it_uses():
+    aliased = parse_taxonomy(
+        "name: t\nversion: 1\nclasses:\n  - {id: 0, name: road, color: [1, 2, 3]}\n"
+        "mappings:\n  vendor_a: {Road: road}\nsources:\n  vendor_a: {aliases: [vendor_a_v2]}\n", "taxonomy.yaml")
+    assert rule_to_add(aliased, "vendor_a_v2", "Lane").startswith("mappings.vendor_a: - {label: Lane, ")

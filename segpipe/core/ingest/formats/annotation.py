@@ -2,7 +2,8 @@
 
 Readers validate coordinates before anything is drawn: a shape with a non-finite vertex, fewer
 than three vertices or a vertex absurdly far outside its image is an error on its image, naming
-the file, the image and the shape. Shapes that are not segmentation (polylines, points) are kept
+the file, the image and the shape. Readers go on past a bad shape, so every bad shape of an image
+is named in its error (AnnotatedImage.add_error). Shapes that are not segmentation (polylines, points) are kept
 with their kind, so every shape of a file is accounted for, and never drawn.
 """
 
@@ -14,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.errors import InputError, ItemProblems
 from segpipe.core.shared.quarantine_rules import (
     COORDINATES_OUT_OF_FRAME,
     DEGENERATE_BOX,
@@ -107,6 +108,23 @@ class AnnotatedImage:
     attributes: dict[str, str] = field(default_factory=dict)
     image_data: bytes | None = None
     image_error: InputError | None = None
+
+    @property
+    def has_frame(self) -> bool:
+        """Whether the image's size is known, so shapes can be checked in it: not so for an entry whose own
+        fields are unusable (readers give it a 0x0 frame and the error that says why)."""
+        return self.width > 0 and self.height > 0
+
+    def add_error(self, error: InputError) -> None:
+        """Record a problem of this image; every one is reported, and the first gives its rule. The image
+        is refused, so its shapes are dropped: they are never used."""
+        self.error = ItemProblems.of(self.error, error)
+        self.shapes = []
+
+    def add_shape(self, shape: Shape) -> None:
+        """A valid shape of the image, kept unless the image is already refused."""
+        if self.error is None:
+            self.shapes.append(shape)
 
 
 def shape_origin(origin: str, file_name: str, index: int, label: str) -> str:

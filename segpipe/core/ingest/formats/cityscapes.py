@@ -117,13 +117,14 @@ def _read_file(source: BatchSource, name: str, lookup: ImageLookup) -> Annotated
     try:
         image = _parse_document(load_json(source.read(name), origin), origin, lookup.file_name)
     except InputError as exc:
-        return AnnotatedImage(lookup.file_name, 0, 0, error=exc)
+        return AnnotatedImage(lookup.file_name, 0, 0, error=exc, image_error=lookup.error)
     image.image_error = lookup.error
     return image
 
 
 def _parse_document(doc: Any, origin: str, file_name: str) -> AnnotatedImage:
-    """Validate the frame and the object list, then every object in document (paint) order."""
+    """Validate the frame and the object list, then every object in document (paint) order; each bad
+    object is an error of the image."""
     if not isinstance(doc, dict):
         raise InputError(MALFORMED_ANNOTATION, f"{origin}: image {file_name!r}: the document is not a JSON object")
     width, height = _dimension(doc, "imgWidth", origin, file_name), _dimension(doc, "imgHeight", origin, file_name)
@@ -134,12 +135,17 @@ def _parse_document(doc: Any, origin: str, file_name: str) -> AnnotatedImage:
     deleted = 0
     for index, obj in enumerate(objects):
         if not isinstance(obj, dict):
-            raise InputError(MALFORMED_ANNOTATION, f"{origin}: image {file_name!r}: object #{index} is not a JSON object")
+            image.add_error(InputError(
+                MALFORMED_ANNOTATION, f"{origin}: image {file_name!r}: object #{index} is not a JSON object"))
+            continue
         if obj.get("deleted"):
             deleted += 1
             continue
         where = shape_origin(origin, file_name, index, str(obj.get("label")))
-        image.shapes.append(_parse_object(obj, where, width, height))
+        try:
+            image.add_shape(_parse_object(obj, where, width, height))
+        except InputError as exc:
+            image.add_error(exc)
     image.attributes["deleted_objects"] = str(deleted)
     return image
 

@@ -274,29 +274,30 @@ class _ImageTable:
         for image_id, images in self.by_id.items():
             if len(images) > 1:
                 for image in images:
-                    image.error = InputError(DUPLICATE_IMAGE_ID, (
+                    image.add_error(InputError(DUPLICATE_IMAGE_ID, (
                         f"{origin}: image {image.file_name!r}: image id {image_id} is used by {len(images)} images "
-                        f"({', '.join(repr(i.file_name) for i in images[:MAX_LISTED_IDS])})"))
+                        f"({', '.join(repr(i.file_name) for i in images[:MAX_LISTED_IDS])})")))
         self.missing: dict[str, list[str]] = defaultdict(list)
 
     def add(self, doc: Any, index: int, categories: dict[int, str], duplicate: str | None) -> None:
         """Attach one annotation to its image, or record it against an image id that does not exist.
-        An annotation that repeats a key (`duplicate`) quarantines the image its (last) image_id names."""
+        An annotation that repeats a key (`duplicate`) quarantines the image its (last) image_id names;
+        every bad annotation of an image is an error of it."""
         image_id = doc.get("image_id") if isinstance(doc, dict) else None
         images = self.by_id.get(image_id, []) if type(image_id) is int else []
         if not images:
             self.missing[repr(image_id)].append(_annotation_name(doc, index))
         for image in images:
-            if image.error is not None:
-                continue
+            if not image.has_frame:
+                continue  # its images entry is unusable, as its error says: no frame to check the annotation in
             if duplicate is not None:
-                image.error, image.shapes = InputError(DUPLICATE_KEY, (
-                    f"{self.origin}: image {image.file_name!r}: {_annotation_name(doc, index)}: {duplicate}")), []
+                image.add_error(InputError(DUPLICATE_KEY, (
+                    f"{self.origin}: image {image.file_name!r}: {_annotation_name(doc, index)}: {duplicate}")))
                 continue
             try:
-                image.shapes.append(_shape(doc, index, image, categories, self.origin))
+                image.add_shape(_shape(doc, index, image, categories, self.origin))
             except InputError as exc:
-                image.error, image.shapes = exc, []
+                image.add_error(exc)
 
     def drain(self) -> Iterator[AnnotatedImage]:
         """The images in file order, each forgotten once handed over (so the caller's tables replace

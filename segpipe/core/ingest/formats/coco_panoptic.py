@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from segpipe.core.shared.errors import InputError
+from segpipe.core.shared.errors import InputError, ItemProblems
 from segpipe.core.shared.quarantine_rules import (
     DUPLICATE_KEY,
     EMPTY_MASK,
@@ -182,7 +182,7 @@ def _decoded(source: BatchSource, entry: _Entry, categories: dict[int, _Category
         image.shapes = _segment_shapes(_segment_ids(source, entry.png, image, existing, where), entry.segments,
                                        categories, where)
     except InputError as exc:
-        image.error, image.shapes = exc, []
+        image.add_error(exc)
     return image
 
 
@@ -201,30 +201,45 @@ def _segment_ids(source: BatchSource, png: str, image: AnnotatedImage, existing:
 
 
 def _segment_shapes(ids: np.ndarray, segments: list[Any], categories: dict[int, _Category], where: str) -> list[Shape]:
-    """One mask per listed segment; every non-zero id in the PNG must be listed exactly once."""
-    shapes, listed = [], set()
+    """One mask per listed segment; every non-zero id in the PNG must be listed exactly once. Every
+    problem of the image's segments is reported, not only the first."""
+    shapes, listed, problems = [], set(), []
     for number, segment in enumerate(segments):
-        at = f"{where}: segments_info[{number}]"
-        if not isinstance(segment, dict) or type(segment.get("id")) is not int or type(segment.get("category_id")) is not int:
-            raise InputError(MALFORMED_ANNOTATION, f"{at} is {short(segment)}, not {{\"id\": integer, \"category_id\": integer}}")
-        segment_id, category_id = segment["id"], segment["category_id"]
-        if category_id not in categories:
-            raise InputError(UNKNOWN_CATEGORY, f"{at} (segment id {segment_id}) has category_id {category_id}, which is not in categories")
-        category = categories[category_id]
-        at = f"{at} (segment id {segment_id}, {category.name!r})"
-        iscrowd = segment.get("iscrowd", 0)
-        if type(iscrowd) is not int or iscrowd not in (0, 1):
-            raise InputError(MALFORMED_ANNOTATION, f"{at} has iscrowd {short(iscrowd)}, not 0 or 1")
-        if segment_id in listed:
-            raise InputError(MALFORMED_ANNOTATION, f"{at} is listed twice")
-        listed.add(segment_id)
-        mask = BoxMask.from_array(ids == segment_id)
-        if mask is None:
-            raise InputError(EMPTY_MASK, f"{at} has no pixel in the PNG")
-        shapes.append(Shape(category.name, "mask", mask=mask,
-                            attributes={"iscrowd": str(iscrowd), "isthing": str(category.isthing)}))
-    _refuse_unlisted(ids, listed, where)
+        try:
+            shapes.append(_segment_shape(ids, number, segment, categories, listed, f"{where}: segments_info[{number}]"))
+        except InputError as exc:
+            problems.append(exc)
+    try:
+        _refuse_unlisted(ids, listed, where)
+    except InputError as exc:
+        problems.append(exc)
+    if problems:
+        raise ItemProblems.of(*problems)
     return shapes
+
+
+def _segment_shape(ids: np.ndarray, number: int, segment: Any, categories: dict[int, _Category], listed: set[int],
+                   at: str) -> Shape:
+    """The mask of one segments_info entry; its id joins `listed` as soon as it is read, so a bad entry's
+    pixels are not reported again as unlisted."""
+    if not isinstance(segment, dict) or type(segment.get("id")) is not int or type(segment.get("category_id")) is not int:
+        raise InputError(MALFORMED_ANNOTATION, f"{at} is {short(segment)}, not {{\"id\": integer, \"category_id\": integer}}")
+    segment_id, category_id = segment["id"], segment["category_id"]
+    twice = segment_id in listed
+    listed.add(segment_id)
+    if category_id not in categories:
+        raise InputError(UNKNOWN_CATEGORY, f"{at} (segment id {segment_id}) has category_id {category_id}, which is not in categories")
+    category = categories[category_id]
+    at = f"{at} (segment id {segment_id}, {category.name!r})"
+    iscrowd = segment.get("iscrowd", 0)
+    if type(iscrowd) is not int or iscrowd not in (0, 1):
+        raise InputError(MALFORMED_ANNOTATION, f"{at} has iscrowd {short(iscrowd)}, not 0 or 1")
+    if twice:
+        raise InputError(MALFORMED_ANNOTATION, f"{at} is listed twice")
+    mask = BoxMask.from_array(ids == segment_id)
+    if mask is None:
+        raise InputError(EMPTY_MASK, f"{at} has no pixel in the PNG")
+    return Shape(category.name, "mask", mask=mask, attributes={"iscrowd": str(iscrowd), "isthing": str(category.isthing)})
 
 
 def _refuse_unlisted(ids: np.ndarray, listed: set[int], where: str) -> None:

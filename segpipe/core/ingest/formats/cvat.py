@@ -272,7 +272,7 @@ def _read_file(source: BatchSource, name: str, images_dir: str, index: ImageInde
 
 
 def _read_image(element: Element, meta: _Meta, images_dir: str, index: ImageIndex, origin: str) -> AnnotatedImage:
-    """An `<image>` and its shapes; any bad shape becomes the image's error."""
+    """An `<image>` and its shapes; each bad shape is an error of the image."""
     name = element.get("name", "")
     work = meta.work(element.get("task_id"))
     subset = element.get("subset") or work.subset
@@ -288,15 +288,13 @@ def _read_image(element: Element, meta: _Meta, images_dir: str, index: ImageInde
             f"has width={element.get('width')!r} height={element.get('height')!r}"))
         return image
     image.width, image.height = width, height
-    try:
-        _read_children(element, image, origin)
-    except InputError as exc:
-        image.error = exc
+    _read_children(element, image, origin)
     return image
 
 
 def _read_children(element: Element, image: AnnotatedImage, origin: str) -> None:
-    """Tags into attributes, everything else through read_shape, indexed in document order."""
+    """Tags into attributes, everything else through read_shape, indexed in document order; every bad
+    shape is an error of the image."""
     index = 0
     for child in element:
         label = child.get("label", "")
@@ -304,7 +302,10 @@ def _read_children(element: Element, image: AnnotatedImage, origin: str) -> None
             image.attributes[f"tag:{label}"] = "1"
             continue
         where = shape_origin(origin, image.file_name, index, label)
-        image.shapes.append(read_shape(child, label, where, image.width, image.height))
+        try:
+            image.add_shape(read_shape(child, label, where, image.width, image.height))
+        except InputError as exc:
+            image.add_error(exc)
         index += 1
 
 

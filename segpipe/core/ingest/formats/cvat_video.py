@@ -31,6 +31,7 @@ video exports of image tasks (no `original_size`: the file names no frames), all
 """
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from xml.etree.ElementTree import Element
@@ -119,6 +120,7 @@ def _read_file(source: BatchSource, name: str, frames: _Frames) -> Iterator[Anno
     origin = frames.origin
     video: _Video | None = None
     images: dict[int, AnnotatedImage] = {}
+    shapes_read: Counter[int] = Counter()  # per frame, so a shape's index counts the bad ones before it too
     for element in iter_export(source, name):
         if element.tag == "meta":
             video = _read_meta(element, origin)
@@ -127,7 +129,7 @@ def _read_file(source: BatchSource, name: str, frames: _Frames) -> Iterator[Anno
         elif element.tag == "track":
             if video is None:
                 raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: a <track> comes before any <meta>")
-            _read_track(element, video, frames, images)
+            _read_track(element, video, frames, images, shapes_read)
     if video is None:
         raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: has no <meta>")
     for frame in video.frames:
@@ -192,8 +194,9 @@ def _step(frame_filter: str, origin: str) -> int:
     return int(match.group(1))
 
 
-def _read_track(track: Element, video: _Video, frames: _Frames, images: dict[int, AnnotatedImage]) -> None:
-    """Adds each exported, visible shape of a track to its frame's image; a bad one is that frame's error."""
+def _read_track(track: Element, video: _Video, frames: _Frames, images: dict[int, AnnotatedImage],
+                shapes_read: Counter[int]) -> None:
+    """Adds each exported, visible shape of a track to its frame's image; each bad one is an error of that frame."""
     origin = frames.origin
     track_id, label = track.get("id", ""), track.get("label", "")
     group = group_id(track.get("group_id"), f"{origin}: track {track_id!r}")
@@ -203,18 +206,17 @@ def _read_track(track: Element, video: _Video, frames: _Frames, images: dict[int
         if frame not in video.frames or element.get("outside") == "1":
             continue
         image = images.get(frame) or images.setdefault(frame, frames.image(frame, video))
-        if image.error is not None:
-            continue
-        where = f"{shape_origin(origin, image.file_name, len(image.shapes), label)} of track {track_id!r}"
+        where = f"{shape_origin(origin, image.file_name, shapes_read[frame], label)} of track {track_id!r}"
+        shapes_read[frame] += 1
         try:
             if frame in seen:
                 raise InputError(MALFORMED_ANNOTATION, f"{where} is a second shape of the track on this frame")
             shape = read_shape(element, label, where, video.width, video.height)
         except InputError as exc:
-            image.error = exc
+            image.add_error(exc)
             continue
         seen.add(frame)
-        image.shapes.append(replace(shape, group_id=group, attributes={**shape.attributes, "track_id": track_id}))
+        image.add_shape(replace(shape, group_id=group, attributes={**shape.attributes, "track_id": track_id}))
 
 
 def _frame_number(element: Element, track_id: str, origin: str) -> int:

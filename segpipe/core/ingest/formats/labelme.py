@@ -146,7 +146,8 @@ def _image_path(doc: Any, origin: str) -> str:
 
 
 def _parse_document(doc: dict, file_name: str, origin: str) -> AnnotatedImage:
-    """Validate the frame, the image-level fields, then every shape in document (paint) order."""
+    """Validate the frame, the image-level fields, then every shape in document (paint) order; each bad
+    shape is an error of the image."""
     where = f"{origin}: image {file_name!r}"
     width, height = _dimension(doc, "imageWidth", where), _dimension(doc, "imageHeight", where)
     shapes = doc.get("shapes")
@@ -156,7 +157,10 @@ def _parse_document(doc: dict, file_name: str, origin: str) -> AnnotatedImage:
         file_name, width, height, attributes=_flag_attributes(doc.get("flags"), where),
         image_data=_image_data(doc.get("imageData"), where))
     for index, shape in enumerate(shapes):
-        image.shapes.append(_parse_shape(shape, index, image, origin))
+        try:
+            image.add_shape(_parse_shape(shape, index, image, origin))
+        except InputError as exc:
+            image.add_error(exc)
     return image
 
 

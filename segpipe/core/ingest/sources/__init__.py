@@ -7,15 +7,10 @@ import fsspec
 
 from segpipe.core.shared.errors import InputError
 from segpipe.core.shared.quarantine_rules import BATCH_MISSING, SOURCE_MISSING
-from segpipe.core.ingest.landing import ARCHIVE_SUFFIX, find_ready_batches
+from segpipe.core.ingest.landing import ARCHIVE_SUFFIX, LandedBatch, find_ready_batches, location_uri
 from segpipe.core.ingest.sources.folder import FolderSource
 from segpipe.core.ingest.sources.source import BatchSource, RejectedFile
 from segpipe.core.ingest.sources.zip_archive import ZipArchiveSource
-
-
-def location_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    """How messages name a location: a local path as it is, anything else as a URL."""
-    return fs.unstrip_protocol(path) if fs.protocol not in ("file", ("file", "local")) else path
 
 
 @contextmanager
@@ -32,13 +27,14 @@ def open_source(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[BatchSourc
 
 
 @contextmanager
-def open_landed_batch(fs: fsspec.AbstractFileSystem, landing_root: str, batch_id: str) -> Iterator[BatchSource]:
-    """The ready batch with this id under the landing root."""
+def open_landed_batch(fs: fsspec.AbstractFileSystem, landing_root: str,
+                      batch_id: str) -> Iterator[tuple[BatchSource, LandedBatch]]:
+    """The ready batch with this id under the landing root, and where and when it landed."""
     landed = find_ready_batches(fs, landing_root).get(batch_id)
     if landed is None:
         raise InputError(BATCH_MISSING, f"{landing_root}/{batch_id}: no ready batch with this id (folder with batch.json or .zip)")
     with open_source(fs, landed.path) as source:
-        yield source
+        yield source, landed
 
 
 __all__ = ["BatchSource", "FolderSource", "RejectedFile", "ZipArchiveSource", "location_uri", "open_landed_batch", "open_source"]

@@ -6,14 +6,10 @@ import fsspec
 
 from segpipe.core.shared.errors import InputError
 from segpipe.core.shared.quarantine_rules import FILE_MISSING, FILE_TOO_LARGE, SYMLINK, UNDECODABLE_NAME
+from segpipe.core.ingest.landing import printable_name
 from segpipe.core.ingest.sources.source import RejectedFile
 
 MAX_FILE_BYTES = 2 * 1024**3
-
-
-def printable_name(name: str) -> str:
-    """A name with undecodable bytes (surrogates from os.fsdecode) escaped, safe for Parquet and logs."""
-    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class FolderSource:

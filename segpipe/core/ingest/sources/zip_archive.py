@@ -6,11 +6,14 @@ ordinary files and, on the 3.11.7 we run, lacks the overlapping-entry check of C
 check below is ours, and entries are decompressed by our own byte-counting reader.
 
 Policies:
-- Whole archive refused (InputError at construction) for: unsafe names, symlinks, names that
-  collide once case and Unicode normalization are ignored (or a file that is also a directory),
-  encryption, compression other than stored/deflate, overlapping entries, a corrupt directory,
-  and declared sizes, counts or ratios over ArchiveLimits. Sanitizing and continuing would let
-  one member silently replace another, so nothing is sanitized.
+- Whole archive refused (ArchiveRefused, an InputError, at construction) for: unsafe names,
+  symlinks, names that collide once case and Unicode normalization are ignored (or a file that is
+  also a directory), encryption, compression other than stored/deflate, overlapping entries, a
+  corrupt directory, and declared sizes, counts or ratios over ArchiveLimits. Sanitizing and
+  continuing would let one member silently replace another, so nothing is sanitized. The refusal
+  names its first problem and lists every member, each with its own problem or the archive's, so
+  a user sees what was in it; an archive whose directory cannot be read or is over its bounds
+  lists none.
 - Per entry (listed by rejected(), the rest still readable): nested archives, which are never
   expanded.
 - Names without the UTF-8 flag are decoded as cp437, as zipfile and the ZIP specification do.
@@ -47,6 +50,18 @@ from segpipe.core.shared.quarantine_rules import (
     ZIP_BOMB,
 )
 from segpipe.core.ingest.sources.source import RejectedFile
+
+class ArchiveRefused(InputError):
+    """The whole archive is refused; the error is its first problem. `members` lists every entry of its
+    central directory, in directory order, with its own problem or else this one; it is empty when
+    the directory could not be listed safely (corrupt, or over its bounds). `archive_name` is the
+    archive's file name, which stands for it when no member is listed."""
+
+    def __init__(self, error: InputError, archive_name: str, members: tuple[RejectedFile, ...] = ()) -> None:
+        super().__init__(error.rule, str(error))
+        self.archive_name = archive_name
+        self.members = members
+
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -107,10 +122,19 @@ class ZipArchiveSource:
         self._limits = limits
         self._lock = threading.Lock()
         self._total_read = 0
-        infos, directory_start = self._read_directory()
-        self._check_entries(infos)
-        self._check_distinct(infos)
-        located = self._locate_data(infos, directory_start)
+        archive_name = uri.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            infos, directory_start = self._read_directory()
+            self._check_count(infos)
+        except InputError as exc:
+            raise ArchiveRefused(exc, archive_name) from exc
+        problems = self._entry_problems(infos) | self._collisions(infos)
+        located = self._locate_data(infos, directory_start, problems) if not problems else []
+        if problems:
+            first = next(iter(problems.values()))
+            members = tuple(RejectedFile(info.orig_filename, problems.get(info.orig_filename, first)) for info in infos
+                            if not info.orig_filename.endswith("/") or info.orig_filename in problems)
+            raise ArchiveRefused(first, archive_name, members)
         files = [entry for entry in located if not entry.name.endswith("/")]
         nested = [e.name for e in files if e.name.lower().endswith(NESTED_ARCHIVE_SUFFIXES)]
         self._rejected = {name: self._nested(name) for name in nested}
@@ -167,19 +191,29 @@ class ZipArchiveSource:
         except (zipfile.BadZipFile, NotImplementedError, UnicodeDecodeError) as exc:
             raise InputError(CORRUPT_ARCHIVE, f"{self.uri}: not a readable ZIP archive: {exc}") from exc
 
-    def _check_entries(self, infos: list[zipfile.ZipInfo]) -> None:
-        """Refuse the archive for its entry count, its declared total, or any one bad entry."""
-        limits = self._limits
-        if len(infos) > limits.max_entries:
+    def _check_count(self, infos: list[zipfile.ZipInfo]) -> None:
+        if len(infos) > self._limits.max_entries:
             raise InputError(ARCHIVE_TOO_LARGE,
-                             f"{self.uri}: {len(infos)} entries exceed the limit of {limits.max_entries}")
-        total = 0
+                             f"{self.uri}: {len(infos)} entries exceed the limit of {self._limits.max_entries}")
+
+    def _entry_problems(self, infos: list[zipfile.ZipInfo]) -> dict[str, InputError]:
+        """Each entry's first problem of its own, in directory order; the entry whose declared size
+        takes the archive's declared total over the limit has that problem, if it has no other."""
+        problems: dict[str, InputError] = {}
+        total, crossed = 0, False
         for info in infos:
-            self._check_entry(info)
+            name = info.orig_filename
+            try:
+                self._check_entry(info)
+            except InputError as exc:
+                problems.setdefault(name, exc)
             total += info.file_size
-            if total > limits.max_total_bytes:
-                raise self._refuse(ARCHIVE_TOO_LARGE, info.orig_filename, f"brings the declared uncompressed total "
-                                   f"to {total} bytes, over the {limits.max_total_bytes}-byte limit")
+            if total > self._limits.max_total_bytes and not crossed:
+                crossed = True
+                problems.setdefault(name, self._refuse(
+                    ARCHIVE_TOO_LARGE, name, f"brings the declared uncompressed total to {total} bytes, over the "
+                    f"{self._limits.max_total_bytes}-byte limit"))
+        return problems
 
     def _check_entry(self, info: zipfile.ZipInfo) -> None:
         """orig_filename is checked because zipfile cuts `filename` at the first NUL."""
@@ -206,36 +240,49 @@ class ZipArchiveSource:
             raise self._refuse(ZIP_BOMB, name, f"declares {info.file_size} bytes from {info.compress_size} "
                                f"compressed, over the {limits.max_ratio}:1 ratio limit")
 
-    def _check_distinct(self, infos: list[zipfile.ZipInfo]) -> None:
-        """Refuse names that one file system could not hold apart (case, NFC/NFD, file vs directory)."""
+    def _collisions(self, infos: list[zipfile.ZipInfo]) -> dict[str, InputError]:
+        """Names that one file system could not hold apart (case, NFC/NFD, file vs directory), each
+        refused naming the entry it collides with."""
+        problems: dict[str, InputError] = {}
         owners: dict[str, str] = {}
         for info in infos:
             name = info.orig_filename
             key = _fold(name.removesuffix("/"))
             if key in owners:
-                raise self._refuse(ARCHIVE_NAME_COLLISION, name, f"names the same file as entry {owners[key]!r} "
-                                   f"once case and Unicode form are ignored ({ascii(owners[key])} vs {ascii(name)})")
-            owners[key] = name
+                problems.setdefault(name, self._refuse(
+                    ARCHIVE_NAME_COLLISION, name, f"names the same file as entry {owners[key]!r} once case and "
+                    f"Unicode form are ignored ({ascii(owners[key])} vs {ascii(name)})"))
+            else:
+                owners[key] = name
         for info in infos:
             for parent in _parents(info.orig_filename):
                 owner = owners.get(_fold(parent))
                 if owner is not None and not owner.endswith("/"):
-                    raise self._refuse(ARCHIVE_NAME_COLLISION, info.orig_filename,
-                                       f"lies under entry {owner!r}, which is a file")
+                    problems.setdefault(info.orig_filename, self._refuse(
+                        ARCHIVE_NAME_COLLISION, info.orig_filename, f"lies under entry {owner!r}, which is a file"))
+        return problems
 
-    def _locate_data(self, infos: list[zipfile.ZipInfo], directory_start: int) -> list[_Entry]:
-        """Find each entry's data and refuse overlaps (CVE-2024-0450), which zipfile 3.11.7 allows.
+    def _locate_data(self, infos: list[zipfile.ZipInfo], directory_start: int,
+                     problems: dict[str, InputError]) -> list[_Entry]:
+        """Find each entry's data and refuse overlaps (CVE-2024-0450), which zipfile 3.11.7 allows;
+        each entry's problem goes into `problems`.
 
         An entry spans its local header and its compressed data; spans must be disjoint and end
         before the central directory, so no byte is decompressed for two entries.
         """
         entries: list[_Entry] = []
         for info in sorted(infos, key=lambda i: i.header_offset):
+            name = info.orig_filename
             if entries and info.header_offset < entries[-1].data_start + entries[-1].compress_size:
-                raise self._refuse(ZIP_BOMB, info.orig_filename, f"overlaps entry {entries[-1].name!r}")
-            entries.append(self._locate(info))
+                problems.setdefault(name, self._refuse(ZIP_BOMB, name, f"overlaps entry {entries[-1].name!r}"))
+                continue
+            try:
+                entries.append(self._locate(info))
+            except InputError as exc:
+                problems.setdefault(name, exc)
         if entries and entries[-1].data_start + entries[-1].compress_size > directory_start:
-            raise self._refuse(ZIP_BOMB, entries[-1].name, "overlaps the central directory")
+            problems.setdefault(entries[-1].name, self._refuse(ZIP_BOMB, entries[-1].name,
+                                                               "overlaps the central directory"))
         return entries
 
     def _locate(self, info: zipfile.ZipInfo) -> _Entry:

@@ -16,7 +16,7 @@ class QaFolder(ReleaseWriter):
 
     def __init__(self, release: ReleaseContext) -> None:
         super().__init__(release)
-        self.report, self.thumbnails = _qa_folder(release.qa_results)
+        self.report, self.thumbnails = qa_folder(release.qa_results)
 
     def version_content(self) -> bytes:
         return self.report
@@ -27,7 +27,7 @@ class QaFolder(ReleaseWriter):
             yield Member(path, self.release.store.read(key), compress=False)
 
 
-def _qa_folder(qa_results: pl.DataFrame) -> tuple[bytes, list[tuple[str, str]]]:
+def qa_folder(qa_results: pl.DataFrame) -> tuple[bytes, list[tuple[str, str]]]:
     """qa/report.csv and the (path in the archive, store key) of each failure's thumbnail."""
     failures = qa_results.filter(~pl.col("passed")).sort("check_id", "batch_id", "file_name").with_columns(
         pl.when(pl.col("thumbnail_key").is_not_null())

@@ -234,3 +234,19 @@ def test_detector_claims_coco_json_at_the_root_or_under_annotations_only():
     }
     assert COCO_INSTANCES.annotation_files(sorted(heads), heads.__getitem__) == [
         "annotations/deep/val.json", "annotations/train.json", "instances.json"]
+
+
+def test_every_bad_annotation_of_an_image_is_named_and_its_good_ones_dropped():
+    a, b = read(coco([
+        annotation(1, segmentation=[[0, 0, 4, 0, 4, 4]]),
+        annotation(2, category_id=404, segmentation=[[0, 0, 4, 0, 4, 4]]),
+        annotation(3, segmentation=[[0, 0, 1e9, 0, 4, 4]]),
+        annotation(4, image_id=7, segmentation=[[1, 1, 5, 1, 5, 5]]),
+    ]))
+    assert a.error.rule == "unknown_category" and a.shapes == []
+    where = "mem://batch/annotations/part0.json: image 'images/city/a.jpg'"
+    assert str(a.error) == (
+        f"{where}: annotation id 2 has category_id 404, which is not in categories; also coordinates_out_of_frame: "
+        f"{where}: annotation id 3 ('car') part #0 has a vertex more than one image size outside the 20x10 frame "
+        "(x 0..1e+09, y 0..4)")
+    assert (b.error, [s.raw_label for s in b.shapes]) == (None, ["car"])

@@ -92,6 +92,14 @@ def test_a_bad_segment_or_png_is_an_error_on_its_image_naming_it(segments, png, 
     assert image.shapes == []
 
 
+def test_every_bad_segment_of_an_image_is_named_and_a_bad_segments_pixels_are_not_called_unlisted():
+    segments = [{"id": 300, "category_id": 7}, {"id": 70000, "category_id": 6, "iscrowd": 5}, {"id": 9, "category_id": 6}]
+    [image] = read(export(segments, rgb_png(IDS))).values()
+    assert [problem.rule for problem in image.error.problems] == ["unknown_category", "malformed_annotation", "empty_mask"]
+    assert "segments_info[1] (segment id 70000, 'road') has iscrowd 5" in str(image.error)
+    assert image.shapes == []
+
+
 def test_an_annotation_for_an_unknown_image_id_is_reported_not_dropped():
     files = export([{"id": 300, "category_id": 5}], rgb_png(IDS))
     doc = json.loads(files["annotations/panoptic.json"])

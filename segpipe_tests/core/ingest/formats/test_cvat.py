@@ -367,6 +367,25 @@ def test_a_bad_track_shape_is_an_error_on_its_frame_only():
     assert f8.error.rule == "malformed_annotation" and "second shape" in str(f8.error)
 
 
+def test_every_bad_shape_of_an_image_or_a_frame_is_named_each_at_its_index():
+    [a] = read(export(task_meta(), image("a.jpg", (
+        '<polygon label="road" points="0,0;9,0;9,9"/><polygon label="car" points="1,1;5,1"/>'
+        '<cuboid label="car" xtl1="1"/><polygon label="car" points="1,1;inf,1;5,5"/>'))))
+    where = f"{ORIGIN}: image 'images/a.jpg'"
+    assert (a.error.rule, a.shapes) == ("degenerate_polygon", [])
+    assert str(a.error) == (
+        f"{where}: shape #1 ('car') has fewer than 3 vertices; "
+        f"also unsupported_shape: {where}: shape #2 ('car') is a <cuboid>, which segpipe does not read; "
+        f"also non_finite_coordinates: {where}: shape #3 ('car') has a non-finite vertex (NaN, infinity or overflowing)")
+
+    track = ('<track id="4" label="car"><polygon frame="4" outside="0" points="1,1;nan,1;5,5"/></track>'
+             '<track id="5" label="road"><polygon frame="4" outside="0" points="1,1;5,1;5,5"/></track>'
+             '<track id="6" label="car"><polygon frame="4" outside="0" points="1,1;5,1"/></track>')
+    _, f4, _, _ = read(export(VIDEO_META, track), reader=CVAT_VIDEO)
+    assert [problem.rule for problem in f4.error.problems] == ["non_finite_coordinates", "degenerate_polygon"]
+    assert "shape #0 ('car') of track '4'" in str(f4.error) and "shape #2 ('car') of track '6'" in str(f4.error)
+
+
 @pytest.mark.parametrize("data", [
     export(VIDEO_META.replace("<task>", "<project><tasks><task>").replace("</task>", "</task></tasks></project>")),
     export(VIDEO_META.replace("<original_size><width>40</width><height>20</height></original_size>", ""), CAR_TRACK),

@@ -83,6 +83,7 @@ def measure(workdir: Path, phase: str, part_mib: float) -> dict:
     """In a fresh process: publish the release of the b0 images (cold) or of all (nightly) into the
     store, parts of `part_mib`, and say what it cost."""
     from segpipe.core.release.build import ReleaseContents, package_release
+    from segpipe.core.release.writers.datasheet import datasheet_pictures
     from segpipe.core.release.writers import BuildStamp, ReleaseContext
     from segpipe.core.taxonomy.model import load_taxonomy
     from segpipe.demo import DEMO_CONFIG
@@ -107,7 +108,8 @@ def measure(workdir: Path, phase: str, part_mib: float) -> dict:
     def build(out, parts):
         placed, members = package_release(release, items, out, parts)
         made.append(parts.hashed)
-        return ReleaseContents(release.version, release.manifest, release.meta, ledger, release.counts, members, placed)
+        return ReleaseContents(release.version, release.manifest, release.meta, ledger, release.counts,
+                               datasheet_pictures(release), members, placed)
 
     fs, root = store.location()
     releases = Path(root) / "releases"

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from segpipe.core.release.build import ReleaseContents, package_release
+from segpipe.core.release.writers.datasheet import datasheet_pictures
 from segpipe.core.release.parts import PartPlanner
 from segpipe.core.shared.png import encode_mask_png
 from segpipe.store.release_build import PublishedBuild, publish_built
@@ -65,7 +66,8 @@ def constructed_build(change: Change = unchanged, run_id: str = "run-1") -> Call
         release, items = constructed_release(run_id=run_id)
         release.store.write(EDITED_MASK, encode_mask_png(edited_mask()))
         placed, members = package_release(release, change(items), out, parts)
-        return ReleaseContents(release.version, release.manifest, release.meta, LEDGER, release.counts, members, placed)
+        return ReleaseContents(release.version, release.manifest, release.meta, LEDGER, release.counts,
+                               datasheet_pictures(release), members, placed)
     return build
 
 

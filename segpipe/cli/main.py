@@ -276,7 +276,11 @@ def _gc(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     if args.keep_last is not None and args.keep_last < 1:
         parser.error("--keep-last must be at least 1: the newest version is always kept")
-    print(gc(args.dataset, args.keep_last, args.dry_run))
+    try:
+        print(gc(args.dataset, args.keep_last, args.dry_run))
+    except (RuntimeError, PermissionError) as exc:  # no create-only writes, an unreadable claim, the claim held too long
+        print(f"segpipe gc: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

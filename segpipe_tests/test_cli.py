@@ -1,14 +1,18 @@
+import argparse
 import io
 import os
+import re
 import struct
 import zipfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from segpipe.cli.main import main
+from segpipe.cli.main import build_parser, main
+from segpipe.core.shared.quarantine_rules import QUARANTINE_RULES
 from segpipe.core.ingest.pseudonym import annotator_key, batch_pseudonym
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release.layout import release_stem
@@ -18,6 +22,8 @@ from segpipe_tests.bench.cityscapes_scenes import Dataset, write_dataset
 from segpipe_tests.core.rasterize.test_raster_parity import assert_identical, json2label_masks
 
 CITYSCAPES_PRESET = PACKAGE_CONFIG / "presets" / "cityscapes.yaml"
+ROOT = Path(__file__).parents[1]
+QUARANTINE_RULE_IDS = {rule.id for rule in QUARANTINE_RULES}
 
 
 @pytest.fixture()
@@ -251,13 +257,14 @@ def test_pseudonym_with_batch_prints_the_name_releases_give_a_batch(capsys, pseu
 def test_verify_and_inspect_read_a_release_zip_by_path_or_url(tmp_path, capsys):
     from segpipe_tests.core.release.release_fixture import build_release
 
-    release = tmp_path / "demo.zip"
+    release = tmp_path / "demo-2026-12-01.1-tax-t-v1.zip"  # <dataset>-<version>.zip, as published
     release.write_bytes(build_release().data)
     assert main(["verify", release.as_uri()]) == 0
     assert capsys.readouterr().out == (f"{release.as_uri()}: OK (19 files match SHA256SUMS, 3 images in index.csv match "
-                                       "the manifest schema and meta.json, 3 masks decoded)\n")
+                                       "the manifest schema and meta.json, all 3 masks decoded)\n")
     assert main(["inspect", str(release)]) == 0
     printed = capsys.readouterr().out
+    assert printed.startswith("demo release 2026-12-01.1-tax-t-v1\ncontent ")
     assert "images: 3 (test 1, train 1, val 1)" in printed and "QA failures: labels_mapped 1" in printed
     assert "    1 car         8.33%\n" in printed and "  255 (ignored)  26.39%\n" in printed
 
@@ -318,7 +325,7 @@ def test_verify_checks_every_object_of_a_release_folder_against_its_marker(tmp_p
     assert main(["verify", str(folder)]) == 0
     assert capsys.readouterr().out == (
         f"{folder}: OK (2 objects match _RELEASE.json; its ZIP: 19 files match SHA256SUMS, 3 images in index.csv "
-        "match the manifest schema and meta.json, 3 masks decoded)\n")
+        "match the manifest schema and meta.json, all 3 masks decoded)\n")
 
     archive, manifest = folder / f"demo-{published.version}.zip", folder / "manifest.parquet"
     for path in (archive, manifest):
@@ -367,6 +374,130 @@ def test_verify_reports_a_file_it_may_not_read_as_an_access_problem(tmp_path):
     assert problem.startswith(f"segpipe verify: {release}: permission denied (")
     assert problem.endswith("): check that the user running segpipe may read it")
     assert failed == f"{release}: FAILED, 1 problems"
+
+
+def _every_option_and_subcommand(parser: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, str | None]]:
+    """(where, its help text) for every option, argument and subcommand under `parser`, and each
+    subcommand's own description (what its --help starts with)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, command in action.choices.items():
+                yield f"{path} {name}", helps.get(name)
+                yield f"{path} {name} (description)", command.description
+                yield from _every_option_and_subcommand(command, f"{path} {name}")
+        else:
+            yield f"{path} {'/'.join(action.option_strings) or action.dest}", action.help
+
+
+def test_every_subcommand_and_option_has_help_text():
+    found = list(_every_option_and_subcommand(build_parser(), "segpipe"))
+    assert len(found) > 60 and "segpipe batch retry --verbose" in dict(found)
+    assert [where for where, text in found if not text] == []
+
+
+def test_a_run_under_the_projects_dagster_yaml_prints_no_debug_line(tmp_path, monkeypatch, capfd):
+    """`make dev` launches runs with no logger configuration: Dagster's console logger then takes its
+    level from dagster.yaml's python_logs, where DEBUG would print a line per event to the terminal."""
+    import shutil
+
+    import dagster as dg
+
+    (tmp_path / "dagster").mkdir()
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster" / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+
+    @dg.asset
+    def greeting(context: dg.AssetExecutionContext) -> None:
+        context.log.info("hello from the step")
+
+    with dg.DagsterInstance.get() as instance:
+        assert dg.materialize([greeting], instance=instance).success
+    printed = capfd.readouterr().err
+    assert "hello from the step" in printed and " - DEBUG - " not in printed
+
+
+@pytest.fixture()
+def cli_project(tiny_demo, tmp_path, monkeypatch) -> Path:
+    """A project folder as `segpipe init` leaves one, on a copy of the tiny demo (the demo's taxonomy, the
+    tiny demo's pipeline.yaml), its run history in a DAGSTER_HOME holding the project's dagster.yaml."""
+    import shutil
+
+    from segpipe_tests.conftest import tiny_demo_pipeline
+
+    shutil.copytree(tiny_demo.landing_root, tmp_path / "landing")
+    shutil.copy(DEMO_CONFIG / "taxonomy.yaml", tmp_path / "taxonomy.yaml")
+    (tmp_path / "pipeline.yaml").write_text(tiny_demo_pipeline())
+    (tmp_path / "dagster").mkdir()
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster" / "dagster.yaml")
+    monkeypatch.setenv("SEGPIPE_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    return tmp_path
+
+
+STEP_LINE = re.compile(r"^(taxonomy|batch \d+/\d+ \S+|release): \w+ (done|FAILED|skipped) \(\d+/\d+ steps, \d+\.\d s\)$")
+
+
+@pytest.mark.slow
+def test_build_prints_a_line_per_step_and_the_quarantined_entries_and_debug_lines_only_when_verbose(
+        cli_project, tiny_demo, capfd, monkeypatch):
+    from segpipe.cli import build_summary
+
+    monkeypatch.setattr(build_summary, "SHOWN_QUARANTINED", 1)
+    assert main(["build"]) == 0
+    printed = capfd.readouterr()
+    assert "DEBUG" not in printed.out + printed.err
+    steps = printed.err.splitlines()  # not a terminal: a plain line per finished step, no bar
+    assert [line for line in steps if not STEP_LINE.match(line)] == []
+    assert steps[0].startswith("taxonomy: taxonomy_spec done (1/1 steps, ")
+    for n, batch in enumerate(tiny_demo.batch_ids, 1):
+        assert [line.split(": ")[1].split()[0] for line in steps if line.startswith(f"batch {n}/4 {batch}: ")] == [
+            "ingest_annotation_batch", "label_masks", "mapped_shapes", "annotation_masks"]
+    assert steps[-1].startswith("release: dataset_release done (5/5 steps, ")
+
+    lines = printed.out.splitlines()
+    [entries] = [line for line in lines if line.startswith("entries: ")]
+    quarantined = int(re.search(r"\+ (\d+) quarantined$", entries)[1])
+    assert quarantined >= 2, "the tiny demo plants several quarantined entries"
+    at = lines.index(f"quarantined: {quarantined} entries (each in the release's ledger.parquet)")
+    rule, message = lines[at + 1].strip().split(": ", 1)
+    assert lines[at + 1].startswith("  ") and rule in QUARANTINE_RULE_IDS and str(cli_project) not in message
+    assert lines[at + 2] == f"  +{quarantined - 1} more"
+
+    assert main(["build", "--verbose"]) == 0  # nothing new to draw: the release runs again, logging as it goes
+    printed = capfd.readouterr()
+    assert " - DEBUG - " in printed.err and "release: dataset_release done (5/5 steps, " in printed.err
+    assert "DEBUG" not in printed.out
+
+
+@pytest.mark.parametrize("bars", [False, True])
+def test_step_progress_follows_each_run_from_its_event_stream(bars):
+    """A line per finished step with how many of the run's steps are done; with bars (a terminal) the
+    same events move a bar that is cleared when the run ends, so the run's outcome is unchanged."""
+    import dagster as dg
+
+    from segpipe.cli.progress import StepProgress
+
+    @dg.asset
+    def first() -> int:
+        return 1
+
+    @dg.asset
+    def second(first: int) -> int:
+        return first + 1
+
+    job = dg.Definitions(assets=[first, second], jobs=[dg.define_asset_job("both")]).resolve_job_def("both")
+    out = io.StringIO()
+    with dg.instance_for_test() as instance:
+        with StepProgress(out, bars=bars).run(instance, "demo run") as run_id:
+            result = job.execute_in_process(instance=instance, run_id=run_id)
+    assert result.success and result.run_id == run_id
+    lines = out.getvalue().splitlines()
+    if bars:
+        assert all("done (" not in line for line in lines)
+    else:
+        assert [re.sub(r", \d+\.\d s\)$", ")", line) for line in lines] == [
+            "demo run: first done (1/2 steps)", "demo run: second done (2/2 steps)"]
 
 
 def test_releases_fetch_pack_and_gc_work_on_the_configured_store(tmp_path, capsys, monkeypatch):

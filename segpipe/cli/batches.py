@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
+from segpipe.cli.progress import RunProgress
 from segpipe.core.ingest.landing import LandingProblem, list_ready_batches, scan_landing
 from segpipe.defs.batches import BATCH_DONE_ASSET, describe_not_done, last_run
 from segpipe.defs.partitions import annotation_batches
@@ -74,7 +75,8 @@ def landing_problem_lines(problems: list[LandingProblem]) -> list[str]:
             *(line for p in problems for line in (f"  {p.path}: {p.reason}", f"    what to do: {p.what_to_do}"))]
 
 
-def retry_batch(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, batch: str) -> dg.ExecuteInProcessResult:
+def retry_batch(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, batch: str,
+                log_level: str = "CRITICAL", progress: RunProgress = RunProgress()) -> dg.ExecuteInProcessResult:
     """Run `batch_job` for the batch again, as landed now: a removed batch ready again comes back."""
     known = set(instance.get_dynamic_partitions(annotation_batches.name))
     if batch not in known:
@@ -82,9 +84,10 @@ def retry_batch(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environ
         if batch not in ready:
             raise UnknownBatch(_unknown(batch, known | set(ready), f"and nothing by that name is ready in {env.landing_root}"))
         instance.add_dynamic_partitions(annotation_batches.name, [batch])
-    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    return defs.resolve_job_def("batch_job").execute_in_process(
-        instance=instance, partition_key=batch, run_config=quiet, raise_on_error=False)
+    quiet = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    with progress.run(instance, f"batch {batch}") as run_id:
+        return defs.resolve_job_def("batch_job").execute_in_process(
+            instance=instance, partition_key=batch, run_config=quiet, raise_on_error=False, run_id=run_id)
 
 
 def remove_batch(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, batch: str) -> tuple[str, dict]:

@@ -7,8 +7,13 @@ from segpipe.cli.batches import landing_problem_lines
 from segpipe.cli.failure_summary import format_failure
 from segpipe.cli.local_build import BuildOutcome
 from segpipe.cli.run_failure import read_run_failure
-from segpipe.defs.batches import batches_not_done
+from segpipe.core.release.released_names import ReleasedNames
+from segpipe.defs.batches import batches_not_done, done_batches
 from segpipe.environment import Environment
+from segpipe.core.ingest.sources import location_uri
+from segpipe.io.locations import open_location
+
+SHOWN_QUARANTINED = 5
 
 
 def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment) -> str:
@@ -21,7 +26,7 @@ def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.Dag
         return "\n".join(lines + format_failure(failure, outcome.batches, defs, instance, env)
                          + not_released_lines(batches_not_done(instance)))
     meta = outcome.release_metadata
-    counts = meta["counts"]
+    counts = meta["entries"]
     lines += [
         f"release version: {meta['version']}{'' if meta['newly_published'] else ' (already published, unchanged)'}",
         f"release: {meta['release']}",
@@ -30,7 +35,9 @@ def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.Dag
             f"unzips them all, `segpipe pack {meta['version']}` makes one ZIP)" if meta.get("parts") else ""),
         (f"entries: {counts['input']} in = {counts['released']} released + {counts['filtered']} filtered"
          f" + {counts['quarantined']} quarantined"),
-        f"splits (images): {meta['splits']}",
+        f"images: {meta['images_released']} ("
+        + ", ".join(f"{split} {n}" for split, n in meta["images_per_split"].items()) + ")",
+        *quarantined_lines(defs, instance, env, counts["quarantined"]),
     ]
     report = defs.load_asset_value("sampling_report", instance=instance)
     targeted = report.filter((pl.col("dimension") != "split") & (pl.col("target") > 0))
@@ -51,6 +58,21 @@ def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.Dag
         f"{a} {iou:.3f} on {n}" for a, n, iou in scores.select("annotator", "n_honeypots", "mean_iou").iter_rows())
         or "none: no gold batch (batch.json `\"gold\": true`) shares images with an annotator's batch"))
     return "\n".join(lines + not_released_lines(meta.get("batches_not_released", {})))
+
+
+def quarantined_lines(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, count: int) -> list[str]:
+    """The first quarantined entries of the released batches, each with its rule and message (the
+    landing zone's root left out), then how many more; the release's ledger.parquet lists them all."""
+    if not count:
+        return []
+    quarantine = pl.concat([defs.load_asset_value("batch_quarantine", partition_key=batch, instance=instance)
+                            for batch in done_batches(instance)], how="diagonal_relaxed").sort("batch_id", "file_name")
+    names = ReleasedNames(location_uri(*open_location(env.landing_root, env.s3_endpoint_url)).rstrip("/"), {})
+    shown = [f"  {rule}: {names.text(message)}"
+             for rule, message in quarantine.select("rule", "message").head(SHOWN_QUARANTINED).iter_rows()]
+    more = count - len(shown)
+    return [f"quarantined: {count} {'entry' if count == 1 else 'entries'} (each in the release's ledger.parquet)",
+            *shown, *([f"  +{more} more"] if more > 0 else [])]
 
 
 def not_released_lines(not_released: dict[str, str]) -> list[str]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 
 import dagster as dg
 
+from segpipe.cli.progress import RunProgress
 from segpipe.core.ingest.landing import LandingProblem, scan_landing
 from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.core.taxonomy.model import load_taxonomy
@@ -36,7 +37,8 @@ class BuildOutcome:
 
 
 def run_local_build(
-    defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str = "WARNING"
+    defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str = "WARNING",
+    progress: RunProgress = RunProgress(),
 ) -> BuildOutcome:
     """Ingest, map and draw every ready batch not drawn yet (one run per batch, as the landing sensor
     launches them), then QA, consensus, sampling and release over the batches that are done. So a
@@ -45,26 +47,27 @@ def run_local_build(
     way (the release names it); a batch `segpipe batch remove` removed is not landed again."""
     batches, removed, not_batches = _register_batches(instance, env)
     quiet = _quiet(log_level)
-    spec = defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
+    spec = _execute(defs, "taxonomy_job", instance, progress, "taxonomy", run_config=quiet)
     if not spec.success:
         return _failed(batches, spec.run_id)
-    job = defs.resolve_job_def("batch_job")
     drawn = instance.get_materialized_partitions(dg.AssetKey(BATCH_DONE_ASSET))
+    new = [batch for batch in batches if batch not in drawn]
     failed_batches = {}
-    for batch in batches:
-        if batch not in drawn:
-            run = job.execute_in_process(instance=instance, partition_key=batch, run_config=quiet, raise_on_error=False)
-            if not run.success:
-                failed_batches[batch] = run.run_id
+    for n, batch in enumerate(new, 1):
+        run = _execute(defs, "batch_job", instance, progress, f"batch {n}/{len(new)} {batch}", partition_key=batch,
+                       run_config=quiet)
+        if not run.success:
+            failed_batches[batch] = run.run_id
     if not done_batches(instance):
         return replace(_failed(batches, next(iter(failed_batches.values()))), failed_batches=failed_batches,
                        not_batches=not_batches)
-    return replace(_release(defs, instance, batches, quiet), failed_batches=failed_batches, removed=removed,
+    return replace(_release(defs, instance, batches, quiet, progress), failed_batches=failed_batches, removed=removed,
                    not_batches=not_batches)
 
 
 def run_taxonomy_backfill(
-    defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str = "WARNING"
+    defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str = "WARNING",
+    progress: RunProgress = RunProgress(),
 ) -> BuildOutcome:
     """After a taxonomy edit: remap every known batch with the current taxonomy (its label masks are
     reused as drawn) in one run over all batches, as a single-run backfill from the UI does, then
@@ -74,15 +77,15 @@ def run_taxonomy_backfill(
     if not batches:
         raise NothingToBuild("no batches have been ingested yet; run `segpipe build` first")
     quiet = _quiet(log_level)
-    spec = defs.resolve_job_def("taxonomy_job").execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
+    spec = _execute(defs, "taxonomy_job", instance, progress, "taxonomy", run_config=quiet)
     if not spec.success:
         return _failed(sorted(batches), spec.run_id)
     every_batch = {"dagster/asset_partition_range_start": batches[0], "dagster/asset_partition_range_end": batches[-1]}
-    remap = defs.resolve_job_def("taxonomy_backfill_job").execute_in_process(
-        instance=instance, tags=every_batch, run_config=quiet, raise_on_error=False)
+    remap = _execute(defs, "taxonomy_backfill_job", instance, progress, f"remap {len(batches)} batches",
+                     tags=every_batch, run_config=quiet)
     if not remap.success:
         return _failed(sorted(batches), remap.run_id)
-    return _release(defs, instance, sorted(batches), quiet)
+    return _release(defs, instance, sorted(batches), quiet, progress)
 
 
 def _register_batches(
@@ -115,8 +118,17 @@ def _quiet(log_level: str) -> dict:
     return {"loggers": {"console": {"config": {"log_level": log_level}}}}
 
 
-def _release(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[str], quiet: dict) -> BuildOutcome:
-    result = defs.resolve_job_def("release_job").execute_in_process(instance=instance, run_config=quiet, raise_on_error=False)
+def _execute(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, progress: RunProgress, label: str,
+             **launch) -> dg.ExecuteInProcessResult:
+    """Run `job` in this process, its steps reported by `progress` under `label`."""
+    with progress.run(instance, label) as run_id:
+        return defs.resolve_job_def(job).execute_in_process(instance=instance, run_id=run_id, raise_on_error=False,
+                                                            **launch)
+
+
+def _release(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[str], quiet: dict,
+             progress: RunProgress) -> BuildOutcome:
+    result = _execute(defs, "release_job", instance, progress, "release", run_config=quiet)
     evaluations = {
         f"{e.asset_check_key.asset_key.to_user_string()}:{e.check_name}": e for e in result.get_asset_check_evaluations()
     }

@@ -16,17 +16,20 @@ from segpipe.core.shared.errors import ConfigError
 from segpipe.environment import current_environment
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand and option, each with its help text (segpipe_tests/test_cli.py walks the tree)."""
     parser = argparse.ArgumentParser(prog="segpipe", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="generate the deterministic demo landing zone")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     help="what to do; `segpipe COMMAND --help` for its options")
+    add = _adder(commands)
+    demo = add("demo", help="generate the deterministic demo landing zone")
     demo.add_argument("--out", type=Path, default=None, help="folder to write into (default: $SEGPIPE_HOME or ./.segpipe)")
-    demo.add_argument("--scenes", type=int, default=120)
-    demo.add_argument("--width", type=int, default=1024)
-    demo.add_argument("--height", type=int, default=512)
-    demo.add_argument("--seed", type=int, default=0)
-    init = commands.add_parser("init", help="start a project from an export: a taxonomy of its labels, a generic "
-                                            "pipeline.yaml, the export landed as one batch")
+    demo.add_argument("--scenes", type=int, default=120, help="how many street scenes to generate (default: 120)")
+    demo.add_argument("--width", type=int, default=1024, help="image width in pixels (default: 1024)")
+    demo.add_argument("--height", type=int, default=512, help="image height in pixels (default: 512)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same files (default: 0)")
+    init = add("init", help="start a project from an export: a taxonomy of its labels, a generic "
+                            "pipeline.yaml, the export landed as one batch")
     init.add_argument("path", help="the export: a folder, a .zip archive, or a URL such as s3://bucket/prefix")
     init.add_argument("--into", type=Path, default=None, help="the project folder to write (default: $SEGPIPE_HOME "
                                                               "or ./.segpipe)")
@@ -36,64 +39,83 @@ def main(argv: list[str] | None = None) -> int:
     init.add_argument("--attribution", default=None, help="whom to credit for the data")
     init.add_argument("--draft", action="store_true", help="a taxonomy of the export's labels even when a packaged "
                                                            "preset covers them")
-    build = commands.add_parser("build", help="ingest every ready batch and publish a release (run history in "
-                                              "$DAGSTER_HOME, else the project's dagster_home/)")
-    backfill = commands.add_parser("backfill", help="after a taxonomy edit: remap every ingested batch and publish a "
-                                                    "release")
-    batches = commands.add_parser("batches", help="list every batch: landed, ingested, failed or removed, with its last "
-                                                  "run; then each landed entry that cannot be a batch, and why")
-    batch = commands.add_parser("batch", help="retry or remove one batch")
-    batch_commands = batch.add_subparsers(dest="batch_command", required=True)
-    retry = batch_commands.add_parser("retry", help="run the batch's ingest, mapping and drawing again, as landed now")
-    remove = batch_commands.add_parser("remove", help="drop the batch's partition and tables, so releases leave it out; "
-                                                      "the removal is recorded in the store")
+    build = add("build", help="ingest every ready batch and publish a release (run history in "
+                              "$DAGSTER_HOME, else the project's dagster_home/)")
+    backfill = add("backfill", help="after a taxonomy edit: remap every ingested batch and publish a release")
+    batches = add("batches", help="list every batch: landed, ingested, failed or removed, with its last run; "
+                                  "then each landed entry that cannot be a batch, and why")
+    batch = add("batch", help="retry or remove one batch")
+    batch_commands = batch.add_subparsers(dest="batch_command", required=True, metavar="ACTION",
+                                          help="retry or remove; `segpipe batch ACTION --help` for its options")
+    add_batch = _adder(batch_commands)
+    retry = add_batch("retry", help="run the batch's ingest, mapping and drawing again, as landed now")
+    remove = add_batch("remove", help="drop the batch's partition and tables, so releases leave it out; "
+                                      "the removal is recorded in the store")
     for command in (retry, remove):
         command.add_argument("batch_id", help="the batch, as `segpipe batches` lists it")
     for command in (build, backfill, batches, retry, remove):
         command.add_argument("--project", type=Path, default=None, help="the project folder (default: $SEGPIPE_HOME "
                                                                         "or ./.segpipe)")
-    check = commands.add_parser("check-source", help="read one export (folder, .zip or URL) as ingestion would, without Dagster")
+    for command in (build, backfill, retry, remove):
+        command.add_argument("--verbose", action="store_true", help="print Dagster's own log (DEBUG lines included) "
+                                                                    "and a line per step instead of progress bars")
+    check = add("check-source", help="read one export (folder, .zip or URL) as ingestion would, without Dagster")
     check.add_argument("path", help="a folder, a .zip archive, or a URL such as s3://bucket/prefix")
     check.add_argument("--format", default=None, help="the export's format (default: batch.json's, else detected)")
     check.add_argument("--taxonomy", type=Path, default=None, help="a taxonomy YAML; masks are rasterized with it")
     check.add_argument("--source", default=None,
                        help="whose mapping rules apply (default: batch.json's source, else the format's name)")
     check.add_argument("--out", type=Path, required=True, help="folder for the tables, the quarantine report and masks")
-    pseudonym = commands.add_parser("pseudonym", help="print the pseudonym tables and releases use for an annotator "
-                                                      "(or, with --batch, the one releases use for a batch)")
+    pseudonym = add("pseudonym", help="print the pseudonym tables and releases use for an annotator "
+                                      "(or, with --batch, the one releases use for a batch)")
     pseudonym.add_argument("identity", nargs="+", help="a user name or email, as in batch.json or the CVAT export")
     pseudonym.add_argument("--batch", action="store_true", help="the identities are batch ids")
-    verify = commands.add_parser("verify", help="check a release ZIP (SHA256SUMS, manifest schema, meta.json), or a "
-                                                "release folder: every object against _RELEASE.json, and its ZIP")
-    verify.add_argument("release", help="a release ZIP or a release folder .../releases/<dataset>/<version>: a path "
-                                        "or a URL such as s3://bucket/releases/<dataset>/<version>")
-    verify.add_argument("--mask-sample", type=int, default=64, help="how many masks to decode (spread over the manifest)")
-    inspect = commands.add_parser("inspect", help="print a release's version, splits, class shares and QA summary")
+    verify = add("verify", help="check a release ZIP (SHA256SUMS, manifest schema, meta.json), a release folder "
+                                "(every object and shared part against _RELEASE.json, and its ZIPs read together), or "
+                                "an unzipped release")
+    verify.add_argument("release", help="a release ZIP, a release folder .../releases/<dataset>/<version> (a path or a "
+                                        "URL such as s3://bucket/releases/<dataset>/<version>), or a folder segpipe "
+                                        "fetch wrote")
+    verify.add_argument("--mask-sample", type=int, default=64, help="how many masks to decode, spread evenly over the "
+                                                                     "manifest (default: 64; all of them when fewer)")
+    inspect = add("inspect", help="print a release's version, splits, class shares and QA summary")
     inspect.add_argument("release", help="the release ZIP: a path or a URL")
-    releases = commands.add_parser("releases", help="list the published versions in the configured store")
-    fetch = commands.add_parser("fetch", help="download a published version, check every ZIP against _RELEASE.json "
-                                              "and unzip them into a new folder, checked as verify does")
-    pack = commands.add_parser("pack", help="write a published version as one self-contained ZIP, checked as verify "
-                                            "does")
+    releases = add("releases", help="list the published versions in the configured store")
+    fetch = add("fetch", help="download a published version, check every ZIP against _RELEASE.json and unzip them "
+                              "into a new folder, checked as verify does")
+    pack = add("pack", help="write a published version as one self-contained ZIP, checked as verify does")
     for command in (fetch, pack):
         command.add_argument("version", help="a version name or `latest` (in SEGPIPE_STORAGE_ROOT), or a release "
                                              "folder's path or URL .../releases/<dataset>/<version>")
-        command.add_argument("--mask-sample", type=int, default=64, help="how many masks to decode")
+        command.add_argument("--mask-sample", type=int, default=64, help="how many masks to decode, spread evenly over "
+                                                                         "the manifest (default: 64)")
     fetch.add_argument("dir", type=Path, help="the folder to write: new, or empty")
     pack.add_argument("--out", type=Path, default=None, help="the ZIP to write (default: ./<dataset>-<version>.zip)")
-    gc = commands.add_parser("gc", help="delete the versions the retention rule (pipeline.yaml `release`) does not "
-                                        "keep, and the shared parts no kept version uses")
+    gc = add("gc", help="delete the versions the retention rule (pipeline.yaml `release`) does not keep, and the "
+                        "shared parts no kept version uses")
     gc.add_argument("--keep-last", type=int, default=None, help="keep this many newest versions (default: "
                                                                 "release.keep_last in pipeline.yaml)")
     gc.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
     for command in (releases, fetch, pack, gc):
         command.add_argument("--dataset", default=None, help="the dataset (default: dataset_name in pipeline.yaml)")
+    return parser
+
+
+def _adder(commands: "argparse._SubParsersAction"):
+    """add_parser whose help is also the subcommand's own description (its --help shows it)."""
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+    return add
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in ("build", "backfill", "batches", "batch"):
         _use_project(args.project, parser)
     commands_by_name = {
-        "init": lambda: _init(args, parser), "demo": lambda: _demo(args), "build": lambda: _build(backfill=False),
-        "backfill": lambda: _build(backfill=True), "check-source": lambda: _check_source(args, parser),
+        "init": lambda: _init(args, parser), "demo": lambda: _demo(args), "build": lambda: _build(args, backfill=False),
+        "backfill": lambda: _build(args, backfill=True), "check-source": lambda: _check_source(args, parser),
         "pseudonym": lambda: _pseudonym(args), "verify": lambda: _verify(args), "inspect": lambda: _inspect(args),
         "releases": lambda: _releases(args), "batches": _batches, "batch": lambda: _batch(args),
         "fetch": lambda: _from_store(args), "pack": lambda: _from_store(args), "gc": lambda: _gc(args, parser),
@@ -156,7 +178,22 @@ def _use_project(project: Path | None, parser: argparse.ArgumentParser) -> None:
     use_project(project)
 
 
-def _build(backfill: bool) -> int:
+def _dagster_log_level(verbose: bool) -> str:
+    """The level of Dagster's own log: quiet unless --verbose (the summary says why a run failed, the
+    UI has the rest), so no DEBUG line comes before the summary."""
+    import logging
+
+    logging.getLogger("dagster").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    return "DEBUG" if verbose else "CRITICAL"
+
+
+def _progress(verbose: bool):
+    from segpipe.cli.progress import StepProgress
+
+    return StepProgress(sys.stderr, bars=False if verbose else None)  # bars would tangle with the log lines
+
+
+def _build(args: argparse.Namespace, backfill: bool) -> int:
     import logging
 
     import dagster as dg
@@ -166,12 +203,13 @@ def _build(backfill: bool) -> int:
     from segpipe.definitions import defs as load_defs
     from segpipe.cli.local_build import NothingToBuild, run_local_build, run_taxonomy_backfill
 
-    logging.getLogger("dagster").setLevel(logging.WARNING)
+    log_level = _dagster_log_level(args.verbose)
     env = current_environment()
     defs = load_defs()
     with dg.DagsterInstance.get() as instance:
-        try:  # Dagster's own log stays quiet: the summary says why a run failed, the UI has the rest
-            outcome = (run_taxonomy_backfill if backfill else run_local_build)(defs, instance, env, "CRITICAL")
+        try:
+            outcome = (run_taxonomy_backfill if backfill else run_local_build)(
+                defs, instance, env, log_level, _progress(args.verbose))
         except NothingToBuild as exc:
             print(f"segpipe {'backfill' if backfill else 'build'}: {exc}", file=sys.stderr)
             return 1
@@ -200,8 +238,6 @@ def _batches() -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    import logging
-
     import dagster as dg
 
     from segpipe.cli.batches import UnknownBatch, remove_batch, retry_batch
@@ -209,7 +245,7 @@ def _batch(args: argparse.Namespace) -> int:
     from segpipe.cli.run_failure import read_run_failure
     from segpipe.definitions import defs as load_defs
 
-    logging.getLogger("dagster").setLevel(logging.WARNING)
+    log_level = _dagster_log_level(args.verbose)
     env, defs = current_environment(), load_defs()
     with dg.DagsterInstance.get() as instance:
         try:
@@ -219,7 +255,7 @@ def _batch(args: argparse.Namespace) -> int:
                       f"{len(record['tables_deleted'])} tables deleted; record: {env.storage_root}/{key}")
                 print("later releases leave it out; `segpipe batch retry` brings it back while its folder is landed")
                 return 0
-            run = retry_batch(defs, instance, env, args.batch_id)
+            run = retry_batch(defs, instance, env, args.batch_id, log_level, _progress(args.verbose))
         except UnknownBatch as exc:
             print(f"segpipe batch {args.batch_command}: {exc}", file=sys.stderr)
             return 1
@@ -336,7 +372,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
     try:
         with _open_release(args.release) as archive:
-            print(release_summary(archive))
+            print(release_summary(archive, args.release.rstrip("/").rsplit("/", 1)[-1]))
     except (FileNotFoundError, PermissionError, zipfile.BadZipFile, KeyError) as exc:
         print(f"segpipe inspect: {args.release}: {exc}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ as one ZIP, and the store pruned by the retention rule; each prints what it did 
 import datetime as dt
 from pathlib import Path
 
+from segpipe.cli.release_verify import masks_decoded
 from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.environment import current_environment
 from segpipe.io.locations import open_location
@@ -40,7 +41,7 @@ def _checked(done: Fetched) -> str:
     result = done.verification
     return (f"{done.archives} ZIPs match _RELEASE.json; {result.files_checked} files match SHA256SUMS, "
             f"{result.images} images in index.csv match the manifest schema and meta.json, "
-            f"{result.masks_decoded} masks decoded")
+            f"{masks_decoded(result.masks_decoded, result.images)}")
 
 
 def gc(dataset: str | None, keep_last: int | None, dry_run: bool) -> str:

@@ -55,7 +55,14 @@ def verify_target(url: str, mask_sample: int) -> VerifyReport:
 
 def _zip_summary(result: Verification) -> str:
     return (f"{result.files_checked} files match SHA256SUMS, {result.images} images in index.csv match the manifest "
-            f"schema and meta.json, {result.masks_decoded} masks decoded")
+            f"schema and meta.json, {masks_decoded(result.masks_decoded, result.images)}")
+
+
+def masks_decoded(decoded: int, images: int) -> str:
+    """How many of the release's masks were decoded, and why not all (the --mask-sample limit)."""
+    if decoded == images:
+        return f"all {images} masks decoded"
+    return f"{decoded} of {images} masks decoded: an even sample over the manifest, as --mask-sample asks"
 
 
 def _unzipped(fs, path: str) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from segpipe.defs.metadata import table_rows
 from segpipe.defs.root_cause import root_cause
 
 
@@ -57,6 +58,6 @@ def read_run_failure(instance: dg.DagsterInstance, run_id: str) -> RunFailure:
 
 def _plain(value: dg.MetadataValue) -> object:
     if isinstance(value, dg.TableMetadataValue):
-        return [dict(record.data) for record in value.records]
+        return table_rows(value)
     return value.value
 

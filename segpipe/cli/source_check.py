@@ -27,6 +27,7 @@ from segpipe.core.ingest.sources import open_source
 from segpipe.core.taxonomy.model import Taxonomy, map_labels, unmapped_label_report, unmapped_segments
 
 SHOWN_LABELS = 12
+SHOWN_RULES = 10  # quarantine rules with an example and what to do; the rest by name and count
 NO_IMAGE_MASKS = "no-image"
 ENTRY_COLUMNS = ("entry_id", "batch_id", "file_name", "source")
 
@@ -157,16 +158,19 @@ def summary_lines(batch: IngestedBatch, mapping: Iterable[str] = (), flagged_in:
     kinds = ", ".join(f"{k} {n}" for k, n in batch.shapes.group_by("kind").len().sort("kind").iter_rows())
     lines.append(f"shapes: {batch.shapes.height}" + (f" ({kinds})" if kinds else ""))
     labels = batch.shapes.group_by("raw_label").len().sort("len", "raw_label", descending=[True, False])
-    lines.append(f"labels found: {labels.height}: " + _listed(labels.iter_rows()))
+    lines.append(f"labels found: {labels.height}" + (f": {_listed(labels.iter_rows())}" if labels.height else ""))
     if batch.images_missing.height:
         without = batch.shapes.filter(pl.col("entry_id").is_in(batch.images_missing["entry_id"].implode())).height
         lines.append(f"image missing: {batch.images_missing.height} items, their {without} shapes counted above"
                      + (f" (flagged image_missing in {flagged_in})" if flagged_in else ""))
     lines += mapping
     rules = batch.quarantine.group_by("rule").agg(pl.len(), pl.col("message").first()).sort("len", descending=True)
-    for rule, count, example in rules.head(10).iter_rows():
-        lines.append(f"quarantined {count} x {rule}: e.g. {example[:160]}")
+    for rule, count, example in rules.head(SHOWN_RULES).iter_rows():
+        lines.append(f"quarantined {count} x {rule}: e.g. {example}")
         lines.append(f"  what to do: {quarantine_rule(rule).action}")
+    if rules.height > SHOWN_RULES:
+        lines.append(f"quarantined under {rules.height - SHOWN_RULES} more rules: "
+                     + ", ".join(f"{rule} {count}" for rule, count, _ in rules.slice(SHOWN_RULES).iter_rows()))
     return lines
 
 

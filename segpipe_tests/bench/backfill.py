@@ -98,7 +98,7 @@ def main() -> None:
                              "new_release": backfill.release_metadata["version"] != cold.release_metadata["version"],
                              "parts": backfill.release_metadata.get("parts", 0),
                              "parts_written": backfill.release_metadata.get("parts_written", 0)})
-    entries = cold.release_metadata["counts"]["input"]
+    entries = cold.release_metadata["entries"]["input"]
     result = {"scenes": args.scenes, "size": f"{args.width}x{args.height}", "entries": entries,
               "part_mib": args.part_mib, "cold_parts": cold.release_metadata.get("parts", 0),
               "cold_build_s": round(cold_s, 2), "cold_steps_s": {k: round(v, 2) for k, v in sorted(cold_steps.items())},

@@ -103,7 +103,7 @@ def _peak_rss_mib() -> dict[str, float]:
 
 
 def _phase(outcome, wall: float, steps: dict[str, float], landed: int) -> dict:
-    counts = outcome.release_metadata.get("counts", {})
+    counts = outcome.release_metadata.get("entries", {})
     balanced = bool(counts) and counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"] == landed
     print(f"  {landed} scenes: {wall:.1f} s, counts {counts}", file=sys.stderr, flush=True)  # progress, if killed
     return {"wall_s": wall, "images_per_s": landed / wall, "success": outcome.success,

@@ -1,4 +1,9 @@
+from pathlib import Path
+
 import pytest
+
+from segpipe.demo import DEMO_CONFIG, generate_demo
+from segpipe_tests.e2e.test_local_build import Build, built_in
 
 
 @pytest.fixture
@@ -10,3 +15,12 @@ def user_shell(tmp_path, monkeypatch):
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def full_demo_build(tmp_path_factory) -> Build:
+    """`make demo`'s build (120 scenes, the demo's pipeline.yaml and taxonomy) on small frames, once per
+    test session, its Dagster instance kept open so tests can read the event log; tests must not change it."""
+    demo = generate_demo(tmp_path_factory.mktemp("demo"), n_scenes=120, width=256, height=128, seed=0)
+    with built_in(tmp_path_factory.mktemp("build"), Path(demo.landing_root), pipeline=DEMO_CONFIG / "pipeline.yaml") as build:
+        yield build

@@ -83,7 +83,7 @@ def test_a_corrected_redelivery_ships_and_the_ledger_names_what_it_replaced(tiny
             "filtered", "qa", f"entry_not_superseded: replaced by {fix}, delivered later")
     assert ledger["replaces"].drop_nulls().to_list() == [f"{stale};{copy}"]
     # One entry more, filtered (the copy was filtered before too); the same images released, one with another mask.
-    old, new = before.release_metadata["counts"], after.release_metadata["counts"]
+    old, new = before.release_metadata["entries"], after.release_metadata["entries"]
     assert new == {**old, "input": old["input"] + 1, "filtered": old["filtered"] + 1}
     assert diff["counts"] == {"added": 0, "removed": 0, "changed": 1}
     assert items.select("image_id", "change", "what").rows() == [(row["image_id"], "changed", "mask")]

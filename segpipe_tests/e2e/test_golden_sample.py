@@ -9,18 +9,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from segpipe.demo import DEMO_CONFIG, generate_demo
+from segpipe.demo import DEMO_CONFIG
 from segpipe.core.config.pipeline import load_pipeline_settings
-from segpipe_tests.e2e.test_local_build import build_in
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def full_demo_build(tmp_path_factory):
-    demo = generate_demo(tmp_path_factory.mktemp("demo"), n_scenes=120, width=256, height=128, seed=0)
-    work = tmp_path_factory.mktemp("build")
-    return build_in(work, Path(demo.landing_root), pipeline=DEMO_CONFIG / "pipeline.yaml")
+pytestmark = pytest.mark.slow  # full_demo_build: segpipe_tests/e2e/conftest.py
 
 
 def test_the_release_meets_the_strata_targets_within_the_tolerance(full_demo_build):

@@ -4,9 +4,12 @@ import dataclasses
 import hashlib
 import io
 import json
+import re
 import shutil
 import threading
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,25 +50,37 @@ class Build:
     outcome: BuildOutcome
     qa_report: pl.DataFrame
     store: Path
+    instance: dg.DagsterInstance  # open only inside built_in: its event log holds the build's runs
+
+
+@contextmanager
+def built_in(tmp: Path, landing: Path, taxonomy: Path = DEMO_CONFIG / "taxonomy.yaml",
+             pipeline: Path | None = None) -> Iterator[Build]:
+    """Point segpipe at a private landing copy and store with the variables a user sets, and build;
+    with the demo's taxonomy and the tiny demo's pipeline.yaml unless told otherwise. The variables
+    are restored once the build is done; its instance stays open until the context ends."""
+    with dg.instance_for_test() as instance:
+        with pytest.MonkeyPatch.context() as env:
+            work = tmp / "landing"
+            shutil.copytree(landing, work)
+            env.setenv("SEGPIPE_LANDING_ROOT", str(work))
+            env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp / "store"))
+            env.setenv("SEGPIPE_TAXONOMY", str(taxonomy))
+            if pipeline is None:
+                pipeline = tmp / "pipeline.yaml"
+                pipeline.write_text(tiny_demo_pipeline())
+            env.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
+            defs = load_defs()
+            outcome = run_local_build(defs, instance, current_environment())
+            qa_report = defs.load_asset_value("qa_report", instance=instance)
+        yield Build(outcome, qa_report, tmp / "store", instance)
 
 
 def build_in(tmp: Path, landing: Path, taxonomy: Path = DEMO_CONFIG / "taxonomy.yaml",
              pipeline: Path | None = None) -> Build:
-    """Point segpipe at a private landing copy and store with the variables a user sets, and build;
-    with the demo's taxonomy and the tiny demo's pipeline.yaml unless told otherwise."""
-    with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
-        work = tmp / "landing"
-        shutil.copytree(landing, work)
-        env.setenv("SEGPIPE_LANDING_ROOT", str(work))
-        env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp / "store"))
-        env.setenv("SEGPIPE_TAXONOMY", str(taxonomy))
-        if pipeline is None:
-            pipeline = tmp / "pipeline.yaml"
-            pipeline.write_text(tiny_demo_pipeline())
-        env.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
-        defs = load_defs()
-        outcome = run_local_build(defs, instance, current_environment())
-        return Build(outcome, defs.load_asset_value("qa_report", instance=instance), tmp / "store")
+    """built_in, for a test that needs the build's outcome, tables and store, not its event log."""
+    with built_in(tmp, landing, taxonomy, pipeline) as build:
+        return build
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +213,7 @@ def test_core_alone_builds_the_release_the_asset_published(demo_build):
             assert built.namelist() == published.namelist()
             assert [n for n in built.namelist() if built.read(n) != published.read(n)] == []
     assert contents.version == metadata["content_digest"] == marker["content_digest"]
-    assert contents.counts == metadata["counts"] == marker["counts"]
+    assert contents.counts == metadata["entries"] == marker["counts"]
     assert contents.ledger.equals(pl.read_parquet(Path(metadata["release"]) / "ledger.parquet"), null_equal=True)
 
 
@@ -278,7 +293,7 @@ def _segpipe_pixels(annotation: dict, height: int, width: int) -> np.ndarray:
 
 
 def test_counts_add_up_to_every_input_file(demo_build, ledger, ground_truth):
-    counts = demo_build.outcome.release_metadata["counts"]
+    counts = demo_build.outcome.release_metadata["entries"]
     assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"] == ledger.height
     expected = {(released_batch(b["batch_id"]), f) for b in ground_truth["batches"] for f in b["files"]}
     assert set(ledger.select("batch_id", "file_name").iter_rows()) == {(b, f"images/{f}") for b, f in expected}
@@ -353,8 +368,8 @@ def test_a_nightly_build_draws_only_the_batch_that_landed_since_and_releases_all
     assert first.success and nightly.success and late not in first.batches and late in nightly.batches
     assert sorted(drawn_in) == sorted(first.batches + [late])  # each batch drawn once: the late one by the nightly
     assert nightly.release_metadata["version"] != first.release_metadata["version"]
-    counts = nightly.release_metadata["counts"]
-    assert counts["input"] > first.release_metadata["counts"]["input"]
+    counts = nightly.release_metadata["entries"]
+    assert counts["input"] > first.release_metadata["entries"]["input"]
     assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"]
 
 
@@ -385,7 +400,11 @@ def test_build_and_backfill_end_with_what_stopped_the_release_and_exit_1(tiny_de
         taxonomy.write_text(taxonomy.read_text().replace("unmapped: void", "unmapped: error"))
         assert main(["backfill"]) == 1
         blocked = capsys.readouterr()
-    assert infeasible.err == blocked.err == ""  # no traceback, no Dagster log
+    progress = re.compile(r"^(taxonomy|batch \d+/\d+ \S+|remap \d+ batches|release): \w+ (done|FAILED|skipped) "
+                          r"\(\d+/\d+ steps, \d+\.\d s\)$")
+    errors = infeasible.err.splitlines() + blocked.err.splitlines()
+    assert [line for line in errors if not progress.match(line)] == []  # progress only: no traceback, no Dagster log
+    assert "release: golden_sample FAILED" in infeasible.err and "remap 5 batches: mapped_shapes done" in blocked.err
     assert not (tmp_path / "store" / "releases").exists()
 
     lines = infeasible.out.splitlines()
@@ -458,7 +477,7 @@ def test_an_alias_change_is_backfilled_into_a_new_release_without_redrawing(tiny
     items = pl.read_parquet(Path(backfilled.release_metadata["release"]) / "diff.parquet")
     assert set(items["what"]) <= {"mask", "split", "split, mask"} and items.height == diff["counts"]["changed"]
     first = json.loads((Path(cold.release_metadata["release"]) / "diff.json").read_text())
-    assert first["previous_version"] is None and first["counts"]["added"] == cold.release_metadata["dagster/row_count"]
+    assert first["previous_version"] is None and first["counts"]["added"] == cold.release_metadata["images_released"]
     assert set(masks["rendered_by"]) == {"lookup"}
     assert masks["taxonomy_version"].unique().to_list() == [new_meta["taxonomy_version"]]
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "store" / "label-masks").rglob("*.png")} == label_masks_before
@@ -543,7 +562,7 @@ def test_a_honeypot_threshold_leaves_the_careless_annotator_out_and_the_counts_s
         "  # min_honeypot_iou: 0.8\n", "  min_honeypot_iou: 0.8\n"))
     build = build_in(tmp_path, Path(tiny_demo.landing_root), pipeline=pipeline)
     assert build.outcome.success
-    counts = build.outcome.release_metadata["counts"]
+    counts = build.outcome.release_metadata["entries"]
     ledger = pl.read_parquet(Path(build.outcome.release_metadata["release"]) / "ledger.parquet")
     assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"] == ledger.height
     board = pl.read_parquet(build.store / "tables" / "annotator_scores.parquet")

@@ -90,6 +90,8 @@ def test_a_build_on_the_postgres_instance_publishes_its_release_once(builds):
     assert cold.release_metadata["newly_published"] is True
     # The rebuild finds the same content already released, as on SQLite: nothing new is published.
     assert again.release_metadata["newly_published"] is False
+    assert again.release_metadata["diff_against"] == (f"nothing published: {cold.release_metadata['version']} already "
+                                                      "holds this content") and "diff_items" not in again.release_metadata
     assert again.release_metadata["version"] == cold.release_metadata["version"]
     assert again.release_metadata["archive"] == cold.release_metadata["archive"]
     releases = Path(cold.release_metadata["release"]).parent

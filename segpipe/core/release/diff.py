@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import orjson
 import polars as pl
 
-ITEM_KEYS = ("image_id", "split", "mask_sha256")
+ITEM_KEYS = ("image_id", "original_file_name", "split", "mask_sha256")
 
 
 @dataclass(frozen=True)
 class ReleaseDiff:
-    items: pl.DataFrame  # image_id, change (added/removed/changed), what (split, mask), split_before, split_after
+    items: pl.DataFrame  # image_id, file_name, change (added/removed/changed), what (split, mask), split_before, split_after
     classes: pl.DataFrame  # class, share_before, share_after, change (after - before)
 
     def counts(self) -> dict[str, int]:
@@ -27,9 +27,12 @@ class ReleaseDiff:
 
 def diff_releases(before: pl.DataFrame, after: pl.DataFrame, pixels_before: dict[str, int],
                   pixels_after: dict[str, int]) -> ReleaseDiff:
-    """Diff two manifests (image_id, split, mask_sha256) and their labelled pixels per class name."""
-    old = before.select(ITEM_KEYS).rename({"split": "split_before", "mask_sha256": "mask_before"})
-    new = after.select(ITEM_KEYS).rename({"split": "split_after", "mask_sha256": "mask_after"})
+    """Diff two manifests (image_id, original_file_name, split, mask_sha256) and their labelled pixels per
+    class name; an item is named by its file name in the newer release, else in the older one."""
+    old = before.select(ITEM_KEYS).rename({"original_file_name": "name_before", "split": "split_before",
+                                           "mask_sha256": "mask_before"})
+    new = after.select(ITEM_KEYS).rename({"original_file_name": "name_after", "split": "split_after",
+                                          "mask_sha256": "mask_after"})
     joined = old.join(new, on="image_id", how="full", coalesce=True)
     items = joined.with_columns(
         pl.when(pl.col("split_before").is_null()).then(pl.lit("added"))
@@ -42,7 +45,8 @@ def diff_releases(before: pl.DataFrame, after: pl.DataFrame, pixels_before: dict
             separator=", ", ignore_nulls=True).alias("what"),
     ).filter(pl.col("change").is_not_null()).with_columns(
         pl.when(pl.col("change") == "changed").then(pl.col("what")).alias("what"),
-    ).select("image_id", "change", "what", "split_before", "split_after").sort("change", "image_id")
+        pl.coalesce("name_after", "name_before").alias("file_name"),
+    ).select("image_id", "file_name", "change", "what", "split_before", "split_after").sort("change", "image_id")
     total_before, total_after = sum(pixels_before.values()) or 1, sum(pixels_after.values()) or 1
     names = sorted(set(pixels_before) | set(pixels_after))
     classes = pl.DataFrame({

@@ -158,8 +158,8 @@ def verify_release(archive: ReleaseFiles, mask_sample: int = 64, hashed: Callabl
     decoded = 0
     if meta is not None and manifest is not None:
         problems += _check_counts(archive, meta, manifest)
-        step = max(1, -(-manifest.height // mask_sample))
-        sample = manifest.sort("mask_path").gather_every(step)
+        count = min(mask_sample, manifest.height)  # exactly that many, spread evenly over the manifest
+        sample = manifest.sort("mask_path")[[i * manifest.height // count for i in range(count)]]
         present = set(archive.namelist())
         problems += [p for row in sample.iter_rows(named=True) for p in _check_mask(archive, meta, row, present)]
         decoded = sample.height

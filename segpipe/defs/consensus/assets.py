@@ -5,7 +5,7 @@ from segpipe.core.consensus.annotator_pairs import pair_summary
 from segpipe.core.consensus.fusion import build_consensus
 from segpipe.core.consensus.review import agreement_map_pictures, review_queue
 from segpipe.core.qa.rules import excluded_entries
-from segpipe.defs.metadata import markdown_table
+from segpipe.defs.metadata import md_table
 from segpipe.defs.pictures import gallery, stored_pictures
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
@@ -48,15 +48,14 @@ def consensus(
             "images": images.height,
             "by_status": dg.MetadataValue.json(dict(images.group_by("status").len().sort("status").iter_rows())),
             "by_mask_source": dg.MetadataValue.json(dict(images.group_by("mask_source").len().sort("mask_source").iter_rows())),
-            "review_queue": dg.MetadataValue.md(markdown_table(queue.select(
-                "file_name", "status", pl.col("annotators").list.join(", "), "agreement"))),
+            "review_queue": md_table(queue.select("file_name", "status", "annotators", "agreement")),
             "agreement_maps": gallery(stored_pictures(object_store, agreement_map_pictures(queue)),
                                       everything=object_store.url(store_keys.AGREEMENT_MAPS_DIR), note=AGREEMENT_MAP_NOTE),
         })
         yield dg.Output(scores, output_name="annotator_scores", metadata={
-            "leaderboard": dg.MetadataValue.md(markdown_table(scores)),
+            "leaderboard": md_table(scores),
         })
         yield dg.Output(pairs, output_name="annotator_pair_agreement", metadata={
             "rows": pairs.height,
-            "by_pair": dg.MetadataValue.md(markdown_table(pair_summary(pairs))),
+            "by_pair": md_table(pair_summary(pairs)),
         })

@@ -8,6 +8,7 @@ from segpipe.core.qa.polygon_checks import polygon_findings
 from segpipe.core.qa.rules import evaluate_entries, with_thumbnails
 from segpipe.core.qa.pictures import failure_pictures, qa_legend, render_qa_thumbnails
 from segpipe.core.taxonomy.model import unmapped_segments
+from segpipe.defs.metadata import readable
 from segpipe.defs.pictures import gallery, legend, store_location, stored_pictures
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
@@ -49,12 +50,12 @@ def qa_report(
                                           settings.qa.min_fragment_px)
         results = with_thumbnails(results, thumbnails)
         failed = results.filter(~pl.col("passed"))
-        context.add_output_metadata({
+        context.add_output_metadata(readable({
             "entries_checked": entries.height,
             "thumbnails": gallery(stored_pictures(object_store, failure_pictures(results)),
                                   everything=object_store.url(keys.QA_THUMBNAILS_DIR)),
             "thumbnails_folder": store_location(object_store, keys.QA_THUMBNAILS_DIR),
             "legend": legend(qa_legend(taxonomy)),
             "failures_by_rule": dg.MetadataValue.json(dict(failed.group_by("check_id").len().sort("check_id").iter_rows())),
-        })
+        }))
         return results

@@ -17,7 +17,7 @@ from segpipe.core.qa.rules import QA_RULES, QaRule, Severity, excluded_entries, 
 from segpipe.core.shared.pictures import colour_swatch
 from segpipe.core.taxonomy.coverage import unmapped_labels_with_rules
 from segpipe.core.taxonomy.model import Taxonomy, load_taxonomy
-from segpipe.defs.metadata import markdown_table, metadata_table
+from segpipe.defs.metadata import md_table, metadata_table, readable
 from segpipe.defs.pictures import CHECK_PICTURES, gallery, stored_pictures
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.environment import current_environment
@@ -103,7 +103,7 @@ def gate_results(declared_blocking: dict[str, bool], pipeline_config: PipelineCo
             severity = qa_report.filter(pl.col("check_id") == rule.id)["severity"].first() or rule.severity
             budget = settings.qa.max_error_failures if severity == "ERROR" else 0
             _refuse_undeclared_error(rule.id, severity, failures > budget, declared_blocking, pipeline_config)
-            metadata = {"failures": failures, "allowed_failures": budget, "failing_entries": metadata_table(worst)}
+            metadata = {"failures": failures, "allowed_failures": budget, "failing_entries": metadata_table(worst, total=failures)}
             if pictures := failure_pictures(qa_report, rule.id):
                 metadata["thumbnails"] = gallery(stored_pictures(object_store, pictures), CHECK_PICTURES)
                 metadata["problem_colour"] = dg.MetadataValue.md(
@@ -126,14 +126,15 @@ def gate_results(declared_blocking: dict[str, bool], pipeline_config: PipelineCo
                       "labels": metadata_table(report, max_rows=50)},
         )
         stats = class_statistics(annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti"), taxonomy)
-        table = dg.MetadataValue.md(markdown_table(stats.table, max_rows=256))
+        table = md_table(stats.table, max_rows=256, percent=("pixel_share",))
         yield dg.AssetCheckResult(
             asset_key="qa_report", check_name="class_never_present", passed=not stats.never_present,
             severity=dg.AssetCheckSeverity.WARN, metadata={"never_present": stats.never_present, "classes": table})
         limit = settings.qa.max_class_imbalance
         yield dg.AssetCheckResult(
             asset_key="qa_report", check_name="class_imbalance", passed=stats.imbalance is None or stats.imbalance <= limit,
-            severity=dg.AssetCheckSeverity.WARN, metadata={"imbalance": stats.imbalance or 0.0, "allowed": limit, "classes": table})
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=readable({"imbalance": stats.imbalance or 0.0, "allowed": limit, "classes": table}))
 
 
 def _outcome(failures: int, budget: int, severity: str) -> str:

@@ -9,7 +9,8 @@ from segpipe.core.release.writers.datasheet import DatasheetPicture
 from segpipe.core.shared.pictures import Picture
 from segpipe.core.taxonomy.model import Taxonomy
 from segpipe.defs.batches import batches_not_done, done_batches
-from segpipe.defs.metadata import markdown_table
+from segpipe.core.release.diff import ReleaseDiff
+from segpipe.defs.metadata import md_table, readable
 from segpipe.defs.pictures import gallery, legend, store_location
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
@@ -77,7 +78,7 @@ def dataset_release(
     not_done = batches_not_done(context.instance)
     balanced = counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"]
     return dg.MaterializeResult(
-        metadata={
+        metadata=readable({
             "version": published.version,
             "content_digest": contents.version,
             "latest": published.latest,
@@ -87,18 +88,27 @@ def dataset_release(
             "newly_published": published.newly_published,
             "parts": len(published.marker.get("parts", {})),
             "parts_written": len(built.parts_written),
-            "counts": dg.MetadataValue.json(counts),
-            "splits": dg.MetadataValue.json(contents.meta["splits"]),
-            "diff_against": built.previous_version or "none",
-            "diff_counts": dg.MetadataValue.json(diff.counts()),
-            "diff_items": dg.MetadataValue.md(markdown_table(diff.items.head(20))),
-            "diff_classes": dg.MetadataValue.md(markdown_table(
-                diff.classes.filter(pl.col("change").abs() > 0).sort(pl.col("change").abs(), descending=True))),
+            "entries": dg.MetadataValue.json(counts),
+            "images_released": contents.manifest.height,
+            "images_per_split": dg.MetadataValue.json(contents.meta["splits"]),
+            **(_diff_metadata(built.previous_version, diff) if published.newly_published else {
+                "diff_against": f"nothing published: {published.version} already holds this content"}),
             "batches_released": dg.MetadataValue.json(done_batches(context.instance)),
             "batches_not_released": dg.MetadataValue.json(not_done),
-            "dagster/row_count": contents.manifest.height,
-        },
+        }),
         check_results=[dg.AssetCheckResult(
-            check_name="ledger_balances", passed=balanced, metadata={"counts": dg.MetadataValue.json(counts)})],
+            check_name="ledger_balances", passed=balanced, metadata={"entries": dg.MetadataValue.json(counts)})],
     )
+
+
+def _diff_metadata(previous_version: str | None, diff: ReleaseDiff) -> dict[str, object]:
+    """What changed since the release before this newly published one (every image is added to the first)."""
+    return {
+        "diff_against": previous_version or "none: the first release",
+        "diff_images": dg.MetadataValue.json(diff.counts()),
+        "diff_items": md_table(diff.items),
+        "diff_classes": md_table(
+            diff.classes.filter(pl.col("change").abs() > 0).sort(pl.col("change").abs(), descending=True),
+            percent=("share_before", "share_after", "change")),
+    }
 

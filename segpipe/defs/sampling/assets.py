@@ -3,6 +3,7 @@ import polars as pl
 
 from segpipe.core.shared.artefacts import content_digest
 from segpipe.core.sampling.chart import render_distribution_chart
+from segpipe.core.sampling.spec import SPLITS
 from segpipe.core.sampling.report import distribution_report, unmet_floors
 from segpipe.core.ingest.batch import image_metadata
 from segpipe.core.qa.deliveries import superseded_entries
@@ -16,14 +17,17 @@ from segpipe.core.sampling.sample import (
 )
 from segpipe.core.shared.pictures import Picture
 from segpipe.core.taxonomy.legend import class_legend
-from segpipe.defs.metadata import markdown_table
+from segpipe.defs.metadata import md_table, readable, with_file_names
 from segpipe.defs.pictures import gallery, legend
+from segpipe.defs.readable import percentages
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 from segpipe.store import keys as store_keys
 
 CHART_CAPTION = "distribution: target, selection and each split per dimension; each class's pixel share"
+DISTANCE_SHARES = ("achieved_distance", "worst_split_distance")  # total variation distances between shares
+DISTRIBUTION_SHARES = ("target", "natural", "achieved", *SPLITS)
 
 
 class SamplingConfig(dg.Config):
@@ -88,34 +92,40 @@ def golden_sample(
         store.write_once(chart_key, chart)
         splits = sample.splits
         leaks = leaks_across_splits(splits.filter(pl.col("split").is_not_null()), pairs)  # the pairs found above
-        yield dg.Output(splits, output_name="dataset_split", metadata={
-            "selected": splits.filter(pl.col("split").is_not_null()).height,
-            "not_selected": splits.filter(pl.col("split").is_null()).height,
-            "proportions": dg.MetadataValue.json(split_proportions(splits)),
-            "targets": dg.MetadataValue.json(spec.splits),
+        distances = md_table(report.distances, percent=DISTANCE_SHARES)
+        yield dg.Output(splits, output_name="dataset_split", metadata=readable({
+            "images_selected": splits.filter(pl.col("split").is_not_null()).height,
+            "images_not_selected": splits.filter(pl.col("split").is_null()).height,
+            "proportions": dg.MetadataValue.json(percentages(split_proportions(splits))),
+            "targets": dg.MetadataValue.json(percentages(spec.splits)),
             "selected_by": dg.MetadataValue.json(dict(splits.group_by("selected_by").len().sort("selected_by").drop_nulls().iter_rows())),
             "kept_from_last_build": kept_assignments(splits, previous),
             "rebalanced": config.rebalance,
-        })
+        }))
         yield dg.Output(report.distribution, output_name="sampling_report", metadata={
-            "distances": dg.MetadataValue.md(markdown_table(report.distances)),
+            "distances": distances,
             "chart": gallery([Picture(CHART_CAPTION, lambda: chart, object_store.url(chart_key))]),
             "legend": legend(class_legend(taxonomy)),
-            "achieved_vs_target": dg.MetadataValue.md(markdown_table(report.distribution, max_rows=200)),
+            "achieved_vs_target": md_table(report.distribution, max_rows=200, percent=DISTRIBUTION_SHARES),
         })
         yield dg.Output(report.classes, output_name="class_balance", metadata={
-            "classes": dg.MetadataValue.md(markdown_table(report.classes, max_rows=256)),
+            "classes": md_table(report.classes, max_rows=256, percent=_share_columns(report.classes)),
         })
         yield dg.AssetCheckResult(
             asset_key="dataset_split", check_name="distribution_within_tolerance",
             passed=bool(report.distances["within_tolerance"].all()), severity=dg.AssetCheckSeverity.WARN,
-            metadata={"tolerance": spec.tolerance, "distances": dg.MetadataValue.md(markdown_table(report.distances))})
+            metadata=readable({"tolerance": spec.tolerance, "distances": distances}))
         short = unmet_floors(report.classes)
         yield dg.AssetCheckResult(
             asset_key="dataset_split", check_name="rare_class_floors", passed=short.is_empty(),
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"unmet": short.height, "classes": dg.MetadataValue.md(markdown_table(short))})
+            metadata={"unmet": short.height, "classes": md_table(short, percent=_share_columns(short))})
         yield dg.AssetCheckResult(
             asset_key="dataset_split", check_name="near_duplicates_in_one_split", passed=leaks.is_empty(),
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"pairs_across_splits": leaks.height, "pairs": dg.MetadataValue.md(markdown_table(leaks.head(20)))})
+            metadata={"pairs_across_splits": leaks.height, "pairs": md_table(
+                with_file_names(with_file_names(leaks, batch_images, "image_a"), batch_images, "image_b"))})
+
+
+def _share_columns(classes: pl.DataFrame) -> list[str]:
+    return [name for name in classes.columns if name.startswith("pixel_share")]

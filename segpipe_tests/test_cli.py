@@ -498,3 +498,49 @@ def test_step_progress_follows_each_run_from_its_event_stream(bars):
     else:
         assert [re.sub(r", \d+\.\d s\)$", ")", line) for line in lines] == [
             "demo run: first done (1/2 steps)", "demo run: second done (2/2 steps)"]
+
+
+def test_releases_fetch_pack_and_gc_work_on_the_configured_store(tmp_path, capsys, monkeypatch):
+    """Three versions in parts in SEGPIPE_STORAGE_ROOT: listed with their parts, fetched and packed by
+    name, pruned by gc (a dry run first); a version that does not exist is refused in one line."""
+    import fsspec
+
+    from segpipe_tests.store.parted_releases import (
+        edited_val_mask,
+        new_batch_with_the_test_image,
+        publish_constructed,
+        without_test,
+    )
+
+    root = tmp_path / "store"
+    fs = fsspec.filesystem("file", auto_mkdir=True)
+    versions = [publish_constructed(fs, str(root), change, run_id=f"run-{n}").published.version
+                for n, change in enumerate((without_test, new_batch_with_the_test_image, edited_val_mask))]
+    (tmp_path / "pipeline.yaml").write_text("dataset_name: demo\nrelease:\n  keep_last: 2\n  gc_grace_hours: 1\n")
+    monkeypatch.setenv("SEGPIPE_STORAGE_ROOT", str(root))
+    monkeypatch.setenv("SEGPIPE_PIPELINE_CONFIG", str(tmp_path / "pipeline.yaml"))
+
+    assert main(["releases"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split()[-1] == "parts" and [line.split()[-1] for line in table[2:]] == ["4", "6", "6"]
+    assert main(["fetch", versions[1], str(tmp_path / "second")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'second'}: 20 files of {versions[1]} (7 ZIPs match ")
+    assert main(["pack", "latest", "--out", str(tmp_path / "latest.zip")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'latest.zip'}: 20 files of {versions[2]} in one ZIP")
+    assert main(["verify", str(tmp_path / "latest.zip")]) == 0 and main(["verify", str(tmp_path / "second")]) == 0
+    capsys.readouterr()
+    assert main(["fetch", "2026-01-01.9-tax-nothing", str(tmp_path / "none")]) == 1
+    assert capsys.readouterr().err.startswith("segpipe fetch: 2026-01-01.9-tax-nothing: ")
+    assert not (tmp_path / "none").exists()
+
+    assert main(["gc", "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "demo: keeps the 2 newest, latest.json's: 2 versions", f"  would delete 1 versions: {versions[0]}"]
+    assert main(["gc", "--keep-last", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == f"  deleted 2 versions: {versions[0]}, {versions[1]}"
+    assert lines[2] == "  deleted 0 unused parts (0.0 MiB)" and lines[3].startswith("  kept 1 unused parts younger than")
+    assert main(["releases"]) == 0 and versions[2] in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="2"):
+        main(["gc", "--keep-last", "0"])
+    assert "--keep-last must be at least 1" in capsys.readouterr().err

@@ -30,7 +30,9 @@ def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.Dag
     lines += [
         f"release version: {meta['version']}{'' if meta['newly_published'] else ' (already published, unchanged)'}",
         f"release: {meta['release']}",
-        f"archive: {meta['archive']}",
+        f"archive: {meta['archive']}" + (
+            f" (with {meta['parts']} shared parts, {meta['parts_written']} new: `segpipe fetch {meta['version']} DIR` "
+            f"unzips them all, `segpipe pack {meta['version']}` makes one ZIP)" if meta.get("parts") else ""),
         (f"entries: {counts['input']} in = {counts['released']} released + {counts['filtered']} filtered"
          f" + {counts['quarantined']} quarantined"),
         f"images: {meta['images_released']} ("

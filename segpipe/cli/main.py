@@ -1,7 +1,9 @@
 """`segpipe init` starts a project from an export; `segpipe demo` generates the demo project; `segpipe build`
 turns a project's landing zone into a release; `segpipe batches` lists the batches and `segpipe batch
 retry|remove ID` retries or removes one; `segpipe verify` checks a release ZIP or a whole release
-folder; `segpipe inspect` summarizes a release ZIP; `segpipe releases` lists the published versions."""
+folder; `segpipe inspect` summarizes a release ZIP; `segpipe releases` lists the published versions;
+`segpipe fetch` unzips a version into a folder and `segpipe pack` writes it as one ZIP, both checked;
+`segpipe gc` deletes what the retention rule does not keep."""
 
 import argparse
 import sys
@@ -68,16 +70,34 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(or, with --batch, the one releases use for a batch)")
     pseudonym.add_argument("identity", nargs="+", help="a user name or email, as in batch.json or the CVAT export")
     pseudonym.add_argument("--batch", action="store_true", help="the identities are batch ids")
-    verify = add("verify", help="check a release ZIP (SHA256SUMS, manifest schema, meta.json), or a "
-                                "release folder: every object against _RELEASE.json, and its ZIP")
-    verify.add_argument("release", help="a release ZIP or a release folder .../releases/<dataset>/<version>: a path "
-                                        "or a URL such as s3://bucket/releases/<dataset>/<version>")
+    verify = add("verify", help="check a release ZIP (SHA256SUMS, manifest schema, meta.json), a release folder "
+                                "(every object and shared part against _RELEASE.json, and its ZIPs read together), or "
+                                "an unzipped release")
+    verify.add_argument("release", help="a release ZIP, a release folder .../releases/<dataset>/<version> (a path or a "
+                                        "URL such as s3://bucket/releases/<dataset>/<version>), or a folder segpipe "
+                                        "fetch wrote")
     verify.add_argument("--mask-sample", type=int, default=64, help="how many masks to decode, spread evenly over the "
                                                                      "manifest (default: 64; all of them when fewer)")
     inspect = add("inspect", help="print a release's version, splits, class shares and QA summary")
     inspect.add_argument("release", help="the release ZIP: a path or a URL")
     releases = add("releases", help="list the published versions in the configured store")
-    releases.add_argument("--dataset", default=None, help="the dataset (default: dataset_name in pipeline.yaml)")
+    fetch = add("fetch", help="download a published version, check every ZIP against _RELEASE.json and unzip them "
+                              "into a new folder, checked as verify does")
+    pack = add("pack", help="write a published version as one self-contained ZIP, checked as verify does")
+    for command in (fetch, pack):
+        command.add_argument("version", help="a version name or `latest` (in SEGPIPE_STORAGE_ROOT), or a release "
+                                             "folder's path or URL .../releases/<dataset>/<version>")
+        command.add_argument("--mask-sample", type=int, default=64, help="how many masks to decode, spread evenly over "
+                                                                         "the manifest (default: 64)")
+    fetch.add_argument("dir", type=Path, help="the folder to write: new, or empty")
+    pack.add_argument("--out", type=Path, default=None, help="the ZIP to write (default: ./<dataset>-<version>.zip)")
+    gc = add("gc", help="delete the versions the retention rule (pipeline.yaml `release`) does not keep, and the "
+                        "shared parts no kept version uses")
+    gc.add_argument("--keep-last", type=int, default=None, help="keep this many newest versions (default: "
+                                                                "release.keep_last in pipeline.yaml)")
+    gc.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    for command in (releases, fetch, pack, gc):
+        command.add_argument("--dataset", default=None, help="the dataset (default: dataset_name in pipeline.yaml)")
     return parser
 
 
@@ -98,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "backfill": lambda: _build(args, backfill=True), "check-source": lambda: _check_source(args, parser),
         "pseudonym": lambda: _pseudonym(args), "verify": lambda: _verify(args), "inspect": lambda: _inspect(args),
         "releases": lambda: _releases(args), "batches": _batches, "batch": lambda: _batch(args),
+        "fetch": lambda: _from_store(args), "pack": lambda: _from_store(args), "gc": lambda: _gc(args, parser),
     }
     try:
         return commands_by_name[args.command]()
@@ -268,6 +289,34 @@ def _releases(args: argparse.Namespace) -> int:
     dataset = args.dataset or load_pipeline_settings(env.pipeline_path).dataset_name
     fs, root = open_location(env.storage_root, env.s3_endpoint_url)
     print(format_release_table(dataset, list_releases(fs, root, dataset), latest_version(fs, root, dataset)))
+    return 0
+
+
+def _from_store(args: argparse.Namespace) -> int:
+    from segpipe.cli.release_store import fetch, pack
+    from segpipe.store.release_fetch import FetchRefused
+
+    try:
+        if args.command == "fetch":
+            print(fetch(args.version, args.dir, args.dataset, args.mask_sample))
+        else:
+            print(pack(args.version, args.out, args.dataset, args.mask_sample))
+    except (FetchRefused, PermissionError) as exc:
+        print(f"segpipe {args.command}: {args.version}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _gc(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from segpipe.cli.release_store import gc
+
+    if args.keep_last is not None and args.keep_last < 1:
+        parser.error("--keep-last must be at least 1: the newest version is always kept")
+    try:
+        print(gc(args.dataset, args.keep_last, args.dry_run))
+    except (RuntimeError, PermissionError) as exc:  # no create-only writes, an unreadable claim, the claim held too long
+        print(f"segpipe gc: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,4 +1,5 @@
-"""`segpipe releases`: the committed versions of a dataset as a table, newest last, the latest one starred."""
+"""`segpipe releases`: the committed versions of a dataset as a table, newest last, the latest one starred,
+with how many shared parts each uses (0: one ZIP; see docs/release-format.md)."""
 
 COUNT_COLUMNS = ("input", "released", "filtered", "quarantined")
 
@@ -6,10 +7,10 @@ COUNT_COLUMNS = ("input", "released", "filtered", "quarantined")
 def format_release_table(dataset_name: str, markers: list[dict], latest: str | None) -> str:
     if not markers:
         return f"{dataset_name}: no releases published"
-    header = ["", "version", "created", "content_digest", *COUNT_COLUMNS]
+    header = ["", "version", "created", "content_digest", *COUNT_COLUMNS, "parts"]
     rows = [
         ["*" if m["version"] == latest else "", m["version"], m["created"], m["content_digest"][:12],
-         *(str(m.get("counts", {}).get(c, "")) for c in COUNT_COLUMNS)]
+         *(str(m.get("counts", {}).get(c, "")) for c in COUNT_COLUMNS), str(len(m.get("parts", {})))]
         for m in markers
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]

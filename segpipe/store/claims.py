@@ -9,6 +9,9 @@ open one to settle first. So when it holds sequence n, everything below n is set
 committed release is the one its diff is against, and a publisher of the same content finds the
 winner's committed release instead of publishing it again.
 
+`segpipe gc` claims a sequence too, and gives it up when done: holding it, it sees every release
+committed and no publisher between its claim and its commit (release_gc.py).
+
 A claimant that has not committed within COMMIT_DEADLINE gives its claim up rather than commit
 late; the deadline is well inside CLAIM_LAPSE, so clocks that disagree by less than the
 difference cannot let a waiter take over a claim its claimant still uses.
@@ -66,13 +69,14 @@ class HeldClaim:
     deadline: float
 
 
-def claim_next_sequence(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, content_digest: str,
+def claim_next_sequence(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, content_digest: str | None,
                         run_id: str | None, version_of: Callable[[int], str]) -> HeldClaim | dict:
     """The newest committed release's marker when it holds `content_digest` (nothing to publish),
-    otherwise a claim on the next sequence, named `version_of(sequence)`."""
+    otherwise a claim on the next sequence, named `version_of(sequence)`. Without a content digest
+    (`segpipe gc`, which publishes nothing) always a claim."""
     while True:
         newest = newest_release(fs, root, dataset_name)
-        if newest is not None and newest["content_digest"] == content_digest:
+        if newest is not None and content_digest is not None and newest["content_digest"] == content_digest:
             return newest
         claimed, abandoned = _claim_sequences(fs, root, dataset_name)
         settled_below = newest["sequence"] if newest is not None else 0

@@ -12,6 +12,8 @@ PROBE_DIR = "_create_only_probe"  # the start-up probe's throwaway objects
 RELEASE_MARKER = "_RELEASE.json"  # a release exists once its marker does
 RELEASE_MANIFEST = "manifest.parquet"  # beside the ZIP in a version folder: its manifest, typed
 RELEASE_LEDGER = "ledger.parquet"  # beside the ZIP: one row per input entry and its outcome
+RELEASE_MEMBERS = "members.parquet"  # beside the ZIP: every file of the release, the part holding it, its SHA-256
+PARTS_DIR = "parts"  # a dataset's shared release parts, named by their content, beside its versions
 LATEST_POINTER = "latest.json"
 STAGING_DIR = "_staging"
 CLAIMS_DIR = "_claims"  # one create-only claim per release sequence
@@ -108,3 +110,12 @@ def abandoned_claim(dataset_name: str, sequence: int) -> str:
 
 def archive_name(dataset_name: str, version: str) -> str:
     return f"{dataset_name}-{version}.zip"
+
+
+def parts_dir(dataset_name: str) -> str:
+    return f"{releases_dir(dataset_name)}/{PARTS_DIR}"
+
+
+def release_part(dataset_name: str, part_name: str) -> str:
+    """A shared part (`<sha256 of its member list>.zip`): written once, used by every version that holds its files."""
+    return f"{parts_dir(dataset_name)}/{part_name}"

@@ -3,6 +3,7 @@
 Keys, under the store root:
 - `releases/<dataset>/<version>/<files>` and `releases/<dataset>/<version>/_RELEASE.json`, the
   commit marker: the release exists only once the marker does;
+- `releases/<dataset>/parts/<sha256>.zip`, the shared parts a version's marker lists (release_parts.py);
 - `releases/<dataset>/latest.json`, pointing at the newest committed version;
 - `releases/<dataset>/_claims/<sequence>.json`, who publishes each sequence (claims.py);
 - `releases/<dataset>/_staging/<stamp>-<random>/`, this run's uploads before the commit.
@@ -13,8 +14,9 @@ files into a fresh staging dir (the caller writes them, see open_staging) and ve
 claim the next sequence, unless the newest release holds the same content digest (then return
 it); stage what compares the build with the release before it (the diff); create each final
 object create-only from its staged copy (the same bytes already there are fine, other bytes are a
-ReleaseConflictError and nothing further is written), create the marker create-only, delete this
-run's staging dir and move `latest.json` forward with compare-and-swap.
+ReleaseConflictError and nothing further is written), create the marker create-only (once every
+shared part it lists is checked to be there), delete this run's staging dir and move
+`latest.json` forward with compare-and-swap.
 
 Two publishers racing: one wins the claim on a sequence, the other waits for that release and
 then reports it (same content) or claims the next sequence (other content), so a race commits
@@ -24,7 +26,7 @@ each content once and every diff is against the version just before it.
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import fsspec
@@ -41,6 +43,7 @@ from segpipe.store.claims import (
 from segpipe.store.create_only import CreateOutcome, create_only_bytes, create_only_from
 from segpipe.store.probe import require_create_only
 from segpipe.store.pointer import advance_pointer
+from segpipe.store.release_parts import check_parts_present
 from segpipe.store.staging import (
     ArchiveCheck,
     ReleaseStaging,
@@ -85,12 +88,15 @@ def publish_release(
     fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, staging: ReleaseStaging, archive: str,
     marker: dict, content_digest: str, taxonomy_version: str, now: dt.datetime | None = None,
     check_archive: ArchiveCheck | None = None, compare_with: Callable[[dict | None], None] | None = None,
+    parts: Mapping[str, dict] | None = None,
 ) -> PublishedRelease:
     """Publish what `staging` holds as the next version, its `archive` named after the version,
     unless the newest release holds this content. `compare_with` is called once with the marker of
     the release this build is compared with (the one before the new version, or the equal one
     reported instead; None before the first) and may stage files, such as the diff, to publish with
-    it. The staging dir is removed either way."""
+    it. `parts` (part name -> SHA-256 and size) are the shared parts the version uses, stored
+    already: the marker lists them once they are checked to be there. The staging dir is removed
+    either way."""
     now = now or dt.datetime.now(dt.UTC)
     releases_dir = f"{root}/{keys.releases_dir(dataset_name)}"
     run_id = marker.get("run_id")
@@ -111,7 +117,8 @@ def publish_release(
             published = _commit(fs, root, dataset_name, held.version, staging,
                                 {archive: keys.archive_name(dataset_name, held.version)},
                                 {**marker, "sequence": held.sequence, "content_digest": content_digest,
-                                 "taxonomy_version": taxonomy_version, "created": now.isoformat()}, held.deadline)
+                                 "taxonomy_version": taxonomy_version, "created": now.isoformat(),
+                                 **({} if parts is None else {"parts": dict(sorted(parts.items()))})}, held.deadline)
         except BaseException as exc:
             with contextlib.suppress(Exception):  # a store that fails here too leaves the claim to lapse
                 abandon(fs, root, dataset_name, held.sequence, run_id, f"{type(exc).__name__}: {exc}")
@@ -146,6 +153,7 @@ def _commit(
             raise ReleaseConflictError(
                 f"{root}/{prefix}/{name}: version {version} already holds other bytes; releases are never overwritten")
     marker_path = f"{root}/{prefix}/{keys.RELEASE_MARKER}"
+    check_parts_present(fs, root, dataset_name, marker.get("parts", {}))
     if deadline is not None and time.monotonic() > deadline:
         raise ClaimExpired(
             f"{marker_path}: not committed, since the sequence was claimed more than {COMMIT_DEADLINE} ago and "

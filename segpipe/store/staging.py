@@ -36,6 +36,7 @@ class ReleaseStaging:
         self.fs = fs
         self.path = f"{releases_dir}/{keys.STAGING_DIR}/{now.strftime(STAMP_FORMAT)}-{uuid.uuid4().hex[:12]}"
         self.sha256: dict[str, str] = {}
+        self.sizes: dict[str, int] = {}
         self.verified: set[str] = set()
 
     @contextlib.contextmanager
@@ -55,6 +56,7 @@ class ReleaseStaging:
             raise
         f.close()
         self.sha256[name] = writer.hexdigest()
+        self.sizes[name] = writer.tell()
         self.verified.discard(name)
 
     def put_bytes(self, name: str, data: bytes) -> None:

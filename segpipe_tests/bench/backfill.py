@@ -6,7 +6,9 @@ edits of different reach, each followed by `segpipe backfill` (map, remap, QA, c
 sampling, release): an alias for the demo's unmapped label (a few masks change), then a remap of
 one vendor's car label (every mask of that vendor changes). For each it prints the wall time, its
 ratio to the cold build (target: at most 0.20), how many masks changed, and the time of each step
-from Dagster's step records. Results go to $SEGPIPE_HOME/bench/backfill.json.
+from Dagster's step records. `--part-mib` sets release.part_mib (default: the demo's, which keeps the
+demo's release one ZIP), so the release's images go into shared parts that a backfill does not
+rewrite. Results go to $SEGPIPE_HOME/bench/backfill.json.
 """
 
 import argparse
@@ -63,6 +65,7 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=120)
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--height", type=int, default=1024)
+    parser.add_argument("--part-mib", type=float, default=None, help="release.part_mib (default: the demo's)")
     args = parser.parse_args()
     out = Path(os.environ.get("SEGPIPE_HOME", ".segpipe")) / "bench" / "backfill.json"
     with tempfile.TemporaryDirectory(prefix="segpipe-bench-") as tmp:
@@ -70,8 +73,12 @@ def main() -> None:
         demo = generate_demo(work / "demo", n_scenes=args.scenes, width=args.width, height=args.height, seed=0)
         taxonomy = work / "taxonomy.yaml"
         taxonomy.write_text((DEMO_CONFIG / "taxonomy.yaml").read_text())
+        pipeline = Path(demo.pipeline_path)
+        if args.part_mib is not None:
+            pipeline = work / "pipeline.yaml"
+            pipeline.write_text(Path(demo.pipeline_path).read_text() + f"release:\n  part_mib: {args.part_mib}\n")
         os.environ.update({"SEGPIPE_LANDING_ROOT": str(demo.landing_root), "SEGPIPE_STORAGE_ROOT": str(work / "store"),
-                           "SEGPIPE_TAXONOMY": str(taxonomy), "SEGPIPE_PIPELINE_CONFIG": str(demo.pipeline_path),
+                           "SEGPIPE_TAXONOMY": str(taxonomy), "SEGPIPE_PIPELINE_CONFIG": str(pipeline),
                            "SEGPIPE_PSEUDONYM_KEY_FILE": str(work / "key")})
         with dg.instance_for_test() as instance:
             started, start = time.time(), time.perf_counter()
@@ -88,9 +95,12 @@ def main() -> None:
                 changed, keys = changed_masks(load_defs(), instance, keys)
                 runs.append({"edit": name, "backfill_s": round(backfill_s, 2), "ratio": round(backfill_s / cold_s, 3),
                              "masks_changed": changed, "steps_s": step_seconds(instance, started),
-                             "new_release": backfill.release_metadata["version"] != cold.release_metadata["version"]})
+                             "new_release": backfill.release_metadata["version"] != cold.release_metadata["version"],
+                             "parts": backfill.release_metadata.get("parts", 0),
+                             "parts_written": backfill.release_metadata.get("parts_written", 0)})
     entries = cold.release_metadata["entries"]["input"]
     result = {"scenes": args.scenes, "size": f"{args.width}x{args.height}", "entries": entries,
+              "part_mib": args.part_mib, "cold_parts": cold.release_metadata.get("parts", 0),
               "cold_build_s": round(cold_s, 2), "cold_steps_s": {k: round(v, 2) for k, v in sorted(cold_steps.items())},
               "backfills": [{**r, "steps_s": {k: round(v, 2) for k, v in sorted(r["steps_s"].items())}} for r in runs]}
     print(f"{entries} entries ({args.scenes} scenes at {args.width}x{args.height}), whole graph on one machine, "
@@ -101,7 +111,7 @@ def main() -> None:
         per_batch = sum(v for k, v in r["steps_s"].items() if k in PER_BATCH_STEPS)
         print(f"  backfill after {r['edit']}: {r['backfill_s']:.1f} s = {r['ratio']:.2f} of the cold build "
               f"(target <= 0.20); {r['masks_changed']} of {entries} masks changed; per-batch stages {per_batch:.1f} s; "
-              f"new release: {r['new_release']}")
+              f"new release: {r['new_release']}; parts written {r['parts_written']} of {r['parts']}")
     steps = sorted(set(cold_steps).union(*(r["steps_s"] for r in runs)))
     print(f"    {'step':32s} {'cold':>7s}" + "".join(f" {'edit ' + str(i + 1):>8s}" for i in range(len(runs))))
     for step in steps:

@@ -1,12 +1,15 @@
-"""Release writing and publication: time and peak memory at 1,000 and 5,000 images.
+"""Release writing and publication: a cold publish, then a nightly-like one, in parts and as one ZIP.
 
-Run with `make bench` (or `python -m segpipe_tests.bench.release [--sizes 1000 5000]`). For each
-size, a fresh process generates that many 512x256 street-like images (JPEG) and class masks (PNG)
-into a local object store; then a fresh process streams the release ZIP (images, masks, coco.json,
-YOLO labels, manifest, SHA256SUMS) into the store's staging area and publishes it through the
-publication protocol. Peak RSS is that process's maximum resident set (ru_maxrss); the issue's
-target is memory that does not grow with the dataset. Results:
-$SEGPIPE_HOME/bench/release.json.
+Run with `make bench` (or `python -m segpipe_tests.bench.release [--sizes 1000 5000] [--part-mib 8 256]`).
+For each size, a fresh process generates that many 512x256 street-like images (JPEG) and class masks
+(PNG) in batch b0, and 1% more in batch b1, into a local object store. Then, per part size, fresh
+processes publish through the release build's publishing (store/release_build.py's publish_built:
+planner, parts, staged checks, the protocol): cold, the b0 images into an empty dataset; nightly, b0
+and b1 on top of it, as a nightly after b1 landed. Each reports its wall time, the bytes and objects
+it wrote under releases/ (version folder and parts), the parts it wrote, the files it had to make
+(those the previous version's member index did not know) and its peak RSS (ru_maxrss). At a part
+size above the dataset, the release is one ZIP and the nightly rewrites it whole; below, the
+nightly writes the new batch's parts and the version's own ZIP. Results: $SEGPIPE_HOME/bench/release.json.
 """
 
 import argparse
@@ -14,6 +17,7 @@ import io
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,15 +52,17 @@ def _scene(rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
 
 
 def generate(size: int, workdir: Path) -> None:
-    """In a process of its own: `size` images and masks into a local store, and the release items
-    as a Parquet file, so the measuring process holds none of the generated data."""
+    """In a process of its own: `size` images and masks of batch b0 and 1% more of batch b1 into a
+    local store, and the release items as a Parquet file, so the measuring process holds none of
+    the generated data."""
     from segpipe.core.shared.png import encode_mask_png
     from segpipe.io.object_store import ObjectStore
 
     artefacts = ObjectStore(root=str(workdir / "store")).artefacts()
     rng = np.random.default_rng(size)
     rows = []
-    for n in range(size):
+    for n in range(size + max(1, size // 100)):
+        batch = "b0" if n < size else "b1"
         jpeg, mask = _scene(rng)
         image_id = f"{n:064x}"
         artefacts.write(f"images/{image_id}.jpg", jpeg)
@@ -66,82 +72,104 @@ def generate(size: int, workdir: Path) -> None:
                      "class_pixels": np.bincount(mask.ravel(), minlength=256).tolist(),
                      "source_uri": f"file:///landing/{n}.jpg", "image_key": f"images/{image_id}.jpg",
                      "file_name": f"images/scene_{n:05d}.jpg", "width": WIDTH, "height": HEIGHT,
-                     "source_batches": "b0", "annotators": "annotator-x", "camera": "front", "city": "lyon",
+                     "source_batches": batch, "part_group": batch, "annotators": "annotator-x", "camera": "front", "city": "lyon",
                      "time_of_day": "day", "weather": "clear", "sequence_id": f"s{n // 5}", "qa_warnings": None})
     pl.DataFrame(rows, schema_overrides={"agreement": pl.Float64, "instance_mask_key": pl.String,
                                          "qa_warnings": pl.String, "class_pixels": pl.List(pl.Int64)}
                  ).write_parquet(workdir / "items.parquet")
 
 
-def measure(workdir: Path) -> dict:
-    """In a fresh process: write the release straight into the store's staging area and publish it."""
-    from segpipe.store.publish import open_staging, publish_release
-    from segpipe.store.keys import archive_name
-    from segpipe.core.release.build import write_release
-    from segpipe.core.release.packaging import ZipPackager
+def measure(workdir: Path, phase: str, part_mib: float) -> dict:
+    """In a fresh process: publish the release of the b0 images (cold) or of all (nightly) into the
+    store, parts of `part_mib`, and say what it cost."""
+    from segpipe.core.release.build import ReleaseContents, package_release
+    from segpipe.core.release.writers.datasheet import datasheet_pictures
     from segpipe.core.release.writers import BuildStamp, ReleaseContext
-    from segpipe.core.release.verify import archive_problems
     from segpipe.core.taxonomy.model import load_taxonomy
     from segpipe.demo import DEMO_CONFIG
     from segpipe.io.object_store import ObjectStore
+    from segpipe.store.release_build import publish_built
 
     store = ObjectStore(root=str(workdir / "store"))
     items = pl.read_parquet(workdir / "items.parquet")
+    if phase == "cold":
+        items = items.filter(pl.col("part_group") == "b0")
     size = items.height
     loaded_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     qa = pl.DataFrame(schema={"entry_id": pl.String, "batch_id": pl.String, "file_name": pl.String, "check_id": pl.String,
                               "severity": pl.String, "passed": pl.Boolean, "excludes_entry": pl.Boolean,
                               "reason": pl.String, "thumbnail_key": pl.String})
     taxonomy = load_taxonomy(DEMO_CONFIG / "taxonomy.yaml")
-    release = ReleaseContext(store.artefacts(), taxonomy, "bench", "grayscale", BuildStamp("bench", "2026-12-01T00:00:00Z"),
+    release = ReleaseContext(store.artefacts(), taxonomy, "bench", "grayscale", BuildStamp(phase, "2026-12-01T00:00:00Z"),
                              {"input": size, "released": size, "filtered": 0, "quarantined": 0}, qa)
+    ledger = pl.DataFrame({"batch_id": ["b0"], "outcome": ["released"]})
+    made: list[int] = []
+
+    def build(out, parts):
+        placed, members = package_release(release, items, out, parts)
+        made.append(parts.hashed)
+        return ReleaseContents(release.version, release.manifest, release.meta, ledger, release.counts,
+                               datasheet_pictures(release), members, placed)
+
     fs, root = store.location()
+    releases = Path(root) / "releases"
+    before = _objects(releases)
     start = time.perf_counter()
-    with open_staging(fs, root, "bench") as staging:
-        with staging.open("dataset.zip") as out, ZipPackager(out) as packager:
-            write_release(release, items, packager)
-        write_s = time.perf_counter() - start
-        written_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        start = time.perf_counter()
-        published = publish_release(fs, root, "bench", staging, "dataset.zip", {"counts": {"released": size}},
-                                    content_digest=release.version, taxonomy_version=taxonomy.taxonomy_version,
-                                    check_archive=archive_problems)
-    publish_s = time.perf_counter() - start
-    zip_bytes = fs.size(f"{root}/{published.prefix}/{archive_name('bench', published.version)}")
-    return {"images": size, "zip_mib": zip_bytes / 2**20, "write_s": write_s, "publish_s": publish_s,
-            "images_per_s": size / (write_s + publish_s), "peak_rss_after_loading_items_mib": loaded_mib,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "peak_rss_after_write_mib": written_mib}
+    built = publish_built(fs, root, "bench", phase, taxonomy.taxonomy_version, max(1, round(part_mib * 2**20)), build)
+    seconds = time.perf_counter() - start
+    written = {path: size for path, size in _objects(releases).items() if path not in before}
+    return {"phase": phase, "part_mib": part_mib, "images": size, "seconds": seconds,
+            "images_per_s": size / seconds, "written_mib": sum(written.values()) / 2**20, "objects_written": len(written),
+            "parts": len(built.published.marker["parts"]), "parts_written": len(built.parts_written),
+            "files_made": made[0], "files": built.contents.members.height,
+            "peak_rss_after_loading_items_mib": loaded_mib,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _objects(folder: Path) -> dict[str, int]:
+    """Every object under `folder` but staging and claims, by path, with its size."""
+    return {str(p): p.stat().st_size for p in folder.rglob("*")
+            if p.is_file() and "_staging" not in p.parts and "_claims" not in p.parts} if folder.exists() else {}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--part-mib", type=float, nargs="+", default=[8.0, 256.0],
+                        help="part sizes to publish with (256, the default of release.part_mib, keeps these as one ZIP)")
     parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=["cold", "nightly"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
         generate(args.generate, args.workdir)
         return
     if args.measure:
-        print(json.dumps(measure(args.workdir)))
+        print(json.dumps(measure(args.workdir, args.measure, args.part_mib[0])))
         return
     results = []
     for size in args.sizes:
         with tempfile.TemporaryDirectory(prefix="segpipe-bench-release-") as tmp:
             child = [sys.executable, "-m", "segpipe_tests.bench.release", "--workdir", tmp]
             subprocess.run([*child, "--generate", str(size)], check=True)
-            done = subprocess.run([*child, "--measure"], check=True, capture_output=True, text=True)
-            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print(f"\nRelease benchmark: {WIDTH}x{HEIGHT} images, the ZIP streamed into a local store's staging, then published")
-    print(f"{'images':>7} {'ZIP MiB':>8} {'write s':>8} {'publish s':>10} {'images/s':>9} {'RSS items':>10} {'peak RSS MiB':>13}")
+            for part_mib in args.part_mib:  # each cold: no release, and no outline or annotation remembered
+                for made in ("releases", "yolo-outlines", "coco-annotations"):
+                    shutil.rmtree(Path(tmp) / "store" / made, ignore_errors=True)
+                for phase in ("cold", "nightly"):
+                    done = subprocess.run([*child, "--measure", phase, "--part-mib", str(part_mib)], check=True,
+                                          capture_output=True, text=True)
+                    results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f"\nRelease benchmark: {WIDTH}x{HEIGHT} images published into a local store, cold, then a nightly with 1% "
+          f"new images in a batch of their own")
+    print(f"{'images':>7} {'part MiB':>8} {'phase':>8} {'seconds':>8} {'vs cold':>8} {'written MiB':>12} {'objects':>8}"
+          f" {'parts':>6} {'new parts':>9} {'files made':>10} {'peak RSS MiB':>13}")
+    cold = {}
     for r in results:
-        print(f"{r['images']:>7,} {r['zip_mib']:>8.0f} {r['write_s']:>8.1f} {r['publish_s']:>10.1f} {r['images_per_s']:>9.0f}"
-              f" {r['peak_rss_after_loading_items_mib']:>10.0f} {r['peak_rss_mib']:>13.0f}")
-    if len(results) >= 2:
-        growth = results[-1]["peak_rss_mib"] - results[0]["peak_rss_mib"]
-        print(f"  peak RSS grows {growth:.0f} MiB from {results[0]['images']:,} to {results[-1]['images']:,} images")
+        if r["phase"] == "cold":
+            cold = r
+        print(f"{r['images']:>7,} {r['part_mib']:>8g} {r['phase']:>8} {r['seconds']:>8.1f} {r['seconds'] / cold['seconds']:>8.2f}"
+              f" {r['written_mib']:>12.1f} {r['objects_written']:>8} {r['parts']:>6} {r['parts_written']:>9}"
+              f" {r['files_made']:>10,} {r['peak_rss_mib']:>13.0f}")
     home = Path(os.environ.get("SEGPIPE_HOME", Path.cwd() / ".segpipe"))
     out = home / "bench" / "release.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from segpipe.core.config.cron import cron_problem
 from segpipe.core.config.yaml_source import load_model, parse_model
 from segpipe.core.consensus.settings import ConsensusSettings
 from segpipe.core.qa.settings import QaSettings
+from segpipe.core.release.settings import ReleaseSettings
 from segpipe.core.sampling.spec import DistributionSpec
 
 MaskEncoding = Literal["grayscale", "palette"]
@@ -97,6 +98,9 @@ class PipelineSettings:
     sampling: DistributionSpec = Field(
         default_factory=DistributionSpec,
         description="The distribution spec: which accepted images a release holds and how they split.")
+    release: ReleaseSettings = Field(
+        default_factory=ReleaseSettings,
+        description="How a release is cut into parts in the store, and which versions `segpipe gc` keeps.")
     nightly: NightlySettings = Field(
         default_factory=NightlySettings,
         description="The nightly build: the nightly_release schedule runs release_job (QA, consensus, sampling and "
@@ -110,7 +114,7 @@ class PipelineSettings:
             raise ValueError("must be letters, digits, '-', '_' or '.' (not dots alone)")
         return name
 
-    @field_validator("qa", "consensus", "sampling", "nightly", mode="before")
+    @field_validator("qa", "consensus", "sampling", "release", "nightly", mode="before")
     @classmethod
     def _defaults_when_unset(cls, section: object) -> object:
         """A section whose keys are all commented out reads as null: its defaults."""

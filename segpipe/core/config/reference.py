@@ -95,6 +95,8 @@ def _type(annotation: Any) -> str:
         key_type, _ = _unwrapped(key)
         keys = "/".join(get_args(key_type)) if get_origin(key_type) is Literal else _type(key)
         return f"mapping of {keys} to {_type(value)}"
+    if get_origin(annotation) in (tuple, list):
+        return f"list of {_type(get_args(annotation)[0])}"
     return SCALARS[annotation]
 
 
@@ -102,6 +104,8 @@ def _default(field: FieldInfo) -> str:
     value = field.get_default(call_default_factory=True)
     if value is None:
         return "unset"
+    if isinstance(value, tuple):
+        value = list(value)
     flow = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6)
     return f"`{flow.removesuffix(YAML_DOCUMENT_END).strip()}`"
 

@@ -1,5 +1,6 @@
 """Building a release: from the pipeline's tables to one archive (images, masks, COCO, YOLO, the
-manifest, meta.json, the QA and sampling reports, a README datasheet and SHA256SUMS).
+manifest, meta.json, the QA and sampling reports, a README datasheet and SHA256SUMS), or to the
+version's own archive and the shared parts that hold its items' files (parts.py).
 
 The archive is deterministic (members in writer order, items sorted, fixed timestamps), and its
 version is a hash of what it contains, so rebuilding the same data gives the same version. Only
@@ -22,8 +23,10 @@ from segpipe.core.qa.rules import excluded_entries
 from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, released_shapes
 from segpipe.core.release.ledger import build_ledger, outcome_counts
 from segpipe.core.release.packaging import Packager, ZipPackager
+from segpipe.core.release.parts import PartLayout, PartPlanner, member_index
 from segpipe.core.release.provenance import batch_provenance
 from segpipe.core.release.released_names import ReleasedNames
+from segpipe.core.release.settings import ReleaseSettings
 from segpipe.core.release.writers import WRITERS, BuildStamp, ReleaseContext, ReleaseItem, ReleaseWriter
 from segpipe.core.release.writers.datasheet import DatasheetPicture, datasheet_pictures
 from segpipe.core.release.writers.manifest import manifest_table
@@ -59,6 +62,7 @@ class ReleaseInputs:
     stamp: BuildStamp
     landing_uri: str  # the landing zone's root, as ingest's messages name it: kept out of released tables
     pseudonym_key: bytes  # the annotator pseudonyms' key, which names batches in the release (released_names)
+    part_bytes: int = ReleaseSettings().part_bytes  # release.part_mib: when items' files go into shared parts
 
 
 @dataclass(frozen=True)
@@ -69,13 +73,15 @@ class ReleaseContents:
     ledger: pl.DataFrame
     counts: dict[str, int]
     pictures: list[DatasheetPicture]  # what the datasheet shows, to show where the release is announced
+    members: pl.DataFrame  # members.parquet: every file, the part holding it, its SHA-256 (parts.member_index)
+    parts: PartLayout | None  # the shared parts used and written; None when built as one ZIP
 
 
-def build_release(inputs: ReleaseInputs, out: BinaryIO) -> ReleaseContents:
-    """Build the release of `inputs` as one ZIP into `out`: work out the released items, the ledger
-    (where every input entry ended up) and its counts, the drawn shapes behind the masks and the
-    sampling reports, then package every writer's members. Released tables name batches and files
-    as released_names says."""
+def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | None = None) -> ReleaseContents:
+    """Build the release of `inputs` into `out`: work out the released items, the ledger (where
+    every input entry ended up) and its counts, the drawn shapes behind the masks and the sampling
+    reports, then package every writer's members: all into `out` without a planner, else the items'
+    files as `parts` places them. Released tables name batches and files as released_names says."""
     names = ReleasedNames.of(
         {*inputs.batch_images["batch_id"], *inputs.batch_quarantine["batch_id"], *inputs.qa_report["batch_id"]},
         inputs.landing_uri, inputs.pseudonym_key)
@@ -97,28 +103,43 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO) -> ReleaseContents:
         report_files=report_files(inputs.sampling_report, inputs.class_balance, leaks,
                                   {c.id: c.color for c in inputs.taxonomy.classes}), shapes=shapes,
         provenance={names.batches[batch]: terms for batch, terms in batch_provenance(inputs.batch_images).items()})
+    placed, members = package_release(release, items, out, parts)
+    return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts, datasheet_pictures(release),
+                           members, placed)
+
+
+def package_release(release: ReleaseContext, items: pl.DataFrame, out: BinaryIO,
+                    parts: PartPlanner | None = None) -> tuple[PartLayout | None, pl.DataFrame]:
+    """write_release into the version's ZIP streamed into `out`: where the items' files went, and
+    the member index (members.parquet) of every file."""
     with ZipPackager(out) as packager:
-        write_release(release, items, packager)
-    return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts, datasheet_pictures(release))
+        placed = write_release(release, items, packager, parts)
+    return placed, member_index(release.packaged, placed or PartLayout(), packager.sizes)
 
 
-def write_release(release: ReleaseContext, items: pl.DataFrame, packager: Packager) -> None:
+def write_release(release: ReleaseContext, items: pl.DataFrame, packager: Packager,
+                  parts: PartPlanner | None = None) -> PartLayout | None:
     """Run every writer of WRITERS over `items` (one row per released image, see release_items) into
     `packager`, sealing the release's manifest, content version and meta between the items and the
-    closing members."""
+    closing members. With a planner, the items' members are planned first and then placed, into
+    `packager` or into shared parts; where they went is returned."""
     with release.resources:
         writers = [make(release) for make in WRITERS.values()]
-        for row in items.sort("split", "image_id").iter_rows(named=True):
-            item = ReleaseItem(row, release.store.read_png(row["mask_key"]))
+        for n, row in enumerate(items.sort("split", "image_id").iter_rows(named=True)):
+            item = ReleaseItem(row, release.store)
+            group = f"{row.get('part_group') or row['source_batches'].split(';')[0]}/{row['split']}"
             for writer in writers:
                 for member in writer.item_members(item):
-                    release.packaged[member.path] = packager.add(member)
+                    release.packaged[member.path] = (packager.add(member) if parts is None
+                                                     else parts.add(member, n, group))
+        placed = None if parts is None else parts.place(packager)
         release.manifest = manifest_table(release.manifest_rows)
         release.version = release_version(release, writers)
         release.meta = release_meta(release)
         for writer in writers:
             for member in writer.closing_members():
                 release.packaged[member.path] = packager.add(member)
+    return placed
 
 
 def release_version(release: ReleaseContext, writers: Sequence[ReleaseWriter]) -> str:
@@ -136,9 +157,12 @@ def release_version(release: ReleaseContext, writers: Sequence[ReleaseWriter]) -
 def release_items(splits: pl.DataFrame, consensus: pl.DataFrame, images: pl.DataFrame,
                   qa_results: pl.DataFrame) -> pl.DataFrame:
     """One row per image to release: its split, released mask and its class pixels, a source file,
-    metadata merged over its deliveries (the current ones first: see image_metadata), and qa_warnings:
-    the QA rules failed by the entries of it that QA kept (`;`-separated, null when none)."""
-    per_image = image_metadata(images, superseded_entries(images))
+    metadata merged over its deliveries (the current ones first: see image_metadata), qa_warnings:
+    the QA rules failed by the entries of it that QA kept (`;`-separated, null when none), and
+    part_group: the batch its file name comes from (the first current one by id), whose parts hold
+    it in a release in parts."""
+    per_image = image_metadata(images, superseded_entries(images)).with_columns(
+        pl.col("source_batches").str.split(";").list.first().alias("part_group"))
     accepted = consensus.filter(pl.col("status") == "accepted").select(
         "image_id", "mask_key", "instance_mask_key", "mask_source", "agreement", "class_pixels")
     chosen = splits.filter(pl.col("split").is_not_null()).select("image_id", "split")

@@ -8,6 +8,11 @@ writers name what they write with it, verify and the CLI read releases with it.
 
 import re
 
+# The layout's version, in meta.json and _RELEASE.json. 1: a version is one ZIP. 2: a version is its
+# own ZIP plus the shared parts _RELEASE.json lists (one ZIP while it fits in one part; parts.py);
+# unzipped together they are the layout below, the same in both.
+RELEASE_FORMAT = 2
+
 QA_REPORT = "qa/report.csv"
 QA_THUMBNAIL = "qa/thumbnails/{}/{}.png"  # check_id, entry_id: a pl.format template
 REPORTS_DIR = "sampling/"  # the report files a build passes in (sampling's tables and chart)
@@ -21,6 +26,7 @@ YOLO_DATA = "yolo/data.yaml"
 DATASHEET = "README.md"
 LEGEND = "legend.png"  # the class colours of masks and QA pictures, and the QA problem colour
 SHA256SUMS = "SHA256SUMS"
+IMAGES_DIR = "images/"
 
 
 def release_stem(file_name: str, image_id: str) -> str:
@@ -31,7 +37,13 @@ def release_stem(file_name: str, image_id: str) -> str:
 
 def image(split: str, stem: str, suffix: str) -> str:
     """A released image, under the suffix it was stored with."""
-    return f"images/{split}/{stem}.{suffix}"
+    return f"{IMAGES_DIR}{split}/{stem}.{suffix}"
+
+
+def is_image(path: str) -> bool:
+    """Whether a member is a released image: images go into image parts, an item's other files into
+    annotation parts (see parts.py)."""
+    return path.startswith(IMAGES_DIR)
 
 
 def mask(split: str, stem: str) -> str:

@@ -10,7 +10,7 @@ import hashlib
 import zipfile
 from typing import BinaryIO, Protocol
 
-from segpipe.core.release.writers.writer import Member
+from segpipe.core.release.writers.writer import Deferred, Member
 from segpipe.core.shared.hashing_writer import HashingWriter
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -23,21 +23,26 @@ class Packager(Protocol):
 
 
 class ZipPackager:
-    """One ZIP streamed into `out`, closed (its central directory written) when the block ends."""
+    """One ZIP streamed into `out`, closed (its central directory written) when the block ends.
+    `sizes` holds the size of each member packaged."""
 
     def __init__(self, out: BinaryIO) -> None:
         self._archive = zipfile.ZipFile(out, "w")
+        self.sizes: dict[str, int] = {}
 
     def add(self, member: Member) -> str:
         info = zipfile.ZipInfo(member.path, date_time=ZIP_EPOCH)
         info.compress_type = zipfile.ZIP_DEFLATED if member.compress else zipfile.ZIP_STORED
         info.external_attr = 0o644 << 16
-        if isinstance(member.content, bytes):
-            self._archive.writestr(info, member.content)
-            return hashlib.sha256(member.content).hexdigest()
+        content = member.content.make() if isinstance(member.content, Deferred) else member.content
+        if isinstance(content, bytes):
+            self._archive.writestr(info, content)
+            self.sizes[member.path] = len(content)
+            return hashlib.sha256(content).hexdigest()
         with self._archive.open(info, "w", force_zip64=True) as stream:
             hashing = HashingWriter(stream)
-            member.content(hashing)
+            content(hashing)
+        self.sizes[member.path] = hashing.tell()
         return hashing.hexdigest()
 
     def close(self) -> None:

@@ -1,9 +1,10 @@
 """Checking a downloaded release against itself: its checksums, its manifest and its meta.json.
 
-Anyone who has the ZIP can run this; it needs nothing but the archive. Every problem is a value
-naming the member and what is wrong, so one run reports all of them: a member that cannot be
-read (a damaged deflate stream, a bad header) is a problem of that member, never an exception.
-Members are hashed in chunks, so memory does not grow with the archive.
+Anyone who has the release can run this; it needs nothing but its files: one ZIP, the version's
+ZIP and its parts read together (PartedFiles), or the folder they unzip into (FolderFiles). Every
+problem is a value naming the member and what is wrong, so one run reports all of them: a member
+that cannot be read (a damaged deflate stream, a bad header) is a problem of that member, never an
+exception. Members are hashed in chunks, so memory does not grow with the archive.
 """
 
 import hashlib
@@ -12,8 +13,10 @@ import re
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from pathlib import Path
+from typing import IO, BinaryIO, Protocol
 
 import numpy as np
 import orjson
@@ -36,6 +39,65 @@ ARCHIVE = "(archive)"  # the problem is the ZIP as a whole, not one member
 END_RECORD = "(end of central directory)"
 END_SIGNATURE = b"PK\x05\x06"
 END_RECORD_BYTES = 22
+MISSING_NAMED = 5  # members missing from the files checked named one by one; the rest counted in one line
+
+
+class ReleaseFiles(Protocol):
+    """A release's files by path, as zipfile.ZipFile reads them."""
+
+    def namelist(self) -> list[str]: ...
+
+    def open(self, name: str) -> IO[bytes]: ...
+
+    def read(self, name: str) -> bytes: ...
+
+
+class PartedFiles:
+    """Several ZIPs read as one release (the version's ZIP and its parts): a member's place is its
+    first holder; a path two of them hold is in `duplicates`."""
+
+    def __init__(self, archives: Sequence[tuple[str, zipfile.ZipFile]]) -> None:
+        self.holders: dict[str, tuple[str, zipfile.ZipFile]] = {}
+        self.duplicates: list[str] = []
+        for label, archive in archives:
+            for name in archive.namelist():
+                if name in self.holders:
+                    self.duplicates.append(name)
+                else:
+                    self.holders[name] = (label, archive)
+
+    def namelist(self) -> list[str]:
+        return list(self.holders)
+
+    def open(self, name: str) -> IO[bytes]:
+        return self.holders[name][1].open(name)
+
+    def read(self, name: str) -> bytes:
+        return self.holders[name][1].read(name)
+
+    def holder(self, name: str) -> str | None:
+        """The label of the ZIP holding `name`."""
+        return self.holders[name][0] if name in self.holders else None
+
+
+class FolderFiles:
+    """An unzipped release: every file under `root`, by its path relative to it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+    def namelist(self) -> list[str]:
+        return list(self._names)
+
+    def open(self, name: str) -> IO[bytes]:
+        if name not in self._names:
+            raise KeyError(name)
+        return (self.root / name).open("rb")
+
+    def read(self, name: str) -> bytes:
+        with self.open(name) as f:
+            return f.read()
 
 
 @dataclass(frozen=True)
@@ -84,11 +146,13 @@ def end_record_problems(f: BinaryIO) -> list[ReleaseProblem]:
     return []
 
 
-def verify_release(archive: zipfile.ZipFile, mask_sample: int = 64) -> Verification:
-    """Every member against SHA256SUMS; index.csv against the manifest schema and index.parquet, the files it names
+def verify_release(archive: ReleaseFiles, mask_sample: int = 64, hashed: Callable[[str], bool] | None = None,
+                   ) -> Verification:
+    """Every member against SHA256SUMS (with `hashed`, the SHA-256 only of those it accepts, the others
+    only for being there); index.csv against the manifest schema and index.parquet, the files it names
     and meta.json's split sizes and image sizes; meta.json's ledger counts add up; a sample of masks (spread over the manifest) decoded against
     meta.json's classes and the manifest's size and pixel counts; every picture the datasheet shows is a member."""
-    problems, files_checked = _check_sums(archive)
+    problems, files_checked = _check_sums(archive, hashed)
     problems += _check_datasheet_pictures(archive)
     meta, manifest = _read_meta(archive, problems), _read_manifest(archive, problems)
     decoded = 0
@@ -96,7 +160,8 @@ def verify_release(archive: zipfile.ZipFile, mask_sample: int = 64) -> Verificat
         problems += _check_counts(archive, meta, manifest)
         count = min(mask_sample, manifest.height)  # exactly that many, spread evenly over the manifest
         sample = manifest.sort("mask_path")[[i * manifest.height // count for i in range(count)]]
-        problems += [p for row in sample.iter_rows(named=True) for p in _check_mask(archive, meta, row)]
+        present = set(archive.namelist())
+        problems += [p for row in sample.iter_rows(named=True) for p in _check_mask(archive, meta, row, present)]
         decoded = sample.height
     return Verification(problems, files_checked, 0 if manifest is None else manifest.height, decoded)
 
@@ -106,7 +171,7 @@ def archive_problems(archive: zipfile.ZipFile) -> list[str]:
     return [f"{p.member}: {p.problem}" for p in verify_release(archive, mask_sample=16).problems]
 
 
-def member_sha256(archive: zipfile.ZipFile, name: str) -> str:
+def member_sha256(archive: ReleaseFiles, name: str) -> str:
     digest = hashlib.sha256()
     with archive.open(name) as member:
         while chunk := member.read(CHUNK):
@@ -114,7 +179,7 @@ def member_sha256(archive: zipfile.ZipFile, name: str) -> str:
     return digest.hexdigest()
 
 
-def _check_sums(archive: zipfile.ZipFile) -> tuple[list[ReleaseProblem], int]:
+def _check_sums(archive: ReleaseFiles, hashed: Callable[[str], bool] | None) -> tuple[list[ReleaseProblem], int]:
     names = archive.namelist()
     if SHA256SUMS not in names:
         return [ReleaseProblem(SHA256SUMS, "missing: the release cannot be checked")], 0
@@ -136,10 +201,13 @@ def _check_sums(archive: zipfile.ZipFile) -> tuple[list[ReleaseProblem], int]:
     for name in sorted(set(names) - set(listed) - {SHA256SUMS}):
         problems.append(ReleaseProblem(name, "not listed in SHA256SUMS"))
     present = set(names)
+    missing = sorted(set(listed) - present)
+    problems += missing_problems(missing, "listed in SHA256SUMS but missing from the archive")
+    checked = 0
     for name, expected in sorted(listed.items()):
-        if name not in present:
-            problems.append(ReleaseProblem(name, "listed in SHA256SUMS but missing from the archive"))
+        if name not in present or (hashed is not None and not hashed(name)):
             continue
+        checked += 1
         try:
             actual = member_sha256(archive, name)
         except MEMBER_ERRORS as exc:
@@ -147,10 +215,22 @@ def _check_sums(archive: zipfile.ZipFile) -> tuple[list[ReleaseProblem], int]:
             continue
         if actual != expected:
             problems.append(ReleaseProblem(name, f"SHA-256 is {actual}, SHA256SUMS says {expected}"))
-    return problems, len(listed)
+    return problems, checked
 
 
-def _check_datasheet_pictures(archive: zipfile.ZipFile) -> list[ReleaseProblem]:
+def missing_problems(missing: Sequence[str], problem: str) -> list[ReleaseProblem]:
+    """One problem per missing member up to MISSING_NAMED, then one counting the rest: the version's
+    ZIP of a release in parts, checked alone, misses every file of its parts."""
+    named = [ReleaseProblem(name, problem) for name in missing[:MISSING_NAMED]]
+    if len(missing) > MISSING_NAMED:
+        named.append(ReleaseProblem(ARCHIVE, f"{len(missing) - MISSING_NAMED} more files {problem.split(' but ')[0]} "
+                                             "are missing too. A version's ZIP of a release in parts (meta.json's "
+                                             "release_format 2) holds only part of its files: check the release "
+                                             "folder, or the folder `segpipe fetch` writes"))
+    return named
+
+
+def _check_datasheet_pictures(archive: ReleaseFiles) -> list[ReleaseProblem]:
     """The datasheet's pictures are members, so the README shows what the release holds (a release
     without a datasheet has nothing to check here; SHA256SUMS says whether one is missing)."""
     if DATASHEET not in archive.namelist():
@@ -163,7 +243,7 @@ def _check_datasheet_pictures(archive: zipfile.ZipFile) -> list[ReleaseProblem]:
             for path in MARKDOWN_IMAGE.findall(data.decode(errors="replace")) if path not in present]
 
 
-def _read_member(archive: zipfile.ZipFile, name: str, problems: list[ReleaseProblem]) -> bytes | None:
+def _read_member(archive: ReleaseFiles, name: str, problems: list[ReleaseProblem]) -> bytes | None:
     """A member's bytes, or None with the reason added to `problems`."""
     try:
         return archive.read(name)
@@ -174,7 +254,7 @@ def _read_member(archive: zipfile.ZipFile, name: str, problems: list[ReleaseProb
     return None
 
 
-def _read_meta(archive: zipfile.ZipFile, problems: list[ReleaseProblem]) -> dict | None:
+def _read_meta(archive: ReleaseFiles, problems: list[ReleaseProblem]) -> dict | None:
     if (data := _read_member(archive, "meta.json", problems)) is None:
         return None
     try:
@@ -189,7 +269,7 @@ def _read_meta(archive: zipfile.ZipFile, problems: list[ReleaseProblem]) -> dict
     return meta
 
 
-def _read_manifest(archive: zipfile.ZipFile, problems: list[ReleaseProblem]) -> pl.DataFrame | None:
+def _read_manifest(archive: ReleaseFiles, problems: list[ReleaseProblem]) -> pl.DataFrame | None:
     if (data := _read_member(archive, "index.csv", problems)) is None:
         return None
     try:
@@ -221,7 +301,7 @@ def _validated(member: str, table: pl.DataFrame, problems: list[ReleaseProblem])
     return None
 
 
-def _compare_parquet(archive: zipfile.ZipFile, manifest: pl.DataFrame, problems: list[ReleaseProblem]) -> None:
+def _compare_parquet(archive: ReleaseFiles, manifest: pl.DataFrame, problems: list[ReleaseProblem]) -> None:
     """index.parquet is the typed copy of index.csv: same schema, same rows."""
     if (data := _read_member(archive, "index.parquet", problems)) is None:
         return
@@ -236,8 +316,8 @@ def _compare_parquet(archive: zipfile.ZipFile, manifest: pl.DataFrame, problems:
         problems.append(ReleaseProblem("index.parquet", "rows differ from index.csv"))
 
 
-def _check_counts(archive: zipfile.ZipFile, meta: dict, manifest: pl.DataFrame) -> list[ReleaseProblem]:
-    problems = []
+def _check_counts(archive: ReleaseFiles, meta: dict, manifest: pl.DataFrame) -> list[ReleaseProblem]:
+    problems: list[ReleaseProblem] = []
     splits = dict(manifest.group_by("split").len().sort("split").iter_rows())
     if splits != meta["splits"]:
         problems.append(ReleaseProblem("meta.json", f"splits {meta['splits']}, index.csv has {splits}"))
@@ -251,15 +331,14 @@ def _check_counts(archive: zipfile.ZipFile, meta: dict, manifest: pl.DataFrame) 
                                                     f"images, index.csv has {manifest.height}"))
     present = set(archive.namelist())
     for column in ("image_path", "mask_path", "instance_path"):
-        for path in manifest[column].drop_nulls():
-            if path not in present:
-                problems.append(ReleaseProblem(path, f"named by index.csv ({column}) but missing from the archive"))
+        absent = [path for path in manifest[column].drop_nulls() if path not in present]
+        problems += missing_problems(absent, f"named by index.csv ({column}) but missing from the archive")
     return problems
 
 
-def _check_mask(archive: zipfile.ZipFile, meta: dict, row: dict) -> list[ReleaseProblem]:
+def _check_mask(archive: ReleaseFiles, meta: dict, row: dict, present: set[str]) -> list[ReleaseProblem]:
     path = row["mask_path"]
-    if path not in archive.namelist():
+    if path not in present:
         return []
     try:
         data = archive.read(path)

@@ -55,7 +55,9 @@ def dataset_release(
 ) -> dg.MaterializeResult:
     """A versioned ZIP (images, masks, coco.json, index.csv, meta.json, the QA and sampling reports)
     with its Parquet manifest and item ledger, published as the next dated version (never
-    overwritten) unless the newest release already holds this content. It holds the batches done
+    overwritten) unless the newest release already holds this content. Past release.part_mib of
+    images and masks, the items' files go into shared parts, of which a build writes only those no
+    earlier version holds (`parts`, `parts_written`). It holds the batches done
     (defs/batches.py) and names each other one with its last failure; a batch never ingested has no
     entries, so it is in no count of the ledger. A store that fails to answer is
     retried with backoff; a conflict with someone else's release is not (defs/retries.py)."""
@@ -68,7 +70,7 @@ def dataset_release(
             dataset_name=settings.dataset_name, mask_encoding=settings.mask_encoding, sampling=settings.sampling,
             near_duplicate_bits=settings.qa.near_duplicate_bits, store=object_store.artefacts(),
             stamp=BuildStamp.now(context.run.run_id), landing_uri=landing_zone.uri(),
-            pseudonym_key=annotator_pseudonyms.key())
+            pseudonym_key=annotator_pseudonyms.key(), part_bytes=settings.release.part_bytes)
         fs, root = object_store.location()
         built = build_and_publish(fs, root, inputs)
     contents, published, diff, counts = built.contents, built.published, built.diff, built.contents.counts
@@ -84,6 +86,8 @@ def dataset_release(
             "archive": store_location(object_store, archive_key),
             **release_pictures(contents.pictures, object_store.url(archive_key), taxonomy),
             "newly_published": published.newly_published,
+            "parts": len(published.marker.get("parts", {})),
+            "parts_written": len(built.parts_written),
             "entries": dg.MetadataValue.json(counts),
             "images_released": contents.manifest.height,
             "images_per_split": dg.MetadataValue.json(contents.meta["splits"]),

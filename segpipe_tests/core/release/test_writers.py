@@ -13,7 +13,7 @@ from segpipe.core.release import build, layout
 from segpipe.core.release.build import write_release
 from segpipe.core.release.packaging import ZIP_EPOCH, ZipPackager
 from segpipe.core.release.verify import verify_release
-from segpipe.core.release.writers import WRITERS, Member, ReleaseItem, ReleaseWriter
+from segpipe.core.release.writers import WRITERS, Deferred, Member, ReleaseItem, ReleaseWriter
 from segpipe_tests.core.release.release_fixture import build_release, constructed_release
 
 SPLITS = ("train", "val", "test")
@@ -42,8 +42,8 @@ class DictPackager:
         self.compressed: dict[str, bool] = {}
 
     def add(self, member: Member) -> str:
-        if isinstance(member.content, bytes):
-            data = member.content
+        if isinstance(member.content, bytes | Deferred):
+            data = member.content if isinstance(member.content, bytes) else member.content.make()
         else:
             buffer = io.BytesIO()
             member.content(buffer)

@@ -19,7 +19,14 @@ from segpipe.core.release.writers.manifest import Manifest
 from segpipe.core.release.writers.meta import Meta
 from segpipe.core.release.writers.qa import QaFolder
 from segpipe.core.release.writers.reports import Reports
-from segpipe.core.release.writers.writer import BuildStamp, Member, ReleaseContext, ReleaseItem, ReleaseWriter
+from segpipe.core.release.writers.writer import (
+    BuildStamp,
+    Deferred,
+    Member,
+    ReleaseContext,
+    ReleaseItem,
+    ReleaseWriter,
+)
 from segpipe.core.release.writers.yolo import Yolo
 
 WRITERS: dict[str, type[ReleaseWriter]] = {
@@ -27,4 +34,4 @@ WRITERS: dict[str, type[ReleaseWriter]] = {
     for writer in (ImagesAndMasks, QaFolder, Reports, Coco, Manifest, Meta, ClassMap, Yolo, Datasheet, Checksums)
 }
 
-__all__ = ["WRITERS", "BuildStamp", "Member", "ReleaseContext", "ReleaseItem", "ReleaseWriter"]
+__all__ = ["WRITERS", "BuildStamp", "Deferred", "Member", "ReleaseContext", "ReleaseItem", "ReleaseWriter"]

@@ -33,7 +33,7 @@ class Coco(ReleaseWriter):
     def item_members(self, item: ReleaseItem) -> Iterable[Member]:
         row, store, taxonomy = item.row, self.release.store, self.release.taxonomy
         drawn = self.shapes_of.get(row["mask_key"])
-        annotations = (_class_annotations(row["mask_key"], item.mask, store) if drawn is None
+        annotations = (_class_annotations(item, store) if drawn is None
                        else _shape_annotations(row["mask_key"], drawn, taxonomy, row["width"], row["height"], store))
         self.document.add_image(item.image_path, row["width"], row["height"], annotations)
         return ()
@@ -55,15 +55,15 @@ def _slices_by_mask(shapes: pl.DataFrame) -> dict[str, pl.DataFrame]:
     return {key: shapes.slice(start, rows) for key, start, rows in runs.iter_rows()}
 
 
-def _class_annotations(mask_key: str, mask_bytes: bytes, store: ArtefactStore) -> list[dict]:
+def _class_annotations(item: ReleaseItem, store: ArtefactStore) -> list[dict]:
     """COCO-Stuff style annotations of one mask, one per value present: an RLE of its pixels.
     Mask keys are content-derived, so the result is remembered beside the mask and a release
-    that ships the mask again does not decode it."""
-    memo = store_keys.coco_annotations_memo(mask_key)
+    that ships the mask again does not read it."""
+    memo = store_keys.coco_annotations_memo(item.row["mask_key"])
     remembered = store.recall(memo)
     if remembered is not None:
         return remembered
-    found = encode_value_rles(decode_mask_png(mask_bytes))
+    found = encode_value_rles(decode_mask_png(item.mask))
     annotations = [{"category_id": value, **found[value]} for value in sorted(found)]
     store.remember(memo, annotations)
     return annotations

@@ -40,6 +40,7 @@ def release_meta(release: ReleaseContext) -> dict:
     return {
         "dataset": release.dataset_name,
         "version": release.version,
+        "release_format": layout.RELEASE_FORMAT,
         "task": "semantic_segmentation",
         "taxonomy_version": taxonomy.taxonomy_version,
         "mask_encoding": release.mask_encoding,

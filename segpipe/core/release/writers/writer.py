@@ -28,23 +28,39 @@ class BuildStamp:
 
 
 @dataclass(frozen=True)
+class Deferred:
+    """A member's bytes, made only when a packager needs them: a release in parts never makes the
+    bytes an earlier version's part already holds (see parts.py)."""
+
+    make: Callable[[], bytes]
+
+
+@dataclass(frozen=True)
 class Member:
-    """One file of the release: its path (see layout), its bytes or a callable that streams them into
-    a file (for a member too large to hold in memory), and whether packaging compresses it (images
-    and masks are compressed already)."""
+    """One file of the release: its path (see layout), its bytes (now, Deferred, or a callable that
+    streams them into a file, for a member too large to hold in memory), and whether packaging
+    compresses it (images and masks are compressed already). `source` names what an item's member
+    is made of without making it (a content-derived store key and what is done to it): a release in
+    parts looks the member up by it in the previous version's parts; None, and only its bytes say."""
 
     path: str
-    content: bytes | Callable[[BinaryIO], None]
+    content: bytes | Deferred | Callable[[BinaryIO], None]
     compress: bool = True
+    source: str | None = None
 
 
 @dataclass(frozen=True)
 class ReleaseItem:
     """A released image as the writers see it: its row of release_items, and its class mask's bytes,
-    read once for every writer that needs them."""
+    read (once, for every writer that needs them) only if one does: a release whose parts hold the
+    mask already, and whose COCO annotations are remembered, never reads it."""
 
     row: dict
-    mask: bytes
+    store: ArtefactStore
+
+    @cached_property
+    def mask(self) -> bytes:
+        return self.store.read_png(self.row["mask_key"])
 
     @cached_property
     def stem(self) -> str:

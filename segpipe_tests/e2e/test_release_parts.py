@@ -1,0 +1,105 @@
+"""Whole builds of the tiny demo whose release is cut into parts (a tiny release.part_mib): a nightly with
+a batch of new images writes only that batch's parts, a taxonomy backfill writes no image, and the
+version fetched or packed with `segpipe` is the whole release."""
+
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+import dagster as dg
+import orjson
+import polars as pl
+import pytest
+
+from segpipe.cli.local_build import run_local_build, run_taxonomy_backfill
+from segpipe.cli.main import main
+from segpipe.core.release import layout
+from segpipe.definitions import defs as load_defs
+from segpipe.demo import DEMO_CONFIG, generate_demo
+from segpipe.environment import current_environment
+from segpipe.store import keys
+from segpipe_tests.conftest import TINY_DEMO, tiny_demo_pipeline
+
+pytestmark = pytest.mark.slow
+
+PART_MIB = 0.02  # about 20 kB of images a part: the tiny demo's 256x128 images make a few parts per batch and split
+LATE = "b100_vendor_a_dave"
+
+
+def members(release: str) -> pl.DataFrame:
+    return pl.read_parquet(Path(release) / keys.RELEASE_MEMBERS)
+
+
+def marker(release: str) -> dict:
+    return orjson.loads((Path(release) / keys.RELEASE_MARKER).read_bytes())
+
+
+def files_of_images(manifest: pl.DataFrame) -> set[str]:
+    """Every file an item of the manifest has in the release: image, mask, instance mask, YOLO label."""
+    labels = [layout.yolo_label(split, Path(mask).stem) for split, mask in manifest.select("split", "mask_path").iter_rows()]
+    return {*manifest["image_path"], *manifest["mask_path"], *manifest["instance_path"].drop_nulls(), *labels}
+
+
+def test_a_nightly_writes_only_its_batchs_parts_a_backfill_no_image_and_fetch_and_pack_agree(tiny_demo, tmp_path, capsys):
+    late = generate_demo(tmp_path / "other", **{**TINY_DEMO, "seed": TINY_DEMO["seed"] + 8})
+    taxonomy = tmp_path / "taxonomy.yaml"
+    taxonomy.write_text((DEMO_CONFIG / "taxonomy.yaml").read_text())
+    with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
+        work = tmp_path / "landing"
+        shutil.copytree(Path(tiny_demo.landing_root), work)
+        env.setenv("SEGPIPE_LANDING_ROOT", str(work))
+        env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp_path / "store"))
+        env.setenv("SEGPIPE_TAXONOMY", str(taxonomy))
+        pipeline = tmp_path / "pipeline.yaml"
+        pipeline.write_text(tiny_demo_pipeline() + f"release:\n  part_mib: {PART_MIB}\n")
+        env.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
+        cold = run_local_build(load_defs(), instance, current_environment())
+
+        shutil.copytree(Path(late.landing_root) / "b001_vendor_a_alice", work / LATE)
+        batch = orjson.loads((work / LATE / "batch.json").read_bytes())
+        (work / LATE / "batch.json").write_bytes(orjson.dumps({**batch, "batch_id": LATE, "annotator": "dave"}))
+        nightly = run_local_build(load_defs(), instance, current_environment())
+
+        taxonomy.write_text(taxonomy.read_text().replace("    automobile: car", "    automobile: road"))
+        backfilled = run_taxonomy_backfill(load_defs(), instance, current_environment())
+
+        assert main(["verify", backfilled.release_metadata["release"]]) == 0
+        assert main(["fetch", "latest", str(tmp_path / "fetched")]) == 0
+        assert main(["pack", "latest", "--out", str(tmp_path / "packed.zip")]) == 0
+        capsys.readouterr()
+
+    assert cold.success and nightly.success and backfilled.success
+    cold_release, nightly_release, backfill_release = (o.release_metadata["release"] for o in (cold, nightly, backfilled))
+    assert nightly.release_metadata["parts"] > cold.release_metadata["parts"] > 2
+
+    # the nightly's new parts hold only the new batch's images and their masks and labels
+    old_manifest = pl.read_parquet(Path(cold_release) / keys.RELEASE_MANIFEST)
+    new_manifest = pl.read_parquet(Path(nightly_release) / keys.RELEASE_MANIFEST)
+    added = new_manifest.filter(~pl.col("image_id").is_in(old_manifest["image_id"].implode()))
+    assert added.height > 0
+    new_parts = set(marker(nightly_release)["parts"]) - set(marker(cold_release)["parts"])
+    assert nightly.release_metadata["parts_written"] == len(new_parts) > 0
+    written = members(nightly_release).filter(pl.col("part").is_in(list(new_parts)))
+    assert set(written["path"]) == files_of_images(added)
+    assert set(marker(cold_release)["parts"]) <= set(marker(nightly_release)["parts"])
+
+    # the backfill remaps vendor_b's cars: new annotation parts, no image part, no image read into one
+    new_parts = set(marker(backfill_release)["parts"]) - set(marker(nightly_release)["parts"])
+    assert backfilled.release_metadata["parts_written"] == len(new_parts) > 0
+    rewritten = members(backfill_release).filter(pl.col("part").is_in(list(new_parts)))
+    assert rewritten.height > 0 and not any(layout.is_image(path) for path in rewritten["path"])
+
+    # fetched and packed, the version is its whole release: every file, as SHA256SUMS lists it
+    index = members(backfill_release)
+    unzipped = {p.relative_to(tmp_path / "fetched").as_posix() for p in (tmp_path / "fetched").rglob("*") if p.is_file()}
+    assert unzipped == set(index["path"])
+    with zipfile.ZipFile(tmp_path / "packed.zip") as packed:
+        assert packed.namelist() == index["path"].to_list()
+        assert all(packed.read(name) == (tmp_path / "fetched" / name).read_bytes() for name in packed.namelist())
+        sums = packed.read(layout.SHA256SUMS).decode().splitlines()
+    assert len(sums) == index.height - 1
+    with zipfile.ZipFile(io.BytesIO((Path(backfill_release) / keys.archive_name(
+            "street-demo", backfilled.release_metadata["version"])).read_bytes())) as own:
+        assert not any(layout.is_image(name) for name in own.namelist())
+        assert orjson.loads(own.read(layout.META))["release_format"] == layout.RELEASE_FORMAT

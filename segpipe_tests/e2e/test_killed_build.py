@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import fsspec
+import polars as pl
 import pytest
 
 from segpipe.store.release_read import list_releases
@@ -95,8 +96,14 @@ def test_fault_build_sigkilled_mid_drawing_then_rerun(tiny_demo, tmp_path):
     assert entry_counts(rerun) == entry_counts(reference)
     assert again["content_digest"] == first["content_digest"]
     archive = next(name for name in first["files"] if name.endswith(".zip"))
-    assert {n: d for n, d in again["files"].items() if n != archive} == {
-        n: d for n, d in first["files"].items() if n != archive}
+    stamped = {archive, "members.parquet"}  # the member index holds meta.json's and SHA256SUMS' SHA-256 too
+    assert {n: d for n, d in again["files"].items() if n not in stamped} == {
+        n: d for n, d in first["files"].items() if n not in stamped}
+    members = [pl.read_parquet(published(root, marker) / "members.parquet")
+               for root, marker in ((tmp_path / "reference", first), (folder, again))]
+    unequal = members[0].join(members[1], on="path", how="full", suffix="_rerun").filter(
+        pl.col("sha256").ne_missing(pl.col("sha256_rerun")))
+    assert sorted(unequal["path"]) == ["SHA256SUMS", "meta.json"]
     with zipfile.ZipFile(published(tmp_path / "reference", first) / archive) as ours, \
             zipfile.ZipFile(published(folder, again) / archive) as theirs:
         assert ours.namelist() == theirs.namelist()

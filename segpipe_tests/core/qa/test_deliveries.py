@@ -87,6 +87,6 @@ def test_a_corrected_honeypot_is_scored_once_on_the_correction():
     assert excluded == {"march": "entry_not_superseded: replaced by b2/h.jpg, delivered later"}
     usable = entries.filter(~pl.col("entry_id").is_in(list(excluded)))
     store = ArtefactStore.in_memory({key: encode_mask_png(mask) for key, mask in masks.items()})
-    _, scores, _ = build_consensus(usable, store, ConsensusSettings(0.5, 0.6), 255)
+    _, scores, _, _ = build_consensus(usable, store, ConsensusSettings(0.5, 0.6), 255)
     assert scores.select("annotator", "n_honeypots", "mean_iou").rows() == [("alice", 1, 1.0)]
 

@@ -144,7 +144,9 @@ the classes present, as `ClassLabel`s whose index is the mask's pixel value.
 ```python
 from datasets import load_dataset
 
-dataset = load_dataset("RELEASE/hf")  # or: load_dataset("parquet", data_dir="RELEASE/hf/data")
+dataset = load_dataset("RELEASE/hf")  # the card keeps the release's split names
+# or the Parquet files alone (data_dir= would rename val to validation):
+# load_dataset("parquet", data_files={"train": "RELEASE/hf/data/train-*.parquet", ...})
 names = dataset["train"].features["classes"].feature.names
 ```"""
 

@@ -42,11 +42,10 @@ def hf_card(meta: dict) -> str:
     splits = sorted(meta["splits"])
     files = "".join(f"  - split: {split}\n    path: {layout.HF_DATA.format(split).removeprefix('hf/')}\n"
                     for split in splits)
-    counts = "".join(f"  - name: {split}\n    num_examples: {meta['splits'][split]}\n" for split in splits)
     return (f"---\nconfigs:\n- config_name: default\n  data_files:\n{files}"
             "dataset_info:\n  features:\n  - name: image\n    dtype: image\n  - name: label\n    dtype: image\n"
             "  - name: image_id\n    dtype: string\n  - name: classes\n    list:\n      class_label:\n        names:\n"
-            f"{names}  splits:\n{counts}---\n\n"
+            f"{names}---\n\n"
             f"# {meta['dataset']} {meta['version']}\n\n"
             "`label` is the class mask: pixel values are class ids, which index `classes`' names, and "
             f"{meta['ignore_index']} where nothing is labelled. `classes` lists the classes present in the image. "

@@ -2,7 +2,6 @@
 so a nightly still writes only the new batch's parts and stores each image once, a taxonomy edit
 writes no image; `segpipe fetch --layout` assembles each layout from the release's images, checked."""
 
-
 import fsspec
 import pytest
 

@@ -69,13 +69,20 @@ def test_cityscapes_layout_is_found_by_cityscapesscripts_evaluation_and_reads_as
     monkeypatch.setattr(evaluation.args, "groundTruthSearch", os.path.join(data, "gtFine", "val", "*", "*_gtFine_labelIds.png"))
     found = glob.glob(evaluation.args.groundTruthSearch)
     assert len(found) == 1
-    # getPrediction finds a prediction named as the evaluation expects: {city}_{seq}_{frame}*.png
+    # getPrediction finds a prediction named as the evaluation expects ({city}_{seq}_{frame}*.png), and the
+    # evaluation scores the ground truth against itself: IoU 1 for exactly the classes of the val mask
     results = tmp_path / "results"
     results.mkdir()
-    core = evaluation.getCoreImageFileName(found[0])
-    (results / f"{core}_prediction.png").write_bytes(b"")
-    evaluation.args.predictionPath, evaluation.args.predictionWalk = str(results), None
-    assert evaluation.getPrediction(evaluation.args, found[0]) == str(results / f"{core}_prediction.png")
+    prediction = results / f"{evaluation.getCoreImageFileName(found[0])}_prediction.png"
+    prediction.write_bytes(Path(found[0]).read_bytes())
+    for name, value in (("predictionPath", str(results)), ("predictionWalk", None), ("evalInstLevelScore", False),
+                        ("JSONOutput", False), ("quiet", True)):
+        monkeypatch.setattr(evaluation.args, name, value)
+    assert evaluation.getPrediction(evaluation.args, found[0]) == str(prediction)
+    scores = evaluation.evaluateImgLists([str(prediction)], found, evaluation.args)["classScores"]
+    assert {name for name, score in scores.items() if not np.isnan(score)} == {
+        cityscapes.classes[v].name for v in np.unique(masks["val"]) if v != 255}
+    assert {scores[cityscapes.classes[v].name] for v in np.unique(masks["val"]) if v != 255} == {1.0}
     for split, mask in masks.items():
         [train_ids] = (data / "gtFine" / split).rglob("*_gtFine_labelTrainIds.png")
         [label_ids] = (data / "gtFine" / split).rglob("*_gtFine_labelIds.png")

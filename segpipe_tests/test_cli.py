@@ -505,6 +505,29 @@ def test_step_progress_follows_each_run_from_its_event_stream(bars):
             "demo run: first done (1/2 steps)", "demo run: second done (2/2 steps)"]
 
 
+def test_fetch_assembles_the_layouts_asked_for_which_verify_then_checks(tmp_path, capsys, monkeypatch):
+    import fsspec
+
+    from segpipe_tests.store.parted_releases import publish_constructed
+
+    root = tmp_path / "store"
+    published = publish_constructed(fsspec.filesystem("file", auto_mkdir=True), str(root), exports=("voc", "hf"))
+    (tmp_path / "pipeline.yaml").write_text("dataset_name: demo\n")
+    monkeypatch.setenv("SEGPIPE_STORAGE_ROOT", str(root))
+    monkeypatch.setenv("SEGPIPE_PIPELINE_CONFIG", str(tmp_path / "pipeline.yaml"))
+    version, into = published.published.version, tmp_path / "dataset"
+    assert main(["fetch", version, str(into), "--layout", "voc", "--layout", "hf"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1:] == [f"  {into / 'voc'}: the voc layout, 3 files assembled from the release's own",
+                           f"  {into / 'hf'}: the hf layout, 3 files assembled from the release's own"]
+    assert sorted(p.name for p in (into / "voc" / "JPEGImages").iterdir()) == [
+        f"{split}_000000000000.png" for split in ("test", "train", "val")]
+    assert main(["verify", str(into)]) == 0
+    capsys.readouterr()
+    assert main(["fetch", version, str(tmp_path / "other"), "--layout", "cityscapes"]) == 1
+    assert "carries no cityscapes layout" in capsys.readouterr().err
+
+
 def test_releases_fetch_pack_and_gc_work_on_the_configured_store(tmp_path, capsys, monkeypatch):
     """Three versions in parts in SEGPIPE_STORAGE_ROOT: listed with their parts, fetched and packed by
     name, pruned by gc (a dry run first); a version that does not exist is refused in one line."""

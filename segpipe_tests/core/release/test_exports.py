@@ -167,3 +167,30 @@ def test_verification_catches_an_assembled_image_that_is_not_the_released_one(tm
     problems = verify_release(FolderFiles(root)).problems
     assert [p.member for p in problems] == [image.relative_to(root).as_posix()]
     assert "released image" in problems[0].problem
+
+
+def test_the_datasheet_shows_how_to_fetch_and_load_each_layout_and_its_code_runs(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    pytest.importorskip("datumaro")
+    built = build_release(exports=EXPORTS)
+    folder = tmp_path / f"demo-{built.contents.version}"  # where the datasheet's fetch command writes
+    with built.archive() as archive:
+        archive.extractall(folder)
+        readme = archive.read(layout.DATASHEET).decode()
+    assert f"segpipe fetch {built.contents.version} {folder.name} --layout cityscapes --layout voc --layout hf" in readme
+    assert "## Trainer layouts" not in build_release().archive().read(layout.DATASHEET).decode()
+    for name in ("voc", "hf"):
+        assemble_layout(folder, name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    sections = {section.split("\n", 1)[0]: section for section in readme.split("### ")[1:]}
+    assert set(sections) == {"Cityscapes (`cityscapes/`)", "PASCAL VOC (`voc/`)", "Hugging Face `datasets` (`hf/`)"}
+    assert f'data_root="{folder.name}/cityscapes"' in sections["Cityscapes (`cityscapes/`)"]
+    loaded = {}
+    for title in ("PASCAL VOC (`voc/`)", "Hugging Face `datasets` (`hf/`)"):
+        code = sections[title].split("```python\n", 1)[1].split("```", 1)[0]
+        exec(code, loaded.setdefault(title, {}))  # the datasheet's own code, as a reader would paste it
+    voc, hf = loaded["PASCAL VOC (`voc/`)"], loaded["Hugging Face `datasets` (`hf/`)"]
+    assert sorted(voc["dataset"].subsets()) == ["test", "train", "trainval", "val"]
+    assert {split: len(rows) for split, rows in hf["dataset"].items()} == {"test": 1, "train": 1, "val": 1}
+    assert hf["names"] == ["road", "car", "sky"]

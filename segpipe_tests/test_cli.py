@@ -518,8 +518,8 @@ def test_fetch_assembles_the_layouts_asked_for_which_verify_then_checks(tmp_path
     version, into = published.published.version, tmp_path / "dataset"
     assert main(["fetch", version, str(into), "--layout", "voc", "--layout", "hf"]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed[1:] == [f"  {into / 'voc'}: the voc layout, 3 files assembled from the release's own",
-                           f"  {into / 'hf'}: the hf layout, 3 files assembled from the release's own"]
+    assert printed[1:] == [f"  {into / 'voc'}: the voc layout, 3 files assembled and checked",
+                           f"  {into / 'hf'}: the hf layout, 3 files assembled and checked"]
     assert sorted(p.name for p in (into / "voc" / "JPEGImages").iterdir()) == [
         f"{split}_000000000000.png" for split in ("test", "train", "val")]
     assert main(["verify", str(into)]) == 0

@@ -15,6 +15,7 @@ from PIL import Image
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release import layout
 from segpipe.core.release.assemble import assemble_layout
+from segpipe.core.release.cityscapes_ids import cityscapes_tables
 from segpipe.core.release.settings import ExportName
 from segpipe.core.release.verify import FolderFiles, verify_release
 from segpipe.core.release.writers import WRITERS
@@ -55,7 +56,10 @@ def test_the_export_writers_are_the_settings_exports_and_run_only_when_named():
         assert not any(layout.is_image(n) for n in names if n.split("/")[0] in EXPORTS)  # no image stored twice
         sums = archive.read(layout.SHA256SUMS).decode()
         assert all(f"  {n}\n" in sums for n in names if n.split("/")[0] in EXPORTS)
-    assert exported.contents.version != plain.contents.version
+    versions = {build_release(exports=(name,)).contents.version for name in EXPORTS}
+    versions |= {plain.contents.version, exported.contents.version,
+                 build_release(exports=("cityscapes",), cityscapes_city="city").contents.version}
+    assert len(versions) == 6  # another set of layouts, or another city rule, is another version
 
 
 def test_cityscapes_layout_is_found_by_cityscapesscripts_evaluation_and_reads_as_its_labels(tmp_path, monkeypatch):
@@ -194,3 +198,20 @@ def test_the_datasheet_shows_how_to_fetch_and_load_each_layout_and_its_code_runs
     assert sorted(voc["dataset"].subsets()) == ["test", "train", "trainval", "val"]
     assert {split: len(rows) for split, rows in hf["dataset"].items()} == {"test": 1, "train": 1, "val": 1}
     assert hf["names"] == ["road", "car", "sky"]
+
+
+@pytest.mark.parametrize("preset", ["cityscapes", "cityscapes_label_ids"])
+def test_both_cityscapes_presets_convert_to_labels_py_train_ids_and_label_ids(preset):
+    labels = pytest.importorskip("cityscapesscripts.helpers.labels")
+    taxonomy = load_taxonomy(PACKAGE_CONFIG / "presets" / f"{preset}.yaml")
+    to_train, to_label = cityscapes_tables(taxonomy)
+    for c in taxonomy.classes:
+        label = labels.name2label[c.name]
+        assert to_label[c.id] == label.id
+        assert to_train[c.id] == (label.trainId if 0 <= label.trainId < 255 else 255)
+    assert (to_train[taxonomy.ignore_index], to_label[taxonomy.ignore_index]) == (255, labels.name2label["unlabeled"].id)
+
+
+def test_another_taxonomy_has_train_ids_only_with_its_ignore_index_as_255():
+    to_train, to_label = cityscapes_tables(TAXONOMY)
+    assert to_label is None and to_train[:3].tolist() == [0, 1, 2] and to_train[TAXONOMY.ignore_index] == 255

@@ -48,7 +48,7 @@ class Cityscapes(ReleaseWriter):
                              source=f"cityscapes {kind}:{row['mask_key']}:{hashlib.sha256(table.tobytes()).hexdigest()}")
 
     def version_content(self) -> bytes:
-        return f"cityscapes:{self.release.cityscapes_city}".encode()
+        return f"{self.name}:{self.release.cityscapes_city}".encode()
 
     def closing_members(self) -> Iterator[Member]:
         yield Member(layout.EXPORT_IMAGES.format(self.name), image_list(self.images))

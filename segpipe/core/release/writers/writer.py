@@ -133,8 +133,9 @@ class ReleaseWriter:
 
     def version_content(self) -> bytes:
         """What of this output the content version covers beyond the manifest (which holds every
-        image's and mask's SHA-256): empty when the manifest, taxonomy and settings determine it."""
-        return b""
+        image's and mask's SHA-256): empty when the manifest, taxonomy and settings determine it; an
+        export's name, so a release with another set of layouts is another version."""
+        return self.name.encode() if self.export else b""
 
     def closing_members(self) -> Iterable[Member]:
         """The members written once the manifest, the content version and meta are known."""

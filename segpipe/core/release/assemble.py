@@ -14,7 +14,7 @@ import io
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import orjson
 import polars as pl
@@ -43,6 +43,9 @@ def assemble_layout(root: Path, name: str) -> int:
         return _assemble_hf(root, meta)
     placed = 0
     for path, image_path in image_places(root / layout.EXPORT_IMAGES.format(name)):
+        if not (_inside(path, f"{name}/") and _inside(image_path, layout.IMAGES_DIR)):
+            raise LayoutRefused(f"{layout.EXPORT_IMAGES.format(name)}: places {image_path!r} at {path!r}, outside "
+                                f"{name}/ or from outside {layout.IMAGES_DIR}: the release is not one segpipe wrote")
         target = root / path
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -51,6 +54,11 @@ def assemble_layout(root: Path, name: str) -> int:
             shutil.copyfile(root / image_path, target)
         placed += 1
     return placed
+
+
+def _inside(path: str, folder: str) -> bool:
+    parts = PurePosixPath(path).parts
+    return path.startswith(folder) and ".." not in parts and "\\" not in path
 
 
 def image_places(listing: Path | bytes) -> Iterator[tuple[str, str]]:

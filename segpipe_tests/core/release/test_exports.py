@@ -14,7 +14,7 @@ from PIL import Image
 
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release import layout
-from segpipe.core.release.assemble import assemble_layout
+from segpipe.core.release.assemble import LayoutRefused, assemble_layout
 from segpipe.core.release.cityscapes_ids import cityscapes_tables
 from segpipe.core.release.settings import ExportName
 from segpipe.core.release.verify import FolderFiles, verify_release
@@ -215,3 +215,14 @@ def test_both_cityscapes_presets_convert_to_labels_py_train_ids_and_label_ids(pr
 def test_another_taxonomy_has_train_ids_only_with_its_ignore_index_as_255():
     to_train, to_label = cityscapes_tables(TAXONOMY)
     assert to_label is None and to_train[:3].tolist() == [0, 1, 2] and to_train[TAXONOMY.ignore_index] == 255
+
+
+def test_an_images_list_that_places_a_file_outside_its_layout_is_refused(tmp_path):
+    built = build_release(exports=("voc",))
+    with built.archive() as archive:
+        archive.extractall(tmp_path)
+    listing = tmp_path / layout.EXPORT_IMAGES.format("voc")
+    listing.write_text(listing.read_text().replace("voc/JPEGImages/", "voc/../../", 1))
+    with pytest.raises(LayoutRefused, match="outside voc/"):
+        assemble_layout(tmp_path, "voc")
+    assert not (tmp_path.parent / "test_000000000000.png").exists()

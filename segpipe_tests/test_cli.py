@@ -17,6 +17,7 @@ from segpipe.core.ingest.pseudonym import annotator_key, batch_pseudonym
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release.layout import release_stem
 from segpipe.demo import DEMO_CONFIG
+from segpipe.store.keys import RELEASE_MEMBERS, release_prefix
 from segpipe.environment import PACKAGE_CONFIG
 from segpipe_tests.bench.cityscapes_scenes import Dataset, write_dataset
 from segpipe_tests.core.rasterize.test_raster_parity import assert_identical, json2label_masks
@@ -258,9 +259,11 @@ def test_verify_and_inspect_read_a_release_zip_by_path_or_url(tmp_path, capsys):
     from segpipe_tests.core.release.release_fixture import build_release
 
     release = tmp_path / "demo-2026-12-01.1-tax-t-v1.zip"  # <dataset>-<version>.zip, as published
-    release.write_bytes(build_release().data)
+    built = build_release()
+    release.write_bytes(built.data)
+    listed = len(built.contents.packaged) - 1  # every member but SHA256SUMS itself
     assert main(["verify", release.as_uri()]) == 0
-    assert capsys.readouterr().out == (f"{release.as_uri()}: OK (19 files match SHA256SUMS, 3 images in index.csv match "
+    assert capsys.readouterr().out == (f"{release.as_uri()}: OK ({listed} files match SHA256SUMS, 3 images in index.csv match "
                                        "the manifest schema and meta.json, all 3 masks decoded)\n")
     assert main(["inspect", str(release)]) == 0
     printed = capsys.readouterr().out
@@ -322,9 +325,11 @@ def test_verify_checks_every_object_of_a_release_folder_against_its_marker(tmp_p
 
     published = publish_constructed_release(fsspec.filesystem("file", auto_mkdir=True), str(tmp_path / "store"))
     folder = tmp_path / "store" / published.prefix
+    with zipfile.ZipFile(folder / f"demo-{published.version}.zip") as archive:
+        listed = len(archive.namelist()) - 1  # every member but SHA256SUMS itself
     assert main(["verify", str(folder)]) == 0
     assert capsys.readouterr().out == (
-        f"{folder}: OK (2 objects match _RELEASE.json; its ZIP: 19 files match SHA256SUMS, 3 images in index.csv "
+        f"{folder}: OK (2 objects match _RELEASE.json; its ZIP: {listed} files match SHA256SUMS, 3 images in index.csv "
         "match the manifest schema and meta.json, all 3 masks decoded)\n")
 
     archive, manifest = folder / f"demo-{published.version}.zip", folder / "manifest.parquet"
@@ -500,6 +505,29 @@ def test_step_progress_follows_each_run_from_its_event_stream(bars):
             "demo run: first done (1/2 steps)", "demo run: second done (2/2 steps)"]
 
 
+def test_fetch_assembles_the_layouts_asked_for_which_verify_then_checks(tmp_path, capsys, monkeypatch):
+    import fsspec
+
+    from segpipe_tests.store.parted_releases import publish_constructed
+
+    root = tmp_path / "store"
+    published = publish_constructed(fsspec.filesystem("file", auto_mkdir=True), str(root), exports=("voc", "hf"))
+    (tmp_path / "pipeline.yaml").write_text("dataset_name: demo\n")
+    monkeypatch.setenv("SEGPIPE_STORAGE_ROOT", str(root))
+    monkeypatch.setenv("SEGPIPE_PIPELINE_CONFIG", str(tmp_path / "pipeline.yaml"))
+    version, into = published.published.version, tmp_path / "dataset"
+    assert main(["fetch", version, str(into), "--layout", "voc", "--layout", "hf"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1:] == [f"  {into / 'voc'}: the voc layout, 3 files assembled and checked",
+                           f"  {into / 'hf'}: the hf layout, 3 files assembled and checked"]
+    assert sorted(p.name for p in (into / "voc" / "JPEGImages").iterdir()) == [
+        f"{split}_000000000000.png" for split in ("test", "train", "val")]
+    assert main(["verify", str(into)]) == 0
+    capsys.readouterr()
+    assert main(["fetch", version, str(tmp_path / "other"), "--layout", "cityscapes"]) == 1
+    assert "carries no cityscapes layout" in capsys.readouterr().err
+
+
 def test_releases_fetch_pack_and_gc_work_on_the_configured_store(tmp_path, capsys, monkeypatch):
     """Three versions in parts in SEGPIPE_STORAGE_ROOT: listed with their parts, fetched and packed by
     name, pruned by gc (a dry run first); a version that does not exist is refused in one line."""
@@ -523,10 +551,12 @@ def test_releases_fetch_pack_and_gc_work_on_the_configured_store(tmp_path, capsy
     assert main(["releases"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[1].split()[-1] == "parts" and [line.split()[-1] for line in table[2:]] == ["4", "6", "6"]
+    files = [pl.read_parquet(root / release_prefix("demo", version) / RELEASE_MEMBERS).height for version in versions]
     assert main(["fetch", versions[1], str(tmp_path / "second")]) == 0
-    assert capsys.readouterr().out.startswith(f"{tmp_path / 'second'}: 20 files of {versions[1]} (7 ZIPs match ")
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'second'}: {files[1]} files of {versions[1]} (7 ZIPs match ")
+    assert sum(1 for p in (tmp_path / "second").rglob("*") if p.is_file()) == files[1]
     assert main(["pack", "latest", "--out", str(tmp_path / "latest.zip")]) == 0
-    assert capsys.readouterr().out.startswith(f"{tmp_path / 'latest.zip'}: 20 files of {versions[2]} in one ZIP")
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'latest.zip'}: {files[2]} files of {versions[2]} in one ZIP")
     assert main(["verify", str(tmp_path / "latest.zip")]) == 0 and main(["verify", str(tmp_path / "second")]) == 0
     capsys.readouterr()
     assert main(["fetch", "2026-01-01.9-tax-nothing", str(tmp_path / "none")]) == 1

@@ -2,7 +2,7 @@
 turns a project's landing zone into a release; `segpipe batches` lists the batches and `segpipe batch
 retry|remove ID` retries or removes one; `segpipe verify` checks a release ZIP or a whole release
 folder; `segpipe inspect` summarizes a release ZIP; `segpipe releases` lists the published versions;
-`segpipe fetch` unzips a version into a folder and `segpipe pack` writes it as one ZIP, both checked;
+`segpipe fetch` unzips a version into a folder (and assembles its trainer layouts) and `segpipe pack` writes it as one ZIP, both checked;
 `segpipe gc` deletes what the retention rule does not keep."""
 
 import argparse
@@ -11,7 +11,9 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import get_args
 
+from segpipe.core.release.settings import ExportName
 from segpipe.core.shared.errors import ConfigError
 from segpipe.environment import current_environment
 
@@ -90,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--mask-sample", type=int, default=64, help="how many masks to decode, spread evenly over "
                                                                          "the manifest (default: 64)")
     fetch.add_argument("dir", type=Path, help="the folder to write: new, or empty")
+    fetch.add_argument("--layout", action="append", default=[], choices=get_args(ExportName),
+                       help="also assemble this trainer layout (release.exports) in DIR/<layout>/: its images linked "
+                            "from images/, hf's Parquet files with the bytes embedded; checked against SHA256SUMS. "
+                            "Repeat for several")
     pack.add_argument("--out", type=Path, default=None, help="the ZIP to write (default: ./<dataset>-<version>.zip)")
     gc = add("gc", help="delete the versions the retention rule (pipeline.yaml `release`) does not keep, and the "
                         "shared parts no kept version uses")
@@ -298,7 +304,7 @@ def _from_store(args: argparse.Namespace) -> int:
 
     try:
         if args.command == "fetch":
-            print(fetch(args.version, args.dir, args.dataset, args.mask_sample))
+            print(fetch(args.version, args.dir, args.dataset, args.mask_sample, tuple(args.layout)))
         else:
             print(pack(args.version, args.out, args.dataset, args.mask_sample))
     except (FetchRefused, PermissionError) as exc:

@@ -23,10 +23,12 @@ def _locate(version: str, dataset: str | None):
     return fs, version_path(fs, root, dataset, version)
 
 
-def fetch(version: str, into: Path, dataset: str | None, mask_sample: int) -> str:
+def fetch(version: str, into: Path, dataset: str | None, mask_sample: int, layouts: tuple[str, ...] = ()) -> str:
     fs, path = _locate(version, dataset)
-    fetched = fetch_release(fs, path, into, mask_sample)
-    return f"{into}: {fetched.files} files of {fetched.version} ({_checked(fetched)})"
+    fetched = fetch_release(fs, path, into, mask_sample, layouts)
+    assembled = "".join(f"\n  {into / name}: the {name} layout, {n} files assembled and checked"
+                        for name, n in fetched.assembled.items())
+    return f"{into}: {fetched.files} files of {fetched.version} ({_checked(fetched)}){assembled}"
 
 
 def pack(version: str, out: Path | None, dataset: str | None, mask_sample: int) -> str:

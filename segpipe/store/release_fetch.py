@@ -17,14 +17,15 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import fsspec
 import orjson
 import polars as pl
 
+from segpipe.core.release.assemble import LayoutRefused, assemble_layout
 from segpipe.core.release.packaging import ZipPackager
 from segpipe.core.release.verify import FolderFiles, Verification, verify_release, verify_release_file
 from segpipe.core.release.writers import Deferred, Member
@@ -45,6 +46,7 @@ class Fetched:
     archives: int  # ZIPs downloaded and checked against _RELEASE.json
     files: int  # files written (fetch) or packed (pack)
     verification: Verification  # the result checked as `segpipe verify` does
+    assembled: dict[str, int] = field(default_factory=dict)  # layout -> files fetch assembled (fetch --layout)
 
 
 def version_path(fs: fsspec.AbstractFileSystem, root: str, dataset: str, version: str) -> str:
@@ -58,8 +60,10 @@ def version_path(fs: fsspec.AbstractFileSystem, root: str, dataset: str, version
     return f"{root}/{keys.release_prefix(dataset, version)}"
 
 
-def fetch_release(fs: fsspec.AbstractFileSystem, path: str, into: Path, mask_sample: int = 64) -> Fetched:
-    """Unzip the version in `path` into the new folder `into`, checked."""
+def fetch_release(fs: fsspec.AbstractFileSystem, path: str, into: Path, mask_sample: int = 64,
+                  layouts: Sequence[str] = ()) -> Fetched:
+    """Unzip the version in `path` into the new folder `into`, checked, and assemble `layouts` in it
+    (assemble.py), each assembled file checked against the members it is made of."""
     if into.exists() and (not into.is_dir() or any(into.iterdir())):
         raise FetchRefused(f"{into}: exists and is not an empty folder; fetch into a new one")
     marker = _marker(fs, path)
@@ -71,13 +75,29 @@ def fetch_release(fs: fsspec.AbstractFileSystem, path: str, into: Path, mask_sam
             verification = verify_release(FolderFiles(work), mask_sample)
             if verification.problems:
                 raise FetchRefused("; ".join(f"{p.member}: {p.problem}" for p in verification.problems[:5]))
+            assembled = _assemble(work, layouts)
             if into.exists():
                 into.rmdir()
             os.replace(work, into)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-    return Fetched(marker["version"], len(archives), files, verification)
+    return Fetched(marker["version"], len(archives), files, verification, assembled)
+
+
+def _assemble(work: Path, layouts: Sequence[str]) -> dict[str, int]:
+    """Assemble each layout in the verified folder, then check what was assembled (members were
+    hashed by the verification before: only their presence is checked again)."""
+    if not layouts:
+        return {}
+    try:
+        assembled = {name: assemble_layout(work, name) for name in dict.fromkeys(layouts)}
+    except LayoutRefused as exc:
+        raise FetchRefused(str(exc)) from None
+    problems = verify_release(FolderFiles(work), mask_sample=0, hashed=lambda _: False).problems
+    if problems:
+        raise FetchRefused("; ".join(f"{p.member}: {p.problem}" for p in problems[:5]))
+    return assembled
 
 
 def pack_release(fs: fsspec.AbstractFileSystem, path: str, out: Path, mask_sample: int = 64) -> Fetched:

@@ -9,7 +9,9 @@ and b1 on top of it, as a nightly after b1 landed. Each reports its wall time, t
 it wrote under releases/ (version folder and parts), the parts it wrote, the files it had to make
 (those the previous version's member index did not know) and its peak RSS (ru_maxrss). At a part
 size above the dataset, the release is one ZIP and the nightly rewrites it whole; below, the
-nightly writes the new batch's parts and the version's own ZIP. Results: $SEGPIPE_HOME/bench/release.json.
+nightly writes the new batch's parts and the version's own ZIP. `--exports cityscapes voc hf` turns
+trainer layouts on (release.exports): their label files add to the annotation parts, never to the
+image parts. Results: $SEGPIPE_HOME/bench/release.json.
 """
 
 import argparse
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +82,7 @@ def generate(size: int, workdir: Path) -> None:
                  ).write_parquet(workdir / "items.parquet")
 
 
-def measure(workdir: Path, phase: str, part_mib: float) -> dict:
+def measure(workdir: Path, phase: str, part_mib: float, exports: tuple[str, ...] = ()) -> dict:
     """In a fresh process: publish the release of the b0 images (cold) or of all (nightly) into the
     store, parts of `part_mib`, and say what it cost."""
     from segpipe.core.release.build import ReleaseContents, package_release
@@ -101,7 +104,7 @@ def measure(workdir: Path, phase: str, part_mib: float) -> dict:
                               "reason": pl.String, "thumbnail_key": pl.String})
     taxonomy = load_taxonomy(DEMO_CONFIG / "taxonomy.yaml")
     release = ReleaseContext(store.artefacts(), taxonomy, "bench", "grayscale", BuildStamp(phase, "2026-12-01T00:00:00Z"),
-                             {"input": size, "released": size, "filtered": 0, "quarantined": 0}, qa)
+                             {"input": size, "released": size, "filtered": 0, "quarantined": 0}, qa, exports=exports)
     ledger = pl.DataFrame({"batch_id": ["b0"], "outcome": ["released"]})
     made: list[int] = []
 
@@ -118,12 +121,21 @@ def measure(workdir: Path, phase: str, part_mib: float) -> dict:
     built = publish_built(fs, root, "bench", phase, taxonomy.taxonomy_version, max(1, round(part_mib * 2**20)), build)
     seconds = time.perf_counter() - start
     written = {path: size for path, size in _objects(releases).items() if path not in before}
-    return {"phase": phase, "part_mib": part_mib, "images": size, "seconds": seconds,
+    image_mib = sum(size for path, size in written.items() if "/parts/" in path and _holds_images(path)) / 2**20
+    return {"phase": phase, "part_mib": part_mib, "images": size, "seconds": seconds, "exports": list(exports),
+            "image_parts_written_mib": image_mib,
             "images_per_s": size / seconds, "written_mib": sum(written.values()) / 2**20, "objects_written": len(written),
             "parts": len(built.published.marker["parts"]), "parts_written": len(built.parts_written),
             "files_made": made[0], "files": built.contents.members.height,
             "peak_rss_after_loading_items_mib": loaded_mib,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _holds_images(part: str) -> bool:
+    from segpipe.core.release.layout import is_image
+
+    with zipfile.ZipFile(part) as archive:
+        return any(is_image(name) for name in archive.namelist())
 
 
 def _objects(folder: Path) -> dict[str, int]:
@@ -137,6 +149,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--part-mib", type=float, nargs="+", default=[8.0, 256.0],
                         help="part sizes to publish with (256, the default of release.part_mib, keeps these as one ZIP)")
+    parser.add_argument("--exports", nargs="*", default=[], choices=["cityscapes", "voc", "hf"],
+                        help="trainer layouts the release carries (release.exports; default: none)")
     parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--measure", choices=["cold", "nightly"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
@@ -145,7 +159,7 @@ def main() -> None:
         generate(args.generate, args.workdir)
         return
     if args.measure:
-        print(json.dumps(measure(args.workdir, args.measure, args.part_mib[0])))
+        print(json.dumps(measure(args.workdir, args.measure, args.part_mib[0], tuple(args.exports))))
         return
     results = []
     for size in args.sizes:
@@ -156,19 +170,21 @@ def main() -> None:
                 for made in ("releases", "yolo-outlines", "coco-annotations"):
                     shutil.rmtree(Path(tmp) / "store" / made, ignore_errors=True)
                 for phase in ("cold", "nightly"):
-                    done = subprocess.run([*child, "--measure", phase, "--part-mib", str(part_mib)], check=True,
+                    done = subprocess.run([*child, "--measure", phase, "--part-mib", str(part_mib),
+                                           "--exports", *args.exports], check=True,
                                           capture_output=True, text=True)
                     results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     print(f"\nRelease benchmark: {WIDTH}x{HEIGHT} images published into a local store, cold, then a nightly with 1% "
-          f"new images in a batch of their own")
+          f"new images in a batch of their own; exports: {', '.join(args.exports) or 'none'}")
     print(f"{'images':>7} {'part MiB':>8} {'phase':>8} {'seconds':>8} {'vs cold':>8} {'written MiB':>12} {'objects':>8}"
-          f" {'parts':>6} {'new parts':>9} {'files made':>10} {'peak RSS MiB':>13}")
+          f" {'image MiB':>9} {'parts':>6} {'new parts':>9} {'files made':>10} {'peak RSS MiB':>13}")
     cold = {}
     for r in results:
         if r["phase"] == "cold":
             cold = r
         print(f"{r['images']:>7,} {r['part_mib']:>8g} {r['phase']:>8} {r['seconds']:>8.1f} {r['seconds'] / cold['seconds']:>8.2f}"
-              f" {r['written_mib']:>12.1f} {r['objects_written']:>8} {r['parts']:>6} {r['parts_written']:>9}"
+              f" {r['written_mib']:>12.1f} {r['objects_written']:>8} {r['image_parts_written_mib']:>9.1f} {r['parts']:>6}"
+              f" {r['parts_written']:>9}"
               f" {r['files_made']:>10,} {r['peak_rss_mib']:>13.0f}")
     home = Path(os.environ.get("SEGPIPE_HOME", Path.cwd() / ".segpipe"))
     out = home / "bench" / "release.json"

@@ -37,6 +37,7 @@ from segpipe.core.qa.pictures import PANEL_GAP, PANEL_WIDTH, problem_colour
 from segpipe.core.qa.rules import QA_RULES
 from segpipe.core.shared.quarantine_rules import ANNOTATIONS_MISSING, quarantine_rule
 from segpipe.store.release_build import PublishedBuild, build_and_publish
+from segpipe.store.release_fetch import fetch_release
 from segpipe.store.release_read import ReleaseFileCorrupt, list_releases, read_release_file
 from segpipe_tests.conftest import tiny_demo_pipeline
 from segpipe_tests.store.gated_stores import Gate, GatedLocalFileSystem, marker_write
@@ -648,3 +649,41 @@ def test_nothing_in_a_release_names_the_annotator_the_build_machine_or_where_a_p
     for path in index["image_path"]:
         with Image.open(io.BytesIO(contents[path])) as image:
             assert not image.getexif(), path
+
+
+def test_the_demo_release_with_every_export_in_parts_loads_in_datumaro_datasets_and_cityscapes_as_its_masks(
+        demo_build, tmp_path):
+    """The demo build's release, built again with every trainer layout on and in small parts, fetched with
+    the layouts assembled: Datumaro's VOC importer, `datasets` and the labelTrainIds files give each
+    released mask's pixels and class names."""
+    dm, datasets = pytest.importorskip("datumaro"), pytest.importorskip("datasets")
+    exports = ("cityscapes", "voc", "hf")
+    fs, root = fsspec.filesystem("file", auto_mkdir=True), str(tmp_path / "store")
+    published = build_and_publish(fs, root, release_inputs(demo_build, BuildStamp.now("run-exports"), exports=exports,
+                                                           part_bytes=1 << 16)).published
+    assert published.marker["parts"]
+    release = tmp_path / "release"
+    assert fetch_release(fs, f"{root}/{published.prefix}", release, layouts=exports).verification.problems == []
+    taxonomy = load_taxonomy(DEMO_CONFIG / "taxonomy.yaml")
+    class_names = {c.id: c.name for c in taxonomy.classes} | {taxonomy.ignore_index: ""}
+    voc = dm.Dataset.import_from(str(release / "voc"), "voc_segmentation")
+    voc_names = [label.name for label in voc.categories()[dm.AnnotationType.label]]
+    hf = datasets.load_dataset(str(release / "hf"), cache_dir=str(tmp_path / "cache"))
+    hf_masks = {row["image_id"]: np.array(row["label"]) for split in hf for row in hf[split]}
+    train_ids = {path.name.split("_")[-3]: path for path in (release / "cityscapes" / "gtFine").rglob("*_labelTrainIds.png")}
+    manifest = pl.read_parquet(release / "index.parquet")
+    assert len(hf_masks) == len(train_ids) == manifest.height
+    for row in manifest.iter_rows(named=True):
+        mask = decode_mask_png((release / row["mask_path"]).read_bytes())
+        expected = np.vectorize(class_names.__getitem__)(mask)
+        painted = np.full(mask.shape, "?", object)
+        for annotation in voc.get(Path(row["mask_path"]).stem, row["split"]).annotations:
+            painted[annotation.image] = voc_names[annotation.label]
+        painted[painted == "void"] = ""
+        assert np.array_equal(painted, expected), row["mask_path"]
+        assert np.array_equal(hf_masks[row["image_id"]], mask)
+        cityscapes = np.array(Image.open(train_ids[row["image_id"][:12]]))
+        assert np.array_equal(cityscapes == 255, mask == taxonomy.ignore_index)
+        assert np.array_equal(cityscapes[mask != taxonomy.ignore_index], mask[mask != taxonomy.ignore_index])
+    names = hf["train"].features["classes"].feature.names
+    assert all(names[c.id] == c.name for c in taxonomy.classes)

@@ -60,10 +60,11 @@ def edited_mask() -> np.ndarray:
     return val
 
 
-def constructed_build(change: Change = unchanged, run_id: str = "run-1") -> Callable[[BinaryIO, PartPlanner], ReleaseContents]:
-    """The release build of the constructed release with `change` made to its items."""
+def constructed_build(change: Change = unchanged, run_id: str = "run-1",
+                      exports: tuple[str, ...] = ()) -> Callable[[BinaryIO, PartPlanner], ReleaseContents]:
+    """The release build of the constructed release with `change` made to its items and `exports` on."""
     def build(out: BinaryIO, parts: PartPlanner) -> ReleaseContents:
-        release, items = constructed_release(run_id=run_id)
+        release, items = constructed_release(run_id=run_id, exports=exports)
         release.store.write(EDITED_MASK, encode_mask_png(edited_mask()))
         placed, members = package_release(release, change(items), out, parts)
         return ReleaseContents(release.version, release.manifest, release.meta, LEDGER, release.counts,
@@ -72,5 +73,5 @@ def constructed_build(change: Change = unchanged, run_id: str = "run-1") -> Call
 
 
 def publish_constructed(fs: fsspec.AbstractFileSystem, root: str, change: Change = unchanged, dataset: str = "demo",
-                        part_bytes: int = TINY_PARTS, run_id: str = "run-1") -> PublishedBuild:
-    return publish_built(fs, root, dataset, run_id, TAXONOMY_VERSION, part_bytes, constructed_build(change, run_id))
+                        part_bytes: int = TINY_PARTS, run_id: str = "run-1", exports: tuple[str, ...] = ()) -> PublishedBuild:
+    return publish_built(fs, root, dataset, run_id, TAXONOMY_VERSION, part_bytes, constructed_build(change, run_id, exports))

@@ -26,7 +26,7 @@ from segpipe.core.release.packaging import Packager, ZipPackager
 from segpipe.core.release.parts import PartLayout, PartPlanner, member_index
 from segpipe.core.release.provenance import batch_provenance
 from segpipe.core.release.released_names import ReleasedNames
-from segpipe.core.release.settings import ReleaseSettings
+from segpipe.core.release.settings import CITY_FROM_BATCH, ReleaseSettings
 from segpipe.core.release.writers import WRITERS, BuildStamp, ReleaseContext, ReleaseItem, ReleaseWriter
 from segpipe.core.release.writers.datasheet import DatasheetPicture, datasheet_pictures
 from segpipe.core.release.writers.manifest import manifest_table
@@ -63,6 +63,8 @@ class ReleaseInputs:
     landing_uri: str  # the landing zone's root, as ingest's messages name it: kept out of released tables
     pseudonym_key: bytes  # the annotator pseudonyms' key, which names batches in the release (released_names)
     part_bytes: int = ReleaseSettings().part_bytes  # release.part_mib: when items' files go into shared parts
+    exports: tuple[str, ...] = ()  # release.exports
+    cityscapes_city: str = CITY_FROM_BATCH  # release.cityscapes_city
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | Non
         qa_results=names.table(inputs.qa_report, "reason"),
         report_files=report_files(inputs.sampling_report, inputs.class_balance, leaks,
                                   {c.id: c.color for c in inputs.taxonomy.classes}), shapes=shapes,
-        provenance={names.batches[batch]: terms for batch, terms in batch_provenance(inputs.batch_images).items()})
+        provenance={names.batches[batch]: terms for batch, terms in batch_provenance(inputs.batch_images).items()},
+        exports=inputs.exports, cityscapes_city=inputs.cityscapes_city)
     placed, members = package_release(release, items, out, parts)
     return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts, datasheet_pictures(release),
                            members, placed)
@@ -124,7 +127,7 @@ def write_release(release: ReleaseContext, items: pl.DataFrame, packager: Packag
     closing members. With a planner, the items' members are planned first and then placed, into
     `packager` or into shared parts; where they went is returned."""
     with release.resources:
-        writers = [make(release) for make in WRITERS.values()]
+        writers = [make(release) for make in WRITERS.values() if make.runs_in(release)]
         for n, row in enumerate(items.sort("split", "image_id").iter_rows(named=True)):
             item = ReleaseItem(row, release.store)
             group = f"{row.get('part_group') or row['source_batches'].split(';')[0]}/{row['split']}"

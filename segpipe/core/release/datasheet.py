@@ -88,7 +88,67 @@ def datasheet(meta: dict, distribution_chart: str | None, qa_pictures: Sequence[
               "image beside its mask, the problem in the colour the legend names.", ""]
     lines += [line for caption, path in qa_pictures for line in (f"![{_alt(caption)}]({path})", "")]
     lines += ["## Loading in PyTorch", "", PYTORCH_SNIPPET.replace("IGNORE_INDEX", str(meta["ignore_index"])), ""]
+    lines += _layouts(meta)
     return "\n".join(lines)
+
+
+def _layouts(meta: dict) -> list[str]:
+    """How to get and load each trainer layout the release carries (release.exports)."""
+    exports = meta.get("exports", [])
+    if not exports:
+        return []
+    version = meta["version"]
+    lines = ["## Trainer layouts", "",
+             "The layouts' label files and lists are in this release; their images are the release's own "
+             "`images/`, which `segpipe fetch` links into place (and checks against `SHA256SUMS`):", "",
+             f"```sh\nsegpipe fetch {version} {meta['dataset']}-{version} "
+             + " ".join(f"--layout {name}" for name in exports) + "\n```", ""]
+    loaders = {"cityscapes": LOAD_CITYSCAPES, "voc": LOAD_VOC, "hf": LOAD_HF}
+    for name in exports:
+        lines += [loaders[name].replace("RELEASE", f"{meta['dataset']}-{version}"), ""]
+    return lines
+
+
+LOAD_CITYSCAPES = """### Cityscapes (`cityscapes/`)
+
+`cityscapes/gtFine/<split>/<city>/<city>_<stem>_<id>_gtFine_labelTrainIds.png` holds class ids with 255 where \
+nothing is labelled (with a Cityscapes preset also `_gtFine_labelIds.png`, which cityscapesScripts' evaluation \
+reads); images are `cityscapes/leftImg8bit/<split>/<city>/<city>_<stem>_<id>_leftImg8bit.<suffix>`, under the \
+suffix they were delivered with (set `img_suffix` for JPEG).
+
+```python
+# mmsegmentation
+dataset = dict(type="CityscapesDataset", data_root="RELEASE/cityscapes",
+               data_prefix=dict(img_path="leftImg8bit/train", seg_map_path="gtFine/train"))
+# cityscapesScripts' evaluation (labelIds, with a Cityscapes preset)
+# CITYSCAPES_DATASET=RELEASE/cityscapes python -m cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling
+```"""
+
+LOAD_VOC = """### PASCAL VOC (`voc/`)
+
+`voc/SegmentationClass/<stem>.png` are palette PNGs of class ids in the taxonomy's colours (255: `void`), \
+`voc/ImageSets/Segmentation/{train,val,test,trainval}.txt` list the stems, `voc/labelmap.txt` names the classes, \
+`voc/JPEGImages/` holds the images under their own suffix.
+
+```python
+import datumaro as dm
+
+dataset = dm.Dataset.import_from("RELEASE/voc", "voc_segmentation")
+```"""
+
+LOAD_HF = """### Hugging Face `datasets` (`hf/`)
+
+One Parquet file per split with the image and its class mask (`label`) as `Image` features and `classes`, \
+the classes present, as `ClassLabel`s whose index is the mask's pixel value.
+
+```python
+from datasets import load_dataset
+
+dataset = load_dataset("RELEASE/hf")  # the card keeps the release's split names
+# or the Parquet files alone (data_dir= would rename val to validation):
+# load_dataset("parquet", data_files={"train": "RELEASE/hf/data/train-*.parquet", ...})
+names = dataset["train"].features["classes"].feature.names
+```"""
 
 
 def _sources(sources: list[dict]) -> list[str]:

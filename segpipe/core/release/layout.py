@@ -56,3 +56,30 @@ def instance_mask(split: str, stem: str) -> str:
 
 def yolo_label(split: str, stem: str) -> str:
     return f"labels/{split}/{stem}.txt"
+
+
+# Trainer layouts (release.exports). Each keeps its files under its own folder; the images a layout
+# needs are the release's own, listed in its images.csv (path in the layout, path in the release) and
+# linked into place by `segpipe fetch --layout` (release/assemble.py), so none is stored twice.
+EXPORT_IMAGES = "{}/images.csv"  # export name
+CITYSCAPES_LABEL = "cityscapes/gtFine/{split}/{city}/{name}_gtFine_{kind}.png"  # kind: labelTrainIds, labelIds
+CITYSCAPES_IMAGE = "cityscapes/leftImg8bit/{split}/{city}/{name}_leftImg8bit.{suffix}"
+VOC_MASK = "voc/SegmentationClass/{}.png"
+VOC_IMAGE = "voc/JPEGImages/{}.{}"
+VOC_LIST = "voc/ImageSets/Segmentation/{}.txt"
+VOC_LABELMAP = "voc/labelmap.txt"
+HF_CARD = "hf/README.md"
+HF_DATA = "hf/data/{}-00000-of-00001.parquet"  # split: assembled by fetch, never a member
+
+
+def cityscapes_part(text: str) -> str:
+    """One `_`-separated field of a Cityscapes file name (city, sequence or frame), which
+    cityscapesScripts' getCsFileInfo splits on `_` and `.`: neither may occur in it."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", text).strip("-")[:60] or "unknown"
+
+
+def cityscapes_name(city: str, file_name: str, image_id: str) -> str:
+    """`<city>_<original stem>_<image_id[:12]>`: the `{city}_{sequenceNb}_{frameNb}` that
+    cityscapesScripts' evaluation matches predictions by."""
+    stem = file_name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return f"{cityscapes_part(city)}_{cityscapes_part(stem)}_{image_id[:12]}"

@@ -1,12 +1,19 @@
-"""Release settings (pipeline.yaml `release`): how a release is cut into parts in the store, and
-which versions `segpipe gc` keeps.
+"""Release settings (pipeline.yaml `release`): how a release is cut into parts in the store, which
+versions `segpipe gc` keeps, and which trainer layouts (exports) it carries besides its own.
 
 A pydantic dataclass, validated on construction; strict types refuse `true` or "5" for a number."""
 
-from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from typing import Literal
+
+from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
 from pydantic.dataclasses import dataclass
 
+from segpipe.core.ingest.batch import METADATA_COLUMNS
+
 MIB = 1 << 20
+# The export writers' names (writers/cityscapes.py, voc.py, hf.py); test_exports checks they match.
+ExportName = Literal["cityscapes", "voc", "hf"]
+CITY_FROM_BATCH = "batch"
 
 
 @dataclass
@@ -32,6 +39,35 @@ class ReleaseSettings:
         description="`segpipe gc` deletes an unused part only once it is older than this, so the parts a "
                     "publisher has written but not yet committed are safe. Keep it above the longest release "
                     "build.")
+
+    exports: tuple[ExportName, ...] = Field(
+        (),
+        description="Trainer layouts the release carries besides its own (see docs/release-format.md): "
+                    "`cityscapes` (gtFine/<split>/<city>/*_gtFine_labelTrainIds.png, and *_gtFine_labelIds.png "
+                    "with the Cityscapes presets), `voc` (SegmentationClass/ palette PNGs, ImageSets/Segmentation/, "
+                    "labelmap.txt) and `hf` (a Hugging Face `datasets` card). Their label files are members of the "
+                    "release; their images are the release's own, linked into place by `segpipe fetch VERSION DIR "
+                    "--layout NAME`, so no image is stored twice.")
+    cityscapes_city: StrictStr = Field(
+        CITY_FROM_BATCH,
+        description="What the Cityscapes layout's <city> folder (and the first part of its file names) is: "
+                    "`batch`, the pseudonym of the batch that first delivered the image, or a metadata column "
+                    f"({', '.join(METADATA_COLUMNS)}); an image without a value for the column goes under "
+                    "`unknown`.")
+
+    @field_validator("exports")
+    @classmethod
+    def _each_once(cls, exports: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(exports)) != len(exports):
+            raise ValueError(f"lists an export twice: {list(exports)}")
+        return exports
+
+    @field_validator("cityscapes_city")
+    @classmethod
+    def _known_city_source(cls, city: str) -> str:
+        if city not in (CITY_FROM_BATCH, *METADATA_COLUMNS):
+            raise ValueError(f"must be {CITY_FROM_BATCH!r} or a metadata column: {', '.join(METADATA_COLUMNS)}")
+        return city
 
     @property
     def part_bytes(self) -> int:

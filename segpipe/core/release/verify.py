@@ -24,6 +24,7 @@ import pandera.errors
 import polars as pl
 
 from segpipe.core.rasterize.raster import decode_mask_png
+from segpipe.core.release.assemble import assembled_paths, layout_problems
 from segpipe.core.release.layout import DATASHEET, SHA256SUMS
 from segpipe.core.release.writers.manifest import MANIFEST_COLUMNS, MANIFEST_TYPES
 from segpipe.core.shared.schemas import ManifestRecord
@@ -148,7 +149,8 @@ def end_record_problems(f: BinaryIO) -> list[ReleaseProblem]:
 
 def verify_release(archive: ReleaseFiles, mask_sample: int = 64, hashed: Callable[[str], bool] | None = None,
                    ) -> Verification:
-    """Every member against SHA256SUMS (with `hashed`, the SHA-256 only of those it accepts, the others
+    """Every member against SHA256SUMS (the files `segpipe fetch --layout` assembles against the members
+    they are made of, assemble.layout_problems; with `hashed`, the SHA-256 only of those it accepts, the others
     only for being there); index.csv against the manifest schema and index.parquet, the files it names
     and meta.json's split sizes and image sizes; meta.json's ledger counts add up; a sample of masks (spread over the manifest) decoded against
     meta.json's classes and the manifest's size and pixel counts; every picture the datasheet shows is a member."""
@@ -198,8 +200,13 @@ def _check_sums(archive: ReleaseFiles, hashed: Callable[[str], bool] | None) -> 
             problems.append(ReleaseProblem(SHA256SUMS, f"line {number} is not '<sha256>  <path>': {line[:80]!r}"))
         else:
             listed[parsed[2]] = parsed[1]
-    for name in sorted(set(names) - set(listed) - {SHA256SUMS}):
-        problems.append(ReleaseProblem(name, "not listed in SHA256SUMS"))
+    unlisted = sorted(set(names) - set(listed) - {SHA256SUMS})
+    assembled = _assembled(archive, names, unlisted, problems)
+    for name in unlisted:
+        if name not in assembled:
+            problems.append(ReleaseProblem(name, "not listed in SHA256SUMS"))
+        elif (data := _read_member(archive, name, problems)) is not None:
+            problems += [ReleaseProblem(name, p) for p in layout_problems(name, assembled[name], data, listed)]
     present = set(names)
     missing = sorted(set(listed) - present)
     problems += missing_problems(missing, "listed in SHA256SUMS but missing from the archive")
@@ -216,6 +223,18 @@ def _check_sums(archive: ReleaseFiles, hashed: Callable[[str], bool] | None) -> 
         if actual != expected:
             problems.append(ReleaseProblem(name, f"SHA-256 is {actual}, SHA256SUMS says {expected}"))
     return problems, checked
+
+
+def _assembled(archive: ReleaseFiles, names: list[str], unlisted: list[str],
+               problems: list[ReleaseProblem]) -> dict[str, str]:
+    """The files SHA256SUMS does not list that `segpipe fetch --layout` assembled (assemble.py)."""
+    if not unlisted:
+        return {}
+    try:
+        return assembled_paths(names, archive.read)
+    except (*MEMBER_ERRORS, KeyError, ValueError) as exc:
+        problems.append(ReleaseProblem(ARCHIVE, f"an export's images.csv is unreadable: {exc}"))
+        return {}
 
 
 def missing_problems(missing: Sequence[str], problem: str) -> list[ReleaseProblem]:

@@ -54,13 +54,14 @@ def constructed_release(run_id: str = "run-1", created_at: str = "2026-12-01T22:
                         taxonomy: Taxonomy = TAXONOMY, masks: dict[str, np.ndarray] | None = None,
                         mask_sources: dict[str, str] | None = None, shapes: pl.DataFrame | None = None,
                         every_output: bool = False, provenance: dict[str, BatchProvenance] | None = None,
+                        exports: tuple[str, ...] = (), cityscapes_city: str = "batch",
                         ) -> tuple[ReleaseContext, pl.DataFrame]:
     """A fresh release context (a build fills it, so one per build) and its items: one image per split
     of `masks` (constructed_masks by default); shapes, keyed by mask_key (masks/m<n>.png for the n-th
     split), are the polygons behind them. every_output adds what the default leaves out: an instance
     mask for the first image and a thumbnail for the QA failure. The images come from two batches,
     batch-0 (train and test) and batch-1 (val), whose batch.json `provenance` states. The stored images
-    carry an Author text chunk."""
+    carry an Author text chunk. `exports` and `cityscapes_city` are release.exports and its city rule."""
     objects: dict[str, bytes] = {}
     store = ArtefactStore.in_memory(objects)
     masks = constructed_masks() if masks is None else masks
@@ -96,18 +97,20 @@ def constructed_release(run_id: str = "run-1", created_at: str = "2026-12-01T22:
                         "reason": "label 'lorry' is not mapped", "thumbnail_key": thumbnail_key}], schema=QA_COLUMNS)
     release = ReleaseContext(store, taxonomy, "demo", "grayscale", BuildStamp(run_id, created_at),
                              {"input": 3, "released": 3, "filtered": 0, "quarantined": 0}, qa,
-                             {"sampling/distribution.png": b"not really a png"}, shapes, provenance or {})
+                             {"sampling/distribution.png": b"not really a png"}, shapes, provenance or {}, exports,
+                             cityscapes_city)
     return release, items
 
 
 def build_release(run_id: str = "run-1", created_at: str = "2026-12-01T22:00:00Z",
                   taxonomy: Taxonomy = TAXONOMY, masks: dict[str, np.ndarray] | None = None,
                   mask_sources: dict[str, str] | None = None, shapes: pl.DataFrame | None = None,
-                  every_output: bool = False, provenance: dict[str, BatchProvenance] | None = None) -> BuiltRelease:
+                  every_output: bool = False, provenance: dict[str, BatchProvenance] | None = None,
+                  exports: tuple[str, ...] = (), cityscapes_city: str = "batch") -> BuiltRelease:
     """The ZIP of constructed_release."""
     masks = constructed_masks() if masks is None else masks
     release, items = constructed_release(run_id, created_at, taxonomy, masks, mask_sources, shapes, every_output,
-                                         provenance)
+                                         provenance, exports, cityscapes_city)
     out = io.BytesIO()
     with ZipPackager(out) as packager:
         write_release(release, items, packager)

@@ -30,8 +30,17 @@ EXPECTED_OUTPUTS = {
     "class_map": {layout.CLASS_MAP},
     "yolo": {*(f"labels/{split}/{split}_000000000000.txt" for split in SPLITS), layout.YOLO_DATA},
     "datasheet": {layout.LEGEND, layout.DATASHEET},
+    "cityscapes": {*(layout.CITYSCAPES_LABEL.format(split=split, city=city, name=f"{city}_{split}_000000000000",
+                                                   kind="labelTrainIds")
+                     for split, city in zip(SPLITS, ("batch-0", "batch-1", "batch-0"), strict=True)),
+                   layout.EXPORT_IMAGES.format("cityscapes")},
+    "voc": {*(layout.VOC_MASK.format(f"{split}_000000000000") for split in SPLITS),
+            *(layout.VOC_LIST.format(split) for split in (*SPLITS, "trainval")), layout.VOC_LABELMAP,
+            layout.EXPORT_IMAGES.format("voc")},
+    "hf": {layout.HF_CARD},
     "checksums": {layout.SHA256SUMS},
 }
+EXPORTS = ("cityscapes", "voc", "hf")
 
 
 class DictPackager:
@@ -80,7 +89,7 @@ def test_the_registry_has_one_named_and_documented_writer_per_output_checksums_l
 def test_each_writers_members_land_in_the_archive(monkeypatch):
     written: dict[str, list[str]] = {}
     monkeypatch.setattr(build, "WRITERS", {name: _recording(w, written) for name, w in WRITERS.items()})
-    built = build_release(every_output=True)
+    built = build_release(every_output=True, exports=EXPORTS)
     assert {name: set(paths) for name, paths in written.items()} == EXPECTED_OUTPUTS
     with built.archive() as archive:
         assert sorted(archive.namelist()) == sorted(path for paths in written.values() for path in paths)

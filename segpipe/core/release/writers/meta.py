@@ -67,4 +67,5 @@ def release_meta(release: ReleaseContext) -> dict:
             "created_at": release.stamp.created_at,
         },
         "qa_failures": dict(failures.iter_rows()),
+        **({"exports": list(release.exports)} if release.exports else {}),
     }

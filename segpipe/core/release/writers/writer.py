@@ -11,6 +11,7 @@ import polars as pl
 
 from segpipe.core.release import layout
 from segpipe.core.release.provenance import BatchProvenance
+from segpipe.core.release.settings import CITY_FROM_BATCH
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.taxonomy.model import Taxonomy
 
@@ -97,6 +98,8 @@ class ReleaseContext:
     report_files: Mapping[str, bytes] = field(default_factory=dict)  # path in the archive -> bytes
     shapes: pl.DataFrame | None = None  # the drawn shapes behind masks, see released_shapes
     provenance: Mapping[str, BatchProvenance] = field(default_factory=dict)  # batch id -> what its batch.json states
+    exports: tuple[str, ...] = ()  # release.exports: the trainer layouts this release carries
+    cityscapes_city: str = CITY_FROM_BATCH  # release.cityscapes_city
     packaged: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     manifest_rows: list[dict] = field(default_factory=list, init=False, repr=False)
     resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False, repr=False)
@@ -111,9 +114,15 @@ class ReleaseWriter:
     takes its version content once the items are written, then its closing members. A writer
     yields members and never sees the archive or the packager they go into.
 
-    Hooks a writer leaves alone write nothing: subclasses override the ones they need."""
+    Hooks a writer leaves alone write nothing: subclasses override the ones they need. An `export`
+    writes a trainer layout and runs only when release.exports names it."""
 
     name: ClassVar[str]
+    export: ClassVar[bool] = False
+
+    @classmethod
+    def runs_in(cls, release: "ReleaseContext") -> bool:
+        return not cls.export or cls.name in release.exports
 
     def __init__(self, release: ReleaseContext) -> None:
         self.release = release
@@ -124,8 +133,9 @@ class ReleaseWriter:
 
     def version_content(self) -> bytes:
         """What of this output the content version covers beyond the manifest (which holds every
-        image's and mask's SHA-256): empty when the manifest, taxonomy and settings determine it."""
-        return b""
+        image's and mask's SHA-256): empty when the manifest, taxonomy and settings determine it; an
+        export's name, so a release with another set of layouts is another version."""
+        return self.name.encode() if self.export else b""
 
     def closing_members(self) -> Iterable[Member]:
         """The members written once the manifest, the content version and meta are known."""

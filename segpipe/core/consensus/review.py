@@ -77,6 +77,13 @@ def reviewed_images(images: pl.DataFrame) -> set[str]:
     return set(images.filter(pl.col("mask_source") == "reviewed")["image_id"])
 
 
+def unapplied_reviews(entries: pl.DataFrame, images: pl.DataFrame) -> set[str]:
+    """The review entries (entries: entry_id, image_id, annotator) that released nothing (images:
+    the consensus table): they name no file, batch or annotator of the image they meant to correct."""
+    reviews = entries.filter(pl.col("annotator") == REVIEW_ANNOTATOR)
+    return set(reviews.filter(~pl.col("image_id").is_in(sorted(reviewed_images(images))))["entry_id"])
+
+
 def unapplied_review_reason(file: str, image_id: str, status: str | None) -> str:
     """Why a review entry (`<batch>/<file>`) released nothing: its image is unknown, or not in the queue."""
     if status is None:

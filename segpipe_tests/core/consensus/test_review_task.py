@@ -10,7 +10,6 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import polars as pl
-import pytest
 from PIL import Image
 
 from segpipe.core.consensus.review_task import ANNOTATIONS_FILE, ReviewImage, task_names, write_review_task
@@ -100,7 +99,7 @@ def test_two_queued_images_of_one_base_name_get_names_apart():
 
 
 def test_datumaro_imports_the_task_as_a_cvat_dataset_with_the_same_masks(tmp_path):
-    datumaro = pytest.importorskip("datumaro")
+    import datumaro  # slow to import: only this test needs it
     images = [queued_image(1, "a.jpg"), queued_image(2, "c.jpg", width=31, height=17)]
     out = io.BytesIO()
     write_review_task(out, images, TAXONOMY, "review queue")

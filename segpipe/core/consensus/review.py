@@ -81,6 +81,8 @@ def unapplied_reviews(entries: pl.DataFrame, images: pl.DataFrame) -> set[str]:
     """The review entries (entries: entry_id, image_id, annotator) that released nothing (images:
     the consensus table): they name no file, batch or annotator of the image they meant to correct."""
     reviews = entries.filter(pl.col("annotator") == REVIEW_ANNOTATOR)
+    if reviews.is_empty():
+        return set()
     return set(reviews.filter(~pl.col("image_id").is_in(sorted(reviewed_images(images))))["entry_id"])
 
 

@@ -41,7 +41,7 @@ def build_ledger(
         if entry_id in excluded:
             rows.append({**base, "outcome": "filtered", "stage": "qa", "reason": excluded[entry_id]})
         elif is_review and image_id not in corrected:
-            rows.append({**base, "outcome": "filtered", "stage": "consensus", "replaces": None,
+            rows.append({**base, "outcome": "filtered", "stage": "consensus",
                          "reason": unapplied_review_reason(f"{batch_id}/{file_name}", image_id, state or None)})
         elif (image_id, annotator) in low_scorers:
             rows.append({**base, "outcome": "filtered", "stage": "consensus",

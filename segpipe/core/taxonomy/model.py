@@ -19,6 +19,9 @@ instance number. A shape whose attribute `iscrowd` is "1" (COCO) is a crowd what
 A source's rules can answer to other source names too (`sources: {cityscapes: {aliases:
 [cityscapes_polygons]}}`), so a preset keyed by the dataset's name applies to batches whose
 source defaults to the reader's name, without a copy of its rules.
+
+A review batch (source `review`, docs/review.md) needs no rules: unless the taxonomy declares
+`mappings.review`, its labels are the class names themselves and DISPUTED_LABEL is skipped.
 """
 
 import fnmatch

@@ -278,17 +278,22 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _review_export(args: argparse.Namespace) -> int:
+    import logging
+
     import dagster as dg
 
     from segpipe.cli.review_export import NothingToReview, export_review_queue
     from segpipe.definitions import defs as load_defs
 
-    with dg.DagsterInstance.get() as instance:
-        try:
+    logging.disable(logging.INFO)  # each table load logs its file; no run records them
+    try:
+        with dg.DagsterInstance.get() as instance:
             count = export_review_queue(load_defs(), instance, current_environment(), args.out)
-        except NothingToReview as exc:
-            print(f"segpipe review export: {exc}", file=sys.stderr)
-            return 1
+    except NothingToReview as exc:
+        print(f"segpipe review export: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        logging.disable(logging.NOTSET)
     print(f"review queue: {count} images written to {args.out}; create a CVAT task with its labels and upload it "
           "(docs/review.md), then land CVAT's export as a batch with batch.json `\"kind\": \"review\"`")
     return 0

@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
+from segpipe.cli.build_summary import format_summary
 from segpipe.cli.local_build import run_local_build
 from segpipe.cli.review_export import NothingToReview, export_review_queue
 from segpipe.core.ingest.formats.annotation import BoxMask
@@ -97,6 +98,7 @@ def test_a_review_batch_replaces_the_fused_masks_of_the_queue_and_the_ledger_add
         after = run_local_build(load_defs(), instance, current_environment())
         assert after.success, after.failed_checks
         consensus = defs.load_asset_value("consensus_masks", instance=instance)
+        summary = format_summary(after, defs, instance, current_environment())
         with pytest.raises(NothingToReview, match="the review queue is empty"):
             export_review_queue(defs, instance, current_environment(), tmp_path / "again.zip")
         release = Path(after.release_metadata["release"])
@@ -142,6 +144,7 @@ def test_a_review_batch_replaces_the_fused_masks_of_the_queue_and_the_ledger_add
         [row] = manifest.filter(pl.col("image_id") == image_id).to_dicts()
         assert released_batch(REVIEW) in row["source_batches"].split(";")
         assert "annotator-review" in row["annotators"].split(";") and len(row["annotators"].split(";")) >= 3
+    assert f"0 sent to review, {len(names)} corrected by review batches" in summary
     # Counts add up: the queue's entries move from filtered to released, with the reviews; two more filtered.
     sent_back = old_ledger.filter(pl.col("reason").str.contains("sent to review", literal=True)).height
     old, new = before.release_metadata["entries"], after.release_metadata["entries"]

@@ -43,7 +43,8 @@ def test_a_review_replaces_the_consensus_of_a_queued_image_only_and_it_leaves_th
         assert {k: rows[image_id][k] for k in ("mask_source", "mask_key", "status", "annotators", "class_pixels")} == {
             "mask_source": "reviewed", "mask_key": f"m/r{image_id[1]}", "status": "accepted",
             "annotators": [REVIEW_ANNOTATOR], "class_pixels": [2] * 256}
-    assert rows["i1"]["agreement_map_key"] == "agreement-maps/i1" and rows["i1"]["agreement"] == 0.4  # the dispute's record
+    # the annotators' dispute stays on record
+    assert rows["i1"]["agreement_map_key"] == "agreement-maps/i1" and rows["i1"]["agreement"] == 0.4
     assert rows["i2"] == images.row(1, named=True)  # not in the queue: as it was
     assert review_queue(after, entries.with_columns(file_name=pl.col("entry_id"))).is_empty()
     assert unapplied_reviews(entries, after) == {"r2", "r9"}

@@ -72,7 +72,8 @@ def test_a_review_names_the_entries_whose_consensus_it_replaced_and_one_that_rep
                               "excluded_annotators": [["carol"], []], "mask_source": ["reviewed", "single"]})
     ledger = build_ledger(images, quarantine, exclusions, consensus, {"i1", "i2"})
     rows = {f"{r['batch_id']}/{r['file_name']}": r for r in ledger.iter_rows(named=True)}
-    # the review replaced the consensus of ann's current entry and bob's (carol was left out of it), and the earlier review
+    # the review replaced the earlier review and the consensus of ann's current entry and bob's (carol was
+    # left out of it)
     assert (rows["rev2/images/1.jpg"]["outcome"], rows["rev2/images/1.jpg"]["replaces"]) == (
         "released", "rev1/images/1.jpg;b1/1b.jpg;b2/1.jpg")
     assert [rows[name]["outcome"] for name in ("b2/1.jpg", "b1/1b.jpg", "b1/1c.jpg", "rev1/images/1.jpg")] == [

@@ -217,6 +217,15 @@ def test_build_and_backfill_with_nothing_to_build_say_so_and_exit_1(tmp_path, ca
     assert capsys.readouterr().err == "segpipe backfill: no batches have been ingested yet; run `segpipe build` first\n"
 
 
+def test_review_export_before_any_build_says_so_exits_1_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    (tmp_path / "dagster").mkdir()
+    monkeypatch.setenv("SEGPIPE_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    assert main(["review", "export", str(tmp_path / "queue.zip")]) == 1
+    assert capsys.readouterr().err == "segpipe review export: no batch is ingested yet: `segpipe build` first\n"
+    assert not (tmp_path / "queue.zip").exists()
+
+
 def test_batches_and_build_name_each_landed_entry_that_cannot_be_a_batch(tmp_path, capsys, monkeypatch):
     landing = tmp_path / "landing"
     (landing / "vendor a delivery").mkdir(parents=True)

@@ -48,11 +48,15 @@ def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.Dag
     failed = qa.filter(~pl.col("passed")).group_by("check_id", "severity").len().sort("check_id")
     lines.append("QA findings: " + (", ".join(f"{c} [{s}] {n}" for c, s, n in failed.iter_rows()) or "none"))
     consensus = defs.load_asset_value("consensus_masks", instance=instance)
-    fused = consensus.filter(pl.col("mask_source") == "fused")
+    # a reviewed image keeps its annotators' agreement: it was fused before the review replaced its mask
+    fused = consensus.filter((pl.col("mask_source") == "fused")
+                             | ((pl.col("mask_source") == "reviewed") & pl.col("agreement").is_not_null()))
+    reviewed = consensus.filter(pl.col("mask_source") == "reviewed").height
     if fused.height:
         lines.append(
             f"consensus: {fused.height} multi-annotator images, mean agreement {fused['agreement'].mean():.3f},"
-            f" {consensus.filter(pl.col('status').is_in(['low_agreement', 'annotator_review'])).height} sent to review")
+            f" {consensus.filter(pl.col('status').is_in(['low_agreement', 'annotator_review'])).height} sent to review"
+            + (f", {reviewed} corrected by review batches" if reviewed else ""))
     scores = defs.load_asset_value("annotator_scores", instance=instance)
     lines.append("honeypot leaderboard (mean IoU vs gold): " + (", ".join(
         f"{a} {iou:.3f} on {n}" for a, n, iou in scores.select("annotator", "n_honeypots", "mean_iou").iter_rows())

@@ -3,7 +3,8 @@ turns a project's landing zone into a release; `segpipe batches` lists the batch
 retry|remove ID` retries or removes one; `segpipe verify` checks a release ZIP or a whole release
 folder; `segpipe inspect` summarizes a release ZIP; `segpipe releases` lists the published versions;
 `segpipe fetch` unzips a version into a folder (and assembles its trainer layouts) and `segpipe pack` writes it as one ZIP, both checked;
-`segpipe gc` deletes what the retention rule does not keep."""
+`segpipe gc` deletes what the retention rule does not keep; `segpipe review export` writes the review queue
+as a CVAT task."""
 
 import argparse
 import sys
@@ -55,7 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
                                       "the removal is recorded in the store")
     for command in (retry, remove):
         command.add_argument("batch_id", help="the batch, as `segpipe batches` lists it")
-    for command in (build, backfill, batches, retry, remove):
+    review = add("review", help="send the review queue to CVAT and back (docs/review.md)")
+    review_commands = review.add_subparsers(dest="review_command", required=True, metavar="ACTION",
+                                            help="export; `segpipe review ACTION --help` for its options")
+    review_export = _adder(review_commands)(
+        "export", help="write the last build's review queue as a CVAT for images 1.1 task archive: the images, "
+                       "their fused masks as pre-annotations and the disputed pixels marked")
+    review_export.add_argument("out", type=Path, help="the .zip to write")
+    for command in (build, backfill, batches, retry, remove, review_export):
         command.add_argument("--project", type=Path, default=None, help="the project folder (default: $SEGPIPE_HOME "
                                                                         "or ./.segpipe)")
     for command in (build, backfill, retry, remove):
@@ -117,7 +125,7 @@ def _adder(commands: "argparse._SubParsersAction"):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("build", "backfill", "batches", "batch"):
+    if args.command in ("build", "backfill", "batches", "batch", "review"):
         _use_project(args.project, parser)
     commands_by_name = {
         "init": lambda: _init(args, parser), "demo": lambda: _demo(args), "build": lambda: _build(args, backfill=False),
@@ -125,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "pseudonym": lambda: _pseudonym(args), "verify": lambda: _verify(args), "inspect": lambda: _inspect(args),
         "releases": lambda: _releases(args), "batches": _batches, "batch": lambda: _batch(args),
         "fetch": lambda: _from_store(args), "pack": lambda: _from_store(args), "gc": lambda: _gc(args, parser),
+        "review": lambda: _review_export(args),
     }
     try:
         return commands_by_name[args.command]()
@@ -272,6 +281,28 @@ def _batch(args: argparse.Namespace) -> int:
         lines = format_failure(read_run_failure(instance, run.run_id), [args.batch_id], defs, instance, env)
         print("\n".join([f"batch {args.batch_id}: retry failed (run {run.run_id[:8]})", *lines[1:]]))
     return 1
+
+
+def _review_export(args: argparse.Namespace) -> int:
+    import logging
+
+    import dagster as dg
+
+    from segpipe.cli.review_export import NothingToReview, export_review_queue
+    from segpipe.definitions import defs as load_defs
+
+    logging.disable(logging.INFO)  # each table load logs its file; no run records them
+    try:
+        with dg.DagsterInstance.get() as instance:
+            count = export_review_queue(load_defs(), instance, current_environment(), args.out)
+    except NothingToReview as exc:
+        print(f"segpipe review export: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        logging.disable(logging.NOTSET)
+    print(f"review queue: {count} images written to {args.out}; create a CVAT task with its labels and upload it "
+          "(docs/review.md), then land CVAT's export as a batch with batch.json `\"kind\": \"review\"`")
+    return 0
 
 
 def _pseudonym(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from segpipe.core.consensus.annotator_reliability import RELIABILITY_SCHEMA, rel
 from segpipe.core.consensus.image_outcomes import honeypot_outcome, votes_outcome
 from segpipe.core.consensus.plurality import WEIGHT_SCALE, disputed_labels, disputed_pixels, honeypot_weights
 from segpipe.core.consensus.reliability import MIN_ERROR_RATE, VoteCounts, estimate_reliability
+from segpipe.core.consensus.review import apply_reviews, split_reviews
 from segpipe.core.consensus.reliability_fusion import DecodedCache, fuse_image, still_in_force, weight_shares
 from segpipe.core.consensus.settings import ConsensusSettings
 from segpipe.core.consensus.vote_rows import ImageVotes, vote_rows
@@ -82,14 +83,16 @@ def build_consensus(
     annotators agrees class by class, and estimate each annotator's per-class reliability.
 
     `entries` are usable masks (columns image_id, annotator, is_gold, mask_key, instance_mask_key,
-    class_pixels). An annotator whose honeypot mean IoU is below settings.min_honeypot_iou is left
-    out of fusion (low_scorer "exclude"), or sends the images they labelled to review ("review").
+    class_pixels); a review's (core/consensus/review.py) replaces the consensus of an image of the
+    queue. An annotator whose honeypot mean IoU is below settings.min_honeypot_iou is left out of
+    fusion (low_scorer "exclude"), or sends the images they labelled to review ("review").
     Fused masks are encoded with `palette` when given (palette PNG), else as grayscale. Returns the
     consensus table, the honeypot leaderboard, the pair table (AnnotatorPairRecord; class names from
     `class_names`) and the reliability table (AnnotatorReliabilityRecord, confusions within the
     `categories` of the classes; empty when no image is reliability-fused).
     """
     _one_entry_per_annotator(entries)
+    entries, reviews = split_reviews(entries)
     names, categories = class_names or {}, categories or {}
     encoding = bytes(v for rgb in palette for v in rgb) if palette else b"grayscale"
     settings_key = orjson.dumps([OUTCOME_FORMAT, settings.quorum, settings.boundary_tolerance, ignore_index])
@@ -154,7 +157,8 @@ def build_consensus(
     for plan in plans:
         decided.append(_decided_row(plan, votes.get(plan.image.image_id), fused_by_estimate.get(plan.image.image_id),
                                     instance_keys, pixels_of, plurality_weights, settings, names, pairs))
-    consensus = ConsensusRecord.validate(pl.DataFrame(decided, schema=polars_schema(ConsensusRecord)).sort("image_id"))
+    consensus = ConsensusRecord.validate(apply_reviews(
+        pl.DataFrame(decided, schema=polars_schema(ConsensusRecord)).sort("image_id"), reviews))
     table = (reliability_table(estimate, gold_counts, ignore_index, names, categories) if estimate is not None
              else pl.DataFrame(schema=RELIABILITY_SCHEMA))
     return consensus, board, pair_table(pairs), table

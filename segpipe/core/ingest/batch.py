@@ -39,8 +39,10 @@ from segpipe.core.shared.quarantine_rules import (
 from segpipe.core.ingest.formats import AnnotatedImage, FormatChoice, ReaderOptions, select_reader
 from segpipe.core.ingest.image_lookup import IMAGE_SUFFIXES, ImageIndex
 from segpipe.core.ingest.images import annotation_frame, inspect_image, stored_image
-from segpipe.core.ingest.landing import BATCH_MANIFEST, BatchManifest, entry_id, parse_batch_manifest
-from segpipe.core.ingest.pseudonym import pseudonymize
+from segpipe.core.ingest.landing import (
+    BATCH_MANIFEST, REVIEW_KIND, REVIEW_SOURCE, BatchManifest, entry_id, parse_batch_manifest,
+)
+from segpipe.core.ingest.pseudonym import REVIEW_ANNOTATOR, pseudonymize
 from segpipe.core.shared.schemas import BatchFileRecord, ImageRecord, QuarantineRecord, polars_schema
 from segpipe.core.ingest.shape_table import ShapeTableBuilder
 from segpipe.core.ingest.sources.source import BatchSource
@@ -258,8 +260,8 @@ class _BatchIngest:
             "entry_id": eid, "batch_id": self.manifest.batch_id, "file_name": annotation.file_name,
             "landed_at": self.landed_at, "source_uri": origin, "image_id": image_id, "image_key": image_key,
             "source_format": self.reader.name,
-            "annotator": pseudonymize(identity, self.annotator_key),
-            "source": self.manifest.source or self.reader.name, "is_gold": self.manifest.gold,
+            "annotator": self._annotator(identity),
+            "source": self._source(), "is_gold": self.manifest.gold,
             "width": annotation.width, "height": annotation.height, "exif_orientation": decoded.orientation,
             "perceptual_hash": decoded.perceptual_hash,
             "image_attributes": orjson.dumps(annotation.attributes, option=orjson.OPT_SORT_KEYS).decode(),
@@ -268,13 +270,20 @@ class _BatchIngest:
         })
         self.shapes.add(eid, annotation.shapes)
 
+    def _annotator(self, identity: str) -> str:
+        return REVIEW_ANNOTATOR if self.manifest.kind == REVIEW_KIND else pseudonymize(identity, self.annotator_key)
+
+    def _source(self) -> str:
+        """Whose mapping rules apply: a review batch's labels are the taxonomy's class names."""
+        return REVIEW_SOURCE if self.manifest.kind == REVIEW_KIND else self.manifest.source or self.reader.name
+
     def _keep_without_image(self, annotation: AnnotatedImage) -> None:
         """check-source only: the shapes of an entry whose image is absent, for linting its labels."""
         eid = entry_id(self.manifest.batch_id, annotation.file_name)
         self.shapes.add(eid, annotation.shapes)
         self.missing.append({"entry_id": eid, "batch_id": self.manifest.batch_id, "file_name": annotation.file_name,
                              "width": annotation.width, "height": annotation.height,
-                             "source": self.manifest.source or self.reader.name})
+                             "source": self._source()})
 
     def _metadata_of(self, file_name: str) -> dict[str, str | None]:
         relative = file_name.removeprefix(f"{self.manifest.images_dir}/")

@@ -30,8 +30,14 @@ ARCHIVE_SUFFIX = ".zip"
 BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 PROVENANCE_KEYS = ("licence", "origin", "attribution")
 MANIFEST_KEYS = {"batch_id", "format", "annotation_file", "images_dir", "metadata_file", "annotator", "source", "gold",
-                 *PROVENANCE_KEYS, "comment"}
-TEXT_KEYS = ("format", "annotation_file", "images_dir", "metadata_file", "annotator", "source", *PROVENANCE_KEYS, "comment")
+                 "kind", *PROVENANCE_KEYS, "comment"}
+TEXT_KEYS = ("format", "annotation_file", "images_dir", "metadata_file", "annotator", "source", "kind",
+             *PROVENANCE_KEYS, "comment")
+# What a batch holds: people's annotations (the default), or a reviewer's corrections of images of the
+# review queue (`segpipe review export`), which replace the fused masks of those images.
+BATCH_KINDS = ("annotation", "review")
+REVIEW_KIND = "review"
+REVIEW_SOURCE = "review"  # the source of every review batch: its labels are the taxonomy's class names
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 
 
@@ -47,6 +53,7 @@ class BatchManifest:
     annotator: str | None = None
     source: str | None = None
     gold: bool = False
+    kind: str = "annotation"  # one of BATCH_KINDS
     # Under which terms the batch may be used, where it came from, whom to credit: reach the release's
     # meta.json and datasheet. Blank (empty) is the same as not stated.
     licence: str | None = None  # an SPDX id (CC-BY-4.0) or free text
@@ -224,6 +231,13 @@ def parse_batch_manifest(data: bytes, batch_id: str, origin: str) -> BatchManife
             raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: {key} must be a relative path inside the batch, got {value!r}")
     if not isinstance(doc.get("gold", False), bool):
         raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: gold must be true or false, got {doc['gold']!r}")
+    kind = doc.get("kind", "annotation")
+    if kind not in BATCH_KINDS:
+        raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: kind must be one of {list(BATCH_KINDS)}, got {kind!r}")
+    if kind == REVIEW_KIND and (doc.get("gold", False) or doc.get("source", REVIEW_SOURCE) != REVIEW_SOURCE):
+        raise InputError(INVALID_BATCH_MANIFEST, (
+            f"{origin}: a review batch (kind \"review\") is neither gold nor of another source: its labels are the "
+            f"taxonomy's class names (source {REVIEW_SOURCE!r}); remove gold and source"))
     provenance = {key: doc.get(key, "").strip() or None for key in PROVENANCE_KEYS}
     if provenance["origin"] is not None and not URL.match(provenance["origin"]):
         raise InputError(INVALID_BATCH_MANIFEST, (
@@ -237,5 +251,6 @@ def parse_batch_manifest(data: bytes, batch_id: str, origin: str) -> BatchManife
         annotator=doc.get("annotator"),
         source=doc.get("source"),
         gold=doc.get("gold", False),
+        kind=kind,
         **provenance,
     )

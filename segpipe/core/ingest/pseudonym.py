@@ -15,6 +15,9 @@ from pathlib import Path
 from segpipe.core.shared.errors import ConfigError
 
 PSEUDONYM_PREFIX = "annotator-"
+# Every review batch's entries are the review's, whoever reviewed: one annotator, so of two reviews of an
+# image the later replaces the earlier as any re-delivery does (core/qa/deliveries.py). No digest is "review".
+REVIEW_ANNOTATOR = f"{PSEUDONYM_PREFIX}review"
 BATCH_PREFIX = "batch-"
 
 

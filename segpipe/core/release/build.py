@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 import polars as pl
 
+from segpipe.core.consensus.review import unapplied_reviews
 from segpipe.core.ingest.batch import image_metadata
 from segpipe.core.qa.deliveries import superseded_entries
 from segpipe.core.qa.near_duplicates import split_leaks
@@ -160,16 +161,18 @@ def release_version(release: ReleaseContext, writers: Sequence[ReleaseWriter]) -
 def release_items(splits: pl.DataFrame, consensus: pl.DataFrame, images: pl.DataFrame,
                   qa_results: pl.DataFrame) -> pl.DataFrame:
     """One row per image to release: its split, released mask and its class pixels, a source file,
-    metadata merged over its deliveries (the current ones first: see image_metadata), qa_warnings:
-    the QA rules failed by the entries of it that QA kept (`;`-separated, null when none), and
-    part_group: the batch its file name comes from (the first current one by id), whose parts hold
-    it in a release in parts."""
-    per_image = image_metadata(images, superseded_entries(images)).with_columns(
+    metadata merged over its deliveries (the current ones first: see image_metadata; a review that
+    released nothing is no delivery), qa_warnings: the QA rules failed by the entries of it that QA
+    kept (`;`-separated, null when none), and part_group: the batch its file name comes from (the
+    first current one by id), whose parts hold it in a release in parts."""
+    unapplied = unapplied_reviews(images, consensus)
+    per_image = image_metadata(images, {*superseded_entries(images), *unapplied}).with_columns(
         pl.col("source_batches").str.split(";").list.first().alias("part_group"))
     accepted = consensus.filter(pl.col("status") == "accepted").select(
         "image_id", "mask_key", "instance_mask_key", "mask_source", "agreement", "class_pixels")
     chosen = splits.filter(pl.col("split").is_not_null()).select("image_id", "split")
-    kept = qa_results.join(excluded_entries(qa_results), on="entry_id", how="anti")
+    kept = qa_results.join(excluded_entries(qa_results), on="entry_id", how="anti").filter(
+        ~pl.col("entry_id").is_in(sorted(unapplied)))
     warnings = (kept.filter(~pl.col("passed")).select("entry_id", "check_id")
                 .join(images.select("entry_id", "image_id"), on="entry_id")
                 .group_by("image_id").agg(pl.col("check_id").unique().sort().str.join(";").alias("qa_warnings")))

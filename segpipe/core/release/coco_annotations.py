@@ -25,11 +25,11 @@ from segpipe.core.taxonomy.model import Taxonomy
 
 SHAPE_COLUMNS = ["entry_id", "shape_index", "kind", "rings", "mask_box", "mask_counts", "class_id", "mapping", "is_crowd",
                  "z_order"]
-POLYGON_SOURCES = ("single", "gold")
+POLYGON_SOURCES = ("single", "gold", "reviewed")  # the released mask is one entry's own
 
 
 def released_shapes(consensus: pl.DataFrame, annotation_masks: pl.DataFrame, mapped_shapes: pl.DataFrame) -> pl.DataFrame:
-    """The mapped shapes (SHAPE_COLUMNS) behind each accepted single or gold image's mask, keyed by
+    """The mapped shapes (SHAPE_COLUMNS) behind each accepted single, gold or reviewed image's mask, keyed by
     that mask_key: the released mask is the entry's own, so its key names the entry."""
     entries = (consensus.filter((pl.col("status") == "accepted") & pl.col("mask_source").is_in(POLYGON_SOURCES))
                .select("mask_key").join(annotation_masks.select("mask_key", "entry_id"), on="mask_key"))

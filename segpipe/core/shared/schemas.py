@@ -199,7 +199,7 @@ class ConsensusRecord(pa.DataFrameModel):
     annotators: pl.List(pl.String)  # whose masks the released mask is made of (or scored, on gold images)
     excluded_annotators: pl.List(pl.String)  # left out: below the honeypot threshold
     agreement: float = pa.Field(nullable=True, ge=0.0, le=1.0)
-    mask_source: str = pa.Field(isin=["gold", "single", "fused"])
+    mask_source: str = pa.Field(isin=["gold", "single", "fused", "reviewed"])  # reviewed: a review batch's
     mask_key: str
     instance_mask_key: str = pa.Field(nullable=True)  # of the released entry; a fused mask has no instances
     agreement_map_key: str = pa.Field(nullable=True)  # fused images: per-pixel share of the votes behind the leader
@@ -322,7 +322,7 @@ class ManifestRecord(pa.DataFrameModel):
     original_file_name: str
     source_batches: str
     annotators: str
-    mask_source: str = pa.Field(isin=["gold", "single", "fused"])
+    mask_source: str = pa.Field(isin=["gold", "single", "fused", "reviewed"])
     agreement: float = pa.Field(nullable=True, ge=0.0, le=1.0)
     instance_path: str = pa.Field(nullable=True)
     camera: str = pa.Field(nullable=True)
@@ -351,7 +351,9 @@ class LedgerRecord(pa.DataFrameModel):
     outcome: str = pa.Field(isin=["released", "filtered", "quarantined"])
     stage: str
     reason: str = pa.Field(nullable=True)
-    replaces: str = pa.Field(nullable=True)  # `;`-separated `<batch>/<file>` of the earlier deliveries it replaced
+    # `;`-separated `<batch>/<file>` of the earlier deliveries it replaced; for a review, also the
+    # annotators' entries whose consensus it replaced
+    replaces: str = pa.Field(nullable=True)
 
     class Config:
         strict = True

@@ -31,7 +31,7 @@ def no_label_mapped(batch_id: str, mapped: pl.DataFrame, sources: pl.DataFrame, 
     labels = drawn.group_by("raw_label").len().sort(["len", "raw_label"], descending=[True, False])
     found = ", ".join(f"{label!r} ({n} shapes)" for label, n in labels.head(SHOWN_LABELS).iter_rows())
     more = f" and {labels.height - SHOWN_LABELS} more" if labels.height > SHOWN_LABELS else ""
-    rules = taxonomy.mappings.get(source, ())
+    rules = taxonomy.rules(source)
     if rules:
         why = f"none of the {len(rules)} rules for source {source!r} matches them: add rules for them there"
     else:

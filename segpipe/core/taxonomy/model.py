@@ -19,6 +19,9 @@ instance number. A shape whose attribute `iscrowd` is "1" (COCO) is a crowd what
 A source's rules can answer to other source names too (`sources: {cityscapes: {aliases:
 [cityscapes_polygons]}}`), so a preset keyed by the dataset's name applies to batches whose
 source defaults to the reader's name, without a copy of its rules.
+
+A review batch (source `review`, docs/review.md) needs no rules: unless the taxonomy declares
+`mappings.review`, its labels are the class names themselves and DISPUTED_LABEL is skipped.
 """
 
 import fnmatch
@@ -37,8 +40,11 @@ import yaml
 from segpipe.core.taxonomy.class_constraints import ClassConstraint, parse_constraint
 from segpipe.core.shared.errors import ConfigError, ConfigProblem, dotted, unknown_key
 from segpipe.core.ingest.formats.annotation import SEGMENTATION_KINDS
+from segpipe.core.ingest.landing import REVIEW_SOURCE
 from segpipe.core.shared.schemas import MappedShapeRecord, polars_schema
 
+# The label `segpipe review export` marks the pixels annotators disputed with, beside the class masks.
+DISPUTED_LABEL = "disputed region"
 UnmappedPolicy = Literal["error", "ignore", "void"]
 UNMAPPED_POLICIES: tuple[str, ...] = ("error", "ignore", "void")
 SPECIAL_TARGETS = ("void", "skip")
@@ -145,11 +151,20 @@ class Taxonomy:
         """The `mappings` key whose rules a batch of `source` uses: the one declaring it an alias, else itself."""
         return self.aliases.get(source, source)
 
+    def rules(self, source: str) -> tuple[MappingRule, ...]:
+        """The rules a batch of `source` is mapped by. A review batch (REVIEW_SOURCE) without rules of its
+        own answers in the taxonomy's class names, as `segpipe review export` wrote them, and its
+        DISPUTED_LABEL marks are not painted."""
+        rules = self.mappings.get(self.rule_source(source))
+        if rules is None and source == REVIEW_SOURCE:
+            return (*(MappingRule("label", (normalize_label(c.name),), c.name) for c in self.classes),
+                    MappingRule("label", (normalize_label(DISPUTED_LABEL),), "skip"))
+        return rules or ()
+
     def match(self, source: str, raw_label: str, attributes: Mapping[str, str]) -> MappingRule | None:
         """The first rule of the source that matches the label and attributes; None when no rule does."""
         key = normalize_label(raw_label)
-        return next((rule for rule in self.mappings.get(self.rule_source(source), ()) if rule.matches(key, attributes)),
-                    None)
+        return next((rule for rule in self.rules(source) if rule.matches(key, attributes)), None)
 
     def outcome(self, rule: MappingRule | None) -> tuple[int | None, str]:
         """(class_id, mapping outcome) of a matched rule, or of the unmapped policy when none matched."""

@@ -6,6 +6,7 @@ from segpipe.core.sampling.chart import render_distribution_chart
 from segpipe.core.sampling.spec import SPLITS
 from segpipe.core.sampling.report import distribution_report, unmet_floors
 from segpipe.core.ingest.batch import image_metadata
+from segpipe.core.consensus.review import unapplied_reviews
 from segpipe.core.qa.deliveries import superseded_entries
 from segpipe.core.qa.near_duplicates import leaks_across_splits, near_duplicate_pairs
 from segpipe.core.sampling.sample import (
@@ -78,7 +79,8 @@ def golden_sample(
         spec, store = settings.sampling, object_store.artefacts()
         accepted = consensus_masks.filter(pl.col("status") == "accepted").select("image_id", "class_pixels")
         # Strata come from the current deliveries first: a correction may correct an image's metadata too.
-        metadata = image_metadata(batch_images, superseded_entries(batch_images))
+        metadata = image_metadata(batch_images, {*superseded_entries(batch_images),
+                                                 *unapplied_reviews(batch_images, consensus_masks)})
         candidates = accepted.join(metadata, on="image_id", how="left")
         pairs = near_duplicate_pairs(batch_images.filter(pl.col("image_id").is_in(accepted["image_id"].to_list())),
                                      settings.qa.near_duplicate_bits)

@@ -122,3 +122,13 @@ def test_a_batch_json_that_is_a_link_even_to_nothing_makes_the_folder_ready_so_i
         (tmp_path / name).mkdir()
         (tmp_path / name / "batch.json").symlink_to(target)
     assert list(find_ready_batches(fsspec.filesystem("file"), str(tmp_path))) == ["b1_linked", "b2_dangling"]
+
+
+def test_a_batch_kind_is_annotation_unless_it_says_review_and_a_review_is_neither_gold_nor_of_a_source():
+    assert parse_batch_manifest(b"{}", "b", "m").kind == "annotation"
+    assert parse_batch_manifest(b'{"kind": "review", "source": "review"}', "b", "m").kind == "review"
+    for doc, message in ((b'{"kind": "reviewed"}', "kind must be one of"),
+                         (b'{"kind": "review", "gold": true}', "neither gold nor of another source"),
+                         (b'{"kind": "review", "source": "vendor_a"}', "neither gold nor of another source")):
+        with pytest.raises(InputError, match=message):
+            parse_batch_manifest(doc, "b", "m")

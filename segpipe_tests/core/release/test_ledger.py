@@ -2,6 +2,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from segpipe.core.ingest.pseudonym import REVIEW_ANNOTATOR
 from segpipe.core.release.ledger import build_ledger, outcome_counts
 
 MARCH, APRIL = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
@@ -16,7 +17,8 @@ def test_every_entry_gets_exactly_one_outcome_with_a_reason():
                                "rule": ["image_undecodable"], "message": ["b/5.jpg: cannot decode"]})
     exclusions = pl.DataFrame({"entry_id": ["e2"], "reason": ["mask_not_empty: no pixel is labelled"]})
     consensus = pl.DataFrame({"image_id": ["i1", "i3", "i4"], "status": ["accepted", "low_agreement", "annotator_review"],
-                              "agreement": [None, 0.41, None], "excluded_annotators": [["carol"], [], []]})
+                              "agreement": [None, 0.41, None], "excluded_annotators": [["carol"], [], []],
+                              "mask_source": ["fused", "fused", "single"]})
     ledger = build_ledger(images, quarantine, exclusions, consensus, {"i1"})
     outcomes = dict(zip(ledger["file_name"], ledger["outcome"], strict=True))
     assert outcomes == {"1.jpg": "released", "2.jpg": "filtered", "3.jpg": "filtered", "4.jpg": "filtered",
@@ -41,8 +43,46 @@ def test_an_entry_names_the_earlier_deliveries_it_replaced():
     exclusions = pl.DataFrame({"entry_id": ["old", "older"], "reason": [
         "entry_not_superseded: replaced by b3/x/a.jpg, delivered later"] * 2})
     consensus = pl.DataFrame({"image_id": ["i1"], "status": ["accepted"], "agreement": [0.9],
-                              "excluded_annotators": [[]]})
+                              "excluded_annotators": [[]], "mask_source": ["fused"]})
     ledger = build_ledger(images, quarantine, exclusions, consensus, {"i1"})
     rows = {(r["batch_id"], r["file_name"]): (r["outcome"], r["replaces"]) for r in ledger.iter_rows(named=True)}
     assert rows == {("b3", "x/a.jpg"): ("released", "b1/a.jpg;b2/a.jpg"), ("b2", "a.jpg"): ("filtered", None),
                     ("b1", "a.jpg"): ("filtered", None), ("b1", "c.jpg"): ("released", None)}
+
+
+def test_a_review_names_the_entries_whose_consensus_it_replaced_and_one_that_replaced_nothing_says_why():
+    """i1 was in the queue and is reviewed (twice: the later review counts); i2 was never in the queue;
+    nobody but the reviewer delivered i9. ann's i1 entry was replaced by her own correction first."""
+    images = pl.DataFrame({
+        "entry_id": ["a0", "a1", "b1", "c1", "r1", "r1x", "a2", "r2", "r9"],
+        "batch_id": ["b1", "b2", "b1", "b1", "rev2", "rev1", "b1", "rev2", "rev2"],
+        "file_name": ["1.jpg", "1.jpg", "1b.jpg", "1c.jpg", "images/1.jpg", "images/1.jpg", "2.jpg", "images/2.jpg",
+                      "images/9.jpg"],
+        "image_id": ["i1", "i1", "i1", "i1", "i1", "i1", "i2", "i2", "i9"],
+        "annotator": ["ann", "ann", "bob", "carol", REVIEW_ANNOTATOR, REVIEW_ANNOTATOR, "ann", REVIEW_ANNOTATOR,
+                      REVIEW_ANNOTATOR],
+        "landed_at": [MARCH, APRIL, MARCH, MARCH, datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 5, 1, tzinfo=UTC),
+                      MARCH, datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC)]})
+    quarantine = pl.DataFrame(schema={"batch_id": pl.String, "file_name": pl.String, "stage": pl.String,
+                                      "rule": pl.String, "message": pl.String})
+    exclusions = pl.DataFrame({"entry_id": ["a0", "r1x"], "reason": [
+        "entry_not_superseded: replaced by b2/1.jpg, delivered later",
+        "entry_not_superseded: replaced by rev2/images/1.jpg, delivered later"]})
+    consensus = pl.DataFrame({"image_id": ["i1", "i2"], "status": ["accepted", "accepted"], "agreement": [0.4, 0.9],
+                              "excluded_annotators": [["carol"], []], "mask_source": ["reviewed", "single"]})
+    ledger = build_ledger(images, quarantine, exclusions, consensus, {"i1", "i2"})
+    rows = {f"{r['batch_id']}/{r['file_name']}": r for r in ledger.iter_rows(named=True)}
+    # the review replaced the earlier review and the consensus of ann's current entry and bob's (carol was
+    # left out of it)
+    assert (rows["rev2/images/1.jpg"]["outcome"], rows["rev2/images/1.jpg"]["replaces"]) == (
+        "released", "rev1/images/1.jpg;b1/1b.jpg;b2/1.jpg")
+    assert [rows[name]["outcome"] for name in ("b2/1.jpg", "b1/1b.jpg", "b1/1c.jpg", "rev1/images/1.jpg")] == [
+        "released", "released", "filtered", "filtered"]
+    outside, unknown = rows["rev2/images/2.jpg"], rows["rev2/images/9.jpg"]
+    assert (outside["outcome"], outside["stage"], outside["replaces"]) == ("filtered", "consensus", None)
+    assert outside["reason"].startswith("rev2/images/2.jpg: a review of an image that is not in the review queue "
+                                        "(its consensus is accepted)")
+    assert (unknown["outcome"], unknown["stage"]) == ("filtered", "consensus")
+    assert unknown["reason"].startswith("rev2/images/9.jpg: a review of an image no annotation batch delivered")
+    assert rows["b1/2.jpg"]["outcome"] == "released"
+    assert outcome_counts(ledger) == {"input": 9, "released": 4, "filtered": 5, "quarantined": 0}

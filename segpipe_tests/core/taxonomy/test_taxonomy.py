@@ -6,6 +6,7 @@ import pytest
 
 from segpipe.core.shared.errors import ConfigError
 from segpipe.core.taxonomy.model import (
+    DISPUTED_LABEL,
     load_taxonomy,
     map_labels,
     normalize_label,
@@ -280,3 +281,12 @@ def test_unmapped_label_report_lists_each_label_with_counts_and_examples():
                            "file_name": ["images/a.jpg", "images/b.jpg", "images/c.jpg"], "source": ["s1", "s1", "s2"]})
     report = unmapped_label_report(unmapped, images, examples=1)
     assert report.rows() == [("s1", "hydrant", 3, 2, "b1/images/a.jpg"), ("s2", "bollard", 1, 1, "b2/images/c.jpg")]
+
+
+def test_a_review_batch_maps_the_taxonomys_class_names_and_skips_the_disputed_marks():
+    t = taxonomy("error")
+    assert t.resolve("review", "Road", {}) == (0, "mapped") and t.resolve("review", "car", {}) == (7, "mapped")
+    assert t.resolve("review", DISPUTED_LABEL, {}) == (None, "skip")
+    assert t.resolve("review", "vehicle.car", {}) == (None, "unmapped_error")  # a source's raw label is not a class
+    own = parse_taxonomy(BASE.format(policy="void") + "  review:\n    lane: road\n", "test.yaml")
+    assert own.resolve("review", "lane", {}) == (0, "mapped") and own.resolve("review", "car", {})[1] == "unmapped_void"

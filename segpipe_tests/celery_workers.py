@@ -102,7 +102,8 @@ def run_celery_workers(names: list[str], env: dict[str, str], logs: Path) -> Ite
             deadline = time.monotonic() + START_TIMEOUT_S
             while " ready." not in log.read_text(errors="replace"):
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise BrokerError(f"celery worker {name} did not start:\n" + log.read_text(errors="replace")[-3000:])
+                    raise BrokerError(f"celery worker {name} did not start:\n"
+                                      + log.read_text(errors="replace")[-3000:])
                 time.sleep(0.2)
         yield workers
     finally:

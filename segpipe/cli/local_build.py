@@ -142,7 +142,8 @@ def _execute_on_workers(job: str, instance: dg.DagsterInstance, partition_key: s
                         run_config: dict | None, progress: RunProgress, label: str) -> dg.JobExecutionResult:
     """Each worker rebuilds the job from segpipe.definitions, so it is passed by reference, not as an
     object. Dagster picks the run id here, so `progress` shows the run's label but not its steps."""
-    recon = ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs", os.getcwd()).get_reconstructable_job(job)
+    repository = ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs", os.getcwd())
+    recon = repository.get_reconstructable_job(job)
     with progress.run(instance, label), warnings.catch_warnings():
         # dagster-celery registers its one step task again for every step it sends; Celery warns each time
         warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")

@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Debian's Chromium, for the browser test of the Dagster UI (Playwright drives it; it never downloads a browser).
 CHROMIUM := /usr/bin/chromium
+# Debian's Redis, the broker of the test that runs a build's steps on Celery workers (PyPI's Redis
+# server wheels are years old); the test starts its own server, on 127.0.0.1 and a free port.
+REDIS := /usr/bin/redis-server
 
 export SEGPIPE_HOME ?= $(CURDIR)/.segpipe
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
@@ -32,7 +35,12 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/segpipe demo
 	$(BIN)/segpipe build
 
-test: install $(CHROMIUM)
+$(REDIS):
+	command -v apt-get >/dev/null || { echo "install redis-server at $(REDIS) (the Celery test needs it)"; exit 1; }
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
+
+test: install $(CHROMIUM) $(REDIS)
 	$(BIN)/pytest
 
 dev: install $(DAGSTER_HOME)/dagster.yaml

@@ -24,6 +24,8 @@ class Environment:
     s3_endpoint_url: str | None
     pseudonym_key_path: Path
     pseudonym_key: str | None
+    executor: str = "multiprocess"  # where a run's steps go: SEGPIPE_EXECUTOR (segpipe/defs/executor.py)
+    celery_broker_url: str | None = None  # SEGPIPE_CELERY_BROKER, for SEGPIPE_EXECUTOR=celery
 
 
 def current_environment() -> Environment:
@@ -37,6 +39,8 @@ def current_environment() -> Environment:
         s3_endpoint_url=os.environ.get("SEGPIPE_S3_ENDPOINT_URL") or None,
         pseudonym_key_path=Path(os.environ.get("SEGPIPE_PSEUDONYM_KEY_FILE", f"{home}/pseudonym.key")),
         pseudonym_key=os.environ.get("SEGPIPE_PSEUDONYM_KEY") or None,
+        executor=os.environ.get("SEGPIPE_EXECUTOR") or "multiprocess",
+        celery_broker_url=os.environ.get("SEGPIPE_CELERY_BROKER") or None,
     )
 
 

@@ -4,19 +4,26 @@ This is what `make demo` and `segpipe build` run; the same runs appear in the Da
 afterwards (`make dev`), exactly as if they had been launched there.
 """
 
+import os
+import warnings
 from dataclasses import dataclass, field, replace
 
 import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from segpipe.cli.progress import RunProgress
 from segpipe.core.ingest.landing import LandingProblem, scan_landing
 from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.core.taxonomy.model import load_taxonomy
 from segpipe.defs.batches import BATCH_DONE_ASSET, done_batches
+from segpipe.defs.executor import CELERY
 from segpipe.defs.partitions import annotation_batches
 from segpipe.environment import Environment
 from segpipe.io.locations import open_location
 from segpipe.store.batch_removals import removed_batches
+
+DEFINITIONS_MODULE = "segpipe.definitions"
+PARTITION_TAG = "dagster/partition"
 
 
 class NothingToBuild(RuntimeError):
@@ -119,11 +126,29 @@ def _quiet(log_level: str) -> dict:
 
 
 def _execute(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, progress: RunProgress, label: str,
-             **launch) -> dg.ExecuteInProcessResult:
-    """Run `job` in this process, its steps reported by `progress` under `label`."""
+             partition_key: str | None = None, tags: dict[str, str] | None = None,
+             run_config: dict | None = None) -> dg.ExecuteInProcessResult | dg.JobExecutionResult:
+    """Run `job` in this process, its steps reported by `progress` under `label`; or, when the
+    deployment chose Celery (SEGPIPE_EXECUTOR), orchestrate it here with its steps on the workers."""
+    job_def = defs.resolve_job_def(job)
+    if job_def.executor_def.name == CELERY:
+        return _execute_on_workers(job, instance, partition_key, tags, run_config, progress, label)
     with progress.run(instance, label) as run_id:
-        return defs.resolve_job_def(job).execute_in_process(instance=instance, run_id=run_id, raise_on_error=False,
-                                                            **launch)
+        return job_def.execute_in_process(instance=instance, run_id=run_id, raise_on_error=False,
+                                          partition_key=partition_key, tags=tags, run_config=run_config)
+
+
+def _execute_on_workers(job: str, instance: dg.DagsterInstance, partition_key: str | None, tags: dict[str, str] | None,
+                        run_config: dict | None, progress: RunProgress, label: str) -> dg.JobExecutionResult:
+    """Each worker rebuilds the job from segpipe.definitions, so it is passed by reference, not as an
+    object. Dagster picks the run id here, so `progress` shows the run's label but not its steps."""
+    repository = ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs", os.getcwd())
+    recon = repository.get_reconstructable_job(job)
+    with progress.run(instance, label), warnings.catch_warnings():
+        # dagster-celery registers its one step task again for every step it sends; Celery warns each time
+        warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")
+        return dg.execute_job(recon, instance, run_config=run_config, raise_on_error=False,
+                              tags={**(tags or {}), **({PARTITION_TAG: partition_key} if partition_key else {})})
 
 
 def _release(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[str], quiet: dict,

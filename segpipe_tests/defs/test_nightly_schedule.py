@@ -9,6 +9,8 @@ import pytest
 
 from segpipe.core.shared.errors import ConfigError
 from segpipe.definitions import defs
+from segpipe.defs.batches import BATCH_DONE_ASSET
+from segpipe.defs.partitions import annotation_batches
 from segpipe.environment import PACKAGE_CONFIG
 
 
@@ -34,7 +36,12 @@ def test_the_configured_cron_and_timezone_schedule_release_job(pipeline_yaml):
     with dg.instance_for_test() as instance:
         tick_time = dt.datetime(2026, 12, 2, 4, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))  # a Wednesday, CET
         with dg.build_schedule_context(instance=instance, scheduled_execution_time=tick_time) as context:
+            before_any_batch = schedule.evaluate_tick(context)
+        instance.add_dynamic_partitions(annotation_batches.name, ["b000_gold"])
+        instance.report_runless_asset_event(dg.AssetMaterialization(BATCH_DONE_ASSET, partition="b000_gold"))
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=tick_time) as context:
             result = schedule.evaluate_tick(context)  # the context's exit releases the instance it entered
+    assert before_any_batch.run_requests == [] and "no batch is done yet" in before_any_batch.skip_message
     [request] = result.run_requests  # for the schedule's own job, release_job
     assert (request.job_name, request.tags) == (None, {"dagster/schedule_name": "nightly_release"})
 

@@ -16,6 +16,12 @@ from segpipe.core.shared.errors import ConfigError
 
 PSEUDONYM_PREFIX = "annotator-"
 BATCH_PREFIX = "batch-"
+MODEL_PREFIX = "model:"  # a model batch's annotator, model:<name>: a model's name is not personal data
+
+
+def is_model(annotator: str) -> bool:
+    """Whether an annotator is a model (a model batch's), not a person."""
+    return annotator.startswith(MODEL_PREFIX)
 
 
 def pseudonymize(identity: str, key: bytes) -> str:

@@ -16,7 +16,8 @@ def test_every_entry_gets_exactly_one_outcome_with_a_reason():
                                "rule": ["image_undecodable"], "message": ["b/5.jpg: cannot decode"]})
     exclusions = pl.DataFrame({"entry_id": ["e2"], "reason": ["mask_not_empty: no pixel is labelled"]})
     consensus = pl.DataFrame({"image_id": ["i1", "i3", "i4"], "status": ["accepted", "low_agreement", "annotator_review"],
-                              "agreement": [None, 0.41, None], "excluded_annotators": [["carol"], [], []]})
+                              "agreement": [None, 0.41, None], "excluded_annotators": [["carol"], [], []],
+                              "disputed_classes": [None, None, None]}, schema_overrides={"disputed_classes": pl.List(pl.String)})
     ledger = build_ledger(images, quarantine, exclusions, consensus, {"i1"})
     outcomes = dict(zip(ledger["file_name"], ledger["outcome"], strict=True))
     assert outcomes == {"1.jpg": "released", "2.jpg": "filtered", "3.jpg": "filtered", "4.jpg": "filtered",
@@ -41,8 +42,32 @@ def test_an_entry_names_the_earlier_deliveries_it_replaced():
     exclusions = pl.DataFrame({"entry_id": ["old", "older"], "reason": [
         "entry_not_superseded: replaced by b3/x/a.jpg, delivered later"] * 2})
     consensus = pl.DataFrame({"image_id": ["i1"], "status": ["accepted"], "agreement": [0.9],
-                              "excluded_annotators": [[]]})
+                              "excluded_annotators": [[]], "disputed_classes": [[]]})
     ledger = build_ledger(images, quarantine, exclusions, consensus, {"i1"})
     rows = {(r["batch_id"], r["file_name"]): (r["outcome"], r["replaces"]) for r in ledger.iter_rows(named=True)}
     assert rows == {("b3", "x/a.jpg"): ("released", "b1/a.jpg;b2/a.jpg"), ("b2", "a.jpg"): ("filtered", None),
                     ("b1", "a.jpg"): ("filtered", None), ("b1", "c.jpg"): ("released", None)}
+
+
+def test_a_models_entries_and_the_images_it_disputes_are_filtered_with_why():
+    """i1: the people's mask is released, the model's entry with it; i2: the model disputes car, so the
+    image is under review; i3: only the model labelled it, so nothing of it is released."""
+    images = pl.DataFrame({"entry_id": ["p1", "m1", "p2", "m2", "m3"], "batch_id": ["b", "m", "b", "m", "m"],
+                           "file_name": ["1.jpg", "1.jpg", "2.jpg", "2.jpg", "3.jpg"],
+                           "image_id": ["i1", "i1", "i2", "i2", "i3"],
+                           "annotator": ["ann", "model:seg", "ann", "model:seg", "model:seg"], "landed_at": [MARCH] * 5})
+    quarantine = pl.DataFrame(schema={"batch_id": pl.String, "file_name": pl.String, "stage": pl.String,
+                                      "rule": pl.String, "message": pl.String})
+    exclusions = pl.DataFrame(schema={"entry_id": pl.String, "reason": pl.String})
+    consensus = pl.DataFrame({"image_id": ["i1", "i2", "i3"], "status": ["accepted", "model_review", "annotator_excluded"],
+                              "agreement": [None, None, None], "excluded_annotators": [[], [], []],
+                              "disputed_classes": [[], ["car", "road"], None]},
+                             schema_overrides={"agreement": pl.Float64})
+    ledger = build_ledger(images, quarantine, exclusions, consensus, {"i1"})
+    rows = {(r["batch_id"], r["file_name"]): (r["outcome"], r["reason"]) for r in ledger.iter_rows(named=True)}
+    assert rows[("b", "1.jpg")] == rows[("m", "1.jpg")] == ("released", None)
+    assert rows[("b", "2.jpg")] == rows[("m", "2.jpg")] == (
+        "filtered", "a model's mask and the people's disagree on car, road; sent to review")
+    assert rows[("m", "3.jpg")][0] == "filtered" and rows[("m", "3.jpg")][1].startswith(
+        "model:seg's prediction is scored but not released")
+    assert outcome_counts(ledger) == {"input": 5, "released": 2, "filtered": 3, "quarantined": 0}

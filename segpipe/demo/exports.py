@@ -128,7 +128,8 @@ def _coco_annotation(annotation_id: int, image_id: int, category_id: int, rings:
     }
 
 
-def coco_results_json(categories: Sequence[Category], images: Sequence[AnnotatedImage], scores: Sequence[Sequence[float]]) -> bytes:
+def coco_results_json(categories: Sequence[Category], images: Sequence[AnnotatedImage],
+                      scores: Sequence[Sequence[float]]) -> bytes:
     """A model's COCO results over `images` (image ids as coco_instances_json numbers them): one prediction per
     shape, its mask the pixels the shape shows (what a segmentation model predicts, not what lies behind the
     shapes painted over it), compressed RLE, with the score given; a shape that shows no pixel is left out."""

@@ -135,8 +135,11 @@ def build_consensus(
         decided.append(_row(image, image.workers, [], "gold", image.gold_key, instance_keys[image.gold_key], None,
                             "accepted", pixels_of[image.gold_key]))
     board = leaderboard(pl.DataFrame(scores, schema=SCORE_SCHEMA))
-    plans = _plans(images, board, settings)
-    plurality_weights = _plurality_weights(board, settings)
+    if not settings.models_vote:  # a model that does not vote weighs nothing in how the voters are weighed
+        gold_counts = {a: counts for a, counts in gold_counts.items() if not is_model(a)}
+    voters_board = board if settings.models_vote else board.filter(~pl.col("is_model"))
+    plans = _plans(images, voters_board, settings)
+    plurality_weights = _plurality_weights(voters_board, settings)
     votes = {plan.image.image_id: outcome_of(plan.image, plan.workers, _weights(plan, plurality_weights))
              for plan in plans if plan.rule is not None}
 

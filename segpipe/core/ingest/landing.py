@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import fsspec
 
+from segpipe.core.ingest.pseudonym import MODEL_PREFIX
 from segpipe.core.shared.errors import InputError
 from segpipe.core.shared.quarantine_rules import INVALID_BATCH_MANIFEST
 
@@ -56,7 +57,7 @@ class BatchManifest:
     origin: str | None = None  # a URL
     attribution: str | None = None
     kind: str = "annotation"  # one of BATCH_KINDS
-    model: "ModelIdentity | None" = None  # set exactly when kind is "model"
+    model: "ModelIdentity | None" = None  # set exactly when kind is "model" (the class is defined below)
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,6 @@ class ModelIdentity:
 
     @property
     def annotator(self) -> str:
-        from segpipe.core.ingest.pseudonym import MODEL_PREFIX
-
         return f"{MODEL_PREFIX}{self.name}"
 
 

@@ -28,26 +28,25 @@ formats equally: declare `"format": "coco_results"` in batch.json.
 """
 
 import dataclasses
-import posixpath
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import numpy as np
-
 from segpipe.core.ingest.formats.annotation import AnnotatedImage, BoxMask, Shape
 from segpipe.core.ingest.formats.coco import (
-    MAX_LISTED_IDS, ImageTable, coco_files, coco_images_named, polygon_rings, scan_images, short, stream_items, category_table,
+    MAX_LISTED_IDS, ImageTable, category_table, coco_files, coco_images_named, polygon_rings, scan_images, short,
+    stream_items,
 )
 from segpipe.core.ingest.formats.reader import FormatReader, ReaderOptions
 from segpipe.core.ingest.formats.strict_json import UTF8_BOM, scan_json
+from segpipe.core.ingest.image_lookup import ImageIndex
 from segpipe.core.ingest.model_settings import ModelSettings
 from segpipe.core.ingest.sources.source import BatchSource
 from segpipe.core.shared.errors import InputError
 from segpipe.core.shared.quarantine_rules import (
-    ANNOTATIONS_MISSING, IMAGE_MISSING, INVALID_SCORE, MALFORMED_ANNOTATION, MALFORMED_MASK, SIZE_MISMATCH, UNKNOWN_CATEGORY,
-    UNPARSEABLE_ANNOTATIONS,
+    ANNOTATIONS_MISSING, IMAGE_MISSING, INVALID_SCORE, MALFORMED_ANNOTATION, MALFORMED_MASK, SIZE_MISMATCH,
+    UNKNOWN_CATEGORY, UNPARSEABLE_ANNOTATIONS,
 )
 from segpipe.core.shared.rle import decode_rle, rle_size
 
@@ -66,7 +65,8 @@ def coco_results_files(names: Sequence[str], head: Callable[[str], bytes]) -> li
     return [*coco_files(names, head), *results] if results else []
 
 
-def _images_named(name: str, head: Callable[[str], bytes], index, images_dir: str) -> list[str]:
+def _images_named(name: str, head: Callable[[str], bytes], index: ImageIndex, images_dir: str) -> list[str]:
+    """Detection's evidence: the images the instances file names (a results file names none by file name)."""
     return [] if is_results_head(head(name)) else coco_images_named(name, head, index, images_dir)
 
 
@@ -94,7 +94,8 @@ def read_coco_results(source: BatchSource, files: list[str], options: ReaderOpti
 class _Predictions:
     """The instances file's images, collecting each prediction that counts onto its image."""
 
-    def __init__(self, name: str, origin: str, entries: list, categories: dict[int, str], models: ModelSettings) -> None:
+    def __init__(self, name: str, origin: str, entries: list, categories: dict[int, str],
+                 models: ModelSettings) -> None:
         self.table = ImageTable(name, origin, entries)
         self.categories, self.models = categories, models
         self.kept: dict[int, list[tuple[float, int, Shape]]] = defaultdict(list)  # id(image) -> (score, order, shape)

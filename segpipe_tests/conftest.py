@@ -5,8 +5,13 @@ from pathlib import Path
 import pytest
 
 from segpipe.demo import DEMO_CONFIG, DemoSummary, generate_demo
+from segpipe.environment import PACKAGE_CONFIG
+from segpipe.io.pipeline_config import PipelineConfig
 
 TINY_DEMO = {"n_scenes": 16, "width": 256, "height": 128, "seed": 3}
+# The packaged configuration, for materializing assets that read pipeline.yaml (ingest reads `models`).
+PACKAGE_PIPELINE_CONFIG = PipelineConfig(taxonomy_path=str(PACKAGE_CONFIG / "taxonomy.yaml"),
+                                         pipeline_path=str(PACKAGE_CONFIG / "pipeline.yaml"))
 
 
 @pytest.fixture(scope="session", autouse=True)

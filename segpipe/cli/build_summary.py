@@ -3,6 +3,8 @@
 import dagster as dg
 import polars as pl
 
+from segpipe.core.consensus.review import REVIEW_STATUSES
+
 from segpipe.cli.batches import landing_problem_lines
 from segpipe.cli.failure_summary import format_failure
 from segpipe.cli.local_build import BuildOutcome
@@ -55,11 +57,14 @@ def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.Dag
     if fused.height:
         lines.append(
             f"consensus: {fused.height} multi-annotator images, mean agreement {fused['agreement'].mean():.3f},"
-            f" {consensus.filter(pl.col('status').is_in(['low_agreement', 'annotator_review'])).height} sent to review"
+            f" {consensus.filter(pl.col('status').is_in(REVIEW_STATUSES)).height} sent to review"
+            + (f" ({disputed} where a model and the people disagree)"
+               if (disputed := consensus.filter(pl.col("status") == "model_review").height) else "")
             + (f", {reviewed} corrected by review batches" if reviewed else ""))
     scores = defs.load_asset_value("annotator_scores", instance=instance)
     lines.append("honeypot leaderboard (mean IoU vs gold): " + (", ".join(
-        f"{a} {iou:.3f} on {n}" for a, n, iou in scores.select("annotator", "n_honeypots", "mean_iou").iter_rows())
+        f"{a}{' (model)' if model else ''} {iou:.3f} on {n}"
+        for a, n, iou, model in scores.select("annotator", "n_honeypots", "mean_iou", "is_model").iter_rows())
         or "none: no gold batch (batch.json `\"gold\": true`) shares images with an annotator's batch"))
     return "\n".join(lines + not_released_lines(meta.get("batches_not_released", {})))
 

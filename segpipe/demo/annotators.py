@@ -33,6 +33,8 @@ ANNOTATORS: dict[str, Annotator] = {
         Annotator("alice", (0.7, 0.7)),
         Annotator("bob", (1.2, 1.2), (("sidewalk", "road", 0.02),)),
         Annotator("carol", (4.0, 6.0), (("sidewalk", "road", 0.15), ("car", "person", 0.04)), 0.10),
+        # A segmentation model's pre-labels: tight outlines, but it often takes a sidewalk for road.
+        Annotator("segnet", (0.5, 0.8), (("sidewalk", "road", 0.2),)),
     )
 }
 

@@ -1,4 +1,5 @@
-"""Writers for the two real export formats vendors deliver: CVAT for images 1.1 and COCO instances."""
+"""Writers for the real export formats the demo's batches come in: CVAT for images 1.1 and COCO instances from
+the vendors, COCO results from the model."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import orjson
+from PIL import Image, ImageDraw
 
+from segpipe.core.shared.rle import encode_rle
 from segpipe.demo.scenes import Ring, Shape, ring_area
 
 # Fixed export timestamps keep the files byte-identical between runs.
@@ -122,3 +126,25 @@ def _coco_annotation(annotation_id: int, image_id: int, category_id: int, rings:
         "bbox": [round(left, 2), round(top, 2), round(max(xs) - left, 2), round(max(ys) - top, 2)],
         "iscrowd": 0,
     }
+
+
+def coco_results_json(categories: Sequence[Category], images: Sequence[AnnotatedImage],
+                      scores: Sequence[Sequence[float]]) -> bytes:
+    """A model's COCO results over `images` (image ids as coco_instances_json numbers them): one prediction per
+    shape, its mask the pixels the shape shows (what a segmentation model predicts, not what lies behind the
+    shapes painted over it), compressed RLE, with the score given; a shape that shows no pixel is left out."""
+    category_ids = {category.name: category.id for category in categories}
+    results = []
+    for image_id, (image, image_scores) in enumerate(zip(images, scores, strict=True), start=1):
+        painted = Image.new("I", (image.width, image.height), 0)
+        draw = ImageDraw.Draw(painted)
+        for index, shape in enumerate(image.shapes, start=1):
+            for ring in shape.rings:
+                draw.polygon([(x, y) for x, y in ring], fill=index)
+        shown = np.asarray(painted)
+        for index, (shape, score) in enumerate(zip(image.shapes, image_scores, strict=True), start=1):
+            mask = shown == index
+            if mask.any():
+                results.append({"image_id": image_id, "category_id": category_ids[shape.label],
+                                "segmentation": encode_rle(mask), "score": round(float(score), 3)})
+    return orjson.dumps(results)

@@ -20,8 +20,8 @@ import numpy as np
 import orjson
 from PIL import Image
 
-from segpipe.demo.annotators import ANNOTATORS, annotate
-from segpipe.demo.exports import AnnotatedImage, Category, coco_instances_json, cvat_images_xml
+from segpipe.demo.annotators import ANNOTATORS, SMALL_OBJECTS, annotate
+from segpipe.demo.exports import AnnotatedImage, Category, coco_instances_json, coco_results_json, cvat_images_xml
 from segpipe.demo.scenes import CLASSES, TIMES_OF_DAY, WEATHERS, Shape, build_scene, render_scene
 from segpipe.environment import PIPELINE_FILE, TAXONOMY_FILE
 
@@ -30,6 +30,9 @@ MIN_SCENES = 16  # below this the roles (honeypots, overlaps, defects) no longer
 JPEG_QUALITY = 90
 CVAT = "cvat_images_1.1"
 COCO = "coco_instances"
+COCO_RESULTS = "coco_results"
+MODEL = {"name": "segnet", "version": "2026-11"}  # the demo's model batch
+MODEL_SHARE = 0.2  # of the scenes people labelled, those the model pre-labels too (and every honeypot)
 
 VOCABULARIES: dict[str, dict[str, str]] = {
     source: dict(zip(CLASSES, names, strict=True))
@@ -54,6 +57,7 @@ VOCABULARIES: dict[str, dict[str, str]] = {
             ),
         ),
         ("gold", CLASSES),
+        ("model", CLASSES),
     )
 }
 # Cityscapes colours, as CVAT lists them in <meta>.
@@ -95,7 +99,7 @@ class BatchSpec:
 
     @property
     def annotation_file(self) -> str:
-        return "annotations.xml" if self.format == CVAT else "annotations.json"
+        return {CVAT: "annotations.xml", COCO_RESULTS: "results.json"}.get(self.format, "annotations.json")
 
 
 BATCHES = (
@@ -103,6 +107,7 @@ BATCHES = (
     BatchSpec("b001_vendor_a_alice", CVAT, "alice", "vendor_a"),
     BatchSpec("b002_vendor_b_bob", COCO, "bob", "vendor_b"),
     BatchSpec("b003_vendor_c_carol", CVAT, "carol", "vendor_c"),
+    BatchSpec("b004_model_segnet", COCO_RESULTS, "segnet", "model"),
 )
 # Each defect is planted on a scene only that batch's annotator sees, so it lives in one batch.
 DEFECT_BATCHES = {
@@ -270,6 +275,9 @@ def _assign_roles(rng: np.random.Generator, n_scenes: int) -> Roles:
     size_mismatch, unmapped = _pick(rng, bob_only, 2)
     (crossed,) = _pick(rng, [i for i in bob_only if i not in (size_mismatch, unmapped)], 1)
     (oversized,) = _pick(rng, [i for i in bob_only if i not in (size_mismatch, unmapped, crossed)], 1)
+    defects = (corrupt, non_finite, duplicate, size_mismatch, unmapped, crossed, oversized)
+    labelled = [i for i in range(n_scenes) if i not in honeypots and i not in defects]
+    model = _pick(rng, labelled, round(MODEL_SHARE * len(labelled)))  # drawn last: no other role moves
     return Roles(
         honeypots=tuple(honeypots),
         scenes={
@@ -277,6 +285,7 @@ def _assign_roles(rng: np.random.Generator, n_scenes: int) -> Roles:
             "alice": tuple(sorted({*range(half), *honeypots})),
             "bob": tuple(sorted({*range(half, n_scenes), *alice_bob, *honeypots})),
             "carol": tuple(sorted({*carol, *honeypots})),
+            "segnet": tuple(sorted({*model, *honeypots})),
         },
         defects={
             "corrupt_image": corrupt,
@@ -383,7 +392,15 @@ def _write_batch(
         path.write_bytes(entry.photo)
     images = [AnnotatedImage(entry.file_name, demo.width, demo.height, entry.shapes) for entry in entries]
     vocabulary = VOCABULARIES[spec.source]
-    if spec.format == CVAT:
+    if spec.format == COCO_RESULTS:
+        categories = _categories(vocabulary, entries, rng)
+        # Large regions are predicted surely; small objects less so, and some fall below the threshold.
+        scores = [[rng.uniform(0.35, 0.99) if shape.label in {vocabulary[c] for c in SMALL_OBJECTS}
+                   else rng.uniform(0.85, 0.99) for shape in image.shapes] for image in images]
+        (directory / "instances.json").write_bytes(coco_instances_json(spec.source, categories, [
+            replace(image, shapes=()) for image in images]))
+        annotation = coco_results_json(categories, images, scores)
+    elif spec.format == CVAT:
         # Shuffled, so readers must match labels by name, not position.
         labels = [(vocabulary[CLASSES[i]], LABEL_COLOURS[CLASSES[i]]) for i in rng.permutation(len(CLASSES))]
         annotation = cvat_images_xml(spec.batch_id, labels, images)
@@ -401,6 +418,9 @@ def _write_batch(
         "source": spec.source,
         "gold": spec.gold,
     }
+    if spec.format == COCO_RESULTS:
+        del batch["annotation_file"], batch["annotator"], batch["gold"]
+        batch.update(kind="model", model=MODEL)
     (directory / "batch.json").write_bytes(_dump(batch))
 
 

@@ -15,6 +15,7 @@ from segpipe.defs.rasterize.assets import annotation_masks, label_masks
 from segpipe.defs.taxonomy.assets import mapped_shapes
 from segpipe.demo import DEMO_CONFIG
 from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
+from segpipe_tests.conftest import PACKAGE_PIPELINE_CONFIG
 from segpipe.io.object_store import LandingZone, ObjectStore
 from segpipe.io.parquet_io_manager import PolarsParquetIOManager
 from segpipe.io.pipeline_config import PipelineConfig
@@ -42,6 +43,7 @@ def two_batch_run(tiny_demo, ground_truth, tmp_path):
                 "landing_zone": LandingZone(root=str(landing)),
                 "object_store": ObjectStore(root=str(store)),
                 "annotator_pseudonyms": AnnotatorPseudonyms(key_file=str(tmp_path / "pseudonym.key")),
+                "pipeline_config": PACKAGE_PIPELINE_CONFIG,
                 "io_manager": PolarsParquetIOManager(base_path=str(store / "tables")),
                 "pipeline_config": PipelineConfig(taxonomy_path=str(taxonomy),
                                                   pipeline_path=str(DEMO_CONFIG / "pipeline.yaml")),

@@ -8,6 +8,7 @@ import polars as pl
 
 from segpipe.defs.ingest.assets import ingest_annotation_batch
 from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
+from segpipe_tests.conftest import PACKAGE_PIPELINE_CONFIG
 from segpipe.io.object_store import LandingZone, ObjectStore
 from segpipe.io.parquet_io_manager import PolarsParquetIOManager
 
@@ -22,6 +23,7 @@ def materialize_batch(tmp_path, landing, batch_id: str) -> dg.ExecuteInProcessRe
                 "landing_zone": LandingZone(root=str(landing)),
                 "object_store": ObjectStore(root=str(store)),
                 "annotator_pseudonyms": AnnotatorPseudonyms(key_file=str(tmp_path / "pseudonym.key")),
+                "pipeline_config": PACKAGE_PIPELINE_CONFIG,
                 "io_manager": PolarsParquetIOManager(base_path=str(store / "tables")),
             },
         )
@@ -94,6 +96,7 @@ def test_a_run_over_several_batches_ingests_each_into_its_own_partition(tiny_dem
                 "landing_zone": LandingZone(root=str(landing)),
                 "object_store": ObjectStore(root=str(store)),
                 "annotator_pseudonyms": AnnotatorPseudonyms(key_file=str(tmp_path / "pseudonym.key")),
+                "pipeline_config": PACKAGE_PIPELINE_CONFIG,
                 "io_manager": PolarsParquetIOManager(base_path=str(store / "tables")),
             },
         )

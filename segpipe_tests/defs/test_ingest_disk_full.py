@@ -18,6 +18,7 @@ from PIL import Image
 
 from segpipe.defs.ingest.assets import ingest_annotation_batch
 from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
+from segpipe_tests.conftest import PACKAGE_PIPELINE_CONFIG
 from segpipe.io.object_store import LandingZone, ObjectStore
 from segpipe.io.parquet_io_manager import PolarsParquetIOManager
 
@@ -54,6 +55,7 @@ def ingest(work: Path) -> dg.ExecuteInProcessResult:
                 "landing_zone": LandingZone(root=str(work / "landing")),
                 "object_store": ObjectStore(root=str(work / "store")),
                 "annotator_pseudonyms": AnnotatorPseudonyms(key_file=str(work / "pseudonym.key")),
+                "pipeline_config": PACKAGE_PIPELINE_CONFIG,
                 "io_manager": PolarsParquetIOManager(base_path=str(work / "store" / "tables")),
             },
         )

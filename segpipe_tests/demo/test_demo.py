@@ -28,6 +28,9 @@ BATCH_KEYS = {
     "source",
     "gold",
 }
+# A model batch names its model instead of an annotator, is never gold, and is read as the format finds its files.
+MODEL_BATCH_KEYS = BATCH_KEYS - {"annotation_file", "annotator", "gold"} | {"kind", "model"}
+MODEL_BATCH = "b004_model_segnet"
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +77,8 @@ def test_summary_points_at_the_files(demo: DemoSummary, truth: dict) -> None:
     assert demo.landing_root.name == "landing"
     assert demo.ground_truth_path == demo.landing_root.parent / "ground_truth.json"
     assert demo.n_scenes == truth["n_scenes"] == N_SCENES
-    assert demo.batch_ids == ["b000_gold", "b001_vendor_a_alice", "b002_vendor_b_bob", "b003_vendor_c_carol"]
+    assert demo.batch_ids == ["b000_gold", "b001_vendor_a_alice", "b002_vendor_b_bob", "b003_vendor_c_carol",
+                              MODEL_BATCH]
     assert sorted(p.name for p in demo.landing_root.iterdir()) == demo.batch_ids
 
 
@@ -115,15 +119,21 @@ def test_every_batch_is_complete(demo: DemoSummary, truth: dict) -> None:
         batch_dir = demo.landing_root / batch_id
         batch = orjson.loads((batch_dir / "batch.json").read_bytes())
         listed = _batch(truth, batch_id)
-        assert set(batch) == BATCH_KEYS
         assert batch["batch_id"] == batch_id
-        assert {k: batch[k] for k in ("format", "annotator", "source", "gold")} == {
-            k: listed[k] for k in ("format", "annotator", "source", "gold")
-        }
-        assert batch["annotation_file"] == (
-            "annotations.xml" if batch["format"] == "cvat_images_1.1" else "annotations.json"
-        )
-        assert (batch_dir / batch["annotation_file"]).is_file()
+        if batch_id == MODEL_BATCH:
+            assert set(batch) == MODEL_BATCH_KEYS
+            assert (batch["kind"], batch["model"], batch["format"]) == (
+                "model", {"name": "segnet", "version": "2026-11"}, "coco_results")
+            assert (batch_dir / "results.json").is_file() and (batch_dir / "instances.json").is_file()
+        else:
+            assert set(batch) == BATCH_KEYS
+            assert {k: batch[k] for k in ("format", "annotator", "source", "gold")} == {
+                k: listed[k] for k in ("format", "annotator", "source", "gold")
+            }
+            assert batch["annotation_file"] == (
+                "annotations.xml" if batch["format"] == "cvat_images_1.1" else "annotations.json"
+            )
+            assert (batch_dir / batch["annotation_file"]).is_file()
         with (batch_dir / batch["metadata_file"]).open(newline="") as handle:
             rows = list(csv.DictReader(handle))
         assert list(rows[0]) == ["file_name", "camera", "city", "time_of_day", "weather", "sequence_id"]
@@ -143,6 +153,26 @@ def test_batches_play_their_roles(truth: dict) -> None:
         assert len(annotators) >= 2
     assert any(len(a) == 3 for a in truth["shared"].values())
     assert _batch(truth, "b000_gold")["gold"] is True
+
+
+def test_the_model_pre_labels_every_honeypot_and_some_scenes_with_scored_rle_masks(demo: DemoSummary, truth: dict) -> None:
+    """pycocotools reads the model's results as COCO results: one prediction per shape it shows, masks that never
+    overlap (a model predicts what it sees), scores from 0 to 1; the people's scenes it covers are labelled by them."""
+    from pycocotools import mask as mask_utils
+
+    batch_dir = demo.landing_root / MODEL_BATCH
+    instances = orjson.loads((batch_dir / "instances.json").read_bytes())
+    results = orjson.loads((batch_dir / "results.json").read_bytes())
+    files = {_basename(f) for f in _batch(truth, MODEL_BATCH)["files"]}
+    assert set(truth["honeypots"]) < files
+    people = {_basename(f) for b in truth["batches"] if b["annotator"] in ("alice", "bob", "carol") for f in b["files"]}
+    assert files <= people
+    assert instances["annotations"] == [] and {i["file_name"] for i in instances["images"]} == files
+    assert results and all(0 <= r["score"] <= 1 for r in results)
+    for image in instances["images"]:
+        masks = [mask_utils.decode(r["segmentation"]) for r in results if r["image_id"] == image["id"]]
+        assert masks and all(m.shape == (image["height"], image["width"]) and m.any() for m in masks)
+        assert np.sum(masks, axis=0).max() == 1
 
 
 def test_shared_scenes_are_the_same_bytes_in_every_batch(demo: DemoSummary, truth: dict) -> None:

@@ -405,7 +405,8 @@ def test_build_and_backfill_end_with_what_stopped_the_release_and_exit_1(tiny_de
                           r"\(\d+/\d+ steps, \d+\.\d s\)$")
     errors = infeasible.err.splitlines() + blocked.err.splitlines()
     assert [line for line in errors if not progress.match(line)] == []  # progress only: no traceback, no Dagster log
-    assert "release: golden_sample FAILED" in infeasible.err and "remap 5 batches: mapped_shapes done" in blocked.err
+    remapped = len(tiny_demo.batch_ids) + 1  # the demo's batches and the broken one
+    assert "release: golden_sample FAILED" in infeasible.err and f"remap {remapped} batches: mapped_shapes done" in blocked.err
     assert not (tmp_path / "store" / "releases").exists()
 
     lines = infeasible.out.splitlines()
@@ -438,6 +439,11 @@ def test_build_and_backfill_end_with_what_stopped_the_release_and_exit_1(tiny_de
     assert lines[-1].startswith("details: run ")
 
 
+def _model_review(consensus: pl.DataFrame) -> dict[str, list[str]]:
+    """The images a model's disagreement sent to review, with the classes in dispute."""
+    return dict(consensus.filter(pl.col("status") == "model_review").select("image_id", "disputed_classes").iter_rows())
+
+
 def test_an_alias_change_is_backfilled_into_a_new_release_without_redrawing(tiny_demo, tmp_path):
     taxonomy = tmp_path / "taxonomy.yaml"
     taxonomy.write_text((DEMO_CONFIG / "taxonomy.yaml").read_text())
@@ -450,7 +456,9 @@ def test_an_alias_change_is_backfilled_into_a_new_release_without_redrawing(tiny
         pipeline = tmp_path / "pipeline.yaml"
         pipeline.write_text(tiny_demo_pipeline())
         env.setenv("SEGPIPE_PIPELINE_CONFIG", str(pipeline))
-        cold = run_local_build(load_defs(), instance, current_environment())
+        cold_defs = load_defs()
+        cold = run_local_build(cold_defs, instance, current_environment())
+        disputed_before = _model_review(cold_defs.load_asset_value("consensus_masks", instance=instance))
         label_masks_before = {p: p.stat().st_mtime_ns for p in (tmp_path / "store" / "label-masks").rglob("*.png")}
         class_masks_before = {p: p.stat().st_mtime_ns for p in (tmp_path / "store" / "masks").rglob("*.png")}
 
@@ -459,6 +467,7 @@ def test_an_alias_change_is_backfilled_into_a_new_release_without_redrawing(tiny
         backfilled = run_taxonomy_backfill(defs, instance, current_environment())
         masks = defs.load_asset_value("annotation_masks", instance=instance, partition_key="b002_vendor_b_bob")
         others = defs.load_asset_value("annotation_masks", instance=instance, partition_key="b001_vendor_a_alice")
+        disputed_after = _model_review(defs.load_asset_value("consensus_masks", instance=instance))
         [backfill_run] = instance.get_runs(filters=dg.RunsFilter(job_name="taxonomy_backfill_job"))
         remapped = {record.partition_key for record in instance.fetch_materializations(
             dg.AssetKey("annotation_masks"), limit=100).records if record.run_id == backfill_run.run_id}
@@ -472,11 +481,18 @@ def test_an_alias_change_is_backfilled_into_a_new_release_without_redrawing(tiny
     # The new release says what moved: bob's cars became road, so masks changed and road's share grew.
     diff = json.loads((Path(backfilled.release_metadata["release"]) / "diff.json").read_text())
     assert diff["previous_version"] == cold.release_metadata["version"]
-    assert diff["counts"]["changed"] > 0 and diff["counts"]["added"] == diff["counts"]["removed"] == 0
+    assert diff["counts"]["changed"] > 0 and diff["counts"]["added"] == 0
     shares = {row["class"]: row["change"] for row in diff["classes"]}
     assert shares["road"] > 0 > shares["car"]
     items = pl.read_parquet(Path(backfilled.release_metadata["release"]) / "diff.parquet")
-    assert set(items["what"]) <= {"mask", "split", "split, mask"} and items.height == diff["counts"]["changed"]
+    changed = items.filter(pl.col("change") == "changed")
+    assert set(changed["what"]) <= {"mask", "split", "split, mask"} and changed.height == diff["counts"]["changed"]
+    # The demo's model still says car where bob's cars became road: the images of bob's it pre-labelled leave the
+    # release for review, disputed on car or road; nothing else is removed.
+    removed = set(items.filter(pl.col("change") == "removed")["image_id"])
+    newly_disputed = {image for image, classes in disputed_after.items()
+                      if image not in disputed_before and {"car", "road"} & set(classes)}
+    assert removed == newly_disputed and len(removed) == diff["counts"]["removed"]
     first = json.loads((Path(cold.release_metadata["release"]) / "diff.json").read_text())
     assert first["previous_version"] is None and first["counts"]["added"] == cold.release_metadata["images_released"]
     assert set(masks["rendered_by"]) == {"lookup"}
@@ -528,7 +544,8 @@ def test_the_careless_annotator_ranks_last_on_honeypots(demo_build, ground_truth
         pl.col("annotator").replace_strict(name_of).alias("name"))
     assert board["name"].to_list()[-1] == "carol"  # sorted by mean IoU, best first
     by_name = {row["name"]: row for row in board.iter_rows(named=True)}
-    assert set(by_name) == {"alice", "bob", "carol"}
+    assert set(by_name) == {"alice", "bob", "carol", "segnet"}
+    assert [name for name, row in by_name.items() if row["is_model"]] == ["segnet"]  # the demo's model, beside people
     assert by_name["carol"]["boundary_f1"] < min(by_name["alice"]["boundary_f1"], by_name["bob"]["boundary_f1"])
     assert all(row["n_honeypots"] > 0 for row in by_name.values())
 
@@ -567,7 +584,7 @@ def test_a_honeypot_threshold_leaves_the_careless_annotator_out_and_the_counts_s
     ledger = pl.read_parquet(Path(build.outcome.release_metadata["release"]) / "ledger.parquet")
     assert counts["input"] == counts["released"] + counts["filtered"] + counts["quarantined"] == ledger.height
     board = pl.read_parquet(build.store / "tables" / "annotator_scores.parquet")
-    [low] = board.filter(pl.col("mean_iou") < 0.8)["annotator"].to_list()  # carol, the careless one
+    [low] = board.filter((pl.col("mean_iou") < 0.8) & ~pl.col("is_model"))["annotator"].to_list()  # carol, the careless
     left_out = ledger.filter(pl.col("reason").str.starts_with(f"{low} scored below"))
     assert left_out.height > 0 and set(left_out["outcome"]) == {"filtered"}
     consensus = pl.read_parquet(build.store / "tables" / "consensus_masks.parquet")

@@ -25,6 +25,7 @@ from segpipe.core.ingest.landing import LandedBatch
 from segpipe.core.ingest.sources import BatchSource, RejectedFile
 from segpipe.defs.ingest.assets import ingest_annotation_batch
 from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
+from segpipe_tests.conftest import PACKAGE_PIPELINE_CONFIG
 from segpipe.io.object_store import LandingZone, ObjectStore
 from segpipe.io.parquet_io_manager import PolarsParquetIOManager
 from segpipe_tests.labelme_export import write_labelme_export
@@ -66,6 +67,7 @@ def ingest(tmp_path: Path, store_root: str, endpoint_url: str) -> dg.ExecuteInPr
                 "object_store": ObjectStore(root=store_root, endpoint_url=endpoint_url, connect_timeout_s=1.0,
                                             read_timeout_s=READ_TIMEOUT_S, request_attempts=1),
                 "annotator_pseudonyms": AnnotatorPseudonyms(key_file=str(tmp_path / "pseudonym.key")),
+                "pipeline_config": PACKAGE_PIPELINE_CONFIG,
                 "io_manager": PolarsParquetIOManager(base_path=str(tmp_path / "tables")),
             },
         )

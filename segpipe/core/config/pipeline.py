@@ -18,6 +18,7 @@ from pydantic.dataclasses import dataclass
 from segpipe.core.config.cron import cron_problem
 from segpipe.core.config.yaml_source import load_model, parse_model
 from segpipe.core.consensus.settings import ConsensusSettings
+from segpipe.core.ingest.model_settings import ModelSettings
 from segpipe.core.qa.settings import QaSettings
 from segpipe.core.release.settings import ReleaseSettings
 from segpipe.core.sampling.spec import DistributionSpec
@@ -92,6 +93,10 @@ class PipelineSettings:
     qa: QaSettings = Field(
         default_factory=QaSettings,
         description="The thresholds the QA rules judge entries by.")
+    models: ModelSettings = Field(
+        default_factory=ModelSettings,
+        description="Which predictions of a model batch (batch.json `\"kind\": \"model\"`) count, read when the "
+                    "batch is ingested: rerun ingest for a batch after changing them.")
     consensus: ConsensusSettings = Field(
         default_factory=ConsensusSettings,
         description="How annotators' masks are fused into one, and how annotators are scored on honeypots.")
@@ -114,7 +119,7 @@ class PipelineSettings:
             raise ValueError("must be letters, digits, '-', '_' or '.' (not dots alone)")
         return name
 
-    @field_validator("qa", "consensus", "sampling", "release", "nightly", mode="before")
+    @field_validator("qa", "models", "consensus", "sampling", "release", "nightly", mode="before")
     @classmethod
     def _defaults_when_unset(cls, section: object) -> object:
         """A section whose keys are all commented out reads as null: its defaults."""

@@ -27,6 +27,8 @@ import polars as pl
 from segpipe.core.consensus.annotator_pairs import pair_rows, pair_table
 from segpipe.core.consensus.annotator_reliability import RELIABILITY_SCHEMA, reliability_table
 from segpipe.core.consensus.image_outcomes import honeypot_outcome, votes_outcome
+from segpipe.core.consensus.mask_agreement import class_iou
+from segpipe.core.ingest.pseudonym import MODEL_PREFIX, is_model
 from segpipe.core.consensus.plurality import WEIGHT_SCALE, disputed_labels, disputed_pixels, honeypot_weights
 from segpipe.core.consensus.reliability import MIN_ERROR_RATE, VoteCounts, estimate_reliability
 from segpipe.core.consensus.review import apply_reviews, split_reviews
@@ -136,8 +138,11 @@ def build_consensus(
         decided.append(_row(image, image.workers, [], "gold", image.gold_key, instance_keys[image.gold_key], None,
                             "accepted", pixels_of[image.gold_key]))
     board = leaderboard(pl.DataFrame(scores, schema=SCORE_SCHEMA))
-    plans = _plans(images, board, settings)
-    plurality_weights = _plurality_weights(board, settings)
+    if not settings.models_vote:  # a model that does not vote weighs nothing in how the voters are weighed
+        gold_counts = {a: counts for a, counts in gold_counts.items() if not is_model(a)}
+    voters_board = board if settings.models_vote else board.filter(~pl.col("is_model"))
+    plans = _plans(images, voters_board, settings)
+    plurality_weights = _plurality_weights(voters_board, settings)
     votes = {plan.image.image_id: outcome_of(plan.image, plan.workers, _weights(plan, plurality_weights))
              for plan in plans if plan.rule is not None}
 
@@ -155,8 +160,9 @@ def build_consensus(
 
     pairs = []
     for plan in plans:
-        decided.append(_decided_row(plan, votes.get(plan.image.image_id), fused_by_estimate.get(plan.image.image_id),
-                                    instance_keys, pixels_of, plurality_weights, settings, names, pairs))
+        row = _decided_row(plan, votes.get(plan.image.image_id), fused_by_estimate.get(plan.image.image_id),
+                           instance_keys, pixels_of, plurality_weights, settings, names, pairs)
+        decided.append(_with_model_disputes(row, plan.image, load, pixels_of, settings, ignore_index, names))
     consensus = ConsensusRecord.validate(apply_reviews(
         pl.DataFrame(decided, schema=polars_schema(ConsensusRecord)).sort("image_id"), reviews))
     table = (reliability_table(estimate, gold_counts, ignore_index, names, categories) if estimate is not None
@@ -172,8 +178,9 @@ def _plans(images: list[_Image], board: pl.DataFrame, settings: ConsensusSetting
     for image in images:
         if image.gold_key is not None:
             continue
-        flagged = [annotator for annotator, _ in image.workers if annotator in below]
-        workers = [w for w in image.workers if w[0] not in below] if settings.low_scorer == "exclude" else image.workers
+        voters = [w for w in image.workers if settings.models_vote or not is_model(w[0])]
+        flagged = [annotator for annotator, _ in voters if annotator in below]
+        workers = [w for w in voters if w[0] not in below] if settings.low_scorer == "exclude" else voters
         review = bool(flagged) and settings.low_scorer == "review"
         if review:
             flagged = []  # fused (or single) as usual, for the reviewer
@@ -270,6 +277,27 @@ def _decided_row(plan: _Plan, votes: dict | None, fused: dict | None, instance_k
                 votes["class_pixels"], votes["agreement_map_key"], [w / scale for w in weights], None, plan.rule)
 
 
+def _with_model_disputes(row: dict, image: _Image, load: Callable[[str], np.ndarray], pixels_of: dict[str, list[int]],
+                         settings: ConsensusSettings, ignore_index: int, names: Mapping[int, str]) -> dict:
+    """The row with the classes on which a model's mask and the people's released mask disagree (class IoU below
+    consensus.model_disagreement_iou, as the leaderboard counts IoU); an accepted image with any goes to review.
+    Nothing to compare where no person's mask is released, or where the model voted for the mask itself."""
+    threshold = settings.model_disagreement_iou
+    models = [(a, key) for a, key in image.workers if is_model(a) and a not in row["annotators"]]
+    people = [a for a in row["annotators"] if not is_model(a)]
+    if threshold is None or not models or not people or row["mask_source"] == "gold":
+        return row
+    released = load(row["mask_key"])
+    disputed: set[int] = set()
+    for _, key in models:
+        ious = class_iou(load(key), released, ignore_index, pixels_of[key], row["class_pixels"])
+        disputed.update(c for c, iou in ious.items() if iou < threshold)
+    if not disputed:
+        return {**row, "disputed_classes": []}
+    status = "model_review" if row["status"] == "accepted" else row["status"]
+    return {**row, "status": status, "disputed_classes": [names.get(c, str(c)) for c in sorted(disputed)]}
+
+
 def _row(image: _Image, used: list[tuple[str, str]], excluded: list[str], source: str, mask_key: str,
          instance_key: str | None, agreement: float | None, status: str, class_pixels: list[int],
          agreement_map_key: str | None = None, vote_weights: list[float] | None = None,
@@ -278,7 +306,7 @@ def _row(image: _Image, used: list[tuple[str, str]], excluded: list[str], source
             "excluded_annotators": excluded, "agreement": agreement, "mask_source": source, "mask_key": mask_key,
             "instance_mask_key": instance_key, "agreement_map_key": agreement_map_key,
             "confidence_map_key": confidence_map_key, "fusion_rule": fusion_rule, "vote_weights": vote_weights,
-            "status": status, "class_pixels": list(class_pixels)}
+            "status": status, "class_pixels": list(class_pixels), "disputed_classes": None}
 
 
 SCORE_SCHEMA = {"annotator": pl.String, "image_id": pl.String, "iou": pl.Float64, "accuracy": pl.Float64,
@@ -291,4 +319,5 @@ def leaderboard(scores: pl.DataFrame) -> pl.DataFrame:
         pl.len().alias("n_honeypots"), pl.col("iou").mean().alias("mean_iou"), pl.col("accuracy").mean().alias("pixel_accuracy"),
         pl.col("boundary_f1").mean().alias("boundary_f1"),
     ).sort("mean_iou", "annotator", descending=[True, False])
-    return AnnotatorScoreRecord.validate(board.with_columns(pl.col("n_honeypots").cast(pl.Int64)))
+    return AnnotatorScoreRecord.validate(board.with_columns(
+        pl.col("n_honeypots").cast(pl.Int64), pl.col("annotator").str.starts_with(MODEL_PREFIX).alias("is_model")))

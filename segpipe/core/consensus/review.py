@@ -1,4 +1,5 @@
-"""The review queue: images whose annotators disagree too much, or whose annotator is under review.
+"""The review queue: images whose annotators disagree too much, whose annotator is under review, or
+whose model mask disagrees with the people's (the classes in dispute listed).
 
 A reviewer opens an image by its file name and looks at its agreement map first (white where all
 annotators agree, darker where they split), then, for a reliability-fused image, its confidence map
@@ -13,17 +14,17 @@ import polars as pl
 
 from segpipe.core.ingest.pseudonym import REVIEW_ANNOTATOR
 
-REVIEW_STATUSES = ("low_agreement", "annotator_review")
+REVIEW_STATUSES = ("low_agreement", "annotator_review", "model_review")
 
 
 def review_queue(images: pl.DataFrame, entries: pl.DataFrame) -> pl.DataFrame:
     """The images to review (images: consensus_masks) by file name, lowest agreement first, with
     file_name (entries: entry_id, image_id, file_name; an image delivered under several names
-    gets the first), status, annotators, agreement, agreement_map_key and confidence_map_key."""
+    gets the first), status, annotators, agreement, disputed_classes, agreement_map_key and confidence_map_key."""
     names = entries.group_by("image_id").agg(pl.col("file_name").min())
     return (images.filter(pl.col("status").is_in(REVIEW_STATUSES))
             .join(names, on="image_id", how="left")
-            .select("image_id", "file_name", "status", "annotators", "agreement", "agreement_map_key",
+            .select("image_id", "file_name", "status", "annotators", "agreement", "disputed_classes", "agreement_map_key",
                     "confidence_map_key")
             .sort("agreement", "file_name", "image_id", nulls_last=True))
 

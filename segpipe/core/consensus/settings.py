@@ -5,7 +5,7 @@ consensus code and its tests do; strict types refuse `true` or "5" for a number.
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 from pydantic.dataclasses import dataclass
 
 LowScorerPolicy = Literal["exclude", "review"]
@@ -56,3 +56,15 @@ class ConsensusSettings:
         description="Reliability fusion: an image fused by an earlier build keeps its mask until some annotator's share "
                     "of its vote weight has moved by more than this since, so a release re-fuses only images whose "
                     "annotators' estimates really moved. 0 re-fuses on any change.")
+    models_vote: StrictBool = Field(
+        False,
+        description="Whether a model's masks (model batches, annotator model:<name>) vote in fusion like a person's, "
+                    "weighed as the fusion rule weighs any annotator (by its estimated reliability or honeypot "
+                    "IoU). Off by default: people often start from the model's pre-labels, so its errors are "
+                    "already in their masks, and counting it again would outvote the person who corrected it. "
+                    "Models are scored on honeypots either way.")
+    model_disagreement_iou: StrictFloat | None = Field(
+        0.5, ge=0, le=1,
+        description="An image whose model mask and released people's mask have a class IoU below this, for any "
+                    "class either uses, goes to review (status model_review), listing the classes in dispute. "
+                    "Unset: model masks never send an image to review.")

@@ -39,6 +39,7 @@ from segpipe.core.shared.quarantine_rules import (
 from segpipe.core.ingest.formats import AnnotatedImage, FormatChoice, ReaderOptions, select_reader
 from segpipe.core.ingest.image_lookup import IMAGE_SUFFIXES, ImageIndex
 from segpipe.core.ingest.images import annotation_frame, inspect_image, stored_image
+from segpipe.core.ingest.model_settings import ModelSettings
 from segpipe.core.ingest.landing import (
     BATCH_MANIFEST, REVIEW_KIND, REVIEW_SOURCE, BatchManifest, entry_id, parse_batch_manifest,
 )
@@ -76,6 +77,7 @@ class IngestedBatch:
 def ingest_batch(
     source: BatchSource, batch_id: str, annotator_key: bytes, store_image: ImageWriter | None = None,
     declared_format: str | None = None, lint_without_images: bool = False, landed_at: float | None = None,
+    models: ModelSettings | None = None,
 ) -> IngestedBatch:
     """Read a batch with the format given, else the one its manifest declares, else the one detected.
 
@@ -86,7 +88,7 @@ def ingest_batch(
     labels can be checked before its images are uploaded. `landed_at` is when the batch landed
     (LandedBatch.ready_at, seconds since the epoch), recorded on every entry so that a later delivery
     of an image replaces an earlier one; an export read outside the landing zone (check-source,
-    init) has none.
+    init) has none. `models` decides which predictions of a model batch count (pipeline.yaml `models`).
     """
     names = source.names()
     index = ImageIndex([*names, *(rejected.name for rejected in source.rejected())])
@@ -95,6 +97,7 @@ def ingest_batch(
         if declared_format is not None:
             manifest = dataclasses.replace(manifest, format=declared_format)
         choice = _choose_reader(source, names, manifest, index)
+        _predictions_are_a_models(manifest, choice, source)
     except InputError as exc:  # the manifest is unusable, or no one format reads the batch
         return _quarantine_batch(source, batch_id, exc)
     try:
@@ -103,7 +106,7 @@ def ingest_batch(
         return _quarantine_batch(source, batch_id, exc, manifest, choice)
     landed = None if landed_at is None else datetime.fromtimestamp(landed_at, tz=UTC)
     batch = _BatchIngest(source, manifest, choice, metadata, annotator_key, store_image, lint_without_images, landed)
-    options = ReaderOptions(images_dir=manifest.images_dir, images=index)
+    options = ReaderOptions(images_dir=manifest.images_dir, images=index, models=models or ModelSettings())
     try:
         # Streamed: an image's annotation is checked and turned into table rows as it is read, so
         # memory holds the tables, not every parsed file as well.
@@ -133,6 +136,15 @@ def _read_manifest(source: BatchSource, batch_id: str, names: list[str]) -> Batc
             f"{refused}; batch.json must be a regular file, so the batch is quarantined rather than read "
             "without its settings"))
     return BatchManifest(batch_id)
+
+
+def _predictions_are_a_models(manifest: BatchManifest, choice: FormatChoice, source: BatchSource) -> None:
+    """A results file holds a model's predictions: read as a person's batch, they would be scored and fused
+    as a person under a pseudonym, with no model named."""
+    if choice.reader.name == "coco_results" and manifest.kind != "model":
+        raise InputError(INVALID_BATCH_MANIFEST, (
+            f"{source.origin(BATCH_MANIFEST)}: the batch holds COCO results, a model's predictions: declare "
+            "\"kind\": \"model\" and \"model\": {\"name\": ..., \"version\": ...} in batch.json"))
 
 
 def _choose_reader(source: BatchSource, names: list[str], manifest: BatchManifest, index: ImageIndex) -> FormatChoice:
@@ -255,7 +267,9 @@ class _BatchIngest:
         if self.store_image is not None:
             self.store_image(image_key, stored)
         eid = entry_id(self.manifest.batch_id, annotation.file_name)
+        model = self.manifest.model
         identity = self.manifest.annotator or annotation.annotator or f"batch:{self.manifest.batch_id}"
+        attributes = annotation.attributes if model is None else {**annotation.attributes, "model_version": model.version}
         self.images.append({
             "entry_id": eid, "batch_id": self.manifest.batch_id, "file_name": annotation.file_name,
             "landed_at": self.landed_at, "source_uri": origin, "image_id": image_id, "image_key": image_key,
@@ -264,13 +278,15 @@ class _BatchIngest:
             "source": self._source(), "is_gold": self.manifest.gold,
             "width": annotation.width, "height": annotation.height, "exif_orientation": decoded.orientation,
             "perceptual_hash": decoded.perceptual_hash,
-            "image_attributes": orjson.dumps(annotation.attributes, option=orjson.OPT_SORT_KEYS).decode(),
+            "image_attributes": orjson.dumps(attributes, option=orjson.OPT_SORT_KEYS).decode(),
             **self._metadata_of(annotation.file_name),
             "licence": self.manifest.licence, "origin": self.manifest.origin, "attribution": self.manifest.attribution,
         })
         self.shapes.add(eid, annotation.shapes)
 
     def _annotator(self, identity: str) -> str:
+        if self.manifest.model is not None:
+            return self.manifest.model.annotator
         return REVIEW_ANNOTATOR if self.manifest.kind == REVIEW_KIND else pseudonymize(identity, self.annotator_key)
 
     def _source(self) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import fsspec
 
+from segpipe.core.ingest.pseudonym import MODEL_PREFIX
 from segpipe.core.shared.errors import InputError
 from segpipe.core.shared.quarantine_rules import INVALID_BATCH_MANIFEST
 
@@ -30,14 +31,16 @@ ARCHIVE_SUFFIX = ".zip"
 BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 PROVENANCE_KEYS = ("licence", "origin", "attribution")
 MANIFEST_KEYS = {"batch_id", "format", "annotation_file", "images_dir", "metadata_file", "annotator", "source", "gold",
-                 "kind", *PROVENANCE_KEYS, "comment"}
+                 *PROVENANCE_KEYS, "comment", "kind", "model"}
 TEXT_KEYS = ("format", "annotation_file", "images_dir", "metadata_file", "annotator", "source", "kind",
              *PROVENANCE_KEYS, "comment")
-# What a batch holds: people's annotations (the default), or a reviewer's corrections of images of the
-# review queue (`segpipe review export`), which replace the fused masks of those images.
-BATCH_KINDS = ("annotation", "review")
+# What a batch holds: people's annotations (the default), a model's predictions, or a reviewer's
+# corrections of images of the review queue (`segpipe review export`), which replace the fused masks
+# of those images.
+BATCH_KINDS = ("annotation", "model", "review")
 REVIEW_KIND = "review"
 REVIEW_SOURCE = "review"  # the source of every review batch: its labels are the taxonomy's class names
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 
 
@@ -53,12 +56,26 @@ class BatchManifest:
     annotator: str | None = None
     source: str | None = None
     gold: bool = False
-    kind: str = "annotation"  # one of BATCH_KINDS
     # Under which terms the batch may be used, where it came from, whom to credit: reach the release's
     # meta.json and datasheet. Blank (empty) is the same as not stated.
     licence: str | None = None  # an SPDX id (CC-BY-4.0) or free text
     origin: str | None = None  # a URL
     attribution: str | None = None
+    kind: str = "annotation"  # one of BATCH_KINDS
+    model: "ModelIdentity | None" = None  # set exactly when kind is "model" (the class is defined below)
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """The model whose predictions a `kind: model` batch holds. Its name is not personal data, so it is
+    the batch's annotator as it is (`model:<name>`), readable on the leaderboard."""
+
+    name: str
+    version: str
+
+    @property
+    def annotator(self) -> str:
+        return f"{MODEL_PREFIX}{self.name}"
 
 
 @dataclass(frozen=True)
@@ -231,9 +248,7 @@ def parse_batch_manifest(data: bytes, batch_id: str, origin: str) -> BatchManife
             raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: {key} must be a relative path inside the batch, got {value!r}")
     if not isinstance(doc.get("gold", False), bool):
         raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: gold must be true or false, got {doc['gold']!r}")
-    kind = doc.get("kind", "annotation")
-    if kind not in BATCH_KINDS:
-        raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: kind must be one of {list(BATCH_KINDS)}, got {kind!r}")
+    kind, model = _kind_and_model(doc, origin)
     if kind == REVIEW_KIND and (doc.get("gold", False) or doc.get("source", REVIEW_SOURCE) != REVIEW_SOURCE):
         raise InputError(INVALID_BATCH_MANIFEST, (
             f"{origin}: a review batch (kind \"review\") is neither gold nor of another source: its labels are the "
@@ -251,6 +266,33 @@ def parse_batch_manifest(data: bytes, batch_id: str, origin: str) -> BatchManife
         annotator=doc.get("annotator"),
         source=doc.get("source"),
         gold=doc.get("gold", False),
-        kind=kind,
         **provenance,
+        kind=kind,
+        model=model,
     )
+
+
+def _kind_and_model(doc: dict, origin: str) -> tuple[str, ModelIdentity | None]:
+    """The batch's kind, and for a model batch its `model: {name, version}`, which it must give: a
+    leaderboard row that cannot say which model and which version it scores is no use."""
+    kind = doc.get("kind", "annotation")
+    if kind not in BATCH_KINDS:
+        raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: kind must be one of {list(BATCH_KINDS)}, got {kind!r}")
+    if kind != "model":
+        if "model" in doc:
+            raise InputError(INVALID_BATCH_MANIFEST, f"{origin}: model is given but kind is {kind!r}; add \"kind\": \"model\"")
+        return kind, None
+    model = doc.get("model")
+    if not isinstance(model, dict) or set(model) != {"name", "version"} or not all(
+            isinstance(model[key], str) and model[key].strip() for key in ("name", "version")):
+        raise InputError(INVALID_BATCH_MANIFEST, (
+            f"{origin}: a model batch needs \"model\": {{\"name\": ..., \"version\": ...}} (two non-empty strings), "
+            f"got {model!r}"))
+    if not MODEL_NAME.match(model["name"]):
+        raise InputError(INVALID_BATCH_MANIFEST, (
+            f"{origin}: model name {model['name']!r} must be letters, digits, '.', '_' and '-' (at most 64), "
+            "as it names the model on the leaderboard"))
+    if doc.get("gold", False) or "annotator" in doc:
+        raise InputError(INVALID_BATCH_MANIFEST, (
+            f"{origin}: a model batch is neither gold nor an annotator's: remove \"gold\" and \"annotator\""))
+    return kind, ModelIdentity(model["name"], model["version"].strip())

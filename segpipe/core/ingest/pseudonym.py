@@ -19,6 +19,12 @@ PSEUDONYM_PREFIX = "annotator-"
 # image the later replaces the earlier as any re-delivery does (core/qa/deliveries.py). No digest is "review".
 REVIEW_ANNOTATOR = f"{PSEUDONYM_PREFIX}review"
 BATCH_PREFIX = "batch-"
+MODEL_PREFIX = "model:"  # a model batch's annotator, model:<name>: a model's name is not personal data
+
+
+def is_model(annotator: str) -> bool:
+    """Whether an annotator is a model (a model batch's), not a person."""
+    return annotator.startswith(MODEL_PREFIX)
 
 
 def pseudonymize(identity: str, key: bytes) -> str:

@@ -3,7 +3,7 @@
 import polars as pl
 
 from segpipe.core.consensus.review import reviewed_images, unapplied_review_reason
-from segpipe.core.ingest.pseudonym import REVIEW_ANNOTATOR
+from segpipe.core.ingest.pseudonym import REVIEW_ANNOTATOR, is_model
 from segpipe.core.qa.deliveries import replaced_deliveries
 from segpipe.core.shared.schemas import LedgerRecord, polars_schema
 
@@ -26,6 +26,7 @@ def build_ledger(
     unselected_reason = unselected_reason or {}
     replaced = replaced_deliveries(images)
     excluded = dict(qa_exclusions.select("entry_id", "reason").iter_rows())
+    disputed = dict(consensus.select("image_id", "disputed_classes").iter_rows())
     status = {image_id: (state, score) for image_id, state, score in consensus.select("image_id", "status", "agreement").iter_rows()}
     low_scorers = {(image_id, annotator) for image_id, annotators in consensus.select(
         "image_id", "excluded_annotators").iter_rows() for annotator in annotators}
@@ -53,6 +54,14 @@ def build_ledger(
         elif state == "low_agreement":
             rows.append({**base, "outcome": "filtered", "stage": "consensus",
                          "reason": f"annotator agreement {status[image_id][1]:.3f} below the minimum; sent to review"})
+        elif state == "model_review":
+            rows.append({**base, "outcome": "filtered", "stage": "consensus",
+                         "reason": "a model's mask and the people's disagree on "
+                                   f"{', '.join(disputed.get(image_id) or [])}; sent to review"})
+        elif is_model(annotator):
+            rows.append({**base, "outcome": "filtered", "stage": "consensus",
+                         "reason": f"{annotator}'s prediction is scored but not released: no person's mask of "
+                                   "this image is (consensus.models_vote is off, or the people's was not accepted)"})
         elif state == "annotator_review":
             rows.append({**base, "outcome": "filtered", "stage": "consensus",
                          "reason": "labelled by an annotator below consensus.min_honeypot_iou; sent to review"})

@@ -54,6 +54,7 @@ CLASS_MAP_AMBIGUOUS = "class_map_ambiguous"
 MALFORMED_ANNOTATION = "malformed_annotation"
 UNSUPPORTED_SHAPE = "unsupported_shape"
 UNKNOWN_CATEGORY = "unknown_category"
+INVALID_SCORE = "invalid_score"
 DUPLICATE_IMAGE_ID = "duplicate_image_id"
 DUPLICATE_ANNOTATION = "duplicate_annotation"
 IMAGE_MISSING = "image_missing"
@@ -255,6 +256,11 @@ QUARANTINE_RULES: tuple[QuarantineRule, ...] = (
         UNKNOWN_CATEGORY, "ingest",
         "A COCO annotation's category_id is not in `categories`.",
         "Add the category to `categories`, or correct the annotation's category_id."),
+    QuarantineRule(
+        INVALID_SCORE, "ingest",
+        "A model prediction (COCO results entry) has a score that is not a number from 0 to 1, so whether its pixels "
+        "count (models.score_threshold) cannot be decided.",
+        "Write each prediction's score as the model's confidence from 0 to 1 and land the results again."),
     QuarantineRule(
         DUPLICATE_IMAGE_ID, "ingest",
         "Several COCO `images` entries share one id, so their annotations cannot be told apart; all of them are "

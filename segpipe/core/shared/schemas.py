@@ -37,7 +37,7 @@ class ImageRecord(pa.DataFrameModel):
     image_id: str = pa.Field(str_length={"min_value": 64, "max_value": 64})
     image_key: str
     source_format: str
-    annotator: str = pa.Field(str_startswith="annotator-")
+    annotator: str = pa.Field(str_matches=r"^(annotator-|model:)")  # a pseudonym, or a model batch's model:<name>
     source: str
     is_gold: bool
     width: int = pa.Field(gt=0)
@@ -206,8 +206,9 @@ class ConsensusRecord(pa.DataFrameModel):
     confidence_map_key: str = pa.Field(nullable=True)  # reliability-fused images: per-pixel posterior of the released class
     fusion_rule: str = pa.Field(nullable=True, isin=["reliability", "plurality", "honeypot_weighted"])  # fused images
     vote_weights: pl.List(pl.Float64) = pa.Field(nullable=True)  # fused images: each of annotators' vote (consensus.fusion)
-    status: str = pa.Field(isin=["accepted", "low_agreement", "annotator_review", "annotator_excluded"])
+    status: str = pa.Field(isin=["accepted", "low_agreement", "annotator_review", "annotator_excluded", "model_review"])
     class_pixels: pl.List(pl.Int64)  # pixels of each value 0..255 in the released mask
+    disputed_classes: pl.List(pl.String) = pa.Field(nullable=True)  # where a model and the people's mask disagree
 
     class Config:
         strict = True
@@ -265,6 +266,7 @@ class AnnotatorScoreRecord(pa.DataFrameModel):
     mean_iou: float = pa.Field(ge=0.0, le=1.0)
     pixel_accuracy: float = pa.Field(ge=0.0, le=1.0)
     boundary_f1: float = pa.Field(ge=0.0, le=1.0)  # at consensus.boundary_tolerance_px
+    is_model: bool  # a model batch's model:<name>, scored like a person
 
     class Config:
         strict = True

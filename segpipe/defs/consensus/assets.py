@@ -57,7 +57,7 @@ def consensus(
             "by_mask_source": dg.MetadataValue.json(dict(images.group_by("mask_source").len().sort("mask_source").iter_rows())),
             "by_fusion_rule": dg.MetadataValue.json(dict(images.filter(pl.col("fusion_rule").is_not_null())
                                                          .group_by("fusion_rule").len().sort("fusion_rule").iter_rows())),
-            "review_queue": md_table(queue.select("file_name", "status", "annotators", "agreement")),
+            "review_queue": md_table(queue.select("file_name", "status", "annotators", "agreement", "disputed_classes")),
             "agreement_maps": gallery(stored_pictures(object_store, agreement_map_pictures(queue)),
                                       everything=object_store.url(store_keys.AGREEMENT_MAPS_DIR), note=AGREEMENT_MAP_NOTE),
             "confidence_maps": gallery(stored_pictures(object_store, confidence_map_pictures(queue)),

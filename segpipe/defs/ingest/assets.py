@@ -5,6 +5,7 @@ import polars as pl
 
 from segpipe.core.shared.errors import InputError
 from segpipe.core.ingest.batch import IngestedBatch, ingest_batch, quarantine_unreadable_batch
+from segpipe.core.ingest.model_settings import ModelSettings
 from segpipe.core.ingest.batch_report import quarantine_reasons, unusable_batch
 from segpipe.defs.ingest.bad_input import BAD_INPUT_TAG, BATCH_USABLE, USABLE_DESCRIPTION, tag_value, usable_result
 from segpipe.defs.metadata import markdown_table, metadata_table
@@ -12,13 +13,15 @@ from segpipe.defs.partitions import annotation_batches, batch_check_results, bat
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
 from segpipe.io.object_store import LandingZone, ObjectStore
+from segpipe.io.pipeline_config import PipelineConfig
 
 
-def _read_batch(batch_id: str, landing_zone: LandingZone, object_store: ObjectStore, key: bytes) -> IngestedBatch:
+def _read_batch(batch_id: str, landing_zone: LandingZone, object_store: ObjectStore, key: bytes,
+                models: ModelSettings) -> IngestedBatch:
     try:
         with landing_zone.open_batch(batch_id) as (source, landed):
             return ingest_batch(source, batch_id, key, object_store.write_content_addressed,
-                                landed_at=landed.ready_at)
+                                landed_at=landed.ready_at, models=models)
     except InputError as exc:  # the archive itself is unsafe or unreadable, or the batch is gone
         return quarantine_unreadable_batch(batch_id, exc)
 
@@ -44,21 +47,23 @@ def _read_batch(batch_id: str, landing_zone: LandingZone, object_store: ObjectSt
 )
 def ingest_annotation_batch(
     context: dg.AssetExecutionContext, landing_zone: LandingZone, object_store: ObjectStore,
-    annotator_pseudonyms: AnnotatorPseudonyms,
+    annotator_pseudonyms: AnnotatorPseudonyms, pipeline_config: PipelineConfig,
 ):
     """Read each landing batch of the run; an unusable file becomes a quarantine row, never a failed
     run, and a batch of which nothing is usable marks its run (tag segpipe/bad_input) and fails its
     batch_usable check. Accepted images are copied into the object store by content hash; a store
     that fails to answer is retried with backoff (defs/retries.py)."""
     with only_transient_retried():
-        yield from _ingest_batches(context, landing_zone, object_store, annotator_pseudonyms.key())
+        yield from _ingest_batches(context, landing_zone, object_store, annotator_pseudonyms.key(),
+                                   pipeline_config.settings().models)
 
 
 def _ingest_batches(
     context: dg.AssetExecutionContext, landing_zone: LandingZone, object_store: ObjectStore, key: bytes,
+    models: ModelSettings,
 ) -> Iterator[dg.Output | dg.AssetCheckEvaluation]:
     batch_ids: Sequence[str] = context.partition_keys
-    batches = {batch_id: _read_batch(batch_id, landing_zone, object_store, key) for batch_id in batch_ids}
+    batches = {batch_id: _read_batch(batch_id, landing_zone, object_store, key, models) for batch_id in batch_ids}
     for batch_id, batch in batches.items():
         _add_batch_metadata(context, batch_id, batch)
     unusable = {batch_id: unusable_batch(batch) for batch_id, batch in batches.items()}

@@ -106,7 +106,8 @@ def test_build_consensus_prefers_gold_fuses_several_and_sends_disagreement_to_re
         released = decode_mask_png(objects[row["mask_key"]])
         assert row["class_pixels"] == np.bincount(released.ravel(), minlength=256).tolist(), image_id
     assert scores.to_dicts() == [
-        {"annotator": "alice", "n_honeypots": 1, "mean_iou": 1.0, "pixel_accuracy": 1.0, "boundary_f1": 1.0}]
+        {"annotator": "alice", "n_honeypots": 1, "mean_iou": 1.0, "pixel_accuracy": 1.0, "boundary_f1": 1.0,
+         "is_model": False}]
 
 
 def test_a_rerun_on_unchanged_masks_reuses_each_outcome_and_a_changed_mask_is_fused_again():

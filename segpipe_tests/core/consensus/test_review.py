@@ -8,8 +8,9 @@ def test_the_review_queue_names_images_by_file_lowest_agreement_first_with_their
         "image_id": ["i1", "i2", "i3", "i4"], "status": ["low_agreement", "accepted", "annotator_review", "low_agreement"],
         "annotators": [["a", "b"], ["a", "b"], ["c"], ["a", "c"]], "agreement": [0.55, 0.9, None, 0.31],
         "agreement_map_key": ["agreement-maps/i1.png", "agreement-maps/i2.png", None, "agreement-maps/i4.png"],
-        "confidence_map_key": [None, "confidence-maps/i2.png", None, "confidence-maps/i4.png"]},
-        schema_overrides={"agreement": pl.Float64})
+        "confidence_map_key": [None, "confidence-maps/i2.png", None, "confidence-maps/i4.png"],
+        "disputed_classes": [None, None, None, None]},
+        schema_overrides={"agreement": pl.Float64, "disputed_classes": pl.List(pl.String)})
     entries = pl.DataFrame({"entry_id": ["e1", "e2", "e3", "e4", "e5"], "image_id": ["i1", "i1", "i3", "i4", "i2"],
                             "file_name": ["b/x.jpg", "a/x.jpg", "c.jpg", "d.jpg", "e.jpg"]})
     queue = review_queue(images, entries)

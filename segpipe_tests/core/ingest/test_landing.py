@@ -75,6 +75,28 @@ def test_manifest_paths_must_stay_inside_the_batch(path):
         parse_batch_manifest(doc, "b", "m")
 
 
+def test_a_model_batch_names_its_model_and_version():
+    manifest = parse_batch_manifest(b'{"kind": "model", "model": {"name": "mask-rcnn", "version": "r50 1x"}}', "b", "m")
+    assert (manifest.kind, manifest.model.name, manifest.model.version) == ("model", "mask-rcnn", "r50 1x")
+    assert manifest.model.annotator == "model:mask-rcnn"
+    assert parse_batch_manifest(b"{}", "b", "m").kind == "annotation"
+
+
+@pytest.mark.parametrize("doc, message", [
+    (b'{"kind": "robot"}', "kind must be one of"),
+    (b'{"kind": "model"}', "needs \"model\""),
+    (b'{"kind": "model", "model": {"name": "m"}}', "needs \"model\""),
+    (b'{"kind": "model", "model": {"name": "m", "version": ""}}', "needs \"model\""),
+    (b'{"kind": "model", "model": {"name": "a b", "version": "1"}}', "model name 'a b'"),
+    (b'{"kind": "model", "model": {"name": "m", "version": "1"}, "gold": true}', "neither gold nor"),
+    (b'{"model": {"name": "m", "version": "1"}}', "add \"kind\": \"model\""),
+])
+def test_a_model_batch_manifest_is_checked(doc, message):
+    with pytest.raises(InputError, match=message) as raised:
+        parse_batch_manifest(doc, "b", "m")
+    assert raised.value.rule == "invalid_batch_manifest" and str(raised.value).startswith("m: ")
+
+
 def _marked_folder(root, name: str) -> None:
     (root / name).mkdir()
     (root / name / "batch.json").write_text("{}")

@@ -18,7 +18,8 @@ def test_every_entry_gets_exactly_one_outcome_with_a_reason():
     exclusions = pl.DataFrame({"entry_id": ["e2"], "reason": ["mask_not_empty: no pixel is labelled"]})
     consensus = pl.DataFrame({"image_id": ["i1", "i3", "i4"], "status": ["accepted", "low_agreement", "annotator_review"],
                               "agreement": [None, 0.41, None], "excluded_annotators": [["carol"], [], []],
-                              "mask_source": ["fused", "fused", "single"]})
+                              "mask_source": ["fused", "fused", "single"],
+                              "disputed_classes": [None, None, None]}, schema_overrides={"disputed_classes": pl.List(pl.String)})
     ledger = build_ledger(images, quarantine, exclusions, consensus, {"i1"})
     outcomes = dict(zip(ledger["file_name"], ledger["outcome"], strict=True))
     assert outcomes == {"1.jpg": "released", "2.jpg": "filtered", "3.jpg": "filtered", "4.jpg": "filtered",
@@ -43,7 +44,7 @@ def test_an_entry_names_the_earlier_deliveries_it_replaced():
     exclusions = pl.DataFrame({"entry_id": ["old", "older"], "reason": [
         "entry_not_superseded: replaced by b3/x/a.jpg, delivered later"] * 2})
     consensus = pl.DataFrame({"image_id": ["i1"], "status": ["accepted"], "agreement": [0.9],
-                              "excluded_annotators": [[]], "mask_source": ["fused"]})
+                              "excluded_annotators": [[]], "mask_source": ["fused"], "disputed_classes": [[]]})
     ledger = build_ledger(images, quarantine, exclusions, consensus, {"i1"})
     rows = {(r["batch_id"], r["file_name"]): (r["outcome"], r["replaces"]) for r in ledger.iter_rows(named=True)}
     assert rows == {("b3", "x/a.jpg"): ("released", "b1/a.jpg;b2/a.jpg"), ("b2", "a.jpg"): ("filtered", None),
@@ -69,7 +70,8 @@ def test_a_review_names_the_entries_whose_consensus_it_replaced_and_one_that_rep
         "entry_not_superseded: replaced by b2/1.jpg, delivered later",
         "entry_not_superseded: replaced by rev2/images/1.jpg, delivered later"]})
     consensus = pl.DataFrame({"image_id": ["i1", "i2"], "status": ["accepted", "accepted"], "agreement": [0.4, 0.9],
-                              "excluded_annotators": [["carol"], []], "mask_source": ["reviewed", "single"]})
+                              "excluded_annotators": [["carol"], []], "mask_source": ["reviewed", "single"],
+                              "disputed_classes": [None, None]}, schema_overrides={"disputed_classes": pl.List(pl.String)})
     ledger = build_ledger(images, quarantine, exclusions, consensus, {"i1", "i2"})
     rows = {f"{r['batch_id']}/{r['file_name']}": r for r in ledger.iter_rows(named=True)}
     # the review replaced the earlier review and the consensus of ann's current entry and bob's (carol was
@@ -86,3 +88,28 @@ def test_a_review_names_the_entries_whose_consensus_it_replaced_and_one_that_rep
     assert unknown["reason"].startswith("rev2/images/9.jpg: a review of an image no annotation batch delivered")
     assert rows["b1/2.jpg"]["outcome"] == "released"
     assert outcome_counts(ledger) == {"input": 9, "released": 4, "filtered": 5, "quarantined": 0}
+
+
+def test_a_models_entries_and_the_images_it_disputes_are_filtered_with_why():
+    """i1: the people's mask is released, the model's entry with it; i2: the model disputes car, so the
+    image is under review; i3: only the model labelled it, so nothing of it is released."""
+    images = pl.DataFrame({"entry_id": ["p1", "m1", "p2", "m2", "m3"], "batch_id": ["b", "m", "b", "m", "m"],
+                           "file_name": ["1.jpg", "1.jpg", "2.jpg", "2.jpg", "3.jpg"],
+                           "image_id": ["i1", "i1", "i2", "i2", "i3"],
+                           "annotator": ["ann", "model:seg", "ann", "model:seg", "model:seg"], "landed_at": [MARCH] * 5})
+    quarantine = pl.DataFrame(schema={"batch_id": pl.String, "file_name": pl.String, "stage": pl.String,
+                                      "rule": pl.String, "message": pl.String})
+    exclusions = pl.DataFrame(schema={"entry_id": pl.String, "reason": pl.String})
+    consensus = pl.DataFrame({"image_id": ["i1", "i2", "i3"], "status": ["accepted", "model_review", "annotator_excluded"],
+                              "agreement": [None, None, None], "excluded_annotators": [[], [], []],
+                              "disputed_classes": [[], ["car", "road"], None],
+                              "mask_source": ["single", "single", None]},
+                             schema_overrides={"agreement": pl.Float64})
+    ledger = build_ledger(images, quarantine, exclusions, consensus, {"i1"})
+    rows = {(r["batch_id"], r["file_name"]): (r["outcome"], r["reason"]) for r in ledger.iter_rows(named=True)}
+    assert rows[("b", "1.jpg")] == rows[("m", "1.jpg")] == ("released", None)
+    assert rows[("b", "2.jpg")] == rows[("m", "2.jpg")] == (
+        "filtered", "a model's mask and the people's disagree on car, road; sent to review")
+    assert rows[("m", "3.jpg")][0] == "filtered" and rows[("m", "3.jpg")][1].startswith(
+        "model:seg's prediction is scored but not released")
+    assert outcome_counts(ledger) == {"input": 5, "released": 2, "filtered": 3, "quarantined": 0}

@@ -10,6 +10,7 @@ from segpipe.core.ingest.formats.cityscapes import CITYSCAPES
 from segpipe.core.ingest.formats.cityscapes_pngs import CITYSCAPES_PNGS
 from segpipe.core.ingest.formats.coco import COCO_INSTANCES
 from segpipe.core.ingest.formats.coco_panoptic import COCO_PANOPTIC
+from segpipe.core.ingest.formats.coco_results import COCO_RESULTS
 from segpipe.core.ingest.formats.cvat import CVAT_IMAGES
 from segpipe.core.ingest.formats.cvat_video import CVAT_VIDEO
 from segpipe.core.ingest.formats.labelme import LABELME
@@ -20,7 +21,7 @@ from segpipe.core.ingest.image_lookup import ImageIndex
 READERS: dict[str, FormatReader] = {
     reader.name: reader
     for reader in (
-        CVAT_IMAGES, CVAT_VIDEO, COCO_INSTANCES, COCO_PANOPTIC, CITYSCAPES, CITYSCAPES_PNGS, LABELME, VOC_SEGMENTATION, ADE20K, IMAGE_MASK_FOLDERS,
+        CVAT_IMAGES, CVAT_VIDEO, COCO_INSTANCES, COCO_PANOPTIC, COCO_RESULTS, CITYSCAPES, CITYSCAPES_PNGS, LABELME, VOC_SEGMENTATION, ADE20K, IMAGE_MASK_FOLDERS,
     )
 }
 

@@ -169,8 +169,8 @@ def read_coco_instances(source: BatchSource, files: list[str], options: ReaderOp
 
 def _read_file(source: BatchSource, name: str, images_dir: str, image_index: ImageIndex) -> Iterator[AnnotatedImage]:
     origin, scan, entries = scan_images(source, name, images_dir, image_index)
-    categories = _categories(scan.values.pop("categories"), origin)
-    table = _ImageTable(name, origin, entries)
+    categories = category_table(scan.values.pop("categories"), origin)
+    table = ImageTable(name, origin, entries)
     duplicates = scan.item_errors.get("annotations", {})
     for index, doc in enumerate(stream_items(source, name, "annotations.item", origin)):
         table.add(doc, index, categories, duplicates.get(index))
@@ -217,7 +217,7 @@ def stream_items(source: BatchSource, name: str, prefix: str, origin: str) -> It
             raise InputError(UNPARSEABLE_ANNOTATIONS, f"{origin}: not valid JSON: {yajl_message(exc)}") from exc
 
 
-def _categories(docs: list, origin: str) -> dict[int, str]:
+def category_table(docs: list, origin: str) -> dict[int, str]:
     """Category id -> name. The table gives every annotation of the file its label, so any fault
     in it is a fault of the file."""
     categories: dict[int, str] = {}
@@ -261,7 +261,7 @@ def image_entry(doc: Any, position: int, name: str, origin: str, images_dir: str
     return doc["id"], AnnotatedImage(file_name, doc["width"], doc["height"], image_error=lookup.error)
 
 
-class _ImageTable:
+class ImageTable:
     """The file's images by id, collecting each annotation onto its image as it streams past."""
 
     def __init__(self, name: str, origin: str, entries: list[tuple[Any, AnnotatedImage]]) -> None:
@@ -344,7 +344,7 @@ def _shape(doc: dict, index: int, image: AnnotatedImage, categories: dict[int, s
     if segmentation is None or segmentation == []:
         return Shape(label, "box", rings=(_bbox_ring(doc.get("bbox"), where, image),), attributes=attributes)
     if isinstance(segmentation, list):
-        return Shape(label, "polygon", rings=_polygon_rings(segmentation, where, image), attributes=attributes)
+        return Shape(label, "polygon", rings=polygon_rings(segmentation, where, image), attributes=attributes)
     if isinstance(segmentation, dict):
         return Shape(label, "mask", mask=_rle_mask(segmentation, where, image), attributes=attributes)
     raise InputError(
@@ -365,7 +365,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _polygon_rings(segmentation: list, where: str, image: AnnotatedImage) -> tuple[np.ndarray, ...]:
+def polygon_rings(segmentation: list, where: str, image: AnnotatedImage) -> tuple[np.ndarray, ...]:
     """Each part of a (possibly multi-part) polygon, validated by parse_ring."""
     rings = []
     for part, ring in enumerate(segmentation):

@@ -1,10 +1,11 @@
 """The contract every annotation format reader fulfils."""
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from segpipe.core.ingest.formats.annotation import AnnotatedImage
 from segpipe.core.ingest.image_lookup import ImageIndex
+from segpipe.core.ingest.model_settings import ModelSettings
 from segpipe.core.ingest.sources.source import BatchSource
 
 
@@ -15,6 +16,7 @@ class ReaderOptions:
 
     images_dir: str = "images"
     images: ImageIndex | None = None
+    models: ModelSettings = field(default_factory=ModelSettings)  # which predictions of a model batch count
 
     def image_index(self, source: BatchSource, own_files: Sequence[str] = ()) -> ImageIndex:
         """The batch's image index without the reader's own annotation files (a reader called on its

@@ -4,9 +4,14 @@ This is what `make demo` and `segpipe build` run; the same runs appear in the Da
 afterwards (`make dev`), exactly as if they had been launched there.
 """
 
+import multiprocessing
+import os
+import uuid
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import dagster as dg
+from dagster._core.instance.ref import InstanceRef  # what DagsterInstance.get_ref returns
 
 from segpipe.cli.progress import RunProgress
 from segpipe.core.ingest.landing import LandingProblem, scan_landing
@@ -17,6 +22,8 @@ from segpipe.defs.partitions import annotation_batches
 from segpipe.environment import Environment
 from segpipe.io.locations import open_location
 from segpipe.store.batch_removals import removed_batches
+
+DEFAULT_BATCH_WORKERS = min(2, os.cpu_count() or 1)  # each worker holds one batch: memory stays bounded
 
 
 class NothingToBuild(RuntimeError):
@@ -38,13 +45,16 @@ class BuildOutcome:
 
 def run_local_build(
     defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str = "WARNING",
-    progress: RunProgress = RunProgress(),
+    progress: RunProgress = RunProgress(), batch_workers: int = 1,
 ) -> BuildOutcome:
     """Ingest, map and draw every ready batch not drawn yet (one run per batch, as the landing sensor
     launches them), then QA, consensus, sampling and release over the batches that are done. So a
     nightly `segpipe build` does only the new batches' work; after a taxonomy edit, `segpipe
     backfill` remaps the drawn ones. A batch whose run fails is left out of the release, not in its
-    way (the release names it); a batch `segpipe batch remove` removed is not landed again."""
+    way (the release names it); a batch `segpipe batch remove` removed is not landed again.
+    With `batch_workers` > 1 the batch runs go to that many worker processes (segpipe.definitions'
+    definitions, the same instance), so the per-image work of ingest and drawing uses every core;
+    each batch's outputs are its own, so the release is the same whatever the number of workers."""
     batches, removed, not_batches = _register_batches(instance, env)
     quiet = _quiet(log_level)
     spec = _execute(defs, "taxonomy_job", instance, progress, "taxonomy", run_config=quiet)
@@ -52,12 +62,8 @@ def run_local_build(
         return _failed(batches, spec.run_id)
     drawn = instance.get_materialized_partitions(dg.AssetKey(BATCH_DONE_ASSET))
     new = [batch for batch in batches if batch not in drawn]
-    failed_batches = {}
-    for n, batch in enumerate(new, 1):
-        run = _execute(defs, "batch_job", instance, progress, f"batch {n}/{len(new)} {batch}", partition_key=batch,
-                       run_config=quiet)
-        if not run.success:
-            failed_batches[batch] = run.run_id
+    failed_batches = (_batch_runs_in_workers(instance, new, quiet, progress, batch_workers)
+                      if batch_workers > 1 and len(new) > 1 else _batch_runs(defs, instance, new, quiet, progress))
     if not done_batches(instance):
         return replace(_failed(batches, next(iter(failed_batches.values()))), failed_batches=failed_batches,
                        not_batches=not_batches)
@@ -86,6 +92,48 @@ def run_taxonomy_backfill(
     if not remap.success:
         return _failed(sorted(batches), remap.run_id)
     return _release(defs, instance, sorted(batches), quiet, progress)
+
+
+def _batch_runs(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[str], quiet: dict,
+                progress: RunProgress) -> dict[str, str]:
+    """One batch_job run per batch, in this process, in turn; the failed ones' run ids."""
+    failed = {}
+    for n, batch in enumerate(batches, 1):
+        run = _execute(defs, "batch_job", instance, progress, f"batch {n}/{len(batches)} {batch}", partition_key=batch,
+                       run_config=quiet)
+        if not run.success:
+            failed[batch] = run.run_id
+    return failed
+
+
+def _batch_runs_in_workers(instance: dg.DagsterInstance, batches: list[str], quiet: dict, progress: RunProgress,
+                           workers: int) -> dict[str, str]:
+    """The batch runs on `workers` processes (spawned: nothing of this process is shared but the
+    instance, by reference, and the environment), each reported as it finishes; the failed ones' run ids."""
+    failed = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(batches)), mp_context=context) as pool:
+        runs = [(batch, str(uuid.uuid4())) for batch in batches]
+        futures = [pool.submit(_worker_batch_run, instance.get_ref(), batch, run_id, quiet) for batch, run_id in runs]
+        for n, ((batch, run_id), future) in enumerate(zip(runs, futures), 1):
+            if not future.result():
+                failed[batch] = run_id
+            progress.finished(instance, f"batch {n}/{len(batches)} {batch}", run_id)
+    return failed
+
+
+_WORKER_DEFS: list[dg.Definitions] = []  # a worker process's definitions, loaded by its first batch
+
+
+def _worker_batch_run(instance_ref: InstanceRef, batch: str, run_id: str, quiet: dict) -> bool:
+    """In a worker process: one batch's batch_job run under `run_id`; whether it succeeded."""
+    if not _WORKER_DEFS:
+        from segpipe.definitions import defs as load_defs
+        _WORKER_DEFS.append(load_defs())
+    with dg.DagsterInstance.from_ref(instance_ref) as instance:
+        result = _WORKER_DEFS[0].resolve_job_def("batch_job").execute_in_process(
+            instance=instance, run_id=run_id, raise_on_error=False, partition_key=batch, run_config=quiet)
+    return result.success
 
 
 def _register_batches(

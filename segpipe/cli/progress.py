@@ -29,6 +29,9 @@ class RunProgress:
         """A new run id to launch the run under; its steps are reported while the context is open."""
         yield str(uuid.uuid4())
 
+    def finished(self, instance: dg.DagsterInstance, label: str, run_id: str) -> None:
+        """A run launched elsewhere (a worker process) has ended."""
+
 
 class StepProgress(RunProgress):
     """Each step of each run, as a bar on a terminal or as a line per finished step elsewhere."""
@@ -65,6 +68,14 @@ class StepProgress(RunProgress):
 
             instance.add_event_listener(run_id, update)
             yield run_id
+
+    def finished(self, instance: dg.DagsterInstance, label: str, run_id: str) -> None:
+        """One line for a run another process ran: how it ended, its steps, its time."""
+        stats = instance.get_run_stats(run_id)
+        seconds = (stats.end_time or 0.0) - (stats.start_time or 0.0)
+        ended = "done" if stats.steps_failed == 0 else "FAILED"
+        print(f"{label}: {ended} ({stats.steps_succeeded} steps succeeded, {stats.steps_failed} failed, {seconds:.1f} s)",
+              file=self._stream or sys.stderr, flush=True)
 
     def _line(self, entry, label: str, steps: "_StepCount") -> None:
         event = entry.dagster_event

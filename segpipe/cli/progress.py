@@ -14,11 +14,13 @@ from contextlib import contextmanager
 from typing import TextIO
 
 import dagster as dg
+from dagster._core.execution.stats import StepEventStatus  # the status of a step record
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 _DONE = {dg.DagsterEventType.STEP_SUCCESS: "done", dg.DagsterEventType.STEP_FAILURE: "FAILED",
          dg.DagsterEventType.STEP_SKIPPED: "skipped"}
+_STATUS = {StepEventStatus.SUCCESS: "done", StepEventStatus.FAILURE: "FAILED", StepEventStatus.SKIPPED: "skipped"}
 
 
 class RunProgress:
@@ -70,12 +72,13 @@ class StepProgress(RunProgress):
             yield run_id
 
     def finished(self, instance: dg.DagsterInstance, label: str, run_id: str) -> None:
-        """One line for a run another process ran: how it ended, its steps, its time."""
-        stats = instance.get_run_stats(run_id)
-        seconds = (stats.end_time or 0.0) - (stats.start_time or 0.0)
-        ended = "done" if stats.steps_failed == 0 else "FAILED"
-        print(f"{label}: {ended} ({stats.steps_succeeded} steps succeeded, {stats.steps_failed} failed, {seconds:.1f} s)",
-              file=self._stream or sys.stderr, flush=True)
+        """A line per step of a run another process ran, as _line writes them, from the run's step records."""
+        total = _StepCount(instance, run_id).total()
+        records = sorted(instance.get_run_step_stats(run_id), key=lambda r: (r.end_time or 0.0, r.step_key))
+        for done, record in enumerate(records, 1):
+            seconds = (record.end_time or 0.0) - (record.start_time or record.end_time or 0.0)
+            print(f"{label}: {record.step_key} {_STATUS.get(record.status, 'FAILED')} ({done}/{total} steps, "
+                  f"{seconds:.1f} s)", file=self._stream or sys.stderr, flush=True)
 
     def _line(self, entry, label: str, steps: "_StepCount") -> None:
         event = entry.dagster_event

@@ -4,8 +4,10 @@ This is what `make demo` and `segpipe build` run; the same runs appear in the Da
 afterwards (`make dev`), exactly as if they had been launched there.
 """
 
+import contextlib
 import multiprocessing
 import os
+import threading
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -23,7 +25,7 @@ from segpipe.environment import Environment
 from segpipe.io.locations import open_location
 from segpipe.store.batch_removals import removed_batches
 
-DEFAULT_BATCH_WORKERS = min(2, os.cpu_count() or 1)  # each worker holds one batch: memory stays bounded
+DEFAULT_BATCH_WORKERS = min(2, os.cpu_count() or 1)  # each process holds one batch: memory stays bounded
 
 
 class NothingToBuild(RuntimeError):
@@ -52,9 +54,10 @@ def run_local_build(
     nightly `segpipe build` does only the new batches' work; after a taxonomy edit, `segpipe
     backfill` remaps the drawn ones. A batch whose run fails is left out of the release, not in its
     way (the release names it); a batch `segpipe batch remove` removed is not landed again.
-    With `batch_workers` > 1 the batch runs go to that many worker processes (segpipe.definitions'
-    definitions, the same instance), so the per-image work of ingest and drawing uses every core;
-    each batch's outputs are its own, so the release is the same whatever the number of workers."""
+    With `batch_workers` > 1 the batch runs are shared by this process and `batch_workers` - 1 helper
+    processes (segpipe.definitions' definitions, the same instance), so the per-image work of ingest
+    and drawing uses every core; each batch's outputs are its own, so the release is the same
+    whatever the number of workers."""
     batches, removed, not_batches = _register_batches(instance, env)
     quiet = _quiet(log_level)
     spec = _execute(defs, "taxonomy_job", instance, progress, "taxonomy", run_config=quiet)
@@ -62,8 +65,7 @@ def run_local_build(
         return _failed(batches, spec.run_id)
     drawn = instance.get_materialized_partitions(dg.AssetKey(BATCH_DONE_ASSET))
     new = [batch for batch in batches if batch not in drawn]
-    failed_batches = (_batch_runs_in_workers(instance, new, quiet, progress, batch_workers)
-                      if batch_workers > 1 and len(new) > 1 else _batch_runs(defs, instance, new, quiet, progress))
+    failed_batches = _batch_runs(defs, instance, new, quiet, progress, batch_workers)
     if not done_batches(instance):
         return replace(_failed(batches, next(iter(failed_batches.values()))), failed_batches=failed_batches,
                        not_batches=not_batches)
@@ -95,38 +97,54 @@ def run_taxonomy_backfill(
 
 
 def _batch_runs(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[str], quiet: dict,
-                progress: RunProgress) -> dict[str, str]:
-    """One batch_job run per batch, in this process, in turn; the failed ones' run ids."""
-    failed = {}
-    for n, batch in enumerate(batches, 1):
-        run = _execute(defs, "batch_job", instance, progress, f"batch {n}/{len(batches)} {batch}", partition_key=batch,
-                       run_config=quiet)
-        if not run.success:
-            failed[batch] = run.run_id
-    return failed
+                progress: RunProgress, workers: int = 1) -> dict[str, str]:
+    """One batch_job run per batch; the failed ones' run ids. This process takes the batches in turn
+    from one queue, and with `workers` > 1 so do that many less one helper processes (spawned:
+    they share nothing with this one but the instance, by reference, and the environment), each
+    run reported as it ends. Helpers rather than a pool of `workers`: this process, its definitions
+    loaded, would sit idle beside them, and the sum of the processes' memory is what a host must have."""
+    labels = {batch: f"batch {n}/{len(batches)} {batch}" for n, batch in enumerate(batches, 1)}
+    queue, failed, lock, errors = list(reversed(batches)), {}, threading.Lock(), []
+
+    def take() -> str | None:
+        with lock:
+            return queue.pop() if queue else None
+
+    def in_helper(pool: ProcessPoolExecutor) -> None:
+        try:  # an instance of the thread's own: this process's runs write through the build's meanwhile
+            with dg.DagsterInstance.from_ref(instance.get_ref()) as own:
+                while (batch := take()) is not None:
+                    run_id = str(uuid.uuid4())
+                    if not pool.submit(_helper_batch_run, own.get_ref(), batch, run_id, quiet).result():
+                        failed[batch] = run_id
+                    progress.finished(own, labels[batch], run_id)
+        except BaseException as exc:  # a helper that died: raised once this process's runs are done
+            errors.append(exc)
+
+    helpers = min(workers, len(batches)) - 1
+    with contextlib.ExitStack() as stack:
+        threads = []
+        if helpers > 0:
+            pool = stack.enter_context(ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn")))
+            threads = [threading.Thread(target=in_helper, args=(pool,), daemon=True) for _ in range(helpers)]
+            for thread in threads:
+                thread.start()
+        while (batch := take()) is not None:
+            run = _execute(defs, "batch_job", instance, progress, labels[batch], partition_key=batch, run_config=quiet)
+            if not run.success:
+                failed[batch] = run.run_id
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+    return {batch: failed[batch] for batch in batches if batch in failed}
 
 
-def _batch_runs_in_workers(instance: dg.DagsterInstance, batches: list[str], quiet: dict, progress: RunProgress,
-                           workers: int) -> dict[str, str]:
-    """The batch runs on `workers` processes (spawned: nothing of this process is shared but the
-    instance, by reference, and the environment), each reported as it finishes; the failed ones' run ids."""
-    failed = {}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(batches)), mp_context=context) as pool:
-        runs = [(batch, str(uuid.uuid4())) for batch in batches]
-        futures = [pool.submit(_worker_batch_run, instance.get_ref(), batch, run_id, quiet) for batch, run_id in runs]
-        for n, ((batch, run_id), future) in enumerate(zip(runs, futures), 1):
-            if not future.result():
-                failed[batch] = run_id
-            progress.finished(instance, f"batch {n}/{len(batches)} {batch}", run_id)
-    return failed
+_WORKER_DEFS: list[dg.Definitions] = []  # a helper process's definitions, loaded by its first batch
 
 
-_WORKER_DEFS: list[dg.Definitions] = []  # a worker process's definitions, loaded by its first batch
-
-
-def _worker_batch_run(instance_ref: InstanceRef, batch: str, run_id: str, quiet: dict) -> bool:
-    """In a worker process: one batch's batch_job run under `run_id`; whether it succeeded."""
+def _helper_batch_run(instance_ref: InstanceRef, batch: str, run_id: str, quiet: dict) -> bool:
+    """In a helper process: one batch's batch_job run under `run_id`; whether it succeeded."""
     if not _WORKER_DEFS:
         from segpipe.definitions import defs as load_defs
         _WORKER_DEFS.append(load_defs())

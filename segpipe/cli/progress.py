@@ -7,6 +7,7 @@ own drawing: Dagster already depends on it, and it handles terminals, widths and
 """
 
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ class StepProgress(RunProgress):
         self._console = Console(file=stream, stderr=True, highlight=False, soft_wrap=True)
         self._bars = bars
         self._stream = stream
+        self._writing = threading.Lock()  # runs in helper processes are reported from threads
 
     @contextmanager
     def run(self, instance: dg.DagsterInstance, label: str) -> Iterator[str]:
@@ -77,8 +79,18 @@ class StepProgress(RunProgress):
         records = sorted(instance.get_run_step_stats(run_id), key=lambda r: (r.end_time or 0.0, r.step_key))
         for done, record in enumerate(records, 1):
             seconds = (record.end_time or 0.0) - (record.start_time or record.end_time or 0.0)
-            print(f"{label}: {record.step_key} {_STATUS.get(record.status, 'FAILED')} ({done}/{total} steps, "
-                  f"{seconds:.1f} s)", file=self._stream or sys.stderr, flush=True)
+            self._write(f"{label}: {record.step_key} {_STATUS.get(record.status, 'FAILED')} ({done}/{total} steps, "
+                        f"{seconds:.1f} s)")
+
+    def _write(self, line: str) -> None:
+        """One whole line: on a terminal through the console, which keeps it above the bars."""
+        with self._writing:
+            if self._console.is_terminal if self._bars is None else self._bars:
+                self._console.print(line, markup=False, highlight=False)
+                return
+            stream = self._stream or sys.stderr
+            stream.write(f"{line}\n")
+            stream.flush()
 
     def _line(self, entry, label: str, steps: "_StepCount") -> None:
         event = entry.dagster_event
@@ -88,8 +100,8 @@ class StepProgress(RunProgress):
             steps.start(event.step_key)
         elif event.event_type in _DONE:
             done = steps.finish(event.step_key)
-            print(f"{label}: {event.step_key} {_DONE[event.event_type]} ({done}/{steps.total()} steps, "
-                  f"{steps.seconds(event.step_key):.1f} s)", file=self._stream or sys.stderr, flush=True)
+            self._write(f"{label}: {event.step_key} {_DONE[event.event_type]} ({done}/{steps.total()} steps, "
+                        f"{steps.seconds(event.step_key):.1f} s)")
 
 
 class _StepCount:

@@ -6,6 +6,7 @@ plain line. Both go to stderr, so stdout keeps only the command's own output. ri
 own drawing: Dagster already depends on it, and it handles terminals, widths and redraws.
 """
 
+import os
 import sys
 import threading
 import time
@@ -42,6 +43,7 @@ class StepProgress(RunProgress):
     def __init__(self, stream: TextIO | None = None, bars: bool | None = None):
         # None: whatever sys.stderr is when a line is written, not when this default was made at import
         # (a test's capture, or a caller's redirect, replaces sys.stderr later)
+        stream = _own_descriptor(stream)
         self._console = Console(file=stream, stderr=True, highlight=False, soft_wrap=True)
         self._bars = bars
         self._stream = stream
@@ -102,6 +104,22 @@ class StepProgress(RunProgress):
             done = steps.finish(event.step_key)
             self._write(f"{label}: {event.step_key} {_DONE[event.event_type]} ({done}/{steps.total()} steps, "
                         f"{steps.seconds(event.step_key):.1f} s)")
+
+
+def _own_descriptor(stream: TextIO | None) -> TextIO | None:
+    """The stream on a descriptor of its own: while a step runs, Dagster points the process's
+    stdout and stderr descriptors at the step's log file (compute logs), so a line another thread
+    writes meanwhile (a helper process's run reported) would land there. A stream without a
+    descriptor (a test's capture) is written as it is."""
+    try:
+        descriptor = stream.fileno() if stream is not None else None
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        return stream
+    if descriptor is None:
+        return None
+    stream.flush()
+    return open(os.dup(descriptor), "w", buffering=1, encoding=getattr(stream, "encoding", None) or "utf-8",
+                errors="replace")
 
 
 class _StepCount:

@@ -97,6 +97,7 @@ class ReleaseContext:
     report_files: Mapping[str, bytes] = field(default_factory=dict)  # path in the archive -> bytes
     shapes: pl.DataFrame | None = None  # the drawn shapes behind masks, see released_shapes
     provenance: Mapping[str, BatchProvenance] = field(default_factory=dict)  # batch id -> what its batch.json states
+    workers: int = 1  # release.workers: processes the per-image annotations are computed on (item_annotations)
     packaged: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     manifest_rows: list[dict] = field(default_factory=list, init=False, repr=False)
     resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False, repr=False)

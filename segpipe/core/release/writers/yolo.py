@@ -45,11 +45,15 @@ def _label(store: ArtefactStore, taxonomy: Taxonomy, mask_key: str, width: int, 
 
 def _class_outlines(mask_key: str, store: ArtefactStore, ignore_index: int) -> ClassOutlines:
     """The mask's class outlines, remembered beside the mask (its key is content-derived), so a
-    release that ships the mask again does not trace it."""
+    release that ships the mask again does not trace it (and item_annotations traces them ahead)."""
     memo = store_keys.yolo_outlines_memo(mask_key, ignore_index)
     remembered = store.recall(memo)
     if remembered is not None:
         return ClassOutlines.from_json(remembered)
-    outlines = class_exteriors(decode_mask_png(store.read_png(mask_key)), ignore_index)
+    outlines = trace_outlines(store.read_png(mask_key), ignore_index)
     store.remember(memo, outlines.to_json())
     return outlines
+
+
+def trace_outlines(mask_png: bytes, ignore_index: int) -> ClassOutlines:
+    return class_exteriors(decode_mask_png(mask_png), ignore_index)

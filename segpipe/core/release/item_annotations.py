@@ -10,6 +10,7 @@ the same whatever the number of workers. At most a few tasks per helper are in f
 not grow with the release.
 """
 
+import itertools
 import multiprocessing
 from collections import deque
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from segpipe.core.taxonomy.model import Taxonomy
 from segpipe.store import keys as store_keys
 
 IN_FLIGHT_PER_WORKER = 4
+FEW_TASKS = 64  # fewer are computed here: a helper's start (its imports, about 2.5 CPU s) outweighs them
 
 Task = tuple[str | None, bytes | None, str | None, pl.DataFrame | None, int, int]  # memo, mask, memo, shapes, w, h
 
@@ -39,10 +41,14 @@ def remember_item_annotations(items: pl.DataFrame, shapes: pl.DataFrame | None, 
     if workers < 2:
         return 0
     shapes_of = {} if shapes is None else slices_by_mask(shapes)
+    tasks = _tasks(items, shapes_of, taxonomy, store)
+    first = list(itertools.islice(tasks, FEW_TASKS))
+    if len(first) < FEW_TASKS:  # a nightly's new images: starting a helper would cost more than it saves
+        return sum(_remember(task, _compute(task, taxonomy), store) for task in first)
     done = 0
     with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending: deque[tuple[Task, Future]] = deque()
-        for n, task in enumerate(_tasks(items, shapes_of, taxonomy, store)):
+        for n, task in enumerate(itertools.chain(first, tasks)):
             if n % workers == 0:
                 done += _remember(task, _compute(task, taxonomy), store)
             else:

@@ -2,8 +2,10 @@ import io
 
 import numpy as np
 import polars as pl
+import pytest
 
 from segpipe.core.rasterize.raster import rasterize_shapes
+from segpipe.core.release import item_annotations
 from segpipe.core.release.build import write_release
 from segpipe.core.release.item_annotations import remember_item_annotations
 from segpipe.core.release.packaging import ZipPackager
@@ -23,7 +25,9 @@ def drawn_release(workers: int):
     return release, items
 
 
-def test_two_workers_write_the_release_one_process_writes_byte_for_byte():
+@pytest.mark.parametrize("few_tasks", [1, item_annotations.FEW_TASKS], ids=["helper process", "few tasks here"])
+def test_two_workers_write_the_release_one_process_writes_byte_for_byte(monkeypatch, few_tasks):
+    monkeypatch.setattr(item_annotations, "FEW_TASKS", few_tasks)
     built = []
     for workers in (1, 2):
         release, items = drawn_release(workers)
@@ -34,7 +38,8 @@ def test_two_workers_write_the_release_one_process_writes_byte_for_byte():
     assert built[0] == built[1]
 
 
-def test_the_annotations_not_remembered_are_computed_ahead_and_remembered_once():
+def test_the_annotations_not_remembered_are_computed_ahead_and_remembered_once(monkeypatch):
+    monkeypatch.setattr(item_annotations, "FEW_TASKS", 1)  # a helper process even for two masks
     release, items = drawn_release(2)
     objects = release.store.read.__self__  # the fixture's in-memory store: a dict
     assert remember_item_annotations(items, release.shapes, TAXONOMY, release.store, 2) == 2  # two masks

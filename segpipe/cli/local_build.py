@@ -140,16 +140,16 @@ def _batch_runs(defs: dg.Definitions, instance: dg.DagsterInstance, batches: lis
     return {batch: failed[batch] for batch in batches if batch in failed}
 
 
-_WORKER_DEFS: list[dg.Definitions] = []  # a helper process's definitions, loaded by its first batch
+_HELPER_DEFS: list[dg.Definitions] = []  # a helper process's definitions, loaded by its first batch
 
 
 def _helper_batch_run(instance_ref: InstanceRef, batch: str, run_id: str, quiet: dict) -> bool:
     """In a helper process: one batch's batch_job run under `run_id`; whether it succeeded."""
-    if not _WORKER_DEFS:
+    if not _HELPER_DEFS:
         from segpipe.definitions import defs as load_defs
-        _WORKER_DEFS.append(load_defs())
+        _HELPER_DEFS.append(load_defs())
     with dg.DagsterInstance.from_ref(instance_ref) as instance:
-        result = _WORKER_DEFS[0].resolve_job_def("batch_job").execute_in_process(
+        result = _HELPER_DEFS[0].resolve_job_def("batch_job").execute_in_process(
             instance=instance, run_id=run_id, raise_on_error=False, partition_key=batch, run_config=quiet)
     return result.success
 

@@ -54,6 +54,7 @@ bench: install
 	$(BIN)/python -m segpipe_tests.bench.sampling
 	$(BIN)/python -m segpipe_tests.bench.release
 	$(BIN)/python -m segpipe_tests.bench.outlines
+	$(BIN)/python -m segpipe_tests.bench.floors
 	$(BIN)/python -m segpipe_tests.bench.whole_graph
 	$(BIN)/python -m segpipe_tests.bench.hostile
 

@@ -4,12 +4,18 @@ This is what `make demo` and `segpipe build` run; the same runs appear in the Da
 afterwards (`make dev`), exactly as if they had been launched there.
 """
 
+import contextlib
+import multiprocessing
 import os
+import threading
+import uuid
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.instance.ref import InstanceRef  # what DagsterInstance.get_ref returns
 
 from segpipe.cli.progress import RunProgress
 from segpipe.core.ingest.landing import LandingProblem, scan_landing
@@ -24,6 +30,7 @@ from segpipe.store.batch_removals import removed_batches
 
 DEFINITIONS_MODULE = "segpipe.definitions"
 PARTITION_TAG = "dagster/partition"
+DEFAULT_BATCH_WORKERS = min(2, os.cpu_count() or 1)  # each process holds one batch: memory stays bounded
 
 
 class NothingToBuild(RuntimeError):
@@ -45,13 +52,17 @@ class BuildOutcome:
 
 def run_local_build(
     defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str = "WARNING",
-    progress: RunProgress = RunProgress(),
+    progress: RunProgress = RunProgress(), batch_workers: int = 1,
 ) -> BuildOutcome:
     """Ingest, map and draw every ready batch not drawn yet (one run per batch, as the landing sensor
     launches them), then QA, consensus, sampling and release over the batches that are done. So a
     nightly `segpipe build` does only the new batches' work; after a taxonomy edit, `segpipe
     backfill` remaps the drawn ones. A batch whose run fails is left out of the release, not in its
-    way (the release names it); a batch `segpipe batch remove` removed is not landed again."""
+    way (the release names it); a batch `segpipe batch remove` removed is not landed again.
+    With `batch_workers` > 1 the batch runs are shared by this process and `batch_workers` - 1 helper
+    processes (segpipe.definitions' definitions, the same instance), so the per-image work of ingest
+    and drawing uses every core; each batch's outputs are its own, so the release is the same
+    whatever the number of workers."""
     batches, removed, not_batches = _register_batches(instance, env)
     quiet = _quiet(log_level)
     spec = _execute(defs, "taxonomy_job", instance, progress, "taxonomy", run_config=quiet)
@@ -59,12 +70,7 @@ def run_local_build(
         return _failed(batches, spec.run_id)
     drawn = instance.get_materialized_partitions(dg.AssetKey(BATCH_DONE_ASSET))
     new = [batch for batch in batches if batch not in drawn]
-    failed_batches = {}
-    for n, batch in enumerate(new, 1):
-        run = _execute(defs, "batch_job", instance, progress, f"batch {n}/{len(new)} {batch}", partition_key=batch,
-                       run_config=quiet)
-        if not run.success:
-            failed_batches[batch] = run.run_id
+    failed_batches = _batch_runs(defs, instance, new, quiet, progress, batch_workers)
     if not done_batches(instance):
         return replace(_failed(batches, next(iter(failed_batches.values()))), failed_batches=failed_batches,
                        not_batches=not_batches)
@@ -93,6 +99,66 @@ def run_taxonomy_backfill(
     if not remap.success:
         return _failed(sorted(batches), remap.run_id)
     return _release(defs, instance, sorted(batches), quiet, progress)
+
+
+def _batch_runs(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[str], quiet: dict,
+                progress: RunProgress, workers: int = 1) -> dict[str, str]:
+    """One batch_job run per batch; the failed ones' run ids. This process takes the batches in turn
+    from one queue, and with `workers` > 1 so do that many less one helper processes (spawned:
+    they share nothing with this one but the instance, by reference, and the environment), each
+    run reported as it ends. Helpers rather than a pool of `workers`: this process, its definitions
+    loaded, would sit idle beside them, and the sum of the processes' memory is what a host must have.
+    Under the Celery executor no helper starts: the workers are where the steps run."""
+    labels = {batch: f"batch {n}/{len(batches)} {batch}" for n, batch in enumerate(batches, 1)}
+    queue, failed, lock, errors = list(reversed(batches)), {}, threading.Lock(), []
+
+    def take() -> str | None:
+        with lock:
+            return queue.pop() if queue else None
+
+    def in_helper(pool: ProcessPoolExecutor) -> None:
+        try:  # an instance of the thread's own: this process's runs write through the build's meanwhile
+            with dg.DagsterInstance.from_ref(instance.get_ref()) as own:
+                while (batch := take()) is not None:
+                    run_id = str(uuid.uuid4())
+                    if not pool.submit(_helper_batch_run, own.get_ref(), batch, run_id, quiet).result():
+                        failed[batch] = run_id
+                    progress.finished(own, labels[batch], run_id)
+        except BaseException as exc:  # a helper that died: raised once this process's runs are done
+            errors.append(exc)
+
+    on_workers = defs.resolve_job_def("batch_job").executor_def.name == CELERY  # Celery's workers share the steps
+    helpers = 0 if on_workers else min(workers, len(batches)) - 1
+    with contextlib.ExitStack() as stack:
+        threads = []
+        if helpers > 0:
+            pool = stack.enter_context(ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn")))
+            threads = [threading.Thread(target=in_helper, args=(pool,), daemon=True) for _ in range(helpers)]
+            for thread in threads:
+                thread.start()
+        while (batch := take()) is not None:
+            run = _execute(defs, "batch_job", instance, progress, labels[batch], partition_key=batch, run_config=quiet)
+            if not run.success:
+                failed[batch] = run.run_id
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+    return {batch: failed[batch] for batch in batches if batch in failed}
+
+
+_HELPER_DEFS: list[dg.Definitions] = []  # a helper process's definitions, loaded by its first batch
+
+
+def _helper_batch_run(instance_ref: InstanceRef, batch: str, run_id: str, quiet: dict) -> bool:
+    """In a helper process: one batch's batch_job run under `run_id`; whether it succeeded."""
+    if not _HELPER_DEFS:
+        from segpipe.definitions import defs as load_defs
+        _HELPER_DEFS.append(load_defs())
+    with dg.DagsterInstance.from_ref(instance_ref) as instance:
+        result = _HELPER_DEFS[0].resolve_job_def("batch_job").execute_in_process(
+            instance=instance, run_id=run_id, raise_on_error=False, partition_key=batch, run_config=quiet)
+    return result.success
 
 
 def _register_batches(

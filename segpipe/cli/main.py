@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (build, backfill, batches, retry, remove, review_export):
         command.add_argument("--project", type=Path, default=None, help="the project folder (default: $SEGPIPE_HOME "
                                                                         "or ./.segpipe)")
+    build.add_argument("--workers", type=_at_least_one, default=None, metavar="N",
+                       help="processes the batch runs go to, each ingesting and drawing one batch (default: "
+                            "the machine's cores, at most 2; 1 runs them in this process)")
     for command in (build, backfill, retry, remove):
         command.add_argument("--verbose", action="store_true", help="print Dagster's own log (DEBUG lines included) "
                                                                     "and a line per step instead of progress bars")
@@ -193,6 +196,13 @@ def _use_project(project: Path | None, parser: argparse.ArgumentParser) -> None:
     use_project(project)
 
 
+def _at_least_one(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return number
+
+
 def _dagster_log_level(verbose: bool) -> str:
     """The level of Dagster's own log: quiet unless --verbose (the summary says why a run failed, the
     UI has the rest), so no DEBUG line comes before the summary."""
@@ -216,15 +226,16 @@ def _build(args: argparse.Namespace, backfill: bool) -> int:
     from segpipe.cli.build_summary import format_summary
     from segpipe.cli.run_failure import read_run_failure
     from segpipe.definitions import defs as load_defs
-    from segpipe.cli.local_build import NothingToBuild, run_local_build, run_taxonomy_backfill
+    from segpipe.cli.local_build import DEFAULT_BATCH_WORKERS, NothingToBuild, run_local_build, run_taxonomy_backfill
 
     log_level = _dagster_log_level(args.verbose)
     env = current_environment()
     defs = load_defs()
     with dg.DagsterInstance.get() as instance:
         try:
-            outcome = (run_taxonomy_backfill if backfill else run_local_build)(
-                defs, instance, env, log_level, _progress(args.verbose))
+            outcome = (run_taxonomy_backfill(defs, instance, env, log_level, _progress(args.verbose)) if backfill
+                       else run_local_build(defs, instance, env, log_level, _progress(args.verbose),
+                                            batch_workers=args.workers or DEFAULT_BATCH_WORKERS))
         except NothingToBuild as exc:
             print(f"segpipe {'backfill' if backfill else 'build'}: {exc}", file=sys.stderr)
             return 1

@@ -83,7 +83,9 @@ def coco_shapes_memo(digest: str) -> str:
 
 
 def yolo_outlines_memo(mask_key: str, ignore_index: int) -> str:
-    return f"yolo-outlines/{mask_key.removesuffix('.png')}-{ignore_index}.json"
+    """Flat exterior rings (release/yolo_labels.py ClassOutlines); the folder is new with that form,
+    so a memo of the earlier form (yolo-outlines/) is never read as one."""
+    return f"yolo-exteriors/{mask_key.removesuffix('.png')}-{ignore_index}.json"
 
 
 def batch_removal(batch_id: str, removed_at: str) -> str:

@@ -132,7 +132,7 @@ def scene_masks(root: Path, count: int, seed: int) -> list[tuple[np.ndarray, pl.
 
 def main() -> None:
     from segpipe.core.release.coco_annotations import shape_annotations
-    from segpipe.core.release.yolo_labels import class_outlines, yolo_label_text
+    from segpipe.core.release.yolo_labels import class_exteriors, class_outlines, yolo_label_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=6)
@@ -143,10 +143,12 @@ def main() -> None:
     ignore = taxonomy.ignore_index
     with tempfile.TemporaryDirectory() as tmp:
         scenes = [(mask, shapes, class_outlines(mask, ignore)) for mask, shapes in scene_masks(Path(tmp), args.scenes, args.seed)]
+    exteriors = {id(mask): class_exteriors(mask, ignore) for mask, _, _ in scenes}  # label_text formats only
     cases = {
         "shapely": lambda mask, shapes, traced: shapely_class_outlines(mask, ignore),
-        "traced": lambda mask, shapes, traced: class_outlines(mask, ignore),
-        "label_text": lambda mask, shapes, traced: yolo_label_text(traced, taxonomy, mask.shape[1], mask.shape[0]),
+        "traced": lambda mask, shapes, traced: class_exteriors(mask, ignore),
+        "label_text": lambda mask, shapes, traced: yolo_label_text(exteriors[id(mask)], taxonomy,
+                                                                   mask.shape[1], mask.shape[0]),
         "coco_framed": lambda mask, shapes, traced: framed_shape_annotations(shapes, taxonomy, mask.shape[1], mask.shape[0]),
         "coco_shapes": lambda mask, shapes, traced: shape_annotations(shapes, taxonomy, mask.shape[1], mask.shape[0]),
     }

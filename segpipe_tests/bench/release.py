@@ -167,7 +167,7 @@ def main() -> None:
             child = [sys.executable, "-m", "segpipe_tests.bench.release", "--workdir", tmp]
             subprocess.run([*child, "--generate", str(size)], check=True)
             for part_mib in args.part_mib:  # each cold: no release, and no outline or annotation remembered
-                for made in ("releases", "yolo-outlines", "coco-annotations"):
+                for made in ("releases", "yolo-exteriors", "coco-annotations"):
                     shutil.rmtree(Path(tmp) / "store" / made, ignore_errors=True)
                 for phase in ("cold", "nightly"):
                     done = subprocess.run([*child, "--measure", phase, "--part-mib", str(part_mib),

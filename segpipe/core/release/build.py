@@ -22,6 +22,7 @@ from segpipe.core.qa.deliveries import superseded_entries
 from segpipe.core.qa.near_duplicates import split_leaks
 from segpipe.core.qa.rules import excluded_entries
 from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, released_shapes
+from segpipe.core.release.item_annotations import remember_item_annotations
 from segpipe.core.release.ledger import build_ledger, outcome_counts
 from segpipe.core.release.packaging import Packager, ZipPackager
 from segpipe.core.release.parts import PartLayout, PartPlanner, member_index
@@ -66,6 +67,7 @@ class ReleaseInputs:
     part_bytes: int = ReleaseSettings().part_bytes  # release.part_mib: when items' files go into shared parts
     exports: tuple[str, ...] = ()  # release.exports
     cityscapes_city: str = CITY_FROM_BATCH  # release.cityscapes_city
+    workers: int = 1  # release.workers: processes the per-image annotations are computed on
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,8 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | Non
         report_files=report_files(inputs.sampling_report, inputs.class_balance, leaks,
                                   {c.id: c.color for c in inputs.taxonomy.classes}), shapes=shapes,
         provenance={names.batches[batch]: terms for batch, terms in batch_provenance(inputs.batch_images).items()},
-        exports=inputs.exports, cityscapes_city=inputs.cityscapes_city)
+        exports=inputs.exports, cityscapes_city=inputs.cityscapes_city,
+        workers=inputs.workers)
     placed, members = package_release(release, items, out, parts)
     return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts, datasheet_pictures(release),
                            members, placed)
@@ -124,9 +127,10 @@ def package_release(release: ReleaseContext, items: pl.DataFrame, out: BinaryIO,
 def write_release(release: ReleaseContext, items: pl.DataFrame, packager: Packager,
                   parts: PartPlanner | None = None) -> PartLayout | None:
     """Run every writer of WRITERS over `items` (one row per released image, see release_items) into
-    `packager`, sealing the release's manifest, content version and meta between the items and the
+    `packager`, the per-image annotations computed ahead on release.workers processes, sealing the release's manifest, content version and meta between the items and the
     closing members. With a planner, the items' members are planned first and then placed, into
     `packager` or into shared parts; where they went is returned."""
+    remember_item_annotations(items, release.shapes, release.taxonomy, release.store, release.workers)
     with release.resources:
         writers = [make(release) for make in WRITERS.values() if make.runs_in(release)]
         for n, row in enumerate(items.sort("split", "image_id").iter_rows(named=True)):

@@ -19,13 +19,18 @@ so its chunk, and the one it left, are new parts; so is a chunk one of whose ima
 released. Knowing which parts exist needs each member's SHA-256 and size before its bytes are
 made: the previous version's member index (members.parquet) gives them for every member it held
 under the same path, made from the same `source` (Member.source); the others are made and
-hashed, and made again when their part is written (a new part holds only new or moved files).
+hashed. The bytes made for hashing are kept in a temporary file until placed (MadeBytes), so
+no member is made twice (an image read and stripped twice, a YOLO label traced twice) and memory
+does not grow with the release.
 """
 
 import hashlib
+import os
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import BinaryIO, Protocol
 
 import polars as pl
@@ -40,6 +45,9 @@ from segpipe.core.shared.hashing_writer import HashingWriter
 MEMBER_RECIPES = "1"
 MEMBER_TYPES = {"path": pl.String, "part": pl.String, "sha256": pl.String, "size": pl.Int64, "source": pl.String}
 
+COPY_BLOCK = 1 << 20  # a streamed member is read back from MadeBytes in blocks of this size
+
+MemberContent = bytes | Deferred | Callable[[BinaryIO], None]
 KnownMembers = Mapping[tuple[str, str], tuple[str, int]]  # (path, source digest) -> (sha256, size)
 
 
@@ -66,7 +74,7 @@ class PlannedMember:
     size: int
     source: str | None  # digest of Member.source; None for a member named by its bytes alone
     compress: bool
-    content: bytes | Deferred | Callable[[BinaryIO], None]
+    content: MemberContent
     item: int  # the item it belongs to, in the build's order
     group: str
 
@@ -93,29 +101,76 @@ def part_name(members: Sequence[PlannedMember]) -> str:
     return f"{hashlib.sha256(listing.encode()).hexdigest()}.zip"
 
 
+class MadeBytes:
+    """Members' bytes made while planning, kept in a temporary file (not in memory) until they are
+    packaged: what is read back is what was hashed."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()
+        self._end = 0
+
+    def keep(self, content: MemberContent) -> tuple[str, int, MemberContent]:
+        """Make the content once: its SHA-256, its size, and a content that reads those bytes back
+        (streamed back for a streamed member)."""
+        start = self._end
+        sink = HashingWriter(self._file)
+        data = content.make() if isinstance(content, Deferred) else content
+        if isinstance(data, bytes):
+            sink.write(data)
+        else:
+            data(sink)
+        size = sink.tell()
+        self._end += size
+        kept: MemberContent = (Deferred(partial(self._read, start, size)) if isinstance(data, bytes)
+                               else partial(self._copy, start, start + size))
+        return sink.hexdigest(), size, kept
+
+    def _read(self, start: int, size: int) -> bytes:
+        self._file.flush()
+        return os.pread(self._file.fileno(), size, start)
+
+    def _copy(self, start: int, end: int, out: BinaryIO) -> None:
+        for offset in range(start, end, COPY_BLOCK):
+            out.write(self._read(offset, min(COPY_BLOCK, end - offset)))
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class PartPlanner:
-    """Takes the items' members as the writers yield them (hashing only those `known` lacks), then
-    places them: into the version's ZIP when they fit in one part, else into shared parts."""
+    """Takes the items' members as the writers yield them (hashing only those `known` lacks, whose
+    bytes it keeps in MadeBytes), then places them: into the version's ZIP when they fit in one
+    part, else into shared parts."""
 
     def __init__(self, part_bytes: int, known: KnownMembers, shelf: PartShelf) -> None:
         self.part_bytes, self.known, self.shelf = part_bytes, known, shelf
         self.planned: list[PlannedMember] = []
         self.hashed = 0  # members made and hashed because `known` lacked them
+        self.made = MadeBytes()
 
     def add(self, member: Member, item: int, group: str) -> str:
         """Plan an item's member; its SHA-256."""
         digest = None if member.source is None else source_digest(member.source)
         facts = None if digest is None else self.known.get((member.path, digest))
+        content = member.content
         if facts is None:
-            facts = _hash(member.content)
+            sha256, size, content = self.made.keep(member.content)
+            facts = (sha256, size)
             self.hashed += 1
-        self.planned.append(PlannedMember(member.path, facts[0], facts[1], digest, member.compress, member.content,
+        self.planned.append(PlannedMember(member.path, facts[0], facts[1], digest, member.compress, content,
                                           item, group))
         return facts[0]
 
     def place(self, head: Packager) -> PartLayout:
         """Package every planned member: into `head` (the version's ZIP), in the order planned, when
-        they fit in one part; else into the shared parts, those the shelf lacks written."""
+        they fit in one part; else into the shared parts, those the shelf lacks written. The bytes
+        kept for packaging go once placed."""
+        try:
+            return self._place(head)
+        finally:
+            self.made.close()
+
+    def _place(self, head: Packager) -> PartLayout:
         placed = PartLayout(source_of={m.path: m.source for m in self.planned},
                             size_of={m.path: m.size for m in self.planned})
         if sum(m.size for m in self.planned) <= self.part_bytes:
@@ -177,23 +232,8 @@ def _chunk_parts(chunk: list[list[PlannedMember]]) -> Iterator[list[PlannedMembe
     yield [m for m in members if not layout.is_image(m.path)]
 
 
-def _hash(content: bytes | Deferred | Callable[[BinaryIO], None]) -> tuple[str, int]:
-    """SHA-256 and size of a member's bytes, made now."""
-    data = content.make() if isinstance(content, Deferred) else content
-    if isinstance(data, bytes):
-        return hashlib.sha256(data).hexdigest(), len(data)
-    sink = HashingWriter(_Discard())
-    data(sink)
-    return sink.hexdigest(), sink.tell()
-
-
 def _check(member: PlannedMember, packaged_sha256: str) -> None:
     if packaged_sha256 != member.sha256:
         raise ReleaseChanged(
             f"{member.path}: packaged with SHA-256 {packaged_sha256}, planned with {member.sha256}: what it is made "
             f"of changed while the release was built, or an earlier version's member index is wrong. Build again")
-
-
-class _Discard:
-    def write(self, data) -> int:
-        return memoryview(data).nbytes

@@ -1,5 +1,6 @@
-"""Release settings (pipeline.yaml `release`): how a release is cut into parts in the store, which
-versions `segpipe gc` keeps, and which trainer layouts (exports) it carries besides its own.
+"""Release settings (pipeline.yaml `release`): how a release is cut into parts in the store, on how
+many processes its per-image annotations are computed, which versions `segpipe gc` keeps, and which
+trainer layouts (exports) it carries besides its own.
 
 A pydantic dataclass, validated on construction; strict types refuse `true` or "5" for a number."""
 
@@ -26,6 +27,13 @@ class ReleaseSettings:
                     "versions share (see docs/release-format.md): a dataset whose images and masks fit in one part "
                     "is one ZIP. Larger parts mean fewer files; smaller ones mean a nightly or a re-split rewrites "
                     "less.")
+    workers: StrictInt = Field(
+        2, ge=1,
+        description="Processes a release computes its per-image annotations on (YOLO outlines traced from each "
+                    "mask, COCO annotations drawn from each mask's shapes) before writing them: the build's own "
+                    "and workers - 1 helpers, each helper about 180 MiB. 2 uses both cores of a small host; 1 "
+                    "computes them in the build's process as it writes. The release is the same whatever the "
+                    "number.")
     keep_last: StrictInt | None = Field(
         None, ge=1,
         description="`segpipe gc` keeps this many of the newest versions, the one latest.json names and those in "

@@ -71,7 +71,8 @@ def dataset_release(
             near_duplicate_bits=settings.qa.near_duplicate_bits, store=object_store.artefacts(),
             stamp=BuildStamp.now(context.run.run_id), landing_uri=landing_zone.uri(),
             pseudonym_key=annotator_pseudonyms.key(), part_bytes=settings.release.part_bytes,
-            exports=settings.release.exports, cityscapes_city=settings.release.cityscapes_city)
+            exports=settings.release.exports, cityscapes_city=settings.release.cityscapes_city,
+            workers=settings.release.workers)
         fs, root = object_store.location()
         built = build_and_publish(fs, root, inputs)
     contents, published, diff, counts = built.contents, built.published, built.diff, built.contents.counts

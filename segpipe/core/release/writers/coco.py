@@ -28,7 +28,7 @@ class Coco(ReleaseWriter):
         super().__init__(release)
         self.document = release.resources.enter_context(
             contextlib.closing(CocoDocument(release.taxonomy, release.dataset_name)))
-        self.shapes_of = {} if release.shapes is None else _slices_by_mask(release.shapes)
+        self.shapes_of = {} if release.shapes is None else slices_by_mask(release.shapes)
 
     def item_members(self, item: ReleaseItem) -> Iterable[Member]:
         row, store, taxonomy = item.row, self.release.store, self.release.taxonomy
@@ -45,7 +45,7 @@ class Coco(ReleaseWriter):
         yield Member(layout.COCO, lambda out: self.document.write(out, self.release.version))
 
 
-def _slices_by_mask(shapes: pl.DataFrame) -> dict[str, pl.DataFrame]:
+def slices_by_mask(shapes: pl.DataFrame) -> dict[str, pl.DataFrame]:
     """Each mask's shapes as a zero-copy slice of the table (released_shapes sorts it by mask_key):
     grouping would copy every shape of the release once more."""
     if not shapes["mask_key"].is_sorted():
@@ -72,12 +72,18 @@ def _class_annotations(item: ReleaseItem, store: ArtefactStore) -> list[dict]:
 def _shape_annotations(mask_key: str, shapes: pl.DataFrame, taxonomy: Taxonomy, width: int, height: int,
                        store: ArtefactStore) -> list[dict]:
     """The COCO annotations of a mask's shapes, remembered under the mask and a digest of the shapes
-    and trainable classes, so a backfill that leaves them alone does not draw them again."""
-    trainable = sorted(c.id for c in taxonomy.classes if c.trainable)
-    digest = content_digest(mask_key.encode(), orjson.dumps(shapes.to_dicts()), orjson.dumps([trainable, width, height]))
-    memo = store_keys.coco_shapes_memo(digest)
+    and trainable classes, so a backfill that leaves them alone does not draw them again (and
+    item_annotations draws them ahead)."""
+    memo = shapes_memo(mask_key, shapes, taxonomy, width, height)
     remembered = store.recall(memo)
     if remembered is None:
         remembered = shape_annotations(shapes, taxonomy, width, height)
         store.remember(memo, remembered)
     return remembered
+
+
+def shapes_memo(mask_key: str, shapes: pl.DataFrame, taxonomy: Taxonomy, width: int, height: int) -> str:
+    """Where the COCO annotations of a mask's shapes are remembered: named after all they are made of."""
+    trainable = sorted(c.id for c in taxonomy.classes if c.trainable)
+    digest = content_digest(mask_key.encode(), orjson.dumps(shapes.to_dicts()), orjson.dumps([trainable, width, height]))
+    return store_keys.coco_shapes_memo(digest)

@@ -100,6 +100,7 @@ class ReleaseContext:
     provenance: Mapping[str, BatchProvenance] = field(default_factory=dict)  # batch id -> what its batch.json states
     exports: tuple[str, ...] = ()  # release.exports: the trainer layouts this release carries
     cityscapes_city: str = CITY_FROM_BATCH  # release.cityscapes_city
+    workers: int = 1  # release.workers: processes the per-image annotations are computed on (item_annotations)
     packaged: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     manifest_rows: list[dict] = field(default_factory=list, init=False, repr=False)
     resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False, repr=False)

@@ -6,7 +6,13 @@ from functools import partial
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release import layout
 from segpipe.core.release.writers.writer import Deferred, Member, ReleaseItem, ReleaseWriter
-from segpipe.core.release.yolo_labels import class_outlines, yolo_class_index, yolo_data_yaml, yolo_label_text
+from segpipe.core.release.yolo_labels import (
+    ClassOutlines,
+    class_exteriors,
+    yolo_class_index,
+    yolo_data_yaml,
+    yolo_label_text,
+)
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.taxonomy.model import Taxonomy
 from segpipe.store import keys as store_keys
@@ -37,13 +43,17 @@ def _label(store: ArtefactStore, taxonomy: Taxonomy, mask_key: str, width: int, 
     return yolo_label_text(outlines, taxonomy, width, height).encode()
 
 
-def _class_outlines(mask_key: str, store: ArtefactStore, ignore_index: int) -> dict[int, list]:
+def _class_outlines(mask_key: str, store: ArtefactStore, ignore_index: int) -> ClassOutlines:
     """The mask's class outlines, remembered beside the mask (its key is content-derived), so a
-    release that ships the mask again does not trace it."""
+    release that ships the mask again does not trace it (and item_annotations traces them ahead)."""
     memo = store_keys.yolo_outlines_memo(mask_key, ignore_index)
     remembered = store.recall(memo)
     if remembered is not None:
-        return {value: rings for value, rings in remembered}
-    outlines = class_outlines(decode_mask_png(store.read_png(mask_key)), ignore_index)
-    store.remember(memo, sorted(outlines.items()))
+        return ClassOutlines.from_json(remembered)
+    outlines = trace_outlines(store.read_png(mask_key), ignore_index)
+    store.remember(memo, outlines.to_json())
     return outlines
+
+
+def trace_outlines(mask_png: bytes, ignore_index: int) -> ClassOutlines:
+    return class_exteriors(decode_mask_png(mask_png), ignore_index)

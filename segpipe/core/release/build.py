@@ -28,6 +28,7 @@ from segpipe.core.release.provenance import batch_provenance
 from segpipe.core.release.released_names import ReleasedNames
 from segpipe.core.release.settings import ReleaseSettings
 from segpipe.core.release.writers import WRITERS, BuildStamp, ReleaseContext, ReleaseItem, ReleaseWriter
+from segpipe.core.release.writers.coco import remember_shape_annotations
 from segpipe.core.release.writers.datasheet import DatasheetPicture, datasheet_pictures
 from segpipe.core.release.writers.manifest import manifest_table
 from segpipe.core.release.writers.meta import release_meta
@@ -35,6 +36,7 @@ from segpipe.core.sampling.report import report_files
 from segpipe.core.sampling.sample import unselected_reasons
 from segpipe.core.sampling.spec import DistributionSpec
 from segpipe.core.shared.artefacts import ArtefactStore
+from segpipe.core.shared.batch_tables import BatchTables, FrameBatches
 from segpipe.core.taxonomy.model import Taxonomy
 
 
@@ -48,8 +50,8 @@ class ReleaseInputs:
     sampling_report: pl.DataFrame
     class_balance: pl.DataFrame
     consensus_masks: pl.DataFrame
-    annotation_masks: pl.DataFrame
-    mapped_shapes: pl.DataFrame
+    annotation_masks: pl.DataFrame | BatchTables  # read a batch at a time, in the columns the release needs
+    mapped_shapes: pl.DataFrame | BatchTables  # read a batch at a time: the outlines behind COCO's polygons
     batch_images: pl.DataFrame
     batch_quarantine: pl.DataFrame
     qa_report: pl.DataFrame
@@ -92,8 +94,12 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | Non
     ledger = names.table(ledger, "reason", "replaces").sort("batch_id", "file_name")
     items = items.with_columns(pl.col("source_batches").map_elements(names.batch_list, return_dtype=pl.String))
     counts = outcome_counts(ledger)
-    shapes = released_shapes(inputs.consensus_masks, inputs.annotation_masks.select("mask_key", "entry_id"),
-                             inputs.mapped_shapes.select(SHAPE_COLUMNS))
+    sizes = {key: (width, height) for key, width, height in items.select("mask_key", "width", "height").iter_rows()}
+    masks, shapes = _batches(inputs.annotation_masks), _batches(inputs.mapped_shapes)
+    shape_annotations = remember_shape_annotations(
+        (released_shapes(inputs.consensus_masks, masks.read(batch, ("mask_key", "entry_id")),
+                         shapes.read(batch, SHAPE_COLUMNS)) for batch in shapes.batches),
+        sizes, inputs.taxonomy, inputs.store)
     leaks = split_leaks(inputs.dataset_split.filter(pl.col("split").is_not_null()), inputs.batch_images,
                         inputs.near_duplicate_bits)
     release = ReleaseContext(
@@ -101,11 +107,16 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | Non
         mask_encoding=inputs.mask_encoding, stamp=inputs.stamp, counts=counts,
         qa_results=names.table(inputs.qa_report, "reason"),
         report_files=report_files(inputs.sampling_report, inputs.class_balance, leaks,
-                                  {c.id: c.color for c in inputs.taxonomy.classes}), shapes=shapes,
+                                  {c.id: c.color for c in inputs.taxonomy.classes}),
+        shape_annotations=shape_annotations,
         provenance={names.batches[batch]: terms for batch, terms in batch_provenance(inputs.batch_images).items()})
     placed, members = package_release(release, items, out, parts)
     return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts, datasheet_pictures(release),
                            members, placed)
+
+
+def _batches(table: pl.DataFrame | BatchTables) -> BatchTables:
+    return table if isinstance(table, BatchTables) else FrameBatches({"all": table})
 
 
 def package_release(release: ReleaseContext, items: pl.DataFrame, out: BinaryIO,

@@ -20,8 +20,6 @@ from PIL import Image, ImageDraw
 
 from segpipe.core.ingest.formats.annotation import BoxMask
 from segpipe.core.rasterize.raster import draw_rings, painted_in_order
-from segpipe.core.shared.batch_tables import BatchTables
-from segpipe.core.shared.schemas import MappedShapeRecord, polars_schema
 from segpipe.core.shared.rle import encode_window_rle
 from segpipe.core.taxonomy.model import Taxonomy
 
@@ -37,17 +35,6 @@ def released_shapes(consensus: pl.DataFrame, annotation_masks: pl.DataFrame, map
                .select("mask_key").join(annotation_masks.select("mask_key", "entry_id"), on="mask_key"))
     return mapped_shapes.select(SHAPE_COLUMNS).join(entries, on="entry_id").sort("mask_key", "z_order", "shape_index")
 
-
-def released_shapes_by_batch(consensus: pl.DataFrame, annotation_masks: BatchTables,
-                             mapped_shapes: BatchTables) -> pl.DataFrame:
-    """released_shapes, each batch's shapes read alone, in SHAPE_COLUMNS, and only its released rows
-    kept: no batch's other shapes, or other columns, are ever in memory."""
-    frames = [released_shapes(consensus, annotation_masks.read(batch, ("mask_key", "entry_id")),
-                              mapped_shapes.read(batch, SHAPE_COLUMNS)) for batch in mapped_shapes.batches]
-    if not frames:
-        return pl.DataFrame(schema={**polars_schema(MappedShapeRecord), "mask_key": pl.String}).select(
-            *SHAPE_COLUMNS, "mask_key")
-    return pl.concat(frames).sort("mask_key", "z_order", "shape_index")
 
 
 def shape_annotations(shapes: pl.DataFrame, taxonomy: Taxonomy, width: int, height: int) -> list[dict]:

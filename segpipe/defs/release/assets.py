@@ -4,7 +4,6 @@ import polars as pl
 from segpipe.core.qa.pictures import qa_legend
 from segpipe.core.release import layout
 from segpipe.core.release.build import ReleaseInputs
-from segpipe.core.release.coco_annotations import released_shapes_by_batch
 from segpipe.core.release.writers import BuildStamp
 from segpipe.core.release.writers.datasheet import DatasheetPicture
 from segpipe.core.shared.batch_tables import BatchTables
@@ -67,9 +66,7 @@ def dataset_release(
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
         inputs = ReleaseInputs(
             dataset_split=dataset_split, sampling_report=sampling_report, class_balance=class_balance,
-            consensus_masks=consensus_masks, annotation_masks=annotation_masks.concat(("mask_key", "entry_id")),
-            # only the shapes behind released masks, read a batch at a time
-            mapped_shapes=released_shapes_by_batch(consensus_masks, annotation_masks, mapped_shapes),
+            consensus_masks=consensus_masks, annotation_masks=annotation_masks, mapped_shapes=mapped_shapes,
             batch_images=batch_images, batch_quarantine=batch_quarantine, qa_report=qa_report, taxonomy=taxonomy,
             dataset_name=settings.dataset_name, mask_encoding=settings.mask_encoding, sampling=settings.sampling,
             near_duplicate_bits=settings.qa.near_duplicate_bits, store=object_store.artefacts(),

@@ -15,6 +15,7 @@ from segpipe.core.release.build import write_release
 from segpipe.core.release.packaging import ZipPackager
 from segpipe.core.release.provenance import BatchProvenance
 from segpipe.core.release.writers import BuildStamp, ReleaseContext
+from segpipe.core.release.writers.coco import remember_shape_annotations
 from segpipe.core.taxonomy.model import Taxonomy, parse_taxonomy
 
 TAXONOMY = parse_taxonomy(
@@ -94,9 +95,11 @@ def constructed_release(run_id: str = "run-1", created_at: str = "2026-12-01T22:
     qa = pl.DataFrame([{"entry_id": "e1", "batch_id": "batch-1", "file_name": "images/val.png",
                         "check_id": "labels_mapped", "severity": "WARN", "passed": False, "excludes_entry": False,
                         "reason": "label 'lorry' is not mapped", "thumbnail_key": thumbnail_key}], schema=QA_COLUMNS)
+    sizes = {row["mask_key"]: (row["width"], row["height"]) for row in rows}
+    shape_annotations = {} if shapes is None else remember_shape_annotations([shapes], sizes, taxonomy, store)
     release = ReleaseContext(store, taxonomy, "demo", "grayscale", BuildStamp(run_id, created_at),
                              {"input": 3, "released": 3, "filtered": 0, "quarantined": 0}, qa,
-                             {"sampling/distribution.png": b"not really a png"}, shapes, provenance or {})
+                             {"sampling/distribution.png": b"not really a png"}, shape_annotations, provenance or {})
     return release, items
 
 

@@ -47,6 +47,7 @@ bench: install
 	$(BIN)/python -m segpipe_tests.bench.release
 	$(BIN)/python -m segpipe_tests.bench.outlines
 	$(BIN)/python -m segpipe_tests.bench.whole_graph
+	$(BIN)/python -m segpipe_tests.bench.scale_sweep
 	$(BIN)/python -m segpipe_tests.bench.hostile
 
 clean:

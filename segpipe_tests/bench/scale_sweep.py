@@ -249,24 +249,27 @@ def main() -> None:
     generated = time.perf_counter() - started
     results = []
     for size in sizes:
-        print(f"size {size}: cold build{' , nightly and backfill' if size == ratio_size else ''} in a fresh process ...",
+        print(f"size {size}: cold build{', nightly and backfill' if size == ratio_size else ''} in a fresh process ...",
               flush=True)
         results.append(run_child(data, size, args.cache.parent, size == ratio_size))
-    report = {
-        "code": code,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_average": os.getloadavg()},
-        "data": {"root": str(data), "width": args.width, "height": args.height, "batch_scenes": BATCH_SCENES,
-                 "alias_edit": ALIAS_EDIT[1].strip().splitlines()[-1].strip()},
-        "targets": TARGETS, "flat_tolerance": FLAT_TOLERANCE, "results": results,
-        "verdicts": judge(results, ratio_size), "generation_s": generated, "total_s": time.perf_counter() - started,
-    }
-    if code_version() != code:
-        report["code_changed_during_run"] = code_version()
+        report = {
+            "code": code,
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                        "load_average": os.getloadavg()},
+            "data": {"root": str(data), "width": args.width, "height": args.height, "batch_scenes": BATCH_SCENES,
+                     "alias_edit": ALIAS_EDIT[1].strip().splitlines()[-1].strip()},
+            "targets": TARGETS, "flat_tolerance": FLAT_TOLERANCE, "sizes_planned": sizes, "results": results,
+            "verdicts": judge(results, ratio_size), "generation_s": generated,
+            "total_s": time.perf_counter() - started,
+        }
+        if code_version() != code:
+            report["code_changed_during_run"] = code_version()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        # written after each size: a long sweep cut short keeps what it measured
+        args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    if "code_changed_during_run" in report:
         print("WARNING: segpipe/ changed while the benchmark ran; the figures mix two versions of the code")
     print_report(report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     print(f"\nwrote {args.out} (total {report['total_s']:.0f} s, data generation {generated:.0f} s)")
 
 

@@ -11,11 +11,13 @@ Each size runs in a fresh child process, on a temporary Dagster SQLite instance 
   alias-only taxonomy backfill (ALIAS_EDIT: a mapping for a label no scene holds, so no mask
   changes), each as a ratio of its wall time to the cold build's.
 
-Peak memory is the sum over the build's processes: the parent samples the resident set of the child
-and of every process it started (/proc, every SAMPLE_S) and keeps the largest sum, overall and per
-step (the steps' windows come from Dagster's step records). The child's own ru_maxrss is reported
-beside it. The target (issue 19): under 1 GiB and flat, the largest size at most FLAT_TOLERANCE
-above the smallest. Results: $SEGPIPE_HOME/bench/scale_sweep.json.
+Peak memory is the sum over the build's processes: the parent samples the proportional set size
+(Pss, /proc/PID/smaps_rollup) of the child and of every process it started, every SAMPLE_S, and keeps
+the largest sum, overall and per step (the steps' windows come from Dagster's step records), and the
+step or gap between steps where the peak fell. Pss, not the resident set: a process forked from the
+build (Dagster starts a watcher per run) shares all of the build's pages until it execs, and summing
+resident sets would count them twice. The child's own ru_maxrss is reported beside it. The target
+(issue 19): under 1 GiB and flat, the largest size at most FLAT_TOLERANCE above the smallest. Results: $SEGPIPE_HOME/bench/scale_sweep.json.
 """
 
 import argparse
@@ -42,10 +44,9 @@ DATA_SCENES = 10_100  # one generated set for every sweep up to 10,000 scenes: e
 # A mapping for a label no generated scene holds: the taxonomy changes, no mask does.
 ALIAS_EDIT = ("    - {label: polegroup,            to: void}",
               "    - {label: polegroup,            to: void}\n    - {label: pole group,           to: pole}")
-PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
-# --- parent: the resident set of a process tree -------------------------------------------------
+# --- parent: the memory of a process tree ------------------------------------------------------
 
 
 def _process_tree(root: int) -> list[int]:
@@ -68,15 +69,21 @@ def _process_tree(root: int) -> list[int]:
     return tree
 
 
-def _resident_bytes(pid: int) -> int:
+def _proportional_bytes(pid: int) -> int:
+    """The process's proportional set size (Pss: each shared page divided among its sharers), so a
+    process forked from the build, which shares every page of it until it execs, adds its own pages
+    only, not the build's resident set once more."""
     try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_BYTES
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
     except (OSError, IndexError, ValueError):
-        return 0
+        pass
+    return 0
 
 
 class TreeSampler:
-    """Samples the summed resident set of a process tree every SAMPLE_S in a thread: (time, bytes)."""
+    """Samples the summed proportional set size of a process tree every SAMPLE_S in a thread: (time, bytes)."""
 
     def __init__(self, root: int) -> None:
         self.root, self.samples = root, []
@@ -86,7 +93,7 @@ class TreeSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.time(), sum(_resident_bytes(pid) for pid in _process_tree(self.root))))
+            self.samples.append((time.time(), sum(_proportional_bytes(pid) for pid in _process_tree(self.root))))
             self._stop.wait(SAMPLE_S)
 
     def stop(self) -> None:
@@ -95,6 +102,22 @@ class TreeSampler:
 
     def peak_mib(self, start: float = 0.0, end: float = float("inf")) -> float:
         return max((rss for at, rss in self.samples if start <= at <= end), default=0) / MIB
+
+    def peak_time(self, start: float, end: float) -> float | None:
+        within = [(rss, at) for at, rss in self.samples if start <= at <= end]
+        return max(within)[1] if within else None
+
+
+def _peak_at(at: float | None, windows: list[tuple[str, float, float]]) -> str:
+    """The step whose window holds the moment of the peak, else which steps it fell between."""
+    if at is None:
+        return "no sample"
+    for step, start, end in windows:
+        if start <= at <= end:
+            return step
+    before = max(((end, step) for step, _, end in windows if end < at), default=(None, "the start"))[1]
+    after = min(((start, step) for step, start, _ in windows if start > at), default=(None, "the end"))[1]
+    return f"outside any step: after {before}, before {after}"
 
 
 # --- child: the builds of one size --------------------------------------------------------------
@@ -170,6 +193,8 @@ def run_child(data: Path, size: int, work_root: Path, with_ratios: bool) -> dict
     result = orjson.loads(out.strip().splitlines()[-1])
     for name, phase in result["phases"].items():
         phase["peak_rss_mib"] = sampler.peak_mib(phase["started_at"], phase["ended_at"])
+        phase["peak_at"] = _peak_at(sampler.peak_time(phase["started_at"], phase["ended_at"]),
+                                    result["step_windows"][name])
         steps: dict[str, float] = {}
         for step, start, end in result["step_windows"][name]:
             steps[step] = max(steps.get(step, 0.0), sampler.peak_mib(start, end))
@@ -209,7 +234,8 @@ def print_report(report: dict) -> None:
               f"{cold['self_peak_rss_mib']['self']:12.0f}  {ratios}")
     for r in report["results"]:
         top = list(r["phases"]["cold"]["step_peak_rss_mib"].items())[:6]
-        print(f"  {r['size']}: cold peak by step (MiB): " + ", ".join(f"{step} {mib:.0f}" for step, mib in top))
+        print(f"  {r['size']}: cold peak by step (MiB): " + ", ".join(f"{step} {mib:.0f}" for step, mib in top)
+              + f"; the peak in {r['phases']['cold']['peak_at']}")
     print("\ntargets " + str(TARGETS) + f", flat within {FLAT_TOLERANCE:.0%}:")
     for name, met in report["verdicts"].items():
         print(f"  [{'ok' if met else 'MISS'}] {name}")

@@ -17,7 +17,8 @@ the largest sum, overall and per step (the steps' windows come from Dagster's st
 step or gap between steps where the peak fell. Pss, not the resident set: a process forked from the
 build (Dagster starts a watcher per run) shares all of the build's pages until it execs, and summing
 resident sets would count them twice. The child's own ru_maxrss is reported beside it. The target
-(issue 19): under 1 GiB and flat, the largest size at most FLAT_TOLERANCE above the smallest. Results: $SEGPIPE_HOME/bench/scale_sweep.json.
+(issue 19): under 1 GiB and flat, the largest size at most FLAT_TOLERANCE above the smallest.
+Results: $SEGPIPE_HOME/bench/scale_sweep.json, written after each size.
 """
 
 import argparse

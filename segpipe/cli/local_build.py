@@ -88,9 +88,9 @@ def run_taxonomy_backfill(
     for start in range(0, len(batches), BACKFILL_RUN_BATCHES):
         chunk = batches[start:start + BACKFILL_RUN_BATCHES]
         in_chunk = {"dagster/asset_partition_range_start": chunk[0], "dagster/asset_partition_range_end": chunk[-1]}
-        remap = _execute(defs, "taxonomy_backfill_job", instance, progress,
-                         f"remap batches {start + 1}-{start + len(chunk)} of {len(batches)}", tags=in_chunk,
-                         run_config=quiet)
+        label = (f"remap {len(batches)} batches" if len(chunk) == len(batches)
+                 else f"remap batches {start + 1}-{start + len(chunk)} of {len(batches)}")
+        remap = _execute(defs, "taxonomy_backfill_job", instance, progress, label, tags=in_chunk, run_config=quiet)
         if not remap.success:
             return _failed(sorted(batches), remap.run_id)
     return _release(defs, instance, sorted(batches), quiet, progress)

@@ -11,12 +11,12 @@ Each size runs in a fresh child process, on a temporary Dagster SQLite instance 
   alias-only taxonomy backfill (ALIAS_EDIT: a mapping for a label no scene holds, so no mask
   changes), each as a ratio of its wall time to the cold build's.
 
-Peak memory is the sum over the build's processes: the parent samples the proportional set size
-(Pss, /proc/PID/smaps_rollup) of the child and of every process it started, every SAMPLE_S, and keeps
-the largest sum, overall and per step (the steps' windows come from Dagster's step records), and the
-step or gap between steps where the peak fell. Pss, not the resident set: a process forked from the
-build (Dagster starts a watcher per run) shares all of the build's pages until it execs, and summing
-resident sets would count them twice. The child's own ru_maxrss is reported beside it. The target
+Peak memory is the sum over the build's processes: every SAMPLE_S the parent takes the resident set of
+the child plus the pages private to every process it started (tree_bytes, from /proc/PID/smaps_rollup;
+a process forked from the build, as Dagster's per-run watcher is, shares the build's pages until it
+execs, so summed resident sets would count them twice), and keeps the largest, overall and per step
+(the steps' windows come from Dagster's step records), with the step or gap between steps where the
+peak fell. The child's own ru_maxrss is reported beside it. The target
 (issue 19): under 1 GiB and flat, the largest size at most FLAT_TOLERANCE above the smallest.
 Results: $SEGPIPE_HOME/bench/scale_sweep.json, written after each size.
 """
@@ -70,21 +70,30 @@ def _process_tree(root: int) -> list[int]:
     return tree
 
 
-def _proportional_bytes(pid: int) -> int:
-    """The process's proportional set size (Pss: each shared page divided among its sharers), so a
-    process forked from the build, which shares every page of it until it execs, adds its own pages
-    only, not the build's resident set once more."""
+def _memory_bytes(pid: int, fields: tuple[str, ...]) -> int:
+    """The sum of `fields` (kB lines) of /proc/PID/smaps_rollup; 0 for a process gone meanwhile."""
+    total = 0
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
+            name, _, value = line.partition(":")
+            if name in fields:
+                total += int(value.split()[0]) * 1024
     except (OSError, IndexError, ValueError):
-        pass
-    return 0
+        return 0
+    return total
+
+
+def tree_bytes(root: int) -> int:
+    """The build's memory: the resident set of its process, plus the pages private to each process it
+    started. A process forked from the build shares all of its pages until it execs, and a library it
+    maps is resident in the build already: summing resident sets would count those pages twice, and
+    proportional set sizes would depend on unrelated processes mapping the same libraries."""
+    return _memory_bytes(root, ("Rss",)) + sum(
+        _memory_bytes(pid, ("Private_Clean", "Private_Dirty")) for pid in _process_tree(root) if pid != root)
 
 
 class TreeSampler:
-    """Samples the summed proportional set size of a process tree every SAMPLE_S in a thread: (time, bytes)."""
+    """Samples tree_bytes of a process tree every SAMPLE_S in a thread: (time, bytes)."""
 
     def __init__(self, root: int) -> None:
         self.root, self.samples = root, []
@@ -94,7 +103,7 @@ class TreeSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.time(), sum(_proportional_bytes(pid) for pid in _process_tree(self.root))))
+            self.samples.append((time.time(), tree_bytes(self.root)))
             self._stop.wait(SAMPLE_S)
 
     def stop(self) -> None:

@@ -56,6 +56,7 @@ bench: install
 	$(BIN)/python -m segpipe_tests.bench.outlines
 	$(BIN)/python -m segpipe_tests.bench.floors
 	$(BIN)/python -m segpipe_tests.bench.whole_graph
+	$(BIN)/python -m segpipe_tests.bench.scale_sweep
 	$(BIN)/python -m segpipe_tests.bench.hostile
 
 clean:

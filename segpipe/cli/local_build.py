@@ -33,6 +33,11 @@ PARTITION_TAG = "dagster/partition"
 DEFAULT_BATCH_WORKERS = min(2, os.cpu_count() or 1)  # each process holds one batch: memory stays bounded
 
 
+# Batches remapped per run of a taxonomy backfill: their tables are in memory together in its steps,
+# so memory stays that of this many batches however many there are, at a run's overhead per chunk.
+BACKFILL_RUN_BATCHES = 10
+
+
 class NothingToBuild(RuntimeError):
     """No batch to build from: the landing zone has none ready, or (for a backfill) none was ingested."""
 
@@ -83,8 +88,8 @@ def run_taxonomy_backfill(
     progress: RunProgress = RunProgress(),
 ) -> BuildOutcome:
     """After a taxonomy edit: remap every known batch with the current taxonomy (its label masks are
-    reused as drawn) in one run over all batches, as a single-run backfill from the UI does, then
-    QA, consensus, sampling and release."""
+    reused as drawn) in runs over BACKFILL_RUN_BATCHES batches each, as a single-run backfill from
+    the UI does over its range, then QA, consensus, sampling and release."""
     load_taxonomy(env.taxonomy_path)
     batches = instance.get_dynamic_partitions(annotation_batches.name)
     if not batches:
@@ -93,11 +98,14 @@ def run_taxonomy_backfill(
     spec = _execute(defs, "taxonomy_job", instance, progress, "taxonomy", run_config=quiet)
     if not spec.success:
         return _failed(sorted(batches), spec.run_id)
-    every_batch = {"dagster/asset_partition_range_start": batches[0], "dagster/asset_partition_range_end": batches[-1]}
-    remap = _execute(defs, "taxonomy_backfill_job", instance, progress, f"remap {len(batches)} batches",
-                     tags=every_batch, run_config=quiet)
-    if not remap.success:
-        return _failed(sorted(batches), remap.run_id)
+    for start in range(0, len(batches), BACKFILL_RUN_BATCHES):
+        chunk = batches[start:start + BACKFILL_RUN_BATCHES]
+        in_chunk = {"dagster/asset_partition_range_start": chunk[0], "dagster/asset_partition_range_end": chunk[-1]}
+        label = (f"remap {len(batches)} batches" if len(chunk) == len(batches)
+                 else f"remap batches {start + 1}-{start + len(chunk)} of {len(batches)}")
+        remap = _execute(defs, "taxonomy_backfill_job", instance, progress, label, tags=in_chunk, run_config=quiet)
+        if not remap.success:
+            return _failed(sorted(batches), remap.run_id)
     return _release(defs, instance, sorted(batches), quiet, progress)
 
 

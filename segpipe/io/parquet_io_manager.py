@@ -4,22 +4,26 @@ A small UPathIOManager subclass instead of dagster-polars, which breaks under po
 (shared/reference/dagster.md, section 3).
 
 One file per partition. A batch stage that runs many batches in one step (a single-run backfill)
-declares its inputs and output as `dict[str, pl.DataFrame]`, one table per batch; every other
-reader of several partitions gets them as one frame.
+declares its inputs and output as `dict[str, pl.DataFrame]`, one table per batch. A reader of every
+batch that declares its input as BatchTables (core/shared/batch_tables.py) reads the batches one at
+a time, in the columns it asks for, when it asks: its memory does not grow with the batches. Every
+other reader of several partitions gets them as one frame.
 
 Dagster hands an error of load_input or handle_output to the step's RetryPolicy whatever its kind,
 so both apply the steps' own rule (segpipe/io/transient_errors.py): a transient error is retried,
 any other fails the step at once with what was read or written and the error.
 """
 
+import hashlib
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import polars as pl
 from upath import UPath
 
 from segpipe.core.shared.artefacts import DamagedArtefact
+from segpipe.core.shared.batch_tables import BatchTables
 from segpipe.io.locations import (
     CONNECT_TIMEOUT_S, READ_TIMEOUT_S, REQUEST_ATTEMPTS, RequestLimits, s3_options, without_s3fs_retries,
 )
@@ -62,18 +66,11 @@ class _PolarsParquetUPathIOManager(dg.UPathIOManager):
             return super().load_input(context)
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pl.DataFrame:
-        with path.open("rb") as f:
-            data = f.read()  # a store error here is the store's, not the table's
-        try:
-            return pl.read_parquet(io.BytesIO(data))
-        except pl.exceptions.PolarsError as exc:  # its message names no file: this one does, and says what to do
-            raise DamagedArtefact(
-                f"{path}: not a Parquet table ({exc}); materialize {_table_name(context)} again (for a batch's "
-                "table, `segpipe batch retry ID`)") from None
+        return _read_parquet(path, _table_name(context))
 
-    def load_partitions(self, context: dg.InputContext) -> pl.DataFrame | dict[str, pl.DataFrame]:
-        """The partitions as one table per batch for a reader that asks for a dict, else as one frame:
-        a batch table read across batches."""
+    def load_partitions(self, context: dg.InputContext) -> pl.DataFrame | dict[str, pl.DataFrame] | BatchTables:
+        """The partitions as one table per batch for a reader that asks for a dict, as BatchTables read
+        on demand for one that asks for those, else as one frame: a batch table read across batches."""
         paths = self._get_paths_for_partitions(context)
         per_partition = _wants_tables_per_partition(context.dagster_type.typing_type)
         if not per_partition and self._done_by is not None:
@@ -90,6 +87,8 @@ class _PolarsParquetUPathIOManager(dg.UPathIOManager):
                 "or remove them (`segpipe batch remove ID`) before building downstream assets")
         if per_partition:
             return {key: self.load_from_path(context, paths[key]) for key in sorted(paths)}
+        if _wants_batch_tables(context.dagster_type.typing_type):
+            return ParquetBatchTables(paths, _table_name(context))
         # diagonal: a batch's table written before a nullable column was added lacks it (schemas.with_later_columns)
         return pl.concat([self.load_from_path(context, paths[key]) for key in sorted(paths)], how="diagonal")
 
@@ -113,6 +112,52 @@ class _PolarsParquetUPathIOManager(dg.UPathIOManager):
                                                     asset_key=context.asset_key, partition_key=key)
 
 
+class ParquetBatchTables(BatchTables):
+    """Each batch's Parquet file, read when asked for, in the columns asked for. The last file's bytes
+    are kept, so a digest and then a read of the same batch fetch it once."""
+
+    def __init__(self, paths: Mapping[str, UPath], table: str) -> None:
+        self._paths, self._table = dict(paths), table
+        self._last: tuple[str, bytes] | None = None
+
+    @property
+    def batches(self) -> Sequence[str]:
+        return sorted(self._paths)
+
+    def _bytes(self, batch: str) -> bytes:
+        if self._last is None or self._last[0] != batch:
+            with self._paths[batch].open("rb") as f:
+                self._last = (batch, f.read())
+        return self._last[1]
+
+    def read(self, batch: str, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        with only_transient_retried(f"reading table {self._table} under {self._paths[batch]}"):
+            data = self._bytes(batch)
+        if columns is not None:
+            present = set(pl.read_parquet_schema(io.BytesIO(data)))
+            columns = [c for c in columns if c in present]
+        return _parse_parquet(data, self._paths[batch], self._table, columns)
+
+    def digest(self, batch: str) -> str:
+        with only_transient_retried(f"reading table {self._table} under {self._paths[batch]}"):
+            return hashlib.sha256(self._bytes(batch)).hexdigest()
+
+
+def _read_parquet(path: UPath, table: str) -> pl.DataFrame:
+    with path.open("rb") as f:
+        data = f.read()  # a store error here is the store's, not the table's
+    return _parse_parquet(data, path, table)
+
+
+def _parse_parquet(data: bytes, path: UPath, table: str, columns: Sequence[str] | None = None) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(io.BytesIO(data), columns=None if columns is None else list(columns))
+    except pl.exceptions.PolarsError as exc:  # its message names no file: this one does, and says what to do
+        raise DamagedArtefact(
+            f"{path}: not a Parquet table ({exc}); materialize {table} again (for a batch's "
+            "table, `segpipe batch retry ID`)") from None
+
+
 def _write_parquet(frame: pl.DataFrame, path: UPath) -> None:
     """Whole or not at all: a reader never finds a partly written table (segpipe/store/atomic.py)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +166,10 @@ def _write_parquet(frame: pl.DataFrame, path: UPath) -> None:
 
 def _wants_tables_per_partition(annotation: object) -> bool:
     return getattr(annotation, "__origin__", annotation) in (dict, Mapping)
+
+
+def _wants_batch_tables(annotation: object) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BatchTables)
 
 
 def _table_name(context: dg.InputContext | dg.OutputContext) -> str:

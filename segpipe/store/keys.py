@@ -70,6 +70,12 @@ def mask_structure_memo(digest: str) -> str:
     return f"qa-mask-structure/{digest}.json"
 
 
+def qa_batch_memo(batch_id: str, digest: str) -> str:
+    """A batch's QA shape work (polygon findings, instance areas, unmapped labels), named after its
+    tables, the taxonomy's instance classes and the tolerance (core/qa/by_batch.py)."""
+    return f"qa-batch/{batch_id}/{digest}.json"
+
+
 def distribution_chart(digest: str) -> str:
     return f"sampling/chart-{digest}.png"
 

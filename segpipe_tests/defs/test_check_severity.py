@@ -9,6 +9,7 @@ import pytest
 from segpipe.core.shared.schemas import QaResultRecord, polars_schema
 from segpipe.core.taxonomy.model import load_taxonomy
 from segpipe.definitions import defs
+from segpipe.core.shared.batch_tables import FrameBatches
 from segpipe.defs.qa.checks import qa_gate_checks
 from segpipe.demo import DEMO_CONFIG
 from segpipe.io.object_store import ObjectStore
@@ -69,4 +70,5 @@ def test_a_policy_made_an_error_after_the_definitions_loaded_stops_the_gate_inst
         list(declared(pipeline_config=PipelineConfig(taxonomy_path=str(now),
                                                      pipeline_path=str(DEMO_CONFIG / "pipeline.yaml")),
                       object_store=ObjectStore(root=str(tmp_path / "store")), qa_report=report,
-                      mapped_shapes=pl.DataFrame(), batch_images=pl.DataFrame(), annotation_masks=pl.DataFrame()))
+                      mapped_shapes=FrameBatches({}), batch_images=FrameBatches({}),
+                      annotation_masks=FrameBatches({})))

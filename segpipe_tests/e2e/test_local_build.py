@@ -401,8 +401,8 @@ def test_build_and_backfill_end_with_what_stopped_the_release_and_exit_1(tiny_de
         taxonomy.write_text(taxonomy.read_text().replace("unmapped: void", "unmapped: error"))
         assert main(["backfill"]) == 1
         blocked = capsys.readouterr()
-    progress = re.compile(r"^(taxonomy|batch \d+/\d+ \S+|remap \d+ batches|release): \w+ (done|FAILED|skipped) "
-                          r"\(\d+/\d+ steps, \d+\.\d s\)$")
+    progress = re.compile(r"^(taxonomy|batch \d+/\d+ \S+|remap \d+ batches|remap batches \d+-\d+ of \d+|release): "
+                          r"\w+ (done|FAILED|skipped) \(\d+/\d+ steps, \d+\.\d s\)$")
     errors = infeasible.err.splitlines() + blocked.err.splitlines()
     assert [line for line in errors if not progress.match(line)] == []  # progress only: no traceback, no Dagster log
     remapped = len(tiny_demo.batch_ids) + 1  # the demo's batches and the broken one

@@ -26,6 +26,7 @@ import segpipe.defs.taxonomy.assets as taxonomy_assets
 from segpipe.definitions import defs as load_defs
 from segpipe.demo import DEMO_CONFIG
 from segpipe.environment import current_environment
+from segpipe.cli import local_build
 from segpipe.cli.local_build import run_local_build, run_taxonomy_backfill
 from segpipe_tests.conftest import tiny_demo_pipeline
 
@@ -71,8 +72,10 @@ def built(tiny_demo, tmp_path):
     reload_code_location()
 
 
-def test_an_alias_edit_marks_the_taxonomy_then_each_batch_mapping_stale_and_a_backfill_clears_it(built):
+def test_an_alias_edit_marks_the_taxonomy_then_each_batch_mapping_stale_and_a_backfill_clears_it(built, monkeypatch):
+    """The backfill remaps the batches in runs of BACKFILL_RUN_BATCHES (2 here), which together cover them all."""
     instance, taxonomy, batches = built
+    monkeypatch.setattr(local_build, "BACKFILL_RUN_BATCHES", 2)
     assert stale_assets(instance) == set()
     taxonomy.write_text(taxonomy.read_text().replace("    automobile: car", "    automobile: road"))
     reload_code_location()
@@ -84,6 +87,11 @@ def test_an_alias_edit_marks_the_taxonomy_then_each_batch_mapping_stale_and_a_ba
 
     assert run_taxonomy_backfill(load_defs(), instance, current_environment()).success
     assert stale_assets(instance) == set()
+    runs = instance.get_run_records(dg.RunsFilter(job_name="taxonomy_backfill_job"))
+    ranges = sorted((r.dagster_run.tags["dagster/asset_partition_range_start"],
+                     r.dagster_run.tags["dagster/asset_partition_range_end"]) for r in runs)
+    assert ranges == sorted((batches[i], batches[min(i + 1, len(batches) - 1)]) for i in range(0, len(batches), 2))
+    assert len(batches) > 2
 
 
 def test_a_comment_only_edit_leaves_everything_downstream_fresh(built):

@@ -103,6 +103,45 @@ def test_batch_tables_written_before_a_column_was_added_are_read_with_it_as_null
     assert "image_id" not in upgraded.columns  # only nullable columns are added; a required one stays missing
 
 
+def test_a_reader_of_batch_tables_reads_each_batch_when_asked_in_the_columns_asked_for(tmp_path):
+    """BatchTables: one batch at a time, only the columns asked for (a column an older table lacks is
+    left out), and a digest that changes with the batch's table and only with it."""
+    from segpipe.core.shared.batch_tables import BatchTables
+
+    batches = dg.StaticPartitionsDefinition(["b1", "b2", "b3"])
+    base = tmp_path / "tables"
+    seen = {}
+
+    @dg.asset(partitions_def=batches)
+    def shapes(context: dg.AssetExecutionContext) -> pl.DataFrame:
+        frame = pl.DataFrame({"entry_id": [context.partition_key] * 2, "rings": [[[1.0, 2.0]], [[3.0]]]})
+        return frame if context.partition_key == "b1" else frame.with_columns(label=pl.lit("car"))
+
+    @dg.asset(deps=[shapes])
+    def labels(shapes: BatchTables) -> pl.DataFrame:
+        seen["batches"] = list(shapes.batches)
+        seen["digests"] = {batch: shapes.digest(batch) for batch in shapes.batches}
+        seen["columns"] = {batch: shapes.read(batch, ("entry_id", "label")).columns for batch in shapes.batches}
+        return shapes.concat(("entry_id", "label"))
+
+    resources = {"io_manager": PolarsParquetIOManager(base_path=str(base))}
+    with dg.instance_for_test() as instance:
+        for key in ("b1", "b2", "b3"):
+            assert dg.materialize([shapes], partition_key=key, instance=instance, resources=resources).success
+        result = dg.materialize([shapes, labels], selection=[labels], instance=instance, resources=resources)
+        first = dict(seen["digests"])
+        assert dg.materialize([shapes], partition_key="b3", instance=instance, resources=resources).success
+        dg.materialize([shapes, labels], selection=[labels], instance=instance, resources=resources)
+    assert seen["batches"] == ["b1", "b2", "b3"]
+    assert seen["columns"] == {"b1": ["entry_id"], "b2": ["entry_id", "label"], "b3": ["entry_id", "label"]}
+    assert result.output_for_node("labels").to_dicts() == [
+        {"entry_id": "b1", "label": None}, {"entry_id": "b1", "label": None},
+        {"entry_id": "b2", "label": "car"}, {"entry_id": "b2", "label": "car"},
+        {"entry_id": "b3", "label": "car"}, {"entry_id": "b3", "label": "car"}]
+    assert len(set(first.values())) == 3  # b2 and b3 differ in entry_id
+    assert seen["digests"] == first  # the same table written again has the same digest
+
+
 @pytest.mark.s3
 def test_a_store_that_stops_answering_while_a_table_is_written_is_retried(tmp_path, monkeypatch):
     """The step's first attempt pauses the store (SIGSTOP), so writing its table times out; the retry

@@ -191,14 +191,18 @@ def evaluate_entries(
     settings: QaSettings,
     polygons: pl.DataFrame | None = None,
     structure: Mapping[str, MaskStructure] | None = None,
+    superseded: Mapping[str, Superseded] | None = None,
+    near_duplicates: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
     """Run every rule on every entry (rows of masks, with class_pixels, joined with images' batch_id,
     file_name, landed_at and perceptual_hash); one result row per pair. `polygons` are shape findings
     (polygon_checks.polygon_findings and instance_areas.instance_area_findings), `structure` those
-    of mask_structure.mask_structure."""
+    of mask_structure.mask_structure. Which entries are superseded or near duplicates depends on
+    every batch: a caller judging one batch at a time passes them, found over all (see by_batch)."""
     structure = structure or {}
-    superseded = superseded_entries(entries)
-    near_duplicates = near_duplicate_entries(entries, settings.near_duplicate_bits)
+    superseded = superseded_entries(entries) if superseded is None else superseded
+    near_duplicates = (near_duplicate_entries(entries, settings.near_duplicate_bits) if near_duplicates is None
+                       else near_duplicates)
     findings: dict[str, dict[str, tuple[str, ...]]] = {}
     if polygons is not None:
         for (entry_id, check_id), group in polygons.group_by("entry_id", "check_id"):

@@ -37,6 +37,7 @@ from segpipe.core.sampling.report import report_files
 from segpipe.core.sampling.sample import unselected_reasons
 from segpipe.core.sampling.spec import DistributionSpec
 from segpipe.core.shared.artefacts import ArtefactStore
+from segpipe.core.shared.batch_tables import BatchTables, FrameBatches
 from segpipe.core.taxonomy.model import Taxonomy
 
 
@@ -50,8 +51,8 @@ class ReleaseInputs:
     sampling_report: pl.DataFrame
     class_balance: pl.DataFrame
     consensus_masks: pl.DataFrame
-    annotation_masks: pl.DataFrame
-    mapped_shapes: pl.DataFrame
+    annotation_masks: pl.DataFrame | BatchTables  # read a batch at a time, in the columns the release needs
+    mapped_shapes: pl.DataFrame | BatchTables  # read a batch at a time: the outlines behind COCO's polygons
     batch_images: pl.DataFrame
     batch_quarantine: pl.DataFrame
     qa_report: pl.DataFrame
@@ -97,8 +98,11 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | Non
     ledger = names.table(ledger, "reason", "replaces").sort("batch_id", "file_name")
     items = items.with_columns(pl.col("source_batches").map_elements(names.batch_list, return_dtype=pl.String))
     counts = outcome_counts(ledger)
-    shapes = released_shapes(inputs.consensus_masks, inputs.annotation_masks.select("mask_key", "entry_id"),
-                             inputs.mapped_shapes.select(SHAPE_COLUMNS))
+    masks, shapes = _batches(inputs.annotation_masks), _batches(inputs.mapped_shapes)
+    shape_annotations = remember_item_annotations(
+        items, (released_shapes(inputs.consensus_masks, masks.read(batch, ("mask_key", "entry_id")),
+                                shapes.read(batch, SHAPE_COLUMNS)) for batch in shapes.batches),
+        inputs.taxonomy, inputs.store, inputs.workers)
     leaks = split_leaks(inputs.dataset_split.filter(pl.col("split").is_not_null()), inputs.batch_images,
                         inputs.near_duplicate_bits)
     release = ReleaseContext(
@@ -106,13 +110,17 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | Non
         mask_encoding=inputs.mask_encoding, stamp=inputs.stamp, counts=counts,
         qa_results=names.table(inputs.qa_report, "reason"),
         report_files=report_files(inputs.sampling_report, inputs.class_balance, leaks,
-                                  {c.id: c.color for c in inputs.taxonomy.classes}), shapes=shapes,
+                                  {c.id: c.color for c in inputs.taxonomy.classes}),
+        shape_annotations=shape_annotations,
         provenance={names.batches[batch]: terms for batch, terms in batch_provenance(inputs.batch_images).items()},
-        exports=inputs.exports, cityscapes_city=inputs.cityscapes_city,
-        workers=inputs.workers)
+        exports=inputs.exports, cityscapes_city=inputs.cityscapes_city, workers=inputs.workers)
     placed, members = package_release(release, items, out, parts)
     return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts, datasheet_pictures(release),
                            members, placed)
+
+
+def _batches(table: pl.DataFrame | BatchTables) -> BatchTables:
+    return table if isinstance(table, BatchTables) else FrameBatches({"all": table})
 
 
 def package_release(release: ReleaseContext, items: pl.DataFrame, out: BinaryIO,
@@ -127,10 +135,9 @@ def package_release(release: ReleaseContext, items: pl.DataFrame, out: BinaryIO,
 def write_release(release: ReleaseContext, items: pl.DataFrame, packager: Packager,
                   parts: PartPlanner | None = None) -> PartLayout | None:
     """Run every writer of WRITERS over `items` (one row per released image, see release_items) into
-    `packager`, the per-image annotations computed ahead on release.workers processes, sealing the release's manifest, content version and meta between the items and the
+    `packager`, sealing the release's manifest, content version and meta between the items and the
     closing members. With a planner, the items' members are planned first and then placed, into
     `packager` or into shared parts; where they went is returned."""
-    remember_item_annotations(items, release.shapes, release.taxonomy, release.store, release.workers)
     with release.resources:
         writers = [make(release) for make in WRITERS.values() if make.runs_in(release)]
         for n, row in enumerate(items.sort("split", "image_id").iter_rows(named=True)):

@@ -36,6 +36,7 @@ def released_shapes(consensus: pl.DataFrame, annotation_masks: pl.DataFrame, map
     return mapped_shapes.select(SHAPE_COLUMNS).join(entries, on="entry_id").sort("mask_key", "z_order", "shape_index")
 
 
+
 def shape_annotations(shapes: pl.DataFrame, taxonomy: Taxonomy, width: int, height: int) -> list[dict]:
     """One COCO annotation (category_id, segmentation, area, bbox, iscrowd) per shape of a trainable
     class that the raster rule paints, in painter's order; shapes that cover no pixel are left out."""

@@ -13,14 +13,14 @@ not grow with the release.
 import itertools
 import multiprocessing
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 import polars as pl
 
 from segpipe.core.release.coco_annotations import shape_annotations
-from segpipe.core.release.writers.coco import shapes_memo, slices_by_mask
+from segpipe.core.release.writers.coco import remember_shape_annotations, shapes_memo, slices_by_mask
 from segpipe.core.release.writers.yolo import trace_outlines
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.taxonomy.model import Taxonomy
@@ -32,54 +32,63 @@ FEW_TASKS = 64  # fewer are computed here: a helper's start (its imports, about 
 Task = tuple[str | None, bytes | None, str | None, pl.DataFrame | None, int, int]  # memo, mask, memo, shapes, w, h
 
 
-def remember_item_annotations(items: pl.DataFrame, shapes: pl.DataFrame | None, taxonomy: Taxonomy,
-                              store: ArtefactStore, workers: int) -> int:
-    """Remember the YOLO outlines and COCO shape annotations of `items` (release_items rows) that
-    the store does not hold yet, computed by this process and `workers` - 1 helper processes (every
-    `workers`-th item here: a helper costs the memory of its imports); how many items needed any.
-    With one worker nothing is done here: the writers compute as they go."""
+def remember_item_annotations(items: pl.DataFrame, shape_batches: Iterable[pl.DataFrame], taxonomy: Taxonomy,
+                              store: ArtefactStore, workers: int) -> dict[str, str]:
+    """Remember the COCO shape annotations of `items` (release_items rows) and, on several workers,
+    their YOLO outlines, where the store does not hold them yet; mask key -> where its shape
+    annotations are (coco.remember_shape_annotations). `shape_batches` are released_shapes of one
+    batch each, read one after the other, so only one batch's outlines are ever in memory. The work
+    is shared by this process and `workers` - 1 helper processes (every `workers`-th task here: a
+    helper costs the memory of its imports); with one worker the YOLO writer traces as it goes."""
+    sizes = {key: (width, height) for key, width, height in items.select("mask_key", "width", "height").iter_rows()}
     if workers < 2:
-        return 0
-    shapes_of = {} if shapes is None else slices_by_mask(shapes)
-    tasks = _tasks(items, shapes_of, taxonomy, store)
+        return remember_shape_annotations(shape_batches, sizes, taxonomy, store)
+    memos: dict[str, str] = {}
+    tasks = itertools.chain(_shape_tasks(shape_batches, sizes, taxonomy, store, memos),
+                            _outline_tasks(items, taxonomy, store))
     first = list(itertools.islice(tasks, FEW_TASKS))
     if len(first) < FEW_TASKS:  # a nightly's new images: starting a helper would cost more than it saves
-        return sum(_remember(task, _compute(task, taxonomy), store) for task in first)
-    done = 0
+        for task in first:
+            _remember(task, _compute(task, taxonomy), store)
+        return memos
     with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending: deque[tuple[Task, Future]] = deque()
         for n, task in enumerate(itertools.chain(first, tasks)):
             if n % workers == 0:
-                done += _remember(task, _compute(task, taxonomy), store)
+                _remember(task, _compute(task, taxonomy), store)
             else:
                 pending.append((task, pool.submit(_compute, task, taxonomy)))
             while len(pending) > (workers - 1) * IN_FLIGHT_PER_WORKER or (pending and pending[0][1].done()):
                 task, future = pending.popleft()
-                done += _remember(task, future.result(), store)
+                _remember(task, future.result(), store)
         for task, future in pending:
-            done += _remember(task, future.result(), store)
-    return done
+            _remember(task, future.result(), store)
+    return memos
 
 
-def _tasks(items: pl.DataFrame, shapes_of: dict[str, pl.DataFrame], taxonomy: Taxonomy,
-           store: ArtefactStore) -> Iterator[Task]:
-    """One task per released mask whose outlines or shape annotations are not remembered."""
+def _shape_tasks(shape_batches: Iterable[pl.DataFrame], sizes: Mapping[str, tuple[int, int]], taxonomy: Taxonomy,
+                 store: ArtefactStore, memos: dict[str, str]) -> Iterator[Task]:
+    """One task per released mask drawn from shapes whose annotations are not remembered (or are
+    damaged); `memos` gains every such mask's memo key."""
+    for shapes in shape_batches:
+        for mask_key, drawn in slices_by_mask(shapes).items():
+            if mask_key not in sizes:
+                continue
+            memos[mask_key] = memo = shapes_memo(mask_key, drawn, taxonomy, *sizes[mask_key])
+            if store.recall(memo) is None:
+                yield None, None, memo, drawn, *sizes[mask_key]
+
+
+def _outline_tasks(items: pl.DataFrame, taxonomy: Taxonomy, store: ArtefactStore) -> Iterator[Task]:
+    """One task per released mask whose YOLO outlines are not remembered."""
     seen: set[str] = set()
     for mask_key, width, height in items.select("mask_key", "width", "height").iter_rows():
         if mask_key in seen:
             continue
         seen.add(mask_key)
         outlines = store_keys.yolo_outlines_memo(mask_key, taxonomy.ignore_index)
-        outlines = None if store.exists(outlines) else outlines
-        drawn = shapes_of.get(mask_key)
-        annotations = None if drawn is None else shapes_memo(mask_key, drawn, taxonomy, width, height)
-        if annotations is not None and store.exists(annotations):
-            annotations = None
-        if outlines is not None or annotations is not None:
-            yield (outlines, None if outlines is None else store.read_png(mask_key),
-                   annotations, None if annotations is None else drawn, width, height)
-
-
+        if not store.exists(outlines):
+            yield outlines, store.read_png(mask_key), None, None, width, height
 def _compute(task: Task, taxonomy: Taxonomy) -> tuple[Any, Any]:
     """In a worker: the outlines' and the annotations' JSON values (None where not asked for)."""
     _, mask_png, _, drawn, width, height = task
@@ -88,11 +97,10 @@ def _compute(task: Task, taxonomy: Taxonomy) -> tuple[Any, Any]:
     return outlines, annotations
 
 
-def _remember(task: Task, computed: tuple[Any, Any], store: ArtefactStore) -> int:
+def _remember(task: Task, computed: tuple[Any, Any], store: ArtefactStore) -> None:
     outlines_memo, _, annotations_memo, _, _, _ = task
     outlines, annotations = computed
     if outlines_memo is not None:
         store.remember(outlines_memo, outlines)
     if annotations_memo is not None:
         store.remember(annotations_memo, annotations)
-    return 1

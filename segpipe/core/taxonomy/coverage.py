@@ -13,7 +13,8 @@ import polars as pl
 
 from segpipe.core.ingest.formats.annotation import SEGMENTATION_KINDS
 from segpipe.core.shared.errors import ConfigProblem
-from segpipe.core.taxonomy.model import Taxonomy, unmapped_label_report, unmapped_segments
+from segpipe.core.shared.batch_tables import BatchTables
+from segpipe.core.taxonomy.model import Taxonomy, unmapped_label_report, unmapped_segment, unmapped_segments
 
 SHOWN_LABELS = 12
 _PLAIN_YAML = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_. -]*")
@@ -52,6 +53,15 @@ def unmapped_labels_with_rules(mapped: pl.DataFrame, images: pl.DataFrame, taxon
         pl.struct("source", "raw_label").map_elements(
             lambda row: rule_to_add(taxonomy, row["source"], row["raw_label"]), return_dtype=pl.String)
         .alias("rule_to_add"))
+
+
+def unmapped_shapes(mapped: BatchTables) -> pl.DataFrame:
+    """The shapes of every batch that unmapped_segments reports, in the columns it reads: each
+    batch's shapes read alone, so a dataset's outlines never wait in memory together."""
+    columns = ("entry_id", "raw_label", "kind", "mapping")
+    found = [shapes.filter(unmapped_segment()) for _, shapes in mapped.each(columns)]
+    return pl.concat(found) if found else pl.DataFrame(
+        schema={"entry_id": pl.String, "raw_label": pl.String, "kind": pl.String, "mapping": pl.String})
 
 
 def rule_to_add(taxonomy: Taxonomy, source: str, raw_label: str) -> str:

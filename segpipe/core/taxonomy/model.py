@@ -505,8 +505,12 @@ def map_labels(shapes: pl.DataFrame, sources: pl.DataFrame, taxonomy: Taxonomy) 
 def unmapped_segments(mapped: pl.DataFrame) -> pl.DataFrame:
     """(entry_id, raw_label) of segmentation shapes no rule maps. Polylines and points are never
     drawn, so their labels cannot leave a pixel unaccounted for and do not count."""
-    return mapped.filter(pl.col("mapping").str.starts_with("unmapped_") & pl.col("kind").is_in(sorted(SEGMENTATION_KINDS))).select(
-        "entry_id", "raw_label")
+    return mapped.filter(unmapped_segment()).select("entry_id", "raw_label")
+
+
+def unmapped_segment() -> pl.Expr:
+    """True for a shape row (kind, mapping) that unmapped_segments reports."""
+    return pl.col("mapping").str.starts_with("unmapped_") & pl.col("kind").is_in(sorted(SEGMENTATION_KINDS))
 
 
 def unmapped_label_report(unmapped: pl.DataFrame, images: pl.DataFrame, examples: int = 3) -> pl.DataFrame:

@@ -6,6 +6,7 @@ from segpipe.core.consensus.annotator_reliability import annotator_summary
 from segpipe.core.consensus.fusion import build_consensus
 from segpipe.core.consensus.review import agreement_map_pictures, confidence_map_pictures, review_queue
 from segpipe.core.qa.rules import excluded_entries
+from segpipe.core.shared.batch_tables import BatchTables
 from segpipe.defs.metadata import md_table
 from segpipe.defs.pictures import gallery, stored_pictures
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
@@ -13,6 +14,8 @@ from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 from segpipe.store import keys as store_keys
 
+# What consensus reads of each batch's masks (the rest is the QA's and the release's).
+CONSENSUS_COLUMNS = ("entry_id", "image_id", "annotator", "is_gold", "mask_key", "instance_mask_key", "class_pixels")
 AGREEMENT_MAP_NOTE = ("Agreement maps: white where all annotators agree, darker where they split (the share of the "
                       "vote behind each pixel's leading class).")
 CONFIDENCE_MAP_NOTE = ("Confidence maps (reliability-fused images): white where the released class has all the "
@@ -34,7 +37,7 @@ def consensus(
     context: dg.AssetExecutionContext,
     pipeline_config: PipelineConfig,
     object_store: ObjectStore,
-    annotation_masks: pl.DataFrame,
+    annotation_masks: BatchTables,
     qa_report: pl.DataFrame,
 ):
     """Fuse annotators pixel by pixel where several labelled an image, score them on honeypots,
@@ -45,11 +48,12 @@ def consensus(
     with only_transient_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
         palette = taxonomy.palette() if settings.mask_encoding == "palette" else None
-        usable = annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti")
+        masks = annotation_masks.concat(CONSENSUS_COLUMNS)
+        usable = masks.join(excluded_entries(qa_report), on="entry_id", how="anti")
         images, scores, pairs, reliability = build_consensus(
             usable, object_store.artefacts(), settings.consensus, taxonomy.ignore_index, palette,
             {c.id: c.name for c in taxonomy.classes}, {c.id: c.category for c in taxonomy.classes})
-        queue = review_queue(images, annotation_masks.select("entry_id", "image_id").join(
+        queue = review_queue(images, masks.select("entry_id", "image_id").join(
             qa_report.select("entry_id", "file_name").unique("entry_id"), on="entry_id"))
         yield dg.Output(images, output_name="consensus_masks", metadata={
             "images": images.height,

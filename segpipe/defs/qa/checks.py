@@ -15,7 +15,8 @@ from segpipe.core.qa.pictures import failure_pictures, problem_colour
 from segpipe.core.qa.rules import QA_RULES, QaRule, Severity, excluded_entries, rule_severity, summarize_rule, \
     unmapped_labels_severity
 from segpipe.core.shared.pictures import colour_swatch
-from segpipe.core.taxonomy.coverage import unmapped_labels_with_rules
+from segpipe.core.shared.batch_tables import BatchTables
+from segpipe.core.taxonomy.coverage import unmapped_labels_with_rules, unmapped_shapes
 from segpipe.core.taxonomy.model import Taxonomy, load_taxonomy
 from segpipe.defs.metadata import md_table, metadata_table, readable
 from segpipe.defs.pictures import CHECK_PICTURES, gallery, stored_pictures
@@ -82,7 +83,7 @@ def qa_gate_checks(taxonomy: Taxonomy) -> dg.AssetChecksDefinition:
              "batch_images": dg.AssetIn("batch_images"), "annotation_masks": dg.AssetIn("annotation_masks")},
     )
     def qa_gate(pipeline_config: PipelineConfig, object_store: ObjectStore, qa_report: pl.DataFrame,
-                mapped_shapes: pl.DataFrame, batch_images: pl.DataFrame, annotation_masks: pl.DataFrame):
+                mapped_shapes: BatchTables, batch_images: BatchTables, annotation_masks: BatchTables):
         yield from gate_results(declared_blocking, pipeline_config, object_store, qa_report, mapped_shapes,
                                 batch_images, annotation_masks)
 
@@ -90,8 +91,8 @@ def qa_gate_checks(taxonomy: Taxonomy) -> dg.AssetChecksDefinition:
 
 
 def gate_results(declared_blocking: dict[str, bool], pipeline_config: PipelineConfig, object_store: ObjectStore,
-                 qa_report: pl.DataFrame, mapped_shapes: pl.DataFrame, batch_images: pl.DataFrame,
-                 annotation_masks: pl.DataFrame):
+                 qa_report: pl.DataFrame, mapped_shapes: BatchTables, batch_images: BatchTables,
+                 annotation_masks: BatchTables):
     """Rules pass while their failures stay within the budget (max_error_failures for ERROR rules,
     none for WARN); unmapped labels block under `unmapped: error`; class statistics warn."""
     with only_transient_retried():
@@ -114,7 +115,8 @@ def gate_results(declared_blocking: dict[str, bool], pipeline_config: PipelineCo
                 description=_outcome(failures, budget, severity),
                 metadata=metadata,
             )
-        report = unmapped_labels_with_rules(mapped_shapes, batch_images, taxonomy)
+        report = unmapped_labels_with_rules(unmapped_shapes(mapped_shapes), batch_images.concat(
+            ("entry_id", "batch_id", "file_name", "source")), taxonomy)
         severity = unmapped_labels_severity(taxonomy)
         _refuse_undeclared_error("unmapped_labels", severity, not report.is_empty(), declared_blocking,
                                  pipeline_config)
@@ -125,7 +127,8 @@ def gate_results(declared_blocking: dict[str, bool], pipeline_config: PipelineCo
             metadata={"unmapped_labels": report.height, "policy": taxonomy.unmapped,
                       "labels": metadata_table(report, max_rows=50)},
         )
-        stats = class_statistics(annotation_masks.join(excluded_entries(qa_report), on="entry_id", how="anti"), taxonomy)
+        masks = annotation_masks.concat(("entry_id", "class_pixels"))
+        stats = class_statistics(masks.join(excluded_entries(qa_report), on="entry_id", how="anti"), taxonomy)
         table = md_table(stats.table, max_rows=256, percent=("pixel_share",))
         yield dg.AssetCheckResult(
             asset_key="qa_report", check_name="class_never_present", passed=not stats.never_present,

@@ -6,6 +6,7 @@ from segpipe.core.release import layout
 from segpipe.core.release.build import ReleaseInputs
 from segpipe.core.release.writers import BuildStamp
 from segpipe.core.release.writers.datasheet import DatasheetPicture
+from segpipe.core.shared.batch_tables import BatchTables
 from segpipe.core.shared.pictures import Picture
 from segpipe.core.taxonomy.model import Taxonomy
 from segpipe.defs.batches import batches_not_done, done_batches
@@ -47,8 +48,8 @@ def dataset_release(
     sampling_report: pl.DataFrame,
     class_balance: pl.DataFrame,
     consensus_masks: pl.DataFrame,
-    annotation_masks: pl.DataFrame,
-    mapped_shapes: pl.DataFrame,
+    annotation_masks: BatchTables,
+    mapped_shapes: BatchTables,
     batch_images: pl.DataFrame,
     batch_quarantine: pl.DataFrame,
     qa_report: pl.DataFrame,

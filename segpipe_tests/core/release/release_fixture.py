@@ -12,6 +12,7 @@ from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.shared.png import encode_instance_png, encode_mask_png
 from segpipe.core.rasterize.raster import rasterize_shapes
 from segpipe.core.release.build import write_release
+from segpipe.core.release.item_annotations import remember_item_annotations
 from segpipe.core.release.packaging import ZipPackager
 from segpipe.core.release.provenance import BatchProvenance
 from segpipe.core.release.writers import BuildStamp, ReleaseContext
@@ -54,14 +55,15 @@ def constructed_release(run_id: str = "run-1", created_at: str = "2026-12-01T22:
                         taxonomy: Taxonomy = TAXONOMY, masks: dict[str, np.ndarray] | None = None,
                         mask_sources: dict[str, str] | None = None, shapes: pl.DataFrame | None = None,
                         every_output: bool = False, provenance: dict[str, BatchProvenance] | None = None,
-                        exports: tuple[str, ...] = (), cityscapes_city: str = "batch",
+                        exports: tuple[str, ...] = (), cityscapes_city: str = "batch", workers: int = 1,
                         ) -> tuple[ReleaseContext, pl.DataFrame]:
     """A fresh release context (a build fills it, so one per build) and its items: one image per split
     of `masks` (constructed_masks by default); shapes, keyed by mask_key (masks/m<n>.png for the n-th
     split), are the polygons behind them. every_output adds what the default leaves out: an instance
     mask for the first image and a thumbnail for the QA failure. The images come from two batches,
     batch-0 (train and test) and batch-1 (val), whose batch.json `provenance` states. The stored images
-    carry an Author text chunk. `exports` and `cityscapes_city` are release.exports and its city rule."""
+    carry an Author text chunk. `exports` and `cityscapes_city` are release.exports and its city rule;
+    the per-image annotations are made ahead on `workers` processes (release.workers), as a build does."""
     objects: dict[str, bytes] = {}
     store = ArtefactStore.in_memory(objects)
     masks = constructed_masks() if masks is None else masks
@@ -95,10 +97,11 @@ def constructed_release(run_id: str = "run-1", created_at: str = "2026-12-01T22:
     qa = pl.DataFrame([{"entry_id": "e1", "batch_id": "batch-1", "file_name": "images/val.png",
                         "check_id": "labels_mapped", "severity": "WARN", "passed": False, "excludes_entry": False,
                         "reason": "label 'lorry' is not mapped", "thumbnail_key": thumbnail_key}], schema=QA_COLUMNS)
+    shape_annotations = remember_item_annotations(items, [] if shapes is None else [shapes], taxonomy, store, workers)
     release = ReleaseContext(store, taxonomy, "demo", "grayscale", BuildStamp(run_id, created_at),
                              {"input": 3, "released": 3, "filtered": 0, "quarantined": 0}, qa,
-                             {"sampling/distribution.png": b"not really a png"}, shapes, provenance or {}, exports,
-                             cityscapes_city)
+                             {"sampling/distribution.png": b"not really a png"}, shape_annotations, provenance or {},
+                             exports, cityscapes_city, workers)
     return release, items
 
 

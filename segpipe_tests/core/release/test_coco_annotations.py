@@ -109,13 +109,17 @@ def test_a_masks_shape_annotations_are_remembered_and_redrawn_only_when_its_shap
     objects: dict[str, bytes] = {}
     store = ArtefactStore.in_memory(objects)
     shapes = drawn_shapes()
-    first = _shape_annotations("masks/m0.png", shapes, TAXONOMY, 320, 240, store)
-    assert first == shape_annotations(shapes, TAXONOMY, 320, 240)
-    [memo] = [key for key in objects if key.startswith("coco-shapes/")]
+    memo = _shape_annotations("masks/m0.png", shapes, TAXONOMY, 320, 240, store)
+    assert store.recall(memo) == shape_annotations(shapes, TAXONOMY, 320, 240)
+    assert [key for key in objects if key.startswith("coco-shapes/")] == [memo]
     objects[memo] = b'[{"remembered": true}]'
-    assert _shape_annotations("masks/m0.png", shapes, TAXONOMY, 320, 240, store) == [{"remembered": True}]
+    assert store.recall(_shape_annotations("masks/m0.png", shapes, TAXONOMY, 320, 240, store)) == [{"remembered": True}]
+    objects[memo] = b'[{"partly wri'  # a damaged memo is made again
+    assert store.recall(_shape_annotations("masks/m0.png", shapes, TAXONOMY, 320, 240, store)) == \
+        shape_annotations(shapes, TAXONOMY, 320, 240)
     moved = shapes.with_columns(pl.col("z_order") + 1)
-    assert _shape_annotations("masks/m0.png", moved, TAXONOMY, 320, 240, store) == shape_annotations(moved, TAXONOMY, 320, 240)
+    assert store.recall(_shape_annotations("masks/m0.png", moved, TAXONOMY, 320, 240, store)) == \
+        shape_annotations(moved, TAXONOMY, 320, 240)
 
 
 BOXED = parse_taxonomy(

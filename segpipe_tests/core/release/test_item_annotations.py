@@ -20,9 +20,7 @@ def drawn_release(workers: int):
     fused[10:20, 5:15] = 1
     shapes = drawn_shapes()
     masks = {"train": rasterize_shapes(shapes, 320, 240, TAXONOMY.ignore_index), "val": fused}
-    release, items = constructed_release(masks=masks, mask_sources={"val": "fused"}, shapes=shapes)
-    release.workers = workers
-    return release, items
+    return constructed_release(masks=masks, mask_sources={"val": "fused"}, shapes=shapes, workers=workers)
 
 
 @pytest.mark.parametrize("few_tasks", [1, item_annotations.FEW_TASKS], ids=["helper process", "few tasks here"])
@@ -40,12 +38,17 @@ def test_two_workers_write_the_release_one_process_writes_byte_for_byte(monkeypa
 
 def test_the_annotations_not_remembered_are_computed_ahead_and_remembered_once(monkeypatch):
     monkeypatch.setattr(item_annotations, "FEW_TASKS", 1)  # a helper process even for two masks
-    release, items = drawn_release(2)
+    release, items = drawn_release(1)  # one worker: shape annotations made here, YOLO outlines left to the writer
     objects = release.store.read.__self__  # the fixture's in-memory store: a dict
-    assert remember_item_annotations(items, release.shapes, TAXONOMY, release.store, 2) == 2  # two masks
-    for mask_key in items["mask_key"]:
-        assert keys.yolo_outlines_memo(mask_key, TAXONOMY.ignore_index) in objects
+    outlines = [keys.yolo_outlines_memo(mask_key, TAXONOMY.ignore_index) for mask_key in items["mask_key"]]
+    assert not any(key in objects for key in outlines)
     train = items.row(by_predicate=pl.col("split") == "train", named=True)
-    assert shapes_memo(train["mask_key"], release.shapes, TAXONOMY, train["width"], train["height"]) in objects
-    assert remember_item_annotations(items, release.shapes, TAXONOMY, release.store, 2) == 0
-    assert remember_item_annotations(items, release.shapes, TAXONOMY, release.store, 1) == 0  # one: the writers do it
+    memo = shapes_memo(train["mask_key"], drawn_shapes(), TAXONOMY, train["width"], train["height"])
+    assert release.shape_annotations == {train["mask_key"]: memo}
+    objects[memo] = b'[{"category_id": '  # partly written: made again
+    assert remember_item_annotations(items, [drawn_shapes()], TAXONOMY, release.store, 2) == {train["mask_key"]: memo}
+    assert all(key in objects for key in outlines)
+    assert release.store.recall(memo) is not None
+    made = dict(objects)
+    assert remember_item_annotations(items, [drawn_shapes()], TAXONOMY, release.store, 2) == {train["mask_key"]: memo}
+    assert objects == made  # nothing made again

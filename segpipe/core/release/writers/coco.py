@@ -1,7 +1,7 @@
 """coco/coco.json: the released images' annotations, in the form each mask came from."""
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 import orjson
 import polars as pl
@@ -11,7 +11,7 @@ from segpipe.core.release import layout
 from segpipe.core.release.coco_annotations import shape_annotations
 from segpipe.core.release.coco_document import CocoDocument
 from segpipe.core.release.writers.writer import Member, ReleaseContext, ReleaseItem, ReleaseWriter
-from segpipe.core.shared.artefacts import ArtefactStore, content_digest
+from segpipe.core.shared.artefacts import ArtefactStore, DamagedArtefact, content_digest
 from segpipe.core.shared.rle import encode_value_rles
 from segpipe.core.taxonomy.model import Taxonomy
 from segpipe.store import keys as store_keys
@@ -28,13 +28,11 @@ class Coco(ReleaseWriter):
         super().__init__(release)
         self.document = release.resources.enter_context(
             contextlib.closing(CocoDocument(release.taxonomy, release.dataset_name)))
-        self.shapes_of = {} if release.shapes is None else slices_by_mask(release.shapes)
 
     def item_members(self, item: ReleaseItem) -> Iterable[Member]:
-        row, store, taxonomy = item.row, self.release.store, self.release.taxonomy
-        drawn = self.shapes_of.get(row["mask_key"])
-        annotations = (_class_annotations(item, store) if drawn is None
-                       else _shape_annotations(row["mask_key"], drawn, taxonomy, row["width"], row["height"], store))
+        row, store = item.row, self.release.store
+        memo = self.release.shape_annotations.get(row["mask_key"])
+        annotations = _class_annotations(item, store) if memo is None else _recalled(memo, store)
         self.document.add_image(item.image_path, row["width"], row["height"], annotations)
         return ()
 
@@ -43,6 +41,29 @@ class Coco(ReleaseWriter):
 
     def closing_members(self) -> Iterator[Member]:
         yield Member(layout.COCO, lambda out: self.document.write(out, self.release.version))
+
+
+def remember_shape_annotations(batches: Iterable[pl.DataFrame], sizes: Mapping[str, tuple[int, int]],
+                               taxonomy: Taxonomy, store: ArtefactStore) -> dict[str, str]:
+    """mask key -> where the COCO annotations of its drawn shapes are remembered, for each mask of
+    `sizes` (mask key -> width, height) with shapes in `batches` (released_shapes of one batch
+    each): the shapes are turned into annotations batch by batch, so only one batch's outlines are
+    ever in memory, and the writer reads each mask's annotations back as it packages the item."""
+    memos = {}
+    for shapes in batches:
+        for mask_key, drawn in slices_by_mask(shapes).items():
+            if mask_key in sizes:
+                memos[mask_key] = _shape_annotations(mask_key, drawn, taxonomy, *sizes[mask_key], store)
+    return memos
+
+
+def _recalled(memo: str, store: ArtefactStore) -> list[dict]:
+    """A mask's annotations, remembered by remember_shape_annotations in this build."""
+    annotations = store.recall(memo)
+    if annotations is None:
+        raise DamagedArtefact(f"{memo}: the COCO annotations remembered in this build are gone or damaged; "
+                              "build the release again")
+    return annotations
 
 
 def slices_by_mask(shapes: pl.DataFrame) -> dict[str, pl.DataFrame]:
@@ -70,20 +91,17 @@ def _class_annotations(item: ReleaseItem, store: ArtefactStore) -> list[dict]:
 
 
 def _shape_annotations(mask_key: str, shapes: pl.DataFrame, taxonomy: Taxonomy, width: int, height: int,
-                       store: ArtefactStore) -> list[dict]:
-    """The COCO annotations of a mask's shapes, remembered under the mask and a digest of the shapes
-    and trainable classes, so a backfill that leaves them alone does not draw them again (and
-    item_annotations draws them ahead)."""
+                       store: ArtefactStore) -> str:
+    """Where the COCO annotations of a mask's shapes are remembered, made there first if they are not."""
     memo = shapes_memo(mask_key, shapes, taxonomy, width, height)
-    remembered = store.recall(memo)
-    if remembered is None:
-        remembered = shape_annotations(shapes, taxonomy, width, height)
-        store.remember(memo, remembered)
-    return remembered
+    if store.recall(memo) is None:  # never made, or partly written: made again
+        store.remember(memo, shape_annotations(shapes, taxonomy, width, height))
+    return memo
 
 
 def shapes_memo(mask_key: str, shapes: pl.DataFrame, taxonomy: Taxonomy, width: int, height: int) -> str:
-    """Where the COCO annotations of a mask's shapes are remembered: named after all they are made of."""
+    """Where the COCO annotations of a mask's shapes are remembered: under the mask and a digest of
+    the shapes and trainable classes, so a backfill that leaves them alone does not draw them again."""
     trainable = sorted(c.id for c in taxonomy.classes if c.trainable)
     digest = content_digest(mask_key.encode(), orjson.dumps(shapes.to_dicts()), orjson.dumps([trainable, width, height]))
     return store_keys.coco_shapes_memo(digest)

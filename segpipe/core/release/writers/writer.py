@@ -96,7 +96,8 @@ class ReleaseContext:
     counts: dict[str, int]
     qa_results: pl.DataFrame
     report_files: Mapping[str, bytes] = field(default_factory=dict)  # path in the archive -> bytes
-    shapes: pl.DataFrame | None = None  # the drawn shapes behind masks, see released_shapes
+    # mask key -> where the COCO annotations of the drawn shapes behind it are remembered (coco.remember_shape_annotations)
+    shape_annotations: Mapping[str, str] = field(default_factory=dict)
     provenance: Mapping[str, BatchProvenance] = field(default_factory=dict)  # batch id -> what its batch.json states
     exports: tuple[str, ...] = ()  # release.exports: the trainer layouts this release carries
     cityscapes_city: str = CITY_FROM_BATCH  # release.cityscapes_city

@@ -1,0 +1,135 @@
+"""QA over every batch, one batch at a time: memory that does not grow with the batches, and a
+rerun that works through only the batches whose tables changed.
+
+Most of QA is an entry's own: its mask's pixels and structure, its polygons' outlines, its unmapped
+labels. Three facts depend on every batch: which delivery of an image counts (deliveries.py), which
+images are near copies (near_duplicates.py), and each class's usual instance size
+(instance_areas.py). They are found first from narrow columns (ids, names, hashes) or from
+statistics combined batch by batch (ClassAreas); then each batch is judged alone, its shapes read
+in the columns QA needs and let go before the next batch's are read.
+
+A batch's shape work (polygon_findings, drawn_shape_areas, unmapped_segments) is remembered in the
+store under a digest of the batch's shape and image tables, the taxonomy's instance classes and
+the vertex tolerance: a nightly build outlines only the new batch's polygons, and a taxonomy edit
+that leaves a batch's mapped shapes as they were reuses its work. Mask structure is remembered per
+mask (mask_structure.py).
+"""
+
+from dataclasses import dataclass
+
+import orjson
+import polars as pl
+
+from segpipe.core.qa.deliveries import superseded_entries
+from segpipe.core.qa.instance_areas import AREA_SCHEMA, ClassAreas, area_outliers, drawn_shape_areas
+from segpipe.core.qa.mask_structure import mask_structure
+from segpipe.core.qa.near_duplicates import near_duplicate_entries
+from segpipe.core.qa.pictures import OUTLINED_RULES, PER_RULE, render_qa_thumbnails
+from segpipe.core.qa.polygon_checks import FINDINGS_SCHEMA, polygon_findings
+from segpipe.core.qa.rules import evaluate_entries, with_thumbnails
+from segpipe.core.qa.settings import QaSettings
+from segpipe.core.shared.artefacts import ArtefactStore, content_digest
+from segpipe.core.shared.batch_tables import BatchTables
+from segpipe.core.shared.schemas import ImageRecord, QaResultRecord, polars_schema, with_later_columns
+from segpipe.core.taxonomy.model import Taxonomy, unmapped_segments
+from segpipe.store import keys as store_keys
+
+MEMO_FORMAT = 1  # part of every remembered batch's name: a new format never reads an old one
+IMAGE_COLUMNS = ("entry_id", "batch_id", "file_name", "landed_at", "perceptual_hash", "image_key")
+MASK_COLUMNS = ("entry_id", "image_id", "annotator", "mask_key", "class_pixels", "width", "height")
+SHAPE_COLUMNS = ("entry_id", "shape_index", "raw_label", "kind", "mapping", "is_crowd", "class_id", "rings")
+UNMAPPED_SCHEMA = {"entry_id": pl.String, "raw_label": pl.String}
+
+
+@dataclass(frozen=True)
+class QaOutcome:
+    results: pl.DataFrame  # QaResultRecord rows of every batch, failures with their thumbnails
+    entries_checked: int
+
+
+@dataclass(frozen=True)
+class _BatchShapes:
+    """One batch's shape work, as remembered."""
+
+    polygons: pl.DataFrame  # polygon_findings rows
+    areas: pl.DataFrame  # drawn_shape_areas rows
+    unmapped: pl.DataFrame  # unmapped_segments rows
+
+
+def qa_by_batch(masks: BatchTables, images: BatchTables, shapes: BatchTables, taxonomy: Taxonomy,
+                settings: QaSettings, store: ArtefactStore) -> QaOutcome:
+    """Every QA rule on every entry of `masks` (annotation_masks), as evaluate_entries judges them all
+    at once, with thumbnails of the first failures of each rule (render_qa_thumbnails)."""
+    image_index = with_later_columns(images.concat(IMAGE_COLUMNS), ImageRecord).select(IMAGE_COLUMNS)
+    entry_index = masks.concat(("entry_id", "image_id", "annotator")).join(
+        image_index, on="entry_id", how="left", validate="1:1")
+    superseded = superseded_entries(entry_index)
+    near_duplicates = near_duplicate_entries(entry_index, settings.near_duplicate_bits)
+
+    memo_keys = {batch: _shapes_memo(shapes, images, batch, taxonomy, settings) for batch in masks.batches}
+    class_areas = ClassAreas()
+    for batch, key in memo_keys.items():
+        class_areas = class_areas.combined(ClassAreas.of(_batch_shapes(shapes, images, batch, key, taxonomy,
+                                                                       settings, store).areas))
+    results, findings, failures = [], [], []
+    for batch, key in memo_keys.items():
+        local = _batch_shapes(shapes, images, batch, key, taxonomy, settings, store)
+        polygons = pl.concat([local.polygons, area_outliers(local.areas, class_areas, taxonomy,
+                                                           settings.instance_area_sigma)])
+        batch_masks = masks.read(batch, MASK_COLUMNS)
+        entries = batch_masks.join(image_index.drop("image_key"), on="entry_id", how="left")
+        structure = mask_structure(batch_masks, taxonomy, settings.min_fragment_px, store)
+        judged = evaluate_entries(entries, local.unmapped, taxonomy, settings, polygons, structure, superseded,
+                                  near_duplicates)
+        results.append(judged)
+        findings.append(polygons)
+        failures.append(judged.filter(~pl.col("passed")).join(batch_masks.select("entry_id", "mask_key"), on="entry_id")
+                        .join(image_index.select("entry_id", "image_key"), on="entry_id"))
+    all_results = pl.concat(results) if results else pl.DataFrame(schema=polars_schema(QaResultRecord))
+    thumbnails = _thumbnails(failures, findings, shapes, image_index, taxonomy, settings, store)
+    return QaOutcome(with_thumbnails(all_results, thumbnails), entry_index.height)
+
+
+def _thumbnails(failures: list[pl.DataFrame], findings: list[pl.DataFrame], shapes: BatchTables,
+                image_index: pl.DataFrame, taxonomy: Taxonomy, settings: QaSettings,
+                store: ArtefactStore) -> pl.DataFrame:
+    """render_qa_thumbnails of the first failures of each rule over every batch, the outlined ones'
+    shapes read from their batches alone."""
+    failing = pl.concat(failures) if failures else pl.DataFrame(
+        schema={"entry_id": pl.String, "check_id": pl.String, "reason": pl.String, "mask_key": pl.String,
+                "image_key": pl.String})
+    chosen = failing.sort("check_id", "entry_id").group_by("check_id", maintain_order=True).head(PER_RULE)
+    outlined = chosen.filter(pl.col("check_id").is_in(OUTLINED_RULES)).select("entry_id").unique()
+    batches = outlined.join(image_index.select("entry_id", "batch_id"), on="entry_id")
+    drawn = [shapes.read(batch, ("entry_id", "shape_index", "rings")).join(group.select("entry_id"), on="entry_id")
+             for (batch,), group in batches.group_by("batch_id")]
+    polygons = pl.concat(findings) if findings else pl.DataFrame(schema=FINDINGS_SCHEMA)
+    drawn_shapes = pl.concat(drawn) if drawn else pl.DataFrame(
+        schema={"entry_id": pl.String, "shape_index": pl.Int64, "rings": pl.List(pl.List(pl.Float64))})
+    return render_qa_thumbnails(chosen, polygons, drawn_shapes, taxonomy, store, settings.min_fragment_px)
+
+
+def _shapes_memo(shapes: BatchTables, images: BatchTables, batch: str, taxonomy: Taxonomy,
+                 settings: QaSettings) -> str:
+    """Where a batch's shape work is remembered: named after everything it depends on."""
+    counted = sorted(c.id for c in taxonomy.classes if c.has_instances)
+    return store_keys.qa_batch_memo(batch, content_digest(
+        shapes.digest(batch).encode(), images.digest(batch).encode(),
+        orjson.dumps([MEMO_FORMAT, counted, settings.vertex_tolerance_px])))
+
+
+def _batch_shapes(shapes: BatchTables, images: BatchTables, batch: str, key: str, taxonomy: Taxonomy,
+                  settings: QaSettings, store: ArtefactStore) -> _BatchShapes:
+    """One batch's shape work: remembered, or done from its shapes and remembered."""
+    remembered = store.recall(key)
+    if remembered is None:
+        batch_shapes = shapes.read(batch, SHAPE_COLUMNS)
+        frames = images.read(batch, ("entry_id", "width", "height"))
+        found = _BatchShapes(polygon_findings(batch_shapes, frames, settings.vertex_tolerance_px),
+                             drawn_shape_areas(batch_shapes, taxonomy), unmapped_segments(batch_shapes))
+        store.remember(key, {name: getattr(found, name).to_dict(as_series=False)
+                             for name in ("polygons", "areas", "unmapped")})
+        return found
+    return _BatchShapes(pl.DataFrame(remembered["polygons"], schema=FINDINGS_SCHEMA),
+                        pl.DataFrame(remembered["areas"], schema=AREA_SCHEMA),
+                        pl.DataFrame(remembered["unmapped"], schema=UNMAPPED_SCHEMA))

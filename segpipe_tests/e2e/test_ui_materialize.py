@@ -42,7 +42,7 @@ BACKFILL_TIMEOUT_S = 1200.0
 UI_TIMEOUT_MS = 60_000
 PLAYWRIGHT_EXPECT_TIMEOUT_MS = 5_000  # Playwright's default
 # A copy of a demo batch whose every image is cut in half: ingested all the same, nothing of it usable.
-BAD_BATCH, BAD_BATCH_FROM = "b004_truncated_jpegs", "b001_vendor_a_alice"
+BAD_BATCH, BAD_BATCH_FROM = "b005_truncated_jpegs", "b001_vendor_a_alice"
 WARN_CHECK, BLOCKING_CHECK = "polygon_self_intersection", "mask_matches_image_size"
 GROUPS = "query { assetNodes { groupName } }"
 PARTITIONS_AND_RUNS = """

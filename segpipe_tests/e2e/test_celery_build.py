@@ -4,18 +4,15 @@ on one persistent instance (SQLite under DAGSTER_HOME) and one object store. The
 steps spread over both workers, and the release holds exactly what an in-process build of the same landing
 zone releases."""
 
-import json
 import os
-import zipfile
 from collections import Counter
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 import pytest
 
 from segpipe_tests.celery_workers import run_celery_workers, run_redis_broker
-from segpipe_tests.e2e.test_killed_build import build, entry_counts, finished, project, published, releases, unstamped
+from segpipe_tests.e2e.test_killed_build import assert_same_release_apart_from_stamp, build, entry_counts, finished, project
 
 pytestmark = pytest.mark.slow
 
@@ -52,18 +49,4 @@ def test_a_build_on_two_celery_workers_releases_what_an_in_process_build_does(ti
     assert len(worker_of) >= 2
 
     assert entry_counts(distributed) == entry_counts(reference)
-    [first], [again] = releases(tmp_path / "reference"), releases(folder)
-    assert again["content_digest"] == first["content_digest"]
-    archive = next(name for name in first["files"] if name.endswith(".zip"))
-    stamped = {archive, "members.parquet"}  # the member index holds meta.json's and SHA256SUMS' SHA-256 too
-    assert {n: d for n, d in again["files"].items() if n not in stamped} == {
-        n: d for n, d in first["files"].items() if n not in stamped}
-    members = [pl.read_parquet(published(root, marker) / "members.parquet")
-               for root, marker in ((tmp_path / "reference", first), (folder, again))]
-    unequal = members[0].join(members[1], on="path", how="full", suffix="_celery").filter(
-        pl.col("sha256").ne_missing(pl.col("sha256_celery")))
-    assert sorted(unequal["path"]) == ["SHA256SUMS", "meta.json"]  # the build's stamp in meta.json, and its checksum
-    with zipfile.ZipFile(published(tmp_path / "reference", first) / archive) as ours, \
-            zipfile.ZipFile(published(folder, again) / archive) as theirs:
-        metas = [json.loads(zipped.read("meta.json")) for zipped in (ours, theirs)]
-    assert unstamped(metas[0]) == unstamped(metas[1])
+    assert_same_release_apart_from_stamp(tmp_path / "reference", folder)

@@ -68,6 +68,29 @@ def unstamped(meta: dict) -> dict:
     return {**meta, "lineage": {k: v for k, v in meta["lineage"].items() if k not in ("run_id", "created_at")}}
 
 
+def assert_same_release_apart_from_stamp(reference: Path, folder: Path) -> None:
+    """The one release in `folder` is the one in `reference` file for file, member for member, but for
+    the build's stamp: meta.json, and the checksums and member index that hold its SHA-256."""
+    [first], [again] = releases(reference), releases(folder)
+    assert again["content_digest"] == first["content_digest"]
+    archive = next(name for name in first["files"] if name.endswith(".zip"))
+    stamped = {archive, "members.parquet"}  # the member index holds meta.json's and SHA256SUMS' SHA-256 too
+    assert {n: d for n, d in again["files"].items() if n not in stamped} == {
+        n: d for n, d in first["files"].items() if n not in stamped}
+    members = [pl.read_parquet(published(root, marker) / "members.parquet")
+               for root, marker in ((reference, first), (folder, again))]
+    unequal = members[0].join(members[1], on="path", how="full", suffix="_again").filter(
+        pl.col("sha256").ne_missing(pl.col("sha256_again")))
+    assert sorted(unequal["path"]) == ["SHA256SUMS", "meta.json"]
+    with zipfile.ZipFile(published(reference, first) / archive) as ours, \
+            zipfile.ZipFile(published(folder, again) / archive) as theirs:
+        assert ours.namelist() == theirs.namelist()
+        differing = sorted(name for name in ours.namelist() if ours.read(name) != theirs.read(name))
+        metas = [json.loads(zipped.read("meta.json")) for zipped in (ours, theirs)]
+    assert differing == ["SHA256SUMS", "meta.json"]  # the build's stamp in meta.json, and so its checksum
+    assert unstamped(metas[0]) == unstamped(metas[1])
+
+
 def test_fault_build_sigkilled_mid_drawing_then_rerun(tiny_demo, tmp_path):
     folder = tmp_path / "project"  # both builds at one path: released tables name where batches landed
     reference = finished(build(project(tiny_demo, folder)))
@@ -92,22 +115,5 @@ def test_fault_build_sigkilled_mid_drawing_then_rerun(tiny_demo, tmp_path):
     assert releases(folder) == []
 
     rerun = finished(build(env))
-    [first], [again] = releases(tmp_path / "reference"), releases(folder)
     assert entry_counts(rerun) == entry_counts(reference)
-    assert again["content_digest"] == first["content_digest"]
-    archive = next(name for name in first["files"] if name.endswith(".zip"))
-    stamped = {archive, "members.parquet"}  # the member index holds meta.json's and SHA256SUMS' SHA-256 too
-    assert {n: d for n, d in again["files"].items() if n not in stamped} == {
-        n: d for n, d in first["files"].items() if n not in stamped}
-    members = [pl.read_parquet(published(root, marker) / "members.parquet")
-               for root, marker in ((tmp_path / "reference", first), (folder, again))]
-    unequal = members[0].join(members[1], on="path", how="full", suffix="_rerun").filter(
-        pl.col("sha256").ne_missing(pl.col("sha256_rerun")))
-    assert sorted(unequal["path"]) == ["SHA256SUMS", "meta.json"]
-    with zipfile.ZipFile(published(tmp_path / "reference", first) / archive) as ours, \
-            zipfile.ZipFile(published(folder, again) / archive) as theirs:
-        assert ours.namelist() == theirs.namelist()
-        differing = sorted(name for name in ours.namelist() if ours.read(name) != theirs.read(name))
-        metas = [json.loads(zipped.read("meta.json")) for zipped in (ours, theirs)]
-    assert differing == ["SHA256SUMS", "meta.json"]  # the build's stamp in meta.json, and so its checksum
-    assert unstamped(metas[0]) == unstamped(metas[1])
+    assert_same_release_apart_from_stamp(tmp_path / "reference", folder)

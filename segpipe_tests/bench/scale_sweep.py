@@ -35,7 +35,7 @@ import orjson
 
 from segpipe_tests.bench.rasterize import ensure_data, json_files
 from segpipe_tests.bench.whole_graph import (
-    BATCH_SCENES, FLAT_TOLERANCE, MIB, _peak_rss_mib, _phase, bench_pipeline, land_batch, new_scenes,
+    BATCH_SCENES, FLAT_TOLERANCE, MIB, _cpu_seconds, _peak_rss_mib, _phase, bench_pipeline, land_batch, new_scenes,
 )
 
 PEAK_RSS_TARGET_MIB = 1024.0
@@ -148,7 +148,7 @@ def _step_windows(instance, since: float) -> list[tuple[str, float, float]]:
 def child_build(data: Path, size: int, work_root: Path, with_ratios: bool) -> dict:
     import dagster as dg
 
-    from segpipe.cli.local_build import run_local_build, run_taxonomy_backfill
+    from segpipe.cli.local_build import DEFAULT_BATCH_WORKERS, run_local_build, run_taxonomy_backfill
     from segpipe.definitions import defs as load_defs
     from segpipe.environment import PACKAGE_CONFIG, current_environment
     from segpipe_tests.bench.backfill import step_seconds
@@ -169,17 +169,18 @@ def child_build(data: Path, size: int, work_root: Path, with_ratios: bool) -> di
                            "SEGPIPE_PIPELINE_CONFIG": str(pipeline), "SEGPIPE_PSEUDONYM_KEY_FILE": str(work / "key")})
         phases, windows = {}, {}
         with dg.instance_for_test() as instance:
-            def timed(name: str, build, landed: int) -> None:
-                started, start = time.time(), time.perf_counter()
-                outcome = build(load_defs(), instance, current_environment())
-                phases[name] = _phase(outcome, time.perf_counter() - start, step_seconds(instance, started), landed)
+            def timed(name: str, build, landed: int, **options) -> None:
+                started, start, cpu = time.time(), time.perf_counter(), _cpu_seconds()
+                outcome = build(load_defs(), instance, current_environment(), **options)
+                phases[name] = _phase(outcome, time.perf_counter() - start, _cpu_seconds() - cpu,
+                                      step_seconds(instance, started), landed)
                 phases[name].update(started_at=started, ended_at=time.time(), self_peak_rss_mib=_peak_rss_mib())
                 windows[name] = _step_windows(instance, started)
 
-            timed("cold", run_local_build, size)
+            timed("cold", run_local_build, size, batch_workers=DEFAULT_BATCH_WORKERS)  # as `segpipe build` runs
             if with_ratios:
                 land_batch(landing, "cs-nightly", data, files[size:size + extra])
-                timed("nightly", run_local_build, size + extra)
+                timed("nightly", run_local_build, size + extra, batch_workers=DEFAULT_BATCH_WORKERS)
                 text = taxonomy.read_text()
                 if ALIAS_EDIT[0] not in text:
                     raise SystemExit(f"{taxonomy}: the line {ALIAS_EDIT[0].strip()!r} to edit is not there")

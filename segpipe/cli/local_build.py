@@ -31,6 +31,9 @@ from segpipe.store.batch_removals import removed_batches
 DEFINITIONS_MODULE = "segpipe.definitions"
 PARTITION_TAG = "dagster/partition"
 DEFAULT_BATCH_WORKERS = min(2, os.cpu_count() or 1)  # each process holds one batch: memory stays bounded
+# A helper process is replaced after this many batch runs: what a run leaves behind in a process
+# (Dagster's caches, the allocator's high-water mark) would otherwise grow with the number of batches.
+BATCHES_PER_HELPER = 8
 
 
 # Batches remapped per run of a taxonomy backfill: their tables are in memory together in its steps,
@@ -140,7 +143,8 @@ def _batch_runs(defs: dg.Definitions, instance: dg.DagsterInstance, batches: lis
     with contextlib.ExitStack() as stack:
         threads = []
         if helpers > 0:
-            pool = stack.enter_context(ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn")))
+            pool = stack.enter_context(ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn"),
+                                                           max_tasks_per_child=BATCHES_PER_HELPER))
             threads = [threading.Thread(target=in_helper, args=(pool,), daemon=True) for _ in range(helpers)]
             for thread in threads:
                 thread.start()

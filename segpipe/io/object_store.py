@@ -14,7 +14,8 @@ from segpipe.core.ingest.sources import BatchSource, location_uri, open_landed_b
 from segpipe.io.locations import (
     CONNECT_TIMEOUT_S, READ_TIMEOUT_S, REQUEST_ATTEMPTS, RequestLimits, open_location,
 )
-from segpipe.store.atomic import write_bytes_atomically
+from segpipe.store import keys
+from segpipe.store.atomic import sync_store, write_bytes_atomically
 from segpipe.store.release_check import access_problem
 
 
@@ -60,10 +61,19 @@ class ObjectStore(FsspecLocation):
     """Artefacts addressed by keys like `masks/<batch>/<entry>-<digest>.png` or `releases/<dataset>/<version>/`."""
 
     def write_bytes(self, key: str, data: bytes) -> str:
+        """Atomically; an artefact its readers check (keys.checked_on_read) without its own fsync, made
+        durable by the step's barrier (the IO manager's, or `make_durable`), anything else fsynced."""
         fs, root = self.location()
         with self._refusal_named(fs, key, "write"):
-            write_bytes_atomically(fs, f"{root}/{key}", data)
+            write_bytes_atomically(fs, f"{root}/{key}", data, durable=not keys.checked_on_read(key))
         return key
+
+    def make_durable(self) -> None:
+        """The durability barrier for a step whose outputs the Parquet IO manager does not write: all
+        it wrote into this store is on disk before the step reports it."""
+        fs, root = self.location()
+        with self._refusal_named(fs, "", "write"):
+            sync_store(fs, root)
 
     def read_bytes(self, key: str) -> bytes:
         fs, root = self.location()

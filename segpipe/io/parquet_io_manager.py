@@ -28,7 +28,7 @@ from segpipe.io.locations import (
     CONNECT_TIMEOUT_S, READ_TIMEOUT_S, REQUEST_ATTEMPTS, RequestLimits, s3_options, without_s3fs_retries,
 )
 from segpipe.io.transient_errors import only_transient_retried
-from segpipe.store.atomic import write_atomically
+from segpipe.store.atomic import sync_deferred_writes, write_atomically
 
 
 class PolarsParquetIOManager(dg.ConfigurableIOManagerFactory):
@@ -93,7 +93,10 @@ class _PolarsParquetUPathIOManager(dg.UPathIOManager):
         return pl.concat([self.load_from_path(context, paths[key]) for key in sorted(paths)], how="diagonal")
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | Mapping[str, pl.DataFrame]) -> None:
+        """The step's durability barrier first (store/atomic.py): the artefacts its tables name are on
+        disk before the tables, and before Dagster records the materialization."""
         with only_transient_retried(f"writing table {_table_name(context)} under {self._base_path}"):
+            sync_deferred_writes()
             self._write(context, obj)
 
     def _write(self, context: dg.OutputContext, obj: pl.DataFrame | Mapping[str, pl.DataFrame]) -> None:

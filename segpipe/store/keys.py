@@ -22,6 +22,20 @@ QA_THUMBNAILS_DIR = "qa-thumbnails"  # one folder per QA rule, see qa_thumbnail
 AGREEMENT_MAPS_DIR = "agreement-maps"
 CONFIDENCE_MAPS_DIR = "confidence-maps"
 
+# Derived artefacts that every reader checks before use (a PNG's structure and CRCs, a memo's JSON)
+# and that a rerun rebuilds when damaged: written without a per-file fsync, made durable by the
+# step's barrier (store/atomic.py). Stored images are not here: the release reads them unchecked.
+CHECKED_ON_READ_PREFIXES = (
+    "label-masks/", "masks/", "instance-masks/", f"{AGREEMENT_MAPS_DIR}/", f"{CONFIDENCE_MAPS_DIR}/",
+    "consensus/", f"{QA_THUMBNAILS_DIR}/", "qa-mask-structure/", "qa-batch/", "sampling/chart-",
+    "coco-annotations/", "coco-shapes/", "yolo-exteriors/",
+)
+
+
+def checked_on_read(key: str) -> bool:
+    """Whether `key` names an artefact whose damage its readers detect and a rerun repairs."""
+    return key.startswith(CHECKED_ON_READ_PREFIXES)
+
 
 def image(image_id: str, frame: str, suffix: str) -> str:
     """A stored input image; `frame` is empty for an image stored as it arrived, else its re-oriented frame."""

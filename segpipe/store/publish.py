@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import fsspec
 import orjson
 
+from segpipe.store.atomic import sync_store
 from segpipe.store.claims import (
     COMMIT_DEADLINE,
     ClaimExpired,
@@ -159,6 +160,7 @@ def _commit(
             f"{marker_path}: not committed, since the sequence was claimed more than {COMMIT_DEADLINE} ago and "
             f"others may take it over; the claim is given up. Publish again, and if the store is this slow, "
             f"look at its throughput")
+    sync_store(fs, root)  # the parts and files on disk before the marker that says they are a release
     body = orjson.dumps(marker, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     if create_only_bytes(fs, marker_path, body) is not CreateOutcome.ALREADY_OTHER:
         return PublishedRelease(version, prefix, marker, newly_published=True, latest=version)

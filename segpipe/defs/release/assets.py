@@ -76,6 +76,7 @@ def dataset_release(
             workers=settings.release.workers)
         fs, root = object_store.location()
         built = build_and_publish(fs, root, inputs)
+        object_store.make_durable()  # the marker and pointer on disk before the materialization is recorded
     contents, published, diff, counts = built.contents, built.published, built.diff, built.contents.counts
     archive_key = f"{published.prefix}/{keys.archive_name(settings.dataset_name, published.version)}"
     not_done = batches_not_done(context.instance)

@@ -25,7 +25,7 @@ class DatasheetPicture:
 def qa_pictures(release: ReleaseContext) -> list[DatasheetPicture]:
     """The first QA_PICTURES QA thumbnails of the release (each rule's first before any rule's second)."""
     path_of = {key: path for path, key in qa_folder(release.qa_results)[1]}
-    return [DatasheetPicture(caption, path_of[key], lambda key=key: release.store.read(key))
+    return [DatasheetPicture(caption, path_of[key], lambda key=key: release.store.read_png(key))
             for caption, key in failure_pictures(release.qa_results)[:QA_PICTURES]]
 
 

@@ -24,7 +24,7 @@ class QaFolder(ReleaseWriter):
     def closing_members(self) -> Iterator[Member]:
         yield Member(layout.QA_REPORT, self.report)
         for path, key in self.thumbnails:
-            yield Member(path, self.release.store.read(key), compress=False)
+            yield Member(path, self.release.store.read_png(key), compress=False)
 
 
 def qa_folder(qa_results: pl.DataFrame) -> tuple[bytes, list[tuple[str, str]]]:

@@ -69,12 +69,17 @@ class DenseCounts(Mapping[str, list[int]]):
         return len(self._present)
 
 
+def present_pairs(column: pl.Series) -> pl.DataFrame:
+    """(row, class_id, pixels) of every class present in a sparse class_pixels column."""
+    return (pl.DataFrame({"row": np.arange(len(column), dtype=np.int64), "pairs": column}).explode("pairs")
+            .drop_nulls("pairs").unnest("pairs"))
+
+
 def pixel_matrix(column: pl.Series, class_ids: Sequence[int]) -> np.ndarray:
     """(rows, len(class_ids)): each row's pixels of each of class_ids, from a class_pixels column."""
     column = as_sparse(column)
     matrix = np.zeros((len(column), len(class_ids)), dtype=np.int64)
-    pairs = (pl.DataFrame({"row": np.arange(len(column)), "pairs": column}).explode("pairs")
-             .drop_nulls("pairs").unnest("pairs"))
+    pairs = present_pairs(column)
     position = np.full(VALUES, -1, dtype=np.int64)
     position[np.asarray(class_ids, dtype=np.int64)] = np.arange(len(class_ids))
     at = position[pairs["class_id"].to_numpy()]

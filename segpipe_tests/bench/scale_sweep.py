@@ -35,7 +35,7 @@ import orjson
 
 from segpipe_tests.bench.rasterize import ensure_data, json_files
 from segpipe_tests.bench.whole_graph import (
-    BATCH_SCENES, FLAT_TOLERANCE, MIB, _cpu_seconds, _peak_rss_mib, _phase, bench_pipeline, land_batch, new_scenes,
+    BATCH_SCENES, FLAT_TOLERANCE, MIB, _peak_rss_mib, _phase, bench_pipeline, land_batch, new_scenes,
 )
 
 PEAK_RSS_TARGET_MIB = 1024.0
@@ -170,10 +170,9 @@ def child_build(data: Path, size: int, work_root: Path, with_ratios: bool) -> di
         phases, windows = {}, {}
         with dg.instance_for_test() as instance:
             def timed(name: str, build, landed: int) -> None:
-                started, start, cpu = time.time(), time.perf_counter(), _cpu_seconds()
+                started, start = time.time(), time.perf_counter()
                 outcome = build(load_defs(), instance, current_environment())
-                phases[name] = _phase(outcome, time.perf_counter() - start, _cpu_seconds() - cpu,
-                                      step_seconds(instance, started), landed)
+                phases[name] = _phase(outcome, time.perf_counter() - start, step_seconds(instance, started), landed)
                 phases[name].update(started_at=started, ended_at=time.time(), self_peak_rss_mib=_peak_rss_mib())
                 windows[name] = _step_windows(instance, started)
 

@@ -19,7 +19,7 @@ CORE = ROOT / "segpipe" / "core"
 STAGES = ("ingest", "taxonomy", "rasterize", "qa", "consensus", "sampling", "release")
 SHARED = ("segpipe.core.shared", "segpipe.store.keys")
 SHARED_MODULES = {"__init__", "errors", "schemas", "png", "rle", "artefacts", "hashing_writer", "config_fields",
-                  "quarantine_rules", "pictures", "batch_tables"}
+                  "quarantine_rules", "pictures", "batch_tables", "class_pixels"}
 FORBIDDEN_EVERYWHERE_IN_CORE = ("dagster",)
 
 

@@ -37,6 +37,7 @@ from segpipe.core.consensus.settings import ConsensusSettings
 from segpipe.core.consensus.vote_rows import ImageVotes, vote_rows
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.shared.artefacts import ArtefactStore, content_digest
+from segpipe.core.shared.class_pixels import DenseCounts, as_sparse, dense, sparse
 from segpipe.core.shared.schemas import AnnotatorScoreRecord, ConsensusRecord, polars_schema
 from segpipe.store import keys as store_keys
 
@@ -91,16 +92,17 @@ def build_consensus(
     Fused masks are encoded with `palette` when given (palette PNG), else as grayscale. Returns the
     consensus table, the honeypot leaderboard, the pair table (AnnotatorPairRecord; class names from
     `class_names`) and the reliability table (AnnotatorReliabilityRecord, confusions within the
-    `categories` of the classes; empty when no image is reliability-fused).
+    `categories` of the classes; empty when no image is reliability-fused). class_pixels may be
+    dense or sparse (core/shared/class_pixels.py); the consensus table's is sparse.
     """
     _one_entry_per_annotator(entries)
-    entries, reviews = split_reviews(entries)
+    entries, reviews = split_reviews(entries.with_columns(as_sparse(entries["class_pixels"])))
     names, categories = class_names or {}, categories or {}
     encoding = bytes(v for rgb in palette for v in rgb) if palette else b"grayscale"
     settings_key = orjson.dumps([OUTCOME_FORMAT, settings.quorum, settings.boundary_tolerance, ignore_index])
     rows = entries.sort("image_id", "annotator", "mask_key").select(
         "image_id", "annotator", "is_gold", "mask_key", "instance_mask_key", "class_pixels").iter_rows()
-    instance_keys, pixels_of, images = {}, {}, []
+    instance_keys, pixels_of, images = {}, DenseCounts(), []
     for image_id, group in groupby(rows, key=itemgetter(0)):
         gold, workers = [], []
         for _, annotator, is_gold, mask_key, instance_key, pixels in group:
@@ -108,7 +110,8 @@ def build_consensus(
                 gold.append(mask_key)
             else:
                 workers.append((annotator, mask_key))
-            instance_keys[mask_key], pixels_of[mask_key] = instance_key, pixels
+            instance_keys[mask_key] = instance_key
+            pixels_of.add(mask_key, pixels)
         images.append(_Image(image_id, gold[0] if gold else None, workers))
     cache = DecodedCache()
 
@@ -290,7 +293,7 @@ def _with_model_disputes(row: dict, image: _Image, load: Callable[[str], np.ndar
     released = load(row["mask_key"])
     disputed: set[int] = set()
     for _, key in models:
-        ious = class_iou(load(key), released, ignore_index, pixels_of[key], row["class_pixels"])
+        ious = class_iou(load(key), released, ignore_index, pixels_of[key], dense(row["class_pixels"]))
         disputed.update(c for c, iou in ious.items() if iou < threshold)
     if not disputed:
         return {**row, "disputed_classes": []}
@@ -306,7 +309,7 @@ def _row(image: _Image, used: list[tuple[str, str]], excluded: list[str], source
             "excluded_annotators": excluded, "agreement": agreement, "mask_source": source, "mask_key": mask_key,
             "instance_mask_key": instance_key, "agreement_map_key": agreement_map_key,
             "confidence_map_key": confidence_map_key, "fusion_rule": fusion_rule, "vote_weights": vote_weights,
-            "status": status, "class_pixels": list(class_pixels), "disputed_classes": None}
+            "status": status, "class_pixels": sparse(class_pixels), "disputed_classes": None}
 
 
 SCORE_SCHEMA = {"annotator": pl.String, "image_id": pl.String, "iou": pl.Float64, "accuracy": pl.Float64,

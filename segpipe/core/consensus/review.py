@@ -13,6 +13,7 @@ review's mask in place of the consensus of an image of the queue, which then lea
 import polars as pl
 
 from segpipe.core.ingest.pseudonym import REVIEW_ANNOTATOR
+from segpipe.core.shared.class_pixels import as_sparse
 
 REVIEW_STATUSES = ("low_agreement", "annotator_review", "model_review")
 
@@ -55,12 +56,13 @@ def split_reviews(entries: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def apply_reviews(images: pl.DataFrame, reviews: pl.DataFrame) -> pl.DataFrame:
     """The consensus table (images: ConsensusRecord rows) with each image of the review queue that a
-    review entry covers (reviews: image_id, mask_key, instance_mask_key, class_pixels; one per image,
-    as QA keeps only the newest delivery) released as reviewed: the review's mask, status accepted,
+    review entry covers (reviews: image_id, mask_key, instance_mask_key, class_pixels dense or sparse;
+    one per image, as QA keeps only the newest delivery) released as reviewed: the review's mask, status accepted,
     the annotators' agreement and agreement map kept as the record of their dispute. A review of an
     image not in the queue changes nothing (the ledger says why: reviewed_images)."""
     review_of = {image_id: (mask_key, instance_key, pixels) for image_id, mask_key, instance_key, pixels in
-                 reviews.select("image_id", "mask_key", "instance_mask_key", "class_pixels").iter_rows()}
+                 reviews.select("image_id", "mask_key", "instance_mask_key",
+                                as_sparse(reviews["class_pixels"])).iter_rows()}
     rows = []
     for row in images.iter_rows(named=True):
         review = review_of.get(row["image_id"])

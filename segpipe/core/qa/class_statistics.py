@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from segpipe.core.shared.class_pixels import VALUES, as_sparse, present_pairs
 from segpipe.core.taxonomy.model import Taxonomy
 
 
@@ -21,9 +22,13 @@ class ClassStatistics:
 
 
 def class_statistics(masks: pl.DataFrame, taxonomy: Taxonomy) -> ClassStatistics:
-    """Pixels and masks per taxonomy class over `masks` (rows with class_pixels)."""
-    counts = np.asarray(masks["class_pixels"].to_list(), dtype=np.int64).reshape(-1, 256)
-    pixels, present = counts.sum(axis=0), (counts > 0).sum(axis=0)
+    """Pixels and masks per taxonomy class over `masks` (rows with class_pixels, dense or sparse: summed
+    from the classes present, so the whole dataset's counts are never held dense)."""
+    totals = (present_pairs(as_sparse(masks["class_pixels"])).group_by("class_id")
+              .agg(pl.col("pixels").sum(), pl.len().alias("masks")))
+    pixels, present = np.zeros(VALUES, dtype=np.int64), np.zeros(VALUES, dtype=np.int64)
+    pixels[totals["class_id"].to_numpy()] = totals["pixels"].to_numpy()
+    present[totals["class_id"].to_numpy()] = totals["masks"].to_numpy()
     labelled = sum(int(pixels[c.id]) for c in taxonomy.classes)
     table = pl.DataFrame([{
         "class_id": c.id, "name": c.name, "trainable": c.trainable, "pixels": int(pixels[c.id]),

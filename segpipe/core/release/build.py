@@ -38,6 +38,7 @@ from segpipe.core.sampling.sample import unselected_reasons
 from segpipe.core.sampling.spec import DistributionSpec
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.shared.batch_tables import BatchTables, FrameBatches
+from segpipe.core.shared.class_pixels import as_sparse
 from segpipe.core.taxonomy.model import Taxonomy
 
 
@@ -138,6 +139,7 @@ def write_release(release: ReleaseContext, items: pl.DataFrame, packager: Packag
     `packager`, sealing the release's manifest, content version and meta between the items and the
     closing members. With a planner, the items' members are planned first and then placed, into
     `packager` or into shared parts; where they went is returned."""
+    items = items.with_columns(as_sparse(items["class_pixels"]))  # as release_items has them, from any caller
     with release.resources:
         writers = [make(release) for make in WRITERS.values() if make.runs_in(release)]
         for n, row in enumerate(items.sort("split", "image_id").iter_rows(named=True)):
@@ -171,7 +173,8 @@ def release_version(release: ReleaseContext, writers: Sequence[ReleaseWriter]) -
 
 def release_items(splits: pl.DataFrame, consensus: pl.DataFrame, images: pl.DataFrame,
                   qa_results: pl.DataFrame) -> pl.DataFrame:
-    """One row per image to release: its split, released mask and its class pixels, a source file,
+    """One row per image to release: its split, released mask and its class pixels (sparse, as
+    core/shared/class_pixels.py holds them, whichever form `consensus` has), a source file,
     metadata merged over its deliveries (the current ones first: see image_metadata; a review that
     released nothing is no delivery), qa_warnings: the QA rules failed by the entries of it that QA
     kept (`;`-separated, null when none), and part_group: the batch its file name comes from (the
@@ -181,6 +184,7 @@ def release_items(splits: pl.DataFrame, consensus: pl.DataFrame, images: pl.Data
         pl.col("source_batches").str.split(";").list.first().alias("part_group"))
     accepted = consensus.filter(pl.col("status") == "accepted").select(
         "image_id", "mask_key", "instance_mask_key", "mask_source", "agreement", "class_pixels")
+    accepted = accepted.with_columns(as_sparse(accepted["class_pixels"]))
     chosen = splits.filter(pl.col("split").is_not_null()).select("image_id", "split")
     kept = qa_results.join(excluded_entries(qa_results), on="entry_id", how="anti").filter(
         ~pl.col("entry_id").is_in(sorted(unapplied)))

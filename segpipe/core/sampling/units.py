@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from segpipe.core.shared.class_pixels import pixel_matrix
+
 MISSING = "(missing)"
 UNGROUPED = "\0"  # prefix of an ungrouped image's own group; no group value starts so
 
@@ -44,7 +46,7 @@ class SamplingUnits:
 
 def build_units(images: pl.DataFrame, group_by: str, strata: list[str], class_ids: list[int], seed: int,
                 near_pairs: list[tuple[str, str]] = ()) -> SamplingUnits:
-    """Units of `images` (image_id, the group_by and strata columns, class_pixels with 256 counts),
+    """Units of `images` (image_id, the group_by and strata columns, class_pixels: sparse or dense),
     joining groups linked by a near-duplicate pair of image ids."""
     frame = images.sort("image_id").select(
         "image_id",
@@ -95,7 +97,7 @@ def build_units(images: pl.DataFrame, group_by: str, strata: list[str], class_id
         cell = joint[first_image]
     else:
         cell = np.zeros(units, dtype=np.int64)
-    pixels = frame["class_pixels"].explode().to_numpy().astype(np.int64).reshape(len(image_ids), 256)[:, class_ids]
+    pixels = pixel_matrix(frame["class_pixels"], class_ids)
     class_images = np.zeros((units, len(class_ids)), dtype=np.int64)
     class_pixels = np.zeros((units, len(class_ids)), dtype=np.int64)
     np.add.at(class_images, unit_of_image, (pixels > 0).astype(np.int64))

@@ -207,7 +207,9 @@ class ConsensusRecord(pa.DataFrameModel):
     fusion_rule: str = pa.Field(nullable=True, isin=["reliability", "plurality", "honeypot_weighted"])  # fused images
     vote_weights: pl.List(pl.Float64) = pa.Field(nullable=True)  # fused images: each of annotators' vote (consensus.fusion)
     status: str = pa.Field(isin=["accepted", "low_agreement", "annotator_review", "annotator_excluded", "model_review"])
-    class_pixels: pl.List(pl.Int64)  # pixels of each value 0..255 in the released mask
+    # The values present in the released mask and their pixels (core/shared/class_pixels.py: sparse, as
+    # a mask holds a few classes; a table stored with 256 dense counts is read the same, as_sparse).
+    class_pixels: pl.List(pl.Struct({"class_id": pl.Int64, "pixels": pl.Int64}))
     disputed_classes: pl.List(pl.String) = pa.Field(nullable=True)  # where a model and the people's mask disagree
 
     class Config:

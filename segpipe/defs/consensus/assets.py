@@ -7,6 +7,7 @@ from segpipe.core.consensus.fusion import build_consensus
 from segpipe.core.consensus.review import agreement_map_pictures, confidence_map_pictures, review_queue
 from segpipe.core.qa.rules import excluded_entries
 from segpipe.core.shared.batch_tables import BatchTables
+from segpipe.core.shared.class_pixels import concat_sparse
 from segpipe.defs.metadata import md_table
 from segpipe.defs.pictures import gallery, stored_pictures
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
@@ -48,7 +49,7 @@ def consensus(
     with only_transient_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
         palette = taxonomy.palette() if settings.mask_encoding == "palette" else None
-        masks = annotation_masks.concat(CONSENSUS_COLUMNS)
+        masks = concat_sparse(annotation_masks, CONSENSUS_COLUMNS)
         usable = masks.join(excluded_entries(qa_report), on="entry_id", how="anti")
         images, scores, pairs, reliability = build_consensus(
             usable, object_store.artefacts(), settings.consensus, taxonomy.ignore_index, palette,

@@ -16,6 +16,7 @@ from segpipe.core.qa.rules import QA_RULES, QaRule, Severity, excluded_entries, 
     unmapped_labels_severity
 from segpipe.core.shared.pictures import colour_swatch
 from segpipe.core.shared.batch_tables import BatchTables
+from segpipe.core.shared.class_pixels import concat_sparse
 from segpipe.core.taxonomy.coverage import unmapped_labels_with_rules, unmapped_shapes
 from segpipe.core.taxonomy.model import Taxonomy, load_taxonomy
 from segpipe.defs.metadata import md_table, metadata_table, readable
@@ -127,7 +128,7 @@ def gate_results(declared_blocking: dict[str, bool], pipeline_config: PipelineCo
             metadata={"unmapped_labels": report.height, "policy": taxonomy.unmapped,
                       "labels": metadata_table(report, max_rows=50)},
         )
-        masks = annotation_masks.concat(("entry_id", "class_pixels"))
+        masks = concat_sparse(annotation_masks, ("entry_id", "class_pixels"))
         stats = class_statistics(masks.join(excluded_entries(qa_report), on="entry_id", how="anti"), taxonomy)
         table = md_table(stats.table, max_rows=256, percent=("pixel_share",))
         yield dg.AssetCheckResult(

@@ -74,7 +74,7 @@ def test_a_careful_annotator_outweighs_two_careless_ones_who_agree_where_plurali
     # The agreement map is the plain vote share, whatever the rule: 1 of 3 on the block.
     agreement = decode_mask_png(objects[shared["agreement_map_key"]])
     assert agreement[3, 3] == round(255 * 2 / 3) and agreement[15, 15] == 255
-    assert shared["class_pixels"][:3] == [200, 200, 0]
+    assert shared["class_pixels"][:2] == [{"class_id": 0, "pixels": 200}, {"class_id": 1, "pixels": 200}]
 
     plain, _, _, plain_objects = run(replace(SETTINGS, fusion="plurality"))
     assert plain["shared"]["fusion_rule"] == "plurality" and plain["shared"]["confidence_map_key"] is None

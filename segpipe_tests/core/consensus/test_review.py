@@ -23,13 +23,14 @@ def test_the_review_queue_names_images_by_file_lowest_agreement_first_with_their
 def test_a_review_replaces_the_consensus_of_a_queued_image_only_and_it_leaves_the_queue():
     from segpipe.core.consensus.review import apply_reviews, split_reviews, unapplied_reviews
     from segpipe.core.ingest.pseudonym import REVIEW_ANNOTATOR
+    from segpipe.core.shared.class_pixels import sparse
     from segpipe.core.shared.schemas import ConsensusRecord, polars_schema
 
     def decided(image_id, status, source="fused"):
         return {"image_id": image_id, "n_annotators": 2, "annotators": ["a", "b"], "excluded_annotators": [],
                 "agreement": 0.4, "mask_source": source, "mask_key": f"fused/{image_id}", "instance_mask_key": None,
                 "agreement_map_key": f"agreement-maps/{image_id}", "confidence_map_key": f"confidence/{image_id}",
-                "fusion_rule": "reliability", "vote_weights": [1.0, 2.0], "status": status, "class_pixels": [1] * 256}
+                "fusion_rule": "reliability", "vote_weights": [1.0, 2.0], "status": status, "class_pixels": [{"class_id": 1, "pixels": 256}]}
     images = pl.DataFrame([decided("i1", "low_agreement"), decided("i2", "accepted"),
                            decided("i3", "annotator_review", "single")], schema=polars_schema(ConsensusRecord))
     entries = pl.DataFrame({"entry_id": ["e1", "r1", "r2", "r3", "r9"], "image_id": ["i1", "i1", "i2", "i3", "i9"],
@@ -43,7 +44,7 @@ def test_a_review_replaces_the_consensus_of_a_queued_image_only_and_it_leaves_th
     for image_id in ("i1", "i3"):
         assert {k: rows[image_id][k] for k in ("mask_source", "mask_key", "status", "annotators", "class_pixels")} == {
             "mask_source": "reviewed", "mask_key": f"m/r{image_id[1]}", "status": "accepted",
-            "annotators": [REVIEW_ANNOTATOR], "class_pixels": [2] * 256}
+            "annotators": [REVIEW_ANNOTATOR], "class_pixels": sparse([2] * 256)}
     # the annotators' dispute stays on record
     assert rows["i1"]["agreement_map_key"] == "agreement-maps/i1" and rows["i1"]["agreement"] == 0.4
     assert rows["i2"] == images.row(1, named=True)  # not in the queue: as it was

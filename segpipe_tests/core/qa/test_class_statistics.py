@@ -2,6 +2,7 @@ import polars as pl
 import pytest
 
 from segpipe.core.qa.class_statistics import class_statistics
+from segpipe.core.shared.class_pixels import as_sparse
 from segpipe.core.taxonomy.model import parse_taxonomy
 
 TAXONOMY = parse_taxonomy("""
@@ -37,3 +38,13 @@ def test_pixels_shares_and_mask_counts_per_class_and_what_is_missing():
 def test_an_untrainable_class_never_counts_as_missing_or_rare():
     stats = class_statistics(pl.DataFrame({"class_pixels": [pixels(road=100, car=1, bus=1)]}), TAXONOMY)
     assert stats.never_present == [] and stats.imbalance == pytest.approx(100)
+
+
+def test_sparse_counts_give_the_statistics_of_the_dense_ones():
+    dense = pl.DataFrame({"class_pixels": [pixels(road=900, car=10, ignore=90), pixels(road=500, car=30, ego=60),
+                                           pixels()]})
+    sparse = dense.with_columns(as_sparse(dense["class_pixels"]))
+    assert sparse["class_pixels"].dtype != dense["class_pixels"].dtype
+    by_dense, by_sparse = class_statistics(dense, TAXONOMY), class_statistics(sparse, TAXONOMY)
+    assert by_sparse.table.equals(by_dense.table) and by_sparse.table["masks"].to_list() == [2, 2, 0, 1]
+    assert (by_sparse.never_present, by_sparse.imbalance) == (by_dense.never_present, by_dense.imbalance)

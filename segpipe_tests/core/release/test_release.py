@@ -123,7 +123,7 @@ def test_release_items_lists_the_rules_failed_by_the_entries_qa_kept():
     splits = pl.DataFrame({"image_id": ["i1", "i2"], "split": ["train", "val"]})
     consensus = pl.DataFrame({"image_id": ["i1", "i2"], "status": ["accepted", "accepted"], "mask_key": ["m1", "m2"],
                               "instance_mask_key": [None, None], "mask_source": ["single", "fused"],
-                              "agreement": [None, 0.9], "class_pixels": [[1], [2]]},
+                              "agreement": [None, 0.9], "class_pixels": [[1] * 256, [2] * 256]},
                              schema_overrides={"instance_mask_key": pl.String, "agreement": pl.Float64})
     images = _images(entry_id=["e1", "e2", "e3"], batch_id=["b", "b", "c"], file_name=["x", "y", "y"],
                      image_id=["i1", "i2", "i2"], image_key=["k1", "k2", "k2"], annotator=["a", "a", "b"])
@@ -143,7 +143,7 @@ def test_a_released_image_takes_its_name_batches_and_metadata_from_the_current_d
     splits = pl.DataFrame({"image_id": ["i1"], "split": ["train"]})
     consensus = pl.DataFrame({"image_id": ["i1"], "status": ["accepted"], "mask_key": ["m1"],
                               "instance_mask_key": [None], "mask_source": ["fused"], "agreement": [0.9],
-                              "class_pixels": [[1]]},
+                              "class_pixels": [[{"class_id": 1, "pixels": 9}]]},
                              schema_overrides={"instance_mask_key": pl.String})
     images = _images(entry_id=["stale", "fixed", "bob"], batch_id=["a", "b", "c"],
                      file_name=["old.jpg", "new.jpg", "bob.jpg"], image_id=["i1"] * 3, image_key=["k1"] * 3,

@@ -10,6 +10,7 @@ import polars as pl
 from segpipe.core.ingest.batch import METADATA_COLUMNS
 from segpipe.core.release import layout
 from segpipe.core.release.writers.writer import Member, ReleaseItem, ReleaseWriter
+from segpipe.core.shared.class_pixels import dense
 from segpipe.core.shared.schemas import ManifestRecord, polars_schema
 from segpipe.core.taxonomy.model import Taxonomy
 
@@ -49,9 +50,11 @@ def manifest_table(rows: list[dict]) -> pl.DataFrame:
     return ManifestRecord.validate(pl.DataFrame(rows, schema=MANIFEST_TYPES))
 
 
-def _pixel_columns(class_pixels: list[int], taxonomy: Taxonomy) -> dict:
+def _pixel_columns(present: list[dict], taxonomy: Taxonomy) -> dict:
     """Pixels per class as a JSON object keyed by class name (in id order, zeros included), so the
-    column keeps one type whatever the taxonomy, in CSV as in Parquet; and the ignored pixels."""
+    column keeps one type whatever the taxonomy, in CSV as in Parquet; and the ignored pixels.
+    `present`: the mask's classes and their pixels (core/shared/class_pixels.py)."""
+    class_pixels = dense(present)
     per_class = {c.name: class_pixels[c.id] for c in sorted(taxonomy.classes, key=lambda c: c.id)}
     return {"class_pixels": orjson.dumps(per_class).decode(), "ignored_pixels": class_pixels[taxonomy.ignore_index]}
 

@@ -29,7 +29,9 @@ def export_review_queue(defs: dg.Definitions, instance: dg.DagsterInstance, env:
     """Write the review queue's CVAT task to `out` (whole or not at all); the number of images."""
     batches = done_batches(instance)
     if not batches:
-        raise NothingToReview("no batch is ingested yet: `segpipe build` first")
+        raise NothingToReview(
+            f"no batch is ingested yet in the Dagster instance at {instance.root_directory}: run `segpipe build` "
+            "first, or set DAGSTER_HOME to the instance your builds use (`make demo` uses ./.dagster_home)")
     try:
         consensus = defs.load_asset_value("consensus_masks", instance=instance)
     except FileNotFoundError:

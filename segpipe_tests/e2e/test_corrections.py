@@ -43,15 +43,22 @@ def land_correction(landing: Path, image: Path) -> None:
     os.utime(batch / "batch.json", (first + 3600, first + 3600))
 
 
+def tiny_demo_project(env: pytest.MonkeyPatch, tiny_demo, folder: Path, pipeline: str) -> Path:
+    """A project of the tiny demo's landed batches (copied: a test lands more) under `folder`, with
+    `pipeline` as its pipeline.yaml, chosen through the environment; its landing zone."""
+    landing = folder / "landing"
+    shutil.copytree(Path(tiny_demo.landing_root), landing)
+    env.setenv("SEGPIPE_LANDING_ROOT", str(landing))
+    env.setenv("SEGPIPE_STORAGE_ROOT", str(folder / "store"))
+    env.setenv("SEGPIPE_TAXONOMY", str(Path(tiny_demo.landing_root).parent / "taxonomy.yaml"))
+    (folder / "pipeline.yaml").write_text(pipeline)
+    env.setenv("SEGPIPE_PIPELINE_CONFIG", str(folder / "pipeline.yaml"))
+    return landing
+
+
 def test_a_corrected_redelivery_ships_and_the_ledger_names_what_it_replaced(tiny_demo, tmp_path):
     with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
-        landing = tmp_path / "landing"
-        shutil.copytree(Path(tiny_demo.landing_root), landing)
-        env.setenv("SEGPIPE_LANDING_ROOT", str(landing))
-        env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp_path / "store"))
-        env.setenv("SEGPIPE_TAXONOMY", str(Path(tiny_demo.landing_root).parent / "taxonomy.yaml"))
-        (tmp_path / "pipeline.yaml").write_text(tiny_demo_pipeline())
-        env.setenv("SEGPIPE_PIPELINE_CONFIG", str(tmp_path / "pipeline.yaml"))
+        landing = tiny_demo_project(env, tiny_demo, tmp_path, tiny_demo_pipeline())
         before = run_local_build(load_defs(), instance, current_environment())
         assert before.success, before.failed_checks
         old_manifest = pl.read_parquet(Path(before.release_metadata["release"]) / "manifest.parquet")

@@ -4,7 +4,6 @@ corrects: real builds on the tiny demo, before and after a reviewer's corrected 
 import io
 import json
 import os
-import shutil
 import zipfile
 from pathlib import Path
 from xml.etree import ElementTree
@@ -24,6 +23,7 @@ from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.definitions import defs as load_defs
 from segpipe.environment import current_environment
 from segpipe_tests.conftest import tiny_demo_pipeline
+from segpipe_tests.e2e.test_corrections import tiny_demo_project
 from segpipe_tests.e2e.test_local_build import released_batch
 
 pytestmark = pytest.mark.slow
@@ -67,16 +67,10 @@ def land_review(landing: Path, task: Path, extra: dict[str, bytes]) -> list[str]
 
 def test_a_review_batch_replaces_the_fused_masks_of_the_queue_and_the_ledger_adds_up(tiny_demo, tmp_path):
     with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
-        landing = tmp_path / "landing"
-        shutil.copytree(Path(tiny_demo.landing_root), landing)
-        env.setenv("SEGPIPE_LANDING_ROOT", str(landing))
-        env.setenv("SEGPIPE_STORAGE_ROOT", str(tmp_path / "store"))
-        env.setenv("SEGPIPE_TAXONOMY", str(Path(tiny_demo.landing_root).parent / "taxonomy.yaml"))
         # the tiny demo's annotators agree well: a stricter bar sends some of its fused images to review
         strict = tiny_demo_pipeline().replace("min_agreement: 0.6", "min_agreement: 0.9")
         assert "min_agreement: 0.9" in strict
-        (tmp_path / "pipeline.yaml").write_text(strict)
-        env.setenv("SEGPIPE_PIPELINE_CONFIG", str(tmp_path / "pipeline.yaml"))
+        landing = tiny_demo_project(env, tiny_demo, tmp_path, strict)
         defs = load_defs()
         before = run_local_build(defs, instance, current_environment())
         assert before.success, before.failed_checks

@@ -38,6 +38,7 @@ DONE = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunS
 class DaemonDay:
     batches: list[str]
     runs: list[dg.RunRecord]  # every run of the instance, oldest first
+    launched: dict[str, float]  # run id -> when the queue let it go (its RUN_STARTING event)
     most_in_progress: int  # the most runs seen starting or started at one poll
     release: dg.RunRecord  # the scheduled release that followed every batch run
     released: list[dict]  # the metadata of each dataset_release it materialized (one)
@@ -111,6 +112,7 @@ def day(postgres, tiny_demo, tmp_path_factory) -> Iterator[DaemonDay]:
                 batch_end = max(r.end_time for r in records if r.dagster_run.job_name == "batch_job")
                 release = next(r for r in records if r.dagster_run.job_name == "release_job"
                                and r.dagster_run.status in DONE and r.start_time > batch_end)
+                launched = {r.dagster_run.run_id: _launch_time(instance, r.dagster_run.run_id) for r in records}
                 partitions = instance.get_dynamic_partitions(annotation_batches.name)
                 released = [{k: v.value for k, v in entry.asset_materialization.metadata.items()}
                             for entry in instance.all_logs(release.dagster_run.run_id,
@@ -118,7 +120,7 @@ def day(postgres, tiny_demo, tmp_path_factory) -> Iterator[DaemonDay]:
                             if entry.asset_materialization.asset_key == dg.AssetKey("dataset_release")]
         finally:
             stop_process_group(daemon, signal.SIGTERM, 30)
-        yield DaemonDay(batches, records, max(seen), release, released, sorted(partitions),
+        yield DaemonDay(batches, records, launched, max(seen), release, released, sorted(partitions),
                         log.read_text(errors="replace"))
 
 
@@ -139,22 +141,32 @@ def test_the_landing_sensor_launched_one_run_per_landed_batch(day):
     assert {run.status for run in batch_runs} == {dg.DagsterRunStatus.SUCCESS}, day.daemon_log[-4000:]
 
 
+def _launch_time(instance: dg.DagsterInstance, run_id: str) -> float:
+    """When the run queue dequeued the run: from then on the queue counts it against the limit (STARTING),
+    seconds before the run's own process marks it started."""
+    [starting] = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_STARTING)
+    return starting.timestamp
+
+
 def test_the_run_queue_never_ran_more_than_its_limit(day):
     assert day.most_in_progress <= RUN_LIMIT
     finished = [r for r in day.runs if r.dagster_run.status in DONE]  # the daemon stopped with one perhaps queued
-    spans = [(r.start_time, r.end_time) for r in finished]
-    most_at_once = max(sum(start <= moment < end for start, end in spans) for moment, _ in spans)
+    spans = {r.dagster_run.run_id: (day.launched[r.dagster_run.run_id], r.end_time) for r in finished}
+    assert all(launched < end for launched, end in spans.values())
+    most_at_once = max(sum(start <= moment < end for start, end in spans.values())
+                       for moment, _ in spans.values())
     assert most_at_once <= RUN_LIMIT
-    # and the limit was met: at some moment a run waited in the queue while two others ran
-    assert any(_queued_behind(run, finished) >= RUN_LIMIT for run in finished), [
-        (r.dagster_run.job_name, r.create_timestamp, r.start_time, r.end_time) for r in day.runs]
+    # and the limit was met: some run waited in the queue while two others held its places
+    assert any(_held_back_by(run, finished, spans) >= RUN_LIMIT for run in finished), [
+        (r.dagster_run.job_name, r.create_timestamp.timestamp(), *spans[r.dagster_run.run_id]) for r in finished]
 
 
-def _queued_behind(run: dg.RunRecord, runs: list[dg.RunRecord]) -> int:
-    """The most other runs in progress at one moment while `run` waited (created, not yet started)."""
-    queued_from = run.create_timestamp.timestamp()
-    moments = [queued_from, *(o.start_time for o in runs if queued_from <= o.start_time < run.start_time)]
-    return max(sum(o.start_time <= moment < o.end_time for o in runs if o is not run) for moment in moments)
+def _held_back_by(run: dg.RunRecord, runs: list[dg.RunRecord], spans: dict[str, tuple[float, float]]) -> int:
+    """The most other runs in progress (launched, not ended) at one moment while `run` waited in the queue."""
+    queued_from, launched = run.create_timestamp.timestamp(), spans[run.dagster_run.run_id][0]
+    others = [spans[o.dagster_run.run_id] for o in runs if o is not run]
+    moments = [queued_from, *(start for start, _ in others if queued_from <= start < launched)]
+    return max(sum(start <= moment < end for start, end in others) for moment in moments)
 
 
 def test_the_nightly_schedule_released_every_batch(day):

@@ -4,7 +4,6 @@ This is what `make demo` and `segpipe build` run; the same runs appear in the Da
 afterwards (`make dev`), exactly as if they had been launched there.
 """
 
-import contextlib
 import multiprocessing
 import os
 import threading
@@ -127,33 +126,35 @@ def _batch_runs(defs: dg.Definitions, instance: dg.DagsterInstance, batches: lis
         with lock:
             return queue.pop() if queue else None
 
-    def in_helper(pool: ProcessPoolExecutor) -> None:
+    def in_helper() -> None:
         try:  # an instance of the thread's own: this process's runs write through the build's meanwhile
             with dg.DagsterInstance.from_ref(instance.get_ref()) as own:
-                while (batch := take()) is not None:
-                    run_id = str(uuid.uuid4())
-                    if not pool.submit(_helper_batch_run, own.get_ref(), batch, run_id, quiet).result():
-                        failed[batch] = run_id
-                    progress.finished(own, labels[batch], run_id)
+                batch = take()
+                while batch is not None:
+                    # a fresh helper process every BATCHES_PER_HELPER runs, the last one ended (joined) first:
+                    # two alive at once, one exiting and one starting, would add a whole helper to the peak
+                    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as helper:
+                        for _ in range(BATCHES_PER_HELPER):
+                            run_id = str(uuid.uuid4())
+                            if not helper.submit(_helper_batch_run, own.get_ref(), batch, run_id, quiet).result():
+                                failed[batch] = run_id
+                            progress.finished(own, labels[batch], run_id)
+                            if (batch := take()) is None:
+                                break
         except BaseException as exc:  # a helper that died: raised once this process's runs are done
             errors.append(exc)
 
     on_workers = defs.resolve_job_def("batch_job").executor_def.name == CELERY  # Celery's workers share the steps
     helpers = 0 if on_workers else min(workers, len(batches)) - 1
-    with contextlib.ExitStack() as stack:
-        threads = []
-        if helpers > 0:
-            pool = stack.enter_context(ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn"),
-                                                           max_tasks_per_child=BATCHES_PER_HELPER))
-            threads = [threading.Thread(target=in_helper, args=(pool,), daemon=True) for _ in range(helpers)]
-            for thread in threads:
-                thread.start()
-        while (batch := take()) is not None:
-            run = _execute(defs, "batch_job", instance, progress, labels[batch], partition_key=batch, run_config=quiet)
-            if not run.success:
-                failed[batch] = run.run_id
-        for thread in threads:
-            thread.join()
+    threads = [threading.Thread(target=in_helper, daemon=True) for _ in range(helpers)]
+    for thread in threads:
+        thread.start()
+    while (batch := take()) is not None:
+        run = _execute(defs, "batch_job", instance, progress, labels[batch], partition_key=batch, run_config=quiet)
+        if not run.success:
+            failed[batch] = run.run_id
+    for thread in threads:
+        thread.join()
     if errors:
         raise errors[0]
     return {batch: failed[batch] for batch in batches if batch in failed}

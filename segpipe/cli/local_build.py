@@ -18,6 +18,7 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.instance.ref import InstanceRef  # what DagsterInstance.get_ref returns
 
 from segpipe.cli.progress import RunProgress
+from segpipe.cli.sqlite_syncs import fewer_disk_syncs, keep_for_process
 from segpipe.core.ingest.landing import LandingProblem, scan_landing
 from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.core.taxonomy.model import load_taxonomy
@@ -70,7 +71,13 @@ def run_local_build(
     With `batch_workers` > 1 the batch runs are shared by this process and `batch_workers` - 1 helper
     processes (segpipe.definitions' definitions, the same instance), so the per-image work of ingest
     and drawing uses every core; each batch's outputs are its own, so the release is the same
-    whatever the number of workers."""
+    whatever the number of workers. A SQLite instance records the runs with fewer disk syncs (sqlite_syncs)."""
+    with fewer_disk_syncs():
+        return _build(defs, instance, env, log_level, progress, batch_workers)
+
+
+def _build(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str,
+           progress: RunProgress, batch_workers: int) -> BuildOutcome:
     batches, removed, not_batches = _register_batches(instance, env)
     quiet = _quiet(log_level)
     spec = _execute(defs, "taxonomy_job", instance, progress, "taxonomy", run_config=quiet)
@@ -93,6 +100,12 @@ def run_taxonomy_backfill(
     """After a taxonomy edit: remap every known batch with the current taxonomy (its label masks are
     reused as drawn) in runs over BACKFILL_RUN_BATCHES batches each, as a single-run backfill from
     the UI does over its range, then QA, consensus, sampling and release."""
+    with fewer_disk_syncs():
+        return _backfill(defs, instance, env, log_level, progress)
+
+
+def _backfill(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str,
+              progress: RunProgress) -> BuildOutcome:
     load_taxonomy(env.taxonomy_path)
     batches = instance.get_dynamic_partitions(annotation_batches.name)
     if not batches:
@@ -166,6 +179,7 @@ def _helper_batch_run(instance_ref: InstanceRef, batch: str, run_id: str, quiet:
     """In a helper process: one batch's batch_job run under `run_id`; whether it succeeded."""
     if not _HELPER_DEFS:
         from segpipe.definitions import defs as load_defs
+        keep_for_process()
         _HELPER_DEFS.append(load_defs())
     with dg.DagsterInstance.from_ref(instance_ref) as instance:
         result = _HELPER_DEFS[0].resolve_job_def("batch_job").execute_in_process(

@@ -10,6 +10,7 @@ import os
 import threading
 import uuid
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -80,12 +81,14 @@ def _build(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment,
            progress: RunProgress, batch_workers: int) -> BuildOutcome:
     batches, removed, not_batches = _register_batches(instance, env)
     quiet = _quiet(log_level)
-    spec = _execute(defs, "taxonomy_job", instance, progress, "taxonomy", run_config=quiet)
-    if not spec.success:
-        return _failed(batches, spec.run_id)
     drawn = instance.get_materialized_partitions(dg.AssetKey(BATCH_DONE_ASSET))
     new = [batch for batch in batches if batch not in drawn]
-    failed_batches = _batch_runs(defs, instance, new, quiet, progress, batch_workers)
+    on_workers = defs.resolve_job_def("batch_job").executor_def.name == CELERY  # Celery's workers share the steps
+    with _batch_helpers(0 if on_workers else min(batch_workers, len(new)) - 1) as helpers:
+        spec = _execute(defs, "taxonomy_job", instance, progress, "taxonomy", run_config=quiet)
+        if not spec.success:
+            return _failed(batches, spec.run_id)
+        failed_batches = _batch_runs(defs, instance, new, quiet, progress, helpers)
     if not done_batches(instance):
         return replace(_failed(batches, next(iter(failed_batches.values()))), failed_batches=failed_batches,
                        not_batches=not_batches)
@@ -125,14 +128,34 @@ def _backfill(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environme
     return _release(defs, instance, sorted(batches), quiet, progress)
 
 
+@contextlib.contextmanager
+def _batch_helpers(count: int) -> Iterator["BatchHelpers | None"]:
+    """`count` helper processes for the batch runs (none: None), spawned now and loading the
+    definitions at once, so their start-up overlaps this process's taxonomy run instead of
+    delaying their first batch. Helpers rather than a pool of all the workers: this process, its
+    definitions loaded, would sit idle beside them, and the sum of the processes' memory is what a
+    host must have. Under the Celery executor none starts: the workers are where the steps run."""
+    if count < 1:
+        yield None
+        return
+    with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"),
+                             max_tasks_per_child=BATCHES_PER_HELPER) as pool:
+        for _ in range(count):
+            pool.submit(_warm_helper)
+        yield BatchHelpers(pool, count)
+
+
+@dataclass(frozen=True)
+class BatchHelpers:
+    pool: ProcessPoolExecutor
+    count: int
+
+
 def _batch_runs(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[str], quiet: dict,
-                progress: RunProgress, workers: int = 1) -> dict[str, str]:
+                progress: RunProgress, helpers: BatchHelpers | None = None) -> dict[str, str]:
     """One batch_job run per batch; the failed ones' run ids. This process takes the batches in turn
-    from one queue, and with `workers` > 1 so do that many less one helper processes (spawned:
-    they share nothing with this one but the instance, by reference, and the environment), each
-    run reported as it ends. Helpers rather than a pool of `workers`: this process, its definitions
-    loaded, would sit idle beside them, and the sum of the processes' memory is what a host must have.
-    Under the Celery executor no helper starts: the workers are where the steps run."""
+    from one queue, and so does each of the `helpers` processes (spawned: they share nothing with
+    this one but the instance, by reference, and the environment), each run reported as it ends."""
     labels = {batch: f"batch {n}/{len(batches)} {batch}" for n, batch in enumerate(batches, 1)}
     queue, failed, lock, errors = list(reversed(batches)), {}, threading.Lock(), []
 
@@ -151,38 +174,42 @@ def _batch_runs(defs: dg.Definitions, instance: dg.DagsterInstance, batches: lis
         except BaseException as exc:  # a helper that died: raised once this process's runs are done
             errors.append(exc)
 
-    on_workers = defs.resolve_job_def("batch_job").executor_def.name == CELERY  # Celery's workers share the steps
-    helpers = 0 if on_workers else min(workers, len(batches)) - 1
-    with contextlib.ExitStack() as stack:
-        threads = []
-        if helpers > 0:
-            pool = stack.enter_context(ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn"),
-                                                           max_tasks_per_child=BATCHES_PER_HELPER))
-            threads = [threading.Thread(target=in_helper, args=(pool,), daemon=True) for _ in range(helpers)]
-            for thread in threads:
-                thread.start()
-        while (batch := take()) is not None:
-            run = _execute(defs, "batch_job", instance, progress, labels[batch], partition_key=batch, run_config=quiet)
-            if not run.success:
-                failed[batch] = run.run_id
-        for thread in threads:
-            thread.join()
+    threads = [] if helpers is None else [threading.Thread(target=in_helper, args=(helpers.pool,), daemon=True)
+                                          for _ in range(helpers.count)]
+    for thread in threads:
+        thread.start()
+    while (batch := take()) is not None:
+        run = _execute(defs, "batch_job", instance, progress, labels[batch], partition_key=batch, run_config=quiet)
+        if not run.success:
+            failed[batch] = run.run_id
+    for thread in threads:
+        thread.join()
     if errors:
         raise errors[0]
     return {batch: failed[batch] for batch in batches if batch in failed}
 
 
-_HELPER_DEFS: list[dg.Definitions] = []  # a helper process's definitions, loaded by its first batch
+_HELPER_DEFS: list[dg.Definitions] = []  # a helper process's definitions, loaded once
 
 
-def _helper_batch_run(instance_ref: InstanceRef, batch: str, run_id: str, quiet: dict) -> bool:
-    """In a helper process: one batch's batch_job run under `run_id`; whether it succeeded."""
+def _helper_definitions() -> dg.Definitions:
+    """In a helper process: segpipe.definitions' definitions, loaded by the first call."""
     if not _HELPER_DEFS:
         from segpipe.definitions import defs as load_defs
         keep_for_process()
         _HELPER_DEFS.append(load_defs())
+    return _HELPER_DEFS[0]
+
+
+def _warm_helper() -> None:
+    _helper_definitions()
+
+
+def _helper_batch_run(instance_ref: InstanceRef, batch: str, run_id: str, quiet: dict) -> bool:
+    """In a helper process: one batch's batch_job run under `run_id`; whether it succeeded."""
+    definitions = _helper_definitions()
     with dg.DagsterInstance.from_ref(instance_ref) as instance:
-        result = _HELPER_DEFS[0].resolve_job_def("batch_job").execute_in_process(
+        result = definitions.resolve_job_def("batch_job").execute_in_process(
             instance=instance, run_id=run_id, raise_on_error=False, partition_key=batch, run_config=quiet)
     return result.success
 

@@ -4,11 +4,13 @@ This is what `make demo` and `segpipe build` run; the same runs appear in the Da
 afterwards (`make dev`), exactly as if they had been launched there.
 """
 
+import contextlib
 import multiprocessing
 import os
 import threading
 import uuid
 import warnings
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -17,6 +19,7 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.instance.ref import InstanceRef  # what DagsterInstance.get_ref returns
 
 from segpipe.cli.progress import RunProgress
+from segpipe.cli.sqlite_syncs import fewer_disk_syncs, keep_for_process
 from segpipe.core.ingest.landing import LandingProblem, scan_landing
 from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.core.taxonomy.model import load_taxonomy
@@ -69,15 +72,23 @@ def run_local_build(
     With `batch_workers` > 1 the batch runs are shared by this process and `batch_workers` - 1 helper
     processes (segpipe.definitions' definitions, the same instance), so the per-image work of ingest
     and drawing uses every core; each batch's outputs are its own, so the release is the same
-    whatever the number of workers."""
+    whatever the number of workers. A SQLite instance records the runs with fewer disk syncs (sqlite_syncs)."""
+    with fewer_disk_syncs():
+        return _build(defs, instance, env, log_level, progress, batch_workers)
+
+
+def _build(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str,
+           progress: RunProgress, batch_workers: int) -> BuildOutcome:
     batches, removed, not_batches = _register_batches(instance, env)
     quiet = _quiet(log_level)
-    spec = _execute(defs, "taxonomy_job", instance, progress, "taxonomy", run_config=quiet)
-    if not spec.success:
-        return _failed(batches, spec.run_id)
     drawn = instance.get_materialized_partitions(dg.AssetKey(BATCH_DONE_ASSET))
     new = [batch for batch in batches if batch not in drawn]
-    failed_batches = _batch_runs(defs, instance, new, quiet, progress, batch_workers)
+    on_workers = defs.resolve_job_def("batch_job").executor_def.name == CELERY  # Celery's workers share the steps
+    with _batch_helpers(0 if on_workers else min(batch_workers, len(new)) - 1) as helpers:
+        spec = _execute(defs, "taxonomy_job", instance, progress, "taxonomy", run_config=quiet)
+        if not spec.success:
+            return _failed(batches, spec.run_id)
+        failed_batches = _batch_runs(defs, instance, new, quiet, progress, helpers)
     if not done_batches(instance):
         return replace(_failed(batches, next(iter(failed_batches.values()))), failed_batches=failed_batches,
                        not_batches=not_batches)
@@ -92,6 +103,12 @@ def run_taxonomy_backfill(
     """After a taxonomy edit: remap every known batch with the current taxonomy (its label masks are
     reused as drawn) in runs over BACKFILL_RUN_BATCHES batches each, as a single-run backfill from
     the UI does over its range, then QA, consensus, sampling and release."""
+    with fewer_disk_syncs():
+        return _backfill(defs, instance, env, log_level, progress)
+
+
+def _backfill(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str,
+              progress: RunProgress) -> BuildOutcome:
     load_taxonomy(env.taxonomy_path)
     batches = instance.get_dynamic_partitions(annotation_batches.name)
     if not batches:
@@ -111,14 +128,51 @@ def run_taxonomy_backfill(
     return _release(defs, instance, sorted(batches), quiet, progress)
 
 
+class BatchHelper:
+    """A helper process for batch runs, spawned and loading the definitions at once, so its start-up
+    overlaps what this process does meanwhile (the taxonomy run) instead of delaying its first batch.
+    After BATCHES_PER_HELPER runs it is replaced, the fresh one started only once the last has ended:
+    two alive at once, one exiting and one starting, would add a whole helper to the build's peak."""
+
+    def __init__(self) -> None:
+        self._process, self._runs = self._started(), 0
+
+    @staticmethod
+    def _started() -> ProcessPoolExecutor:
+        process = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        process.submit(_warm_helper)
+        return process
+
+    def run(self, instance_ref: InstanceRef, batch: str, run_id: str, quiet: dict) -> bool:
+        """One batch's batch_job run under `run_id`; whether it succeeded."""
+        if self._runs == BATCHES_PER_HELPER:
+            self._process.shutdown(wait=True)
+            self._process, self._runs = self._started(), 0
+        self._runs += 1
+        return self._process.submit(_helper_batch_run, instance_ref, batch, run_id, quiet).result()
+
+    def close(self) -> None:
+        self._process.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _batch_helpers(count: int) -> Iterator[list[BatchHelper]]:
+    """`count` batch helpers (none under the Celery executor: the workers are where the steps run).
+    Helpers rather than a pool of all the workers: this process, its definitions loaded, would sit
+    idle beside them, and the sum of the processes' memory is what a host must have."""
+    helpers = [BatchHelper() for _ in range(max(count, 0))]
+    try:
+        yield helpers
+    finally:
+        for helper in helpers:
+            helper.close()
+
+
 def _batch_runs(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[str], quiet: dict,
-                progress: RunProgress, workers: int = 1) -> dict[str, str]:
+                progress: RunProgress, helpers: Sequence[BatchHelper] = ()) -> dict[str, str]:
     """One batch_job run per batch; the failed ones' run ids. This process takes the batches in turn
-    from one queue, and with `workers` > 1 so do that many less one helper processes (spawned:
-    they share nothing with this one but the instance, by reference, and the environment), each
-    run reported as it ends. Helpers rather than a pool of `workers`: this process, its definitions
-    loaded, would sit idle beside them, and the sum of the processes' memory is what a host must have.
-    Under the Celery executor no helper starts: the workers are where the steps run."""
+    from one queue, and so does each of the `helpers` processes (spawned: they share nothing with
+    this one but the instance, by reference, and the environment), each run reported as it ends."""
     labels = {batch: f"batch {n}/{len(batches)} {batch}" for n, batch in enumerate(batches, 1)}
     queue, failed, lock, errors = list(reversed(batches)), {}, threading.Lock(), []
 
@@ -126,27 +180,18 @@ def _batch_runs(defs: dg.Definitions, instance: dg.DagsterInstance, batches: lis
         with lock:
             return queue.pop() if queue else None
 
-    def in_helper() -> None:
+    def in_helper(helper: BatchHelper) -> None:
         try:  # an instance of the thread's own: this process's runs write through the build's meanwhile
             with dg.DagsterInstance.from_ref(instance.get_ref()) as own:
-                batch = take()
-                while batch is not None:
-                    # a fresh helper process every BATCHES_PER_HELPER runs, the last one ended (joined) first:
-                    # two alive at once, one exiting and one starting, would add a whole helper to the peak
-                    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as helper:
-                        for _ in range(BATCHES_PER_HELPER):
-                            run_id = str(uuid.uuid4())
-                            if not helper.submit(_helper_batch_run, own.get_ref(), batch, run_id, quiet).result():
-                                failed[batch] = run_id
-                            progress.finished(own, labels[batch], run_id)
-                            if (batch := take()) is None:
-                                break
+                while (batch := take()) is not None:
+                    run_id = str(uuid.uuid4())
+                    if not helper.run(own.get_ref(), batch, run_id, quiet):
+                        failed[batch] = run_id
+                    progress.finished(own, labels[batch], run_id)
         except BaseException as exc:  # a helper that died: raised once this process's runs are done
             errors.append(exc)
 
-    on_workers = defs.resolve_job_def("batch_job").executor_def.name == CELERY  # Celery's workers share the steps
-    helpers = 0 if on_workers else min(workers, len(batches)) - 1
-    threads = [threading.Thread(target=in_helper, daemon=True) for _ in range(helpers)]
+    threads = [threading.Thread(target=in_helper, args=(helper,), daemon=True) for helper in helpers]
     for thread in threads:
         thread.start()
     while (batch := take()) is not None:
@@ -160,16 +205,27 @@ def _batch_runs(defs: dg.Definitions, instance: dg.DagsterInstance, batches: lis
     return {batch: failed[batch] for batch in batches if batch in failed}
 
 
-_HELPER_DEFS: list[dg.Definitions] = []  # a helper process's definitions, loaded by its first batch
+_HELPER_DEFS: list[dg.Definitions] = []  # a helper process's definitions, loaded once
+
+
+def _helper_definitions() -> dg.Definitions:
+    """In a helper process: segpipe.definitions' definitions, loaded by the first call."""
+    if not _HELPER_DEFS:
+        from segpipe.definitions import defs as load_defs
+        keep_for_process()
+        _HELPER_DEFS.append(load_defs())
+    return _HELPER_DEFS[0]
+
+
+def _warm_helper() -> None:
+    _helper_definitions()
 
 
 def _helper_batch_run(instance_ref: InstanceRef, batch: str, run_id: str, quiet: dict) -> bool:
     """In a helper process: one batch's batch_job run under `run_id`; whether it succeeded."""
-    if not _HELPER_DEFS:
-        from segpipe.definitions import defs as load_defs
-        _HELPER_DEFS.append(load_defs())
+    definitions = _helper_definitions()
     with dg.DagsterInstance.from_ref(instance_ref) as instance:
-        result = _HELPER_DEFS[0].resolve_job_def("batch_job").execute_in_process(
+        result = definitions.resolve_job_def("batch_job").execute_in_process(
             instance=instance, run_id=run_id, raise_on_error=False, partition_key=batch, run_config=quiet)
     return result.success
 

@@ -13,7 +13,9 @@ from segpipe.core.shared.quarantine_rules import IMAGE_UNDECODABLE, NON_FINITE_C
 from segpipe.defs.ingest.assets import ingest_annotation_batch
 from segpipe.defs.rasterize.assets import annotation_masks, label_masks
 from segpipe.defs.taxonomy.assets import mapped_shapes
+from segpipe.core.taxonomy.model import load_taxonomy
 from segpipe.demo import DEMO_CONFIG
+from segpipe.store import keys
 from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
 from segpipe_tests.conftest import PACKAGE_PIPELINE_CONFIG
 from segpipe.io.object_store import LandingZone, ObjectStore
@@ -27,6 +29,11 @@ A, B = "b001_vendor_a_alice", "b002_vendor_b_bob"  # CVAT and COCO; the demo pla
 def two_batch_run(tiny_demo, ground_truth, tmp_path):
     """One run over both batches, as a backfill makes it, under the demo taxonomy without vendor_a's
     rule for Sky: batch A's unmapped label is Sky, batch B's the planted 'fire hydrant'."""
+    yield from _batch_run(tiny_demo, tmp_path, tags={"dagster/asset_partition_range_start": A,
+                                                     "dagster/asset_partition_range_end": B})
+
+
+def _batch_run(tiny_demo, tmp_path, **partitions: object):
     landing, store = tmp_path / "landing", tmp_path / "store"
     for batch in (A, B):
         shutil.copytree(tiny_demo.landing_root / batch, landing / batch)
@@ -37,8 +44,7 @@ def two_batch_run(tiny_demo, ground_truth, tmp_path):
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("annotation_batches", [A, B])
         result = dg.materialize(
-            [ingest_annotation_batch, mapped_shapes, label_masks, annotation_masks], instance=instance,
-            tags={"dagster/asset_partition_range_start": A, "dagster/asset_partition_range_end": B},
+            [ingest_annotation_batch, mapped_shapes, label_masks, annotation_masks], instance=instance, **partitions,
             resources={
                 "landing_zone": LandingZone(root=str(landing)),
                 "object_store": ObjectStore(root=str(store)),
@@ -107,6 +113,7 @@ def test_each_partition_lists_only_its_own_unmapped_labels_with_the_rule_to_add(
         masks = _metadata(instance, "annotation_masks", batch)
         assert masks["masks"] == _table(store, "batch_images", batch).height == masks["dagster/row_count"]
         assert masks["masks_written"] == masks["masks"]  # a fresh store: every mask of the batch is new
+        assert masks["release_annotations_computed"] == 0  # a run over several batches leaves them to the release
         assert _metadata(instance, "label_masks", batch)["masks_written"] == masks["masks"]
 
 
@@ -125,3 +132,17 @@ def test_batch_checks_are_evaluated_per_partition_and_the_second_does_not_replac
         [latest] = instance.event_log_storage.get_asset_check_execution_history(
             key, limit=1, partition_filter=PartitionKeyFilter(key=batch))
         assert latest.partition == batch and latest.evaluation.metadata["batch"].value == batch
+
+
+def test_a_batch_s_own_run_remembers_each_mask_s_release_annotations(tiny_demo, tmp_path):
+    """batch_job's run of one batch: the YOLO outlines of every class mask and the COCO annotations
+    of each one's shapes, remembered under the keys the release recalls them by (item_annotations)."""
+    run = _batch_run(tiny_demo, tmp_path, partition_key=A)
+    instance, _, store = next(run)  # the instance stays open while `run` is held
+    ignore_index = load_taxonomy(tmp_path / "taxonomy.yaml").ignore_index
+    masks = _table(store, "annotation_masks", A)
+    assert masks.height > 0
+    assert all((store / keys.yolo_outlines_memo(mask_key, ignore_index)).is_file() for mask_key in masks["mask_key"])
+    shapes_memos = list((store / "coco-shapes").glob("*.json"))
+    assert len(shapes_memos) == _table(store, "mapped_shapes", A)["entry_id"].n_unique()
+    assert _metadata(instance, "annotation_masks", A)["release_annotations_computed"] == masks.height + len(shapes_memos)

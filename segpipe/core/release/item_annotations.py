@@ -8,6 +8,10 @@ one and spawned helpers) and remembers it, so the writers, one item after the ot
 What a worker computes is exactly what the writer would (the same functions), so the release is
 the same whatever the number of workers. At most a few tasks per helper are in flight: memory does
 not grow with the release.
+
+Most of it can be done earlier still: `remember_mask_annotations` computes a batch's share in the
+batch run that drew its masks (runs a build spreads over its processes), keyed as the release
+recalls it, so a release of masks drawn that way computes nothing here.
 """
 
 import itertools
@@ -19,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from segpipe.core.release.coco_annotations import shape_annotations
+from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, POLYGON_SOURCES, released_shapes, shape_annotations
 from segpipe.core.release.writers.coco import remember_shape_annotations, shapes_memo, slices_by_mask
 from segpipe.core.release.writers.yolo import trace_outlines
 from segpipe.core.shared.artefacts import ArtefactStore
@@ -64,6 +68,26 @@ def remember_item_annotations(items: pl.DataFrame, shape_batches: Iterable[pl.Da
         for task, future in pending:
             _remember(task, future.result(), store)
     return memos
+
+
+def remember_mask_annotations(masks: pl.DataFrame, mapped_shapes: pl.DataFrame, taxonomy: Taxonomy,
+                              store: ArtefactStore) -> int:
+    """Ahead of any release, in the batch's own run: the YOLO outlines and the COCO shape annotations
+    of each class mask of `masks` (a batch's annotation_masks), remembered where the store lacks
+    them under the keys remember_item_annotations looks them up by; how many it computed.
+    The release releases an entry's own mask with the shapes behind it (released_shapes), so each
+    mask is taken as released that way: the same shapes, the same functions, the same keys. A mask
+    the release does not ship as drawn (a fused one is another mask) leaves its memos unread."""
+    as_released = masks.select("mask_key").with_columns(status=pl.lit("accepted"),
+                                                        mask_source=pl.lit(POLYGON_SOURCES[0]))
+    shapes = released_shapes(as_released, masks, mapped_shapes.select(SHAPE_COLUMNS))
+    sizes = {key: (width, height) for key, width, height in masks.select("mask_key", "width", "height").iter_rows()}
+    computed = 0
+    for task in itertools.chain(_shape_tasks([shapes], sizes, taxonomy, store, {}),
+                                _outline_tasks(masks, taxonomy, store)):
+        _remember(task, _compute(task, taxonomy), store)
+        computed += 1
+    return computed
 
 
 def _shape_tasks(shape_batches: Iterable[pl.DataFrame], sizes: Mapping[str, tuple[int, int]], taxonomy: Taxonomy,

@@ -10,6 +10,7 @@ ignored hole reads as the surrounding class.
 Class indices are contiguous (0..n-1 in taxonomy id order), as YOLO trainers require.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,8 +106,10 @@ def yolo_label_text(outlines: ClassOutlines, taxonomy: Taxonomy, width: int, hei
     return "".join(lines)
 
 
+@functools.cache
 def _coordinate_table(size: int) -> np.ndarray:
-    """Row c: the bytes of f"{c / size:.6f}", for c in 0..size."""
+    """Row c: the bytes of f"{c / size:.6f}", for c in 0..size; made once per size (a release's
+    images mostly share a few), read-only."""
     table = np.frombuffer("".join(f"{c / size:.6f}" for c in range(size + 1)).encode(), np.uint8)
     return table.reshape(size + 1, COORDINATE_CHARS)
 

@@ -4,6 +4,7 @@ import polars as pl
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.rasterize.instance_masks import render_instance_masks
 from segpipe.core.rasterize.label_masks import rasterize_label_masks, render_class_masks
+from segpipe.core.release.item_annotations import remember_mask_annotations
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.partitions import annotation_batches
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
@@ -45,8 +46,11 @@ def annotation_masks(
     """One indexed PNG mask per accepted entry in taxonomy classes: the label mask through the
     taxonomy's lookup table, or redrawn from the shapes where a lookup cannot be exact. Masks a
     taxonomy edit leaves as they were are found in the store and not written again. With
-    `instance_masks: true`, each entry's 16-bit instance-id mask too. A backfill runs every batch
-    in one step."""
+    `instance_masks: true`, each entry's 16-bit instance-id mask too. A batch's own run also
+    computes what the release will ship of each mask's annotations (YOLO outlines, COCO shapes:
+    item_annotations.remember_mask_annotations), as batch runs share a build's processes; a
+    backfill runs every batch in one step, and leaves that to the release, which spreads it over
+    release.workers."""
     with only_transient_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
         written: list[str] = []
@@ -63,10 +67,12 @@ def annotation_masks(
             if settings.instance_masks:
                 masks = render_instance_masks(batch, masks, mapped_shapes[batch], taxonomy, store)
             tables[batch] = masks
+            ahead = (remember_mask_annotations(masks, mapped_shapes[batch], taxonomy, store)
+                     if len(context.partition_keys) == 1 else 0)
             # instance masks are written too; only class masks count here
             class_masks_written = sum(key.startswith("masks/") for key in written[written_before:])
-            context.add_asset_metadata(_masks_metadata(masks, class_masks_written, settings.mask_encoding),
-                                       partition_key=batch)
+            context.add_asset_metadata({**_masks_metadata(masks, class_masks_written, settings.mask_encoding),
+                                        "release_annotations_computed": ahead}, partition_key=batch)
         return tables
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import io
 
 import numpy as np
@@ -7,9 +8,11 @@ import pytest
 from segpipe.core.rasterize.raster import rasterize_shapes
 from segpipe.core.release import item_annotations
 from segpipe.core.release.build import write_release
-from segpipe.core.release.item_annotations import remember_item_annotations
+from segpipe.core.release.coco_annotations import released_shapes
+from segpipe.core.release.item_annotations import remember_item_annotations, remember_mask_annotations
 from segpipe.core.release.packaging import ZipPackager
 from segpipe.core.release.writers.coco import shapes_memo
+from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.store import keys
 from segpipe_tests.core.release.release_fixture import TAXONOMY, constructed_release, drawn_shapes
 
@@ -52,3 +55,38 @@ def test_the_annotations_not_remembered_are_computed_ahead_and_remembered_once(m
     made = dict(objects)
     assert remember_item_annotations(items, [drawn_shapes()], TAXONOMY, release.store, 2) == {train["mask_key"]: memo}
     assert objects == made  # nothing made again
+
+
+def test_annotations_remembered_in_the_batch_run_are_those_the_release_recalls_and_packages_byte_for_byte(monkeypatch):
+    monkeypatch.setattr(item_annotations, "FEW_TASKS", 1)  # the release computes every memo, on a helper too
+    fused = np.zeros((30, 40), np.uint8)
+    fused[10:20, 5:15] = 1
+    masks = {"train": rasterize_shapes(drawn_shapes(), 320, 240, TAXONOMY.ignore_index), "val": fused}
+    mapped = drawn_shapes().drop("mask_key")  # the batch's mapped_shapes
+    annotation_masks = pl.DataFrame({"entry_id": ["e-train", "e-val"], "mask_key": ["masks/m0.png", "masks/m1.png"],
+                                     "width": [320, 40], "height": [240, 30]})
+    consensus = pl.DataFrame({"mask_key": ["masks/m0.png", "masks/m1.png"], "status": ["accepted", "accepted"],
+                              "mask_source": ["single", "fused"]})
+    as_built = released_shapes(consensus, annotation_masks, mapped)  # as build_release reads a batch's shapes
+    release, items = constructed_release(masks=masks, mask_sources={"val": "fused"}, shapes=as_built, workers=2)
+    objects = release.store.read.__self__
+    memo_prefixes = ("yolo-exteriors/", "coco-shapes/")
+    made_by_release = {key: data for key, data in objects.items() if key.startswith(memo_prefixes)}
+    assert len(made_by_release) == 3  # both masks' outlines, the drawn train mask's shape annotations
+    batch_objects = {key: data for key, data in objects.items() if key not in made_by_release}
+    batch_store = ArtefactStore.in_memory(batch_objects)
+    assert remember_mask_annotations(annotation_masks, mapped, TAXONOMY, batch_store) == 3
+    assert {key: data for key, data in batch_objects.items() if key.startswith(memo_prefixes)} == made_by_release
+    assert remember_mask_annotations(annotation_masks, mapped, TAXONOMY, batch_store) == 0
+
+    from_batch = dataclasses.replace(release, store=batch_store)
+    held = dict(batch_objects)
+    assert remember_item_annotations(items, [as_built], TAXONOMY, batch_store, 2) == release.shape_annotations
+    assert batch_objects == held  # the release recalls every one and computes none
+    built = []
+    for context in (release, from_batch):
+        out = io.BytesIO()
+        with ZipPackager(out) as packager:
+            write_release(context, items, packager)
+        built.append(out.getvalue())
+    assert built[0] == built[1]

@@ -2,9 +2,10 @@
 
 ZipPackager writes them into one deterministic ZIP: members in the order they come, fixed
 timestamps and permissions, images and masks stored as they are (compressed already), the rest
-deflated: a member made whole (a YOLO label, a report) at DEFLATE_LEVEL, a streamed one (coco.json)
-at zlib's default. A packager takes each member's SHA-256 as it writes it and hands it back, for the
-manifest and SHA256SUMS, so nothing is read twice.
+deflated at DEFLATE_LEVEL, a streamed one (coco.json) too: every nightly rewrites the whole
+coco.json, and at zlib's default level its deflate was most of a nightly's release (24 MB in 1.6 s
+instead of 0.22 s, 18% smaller). A packager takes each member's SHA-256 as it writes it and hands
+it back, for the manifest and SHA256SUMS, so nothing is read twice.
 """
 
 import hashlib
@@ -31,7 +32,7 @@ class ZipPackager:
     `sizes` holds the size of each member packaged."""
 
     def __init__(self, out: BinaryIO) -> None:
-        self._archive = zipfile.ZipFile(out, "w")
+        self._archive = zipfile.ZipFile(out, "w", compresslevel=DEFLATE_LEVEL)  # a streamed member's level
         self.sizes: dict[str, int] = {}
 
     def add(self, member: Member) -> str:

@@ -32,7 +32,7 @@ class ZipPackager:
     `sizes` holds the size of each member packaged."""
 
     def __init__(self, out: BinaryIO) -> None:
-        self._archive = zipfile.ZipFile(out, "w", compresslevel=DEFLATE_LEVEL)  # a streamed member's level
+        self._archive = zipfile.ZipFile(out, "w")
         self.sizes: dict[str, int] = {}
 
     def add(self, member: Member) -> str:
@@ -44,6 +44,7 @@ class ZipPackager:
             self._archive.writestr(info, content, compresslevel=DEFLATE_LEVEL if member.compress else None)
             self.sizes[member.path] = len(content)
             return hashlib.sha256(content).hexdigest()
+        info._compresslevel = DEFLATE_LEVEL  # ZipFile.open takes a ZipInfo's level from here (writestr's argument sets it)
         with self._archive.open(info, "w", force_zip64=True) as stream:
             hashing = HashingWriter(stream)
             content(hashing)

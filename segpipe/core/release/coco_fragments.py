@@ -29,6 +29,7 @@ import polars as pl
 from segpipe.core.release.coco_annotations import POLYGON_SOURCES, SHAPE_COLUMNS, released_shapes
 from segpipe.core.release.coco_document import annotation_tails
 from segpipe.core.release.item_annotations import remember_item_annotations
+from segpipe.core.release.writers.coco import class_annotations
 from segpipe.core.shared.artefacts import ArtefactStore, DamagedArtefact, content_digest
 from segpipe.core.shared.batch_tables import BatchTables
 from segpipe.core.taxonomy.model import Taxonomy
@@ -80,6 +81,9 @@ class AnnotationShelf:
             return []
         self._file.flush()
         return os.pread(self._file.fileno(), length, offset).split(b"\n")
+
+    def __contains__(self, mask_key: str) -> bool:
+        return mask_key in self._where
 
     def __len__(self) -> int:
         return len(self._where)
@@ -137,6 +141,34 @@ def shelve_shape_annotations(items: pl.DataFrame, batches: Iterable[ShapeBatch],
         store.write(batch.key, fragment)
         shelf.shelve(fragment)
     return shelf
+
+
+def shelve_class_annotations(items: pl.DataFrame, shelf: AnnotationShelf, taxonomy: Taxonomy,
+                             store: ArtefactStore) -> None:
+    """Add to `shelf` the class annotations (writers/coco.class_annotations) of every item whose mask it
+    does not hold (a fused mask, one drawn from no shapes), a fragment per part group (the group
+    whose parts hold the item, see build.write_release): mask keys are content-derived, so a
+    fragment is named after its masks and the taxonomy's classes, and a group whose masks stayed
+    the same is read back whole instead of one memo per mask."""
+    groups: dict[str, set[str]] = {}
+    for mask_key, group in items.select("mask_key", _part_group(items)).iter_rows():
+        if mask_key not in shelf:
+            groups.setdefault(group, set()).add(mask_key)
+    for masks in (sorted(masks) for _, masks in sorted(groups.items())):
+        key = store_keys.coco_fragment(content_digest(FRAGMENT_FORMAT, b"classes", orjson.dumps(masks),
+                                                      orjson.dumps(sorted(taxonomy.class_ids))))
+        if store.exists(key) and shelf.shelve(store.read(key)):
+            continue
+        fragment = encode_fragment((mask_key, annotation_tails(class_annotations(mask_key, store), taxonomy.class_ids))
+                                   for mask_key in masks)
+        store.write(key, fragment)
+        shelf.shelve(fragment)
+
+
+def _part_group(items: pl.DataFrame) -> pl.Expr:
+    first_batch = pl.col("source_batches").str.split(";").list.first()
+    group = pl.coalesce(pl.col("part_group"), first_batch) if "part_group" in items.columns else first_batch
+    return group.alias("group")
 
 
 def shape_batches(items: pl.DataFrame, consensus: pl.DataFrame, masks: BatchTables, shapes: BatchTables,

@@ -15,6 +15,7 @@ from segpipe.core.release.coco_fragments import (
     encode_fragment,
     frame_shape_batch,
     shape_batches,
+    shelve_class_annotations,
     shelve_shape_annotations,
 )
 from segpipe.core.release.packaging import ZipPackager
@@ -37,6 +38,7 @@ def _coco_json(release: ReleaseContext, items: pl.DataFrame, store: ArtefactStor
     """coco.json and the content version of a build of `items` whose shape annotations are shelved
     from `store` (a fresh context, as each build has)."""
     shelf = shelve_shape_annotations(items, [frame_shape_batch(items, drawn_shapes(), TAXONOMY)], TAXONOMY, store, 1)
+    shelve_class_annotations(items, shelf, TAXONOMY, store)
     fresh = ReleaseContext(store, release.taxonomy, release.dataset_name, release.mask_encoding,
                            BuildStamp("run-2", "2026-12-02T00:00:00Z"), release.counts, release.qa_results,
                            release.report_files, shelf.tails, release.provenance)
@@ -50,9 +52,9 @@ def test_coco_json_assembled_from_fragments_is_what_serializing_the_annotations_
     release, items, objects = _drawn_release()
     made, version = _coco_json(release, items, release.store)
     fragments = [key for key in objects if key.startswith("coco-fragments/")]
-    assert len(fragments) == 1
-    for key in [key for key in objects if key.startswith("coco-shapes/")]:
-        del objects[key]  # a build that finds the fragment reads no mask's memo
+    assert len(fragments) == 2  # the drawn train image's batch, the fused val image's group
+    for key in [key for key in objects if key.startswith(("coco-shapes/", "coco-annotations/"))]:
+        del objects[key]  # a build that finds the fragments reads no mask's memo
     assert _coco_json(release, items, release.store) == (made, version)
     document = orjson.loads(made)
     assert orjson.dumps(document) == made  # byte for byte what serializing the whole document gives
@@ -68,12 +70,13 @@ def test_coco_json_assembled_from_fragments_is_what_serializing_the_annotations_
 def test_a_damaged_fragment_is_made_again_not_trusted():
     release, items, objects = _drawn_release()
     made = _coco_json(release, items, release.store)
-    [key] = [key for key in objects if key.startswith("coco-fragments/")]
-    whole = objects[key]
-    for damaged in (whole[:len(whole) // 2], whole.replace(b'"category_id":1', b'"category_id":2')):
-        objects[key] = damaged
-        assert _coco_json(release, items, release.store) == made
-        assert objects[key] == whole
+    for key in [key for key in objects if key.startswith("coco-fragments/")]:
+        whole = objects[key]
+        for damaged in (whole[:len(whole) // 2], whole.replace(b'"category_id":1', b'"category_id":0')):
+            assert damaged != whole
+            objects[key] = damaged
+            assert _coco_json(release, items, release.store) == made
+            assert objects[key] == whole
 
 
 def test_a_document_from_tails_equals_one_serialized_from_the_annotations():

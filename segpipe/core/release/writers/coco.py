@@ -1,7 +1,7 @@
 """coco/coco.json: the released images' annotations, in the form each mask came from."""
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import orjson
 import polars as pl
@@ -20,7 +20,8 @@ from segpipe.store import keys as store_keys
 class Coco(ReleaseWriter):
     """coco/coco.json: every released image with its annotations, one per drawn shape for a mask drawn
     from polygons (see coco_annotations; read pre-serialized from the batch's fragment, see
-    coco_fragments), else one RLE per class present. Streamed (CocoDocument): the document waits in
+    coco_fragments), else one RLE per class present (from the fragment of the item's group, or the
+    mask's own memo when no fragment holds it). Streamed (CocoDocument): the document waits in
     temporary files, not in memory; the content version covers its annotations."""
 
     name = "coco"
@@ -32,9 +33,10 @@ class Coco(ReleaseWriter):
 
     def item_members(self, item: ReleaseItem) -> Iterable[Member]:
         row = item.row
-        tails = self.release.shape_annotations(row["mask_key"])
+        tails = self.release.coco_annotations(row["mask_key"])
         if tails is None:
-            tails = annotation_tails(_class_annotations(item, self.release.store), self.release.taxonomy.class_ids)
+            mask = class_annotations(row["mask_key"], self.release.store, lambda: item.mask)
+            tails = annotation_tails(mask, self.release.taxonomy.class_ids)
         self.document.add_image(item.image_path, row["width"], row["height"], tails)
         return ()
 
@@ -69,15 +71,15 @@ def slices_by_mask(shapes: pl.DataFrame) -> dict[str, pl.DataFrame]:
     return {key: shapes.slice(start, rows) for key, start, rows in runs.iter_rows()}
 
 
-def _class_annotations(item: ReleaseItem, store: ArtefactStore) -> list[dict]:
+def class_annotations(mask_key: str, store: ArtefactStore, mask: Callable[[], bytes] | None = None) -> list[dict]:
     """COCO-Stuff style annotations of one mask, one per value present: an RLE of its pixels.
     Mask keys are content-derived, so the result is remembered beside the mask and a release
-    that ships the mask again does not read it."""
-    memo = store_keys.coco_annotations_memo(item.row["mask_key"])
+    that ships the mask again does not read it. `mask` gives its PNG when the caller holds it."""
+    memo = store_keys.coco_annotations_memo(mask_key)
     remembered = store.recall(memo)
     if remembered is not None:
         return remembered
-    found = encode_value_rles(decode_mask_png(item.mask))
+    found = encode_value_rles(decode_mask_png(store.read_png(mask_key) if mask is None else mask()))
     annotations = [{"category_id": value, **found[value]} for value in sorted(found)]
     store.remember(memo, annotations)
     return annotations

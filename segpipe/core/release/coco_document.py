@@ -1,7 +1,8 @@
 """coco.json written as it grows: images and annotations wait in temporary files, not in memory, so a
 release's memory does not grow with its polygons (a Cityscapes-size scene has about a hundred,
-a few KB of JSON each). The digest of the annotations is taken as they arrive, for the release's
-content version."""
+a few KB of JSON each). Annotations arrive serialized but for their ids (annotation_tails, as
+coco_fragments stores them), so a build that reads them back parses none. The digest of the
+annotations is taken as they arrive, for the release's content version."""
 
 import hashlib
 import shutil
@@ -38,6 +39,7 @@ class CocoDocument:
         self._annotations.write((b"," if first > 1 else b"") + b",".join(bodies))
         self._annotation_count += len(bodies)
         self._digest.update(b"".join(bodies))  # the annotations one after the other, as the content version has them
+
     def annotations_digest(self) -> str:
         return self._digest.hexdigest()
 

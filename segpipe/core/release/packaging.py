@@ -44,7 +44,7 @@ class ZipPackager:
             self._archive.writestr(info, content, compresslevel=DEFLATE_LEVEL if member.compress else None)
             self.sizes[member.path] = len(content)
             return hashlib.sha256(content).hexdigest()
-        info._compresslevel = DEFLATE_LEVEL  # ZipFile.open takes a ZipInfo's level from here (writestr's argument sets it)
+        info._compresslevel = DEFLATE_LEVEL  # where ZipFile.open takes a ZipInfo's level (writestr's argument sets it)
         with self._archive.open(info, "w", force_zip64=True) as stream:
             hashing = HashingWriter(stream)
             content(hashing)

@@ -35,8 +35,8 @@ class Coco(ReleaseWriter):
         row = item.row
         tails = self.release.coco_annotations(row["mask_key"])
         if tails is None:
-            mask = class_annotations(row["mask_key"], self.release.store, lambda: item.mask)
-            tails = annotation_tails(mask, self.release.taxonomy.class_ids)
+            found = class_annotations(row["mask_key"], self.release.store, lambda: item.mask)
+            tails = annotation_tails(found, self.release.taxonomy.class_ids)
         self.document.add_image(item.image_path, row["width"], row["height"], tails)
         return ()
 

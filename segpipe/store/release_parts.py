@@ -47,6 +47,36 @@ def previous_members(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str
     return newest, known_members(index)
 
 
+class EarlierArchive:
+    """The newest release's own ZIP, read a member at a time (parts.EarlierBytes): a one-ZIP build copies
+    the items' files it holds instead of making them again, each only once it hashes as that
+    release's member index says. A ZIP that is gone or unreadable, or a member damaged, gives nothing,
+    and the file is made as it would have been."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, root: str, marker: dict | None) -> None:
+        self._opened = contextlib.ExitStack()
+        self._archive: zipfile.ZipFile | None = None
+        name = None if marker is None else keys.archive_name(marker["dataset"], marker["version"])
+        if name is None or name not in marker.get("files", {}):
+            return
+        try:
+            stream = self._opened.enter_context(fs.open(f"{root}/{keys.release_prefix(marker['dataset'], marker['version'])}/{name}", "rb"))
+            self._archive = self._opened.enter_context(zipfile.ZipFile(stream))
+        except (FileNotFoundError, *MEMBER_ERRORS):
+            self._archive = None
+
+    def read(self, path: str) -> bytes | None:
+        if self._archive is None:
+            return None
+        try:
+            return self._archive.read(path)
+        except (KeyError, *MEMBER_ERRORS):
+            return None
+
+    def close(self) -> None:
+        self._opened.close()
+
+
 class StoreShelf:
     """The parts folder of one dataset, as a build's PartShelf. `used` holds the SHA-256 and size of
     every part the build uses, for its marker; `staging` the parts it wrote, until placed."""

@@ -22,6 +22,11 @@ under the same path, made from the same `source` (Member.source); the others are
 hashed. The bytes made for hashing are kept in a temporary file until placed (MadeBytes), so
 no member is made twice (an image read and stripped twice, a YOLO label traced twice) and memory
 does not grow with the release.
+
+A release of one ZIP holds every item's file again in each version, so a nightly build would make
+them all again (each YOLO label traced anew): a member the previous version's index knows is
+instead copied from that version's own ZIP (`earlier`) when the bytes found there hash as the index
+says, and made as before otherwise.
 """
 
 import hashlib
@@ -49,6 +54,7 @@ COPY_BLOCK = 1 << 20  # a streamed member is read back from MadeBytes in blocks 
 
 MemberContent = bytes | Deferred | Callable[[BinaryIO], None]
 KnownMembers = Mapping[tuple[str, str], tuple[str, int]]  # (path, source digest) -> (sha256, size)
+EarlierBytes = Callable[[str], bytes | None]  # a path's bytes in the previous version's own ZIP; None: not there
 
 
 class ReleaseChanged(RuntimeError):
@@ -142,10 +148,13 @@ class PartPlanner:
     bytes it keeps in MadeBytes), then places them: into the version's ZIP when they fit in one
     part, else into shared parts."""
 
-    def __init__(self, part_bytes: int, known: KnownMembers, shelf: PartShelf) -> None:
-        self.part_bytes, self.known, self.shelf = part_bytes, known, shelf
+    def __init__(self, part_bytes: int, known: KnownMembers, shelf: PartShelf,
+                 earlier: EarlierBytes | None = None) -> None:
+        self.part_bytes, self.known, self.shelf, self.earlier = part_bytes, known, shelf, earlier
         self.planned: list[PlannedMember] = []
         self.hashed = 0  # members made and hashed because `known` lacked them
+        self.copied = 0  # members of a one-ZIP release copied from the previous version's ZIP
+        self.unmade: set[str] = set()  # paths of members planned from `known`, their bytes not made
         self.made = MadeBytes()
 
     def add(self, member: Member, item: int, group: str) -> str:
@@ -157,6 +166,8 @@ class PartPlanner:
             sha256, size, content = self.made.keep(member.content)
             facts = (sha256, size)
             self.hashed += 1
+        else:
+            self.unmade.add(member.path)
         self.planned.append(PlannedMember(member.path, facts[0], facts[1], digest, member.compress, content,
                                           item, group))
         return facts[0]
@@ -175,7 +186,7 @@ class PartPlanner:
                             size_of={m.path: m.size for m in self.planned})
         if sum(m.size for m in self.planned) <= self.part_bytes:
             for member in self.planned:
-                _check(member, head.add(Member(member.path, member.content, member.compress)))
+                _check(member, head.add(Member(member.path, self._content(member), member.compress)))
                 placed.part_of[member.path] = None
             return placed
         for members in self._parts():
@@ -188,6 +199,17 @@ class PartPlanner:
                         _check(member, packager.add(Member(member.path, member.content, member.compress)))
                 placed.written.append(name)
         return placed
+
+    def _content(self, member: PlannedMember) -> MemberContent:
+        """An unmade member's bytes as the previous version's ZIP holds them, when they hash as planned;
+        else its own content, made now."""
+        if self.earlier is None or member.path not in self.unmade:
+            return member.content
+        data = self.earlier(member.path)
+        if data is None or len(data) != member.size or hashlib.sha256(data).hexdigest() != member.sha256:
+            return member.content
+        self.copied += 1
+        return data
 
     def _parts(self) -> Iterator[list[PlannedMember]]:
         """Per group (in name order), chunks of items cut once their images reach part_bytes: each

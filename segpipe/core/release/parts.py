@@ -25,8 +25,8 @@ does not grow with the release.
 
 A release of one ZIP holds every item's file again in each version, so a nightly build would make
 them all again (each YOLO label traced anew): a member the previous version's index knows is
-instead copied from that version's own ZIP (`earlier`) when the bytes found there hash as the index
-says, and made as before otherwise.
+instead copied from that version's own ZIP (`earlier`), its record as it is, when the bytes found
+there hash as the index says, and made as before otherwise.
 """
 
 import hashlib
@@ -42,7 +42,7 @@ import polars as pl
 
 from segpipe.core.release import layout
 from segpipe.core.release.packaging import Packager, ZipPackager
-from segpipe.core.release.writers.writer import Deferred, Member
+from segpipe.core.release.writers.writer import CopiedRecord, Deferred, Member
 from segpipe.core.shared.hashing_writer import HashingWriter
 
 # Bump when the bytes a member is made of change for the same source (image_metadata's rules, the
@@ -52,9 +52,10 @@ MEMBER_TYPES = {"path": pl.String, "part": pl.String, "sha256": pl.String, "size
 
 COPY_BLOCK = 1 << 20  # a streamed member is read back from MadeBytes in blocks of this size
 
-MemberContent = bytes | Deferred | Callable[[BinaryIO], None]
+MemberContent = bytes | Deferred | CopiedRecord | Callable[[BinaryIO], None]
 KnownMembers = Mapping[tuple[str, str], tuple[str, int]]  # (path, source digest) -> (sha256, size)
-EarlierBytes = Callable[[str], bytes | None]  # a path's bytes in the previous version's own ZIP; None: not there
+# a path's bytes in the previous version's own ZIP, with its ZipInfo and local record; None: not there
+EarlierBytes = Callable[[str], tuple[bytes, object, bytes] | None]
 
 
 class ReleaseChanged(RuntimeError):
@@ -201,15 +202,18 @@ class PartPlanner:
         return placed
 
     def _content(self, member: PlannedMember) -> MemberContent:
-        """An unmade member's bytes as the previous version's ZIP holds them, when they hash as planned;
-        else its own content, made now."""
+        """An unmade member as the previous version's ZIP holds it (copied, not compressed again), when
+        its bytes hash as planned; else its own content, made now."""
         if self.earlier is None or member.path not in self.unmade:
             return member.content
-        data = self.earlier(member.path)
-        if data is None or len(data) != member.size or hashlib.sha256(data).hexdigest() != member.sha256:
+        found = self.earlier(member.path)
+        if found is None:
+            return member.content
+        data, info, record = found
+        if len(data) != member.size or hashlib.sha256(data).hexdigest() != member.sha256:
             return member.content
         self.copied += 1
-        return data
+        return CopiedRecord(info, record, member.sha256)
 
     def _parts(self) -> Iterator[list[PlannedMember]]:
         """Per group (in name order), chunks of items cut once their images reach part_bytes: each

@@ -12,7 +12,7 @@ import pytest
 
 from segpipe.core.release import layout
 from segpipe.core.release.build import write_release
-from segpipe.core.release.packaging import ZipPackager
+from segpipe.core.release.packaging import ZipPackager, ZipRecords
 from segpipe.core.release.parts import (
     PartLayout,
     PartPlanner,
@@ -94,7 +94,7 @@ def test_a_release_whose_items_fit_in_one_part_is_the_one_zip_of_before():
 
 def test_a_one_zip_build_copies_the_items_files_from_the_previous_zip_and_makes_a_damaged_one_again():
     first = build_parted(BIG)
-    earlier = zipfile.ZipFile(io.BytesIO(first.head))
+    earlier = ZipRecords(zipfile.ZipFile(io.BytesIO(first.head)))
     item_files = first.index.filter(pl.col("source").is_not_null())["path"].to_list()
     assert any(layout.is_image(path) for path in item_files) and any(path.startswith("labels/") for path in item_files)
 
@@ -105,7 +105,8 @@ def test_a_one_zip_build_copies_the_items_files_from_the_previous_zip_and_makes_
 
     damaged = item_files[0]
     def with_one_damaged(path: str) -> bytes | None:
-        return b"not what the index says" if path == damaged else earlier.read(path)
+        data, info, record = earlier.read(path)
+        return (b"not what the index says", info, record) if path == damaged else (data, info, record)
 
     repaired = build_parted(BIG, known=first.index, earlier=with_one_damaged)
     assert repaired.head == first.head and repaired.copied == len(item_files) - 1

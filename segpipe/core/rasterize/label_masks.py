@@ -13,6 +13,8 @@ the shapes beneath it show, and the source-space drawing has already covered the
 with such a shape are redrawn from their shapes, by the same rule (see raster.py).
 """
 
+from collections.abc import Callable
+
 import numpy as np
 import orjson
 import polars as pl
@@ -88,9 +90,11 @@ def render_class_masks(
     taxonomy: Taxonomy,
     mask_encoding: str,
     store: ArtefactStore,
+    drawn: Callable[[str, np.ndarray], object] | None = None,
 ) -> pl.DataFrame:
     """The class mask of every entry, by lookup from its label mask where that is exact, else
-    redrawn from its mapped shapes.
+    redrawn from its mapped shapes. `drawn`, if given, is called with the key and pixels of each
+    mask made here (not of one found in the store), so a caller that needs them decodes no PNG.
 
     A looked-up mask is named after its label mask, its lookup table and its encoding, so after a
     taxonomy edit only the entries whose table changed are decoded, remapped and written; the rest
@@ -112,7 +116,11 @@ def render_class_masks(
             key = store_keys.class_mask(entry["batch_id"], entry["entry_id"],
                                  content_digest(entry["label_mask_key"].encode(), table.tobytes(), encoding))
             if not store.holds_png(key):
-                store.write(key, encode_mask_png(table[decode_mask_png(store.read_png(entry["label_mask_key"]))], palette))
+                # take: the lookup in half the time of table[pixels]
+                mask = table.take(decode_mask_png(store.read_png(entry["label_mask_key"])))
+                store.write(key, encode_mask_png(mask, palette))
+                if drawn is not None:
+                    drawn(key, mask)
             pixels = np.bincount(table, weights=entry["key_pixels"], minlength=256).astype(np.int64).tolist()
             rendered_by = "lookup"
         else:
@@ -121,6 +129,8 @@ def render_class_masks(
             png = encode_mask_png(mask, palette)
             key = store_keys.class_mask(entry["batch_id"], entry["entry_id"], content_digest(png))
             store.write_once(key, png)
+            if drawn is not None:
+                drawn(key, mask)
             pixels, rendered_by = class_pixels(mask), "redraw"
         rows.append({
             "entry_id": entry["entry_id"], "image_id": entry["image_id"], "annotator": entry["annotator"],

@@ -21,11 +21,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, POLYGON_SOURCES, released_shapes, shape_annotations
 from segpipe.core.release.writers.coco import remember_shape_annotations, shapes_memo, slices_by_mask
 from segpipe.core.release.writers.yolo import trace_outlines
+from segpipe.core.release.yolo_labels import class_exteriors
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.taxonomy.model import Taxonomy
 from segpipe.store import keys as store_keys
@@ -88,6 +90,17 @@ def remember_mask_annotations(masks: pl.DataFrame, mapped_shapes: pl.DataFrame, 
         _remember(task, _compute(task, taxonomy), store)
         computed += 1
     return computed
+
+
+def remember_outlines(mask_key: str, mask: np.ndarray, ignore_index: int, store: ArtefactStore) -> bool:
+    """The YOLO outlines of a class mask whose pixels are at hand (as its run drew them), remembered
+    as the release recalls them where the store lacks them, so remember_mask_annotations does not
+    read the mask back; whether it traced them. The PNG is lossless: tracing its pixels is tracing it."""
+    memo = store_keys.yolo_outlines_memo(mask_key, ignore_index)
+    if store.exists(memo):
+        return False
+    store.remember(memo, class_exteriors(mask, ignore_index).to_json())
+    return True
 
 
 def _shape_tasks(shape_batches: Iterable[pl.DataFrame], sizes: Mapping[str, tuple[int, int]], taxonomy: Taxonomy,

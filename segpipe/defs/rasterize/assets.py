@@ -67,7 +67,7 @@ def annotation_masks(
             traced: list[bool] = []
 
             def trace(mask_key: str, mask: np.ndarray) -> None:
-                traced.append(remember_outlines(mask_key, mask, taxonomy.ignore_index, store))
+                traced.append(remember_outlines(mask_key, mask, taxonomy, store))
 
             masks = render_class_masks(label_masks[batch], mapped_shapes[batch], batch_images[batch], taxonomy,
                                        settings.mask_encoding, store, drawn=trace if own_run else None)

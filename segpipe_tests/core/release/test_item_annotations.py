@@ -12,7 +12,9 @@ from segpipe.core.release.coco_annotations import released_shapes
 from segpipe.core.release.item_annotations import remember_item_annotations, remember_mask_annotations, remember_outlines
 from segpipe.core.release.packaging import ZipPackager
 from segpipe.core.release.writers.coco import shapes_memo
+from segpipe.core.release.writers import yolo as yolo_writer
 from segpipe.core.release.writers.yolo import trace_outlines
+from segpipe.core.release.yolo_labels import label_digest, yolo_label_text
 from segpipe.core.shared.png import encode_mask_png
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.store import keys
@@ -98,10 +100,15 @@ def test_outlines_traced_from_pixels_at_hand_are_those_of_the_stored_mask_and_th
     mask = rasterize_shapes(drawn_shapes(), 320, 240, TAXONOMY.ignore_index)
     objects = {"masks/m0.png": encode_mask_png(mask)}
     store = ArtefactStore.in_memory(objects)
-    assert remember_outlines("masks/m0.png", mask, TAXONOMY.ignore_index, store)
+    assert remember_outlines("masks/m0.png", mask, TAXONOMY, store)
     memo = keys.yolo_outlines_memo("masks/m0.png", TAXONOMY.ignore_index)
-    assert store.recall(memo) == trace_outlines(objects["masks/m0.png"], TAXONOMY.ignore_index).to_json()
-    assert not remember_outlines("masks/m0.png", mask, TAXONOMY.ignore_index, store)
+    traced = trace_outlines(objects["masks/m0.png"], TAXONOMY.ignore_index)
+    assert store.recall(memo) == traced.to_json()
+    label = keys.yolo_label_memo("masks/m0.png", label_digest(TAXONOMY, 320, 240))
+    assert store.recall(label) == yolo_label_text(traced, TAXONOMY, 320, 240) != ""
+    assert not remember_outlines("masks/m0.png", mask, TAXONOMY, store)
+    alone = ArtefactStore.in_memory({label: objects[label]})  # neither the mask nor its outlines
+    assert yolo_writer._label(alone, TAXONOMY, "masks/m0.png", 320, 240) == yolo_label_text(traced, TAXONOMY, 320, 240).encode()
     annotation_masks = pl.DataFrame({"entry_id": ["e-train"], "mask_key": ["masks/m0.png"], "width": [320],
                                      "height": [240]})
     # its outlines found remembered: only the shape annotations are computed, the mask is not read back

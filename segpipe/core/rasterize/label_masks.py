@@ -20,6 +20,7 @@ import orjson
 import polars as pl
 
 from segpipe.core.shared.artefacts import ArtefactStore, content_digest
+from segpipe.core.shared.class_pixels import value_counts
 from segpipe.core.ingest.formats.annotation import SEGMENTATION_KINDS
 from segpipe.core.shared.png import encode_mask_png
 from segpipe.core.rasterize.raster import decode_mask_png, paint_in_order, rasterize_shapes
@@ -49,7 +50,7 @@ def rasterize_label_masks(images: pl.DataFrame, shapes: pl.DataFrame, store: Art
             png = encode_mask_png(mask)
             mask_key = store_keys.label_mask(entry["batch_id"], entry["entry_id"], content_digest(png))
             store.write_once(mask_key, png)
-            key_pixels = np.bincount(mask.ravel(), minlength=len(key_of) + 1).tolist()
+            key_pixels = value_counts(mask)[:len(key_of) + 1]  # no pixel is above len(key_of)
         rows.append({**entry, "label_mask_key": mask_key, "key_labels": keys["raw_label"].to_list(),
                      "key_attributes": keys["attributes"].to_list(), "key_pixels": key_pixels})
     return LabelMaskRecord.validate(pl.DataFrame(rows, schema=polars_schema(LabelMaskRecord)))
@@ -80,7 +81,7 @@ def _lookup_table(labels: list[str], attributes: list[str], source: str, taxonom
 
 def class_pixels(mask: np.ndarray) -> list[int]:
     """Pixels per mask value 0..255: what the QA rules judge a mask by."""
-    return np.bincount(mask.ravel(), minlength=256).tolist()
+    return value_counts(mask)
 
 
 def render_class_masks(

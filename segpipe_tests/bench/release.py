@@ -86,6 +86,7 @@ def measure(workdir: Path, phase: str, part_mib: float, exports: tuple[str, ...]
     """In a fresh process: publish the release of the b0 images (cold) or of all (nightly) into the
     store, parts of `part_mib`, and say what it cost."""
     from segpipe.core.release.build import ReleaseContents, package_release
+    from segpipe.core.release.coco_fragments import AnnotationShelf, shelve_class_annotations
     from segpipe.core.release.writers.datasheet import datasheet_pictures
     from segpipe.core.release.writers import BuildStamp, ReleaseContext
     from segpipe.core.taxonomy.model import load_taxonomy
@@ -103,12 +104,15 @@ def measure(workdir: Path, phase: str, part_mib: float, exports: tuple[str, ...]
                               "severity": pl.String, "passed": pl.Boolean, "excludes_entry": pl.Boolean,
                               "reason": pl.String, "thumbnail_key": pl.String})
     taxonomy = load_taxonomy(DEMO_CONFIG / "taxonomy.yaml")
+    coco = AnnotationShelf()  # as build_release shelves them: the images' class annotations, a fragment per batch
     release = ReleaseContext(store.artefacts(), taxonomy, "bench", "grayscale", BuildStamp(phase, "2026-12-01T00:00:00Z"),
-                             {"input": size, "released": size, "filtered": 0, "quarantined": 0}, qa, exports=exports)
+                             {"input": size, "released": size, "filtered": 0, "quarantined": 0}, qa,
+                             coco_annotations=coco.tails, exports=exports)
     ledger = pl.DataFrame({"batch_id": ["b0"], "outcome": ["released"]})
     made: list[int] = []
 
     def build(out, parts):
+        shelve_class_annotations(items, coco, taxonomy, release.store)
         placed, members = package_release(release, items, out, parts)
         made.append(parts.hashed)
         return ReleaseContents(release.version, release.manifest, release.meta, ledger, release.counts,

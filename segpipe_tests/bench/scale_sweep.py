@@ -35,7 +35,8 @@ import orjson
 
 from segpipe_tests.bench.rasterize import ensure_data, json_files
 from segpipe_tests.bench.whole_graph import (
-    BATCH_SCENES, FLAT_TOLERANCE, MIB, _cpu_seconds, _peak_rss_mib, _phase, bench_pipeline, land_batch, new_scenes,
+    BATCH_SCENES, FLAT_TOLERANCE, MIB, _cpu_seconds, _peak_rss_mib, _phase, bench_pipeline, land_batch,
+    launched_copy, new_scenes,
 )
 
 PEAK_RSS_TARGET_MIB = 1024.0
@@ -51,7 +52,8 @@ ALIAS_EDIT = ("    - {label: polegroup,            to: void}",
 
 
 def _process_tree(root: int) -> list[int]:
-    """root and every process descended from it, from /proc/*/stat."""
+    """root and every process descended from it, from /proc/*/stat, but copies of their parent in the
+    moment of a launch (whole_graph.launched_copy)."""
     parents: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -66,7 +68,7 @@ def _process_tree(root: int) -> list[int]:
     while todo:
         pid = todo.pop()
         tree.append(pid)
-        todo.extend(parents.get(pid, []))
+        todo.extend(child for child in parents.get(pid, []) if not launched_copy(child, pid))
     return tree
 
 

@@ -147,16 +147,29 @@ class TreeRss:
 
 
 def _tree(pid: int) -> list[int]:
+    """pid and the processes descended from it that hold memory of their own (see launched_copy)."""
     found, pending = [], [pid]
     while pending:
         current = pending.pop()
         found.append(current)
         for task in Path(f"/proc/{current}/task").glob("*/children"):
             try:
-                pending.extend(int(child) for child in task.read_text().split())
+                pending.extend(child for child in map(int, task.read_text().split())
+                               if not launched_copy(child, current))
             except OSError:  # the task ended meanwhile
                 continue
     return found
+
+
+def launched_copy(pid: int, parent: int) -> bool:
+    """Whether `pid` is its parent forked and not yet exec'd: a subprocess in the moment of its launch
+    (its command line is still the parent's). A vfork'd child shares the parent's memory outright and
+    /proc reports the parent's pages as its own; a forked one shares them until it execs. Either way it
+    holds no memory of its own, and counting it would count the parent twice."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes() == Path(f"/proc/{parent}/cmdline").read_bytes()
+    except OSError:  # gone meanwhile
+        return True
 
 
 def _rss_kib(pid: int) -> int:

@@ -21,8 +21,7 @@ from segpipe.core.ingest.batch import image_metadata
 from segpipe.core.qa.deliveries import superseded_entries
 from segpipe.core.qa.near_duplicates import split_leaks
 from segpipe.core.qa.rules import excluded_entries
-from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, released_shapes
-from segpipe.core.release.item_annotations import remember_item_annotations
+from segpipe.core.release.coco_fragments import shape_batches, shelve_class_annotations, shelve_shape_annotations
 from segpipe.core.release.ledger import build_ledger, outcome_counts
 from segpipe.core.release.packaging import Packager, ZipPackager
 from segpipe.core.release.parts import PartLayout, PartPlanner, member_index
@@ -100,10 +99,10 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | Non
     items = items.with_columns(pl.col("source_batches").map_elements(names.batch_list, return_dtype=pl.String))
     counts = outcome_counts(ledger)
     masks, shapes = _batches(inputs.annotation_masks), _batches(inputs.mapped_shapes)
-    shape_annotations = remember_item_annotations(
-        items, (released_shapes(inputs.consensus_masks, masks.read(batch, ("mask_key", "entry_id")),
-                                shapes.read(batch, SHAPE_COLUMNS)) for batch in shapes.batches),
+    coco_annotations = shelve_shape_annotations(
+        items, shape_batches(items, inputs.consensus_masks, masks, shapes, inputs.taxonomy),
         inputs.taxonomy, inputs.store, inputs.workers)
+    shelve_class_annotations(items, coco_annotations, inputs.taxonomy, inputs.store)
     leaks = split_leaks(inputs.dataset_split.filter(pl.col("split").is_not_null()), inputs.batch_images,
                         inputs.near_duplicate_bits)
     release = ReleaseContext(
@@ -112,9 +111,10 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | Non
         qa_results=names.table(inputs.qa_report, "reason"),
         report_files=report_files(inputs.sampling_report, inputs.class_balance, leaks,
                                   {c.id: c.color for c in inputs.taxonomy.classes}),
-        shape_annotations=shape_annotations,
+        coco_annotations=coco_annotations.tails,
         provenance={names.batches[batch]: terms for batch, terms in batch_provenance(inputs.batch_images).items()},
         exports=inputs.exports, cityscapes_city=inputs.cityscapes_city, workers=inputs.workers)
+    release.resources.callback(coco_annotations.close)
     placed, members = package_release(release, items, out, parts)
     return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts, datasheet_pictures(release),
                            members, placed)

@@ -1,11 +1,13 @@
 """coco.json written as it grows: images and annotations wait in temporary files, not in memory, so a
 release's memory does not grow with its polygons (a Cityscapes-size scene has about a hundred,
-a few KB of JSON each). The digest of the annotations is taken as they arrive, for the release's
-content version."""
+a few KB of JSON each). Annotations arrive serialized but for their ids (annotation_tails, as
+coco_fragments stores them), so a build that reads them back parses none. The digest of the
+annotations is taken as they arrive, for the release's content version."""
 
 import hashlib
 import shutil
 import tempfile
+from collections.abc import Collection, Sequence
 from typing import BinaryIO
 
 import orjson
@@ -16,7 +18,6 @@ from segpipe.core.taxonomy.model import Taxonomy
 class CocoDocument:
     def __init__(self, taxonomy: Taxonomy, dataset_name: str) -> None:
         self._categories = [{"id": c.id, "name": c.name, "supercategory": ""} for c in taxonomy.classes]
-        self._class_ids = taxonomy.class_ids
         self._dataset_name = dataset_name
         self._images = tempfile.TemporaryFile(prefix="segpipe-coco-images-")
         self._annotations = tempfile.TemporaryFile(prefix="segpipe-coco-annotations-")
@@ -24,23 +25,20 @@ class CocoDocument:
         self._annotation_count = 0
         self._digest = hashlib.sha256()
 
-    def add_image(self, file_name: str, width: int, height: int, annotations: list[dict]) -> None:
-        """An image and its annotations (category_id, segmentation, area, bbox, optional iscrowd);
-        annotations of values that are not taxonomy classes (the ignore index) are left out."""
+    def add_image(self, file_name: str, width: int, height: int, tails: Sequence[bytes]) -> None:
+        """An image and its annotations, as annotation_tails gives them: each gets its id and the
+        image's, exactly as serializing the whole annotation would place them."""
         self._image_count += 1
         image_id = self._image_count
         image = orjson.dumps({"id": image_id, "file_name": file_name, "width": width, "height": height})
         self._images.write(b"," + image if image_id > 1 else image)
-        for found in annotations:
-            if found["category_id"] not in self._class_ids:
-                continue
-            self._annotation_count += 1
-            body = orjson.dumps({
-                "id": self._annotation_count, "image_id": image_id, "category_id": found["category_id"],
-                "segmentation": found["segmentation"], "area": found["area"],
-                "iscrowd": found.get("iscrowd", 0), "bbox": found["bbox"]})
-            self._annotations.write(b"," + body if self._annotation_count > 1 else body)
-            self._digest.update(body)
+        if not tails:
+            return
+        first = self._annotation_count + 1
+        bodies = [b'{"id":%d,"image_id":%d,%s' % (first + n, image_id, tail) for n, tail in enumerate(tails)]
+        self._annotations.write((b"," if first > 1 else b"") + b",".join(bodies))
+        self._annotation_count += len(bodies)
+        self._digest.update(b"".join(bodies))  # the annotations one after the other, as the content version has them
 
     def annotations_digest(self) -> str:
         return self._digest.hexdigest()
@@ -57,6 +55,15 @@ class CocoDocument:
     def close(self) -> None:
         self._images.close()
         self._annotations.close()
+
+
+def annotation_tails(annotations: list[dict], class_ids: Collection[int]) -> list[bytes]:
+    """Each annotation (category_id, segmentation, area, bbox, optional iscrowd) of a taxonomy class
+    as coco.json holds it, minus the opening `{"id":..,"image_id":..,` that add_image writes:
+    the ignore index and other values that are no class are left out."""
+    return [orjson.dumps({"category_id": found["category_id"], "segmentation": found["segmentation"],
+                          "area": found["area"], "iscrowd": found.get("iscrowd", 0), "bbox": found["bbox"]})[1:]
+            for found in annotations if found["category_id"] in class_ids]
 
 
 def _copy(spooled: BinaryIO, out: BinaryIO) -> None:

@@ -2,9 +2,10 @@
 
 ZipPackager writes them into one deterministic ZIP: members in the order they come, fixed
 timestamps and permissions, images and masks stored as they are (compressed already), the rest
-deflated: a member made whole (a YOLO label, a report) at DEFLATE_LEVEL, a streamed one (coco.json)
-at zlib's default. A packager takes each member's SHA-256 as it writes it and hands it back, for the
-manifest and SHA256SUMS, so nothing is read twice.
+deflated at DEFLATE_LEVEL, a streamed one (coco.json) too: every nightly rewrites the whole
+coco.json, and at zlib's default level its deflate was most of a nightly's release (24 MB in 1.6 s
+instead of 0.22 s, 18% smaller). A packager takes each member's SHA-256 as it writes it and hands
+it back, for the manifest and SHA256SUMS, so nothing is read twice.
 """
 
 import hashlib
@@ -43,6 +44,7 @@ class ZipPackager:
             self._archive.writestr(info, content, compresslevel=DEFLATE_LEVEL if member.compress else None)
             self.sizes[member.path] = len(content)
             return hashlib.sha256(content).hexdigest()
+        info._compresslevel = DEFLATE_LEVEL  # where ZipFile.open takes a ZipInfo's level (writestr's argument sets it)
         with self._archive.open(info, "w", force_zip64=True) as stream:
             hashing = HashingWriter(stream)
             content(hashing)

@@ -12,7 +12,7 @@ from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.shared.png import encode_instance_png, encode_mask_png
 from segpipe.core.rasterize.raster import rasterize_shapes
 from segpipe.core.release.build import write_release
-from segpipe.core.release.item_annotations import remember_item_annotations
+from segpipe.core.release.coco_fragments import frame_shape_batch, shelve_class_annotations, shelve_shape_annotations
 from segpipe.core.release.packaging import ZipPackager
 from segpipe.core.release.provenance import BatchProvenance
 from segpipe.core.release.writers import BuildStamp, ReleaseContext
@@ -97,10 +97,12 @@ def constructed_release(run_id: str = "run-1", created_at: str = "2026-12-01T22:
     qa = pl.DataFrame([{"entry_id": "e1", "batch_id": "batch-1", "file_name": "images/val.png",
                         "check_id": "labels_mapped", "severity": "WARN", "passed": False, "excludes_entry": False,
                         "reason": "label 'lorry' is not mapped", "thumbnail_key": thumbnail_key}], schema=QA_COLUMNS)
-    shape_annotations = remember_item_annotations(items, [] if shapes is None else [shapes], taxonomy, store, workers)
+    drawn = [] if shapes is None else [frame_shape_batch(items, shapes, taxonomy)]
+    coco_annotations = shelve_shape_annotations(items, drawn, taxonomy, store, workers)
+    shelve_class_annotations(items, coco_annotations, taxonomy, store)
     release = ReleaseContext(store, taxonomy, "demo", "grayscale", BuildStamp(run_id, created_at),
                              {"input": 3, "released": 3, "filtered": 0, "quarantined": 0}, qa,
-                             {"sampling/distribution.png": b"not really a png"}, shape_annotations, provenance or {},
+                             {"sampling/distribution.png": b"not really a png"}, coco_annotations.tails, provenance or {},
                              exports, cityscapes_city, workers)
     return release, items
 

@@ -1,7 +1,7 @@
 """coco/coco.json: the released images' annotations, in the form each mask came from."""
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import orjson
 import polars as pl
@@ -9,9 +9,9 @@ import polars as pl
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release import layout
 from segpipe.core.release.coco_annotations import shape_annotations
-from segpipe.core.release.coco_document import CocoDocument
+from segpipe.core.release.coco_document import CocoDocument, annotation_tails
 from segpipe.core.release.writers.writer import Member, ReleaseContext, ReleaseItem, ReleaseWriter
-from segpipe.core.shared.artefacts import ArtefactStore, DamagedArtefact, content_digest
+from segpipe.core.shared.artefacts import ArtefactStore, content_digest
 from segpipe.core.shared.rle import encode_value_rles
 from segpipe.core.taxonomy.model import Taxonomy
 from segpipe.store import keys as store_keys
@@ -19,8 +19,10 @@ from segpipe.store import keys as store_keys
 
 class Coco(ReleaseWriter):
     """coco/coco.json: every released image with its annotations, one per drawn shape for a mask drawn
-    from polygons (see coco_annotations), else one RLE per class present. Streamed (CocoDocument):
-    the document waits in temporary files, not in memory; the content version covers its annotations."""
+    from polygons (see coco_annotations; read pre-serialized from the batch's fragment, see
+    coco_fragments), else one RLE per class present (from the fragment of the item's group, or the
+    mask's own memo when no fragment holds it). Streamed (CocoDocument): the document waits in
+    temporary files, not in memory; the content version covers its annotations."""
 
     name = "coco"
 
@@ -30,10 +32,12 @@ class Coco(ReleaseWriter):
             contextlib.closing(CocoDocument(release.taxonomy, release.dataset_name)))
 
     def item_members(self, item: ReleaseItem) -> Iterable[Member]:
-        row, store = item.row, self.release.store
-        memo = self.release.shape_annotations.get(row["mask_key"])
-        annotations = _class_annotations(item, store) if memo is None else _recalled(memo, store)
-        self.document.add_image(item.image_path, row["width"], row["height"], annotations)
+        row = item.row
+        tails = self.release.coco_annotations(row["mask_key"])
+        if tails is None:
+            found = class_annotations(row["mask_key"], self.release.store, lambda: item.mask)
+            tails = annotation_tails(found, self.release.taxonomy.class_ids)
+        self.document.add_image(item.image_path, row["width"], row["height"], tails)
         return ()
 
     def version_content(self) -> bytes:
@@ -48,22 +52,13 @@ def remember_shape_annotations(batches: Iterable[pl.DataFrame], sizes: Mapping[s
     """mask key -> where the COCO annotations of its drawn shapes are remembered, for each mask of
     `sizes` (mask key -> width, height) with shapes in `batches` (released_shapes of one batch
     each): the shapes are turned into annotations batch by batch, so only one batch's outlines are
-    ever in memory, and the writer reads each mask's annotations back as it packages the item."""
+    ever in memory; coco_fragments reads them back into the batch's fragment."""
     memos = {}
     for shapes in batches:
         for mask_key, drawn in slices_by_mask(shapes).items():
             if mask_key in sizes:
                 memos[mask_key] = _shape_annotations(mask_key, drawn, taxonomy, *sizes[mask_key], store)
     return memos
-
-
-def _recalled(memo: str, store: ArtefactStore) -> list[dict]:
-    """A mask's annotations, remembered by remember_shape_annotations in this build."""
-    annotations = store.recall(memo)
-    if annotations is None:
-        raise DamagedArtefact(f"{memo}: the COCO annotations remembered in this build are gone or damaged; "
-                              "build the release again")
-    return annotations
 
 
 def slices_by_mask(shapes: pl.DataFrame) -> dict[str, pl.DataFrame]:
@@ -76,15 +71,15 @@ def slices_by_mask(shapes: pl.DataFrame) -> dict[str, pl.DataFrame]:
     return {key: shapes.slice(start, rows) for key, start, rows in runs.iter_rows()}
 
 
-def _class_annotations(item: ReleaseItem, store: ArtefactStore) -> list[dict]:
+def class_annotations(mask_key: str, store: ArtefactStore, mask: Callable[[], bytes] | None = None) -> list[dict]:
     """COCO-Stuff style annotations of one mask, one per value present: an RLE of its pixels.
     Mask keys are content-derived, so the result is remembered beside the mask and a release
-    that ships the mask again does not read it."""
-    memo = store_keys.coco_annotations_memo(item.row["mask_key"])
+    that ships the mask again does not read it. `mask` gives its PNG when the caller holds it."""
+    memo = store_keys.coco_annotations_memo(mask_key)
     remembered = store.recall(memo)
     if remembered is not None:
         return remembered
-    found = encode_value_rles(decode_mask_png(item.mask))
+    found = encode_value_rles(decode_mask_png(store.read_png(mask_key) if mask is None else mask()))
     annotations = [{"category_id": value, **found[value]} for value in sorted(found)]
     store.remember(memo, annotations)
     return annotations

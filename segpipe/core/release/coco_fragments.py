@@ -1,0 +1,218 @@
+"""coco.json's drawn-shape annotations, remembered a batch at a time as pre-serialized fragments.
+
+coco.json is one document over every released image, so a nightly that adds 1% of images still
+writes all of it. What made that cost grow with the dataset was not the writing but the reading:
+each image's annotations were a memo of their own (writers/coco.py), found by hashing the image's
+shapes and parsed back into Python objects, twice. A fragment holds the annotations of every
+released mask of one batch, already serialized as coco.json holds them except for the two ids that
+depend on the image's place in the document (the annotation's `id` and `image_id`). It is named
+after the batch's stored shape table (its digest), the batch's released masks and the taxonomy, so a
+build reads one object per batch and parses none of it, and a batch whose tables or released masks
+changed gets a new fragment, made from its masks' memos (computed first where missing). The
+document is then assembled by prefixing each stored annotation with its ids (coco_document.py),
+byte for byte what serializing the annotations would give.
+
+A fragment starts with a line naming its format and the SHA-256 of the rest; one whose hash does not
+match (partly written, overwritten) is made again, never trusted.
+"""
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import orjson
+import polars as pl
+
+from segpipe.core.release.coco_annotations import POLYGON_SOURCES, SHAPE_COLUMNS, released_shapes
+from segpipe.core.release.coco_document import annotation_tails
+from segpipe.core.release.item_annotations import remember_item_annotations
+from segpipe.core.release.writers.coco import class_annotations
+from segpipe.core.shared.artefacts import ArtefactStore, DamagedArtefact, content_digest
+from segpipe.core.shared.batch_tables import BatchTables
+from segpipe.core.taxonomy.model import Taxonomy
+from segpipe.store import keys as store_keys
+
+FRAGMENT_FORMAT = b"segpipe-coco-fragment-1"
+
+
+@dataclass(frozen=True)
+class ShapeBatch:
+    """One batch's released masks drawn from shapes: where their fragment is (`key`), the masks, and
+    their released shapes (released_shapes), read only if the fragment must be made."""
+
+    key: str
+    masks: tuple[str, ...]
+    shapes: Callable[[], pl.DataFrame]
+
+
+class AnnotationShelf:
+    """mask key -> its COCO annotations as coco.json holds them, minus the ids (coco_document's
+    tails), for the masks of the fragments shelved. The fragments wait in a temporary file, not in
+    memory: a release's annotations are hundreds of MB at Cityscapes scale."""
+
+    def __init__(self) -> None:
+        self._file: BinaryIO | None = None
+        self._end = 0
+        self._where: dict[str, tuple[int, int]] = {}  # mask key -> offset and length of its tails
+
+    def shelve(self, fragment: bytes) -> bool:
+        """Hold the masks of a stored fragment; False (nothing held) if it is not a whole fragment."""
+        body = fragment_body(fragment)
+        if body is None:
+            return False
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="segpipe-coco-fragments-")
+        for mask_key, start, end in _mask_spans(body):
+            self._where[mask_key] = (self._end + start, end - start)
+        self._file.write(body)
+        self._end += len(body)
+        return True
+
+    def tails(self, mask_key: str) -> list[bytes] | None:
+        """The mask's annotations (possibly none), or None for a mask no fragment holds."""
+        where = self._where.get(mask_key)
+        if where is None:
+            return None
+        offset, length = where
+        if length == 0:
+            return []
+        self._file.flush()
+        return os.pread(self._file.fileno(), length, offset).split(b"\n")
+
+    def __contains__(self, mask_key: str) -> bool:
+        return mask_key in self._where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def encode_fragment(masks: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
+    """A fragment of each mask's tails: a line `<mask key> <length>`, then its tails, one a line (orjson
+    never writes a raw newline) in `length` bytes, after a header line naming the format and the
+    SHA-256 of the rest."""
+    body = bytearray()
+    for mask_key, tails in masks:
+        block = b"\n".join(tails)
+        body += f"{mask_key} {len(block)}\n".encode() + block + b"\n"
+    return FRAGMENT_FORMAT + b" " + hashlib.sha256(body).hexdigest().encode() + b"\n" + bytes(body)
+
+
+def fragment_body(fragment: bytes) -> bytes | None:
+    """The body of a whole fragment, or None when its header or hash says it is not one."""
+    header, _, body = fragment.partition(b"\n")
+    form, _, digest = header.partition(b" ")
+    if form != FRAGMENT_FORMAT or hashlib.sha256(body).hexdigest().encode() != digest:
+        return None
+    return body
+
+
+def _mask_spans(body: bytes) -> Iterator[tuple[str, int, int]]:
+    """(mask key, start, end) of each mask's tails in a fragment's body."""
+    position = 0
+    while position < len(body):
+        line_end = body.index(b"\n", position)
+        mask_key, length = body[position:line_end].decode().rsplit(" ", 1)
+        start = line_end + 1
+        yield mask_key, start, start + int(length)
+        position = start + int(length) + 1
+
+
+def shelve_shape_annotations(items: pl.DataFrame, batches: Iterable[ShapeBatch], taxonomy: Taxonomy,
+                             store: ArtefactStore, workers: int) -> AnnotationShelf:
+    """The shelf of every batch's fragment: read where stored whole, else made from its masks'
+    annotations, which remember_item_annotations computes where not remembered (on `workers`,
+    with the YOLO outlines of `items`, release_items rows), and stored for the next build."""
+    shelf, missing = AnnotationShelf(), []
+    for batch in batches:
+        if not (store.exists(batch.key) and shelf.shelve(store.read(batch.key))):
+            missing.append(batch)
+    memos = remember_item_annotations(items, (batch.shapes() for batch in missing), taxonomy, store, workers)
+    for batch in missing:
+        fragment = encode_fragment(
+            (mask_key, annotation_tails(_recalled(memos[mask_key], store), taxonomy.class_ids))
+            for mask_key in sorted(batch.masks) if mask_key in memos)
+        store.write(batch.key, fragment)
+        shelf.shelve(fragment)
+    return shelf
+
+
+def shelve_class_annotations(items: pl.DataFrame, shelf: AnnotationShelf, taxonomy: Taxonomy,
+                             store: ArtefactStore) -> None:
+    """Add to `shelf` the class annotations (writers/coco.class_annotations) of every item whose mask it
+    does not hold (a fused mask, one drawn from no shapes), a fragment per part group (the group
+    whose parts hold the item, see build.write_release): mask keys are content-derived, so a
+    fragment is named after its masks and the taxonomy's classes, and a group whose masks stayed
+    the same is read back whole instead of one memo per mask."""
+    groups: dict[str, set[str]] = {}
+    for mask_key, group in items.select("mask_key", _part_group(items)).iter_rows():
+        if mask_key not in shelf:
+            groups.setdefault(group, set()).add(mask_key)
+    for masks in (sorted(masks) for _, masks in sorted(groups.items())):
+        key = store_keys.coco_fragment(content_digest(FRAGMENT_FORMAT, b"classes", orjson.dumps(masks),
+                                                      orjson.dumps(sorted(taxonomy.class_ids))))
+        if store.exists(key) and shelf.shelve(store.read(key)):
+            continue
+        fragment = encode_fragment((mask_key, annotation_tails(class_annotations(mask_key, store), taxonomy.class_ids))
+                                   for mask_key in masks)
+        store.write(key, fragment)
+        shelf.shelve(fragment)
+
+
+def _part_group(items: pl.DataFrame) -> pl.Expr:
+    first_batch = pl.col("source_batches").str.split(";").list.first()
+    group = pl.coalesce(pl.col("part_group"), first_batch) if "part_group" in items.columns else first_batch
+    return group.alias("group")
+
+
+def shape_batches(items: pl.DataFrame, consensus: pl.DataFrame, masks: BatchTables, shapes: BatchTables,
+                  taxonomy: Taxonomy) -> Iterator[ShapeBatch]:
+    """One ShapeBatch per batch of the pipeline's tables: its fragment is named after the digest of
+    the batch's stored shape table, its released masks (with their entries and sizes) and the
+    taxonomy's classes, so only a batch whose shapes or released masks changed is drawn again."""
+    sizes = _sizes(items)
+    drawn = (consensus.filter((pl.col("status") == "accepted") & pl.col("mask_source").is_in(POLYGON_SOURCES))
+             .select("mask_key"))
+    for batch in shapes.batches:
+        entries = masks.read(batch, ("mask_key", "entry_id"))
+        released = entries.join(drawn, on="mask_key").filter(pl.col("mask_key").is_in(list(sizes))).sort("mask_key")
+        made_of = [(mask_key, entry_id, *sizes[mask_key]) for mask_key, entry_id in released.iter_rows()]
+        key = _fragment_key(shapes.digest(batch).encode(), made_of, taxonomy)
+        yield ShapeBatch(key, tuple(released["mask_key"]),
+                         lambda batch=batch, entries=entries: released_shapes(
+                             consensus, entries, shapes.read(batch, SHAPE_COLUMNS)))
+
+
+def frame_shape_batch(items: pl.DataFrame, shapes: pl.DataFrame, taxonomy: Taxonomy) -> ShapeBatch:
+    """The ShapeBatch of released shapes held as a frame (released_shapes' table), named after its rows."""
+    sizes = _sizes(items)
+    masks = sorted(set(shapes["mask_key"]) & set(sizes))
+    rows = orjson.dumps(shapes.to_dicts())
+    return ShapeBatch(_fragment_key(rows, [(mask_key, *sizes[mask_key]) for mask_key in masks], taxonomy),
+                      tuple(masks), lambda: shapes)
+
+
+def _fragment_key(table_digest: bytes, made_of: list, taxonomy: Taxonomy) -> str:
+    classes = [sorted(taxonomy.class_ids), sorted(c.id for c in taxonomy.classes if c.trainable),
+               sorted(c.id for c in taxonomy.classes if c.rasterize_boxes)]
+    return store_keys.coco_fragment(content_digest(FRAGMENT_FORMAT, table_digest, orjson.dumps(made_of),
+                                                   orjson.dumps(classes)))
+
+
+def _sizes(items: pl.DataFrame) -> Mapping[str, tuple[int, int]]:
+    return {key: (width, height) for key, width, height in items.select("mask_key", "width", "height").iter_rows()}
+
+
+def _recalled(memo: str, store: ArtefactStore) -> list[dict]:
+    """A mask's annotations, remembered by remember_item_annotations in this build."""
+    annotations = store.recall(memo)
+    if annotations is None:
+        raise DamagedArtefact(f"{memo}: the COCO annotations remembered in this build are gone or damaged; "
+                              "build the release again")
+    return annotations

@@ -28,7 +28,7 @@ CONFIDENCE_MAPS_DIR = "confidence-maps"
 CHECKED_ON_READ_PREFIXES = (
     "label-masks/", "masks/", "instance-masks/", f"{AGREEMENT_MAPS_DIR}/", f"{CONFIDENCE_MAPS_DIR}/",
     "consensus/", f"{QA_THUMBNAILS_DIR}/", "qa-mask-structure/", "qa-batch/", "sampling/chart-",
-    "coco-annotations/", "coco-shapes/", "coco-fragments/", "yolo-exteriors/",
+    "coco-annotations/", "coco-shapes/", "coco-fragments/", "yolo-exteriors/", "yolo-labels/",
 )
 
 
@@ -111,6 +111,12 @@ def yolo_outlines_memo(mask_key: str, ignore_index: int) -> str:
     """Flat exterior rings (release/yolo_labels.py ClassOutlines); the folder is new with that form,
     so a memo of the earlier form (yolo-outlines/) is never read as one."""
     return f"yolo-exteriors/{mask_key.removesuffix('.png')}-{ignore_index}.json"
+
+
+def yolo_label_memo(mask_key: str, made_from: str) -> str:
+    """A YOLO label's text as a JSON string (a truncated one does not parse), named after its mask
+    and `made_from`, a digest of the rest it depends on (release/yolo_labels.py label_digest)."""
+    return f"yolo-labels/{mask_key.removesuffix('.png')}-{made_from}.json"
 
 
 def batch_removal(batch_id: str, removed_at: str) -> str:

@@ -21,11 +21,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, POLYGON_SOURCES, released_shapes, shape_annotations
 from segpipe.core.release.writers.coco import remember_shape_annotations, shapes_memo, slices_by_mask
 from segpipe.core.release.writers.yolo import trace_outlines
+from segpipe.core.release.yolo_labels import class_exteriors, label_digest, yolo_label_text
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.taxonomy.model import Taxonomy
 from segpipe.store import keys as store_keys
@@ -92,6 +94,23 @@ def remember_mask_annotations(masks: pl.DataFrame, mapped_shapes: pl.DataFrame, 
         _remember(task, _compute(task, taxonomy), store)
         computed += 1
     return computed
+
+
+def remember_outlines(mask_key: str, mask: np.ndarray, taxonomy: Taxonomy, store: ArtefactStore) -> bool:
+    """The YOLO outlines of a class mask whose pixels are at hand (as its run drew them), and the
+    label text made from them at the mask's size, remembered as the release recalls them where
+    the store lacks them, so neither remember_mask_annotations nor the release reads the mask
+    back or formats its label; whether it traced them. The PNG is lossless: tracing its pixels is
+    tracing it."""
+    height, width = mask.shape
+    outlines_memo = store_keys.yolo_outlines_memo(mask_key, taxonomy.ignore_index)
+    label_memo = store_keys.yolo_label_memo(mask_key, label_digest(taxonomy, width, height))
+    if store.exists(outlines_memo) and store.exists(label_memo):
+        return False
+    outlines = class_exteriors(mask, taxonomy.ignore_index)
+    store.remember(outlines_memo, outlines.to_json())
+    store.remember(label_memo, yolo_label_text(outlines, taxonomy, width, height))
+    return True
 
 
 def _shape_tasks(shape_batches: Iterable[pl.DataFrame], sizes: Mapping[str, tuple[int, int]], taxonomy: Taxonomy,

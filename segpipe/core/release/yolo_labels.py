@@ -14,9 +14,11 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 import yaml
 
 from segpipe.core.release.pixel_outlines import pixel_rings
+from segpipe.core.shared.artefacts import content_digest
 from segpipe.core.taxonomy.model import Taxonomy
 
 Ring = list[tuple[float, float]]
@@ -104,6 +106,12 @@ def yolo_label_text(outlines: ClassOutlines, taxonomy: Taxonomy, width: int, hei
         lines.append(f"{index[int(outlines.values[ring])]}{text[begin * cell:end * cell].decode()}\n")
         begin = end
     return "".join(lines)
+
+
+def label_digest(taxonomy: Taxonomy, width: int, height: int) -> str:
+    """What a mask's label text depends on besides the mask: the ignore index (no outlines), the
+    YOLO class indices and the image size (the coordinates' divisors)."""
+    return content_digest(orjson.dumps([taxonomy.ignore_index, sorted(yolo_class_index(taxonomy).items()), width, height]))
 
 
 @functools.cache

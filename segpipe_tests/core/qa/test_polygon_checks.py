@@ -2,9 +2,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
+from hypothesis import given
+from hypothesis import strategies as st
 
 from segpipe.core.ingest.formats.annotation import Shape
-from segpipe.core.qa.polygon_checks import polygon_findings
+from segpipe.core.qa.polygon_checks import _distinct_points, polygon_findings
 from segpipe.core.qa.rules import evaluate_entries
 from segpipe.core.qa.settings import QaSettings
 from segpipe.core.ingest.shape_table import ShapeTableBuilder
@@ -61,3 +63,14 @@ def test_findings_become_warnings_that_name_the_shape():
     assert (row["passed"], row["severity"], row["excludes_entry"]) == (False, "WARN", False)
     assert row["reason"] == "shape #1 ('label1') crosses itself"
     assert results.filter(~pl.col("passed"))["check_id"].to_list() == ["polygon_self_intersection"]
+
+
+@given(st.lists(st.lists(st.tuples(st.sampled_from([0.0, -0.0, 1.0, 2.5, float("nan")]),
+                                   st.sampled_from([0.0, -0.0, 3.0, float("nan")])), min_size=1, max_size=8),
+                min_size=1, max_size=6))
+def test_distinct_points_per_ring_are_counted_as_np_unique_counts_the_rows(rings):
+    ring_of_point = np.repeat(np.arange(len(rings)), [len(ring) for ring in rings])
+    coords = np.array([point for ring in rings for point in ring], np.float64)
+    by_rows = np.bincount(np.unique(np.column_stack([ring_of_point, coords]), axis=0)[:, 0].astype(np.int64),
+                          minlength=len(rings))
+    assert _distinct_points(ring_of_point, coords, len(rings)).tolist() == by_rows.tolist()

@@ -108,3 +108,23 @@ def test_an_entry_with_more_labels_than_a_byte_holds_is_drawn_from_shapes(demo_b
     mapped = map_labels(demo_batch.shapes, demo_batch.images.select("entry_id", "source"), taxonomy)
     masks = render_class_masks(labels, mapped, demo_batch.images, taxonomy, "grayscale", ArtefactStore.in_memory(store))
     assert set(masks["rendered_by"]) == {"redraw"}
+
+
+@pytest.mark.parametrize("edit", [lambda t: t, lambda t: t.replace("    automobile: car", "    automobile: skip")],
+                         ids=["by lookup", "redrawn"])
+def test_the_pixels_of_each_mask_made_are_handed_over_as_stored_and_none_of_a_mask_found(demo_batch, edit):
+    taxonomy = parse_taxonomy(edit((DEMO_CONFIG / "taxonomy.yaml").read_text()), "edited.yaml")
+    store: dict[str, bytes] = {}
+    labels = rasterize_label_masks(demo_batch.images, demo_batch.shapes, ArtefactStore.in_memory(store))
+    mapped = map_labels(demo_batch.shapes, demo_batch.images.select("entry_id", "source"), taxonomy)
+    handed: dict[str, np.ndarray] = {}
+    masks = render_class_masks(labels, mapped, demo_batch.images, taxonomy, "palette", ArtefactStore.in_memory(store),
+                               drawn=lambda key, pixels: handed.setdefault(key, pixels))
+    assert set(handed) == set(masks["mask_key"])
+    for key, pixels in handed.items():
+        assert np.array_equal(pixels, decode_mask_png(store[key]))
+    again: dict[str, np.ndarray] = {}
+    render_class_masks(labels, mapped, demo_batch.images, taxonomy, "palette", ArtefactStore.in_memory(store),
+                       drawn=lambda key, pixels: again.setdefault(key, pixels))
+    redrawn = set(masks.filter(pl.col("rendered_by") == "redraw")["mask_key"])
+    assert set(again) == redrawn  # a looked-up mask found in the store is not decoded; a redrawn one is drawn anyway

@@ -9,9 +9,13 @@ from segpipe.core.rasterize.raster import rasterize_shapes
 from segpipe.core.release import item_annotations
 from segpipe.core.release.build import write_release
 from segpipe.core.release.coco_annotations import released_shapes
-from segpipe.core.release.item_annotations import remember_item_annotations, remember_mask_annotations
+from segpipe.core.release.item_annotations import remember_item_annotations, remember_mask_annotations, remember_outlines
 from segpipe.core.release.packaging import ZipPackager
 from segpipe.core.release.writers.coco import shapes_memo
+from segpipe.core.release.writers import yolo as yolo_writer
+from segpipe.core.release.writers.yolo import trace_outlines
+from segpipe.core.release.yolo_labels import label_digest, yolo_label_text
+from segpipe.core.shared.png import encode_mask_png
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.store import keys
 from segpipe_tests.core.release.release_fixture import TAXONOMY, constructed_release, drawn_shapes
@@ -91,3 +95,22 @@ def test_annotations_remembered_in_the_batch_run_are_those_the_release_recalls_a
             write_release(context, items, packager)
         built.append(out.getvalue())
     assert built[0] == built[1]
+
+
+def test_outlines_traced_from_pixels_at_hand_are_those_of_the_stored_mask_and_the_batch_run_does_not_trace_again():
+    mask = rasterize_shapes(drawn_shapes(), 320, 240, TAXONOMY.ignore_index)
+    objects = {"masks/m0.png": encode_mask_png(mask)}
+    store = ArtefactStore.in_memory(objects)
+    assert remember_outlines("masks/m0.png", mask, TAXONOMY, store)
+    memo = keys.yolo_outlines_memo("masks/m0.png", TAXONOMY.ignore_index)
+    traced = trace_outlines(objects["masks/m0.png"], TAXONOMY.ignore_index)
+    assert store.recall(memo) == traced.to_json()
+    label = keys.yolo_label_memo("masks/m0.png", label_digest(TAXONOMY, 320, 240))
+    assert store.recall(label) == yolo_label_text(traced, TAXONOMY, 320, 240) != ""
+    assert not remember_outlines("masks/m0.png", mask, TAXONOMY, store)
+    alone = ArtefactStore.in_memory({label: objects[label]})  # neither the mask nor its outlines
+    assert yolo_writer._label(alone, TAXONOMY, "masks/m0.png", 320, 240) == yolo_label_text(traced, TAXONOMY, 320, 240).encode()
+    annotation_masks = pl.DataFrame({"entry_id": ["e-train"], "mask_key": ["masks/m0.png"], "width": [320],
+                                     "height": [240]})
+    # its outlines found remembered: only the shape annotations are computed, the mask is not read back
+    assert remember_mask_annotations(annotation_masks, drawn_shapes().drop("mask_key"), TAXONOMY, store) == 1

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from segpipe.core.release.pixel_outlines import pixel_rings
+from segpipe.core.release.pixel_outlines import _first_edges, pixel_rings
 from segpipe.core.release.yolo_labels import class_outlines
 from segpipe_tests.bench.outlines import scene_masks, shapely_class_outlines, shapely_polygons
 
@@ -92,3 +92,12 @@ def test_generated_street_scenes_trace_as_shapely_does(tmp_path):
     for mask, _ in scenes:
         assert len(np.unique(mask)) >= 8
         assert_same_as_shapely(mask)
+
+
+@given(arrays(np.int64, st.integers(1, 60), elements=st.integers(0, 6)))
+def test_each_rings_first_edge_is_np_uniques_however_the_rings_are_numbered(values):
+    by_value = np.unique(values, return_inverse=True)[1].ravel()  # labels 0..k-1, not in order of appearance
+    _, appearance = np.unique(values, return_index=True)
+    in_order = np.argsort(np.argsort(appearance))[by_value]  # as scipy numbers components: by first appearance
+    for rings in (by_value, in_order):
+        assert np.array_equal(_first_edges(rings), np.unique(rings, return_index=True)[1])

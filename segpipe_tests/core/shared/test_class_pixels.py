@@ -1,11 +1,13 @@
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from segpipe.core.shared.batch_tables import FrameBatches
 from segpipe.core.shared.class_pixels import (
-    PIXELS_BY_CLASS, VALUES, DenseCounts, as_sparse, concat_sparse, dense, pixel_matrix, sparse,
+    PIXELS_BY_CLASS, VALUES, DenseCounts, as_sparse, concat_sparse, dense, pixel_matrix, sparse, value_counts,
 )
 
 dense_counts = st.lists(st.dictionaries(st.integers(0, VALUES - 1), st.integers(1, 2**40), max_size=12),
@@ -43,3 +45,13 @@ def test_batches_read_with_dense_counts_come_together_sparse():
     masks = concat_sparse(tables, ("entry_id", "class_pixels"))
     assert masks.rows() == [("e1", [{"class_id": 5, "pixels": 40}]), ("e2", [{"class_id": 5, "pixels": 40}])]
     assert concat_sparse(FrameBatches({}), ("entry_id", "class_pixels")).is_empty()
+
+
+@given(arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40))))
+def test_value_counts_are_np_bincounts_of_the_pixels(mask):
+    assert value_counts(mask) == np.bincount(mask.ravel(), minlength=256).tolist()
+
+
+def test_value_counts_refuse_what_is_not_an_8_bit_mask():
+    with pytest.raises(ValueError, match="2-D uint8"):
+        value_counts(np.zeros((4, 4), np.uint16))

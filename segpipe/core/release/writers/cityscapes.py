@@ -69,4 +69,4 @@ def _city(row: dict, source: str) -> str:
 
 
 def _relabelled(store: ArtefactStore, mask_key: str, table: np.ndarray) -> bytes:
-    return encode_mask_png(table[decode_mask_png(store.read_png(mask_key))])
+    return encode_mask_png(table.take(decode_mask_png(store.read_png(mask_key))))

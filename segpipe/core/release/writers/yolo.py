@@ -9,6 +9,7 @@ from segpipe.core.release.writers.writer import Deferred, Member, ReleaseItem, R
 from segpipe.core.release.yolo_labels import (
     ClassOutlines,
     class_exteriors,
+    label_digest,
     yolo_class_index,
     yolo_data_yaml,
     yolo_label_text,
@@ -39,6 +40,11 @@ class Yolo(ReleaseWriter):
 
 
 def _label(store: ArtefactStore, taxonomy: Taxonomy, mask_key: str, width: int, height: int) -> bytes:
+    """The label as the batch run that drew the mask remembered it (item_annotations), else made
+    from the mask's outlines."""
+    remembered = store.recall(store_keys.yolo_label_memo(mask_key, label_digest(taxonomy, width, height)))
+    if isinstance(remembered, str):
+        return remembered.encode()
     outlines = _class_outlines(mask_key, store, taxonomy.ignore_index)
     return yolo_label_text(outlines, taxonomy, width, height).encode()
 

@@ -3,7 +3,8 @@
 The version's archive is built into this run's staging dir (core's build_release), beside it the
 manifest, the ledger and the member index; the shared parts the release needs and the store lacks
 are written into a staging dir of their own (release_parts.py), and the files the newest release's
-member index knows are not made again. Every staged file is read back; the release is then checked
+member index knows are not made again (in a release of one ZIP, copied from the newest release's
+ZIP when they hash as its index says: EarlierArchive). Every staged file is read back; the release is then checked
 as `segpipe verify` checks one (its version's ZIP and all its parts read together, the files this
 run wrote hashed against SHA256SUMS, a sample of masks decoded), the new parts are created under
 their names, and the publishing protocol (publish.py) claims the next sequence, hands back the
@@ -29,7 +30,7 @@ from segpipe.core.release.parts import PartPlanner
 from segpipe.core.release.verify import PartedFiles, verify_release
 from segpipe.store import keys
 from segpipe.store.publish import PublishedRelease, open_staging, publish_release
-from segpipe.store.release_parts import StoreShelf, previous_members
+from segpipe.store.release_parts import EarlierArchive, StoreShelf, previous_members
 from segpipe.store.release_read import read_release_file
 from segpipe.store.staging import ReleaseStaging, StagedReleaseCorrupt
 
@@ -61,8 +62,8 @@ def publish_built(fs: fsspec.AbstractFileSystem, root: str, dataset: str, run_id
             ReleaseStaging(fs, f"{root}/{keys.releases_dir(dataset)}", dt.datetime.now(dt.UTC)) as part_staging:
         newest, known = previous_members(fs, root, dataset)
         shelf = StoreShelf(fs, root, dataset, part_staging, (newest or {}).get("parts", {}))
-        with staging.open(STAGED_ARCHIVE) as out:
-            contents = build(out, PartPlanner(part_bytes, known, shelf))
+        with staging.open(STAGED_ARCHIVE) as out, contextlib.closing(EarlierArchive(fs, root, newest)) as earlier:
+            contents = build(out, PartPlanner(part_bytes, known, shelf, earlier.read))
         staging.put_bytes(keys.RELEASE_MANIFEST, _parquet(contents.manifest))
         staging.put_bytes(keys.RELEASE_LEDGER, _parquet(contents.ledger))
         staging.put_bytes(keys.RELEASE_MEMBERS, _parquet(contents.members))

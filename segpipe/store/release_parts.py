@@ -21,6 +21,7 @@ from typing import BinaryIO
 import fsspec
 import polars as pl
 
+from segpipe.core.release.packaging import ZipRecords
 from segpipe.core.release.parts import KnownMembers, PlannedMember, known_members
 from segpipe.core.release.verify import MEMBER_ERRORS, member_sha256
 from segpipe.store import keys
@@ -45,6 +46,31 @@ def previous_members(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str
         return newest, {}
     index = pl.read_parquet(io.BytesIO(read_release_file(fs, root, newest, keys.RELEASE_MEMBERS)))
     return newest, known_members(index)
+
+
+class EarlierArchive:
+    """The newest release's own ZIP, read a member at a time (ZipRecords, parts.EarlierBytes): a one-ZIP
+    build copies the items' files it holds instead of making them again, each only once it hashes as
+    that release's member index says. A ZIP that is gone or unreadable, or a member damaged, gives
+    nothing, and the file is made as it would have been."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, root: str, marker: dict | None) -> None:
+        self._opened = contextlib.ExitStack()
+        self._records: ZipRecords | None = None
+        name = None if marker is None else keys.archive_name(marker["dataset"], marker["version"])
+        if name is None or name not in marker.get("files", {}):
+            return
+        try:
+            stream = self._opened.enter_context(fs.open(f"{root}/{keys.release_prefix(marker['dataset'], marker['version'])}/{name}", "rb"))
+            self._records = ZipRecords(self._opened.enter_context(zipfile.ZipFile(stream)))
+        except (FileNotFoundError, *MEMBER_ERRORS):
+            self._records = None
+
+    def read(self, path: str) -> tuple[bytes, zipfile.ZipInfo, bytes] | None:
+        return None if self._records is None else self._records.read(path)
+
+    def close(self) -> None:
+        self._opened.close()
 
 
 class StoreShelf:

@@ -19,7 +19,7 @@ from segpipe.store.keys import CLAIMS_DIR
 from segpipe.store.release_check import verify_release_folder
 from segpipe.store.release_fetch import FetchRefused, fetch_release, pack_release
 from segpipe.store.release_gc import Retention, collect_garbage
-from segpipe.store.release_parts import PartCorrupt, PartMissing
+from segpipe.store.release_parts import EarlierArchive, PartCorrupt, PartMissing
 from segpipe.store.release_read import list_releases, read_release_file
 from segpipe_tests.store.gated_stores import Gate, GatedLocalFileSystem
 from segpipe_tests.store.parted_releases import (
@@ -235,3 +235,31 @@ def test_a_release_in_parts_published_after_one_of_format_1_diffs_against_it(tmp
     assert [m["version"] for m in list_releases(fs, root, "legacy")] == [LEGACY, published.published.version]
     assert verify_release_folder(fs, folder_of(root, published.published)).problems == []
     assert verify_release_folder(fs, f"{root}/releases/legacy/{LEGACY}").problems == []
+
+
+def item_files(build) -> pl.DataFrame:
+    return build.contents.members.filter(pl.col("source").is_not_null())
+
+
+def test_a_one_zip_nightly_copies_from_the_previous_zip_and_a_damaged_zip_is_not_trusted(tmp_path):
+    fs = _local()
+    fresh = publish_constructed(fs, str(tmp_path / "fresh"), new_batch_with_the_test_image, part_bytes=ONE_ZIP)
+    root = str(tmp_path / "store")
+    first = publish_constructed(fs, root, without_test, part_bytes=ONE_ZIP)
+    archive = f"{folder_of(root, first.published)}/{keys.archive_name('demo', first.published.version)}"
+    earlier = EarlierArchive(fs, root, first.published.marker)
+    with zipfile.ZipFile(archive) as stored:
+        assert all(earlier.read(name)[0] == stored.read(name) for name in stored.namelist())
+    assert earlier.read("images/none.png") is None
+    earlier.close()
+
+    nightly = publish_constructed(fs, root, new_batch_with_the_test_image, part_bytes=ONE_ZIP, run_id="run-2")
+    assert nightly.contents.version == fresh.contents.version
+    assert item_files(nightly).equals(item_files(fresh)), "the same files, as a build making them all"
+    assert verify_release_folder(fs, folder_of(root, nightly.published)).problems == []
+
+    second = f"{folder_of(root, nightly.published)}/{keys.archive_name('demo', nightly.published.version)}"
+    Path(second).write_bytes(Path(second).read_bytes()[:-100])  # its central directory cut off
+    assert EarlierArchive(fs, root, nightly.published.marker).read("images/test/test_000000000000.png") is None
+    again = publish_constructed(fs, root, new_batch_with_the_test_image, part_bytes=ONE_ZIP, run_id="run-3")
+    assert item_files(again).equals(item_files(fresh))

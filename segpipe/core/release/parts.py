@@ -22,6 +22,11 @@ under the same path, made from the same `source` (Member.source); the others are
 hashed. The bytes made for hashing are kept in a temporary file until placed (MadeBytes), so
 no member is made twice (an image read and stripped twice, a YOLO label traced twice) and memory
 does not grow with the release.
+
+A release of one ZIP holds every item's file again in each version, so a nightly build would make
+them all again (each YOLO label traced anew): a member the previous version's index knows is
+instead copied from that version's own ZIP (`earlier`), its record as it is, when the bytes found
+there hash as the index says, and made as before otherwise.
 """
 
 import hashlib
@@ -37,7 +42,7 @@ import polars as pl
 
 from segpipe.core.release import layout
 from segpipe.core.release.packaging import Packager, ZipPackager
-from segpipe.core.release.writers.writer import Deferred, Member
+from segpipe.core.release.writers.writer import CopiedRecord, Deferred, Member
 from segpipe.core.shared.hashing_writer import HashingWriter
 
 # Bump when the bytes a member is made of change for the same source (image_metadata's rules, the
@@ -47,8 +52,10 @@ MEMBER_TYPES = {"path": pl.String, "part": pl.String, "sha256": pl.String, "size
 
 COPY_BLOCK = 1 << 20  # a streamed member is read back from MadeBytes in blocks of this size
 
-MemberContent = bytes | Deferred | Callable[[BinaryIO], None]
+MemberContent = bytes | Deferred | CopiedRecord | Callable[[BinaryIO], None]
 KnownMembers = Mapping[tuple[str, str], tuple[str, int]]  # (path, source digest) -> (sha256, size)
+# a path's bytes in the previous version's own ZIP, with its ZipInfo and local record; None: not there
+EarlierBytes = Callable[[str], tuple[bytes, object, bytes] | None]
 
 
 class ReleaseChanged(RuntimeError):
@@ -142,10 +149,13 @@ class PartPlanner:
     bytes it keeps in MadeBytes), then places them: into the version's ZIP when they fit in one
     part, else into shared parts."""
 
-    def __init__(self, part_bytes: int, known: KnownMembers, shelf: PartShelf) -> None:
-        self.part_bytes, self.known, self.shelf = part_bytes, known, shelf
+    def __init__(self, part_bytes: int, known: KnownMembers, shelf: PartShelf,
+                 earlier: EarlierBytes | None = None) -> None:
+        self.part_bytes, self.known, self.shelf, self.earlier = part_bytes, known, shelf, earlier
         self.planned: list[PlannedMember] = []
         self.hashed = 0  # members made and hashed because `known` lacked them
+        self.copied = 0  # members of a one-ZIP release copied from the previous version's ZIP
+        self.unmade: set[str] = set()  # paths of members planned from `known`, their bytes not made
         self.made = MadeBytes()
 
     def add(self, member: Member, item: int, group: str) -> str:
@@ -157,6 +167,8 @@ class PartPlanner:
             sha256, size, content = self.made.keep(member.content)
             facts = (sha256, size)
             self.hashed += 1
+        else:
+            self.unmade.add(member.path)
         self.planned.append(PlannedMember(member.path, facts[0], facts[1], digest, member.compress, content,
                                           item, group))
         return facts[0]
@@ -175,7 +187,7 @@ class PartPlanner:
                             size_of={m.path: m.size for m in self.planned})
         if sum(m.size for m in self.planned) <= self.part_bytes:
             for member in self.planned:
-                _check(member, head.add(Member(member.path, member.content, member.compress)))
+                _check(member, head.add(Member(member.path, self._content(member), member.compress)))
                 placed.part_of[member.path] = None
             return placed
         for members in self._parts():
@@ -188,6 +200,20 @@ class PartPlanner:
                         _check(member, packager.add(Member(member.path, member.content, member.compress)))
                 placed.written.append(name)
         return placed
+
+    def _content(self, member: PlannedMember) -> MemberContent:
+        """An unmade member as the previous version's ZIP holds it (copied, not compressed again), when
+        its bytes hash as planned; else its own content, made now."""
+        if self.earlier is None or member.path not in self.unmade:
+            return member.content
+        found = self.earlier(member.path)
+        if found is None:
+            return member.content
+        data, info, record = found
+        if len(data) != member.size or hashlib.sha256(data).hexdigest() != member.sha256:
+            return member.content
+        self.copied += 1
+        return CopiedRecord(info, record, member.sha256)
 
     def _parts(self) -> Iterator[list[PlannedMember]]:
         """Per group (in name order), chunks of items cut once their images reach part_bytes: each

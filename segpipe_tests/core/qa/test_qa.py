@@ -2,13 +2,16 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
+import pandera.errors
 import polars as pl
+import pytest
 
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.rasterize.label_masks import class_pixels
 from segpipe.core.qa.mask_structure import mask_structure
 from segpipe.core.shared.png import encode_mask_png
-from segpipe.core.qa.rules import QA_RULES, evaluate_entries, excluded_entries, summarize_rule
+from segpipe.core.qa.rules import QA_RULES, evaluate_entries, excluded_entries, summarize_rule, with_thumbnails
+from segpipe.core.shared.schemas import QaResultRecord, polars_schema
 from segpipe.core.qa.settings import QaSettings
 from segpipe.core.taxonomy.model import parse_taxonomy
 
@@ -132,3 +135,12 @@ def test_more_fragments_than_shown_are_counted_and_the_size_is_part_of_the_memo(
     assert fragment_results({"checker": checker}, 1, store)["passed"].to_list() == [True]  # off: nothing decoded
     assert fragment_results({"checker": checker}, 3, store)["reason"][0].startswith("24 fragments under 3 px")
     assert len([k for k in store if k.startswith("qa-mask-structure/")]) == 2
+
+
+def test_the_results_are_validated_once_when_their_thumbnails_are_joined():
+    results = run(entries(["good", "stray"]))
+    assert dict(results.schema) == polars_schema(QaResultRecord)
+    thumbnails = pl.DataFrame(schema={"entry_id": pl.String, "check_id": pl.String, "thumbnail_key": pl.String})
+    assert with_thumbnails(results, thumbnails).equals(results)
+    with pytest.raises(pandera.errors.SchemaError, match="severity"):
+        with_thumbnails(results.with_columns(severity=pl.lit("FATAL")), thumbnails)

@@ -5,14 +5,14 @@ import contextlib
 import hashlib
 import io
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import polars as pl
 import pytest
 
 from segpipe.core.release import layout
 from segpipe.core.release.build import write_release
-from segpipe.core.release.packaging import ZipPackager
+from segpipe.core.release.packaging import ZipPackager, ZipRecords
 from segpipe.core.release.parts import (
     PartLayout,
     PartPlanner,
@@ -58,7 +58,8 @@ class Built:
 
 
 def build_parted(part_bytes: int, known: pl.DataFrame | None = None, shelf: MemoryShelf | None = None,
-                 items_changed=lambda items: items, objects: dict[str, bytes] | None = None) -> Built:
+                 items_changed=lambda items: items, objects: dict[str, bytes] | None = None,
+                 earlier: Callable[[str], bytes | None] | None = None) -> Built:
     """The constructed release built with a planner, `objects` added to its store, which counts the keys read."""
     release, items = constructed_release()
     reads: list[str] = []
@@ -68,9 +69,12 @@ def build_parted(part_bytes: int, known: pl.DataFrame | None = None, shelf: Memo
     release.store = ArtefactStore(lambda key: reads.append(key) or original.read(key), original.write, original.exists)
     shelf = shelf if shelf is not None else MemoryShelf()
     out = io.BytesIO()
+    planner = PartPlanner(part_bytes, known_members(known), shelf, earlier)
     with ZipPackager(out) as packager:
-        placed = write_release(release, items_changed(items), packager, PartPlanner(part_bytes, known_members(known), shelf))
-    return Built(out.getvalue(), placed, member_index(release.packaged, placed, packager.sizes), shelf, reads)
+        placed = write_release(release, items_changed(items), packager, planner)
+    built = Built(out.getvalue(), placed, member_index(release.packaged, placed, packager.sizes), shelf, reads)
+    built.copied = planner.copied
+    return built
 
 
 def members_of(archives: list[tuple[str, zipfile.ZipFile]]) -> dict[str, bytes]:
@@ -86,6 +90,28 @@ def test_a_release_whose_items_fit_in_one_part_is_the_one_zip_of_before():
         assert built.index["path"].to_list() == archive.namelist()
         assert dict(built.index.select("path", "sha256").iter_rows()) == {
             name: hashlib.sha256(archive.read(name)).hexdigest() for name in archive.namelist()}
+
+
+def test_a_one_zip_build_copies_the_items_files_from_the_previous_zip_and_makes_a_damaged_one_again():
+    first = build_parted(BIG)
+    earlier = ZipRecords(zipfile.ZipFile(io.BytesIO(first.head)))
+    item_files = first.index.filter(pl.col("source").is_not_null())["path"].to_list()
+    assert any(layout.is_image(path) for path in item_files) and any(path.startswith("labels/") for path in item_files)
+
+    again = build_parted(BIG, known=first.index, earlier=earlier.read)
+    assert again.head == first.head, "the same bytes as a build that makes every file"
+    assert again.copied == len(item_files)
+    assert [key for key in again.reads if key.startswith(("images/", "masks/"))] == []
+
+    damaged = item_files[0]
+    def with_one_damaged(path: str) -> bytes | None:
+        data, info, record = earlier.read(path)
+        return (b"not what the index says", info, record) if path == damaged else (data, info, record)
+
+    repaired = build_parted(BIG, known=first.index, earlier=with_one_damaged)
+    assert repaired.head == first.head and repaired.copied == len(item_files) - 1
+    gone = build_parted(BIG, known=first.index, earlier=lambda path: None)
+    assert gone.head == first.head and gone.copied == 0
 
 
 def test_the_parts_unzipped_with_the_versions_zip_are_the_one_zip_release():

@@ -37,6 +37,17 @@ class Deferred:
 
 
 @dataclass(frozen=True)
+class CopiedRecord:
+    """A member as an earlier ZIP of ours holds it, checked to hash as planned: its central-directory
+    entry (a zipfile.ZipInfo) and its local record (header, data as stored or deflated, descriptor),
+    which a ZIP packager copies as they are instead of compressing the bytes again."""
+
+    info: object
+    record: bytes
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Member:
     """One file of the release: its path (see layout), its bytes (now, Deferred, or a callable that
     streams them into a file, for a member too large to hold in memory), and whether packaging
@@ -45,7 +56,7 @@ class Member:
     parts looks the member up by it in the previous version's parts; None, and only its bytes say."""
 
     path: str
-    content: bytes | Deferred | Callable[[BinaryIO], None]
+    content: bytes | Deferred | CopiedRecord | Callable[[BinaryIO], None]
     compress: bool = True
     source: str | None = None
 

@@ -25,7 +25,7 @@ from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.core.taxonomy.model import load_taxonomy
 from segpipe.defs.batches import BATCH_DONE_ASSET, done_batches
 from segpipe.defs.executor import CELERY
-from segpipe.defs.partitions import annotation_batches
+from segpipe.defs.partitions import BACKFILL_RUN_BATCHES, annotation_batches
 from segpipe.environment import Environment
 from segpipe.io.locations import open_location
 from segpipe.store.batch_removals import removed_batches
@@ -36,11 +36,6 @@ DEFAULT_BATCH_WORKERS = min(2, os.cpu_count() or 1)  # each process holds one ba
 # A helper process is replaced after this many batch runs: what a run leaves behind in a process
 # (Dagster's caches, the allocator's high-water mark) would otherwise grow with the number of batches.
 BATCHES_PER_HELPER = 8
-
-
-# Batches remapped per run of a taxonomy backfill: their tables are in memory together in its steps,
-# so memory stays that of this many batches however many there are, at a run's overhead per chunk.
-BACKFILL_RUN_BATCHES = 10
 
 
 class NothingToBuild(RuntimeError):
@@ -101,8 +96,8 @@ def run_taxonomy_backfill(
     progress: RunProgress = RunProgress(),
 ) -> BuildOutcome:
     """After a taxonomy edit: remap every known batch with the current taxonomy (its label masks are
-    reused as drawn) in runs over BACKFILL_RUN_BATCHES batches each, as a single-run backfill from
-    the UI does over its range, then QA, consensus, sampling and release."""
+    reused as drawn) in runs over BACKFILL_RUN_BATCHES batches each, as a backfill launched from the
+    UI is run (the batch assets' backfill policy), then QA, consensus, sampling and release."""
     with fewer_disk_syncs():
         return _backfill(defs, instance, env, log_level, progress)
 

@@ -1,6 +1,9 @@
 """The batch partitions, and how a step over several of them gives each batch its own check result.
 
-A batch stage runs every batch of a backfill in one step (a single-run backfill policy). Its
+A batch stage runs the batches of a backfill in runs of up to BACKFILL_RUN_BATCHES, each run one
+step over its batches (BATCH_BACKFILL_POLICY, for a backfill launched from the UI as for `segpipe
+backfill`): fewer runs than one per batch, and a step's memory that of its run's batches, not of
+every batch. Its
 metadata is added per partition (`context.add_asset_metadata(..., partition_key=batch)`), and its
 batch checks are declared per partition (`partitions_def=annotation_batches`, a preview feature of
 Dagster 1.13). Dagster's AssetCheckResult takes its partition from the run, which a run over
@@ -13,6 +16,10 @@ from collections.abc import Iterator, Mapping
 import dagster as dg
 
 annotation_batches = dg.DynamicPartitionsDefinition(name="annotation_batches")
+# Batches per run of a backfill: their tables are in memory together in a batch stage's step, so its
+# memory stays that of this many batches however many there are, at a run's overhead per chunk.
+BACKFILL_RUN_BATCHES = 10
+BATCH_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_RUN_BATCHES)
 
 
 def batch_check_spec(name: str, asset: str, description: str) -> dg.AssetCheckSpec:

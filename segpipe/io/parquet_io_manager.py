@@ -3,7 +3,7 @@
 A small UPathIOManager subclass instead of dagster-polars, which breaks under polars 2
 (shared/reference/dagster.md, section 3).
 
-One file per partition. A batch stage that runs many batches in one step (a single-run backfill)
+One file per partition. A batch stage that runs many batches in one step (a backfill run over several)
 declares its inputs and output as `dict[str, pl.DataFrame]`, one table per batch. A reader of every
 batch that declares its input as BatchTables (core/shared/batch_tables.py) reads the batches one at
 a time, in the columns it asks for, when it asks: its memory does not grow with the batches. Every

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from segpipe.defs.partitions import BACKFILL_RUN_BATCHES
 from segpipe.definitions import defs
 
 EXPECTED_ASSETS = {
@@ -72,6 +73,14 @@ def test_batch_stages_are_partitioned_by_annotation_batch_and_the_rest_are_not()
         key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).partitions_def is not None
     }
     assert partitioned == {"batch_images", "batch_shapes", "batch_quarantine", "batch_files", "mapped_shapes", "label_masks", "annotation_masks"}
+
+
+def test_a_backfill_runs_the_batch_stages_in_runs_of_at_most_the_cli_backfills_batches():
+    """A backfill from the UI is cut as `segpipe backfill` cuts its runs: memory per run stays bounded."""
+    graph = defs().resolve_asset_graph()
+    policies = {graph.get(key).backfill_policy for key in graph.get_all_asset_keys() if graph.get(key).partitions_def}
+    assert policies == {dg.BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_RUN_BATCHES)}
+    assert BACKFILL_RUN_BATCHES > 1  # one step over several batches, not a run per batch
 
 
 def test_jobs_schedule_and_sensor_resolve():

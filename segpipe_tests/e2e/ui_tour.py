@@ -11,6 +11,7 @@ import re
 
 from playwright.sync_api import Locator, Page, expect
 
+from segpipe.defs.partitions import BACKFILL_RUN_BATCHES
 from segpipe_tests.e2e.ui_screens import VIEWPORT, ScreenBook
 
 # Dagster 1.13's own class names (CSS modules keep the component's name as a prefix).
@@ -201,11 +202,12 @@ def taxonomy_backfill(page: Page, url: str, book: ScreenBook, partitions: int) -
     dialog.get_by_role("button", name="All", exact=True).click()
     selected = f"{partitions} partitions"
     expect(dialog.get_by_text(selected, exact=True)).to_be_visible()
-    expect(dialog.get_by_text("Backfills all partitions in a single run.")).to_be_visible()
+    in_runs = f"Backfills in multiple runs, with a maximum of {BACKFILL_RUN_BATCHES} partitions per run."
+    expect(dialog.get_by_text(in_runs)).to_be_visible()
     expect(dialog.get_by_role("button", name="Launch backfill")).to_be_enabled()
     book.record("taxonomy-backfill", still(page), asset="mapped_shapes", tab="Partitions",
                 clicks=["Materialize…", "All", "Launch backfill"], before_all="0 partitions", after_all=selected,
-                shows=["Backfills all partitions in a single run."])
+                shows=[in_runs])
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
 

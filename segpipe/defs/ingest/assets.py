@@ -9,7 +9,7 @@ from segpipe.core.ingest.model_settings import ModelSettings
 from segpipe.core.ingest.batch_report import quarantine_reasons, unusable_batch
 from segpipe.defs.ingest.bad_input import BAD_INPUT_TAG, BATCH_USABLE, USABLE_DESCRIPTION, tag_value, usable_result
 from segpipe.defs.metadata import markdown_table, metadata_table
-from segpipe.defs.partitions import annotation_batches, batch_check_results, batch_check_spec
+from segpipe.defs.partitions import BATCH_BACKFILL_POLICY, annotation_batches, batch_check_results, batch_check_spec
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
 from segpipe.io.object_store import LandingZone, ObjectStore
@@ -35,7 +35,7 @@ def _read_batch(batch_id: str, landing_zone: LandingZone, object_store: ObjectSt
     },
     group_name="ingest",
     partitions_def=annotation_batches,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=BATCH_BACKFILL_POLICY,
     pool="object_store",
     retry_policy=OBJECT_STORE_RETRY,
     check_specs=[

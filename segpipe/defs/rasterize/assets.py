@@ -7,14 +7,14 @@ from segpipe.core.rasterize.instance_masks import render_instance_masks
 from segpipe.core.rasterize.label_masks import rasterize_label_masks, render_class_masks
 from segpipe.core.release.item_annotations import remember_mask_annotations, remember_outlines
 from segpipe.defs.metadata import markdown_table
-from segpipe.defs.partitions import annotation_batches
+from segpipe.defs.partitions import BATCH_BACKFILL_POLICY, annotation_batches
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
 
 
 @dg.asset(group_name="rasterize", partitions_def=annotation_batches, kinds={"polars", "png"},
-          backfill_policy=dg.BackfillPolicy.single_run(), pool="rasterize",
+          backfill_policy=BATCH_BACKFILL_POLICY, pool="rasterize",
           retry_policy=OBJECT_STORE_RETRY)
 def label_masks(
     context: dg.AssetExecutionContext,
@@ -34,7 +34,7 @@ def label_masks(
 
 
 @dg.asset(group_name="rasterize", partitions_def=annotation_batches, kinds={"polars", "png"},
-          backfill_policy=dg.BackfillPolicy.single_run(), pool="rasterize",
+          backfill_policy=BATCH_BACKFILL_POLICY, pool="rasterize",
           retry_policy=OBJECT_STORE_RETRY)
 def annotation_masks(
     context: dg.AssetExecutionContext,

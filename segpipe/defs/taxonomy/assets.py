@@ -9,7 +9,7 @@ from segpipe.core.shared.schemas import MappedShapeRecord
 from segpipe.core.taxonomy.coverage import no_label_mapped, unmapped_labels_with_rules
 from segpipe.core.taxonomy.model import map_labels
 from segpipe.defs.metadata import markdown_table, metadata_table
-from segpipe.defs.partitions import annotation_batches
+from segpipe.defs.partitions import BATCH_BACKFILL_POLICY, annotation_batches
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.environment import current_environment
 from segpipe.io.pipeline_config import PipelineConfig
@@ -38,7 +38,7 @@ def taxonomy_spec(pipeline_config: PipelineConfig) -> dg.MaterializeResult:
 @dg.asset(
     group_name="taxonomy",
     partitions_def=annotation_batches,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=BATCH_BACKFILL_POLICY,
     deps=[taxonomy_spec],
     kinds={"polars"},
     retry_policy=OBJECT_STORE_RETRY,  # its tables are read from and written to the store

@@ -35,8 +35,8 @@ import orjson
 
 from segpipe_tests.bench.rasterize import ensure_data, json_files
 from segpipe_tests.bench.whole_graph import (
-    BATCH_SCENES, FLAT_TOLERANCE, MIB, _cpu_seconds, _peak_rss_mib, _phase, bench_pipeline, land_batch,
-    launched_copy, new_scenes,
+    BATCH_SCENES, FLAT_TOLERANCE, MIB, _cpu_seconds, _peak_rss_mib, _phase, bench_pipeline, bench_project,
+    land_batch, launched_copy, new_scenes,
 )
 
 PEAK_RSS_TARGET_MIB = 1024.0
@@ -152,7 +152,7 @@ def child_build(data: Path, size: int, work_root: Path, with_ratios: bool) -> di
 
     from segpipe.cli.local_build import DEFAULT_BATCH_WORKERS, run_local_build, run_taxonomy_backfill
     from segpipe.definitions import defs as load_defs
-    from segpipe.environment import PACKAGE_CONFIG, current_environment
+    from segpipe.environment import current_environment
     from segpipe_tests.bench.backfill import step_seconds
 
     files = json_files(data)
@@ -161,14 +161,7 @@ def child_build(data: Path, size: int, work_root: Path, with_ratios: bool) -> di
         raise SystemExit(f"{data}: {len(files)} scenes, {size + extra} needed")
     with tempfile.TemporaryDirectory(prefix="segpipe-scale-sweep-", dir=work_root) as tmp:
         work = Path(tmp)
-        landing, taxonomy, pipeline = work / "landing", work / "taxonomy.yaml", work / "pipeline.yaml"
-        for start in range(0, size, BATCH_SCENES):
-            land_batch(landing, f"cs-{start // BATCH_SCENES:04d}", data, files[start:min(size, start + BATCH_SCENES)])
-        taxonomy.write_text((PACKAGE_CONFIG / "presets" / "cityscapes.yaml").read_text())
-        pipeline.write_text(bench_pipeline())
-        os.environ.update({"SEGPIPE_HOME": str(work), "SEGPIPE_LANDING_ROOT": str(landing),
-                           "SEGPIPE_STORAGE_ROOT": str(work / "store"), "SEGPIPE_TAXONOMY": str(taxonomy),
-                           "SEGPIPE_PIPELINE_CONFIG": str(pipeline), "SEGPIPE_PSEUDONYM_KEY_FILE": str(work / "key")})
+        landing, taxonomy = bench_project(work, data, files[:size], bench_pipeline())
         phases, windows = {}, {}
         with dg.instance_for_test() as instance:
             def timed(name: str, build, landed: int, **options) -> None:

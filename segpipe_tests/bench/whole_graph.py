@@ -97,6 +97,23 @@ def land_batch(landing: Path, batch_id: str, data: Path, files: list[Path]) -> N
     (directory / "batch.json").write_bytes(orjson.dumps(batch))
 
 
+def bench_project(work: Path, data: Path, files: list[Path], pipeline: str) -> tuple[Path, Path]:
+    """A project in `work` for this process: `files` landed in batches of BATCH_SCENES, the Cityscapes
+    preset as its taxonomy, `pipeline` as its pipeline.yaml, the environment pointing at them; its
+    landing folder."""
+    from segpipe.environment import PACKAGE_CONFIG
+
+    landing, taxonomy, pipeline_path = work / "landing", work / "taxonomy.yaml", work / "pipeline.yaml"
+    for start in range(0, len(files), BATCH_SCENES):
+        land_batch(landing, f"cs-{start // BATCH_SCENES:04d}", data, files[start:start + BATCH_SCENES])
+    taxonomy.write_text((PACKAGE_CONFIG / "presets" / "cityscapes.yaml").read_text())
+    pipeline_path.write_text(pipeline)
+    os.environ.update({"SEGPIPE_HOME": str(work), "SEGPIPE_LANDING_ROOT": str(landing),
+                       "SEGPIPE_STORAGE_ROOT": str(work / "store"), "SEGPIPE_TAXONOMY": str(taxonomy),
+                       "SEGPIPE_PIPELINE_CONFIG": str(pipeline_path), "SEGPIPE_PSEUDONYM_KEY_FILE": str(work / "key")})
+    return landing, taxonomy
+
+
 def bench_pipeline() -> str:
     """The packaged pipeline.yaml without its distribution targets (target_size, foundation, strata:
     the demo's metadata, which Cityscapes batches do not carry), and an unlabelled-share limit that
@@ -193,7 +210,7 @@ def child_build(data: Path, size: int, work_root: Path, workers: int, part_mib: 
     import dagster as dg
 
     from segpipe.definitions import defs as load_defs
-    from segpipe.environment import PACKAGE_CONFIG, current_environment
+    from segpipe.environment import current_environment
     from segpipe.cli.local_build import run_local_build, run_taxonomy_backfill
     from segpipe_tests.bench.backfill import step_seconds
 
@@ -203,14 +220,8 @@ def child_build(data: Path, size: int, work_root: Path, workers: int, part_mib: 
         raise SystemExit(f"{data}: {len(files)} scenes, {size + extra} needed")
     with tempfile.TemporaryDirectory(prefix="segpipe-whole-graph-", dir=work_root) as tmp:
         work = Path(tmp)
-        landing, taxonomy, pipeline = work / "landing", work / "taxonomy.yaml", work / "pipeline.yaml"
-        for start in range(0, size, BATCH_SCENES):
-            land_batch(landing, f"cs-{start // BATCH_SCENES:04d}", data, files[start:min(size, start + BATCH_SCENES)])
-        taxonomy.write_text((PACKAGE_CONFIG / "presets" / "cityscapes.yaml").read_text())
-        pipeline.write_text(bench_pipeline() + f"release:\n  part_mib: {part_mib}\n")
-        os.environ.update({"SEGPIPE_HOME": str(work), "SEGPIPE_LANDING_ROOT": str(landing),
-                           "SEGPIPE_STORAGE_ROOT": str(work / "store"), "SEGPIPE_TAXONOMY": str(taxonomy),
-                           "SEGPIPE_PIPELINE_CONFIG": str(pipeline), "SEGPIPE_PSEUDONYM_KEY_FILE": str(work / "key")})
+        pipeline = bench_pipeline() + f"release:\n  part_mib: {part_mib}\n"
+        landing, taxonomy = bench_project(work, data, files[:size], pipeline)
         rss_before = _peak_rss_mib()
         phases = {}
         with dg.instance_for_test() as instance, TreeRss() as tree:

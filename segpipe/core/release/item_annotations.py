@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from segpipe.core.rasterize.label_masks import render_class_masks
 from segpipe.core.release.coco_annotations import SHAPE_COLUMNS, POLYGON_SOURCES, released_shapes, shape_annotations
 from segpipe.core.release.writers.coco import remember_shape_annotations, shapes_memo, slices_by_mask
 from segpipe.core.release.writers.yolo import trace_outlines
@@ -74,6 +75,21 @@ def remember_item_annotations(items: pl.DataFrame, shape_batches: Iterable[pl.Da
         for task, future in pending:
             _remember(task, future.result(), store)
     return memos
+
+
+def render_class_masks_ahead(label_masks: pl.DataFrame, mapped_shapes: pl.DataFrame, images: pl.DataFrame,
+                             taxonomy: Taxonomy, mask_encoding: str, store: ArtefactStore) -> tuple[pl.DataFrame, int]:
+    """render_class_masks in a batch's own run, with what the release will ship of each mask's
+    annotations remembered ahead (its outlines from the pixels as drawn, then
+    remember_mask_annotations): batch runs share a build's processes, the release runs on one. The
+    masks, and how many annotations it computed."""
+    traced: list[bool] = []
+
+    def trace(mask_key: str, mask: np.ndarray) -> None:
+        traced.append(remember_outlines(mask_key, mask, taxonomy, store))
+
+    masks = render_class_masks(label_masks, mapped_shapes, images, taxonomy, mask_encoding, store, drawn=trace)
+    return masks, sum(traced) + remember_mask_annotations(masks, mapped_shapes, taxonomy, store)
 
 
 def remember_mask_annotations(masks: pl.DataFrame, mapped_shapes: pl.DataFrame, taxonomy: Taxonomy,

@@ -1,11 +1,10 @@
 import dagster as dg
-import numpy as np
 import polars as pl
 
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.rasterize.instance_masks import render_instance_masks
 from segpipe.core.rasterize.label_masks import rasterize_label_masks, render_class_masks
-from segpipe.core.release.item_annotations import remember_mask_annotations, remember_outlines
+from segpipe.core.release.item_annotations import render_class_masks_ahead
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.partitions import BATCH_BACKFILL_POLICY, annotation_batches
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
@@ -49,8 +48,8 @@ def annotation_masks(
     taxonomy edit leaves as they were are found in the store and not written again. With
     `instance_masks: true`, each entry's 16-bit instance-id mask too. A batch's own run also
     computes what the release will ship of each mask's annotations (YOLO outlines, COCO shapes:
-    item_annotations.remember_mask_annotations), as batch runs share a build's processes; a
-    backfill runs every batch in one step, and leaves that to the release, which spreads it over
+    item_annotations.render_class_masks_ahead), as batch runs share a build's processes; a
+    backfill run over several batches leaves that to the release, which spreads it over
     release.workers."""
     with only_transient_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
@@ -63,19 +62,13 @@ def annotation_masks(
         tables = {}
         for batch in context.partition_keys:
             written_before = len(written)
-            own_run = len(context.partition_keys) == 1
-            traced: list[bool] = []
-
-            def trace(mask_key: str, mask: np.ndarray) -> None:
-                traced.append(remember_outlines(mask_key, mask, taxonomy, store))
-
-            masks = render_class_masks(label_masks[batch], mapped_shapes[batch], batch_images[batch], taxonomy,
-                                       settings.mask_encoding, store, drawn=trace if own_run else None)
+            inputs = (label_masks[batch], mapped_shapes[batch], batch_images[batch], taxonomy, settings.mask_encoding,
+                      store)
+            masks, ahead = (render_class_masks_ahead(*inputs) if len(context.partition_keys) == 1
+                            else (render_class_masks(*inputs), 0))
             if settings.instance_masks:
                 masks = render_instance_masks(batch, masks, mapped_shapes[batch], taxonomy, store)
             tables[batch] = masks
-            ahead = (sum(traced) + remember_mask_annotations(masks, mapped_shapes[batch], taxonomy, store)
-                     if own_run else 0)
             # instance masks are written too; only class masks count here
             class_masks_written = sum(key.startswith("masks/") for key in written[written_before:])
             context.add_asset_metadata({**_masks_metadata(masks, class_masks_written, settings.mask_encoding),

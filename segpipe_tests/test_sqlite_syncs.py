@@ -91,3 +91,37 @@ def test_a_dagster_sqlite_instance_records_a_run_within_the_block(tmp_path):
         assert instance.get_latest_materialization_event(dg.AssetKey("number")) is not None
     with dg.instance_for_test(temp_dir=str(tmp_path)) as reopened:
         assert reopened.get_run_record_by_id(result.run_id).dagster_run.is_success
+
+
+def _engines_per_database(tmp_path: Path, within: bool) -> dict[str, set[int]]:
+    """The engines Dagster's SQLite storages connected through, per database, while a run was recorded."""
+    engines: dict[str, set[int]] = {}
+
+    def connected(connection: sa.Connection) -> None:
+        engines.setdefault(str(connection.engine.url), set()).add(id(connection.engine))
+
+    @dg.asset
+    def number() -> int:
+        return 1
+
+    tmp_path.mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        sa.event.listen(sa.Engine, "engine_connect", connected)
+        try:
+            with fewer_disk_syncs() if within else contextlib.nullcontext():
+                assert dg.materialize([number], instance=instance).success
+        finally:
+            sa.event.remove(sa.Engine, "engine_connect", connected)
+    return {url: ids for url, ids in engines.items() if url.startswith("sqlite:///")}
+
+
+def test_dagster_sqlite_storages_are_handed_one_kept_engine_per_database_within_the_block(tmp_path):
+    from dagster._core.storage import sql
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log
+    from dagster._core.storage.runs.sqlite import sqlite_run_storage
+
+    outside = _engines_per_database(tmp_path / "outside", within=False)
+    assert max(len(ids) for ids in outside.values()) > 1  # Dagster's own: an engine per operation
+    within = _engines_per_database(tmp_path / "within", within=True)
+    assert within and all(len(ids) == 1 for ids in within.values())  # compiled statements cached on it
+    assert sqlite_event_log.create_engine is sql.create_engine is sqlite_run_storage.create_engine  # theirs again

@@ -9,19 +9,47 @@ close, and the log is checkpointed only when it outgrows SQLite's threshold) and
 synchronous=NORMAL, with which SQLite keeps a WAL database consistent through a crash or a power
 loss: what such a loss can undo is the last events recorded, which a build records again (a batch
 not recorded as done is built again; a release of the same content is not published twice).
+
+Dagster's SQLite storages also make a SQLAlchemy engine per operation, so each statement is
+compiled again (a compiled statement is cached on its engine): meanwhile they are handed one
+engine per database and options, kept (its pool is NullPool, as theirs: a connection per use),
+about 1 ms less per operation and several hundred operations a run.
 """
 
 import contextlib
+import importlib
 import sqlite3
 import threading
 from collections.abc import Iterator
+from typing import Any
 
+import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 _keepers: dict[str, sqlite3.Connection] = {}  # database file -> the idle connection kept open to it
 _lock = threading.Lock()
 _installed = 0  # nested fewer_disk_syncs blocks in this process
+_engines: dict[tuple[str, str], Engine] = {}  # (URL, options) -> the engine kept for them
+# Dagster's SQLite storages, each of which calls its module's create_engine for every operation
+_ENGINE_MAKERS = ("dagster._core.storage.runs.sqlite.sqlite_run_storage",
+                  "dagster._core.storage.schedules.sqlite.sqlite_schedule_storage",
+                  "dagster._core.storage.event_log.sqlite.sqlite_event_log",
+                  "dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log")
+
+
+def _kept_engine(url: str, **options: Any) -> Engine:
+    key = (str(url), repr(sorted(options.items())))
+    with _lock:
+        if key not in _engines:
+            _engines[key] = sqlalchemy.create_engine(url, **options)
+        return _engines[key]
+
+
+def _hand_out_kept_engines(kept: bool) -> None:
+    theirs = importlib.import_module("dagster._core.storage.sql").create_engine
+    for name in _ENGINE_MAKERS:
+        importlib.import_module(name).create_engine = _kept_engine if kept else theirs
 
 
 def _on_connect(connection: object, _record: object) -> None:
@@ -48,6 +76,7 @@ def fewer_disk_syncs() -> Iterator[None]:
         _installed += 1
         if _installed == 1:
             event.listen(Engine, "connect", _on_connect)
+            _hand_out_kept_engines(True)
     try:
         yield
     finally:
@@ -55,6 +84,10 @@ def fewer_disk_syncs() -> Iterator[None]:
             _installed -= 1
             if _installed == 0:
                 event.remove(Engine, "connect", _on_connect)
+                _hand_out_kept_engines(False)
+                for engine in _engines.values():
+                    engine.dispose()
+                _engines.clear()
                 for keeper in _keepers.values():
                     keeper.close()
                 _keepers.clear()
@@ -67,3 +100,4 @@ def keep_for_process() -> None:
         _installed += 1
         if _installed == 1:
             event.listen(Engine, "connect", _on_connect)
+            _hand_out_kept_engines(True)

@@ -17,7 +17,7 @@ from typing import BinaryIO, Protocol
 from segpipe.core.release.verify import MEMBER_ERRORS
 from segpipe.core.release.writers.writer import CopiedRecord, Deferred, Member
 from segpipe.core.shared.hashing_writer import HashingWriter
-from segpipe.core.shared.parallel_deflate import ParallelDeflater
+from segpipe.core.release.parallel_deflate import ParallelDeflater
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # zlib's level 1: a YOLO label (about 300 KB of text at 2048x1024) deflates in 2 ms instead of 5.7 ms

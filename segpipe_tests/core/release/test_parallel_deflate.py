@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from segpipe.core.release.packaging import ZipPackager
 from segpipe.core.release.writers.writer import Member
-from segpipe.core.shared.parallel_deflate import WINDOW_BYTES, ParallelDeflater
+from segpipe.core.release.parallel_deflate import WINDOW_BYTES, ParallelDeflater
 
 
 def _deflated(data: bytes, writes: list[int], threads: int, chunk_bytes: int) -> bytes:

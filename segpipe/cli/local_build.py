@@ -84,11 +84,13 @@ def _build(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment,
         if not spec.success:
             return _failed(batches, spec.run_id)
         failed_batches = _batch_runs(defs, instance, new, quiet, progress, helpers)
-    if not done_batches(instance):
-        return replace(_failed(batches, next(iter(failed_batches.values()))), failed_batches=failed_batches,
-                       not_batches=not_batches)
-    return replace(_release(defs, instance, batches, quiet, progress), failed_batches=failed_batches, removed=removed,
-                   not_batches=not_batches)
+        for helper in helpers:
+            helper.let_go()
+        if not done_batches(instance):
+            return replace(_failed(batches, next(iter(failed_batches.values()))), failed_batches=failed_batches,
+                           not_batches=not_batches)
+        return replace(_release(defs, instance, batches, quiet, progress), failed_batches=failed_batches,
+                       removed=removed, not_batches=not_batches)
 
 
 def run_taxonomy_backfill(
@@ -146,13 +148,19 @@ class BatchHelper:
         self._runs += 1
         return self._process.submit(_helper_batch_run, instance_ref, batch, run_id, quiet).result()
 
+    def let_go(self) -> None:
+        """Its runs are done: it exits meanwhile (about a second of tearing down), not in the build's way."""
+        self._process.shutdown(wait=False)
+
     def close(self) -> None:
         self._process.shutdown(wait=True)
 
 
 @contextlib.contextmanager
 def _batch_helpers(count: int) -> Iterator[list[BatchHelper]]:
-    """`count` batch helpers (none under the Celery executor: the workers are where the steps run).
+    """`count` batch helpers (none under the Celery executor: the workers are where the steps run),
+    each waited for at the end, whether let go (exiting while the release runs: the release's memory
+    and an exiting helper's stay below two batch processes') or not.
     Helpers rather than a pool of all the workers: this process, its definitions loaded, would sit
     idle beside them, and the sum of the processes' memory is what a host must have."""
     helpers = [BatchHelper() for _ in range(max(count, 0))]

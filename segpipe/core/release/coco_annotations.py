@@ -48,39 +48,48 @@ def shape_annotations(shapes: pl.DataFrame, taxonomy: Taxonomy, width: int, heig
             "kind", "rings", "mask_box", "mask_counts", "class_id", "mapping", "is_crowd").iter_rows():
         if mapping != "mapped" or class_id not in class_ids:
             continue
-        pixels, left, top = (_mask_pixels(box, counts, width, height) if kind == "mask"
-                             else _shape_pixels(rings, width, height))
-        rows, columns = pixels.any(axis=1), pixels.any(axis=0)
-        if not rows.any():
-            continue
-        first_row, first_column = int(rows.argmax()), int(columns.argmax())
-        bbox = [left + first_column, top + first_row, int(columns.size - columns[::-1].argmax()) - first_column,
-                int(rows.size - rows[::-1].argmax()) - first_row]
-        if is_crowd or kind == "mask":
-            segmentation: dict | list = encode_window_rle(pixels, left, top, width, height)
+        if kind == "mask":
+            annotation = _pixel_annotation(*_mask_pixels(box, counts, width, height), width, height, class_id, is_crowd)
+        elif (window := _shape_window(rings, width, height)) is None or (extent := window[0].getbbox()) is None:
+            annotation = None
+        elif is_crowd:
+            image, left, top = window
+            annotation = _pixel_annotation(np.asarray(image).view(bool), left, top, width, height, class_id, is_crowd)
         else:
-            segmentation = [list(ring) for ring in rings]
-        found.append({"category_id": class_id, "segmentation": segmentation, "area": int(np.count_nonzero(pixels)),
-                      "bbox": bbox, "iscrowd": int(is_crowd)})
+            (image, left, top), (x0, y0, x1, y1) = window, extent
+            annotation = {"category_id": class_id, "segmentation": [list(ring) for ring in rings],
+                          "area": image.histogram()[1], "bbox": [left + x0, top + y0, x1 - x0, y1 - y0], "iscrowd": 0}
+        if annotation is not None:
+            found.append(annotation)
     return found
 
 
-def _shape_pixels(rings: list[list[float]], width: int, height: int) -> tuple[np.ndarray, int, int]:
-    """The pixels one polygon or box paints, on the smallest window of the frame holding its rings,
-    and the window's (left, top): drawing a shape on the whole frame would cost a frame per shape."""
-    coordinates = [np.asarray(ring, dtype=np.float64) for ring in rings]
-    xs = np.concatenate([ring[0::2] for ring in coordinates])
-    ys = np.concatenate([ring[1::2] for ring in coordinates])
-    left, top = max(0, math.floor(xs.min()) - 1), max(0, math.floor(ys.min()) - 1)
-    right, bottom = min(width, math.ceil(xs.max()) + 2), min(height, math.ceil(ys.max()) + 2)
+def _pixel_annotation(pixels: np.ndarray, left: int, top: int, width: int, height: int, class_id: int,
+                      is_crowd: bool) -> dict | None:
+    """The annotation of a shape's pixels (on a window at left, top) as an RLE; None when it has none."""
+    rows, columns = pixels.any(axis=1), pixels.any(axis=0)
+    if not rows.any():
+        return None
+    first_row, first_column = int(rows.argmax()), int(columns.argmax())
+    bbox = [left + first_column, top + first_row, int(columns.size - columns[::-1].argmax()) - first_column,
+            int(rows.size - rows[::-1].argmax()) - first_row]
+    return {"category_id": class_id, "segmentation": encode_window_rle(pixels, left, top, width, height),
+            "area": int(np.count_nonzero(pixels)), "bbox": bbox, "iscrowd": int(is_crowd)}
+
+
+def _shape_window(rings: list[list[float]], width: int, height: int) -> tuple[Image.Image, int, int] | None:
+    """One polygon or box painted (1 on 0) on the smallest window of the frame holding its rings, and
+    the window's (left, top); None when the rings lie outside the frame. Pillow measures the window
+    (getbbox, histogram) without a copy into numpy: a shape's measuring costs about as much as its drawing."""
+    xs = [x for ring in rings for x in ring[0::2]]
+    ys = [y for ring in rings for y in ring[1::2]]
+    left, top = max(0, math.floor(min(xs)) - 1), max(0, math.floor(min(ys)) - 1)
+    right, bottom = min(width, math.ceil(max(xs)) + 2), min(height, math.ceil(max(ys)) + 2)
     if right <= left or bottom <= top:
-        return np.zeros((0, 0), dtype=bool), 0, 0
-    for ring in coordinates:
-        ring[0::2] -= left
-        ring[1::2] -= top
+        return None
     window = Image.new("L", (right - left, bottom - top), 0)
-    draw_rings(ImageDraw.Draw(window), [ring.tolist() for ring in coordinates], 1)
-    return np.asarray(window).view(bool), left, top
+    draw_rings(ImageDraw.Draw(window), rings, 1, (left, top))
+    return window, left, top
 
 
 def _mask_pixels(box: list[int], counts: list[int], width: int, height: int) -> tuple[np.ndarray, int, int]:

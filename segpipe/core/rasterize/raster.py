@@ -54,7 +54,8 @@ def paint_in_order(ordered: pl.DataFrame, width: int, height: int, background: i
     return np.asarray(canvas)
 
 
-def draw_rings(draw: ImageDraw.ImageDraw, rings: list[list[float]], fill: int, origin: tuple[int, int] = (0, 0)) -> None:
+def draw_rings(draw: ImageDraw.ImageDraw, rings: list[list[float]], fill: int,
+               origin: tuple[int, int] = (0, 0)) -> None:
     """Fill the union of a polygon's or box's rings (flat x, y lists) by Pillow's scan conversion:
     the one polygon rule of every mask and of the COCO annotations drawn from the same shapes.
     `origin` is the frame's point at the canvas's top left, for a canvas that is a window of the frame."""

@@ -4,8 +4,8 @@ ZipPackager writes them into one deterministic ZIP: members in the order they co
 timestamps and permissions, images and masks stored as they are (compressed already), the rest
 deflated at DEFLATE_LEVEL; a streamed one (coco.json, which every nightly rewrites whole, 240 MB
 at 5,000 Cityscapes-style scenes) on every core (parallel_deflate: its deflate in one thread was
-the largest part of a nightly's release). A packager takes each member's SHA-256 as it writes it and hands
-it back, for the manifest and SHA256SUMS, so nothing is read twice.
+the largest part of a nightly's release). A packager takes each member's SHA-256 as it writes it
+and hands it back, for the manifest and SHA256SUMS, so nothing is read twice.
 """
 
 import contextlib
@@ -14,10 +14,10 @@ import hashlib
 import zipfile
 from typing import BinaryIO, Protocol
 
+from segpipe.core.release.parallel_deflate import ParallelDeflater
 from segpipe.core.release.verify import MEMBER_ERRORS
 from segpipe.core.release.writers.writer import CopiedRecord, Deferred, Member
 from segpipe.core.shared.hashing_writer import HashingWriter
-from segpipe.core.release.parallel_deflate import ParallelDeflater
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # zlib's level 1: a YOLO label (about 300 KB of text at 2048x1024) deflates in 2 ms instead of 5.7 ms

@@ -46,7 +46,8 @@ def s3_options(endpoint_url: str | None, limits: RequestLimits) -> dict:
     """s3fs storage options: the endpoint (SeaweedFS, MinIO) and botocore's timeouts and retries."""
     options: dict = {"config_kwargs": {
         "connect_timeout": limits.connect_timeout_s, "read_timeout": limits.read_timeout_s,
-        "retries": {"max_attempts": limits.attempts, "mode": "standard"},
+        # total_max_attempts counts the first request; botocore reads a client's max_attempts as retries (one more)
+        "retries": {"total_max_attempts": limits.attempts, "mode": "standard"},
         "http_session_cls": UploadBoundedHTTPSession}}
     if endpoint_url:
         options["client_kwargs"] = {"endpoint_url": endpoint_url}

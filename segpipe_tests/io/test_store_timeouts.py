@@ -15,8 +15,7 @@ from segpipe_tests.s3_server import run_s3_server
 
 pytestmark = pytest.mark.s3
 
-READ_TIMEOUT_S = 2.0
-MARGIN_S = 3.0  # client set-up and scheduling on a loaded machine, far below a hang
+READ_TIMEOUT_S = 3.0
 
 
 def test_a_paused_store_fails_a_read_within_the_timeout(tmp_path, monkeypatch):
@@ -38,6 +37,7 @@ def test_a_paused_store_fails_a_read_within_the_timeout(tmp_path, monkeypatch):
             elapsed = time.monotonic() - started
         finally:
             os.killpg(server.pid, signal.SIGCONT)
-        assert elapsed < READ_TIMEOUT_S + MARGIN_S, f"{caught.value!r} after {elapsed:.1f} s"
+        # one attempt (request_attempts=1), with time for a loaded machine; a second would take 2 timeouts
+        assert READ_TIMEOUT_S <= elapsed < 2 * READ_TIMEOUT_S, f"{caught.value!r} after {elapsed:.1f} s"
         assert is_transient(caught.value, NOT_RETRIED), repr(caught.value)
         assert store.read_bytes("masks/b1/e1.png") == b"mask"  # and the store answers again once resumed

@@ -5,35 +5,59 @@ land in train and test the test set leaks. Images are compared by their 64-bit d
 (computed at ingest): copies differ in a few bits, different scenes in about half. Pairs within
 `max_bits` are found without comparing every pair: split into max_bits + 1 bands, two hashes that
 close agree exactly on at least one band (pigeonhole), so only images sharing a band are compared.
+Scenes from one camera rig have similar hashes, so a band's buckets can still hold hundreds of
+images: the candidates are compared with numpy, PAIR_CHUNK pairs at a time (memory stays bounded
+whatever the bucket sizes), not one Python comparison each.
 """
 
-from collections import defaultdict
-
+import numpy as np
 import polars as pl
 
 HASH_BITS = 64
+PAIR_CHUNK = 1 << 22  # candidate pairs compared at once: 4M pairs, about 100 MB of index arrays
 
 
 def near_duplicate_pairs(images: pl.DataFrame, max_bits: int) -> list[tuple[str, str, int]]:
-    """(image_id, image_id, bits that differ) for every pair of distinct images within max_bits
-    (images: image_id, perceptual_hash; one row per image)."""
-    hashes = {image_id: int(value, 16) for image_id, value in images.select("image_id", "perceptual_hash").unique(
-        "image_id", keep="first").sort("image_id").iter_rows()}
+    """(image_id, image_id, bits that differ), the first id the smaller, for every pair of distinct
+    images within max_bits (images: image_id, perceptual_hash; one row per image), sorted."""
+    unique = images.select("image_id", "perceptual_hash").unique("image_id", keep="first").sort("image_id")
+    ids = unique["image_id"].to_list()
+    hashes = np.array([int(value, 16) for value in unique["perceptual_hash"]], dtype=np.uint64)
     bands = max_bits + 1
     edges = [round(HASH_BITS * i / bands) for i in range(bands + 1)]
-    buckets: dict[tuple[int, int], list[str]] = defaultdict(list)
-    for image_id, value in hashes.items():
-        for band, (low, high) in enumerate(zip(edges, edges[1:], strict=False)):
-            buckets[band, (value >> low) & ((1 << (high - low)) - 1)].append(image_id)
-    pairs = set()
-    for members in buckets.values():
-        for i, first in enumerate(members):
-            for second in members[i + 1:]:
-                bits = (hashes[first] ^ hashes[second]).bit_count()
-                if bits <= max_bits:
-                    pairs.add((first, second, bits))
-    return sorted(pairs)
+    found: list[np.ndarray] = []
+    for low, high in zip(edges, edges[1:], strict=False):
+        band = (hashes >> np.uint64(low)) & np.uint64((1 << (high - low)) - 1)
+        for first, second in _bucket_pairs(band):
+            bits = np.bitwise_count(hashes[first] ^ hashes[second])
+            near = bits <= max_bits
+            found.append(np.stack([first[near], second[near], bits[near].astype(np.int64)], axis=1))
+    if not found:
+        return []
+    pairs = np.unique(np.concatenate(found), axis=0)  # a pair sharing several bands is found once per band
+    return [(ids[first], ids[second], int(bits)) for first, second, bits in pairs.tolist()]
 
+
+def _bucket_pairs(band: np.ndarray):
+    """(first, second) index arrays, first < second, of every two images with the same band value,
+    in chunks of at most PAIR_CHUNK pairs."""
+    order = np.argsort(band, kind="stable")  # ascending indices within a bucket
+    values = band[order]
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    sizes = np.diff(np.r_[starts, len(values)])
+    bucket_end = np.repeat(starts + sizes, sizes)  # per sorted position: where its bucket ends
+    partners = bucket_end - np.arange(len(values)) - 1  # later members of its bucket
+    position = 0
+    while position < len(values):
+        taken = np.cumsum(partners[position:])
+        end = position + max(1, int(np.searchsorted(taken, PAIR_CHUNK, side="right")))
+        counts = partners[position:end]
+        total = int(counts.sum())
+        if total:
+            own = np.repeat(np.arange(position, end), counts)
+            offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+            yield order[own], order[own + 1 + offset]
+        position = end
 
 def near_duplicate_entries(entries: pl.DataFrame, max_bits: int) -> dict[str, str]:
     """Each entry whose image nearly duplicates an image first seen earlier (in batch, file order),

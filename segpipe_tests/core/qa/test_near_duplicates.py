@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from segpipe.core.ingest.images import difference_hash, inspect_image
+from segpipe.core.qa import near_duplicates
 from segpipe.core.qa.near_duplicates import near_duplicate_entries, near_duplicate_pairs, split_leaks
 
 
@@ -38,6 +39,35 @@ def test_banded_search_finds_exactly_the_pairs_a_full_comparison_finds(values, m
                        for a, x in enumerate(values) for b, y in enumerate(values)
                        if a < b and (x ^ y).bit_count() <= max_bits})
     assert near_duplicate_pairs(images, max_bits) == expected
+
+
+def every_pair_within(values: list[int], max_bits: int) -> list[tuple[str, str, int]]:
+    return sorted((f"i{a:03d}", f"i{b:03d}", (x ^ y).bit_count()) for a, x in enumerate(values)
+                  for b, y in enumerate(values) if a < b and (x ^ y).bit_count() <= max_bits)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=4),
+       st.lists(st.tuples(st.integers(0, 3), st.lists(st.integers(0, 63), max_size=8)), min_size=2, max_size=60),
+       st.integers(0, 10))
+def test_clustered_hashes_give_exactly_the_pairs_a_full_comparison_finds(bases, copies, max_bits):
+    """Hashes as a camera rig gives them: copies of a few scenes with a few bits flipped (some
+    identical), so buckets are large and pairs share several bands."""
+    values = [bases[base % len(bases)] ^ sum(1 << bit for bit in set(flips)) for base, flips in copies]
+    images = pl.DataFrame({"image_id": [f"i{n:03d}" for n in range(len(values))],
+                           "perceptual_hash": [f"{v:016x}" for v in values]})
+    assert near_duplicate_pairs(images, max_bits) == every_pair_within(values, max_bits)
+
+
+def test_pairs_compared_in_chunks_are_all_found(monkeypatch):
+    """One bucket of 40 identical hashes holds 780 pairs: compared 7 at a time, none is lost or doubled."""
+    monkeypatch.setattr(near_duplicates, "PAIR_CHUNK", 7)
+    values = [0xFFFF0000FFFF0000] * 40 + [0x0F0F0F0F0F0F0F0F ^ (1 << n) for n in range(20)]
+    images = pl.DataFrame({"image_id": [f"i{n:03d}" for n in range(len(values))],
+                           "perceptual_hash": [f"{v:016x}" for v in values]})
+    pairs = near_duplicate_pairs(images, 4)
+    assert pairs == every_pair_within(values, 4)
+    assert len(pairs) == 40 * 39 // 2 + 20 * 19 // 2
 
 
 def test_the_later_file_is_flagged_and_names_the_earlier_one():

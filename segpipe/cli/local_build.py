@@ -96,34 +96,49 @@ def _build(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment,
 
 def run_taxonomy_backfill(
     defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str = "WARNING",
-    progress: RunProgress = RunProgress(),
+    progress: RunProgress = RunProgress(), batch_workers: int = 1,
 ) -> BuildOutcome:
     """After a taxonomy edit: remap every known batch with the current taxonomy (its label masks are
-    reused as drawn) in runs over BACKFILL_RUN_BATCHES batches each, as a backfill launched from the
-    UI is run (the batch assets' backfill policy), then QA, consensus, sampling and release."""
+    reused as drawn) in runs over at most BACKFILL_RUN_BATCHES batches each, as a backfill launched
+    from the UI is run (the batch assets' backfill policy), then QA, consensus, sampling and release.
+    With `batch_workers` > 1 the runs are shared with helper processes as a build's batch runs are
+    (run_local_build), the batches cut so that every process gets a run."""
     with fewer_disk_syncs(), _collected_per_run():
-        return _backfill(defs, instance, env, log_level, progress)
+        return _backfill(defs, instance, env, log_level, progress, batch_workers)
 
 
 def _backfill(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str,
-              progress: RunProgress) -> BuildOutcome:
+              progress: RunProgress, batch_workers: int) -> BuildOutcome:
     load_taxonomy(env.taxonomy_path)
     batches = instance.get_dynamic_partitions(annotation_batches.name)
     if not batches:
         raise NothingToBuild("no batches have been ingested yet; run `segpipe build` first")
     quiet = _quiet(log_level)
-    spec = _execute(defs, "taxonomy_job", instance, progress, "taxonomy", run_config=quiet)
-    if not spec.success:
-        return _failed(sorted(batches), spec.run_id)
-    for start in range(0, len(batches), BACKFILL_RUN_BATCHES):
-        chunk = batches[start:start + BACKFILL_RUN_BATCHES]
-        in_chunk = {"dagster/asset_partition_range_start": chunk[0], "dagster/asset_partition_range_end": chunk[-1]}
-        label = (f"remap {len(batches)} batches" if len(chunk) == len(batches)
-                 else f"remap batches {start + 1}-{start + len(chunk)} of {len(batches)}")
-        remap = _execute(defs, "taxonomy_backfill_job", instance, progress, label, tags=in_chunk, run_config=quiet)
-        if not remap.success:
-            return _failed(sorted(batches), remap.run_id)
+    ranges = backfill_ranges(batches, batch_workers)
+    runs = [QueuedRun("taxonomy_backfill_job",
+                      f"remap {len(batches)} batches" if len(chunk) == len(batches)
+                      else f"remap batches {start + 1}-{start + len(chunk)} of {len(batches)}",
+                      tags={"dagster/asset_partition_range_start": chunk[0],
+                            "dagster/asset_partition_range_end": chunk[-1]})
+            for start, chunk in ranges]
+    on_workers = defs.resolve_job_def("taxonomy_backfill_job").executor_def.name == CELERY
+    with _batch_helpers(0 if on_workers else min(batch_workers, len(runs)) - 1) as helpers:
+        spec = _execute(defs, "taxonomy_job", instance, progress, "taxonomy", run_config=quiet)
+        if not spec.success:
+            return _failed(sorted(batches), spec.run_id)
+        failed = _queued_runs(defs, instance, runs, quiet, progress, helpers, stop_at_failure=True)
+        for helper in helpers:
+            helper.let_go()
+    if failed:
+        return _failed(sorted(batches), next(iter(failed.values())))
     return _release(defs, instance, sorted(batches), quiet, progress)
+
+
+def backfill_ranges(batches: Sequence[str], workers: int) -> list[tuple[int, list[str]]]:
+    """The batches (in partition order) cut into consecutive ranges of at most BACKFILL_RUN_BATCHES,
+    and into at least `workers` ranges where there are enough batches: (index of the first, batches)."""
+    size = max(1, min(BACKFILL_RUN_BATCHES, -(-len(batches) // max(workers, 1))))
+    return [(start, list(batches[start:start + size])) for start in range(0, len(batches), size)]
 
 
 @contextlib.contextmanager
@@ -157,13 +172,13 @@ class BatchHelper:
         process.submit(_warm_helper)
         return process
 
-    def run(self, instance_ref: InstanceRef, batch: str, run_id: str, quiet: dict) -> bool:
-        """One batch's batch_job run under `run_id`; whether it succeeded."""
+    def run(self, instance_ref: InstanceRef, run: "QueuedRun", run_id: str, quiet: dict) -> bool:
+        """`run` under `run_id`; whether it succeeded."""
         if self._runs == BATCHES_PER_HELPER:
             self._process.shutdown(wait=True)
             self._process, self._runs = self._started(), 0
         self._runs += 1
-        return self._process.submit(_helper_batch_run, instance_ref, batch, run_id, quiet).result()
+        return self._process.submit(_helper_run, instance_ref, run, run_id, quiet).result()
 
     def let_go(self) -> None:
         """Its runs are done: it exits meanwhile (about a second of tearing down), not in the build's way."""
@@ -188,41 +203,62 @@ def _batch_helpers(count: int) -> Iterator[list[BatchHelper]]:
             helper.close()
 
 
+@dataclass(frozen=True)
+class QueuedRun:
+    """A run of `job` over one batch (`partition_key`) or a range of them (`tags`), shown as `label`."""
+
+    job: str
+    label: str
+    partition_key: str | None = None
+    tags: dict[str, str] | None = None
+
+
 def _batch_runs(defs: dg.Definitions, instance: dg.DagsterInstance, batches: list[str], quiet: dict,
                 progress: RunProgress, helpers: Sequence[BatchHelper] = ()) -> dict[str, str]:
-    """One batch_job run per batch; the failed ones' run ids. This process takes the batches in turn
-    from one queue, and so does each of the `helpers` processes (spawned: they share nothing with
-    this one but the instance, by reference, and the environment), each run reported as it ends."""
-    labels = {batch: f"batch {n}/{len(batches)} {batch}" for n, batch in enumerate(batches, 1)}
-    queue, failed, lock, errors = list(reversed(batches)), {}, threading.Lock(), []
+    """One batch_job run per batch; the failed ones' run ids, by batch."""
+    runs = {batch: QueuedRun("batch_job", f"batch {n}/{len(batches)} {batch}", partition_key=batch)
+            for n, batch in enumerate(batches, 1)}
+    failed = _queued_runs(defs, instance, list(runs.values()), quiet, progress, helpers)
+    return {batch: failed[run.label] for batch, run in runs.items() if run.label in failed}
 
-    def take() -> str | None:
+
+def _queued_runs(defs: dg.Definitions, instance: dg.DagsterInstance, runs: list[QueuedRun], quiet: dict,
+                 progress: RunProgress, helpers: Sequence[BatchHelper] = (), stop_at_failure: bool = False,
+                 ) -> dict[str, str]:
+    """Every run of `runs` (with `stop_at_failure`, none started after one failed); the failed ones'
+    run ids, by label, in the order of `runs`. This process takes the runs in turn from one queue,
+    and so does each of the `helpers` processes (spawned: they share nothing with this one but the
+    instance, by reference, and the environment), each run reported as it ends."""
+    queue, failed, lock, errors = list(reversed(runs)), {}, threading.Lock(), []
+
+    def take() -> QueuedRun | None:
         with lock:
-            return queue.pop() if queue else None
+            return queue.pop() if queue and not (stop_at_failure and failed) else None
 
     def in_helper(helper: BatchHelper) -> None:
         try:  # an instance of the thread's own: this process's runs write through the build's meanwhile
             with dg.DagsterInstance.from_ref(instance.get_ref()) as own:
-                while (batch := take()) is not None:
+                while (run := take()) is not None:
                     run_id = str(uuid.uuid4())
-                    if not helper.run(own.get_ref(), batch, run_id, quiet):
-                        failed[batch] = run_id
-                    progress.finished(own, labels[batch], run_id)
+                    if not helper.run(own.get_ref(), run, run_id, quiet):
+                        failed[run.label] = run_id
+                    progress.finished(own, run.label, run_id)
         except BaseException as exc:  # a helper that died: raised once this process's runs are done
             errors.append(exc)
 
     threads = [threading.Thread(target=in_helper, args=(helper,), daemon=True) for helper in helpers]
     for thread in threads:
         thread.start()
-    while (batch := take()) is not None:
-        run = _execute(defs, "batch_job", instance, progress, labels[batch], partition_key=batch, run_config=quiet)
-        if not run.success:
-            failed[batch] = run.run_id
+    while (run := take()) is not None:
+        result = _execute(defs, run.job, instance, progress, run.label, partition_key=run.partition_key,
+                          tags=run.tags, run_config=quiet)
+        if not result.success:
+            failed[run.label] = result.run_id
     for thread in threads:
         thread.join()
     if errors:
         raise errors[0]
-    return {batch: failed[batch] for batch in batches if batch in failed}
+    return {run.label: failed[run.label] for run in runs if run.label in failed}
 
 
 _HELPER_DEFS: list[dg.Definitions] = []  # a helper process's definitions, loaded once
@@ -243,12 +279,13 @@ def _warm_helper() -> None:
     _helper_definitions()
 
 
-def _helper_batch_run(instance_ref: InstanceRef, batch: str, run_id: str, quiet: dict) -> bool:
-    """In a helper process: one batch's batch_job run under `run_id`; whether it succeeded."""
+def _helper_run(instance_ref: InstanceRef, run: QueuedRun, run_id: str, quiet: dict) -> bool:
+    """In a helper process: `run` under `run_id`; whether it succeeded."""
     definitions = _helper_definitions()
     with dg.DagsterInstance.from_ref(instance_ref) as instance:
-        result = definitions.resolve_job_def("batch_job").execute_in_process(
-            instance=instance, run_id=run_id, raise_on_error=False, partition_key=batch, run_config=quiet)
+        result = definitions.resolve_job_def(run.job).execute_in_process(
+            instance=instance, run_id=run_id, raise_on_error=False, partition_key=run.partition_key, tags=run.tags,
+            run_config=quiet)
     gc.collect()
     return result.success
 

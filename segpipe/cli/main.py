@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--workers", type=_at_least_one, default=None, metavar="N",
                        help="processes the batch runs go to, each ingesting and drawing one batch (default: "
                             "the machine's cores, at most 2; 1 runs them in this process)")
+    backfill.add_argument("--workers", type=_at_least_one, default=None, metavar="N",
+                          help="processes the remapping runs go to, each over a range of batches (default: the "
+                               "machine's cores, at most 2; 1 runs them in this process)")
     for command in (build, backfill, retry, remove):
         command.add_argument("--verbose", action="store_true", help="print Dagster's own log (DEBUG lines included) "
                                                                     "and a line per step instead of progress bars")
@@ -233,9 +236,11 @@ def _build(args: argparse.Namespace, backfill: bool) -> int:
     defs = load_defs()
     with dg.DagsterInstance.get() as instance:
         try:
-            outcome = (run_taxonomy_backfill(defs, instance, env, log_level, _progress(args.verbose)) if backfill
+            workers = args.workers or DEFAULT_BATCH_WORKERS
+            outcome = (run_taxonomy_backfill(defs, instance, env, log_level, _progress(args.verbose),
+                                             batch_workers=workers) if backfill
                        else run_local_build(defs, instance, env, log_level, _progress(args.verbose),
-                                            batch_workers=args.workers or DEFAULT_BATCH_WORKERS))
+                                            batch_workers=workers))
         except NothingToBuild as exc:
             print(f"segpipe {'backfill' if backfill else 'build'}: {exc}", file=sys.stderr)
             return 1

@@ -1,8 +1,9 @@
 """`segpipe build --workers 2` with `release.workers: 2` (the build's process and a helper share the
 batch runs, the release's per-image annotations are computed on two processes) publishes the
-release a build in one process publishes, byte for byte but for the build's stamp. Real builds of
-the tiny demo, each by the command in a process of its own, at one project path (released tables
-name where batches landed)."""
+release a build in one process publishes, byte for byte but for the build's stamp; and so does
+`segpipe backfill --workers 2` after a taxonomy edit that changes masks (its remapping runs shared
+the same way). Real builds of the tiny demo, each by the command in a process of its own, at one
+project path (released tables name where batches landed)."""
 
 import json
 import subprocess
@@ -29,28 +30,57 @@ def build(env: dict[str, str], workers: int) -> str:
                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
 
 
-def batch_run_processes(dagster_home: Path) -> tuple[set[int], set[int]]:
-    """The process ids the batch runs' steps ran in, and those of the other runs' steps."""
-    batch, other = set(), set()
+def backfill(env: dict[str, str], workers: int) -> str:
+    """A taxonomy edit that changes the masks of every batch with a car, then `segpipe backfill --workers N`."""
+    taxonomy = Path(env["SEGPIPE_HOME"]) / "taxonomy.yaml"
+    assert "    automobile: car" in taxonomy.read_text()
+    taxonomy.write_text(taxonomy.read_text().replace("    automobile: car", "    automobile: road"))
+    return finished(subprocess.Popen([sys.executable, "-m", "segpipe.cli.main", "backfill", "--workers", str(workers)],
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+
+
+def step_processes(dagster_home: Path, run_ids: set[str] | None = None) -> dict[str, set[int]]:
+    """job name -> the process ids the steps of its runs ran in (of the runs in `run_ids`, or all)."""
+    processes: dict[str, set[int]] = {}
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))) as instance:
         for record in instance.get_run_records():
+            if run_ids is not None and record.dagster_run.run_id not in run_ids:
+                continue
             events = instance.all_logs(record.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_START)
-            pids = {event.dagster_event.pid for event in events}
-            (batch if record.dagster_run.job_name == "batch_job" else other).update(pids)
-    return batch, other
+            processes.setdefault(record.dagster_run.job_name, set()).update(e.dagster_event.pid for e in events)
+    return processes
 
 
-def test_two_processes_publish_the_release_one_process_publishes(tiny_demo, tmp_path):
-    folder = tmp_path / "project"
-    one = build(project(tiny_demo, folder), workers=1)
-    folder.rename(tmp_path / "one")
-    two = build(project(tiny_demo, folder), workers=2)
+def run_ids(dagster_home: Path) -> set[str]:
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))) as instance:
+        return {record.dagster_run.run_id for record in instance.get_run_records()}
 
-    batch_pids, other_pids = batch_run_processes(folder / "dagster")
+
+@pytest.fixture(scope="module")
+def built_and_backfilled(tiny_demo, tmp_path_factory) -> dict:
+    """The tiny demo built and then backfilled on one process (in one/) and on two (in project/)."""
+    root = tmp_path_factory.mktemp("workers")
+    folder, outputs = root / "project", {}
+    for workers in (1, 2):
+        env = project(tiny_demo, folder)
+        built = build(env, workers)
+        build_runs = run_ids(folder / "dagster")
+        outputs[workers] = (built, backfill(env, workers))
+        if workers == 1:
+            folder.rename(root / "one")
+    return {"root": root, "folder": folder, "outputs": outputs, "build_runs": build_runs}
+
+
+def test_two_processes_publish_the_release_one_process_publishes(built_and_backfilled):
+    tmp_path, folder = built_and_backfilled["root"], built_and_backfilled["folder"]
+    (one, _), (two, _) = built_and_backfilled["outputs"][1], built_and_backfilled["outputs"][2]
+
+    processes = step_processes(folder / "dagster", built_and_backfilled["build_runs"])
+    batch_pids = processes.pop("batch_job")
     # this process and one helper took the batch runs; the other runs ran in this process
-    assert len(batch_pids) == 2 and other_pids < batch_pids
+    assert len(batch_pids) == 2 and set().union(*processes.values()) < batch_pids
     assert entry_counts(two) == entry_counts(one)
-    [first], [second] = releases(tmp_path / "one"), releases(folder)
+    [first, _], [second, _] = releases(tmp_path / "one"), releases(folder)
     assert second["content_digest"] == first["content_digest"]
     archive = next(name for name in first["files"] if name.endswith(".zip"))
     stamped = {archive, "members.parquet"}  # both hold meta.json's stamp, or its SHA-256
@@ -67,3 +97,18 @@ def test_two_processes_publish_the_release_one_process_publishes(tiny_demo, tmp_
         assert sorted(name for name in ones.namelist() if ones.read(name) != twos.read(name)) == STAMPED
         metas = [json.loads(zipped.read("meta.json")) for zipped in (ones, twos)]
     assert unstamped(metas[0]) == unstamped(metas[1])
+
+
+def test_a_backfill_on_two_processes_publishes_what_one_process_publishes(built_and_backfilled):
+    """The remapping runs are cut so both processes get one, each computing the changed masks'
+    annotations ahead of the release."""
+    tmp_path, folder = built_and_backfilled["root"], built_and_backfilled["folder"]
+    (_, one), (_, two) = built_and_backfilled["outputs"][1], built_and_backfilled["outputs"][2]
+
+    assert len(step_processes(folder / "dagster")["taxonomy_backfill_job"]) == 2
+    assert len(step_processes(tmp_path / "one" / "dagster")["taxonomy_backfill_job"]) == 1
+    assert entry_counts(two) == entry_counts(one)
+    [cold_one, first], [cold_two, second] = releases(tmp_path / "one"), releases(folder)
+    assert first["content_digest"] == second["content_digest"] != cold_one["content_digest"] == cold_two["content_digest"]
+    assert {n: d for n, d in second["files"].items() if not n.endswith((".zip", ".parquet"))} == {
+        n: d for n, d in first["files"].items() if not n.endswith((".zip", ".parquet"))}

@@ -79,17 +79,20 @@ def remember_item_annotations(items: pl.DataFrame, shape_batches: Iterable[pl.Da
 
 def render_class_masks_ahead(label_masks: pl.DataFrame, mapped_shapes: pl.DataFrame, images: pl.DataFrame,
                              taxonomy: Taxonomy, mask_encoding: str, store: ArtefactStore) -> tuple[pl.DataFrame, int]:
-    """render_class_masks in a batch's own run, with what the release will ship of each mask's
-    annotations remembered ahead (its outlines from the pixels as drawn, then
-    remember_mask_annotations): batch runs share a build's processes, the release runs on one. The
-    masks, and how many annotations it computed."""
-    traced: list[bool] = []
+    """render_class_masks in a batch stage's own run, with what the release will ship of each mask
+    made here remembered ahead (its outlines from the pixels as drawn, then
+    remember_mask_annotations): the batch runs of a build, and the remapping runs of a backfill,
+    share the machine's processes, while the release runs on one. A mask found in the store (a
+    taxonomy edit that left it as it was) has had its annotations remembered when it was made, so
+    it is not looked at again. The masks, and how many annotations it computed."""
+    traced: dict[str, bool] = {}
 
     def trace(mask_key: str, mask: np.ndarray) -> None:
-        traced.append(remember_outlines(mask_key, mask, taxonomy, store))
+        traced[mask_key] = remember_outlines(mask_key, mask, taxonomy, store)
 
     masks = render_class_masks(label_masks, mapped_shapes, images, taxonomy, mask_encoding, store, drawn=trace)
-    return masks, sum(traced) + remember_mask_annotations(masks, mapped_shapes, taxonomy, store)
+    made_here = masks.filter(pl.col("mask_key").is_in(list(traced)))
+    return masks, sum(traced.values()) + remember_mask_annotations(made_here, mapped_shapes, taxonomy, store)
 
 
 def remember_mask_annotations(masks: pl.DataFrame, mapped_shapes: pl.DataFrame, taxonomy: Taxonomy,

@@ -3,7 +3,7 @@ import polars as pl
 
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.rasterize.instance_masks import render_instance_masks
-from segpipe.core.rasterize.label_masks import rasterize_label_masks, render_class_masks
+from segpipe.core.rasterize.label_masks import rasterize_label_masks
 from segpipe.core.release.item_annotations import render_class_masks_ahead
 from segpipe.defs.metadata import markdown_table
 from segpipe.defs.partitions import BATCH_BACKFILL_POLICY, annotation_batches
@@ -47,10 +47,9 @@ def annotation_masks(
     taxonomy's lookup table, or redrawn from the shapes where a lookup cannot be exact. Masks a
     taxonomy edit leaves as they were are found in the store and not written again. With
     `instance_masks: true`, each entry's 16-bit instance-id mask too. A batch's own run also
-    computes what the release will ship of each mask's annotations (YOLO outlines, COCO shapes:
-    item_annotations.render_class_masks_ahead), as batch runs share a build's processes; a
-    backfill run over several batches leaves that to the release, which spreads it over
-    release.workers."""
+    computes what the release will ship of each mask it made (YOLO outlines, COCO shapes:
+    item_annotations.render_class_masks_ahead), as batch runs, and a backfill's runs, share the
+    machine's processes while the release runs on one."""
     with only_transient_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
         written: list[str] = []
@@ -64,8 +63,7 @@ def annotation_masks(
             written_before = len(written)
             inputs = (label_masks[batch], mapped_shapes[batch], batch_images[batch], taxonomy, settings.mask_encoding,
                       store)
-            masks, ahead = (render_class_masks_ahead(*inputs) if len(context.partition_keys) == 1
-                            else (render_class_masks(*inputs), 0))
+            masks, ahead = render_class_masks_ahead(*inputs)
             if settings.instance_masks:
                 masks = render_instance_masks(batch, masks, mapped_shapes[batch], taxonomy, store)
             tables[batch] = masks

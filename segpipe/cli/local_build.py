@@ -26,7 +26,7 @@ from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.core.taxonomy.model import load_taxonomy
 from segpipe.defs.batches import BATCH_DONE_ASSET, done_batches
 from segpipe.defs.executor import CELERY
-from segpipe.defs.partitions import BACKFILL_RUN_BATCHES, annotation_batches
+from segpipe.defs.partitions import BACKFILL_RUN_BATCHES, PARALLEL_RUN_TAG, annotation_batches
 from segpipe.environment import Environment
 from segpipe.io.locations import open_location
 from segpipe.store.batch_removals import removed_batches
@@ -102,7 +102,11 @@ def run_taxonomy_backfill(
     reused as drawn) in runs over at most BACKFILL_RUN_BATCHES batches each, as a backfill launched
     from the UI is run (the batch assets' backfill policy), then QA, consensus, sampling and release.
     With `batch_workers` > 1 the runs are shared with helper processes as a build's batch runs are
-    (run_local_build), the batches cut so that every process gets a run."""
+    (run_local_build), the batches cut so that every process gets a run and the runs in flight hold
+    no more batches than one run does alone; each run then also computes the release's
+    annotations of the masks it makes (PARALLEL_RUN_TAG). Two processes hold two runs' worth of
+    their own state, so 1 (one run at a time, the annotations left to the release's workers) is the
+    default, as `segpipe backfill` has it."""
     with fewer_disk_syncs(), _collected_per_run():
         return _backfill(defs, instance, env, log_level, progress, batch_workers)
 
@@ -119,7 +123,8 @@ def _backfill(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environme
                       f"remap {len(batches)} batches" if len(chunk) == len(batches)
                       else f"remap batches {start + 1}-{start + len(chunk)} of {len(batches)}",
                       tags={"dagster/asset_partition_range_start": chunk[0],
-                            "dagster/asset_partition_range_end": chunk[-1]})
+                            "dagster/asset_partition_range_end": chunk[-1],
+                            **({PARALLEL_RUN_TAG: "true"} if len(ranges) > 1 and batch_workers > 1 else {})})
             for start, chunk in ranges]
     on_workers = defs.resolve_job_def("taxonomy_backfill_job").executor_def.name == CELERY
     with _batch_helpers(0 if on_workers else min(batch_workers, len(runs)) - 1) as helpers:
@@ -135,9 +140,13 @@ def _backfill(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environme
 
 
 def backfill_ranges(batches: Sequence[str], workers: int) -> list[tuple[int, list[str]]]:
-    """The batches (in partition order) cut into consecutive ranges of at most BACKFILL_RUN_BATCHES,
-    and into at least `workers` ranges where there are enough batches: (index of the first, batches)."""
-    size = max(1, min(BACKFILL_RUN_BATCHES, -(-len(batches) // max(workers, 1))))
+    """The batches (in partition order) cut into consecutive ranges: (index of the first, batches).
+    The `workers` processes run one range each at a time, so a range has at most
+    BACKFILL_RUN_BATCHES / workers batches (the tables held at once stay those of
+    BACKFILL_RUN_BATCHES batches), and there are at least `workers` ranges where there are enough
+    batches."""
+    workers = max(workers, 1)
+    size = max(1, min(BACKFILL_RUN_BATCHES // workers, len(batches) // workers))
     return [(start, list(batches[start:start + size])) for start in range(0, len(batches), size)]
 
 
@@ -158,8 +167,9 @@ def _collected_per_run() -> Iterator[None]:
 
 
 class BatchHelper:
-    """A helper process for batch runs, spawned and loading the definitions at once, so its start-up
-    overlaps what this process does meanwhile (the taxonomy run) instead of delaying its first batch.
+    """A helper process for batch runs (and a backfill's remapping runs), spawned and loading the
+    definitions at once, so its start-up overlaps what this process does meanwhile (the taxonomy
+    run) instead of delaying its first run.
     After BATCHES_PER_HELPER runs it is replaced, the fresh one started only once the last has ended:
     two alive at once, one exiting and one starting, would add a whole helper to the build's peak."""
 

@@ -69,9 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--workers", type=_at_least_one, default=None, metavar="N",
                        help="processes the batch runs go to, each ingesting and drawing one batch (default: "
                             "the machine's cores, at most 2; 1 runs them in this process)")
-    backfill.add_argument("--workers", type=_at_least_one, default=None, metavar="N",
-                          help="processes the remapping runs go to, each over a range of batches (default: the "
-                               "machine's cores, at most 2; 1 runs them in this process)")
+    backfill.add_argument("--workers", type=_at_least_one, default=1, metavar="N",
+                          help="processes the remapping runs go to, each over a range of batches (default 1: "
+                               "this process; 2 is faster after an edit that changes masks, and holds two "
+                               "processes' memory)")
     for command in (build, backfill, retry, remove):
         command.add_argument("--verbose", action="store_true", help="print Dagster's own log (DEBUG lines included) "
                                                                     "and a line per step instead of progress bars")
@@ -236,11 +237,10 @@ def _build(args: argparse.Namespace, backfill: bool) -> int:
     defs = load_defs()
     with dg.DagsterInstance.get() as instance:
         try:
-            workers = args.workers or DEFAULT_BATCH_WORKERS
             outcome = (run_taxonomy_backfill(defs, instance, env, log_level, _progress(args.verbose),
-                                             batch_workers=workers) if backfill
+                                             batch_workers=args.workers) if backfill
                        else run_local_build(defs, instance, env, log_level, _progress(args.verbose),
-                                            batch_workers=workers))
+                                            batch_workers=args.workers or DEFAULT_BATCH_WORKERS))
         except NothingToBuild as exc:
             print(f"segpipe {'backfill' if backfill else 'build'}: {exc}", file=sys.stderr)
             return 1

@@ -20,6 +20,10 @@ annotation_batches = dg.DynamicPartitionsDefinition(name="annotation_batches")
 # memory stays that of this many batches however many there are, at a run's overhead per chunk.
 BACKFILL_RUN_BATCHES = 10
 BATCH_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_RUN_BATCHES)
+# Tag of a run over several batches that shares the machine with other such runs (`segpipe backfill
+# --workers N`): its drawing step computes the release's annotations of the masks it makes, as a
+# batch's own run does, instead of leaving them to the release (see annotation_masks).
+PARALLEL_RUN_TAG = "segpipe/parallel_run"
 
 
 def batch_check_spec(name: str, asset: str, description: str) -> dg.AssetCheckSpec:

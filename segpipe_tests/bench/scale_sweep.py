@@ -180,7 +180,7 @@ def child_build(data: Path, size: int, work_root: Path, with_ratios: bool) -> di
                 if ALIAS_EDIT[0] not in text:
                     raise SystemExit(f"{taxonomy}: the line {ALIAS_EDIT[0].strip()!r} to edit is not there")
                 taxonomy.write_text(text.replace(*ALIAS_EDIT))
-                timed("backfill", run_taxonomy_backfill, size + extra, batch_workers=DEFAULT_BATCH_WORKERS)
+                timed("backfill", run_taxonomy_backfill, size + extra)
     return {"size": size, "new_scenes": extra if with_ratios else 0, "phases": phases, "step_windows": windows}
 
 

@@ -20,7 +20,7 @@ SQLite instance and a temporary store, as `segpipe build --workers N` runs the g
   `segpipe build` does: batch_job is launched only for the batch not drawn yet, as the landing
   sensor would, then the release over every batch; wall time and its ratio to the cold build;
 - backfill: a mapping-only taxonomy edit (`polegroup` remapped from void to pole), then
-  run_taxonomy_backfill on the same workers, as `segpipe backfill` runs it; wall time and its ratio to the cold build.
+  run_taxonomy_backfill; wall time and its ratio to the cold build.
 Every phase checks that its ledger balances: input = released + filtered + quarantined = the
 scenes landed. Peak RSS is the peak of the summed RSS of the child and its descendants (the batch
 workers), sampled from /proc (TreeRss); ru_maxrss of the child (RUSAGE_SELF) and of its largest
@@ -242,7 +242,7 @@ def child_build(data: Path, size: int, work_root: Path, workers: int, part_mib: 
                 raise SystemExit(f"{taxonomy}: the line {BACKFILL_EDIT[0].strip()!r} to edit is not there")
             taxonomy.write_text(text.replace(*BACKFILL_EDIT))
             started, start, cpu = time.time(), time.perf_counter(), _cpu_seconds()
-            outcome = run_taxonomy_backfill(load_defs(), instance, current_environment(), batch_workers=workers)
+            outcome = run_taxonomy_backfill(load_defs(), instance, current_environment())
             phases["backfill"] = _phase(outcome, time.perf_counter() - start, _cpu_seconds() - cpu,
                                         step_seconds(instance, started), size + extra)
         store_bytes = sum(p.stat().st_size for p in (work / "store").rglob("*") if p.is_file())

@@ -3,10 +3,10 @@ import polars as pl
 
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.rasterize.instance_masks import render_instance_masks
-from segpipe.core.rasterize.label_masks import rasterize_label_masks
+from segpipe.core.rasterize.label_masks import rasterize_label_masks, render_class_masks
 from segpipe.core.release.item_annotations import render_class_masks_ahead
 from segpipe.defs.metadata import markdown_table
-from segpipe.defs.partitions import BATCH_BACKFILL_POLICY, annotation_batches
+from segpipe.defs.partitions import BATCH_BACKFILL_POLICY, PARALLEL_RUN_TAG, annotation_batches
 from segpipe.defs.retries import OBJECT_STORE_RETRY, only_transient_retried
 from segpipe.io.object_store import ObjectStore
 from segpipe.io.pipeline_config import PipelineConfig
@@ -48,8 +48,9 @@ def annotation_masks(
     taxonomy edit leaves as they were are found in the store and not written again. With
     `instance_masks: true`, each entry's 16-bit instance-id mask too. A batch's own run also
     computes what the release will ship of each mask it made (YOLO outlines, COCO shapes:
-    item_annotations.render_class_masks_ahead), as batch runs, and a backfill's runs, share the
-    machine's processes while the release runs on one."""
+    item_annotations.render_class_masks_ahead), as batch runs share a build's processes; so does a
+    run over several batches tagged PARALLEL_RUN_TAG (`segpipe backfill --workers N`). Another run
+    over several batches leaves that to the release, which spreads it over release.workers."""
     with only_transient_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
         written: list[str] = []
@@ -59,11 +60,13 @@ def annotation_masks(
 
         store = ArtefactStore(object_store.read_bytes, write, object_store.exists)
         tables = {}
+        one_of_parallel_runs = len(context.partition_keys) == 1 or PARALLEL_RUN_TAG in context.run.tags
         for batch in context.partition_keys:
             written_before = len(written)
             inputs = (label_masks[batch], mapped_shapes[batch], batch_images[batch], taxonomy, settings.mask_encoding,
                       store)
-            masks, ahead = render_class_masks_ahead(*inputs)
+            masks, ahead = (render_class_masks_ahead(*inputs) if one_of_parallel_runs
+                            else (render_class_masks(*inputs), 0))
             if settings.instance_masks:
                 masks = render_instance_masks(batch, masks, mapped_shapes[batch], taxonomy, store)
             tables[batch] = masks

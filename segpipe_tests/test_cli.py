@@ -17,6 +17,7 @@ from segpipe.core.ingest.pseudonym import annotator_key, batch_pseudonym
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release.layout import release_stem
 from segpipe.demo import DEMO_CONFIG
+from segpipe.store import keys
 from segpipe.store.keys import RELEASE_MEMBERS, release_prefix
 from segpipe.environment import PACKAGE_CONFIG
 from segpipe_tests.bench.cityscapes_scenes import Dataset, write_dataset
@@ -575,13 +576,25 @@ def test_releases_fetch_pack_and_gc_work_on_the_configured_store(tmp_path, capsy
     assert capsys.readouterr().err.startswith("segpipe fetch: 2026-01-01.9-tax-nothing: ")
     assert not (tmp_path / "none").exists()
 
+    retired = root / "yolo-outlines" / "masks" / "b001"  # YOLO outlines as an older segpipe remembered them
+    retired.mkdir(parents=True)
+    for n in range(3):
+        (retired / f"e{n}-255.json").write_bytes(b"[]" * 2**19)
+    current = root / keys.yolo_outlines_memo("masks/b001/e0.png", 255)
+    current.parent.mkdir(parents=True)
+    current.write_text("[]")
     assert main(["gc", "--dry-run"]) == 0
-    assert capsys.readouterr().out.splitlines()[:2] == [
-        "demo: keeps the 2 newest, latest.json's: 2 versions", f"  would delete 1 versions: {versions[0]}"]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["demo: keeps the 2 newest, latest.json's: 2 versions", f"  would delete 1 versions: {versions[0]}"]
+    assert lines[-1] == "  would delete 3 files of memo folders no segpipe reads any more (yolo-outlines/: 3.0 MiB)"
+    assert len(list(retired.iterdir())) == 3
     assert main(["gc", "--keep-last", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1] == f"  deleted 2 versions: {versions[0]}, {versions[1]}"
     assert lines[2] == "  deleted 0 unused parts (0.0 MiB)" and lines[3].startswith("  kept 1 unused parts younger than")
+    assert lines[4] == "  deleted 3 files of memo folders no segpipe reads any more (yolo-outlines/: 3.0 MiB)"
+    assert not (root / "yolo-outlines").exists() and current.is_file()
+    assert main(["gc"]) == 0 and "memo folders" not in capsys.readouterr().out
     assert main(["releases"]) == 0 and versions[2] in capsys.readouterr().out
     with pytest.raises(SystemExit, match="2"):
         main(["gc", "--keep-last", "0"])

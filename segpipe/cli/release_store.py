@@ -1,5 +1,6 @@
 """`segpipe fetch`, `segpipe pack` and `segpipe gc`: a published version out of the store, unzipped or
-as one ZIP, and the store pruned by the retention rule; each prints what it did in a few lines."""
+as one ZIP, and the store pruned by the retention rule (and rid of memo folders no segpipe reads);
+each prints what it did in a few lines."""
 
 import datetime as dt
 from pathlib import Path
@@ -10,6 +11,7 @@ from segpipe.environment import current_environment
 from segpipe.io.locations import open_location
 from segpipe.store.release_fetch import Fetched, fetch_release, pack_release, version_path
 from segpipe.store.release_gc import Collection, Retention, collect_garbage
+from segpipe.store.retired_memos import delete_retired_memos
 
 
 def _locate(version: str, dataset: str | None):
@@ -54,8 +56,14 @@ def gc(dataset: str | None, keep_last: int | None, dry_run: bool) -> str:
     retention = Retention(keep_last if keep_last is not None else rule.keep_last, rule.keep,
                           dt.timedelta(hours=rule.gc_grace_hours))
     fs, root = open_location(env.storage_root, env.s3_endpoint_url)
-    return format_collection(dataset, collect_garbage(fs, root, dataset, retention, dry_run=dry_run), retention,
-                             dry_run)
+    collected = format_collection(dataset, collect_garbage(fs, root, dataset, retention, dry_run=dry_run), retention,
+                                  dry_run)
+    retired = delete_retired_memos(fs, root, dry_run)
+    if not retired.folders:
+        return collected
+    folders = ", ".join(f"{folder}/" for folder in retired.folders)
+    return (f"{collected}\n  {'would delete' if dry_run else 'deleted'} {retired.files} files of memo folders no "
+            f"segpipe reads any more ({folders}: {retired.bytes / 2**20:.1f} MiB)")
 
 
 def format_collection(dataset: str, done: Collection, retention: Retention, dry_run: bool) -> str:

@@ -32,6 +32,11 @@ CHECKED_ON_READ_PREFIXES = (
 )
 
 
+# Memo folders of forms no segpipe reads any more, which `segpipe gc` deletes (retired_memos.py):
+# yolo-outlines/ held YOLO outlines as ring lists before they were flat exterior rings (yolo-exteriors/).
+RETIRED_MEMO_DIRS = ("yolo-outlines",)
+
+
 def checked_on_read(key: str) -> bool:
     """Whether `key` names an artefact whose damage its readers detect and a rerun repairs."""
     return key.startswith(CHECKED_ON_READ_PREFIXES)

@@ -12,6 +12,7 @@ from segpipe.store import keys
 from segpipe.store.release_check import verify_release_folder
 from segpipe.store.release_gc import Collection, Retention, collect_garbage
 from segpipe.store.release_read import list_releases
+from segpipe.store.retired_memos import delete_retired_memos
 from segpipe_tests.s3_server import S3Server
 from segpipe_tests.store.gated_stores import Gate, GatedS3FileSystem
 from segpipe_tests.store.parted_releases import (
@@ -103,3 +104,20 @@ def test_a_publisher_waits_for_a_collector_holding_its_claim_and_commits_a_whole
     assert dt.datetime.fromisoformat(claimed["claimed"]) > dt.datetime.fromisoformat(gave_up["abandoned"])
     assert set(nightly.published.marker["parts"]) <= _parts_in_store(s3_server, root)
     assert verify_release_folder(reader, f"{root}/{nightly.published.prefix}").problems == []
+
+
+def test_gc_deletes_retired_memo_folders_on_s3_and_nothing_beside_them(s3_server, s3_bucket):
+    fs, root = s3_server.filesystem(), _root(s3_bucket) + "-memos"
+    retired = [f"{root}/yolo-outlines/masks/b001/e{n}-255.json" for n in range(3)]
+    current = f"{root}/{keys.yolo_outlines_memo('masks/b001/e0.png', 255)}"
+    for path in (*retired, current):
+        fs.pipe_file(path, b"[]" * 1000)
+
+    counted = delete_retired_memos(fs, root, dry_run=True)
+    assert (counted.folders, counted.files, counted.bytes) == (("yolo-outlines",), 3, 6000)
+    fs.invalidate_cache()
+    assert all(fs.exists(path) for path in retired)
+    assert delete_retired_memos(fs, root) == counted
+    fs.invalidate_cache()
+    assert not any(fs.exists(path) for path in retired) and fs.cat_file(current) == b"[]" * 1000
+    assert delete_retired_memos(fs, root).folders == ()

@@ -51,6 +51,15 @@ def step_processes(dagster_home: Path, run_ids: set[str] | None = None) -> dict[
     return processes
 
 
+def remap_annotations_computed(dagster_home: Path) -> list[int]:
+    """`release_annotations_computed` of each annotation_masks partition the backfill's runs made."""
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))) as instance:
+        runs = {r.dagster_run.run_id for r in instance.get_run_records(dg.RunsFilter(job_name="taxonomy_backfill_job"))}
+        records = instance.fetch_materializations(dg.AssetKey("annotation_masks"), limit=1000).records
+        return [record.asset_materialization.metadata["release_annotations_computed"].value
+                for record in records if record.run_id in runs]
+
+
 def run_ids(dagster_home: Path) -> set[str]:
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))) as instance:
         return {record.dagster_run.run_id for record in instance.get_run_records()}
@@ -107,6 +116,9 @@ def test_a_backfill_on_two_processes_publishes_what_one_process_publishes(built_
 
     assert len(step_processes(folder / "dagster")["taxonomy_backfill_job"]) == 2
     assert len(step_processes(tmp_path / "one" / "dagster")["taxonomy_backfill_job"]) == 1
+    # the parallel runs computed the changed masks' annotations; one run over every batch left them to the release
+    assert sum(remap_annotations_computed(folder / "dagster")) > 0
+    assert set(remap_annotations_computed(tmp_path / "one" / "dagster")) == {0}
     assert entry_counts(two) == entry_counts(one)
     [cold_one, first], [cold_two, second] = releases(tmp_path / "one"), releases(folder)
     assert first["content_digest"] == second["content_digest"] != cold_one["content_digest"] == cold_two["content_digest"]

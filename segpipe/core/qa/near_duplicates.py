@@ -10,11 +10,13 @@ images: the candidates are compared with numpy, PAIR_CHUNK pairs at a time (memo
 whatever the bucket sizes), not one Python comparison each.
 """
 
+from collections.abc import Iterator
+
 import numpy as np
 import polars as pl
 
 HASH_BITS = 64
-PAIR_CHUNK = 1 << 22  # candidate pairs compared at once: 4M pairs, about 100 MB of index arrays
+PAIR_CHUNK = 1 << 20  # candidate pairs compared at once: about 50 MB of index arrays and hashes
 
 
 def near_duplicate_pairs(images: pl.DataFrame, max_bits: int) -> list[tuple[str, str, int]]:
@@ -38,7 +40,7 @@ def near_duplicate_pairs(images: pl.DataFrame, max_bits: int) -> list[tuple[str,
     return [(ids[first], ids[second], int(bits)) for first, second, bits in pairs.tolist()]
 
 
-def _bucket_pairs(band: np.ndarray):
+def _bucket_pairs(band: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(first, second) index arrays, first < second, of every two images with the same band value,
     in chunks of at most PAIR_CHUNK pairs."""
     order = np.argsort(band, kind="stable")  # ascending indices within a bucket
@@ -58,6 +60,7 @@ def _bucket_pairs(band: np.ndarray):
             offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
             yield order[own], order[own + 1 + offset]
         position = end
+
 
 def near_duplicate_entries(entries: pl.DataFrame, max_bits: int) -> dict[str, str]:
     """Each entry whose image nearly duplicates an image first seen earlier (in batch, file order),

@@ -79,14 +79,11 @@ def _build(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment,
     quiet = _quiet(log_level)
     drawn = instance.get_materialized_partitions(dg.AssetKey(BATCH_DONE_ASSET))
     new = [batch for batch in batches if batch not in drawn]
-    on_workers = defs.resolve_job_def("batch_job").executor_def.name == CELERY  # Celery's workers share the steps
-    with _batch_helpers(0 if on_workers else min(batch_workers, len(new)) - 1) as helpers:
+    with _batch_helpers(defs, "batch_job", batch_workers, len(new)) as helpers:
         spec = _execute(defs, "taxonomy_job", instance, progress, "taxonomy", run_config=quiet)
         if not spec.success:
             return _failed(batches, spec.run_id)
         failed_batches = _batch_runs(defs, instance, new, quiet, progress, helpers)
-        for helper in helpers:
-            helper.let_go()
         if not done_batches(instance):
             return replace(_failed(batches, next(iter(failed_batches.values()))), failed_batches=failed_batches,
                            not_batches=not_batches)
@@ -119,21 +116,18 @@ def _backfill(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environme
         raise NothingToBuild("no batches have been ingested yet; run `segpipe build` first")
     quiet = _quiet(log_level)
     ranges = backfill_ranges(batches, batch_workers)
+    parallel = {PARALLEL_RUN_TAG: "true"} if len(ranges) > 1 and batch_workers > 1 else {}
     runs = [QueuedRun("taxonomy_backfill_job",
                       f"remap {len(batches)} batches" if len(chunk) == len(batches)
                       else f"remap batches {start + 1}-{start + len(chunk)} of {len(batches)}",
                       tags={"dagster/asset_partition_range_start": chunk[0],
-                            "dagster/asset_partition_range_end": chunk[-1],
-                            **({PARALLEL_RUN_TAG: "true"} if len(ranges) > 1 and batch_workers > 1 else {})})
+                            "dagster/asset_partition_range_end": chunk[-1], **parallel})
             for start, chunk in ranges]
-    on_workers = defs.resolve_job_def("taxonomy_backfill_job").executor_def.name == CELERY
-    with _batch_helpers(0 if on_workers else min(batch_workers, len(runs)) - 1) as helpers:
+    with _batch_helpers(defs, "taxonomy_backfill_job", batch_workers, len(runs)) as helpers:
         spec = _execute(defs, "taxonomy_job", instance, progress, "taxonomy", run_config=quiet)
         if not spec.success:
             return _failed(sorted(batches), spec.run_id)
         failed = _queued_runs(defs, instance, runs, quiet, progress, helpers, stop_at_failure=True)
-        for helper in helpers:
-            helper.let_go()
     if failed:
         return _failed(sorted(batches), next(iter(failed.values())))
     return _release(defs, instance, sorted(batches), quiet, progress)
@@ -199,13 +193,15 @@ class BatchHelper:
 
 
 @contextlib.contextmanager
-def _batch_helpers(count: int) -> Iterator[list[BatchHelper]]:
-    """`count` batch helpers (none under the Celery executor: the workers are where the steps run),
-    each waited for at the end, whether let go (exiting while the release runs: the release's memory
-    and an exiting helper's stay below two batch processes') or not.
+def _batch_helpers(defs: dg.Definitions, job: str, workers: int, runs: int) -> Iterator[list[BatchHelper]]:
+    """The helpers that share `runs` runs of `job` with this process, `workers` processes in all (none
+    under the Celery executor: its workers are where the steps run), each waited for at the end,
+    whether let go (exiting while the release runs: the release's memory and an exiting helper's
+    stay below two batch processes') or not.
     Helpers rather than a pool of all the workers: this process, its definitions loaded, would sit
     idle beside them, and the sum of the processes' memory is what a host must have."""
-    helpers = [BatchHelper() for _ in range(max(count, 0))]
+    on_workers = defs.resolve_job_def(job).executor_def.name == CELERY
+    helpers = [BatchHelper() for _ in range(0 if on_workers else max(min(workers, runs) - 1, 0))]
     try:
         yield helpers
     finally:
@@ -238,7 +234,8 @@ def _queued_runs(defs: dg.Definitions, instance: dg.DagsterInstance, runs: list[
     """Every run of `runs` (with `stop_at_failure`, none started after one failed); the failed ones'
     run ids, by label, in the order of `runs`. This process takes the runs in turn from one queue,
     and so does each of the `helpers` processes (spawned: they share nothing with this one but the
-    instance, by reference, and the environment), each run reported as it ends."""
+    instance, by reference, and the environment), each run reported as it ends; once the queue is
+    empty the helpers are let go."""
     queue, failed, lock, errors = list(reversed(runs)), {}, threading.Lock(), []
 
     def take() -> QueuedRun | None:
@@ -266,6 +263,8 @@ def _queued_runs(defs: dg.Definitions, instance: dg.DagsterInstance, runs: list[
             failed[run.label] = result.run_id
     for thread in threads:
         thread.join()
+    for helper in helpers:
+        helper.let_go()
     if errors:
         raise errors[0]
     return {run.label: failed[run.label] for run in runs if run.label in failed}

@@ -49,12 +49,13 @@ def _bucket_pairs(band: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     sizes = np.diff(np.r_[starts, len(values)])
     bucket_end = np.repeat(starts + sizes, sizes)  # per sorted position: where its bucket ends
     partners = bucket_end - np.arange(len(values)) - 1  # later members of its bucket
+    taken = np.cumsum(partners)  # pairs of the sorted positions up to each
     position = 0
     while position < len(values):
-        taken = np.cumsum(partners[position:])
-        end = position + max(1, int(np.searchsorted(taken, PAIR_CHUNK, side="right")))
+        before = int(taken[position - 1]) if position else 0
+        end = max(position + 1, int(np.searchsorted(taken, before + PAIR_CHUNK, side="right")))
         counts = partners[position:end]
-        total = int(counts.sum())
+        total = int(taken[end - 1]) - before
         if total:
             own = np.repeat(np.arange(position, end), counts)
             offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)

@@ -51,8 +51,8 @@ def mapped_shapes(
 ) -> dict[str, pl.DataFrame]:
     """Shapes with their taxonomy class; unmapped labels follow the taxonomy's policy. A batch of
     which no label maps fails here, naming its labels, rather than as empty masks stages later. A
-    backfill maps the batches of its run in one step; each partition lists its own unmapped labels, with the
-    rule to add for each."""
+    backfill maps the batches of its run in one step; each partition lists its own unmapped labels,
+    with the rule to add for each."""
     with only_transient_retried():
         taxonomy = pipeline_config.taxonomy()
         tables = {

@@ -27,7 +27,7 @@ import orjson
 import polars as pl
 
 from segpipe.core.release.coco_annotations import POLYGON_SOURCES, SHAPE_COLUMNS, released_shapes
-from segpipe.core.release.coco_document import annotation_tails
+from segpipe.core.release.coco_document import annotation_tails, tails_block
 from segpipe.core.release.item_annotations import remember_item_annotations
 from segpipe.core.release.writers.coco import class_annotations
 from segpipe.core.shared.artefacts import ArtefactStore, DamagedArtefact, content_digest
@@ -50,7 +50,7 @@ class ShapeBatch:
 
 class AnnotationShelf:
     """mask key -> its COCO annotations as coco.json holds them, minus the ids (coco_document's
-    tails), for the masks of the fragments shelved. The fragments wait in a temporary file, not in
+    tails_block), for the masks of the fragments shelved. The fragments wait in a temporary file, not in
     memory: a release's annotations are hundreds of MB at Cityscapes scale."""
 
     def __init__(self) -> None:
@@ -71,16 +71,17 @@ class AnnotationShelf:
         self._end += len(body)
         return True
 
-    def tails(self, mask_key: str) -> list[bytes] | None:
-        """The mask's annotations (possibly none), or None for a mask no fragment holds."""
+    def block(self, mask_key: str) -> bytes | None:
+        """The mask's annotations as coco_document's tails_block (b"" for none), or None for a mask
+        no fragment holds."""
         where = self._where.get(mask_key)
         if where is None:
             return None
         offset, length = where
         if length == 0:
-            return []
+            return b""
         self._file.flush()
-        return os.pread(self._file.fileno(), length, offset).split(b"\n")
+        return os.pread(self._file.fileno(), length, offset)
 
     def __contains__(self, mask_key: str) -> bool:
         return mask_key in self._where
@@ -94,12 +95,12 @@ class AnnotationShelf:
 
 
 def encode_fragment(masks: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
-    """A fragment of each mask's tails: a line `<mask key> <length>`, then its tails, one a line (orjson
-    never writes a raw newline) in `length` bytes, after a header line naming the format and the
+    """A fragment of each mask's tails: a line `<mask key> <length>`, then its tails_block in `length`
+    bytes, after a header line naming the format and the
     SHA-256 of the rest."""
     body = bytearray()
     for mask_key, tails in masks:
-        block = b"\n".join(tails)
+        block = tails_block(tails)
         body += f"{mask_key} {len(block)}\n".encode() + block + b"\n"
     return FRAGMENT_FORMAT + b" " + hashlib.sha256(body).hexdigest().encode() + b"\n" + bytes(body)
 

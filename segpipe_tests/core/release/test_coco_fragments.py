@@ -9,7 +9,7 @@ import polars as pl
 from segpipe.core.rasterize.raster import rasterize_shapes
 from segpipe.core.release.build import write_release
 from segpipe.core.release.coco_annotations import shape_annotations
-from segpipe.core.release.coco_document import CocoDocument, annotation_tails
+from segpipe.core.release.coco_document import CocoDocument, annotation_tails, tails_block
 from segpipe.core.release.coco_fragments import (
     AnnotationShelf,
     encode_fragment,
@@ -41,7 +41,7 @@ def _coco_json(release: ReleaseContext, items: pl.DataFrame, store: ArtefactStor
     shelve_class_annotations(items, shelf, TAXONOMY, store)
     fresh = ReleaseContext(store, release.taxonomy, release.dataset_name, release.mask_encoding,
                            BuildStamp("run-2", "2026-12-02T00:00:00Z"), release.counts, release.qa_results,
-                           release.report_files, shelf.tails, release.provenance)
+                           release.report_files, shelf.block, release.provenance)
     out = io.BytesIO()
     with ZipPackager(out) as packager:
         write_release(fresh, items, packager)
@@ -84,10 +84,14 @@ def test_a_document_from_tails_equals_one_serialized_from_the_annotations():
                    {"category_id": 255, "segmentation": {"size": [2, 2], "counts": [0, 4]}, "area": 4,
                     "bbox": [0, 0, 2, 2]},
                    {"category_id": 2, "segmentation": {"size": [2, 2], "counts": [1, 3]}, "area": 3,
-                    "bbox": [0, 0, 2, 2], "iscrowd": 1}]
+                    "bbox": [0, 0, 2, 2], "iscrowd": 1},
+                   # a string in a tail with what %-formatting would read as a placeholder: it stays as it is
+                   {"category_id": 1, "segmentation": {"size": [2, 2], "counts": "1%d%%s"}, "area": 1,
+                    "bbox": [0, 0, 1, 1]}]
     document = CocoDocument(TAXONOMY, "demo")
     for n in range(3):
-        document.add_image(f"images/train/{n}.png", 4, 2, annotation_tails(annotations[n:], TAXONOMY.class_ids))
+        document.add_image(f"images/train/{n}.png", 4, 2,
+                           tails_block(annotation_tails(annotations[n:], TAXONOMY.class_ids)))
     out = io.BytesIO()
     document.write(out, "v1")
     images = [{"id": n + 1, "file_name": f"images/train/{n}.png", "width": 4, "height": 2} for n in range(3)]
@@ -112,10 +116,10 @@ def test_a_shelf_holds_each_masks_tails_and_refuses_a_fragment_whose_hash_does_n
     assert len(shelf) == 0
     assert shelf.shelve(fragment)
     assert shelf.shelve(encode_fragment([("masks/c.png", [b'"category_id":0}'])]))
-    assert shelf.tails("masks/a.png") == [b'"category_id":1}', b'"category_id":2}']
-    assert shelf.tails("masks/b.png") == []
-    assert shelf.tails("masks/c.png") == [b'"category_id":0}']
-    assert shelf.tails("masks/d.png") is None  # no fragment holds it: the writer draws its classes
+    assert shelf.block("masks/a.png") == b'"category_id":1}\n"category_id":2}'
+    assert shelf.block("masks/b.png") == b""
+    assert shelf.block("masks/c.png") == b'"category_id":0}'
+    assert shelf.block("masks/d.png") is None  # no fragment holds it: the writer draws its classes
     shelf.close()
 
 

@@ -9,7 +9,7 @@ import polars as pl
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release import layout
 from segpipe.core.release.coco_annotations import shape_annotations
-from segpipe.core.release.coco_document import CocoDocument, annotation_tails
+from segpipe.core.release.coco_document import CocoDocument, annotation_tails, tails_block
 from segpipe.core.release.writers.writer import Member, ReleaseContext, ReleaseItem, ReleaseWriter
 from segpipe.core.shared.artefacts import ArtefactStore, content_digest
 from segpipe.core.shared.rle import encode_value_rles
@@ -33,11 +33,11 @@ class Coco(ReleaseWriter):
 
     def item_members(self, item: ReleaseItem) -> Iterable[Member]:
         row = item.row
-        tails = self.release.coco_annotations(row["mask_key"])
-        if tails is None:
+        block = self.release.coco_annotations(row["mask_key"])
+        if block is None:
             found = class_annotations(row["mask_key"], self.release.store, lambda: item.mask)
-            tails = annotation_tails(found, self.release.taxonomy.class_ids)
-        self.document.add_image(item.image_path, row["width"], row["height"], tails)
+            block = tails_block(annotation_tails(found, self.release.taxonomy.class_ids))
+        self.document.add_image(item.image_path, row["width"], row["height"], block)
         return ()
 
     def version_content(self) -> bytes:

@@ -107,9 +107,9 @@ class ReleaseContext:
     counts: dict[str, int]
     qa_results: pl.DataFrame
     report_files: Mapping[str, bytes] = field(default_factory=dict)  # path in the archive -> bytes
-    # mask key -> its COCO annotations as coco_document's tails, read from the fragments shelved
-    # (coco_fragments.AnnotationShelf.tails); None for a mask no fragment holds: the writer makes them
-    coco_annotations: Callable[[str], list[bytes] | None] = field(default=lambda mask_key: None)
+    # mask key -> its COCO annotations as coco_document's tails_block, read from the fragments shelved
+    # (coco_fragments.AnnotationShelf.block); None for a mask no fragment holds: the writer makes them
+    coco_annotations: Callable[[str], bytes | None] = field(default=lambda mask_key: None)
     provenance: Mapping[str, BatchProvenance] = field(default_factory=dict)  # batch id -> what its batch.json states
     exports: tuple[str, ...] = ()  # release.exports: the trainer layouts this release carries
     cityscapes_city: str = CITY_FROM_BATCH  # release.cityscapes_city

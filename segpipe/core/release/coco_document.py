@@ -1,15 +1,17 @@
-"""coco.json written as it grows: images and annotations wait in temporary files, not in memory, so a
-release's memory does not grow with its polygons (a Cityscapes-size scene has about a hundred,
-a few KB of JSON each). Annotations arrive serialized but for their ids (annotation_tails, as
-coco_fragments stores them), a block of them per image, so a build that reads them back parses
-none; their ids go in with one %-format of the image's block, not one per annotation (a million
-annotations at 10,000 scenes). The digest of the annotations is taken as they arrive, for the
-release's content version."""
+"""coco.json written as it grows, in memory that does not grow with its polygons (a Cityscapes-size
+scene has about a hundred, a few KB of JSON each). The images wait in a temporary file. The
+annotations arrive serialized but for their ids (annotation_tails, as coco_fragments stores them),
+a block of them per image, so a build that reads them back parses none; they are not kept but read
+again from where they came from (the fragments' shelf, itself a temporary file) when the document
+is written, so a release writes its annotations to disk once, not twice (478 MB at 10,000
+scenes). Their ids go in with one %-format of the image's block, not one per annotation. The
+digest of the annotations is taken as they arrive, for the release's content version, which the
+document's own `info` holds."""
 
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import BinaryIO
 
 import orjson
@@ -18,49 +20,61 @@ from segpipe.core.taxonomy.model import Taxonomy
 
 
 class CocoDocument:
-    def __init__(self, taxonomy: Taxonomy, dataset_name: str) -> None:
+    def __init__(self, taxonomy: Taxonomy, dataset_name: str, blocks: Callable[[str], bytes]) -> None:
+        """`blocks`: mask key -> its tails_block, as add_image was given it, for write."""
         self._categories = [{"id": c.id, "name": c.name, "supercategory": ""} for c in taxonomy.classes]
         self._dataset_name = dataset_name
+        self._blocks = blocks
         self._images = tempfile.TemporaryFile(prefix="segpipe-coco-images-")
-        self._annotations = tempfile.TemporaryFile(prefix="segpipe-coco-annotations-")
-        self._image_count = 0
+        self._masks: list[str] = []  # each image's mask key, in the document's order
         self._annotation_count = 0
         self._digest = hashlib.sha256()
 
-    def add_image(self, file_name: str, width: int, height: int, block: bytes) -> None:
-        """An image and its annotations, a tails_block: each gets its id and the image's, exactly as
-        serializing the whole annotation would place them."""
-        self._image_count += 1
-        image_id = self._image_count
+    def add_image(self, file_name: str, width: int, height: int, mask_key: str, block: bytes) -> None:
+        """An image and its annotations, the tails_block of its mask: each gets its id and the
+        image's, exactly as serializing the whole annotation would place them."""
+        self._masks.append(mask_key)
+        image_id = len(self._masks)
         image = orjson.dumps({"id": image_id, "file_name": file_name, "width": width, "height": height})
         self._images.write(b"," + image if image_id > 1 else image)
-        if not block:
-            return
-        count = block.count(b"\n") + 1
-        first = self._annotation_count + 1
-        ids = tuple(range(first, first + count))
-        head = b'{"id":%%d,"image_id":%d,' % image_id
-        tails = block.replace(b"%", b"%%")
-        self._annotations.write((b"," if first > 1 else b"") + (head + tails.replace(b"\n", b"," + head)) % ids)
-        self._annotation_count += count
         # the annotations one after the other, without the commas between them, as the content version has them
-        self._digest.update((head + tails.replace(b"\n", head)) % ids)
+        self._digest.update(_with_ids(block, image_id, self._annotation_count + 1, b""))
+        self._annotation_count += _count(block)
 
     def annotations_digest(self) -> str:
         return self._digest.hexdigest()
 
     def write(self, out: BinaryIO, version: str) -> None:
-        """The whole document; images and annotations are copied from their temporary files in chunks."""
+        """The whole document: the images copied from their temporary file in chunks, each image's
+        annotations read back and given their ids."""
         info = orjson.dumps({"description": self._dataset_name, "version": version})
         out.write(b'{"info":' + info + b',"licenses":[],"images":[')
-        _copy(self._images, out)
+        self._images.seek(0)
+        shutil.copyfileobj(self._images, out, 1 << 20)
         out.write(b'],"categories":' + orjson.dumps(self._categories) + b',"annotations":[')
-        _copy(self._annotations, out)
+        first = 1
+        for image_id, mask_key in enumerate(self._masks, start=1):
+            block = self._blocks(mask_key)
+            if block:
+                out.write((b"," if first > 1 else b"") + _with_ids(block, image_id, first, b","))
+                first += _count(block)
         out.write(b"]}")
 
     def close(self) -> None:
         self._images.close()
-        self._annotations.close()
+
+
+def _count(block: bytes) -> int:
+    return block.count(b"\n") + 1 if block else 0
+
+
+def _with_ids(block: bytes, image_id: int, first: int, separator: bytes) -> bytes:
+    """A tails_block's annotations whole, numbered from `first`, `separator` between them."""
+    if not block:
+        return b""
+    head = b'{"id":%%d,"image_id":%d,' % image_id
+    ids = tuple(range(first, first + _count(block)))
+    return (head + block.replace(b"%", b"%%").replace(b"\n", separator + head)) % ids
 
 
 def tails_block(tails: Sequence[bytes]) -> bytes:
@@ -76,8 +90,3 @@ def annotation_tails(annotations: list[dict], class_ids: Collection[int]) -> lis
     return [orjson.dumps({"category_id": found["category_id"], "segmentation": found["segmentation"],
                           "area": found["area"], "iscrowd": found.get("iscrowd", 0), "bbox": found["bbox"]})[1:]
             for found in annotations if found["category_id"] in class_ids]
-
-
-def _copy(spooled: BinaryIO, out: BinaryIO) -> None:
-    spooled.seek(0)
-    shutil.copyfileobj(spooled, out, 1 << 20)

@@ -88,13 +88,14 @@ def test_a_document_from_tails_equals_one_serialized_from_the_annotations():
                    # a string in a tail with what %-formatting would read as a placeholder: it stays as it is
                    {"category_id": 1, "segmentation": {"size": [2, 2], "counts": "1%d%%s"}, "area": 1,
                     "bbox": [0, 0, 1, 1]}]
-    document = CocoDocument(TAXONOMY, "demo")
-    for n in range(3):
-        document.add_image(f"images/train/{n}.png", 4, 2,
-                           tails_block(annotation_tails(annotations[n:], TAXONOMY.class_ids)))
+    blocks = {f"masks/{n}.png": tails_block(annotation_tails(annotations[n:], TAXONOMY.class_ids)) for n in range(3)}
+    blocks["masks/3.png"] = tails_block([])  # an image without annotations
+    document = CocoDocument(TAXONOMY, "demo", blocks.__getitem__)
+    for n in range(4):
+        document.add_image(f"images/train/{n}.png", 4, 2, f"masks/{n}.png", blocks[f"masks/{n}.png"])
     out = io.BytesIO()
     document.write(out, "v1")
-    images = [{"id": n + 1, "file_name": f"images/train/{n}.png", "width": 4, "height": 2} for n in range(3)]
+    images = [{"id": n + 1, "file_name": f"images/train/{n}.png", "width": 4, "height": 2} for n in range(4)]
     expected = [{"id": 0, "image_id": n + 1, "category_id": a["category_id"], "segmentation": a["segmentation"],
                  "area": a["area"], "iscrowd": a.get("iscrowd", 0), "bbox": a["bbox"]}
                 for n in range(3) for a in annotations[n:] if a["category_id"] != 255]

@@ -21,23 +21,28 @@ class Coco(ReleaseWriter):
     """coco/coco.json: every released image with its annotations, one per drawn shape for a mask drawn
     from polygons (see coco_annotations; read pre-serialized from the batch's fragment, see
     coco_fragments), else one RLE per class present (from the fragment of the item's group, or the
-    mask's own memo when no fragment holds it). Streamed (CocoDocument): the document waits in
-    temporary files, not in memory; the content version covers its annotations."""
+    mask's own memo when no fragment holds it). Streamed (CocoDocument): the annotations are read
+    back from the shelf when the document is written, not held; the content version covers them."""
 
     name = "coco"
 
     def __init__(self, release: ReleaseContext) -> None:
         super().__init__(release)
+        self.made: dict[str, bytes] = {}  # the tails_block of each mask no fragment holds, made here
         self.document = release.resources.enter_context(
-            contextlib.closing(CocoDocument(release.taxonomy, release.dataset_name)))
+            contextlib.closing(CocoDocument(release.taxonomy, release.dataset_name, self.block)))
+
+    def block(self, mask_key: str) -> bytes:
+        shelved = self.release.coco_annotations(mask_key)
+        return self.made[mask_key] if shelved is None else shelved
 
     def item_members(self, item: ReleaseItem) -> Iterable[Member]:
         row = item.row
         block = self.release.coco_annotations(row["mask_key"])
         if block is None:
             found = class_annotations(row["mask_key"], self.release.store, lambda: item.mask)
-            block = tails_block(annotation_tails(found, self.release.taxonomy.class_ids))
-        self.document.add_image(item.image_path, row["width"], row["height"], block)
+            block = self.made[row["mask_key"]] = tails_block(annotation_tails(found, self.release.taxonomy.class_ids))
+        self.document.add_image(item.image_path, row["width"], row["height"], row["mask_key"], block)
         return ()
 
     def version_content(self) -> bytes:

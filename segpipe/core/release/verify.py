@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 import pandera.errors
 import polars as pl
+from zlib_ng import zlib_ng
 
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release.assemble import assembled_paths, layout_problems
@@ -35,11 +36,15 @@ MARKDOWN_IMAGE = re.compile(r"!\[(?:\\.|[^\]\\])*\]\(([^)\s]+)\)")  # ![alt, \] 
 # What reading one member can raise when its bytes are damaged: a bad local header (BadZipFile,
 # struct.error), a broken deflate stream (zlib.error, EOFError), a flag or method it cannot
 # handle (NotImplementedError, RuntimeError for "encrypted"), or the store failing (OSError).
-MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, struct.error, EOFError, OSError, NotImplementedError, RuntimeError)
+MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, zlib_ng.error, struct.error, EOFError, OSError, NotImplementedError,
+                 RuntimeError)
 ARCHIVE = "(archive)"  # the problem is the ZIP as a whole, not one member
 END_RECORD = "(end of central directory)"
 END_SIGNATURE = b"PK\x05\x06"
 END_RECORD_BYTES = 22
+LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # a ZIP member's local header, its name and extra lengths last
+LOCAL_SIGNATURE = b"PK\x03\x04"
+ENCRYPTED = 0x1  # a member's flag bit
 MISSING_NAMED = 5  # members missing from the files checked named one by one; the rest counted in one line
 
 
@@ -174,10 +179,59 @@ def archive_problems(archive: zipfile.ZipFile) -> list[str]:
 
 
 def member_sha256(archive: ReleaseFiles, name: str) -> str:
+    zipped = _zip_holding(archive, name)
+    if zipped is not None:
+        info = zipped.getinfo(name)
+        if info.compress_type == zipfile.ZIP_DEFLATED and not info.flag_bits & ENCRYPTED:
+            return _inflated_sha256(zipped, info)
     digest = hashlib.sha256()
     with archive.open(name) as member:
         while chunk := member.read(CHUNK):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _zip_holding(archive: ReleaseFiles, name: str) -> zipfile.ZipFile | None:
+    if isinstance(archive, zipfile.ZipFile):
+        return archive
+    if isinstance(archive, PartedFiles):
+        return archive.holders[name][1]
+    return None
+
+
+def _inflated_sha256(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
+    """The SHA-256 of a deflated member, inflated by zlib-ng rather than zipfile's zlib: about twice
+    as fast, and coco.json is hundreds of MB at 10,000 scenes. The local header, the stream's end,
+    the CRC-32 and the size are checked as zipfile checks them; at most CHUNK bytes are inflated at
+    a time, so a member that inflates far beyond its size costs no memory."""
+    archive.fp.seek(info.header_offset)
+    header = archive.fp.read(LOCAL_HEADER.size)
+    if len(header) != LOCAL_HEADER.size or header[:4] != LOCAL_SIGNATURE:
+        raise zipfile.BadZipFile(f"bad local file header at byte {info.header_offset}")
+    name_length, extra_length = LOCAL_HEADER.unpack(header)[-2:]
+    archive.fp.seek(info.header_offset + LOCAL_HEADER.size + name_length + extra_length)
+    inflater, digest, crc, size, left = zlib_ng.decompressobj(-zlib.MAX_WBITS), hashlib.sha256(), 0, 0, info.compress_size
+    pending = b""
+    while left or pending:
+        if not pending:
+            pending = archive.fp.read(min(CHUNK, left))
+            if not pending:
+                raise EOFError(f"the archive ends {left} bytes into the member's data")
+            left -= len(pending)
+        data = inflater.decompress(pending, CHUNK)
+        pending = inflater.unconsumed_tail
+        digest.update(data)
+        crc, size = zlib.crc32(data, crc), size + len(data)
+        if size > info.file_size:
+            break
+    else:
+        data = inflater.flush()  # what the last bounded call held back
+        digest.update(data)
+        crc, size = zlib.crc32(data, crc), size + len(data)
+    if not inflater.eof or size != info.file_size or crc != info.CRC:
+        raise zipfile.BadZipFile(f"inflates to {size:,} bytes (CRC-32 {crc:08x}, the stream "
+                                 f"{'ended' if inflater.eof else 'cut short'}), the directory says "
+                                 f"{info.file_size:,} (CRC-32 {info.CRC:08x})")
     return digest.hexdigest()
 
 

@@ -1,12 +1,14 @@
 import hashlib
 import io
+import struct
 import zipfile
 
 import numpy as np
+import pytest
 import polars as pl
 
 from segpipe.core.shared.png import encode_mask_png
-from segpipe.core.release.verify import ReleaseProblem, verify_release
+from segpipe.core.release.verify import ReleaseProblem, member_sha256, verify_release
 from segpipe_tests.core.release.release_fixture import build_release
 
 
@@ -143,3 +145,32 @@ def test_a_mask_of_the_wrong_size_is_named():
     with rewritten(built.data, {path: encode_mask_png(np.zeros((4, 5), np.uint8))}) as archive:
         problems = verify_release(archive).problems
     assert problems[-1] == ReleaseProblem(path, "is 5x4, index.csv says 6x4")
+
+
+def test_deflated_members_hash_as_zipfile_reads_them_and_a_damaged_stream_is_named():
+    built = build_release()
+    with built.archive() as archive:
+        deflated = [i for i in archive.infolist() if i.compress_type == zipfile.ZIP_DEFLATED]
+        assert len(deflated) > 5  # coco.json, index.csv, meta.json, the labels ... go through zlib-ng
+        for info in archive.infolist():
+            assert member_sha256(archive, info.filename) == hashlib.sha256(archive.read(info.filename)).hexdigest()
+        coco = archive.getinfo("coco/coco.json")
+    name_length, extra_length = struct.unpack("<HH", built.data[coco.header_offset + 26:coco.header_offset + 30])
+    data_start = coco.header_offset + 30 + name_length + extra_length
+    for at in (0, coco.compress_size // 2, coco.compress_size - 1):  # a header, a body, a last byte flipped
+        corrupted = bytearray(built.data)
+        corrupted[data_start + at] ^= 0x55
+        with zipfile.ZipFile(io.BytesIO(bytes(corrupted))) as archive:
+            problems = verify_release(archive).problems
+        assert "coco/coco.json" in {p.member for p in problems}, at
+        assert all("SHA-256" in p.problem or "unreadable" in p.problem for p in problems if p.member == "coco/coco.json")
+
+
+def test_a_deflated_member_longer_than_its_directory_says_is_unreadable_not_hashed_whole():
+    built = build_release()
+    with built.archive() as archive:
+        coco = archive.getinfo("coco/coco.json")
+    with zipfile.ZipFile(io.BytesIO(built.data)) as archive:
+        archive.getinfo("coco/coco.json").file_size = coco.file_size - 10  # a forged central directory
+        with pytest.raises(zipfile.BadZipFile, match=f"{coco.file_size - 10:,}"):
+            member_sha256(archive, "coco/coco.json")

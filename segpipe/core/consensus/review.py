@@ -60,6 +60,10 @@ def apply_reviews(images: pl.DataFrame, reviews: pl.DataFrame) -> pl.DataFrame:
     one per image, as QA keeps only the newest delivery) released as reviewed: the review's mask, status accepted,
     the annotators' agreement and agreement map kept as the record of their dispute. A review of an
     image not in the queue changes nothing (the ledger says why: reviewed_images)."""
+    queued = images.filter(pl.col("status").is_in(REVIEW_STATUSES))["image_id"]
+    reviews = reviews.filter(pl.col("image_id").is_in(queued.implode()))
+    if reviews.is_empty():  # most builds: the table as it is, not remade row by row (0.5 s at 10,000 images)
+        return images
     review_of = {image_id: (mask_key, instance_key, pixels) for image_id, mask_key, instance_key, pixels in
                  reviews.select("image_id", "mask_key", "instance_mask_key",
                                 as_sparse(reviews["class_pixels"])).iter_rows()}

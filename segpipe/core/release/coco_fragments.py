@@ -178,11 +178,12 @@ def shape_batches(items: pl.DataFrame, consensus: pl.DataFrame, masks: BatchTabl
     the batch's stored shape table, its released masks (with their entries and sizes) and the
     taxonomy's classes, so only a batch whose shapes or released masks changed is drawn again."""
     sizes = _sizes(items)
-    drawn = (consensus.filter((pl.col("status") == "accepted") & pl.col("mask_source").is_in(POLYGON_SOURCES))
+    drawn = (consensus.filter((pl.col("status") == "accepted") & pl.col("mask_source").is_in(POLYGON_SOURCES)
+                              & pl.col("mask_key").is_in(items["mask_key"].implode()))
              .select("mask_key"))
     for batch in shapes.batches:
         entries = masks.read(batch, ("mask_key", "entry_id"))
-        released = entries.join(drawn, on="mask_key").filter(pl.col("mask_key").is_in(list(sizes))).sort("mask_key")
+        released = entries.join(drawn, on="mask_key").sort("mask_key")
         made_of = [(mask_key, entry_id, *sizes[mask_key]) for mask_key, entry_id in released.iter_rows()]
         key = _fragment_key(shapes.digest(batch).encode(), made_of, taxonomy)
         yield ShapeBatch(key, tuple(released["mask_key"]),

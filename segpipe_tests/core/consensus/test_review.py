@@ -50,3 +50,5 @@ def test_a_review_replaces_the_consensus_of_a_queued_image_only_and_it_leaves_th
     assert rows["i2"] == images.row(1, named=True)  # not in the queue: as it was
     assert review_queue(after, entries.with_columns(file_name=pl.col("entry_id"))).is_empty()
     assert unapplied_reviews(entries, after) == {"r2", "r9"}
+    # reviews of images out of the queue only: the table as it was
+    assert apply_reviews(images, reviews.filter(pl.col("entry_id").is_in(["r2", "r9"]))).equals(images)

@@ -95,6 +95,12 @@ def qa_batch_memo(batch_id: str, digest: str) -> str:
     return f"qa-batch/{batch_id}/{digest}.json"
 
 
+def qa_judged_memo(batch_id: str, digest: str) -> str:
+    """A batch's QA results by the rules that judge it alone, named after its tables, the taxonomy,
+    the QA settings and what it shares with other batches (core/qa/by_batch.py)."""
+    return f"qa-judged/{batch_id}/{digest}.json"
+
+
 def distribution_chart(digest: str) -> str:
     return f"sampling/chart-{digest}.png"
 

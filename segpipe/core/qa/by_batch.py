@@ -12,21 +12,27 @@ A batch's shape work (polygon_findings, drawn_shape_areas, unmapped_segments) is
 store under a digest of the batch's shape and image tables, the taxonomy's instance classes and
 the vertex tolerance: a nightly build outlines only the new batch's polygons, and a taxonomy edit
 that leaves a batch's mapped shapes as they were reuses its work. Mask structure is remembered per
-mask (mask_structure.py).
+mask (mask_structure.py). So is each batch's judgement by every rule but the instance-area one
+(BATCH_RULES), under its tables, the taxonomy, the QA settings and the shared facts about its own
+entries (which are superseded, which are near copies): a nightly build judges the new batch and any
+batch whose entries it supersedes or copies, and recalls the others. The instance-area rule reads
+statistics over every batch, which each new batch moves, so it is judged in every build.
 """
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
 import polars as pl
 
-from segpipe.core.qa.deliveries import superseded_entries
-from segpipe.core.qa.instance_areas import AREA_SCHEMA, ClassAreas, area_outliers, drawn_shape_areas
+from segpipe.core.qa.deliveries import Superseded, superseded_entries
+from segpipe.core.qa.instance_areas import AREA_SCHEMA, INSTANCE_AREA_OUTLIER, ClassAreas, area_outliers, drawn_shape_areas
 from segpipe.core.qa.mask_structure import mask_structure
 from segpipe.core.qa.near_duplicates import near_duplicate_entries
 from segpipe.core.qa.pictures import OUTLINED_RULES, PER_RULE, render_qa_thumbnails
 from segpipe.core.qa.polygon_checks import FINDINGS_SCHEMA, polygon_findings
-from segpipe.core.qa.rules import evaluate_entries, with_thumbnails
+from segpipe.core.qa.rules import QA_RULES, evaluate_entries, with_thumbnails
 from segpipe.core.qa.settings import QaSettings
 from segpipe.core.shared.artefacts import ArtefactStore, content_digest
 from segpipe.core.shared.batch_tables import BatchTables
@@ -35,6 +41,12 @@ from segpipe.core.taxonomy.model import Taxonomy, unmapped_segments
 from segpipe.store import keys as store_keys
 
 MEMO_FORMAT = 1  # part of every remembered batch's name: a new format never reads an old one
+JUDGED_FORMAT = 1  # likewise for a batch's results: bump it when a rule of BATCH_RULES judges otherwise
+# The instance-area rule compares a batch's shapes with every batch's (a new batch moves every class's
+# mean a little, and the reasons say by how much): it is judged each build; the others are remembered.
+DATASET_RULES = tuple(rule for rule in QA_RULES if rule.id == INSTANCE_AREA_OUTLIER)
+BATCH_RULES = tuple(rule for rule in QA_RULES if rule.id != INSTANCE_AREA_OUTLIER)
+QA_COLUMNS = tuple(polars_schema(QaResultRecord))
 IMAGE_COLUMNS = ("entry_id", "batch_id", "file_name", "landed_at", "perceptual_hash", "image_key")
 MASK_COLUMNS = ("entry_id", "image_id", "annotator", "mask_key", "class_pixels", "width", "height")
 SHAPE_COLUMNS = ("entry_id", "shape_index", "raw_label", "kind", "mapping", "is_crowd", "class_id", "rings")
@@ -74,20 +86,71 @@ def qa_by_batch(masks: BatchTables, images: BatchTables, shapes: BatchTables, ta
     results, findings, failures = [], [], []
     for batch, key in memo_keys.items():
         local = _batch_shapes(shapes, images, batch, key, taxonomy, settings, store)
-        polygons = pl.concat([local.polygons, area_outliers(local.areas, class_areas, taxonomy,
-                                                           settings.instance_area_sigma)])
+        outliers = area_outliers(local.areas, class_areas, taxonomy, settings.instance_area_sigma)
         batch_masks = masks.read(batch, MASK_COLUMNS)
         entries = batch_masks.join(image_index.drop("image_key"), on="entry_id", how="left")
-        structure = mask_structure(batch_masks, taxonomy, settings.min_fragment_px, store)
-        judged = evaluate_entries(entries, local.unmapped, taxonomy, settings, polygons, structure, superseded,
-                                  near_duplicates)
+        shared = _BatchFacts(superseded, near_duplicates, frozenset(entries["entry_id"]))
+        judgement = _judged_memo(masks, batch, key, taxonomy, settings, shared)
+        alone = _recalled_results(store.recall(judgement))
+        if alone is None:
+            structure = mask_structure(batch_masks, taxonomy, settings.min_fragment_px, store)
+            alone = evaluate_entries(entries, local.unmapped, taxonomy, settings, local.polygons, structure,
+                                     superseded, near_duplicates, BATCH_RULES)
+            store.remember(judgement, alone.to_dict(as_series=False))
+        judged = _in_rule_order(alone, evaluate_entries(entries, local.unmapped, taxonomy, settings, outliers, None,
+                                                        superseded, near_duplicates, DATASET_RULES))
         results.append(judged)
-        findings.append(polygons)
+        findings.append(pl.concat([local.polygons, outliers]))
         failures.append(judged.filter(~pl.col("passed")).join(batch_masks.select("entry_id", "mask_key"), on="entry_id")
                         .join(image_index.select("entry_id", "image_key"), on="entry_id"))
     all_results = pl.concat(results) if results else pl.DataFrame(schema=polars_schema(QaResultRecord))
     thumbnails = _thumbnails(failures, findings, shapes, image_index, taxonomy, settings, store)
     return QaOutcome(with_thumbnails(all_results, thumbnails), entry_index.height)
+
+
+@dataclass(frozen=True)
+class _BatchFacts:
+    """What one batch's judgement takes from every batch: which of its entries are superseded, and by
+    what, and which are near copies, and of what."""
+
+    superseded: Mapping[str, Superseded]
+    near_duplicates: Mapping[str, str]
+    entries: frozenset[str]
+
+    def fingerprint(self) -> bytes:
+        return orjson.dumps([
+            sorted([entry, dataclasses.astuple(why)] for entry, why in self.superseded.items() if entry in self.entries),
+            sorted([entry, of] for entry, of in self.near_duplicates.items() if entry in self.entries)])
+
+
+def _judged_memo(masks: BatchTables, batch: str, shapes_memo: str, taxonomy: Taxonomy, settings: QaSettings,
+                 shared: _BatchFacts) -> str:
+    """Where a batch's results by BATCH_RULES are remembered: named after everything they depend on
+    (the batch's masks, its shape work's name, which covers its shape and image tables, the whole
+    taxonomy, every QA setting and its shared facts), so a nightly build judges only the new batch."""
+    return store_keys.qa_judged_memo(batch, content_digest(
+        masks.digest(batch).encode(), shapes_memo.encode(), taxonomy.content_hash.encode(),
+        orjson.dumps([JUDGED_FORMAT, dataclasses.asdict(settings)]), shared.fingerprint()))
+
+
+def _recalled_results(remembered: object) -> pl.DataFrame | None:
+    """A remembered judgement as the table it was, or None when it is none (not there, or damaged)."""
+    if not isinstance(remembered, dict) or set(remembered) != set(QA_COLUMNS):
+        return None
+    try:
+        return pl.DataFrame(remembered, schema=polars_schema(QaResultRecord))
+    except (pl.exceptions.PolarsError, TypeError, ValueError):
+        return None
+
+
+def _in_rule_order(alone: pl.DataFrame, across: pl.DataFrame) -> pl.DataFrame:
+    """The results of BATCH_RULES and DATASET_RULES over the same entries as evaluate_entries gives them
+    all: entry after entry, each entry's rules in QA_RULES order."""
+    order = {rule.id: n for n, rule in enumerate(QA_RULES)}
+    return pl.concat([
+        alone.with_columns(_entry=pl.int_range(pl.len()) // len(BATCH_RULES)),
+        across.with_columns(_entry=pl.int_range(pl.len()) // len(DATASET_RULES)),
+    ]).sort("_entry", pl.col("check_id").replace_strict(order, return_dtype=pl.Int64)).drop("_entry")
 
 
 def _thumbnails(failures: list[pl.DataFrame], findings: list[pl.DataFrame], shapes: BatchTables,

@@ -193,6 +193,7 @@ def evaluate_entries(
     structure: Mapping[str, MaskStructure] | None = None,
     superseded: Mapping[str, Superseded] | None = None,
     near_duplicates: Mapping[str, str] | None = None,
+    rules: tuple[QaRule, ...] | None = None,
 ) -> pl.DataFrame:
     """Run every rule on every entry (rows of masks, with class_pixels, joined with images' batch_id,
     file_name, landed_at and perceptual_hash); one result row per pair. `polygons` are shape findings
@@ -200,7 +201,9 @@ def evaluate_entries(
     of mask_structure.mask_structure. Which entries are superseded or near duplicates depends on
     every batch: a caller judging one batch at a time passes them, found over all (see by_batch).
     The rows are typed as QaResultRecord but not validated here: with_thumbnails validates the table
-    once over every batch (pandera's fixed cost per call was paid once per batch)."""
+    once over every batch (pandera's fixed cost per call was paid once per batch). `rules`: those of
+    QA_RULES to run, in their order (all by default)."""
+    rules = QA_RULES if rules is None else rules
     structure = structure or {}
     superseded = superseded_entries(entries) if superseded is None else superseded
     near_duplicates = (near_duplicate_entries(entries, settings.near_duplicate_bits) if near_duplicates is None
@@ -225,16 +228,15 @@ def evaluate_entries(
             near_duplicate_of=near_duplicates.get(entry["entry_id"]),
             structure=structure.get(entry["entry_id"], MaskStructure()),
         )
-        reasons.extend(rule.check(evidence, taxonomy, settings) for rule in QA_RULES)
+        reasons.extend(rule.check(evidence, taxonomy, settings) for rule in rules)
     # one row per entry and rule, entry after entry, built by column: a row of dicts each was most of the cost
-    rules = len(QA_RULES)
     failed = pl.Series("reason", reasons, dtype=pl.String).is_not_null()
     return ordered.select("entry_id", "batch_id", "file_name").gather(
-        np.repeat(np.arange(ordered.height), rules)).with_columns(
-        check_id=pl.Series([rule.id for rule in QA_RULES] * ordered.height, dtype=pl.String),
-        severity=pl.Series([rule_severity(rule, taxonomy) for rule in QA_RULES] * ordered.height, dtype=pl.String),
+        np.repeat(np.arange(ordered.height), len(rules))).with_columns(
+        check_id=pl.Series([rule.id for rule in rules] * ordered.height, dtype=pl.String),
+        severity=pl.Series([rule_severity(rule, taxonomy) for rule in rules] * ordered.height, dtype=pl.String),
         passed=~failed,
-        excludes_entry=pl.Series([rule.excludes_entry for rule in QA_RULES] * ordered.height, dtype=pl.Boolean) & failed,
+        excludes_entry=pl.Series([rule.excludes_entry for rule in rules] * ordered.height, dtype=pl.Boolean) & failed,
         reason=pl.Series(reasons, dtype=pl.String),
         thumbnail_key=pl.lit(None, dtype=pl.String),
     ).cast(polars_schema(QaResultRecord))

@@ -4,6 +4,7 @@ batches whose tables changed."""
 from pathlib import Path
 
 import fsspec
+import orjson
 import polars as pl
 import pytest
 
@@ -118,3 +119,60 @@ def test_a_rerun_with_a_new_batch_reads_only_the_new_batchs_shapes(demo_tables):
 def _batches_with_outlined_failures(results: pl.DataFrame, images: FrameBatches) -> set[str]:
     """Batches whose shapes the thumbnails of outlined failures read again (a few, never all)."""
     return set(results.filter(pl.col("thumbnail_key").is_not_null())["batch_id"])
+
+
+def test_a_batchs_judgement_is_remembered_and_made_again_only_when_what_it_depends_on_changes(demo_tables):
+    masks, images, shapes, taxonomy, objects = demo_tables
+    settings = load_pipeline_settings(DEMO_CONFIG / "pipeline.yaml").qa
+    written = dict(objects)
+    store = ArtefactStore.in_memory(written)
+
+    def judged() -> set[str]:
+        return {key for key in written if key.startswith("qa-judged/")}
+
+    first = qa_by_batch(masks, images, shapes, taxonomy, settings, store)
+    assert {key.split("/")[1] for key in judged()} == set(masks.batches)
+    before = judged()
+    again = qa_by_batch(masks, images, shapes, taxonomy, settings, store)  # nothing changed: every batch recalled
+    assert judged() == before and again.results.equals(first.results)
+    for key in before:  # a memo that says otherwise ...
+        memo = orjson.loads(written[key])
+        memo["passed"][0] = not memo["passed"][0]
+        written[key] = orjson.dumps(memo)
+    assert not qa_by_batch(masks, images, shapes, taxonomy, settings, store).results.equals(first.results)
+    for key in before:  # ... is what a build reads; one that is no table is made again
+        written[key] = b'{"passed": [true]}'
+    assert qa_by_batch(masks, images, shapes, taxonomy, settings, store).results.equals(first.results)
+    looser = settings.__class__(**{**settings.__dict__, "max_unlabeled_fraction": 0.9})
+    rejudged = qa_by_batch(masks, images, shapes, taxonomy, looser, store)  # a setting is in every batch's name
+    assert len(judged()) == 2 * len(before)
+    assert rejudged.results.equals(all_at_once(masks, images, shapes, taxonomy, looser,
+                                               ArtefactStore.in_memory(dict(objects))))
+
+
+def test_a_correction_landed_later_judges_again_the_batch_it_corrects(demo_tables):
+    masks, images, shapes, taxonomy, objects = demo_tables
+    settings = load_pipeline_settings(DEMO_CONFIG / "pipeline.yaml").qa
+    corrected = masks.batches[1]
+    entry = masks.read(corrected)["entry_id"][0]
+
+    def redelivered(table: pl.DataFrame) -> pl.DataFrame:  # the entry again, in a batch landed later
+        again = table.filter(pl.col("entry_id") == entry).with_columns(entry_id=pl.lit("correction-1"))
+        if "batch_id" in again.columns:
+            again = again.with_columns(batch_id=pl.lit("b999_correction"), landed_at=pl.col("landed_at") + pl.duration(days=1))
+        return again
+
+    def with_correction(tables: FrameBatches) -> FrameBatches:
+        return FrameBatches({**{b: tables.read(b) for b in tables.batches},
+                             "b999_correction": redelivered(tables.read(corrected))})
+
+    store = ArtefactStore.in_memory(dict(objects))
+    earlier = qa_by_batch(masks, images, shapes, taxonomy, settings, store)
+    later = qa_by_batch(with_correction(masks), with_correction(images), with_correction(shapes), taxonomy, settings,
+                        store)
+    superseded = (pl.col("check_id") == "entry_not_superseded") & (pl.col("entry_id") == entry)
+    assert earlier.results.filter(superseded)["passed"].to_list() == [True]
+    # judged again although its batch is as it was: a later batch replaces the entry
+    assert later.results.filter(superseded)["passed"].to_list() == [False]
+    assert later.results.equals(qa_by_batch(with_correction(masks), with_correction(images), with_correction(shapes),
+                                            taxonomy, settings, ArtefactStore.in_memory(dict(objects))).results)

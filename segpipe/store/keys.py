@@ -95,6 +95,11 @@ def qa_batch_memo(batch_id: str, digest: str) -> str:
     return f"qa-batch/{batch_id}/{digest}.json"
 
 
+def qa_batch_areas_memo(batch_id: str, digest: str) -> str:
+    """The instance-area statistics of a batch's shape work (qa_batch_memo, same digest)."""
+    return f"qa-batch/{batch_id}/{digest}.areas.json"
+
+
 def qa_judged_memo(batch_id: str, digest: str) -> str:
     """A batch's QA results by the rules that judge it alone, named after its tables, the taxonomy,
     the QA settings and what it shares with other batches (core/qa/by_batch.py)."""

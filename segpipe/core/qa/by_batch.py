@@ -32,7 +32,7 @@ from segpipe.core.qa.mask_structure import mask_structure
 from segpipe.core.qa.near_duplicates import near_duplicate_entries
 from segpipe.core.qa.pictures import OUTLINED_RULES, PER_RULE, render_qa_thumbnails
 from segpipe.core.qa.polygon_checks import FINDINGS_SCHEMA, polygon_findings
-from segpipe.core.qa.rules import QA_RULES, evaluate_entries, with_thumbnails
+from segpipe.core.qa.rules import QA_RULES, evaluate_entries, findings_results, with_thumbnails
 from segpipe.core.qa.settings import QaSettings
 from segpipe.core.shared.artefacts import ArtefactStore, content_digest
 from segpipe.core.shared.batch_tables import BatchTables
@@ -43,7 +43,8 @@ from segpipe.store import keys as store_keys
 MEMO_FORMAT = 1  # part of every remembered batch's name: a new format never reads an old one
 JUDGED_FORMAT = 1  # likewise for a batch's results: bump it when a rule of BATCH_RULES judges otherwise
 # The instance-area rule compares a batch's shapes with every batch's (a new batch moves every class's
-# mean a little, and the reasons say by how much): it is judged each build; the others are remembered.
+# mean a little, and the reasons say by how much): it is judged each build, by the batch's shape
+# findings alone (rules.findings_results); the others are remembered.
 DATASET_RULES = tuple(rule for rule in QA_RULES if rule.id == INSTANCE_AREA_OUTLIER)
 BATCH_RULES = tuple(rule for rule in QA_RULES if rule.id != INSTANCE_AREA_OUTLIER)
 QA_COLUMNS = tuple(polars_schema(QaResultRecord))
@@ -78,27 +79,25 @@ def qa_by_batch(masks: BatchTables, images: BatchTables, shapes: BatchTables, ta
     superseded = superseded_entries(entry_index)
     near_duplicates = near_duplicate_entries(entry_index, settings.near_duplicate_bits)
 
-    memo_keys = {batch: _shapes_memo(shapes, images, batch, taxonomy, settings) for batch in masks.batches}
+    shape_work = {batch: _shapes_digest(shapes, images, batch, taxonomy, settings) for batch in masks.batches}
     class_areas = ClassAreas()
-    for batch, key in memo_keys.items():
-        class_areas = class_areas.combined(ClassAreas.of(_batch_shapes(shapes, images, batch, key, taxonomy,
-                                                                       settings, store).areas))
+    for batch, digest in shape_work.items():
+        class_areas = class_areas.combined(_class_areas(shapes, images, batch, digest, taxonomy, settings, store))
     results, findings, failures = [], [], []
-    for batch, key in memo_keys.items():
-        local = _batch_shapes(shapes, images, batch, key, taxonomy, settings, store)
+    for batch, digest in shape_work.items():
+        local = _batch_shapes(shapes, images, batch, digest, taxonomy, settings, store)
         outliers = area_outliers(local.areas, class_areas, taxonomy, settings.instance_area_sigma)
         batch_masks = masks.read(batch, MASK_COLUMNS)
         entries = batch_masks.join(image_index.drop("image_key"), on="entry_id", how="left")
         shared = _BatchFacts(superseded, near_duplicates, frozenset(entries["entry_id"]))
-        judgement = _judged_memo(masks, batch, key, taxonomy, settings, shared)
+        judgement = _judged_memo(masks, batch, digest, taxonomy, settings, shared)
         alone = _recalled_results(store.recall(judgement))
         if alone is None:
             structure = mask_structure(batch_masks, taxonomy, settings.min_fragment_px, store)
             alone = evaluate_entries(entries, local.unmapped, taxonomy, settings, local.polygons, structure,
                                      superseded, near_duplicates, BATCH_RULES)
             store.remember(judgement, alone.to_dict(as_series=False))
-        judged = _in_rule_order(alone, evaluate_entries(entries, local.unmapped, taxonomy, settings, outliers, None,
-                                                        superseded, near_duplicates, DATASET_RULES))
+        judged = _in_rule_order(alone, findings_results(entries, outliers, taxonomy, settings, DATASET_RULES))
         results.append(judged)
         findings.append(pl.concat([local.polygons, outliers]))
         failures.append(judged.filter(~pl.col("passed")).join(batch_masks.select("entry_id", "mask_key"), on="entry_id")
@@ -123,13 +122,13 @@ class _BatchFacts:
             sorted([entry, of] for entry, of in self.near_duplicates.items() if entry in self.entries)])
 
 
-def _judged_memo(masks: BatchTables, batch: str, shapes_memo: str, taxonomy: Taxonomy, settings: QaSettings,
+def _judged_memo(masks: BatchTables, batch: str, shape_work: str, taxonomy: Taxonomy, settings: QaSettings,
                  shared: _BatchFacts) -> str:
     """Where a batch's results by BATCH_RULES are remembered: named after everything they depend on
     (the batch's masks, its shape work's name, which covers its shape and image tables, the whole
     taxonomy, every QA setting and its shared facts), so a nightly build judges only the new batch."""
     return store_keys.qa_judged_memo(batch, content_digest(
-        masks.digest(batch).encode(), shapes_memo.encode(), taxonomy.content_hash.encode(),
+        masks.digest(batch).encode(), shape_work.encode(), taxonomy.content_hash.encode(),
         orjson.dumps([JUDGED_FORMAT, dataclasses.asdict(settings)]), shared.fingerprint()))
 
 
@@ -145,12 +144,13 @@ def _recalled_results(remembered: object) -> pl.DataFrame | None:
 
 def _in_rule_order(alone: pl.DataFrame, across: pl.DataFrame) -> pl.DataFrame:
     """The results of BATCH_RULES and DATASET_RULES over the same entries as evaluate_entries gives them
-    all: entry after entry, each entry's rules in QA_RULES order."""
-    order = {rule.id: n for n, rule in enumerate(QA_RULES)}
-    return pl.concat([
-        alone.with_columns(_entry=pl.int_range(pl.len()) // len(BATCH_RULES)),
-        across.with_columns(_entry=pl.int_range(pl.len()) // len(DATASET_RULES)),
-    ]).sort("_entry", pl.col("check_id").replace_strict(order, return_dtype=pl.Int64)).drop("_entry")
+    all: entry after entry, in the order of `alone` (which may come from an earlier build), each
+    entry's rules in QA_RULES order."""
+    rule_order = {rule.id: n for n, rule in enumerate(QA_RULES)}
+    entry_order = alone.select("entry_id").unique(maintain_order=True).with_row_index("_entry")
+    return (pl.concat([alone, across]).join(entry_order, on="entry_id", how="left")
+            .sort("_entry", pl.col("check_id").replace_strict(rule_order, return_dtype=pl.Int64))
+            .drop("_entry"))
 
 
 def _thumbnails(failures: list[pl.DataFrame], findings: list[pl.DataFrame], shapes: BatchTables,
@@ -172,18 +172,31 @@ def _thumbnails(failures: list[pl.DataFrame], findings: list[pl.DataFrame], shap
     return render_qa_thumbnails(chosen, polygons, drawn_shapes, taxonomy, store, settings.min_fragment_px)
 
 
-def _shapes_memo(shapes: BatchTables, images: BatchTables, batch: str, taxonomy: Taxonomy,
-                 settings: QaSettings) -> str:
-    """Where a batch's shape work is remembered: named after everything it depends on."""
+def _shapes_digest(shapes: BatchTables, images: BatchTables, batch: str, taxonomy: Taxonomy,
+                   settings: QaSettings) -> str:
+    """The name of a batch's shape work: a digest of everything it depends on."""
     counted = sorted(c.id for c in taxonomy.classes if c.has_instances)
-    return store_keys.qa_batch_memo(batch, content_digest(
-        shapes.digest(batch).encode(), images.digest(batch).encode(),
-        orjson.dumps([MEMO_FORMAT, counted, settings.vertex_tolerance_px])))
+    return content_digest(shapes.digest(batch).encode(), images.digest(batch).encode(),
+                          orjson.dumps([MEMO_FORMAT, counted, settings.vertex_tolerance_px]))
 
 
-def _batch_shapes(shapes: BatchTables, images: BatchTables, batch: str, key: str, taxonomy: Taxonomy,
+def _class_areas(shapes: BatchTables, images: BatchTables, batch: str, digest: str, taxonomy: Taxonomy,
+                 settings: QaSettings, store: ArtefactStore) -> ClassAreas:
+    """A batch's instance-area statistics, remembered beside its shape work (under the same digest):
+    the pass that combines every batch's reads a few numbers a class, not the batch's findings."""
+    memo = store_keys.qa_batch_areas_memo(batch, digest)
+    remembered = store.recall(memo)
+    if isinstance(remembered, list):
+        return ClassAreas.of_rows(remembered)
+    stats = ClassAreas.of(_batch_shapes(shapes, images, batch, digest, taxonomy, settings, store).areas)
+    store.remember(memo, stats.rows())
+    return stats
+
+
+def _batch_shapes(shapes: BatchTables, images: BatchTables, batch: str, digest: str, taxonomy: Taxonomy,
                   settings: QaSettings, store: ArtefactStore) -> _BatchShapes:
     """One batch's shape work: remembered, or done from its shapes and remembered."""
+    key = store_keys.qa_batch_memo(batch, digest)
     remembered = store.recall(key)
     if remembered is None:
         batch_shapes = shapes.read(batch, SHAPE_COLUMNS)

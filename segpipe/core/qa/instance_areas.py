@@ -42,6 +42,14 @@ class ClassAreas:
             ((pl.col("log_area") - pl.col("log_area").mean()) ** 2).sum().alias("m2"))
         return cls(*(dict(zip(stats["class_id"].to_list(), stats[name].to_list())) for name in ("n", "mean", "m2")))
 
+    def rows(self) -> list[list]:
+        """[class_id, count, mean, m2] per class, as JSON holds them (floats round-trip exactly)."""
+        return [[class_id, self.count[class_id], self.mean[class_id], self.m2[class_id]] for class_id in sorted(self.count)]
+
+    @classmethod
+    def of_rows(cls, rows: list[list]) -> "ClassAreas":
+        return cls({row[0]: row[1] for row in rows}, {row[0]: row[2] for row in rows}, {row[0]: row[3] for row in rows})
+
     def combined(self, other: "ClassAreas") -> "ClassAreas":
         count, mean, m2 = dict(self.count), dict(self.mean), dict(self.m2)
         for class_id, n in other.count.items():

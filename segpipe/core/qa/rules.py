@@ -27,6 +27,7 @@ from segpipe.core.taxonomy.model import Taxonomy
 
 Severity = Literal["ERROR", "WARN"]
 SHOWN_FINDINGS = 3  # per rule and entry in the reason; the count says how many more
+NO_PIXELS = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -208,10 +209,7 @@ def evaluate_entries(
     superseded = superseded_entries(entries) if superseded is None else superseded
     near_duplicates = (near_duplicate_entries(entries, settings.near_duplicate_bits) if near_duplicates is None
                        else near_duplicates)
-    findings: dict[str, dict[str, tuple[str, ...]]] = {}
-    if polygons is not None:
-        for (entry_id, check_id), group in polygons.group_by("entry_id", "check_id"):
-            findings.setdefault(entry_id, {})[check_id] = tuple(group["reason"].to_list())
+    findings = _findings_by_entry(polygons)
     unmapped_by_entry = {
         eid: tuple(labels) for eid, labels in unmapped.group_by("entry_id").agg(pl.col("raw_label").unique().sort()).iter_rows()
     }
@@ -229,7 +227,33 @@ def evaluate_entries(
             structure=structure.get(entry["entry_id"], MaskStructure()),
         )
         reasons.extend(rule.check(evidence, taxonomy, settings) for rule in rules)
-    # one row per entry and rule, entry after entry, built by column: a row of dicts each was most of the cost
+    return _results(ordered, rules, reasons, taxonomy)
+
+
+def findings_results(entries: pl.DataFrame, polygons: pl.DataFrame, taxonomy: Taxonomy, settings: QaSettings,
+                     rules: tuple[QaRule, ...]) -> pl.DataFrame:
+    """evaluate_entries for rules that judge an entry by its shape findings alone (the instance-area
+    rule, which by_batch judges in every build): each entry's evidence is its findings, without a
+    pass over its mask's pixels and record."""
+    findings = _findings_by_entry(polygons)
+    ordered = entries.sort("batch_id", "file_name")
+    reasons = [rule.check(EntryEvidence(NO_PIXELS, 0, 0, (), None, findings.get(entry_id, {})), taxonomy, settings)
+               for entry_id in ordered["entry_id"] for rule in rules]
+    return _results(ordered, rules, reasons, taxonomy)
+
+
+def _findings_by_entry(polygons: pl.DataFrame | None) -> dict[str, dict[str, tuple[str, ...]]]:
+    findings: dict[str, dict[str, tuple[str, ...]]] = {}
+    if polygons is not None:
+        for (entry_id, check_id), group in polygons.group_by("entry_id", "check_id"):
+            findings.setdefault(entry_id, {})[check_id] = tuple(group["reason"].to_list())
+    return findings
+
+
+def _results(ordered: pl.DataFrame, rules: tuple[QaRule, ...], reasons: list[str | None],
+             taxonomy: Taxonomy) -> pl.DataFrame:
+    """One row per entry of `ordered` and rule, entry after entry, `reasons` in that order: built by
+    column, as a row of dicts each was most of the cost."""
     failed = pl.Series("reason", reasons, dtype=pl.String).is_not_null()
     return ordered.select("entry_id", "batch_id", "file_name").gather(
         np.repeat(np.arange(ordered.height), len(rules))).with_columns(

@@ -1,9 +1,16 @@
 import numpy as np
+import orjson
 import polars as pl
 import pytest
 
 from segpipe.core.ingest.formats.annotation import Shape
-from segpipe.core.qa.instance_areas import INSTANCE_AREA_OUTLIER, instance_area_findings, shape_areas
+from segpipe.core.qa.instance_areas import (
+    AREA_SCHEMA,
+    INSTANCE_AREA_OUTLIER,
+    ClassAreas,
+    instance_area_findings,
+    shape_areas,
+)
 from segpipe.core.ingest.shape_table import ShapeTableBuilder
 from segpipe.core.taxonomy.model import parse_taxonomy
 
@@ -56,3 +63,11 @@ def test_stuff_classes_crowds_and_classes_with_few_shapes_are_not_judged():
     assert instance_area_findings(mapped(cars, crowd=frozenset({11})), TAXONOMY, sigma=3.0).is_empty()
     assert instance_area_findings(mapped(cars[-9:]), TAXONOMY, sigma=2.0).is_empty()  # 9 < MIN_INSTANCES
     assert instance_area_findings(mapped(cars), TAXONOMY, sigma=3.0)["entry_id"].to_list() == ["e11"]
+
+
+def test_class_area_statistics_come_back_from_json_exactly():
+    areas = pl.DataFrame({"entry_id": ["e"] * 5, "shape_index": range(5), "raw_label": ["car"] * 5,
+                          "class_id": [1, 1, 1, 2, 2], "area": [10.0, 31.7, 1e5 / 3, 7.0, 700.1]}, schema=AREA_SCHEMA)
+    stats = ClassAreas.of(areas)
+    again = ClassAreas.of_rows(orjson.loads(orjson.dumps(stats.rows())))
+    assert again == stats and again.table().equals(stats.table())

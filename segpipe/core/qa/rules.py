@@ -237,7 +237,8 @@ def findings_results(entries: pl.DataFrame, polygons: pl.DataFrame, taxonomy: Ta
     pass over its mask's pixels and record."""
     findings = _findings_by_entry(polygons)
     ordered = entries.sort("batch_id", "file_name")
-    reasons = [rule.check(EntryEvidence(NO_PIXELS, 0, 0, (), None, findings.get(entry_id, {})), taxonomy, settings)
+    reasons = [rule.check(EntryEvidence(class_pixels=NO_PIXELS, width=0, height=0, unmapped_labels=(), superseded=None,
+                                        polygon_findings=findings.get(entry_id, {})), taxonomy, settings)
                for entry_id in ordered["entry_id"] for rule in rules]
     return _results(ordered, rules, reasons, taxonomy)
 

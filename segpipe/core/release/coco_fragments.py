@@ -50,8 +50,8 @@ class ShapeBatch:
 
 class AnnotationShelf:
     """mask key -> its COCO annotations as coco.json holds them, minus the ids (coco_document's
-    tails_block), for the masks of the fragments shelved. The fragments wait in a temporary file, not in
-    memory: a release's annotations are hundreds of MB at Cityscapes scale."""
+    tails_block), for the masks of the fragments shelved. The fragments wait in a temporary file, not
+    in memory: a release's annotations are hundreds of MB at Cityscapes scale."""
 
     def __init__(self) -> None:
         self._file: BinaryIO | None = None
@@ -96,8 +96,7 @@ class AnnotationShelf:
 
 def encode_fragment(masks: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
     """A fragment of each mask's tails: a line `<mask key> <length>`, then its tails_block in `length`
-    bytes, after a header line naming the format and the
-    SHA-256 of the rest."""
+    bytes, after a header line naming the format and the SHA-256 of the rest."""
     body = bytearray()
     for mask_key, tails in masks:
         block = tails_block(tails)

@@ -28,7 +28,8 @@ class Coco(ReleaseWriter):
 
     def __init__(self, release: ReleaseContext) -> None:
         super().__init__(release)
-        self.made: dict[str, bytes] = {}  # the tails_block of each mask no fragment holds, made here
+        # the tails_block of each mask no fragment holds, made and held here (build_release shelves every mask)
+        self.made: dict[str, bytes] = {}
         self.document = release.resources.enter_context(
             contextlib.closing(CocoDocument(release.taxonomy, release.dataset_name, self.block)))
 

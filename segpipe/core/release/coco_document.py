@@ -27,6 +27,7 @@ class CocoDocument:
         self._blocks = blocks
         self._images = tempfile.TemporaryFile(prefix="segpipe-coco-images-")
         self._masks: list[str] = []  # each image's mask key, in the document's order
+        self._counts: list[int] = []  # and how many annotations its block holds (counted once: 48 KB an image)
         self._annotation_count = 0
         self._digest = hashlib.sha256()
 
@@ -37,9 +38,11 @@ class CocoDocument:
         image_id = len(self._masks)
         image = orjson.dumps({"id": image_id, "file_name": file_name, "width": width, "height": height})
         self._images.write(b"," + image if image_id > 1 else image)
+        count = block.count(b"\n") + 1 if block else 0
+        self._counts.append(count)
         # the annotations one after the other, without the commas between them, as the content version has them
-        self._digest.update(_with_ids(block, image_id, self._annotation_count + 1, b""))
-        self._annotation_count += _count(block)
+        self._digest.update(_with_ids(block, image_id, self._annotation_count + 1, count, b""))
+        self._annotation_count += count
 
     def annotations_digest(self) -> str:
         return self._digest.hexdigest()
@@ -53,27 +56,22 @@ class CocoDocument:
         shutil.copyfileobj(self._images, out, 1 << 20)
         out.write(b'],"categories":' + orjson.dumps(self._categories) + b',"annotations":[')
         first = 1
-        for image_id, mask_key in enumerate(self._masks, start=1):
-            block = self._blocks(mask_key)
-            if block:
-                out.write((b"," if first > 1 else b"") + _with_ids(block, image_id, first, b","))
-                first += _count(block)
+        for image_id, (mask_key, count) in enumerate(zip(self._masks, self._counts), start=1):
+            if count:
+                out.write((b"," if first > 1 else b"") + _with_ids(self._blocks(mask_key), image_id, first, count, b","))
+                first += count
         out.write(b"]}")
 
     def close(self) -> None:
         self._images.close()
 
 
-def _count(block: bytes) -> int:
-    return block.count(b"\n") + 1 if block else 0
-
-
-def _with_ids(block: bytes, image_id: int, first: int, separator: bytes) -> bytes:
-    """A tails_block's annotations whole, numbered from `first`, `separator` between them."""
-    if not block:
+def _with_ids(block: bytes, image_id: int, first: int, count: int, separator: bytes) -> bytes:
+    """A tails_block's `count` annotations whole, numbered from `first`, `separator` between them."""
+    if not count:
         return b""
     head = b'{"id":%%d,"image_id":%d,' % image_id
-    ids = tuple(range(first, first + _count(block)))
+    ids = tuple(range(first, first + count))
     return (head + block.replace(b"%", b"%%").replace(b"\n", separator + head)) % ids
 
 

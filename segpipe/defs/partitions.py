@@ -5,9 +5,10 @@ step over its batches (BATCH_BACKFILL_POLICY, for a backfill launched from the U
 backfill`): fewer runs than one per batch, and a step's memory that of its run's batches, not of
 every batch. Its metadata is added per partition (`context.add_asset_metadata(...,
 partition_key=batch)`), and its batch checks are declared per partition
-(`partitions_def=annotation_batches`, a preview feature of Dagster 1.13). Dagster's AssetCheckResult takes its partition from the run, which a run over
-several partitions has not, and a check's result may be yielded once per step; so each batch's
-result is yielded as an evaluation of its own partition, and the check's output once.
+(`partitions_def=annotation_batches`, a preview feature of Dagster 1.13). Dagster's
+AssetCheckResult takes its partition from the run, which a run over several partitions has not,
+and a check's result may be yielded once per step; so each batch's result is yielded as an
+evaluation of its own partition, and the check's output once.
 """
 
 from collections.abc import Iterator, Mapping

@@ -47,7 +47,7 @@ JUDGED_FORMAT = 1  # likewise for a batch's results: bump it when a rule of BATC
 # findings alone (rules.findings_results); the others are remembered.
 DATASET_RULES = tuple(rule for rule in QA_RULES if rule.id == INSTANCE_AREA_OUTLIER)
 BATCH_RULES = tuple(rule for rule in QA_RULES if rule.id != INSTANCE_AREA_OUTLIER)
-QA_COLUMNS = tuple(polars_schema(QaResultRecord))
+QA_SCHEMA = polars_schema(QaResultRecord)
 IMAGE_COLUMNS = ("entry_id", "batch_id", "file_name", "landed_at", "perceptual_hash", "image_key")
 MASK_COLUMNS = ("entry_id", "image_id", "annotator", "mask_key", "class_pixels", "width", "height")
 SHAPE_COLUMNS = ("entry_id", "shape_index", "raw_label", "kind", "mapping", "is_crowd", "class_id", "rings")
@@ -102,7 +102,7 @@ def qa_by_batch(masks: BatchTables, images: BatchTables, shapes: BatchTables, ta
         findings.append(pl.concat([local.polygons, outliers]))
         failures.append(judged.filter(~pl.col("passed")).join(batch_masks.select("entry_id", "mask_key"), on="entry_id")
                         .join(image_index.select("entry_id", "image_key"), on="entry_id"))
-    all_results = pl.concat(results) if results else pl.DataFrame(schema=polars_schema(QaResultRecord))
+    all_results = pl.concat(results) if results else pl.DataFrame(schema=QA_SCHEMA)
     thumbnails = _thumbnails(failures, findings, shapes, image_index, taxonomy, settings, store)
     return QaOutcome(with_thumbnails(all_results, thumbnails), entry_index.height)
 
@@ -134,10 +134,10 @@ def _judged_memo(masks: BatchTables, batch: str, shape_work: str, taxonomy: Taxo
 
 def _recalled_results(remembered: object) -> pl.DataFrame | None:
     """A remembered judgement as the table it was, or None when it is none (not there, or damaged)."""
-    if not isinstance(remembered, dict) or set(remembered) != set(QA_COLUMNS):
+    if not isinstance(remembered, dict) or set(remembered) != set(QA_SCHEMA):
         return None
     try:
-        return pl.DataFrame(remembered, schema=polars_schema(QaResultRecord))
+        return pl.DataFrame(remembered, schema=QA_SCHEMA)
     except (pl.exceptions.PolarsError, TypeError, ValueError):
         return None
 

@@ -28,7 +28,7 @@ CONFIDENCE_MAPS_DIR = "confidence-maps"
 CHECKED_ON_READ_PREFIXES = (
     "label-masks/", "masks/", "instance-masks/", f"{AGREEMENT_MAPS_DIR}/", f"{CONFIDENCE_MAPS_DIR}/",
     "consensus/", f"{QA_THUMBNAILS_DIR}/", "qa-mask-structure/", "qa-batch/", "sampling/chart-",
-    "coco-annotations/", "coco-shapes/", "coco-fragments/", "yolo-exteriors/", "yolo-labels/",
+    "coco-annotations/", "coco-shapes/", "coco-fragments/", "deflated-segments/", "yolo-exteriors/", "yolo-labels/",
 )
 
 
@@ -121,6 +121,11 @@ def coco_shapes_memo(digest: str) -> str:
 def coco_fragment(digest: str) -> str:
     """A batch's COCO annotations, pre-serialized (core/release/coco_fragments.py)."""
     return f"coco-fragments/{digest}.txt"
+
+
+def deflated_segment(sha256: str, level: int) -> str:
+    """A segment of a streamed release member deflated alone (core/release/parallel_deflate.py)."""
+    return f"deflated-segments/{level}/{sha256}.deflate"
 
 
 def yolo_outlines_memo(mask_key: str, ignore_index: int) -> str:

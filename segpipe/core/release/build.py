@@ -24,6 +24,7 @@ from segpipe.core.qa.rules import excluded_entries
 from segpipe.core.release.coco_fragments import shape_batches, shelve_class_annotations, shelve_shape_annotations
 from segpipe.core.release.ledger import build_ledger, outcome_counts
 from segpipe.core.release.packaging import Packager, ZipPackager
+from segpipe.core.release.parallel_deflate import DeflatedSegments
 from segpipe.core.release.parts import PartLayout, PartPlanner, member_index
 from segpipe.core.release.provenance import batch_provenance
 from segpipe.core.release.released_names import ReleasedNames
@@ -113,6 +114,7 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | Non
                                   {c.id: c.color for c in inputs.taxonomy.classes}),
         coco_annotations=coco_annotations.block,
         provenance={names.batches[batch]: terms for batch, terms in batch_provenance(inputs.batch_images).items()},
+        batch_order=batch_order(inputs.batch_images),
         exports=inputs.exports, cityscapes_city=inputs.cityscapes_city, workers=inputs.workers)
     release.resources.callback(coco_annotations.close)
     placed, members = package_release(release, items, out, parts)
@@ -127,8 +129,9 @@ def _batches(table: pl.DataFrame | BatchTables) -> BatchTables:
 def package_release(release: ReleaseContext, items: pl.DataFrame, out: BinaryIO,
                     parts: PartPlanner | None = None) -> tuple[PartLayout | None, pl.DataFrame]:
     """write_release into the version's ZIP streamed into `out`: where the items' files went, and
-    the member index (members.parquet) of every file."""
-    with ZipPackager(out) as packager:
+    the member index (members.parquet) of every file. The deflate of coco.json's segments is
+    remembered in the release's store for the next build."""
+    with ZipPackager(out, DeflatedSegments(release.store)) as packager:
         placed = write_release(release, items, packager, parts)
     return placed, member_index(release.packaged, placed or PartLayout(), packager.sizes)
 
@@ -144,7 +147,7 @@ def write_release(release: ReleaseContext, items: pl.DataFrame, packager: Packag
         writers = [make(release) for make in WRITERS.values() if make.runs_in(release)]
         for n, row in enumerate(items.sort("split", "image_id").iter_rows(named=True)):
             item = ReleaseItem(row, release.store)
-            group = f"{row.get('part_group') or row['source_batches'].split(';')[0]}/{row['split']}"
+            group = f"{item.group}/{row['split']}"
             for writer in writers:
                 for member in writer.item_members(item):
                     release.packaged[member.path] = (packager.add(member) if parts is None
@@ -157,6 +160,13 @@ def write_release(release: ReleaseContext, items: pl.DataFrame, packager: Packag
             for member in writer.closing_members():
                 release.packaged[member.path] = packager.add(member)
     return placed
+
+
+def batch_order(images: pl.DataFrame) -> dict[str, int]:
+    """batch id -> its place in the order the batches landed (batch_images' landed_at, unknown first;
+    then by id): a batch that lands later comes after every earlier one, whatever its name."""
+    landed = images.group_by("batch_id").agg(pl.col("landed_at").min()).sort("landed_at", "batch_id", nulls_last=False)
+    return {batch: place for place, batch in enumerate(landed["batch_id"])}
 
 
 def release_version(release: ReleaseContext, writers: Sequence[ReleaseWriter]) -> str:

@@ -1,69 +1,84 @@
 """coco.json written as it grows, in memory that does not grow with its polygons (a Cityscapes-size
-scene has about a hundred, a few KB of JSON each). The images wait in a temporary file. The
-annotations arrive serialized but for their ids (annotation_tails, as coco_fragments stores them),
-a block of them per image, so a build that reads them back parses none; they are not kept but read
-again from where they came from (the fragments' shelf, itself a temporary file) when the document
-is written, so a release writes its annotations to disk once, not twice (478 MB at 10,000
-scenes). Their ids go in with one %-format of the image's block, not one per annotation. The
-digest of the annotations is taken as they arrive, for the release's content version, which the
-document's own `info` holds."""
+scene has about a hundred, a few KB of JSON each). The annotations arrive serialized but for their
+ids (annotation_tails, as coco_fragments stores them), a block of them per image, so a build that
+reads them back parses none; they are not kept but read again from where they came from (the
+fragments' shelf, itself a temporary file) when the document is written. Their ids go in with one
+%-format of the image's block, not one per annotation.
+
+The images come in the order their batches landed (a batch's images by the order they arrived in,
+its part group's: see ReleaseItem.group), ids counted from 1 in that order. So a nightly's new
+batch comes last: every image and annotation before it keeps its id, and the document's bytes up
+to it stay the same. They are written as segments, a batch's annotations cut into runs of about
+SEGMENT_BYTES, each of which the ZIP packager deflates alone and remembers (parallel_deflate.py):
+a nightly deflates only the segments that changed, not the 478 MB of 10,000 scenes. The content
+version's digest is taken over what fixes the document's annotations, as they arrive: each
+image's group, name, size and block, and the batches' order."""
 
 import hashlib
-import shutil
-import tempfile
-from collections.abc import Callable, Collection, Sequence
-from typing import BinaryIO
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import orjson
 
+from segpipe.core.shared.hashing_writer import HashingWriter
 from segpipe.core.taxonomy.model import Taxonomy
+
+SEGMENT_BYTES = 4 << 20  # runs of annotations deflated (and remembered) as one piece
 
 
 class CocoDocument:
-    def __init__(self, taxonomy: Taxonomy, dataset_name: str, blocks: Callable[[str], bytes]) -> None:
-        """`blocks`: mask key -> its tails_block, as add_image was given it, for write."""
+    def __init__(self, taxonomy: Taxonomy, dataset_name: str, blocks: Callable[[str], bytes],
+                 batch_order: Mapping[str, int]) -> None:
+        """`blocks`: mask key -> its tails_block, as add_image was given it, for write.
+        `batch_order`: batch id -> its place in landing order; a group it lacks comes after them, by name."""
         self._categories = [{"id": c.id, "name": c.name, "supercategory": ""} for c in taxonomy.classes]
         self._dataset_name = dataset_name
         self._blocks = blocks
-        self._images = tempfile.TemporaryFile(prefix="segpipe-coco-images-")
-        self._masks: list[str] = []  # each image's mask key, in the document's order
-        self._counts: list[int] = []  # and how many annotations its block holds (counted once: 48 KB an image)
-        self._annotation_count = 0
+        self._batch_order = batch_order
+        # each image as it arrived: its group, file name, width, height, mask key, annotation count
+        self._images: list[tuple[str, str, int, int, str, int]] = []
         self._digest = hashlib.sha256()
 
-    def add_image(self, file_name: str, width: int, height: int, mask_key: str, block: bytes) -> None:
-        """An image and its annotations, the tails_block of its mask: each gets its id and the
-        image's, exactly as serializing the whole annotation would place them."""
-        self._masks.append(mask_key)
-        image_id = len(self._masks)
-        image = orjson.dumps({"id": image_id, "file_name": file_name, "width": width, "height": height})
-        self._images.write(b"," + image if image_id > 1 else image)
-        count = block.count(b"\n") + 1 if block else 0
-        self._counts.append(count)
-        # the annotations one after the other, without the commas between them, as the content version has them
-        self._digest.update(_with_ids(block, image_id, self._annotation_count + 1, count, b""))
-        self._annotation_count += count
+    def add_image(self, file_name: str, width: int, height: int, mask_key: str, block: bytes, group: str) -> None:
+        """An image of batch `group` and its annotations, the tails_block of its mask."""
+        count = block.count(b"\n") + 1 if block else 0  # counted once: 48 KB an image
+        self._images.append((group, file_name, width, height, mask_key, count))
+        self._digest.update(orjson.dumps([group, file_name, width, height, count, len(block)]) + block)
 
     def annotations_digest(self) -> str:
-        return self._digest.hexdigest()
+        groups = sorted({image[0] for image in self._images}, key=self._group_place)
+        return hashlib.sha256(self._digest.digest() + orjson.dumps(groups)).hexdigest()
 
-    def write(self, out: BinaryIO, version: str) -> None:
-        """The whole document: the images copied from their temporary file in chunks, each image's
-        annotations read back and given their ids."""
+    def write(self, out: HashingWriter, version: str) -> None:
+        """The whole document: the images in landing order, then each batch's annotations, read back,
+        given their ids and written in segments."""
+        images = sorted(self._images, key=lambda image: self._group_place(image[0]))  # stable: arrival order within
         info = orjson.dumps({"description": self._dataset_name, "version": version})
         out.write(b'{"info":' + info + b',"licenses":[],"images":[')
-        self._images.seek(0)
-        shutil.copyfileobj(self._images, out, 1 << 20)
-        out.write(b'],"categories":' + orjson.dumps(self._categories) + b',"annotations":[')
-        first = 1
-        for image_id, (mask_key, count) in enumerate(zip(self._masks, self._counts), start=1):
-            if count:
-                out.write((b"," if first > 1 else b"") + _with_ids(self._blocks(mask_key), image_id, first, count, b","))
-                first += count
+        listed = bytearray()
+        for image_id, (_, file_name, width, height, _, _) in enumerate(images, start=1):
+            listed += (b"," if image_id > 1 else b"") + orjson.dumps(
+                {"id": image_id, "file_name": file_name, "width": width, "height": height})
+            if len(listed) >= SEGMENT_BYTES:
+                out.write(bytes(listed))
+                listed.clear()
+        out.write(bytes(listed) + b'],"categories":' + orjson.dumps(self._categories) + b',"annotations":[')
+        segment, segment_group, first = bytearray(), None, 1
+        for image_id, (group, _, _, _, mask_key, count) in enumerate(images, start=1):
+            if not count:
+                continue
+            if segment and (group != segment_group or len(segment) >= SEGMENT_BYTES):
+                out.segment(bytes(segment))
+                segment.clear()
+            if not segment and first > 1:  # between segments, so that each holds whole annotations alone
+                out.write(b",")
+            segment_group = group
+            segment += (b"," if segment else b"") + _with_ids(self._blocks(mask_key), image_id, first, count, b",")
+            first += count
+        out.segment(bytes(segment))
         out.write(b"]}")
 
-    def close(self) -> None:
-        self._images.close()
+    def _group_place(self, group: str) -> tuple[int, str]:
+        return self._batch_order.get(group, len(self._batch_order)), group
 
 
 def _with_ids(block: bytes, image_id: int, first: int, count: int, separator: bytes) -> bytes:

@@ -4,8 +4,9 @@ ZipPackager writes them into one deterministic ZIP: members in the order they co
 timestamps and permissions, images and masks stored as they are (compressed already), the rest
 deflated at DEFLATE_LEVEL; a streamed one (coco.json, which every nightly rewrites whole, 240 MB
 at 5,000 Cityscapes-style scenes) on every core (parallel_deflate: its deflate in one thread was
-the largest part of a nightly's release). A packager takes each member's SHA-256 as it writes it
-and hands it back, for the manifest and SHA256SUMS, so nothing is read twice.
+the largest part of a nightly's release), copying the deflate of each segment an earlier build
+remembered (DeflatedSegments). A packager takes each member's SHA-256 as it writes it and hands it
+back, for the manifest and SHA256SUMS, so nothing is read twice.
 """
 
 import contextlib
@@ -14,7 +15,7 @@ import hashlib
 import zipfile
 from typing import BinaryIO, Protocol
 
-from segpipe.core.release.parallel_deflate import ParallelDeflater
+from segpipe.core.release.parallel_deflate import DeflatedSegments, ParallelDeflater
 from segpipe.core.release.verify import MEMBER_ERRORS
 from segpipe.core.release.writers.writer import CopiedRecord, Deferred, Member
 from segpipe.core.shared.hashing_writer import HashingWriter
@@ -34,10 +35,12 @@ class Packager(Protocol):
 
 class ZipPackager:
     """One ZIP streamed into `out`, closed (its central directory written) when the block ends.
-    `sizes` holds the size of each member packaged."""
+    `sizes` holds the size of each member packaged. A streamed member's segments are deflated alone
+    and, with `remembered`, recalled from and kept for later builds."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, remembered: DeflatedSegments | None = None) -> None:
         self._archive = zipfile.ZipFile(out, "w")
+        self._remembered = remembered
         self.sizes: dict[str, int] = {}
 
     def add(self, member: Member) -> str:
@@ -52,9 +55,11 @@ class ZipPackager:
             self.sizes[member.path] = len(content)
             return hashlib.sha256(content).hexdigest()
         with contextlib.ExitStack() as deflating, self._archive.open(info, "w", force_zip64=True) as stream:
+            deflater = None
             if member.compress:  # zipfile's writer of the member calls compress() and flush() on it
-                stream._compressor = deflating.enter_context(contextlib.closing(ParallelDeflater()))
-            hashing = HashingWriter(stream)
+                deflater = ParallelDeflater(remembered=self._remembered)
+                stream._compressor = deflating.enter_context(contextlib.closing(deflater))
+            hashing = HashingWriter(stream, None if deflater is None else deflater.segment)
             content(hashing)
         self.sizes[member.path] = hashing.tell()
         return hashing.hexdigest()

@@ -52,7 +52,7 @@ MEMBER_TYPES = {"path": pl.String, "part": pl.String, "sha256": pl.String, "size
 
 COPY_BLOCK = 1 << 20  # a streamed member is read back from MadeBytes in blocks of this size
 
-MemberContent = bytes | Deferred | CopiedRecord | Callable[[BinaryIO], None]
+MemberContent = bytes | Deferred | CopiedRecord | Callable[[HashingWriter], None]
 KnownMembers = Mapping[tuple[str, str], tuple[str, int]]  # (path, source digest) -> (sha256, size)
 # a path's bytes in the previous version's own ZIP, with its ZipInfo and local record; None: not there
 EarlierBytes = Callable[[str], tuple[bytes, object, bytes] | None]

@@ -7,14 +7,19 @@ each member's sizes after its data (a data descriptor), which every ZIP reader u
 
 import hashlib
 import io
+from collections.abc import Callable
 from typing import BinaryIO
 
 
 class HashingWriter(io.RawIOBase):
-    def __init__(self, target: BinaryIO) -> None:
+    """`before_segment`, when given, is told before each segment() reaches the target (a ZIP
+    member's deflater, which then deflates the segment alone and remembers it)."""
+
+    def __init__(self, target: BinaryIO, before_segment: Callable[[], None] | None = None) -> None:
         self._target = target
         self._digest = hashlib.sha256()
         self._written = 0
+        self._before_segment = before_segment
 
     def writable(self) -> bool:
         return True
@@ -25,6 +30,14 @@ class HashingWriter(io.RawIOBase):
         size = memoryview(data).nbytes
         self._written += size
         return size
+
+    def segment(self, data: bytes) -> None:
+        """Write a run of bytes that later builds are likely to write again, in one piece."""
+        if not data:
+            return
+        if self._before_segment is not None:
+            self._before_segment()
+        self.write(data)
 
     def tell(self) -> int:
         return self._written

@@ -9,6 +9,7 @@ import polars as pl
 from segpipe.core.rasterize.raster import rasterize_shapes
 from segpipe.core.release.build import write_release
 from segpipe.core.release.coco_annotations import shape_annotations
+from segpipe.core.release import coco_document
 from segpipe.core.release.coco_document import CocoDocument, annotation_tails, tails_block
 from segpipe.core.release.coco_fragments import (
     AnnotationShelf,
@@ -22,6 +23,7 @@ from segpipe.core.release.packaging import ZipPackager
 from segpipe.core.release.writers import BuildStamp, ReleaseContext
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.shared.batch_tables import FrameBatches
+from segpipe.core.shared.hashing_writer import HashingWriter
 from segpipe_tests.core.release.release_fixture import TAXONOMY, constructed_release, drawn_shapes
 
 
@@ -79,7 +81,13 @@ def test_a_damaged_fragment_is_made_again_not_trusted():
             assert objects[key] == whole
 
 
-def test_a_document_from_tails_equals_one_serialized_from_the_annotations():
+def _written(document: CocoDocument, version: str = "v1") -> bytes:
+    out = io.BytesIO()
+    document.write(HashingWriter(out), version)
+    return out.getvalue()
+
+
+def test_a_document_from_tails_equals_one_serialized_from_the_annotations_in_landing_order():
     annotations = [{"category_id": 1, "segmentation": [[0.5, 1.0, 2.0, 3.0]], "area": 4, "bbox": [0, 1, 2, 3]},
                    {"category_id": 255, "segmentation": {"size": [2, 2], "counts": [0, 4]}, "area": 4,
                     "bbox": [0, 0, 2, 2]},
@@ -90,23 +98,62 @@ def test_a_document_from_tails_equals_one_serialized_from_the_annotations():
                     "bbox": [0, 0, 1, 1]}]
     blocks = {f"masks/{n}.png": tails_block(annotation_tails(annotations[n:], TAXONOMY.class_ids)) for n in range(3)}
     blocks["masks/3.png"] = tails_block([])  # an image without annotations
-    document = CocoDocument(TAXONOMY, "demo", blocks.__getitem__)
+    # the items arrive in archive order; "zeta" landed first, so its images (2 and 3) come first
+    groups = ["later", "later", "zeta", "zeta"]
+    document = CocoDocument(TAXONOMY, "demo", blocks.__getitem__, {"zeta": 0, "later": 1})
     for n in range(4):
-        document.add_image(f"images/train/{n}.png", 4, 2, f"masks/{n}.png", blocks[f"masks/{n}.png"])
-    out = io.BytesIO()
-    document.write(out, "v1")
-    images = [{"id": n + 1, "file_name": f"images/train/{n}.png", "width": 4, "height": 2} for n in range(4)]
-    expected = [{"id": 0, "image_id": n + 1, "category_id": a["category_id"], "segmentation": a["segmentation"],
+        document.add_image(f"images/train/{n}.png", 4, 2, f"masks/{n}.png", blocks[f"masks/{n}.png"], groups[n])
+    order = [2, 3, 0, 1]
+    images = [{"id": image_id, "file_name": f"images/train/{n}.png", "width": 4, "height": 2}
+              for image_id, n in enumerate(order, start=1)]
+    expected = [{"id": 0, "image_id": image_id, "category_id": a["category_id"], "segmentation": a["segmentation"],
                  "area": a["area"], "iscrowd": a.get("iscrowd", 0), "bbox": a["bbox"]}
-                for n in range(3) for a in annotations[n:] if a["category_id"] != 255]
+                for image_id, n in enumerate(order, start=1) if n < 3
+                for a in annotations[n:] if a["category_id"] != 255]
     for n, annotation in enumerate(expected):
         annotation["id"] = n + 1
-    assert out.getvalue() == orjson.dumps({
+    written = _written(document)
+    assert written == orjson.dumps({
         "info": {"description": "demo", "version": "v1"}, "licenses": [], "images": images,
         "categories": [{"id": c.id, "name": c.name, "supercategory": ""} for c in TAXONOMY.classes],
         "annotations": expected})
-    assert document.annotations_digest() == hashlib.sha256(
-        b"".join(orjson.dumps(a) for a in expected)).hexdigest()
+    # the digest follows what fixes the annotations: another landing order is another document
+    swapped = CocoDocument(TAXONOMY, "demo", blocks.__getitem__, {"zeta": 1, "later": 0})
+    for n in range(4):
+        swapped.add_image(f"images/train/{n}.png", 4, 2, f"masks/{n}.png", blocks[f"masks/{n}.png"], groups[n])
+    assert _written(swapped) != written
+    assert swapped.annotations_digest() != document.annotations_digest()
+
+
+class _SegmentLog(HashingWriter):
+    def __init__(self) -> None:
+        super().__init__(io.BytesIO())
+        self.segments: list[bytes] = []
+
+    def segment(self, data: bytes) -> None:
+        self.segments.append(bytes(data))
+        super().segment(data)
+
+
+def test_a_new_batch_that_landed_last_leaves_every_segment_before_it_as_it_was(monkeypatch):
+    monkeypatch.setattr(coco_document, "SEGMENT_BYTES", 300)
+    tails = [b'"category_id":1,"segmentation":[[%d.0,1.0,2.0,3.0]],"area":4,"bbox":[0,1,2,3]}' % n for n in range(9)]
+    blocks = {f"masks/{n}.png": tails_block(tails[n % 7:n % 7 + n % 3]) for n in range(40)}
+
+    def segments(batches: int) -> list[bytes]:
+        """The segments of a document of `batches` batches, their images arriving in name order, mixed."""
+        document = CocoDocument(TAXONOMY, "demo", blocks.__getitem__, {f"b{b}": b for b in range(batches)})
+        for n in range(10 * batches):
+            mask = f"masks/{n}.png"
+            document.add_image(f"images/train/{n % 10:02d}-{n}.png", 4, 2, mask, blocks[mask], f"b{n // 10}")
+        log = _SegmentLog()
+        document.write(log, f"v{batches}")
+        assert orjson.loads(log._target.getvalue())  # whole JSON, whatever the cuts
+        return log.segments
+
+    three, four = segments(3), segments(4)
+    assert len(three) > 3  # cut by size within a batch as well as between batches
+    assert four[:len(three)] == three and len(four) > len(three)
 
 
 def test_a_shelf_holds_each_masks_tails_and_refuses_a_fragment_whose_hash_does_not_match():

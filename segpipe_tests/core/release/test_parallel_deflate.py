@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from segpipe.core.release.packaging import ZipPackager
 from segpipe.core.release.writers.writer import Member
-from segpipe.core.release.parallel_deflate import WINDOW_BYTES, ParallelDeflater
+from segpipe.core.release import parallel_deflate
+from segpipe.core.release.parallel_deflate import (
+    REMEMBERED_BYTES,
+    WINDOW_BYTES,
+    DeflatedSegments,
+    ParallelDeflater,
+)
+from segpipe.core.shared.artefacts import ArtefactStore
 
 
 def _deflated(data: bytes, writes: list[int], threads: int, chunk_bytes: int) -> bytes:
@@ -65,3 +72,51 @@ def test_a_streamed_zip_member_is_deflated_in_parallel_and_reads_back_with_its_c
         assert archive.read("images/a.png") == b"stored as it is"
         assert archive.testzip() is None
     assert digest == hashlib.sha256(data).hexdigest()
+
+
+def _member_with_segments(data: bytes, cuts: list[int], remembered: DeflatedSegments | None) -> bytes:
+    """A ZIP member of `data`, the runs between `cuts` written as segments, the rest plainly."""
+    def content(out):
+        out.write(data[:cuts[0]])
+        for start, end in zip(cuts, cuts[1:]):
+            out.segment(data[start:end])
+        out.write(data[cuts[-1]:])
+
+    buffer = io.BytesIO()
+    with ZipPackager(buffer, remembered) as packager:
+        assert packager.add(Member("coco/coco.json", content)) == hashlib.sha256(data).hexdigest()
+    with zipfile.ZipFile(buffer) as archive:
+        assert archive.read("coco/coco.json") == data
+    return buffer.getvalue()
+
+
+def test_segments_are_remembered_and_copied_into_the_next_build_byte_for_byte(monkeypatch):
+    data = _json_like(8_000, seed=2)
+    cuts = [1_000, 1_000 + REMEMBERED_BYTES, 1_000 + 3 * REMEMBERED_BYTES, len(data) - 10]
+    objects: dict[str, bytes] = {}
+    first = _member_with_segments(data, cuts, DeflatedSegments(ArtefactStore.in_memory(objects)))
+    assert len(objects) == 3 and all(key.startswith("deflated-segments/") for key in objects)
+    assert _member_with_segments(data, cuts, None) == first  # what the store holds never changes the bytes
+
+    deflated = []
+    real = parallel_deflate._deflate_chunk
+    monkeypatch.setattr(parallel_deflate, "_deflate_chunk", lambda chunk, *rest: deflated.append(len(chunk)) or
+                        real(chunk, *rest))
+    assert _member_with_segments(data, cuts, DeflatedSegments(ArtefactStore.in_memory(objects))) == first
+    assert sorted(deflated) == [10, 1_000]  # only the plain writes, the segments copied
+
+
+def test_a_damaged_remembered_segment_is_deflated_again_and_rewritten():
+    data = _json_like(4_000, seed=3)
+    cuts = [0, len(data)]
+    objects: dict[str, bytes] = {}
+    first = _member_with_segments(data, cuts, DeflatedSegments(ArtefactStore.in_memory(objects)))
+    [key] = objects
+    whole = objects[key]
+    objects[key] = whole[:len(whole) // 2]  # partly written
+    assert _member_with_segments(data, cuts, DeflatedSegments(ArtefactStore.in_memory(objects))) == first
+    assert objects[key] == whole
+    header, _, piece = whole.partition(b"\n")
+    objects[key] = header + b"\n" + piece[:-1] + bytes([piece[-1] ^ 1])  # a flipped byte
+    assert _member_with_segments(data, cuts, DeflatedSegments(ArtefactStore.in_memory(objects))) == first
+    assert objects[key] == whole

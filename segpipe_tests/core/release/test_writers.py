@@ -14,6 +14,7 @@ from segpipe.core.release.build import write_release
 from segpipe.core.release.packaging import ZIP_EPOCH, ZipPackager
 from segpipe.core.release.verify import verify_release
 from segpipe.core.release.writers import WRITERS, Deferred, Member, ReleaseItem, ReleaseWriter
+from segpipe.core.shared.hashing_writer import HashingWriter
 from segpipe_tests.core.release.release_fixture import build_release, constructed_release
 
 SPLITS = ("train", "val", "test")
@@ -55,7 +56,7 @@ class DictPackager:
             data = member.content if isinstance(member.content, bytes) else member.content.make()
         else:
             buffer = io.BytesIO()
-            member.content(buffer)
+            member.content(HashingWriter(buffer))
             data = buffer.getvalue()
         assert member.path not in self.members, f"{member.path} packaged twice"
         self.members[member.path] = data

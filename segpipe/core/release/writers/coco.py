@@ -1,6 +1,5 @@
 """coco/coco.json: the released images' annotations, in the form each mask came from."""
 
-import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import orjson
@@ -22,7 +21,9 @@ class Coco(ReleaseWriter):
     from polygons (see coco_annotations; read pre-serialized from the batch's fragment, see
     coco_fragments), else one RLE per class present (from the fragment of the item's group, or the
     mask's own memo when no fragment holds it). Streamed (CocoDocument): the annotations are read
-    back from the shelf when the document is written, not held; the content version covers them."""
+    back from the shelf when the document is written, not held; the content version covers them.
+    The images follow their batches' landing order (ReleaseContext.batch_order), so a new batch's
+    come last and the ids before it stay."""
 
     name = "coco"
 
@@ -30,8 +31,7 @@ class Coco(ReleaseWriter):
         super().__init__(release)
         # the tails_block of each mask no fragment holds, made and held here (build_release shelves every mask)
         self.made: dict[str, bytes] = {}
-        self.document = release.resources.enter_context(
-            contextlib.closing(CocoDocument(release.taxonomy, release.dataset_name, self.block)))
+        self.document = CocoDocument(release.taxonomy, release.dataset_name, self.block, release.batch_order)
 
     def block(self, mask_key: str) -> bytes:
         shelved = self.release.coco_annotations(mask_key)
@@ -43,7 +43,7 @@ class Coco(ReleaseWriter):
         if block is None:
             found = class_annotations(row["mask_key"], self.release.store, lambda: item.mask)
             block = self.made[row["mask_key"]] = tails_block(annotation_tails(found, self.release.taxonomy.class_ids))
-        self.document.add_image(item.image_path, row["width"], row["height"], row["mask_key"], block)
+        self.document.add_image(item.image_path, row["width"], row["height"], row["mask_key"], block, item.group)
         return ()
 
     def version_content(self) -> bytes:

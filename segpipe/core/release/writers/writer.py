@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import BinaryIO, ClassVar
+from typing import ClassVar
 
 import polars as pl
 
@@ -13,6 +13,7 @@ from segpipe.core.release import layout
 from segpipe.core.release.provenance import BatchProvenance
 from segpipe.core.release.settings import CITY_FROM_BATCH
 from segpipe.core.shared.artefacts import ArtefactStore
+from segpipe.core.shared.hashing_writer import HashingWriter
 from segpipe.core.taxonomy.model import Taxonomy
 
 
@@ -50,13 +51,14 @@ class CopiedRecord:
 @dataclass(frozen=True)
 class Member:
     """One file of the release: its path (see layout), its bytes (now, Deferred, or a callable that
-    streams them into a file, for a member too large to hold in memory), and whether packaging
+    streams them into a HashingWriter, for a member too large to hold in memory: its segment() takes
+    the runs a later build will write again), and whether packaging
     compresses it (images and masks are compressed already). `source` names what an item's member
     is made of without making it (a content-derived store key and what is done to it): a release in
     parts looks the member up by it in the previous version's parts; None, and only its bytes say."""
 
     path: str
-    content: bytes | Deferred | CopiedRecord | Callable[[BinaryIO], None]
+    content: bytes | Deferred | CopiedRecord | Callable[[HashingWriter], None]
     compress: bool = True
     source: str | None = None
 
@@ -77,6 +79,11 @@ class ReleaseItem:
     @cached_property
     def stem(self) -> str:
         return layout.release_stem(self.row["file_name"], self.row["image_id"])
+
+    @property
+    def group(self) -> str:
+        """The batch whose parts hold the item's files (release_items' part_group; else its first source batch)."""
+        return self.row.get("part_group") or self.row["source_batches"].split(";")[0]
 
     @property
     def image_path(self) -> str:
@@ -114,6 +121,8 @@ class ReleaseContext:
     exports: tuple[str, ...] = ()  # release.exports: the trainer layouts this release carries
     cityscapes_city: str = CITY_FROM_BATCH  # release.cityscapes_city
     workers: int = 1  # release.workers: processes the per-image annotations are computed on (item_annotations)
+    # batch id -> its place in the order the batches landed (coco.json's images follow it; see batch_order)
+    batch_order: Mapping[str, int] = field(default_factory=dict)
     packaged: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     manifest_rows: list[dict] = field(default_factory=list, init=False, repr=False)
     resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False, repr=False)

@@ -28,6 +28,7 @@ from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release.assemble import assembled_paths, layout_problems
 from segpipe.core.release.layout import DATASHEET, SHA256SUMS
 from segpipe.core.release.writers.manifest import MANIFEST_COLUMNS, MANIFEST_TYPES
+from segpipe.core.shared.background_sha256 import BackgroundSha256
 from segpipe.core.shared.schemas import ManifestRecord
 
 CHUNK = 1 << 20
@@ -201,7 +202,8 @@ def _zip_holding(archive: ReleaseFiles, name: str) -> zipfile.ZipFile | None:
 
 def _inflated_sha256(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
     """The SHA-256 of a deflated member, inflated by zlib-ng rather than zipfile's zlib: about twice
-    as fast, and coco.json is hundreds of MB at 10,000 scenes. The local header, the stream's end,
+    as fast, and coco.json is hundreds of MB at 10,000 scenes (hashed on another thread while the
+    next piece is inflated, and its CRC-32 taken by zlib-ng). The local header, the stream's end,
     the CRC-32 and the size are checked as zipfile checks them; at most CHUNK bytes are inflated at
     a time, so a member that inflates far beyond its size costs no memory."""
     archive.fp.seek(info.header_offset)
@@ -210,7 +212,8 @@ def _inflated_sha256(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
         raise zipfile.BadZipFile(f"bad local file header at byte {info.header_offset}")
     name_length, extra_length = LOCAL_HEADER.unpack(header)[-2:]
     archive.fp.seek(info.header_offset + LOCAL_HEADER.size + name_length + extra_length)
-    inflater, digest, crc, size, left = zlib_ng.decompressobj(-zlib.MAX_WBITS), hashlib.sha256(), 0, 0, info.compress_size
+    inflater, digest = zlib_ng.decompressobj(-zlib.MAX_WBITS), BackgroundSha256()
+    crc, size, left = 0, 0, info.compress_size
     pending = b""
     while left or pending:
         if not pending:
@@ -221,13 +224,13 @@ def _inflated_sha256(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
         data = inflater.decompress(pending, CHUNK)
         pending = inflater.unconsumed_tail
         digest.update(data)
-        crc, size = zlib.crc32(data, crc), size + len(data)
+        crc, size = zlib_ng.crc32(data, crc), size + len(data)
         if size > info.file_size:
             break
     else:
         data = inflater.flush()  # what the last bounded call held back
         digest.update(data)
-        crc, size = zlib.crc32(data, crc), size + len(data)
+        crc, size = zlib_ng.crc32(data, crc), size + len(data)
     if not inflater.eof or size != info.file_size or crc != info.CRC:
         raise zipfile.BadZipFile(f"inflates to {size:,} bytes (CRC-32 {crc:08x}, the stream "
                                  f"{'ended' if inflater.eof else 'cut short'}), the directory says "

@@ -5,10 +5,11 @@ there is no local copy to hash afterwards. It does not seek, so a ZIP written th
 each member's sizes after its data (a data descriptor), which every ZIP reader understands.
 """
 
-import hashlib
 import io
 from collections.abc import Callable
 from typing import BinaryIO
+
+from segpipe.core.shared.background_sha256 import BackgroundSha256
 
 
 class HashingWriter(io.RawIOBase):
@@ -17,7 +18,7 @@ class HashingWriter(io.RawIOBase):
 
     def __init__(self, target: BinaryIO, before_segment: Callable[[], None] | None = None) -> None:
         self._target = target
-        self._digest = hashlib.sha256()
+        self._digest = BackgroundSha256()
         self._written = 0
         self._before_segment = before_segment
 

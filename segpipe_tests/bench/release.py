@@ -107,7 +107,7 @@ def measure(workdir: Path, phase: str, part_mib: float, exports: tuple[str, ...]
     coco = AnnotationShelf()  # as build_release shelves them: the images' class annotations, a fragment per batch
     release = ReleaseContext(store.artefacts(), taxonomy, "bench", "grayscale", BuildStamp(phase, "2026-12-01T00:00:00Z"),
                              {"input": size, "released": size, "filtered": 0, "quarantined": 0}, qa,
-                             coco_annotations=coco.block, exports=exports)
+                             coco_annotations=coco, exports=exports)
     ledger = pl.DataFrame({"batch_id": ["b0"], "outcome": ["released"]})
     made: list[int] = []
 

@@ -112,7 +112,7 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | Non
         qa_results=names.table(inputs.qa_report, "reason"),
         report_files=report_files(inputs.sampling_report, inputs.class_balance, leaks,
                                   {c.id: c.color for c in inputs.taxonomy.classes}),
-        coco_annotations=coco_annotations.block,
+        coco_annotations=coco_annotations,
         provenance={names.batches[batch]: terms for batch, terms in batch_provenance(inputs.batch_images).items()},
         batch_order=batch_order(inputs.batch_images),
         exports=inputs.exports, cityscapes_city=inputs.cityscapes_city, workers=inputs.workers)

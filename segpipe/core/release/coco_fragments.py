@@ -19,7 +19,9 @@ match (partly written, overwritten) is made again, never trusted.
 import hashlib
 import os
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -36,6 +38,7 @@ from segpipe.core.taxonomy.model import Taxonomy
 from segpipe.store import keys as store_keys
 
 FRAGMENT_FORMAT = b"segpipe-coco-fragment-1"
+READ_AHEAD = 2  # fragments read and hashed ahead of the one being shelved
 
 
 @dataclass(frozen=True)
@@ -51,22 +54,30 @@ class ShapeBatch:
 class AnnotationShelf:
     """mask key -> its COCO annotations as coco.json holds them, minus the ids (coco_document's
     tails_block), for the masks of the fragments shelved. The fragments wait in a temporary file, not
-    in memory: a release's annotations are hundreds of MB at Cityscapes scale."""
+    in memory: a release's annotations are hundreds of MB at Cityscapes scale. Each mask's count of
+    annotations is taken as its fragment is shelved, and its block is named by the fragment's
+    SHA-256 (checked as it is shelved), so the document learns both without reading the block."""
 
     def __init__(self) -> None:
         self._file: BinaryIO | None = None
         self._end = 0
-        self._where: dict[str, tuple[int, int]] = {}  # mask key -> offset and length of its tails
+        # mask key -> offset and length of its tails, their count, the SHA-256 of the fragment holding them
+        self._where: dict[str, tuple[int, int, int, bytes]] = {}
 
     def shelve(self, fragment: bytes) -> bool:
         """Hold the masks of a stored fragment; False (nothing held) if it is not a whole fragment."""
-        body = fragment_body(fragment)
-        if body is None:
+        return self.hold(fragment_parts(fragment))
+
+    def hold(self, parts: tuple[bytes, bytes] | None) -> bool:
+        """Hold the masks of a fragment's checked (digest, body), as fragment_parts gives them; False for None."""
+        if parts is None:
             return False
+        digest, body = parts
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="segpipe-coco-fragments-")
         for mask_key, start, end in _mask_spans(body):
-            self._where[mask_key] = (self._end + start, end - start)
+            count = body.count(b"\n", start, end) + 1 if end > start else 0
+            self._where[mask_key] = (self._end + start, end - start, count, digest)
         self._file.write(body)
         self._end += len(body)
         return True
@@ -77,11 +88,17 @@ class AnnotationShelf:
         where = self._where.get(mask_key)
         if where is None:
             return None
-        offset, length = where
+        offset, length, _, _ = where
         if length == 0:
             return b""
         self._file.flush()
         return os.pread(self._file.fileno(), length, offset)
+
+    def held(self, mask_key: str) -> tuple[int, bytes] | None:
+        """How many annotations the mask's block holds, and the SHA-256 of the fragment holding it
+        (which with the mask key names the block's bytes); None for a mask no fragment holds."""
+        where = self._where.get(mask_key)
+        return None if where is None else where[2:]
 
     def __contains__(self, mask_key: str) -> bool:
         return mask_key in self._where
@@ -104,13 +121,31 @@ def encode_fragment(masks: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
     return FRAGMENT_FORMAT + b" " + hashlib.sha256(body).hexdigest().encode() + b"\n" + bytes(body)
 
 
-def fragment_body(fragment: bytes) -> bytes | None:
-    """The body of a whole fragment, or None when its header or hash says it is not one."""
+def fragment_parts(fragment: bytes) -> tuple[bytes, bytes] | None:
+    """A whole fragment's SHA-256 (hex, as its header holds it) and body; None when its header or
+    hash says it is not one."""
     header, _, body = fragment.partition(b"\n")
     form, _, digest = header.partition(b" ")
     if form != FRAGMENT_FORMAT or hashlib.sha256(body).hexdigest().encode() != digest:
         return None
-    return body
+    return digest, body
+
+
+def _stored_fragments(batches: Iterable[ShapeBatch], store: ArtefactStore) -> Iterator[
+        tuple[ShapeBatch, tuple[bytes, bytes] | None]]:
+    """Each batch with its stored fragment's fragment_parts (None: not stored whole), read and hashed
+    on a thread a few batches ahead of the caller, who shelves the one before (4 MB a batch)."""
+    def read(batch: ShapeBatch) -> tuple[ShapeBatch, tuple[bytes, bytes] | None]:
+        return batch, fragment_parts(store.read(batch.key)) if store.exists(batch.key) else None
+
+    with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="segpipe-fragments") as pool:
+        pending: deque[Future] = deque()
+        for batch in batches:
+            pending.append(pool.submit(read, batch))
+            if len(pending) > READ_AHEAD:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _mask_spans(body: bytes) -> Iterator[tuple[str, int, int]]:
@@ -130,8 +165,8 @@ def shelve_shape_annotations(items: pl.DataFrame, batches: Iterable[ShapeBatch],
     annotations, which remember_item_annotations computes where not remembered (on `workers`,
     with the YOLO outlines of `items`, release_items rows), and stored for the next build."""
     shelf, missing = AnnotationShelf(), []
-    for batch in batches:
-        if not (store.exists(batch.key) and shelf.shelve(store.read(batch.key))):
+    for batch, parts in _stored_fragments(batches, store):
+        if not shelf.hold(parts):
             missing.append(batch)
     memos = remember_item_annotations(items, (batch.shapes() for batch in missing), taxonomy, store, workers)
     for batch in missing:

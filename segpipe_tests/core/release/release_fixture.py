@@ -102,7 +102,7 @@ def constructed_release(run_id: str = "run-1", created_at: str = "2026-12-01T22:
     shelve_class_annotations(items, coco_annotations, taxonomy, store)
     release = ReleaseContext(store, taxonomy, "demo", "grayscale", BuildStamp(run_id, created_at),
                              {"input": 3, "released": 3, "filtered": 0, "quarantined": 0}, qa,
-                             {"sampling/distribution.png": b"not really a png"}, coco_annotations.block, provenance or {},
+                             {"sampling/distribution.png": b"not really a png"}, coco_annotations, provenance or {},
                              exports, cityscapes_city, workers)
     return release, items
 

@@ -43,7 +43,7 @@ def _coco_json(release: ReleaseContext, items: pl.DataFrame, store: ArtefactStor
     shelve_class_annotations(items, shelf, TAXONOMY, store)
     fresh = ReleaseContext(store, release.taxonomy, release.dataset_name, release.mask_encoding,
                            BuildStamp("run-2", "2026-12-02T00:00:00Z"), release.counts, release.qa_results,
-                           release.report_files, shelf.block, release.provenance)
+                           release.report_files, shelf, release.provenance)
     out = io.BytesIO()
     with ZipPackager(out) as packager:
         write_release(fresh, items, packager)
@@ -81,6 +81,11 @@ def test_a_damaged_fragment_is_made_again_not_trusted():
             assert objects[key] == whole
 
 
+def _held(block: bytes) -> tuple[int, bytes]:
+    """A block's count of annotations and its name, as a shelf holding it says."""
+    return (block.count(b"\n") + 1 if block else 0), hashlib.sha256(block).hexdigest().encode()
+
+
 def _written(document: CocoDocument, version: str = "v1") -> bytes:
     out = io.BytesIO()
     document.write(HashingWriter(out), version)
@@ -102,7 +107,7 @@ def test_a_document_from_tails_equals_one_serialized_from_the_annotations_in_lan
     groups = ["later", "later", "zeta", "zeta"]
     document = CocoDocument(TAXONOMY, "demo", blocks.__getitem__, {"zeta": 0, "later": 1})
     for n in range(4):
-        document.add_image(f"images/train/{n}.png", 4, 2, f"masks/{n}.png", blocks[f"masks/{n}.png"], groups[n])
+        document.add_image(f"images/train/{n}.png", 4, 2, f"masks/{n}.png", *_held(blocks[f"masks/{n}.png"]), groups[n])
     order = [2, 3, 0, 1]
     images = [{"id": image_id, "file_name": f"images/train/{n}.png", "width": 4, "height": 2}
               for image_id, n in enumerate(order, start=1)]
@@ -120,7 +125,7 @@ def test_a_document_from_tails_equals_one_serialized_from_the_annotations_in_lan
     # the digest follows what fixes the annotations: another landing order is another document
     swapped = CocoDocument(TAXONOMY, "demo", blocks.__getitem__, {"zeta": 1, "later": 0})
     for n in range(4):
-        swapped.add_image(f"images/train/{n}.png", 4, 2, f"masks/{n}.png", blocks[f"masks/{n}.png"], groups[n])
+        swapped.add_image(f"images/train/{n}.png", 4, 2, f"masks/{n}.png", *_held(blocks[f"masks/{n}.png"]), groups[n])
     assert _written(swapped) != written
     assert swapped.annotations_digest() != document.annotations_digest()
 
@@ -145,7 +150,7 @@ def test_a_new_batch_that_landed_last_leaves_every_segment_before_it_as_it_was(m
         document = CocoDocument(TAXONOMY, "demo", blocks.__getitem__, {f"b{b}": b for b in range(batches)})
         for n in range(10 * batches):
             mask = f"masks/{n}.png"
-            document.add_image(f"images/train/{n % 10:02d}-{n}.png", 4, 2, mask, blocks[mask], f"b{n // 10}")
+            document.add_image(f"images/train/{n % 10:02d}-{n}.png", 4, 2, mask, *_held(blocks[mask]), f"b{n // 10}")
         log = _SegmentLog()
         document.write(log, f"v{batches}")
         assert orjson.loads(log._target.getvalue())  # whole JSON, whatever the cuts
@@ -168,6 +173,10 @@ def test_a_shelf_holds_each_masks_tails_and_refuses_a_fragment_whose_hash_does_n
     assert shelf.block("masks/b.png") == b""
     assert shelf.block("masks/c.png") == b'"category_id":0}'
     assert shelf.block("masks/d.png") is None  # no fragment holds it: the writer draws its classes
+    first = fragment[len(b"segpipe-coco-fragment-1 "):fragment.index(b"\n")]
+    assert shelf.held("masks/a.png") == (2, first) and shelf.held("masks/b.png") == (0, first)
+    assert shelf.held("masks/c.png")[0] == 1 and shelf.held("masks/c.png")[1] != first
+    assert shelf.held("masks/d.png") is None
     shelf.close()
 
 

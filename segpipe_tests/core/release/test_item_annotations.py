@@ -51,7 +51,7 @@ def test_the_annotations_not_remembered_are_computed_ahead_and_remembered_once(m
     assert not any(key in objects for key in outlines)
     train = items.row(by_predicate=pl.col("split") == "train", named=True)
     memo = shapes_memo(train["mask_key"], drawn_shapes(), TAXONOMY, train["width"], train["height"])
-    assert memo in objects and release.coco_annotations(train["mask_key"]) is not None
+    assert memo in objects and release.coco_annotations.block(train["mask_key"]) is not None
     objects[memo] = b'[{"category_id": '  # partly written: made again
     assert remember_item_annotations(items, [drawn_shapes()], TAXONOMY, release.store, 2) == {train["mask_key"]: memo}
     assert all(key in objects for key in outlines)

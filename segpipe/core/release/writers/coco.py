@@ -1,5 +1,6 @@
 """coco/coco.json: the released images' annotations, in the form each mask came from."""
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import orjson
@@ -34,16 +35,17 @@ class Coco(ReleaseWriter):
         self.document = CocoDocument(release.taxonomy, release.dataset_name, self.block, release.batch_order)
 
     def block(self, mask_key: str) -> bytes:
-        shelved = self.release.coco_annotations(mask_key)
+        shelved = self.release.coco_annotations.block(mask_key)
         return self.made[mask_key] if shelved is None else shelved
 
     def item_members(self, item: ReleaseItem) -> Iterable[Member]:
         row = item.row
-        block = self.release.coco_annotations(row["mask_key"])
-        if block is None:
+        held = self.release.coco_annotations.held(row["mask_key"])
+        if held is None:
             found = class_annotations(row["mask_key"], self.release.store, lambda: item.mask)
             block = self.made[row["mask_key"]] = tails_block(annotation_tails(found, self.release.taxonomy.class_ids))
-        self.document.add_image(item.image_path, row["width"], row["height"], row["mask_key"], block, item.group)
+            held = (block.count(b"\n") + 1 if block else 0), hashlib.sha256(block).hexdigest().encode()
+        self.document.add_image(item.image_path, row["width"], row["height"], row["mask_key"], *held, item.group)
         return ()
 
     def version_content(self) -> bytes:

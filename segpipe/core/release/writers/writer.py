@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import polars as pl
 
@@ -63,6 +63,30 @@ class Member:
     source: str | None = None
 
 
+class ShelvedAnnotations(Protocol):
+    """Each mask's COCO annotations as coco_document's tails_block, as stored fragments hold them."""
+
+    def block(self, mask_key: str) -> bytes | None:
+        """The mask's tails_block; None when no fragment holds it."""
+        ...
+
+    def held(self, mask_key: str) -> tuple[int, bytes] | None:
+        """How many annotations its block holds and what names the block's bytes with the mask key;
+        None when no fragment holds it."""
+        ...
+
+
+class _NothingShelved:
+    def block(self, mask_key: str) -> None:
+        return None
+
+    def held(self, mask_key: str) -> None:
+        return None
+
+
+NOTHING_SHELVED = _NothingShelved()
+
+
 @dataclass(frozen=True)
 class ReleaseItem:
     """A released image as the writers see it: its row of release_items, and its class mask's bytes,
@@ -114,9 +138,9 @@ class ReleaseContext:
     counts: dict[str, int]
     qa_results: pl.DataFrame
     report_files: Mapping[str, bytes] = field(default_factory=dict)  # path in the archive -> bytes
-    # mask key -> its COCO annotations as coco_document's tails_block, read from the fragments shelved
-    # (coco_fragments.AnnotationShelf.block); None for a mask no fragment holds: the writer makes them
-    coco_annotations: Callable[[str], bytes | None] = field(default=lambda mask_key: None)
+    # the masks' COCO annotations read from their fragments (coco_fragments.AnnotationShelf); the
+    # writer makes those of a mask no fragment holds
+    coco_annotations: "ShelvedAnnotations" = field(default_factory=lambda: NOTHING_SHELVED)
     provenance: Mapping[str, BatchProvenance] = field(default_factory=dict)  # batch id -> what its batch.json states
     exports: tuple[str, ...] = ()  # release.exports: the trainer layouts this release carries
     cityscapes_city: str = CITY_FROM_BATCH  # release.cityscapes_city

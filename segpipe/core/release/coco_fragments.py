@@ -37,7 +37,7 @@ from segpipe.core.shared.batch_tables import BatchTables
 from segpipe.core.taxonomy.model import Taxonomy
 from segpipe.store import keys as store_keys
 
-FRAGMENT_FORMAT = b"segpipe-coco-fragment-1"
+FRAGMENT_FORMAT = b"segpipe-coco-fragment-2"  # 2: whole-number vertices without `.0`
 READ_AHEAD = 2  # fragments read and hashed ahead of the one being shelved
 
 

@@ -12,6 +12,7 @@ from segpipe.core.release.coco_annotations import shape_annotations
 from segpipe.core.release import coco_document
 from segpipe.core.release.coco_document import CocoDocument, annotation_tails, tails_block
 from segpipe.core.release.coco_fragments import (
+    FRAGMENT_FORMAT,
     AnnotationShelf,
     encode_fragment,
     frame_shape_batch,
@@ -118,10 +119,12 @@ def test_a_document_from_tails_equals_one_serialized_from_the_annotations_in_lan
     for n, annotation in enumerate(expected):
         annotation["id"] = n + 1
     written = _written(document)
-    assert written == orjson.dumps({
+    serialized = orjson.dumps({
         "info": {"description": "demo", "version": "v1"}, "licenses": [], "images": images,
         "categories": [{"id": c.id, "name": c.name, "supercategory": ""} for c in TAXONOMY.classes],
         "annotations": expected})
+    assert written == serialized.replace(b"[[0.5,1.0,2.0,3.0]]", b"[[0.5,1,2,3]]")  # whole vertices unpointed
+    assert orjson.loads(written) == orjson.loads(serialized)  # the same numbers
     # the digest follows what fixes the annotations: another landing order is another document
     swapped = CocoDocument(TAXONOMY, "demo", blocks.__getitem__, {"zeta": 1, "later": 0})
     for n in range(4):
@@ -173,7 +176,7 @@ def test_a_shelf_holds_each_masks_tails_and_refuses_a_fragment_whose_hash_does_n
     assert shelf.block("masks/b.png") == b""
     assert shelf.block("masks/c.png") == b'"category_id":0}'
     assert shelf.block("masks/d.png") is None  # no fragment holds it: the writer draws its classes
-    first = fragment[len(b"segpipe-coco-fragment-1 "):fragment.index(b"\n")]
+    first = fragment[len(FRAGMENT_FORMAT) + 1:fragment.index(b"\n")]
     assert shelf.held("masks/a.png") == (2, first) and shelf.held("masks/b.png") == (0, first)
     assert shelf.held("masks/c.png")[0] == 1 and shelf.held("masks/c.png")[1] != first
     assert shelf.held("masks/d.png") is None

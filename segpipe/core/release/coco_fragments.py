@@ -19,11 +19,11 @@ match (partly written, overwritten) is made again, never trusted.
 import hashlib
 import os
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import orjson
 import polars as pl
@@ -51,35 +51,47 @@ class ShapeBatch:
     shapes: Callable[[], pl.DataFrame]
 
 
+Placed = list[tuple[str, tuple[int, int, int, bytes]]]  # AnnotationShelf.place: each mask and where its tails are
+
+
 class AnnotationShelf:
     """mask key -> its COCO annotations as coco.json holds them, minus the ids (coco_document's
     tails_block), for the masks of the fragments shelved. The fragments wait in a temporary file, not
     in memory: a release's annotations are hundreds of MB at Cityscapes scale. Each mask's count of
     annotations is taken as its fragment is shelved, and its block is named by the fragment's
-    SHA-256 (checked as it is shelved), so the document learns both without reading the block."""
+    SHA-256 (checked as it is shelved), so the document learns both without reading the block.
+    Fragments are placed (checked, counted, copied into the file) on several threads at once, then
+    held in order by the caller."""
 
     def __init__(self) -> None:
-        self._file: BinaryIO | None = None
+        self._file = tempfile.TemporaryFile(prefix="segpipe-coco-fragments-")
         self._end = 0
+        self._reserving = threading.Lock()
         # mask key -> offset and length of its tails, their count, the SHA-256 of the fragment holding them
         self._where: dict[str, tuple[int, int, int, bytes]] = {}
 
     def shelve(self, fragment: bytes) -> bool:
         """Hold the masks of a stored fragment; False (nothing held) if it is not a whole fragment."""
-        return self.hold(fragment_parts(fragment))
+        return self.hold(self.place(fragment))
 
-    def hold(self, parts: tuple[bytes, bytes] | None) -> bool:
-        """Hold the masks of a fragment's checked (digest, body), as fragment_parts gives them; False for None."""
+    def place(self, fragment: bytes) -> Placed | None:
+        """Copy a whole fragment's body into the shelf's file, and say where each of its masks' tails
+        are, for hold(); None if it is not a whole fragment. Safe on several threads at once."""
+        parts = fragment_parts(fragment)
         if parts is None:
-            return False
+            return None
         digest, body = parts
-        if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="segpipe-coco-fragments-")
-        for mask_key, start, end in _mask_spans(body):
-            count = body.count(b"\n", start, end) + 1 if end > start else 0
-            self._where[mask_key] = (self._end + start, end - start, count, digest)
-        self._file.write(body)
-        self._end += len(body)
+        with self._reserving:
+            offset, self._end = self._end, self._end + len(body)
+        os.pwrite(self._file.fileno(), body, offset)
+        return [(mask_key, (offset + start, end - start, body.count(b"\n", start, end) + 1 if end > start else 0,
+                            digest)) for mask_key, start, end in _mask_spans(body)]
+
+    def hold(self, placed: Placed | None) -> bool:
+        """Hold the masks place() placed; False (nothing held) for None."""
+        if placed is None:
+            return False
+        self._where.update(placed)
         return True
 
     def block(self, mask_key: str) -> bytes | None:
@@ -89,16 +101,16 @@ class AnnotationShelf:
         if where is None:
             return None
         offset, length, _, _ = where
-        if length == 0:
-            return b""
-        self._file.flush()
-        return os.pread(self._file.fileno(), length, offset)
+        return os.pread(self._file.fileno(), length, offset) if length else b""
 
     def held(self, mask_key: str) -> tuple[int, bytes] | None:
         """How many annotations the mask's block holds, and the SHA-256 of the fragment holding it
         (which with the mask key names the block's bytes); None for a mask no fragment holds."""
         where = self._where.get(mask_key)
         return None if where is None else where[2:]
+
+    def masks(self) -> Iterable[str]:
+        return self._where.keys()
 
     def __contains__(self, mask_key: str) -> bool:
         return mask_key in self._where
@@ -107,8 +119,7 @@ class AnnotationShelf:
         return len(self._where)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        self._file.close()
 
 
 def encode_fragment(masks: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
@@ -131,12 +142,12 @@ def fragment_parts(fragment: bytes) -> tuple[bytes, bytes] | None:
     return digest, body
 
 
-def _stored_fragments(batches: Iterable[ShapeBatch], store: ArtefactStore) -> Iterator[
-        tuple[ShapeBatch, tuple[bytes, bytes] | None]]:
-    """Each batch with its stored fragment's fragment_parts (None: not stored whole), read and hashed
-    on a thread a few batches ahead of the caller, who shelves the one before (4 MB a batch)."""
-    def read(batch: ShapeBatch) -> tuple[ShapeBatch, tuple[bytes, bytes] | None]:
-        return batch, fragment_parts(store.read(batch.key)) if store.exists(batch.key) else None
+def _stored_fragments(batches: Iterable[ShapeBatch], store: ArtefactStore, shelf: AnnotationShelf) -> Iterator[
+        tuple[ShapeBatch, Placed | None]]:
+    """Each batch with its stored fragment placed on `shelf` (None: not stored whole), read, hashed and
+    copied on threads a few batches ahead of the caller, who holds the one before (4 MB a batch)."""
+    def read(batch: ShapeBatch) -> tuple[ShapeBatch, Placed | None]:
+        return batch, shelf.place(store.read(batch.key)) if store.exists(batch.key) else None
 
     with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="segpipe-fragments") as pool:
         pending: deque[Future] = deque()
@@ -163,12 +174,16 @@ def shelve_shape_annotations(items: pl.DataFrame, batches: Iterable[ShapeBatch],
                              store: ArtefactStore, workers: int) -> AnnotationShelf:
     """The shelf of every batch's fragment: read where stored whole, else made from its masks'
     annotations, which remember_item_annotations computes where not remembered (on `workers`,
-    with the YOLO outlines of `items`, release_items rows), and stored for the next build."""
+    with the YOLO outlines of the `items`, release_items rows, no stored fragment holds), and
+    stored for the next build."""
     shelf, missing = AnnotationShelf(), []
-    for batch, parts in _stored_fragments(batches, store):
-        if not shelf.hold(parts):
+    for batch, placed in _stored_fragments(batches, store, shelf):
+        if not shelf.hold(placed):
             missing.append(batch)
-    memos = remember_item_annotations(items, (batch.shapes() for batch in missing), taxonomy, store, workers)
+    # the masks whose fragments were read whole had their annotations remembered when those were made
+    # (a YOLO outline gone since is traced by the writer): only the others are looked up
+    unshelved = items.filter(~pl.col("mask_key").is_in(list(shelf.masks())))
+    memos = remember_item_annotations(unshelved, (batch.shapes() for batch in missing), taxonomy, store, workers)
     for batch in missing:
         fragment = encode_fragment(
             (mask_key, annotation_tails(_recalled(memos[mask_key], store), taxonomy.class_ids))

@@ -74,7 +74,7 @@ def qa_by_batch(masks: BatchTables, images: BatchTables, shapes: BatchTables, ta
     """Every QA rule on every entry of `masks` (annotation_masks), as evaluate_entries judges them all
     at once, with thumbnails of the first failures of each rule (render_qa_thumbnails)."""
     image_index = with_later_columns(images.concat(IMAGE_COLUMNS), ImageRecord).select(IMAGE_COLUMNS)
-    entry_index = masks.concat(("entry_id", "image_id", "annotator")).join(
+    entry_index = masks.concat(("entry_id", "image_id", "annotator", "mask_key")).join(
         image_index, on="entry_id", how="left", validate="1:1")
     superseded = superseded_entries(entry_index)
     near_duplicates = near_duplicate_entries(entry_index, settings.near_duplicate_bits)
@@ -83,26 +83,30 @@ def qa_by_batch(masks: BatchTables, images: BatchTables, shapes: BatchTables, ta
     class_areas = ClassAreas()
     for batch, digest in shape_work.items():
         class_areas = class_areas.combined(_class_areas(shapes, images, batch, digest, taxonomy, settings, store))
-    results, findings, failures = [], [], []
+    judged, findings, outliers = [], [], []
     for batch, digest in shape_work.items():
         local = _batch_shapes(shapes, images, batch, digest, taxonomy, settings, store)
-        outliers = area_outliers(local.areas, class_areas, taxonomy, settings.instance_area_sigma)
-        batch_masks = masks.read(batch, MASK_COLUMNS)
-        entries = batch_masks.join(image_index.drop("image_key"), on="entry_id", how="left")
-        shared = _BatchFacts(superseded, near_duplicates, frozenset(entries["entry_id"]))
+        outliers.append(area_outliers(local.areas, class_areas, taxonomy, settings.instance_area_sigma))
+        findings.append(pl.concat([local.polygons, outliers[-1]]))
+        shared = _BatchFacts(superseded, near_duplicates, frozenset(masks.read(batch, ("entry_id",))["entry_id"]))
         judgement = _judged_memo(masks, batch, digest, taxonomy, settings, shared)
         alone = _recalled_results(store.recall(judgement))
         if alone is None:
+            batch_masks = masks.read(batch, MASK_COLUMNS)
+            entries = batch_masks.join(image_index.drop("image_key"), on="entry_id", how="left")
             structure = mask_structure(batch_masks, taxonomy, settings.min_fragment_px, store)
             alone = evaluate_entries(entries, local.unmapped, taxonomy, settings, local.polygons, structure,
                                      superseded, near_duplicates, BATCH_RULES)
             store.remember(judgement, alone.to_dict(as_series=False))
-        judged = _in_rule_order(alone, findings_results(entries, outliers, taxonomy, settings, DATASET_RULES))
-        results.append(judged)
-        findings.append(pl.concat([local.polygons, outliers]))
-        failures.append(judged.filter(~pl.col("passed")).join(batch_masks.select("entry_id", "mask_key"), on="entry_id")
-                        .join(image_index.select("entry_id", "image_key"), on="entry_id"))
-    all_results = pl.concat(results) if results else pl.DataFrame(schema=QA_SCHEMA)
+        judged.append(alone)
+    # the instance-area rule, and what the batches' results share, over every batch at once: a few
+    # rows an entry, where doing it batch by batch cost a few ms a batch
+    areas_outlying = pl.concat(outliers) if outliers else pl.DataFrame(schema=FINDINGS_SCHEMA)
+    all_results = (_in_rule_order(pl.concat(judged), findings_results(entry_index, areas_outlying, taxonomy, settings,
+                                                                       DATASET_RULES))
+                   if judged else pl.DataFrame(schema=QA_SCHEMA))
+    failures = all_results.filter(~pl.col("passed")).join(entry_index.select("entry_id", "mask_key", "image_key"),
+                                                          on="entry_id")
     thumbnails = _thumbnails(failures, findings, shapes, image_index, taxonomy, settings, store)
     return QaOutcome(with_thumbnails(all_results, thumbnails), entry_index.height)
 
@@ -153,14 +157,11 @@ def _in_rule_order(alone: pl.DataFrame, across: pl.DataFrame) -> pl.DataFrame:
             .drop("_entry"))
 
 
-def _thumbnails(failures: list[pl.DataFrame], findings: list[pl.DataFrame], shapes: BatchTables,
+def _thumbnails(failing: pl.DataFrame, findings: list[pl.DataFrame], shapes: BatchTables,
                 image_index: pl.DataFrame, taxonomy: Taxonomy, settings: QaSettings,
                 store: ArtefactStore) -> pl.DataFrame:
-    """render_qa_thumbnails of the first failures of each rule over every batch, the outlined ones'
-    shapes read from their batches alone."""
-    failing = pl.concat(failures) if failures else pl.DataFrame(
-        schema={"entry_id": pl.String, "check_id": pl.String, "reason": pl.String, "mask_key": pl.String,
-                "image_key": pl.String})
+    """render_qa_thumbnails of the first failures of each rule over every batch (results with their
+    mask_key and image_key), the outlined ones' shapes read from their batches alone."""
     chosen = failing.sort("check_id", "entry_id").group_by("check_id", maintain_order=True).head(PER_RULE)
     outlined = chosen.filter(pl.col("check_id").is_in(OUTLINED_RULES)).select("entry_id").unique()
     batches = outlined.join(image_index.select("entry_id", "batch_id"), on="entry_id")

@@ -139,7 +139,7 @@ def build_consensus(
                 scores.append({**{k: v for k, v in score.items() if k != "confusion"}, "image_id": image.image_id})
                 gold_counts.setdefault(score["annotator"], []).extend(map(tuple, score["confusion"]))
         decided.append(_row(image, image.workers, [], "gold", image.gold_key, instance_keys[image.gold_key], None,
-                            "accepted", pixels_of[image.gold_key]))
+                            "accepted", pixels_of.pairs(image.gold_key)))
     board = leaderboard(pl.DataFrame(scores, schema=SCORE_SCHEMA))
     if not settings.models_vote:  # a model that does not vote weighs nothing in how the voters are weighed
         gold_counts = {a: counts for a, counts in gold_counts.items() if not is_model(a)}
@@ -262,22 +262,23 @@ def _decided_row(plan: _Plan, votes: dict | None, fused: dict | None, instance_k
     if plan.rule is None:
         if not workers:
             return _row(image, [], plan.excluded, "single", image.workers[0][1], None, None, "annotator_excluded",
-                        pixels_of[image.workers[0][1]])
+                        pixels_of.pairs(image.workers[0][1]))
         key = workers[0][1]
         status = "annotator_review" if plan.review else "accepted"
         return _row(image, workers, plan.excluded, "single", key, None if plan.review else instance_keys[key], None,
-                    status, pixels_of[key])
+                    status, pixels_of.pairs(key))
     pairs.extend(pair_rows(image.image_id, votes["pairs"], names))
     status = "annotator_review" if plan.review else (
         "accepted" if votes["agreement"] >= settings.min_agreement else "low_agreement")
     if plan.rule == "reliability":
         return _row(image, workers, plan.excluded, "fused", fused["fused_key"], None, votes["agreement"], status,
-                    fused["class_pixels"], votes["agreement_map_key"], fused["weights"], fused["confidence_map_key"],
-                    plan.rule)
+                    sparse(fused["class_pixels"]), votes["agreement_map_key"], fused["weights"],
+                    fused["confidence_map_key"], plan.rule)
     weights = _weights(plan, plurality_weights)
     scale = WEIGHT_SCALE if plan.rule == "honeypot_weighted" else 1
     return _row(image, workers, plan.excluded, "fused", votes["fused_key"], None, votes["agreement"], status,
-                votes["class_pixels"], votes["agreement_map_key"], [w / scale for w in weights], None, plan.rule)
+                sparse(votes["class_pixels"]), votes["agreement_map_key"], [w / scale for w in weights], None,
+                plan.rule)
 
 
 def _with_model_disputes(row: dict, image: _Image, load: Callable[[str], np.ndarray], pixels_of: dict[str, list[int]],
@@ -302,14 +303,14 @@ def _with_model_disputes(row: dict, image: _Image, load: Callable[[str], np.ndar
 
 
 def _row(image: _Image, used: list[tuple[str, str]], excluded: list[str], source: str, mask_key: str,
-         instance_key: str | None, agreement: float | None, status: str, class_pixels: list[int],
+         instance_key: str | None, agreement: float | None, status: str, class_pixels: list[dict[str, int]],
          agreement_map_key: str | None = None, vote_weights: list[float] | None = None,
          confidence_map_key: str | None = None, fusion_rule: str | None = None) -> dict:
     return {"image_id": image.image_id, "n_annotators": len(used), "annotators": [a for a, _ in used],
             "excluded_annotators": excluded, "agreement": agreement, "mask_source": source, "mask_key": mask_key,
             "instance_mask_key": instance_key, "agreement_map_key": agreement_map_key,
             "confidence_map_key": confidence_map_key, "fusion_rule": fusion_rule, "vote_weights": vote_weights,
-            "status": status, "class_pixels": sparse(class_pixels), "disputed_classes": None}
+            "status": status, "class_pixels": class_pixels, "disputed_classes": None}
 
 
 SCORE_SCHEMA = {"annotator": pl.String, "image_id": pl.String, "iou": pl.Float64, "accuracy": pl.Float64,

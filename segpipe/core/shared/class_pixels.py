@@ -71,6 +71,10 @@ class DenseCounts(Mapping[str, list[int]]):
             counts[value] = pixels
         return counts
 
+    def pairs(self, key: str) -> list[dict[str, int]]:
+        """The mask's count sparse, as `sparse` gives it, without the dense one between."""
+        return [{"class_id": value, "pixels": pixels} for value, pixels in sorted(self._present[key]) if pixels]
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._present)
 

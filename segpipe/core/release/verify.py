@@ -28,7 +28,7 @@ from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release.assemble import assembled_paths, layout_problems
 from segpipe.core.release.layout import DATASHEET, SHA256SUMS
 from segpipe.core.release.writers.manifest import MANIFEST_COLUMNS, MANIFEST_TYPES
-from segpipe.core.shared.background_sha256 import BackgroundSha256
+from segpipe.core.shared.hashing_writer import BackgroundSha256
 from segpipe.core.shared.schemas import ManifestRecord
 
 CHUNK = 1 << 20

@@ -3,15 +3,15 @@ import hashlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segpipe.core.shared import background_sha256
-from segpipe.core.shared.background_sha256 import BackgroundSha256
+from segpipe.core.shared import hashing_writer
+from segpipe.core.shared.hashing_writer import BackgroundSha256
 
 
 @settings(max_examples=40, deadline=None)
 @given(sizes=st.lists(st.integers(0, 3000), max_size=12), large_bytes=st.integers(1, 2048), seed=st.integers(0, 255))
 def test_pieces_small_and_large_in_any_mix_hash_as_one_sha256(sizes, large_bytes, seed):
     data = bytes((seed + n * 7) % 256 for n in range(sum(sizes)))
-    background_sha256.LARGE_BYTES, kept = large_bytes, background_sha256.LARGE_BYTES
+    hashing_writer.LARGE_BYTES, kept = large_bytes, hashing_writer.LARGE_BYTES
     try:
         digest, at = BackgroundSha256(), 0
         buffer = bytearray()
@@ -21,4 +21,4 @@ def test_pieces_small_and_large_in_any_mix_hash_as_one_sha256(sizes, large_bytes
             at += size
         assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
     finally:
-        background_sha256.LARGE_BYTES = kept
+        hashing_writer.LARGE_BYTES = kept

@@ -123,9 +123,15 @@ def coco_fragment(digest: str) -> str:
     return f"coco-fragments/{digest}.txt"
 
 
-def deflated_segment(sha256: str, level: int) -> str:
+def deflated_segments_dir(dataset_name: str) -> str:
+    """The deflated segments of a dataset's releases, which each release build prunes to its own
+    (store/release_build.py)."""
+    return f"deflated-segments/{dataset_name}"
+
+
+def deflated_segment(dataset_name: str, sha256: str, level: int) -> str:
     """A segment of a streamed release member deflated alone (core/release/parallel_deflate.py)."""
-    return f"deflated-segments/{level}/{sha256}.deflate"
+    return f"{deflated_segments_dir(dataset_name)}/{sha256}-{level}.deflate"
 
 
 def yolo_outlines_memo(mask_key: str, ignore_index: int) -> str:

@@ -181,11 +181,12 @@ def part_ages(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, now: 
         if entry.get("type") != "file":
             continue
         name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
-        ages[name] = now - _modified(fs, entry)
+        ages[name] = now - modified_time(fs, entry)
     return ages
 
 
-def _modified(fs: fsspec.AbstractFileSystem, entry: dict) -> dt.datetime:
+def modified_time(fs: fsspec.AbstractFileSystem, entry: dict) -> dt.datetime:
+    """When a listed object was last written, whichever store listed it."""
     stamp = entry.get("LastModified") or entry.get("mtime")
     if stamp is None:
         stamp = fs.modified(entry["name"])

@@ -82,6 +82,7 @@ class ReleaseContents:
     pictures: list[DatasheetPicture]  # what the datasheet shows, to show where the release is announced
     members: pl.DataFrame  # members.parquet: every file, the part holding it, its SHA-256 (parts.member_index)
     parts: PartLayout | None  # the shared parts used and written; None when built as one ZIP
+    deflated_segments: frozenset[str] = frozenset()  # the store keys of the deflated segments it used
 
 
 def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | None = None) -> ReleaseContents:
@@ -119,7 +120,7 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | Non
     release.resources.callback(coco_annotations.close)
     placed, members = package_release(release, items, out, parts)
     return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts, datasheet_pictures(release),
-                           members, placed)
+                           members, placed, frozenset(release.deflated_segments))
 
 
 def _batches(table: pl.DataFrame | BatchTables) -> BatchTables:
@@ -131,7 +132,7 @@ def package_release(release: ReleaseContext, items: pl.DataFrame, out: BinaryIO,
     """write_release into the version's ZIP streamed into `out`: where the items' files went, and
     the member index (members.parquet) of every file. The deflate of coco.json's segments is
     remembered in the release's store for the next build."""
-    with ZipPackager(out, DeflatedSegments(release.store)) as packager:
+    with ZipPackager(out, DeflatedSegments(release.store, release.dataset_name, release.deflated_segments)) as packager:
         placed = write_release(release, items, packager, parts)
     return placed, member_index(release.packaged, placed or PartLayout(), packager.sizes)
 

@@ -17,6 +17,7 @@ on what the store holds."""
 
 import hashlib
 import os
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -36,18 +37,26 @@ REMEMBERED_BYTES = 64 << 10  # a smaller segment costs less to deflate than to l
 class DeflatedSegments:
     """Segments' raw deflate pieces remembered in the store, each under the SHA-256 of the segment,
     with a header holding the SHA-256 of the piece: a piece that does not hash as its header says
-    (partly written, overwritten) is deflated again and rewritten, never copied."""
+    (partly written, overwritten), or that is gone (pruned by another build meanwhile), is deflated
+    again and rewritten, never copied. `used` gathers the keys of the pieces this build wrote into
+    its stream: the release build keeps those and prunes its dataset's others."""
 
-    def __init__(self, store: ArtefactStore) -> None:
-        self._store = store
+    def __init__(self, store: ArtefactStore, dataset_name: str, used: set[str]) -> None:
+        self._store, self._dataset, self._used = store, dataset_name, used
+        self._using = threading.Lock()
 
     def piece(self, segment: bytes, level: int) -> bytes:
         """The segment deflated alone (no dictionary, sync flush), remembered or made and remembered."""
-        key = keys.deflated_segment(hashlib.sha256(segment).hexdigest(), level)
-        if self._store.exists(key):
-            header, _, piece = self._store.read(key).partition(b"\n")
-            if header == SEGMENT_FORMAT + b" " + hashlib.sha256(piece).hexdigest().encode():
-                return piece
+        key = keys.deflated_segment(self._dataset, hashlib.sha256(segment).hexdigest(), level)
+        with self._using:
+            self._used.add(key)
+        try:
+            stored = self._store.read(key) if self._store.exists(key) else b""
+        except (FileNotFoundError, KeyError):
+            stored = b""
+        header, _, piece = stored.partition(b"\n")
+        if header == SEGMENT_FORMAT + b" " + hashlib.sha256(piece).hexdigest().encode():
+            return piece
         piece = _deflate_chunk(segment, b"", level, last=False)
         self._store.write(key, SEGMENT_FORMAT + b" " + hashlib.sha256(piece).hexdigest().encode() + b"\n" + piece)
         return piece

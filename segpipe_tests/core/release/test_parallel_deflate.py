@@ -94,15 +94,17 @@ def test_segments_are_remembered_and_copied_into_the_next_build_byte_for_byte(mo
     data = _json_like(8_000, seed=2)
     cuts = [1_000, 1_000 + REMEMBERED_BYTES, 1_000 + 3 * REMEMBERED_BYTES, len(data) - 10]
     objects: dict[str, bytes] = {}
-    first = _member_with_segments(data, cuts, DeflatedSegments(ArtefactStore.in_memory(objects)))
-    assert len(objects) == 3 and all(key.startswith("deflated-segments/") for key in objects)
+    used: set[str] = set()
+    first = _member_with_segments(data, cuts, DeflatedSegments(ArtefactStore.in_memory(objects), "demo", used))
+    assert len(objects) == 3 and all(key.startswith("deflated-segments/demo/") for key in objects)
+    assert used == set(objects)
     assert _member_with_segments(data, cuts, None) == first  # what the store holds never changes the bytes
 
     deflated = []
     real = parallel_deflate._deflate_chunk
     monkeypatch.setattr(parallel_deflate, "_deflate_chunk", lambda chunk, *rest: deflated.append(len(chunk)) or
                         real(chunk, *rest))
-    assert _member_with_segments(data, cuts, DeflatedSegments(ArtefactStore.in_memory(objects))) == first
+    assert _member_with_segments(data, cuts, DeflatedSegments(ArtefactStore.in_memory(objects), "demo", set())) == first
     assert sorted(deflated) == [10, 1_000]  # only the plain writes, the segments copied
 
 
@@ -110,13 +112,22 @@ def test_a_damaged_remembered_segment_is_deflated_again_and_rewritten():
     data = _json_like(4_000, seed=3)
     cuts = [0, len(data)]
     objects: dict[str, bytes] = {}
-    first = _member_with_segments(data, cuts, DeflatedSegments(ArtefactStore.in_memory(objects)))
+    first = _member_with_segments(data, cuts, DeflatedSegments(ArtefactStore.in_memory(objects), "demo", set()))
     [key] = objects
     whole = objects[key]
     objects[key] = whole[:len(whole) // 2]  # partly written
-    assert _member_with_segments(data, cuts, DeflatedSegments(ArtefactStore.in_memory(objects))) == first
+    assert _member_with_segments(data, cuts, DeflatedSegments(ArtefactStore.in_memory(objects), "demo", set())) == first
     assert objects[key] == whole
     header, _, piece = whole.partition(b"\n")
     objects[key] = header + b"\n" + piece[:-1] + bytes([piece[-1] ^ 1])  # a flipped byte
-    assert _member_with_segments(data, cuts, DeflatedSegments(ArtefactStore.in_memory(objects))) == first
+    assert _member_with_segments(data, cuts, DeflatedSegments(ArtefactStore.in_memory(objects), "demo", set())) == first
     assert objects[key] == whole
+
+
+def test_a_remembered_segment_gone_between_looking_and_reading_is_deflated_again():
+    data = _json_like(4_000, seed=4)
+    objects: dict[str, bytes] = {}
+    first = _member_with_segments(data, [0, len(data)], DeflatedSegments(ArtefactStore.in_memory(objects), "d", set()))
+    pruned = ArtefactStore(lambda key: objects.pop(key) and objects[key], objects.__setitem__, objects.__contains__)
+    assert _member_with_segments(data, [0, len(data)], DeflatedSegments(pruned, "d", set())) == first
+    assert len(objects) == 1  # and remembered again

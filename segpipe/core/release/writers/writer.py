@@ -148,6 +148,8 @@ class ReleaseContext:
     # batch id -> its place in the order the batches landed (coco.json's images follow it; see batch_order)
     batch_order: Mapping[str, int] = field(default_factory=dict)
     packaged: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    # the store keys of the deflated segments packaged (parallel_deflate.DeflatedSegments), kept by the next prune
+    deflated_segments: set[str] = field(default_factory=set, init=False, repr=False)
     manifest_rows: list[dict] = field(default_factory=list, init=False, repr=False)
     resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False, repr=False)
     manifest: pl.DataFrame = field(init=False, repr=False)

@@ -35,6 +35,17 @@ def marker(release: str) -> dict:
     return orjson.loads((Path(release) / keys.RELEASE_MARKER).read_bytes())
 
 
+def coco_ids(release: str, outcome) -> dict[str, tuple[int, list[int]]]:
+    """Each image of the version's coco.json: its id and its annotations' ids, by file name."""
+    own = Path(release) / keys.archive_name("street-demo", outcome.release_metadata["version"])
+    with zipfile.ZipFile(own) as archive:
+        coco = orjson.loads(archive.read(layout.COCO))
+    annotations: dict[int, list[int]] = {}
+    for annotation in coco["annotations"]:
+        annotations.setdefault(annotation["image_id"], []).append(annotation["id"])
+    return {image["file_name"]: (image["id"], annotations.get(image["id"], [])) for image in coco["images"]}
+
+
 def files_of_images(manifest: pl.DataFrame) -> set[str]:
     """Every file an item of the manifest has in the release: image, mask, instance mask, YOLO label."""
     labels = [layout.yolo_label(split, Path(mask).stem) for split, mask in manifest.select("split", "mask_path").iter_rows()]
@@ -86,6 +97,13 @@ def test_a_nightly_writes_only_its_batchs_parts_a_backfill_no_image_and_fetch_an
     written = members(nightly_release).filter(pl.col("part").is_in(list(new_parts)))
     assert set(written["path"]) == files_of_images(added)
     assert set(marker(cold_release)["parts"]) <= set(marker(nightly_release)["parts"])
+
+    # coco.json follows the landing order: the images already released keep their ids and their
+    # annotations', and the new batch's come after them
+    before, after = coco_ids(cold_release, cold), coco_ids(nightly_release, nightly)
+    assert before and set(before) < set(after)
+    assert {path: after[path] for path in before} == before
+    assert min(after[path][0] for path in set(after) - set(before)) > max(image for image, _ in before.values())
 
     # the backfill remaps vendor_b's cars: new annotation parts, no image part, no image read into one
     new_parts = set(marker(backfill_release)["parts"]) - set(marker(nightly_release)["parts"])

@@ -12,7 +12,7 @@ to it stay the same. They are written as segments, a batch's annotations cut int
 SEGMENT_BYTES, each of which the ZIP packager deflates alone and remembers (parallel_deflate.py):
 a nightly deflates only the segments that changed, not the 478 MB of 10,000 scenes. The content
 version's digest is taken over what fixes the document's annotations, as they arrive: each
-image's group, name, size, mask and what names its block's bytes, and the batches' order."""
+image's group, name, size, mask and its block's SHA-256, and the batches' order."""
 
 import hashlib
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -41,8 +41,7 @@ class CocoDocument:
     def add_image(self, file_name: str, width: int, height: int, mask_key: str, count: int, block_name: bytes,
                   group: str) -> None:
         """An image of batch `group` and its mask's annotations: `count` of them in the tails_block
-        `blocks` gives for `mask_key`, whose bytes `block_name` names with the mask key (the SHA-256
-        of the fragment holding it, or of the block itself)."""
+        `blocks` gives for `mask_key`, whose SHA-256 (hex) is `block_name`."""
         self._images.append((group, file_name, width, height, mask_key, count))
         self._digest.update(orjson.dumps([group, file_name, width, height, mask_key, count]) + block_name)
 

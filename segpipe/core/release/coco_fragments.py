@@ -58,8 +58,9 @@ class AnnotationShelf:
     """mask key -> its COCO annotations as coco.json holds them, minus the ids (coco_document's
     tails_block), for the masks of the fragments shelved. The fragments wait in a temporary file, not
     in memory: a release's annotations are hundreds of MB at Cityscapes scale. Each mask's count of
-    annotations is taken as its fragment is shelved, and its block is named by the fragment's
-    SHA-256 (checked as it is shelved), so the document learns both without reading the block.
+    annotations and the SHA-256 of its block are taken as its fragment is shelved, so the document
+    learns both without reading the block again (a block's own hash, not its fragment's: the same
+    annotations name the same content version however a build groups masks into fragments).
     Fragments are placed (checked, counted, copied into the file) on several threads at once, then
     held in order by the caller."""
 
@@ -67,7 +68,7 @@ class AnnotationShelf:
         self._file = tempfile.TemporaryFile(prefix="segpipe-coco-fragments-")
         self._end = 0
         self._reserving = threading.Lock()
-        # mask key -> offset and length of its tails, their count, the SHA-256 of the fragment holding them
+        # mask key -> offset and length of its tails, their count and SHA-256
         self._where: dict[str, tuple[int, int, int, bytes]] = {}
 
     def shelve(self, fragment: bytes) -> bool:
@@ -80,12 +81,14 @@ class AnnotationShelf:
         parts = fragment_parts(fragment)
         if parts is None:
             return None
-        digest, body = parts
+        _, body = parts
         with self._reserving:
             offset, self._end = self._end, self._end + len(body)
         os.pwrite(self._file.fileno(), body, offset)
+        tails = memoryview(body)
         return [(mask_key, (offset + start, end - start, body.count(b"\n", start, end) + 1 if end > start else 0,
-                            digest)) for mask_key, start, end in _mask_spans(body)]
+                            hashlib.sha256(tails[start:end]).hexdigest().encode()))
+                for mask_key, start, end in _mask_spans(body)]
 
     def hold(self, placed: Placed | None) -> bool:
         """Hold the masks place() placed; False (nothing held) for None."""
@@ -104,8 +107,8 @@ class AnnotationShelf:
         return os.pread(self._file.fileno(), length, offset) if length else b""
 
     def held(self, mask_key: str) -> tuple[int, bytes] | None:
-        """How many annotations the mask's block holds, and the SHA-256 of the fragment holding it
-        (which with the mask key names the block's bytes); None for a mask no fragment holds."""
+        """How many annotations the mask's block holds, and its SHA-256 (hex); None for a mask no
+        fragment holds."""
         where = self._where.get(mask_key)
         return None if where is None else where[2:]
 

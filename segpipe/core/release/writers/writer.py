@@ -71,8 +71,7 @@ class ShelvedAnnotations(Protocol):
         ...
 
     def held(self, mask_key: str) -> tuple[int, bytes] | None:
-        """How many annotations its block holds and what names the block's bytes with the mask key;
-        None when no fragment holds it."""
+        """How many annotations its block holds and the block's SHA-256 (hex); None when no fragment holds it."""
         ...
 
 

@@ -37,7 +37,7 @@ from segpipe.core.shared.batch_tables import BatchTables
 from segpipe.core.taxonomy.model import Taxonomy
 from segpipe.store import keys as store_keys
 
-FRAGMENT_FORMAT = b"segpipe-coco-fragment-2"  # 2: whole-number vertices without `.0`
+FRAGMENT_FORMAT = b"segpipe-coco-fragment-3"  # 2: whole-number vertices without `.0`; 3: counts, SHA-256s
 READ_AHEAD = 2  # fragments read and hashed ahead of the one being shelved
 
 
@@ -57,10 +57,10 @@ Placed = list[tuple[str, tuple[int, int, int, bytes]]]  # AnnotationShelf.place:
 class AnnotationShelf:
     """mask key -> its COCO annotations as coco.json holds them, minus the ids (coco_document's
     tails_block), for the masks of the fragments shelved. The fragments wait in a temporary file, not
-    in memory: a release's annotations are hundreds of MB at Cityscapes scale. Each mask's count of
-    annotations and the SHA-256 of its block are taken as its fragment is shelved, so the document
-    learns both without reading the block again (a block's own hash, not its fragment's: the same
-    annotations name the same content version however a build groups masks into fragments).
+    in memory: a release's annotations are hundreds of MB at Cityscapes scale. A fragment names each
+    mask's count of annotations and the SHA-256 of its block, so the document learns both without
+    reading the block (a block's own hash, not its fragment's: the same annotations give the same
+    content version however a build groups masks into fragments).
     Fragments are placed (checked, counted, copied into the file) on several threads at once, then
     held in order by the caller."""
 
@@ -85,10 +85,8 @@ class AnnotationShelf:
         with self._reserving:
             offset, self._end = self._end, self._end + len(body)
         os.pwrite(self._file.fileno(), body, offset)
-        tails = memoryview(body)
-        return [(mask_key, (offset + start, end - start, body.count(b"\n", start, end) + 1 if end > start else 0,
-                            hashlib.sha256(tails[start:end]).hexdigest().encode()))
-                for mask_key, start, end in _mask_spans(body)]
+        return [(mask_key, (offset + start, end - start, count, digest))
+                for mask_key, start, end, count, digest in _mask_spans(body)]
 
     def hold(self, placed: Placed | None) -> bool:
         """Hold the masks place() placed; False (nothing held) for None."""
@@ -126,12 +124,13 @@ class AnnotationShelf:
 
 
 def encode_fragment(masks: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
-    """A fragment of each mask's tails: a line `<mask key> <length>`, then its tails_block in `length`
-    bytes, after a header line naming the format and the SHA-256 of the rest."""
+    """A fragment of each mask's tails: a line `<mask key> <length> <count> <sha256>` (the tails_block's
+    bytes, annotations and SHA-256), then the tails_block, after a header line naming the format and
+    the SHA-256 of the rest."""
     body = bytearray()
     for mask_key, tails in masks:
         block = tails_block(tails)
-        body += f"{mask_key} {len(block)}\n".encode() + block + b"\n"
+        body += f"{mask_key} {len(block)} {len(tails)} {hashlib.sha256(block).hexdigest()}\n".encode() + block + b"\n"
     return FRAGMENT_FORMAT + b" " + hashlib.sha256(body).hexdigest().encode() + b"\n" + bytes(body)
 
 
@@ -162,14 +161,14 @@ def _stored_fragments(batches: Iterable[ShapeBatch], store: ArtefactStore, shelf
             yield pending.popleft().result()
 
 
-def _mask_spans(body: bytes) -> Iterator[tuple[str, int, int]]:
-    """(mask key, start, end) of each mask's tails in a fragment's body."""
+def _mask_spans(body: bytes) -> Iterator[tuple[str, int, int, int, bytes]]:
+    """(mask key, start, end, count, SHA-256) of each mask's tails in a fragment's body."""
     position = 0
     while position < len(body):
         line_end = body.index(b"\n", position)
-        mask_key, length = body[position:line_end].decode().rsplit(" ", 1)
+        mask_key, length, count, digest = body[position:line_end].decode().rsplit(" ", 3)
         start = line_end + 1
-        yield mask_key, start, start + int(length)
+        yield mask_key, start, start + int(length), int(count), digest.encode()
         position = start + int(length) + 1
 
 

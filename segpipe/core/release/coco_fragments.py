@@ -61,8 +61,8 @@ class AnnotationShelf:
     mask's count of annotations and the SHA-256 of its block, so the document learns both without
     reading the block (a block's own hash, not its fragment's: the same annotations give the same
     content version however a build groups masks into fragments).
-    Fragments are placed (checked, counted, copied into the file) on several threads at once, then
-    held in order by the caller."""
+    Fragments are placed (checked and copied into the file) on several threads at once, then held
+    in order by the caller."""
 
     def __init__(self) -> None:
         self._file = tempfile.TemporaryFile(prefix="segpipe-coco-fragments-")
@@ -78,10 +78,9 @@ class AnnotationShelf:
     def place(self, fragment: bytes) -> Placed | None:
         """Copy a whole fragment's body into the shelf's file, and say where each of its masks' tails
         are, for hold(); None if it is not a whole fragment. Safe on several threads at once."""
-        parts = fragment_parts(fragment)
-        if parts is None:
+        body = fragment_body(fragment)
+        if body is None:
             return None
-        _, body = parts
         with self._reserving:
             offset, self._end = self._end, self._end + len(body)
         os.pwrite(self._file.fileno(), body, offset)
@@ -134,14 +133,13 @@ def encode_fragment(masks: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
     return FRAGMENT_FORMAT + b" " + hashlib.sha256(body).hexdigest().encode() + b"\n" + bytes(body)
 
 
-def fragment_parts(fragment: bytes) -> tuple[bytes, bytes] | None:
-    """A whole fragment's SHA-256 (hex, as its header holds it) and body; None when its header or
-    hash says it is not one."""
+def fragment_body(fragment: bytes) -> bytes | None:
+    """The body of a whole fragment, or None when its header or hash says it is not one."""
     header, _, body = fragment.partition(b"\n")
     form, _, digest = header.partition(b" ")
     if form != FRAGMENT_FORMAT or hashlib.sha256(body).hexdigest().encode() != digest:
         return None
-    return digest, body
+    return body
 
 
 def _stored_fragments(batches: Iterable[ShapeBatch], store: ArtefactStore, shelf: AnnotationShelf) -> Iterator[

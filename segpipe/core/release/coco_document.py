@@ -97,6 +97,13 @@ def tails_block(tails: Sequence[bytes]) -> bytes:
     return b"\n".join(tails)
 
 
+def held_block(tails: Sequence[bytes]) -> tuple[bytes, int, bytes]:
+    """An image's tails_block, how many annotations it holds and its SHA-256 (hex), as a shelf holds
+    them (coco_fragments) and add_image takes the last two."""
+    block = tails_block(tails)
+    return block, len(tails), hashlib.sha256(block).hexdigest().encode()
+
+
 def annotation_tails(annotations: list[dict], class_ids: Collection[int]) -> list[bytes]:
     """Each annotation (category_id, segmentation, area, bbox, optional iscrowd) of a taxonomy class
     as coco.json holds it, minus the opening `{"id":..,"image_id":..,` that add_image writes:

@@ -16,7 +16,6 @@ A fragment starts with a line naming its format and the SHA-256 of the rest; one
 match (partly written, overwritten) is made again, never trusted.
 """
 
-import hashlib
 import os
 import tempfile
 import threading
@@ -29,10 +28,10 @@ import orjson
 import polars as pl
 
 from segpipe.core.release.coco_annotations import POLYGON_SOURCES, SHAPE_COLUMNS, released_shapes
-from segpipe.core.release.coco_document import annotation_tails, tails_block
+from segpipe.core.release.coco_document import annotation_tails, held_block
 from segpipe.core.release.item_annotations import remember_item_annotations
 from segpipe.core.release.writers.coco import class_annotations
-from segpipe.core.shared.artefacts import ArtefactStore, DamagedArtefact, content_digest
+from segpipe.core.shared.artefacts import ArtefactStore, DamagedArtefact, content_digest, sealed, unsealed
 from segpipe.core.shared.batch_tables import BatchTables
 from segpipe.core.taxonomy.model import Taxonomy
 from segpipe.store import keys as store_keys
@@ -124,22 +123,18 @@ class AnnotationShelf:
 
 def encode_fragment(masks: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
     """A fragment of each mask's tails: a line `<mask key> <length> <count> <sha256>` (the tails_block's
-    bytes, annotations and SHA-256), then the tails_block, after a header line naming the format and
-    the SHA-256 of the rest."""
+    bytes, annotations and SHA-256), then the tails_block, sealed (a header line naming the format
+    and the SHA-256 of the rest)."""
     body = bytearray()
     for mask_key, tails in masks:
-        block = tails_block(tails)
-        body += f"{mask_key} {len(block)} {len(tails)} {hashlib.sha256(block).hexdigest()}\n".encode() + block + b"\n"
-    return FRAGMENT_FORMAT + b" " + hashlib.sha256(body).hexdigest().encode() + b"\n" + bytes(body)
+        block, count, digest = held_block(tails)
+        body += f"{mask_key} {len(block)} {count} ".encode() + digest + b"\n" + block + b"\n"
+    return sealed(FRAGMENT_FORMAT, body)
 
 
 def fragment_body(fragment: bytes) -> bytes | None:
     """The body of a whole fragment, or None when its header or hash says it is not one."""
-    header, _, body = fragment.partition(b"\n")
-    form, _, digest = header.partition(b" ")
-    if form != FRAGMENT_FORMAT or hashlib.sha256(body).hexdigest().encode() != digest:
-        return None
-    return body
+    return unsealed(FRAGMENT_FORMAT, fragment)
 
 
 def _stored_fragments(batches: Iterable[ShapeBatch], store: ArtefactStore, shelf: AnnotationShelf) -> Iterator[

@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from zlib_ng import zlib_ng
 
-from segpipe.core.shared.artefacts import ArtefactStore
+from segpipe.core.shared.artefacts import ArtefactStore, sealed, unsealed
 from segpipe.store import keys
 
 CHUNK_BYTES = 4 << 20
@@ -51,14 +51,12 @@ class DeflatedSegments:
         with self._using:
             self._used.add(key)
         try:
-            stored = self._store.read(key) if self._store.exists(key) else b""
+            piece = unsealed(SEGMENT_FORMAT, self._store.read(key)) if self._store.exists(key) else None
         except (FileNotFoundError, KeyError):
-            stored = b""
-        header, _, piece = stored.partition(b"\n")
-        if header == SEGMENT_FORMAT + b" " + hashlib.sha256(piece).hexdigest().encode():
-            return piece
-        piece = _deflate_chunk(segment, b"", level, last=False)
-        self._store.write(key, SEGMENT_FORMAT + b" " + hashlib.sha256(piece).hexdigest().encode() + b"\n" + piece)
+            piece = None
+        if piece is None:
+            piece = _deflate_chunk(segment, b"", level, last=False)
+            self._store.write(key, sealed(SEGMENT_FORMAT, piece))
         return piece
 
 

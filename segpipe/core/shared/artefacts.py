@@ -32,6 +32,18 @@ def content_digest(*parts: bytes) -> str:
     return digest.hexdigest()[:DIGEST_CHARS]
 
 
+def sealed(form: bytes, body: bytes) -> bytes:
+    """`body` after a line naming its format and its SHA-256, for an artefact read back whole (unsealed)."""
+    return form + b" " + hashlib.sha256(body).hexdigest().encode() + b"\n" + bytes(body)
+
+
+def unsealed(form: bytes, stored: bytes) -> bytes | None:
+    """The body of a whole sealed artefact of this format; None for another format, or one partly
+    written or overwritten (its hash does not match), to be made again."""
+    header, _, body = stored.partition(b"\n")
+    return body if header == form + b" " + hashlib.sha256(body).hexdigest().encode() else None
+
+
 @dataclass(frozen=True)
 class ArtefactStore:
     """The operations derived artefacts need, as plain callables: an ObjectStore's methods in the

@@ -1,6 +1,5 @@
 """coco/coco.json: the released images' annotations, in the form each mask came from."""
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import orjson
@@ -9,7 +8,7 @@ import polars as pl
 from segpipe.core.rasterize.raster import decode_mask_png
 from segpipe.core.release import layout
 from segpipe.core.release.coco_annotations import shape_annotations
-from segpipe.core.release.coco_document import CocoDocument, annotation_tails, tails_block
+from segpipe.core.release.coco_document import CocoDocument, annotation_tails, held_block
 from segpipe.core.release.writers.writer import Member, ReleaseContext, ReleaseItem, ReleaseWriter
 from segpipe.core.shared.artefacts import ArtefactStore, content_digest
 from segpipe.core.shared.rle import encode_value_rles
@@ -43,8 +42,8 @@ class Coco(ReleaseWriter):
         held = self.release.coco_annotations.held(row["mask_key"])
         if held is None:
             found = class_annotations(row["mask_key"], self.release.store, lambda: item.mask)
-            block = self.made[row["mask_key"]] = tails_block(annotation_tails(found, self.release.taxonomy.class_ids))
-            held = (block.count(b"\n") + 1 if block else 0), hashlib.sha256(block).hexdigest().encode()
+            block, count, name = held_block(annotation_tails(found, self.release.taxonomy.class_ids))
+            self.made[row["mask_key"]], held = block, (count, name)
         self.document.add_image(item.image_path, row["width"], row["height"], row["mask_key"], *held, item.group)
         return ()
 

@@ -112,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "from images/, hf's Parquet files with the bytes embedded; checked against SHA256SUMS. "
                             "Repeat for several")
     pack.add_argument("--out", type=Path, default=None, help="the ZIP to write (default: ./<dataset>-<version>.zip)")
-    gc = add("gc", help="delete the versions the retention rule (pipeline.yaml `release`) does not keep, and the "
-                        "shared parts no kept version uses")
+    gc = add("gc", help="delete the versions the retention rule (pipeline.yaml `release`) does not keep, the "
+                        "shared parts no kept version uses, and the masks no table names (a taxonomy edit's old ones)")
     gc.add_argument("--keep-last", type=int, default=None, help="keep this many newest versions (default: "
                                                                 "release.keep_last in pipeline.yaml)")
     gc.add_argument("--dry-run", action="store_true", help="only say what would be deleted")

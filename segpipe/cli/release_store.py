@@ -1,6 +1,6 @@
 """`segpipe fetch`, `segpipe pack` and `segpipe gc`: a published version out of the store, unzipped or
-as one ZIP, and the store pruned by the retention rule (and rid of memo folders no segpipe reads);
-each prints what it did in a few lines."""
+as one ZIP, and the store pruned by the retention rule (and rid of masks no table names and of memo
+folders no segpipe reads); each prints what it did in a few lines."""
 
 import datetime as dt
 from pathlib import Path
@@ -12,6 +12,7 @@ from segpipe.io.locations import open_location
 from segpipe.store.release_fetch import Fetched, fetch_release, pack_release, version_path
 from segpipe.store.release_gc import Collection, Retention, collect_garbage
 from segpipe.store.retired_memos import delete_retired_memos
+from segpipe.store.superseded_masks import delete_superseded_masks
 
 
 def _locate(version: str, dataset: str | None):
@@ -58,12 +59,20 @@ def gc(dataset: str | None, keep_last: int | None, dry_run: bool) -> str:
     fs, root = open_location(env.storage_root, env.s3_endpoint_url)
     collected = format_collection(dataset, collect_garbage(fs, root, dataset, retention, dry_run=dry_run), retention,
                                   dry_run)
+    superseded = delete_superseded_masks(fs, root, retention.grace, dry_run=dry_run)
     retired = delete_retired_memos(fs, root, dry_run)
-    if not retired.folders:
-        return collected
-    folders = ", ".join(f"{folder}/" for folder in retired.folders)
-    return (f"{collected}\n  {'would delete' if dry_run else 'deleted'} {retired.files} files of memo folders no "
-            f"segpipe reads any more ({folders}: {retired.bytes / 2**20:.1f} MiB)")
+    would = "would delete" if dry_run else "deleted"
+    lines = [collected, f"  {would} {superseded.files} masks and memos of masks no table names any more "
+                        f"({superseded.bytes / 2**20:.1f} MiB: a taxonomy edit's earlier class masks)"
+             if superseded.tables else "  no build's tables in the store: no mask deleted"]
+    if superseded.spared:
+        lines.append(f"  kept {superseded.spared} such masks and memos younger than {retention.grace}: a build may be "
+                     "about to name them; a later gc deletes them")
+    if retired.folders:
+        folders = ", ".join(f"{folder}/" for folder in retired.folders)
+        lines.append(f"  {would} {retired.files} files of memo folders no segpipe reads any more "
+                     f"({folders}: {retired.bytes / 2**20:.1f} MiB)")
+    return "\n".join(lines)
 
 
 def format_collection(dataset: str, done: Collection, retention: Retention, dry_run: bool) -> str:

@@ -37,6 +37,15 @@ CHECKED_ON_READ_PREFIXES = (
 RETIRED_MEMO_DIRS = ("yolo-outlines",)
 
 
+# Folders of masks, which tables name in their `*_key` columns, and of memos named after one mask
+# (mask_of_memo): what `segpipe gc` deletes once no table names the mask (superseded_masks.py).
+# Fused masks (and the agreement and confidence maps) are not among them: a consensus memo names
+# them, and a later build that recalls the memo reads them without drawing them again.
+MASK_DIRS = ("masks/", "instance-masks/")
+FUSED_MASKS_DIR = "masks/fused/"
+MASK_MEMO_DIRS = ("coco-annotations/", "yolo-exteriors/", "yolo-labels/")
+
+
 def checked_on_read(key: str) -> bool:
     """Whether `key` names an artefact whose damage its readers detect and a rerun repairs."""
     return key.startswith(CHECKED_ON_READ_PREFIXES)
@@ -60,7 +69,7 @@ def instance_mask(batch_id: str, entry_id: str, digest: str) -> str:
 
 
 def fused_mask(image_id: str, digest: str) -> str:
-    return f"masks/fused/{image_id}-{digest}.png"
+    return f"{FUSED_MASKS_DIR}{image_id}-{digest}.png"
 
 
 def agreement_map(image_id: str, digest: str) -> str:
@@ -144,6 +153,18 @@ def yolo_label_memo(mask_key: str, made_from: str) -> str:
     """A YOLO label's text as a JSON string (a truncated one does not parse), named after its mask
     and `made_from`, a digest of the rest it depends on (release/yolo_labels.py label_digest)."""
     return f"yolo-labels/{mask_key.removesuffix('.png')}-{made_from}.json"
+
+
+def mask_of_memo(key: str) -> str:
+    """The mask a memo of MASK_MEMO_DIRS is named after: coco_annotations_memo's, yolo_outlines_memo's
+    or yolo_label_memo's `mask_key`."""
+    folder, _, rest = key.partition("/")
+    stem = rest.removesuffix(".json")
+    if folder == "coco-annotations":
+        return f"{stem}.png"
+    if folder in ("yolo-exteriors", "yolo-labels"):
+        return f"{stem.rsplit('-', 1)[0]}.png"
+    raise ValueError(f"{key}: not a memo named after a mask ({', '.join(MASK_MEMO_DIRS)})")
 
 
 def batch_removal(batch_id: str, removed_at: str) -> str:

@@ -1,13 +1,16 @@
 """Whole builds of the tiny demo whose release is cut into parts (a tiny release.part_mib): a nightly with
 a batch of new images writes only that batch's parts, a taxonomy backfill writes no image, and the
-version fetched or packed with `segpipe` is the whole release."""
+version fetched or packed with `segpipe` is the whole release; gc then deletes the masks the backfill
+superseded."""
 
+import datetime as dt
 import io
 import shutil
 import zipfile
 from pathlib import Path
 
 import dagster as dg
+import fsspec
 import orjson
 import polars as pl
 import pytest
@@ -19,6 +22,7 @@ from segpipe.definitions import defs as load_defs
 from segpipe.demo import DEMO_CONFIG, generate_demo
 from segpipe.environment import current_environment
 from segpipe.store import keys
+from segpipe.store.superseded_masks import delete_superseded_masks
 from segpipe_tests.conftest import TINY_DEMO, tiny_demo_pipeline
 
 pytestmark = pytest.mark.slow
@@ -44,6 +48,11 @@ def coco_ids(release: str, outcome) -> dict[str, tuple[int, list[int]]]:
     for annotation in coco["annotations"]:
         annotations.setdefault(annotation["image_id"], []).append(annotation["id"])
     return {image["file_name"]: (image["id"], annotations.get(image["id"], [])) for image in coco["images"]}
+
+
+def class_masks(store: Path) -> set[str]:
+    """The class masks the store's tables name."""
+    return set(pl.read_parquet(store / keys.TABLES_DIR / "annotation_masks" / "*.parquet")["mask_key"].drop_nulls())
 
 
 def files_of_images(manifest: pl.DataFrame) -> set[str]:
@@ -76,7 +85,18 @@ def test_a_nightly_writes_only_its_batchs_parts_a_backfill_no_image_and_fetch_an
         nightly = run_local_build(load_defs(), instance, current_environment())
 
         taxonomy.write_text(taxonomy.read_text().replace("    automobile: car", "    automobile: road"))
+        drawn_before = class_masks(tmp_path / "store")
         backfilled = run_taxonomy_backfill(load_defs(), instance, current_environment())
+
+        # gc deletes the class masks the backfill superseded, with their memos; a build then draws none
+        # of them again and publishes the same version
+        superseded = drawn_before - class_masks(tmp_path / "store")
+        collected = delete_superseded_masks(fsspec.filesystem("file"), str(tmp_path / "store"), dt.timedelta(0))
+        assert superseded and collected.files >= len(superseded) * 3
+        assert not any((tmp_path / "store" / key).exists() for key in superseded)
+        again = run_local_build(load_defs(), instance, current_environment())
+        assert again.success and again.release_metadata["version"] == backfilled.release_metadata["version"]
+        assert not any((tmp_path / "store" / key).exists() for key in superseded)
 
         assert main(["verify", backfilled.release_metadata["release"]]) == 0
         assert main(["fetch", "latest", str(tmp_path / "fetched")]) == 0

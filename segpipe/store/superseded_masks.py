@@ -1,0 +1,83 @@
+"""Masks no table names any more, and the memos named after them, deleted by `segpipe gc`.
+
+A taxonomy edit gives every entry it remaps a new class mask (named after its lookup table), and
+each new mask its own memos: its COCO annotations, YOLO exteriors and YOLO label. The old ones
+are then read by nothing: a build reads the masks its tables name (the `*_key` columns of the
+Parquet tables under `tables/`), and a published version carries copies of its files in its own
+parts. Left alone they grow the store by about the dataset's annotations at every edit. So gc
+deletes every file of keys.MASK_DIRS (but fused masks, see there) and keys.MASK_MEMO_DIRS whose
+mask no table names, once it is older than the grace period: a build writes its masks before its
+tables name them. A run that read its tables before a backfill replaced them can then find a mask
+gone and fail naming it; run again, it reads the current tables and draws what it lacks.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+
+import fsspec
+import polars as pl
+
+from segpipe.store import keys
+from segpipe.store.release_parts import modified_time
+
+_DELETE_CHUNK = 1000  # keys per delete call: S3 deletes at most 1000 objects a request
+
+
+@dataclass(frozen=True)
+class SupersededMasks:
+    tables: int  # the tables read: none, and no mask is deleted (nothing tells one in use)
+    files: int  # masks and memos no table names, older than the grace period: deleted (or, dry, would be)
+    bytes: int
+    spared: int  # no table names them, but younger than the grace period
+
+
+def named_by_tables(fs: fsspec.AbstractFileSystem, root: str) -> tuple[int, set[str]]:
+    """How many tables there are under `tables/`, and every key in their `*_key` text columns."""
+    folder = f"{root}/{keys.TABLES_DIR}"
+    fs.invalidate_cache(folder)
+    named: set[str] = set()
+    tables = [path for path in sorted(fs.find(folder)) if path.endswith(".parquet")] if fs.exists(folder) else []
+    for path in tables:
+        with fs.open(path, "rb") as table:
+            columns = [name for name, dtype in pl.read_parquet_schema(table).items()
+                       if name.endswith("_key") and dtype == pl.String]
+            if columns:
+                table.seek(0)
+                frame = pl.read_parquet(table, columns=columns)
+                for column in columns:
+                    named.update(frame[column].drop_nulls().to_list())
+    return len(tables), named
+
+
+def delete_superseded_masks(fs: fsspec.AbstractFileSystem, root: str, grace: dt.timedelta,
+                            now: dt.datetime | None = None, dry_run: bool = False) -> SupersededMasks:
+    """Delete the masks and per-mask memos whose mask no table names, once older than `grace` (with
+    `dry_run`, only count them)."""
+    now = now or dt.datetime.now(dt.UTC)
+    tables, named = named_by_tables(fs, root)
+    if not tables:  # no build's tables here (another root, or none yet): nothing tells a mask in use
+        return SupersededMasks(0, 0, 0, 0)
+    stale, size, spared = [], 0, 0
+    listed_root = fs._strip_protocol(root).rstrip("/")  # the form fs.find names its files in
+    for folder in (*keys.MASK_DIRS, *keys.MASK_MEMO_DIRS):
+        path = f"{root}/{folder.rstrip('/')}"
+        fs.invalidate_cache(path)
+        listed = fs.find(path, detail=True) if fs.exists(path) else {}
+        for name, entry in listed.items():
+            if entry.get("type") != "file":
+                continue
+            key = name.removeprefix(f"{listed_root}/")
+            if key.startswith(keys.FUSED_MASKS_DIR):
+                continue
+            mask = key if folder in keys.MASK_DIRS else keys.mask_of_memo(key)
+            if mask in named:
+                continue
+            if now - modified_time(fs, entry) < grace:
+                spared += 1
+                continue
+            stale.append(name)
+            size += entry.get("size") or 0
+    if not dry_run:
+        for start in range(0, len(stale), _DELETE_CHUNK):
+            fs.rm(stale[start:start + _DELETE_CHUNK])
+    return SupersededMasks(tables, len(stale), size, spared)

@@ -21,6 +21,7 @@ BATCH_REMOVALS_DIR = "batches/removed"  # one JSON record per `segpipe batch rem
 QA_THUMBNAILS_DIR = "qa-thumbnails"  # one folder per QA rule, see qa_thumbnail
 AGREEMENT_MAPS_DIR = "agreement-maps"
 CONFIDENCE_MAPS_DIR = "confidence-maps"
+COCO_FRAGMENTS_DIR = "coco-fragments"
 
 # Derived artefacts that every reader checks before use (a PNG's structure and CRCs, a memo's JSON)
 # and that a rerun rebuilds when damaged: written without a per-file fsync, made durable by the
@@ -128,8 +129,9 @@ def coco_shapes_memo(digest: str) -> str:
 
 
 def coco_fragment(digest: str) -> str:
-    """A batch's COCO annotations, pre-serialized (core/release/coco_fragments.py)."""
-    return f"coco-fragments/{digest}.txt"
+    """A batch's COCO annotations, pre-serialized (core/release/coco_fragments.py); each release build
+    prunes the folder to those it used (store/release_build.py)."""
+    return f"{COCO_FRAGMENTS_DIR}/{digest}.txt"
 
 
 def deflated_segments_dir(dataset_name: str) -> str:

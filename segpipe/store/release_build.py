@@ -37,7 +37,7 @@ from segpipe.store.staging import ReleaseStaging, StagedReleaseCorrupt
 STAGED_ARCHIVE = "dataset.zip"
 STAGED_MASK_SAMPLE = 16
 # an unused deflated segment younger than this is spared: a build running beside this one may have just made it
-SEGMENT_GRACE = dt.timedelta(hours=1)
+MEMO_GRACE = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class PublishedBuild:
     previous_version: str | None  # the release the diff is against; None before the first
     diff: ReleaseDiff
     parts_written: list[str]  # the shared parts this build created (none when they all existed)
-    segments_pruned: list[str]  # the deflated segments deleted, which no build since SEGMENT_GRACE used
+    memos_pruned: list[str]  # the deflated segments and COCO fragments deleted, which no build since MEMO_GRACE used
 
 
 def build_and_publish(fs: fsspec.AbstractFileSystem, root: str, inputs: ReleaseInputs) -> PublishedBuild:
@@ -82,29 +82,32 @@ def publish_built(fs: fsspec.AbstractFileSystem, root: str, dataset: str, run_id
             compare_with=lambda previous: compared.append(_stage_diff(fs, root, staging, contents.manifest, previous)),
             parts={name: shelf.used[name] for name in used})
     [(previous_version, diff)] = compared
-    pruned = prune_deflated_segments(fs, root, dataset, contents.deflated_segments, dt.datetime.now(dt.UTC))
+    now = dt.datetime.now(dt.UTC)
+    pruned = [*prune_unused_memos(fs, root, keys.deflated_segments_dir(dataset), contents.deflated_segments, now),
+              *prune_unused_memos(fs, root, keys.COCO_FRAGMENTS_DIR, contents.coco_fragments, now)]
     return PublishedBuild(contents, published, previous_version, diff, written, pruned)
 
 
-def prune_deflated_segments(fs: fsspec.AbstractFileSystem, root: str, dataset: str, used: frozenset[str],
-                            now: dt.datetime) -> list[str]:
-    """Delete the dataset's deflated segments (core/release/parallel_deflate.py) that the release
-    just published did not use, once older than SEGMENT_GRACE, so they take about one coco.json's
-    deflate (a taxonomy edit renumbers every segment), not one per build. A build that finds a
-    segment gone deflates it again. Their keys, deleted."""
-    folder = f"{root}/{keys.deflated_segments_dir(dataset)}"
-    fs.invalidate_cache(folder)
+def prune_unused_memos(fs: fsspec.AbstractFileSystem, root: str, folder: str, used: frozenset[str],
+                       now: dt.datetime) -> list[str]:
+    """Delete the memos directly in `folder` (a store key) that the release just published did not
+    use, once older than MEMO_GRACE: the deflated segments of its dataset (core/release/parallel_deflate.py)
+    and the COCO fragments (core/release/coco_fragments.py). So they take about one release's worth,
+    not one per taxonomy edit or build (an edit renumbers every segment and renames every fragment).
+    A build that finds one gone makes it again. Their keys, deleted."""
+    path = f"{root}/{folder}"
+    fs.invalidate_cache(path)
     try:
-        entries = fs.ls(folder, detail=True)
+        entries = fs.ls(path, detail=True)
     except FileNotFoundError:
         return []
     kept = {key.rsplit("/", 1)[-1] for key in used}
     stale = [entry["name"] for entry in entries if entry.get("type") == "file"
              and entry["name"].rstrip("/").rsplit("/", 1)[-1] not in kept
-             and now - modified_time(fs, entry) > SEGMENT_GRACE]
+             and now - modified_time(fs, entry) > MEMO_GRACE]
     if stale:
         fs.rm(stale)
-    return [f"{keys.deflated_segments_dir(dataset)}/{name.rsplit('/', 1)[-1]}" for name in stale]
+    return [f"{folder}/{name.rsplit('/', 1)[-1]}" for name in stale]
 
 
 def _check_staged_release(fs: fsspec.AbstractFileSystem, staging: ReleaseStaging, shelf: StoreShelf,

@@ -1,5 +1,6 @@
-"""The release build's prune of deflated segments (core/release/parallel_deflate.py): a dataset keeps
-the segments its newest release used, and those a build beside it may just have made."""
+"""The release build's prune of deflated segments (core/release/parallel_deflate.py) and COCO fragments
+(core/release/coco_fragments.py): a store keeps those its newest release used, and those a build
+beside it may just have made."""
 
 import datetime as dt
 import os
@@ -8,12 +9,12 @@ from pathlib import Path
 import fsspec
 
 from segpipe.store import keys
-from segpipe.store.release_build import SEGMENT_GRACE, prune_deflated_segments
+from segpipe.store.release_build import MEMO_GRACE, prune_unused_memos
 
 
 def test_only_the_datasets_unused_segments_older_than_the_grace_period_are_deleted(tmp_path):
     root, now = str(tmp_path), dt.datetime.now(dt.UTC)
-    old = (now - SEGMENT_GRACE - dt.timedelta(minutes=5)).timestamp()
+    old = (now - MEMO_GRACE - dt.timedelta(minutes=5)).timestamp()
     made = {}
     for dataset, name, modified in [("demo", "used", old), ("demo", "unused", old), ("demo", "fresh", now.timestamp()),
                                     ("other", "unused", old)]:
@@ -24,8 +25,24 @@ def test_only_the_datasets_unused_segments_older_than_the_grace_period_are_delet
         os.utime(path, (modified, modified))
         made[dataset, name] = key
     used = frozenset({made["demo", "used"]})
-    pruned = prune_deflated_segments(fsspec.filesystem("file"), root, "demo", used, now)
+    pruned = prune_unused_memos(fsspec.filesystem("file"), root, keys.deflated_segments_dir("demo"), used, now)
     assert pruned == [made["demo", "unused"]]
     left = {key for key in made.values() if (Path(root) / key).exists()}
     assert left == {made["demo", "used"], made["demo", "fresh"], made["other", "unused"]}
-    assert prune_deflated_segments(fsspec.filesystem("file"), root, "nothing-yet", used, now) == []
+    assert prune_unused_memos(fsspec.filesystem("file"), root, keys.deflated_segments_dir("nothing-yet"), used,
+                              now) == []
+
+
+def test_only_the_coco_fragments_the_release_did_not_use_older_than_the_grace_period_are_deleted(tmp_path):
+    root, now = tmp_path, dt.datetime.now(dt.UTC)
+    old = (now - MEMO_GRACE - dt.timedelta(minutes=5)).timestamp()
+    made = {name: keys.coco_fragment(name) for name in ("used", "unused", "fresh")}
+    for name, key in made.items():
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / key).write_bytes(b"fragment")
+        if name != "fresh":
+            os.utime(root / key, (old, old))
+    used = frozenset({made["used"]})
+    assert prune_unused_memos(fsspec.filesystem("file"), str(root), keys.COCO_FRAGMENTS_DIR, used, now) == [
+        made["unused"]]
+    assert {key for key in made.values() if (root / key).exists()} == {made["used"], made["fresh"]}

@@ -83,6 +83,7 @@ class ReleaseContents:
     members: pl.DataFrame  # members.parquet: every file, the part holding it, its SHA-256 (parts.member_index)
     parts: PartLayout | None  # the shared parts used and written; None when built as one ZIP
     deflated_segments: frozenset[str] = frozenset()  # the store keys of the deflated segments it used
+    coco_fragments: frozenset[str] = frozenset()  # the store keys of the COCO fragments it used
 
 
 def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | None = None) -> ReleaseContents:
@@ -120,7 +121,7 @@ def build_release(inputs: ReleaseInputs, out: BinaryIO, parts: PartPlanner | Non
     release.resources.callback(coco_annotations.close)
     placed, members = package_release(release, items, out, parts)
     return ReleaseContents(release.version, release.manifest, release.meta, ledger, counts, datasheet_pictures(release),
-                           members, placed, frozenset(release.deflated_segments))
+                           members, placed, frozenset(release.deflated_segments), frozenset(coco_annotations.fragments))
 
 
 def _batches(table: pl.DataFrame | BatchTables) -> BatchTables:

@@ -69,6 +69,7 @@ class AnnotationShelf:
         self._reserving = threading.Lock()
         # mask key -> offset and length of its tails, their count and SHA-256
         self._where: dict[str, tuple[int, int, int, bytes]] = {}
+        self.fragments: set[str] = set()  # the store keys of the fragments shelved, read or made
 
     def shelve(self, fragment: bytes) -> bool:
         """Hold the masks of a stored fragment; False (nothing held) if it is not a whole fragment."""
@@ -142,7 +143,7 @@ def _stored_fragments(batches: Iterable[ShapeBatch], store: ArtefactStore, shelf
     """Each batch with its stored fragment placed on `shelf` (None: not stored whole), read, hashed and
     copied on threads a few batches ahead of the caller, who holds the one before (4 MB a batch)."""
     def read(batch: ShapeBatch) -> tuple[ShapeBatch, Placed | None]:
-        return batch, shelf.place(store.read(batch.key)) if store.exists(batch.key) else None
+        return batch, (shelf.place(stored) if (stored := _stored(batch.key, store)) is not None else None)
 
     with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="segpipe-fragments") as pool:
         pending: deque[Future] = deque()
@@ -173,6 +174,7 @@ def shelve_shape_annotations(items: pl.DataFrame, batches: Iterable[ShapeBatch],
     stored for the next build."""
     shelf, missing = AnnotationShelf(), []
     for batch, placed in _stored_fragments(batches, store, shelf):
+        shelf.fragments.add(batch.key)
         if not shelf.hold(placed):
             missing.append(batch)
     # the masks whose fragments were read whole had their annotations remembered when those were made
@@ -202,12 +204,22 @@ def shelve_class_annotations(items: pl.DataFrame, shelf: AnnotationShelf, taxono
     for masks in (sorted(masks) for _, masks in sorted(groups.items())):
         key = store_keys.coco_fragment(content_digest(FRAGMENT_FORMAT, b"classes", orjson.dumps(masks),
                                                       orjson.dumps(sorted(taxonomy.class_ids))))
-        if store.exists(key) and shelf.shelve(store.read(key)):
+        shelf.fragments.add(key)
+        if (stored := _stored(key, store)) is not None and shelf.shelve(stored):
             continue
         fragment = encode_fragment((mask_key, annotation_tails(class_annotations(mask_key, store), taxonomy.class_ids))
                                    for mask_key in masks)
         store.write(key, fragment)
         shelf.shelve(fragment)
+
+
+def _stored(key: str, store: ArtefactStore) -> bytes | None:
+    """A stored fragment's bytes; None when there is none, or it went (a release build beside this
+    one pruned it, see store/release_build.py) between the lookup and the read."""
+    try:
+        return store.read(key) if store.exists(key) else None
+    except (FileNotFoundError, KeyError):  # an ObjectStore's, a dict's
+        return None
 
 
 def _part_group(items: pl.DataFrame) -> pl.Expr:

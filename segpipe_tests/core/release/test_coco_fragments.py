@@ -24,6 +24,7 @@ from segpipe.core.release.writers import BuildStamp, ReleaseContext
 from segpipe.core.shared.artefacts import ArtefactStore
 from segpipe.core.shared.batch_tables import FrameBatches
 from segpipe.core.shared.hashing_writer import HashingWriter
+from segpipe.store import keys as store_keys
 from segpipe_tests.core.release.release_fixture import TAXONOMY, constructed_release, drawn_shapes
 
 
@@ -79,6 +80,28 @@ def test_a_damaged_fragment_is_made_again_not_trusted():
             objects[key] = damaged
             assert _coco_json(release, items, release.store) == made
             assert objects[key] == whole
+
+
+class _VanishingStore(dict):
+    """A store whose COCO fragments go (pruned by a build beside this one) between the lookup and the read."""
+
+    def __getitem__(self, key: str) -> bytes:
+        if key.startswith(store_keys.COCO_FRAGMENTS_DIR):
+            del self[key]
+        return super().__getitem__(key)
+
+
+def test_a_fragment_gone_between_looking_and_reading_is_made_again_and_the_shelf_names_every_fragment_used():
+    release, items, objects = _drawn_release()
+    made = _coco_json(release, items, release.store)
+    fragments = {key for key in objects if key.startswith(store_keys.COCO_FRAGMENTS_DIR)}
+    vanishing = _VanishingStore(objects)
+    assert _coco_json(release, items, ArtefactStore.in_memory(vanishing)) == made
+    assert {key for key in vanishing if key.startswith(store_keys.COCO_FRAGMENTS_DIR)} == fragments  # made again
+    shelf = shelve_shape_annotations(items, [frame_shape_batch(items, drawn_shapes(), TAXONOMY)], TAXONOMY,
+                                     release.store, 1)
+    shelve_class_annotations(items, shelf, TAXONOMY, release.store)
+    assert shelf.fragments == fragments
 
 
 def _held(block: bytes) -> tuple[int, bytes]:

@@ -29,13 +29,14 @@ COCO_FRAGMENTS_DIR = "coco-fragments"
 CHECKED_ON_READ_PREFIXES = (
     "label-masks/", "masks/", "instance-masks/", f"{AGREEMENT_MAPS_DIR}/", f"{CONFIDENCE_MAPS_DIR}/",
     "consensus/", f"{QA_THUMBNAILS_DIR}/", "qa-mask-structure/", "qa-batch/", "sampling/chart-",
-    "coco-annotations/", "coco-shapes/", "coco-fragments/", "deflated-segments/", "yolo-exteriors/", "yolo-labels/",
+    "coco-annotations/", "coco-mask-shapes/", "coco-fragments/", "deflated-segments/", "yolo-exteriors/", "yolo-labels/",
 )
 
 
 # Memo folders of forms no segpipe reads any more, which `segpipe gc` deletes (retired_memos.py):
-# yolo-outlines/ held YOLO outlines as ring lists before they were flat exterior rings (yolo-exteriors/).
-RETIRED_MEMO_DIRS = ("yolo-outlines",)
+# yolo-outlines/ held YOLO outlines as ring lists before they were flat exterior rings (yolo-exteriors/);
+# coco-shapes/ held the COCO annotations of a mask's shapes by digest alone (coco-mask-shapes/).
+RETIRED_MEMO_DIRS = ("yolo-outlines", "coco-shapes")
 
 
 # Folders of masks, which tables name in their `*_key` columns, and of memos named after one mask
@@ -44,7 +45,7 @@ RETIRED_MEMO_DIRS = ("yolo-outlines",)
 # them, and a later build that recalls the memo reads them without drawing them again.
 MASK_DIRS = ("masks/", "instance-masks/")
 FUSED_MASKS_DIR = "masks/fused/"
-MASK_MEMO_DIRS = ("coco-annotations/", "yolo-exteriors/", "yolo-labels/")
+MASK_MEMO_DIRS = ("coco-annotations/", "coco-mask-shapes/", "yolo-exteriors/", "yolo-labels/")
 
 
 def checked_on_read(key: str) -> bool:
@@ -124,8 +125,10 @@ def coco_annotations_memo(mask_key: str) -> str:
     return f"coco-annotations/{mask_key.removesuffix('.png')}.json"
 
 
-def coco_shapes_memo(digest: str) -> str:
-    return f"coco-shapes/{digest}.json"
+def coco_shapes_memo(mask_key: str, digest: str) -> str:
+    """The COCO annotations of a mask's shapes, named after the mask too, so gc can tell the mask
+    (mask_of_memo); the folder is new with that name (coco-shapes/ held them by digest alone)."""
+    return f"coco-mask-shapes/{mask_key.removesuffix('.png')}-{digest}.json"
 
 
 def coco_fragment(digest: str) -> str:
@@ -158,13 +161,13 @@ def yolo_label_memo(mask_key: str, made_from: str) -> str:
 
 
 def mask_of_memo(key: str) -> str:
-    """The mask a memo of MASK_MEMO_DIRS is named after: coco_annotations_memo's, yolo_outlines_memo's
-    or yolo_label_memo's `mask_key`."""
+    """The mask a memo of MASK_MEMO_DIRS is named after: coco_annotations_memo's, coco_shapes_memo's,
+    yolo_outlines_memo's or yolo_label_memo's `mask_key`."""
     folder, _, rest = key.partition("/")
     stem = rest.removesuffix(".json")
     if folder == "coco-annotations":
         return f"{stem}.png"
-    if folder in ("yolo-exteriors", "yolo-labels"):
+    if folder in ("coco-mask-shapes", "yolo-exteriors", "yolo-labels"):
         return f"{stem.rsplit('-', 1)[0]}.png"
     raise ValueError(f"{key}: not a memo named after a mask ({', '.join(MASK_MEMO_DIRS)})")
 

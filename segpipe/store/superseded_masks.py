@@ -1,14 +1,15 @@
 """Masks no table names any more, and the memos named after them, deleted by `segpipe gc`.
 
 A taxonomy edit gives every entry it remaps a new class mask (named after its lookup table), and
-each new mask its own memos: its COCO annotations, YOLO exteriors and YOLO label. The old ones
-are then read by nothing: a build reads the masks its tables name (the `*_key` columns of the
-Parquet tables under `tables/`), and a published version carries copies of its files in its own
-parts. Left alone they grow the store by about the dataset's annotations at every edit. So gc
-deletes every file of keys.MASK_DIRS (but fused masks, see there) and keys.MASK_MEMO_DIRS whose
-mask no table names, once it is older than the grace period: a build writes its masks before its
-tables name them. A run that read its tables before a backfill replaced them can then find a mask
-gone and fail naming it; run again, it reads the current tables and draws what it lacks.
+each new mask its own memos: the COCO annotations of the mask and of its shapes, its YOLO
+exteriors and YOLO label. The old ones are then read by nothing: a build reads the masks its
+tables name (the `*_key` columns of the Parquet tables under `tables/`), and a published version
+carries copies of its files in its own parts. Left alone they grow the store by about the
+dataset's annotations at every edit. So gc deletes every file of keys.MASK_DIRS (but fused masks,
+see there) and keys.MASK_MEMO_DIRS whose mask no table names, once it is older than the grace
+period: a build writes its masks before its tables name them. A run that read its tables before a
+backfill replaced them can then find a mask gone and fail naming it; run again, it reads the
+current tables and draws what it lacks.
 """
 
 import datetime as dt

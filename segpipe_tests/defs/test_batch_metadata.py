@@ -143,6 +143,6 @@ def test_a_batch_s_own_run_remembers_each_mask_s_release_annotations(tiny_demo, 
     masks = _table(store, "annotation_masks", A)
     assert masks.height > 0
     assert all((store / keys.yolo_outlines_memo(mask_key, ignore_index)).is_file() for mask_key in masks["mask_key"])
-    shapes_memos = list((store / "coco-shapes").glob("*.json"))
+    shapes_memos = list((store / "coco-mask-shapes").rglob("*.json"))
     assert len(shapes_memos) == _table(store, "mapped_shapes", A)["entry_id"].n_unique()
     assert _metadata(instance, "annotation_masks", A)["release_annotations_computed"] == masks.height + len(shapes_memos)

@@ -67,7 +67,7 @@ def test_only_artefacts_every_reader_checks_skip_their_own_fsync():
                keys.fused_mask("i", digest), keys.agreement_map("i", digest), keys.confidence_map("i", digest),
                keys.consensus_memo("i", digest), keys.reliability_fusion("i", digest), keys.qa_thumbnail("r", "e", digest),
                keys.mask_structure_memo(digest), keys.qa_batch_memo("b", digest), keys.distribution_chart(digest),
-               keys.coco_annotations_memo(MASK), keys.coco_shapes_memo(digest), keys.coco_fragment(digest),
+               keys.coco_annotations_memo(MASK), keys.coco_shapes_memo(MASK, digest), keys.coco_fragment(digest),
                keys.yolo_outlines_memo(MASK, 255)]
     trusted = [IMAGE, keys.ASSIGNMENTS, keys.batch_removal("b", "t"), f"{keys.TABLES_DIR}/t.parquet",
                f"{keys.release_prefix('d', 'v')}/{keys.RELEASE_MARKER}", keys.sequence_claim("d", 1)]

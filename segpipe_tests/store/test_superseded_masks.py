@@ -17,7 +17,8 @@ FUSED = keys.fused_mask("img", "f00")  # named by no table, but by a consensus m
 
 
 def memos(mask: str) -> list[str]:
-    return [keys.coco_annotations_memo(mask), keys.yolo_outlines_memo(mask, 255), keys.yolo_label_memo(mask, "d1")]
+    return [keys.coco_annotations_memo(mask), keys.coco_shapes_memo(mask, "5a"), keys.yolo_outlines_memo(mask, 255),
+            keys.yolo_label_memo(mask, "d1")]
 
 
 def store(root: Path) -> tuple[fsspec.AbstractFileSystem, set[str], set[str]]:
@@ -68,4 +69,4 @@ def test_a_store_without_tables_keeps_every_mask(tmp_path):
 
 @pytest.mark.parametrize("mask", [CURRENT, keys.class_mask("night-batch", "a-b-c", "9f"), FUSED])
 def test_each_memo_names_the_mask_it_was_made_of(mask):
-    assert [keys.mask_of_memo(memo) for memo in memos(mask)] == [mask] * 3
+    assert [keys.mask_of_memo(memo) for memo in memos(mask)] == [mask] * 4

@@ -111,7 +111,7 @@ def test_a_masks_shape_annotations_are_remembered_and_redrawn_only_when_its_shap
     shapes = drawn_shapes()
     memo = _shape_annotations("masks/m0.png", shapes, TAXONOMY, 320, 240, store)
     assert store.recall(memo) == shape_annotations(shapes, TAXONOMY, 320, 240)
-    assert [key for key in objects if key.startswith("coco-shapes/")] == [memo]
+    assert [key for key in objects if key.startswith("coco-mask-shapes/")] == [memo]
     objects[memo] = b'[{"remembered": true}]'
     assert store.recall(_shape_annotations("masks/m0.png", shapes, TAXONOMY, 320, 240, store)) == [{"remembered": True}]
     objects[memo] = b'[{"partly wri'  # a damaged memo is made again

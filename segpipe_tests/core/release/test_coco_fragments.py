@@ -56,7 +56,7 @@ def test_coco_json_assembled_from_fragments_is_what_serializing_the_annotations_
     made, version = _coco_json(release, items, release.store)
     fragments = [key for key in objects if key.startswith("coco-fragments/")]
     assert len(fragments) == 2  # the drawn train image's batch, the fused val image's group
-    for key in [key for key in objects if key.startswith(("coco-shapes/", "coco-annotations/"))]:
+    for key in [key for key in objects if key.startswith(("coco-mask-shapes/", "coco-annotations/"))]:
         del objects[key]  # a build that finds the fragments reads no mask's memo
     assert _coco_json(release, items, release.store) == (made, version)
     document = orjson.loads(made)

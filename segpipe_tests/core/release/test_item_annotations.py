@@ -74,7 +74,7 @@ def test_annotations_remembered_in_the_batch_run_are_those_the_release_recalls_a
     as_built = released_shapes(consensus, annotation_masks, mapped)  # as build_release reads a batch's shapes
     release, items = constructed_release(masks=masks, mask_sources={"val": "fused"}, shapes=as_built, workers=2)
     objects = release.store.read.__self__
-    memo_prefixes = ("yolo-exteriors/", "coco-shapes/")
+    memo_prefixes = ("yolo-exteriors/", "coco-mask-shapes/")
     made_by_release = {key: data for key, data in objects.items() if key.startswith(memo_prefixes)}
     assert len(made_by_release) == 3  # both masks' outlines, the drawn train mask's shape annotations
     batch_objects = {key: data for key, data in objects.items() if key not in made_by_release}

@@ -106,4 +106,4 @@ def shapes_memo(mask_key: str, shapes: pl.DataFrame, taxonomy: Taxonomy, width: 
     the shapes and trainable classes, so a backfill that leaves them alone does not draw them again."""
     trainable = sorted(c.id for c in taxonomy.classes if c.trainable)
     digest = content_digest(mask_key.encode(), orjson.dumps(shapes.to_dicts()), orjson.dumps([trainable, width, height]))
-    return store_keys.coco_shapes_memo(digest)
+    return store_keys.coco_shapes_memo(mask_key, digest)

@@ -29,7 +29,9 @@ key is optional: a key left out, or a section left empty, takes the defaults bel
 file is a valid configuration.
 
 A file with mistakes is refused before any work starts, with every problem at once, one line each:
-`<file>:<line>: <key>: <message>`. The taxonomy file reports its problems the same way.
+`<file>:<line>: <key>: <message>`. The taxonomy file reports its problems the same way. A key given
+twice in one section (a second `release:` appended below the first) is one of them: YAML would keep
+the last and drop the first without a word.
 
 This page is generated from the settings declarations (`segpipe/core/config/pipeline.py` and the
 stage sections it composes) by `python -m segpipe.core.config.reference`: change those, then

@@ -10,7 +10,7 @@ from typing import TypeVar
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from segpipe.core.shared.errors import ConfigError, Location, validation_problems
+from segpipe.core.shared.errors import ConfigError, Location, duplicate_keys, validation_problems
 
 M = TypeVar("M")
 
@@ -38,6 +38,8 @@ def _compose(text: str, origin: str) -> tuple[yaml.Node | None, object]:
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
+        if twice := duplicate_keys(node, origin):
+            raise ConfigError(twice)
         return node, {} if node is None else loader.construct_document(node)
     except yaml.YAMLError as error:
         raise ConfigError.from_yaml(error, origin) from None

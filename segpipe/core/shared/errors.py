@@ -79,6 +79,29 @@ class ConfigError(ValueError):
         return cls.at(file, mark.line + 1, "", f"not valid YAML (column {mark.column + 1}): {error.problem}")
 
 
+def duplicate_keys(node: yaml.Node | None, file: str) -> list[ConfigProblem]:
+    """A problem for every key given twice in one mapping of a composed YAML document. YAML keeps the
+    last silently, so the first's settings (a whole `release:` section, a taxonomy rule) would be
+    lost without a word: a second block appended below the first is a common edit."""
+    problems, pending = [], [((), node)]
+    while pending:
+        path, current = pending.pop()
+        if isinstance(current, yaml.MappingNode):
+            first_line: dict[tuple[str, str], int] = {}
+            for key, value in current.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                line = key.start_mark.line + 1
+                if (key.tag, name) in first_line:
+                    problems.append(ConfigProblem(file, line, dotted((*path, name)), (
+                        f"given twice (first at line {first_line[key.tag, name]}): YAML would keep only this one and "
+                        "drop the first without a word; keep one of them")))
+                first_line.setdefault((key.tag, name), line)
+                pending.append(((*path, name), value))
+        elif isinstance(current, yaml.SequenceNode):
+            pending.extend(((*path, index), item) for index, item in enumerate(current.value))
+    return problems
+
+
 def unknown_key(key: str, known: Iterable[str]) -> str:
     """The message for a key no setting has: the likely intended key when one is close, else them all."""
     known = sorted(known)

@@ -38,7 +38,7 @@ import polars as pl
 import yaml
 
 from segpipe.core.taxonomy.class_constraints import ClassConstraint, parse_constraint
-from segpipe.core.shared.errors import ConfigError, ConfigProblem, dotted, unknown_key
+from segpipe.core.shared.errors import ConfigError, ConfigProblem, dotted, duplicate_keys, unknown_key
 from segpipe.core.ingest.formats.annotation import SEGMENTATION_KINDS
 from segpipe.core.ingest.landing import REVIEW_SOURCE
 from segpipe.core.shared.schemas import MappedShapeRecord, polars_schema
@@ -222,6 +222,8 @@ def parse_taxonomy(text: str, origin: str) -> Taxonomy:
     """Parse and validate a taxonomy document; raises ConfigError naming every problem found, each
     with the file, the line and the key of the offending entry."""
     try:
+        if twice := duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), origin):
+            raise ConfigError(twice)
         doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError.from_yaml(exc, origin) from None

@@ -180,6 +180,15 @@ def test_each_kind_of_problem_names_its_line_and_key(text, expected):
     assert problems_of(text) == [expected]
 
 
+def test_a_section_given_twice_is_refused_naming_both_lines_not_overridden_silently():
+    text = "release:\n  part_mib: 64\nqa:\n  near_duplicate_bits: 3\nrelease:\n  gc_grace_hours: 2\n"
+    assert problems_of(text) == ["p.yaml:5: release: given twice (first at line 1): YAML would keep only this one and "
+                                 "drop the first without a word; keep one of them"]
+    assert problems_of("sampling:\n  splits: {train: 0.5, val: 0.3, test: 0.2, val: 0.1}\n") == [
+        "p.yaml:2: sampling.splits.val: given twice (first at line 2): YAML would keep only this one and drop the "
+        "first without a word; keep one of them"]
+
+
 def test_a_missing_file_is_a_configuration_error_naming_it(tmp_path):
     with pytest.raises(ConfigError, match=r"/absent.yaml: cannot be read: No such file or directory"):
         load_pipeline_settings(tmp_path / "absent.yaml")

@@ -123,6 +123,15 @@ def test_a_taxonomy_that_is_no_taxonomy_at_all_is_named_too(text, expected):
     assert str(info.value).splitlines() == expected
 
 
+def test_a_rule_given_twice_is_refused_naming_both_lines_not_overridden_silently():
+    text = BASE.format(policy="void") + "    Road: car\n" + "version: 4\n"
+    with pytest.raises(ConfigError) as info:
+        parse_taxonomy(text, "t.yaml")
+    dropped = "YAML would keep only this one and drop the first without a word; keep one of them"
+    assert str(info.value).splitlines() == [f"t.yaml:12: mappings.src.Road: given twice (first at line 10): {dropped}",
+                                            f"t.yaml:13: version: given twice (first at line 3): {dropped}"]
+
+
 def test_normalize_label_ignores_case_and_whitespace():
     assert normalize_label("  Traffic \t SIGN ") == normalize_label("traffic sign")
 

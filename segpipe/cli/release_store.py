@@ -66,7 +66,7 @@ def gc(dataset: str | None, keep_last: int | None, dry_run: bool) -> str:
                         f"({superseded.bytes / 2**20:.1f} MiB: a taxonomy edit's earlier class masks)"
              if superseded.tables else "  no build's tables in the store: no mask deleted"]
     if superseded.spared:
-        lines.append(f"  kept {superseded.spared} such masks and memos younger than {retention.grace}: a build may be "
+        lines.append(f"  kept {superseded.spared} such masks and memos younger than {_grace(retention)}: a build may be "
                      "about to name them; a later gc deletes them")
     if retired.folders:
         folders = ", ".join(f"{folder}/" for folder in retired.folders)
@@ -83,8 +83,13 @@ def format_collection(dataset: str, done: Collection, retention: Retention, dry_
              f"  {would} {len(done.retired)} versions: {', '.join(done.retired) or 'none'}",
              f"  {would} {len(done.parts_deleted)} unused parts ({done.bytes_freed / 2**20:.1f} MiB)"]
     if done.parts_spared:
-        lines.append(f"  kept {len(done.parts_spared)} unused parts younger than {retention.grace}: a publisher may "
+        lines.append(f"  kept {len(done.parts_spared)} unused parts younger than {_grace(retention)}: a publisher may "
                      "be about to use them; a later gc deletes them")
     if done.stopped:
         lines.append("  stopped before the end: the claim was held too long; run gc again")
     return "\n".join(lines)
+
+
+def _grace(retention: Retention) -> str:
+    """The grace period as pipeline.yaml sets it."""
+    return f"{retention.grace.total_seconds() / 3600:g} h (release.gc_grace_hours)"

@@ -22,6 +22,7 @@ from segpipe_tests.store.parted_releases import (
     without_test,
 )
 from segpipe_tests.store.publish_races import run_both
+from segpipe_tests.store.superseded_stores import collects_what_no_table_names
 
 pytestmark = pytest.mark.s3
 
@@ -121,3 +122,7 @@ def test_gc_deletes_retired_memo_folders_on_s3_and_nothing_beside_them(s3_server
     fs.invalidate_cache()
     assert not any(fs.exists(path) for path in retired) and fs.cat_file(current) == b"[]" * 1000
     assert delete_retired_memos(fs, root).folders == ()
+
+
+def test_gc_deletes_masks_no_table_names_with_their_memos_on_s3(s3_server, s3_bucket):
+    collects_what_no_table_names(s3_server.filesystem(), _root(s3_bucket) + "-superseded")

@@ -592,8 +592,8 @@ def test_releases_fetch_pack_and_gc_work_on_the_configured_store(tmp_path, capsy
     lines = capsys.readouterr().out.splitlines()
     assert lines[1] == f"  deleted 2 versions: {versions[0]}, {versions[1]}"
     assert lines[2] == "  deleted 0 unused parts (0.0 MiB)"
-    assert lines[3] == ("  kept 1 unused parts younger than 1 h (release.gc_grace_hours): a publisher may be about to use "
-                        "them; a later gc deletes them")
+    assert lines[3] == ("  kept 1 unused parts younger than 1 h (release.gc_grace_hours): a publisher may be about "
+                        "to use them; a later gc deletes them")
     assert lines[4] == "  no build's tables in the store: no mask deleted"
     assert lines[5] == "  deleted 3 files of memo folders no segpipe reads any more (yolo-outlines/: 3.0 MiB)"
     assert not (root / "yolo-outlines").exists() and current.is_file()

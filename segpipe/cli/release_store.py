@@ -66,8 +66,8 @@ def gc(dataset: str | None, keep_last: int | None, dry_run: bool) -> str:
                         f"({superseded.bytes / 2**20:.1f} MiB: a taxonomy edit's earlier class masks)"
              if superseded.tables else "  no build's tables in the store: no mask deleted"]
     if superseded.spared:
-        lines.append(f"  kept {superseded.spared} such masks and memos younger than {_grace(retention)}: a build may be "
-                     "about to name them; a later gc deletes them")
+        lines.append(f"  kept {superseded.spared} such masks and memos younger than {_grace(retention)}: a build may "
+                     "be about to name them; a later gc deletes them")
     if retired.folders:
         folders = ", ".join(f"{folder}/" for folder in retired.folders)
         lines.append(f"  {would} {retired.files} files of memo folders no segpipe reads any more "

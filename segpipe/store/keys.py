@@ -29,7 +29,8 @@ COCO_FRAGMENTS_DIR = "coco-fragments"
 CHECKED_ON_READ_PREFIXES = (
     "label-masks/", "masks/", "instance-masks/", f"{AGREEMENT_MAPS_DIR}/", f"{CONFIDENCE_MAPS_DIR}/",
     "consensus/", f"{QA_THUMBNAILS_DIR}/", "qa-mask-structure/", "qa-batch/", "sampling/chart-",
-    "coco-annotations/", "coco-mask-shapes/", "coco-fragments/", "deflated-segments/", "yolo-exteriors/", "yolo-labels/",
+    "coco-annotations/", "coco-mask-shapes/", f"{COCO_FRAGMENTS_DIR}/", "deflated-segments/", "yolo-exteriors/",
+    "yolo-labels/",
 )
 
 

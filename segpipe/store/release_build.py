@@ -36,7 +36,7 @@ from segpipe.store.staging import ReleaseStaging, StagedReleaseCorrupt
 
 STAGED_ARCHIVE = "dataset.zip"
 STAGED_MASK_SAMPLE = 16
-# an unused deflated segment younger than this is spared: a build running beside this one may have just made it
+# an unused deflated segment or COCO fragment younger than this is spared: a build beside this one may have just made it
 MEMO_GRACE = dt.timedelta(hours=1)
 
 

@@ -2,7 +2,6 @@
 as one ZIP, and the store pruned by the retention rule (and rid of masks no table names and of memo
 folders no segpipe reads); each prints what it did in a few lines."""
 
-import datetime as dt
 from pathlib import Path
 
 from segpipe.cli.release_verify import masks_decoded
@@ -10,9 +9,7 @@ from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.environment import current_environment
 from segpipe.io.locations import open_location
 from segpipe.store.release_fetch import Fetched, fetch_release, pack_release, version_path
-from segpipe.store.release_gc import Collection, Retention, collect_garbage
-from segpipe.store.retired_memos import delete_retired_memos
-from segpipe.store.superseded_masks import delete_superseded_masks
+from segpipe.store.store_gc import collect_store_garbage, report_lines, retention_of
 
 
 def _locate(version: str, dataset: str | None):
@@ -53,43 +50,7 @@ def gc(dataset: str | None, keep_last: int | None, dry_run: bool) -> str:
     env = current_environment()
     settings = load_pipeline_settings(env.pipeline_path)
     dataset = dataset or settings.dataset_name
-    rule = settings.release
-    retention = Retention(keep_last if keep_last is not None else rule.keep_last, rule.keep,
-                          dt.timedelta(hours=rule.gc_grace_hours))
+    retention = retention_of(settings.release, keep_last)
     fs, root = open_location(env.storage_root, env.s3_endpoint_url)
-    collected = format_collection(dataset, collect_garbage(fs, root, dataset, retention, dry_run=dry_run), retention,
-                                  dry_run)
-    superseded = delete_superseded_masks(fs, root, retention.grace, dry_run=dry_run)
-    retired = delete_retired_memos(fs, root, dry_run)
-    would = "would delete" if dry_run else "deleted"
-    lines = [collected, f"  {would} {superseded.files} masks and memos of masks no table names any more "
-                        f"({superseded.bytes / 2**20:.1f} MiB: a taxonomy edit's earlier class masks)"
-             if superseded.tables else "  no build's tables in the store: no mask deleted"]
-    if superseded.spared:
-        lines.append(f"  kept {superseded.spared} such masks and memos younger than {_grace(retention)}: a build may "
-                     "be about to name them; a later gc deletes them")
-    if retired.folders:
-        folders = ", ".join(f"{folder}/" for folder in retired.folders)
-        lines.append(f"  {would} {retired.files} files of memo folders no segpipe reads any more "
-                     f"({folders}: {retired.bytes / 2**20:.1f} MiB)")
-    return "\n".join(lines)
-
-
-def format_collection(dataset: str, done: Collection, retention: Retention, dry_run: bool) -> str:
-    would = "would delete" if dry_run else "deleted"
-    rule = (f"the {retention.keep_last} newest" if retention.keep_last else "every version") + \
-        ", latest.json's" + (f", and {', '.join(retention.keep)}" if retention.keep else "")
-    lines = [f"{dataset}: keeps {rule}: {len(done.kept)} versions",
-             f"  {would} {len(done.retired)} versions: {', '.join(done.retired) or 'none'}",
-             f"  {would} {len(done.parts_deleted)} unused parts ({done.bytes_freed / 2**20:.1f} MiB)"]
-    if done.parts_spared:
-        lines.append(f"  kept {len(done.parts_spared)} unused parts younger than {_grace(retention)}: a publisher may "
-                     "be about to use them; a later gc deletes them")
-    if done.stopped:
-        lines.append("  stopped before the end: the claim was held too long; run gc again")
-    return "\n".join(lines)
-
-
-def _grace(retention: Retention) -> str:
-    """The grace period as pipeline.yaml sets it."""
-    return f"{retention.grace.total_seconds() / 3600:g} h (release.gc_grace_hours)"
+    return "\n".join(report_lines(dataset, collect_store_garbage(fs, root, dataset, retention, dry_run), retention,
+                                   dry_run))

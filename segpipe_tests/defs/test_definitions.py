@@ -85,7 +85,8 @@ def test_a_backfill_runs_the_batch_stages_in_runs_of_at_most_the_cli_backfills_b
 
 def test_jobs_schedule_and_sensor_resolve():
     d = defs()
-    assert {j.name for j in d.jobs} == {"batch_job", "release_job", "taxonomy_job", "taxonomy_backfill_job"}
+    assert {j.name for j in d.jobs} == {"batch_job", "release_job", "taxonomy_job", "taxonomy_backfill_job",
+                                        "store_gc_job"}
     backfill_keys = {k.to_user_string() for k in d.resolve_job_def("taxonomy_backfill_job").asset_layer.selected_asset_keys}
     assert backfill_keys == {"mapped_shapes", "annotation_masks"}  # label masks are reused, never redrawn
     assert d.resolve_schedule_def("nightly_release").cron_schedule == "0 2 * * *"

@@ -46,11 +46,16 @@ class NightlySettings:
                     "batch of which nothing can be released (alert: bad_input). A secret: logs show only its scheme "
                     "and host.",
         json_schema_extra={"secret": True})
+    gc_cron: StrictStr | None = Field(
+        "0 4 * * 0",
+        description="When the Dagster daemon runs `segpipe gc` (the `store_gc` schedule of `store_gc_job`) by "
+                    "`release`'s retention rule, in `timezone`: five-field cron, as `cron`. Null: no schedule; "
+                    "launch the job in the UI or run `segpipe gc` yourself.")
 
-    @field_validator("cron")
+    @field_validator("cron", "gc_cron")
     @classmethod
-    def _five_field_cron(cls, cron: str) -> str:
-        problem = cron_problem(cron)
+    def _five_field_cron(cls, cron: str | None) -> str | None:
+        problem = None if cron is None else cron_problem(cron)
         if problem:
             raise ValueError(problem)
         return cron

@@ -38,15 +38,16 @@ class ReleaseSettings:
         None, ge=1,
         description="`segpipe gc` keeps this many of the newest versions, the one latest.json names and those in "
                     "`keep`, and deletes the others with every part no kept version uses. Unset: every version is "
-                    "kept, and gc deletes only parts no version uses (left by failed publishes).")
+                    "kept, and gc deletes only parts no version uses (left by failed publishes). Either way it "
+                    "deletes the masks no table names any more (a taxonomy edit's earlier ones) and their memos.")
     keep: tuple[StrictStr, ...] = Field(
         (),
         description="Versions `segpipe gc` keeps whatever keep_last says: those a team has pinned.")
     gc_grace_hours: StrictFloat | StrictInt = Field(
         24, gt=0,
-        description="`segpipe gc` deletes an unused part only once it is older than this, so the parts a "
-                    "publisher has written but not yet committed are safe. Keep it above the longest release "
-                    "build.")
+        description="`segpipe gc` deletes an unused part, or a mask no table names, only once it is older than "
+                    "this, so what a publisher or a build has written but not yet committed is safe. Keep it above "
+                    "the longest build.")
 
     exports: tuple[ExportName, ...] = Field(
         (),

@@ -32,6 +32,10 @@ class SupersededMasks:
     spared: int  # no table names them, but younger than the grace period
 
 
+class UnreadableTable(RuntimeError):
+    """A table under `tables/` does not read as Parquet: gc stops rather than guess what it names."""
+
+
 def named_by_tables(fs: fsspec.AbstractFileSystem, root: str) -> tuple[int, set[str]]:
     """How many tables there are under `tables/`, and every key in their `*_key` text columns."""
     folder = f"{root}/{keys.TABLES_DIR}"
@@ -39,15 +43,26 @@ def named_by_tables(fs: fsspec.AbstractFileSystem, root: str) -> tuple[int, set[
     named: set[str] = set()
     tables = [path for path in sorted(fs.find(folder)) if path.endswith(".parquet")] if fs.exists(folder) else []
     for path in tables:
-        with fs.open(path, "rb") as table:
-            columns = [name for name, dtype in pl.read_parquet_schema(table).items()
-                       if name.endswith("_key") and dtype == pl.String]
-            if columns:
-                table.seek(0)
-                frame = pl.read_parquet(table, columns=columns)
-                for column in columns:
-                    named.update(frame[column].drop_nulls().to_list())
+        try:
+            named.update(_keys_in(fs, path))
+        except FileNotFoundError:  # its batch removed meanwhile: it names nothing any more
+            continue
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise UnreadableTable(f"{path}: cannot read this table ({type(exc).__name__}: {exc}), so gc cannot tell "
+                                  "which masks it names and deletes none; rerun the step that writes it, or remove "
+                                  "its batch (`segpipe batch remove ID`)") from exc
     return len(tables), named
+
+
+def _keys_in(fs: fsspec.AbstractFileSystem, path: str) -> set[str]:
+    with fs.open(path, "rb") as table:
+        columns = [name for name, dtype in pl.read_parquet_schema(table).items()
+                   if name.endswith("_key") and dtype == pl.String]
+        if not columns:
+            return set()
+        table.seek(0)
+        frame = pl.read_parquet(table, columns=columns)
+    return {key for column in columns for key in frame[column].drop_nulls()}
 
 
 def delete_superseded_masks(fs: fsspec.AbstractFileSystem, root: str, grace: dt.timedelta,

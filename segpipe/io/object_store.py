@@ -1,8 +1,9 @@
 """The object store and landing zone resources: every read and write goes through fsspec, local or S3."""
 
+import datetime as dt
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 
 import dagster as dg
@@ -16,6 +17,7 @@ from segpipe.io.locations import (
 )
 from segpipe.store import keys
 from segpipe.store.atomic import sync_store, write_bytes_atomically
+from segpipe.store.memo_prune import prune_unused_memos
 from segpipe.store.release_check import access_problem
 
 
@@ -88,6 +90,14 @@ class ObjectStore(FsspecLocation):
     def artefacts(self) -> ArtefactStore:
         """This store as core's derived-artefact interface."""
         return ArtefactStore(self.read_bytes, self.write_bytes, self.exists)
+
+    def prune_unused_memos(self, folders: Iterable[str], used: Collection[str]) -> list[str]:
+        """Delete the memos under `folders` that a step did not use (ArtefactStore.recording), once an
+        hour old (store/memo_prune.py); their keys."""
+        fs, root = self.location()
+        now = dt.datetime.now(dt.UTC)
+        with self._refusal_named(fs, "", "write"):
+            return [key for folder in folders for key in prune_unused_memos(fs, root, folder, used, now)]
 
     def write_content_addressed(self, key: str, data: bytes) -> str:
         """Write a key named after its content's hash, once: an existing object is kept only if it holds

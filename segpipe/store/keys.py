@@ -101,6 +101,13 @@ def mask_structure_memo(digest: str) -> str:
     return f"qa-mask-structure/{digest}.json"
 
 
+# The memos QA and consensus recall in every build, which each prunes to those it used (memo_prune.py).
+# qa-mask-structure/ is not among them: a batch whose judgement is recalled does not read it, and a
+# batch judged again after a settings edit would have to decode every mask again.
+QA_MEMO_DIRS = ("qa-batch", "qa-judged")
+CONSENSUS_MEMO_DIRS = ("consensus",)
+
+
 def qa_batch_memo(batch_id: str, digest: str) -> str:
     """A batch's QA shape work (polygon findings, instance areas, unmapped labels), named after its
     tables, the taxonomy's instance classes and the tolerance (core/qa/by_batch.py)."""

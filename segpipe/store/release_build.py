@@ -30,14 +30,13 @@ from segpipe.core.release.parts import PartPlanner
 from segpipe.core.release.verify import PartedFiles, verify_release
 from segpipe.store import keys
 from segpipe.store.publish import PublishedRelease, open_staging, publish_release
-from segpipe.store.release_parts import EarlierArchive, StoreShelf, modified_time, previous_members
+from segpipe.store.memo_prune import prune_unused_memos
+from segpipe.store.release_parts import EarlierArchive, StoreShelf, previous_members
 from segpipe.store.release_read import read_release_file
 from segpipe.store.staging import ReleaseStaging, StagedReleaseCorrupt
 
 STAGED_ARCHIVE = "dataset.zip"
 STAGED_MASK_SAMPLE = 16
-# an unused deflated segment or COCO fragment younger than this is spared: a build beside this one may have just made it
-MEMO_GRACE = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class PublishedBuild:
     previous_version: str | None  # the release the diff is against; None before the first
     diff: ReleaseDiff
     parts_written: list[str]  # the shared parts this build created (none when they all existed)
-    memos_pruned: list[str]  # the deflated segments and COCO fragments deleted, which no build since MEMO_GRACE used
+    memos_pruned: list[str]  # the deflated segments and COCO fragments it did not use, deleted (memo_prune.py)
 
 
 def build_and_publish(fs: fsspec.AbstractFileSystem, root: str, inputs: ReleaseInputs) -> PublishedBuild:
@@ -86,28 +85,6 @@ def publish_built(fs: fsspec.AbstractFileSystem, root: str, dataset: str, run_id
     pruned = [*prune_unused_memos(fs, root, keys.deflated_segments_dir(dataset), contents.deflated_segments, now),
               *prune_unused_memos(fs, root, keys.COCO_FRAGMENTS_DIR, contents.coco_fragments, now)]
     return PublishedBuild(contents, published, previous_version, diff, written, pruned)
-
-
-def prune_unused_memos(fs: fsspec.AbstractFileSystem, root: str, folder: str, used: frozenset[str],
-                       now: dt.datetime) -> list[str]:
-    """Delete the memos directly in `folder` (a store key) that the release just published did not
-    use, once older than MEMO_GRACE: the deflated segments of its dataset (core/release/parallel_deflate.py)
-    and the COCO fragments (core/release/coco_fragments.py). So they take about one release's worth,
-    not one per taxonomy edit or build (an edit renumbers every segment and renames every fragment).
-    A build that finds one gone makes it again. Their keys, deleted."""
-    path = f"{root}/{folder}"
-    fs.invalidate_cache(path)
-    try:
-        entries = fs.ls(path, detail=True)
-    except FileNotFoundError:
-        return []
-    kept = {key.rsplit("/", 1)[-1] for key in used}
-    stale = [entry["name"] for entry in entries if entry.get("type") == "file"
-             and entry["name"].rstrip("/").rsplit("/", 1)[-1] not in kept
-             and now - modified_time(fs, entry) > MEMO_GRACE]
-    if stale:
-        fs.rm(stale)
-    return [f"{folder}/{name.rsplit('/', 1)[-1]}" for name in stale]
 
 
 def _check_staged_release(fs: fsspec.AbstractFileSystem, staging: ReleaseStaging, shelf: StoreShelf,

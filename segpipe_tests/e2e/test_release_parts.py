@@ -21,7 +21,7 @@ from segpipe.core.release import layout
 from segpipe.definitions import defs as load_defs
 from segpipe.demo import DEMO_CONFIG, generate_demo
 from segpipe.environment import current_environment
-from segpipe.store import keys, release_build
+from segpipe.store import keys, memo_prune
 from segpipe.store.superseded_masks import delete_superseded_masks
 from segpipe_tests.conftest import TINY_DEMO, tiny_demo_pipeline
 
@@ -59,6 +59,11 @@ def coco_fragments(store: Path) -> set[str]:
     return {path.name for path in (store / keys.COCO_FRAGMENTS_DIR).iterdir()}
 
 
+def consensus_outcomes(store: Path) -> set[str]:
+    """The consensus memos (one per image fused or scored against gold), not the reliability-fusion ones."""
+    return {path.name for path in (store / "consensus").glob("*.json")}
+
+
 def files_of_images(manifest: pl.DataFrame) -> set[str]:
     """Every file an item of the manifest has in the release: image, mask, instance mask, YOLO label."""
     labels = [layout.yolo_label(split, Path(mask).stem) for split, mask in manifest.select("split", "mask_path").iter_rows()]
@@ -91,12 +96,19 @@ def test_a_nightly_writes_only_its_batchs_parts_a_backfill_no_image_and_fetch_an
         taxonomy.write_text(taxonomy.read_text().replace("    automobile: car", "    automobile: road"))
         drawn_before = class_masks(tmp_path / "store")
         fragments_before = coco_fragments(tmp_path / "store")
-        env.setattr(release_build, "MEMO_GRACE", dt.timedelta(0))  # the release build prunes what it did not use
+        outcomes_before = consensus_outcomes(tmp_path / "store")
+        env.setattr(memo_prune, "MEMO_GRACE", dt.timedelta(0))  # the release build prunes what it did not use
         backfilled = run_taxonomy_backfill(load_defs(), instance, current_environment())
         # the remapped batches' fragments were made again and the old ones pruned; the others were kept
         fragments_after = coco_fragments(tmp_path / "store")
         assert fragments_after != fragments_before and len(fragments_after) == len(fragments_before)
         assert fragments_after & fragments_before
+        # QA judged every batch again (the taxonomy names each judgement) and pruned the nightly's judgements
+        judged = {batch.name: len(list(batch.iterdir())) for batch in (tmp_path / "store" / "qa-judged").iterdir()}
+        assert judged and set(judged.values()) == {1}, judged
+        # consensus fused the images whose masks changed again, one outcome an image, the earlier ones pruned
+        outcomes_after = consensus_outcomes(tmp_path / "store")
+        assert outcomes_after != outcomes_before and len(outcomes_after) == len(outcomes_before)
 
         # gc deletes the class masks the backfill superseded, with their memos; a build then draws none
         # of them again and publishes the same version

@@ -85,6 +85,21 @@ class ArtefactStore:
             return orjson.loads(self.read(key))
         except orjson.JSONDecodeError:  # partly written: computed again and rewritten
             return None
+        except (FileNotFoundError, KeyError):  # pruned by a build beside this one since (store/memo_prune.py)
+            return None
+
+    def recording(self) -> tuple["ArtefactStore", set[str]]:
+        """This store, and the keys read, looked up or written through it as they are: what a step
+        used, so that the memos it did not use can be pruned (store/memo_prune.py)."""
+        used: set[str] = set()
+
+        def noted(operation: Callable[..., Any]) -> Callable[..., Any]:
+            def on(key: str, *args: Any) -> Any:
+                used.add(key)
+                return operation(key, *args)
+            return on
+
+        return ArtefactStore(noted(self.read), noted(self.write), noted(self.exists)), used
 
     def remember(self, key: str, result: Any) -> None:
         self.write(key, orjson.dumps(result))

@@ -51,13 +51,16 @@ def consensus(
         palette = taxonomy.palette() if settings.mask_encoding == "palette" else None
         masks = concat_sparse(annotation_masks, CONSENSUS_COLUMNS)
         usable = masks.join(excluded_entries(qa_report), on="entry_id", how="anti")
+        store, used = object_store.artefacts().recording()
         images, scores, pairs, reliability = build_consensus(
-            usable, object_store.artefacts(), settings.consensus, taxonomy.ignore_index, palette,
+            usable, store, settings.consensus, taxonomy.ignore_index, palette,
             {c.id: c.name for c in taxonomy.classes}, {c.id: c.category for c in taxonomy.classes})
+        pruned = object_store.prune_unused_memos(store_keys.CONSENSUS_MEMO_DIRS, used)
         queue = review_queue(images, masks.select("entry_id", "image_id").join(
             qa_report.select("entry_id", "file_name").unique("entry_id"), on="entry_id"))
         yield dg.Output(images, output_name="consensus_masks", metadata={
             "images": images.height,
+            "memos_pruned": len(pruned),  # earlier masks' or settings' outcomes, unused for an hour
             "by_status": dg.MetadataValue.json(dict(images.group_by("status").len().sort("status").iter_rows())),
             "by_mask_source": dg.MetadataValue.json(dict(images.group_by("mask_source").len().sort("mask_source").iter_rows())),
             "by_fusion_rule": dg.MetadataValue.json(dict(images.filter(pl.col("fusion_rule").is_not_null())

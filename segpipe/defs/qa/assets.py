@@ -29,12 +29,14 @@ def qa_report(
     are read and judged one at a time, and a batch's shape work is remembered (core/qa/by_batch.py)."""
     with only_transient_retried():
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
-        outcome = qa_by_batch(annotation_masks, batch_images, mapped_shapes, taxonomy, settings.qa,
-                              object_store.artefacts())
+        store, used = object_store.artefacts().recording()
+        outcome = qa_by_batch(annotation_masks, batch_images, mapped_shapes, taxonomy, settings.qa, store)
+        pruned = object_store.prune_unused_memos(keys.QA_MEMO_DIRS, used)
         results = outcome.results
         failed = results.filter(~pl.col("passed"))
         context.add_output_metadata(readable({
             "entries_checked": outcome.entries_checked,
+            "memos_pruned": len(pruned),  # earlier settings' or taxonomies' batch memos, unused for an hour
             "thumbnails": gallery(stored_pictures(object_store, failure_pictures(results)),
                                   everything=object_store.url(keys.QA_THUMBNAILS_DIR)),
             "thumbnails_folder": store_location(object_store, keys.QA_THUMBNAILS_DIR),

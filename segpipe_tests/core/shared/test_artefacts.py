@@ -48,3 +48,21 @@ def test_a_whole_png_reads_and_counts_as_held():
 
 def test_a_partly_written_memo_is_computed_again():
     assert ArtefactStore.in_memory({"consensus/x.json": b'{"a": [1, 2'}).recall("consensus/x.json") is None
+
+
+def test_a_memo_pruned_between_lookup_and_read_is_recalled_as_none():
+    class Pruned(dict):
+        def __getitem__(self, key: str) -> bytes:
+            del self[key]  # a build beside this one prunes it now (store/memo_prune.py)
+            return super().__getitem__(key)
+
+    assert ArtefactStore.in_memory(Pruned({"consensus/x.json": b"[1]"})).recall("consensus/x.json") is None
+
+
+def test_a_recording_store_notes_every_key_looked_up_read_or_written():
+    objects = {"qa-judged/b1/a.json": b"[1]", "masks/b1/e-1.png": b"png"}
+    store, used = ArtefactStore.in_memory(objects).recording()
+    assert store.recall("qa-judged/b1/a.json") == [1] and store.recall("qa-judged/b1/gone.json") is None
+    store.remember("qa-batch/b1/c.json", {"x": 1})
+    assert used == {"qa-judged/b1/a.json", "qa-judged/b1/gone.json", "qa-batch/b1/c.json"}
+    assert objects["qa-batch/b1/c.json"] == b'{"x":1}'

@@ -1,6 +1,6 @@
-"""The release build's prune of deflated segments (core/release/parallel_deflate.py) and COCO fragments
-(core/release/coco_fragments.py): a store keeps those its newest release used, and those a build
-beside it may just have made."""
+"""The prune of the memos a step did not use (store/memo_prune.py): the release's deflated segments
+(core/release/parallel_deflate.py) and COCO fragments (core/release/coco_fragments.py), QA's batch
+memos: a store keeps those the step used, and those a build beside it may just have made."""
 
 import datetime as dt
 import os
@@ -9,7 +9,7 @@ from pathlib import Path
 import fsspec
 
 from segpipe.store import keys
-from segpipe.store.release_build import MEMO_GRACE, prune_unused_memos
+from segpipe.store.memo_prune import MEMO_GRACE, prune_unused_memos
 
 
 def test_only_the_datasets_unused_segments_older_than_the_grace_period_are_deleted(tmp_path):
@@ -46,3 +46,19 @@ def test_only_the_coco_fragments_the_release_did_not_use_older_than_the_grace_pe
     assert prune_unused_memos(fsspec.filesystem("file"), str(root), keys.COCO_FRAGMENTS_DIR, used, now) == [
         made["unused"]]
     assert {key for key in made.values() if (root / key).exists()} == {made["used"], made["fresh"]}
+
+
+def test_a_folder_of_batch_folders_keeps_each_batchs_used_memo_and_nothing_beside_the_folder(tmp_path):
+    root, now = tmp_path, dt.datetime.now(dt.UTC)
+    old = (now - MEMO_GRACE - dt.timedelta(minutes=5)).timestamp()
+    made = {(batch, digest): keys.qa_judged_memo(batch, digest) for batch in ("b1", "b2") for digest in ("new", "old")}
+    beside = keys.qa_batch_memo("b1", "old")  # another folder: not this prune's
+    for key in (*made.values(), beside):
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / key).write_bytes(b"{}")
+        os.utime(root / key, (old, old))
+    used = {made["b1", "new"], made["b2", "new"], "masks/b1/e1-x.png"}
+    assert prune_unused_memos(fsspec.filesystem("file"), str(root), "qa-judged", used, now) == sorted(
+        [made["b1", "old"], made["b2", "old"]])
+    assert {key for key in (*made.values(), beside) if (root / key).exists()} == {
+        made["b1", "new"], made["b2", "new"], beside}

@@ -55,12 +55,13 @@ def consensus(
         images, scores, pairs, reliability = build_consensus(
             usable, store, settings.consensus, taxonomy.ignore_index, palette,
             {c.id: c.name for c in taxonomy.classes}, {c.id: c.category for c in taxonomy.classes})
-        pruned = object_store.prune_unused_memos(store_keys.CONSENSUS_MEMO_DIRS, used)
+        if pruned := object_store.prune_unused_memos(store_keys.CONSENSUS_MEMO_DIRS, used):
+            context.log.info(f"deleted {len(pruned)} consensus outcomes of earlier masks or settings, unused for an "
+                             "hour")
         queue = review_queue(images, masks.select("entry_id", "image_id").join(
             qa_report.select("entry_id", "file_name").unique("entry_id"), on="entry_id"))
         yield dg.Output(images, output_name="consensus_masks", metadata={
             "images": images.height,
-            "memos_pruned": len(pruned),  # earlier masks' or settings' outcomes, unused for an hour
             "by_status": dg.MetadataValue.json(dict(images.group_by("status").len().sort("status").iter_rows())),
             "by_mask_source": dg.MetadataValue.json(dict(images.group_by("mask_source").len().sort("mask_source").iter_rows())),
             "by_fusion_rule": dg.MetadataValue.json(dict(images.filter(pl.col("fusion_rule").is_not_null())

@@ -31,12 +31,12 @@ def qa_report(
         taxonomy, settings = pipeline_config.taxonomy(), pipeline_config.settings()
         store, used = object_store.artefacts().recording()
         outcome = qa_by_batch(annotation_masks, batch_images, mapped_shapes, taxonomy, settings.qa, store)
-        pruned = object_store.prune_unused_memos(keys.QA_MEMO_DIRS, used)
+        if pruned := object_store.prune_unused_memos(keys.QA_MEMO_DIRS, used):
+            context.log.info(f"deleted {len(pruned)} QA memos of earlier settings or taxonomies, unused for an hour")
         results = outcome.results
         failed = results.filter(~pl.col("passed"))
         context.add_output_metadata(readable({
             "entries_checked": outcome.entries_checked,
-            "memos_pruned": len(pruned),  # earlier settings' or taxonomies' batch memos, unused for an hour
             "thumbnails": gallery(stored_pictures(object_store, failure_pictures(results)),
                                   everything=object_store.url(keys.QA_THUMBNAILS_DIR)),
             "thumbnails_folder": store_location(object_store, keys.QA_THUMBNAILS_DIR),

@@ -11,6 +11,7 @@ from collections.abc import Collection
 
 import fsspec
 
+from segpipe.store.listing import stored_files
 from segpipe.store.release_parts import modified_time
 
 MEMO_GRACE = dt.timedelta(hours=1)
@@ -20,12 +21,8 @@ def prune_unused_memos(fs: fsspec.AbstractFileSystem, root: str, folder: str, us
                        now: dt.datetime) -> list[str]:
     """Delete every file under `folder` (a store key; subfolders too) whose key is not in `used`
     (store keys), once older than MEMO_GRACE. Their keys, deleted."""
-    path = f"{root}/{folder}"
-    fs.invalidate_cache(path)
-    listed = fs.find(path, detail=True) if fs.exists(path) else {}
-    prefix = fs._strip_protocol(root).rstrip("/") + "/"  # the form fs.find names its files in
-    stale = {name: name.removeprefix(prefix) for name, entry in listed.items() if entry.get("type") == "file"
-             and name.removeprefix(prefix) not in used and now - modified_time(fs, entry) > MEMO_GRACE}
+    stale = [key for key, entry in stored_files(fs, root, folder).items()
+             if key not in used and now - modified_time(fs, entry) > MEMO_GRACE]
     if stale:
-        fs.rm(list(stale))
-    return sorted(stale.values())
+        fs.rm([f"{root}/{key}" for key in stale])
+    return sorted(stale)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import fsspec
 
 from segpipe.store import keys
+from segpipe.store.listing import stored_files
 
 
 @dataclass(frozen=True)
@@ -23,15 +24,12 @@ def delete_retired_memos(fs: fsspec.AbstractFileSystem, root: str, dry_run: bool
     """Delete every retired memo folder under `root` (with `dry_run`, only count what it holds)."""
     found, files, size = [], 0, 0
     for folder in keys.RETIRED_MEMO_DIRS:
-        path = f"{root}/{folder}"
-        fs.invalidate_cache(path)
-        listed = [entry for entry in (fs.find(path, detail=True) if fs.exists(path) else {}).values()
-                  if entry.get("type") == "file"]  # SeaweedFS lists an emptied prefix as a folder
+        listed = stored_files(fs, root, folder)  # SeaweedFS lists an emptied prefix as a folder: no file
         if not listed:
             continue
         found.append(folder)
         files += len(listed)
-        size += sum(entry.get("size") or 0 for entry in listed)
+        size += sum(entry.get("size") or 0 for entry in listed.values())
         if not dry_run:
-            fs.rm(path, recursive=True)
+            fs.rm(f"{root}/{folder}", recursive=True)
     return RetiredMemos(tuple(found), files, size)

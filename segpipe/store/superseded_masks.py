@@ -19,6 +19,7 @@ import fsspec
 import polars as pl
 
 from segpipe.store import keys
+from segpipe.store.listing import stored_files
 from segpipe.store.release_parts import modified_time
 
 _DELETE_CHUNK = 1000  # keys per delete call: S3 deletes at most 1000 objects a request
@@ -38,10 +39,8 @@ class UnreadableTable(RuntimeError):
 
 def named_by_tables(fs: fsspec.AbstractFileSystem, root: str) -> tuple[int, set[str]]:
     """How many tables there are under `tables/`, and every key in their `*_key` text columns."""
-    folder = f"{root}/{keys.TABLES_DIR}"
-    fs.invalidate_cache(folder)
     named: set[str] = set()
-    tables = [path for path in sorted(fs.find(folder)) if path.endswith(".parquet")] if fs.exists(folder) else []
+    tables = [f"{root}/{key}" for key in sorted(stored_files(fs, root, keys.TABLES_DIR)) if key.endswith(".parquet")]
     for path in tables:
         try:
             named.update(_keys_in(fs, path))
@@ -74,15 +73,8 @@ def delete_superseded_masks(fs: fsspec.AbstractFileSystem, root: str, grace: dt.
     if not tables:  # no build's tables here (another root, or none yet): nothing tells a mask in use
         return SupersededMasks(0, 0, 0, 0)
     stale, size, spared = [], 0, 0
-    listed_root = fs._strip_protocol(root).rstrip("/")  # the form fs.find names its files in
     for folder in (*keys.MASK_DIRS, *keys.MASK_MEMO_DIRS):
-        path = f"{root}/{folder.rstrip('/')}"
-        fs.invalidate_cache(path)
-        listed = fs.find(path, detail=True) if fs.exists(path) else {}
-        for name, entry in listed.items():
-            if entry.get("type") != "file":
-                continue
-            key = name.removeprefix(f"{listed_root}/")
+        for key, entry in stored_files(fs, root, folder.rstrip("/")).items():
             if key.startswith(keys.FUSED_MASKS_DIR):
                 continue
             mask = key if folder in keys.MASK_DIRS else keys.mask_of_memo(key)
@@ -91,7 +83,7 @@ def delete_superseded_masks(fs: fsspec.AbstractFileSystem, root: str, grace: dt.
             if now - modified_time(fs, entry) < grace:
                 spared += 1
                 continue
-            stale.append(name)
+            stale.append(f"{root}/{key}")
             size += entry.get("size") or 0
     if not dry_run:
         for start in range(0, len(stale), _DELETE_CHUNK):

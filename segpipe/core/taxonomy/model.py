@@ -221,12 +221,16 @@ def _collect(problems: list[ConfigProblem], parse: Callable[..., T], *args: obje
 def parse_taxonomy(text: str, origin: str) -> Taxonomy:
     """Parse and validate a taxonomy document; raises ConfigError naming every problem found, each
     with the file, the line and the key of the offending entry."""
+    loader = _LineLoader(text)
     try:
-        if twice := duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), origin):
+        node = loader.get_single_node()  # composed once: checked for keys given twice, then constructed
+        if twice := duplicate_keys(node, origin):
             raise ConfigError(twice)
-        doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise ConfigError.from_yaml(exc, origin) from None
+    finally:
+        loader.dispose()
     if not isinstance(doc, dict):
         raise ConfigError.at(origin, None, "", "expected a mapping at the top level")
     problems = [ConfigProblem(origin, _key_line(doc, key), dotted((str(key),)), unknown_key(str(key), TOP_KEYS))

@@ -8,10 +8,12 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 from PIL import Image
 
 from segpipe.cli.local_build import run_local_build
+from segpipe.core.consensus.review import REVIEW_STATUSES
 from segpipe.core.qa.pictures import problem_colour
 from segpipe.core.shared.pictures import hex_colour
 from segpipe.core.taxonomy.model import load_taxonomy
@@ -19,6 +21,7 @@ from segpipe.definitions import defs as load_defs
 from segpipe.defs.pictures import ASSET_PICTURES, CHECK_PICTURES
 from segpipe.demo import DEMO_CONFIG
 from segpipe.environment import current_environment
+from segpipe.store.keys import TABLES_DIR
 from segpipe_tests.conftest import tiny_demo_pipeline
 
 pytestmark = pytest.mark.slow
@@ -29,8 +32,13 @@ TAXONOMY = load_taxonomy(DEMO_CONFIG / "taxonomy.yaml")
 
 
 @pytest.fixture(scope="module")
-def instance(tiny_demo, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("pictures")
+def tmp(tmp_path_factory) -> Path:
+    """The build's folder: its landing zone, pipeline.yaml and store."""
+    return tmp_path_factory.mktemp("pictures")
+
+
+@pytest.fixture(scope="module")
+def instance(tiny_demo, tmp):
     with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
         shutil.copytree(tiny_demo.landing_root, tmp / "landing")
         pipeline = tiny_demo_pipeline()
@@ -73,7 +81,9 @@ def test_qa_report_shows_the_first_thumbnails_inline_with_their_full_size_object
     meta = metadata(instance, "qa_report")
     text = meta["thumbnails"].value
     shown = pictures(text, ASSET_PICTURES.max_uri_bytes)
-    assert 1 <= len(shown) <= ASSET_PICTURES.max_pictures
+    rendered = sorted(Path(meta["thumbnails_folder"].value).rglob("*.png"))  # this build's, in a store of its own
+    assert rendered and len(shown) == min(len(rendered), ASSET_PICTURES.max_pictures)
+    assert (f"+{len(rendered) - len(shown)} more" in text) == (len(rendered) > len(shown))
     full_size = FULL_SIZE.findall(text)
     assert len(full_size) == len(shown) and all(Path(path).is_file() for path in full_size)
     with Image.open(full_size[0]) as original:  # the inline picture is the stored one, narrowed
@@ -91,7 +101,9 @@ def test_each_failing_qa_rule_shows_its_own_thumbnails(instance):
         if "thumbnails" not in check:  # a rule whose failures have no picture (a duplicate image, say)
             continue
         text = check["thumbnails"].value
-        assert 1 <= len(pictures(text, CHECK_PICTURES.max_uri_bytes)) <= CHECK_PICTURES.max_pictures
+        rendered = list((Path(metadata(instance, "qa_report")["thumbnails_folder"].value) / rule).glob("*.png"))
+        assert rendered and len(pictures(text, CHECK_PICTURES.max_uri_bytes)) == min(
+            len(rendered), CHECK_PICTURES.max_pictures)
         assert all(f"**{rule}: " in caption for caption in re.findall(r"\*\*[^*]+\*\*", text))
         assert hex_colour(problem_colour(TAXONOMY)) in check["problem_colour"].value
 
@@ -115,11 +127,14 @@ def test_dataset_release_shows_the_chart_and_legend_and_names_where_the_release_
     assert_legend_names_every_class_colour(meta["legend"].value, problem=True)
 
 
-def test_the_review_queue_shows_agreement_maps_by_file_name(instance):
+def test_the_review_queue_shows_agreement_maps_by_file_name(instance, tmp):
     meta = metadata(instance, "consensus_masks")
     text = meta["agreement_maps"].value
     shown = pictures(text, ASSET_PICTURES.max_uri_bytes)
-    assert 1 <= len(shown) <= ASSET_PICTURES.max_pictures and all(image.mode == "L" for image in shown)
+    queued = pl.read_parquet(tmp / "store" / TABLES_DIR / "consensus_masks.parquet").filter(
+        pl.col("status").is_in(REVIEW_STATUSES) & pl.col("agreement_map_key").is_not_null())
+    assert queued.height and len(shown) == min(queued.height, ASSET_PICTURES.max_pictures)
+    assert all(image.mode == "L" for image in shown)
     assert re.search(r"\*\*images/\S+\.jpg \(low_agreement, agreement 0\.\d\d\)\*\*", text)
     assert "white where all annotators agree" in text
 

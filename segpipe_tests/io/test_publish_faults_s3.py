@@ -8,6 +8,7 @@ of which matches its marker, with counts that add up."""
 import os
 import signal
 import threading
+import traceback
 import uuid
 
 import pytest
@@ -52,7 +53,8 @@ def test_fault_store_paused_at_the_commit_of_a_release(tmp_path):
         assert resume.ident is not None, "the server was never paused: the publish wrote no marker"
         assert not hung, "the publish waited for the paused server instead of timing out"
         assert is_transient(caught.value, NOT_RETRIED), repr(caught.value)
-        assert "Read timeout on endpoint URL" in str(caught.value) and "_RELEASE.json" in str(caught.value)
+        assert "Read timeout on endpoint URL" in str(caught.value) and "_RELEASE.json" in str(caught.value), (
+            "".join(traceback.format_exception(caught.value)))  # which request timed out, and from where
 
         reader = server.filesystem()
         assert list_releases(reader, root, "demo") == []

@@ -27,6 +27,12 @@ class Environment:
     executor: str = "multiprocess"  # where a run's steps go: SEGPIPE_EXECUTOR (segpipe/defs/executor.py)
     celery_broker_url: str | None = None  # SEGPIPE_CELERY_BROKER, for SEGPIPE_EXECUTOR=celery
 
+    @property
+    def has_project(self) -> bool:
+        """Whether a pipeline.yaml of a project is in use (the home's own, or SEGPIPE_PIPELINE_CONFIG's),
+        not the packaged default: only then does it name the dataset whose releases are in the store."""
+        return self.pipeline_path != PACKAGE_CONFIG / PIPELINE_FILE
+
 
 def current_environment() -> Environment:
     home = Path(os.environ.get("SEGPIPE_HOME", str(Path.cwd() / ".segpipe")))

@@ -541,6 +541,50 @@ def test_fetch_assembles_the_layouts_asked_for_which_verify_then_checks(tmp_path
     assert "carries no cityscapes layout" in capsys.readouterr().err
 
 
+def test_store_commands_read_the_project_given_and_refuse_to_guess_a_dataset_where_there_is_none(
+        tmp_path, capsys, monkeypatch):
+    """A project `segpipe init --into DIR` wrote is built with `--project DIR`, and so are its releases
+    listed, fetched, packed and collected; in a folder holding no project, a store command without
+    --project or --dataset names those options instead of reporting the packaged default's dataset
+    as having no releases."""
+    import fsspec
+
+    from segpipe_tests.store.parted_releases import publish_constructed
+
+    project = tmp_path / "project"
+    version = publish_constructed(fsspec.filesystem("file", auto_mkdir=True), str(project / "store")).published.version
+    (project / "pipeline.yaml").write_text("dataset_name: demo\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for variable in ("SEGPIPE_HOME", "SEGPIPE_STORAGE_ROOT", "SEGPIPE_PIPELINE_CONFIG"):
+        monkeypatch.delenv(variable, raising=False)
+
+    for command in (["releases"], ["fetch", "latest", "out"], ["pack", "latest"], ["gc", "--dry-run"]):
+        with pytest.raises(SystemExit) as refused:
+            main(command)
+        assert refused.value.code == 2
+        assert (f"{elsewhere / '.segpipe'} holds no project (no pipeline.yaml), so there is no dataset to look for: "
+                "pass --project DIR") in capsys.readouterr().err
+    assert not (elsewhere / "out").exists() and not (elsewhere / ".segpipe").exists()
+
+    assert main(["releases", "--project", str(project)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].startswith("demo: 1 release") and listed[2].split()[:2] == ["*", version]
+    assert main(["fetch", "latest", str(elsewhere / "out"), "--project", str(project)]) == 0
+    assert capsys.readouterr().out.startswith(f"{elsewhere / 'out'}: ") and main(["verify", str(elsewhere / "out")]) == 0
+    assert main(["pack", "latest", "--project", str(project), "--out", str(elsewhere / "one.zip")]) == 0
+    assert (elsewhere / "one.zip").is_file()
+    capsys.readouterr()
+    assert main(["gc", "--dry-run", "--project", str(project)]) == 0
+    assert capsys.readouterr().out.startswith("demo: keeps every version")
+    assert main(["releases", "--dataset", "other"]) == 0  # named: looked for, wherever the store is
+    assert capsys.readouterr().out.startswith("other: no releases published")
+    with pytest.raises(SystemExit):
+        main(["releases", "--project", str(tmp_path / "nowhere")])
+    assert f"--project {tmp_path / 'nowhere'}: no such folder" in capsys.readouterr().err
+
+
 def test_releases_fetch_pack_and_gc_work_on_the_configured_store(tmp_path, capsys, monkeypatch):
     """Three versions in parts in SEGPIPE_STORAGE_ROOT: listed with their parts, fetched and packed by
     name, pruned by gc (a dry run first); a version that does not exist is refused in one line."""

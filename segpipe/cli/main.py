@@ -16,7 +16,9 @@ from typing import get_args
 
 from segpipe.core.release.settings import ExportName
 from segpipe.core.shared.errors import ConfigError
-from segpipe.environment import current_environment
+from segpipe.environment import PIPELINE_FILE, current_environment
+
+STORE_COMMANDS = ("releases", "fetch", "pack", "gc")  # read the store a project's pipeline.yaml names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
     for command in (releases, fetch, pack, gc):
         command.add_argument("--dataset", default=None, help="the dataset (default: dataset_name in pipeline.yaml)")
+        command.add_argument("--project", type=Path, default=None, help="the project whose store and pipeline.yaml "
+                                                                        "to use (default: $SEGPIPE_HOME or ./.segpipe)")
     return parser
 
 
@@ -134,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in ("build", "backfill", "batches", "batch", "review"):
         _use_project(args.project, parser)
+    if args.command in STORE_COMMANDS:
+        _use_store_of_project(args, parser)
     commands_by_name = {
         "init": lambda: _init(args, parser), "demo": lambda: _demo(args), "build": lambda: _build(args, backfill=False),
         "backfill": lambda: _build(args, backfill=True), "check-source": lambda: _check_source(args, parser),
@@ -190,6 +196,21 @@ def _init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     build = "segpipe build" if into == env.home.resolve() else f"segpipe build --project {into}"
     print(format_init(result, build))
     return 0
+
+
+def _use_store_of_project(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Point a store command at --project's store; refuse to look for a dataset no project names
+    (the packaged pipeline.yaml's `dataset` is nobody's), rather than report it has no releases."""
+    from segpipe.cli.project import point_at_project
+
+    if args.project is not None and not args.project.is_dir():
+        parser.error(f"--project {args.project}: no such folder")
+    point_at_project(args.project)
+    env = current_environment()
+    if args.dataset is None and "/" not in getattr(args, "version", "") and not env.has_project:
+        parser.error(f"{env.home} holds no project (no {PIPELINE_FILE}), so there is no dataset to look for: pass "
+                     "--project DIR (the folder `segpipe init --into` or `segpipe build --project` used), set "
+                     "SEGPIPE_HOME to it, or name the dataset with --dataset")
 
 
 def _use_project(project: Path | None, parser: argparse.ArgumentParser) -> None:

@@ -142,11 +142,16 @@ def format_init(result: InitResult, next_command: str) -> str:
     return "\n".join(lines)
 
 
-def use_project(folder: Path | None) -> None:
-    """Point this process at a project: `folder` (build's --project) becomes SEGPIPE_HOME; when
-    DAGSTER_HOME is unset, the project's dagster_home/ keeps Dagster's run history."""
+def point_at_project(folder: Path | None) -> None:
+    """`folder` (a command's --project), when given, becomes SEGPIPE_HOME."""
     if folder is not None:
         os.environ["SEGPIPE_HOME"] = str(folder.resolve())
+
+
+def use_project(folder: Path | None) -> None:
+    """Point this process at a project (point_at_project); when DAGSTER_HOME is unset, the
+    project's dagster_home/ keeps Dagster's run history."""
+    point_at_project(folder)
     if "DAGSTER_HOME" not in os.environ:
         dagster_home = current_environment().home.resolve() / DAGSTER_HOME
         dagster_home.mkdir(parents=True, exist_ok=True)

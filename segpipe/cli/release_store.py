@@ -41,7 +41,8 @@ def pack(version: str, out: Path | None, dataset: str | None, mask_sample: int) 
 
 def _checked(done: Fetched) -> str:
     result = done.verification
-    return (f"{done.archives} ZIPs match _RELEASE.json; {result.files_checked} files match SHA256SUMS, "
+    return (f"{done.archives} ZIP{'s' if done.archives != 1 else ''} {'match' if done.archives != 1 else 'matches'} "
+            f"_RELEASE.json; {result.files_checked} files match SHA256SUMS, "
             f"{result.images} images in index.csv match the manifest schema and meta.json, "
             f"{masks_decoded(result.masks_decoded, result.images)}")
 

@@ -32,7 +32,7 @@ def test_a_batch_whose_source_has_no_rules_is_a_problem_naming_its_labels_and_th
     problem = no_label_mapped("parts", mapped, sources, TAXONOMY, "taxonomy.yaml")
     assert (problem.file, problem.key) == ("taxonomy.yaml", "mappings.labelme")
     assert problem.message.startswith(
-        "no label was mapped to a class in batch 'parts', whose 2 labels are 'dent' (2 shapes), 'rust' (1 shapes); "
+        "no label was mapped to a class in batch 'parts', whose 2 labels are 'dent' (2 shapes), 'rust' (1 shape); "
         "the taxonomy has no rules for source 'labelme' (it has rules for: 'vendor_a')")
     assert "segpipe init" in problem.message
 
@@ -41,7 +41,7 @@ def test_rules_of_the_source_that_match_nothing_or_only_void_are_named_as_such()
     mapped, sources = batch([("Lane", "polygon"), ("kerb", "polygon")], "vendor_a")
     problem = no_label_mapped("b1", mapped, sources, TAXONOMY, "taxonomy.yaml")
     assert "none of the 2 rules for source 'vendor_a' matches them" in problem.message
-    assert "'Lane' (1 shapes), 'kerb' (1 shapes)" in problem.message
+    assert "'Lane' (1 shape), 'kerb' (1 shape)" in problem.message
 
 
 def test_one_mapped_label_or_nothing_to_draw_is_no_problem():

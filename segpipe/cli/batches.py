@@ -92,7 +92,7 @@ def retry_batch(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environ
 
 def remove_batch(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, batch: str) -> tuple[str, dict]:
     """Delete the batch's partition and per-batch tables, so later releases leave it out, after
-    recording the removal (its state, last run, entries) in the store; the
+    recording the removal (its state, last run, entries accepted and quarantined) in the store; the
     images and masks stay, being content-addressed and perhaps shared. Returns the record's key."""
     known = set(instance.get_dynamic_partitions(annotation_batches.name))
     if batch not in known:
@@ -101,11 +101,11 @@ def remove_batch(defs: dg.Definitions, instance: dg.DagsterInstance, env: Enviro
     row = next(row for row in batch_rows(instance, env) if row.batch == batch)
     run = last_run(instance, batch)
     tables = [f"{root}/{keys.TABLES_DIR}/{'/'.join(key.path)}/{batch}.parquet" for key in _per_batch_assets(defs)]
-    images = next((t for t in tables if t.endswith(f"/batch_images/{batch}.parquet")), None)
     record = {
         "batch": batch, "removed_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "state": row.state,
         "last_run": run.run_id if run else None, "last_failure": run.failure if run else None,
-        "entries": pl.read_parquet(fs.cat_file(images)).height if images and fs.exists(images) else 0,
+        "entries": _rows(fs, tables, f"/batch_images/{batch}.parquet"),
+        "quarantined": _rows(fs, tables, f"/batch_quarantine/{batch}.parquet"),
         "tables_deleted": [t.removeprefix(f"{root}/") for t in tables if fs.exists(t)],
     }
     key = record_removal(fs, root, record)
@@ -113,6 +113,12 @@ def remove_batch(defs: dg.Definitions, instance: dg.DagsterInstance, env: Enviro
     for table in record["tables_deleted"]:
         fs.rm_file(f"{root}/{table}")
     return key, record
+
+
+def _rows(fs, tables: list[str], ending: str) -> int:
+    """The rows of the batch's table whose path ends so; 0 when ingest never wrote it."""
+    table = next((t for t in tables if t.endswith(ending)), None)
+    return pl.read_parquet(fs.cat_file(table)).height if table and fs.exists(table) else 0
 
 
 def _per_batch_assets(defs: dg.Definitions) -> list[dg.AssetKey]:

@@ -303,7 +303,8 @@ def _batch(args: argparse.Namespace) -> int:
         try:
             if args.batch_command == "remove":
                 key, record = remove_batch(defs, instance, env, args.batch_id)
-                print(f"batch {args.batch_id}: removed (was {record['state']}, {record['entries']} entries); "
+                print(f"batch {args.batch_id}: removed (was {record['state']}: {record['entries']} entries accepted, "
+                      f"{record['quarantined']} quarantined); "
                       f"{len(record['tables_deleted'])} tables deleted; record: {env.storage_root}/{key}")
                 print("later releases leave it out; `segpipe batch retry` brings it back while its folder is landed")
                 return 0

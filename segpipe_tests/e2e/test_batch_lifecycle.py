@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from segpipe.cli.main import main
@@ -64,8 +65,14 @@ def test_a_failed_batch_whose_folder_is_gone_does_not_block_the_release_then_rem
 
     assert main(["batch", "remove", "b999_unknown"]) == 1
     assert "no batch 'b999_unknown'" in capsys.readouterr().err
+    tables = project / "store" / "tables"
+    accepted, quarantined = (pl.read_parquet(tables / table / f"{BAD}.parquet").height
+                             for table in ("batch_images", "batch_quarantine"))
+    assert accepted and quarantined  # its ingest ran: a copy of b001, with b001's broken files
     assert main(["batch", "remove", BAD]) == 0
     removed = capsys.readouterr().out
+    assert removed.startswith(  # ingest's tables and label_masks': its mapped_shapes failed
+        f"batch {BAD}: removed (was failed: {accepted} entries accepted, {quarantined} quarantined); 5 tables deleted")
     [record] = (project / "store" / "batches" / "removed" / BAD).glob("*.json")
     assert json.loads(record.read_text())["state"] == "failed" and str(record) in removed
     assert not list((project / "store" / "tables").glob(f"*/{BAD}.parquet"))

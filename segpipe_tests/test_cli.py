@@ -572,7 +572,8 @@ def test_store_commands_read_the_project_given_and_refuse_to_guess_a_dataset_whe
     listed = capsys.readouterr().out.splitlines()
     assert listed[0].startswith("demo: 1 release") and listed[2].split()[:2] == ["*", version]
     assert main(["fetch", "latest", str(elsewhere / "out"), "--project", str(project)]) == 0
-    assert capsys.readouterr().out.startswith(f"{elsewhere / 'out'}: ") and main(["verify", str(elsewhere / "out")]) == 0
+    assert capsys.readouterr().out.startswith(f"{elsewhere / 'out'}: ")
+    assert main(["verify", str(elsewhere / "out")]) == 0
     assert main(["pack", "latest", "--project", str(project), "--out", str(elsewhere / "one.zip")]) == 0
     assert (elsewhere / "one.zip").is_file()
     capsys.readouterr()

@@ -30,7 +30,8 @@ def no_label_mapped(batch_id: str, mapped: pl.DataFrame, sources: pl.DataFrame, 
         return None
     source = sources.filter(pl.col("entry_id").is_in(drawn["entry_id"].unique().to_list()))["source"].first() or ""
     labels = drawn.group_by("raw_label").len().sort(["len", "raw_label"], descending=[True, False])
-    found = ", ".join(f"{label!r} ({n} shape{'s' if n != 1 else ''})" for label, n in labels.head(SHOWN_LABELS).iter_rows())
+    found = ", ".join(f"{label!r} ({n} shape{'s' if n != 1 else ''})"
+                      for label, n in labels.head(SHOWN_LABELS).iter_rows())
     more = f" and {labels.height - SHOWN_LABELS} more" if labels.height > SHOWN_LABELS else ""
     rules = taxonomy.rules(source)
     if rules:

@@ -2,14 +2,15 @@
 batch, and the two ways on for one that failed, without the Dagster UI."""
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 import polars as pl
 
 from segpipe.cli.progress import RunProgress
-from segpipe.core.ingest.landing import LandingProblem, list_ready_batches, scan_landing
-from segpipe.defs.batches import BATCH_DONE_ASSET, describe_not_done, last_run
+from segpipe.core.ingest.landing import LandingProblem, find_ready_batches, scan_landing
+from segpipe.defs.batches import BATCH_DONE_ASSET, LandedAgain, describe_not_done, landed_again, last_run
 from segpipe.defs.partitions import annotation_batches
 from segpipe.environment import Environment
 from segpipe.io.locations import open_location
@@ -24,18 +25,22 @@ class UnknownBatch(LookupError):
 @dataclass(frozen=True)
 class BatchRow:
     batch: str
-    state: str  # landed / ingested / failed / removed
+    state: str  # landed / ingested / changed (landed again since ingested) / failed / removed
     last_run: str
 
 
 def batch_rows(instance: dg.DagsterInstance, env: Environment) -> list[BatchRow]:
     """Every batch ready in the landing zone, known to Dagster or ever removed, with its state:
-    *landed* (never run), *ingested* (its tables are done), *failed* (its last run failed, or it
-    is not done), *removed* (`segpipe batch remove`; not a partition any more)."""
+    *landed* (never run), *ingested* (its tables are done), *changed* (done, but landed again
+    since: see defs/batches.landed_again), *failed* (its last run failed, or it is not done),
+    *removed* (`segpipe batch remove`; not a partition any more)."""
     known = set(instance.get_dynamic_partitions(annotation_batches.name))
     done = instance.get_materialized_partitions(dg.AssetKey(BATCH_DONE_ASSET))
     removed = removed_batches(*open_location(env.storage_root, env.s3_endpoint_url))
-    ready = set(list_ready_batches(*open_location(env.landing_root, env.s3_endpoint_url)))
+    landed = find_ready_batches(*open_location(env.landing_root, env.s3_endpoint_url))
+    ready = set(landed)
+    changed = {again.batch: again for again in landed_again(
+        instance, {batch: landed[batch].ready_at for batch in ready & known})}
     rows = []
     for batch in sorted(known | ready | set(removed)):
         run = last_run(instance, batch)
@@ -44,6 +49,9 @@ def batch_rows(instance: dg.DagsterInstance, env: Environment) -> list[BatchRow]
             rows.append(BatchRow(batch, "removed", f"removed {record['removed_at']} (was {record['state']})"))
         elif run is None:
             rows.append(BatchRow(batch, "landed", "no run yet"))
+        elif run.failure is None and batch in done and batch in changed:
+            rows.append(BatchRow(batch, "changed", f"run {run.run_id[:8]} {run.status.lower()} ({run.when}); "
+                                                   + str(changed[batch]).split(": ", 1)[1]))
         elif run.failure is None and batch in done:
             rows.append(BatchRow(batch, "ingested", f"run {run.run_id[:8]} {run.status.lower()} ({run.when})"))
         else:
@@ -66,6 +74,16 @@ def format_batch_rows(rows: list[BatchRow], problems: list[LandingProblem] = ())
     return "\n".join(table + landing_problem_lines(problems))
 
 
+def landed_again_lines(batches: Sequence[LandedAgain]) -> list[str]:
+    """Each done batch landed again since its ingest, with what that means and what to do."""
+    if not batches:
+        return []
+    one = len(batches) == 1
+    return [f"LANDED AGAIN: {len(batches)} batch{'' if one else 'es'} changed in the landing zone after "
+            f"{'it was' if one else 'they were'} ingested ({'its' if one else 'their'} changes are in no release)",
+            *(f"  {batch}" for batch in batches)]
+
+
 def landing_problem_lines(problems: list[LandingProblem]) -> list[str]:
     """Each landed entry that is not read as a batch, with why and what to do."""
     if not problems:
@@ -80,7 +98,7 @@ def retry_batch(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environ
     """Run `batch_job` for the batch again, as landed now: a removed batch ready again comes back."""
     known = set(instance.get_dynamic_partitions(annotation_batches.name))
     if batch not in known:
-        ready = list_ready_batches(*open_location(env.landing_root, env.s3_endpoint_url))
+        ready = list(find_ready_batches(*open_location(env.landing_root, env.s3_endpoint_url)))
         if batch not in ready:
             raise UnknownBatch(_unknown(batch, known | set(ready), f"and nothing by that name is ready in {env.landing_root}"))
         instance.add_dynamic_partitions(annotation_batches.name, [batch])

@@ -5,7 +5,7 @@ import polars as pl
 
 from segpipe.core.consensus.review import REVIEW_STATUSES
 
-from segpipe.cli.batches import landing_problem_lines
+from segpipe.cli.batches import landed_again_lines, landing_problem_lines
 from segpipe.cli.failure_summary import format_failure
 from segpipe.cli.local_build import BuildOutcome
 from segpipe.cli.run_failure import read_run_failure
@@ -23,6 +23,7 @@ def format_summary(outcome: BuildOutcome, defs: dg.Definitions, instance: dg.Dag
     lines += [f"batch {batch}: removed (`segpipe batch remove`), left out; `segpipe batch retry {batch}` brings it back"
               for batch in outcome.removed]
     lines += landing_problem_lines(outcome.not_batches)
+    lines += landed_again_lines(outcome.landed_again)
     if not outcome.success:
         failure = read_run_failure(instance, outcome.failed_run_id)
         return "\n".join(lines + format_failure(failure, outcome.batches, defs, instance, env)

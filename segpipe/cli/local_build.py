@@ -24,7 +24,7 @@ from segpipe.cli.sqlite_syncs import fewer_disk_syncs, keep_for_process
 from segpipe.core.ingest.landing import LandingProblem, scan_landing
 from segpipe.core.config.pipeline import load_pipeline_settings
 from segpipe.core.taxonomy.model import load_taxonomy
-from segpipe.defs.batches import BATCH_DONE_ASSET, done_batches
+from segpipe.defs.batches import BATCH_DONE_ASSET, LandedAgain, done_batches, landed_again
 from segpipe.defs.executor import CELERY
 from segpipe.defs.partitions import BACKFILL_RUN_BATCHES, PARALLEL_RUN_TAG, annotation_batches
 from segpipe.environment import Environment
@@ -54,6 +54,7 @@ class BuildOutcome:
     failed_batches: dict[str, str] = field(default_factory=dict)  # batch -> its failed batch_job run of this build
     removed: list[str] = field(default_factory=list)  # ready batches left out: `segpipe batch remove` removed them
     not_batches: list[LandingProblem] = field(default_factory=list)  # landed entries that cannot be batches
+    landed_again: list[LandedAgain] = field(default_factory=list)  # done batches landed again since their ingest
 
 
 def run_local_build(
@@ -75,7 +76,8 @@ def run_local_build(
 
 def _build(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment, log_level: str,
            progress: RunProgress, batch_workers: int) -> BuildOutcome:
-    batches, removed, not_batches = _register_batches(instance, env)
+    batches, removed, not_batches, ready_at = _register_batches(instance, env)
+    again = landed_again(instance, ready_at)
     quiet = _quiet(log_level)
     drawn = instance.get_materialized_partitions(dg.AssetKey(BATCH_DONE_ASSET))
     new = [batch for batch in batches if batch not in drawn]
@@ -88,7 +90,7 @@ def _build(defs: dg.Definitions, instance: dg.DagsterInstance, env: Environment,
             return replace(_failed(batches, next(iter(failed_batches.values()))), failed_batches=failed_batches,
                            not_batches=not_batches)
         return replace(_release(defs, instance, batches, quiet, progress), failed_batches=failed_batches,
-                       removed=removed, not_batches=not_batches)
+                       removed=removed, not_batches=not_batches, landed_again=again)
 
 
 def run_taxonomy_backfill(
@@ -301,9 +303,10 @@ def _helper_run(instance_ref: InstanceRef, run: QueuedRun, run_id: str, quiet: d
 
 def _register_batches(
     instance: dg.DagsterInstance, env: Environment,
-) -> tuple[list[str], list[str], list[LandingProblem]]:
+) -> tuple[list[str], list[str], list[LandingProblem], dict[str, float]]:
     """The ready batches to build, each added as a partition; the ready ones left out because they
-    were removed (`segpipe batch retry` brings one back); the landed entries that cannot be batches."""
+    were removed (`segpipe batch retry` brings one back); the landed entries that cannot be batches;
+    when each batch to build landed."""
     load_taxonomy(env.taxonomy_path)
     load_pipeline_settings(env.pipeline_path)
     fs, root = open_location(env.landing_root, env.s3_endpoint_url)
@@ -318,7 +321,7 @@ def _register_batches(
                              + (f" (removed, so left out: {', '.join(sorted(removed & set(ready)))})" if ready else "")
                              + "".join(f"\nnot a batch: {problem}" for problem in scan.problems))
     instance.add_dynamic_partitions(annotation_batches.name, [b for b in batches if b not in known])
-    return batches, sorted(removed & set(ready)), scan.problems
+    return batches, sorted(removed & set(ready)), scan.problems, {b: scan.ready[b].ready_at for b in batches}
 
 
 def _failed(batches: list[str], run_id: str) -> BuildOutcome:

@@ -15,6 +15,7 @@ from segpipe.defs.partitions import annotation_batches
 from segpipe.defs.root_cause import root_cause
 
 BATCH_DONE_ASSET = "annotation_masks"
+LANDED_AT = "landed_at"  # batch_files' metadata: when the batch its ingest read had landed (batch.json's mtime)
 
 
 @dataclass(frozen=True)
@@ -66,3 +67,38 @@ def _failure(instance: dg.DagsterInstance, run_id: str) -> str:
         first = message.splitlines()[0] if message else "no message"
         return f"step {record.dagster_event.step_key}: {error_type}: {first}"
     return "the run failed outside any step; see its log in the Dagster UI"
+
+
+@dataclass(frozen=True)
+class LandedAgain:
+    """A done batch whose folder or archive was landed again after its ingest read it: its tables,
+    and so the releases, hold what was read then."""
+
+    batch: str
+    ingested_from: float  # when the batch its ingest read had landed, seconds since the epoch
+    landed: float  # when the one in the landing zone now landed
+
+    def __str__(self) -> str:
+        return (f"{self.batch}: landed again ({_utc(self.landed)}) after its ingest read the one of "
+                f"{_utc(self.ingested_from)}; releases hold what was read then. `segpipe batch retry {self.batch}` "
+                "reads it again; a correction is better landed as a new batch (docs/landing.md, Corrections)")
+
+
+def landed_again(instance: dg.DagsterInstance, ready_at: dict[str, float]) -> list[LandedAgain]:
+    """The done batches among `ready_at` (batch -> when the one in the landing zone landed) that landed
+    after their ingest read them: a vendor's re-delivery into the same folder, which the landing
+    sensor does not read again (only new batch ids are new partitions). A batch ingested before
+    ingest recorded when it landed is taken as unchanged."""
+    done = instance.get_materialized_partitions(dg.AssetKey(BATCH_DONE_ASSET))
+    found = []
+    for batch in sorted(b for b in ready_at if b in done):
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("batch_files"), asset_partitions=[batch]), limit=1).records
+        recorded = records[0].asset_materialization.metadata.get(LANDED_AT) if records else None
+        if recorded is not None and recorded.value != ready_at[batch]:
+            found.append(LandedAgain(batch, recorded.value, ready_at[batch]))
+    return found
+
+
+def _utc(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -13,20 +13,25 @@ from segpipe.io.object_store import LandingZone, ObjectStore
 from segpipe.io.parquet_io_manager import PolarsParquetIOManager
 
 
-def materialize_batch(tmp_path, landing, batch_id: str) -> dg.ExecuteInProcessResult:
+def materialize_batch(tmp_path, landing, batch_id: str,
+                      instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    """The batch's ingest, on `instance` when given, else on a throwaway one."""
+    if instance is None:
+        with dg.instance_for_test() as throwaway:
+            return materialize_batch(tmp_path, landing, batch_id, throwaway)
     store = tmp_path / "store"
-    with dg.instance_for_test() as instance:
+    if batch_id not in instance.get_dynamic_partitions("annotation_batches"):
         instance.add_dynamic_partitions("annotation_batches", [batch_id])
-        return dg.materialize(
-            [ingest_annotation_batch], partition_key=batch_id, instance=instance,
-            resources={
-                "landing_zone": LandingZone(root=str(landing)),
-                "object_store": ObjectStore(root=str(store)),
-                "annotator_pseudonyms": AnnotatorPseudonyms(key_file=str(tmp_path / "pseudonym.key")),
-                "pipeline_config": PACKAGE_PIPELINE_CONFIG,
-                "io_manager": PolarsParquetIOManager(base_path=str(store / "tables")),
-            },
-        )
+    return dg.materialize(
+        [ingest_annotation_batch], partition_key=batch_id, instance=instance,
+        resources={
+            "landing_zone": LandingZone(root=str(landing)),
+            "object_store": ObjectStore(root=str(store)),
+            "annotator_pseudonyms": AnnotatorPseudonyms(key_file=str(tmp_path / "pseudonym.key")),
+            "pipeline_config": PACKAGE_PIPELINE_CONFIG,
+            "io_manager": PolarsParquetIOManager(base_path=str(store / "tables")),
+        },
+    )
 
 
 def test_a_zip_batch_is_ingested_and_its_images_copied_into_the_store(tiny_demo, tmp_path):

@@ -87,3 +87,29 @@ def test_an_entry_that_cannot_become_a_batch_is_named_in_the_skip_reason_and_log
     assert reason[1].startswith(f"- {landing}/b002 (copy): 'b002 (copy)' is not a batch id")
     assert "Rename the folder to a batch id such as 'b002_copy'" in reason[1]
     assert reason[2].startswith(f"- {landing}/b003.zip: is a symbolic link")
+
+
+def test_a_done_batch_landed_again_is_named_in_the_skip_reason_and_logged_but_not_run(tmp_path, capfd):
+    """A re-delivery into an ingested batch's folder is no new batch: the sensor starts nothing for it,
+    and says on every tick that it landed again and how to read it (defs/batches.landed_again)."""
+    landing = tmp_path / "landing"
+    (landing / "b001").mkdir(parents=True)
+    marker = landing / "b001" / "batch.json"
+    marker.write_text("{}")
+    os.utime(marker, (1_700_000_000, 1_700_000_000))
+    zone = LandingZone(root=str(landing))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("annotation_batches", ["b001"])
+        for asset, metadata in (("batch_files", {"landed_at": dg.MetadataValue.timestamp(1_700_000_000.0)}),
+                                ("annotation_masks", {})):  # as b001's batch_job run left them
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition="b001", metadata=metadata))
+        assert tick(instance, zone, "1").skip_reason.skip_message == "no new ready batch in the landing zone"
+
+        os.utime(marker, (1_700_003_600, 1_700_003_600))
+        again = tick(instance, zone, "1")
+    assert again.run_requests == [] and again.dynamic_partitions_requests == []
+    reason = again.skip_reason.skip_message.splitlines()
+    assert reason[:2] == ["no new ready batch", "1 batch landed again since ingested, not read again by this sensor:"]
+    assert reason[2].startswith("- b001: landed again (2023-11-14 23:13:20 UTC) after its ingest read the one of "
+                                "2023-11-14 22:13:20 UTC") and "`segpipe batch retry b001` reads it again" in reason[2]
+    assert any("WARNING - landed again: b001: landed again" in line for line in capfd.readouterr().err.splitlines())

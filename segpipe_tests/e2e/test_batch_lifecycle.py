@@ -2,6 +2,7 @@
 on; a damaged mask in the store is rewritten by the batch's next run. Real builds on the tiny demo."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -91,6 +92,35 @@ def test_a_failed_batch_whose_folder_is_gone_does_not_block_the_release_then_rem
     assert main(["build"]) == 0
     fourth = capsys.readouterr().out
     assert "NOT RELEASED" not in fourth and _released_version(fourth) != _released_version(second)
+    assert "LANDED AGAIN" not in fourth
+
+
+def test_a_batch_landed_again_after_its_ingest_is_named_by_build_and_batches_until_retried(project, capsys):
+    """A re-delivery into an ingested batch's folder (a new batch.json) is not read by itself: build
+    says so and releases what was read, batches shows it changed, and a retry reads it."""
+    shutil.rmtree(project / "landing" / BAD)
+    assert main(["build"]) == 0
+    first = capsys.readouterr().out
+    redelivered = next(iter(sorted((project / "landing").glob("b002_*"))))
+    marker = redelivered / "batch.json"
+    later = marker.stat().st_mtime + 3600
+    os.utime(marker, (later, later))
+
+    assert main(["build"]) == 0
+    second = capsys.readouterr().out
+    assert "LANDED AGAIN: 1 batch changed in the landing zone after it was ingested" in second
+    assert f"\n  {redelivered.name}: landed again (" in second
+    assert f"`segpipe batch retry {redelivered.name}` reads it again" in second
+    assert _released_version(second) == _released_version(first)  # what was read, released again
+    assert main(["batches"]) == 0
+    assert [redelivered.name, "changed"] in [line.split()[:2] for line in capsys.readouterr().out.splitlines()]
+
+    assert main(["batch", "retry", redelivered.name]) == 0
+    capsys.readouterr()
+    assert main(["build"]) == 0
+    assert "LANDED AGAIN" not in capsys.readouterr().out
+    main(["batches"])
+    assert [redelivered.name, "ingested"] in [line.split()[:2] for line in capsys.readouterr().out.splitlines()]
 
 
 def test_a_truncated_mask_fails_the_release_naming_its_key_and_the_batch_retry_rewrites_it(project, capsys):

@@ -7,6 +7,7 @@ from segpipe.core.shared.errors import InputError
 from segpipe.core.ingest.batch import IngestedBatch, ingest_batch, quarantine_unreadable_batch
 from segpipe.core.ingest.model_settings import ModelSettings
 from segpipe.core.ingest.batch_report import quarantine_reasons, unusable_batch
+from segpipe.defs.batches import LANDED_AT
 from segpipe.defs.ingest.bad_input import BAD_INPUT_TAG, BATCH_USABLE, USABLE_DESCRIPTION, tag_value, usable_result
 from segpipe.defs.metadata import markdown_table, metadata_table
 from segpipe.defs.partitions import BATCH_BACKFILL_POLICY, annotation_batches, batch_check_results, batch_check_spec
@@ -17,13 +18,15 @@ from segpipe.io.pipeline_config import PipelineConfig
 
 
 def _read_batch(batch_id: str, landing_zone: LandingZone, object_store: ObjectStore, key: bytes,
-                models: ModelSettings) -> IngestedBatch:
+                models: ModelSettings) -> tuple[IngestedBatch, float | None]:
+    """The batch as read, and when it landed (its batch.json's or archive's modification time; None
+    when it could not be opened)."""
     try:
         with landing_zone.open_batch(batch_id) as (source, landed):
             return ingest_batch(source, batch_id, key, object_store.write_content_addressed,
-                                landed_at=landed.ready_at, models=models)
+                                landed_at=landed.ready_at, models=models), landed.ready_at
     except InputError as exc:  # the archive itself is unsafe or unreadable, or the batch is gone
-        return quarantine_unreadable_batch(batch_id, exc)
+        return quarantine_unreadable_batch(batch_id, exc), None
 
 
 @dg.multi_asset(
@@ -63,9 +66,10 @@ def _ingest_batches(
     models: ModelSettings,
 ) -> Iterator[dg.Output | dg.AssetCheckEvaluation]:
     batch_ids: Sequence[str] = context.partition_keys
-    batches = {batch_id: _read_batch(batch_id, landing_zone, object_store, key, models) for batch_id in batch_ids}
-    for batch_id, batch in batches.items():
-        _add_batch_metadata(context, batch_id, batch)
+    read = {batch_id: _read_batch(batch_id, landing_zone, object_store, key, models) for batch_id in batch_ids}
+    batches = {batch_id: batch for batch_id, (batch, _) in read.items()}
+    for batch_id, (batch, landed_at) in read.items():
+        _add_batch_metadata(context, batch_id, batch, landed_at)
     unusable = {batch_id: unusable_batch(batch) for batch_id, batch in batches.items()}
     bad = [batch_id for batch_id, problem in unusable.items() if problem is not None]
     if bad:
@@ -78,8 +82,10 @@ def _ingest_batches(
         batch_id: usable_result(batch_id, problem) for batch_id, problem in unusable.items()})
 
 
-def _add_batch_metadata(context: dg.AssetExecutionContext, batch_id: str, batch: IngestedBatch) -> None:
-    """Each partition's own numbers, not the run's totals."""
+def _add_batch_metadata(context: dg.AssetExecutionContext, batch_id: str, batch: IngestedBatch,
+                        landed_at: float | None) -> None:
+    """Each partition's own numbers, not the run's totals; and when the batch read had landed, by
+    which `segpipe build` tells a batch landed again since (defs/batches.landed_again)."""
     def add(asset: str, metadata: dict) -> None:
         context.add_asset_metadata(metadata, asset_key=asset, partition_key=batch_id)
 
@@ -90,7 +96,8 @@ def _add_batch_metadata(context: dg.AssetExecutionContext, batch_id: str, batch:
     add("batch_quarantine", {"entries_quarantined": batch.quarantine.height,
                              "reasons": metadata_table(quarantine_reasons(batch.quarantine))})
     add("batch_files", {"files": batch.files.height,
-                        "not_read": batch.files.filter(pl.col("outcome") != "read").height})
+                        "not_read": batch.files.filter(pl.col("outcome") != "read").height,
+                        **({} if landed_at is None else {LANDED_AT: dg.MetadataValue.timestamp(landed_at)})})
 
 
 def _accepted_result(batch_id: str, batch: IngestedBatch) -> dg.AssetCheckResult:

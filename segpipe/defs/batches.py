@@ -16,6 +16,7 @@ from segpipe.defs.root_cause import root_cause
 
 BATCH_DONE_ASSET = "annotation_masks"
 LANDED_AT = "landed_at"  # batch_files' metadata: when the batch its ingest read had landed (batch.json's mtime)
+_PAGE = 1000  # materializations read a query
 
 
 @dataclass(frozen=True)
@@ -90,14 +91,30 @@ def landed_again(instance: dg.DagsterInstance, ready_at: dict[str, float]) -> li
     sensor does not read again (only new batch ids are new partitions). A batch ingested before
     ingest recorded when it landed is taken as unchanged."""
     done = instance.get_materialized_partitions(dg.AssetKey(BATCH_DONE_ASSET))
-    found = []
-    for batch in sorted(b for b in ready_at if b in done):
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("batch_files"), asset_partitions=[batch]), limit=1).records
-        recorded = records[0].asset_materialization.metadata.get(LANDED_AT) if records else None
-        if recorded is not None and recorded.value != ready_at[batch]:
-            found.append(LandedAgain(batch, recorded.value, ready_at[batch]))
-    return found
+    recorded = _landed_at_read(instance, sorted(b for b in ready_at if b in done))
+    return [LandedAgain(batch, read, ready_at[batch]) for batch, read in sorted(recorded.items())
+            if read != ready_at[batch]]
+
+
+def _landed_at_read(instance: dg.DagsterInstance, batches: list[str]) -> dict[str, float]:
+    """batch -> the landed_at its newest ingest recorded, for those that recorded one: the batches'
+    batch_files materializations read newest first, a page of them a query (not a query a batch:
+    the landing sensor asks every minute)."""
+    found: dict[str, float | None] = {}
+    cursor = None
+    while batches and len(found) < len(batches):
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("batch_files"), asset_partitions=batches),
+            limit=_PAGE, cursor=cursor, ascending=False)
+        for record in page.records:
+            materialization = record.asset_materialization
+            if materialization.partition not in found:
+                stamp = materialization.metadata.get(LANDED_AT)
+                found[materialization.partition] = None if stamp is None else stamp.value
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return {batch: read for batch, read in found.items() if read is not None}
 
 
 def _utc(seconds: float) -> str:

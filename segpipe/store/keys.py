@@ -47,6 +47,9 @@ RETIRED_MEMO_DIRS = ("yolo-outlines", "coco-shapes")
 MASK_DIRS = ("masks/", "instance-masks/")
 FUSED_MASKS_DIR = "masks/fused/"
 MASK_MEMO_DIRS = ("coco-annotations/", "coco-mask-shapes/", "yolo-exteriors/", "yolo-labels/")
+# Files a table names themselves, which gc deletes once none does (superseded_masks.py): QA thumbnails,
+# which qa_report names and a QA run draws again where missing (a published release holds copies).
+TABLE_NAMED_DIRS = (f"{QA_THUMBNAILS_DIR}/",)
 
 
 def checked_on_read(key: str) -> bool:

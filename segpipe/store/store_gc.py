@@ -53,11 +53,12 @@ def report_lines(dataset: str, done: StoreGarbage, retention: Retention, dry_run
                      "may be about to use them; a later gc deletes them")
     if releases.stopped:
         lines.append("  stopped before the end: the claim was held too long; run gc again")
-    lines.append(f"  {would} {superseded.files} masks and memos of masks no table names any more "
-                 f"({superseded.bytes / 2**20:.1f} MiB: a taxonomy edit's earlier class masks)"
+    lines.append(f"  {would} {superseded.files} masks, their memos and QA thumbnails no table names any more "
+                 f"({superseded.bytes / 2**20:.1f} MiB: a taxonomy edit's earlier class masks, and what was made of "
+                 "them)"
                  if superseded.tables else "  no build's tables in the store: no mask deleted")
     if superseded.spared:
-        lines.append(f"  kept {superseded.spared} such masks and memos younger than {_grace(retention)}: a build may "
+        lines.append(f"  kept {superseded.spared} such files younger than {_grace(retention)}: a build may "
                      "be about to name them; a later gc deletes them")
     if retired.folders:
         folders = ", ".join(f"{folder}/" for folder in retired.folders)

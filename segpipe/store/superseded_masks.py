@@ -9,7 +9,8 @@ dataset's annotations at every edit. So gc deletes every file of keys.MASK_DIRS 
 see there) and keys.MASK_MEMO_DIRS whose mask no table names, once it is older than the grace
 period: a build writes its masks before its tables name them. A run that read its tables before a
 backfill replaced them can then find a mask gone and fail naming it; run again, it reads the
-current tables and draws what it lacks.
+current tables and draws what it lacks. QA thumbnails (keys.TABLE_NAMED_DIRS) go the same way
+once qa_report names them no more: a QA run draws a missing one again.
 """
 
 import datetime as dt
@@ -28,7 +29,7 @@ _DELETE_CHUNK = 1000  # keys per delete call: S3 deletes at most 1000 objects a 
 @dataclass(frozen=True)
 class SupersededMasks:
     tables: int  # the tables read: none, and no mask is deleted (nothing tells one in use)
-    files: int  # masks and memos no table names, older than the grace period: deleted (or, dry, would be)
+    files: int  # masks, memos and thumbnails no table names, older than the grace period: deleted (or, dry, would be)
     bytes: int
     spared: int  # no table names them, but younger than the grace period
 
@@ -73,12 +74,12 @@ def delete_superseded_masks(fs: fsspec.AbstractFileSystem, root: str, grace: dt.
     if not tables:  # no build's tables here (another root, or none yet): nothing tells a mask in use
         return SupersededMasks(0, 0, 0, 0)
     stale, size, spared = [], 0, 0
-    for folder in (*keys.MASK_DIRS, *keys.MASK_MEMO_DIRS):
+    for folder in (*keys.MASK_DIRS, *keys.MASK_MEMO_DIRS, *keys.TABLE_NAMED_DIRS):
         for key, entry in stored_files(fs, root, folder.rstrip("/")).items():
             if key.startswith(keys.FUSED_MASKS_DIR):
                 continue
-            mask = key if folder in keys.MASK_DIRS else keys.mask_of_memo(key)
-            if mask in named:
+            named_as = keys.mask_of_memo(key) if folder in keys.MASK_MEMO_DIRS else key
+            if named_as in named:
                 continue
             if now - modified_time(fs, entry) < grace:
                 spared += 1

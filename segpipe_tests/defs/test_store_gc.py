@@ -43,8 +43,8 @@ def test_the_job_deletes_what_no_table_names_and_reports_it_in_the_run(project):
     assert (metadata["versions_retired"], metadata["parts_deleted"], metadata["masks_and_memos_deleted"]) == (
         0, 0, len(stale))
     assert metadata["report"].splitlines()[-1] == (
-        f"  deleted {len(stale)} masks and memos of masks no table names any more (0.0 MiB: a taxonomy edit's "
-        "earlier class masks)")
+        f"  deleted {len(stale)} masks, their memos and QA thumbnails no table names any more (0.0 MiB: a taxonomy "
+        "edit's earlier class masks, and what was made of them)")
 
 
 def test_the_schedule_follows_gc_cron_in_the_nightly_timezone_and_null_means_none(project):

@@ -14,6 +14,7 @@ HOUR = dt.timedelta(hours=1)
 CURRENT, OLD = keys.class_mask("b1", "b1-e-1", "c0ffee"), keys.class_mask("b1", "b1-e-1", "01d")
 CURRENT_INSTANCES, OLD_INSTANCES = keys.instance_mask("b1", "b1-e-1", "1a"), keys.instance_mask("b1", "b1-e-1", "0b")
 FUSED = keys.fused_mask("img", "f00")  # named by no table, but by a consensus memo a build may recall
+THUMBNAIL, OLD_THUMBNAIL = (keys.qa_thumbnail("mask_not_empty", "b1-e-1", digest) for digest in ("7e", "0d"))
 
 
 def memos(mask: str) -> list[str]:
@@ -28,16 +29,20 @@ def _parquet(frame: pl.DataFrame) -> bytes:
 
 
 def planted_store(fs: fsspec.AbstractFileSystem, root: str) -> tuple[set[str], set[str]]:
-    """A store whose tables name CURRENT, CURRENT_INSTANCES and a fused mask of today; the keys that
-    must stay and those no table names."""
+    """A store whose tables name CURRENT, CURRENT_INSTANCES, a fused mask of today and THUMBNAIL; the
+    keys that must stay and those no table names."""
     fs.pipe_file(f"{root}/{keys.TABLES_DIR}/annotation_masks/b1.parquet", _parquet(pl.DataFrame({
         "entry_id": ["b1-e-1", "b1-e-2"], "mask_key": [CURRENT, None], "instance_mask_key": [CURRENT_INSTANCES, None],
         "class_pixels": [[1], [2]]})))
     fs.pipe_file(f"{root}/{keys.TABLES_DIR}/consensus_masks.parquet", _parquet(pl.DataFrame({
         "image_id": ["img"], "mask_key": [keys.fused_mask("img", "today")], "split_key": [7]})))
+    fs.pipe_file(f"{root}/{keys.TABLES_DIR}/qa_report.parquet", _parquet(pl.DataFrame({
+        "entry_id": ["b1-e-1", "b1-e-1"], "check_id": ["mask_not_empty", "labels_mapped"],
+        "thumbnail_key": [THUMBNAIL, None]})))
     kept = {CURRENT, CURRENT_INSTANCES, *memos(CURRENT), FUSED, keys.fused_mask("img", "today"),
-            keys.label_mask("b1", "b1-e-1", "aa"), keys.image("img", "", ".png"), keys.coco_fragment("fr")}
-    stale = {OLD, OLD_INSTANCES, *memos(OLD), *memos(FUSED)}  # a fused mask's memos are made again when wanted
+            keys.label_mask("b1", "b1-e-1", "aa"), keys.image("img", "", ".png"), keys.coco_fragment("fr"), THUMBNAIL}
+    # a fused mask's memos are made again when wanted, and so is a QA thumbnail
+    stale = {OLD, OLD_INSTANCES, *memos(OLD), *memos(FUSED), OLD_THUMBNAIL}
     for key in kept | stale:
         fs.pipe_file(f"{root}/{key}", b"x" * 100)
     return kept, stale
@@ -57,7 +62,7 @@ def collects_what_no_table_names(fs: fsspec.AbstractFileSystem, root: str) -> No
     later = dt.datetime.now(dt.UTC) + 2 * HOUR
 
     counted = delete_superseded_masks(fs, root, HOUR, now=later, dry_run=True)
-    assert (counted.tables, counted.files, counted.bytes, counted.spared) == (2, len(stale), 100 * len(stale), 0)
+    assert (counted.tables, counted.files, counted.bytes, counted.spared) == (3, len(stale), 100 * len(stale), 0)
     assert stored(fs, root) == kept | stale
 
     young = delete_superseded_masks(fs, root, HOUR)  # all written just now: none past the grace period

@@ -39,7 +39,8 @@ class ReleaseSettings:
         description="`segpipe gc` keeps this many of the newest versions, the one latest.json names and those in "
                     "`keep`, and deletes the others with every part no kept version uses. Unset: every version is "
                     "kept, and gc deletes only parts no version uses (left by failed publishes). Either way it "
-                    "deletes the masks no table names any more (a taxonomy edit's earlier ones) and their memos.")
+                    "deletes the masks no table names any more (a taxonomy edit's earlier ones), their memos and the "
+                    "QA thumbnails no table names.")
     keep: tuple[StrictStr, ...] = Field(
         (),
         description="Versions `segpipe gc` keeps whatever keep_last says: those a team has pinned.")

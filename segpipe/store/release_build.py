@@ -17,6 +17,7 @@ import datetime as dt
 import io
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -37,6 +38,7 @@ from segpipe.store.staging import ReleaseStaging, StagedReleaseCorrupt
 
 STAGED_ARCHIVE = "dataset.zip"
 STAGED_MASK_SAMPLE = 16
+PART_READERS = 8  # ZIP directories read at once by the staged check
 
 
 @dataclass(frozen=True)
@@ -94,17 +96,44 @@ def _check_staged_release(fs: fsspec.AbstractFileSystem, staging: ReleaseStaging
     rest for being there, the manifest and meta.json, a sample of masks decoded."""
     used = contents.parts.parts if contents.parts is not None else []
     fresh = {STAGED_ARCHIVE, *(name for name in used if name in shelf.staging.sha256)}
+    paths = {STAGED_ARCHIVE: f"{staging.path}/{STAGED_ARCHIVE}",
+             **{name: f"{shelf.staging.path}/{name}" if name in fresh else shelf.key(name) for name in used}}
     with contextlib.ExitStack() as opened:
-        def archive(label: str, path: str) -> tuple[str, zipfile.ZipFile]:
-            return label, opened.enter_context(zipfile.ZipFile(opened.enter_context(fs.open(path, "rb"))))
-
-        files = PartedFiles([archive(STAGED_ARCHIVE, f"{staging.path}/{STAGED_ARCHIVE}"), *(
-            archive(name, f"{shelf.staging.path}/{name}" if name in fresh else shelf.key(name)) for name in used)])
+        files = PartedFiles(_open_archives(fs, paths, opened))
         result = verify_release(files, STAGED_MASK_SAMPLE, hashed=lambda member: files.holder(member) in fresh)
     problems = [f"{p.member}: {p.problem}" for p in result.problems]
     problems += [f"{member}: in two parts" for member in files.duplicates]
     if problems:
         raise StagedReleaseCorrupt(f"{staging.path}/{STAGED_ARCHIVE}: " + "; ".join(problems[:5]))
+
+
+def _open_archives(fs: fsspec.AbstractFileSystem, paths: dict[str, str],
+                   opened: contextlib.ExitStack) -> list[tuple[str, zipfile.ZipFile]]:
+    """Each ZIP of `paths` (label -> path) opened, its directory read, and closed with `opened`. The
+    directories are read PART_READERS at a time: on S3 each is a few round trips, and a version has
+    hundreds of parts, so one after the other they would be most of a nightly's publish."""
+    def open_zip(path: str) -> tuple[BinaryIO, zipfile.ZipFile]:
+        stream = fs.open(path, "rb")
+        try:
+            return stream, zipfile.ZipFile(stream)
+        except BaseException:
+            stream.close()
+            raise
+
+    with ThreadPoolExecutor(PART_READERS, thread_name_prefix="segpipe-staged-check") as pool:
+        pending = {label: pool.submit(open_zip, path) for label, path in paths.items()}
+    found, failures = [], []
+    for label, future in pending.items():
+        if future.exception() is not None:
+            failures.append(future.exception())
+            continue
+        stream, archive = future.result()
+        opened.enter_context(stream)
+        opened.enter_context(archive)
+        found.append((label, archive))
+    if failures:
+        raise failures[0]
+    return found
 
 
 def _checked_below(_archive: zipfile.ZipFile) -> list[str]:

@@ -26,6 +26,7 @@ from segpipe.core.release.parts import KnownMembers, PlannedMember, known_member
 from segpipe.core.release.verify import MEMBER_ERRORS, member_sha256
 from segpipe.store import keys
 from segpipe.store.create_only import CreateOutcome, create_only_from, object_sha256
+from segpipe.store.listing import stored_files
 from segpipe.store.release_read import newest_release, read_release_file
 from segpipe.store.staging import ReleaseStaging
 
@@ -83,12 +84,18 @@ class StoreShelf:
         self.staging, self.trusted = staging, trusted
         self.used: dict[str, dict] = {}
         self.members: dict[str, Sequence[PlannedMember]] = {}
+        self._stored: dict[str, int] | None = None  # the parts folder, listed at the first part asked for
 
     def key(self, name: str) -> str:
         return f"{self.root}/{keys.release_part(self.dataset_name, name)}"
 
     def holds(self, name: str, members: Sequence[PlannedMember]) -> bool:
-        size = stored_size(self.fs, self.key(name))
+        """Whether the part is stored (by one listing of the folder for all the parts a build asks for:
+        a request a part would cost a nightly hundreds of round trips to S3). A part created by another
+        publisher since is written as new, and its create then finds and checks theirs (place)."""
+        if self._stored is None:
+            self._stored = stored_part_sizes(self.fs, self.root, self.dataset_name)
+        size = self._stored.get(name)
         if size is None:
             return False
         recorded = self.trusted.get(name)
@@ -146,21 +153,20 @@ def part_problem(fs: fsspec.AbstractFileSystem, key: str, expected: Mapping[str,
     return None
 
 
-def stored_size(fs: fsspec.AbstractFileSystem, key: str) -> int | None:
-    """The size of the object at `key` as the store holds it now; None when there is none."""
-    fs.invalidate_cache(key.rsplit("/", 1)[0])
-    try:
-        return int(fs.info(key)["size"])
-    except FileNotFoundError:
-        return None
+def stored_part_sizes(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str) -> dict[str, int]:
+    """Every stored part's name and size, as the store lists them now."""
+    return {key.rsplit("/", 1)[-1]: int(entry["size"])
+            for key, entry in stored_files(fs, root, keys.parts_dir(dataset_name)).items()}
 
 
 def check_parts_present(fs: fsspec.AbstractFileSystem, root: str, dataset_name: str, parts: Mapping[str, dict]) -> None:
     """Every part a version is about to commit is stored with the size recorded: a part deleted by
-    `segpipe gc` (or by hand) since the build found it stops the commit."""
+    `segpipe gc` (or by hand) since the build found it stops the commit. One listing of the parts
+    folder, read now, answers for all of them."""
+    stored = stored_part_sizes(fs, root, dataset_name) if parts else {}
     for name, recorded in sorted(parts.items()):
         key = f"{root}/{keys.release_part(dataset_name, name)}"
-        size = stored_size(fs, key)
+        size = stored.get(name)
         if size != recorded["size"]:
             found = "gone" if size is None else f"{size} bytes, not {recorded['size']}"
             raise PartMissing(

@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import fsspec
+import fsspec.implementations.local
 import orjson
 import polars as pl
 import pytest
@@ -81,6 +82,38 @@ def test_a_nightly_writes_only_the_new_batchs_parts_and_a_taxonomy_edit_no_image
         assert checked.problems == [] and checked.parts == len(build.published.marker["parts"])
     assert orjson.loads(read_release_file(fs, root, edited.published.marker, "diff.json"))["counts"] == {
         "added": 0, "removed": 0, "changed": 1}
+
+
+class CountingLocalFileSystem(fsspec.implementations.local.LocalFileSystem):
+    """The local filesystem, counting what it is asked of the parts folder: metadata of one object
+    (`info`, as a HEAD on S3) and listings of the folder itself (`find`, as a LIST on S3)."""
+
+    cachable = False
+
+    def __init__(self, parts: str, **kwargs) -> None:
+        super().__init__(auto_mkdir=True, **kwargs)
+        self.parts, self.infos, self.listings = parts, [], 0
+
+    def info(self, path, **kwargs):
+        if str(path).startswith(self.parts + "/"):
+            self.infos.append(str(path))
+        return super().info(path, **kwargs)
+
+    def find(self, path, *args, **kwargs):
+        self.listings += str(path).rstrip("/") == self.parts
+        return super().find(path, *args, **kwargs)
+
+
+def test_a_nightly_learns_which_parts_are_stored_from_listings_not_a_request_a_part(tmp_path):
+    """On S3 a request is a round trip, and a version uses hundreds of parts: the build's check of which
+    parts are stored, and the commit's check that they still are, each list the parts folder once."""
+    root = str(tmp_path / "store")
+    publish_constructed(_local(), root, without_test)
+    counting = CountingLocalFileSystem(f"{root}/{keys.parts_dir('demo')}")
+    nightly = publish_constructed(counting, root, new_batch_with_the_test_image, run_id="run-2")
+    reused = set(nightly.published.marker["parts"]) - set(nightly.parts_written)
+    assert len(reused) == 4 and counting.listings == 2
+    assert not [path for path in counting.infos if path.rsplit("/", 1)[-1] in reused]
 
 
 def test_a_version_fetched_or_packed_is_the_release_built_as_one_zip(tmp_path):

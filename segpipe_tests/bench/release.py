@@ -11,15 +11,17 @@ it wrote under releases/ (version folder and parts), the parts it wrote, the fil
 size above the dataset, the release is one ZIP and the nightly rewrites it whole; below, the
 nightly writes the new batch's parts and the version's own ZIP. `--exports cityscapes voc hf` turns
 trainer layouts on (release.exports): their label files add to the annotation parts, never to the
-image parts. Results: $SEGPIPE_HOME/bench/release.json.
+image parts. `--store s3` does the same on a SeaweedFS server the benchmark starts on 127.0.0.1
+(segpipe_tests/s3_server.py), as production publishes to S3: a request there is a round trip, so
+what a publish asks per part shows. Results: $SEGPIPE_HOME/bench/release.json (release_s3.json).
 """
 
 import argparse
+import contextlib
 import io
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,8 @@ import polars as pl
 from PIL import Image
 
 WIDTH, HEIGHT = 512, 256
+S3_BUCKET = "segpipe-bench"
+CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
 
 
 def _scene(rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
@@ -54,14 +58,22 @@ def _scene(rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
     return out.getvalue(), mask
 
 
-def generate(size: int, workdir: Path) -> None:
-    """In a process of its own: `size` images and masks of batch b0 and 1% more of batch b1 into a
-    local store, and the release items as a Parquet file, so the measuring process holds none of
-    the generated data."""
-    from segpipe.core.shared.png import encode_mask_png
+def _store(workdir: Path, s3_endpoint: str | None):
+    """The benchmark's object store: a folder of the work dir, or a bucket on the S3 server."""
     from segpipe.io.object_store import ObjectStore
 
-    artefacts = ObjectStore(root=str(workdir / "store")).artefacts()
+    if s3_endpoint is None:
+        return ObjectStore(root=str(workdir / "store"))
+    return ObjectStore(root=f"s3://{S3_BUCKET}/store", endpoint_url=s3_endpoint)
+
+
+def generate(size: int, workdir: Path, s3_endpoint: str | None = None) -> None:
+    """In a process of its own: `size` images and masks of batch b0 and 1% more of batch b1 into the
+    store, and the release items as a Parquet file, so the measuring process holds none of the
+    generated data."""
+    from segpipe.core.shared.png import encode_mask_png
+
+    artefacts = _store(workdir, s3_endpoint).artefacts()
     rng = np.random.default_rng(size)
     rows = []
     for n in range(size + max(1, size // 100)):
@@ -82,7 +94,8 @@ def generate(size: int, workdir: Path) -> None:
                  ).write_parquet(workdir / "items.parquet")
 
 
-def measure(workdir: Path, phase: str, part_mib: float, exports: tuple[str, ...] = ()) -> dict:
+def measure(workdir: Path, phase: str, part_mib: float, exports: tuple[str, ...] = (),
+            s3_endpoint: str | None = None) -> dict:
     """In a fresh process: publish the release of the b0 images (cold) or of all (nightly) into the
     store, parts of `part_mib`, and say what it cost."""
     from segpipe.core.release.build import ReleaseContents, package_release
@@ -91,10 +104,9 @@ def measure(workdir: Path, phase: str, part_mib: float, exports: tuple[str, ...]
     from segpipe.core.release.writers import BuildStamp, ReleaseContext
     from segpipe.core.taxonomy.model import load_taxonomy
     from segpipe.demo import DEMO_CONFIG
-    from segpipe.io.object_store import ObjectStore
     from segpipe.store.release_build import publish_built
 
-    store = ObjectStore(root=str(workdir / "store"))
+    store = _store(workdir, s3_endpoint)
     items = pl.read_parquet(workdir / "items.parquet")
     if phase == "cold":
         items = items.filter(pl.col("part_group") == "b0")
@@ -119,14 +131,14 @@ def measure(workdir: Path, phase: str, part_mib: float, exports: tuple[str, ...]
                                datasheet_pictures(release), members, placed)
 
     fs, root = store.location()
-    releases = Path(root) / "releases"
-    before = _objects(releases)
+    before = _objects(fs, root)
     start = time.perf_counter()
     built = publish_built(fs, root, "bench", phase, taxonomy.taxonomy_version, max(1, round(part_mib * 2**20)), build)
     seconds = time.perf_counter() - start
-    written = {path: size for path, size in _objects(releases).items() if path not in before}
-    image_mib = sum(size for path, size in written.items() if "/parts/" in path and _holds_images(path)) / 2**20
+    written = {path: size for path, size in _objects(fs, root).items() if path not in before}
+    image_mib = sum(size for path, size in written.items() if "/parts/" in path and _holds_images(fs, root, path)) / 2**20
     return {"phase": phase, "part_mib": part_mib, "images": size, "seconds": seconds, "exports": list(exports),
+            "store": "local" if s3_endpoint is None else "s3",
             "image_parts_written_mib": image_mib,
             "images_per_s": size / seconds, "written_mib": sum(written.values()) / 2**20, "objects_written": len(written),
             "parts": len(built.published.marker["parts"]), "parts_written": len(built.parts_written),
@@ -135,17 +147,19 @@ def measure(workdir: Path, phase: str, part_mib: float, exports: tuple[str, ...]
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _holds_images(part: str) -> bool:
+def _holds_images(fs, root: str, part: str) -> bool:
     from segpipe.core.release.layout import is_image
 
-    with zipfile.ZipFile(part) as archive:
+    with fs.open(f"{root}/{part}", "rb") as stream, zipfile.ZipFile(stream) as archive:
         return any(is_image(name) for name in archive.namelist())
 
 
-def _objects(folder: Path) -> dict[str, int]:
-    """Every object under `folder` but staging and claims, by path, with its size."""
-    return {str(p): p.stat().st_size for p in folder.rglob("*")
-            if p.is_file() and "_staging" not in p.parts and "_claims" not in p.parts} if folder.exists() else {}
+def _objects(fs, root: str) -> dict[str, int]:
+    """Every object under the store's releases/ but staging and claims, by key, with its size."""
+    from segpipe.store.listing import stored_files
+
+    return {key: int(entry["size"]) for key, entry in stored_files(fs, root, "releases").items()
+            if "/_staging/" not in key and "/_claims/" not in key}
 
 
 def main() -> None:
@@ -155,30 +169,36 @@ def main() -> None:
                         help="part sizes to publish with (256, the default of release.part_mib, keeps these as one ZIP)")
     parser.add_argument("--exports", nargs="*", default=[], choices=["cityscapes", "voc", "hf"],
                         help="trainer layouts the release carries (release.exports; default: none)")
+    parser.add_argument("--store", choices=["local", "s3"], default="local",
+                        help="publish into a local folder (default), or into S3 on a SeaweedFS server started here")
+    parser.add_argument("--s3-endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--measure", choices=["cold", "nightly"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
-        generate(args.generate, args.workdir)
+        generate(args.generate, args.workdir, args.s3_endpoint)
         return
     if args.measure:
-        print(json.dumps(measure(args.workdir, args.measure, args.part_mib[0], tuple(args.exports))))
+        print(json.dumps(measure(args.workdir, args.measure, args.part_mib[0], tuple(args.exports), args.s3_endpoint)))
         return
     results = []
     for size in args.sizes:
-        with tempfile.TemporaryDirectory(prefix="segpipe-bench-release-") as tmp:
-            child = [sys.executable, "-m", "segpipe_tests.bench.release", "--workdir", tmp]
+        with tempfile.TemporaryDirectory(prefix="segpipe-bench-release-") as tmp, _s3_server(args.store, Path(tmp)) as s3:
+            child = [sys.executable, "-m", "segpipe_tests.bench.release", "--workdir", tmp,
+                     *(["--s3-endpoint", s3.endpoint_url] if s3 else [])]
             subprocess.run([*child, "--generate", str(size)], check=True)
             for part_mib in args.part_mib:  # each cold: no release, and no outline or annotation remembered
+                fs, root = _store(Path(tmp), s3.endpoint_url if s3 else None).location()
                 for made in ("releases", "yolo-exteriors", "coco-annotations"):
-                    shutil.rmtree(Path(tmp) / "store" / made, ignore_errors=True)
+                    if fs.exists(f"{root}/{made}"):
+                        fs.rm(f"{root}/{made}", recursive=True)
                 for phase in ("cold", "nightly"):
                     done = subprocess.run([*child, "--measure", phase, "--part-mib", str(part_mib),
                                            "--exports", *args.exports], check=True,
                                           capture_output=True, text=True)
                     results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print(f"\nRelease benchmark: {WIDTH}x{HEIGHT} images published into a local store, cold, then a nightly with 1% "
+    print(f"\nRelease benchmark: {WIDTH}x{HEIGHT} images published into a {'local store' if args.store == 'local' else 'SeaweedFS S3 store'}, cold, then a nightly with 1% "
           f"new images in a batch of their own; exports: {', '.join(args.exports) or 'none'}")
     print(f"{'images':>7} {'part MiB':>8} {'phase':>8} {'seconds':>8} {'vs cold':>8} {'written MiB':>12} {'objects':>8}"
           f" {'image MiB':>9} {'parts':>6} {'new parts':>9} {'files made':>10} {'peak RSS MiB':>13}")
@@ -191,10 +211,30 @@ def main() -> None:
               f" {r['parts_written']:>9}"
               f" {r['files_made']:>10,} {r['peak_rss_mib']:>13.0f}")
     home = Path(os.environ.get("SEGPIPE_HOME", Path.cwd() / ".segpipe"))
-    out = home / "bench" / "release.json"
+    out = home / "bench" / ("release.json" if args.store == "local" else "release_s3.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     print(f"wrote {out}")
+
+
+@contextlib.contextmanager
+def _s3_server(store: str, tmp: Path):
+    """The S3 server for `--store s3` (its credentials in the environment, for the child processes), else None."""
+    if store == "local":
+        yield None
+        return
+    from segpipe_tests.s3_server import run_s3_server
+
+    with run_s3_server(tmp / "weed") as server:
+        server.filesystem().mkdir(S3_BUCKET)
+        saved = {name: os.environ.get(name) for name in CREDENTIALS}
+        os.environ.update(zip(CREDENTIALS, (server.access_key, server.secret_key, server.region)))
+        try:
+            yield server
+        finally:
+            for name, value in saved.items():
+                os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+            server.crash()  # throwaway data
 
 
 if __name__ == "__main__":

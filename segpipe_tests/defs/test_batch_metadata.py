@@ -16,11 +16,8 @@ from segpipe.defs.taxonomy.assets import mapped_shapes
 from segpipe.core.taxonomy.model import load_taxonomy
 from segpipe.demo import DEMO_CONFIG
 from segpipe.store import keys
-from segpipe.io.annotator_pseudonyms import AnnotatorPseudonyms
-from segpipe_tests.conftest import PACKAGE_PIPELINE_CONFIG
-from segpipe.io.object_store import LandingZone, ObjectStore
-from segpipe.io.parquet_io_manager import PolarsParquetIOManager
 from segpipe.io.pipeline_config import PipelineConfig
+from segpipe_tests.defs.test_ingest_asset import ingest_resources
 
 A, B = "b001_vendor_a_alice", "b002_vendor_b_bob"  # CVAT and COCO; the demo plants different defects in each
 
@@ -45,15 +42,9 @@ def _batch_run(tiny_demo, tmp_path, **partitions: object):
         instance.add_dynamic_partitions("annotation_batches", [A, B])
         result = dg.materialize(
             [ingest_annotation_batch, mapped_shapes, label_masks, annotation_masks], instance=instance, **partitions,
-            resources={
-                "landing_zone": LandingZone(root=str(landing)),
-                "object_store": ObjectStore(root=str(store)),
-                "annotator_pseudonyms": AnnotatorPseudonyms(key_file=str(tmp_path / "pseudonym.key")),
-                "pipeline_config": PACKAGE_PIPELINE_CONFIG,
-                "io_manager": PolarsParquetIOManager(base_path=str(store / "tables")),
-                "pipeline_config": PipelineConfig(taxonomy_path=str(taxonomy),
-                                                  pipeline_path=str(DEMO_CONFIG / "pipeline.yaml")),
-            },
+            resources={**ingest_resources(tmp_path, landing),
+                       "pipeline_config": PipelineConfig(taxonomy_path=str(taxonomy),
+                                                         pipeline_path=str(DEMO_CONFIG / "pipeline.yaml"))},
         )
         assert result.success
         yield instance, result, store

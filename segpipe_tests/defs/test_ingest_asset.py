@@ -13,25 +13,28 @@ from segpipe.io.object_store import LandingZone, ObjectStore
 from segpipe.io.parquet_io_manager import PolarsParquetIOManager
 
 
+def ingest_resources(tmp_path, landing) -> dict:
+    """The resources an ingest reads and writes through: `landing`, and a store in `tmp_path`."""
+    store = tmp_path / "store"
+    return {
+        "landing_zone": LandingZone(root=str(landing)),
+        "object_store": ObjectStore(root=str(store)),
+        "annotator_pseudonyms": AnnotatorPseudonyms(key_file=str(tmp_path / "pseudonym.key")),
+        "pipeline_config": PACKAGE_PIPELINE_CONFIG,
+        "io_manager": PolarsParquetIOManager(base_path=str(store / "tables")),
+    }
+
+
 def materialize_batch(tmp_path, landing, batch_id: str,
                       instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
     """The batch's ingest, on `instance` when given, else on a throwaway one."""
     if instance is None:
         with dg.instance_for_test() as throwaway:
             return materialize_batch(tmp_path, landing, batch_id, throwaway)
-    store = tmp_path / "store"
     if batch_id not in instance.get_dynamic_partitions("annotation_batches"):
         instance.add_dynamic_partitions("annotation_batches", [batch_id])
-    return dg.materialize(
-        [ingest_annotation_batch], partition_key=batch_id, instance=instance,
-        resources={
-            "landing_zone": LandingZone(root=str(landing)),
-            "object_store": ObjectStore(root=str(store)),
-            "annotator_pseudonyms": AnnotatorPseudonyms(key_file=str(tmp_path / "pseudonym.key")),
-            "pipeline_config": PACKAGE_PIPELINE_CONFIG,
-            "io_manager": PolarsParquetIOManager(base_path=str(store / "tables")),
-        },
-    )
+    return dg.materialize([ingest_annotation_batch], partition_key=batch_id, instance=instance,
+                          resources=ingest_resources(tmp_path, landing))
 
 
 def test_a_zip_batch_is_ingested_and_its_images_copied_into_the_store(tiny_demo, tmp_path):
@@ -97,13 +100,7 @@ def test_a_run_over_several_batches_ingests_each_into_its_own_partition(tiny_dem
         result = dg.materialize(
             [ingest_annotation_batch], instance=instance,
             tags={"dagster/asset_partition_range_start": batches[0], "dagster/asset_partition_range_end": batches[-1]},
-            resources={
-                "landing_zone": LandingZone(root=str(landing)),
-                "object_store": ObjectStore(root=str(store)),
-                "annotator_pseudonyms": AnnotatorPseudonyms(key_file=str(tmp_path / "pseudonym.key")),
-                "pipeline_config": PACKAGE_PIPELINE_CONFIG,
-                "io_manager": PolarsParquetIOManager(base_path=str(store / "tables")),
-            },
+            resources=ingest_resources(tmp_path, landing),
         )
     assert result.success
     materialized = {(m.asset_key.to_user_string(), m.partition) for m in result.get_asset_materialization_events()}

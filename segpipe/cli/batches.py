@@ -51,7 +51,7 @@ def batch_rows(instance: dg.DagsterInstance, env: Environment) -> list[BatchRow]
             rows.append(BatchRow(batch, "landed", "no run yet"))
         elif run.failure is None and batch in done and batch in changed:
             rows.append(BatchRow(batch, "changed", f"run {run.run_id[:8]} {run.status.lower()} ({run.when}); "
-                                                   + str(changed[batch]).split(": ", 1)[1]))
+                                                   f"{changed[batch].explained()}"))
         elif run.failure is None and batch in done:
             rows.append(BatchRow(batch, "ingested", f"run {run.run_id[:8]} {run.status.lower()} ({run.when})"))
         else:

@@ -79,10 +79,14 @@ class LandedAgain:
     ingested_from: float  # when the batch its ingest read had landed, seconds since the epoch
     landed: float  # when the one in the landing zone now landed
 
+    def explained(self) -> str:
+        """When it landed again, what that means and what to do."""
+        return (f"landed again ({_utc(self.landed)}) after its ingest read the one of {_utc(self.ingested_from)}; "
+                f"releases hold what was read then. `segpipe batch retry {self.batch}` reads it again; a correction "
+                "is better landed as a new batch (docs/landing.md, Corrections)")
+
     def __str__(self) -> str:
-        return (f"{self.batch}: landed again ({_utc(self.landed)}) after its ingest read the one of "
-                f"{_utc(self.ingested_from)}; releases hold what was read then. `segpipe batch retry {self.batch}` "
-                "reads it again; a correction is better landed as a new batch (docs/landing.md, Corrections)")
+        return f"{self.batch}: {self.explained()}"
 
 
 def landed_again(instance: dg.DagsterInstance, ready_at: dict[str, float]) -> list[LandedAgain]:

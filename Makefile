@@ -10,7 +10,9 @@ CHROMIUM := /usr/bin/chromium
 REDIS := /usr/bin/redis-server
 
 export SEGPIPE_HOME ?= $(CURDIR)/.segpipe
-export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# Dagster's run history in the project, where `segpipe build` keeps it too: `make demo`, `make dev` and
+# any `segpipe` command run in the checkout share one instance.
+export DAGSTER_HOME ?= $(SEGPIPE_HOME)/dagster_home
 
 .PHONY: install demo test dev bench clean
 

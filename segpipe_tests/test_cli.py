@@ -225,7 +225,8 @@ def test_review_export_before_any_build_says_so_exits_1_and_writes_nothing(tmp_p
     assert main(["review", "export", str(tmp_path / "queue.zip")]) == 1
     assert capsys.readouterr().err == (
         f"segpipe review export: no batch is ingested yet in the Dagster instance at {tmp_path / 'dagster'}: run "
-        "`segpipe build` first, or set DAGSTER_HOME to the instance your builds use (`make demo` uses ./.dagster_home)\n")
+        "`segpipe build` first, or set DAGSTER_HOME to the instance your builds use (without it, the project's "
+        "dagster_home/)\n")
     assert not (tmp_path / "queue.zip").exists()
 
 

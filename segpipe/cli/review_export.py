@@ -31,7 +31,7 @@ def export_review_queue(defs: dg.Definitions, instance: dg.DagsterInstance, env:
     if not batches:
         raise NothingToReview(
             f"no batch is ingested yet in the Dagster instance at {instance.root_directory}: run `segpipe build` "
-            "first, or set DAGSTER_HOME to the instance your builds use (`make demo` uses ./.dagster_home)")
+            "first, or set DAGSTER_HOME to the instance your builds use (without it, the project's dagster_home/)")
     try:
         consensus = defs.load_asset_value("consensus_masks", instance=instance)
     except FileNotFoundError:

@@ -67,8 +67,8 @@ def _keys_in(fs: fsspec.AbstractFileSystem, path: str) -> set[str]:
 
 def delete_superseded_masks(fs: fsspec.AbstractFileSystem, root: str, grace: dt.timedelta,
                             now: dt.datetime | None = None, dry_run: bool = False) -> SupersededMasks:
-    """Delete the masks and per-mask memos whose mask no table names, once older than `grace` (with
-    `dry_run`, only count them)."""
+    """Delete the masks and per-mask memos whose mask no table names, and the QA thumbnails no table
+    names, once older than `grace` (with `dry_run`, only count them)."""
     now = now or dt.datetime.now(dt.UTC)
     tables, named = named_by_tables(fs, root)
     if not tables:  # no build's tables here (another root, or none yet): nothing tells a mask in use

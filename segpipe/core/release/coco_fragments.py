@@ -143,7 +143,7 @@ def _stored_fragments(batches: Iterable[ShapeBatch], store: ArtefactStore, shelf
     """Each batch with its stored fragment placed on `shelf` (None: not stored whole), read, hashed and
     copied on threads a few batches ahead of the caller, who holds the one before (4 MB a batch)."""
     def read(batch: ShapeBatch) -> tuple[ShapeBatch, Placed | None]:
-        return batch, (shelf.place(stored) if (stored := _stored(batch.key, store)) is not None else None)
+        return batch, (shelf.place(stored) if (stored := store.stored(batch.key)) is not None else None)
 
     with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="segpipe-fragments") as pool:
         pending: deque[Future] = deque()
@@ -205,21 +205,12 @@ def shelve_class_annotations(items: pl.DataFrame, shelf: AnnotationShelf, taxono
         key = store_keys.coco_fragment(content_digest(FRAGMENT_FORMAT, b"classes", orjson.dumps(masks),
                                                       orjson.dumps(sorted(taxonomy.class_ids))))
         shelf.fragments.add(key)
-        if (stored := _stored(key, store)) is not None and shelf.shelve(stored):
+        if (stored := store.stored(key)) is not None and shelf.shelve(stored):
             continue
         fragment = encode_fragment((mask_key, annotation_tails(class_annotations(mask_key, store), taxonomy.class_ids))
                                    for mask_key in masks)
         store.write(key, fragment)
         shelf.shelve(fragment)
-
-
-def _stored(key: str, store: ArtefactStore) -> bytes | None:
-    """A stored fragment's bytes; None when there is none, or it went (a release build beside this
-    one pruned it, see store/release_build.py) between the lookup and the read."""
-    try:
-        return store.read(key) if store.exists(key) else None
-    except (FileNotFoundError, KeyError):  # an ObjectStore's, a dict's
-        return None
 
 
 def _part_group(items: pl.DataFrame) -> pl.Expr:

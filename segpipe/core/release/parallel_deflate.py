@@ -50,10 +50,7 @@ class DeflatedSegments:
         key = keys.deflated_segment(self._dataset, hashlib.sha256(segment).hexdigest(), level)
         with self._using:
             self._used.add(key)
-        try:
-            piece = unsealed(SEGMENT_FORMAT, self._store.read(key)) if self._store.exists(key) else None
-        except (FileNotFoundError, KeyError):
-            piece = None
+        piece = None if (stored := self._store.stored(key)) is None else unsealed(SEGMENT_FORMAT, stored)
         if piece is None:
             piece = _deflate_chunk(segment, b"", level, last=False)
             self._store.write(key, sealed(SEGMENT_FORMAT, piece))

@@ -77,15 +77,22 @@ class ArtefactStore:
                 f"writes it, which rewrites it: for a batch's masks, `segpipe batch retry {_batch_of(key)}`")
         return data
 
+    def stored(self, key: str) -> bytes | None:
+        """A memo's bytes; None when there is none, or it went between the lookup and the read (pruned
+        by a build beside this one, store/memo_prune.py), so the caller makes it again."""
+        try:
+            return self.read(key) if self.exists(key) else None
+        except (FileNotFoundError, KeyError):  # an ObjectStore's, a dict's
+            return None
+
     def recall(self, key: str) -> Any | None:
         """A JSON result remembered under a content-derived key, or None."""
-        if not self.exists(key):
+        data = self.stored(key)
+        if data is None:
             return None
         try:
-            return orjson.loads(self.read(key))
+            return orjson.loads(data)
         except orjson.JSONDecodeError:  # partly written: computed again and rewritten
-            return None
-        except (FileNotFoundError, KeyError):  # pruned by a build beside this one since (store/memo_prune.py)
             return None
 
     def recording(self) -> tuple["ArtefactStore", set[str]]:
